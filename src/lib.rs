@@ -1,0 +1,2 @@
+//! transhumance: move a web-hosting platform (sites, databases, mail, DNS) to a new datacenter.
+pub mod plan;

@@ -1,0 +1,202 @@
+//! The validated plan: names resolved, values parsed, ready for the engines.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::node::NodePath;
+use super::raw::{ConflictPolicy, DbEngine, ImapSecurity, OnFailure, VerifyMode};
+use super::secret::SecretRef;
+use super::template::Template;
+use super::units::SshTarget;
+
+/// A plan that passed validation.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    /// The plan file, as given on the command line.
+    pub file: PathBuf,
+    /// Directory relative paths in the plan are resolved against.
+    pub base_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub hosts: BTreeMap<String, Host>,
+    pub defaults: Defaults,
+    pub site_rules: Vec<SiteRule>,
+    pub databases: Vec<DatabaseRule>,
+    pub mail: Vec<MailRule>,
+    pub dns: Option<DnsSpec>,
+    pub cutover: Cutover,
+}
+
+impl Plan {
+    /// The host named `name` (validation guarantees every reference exists).
+    pub fn host(&self, name: &str) -> &Host {
+        &self.hosts[name]
+    }
+}
+
+/// How to reach a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub access: HostAccess,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostAccess {
+    Local,
+    Ssh(SshAccess),
+}
+
+/// Everything the system `ssh` needs to reach a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAccess {
+    pub target: SshTarget,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub options: Vec<String>,
+    pub agent_dir: String,
+}
+
+/// Defaults every unit inherits.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub jobs: usize,
+    /// Bytes per second, when limited.
+    pub bwlimit: Option<u64>,
+    pub verify: VerifyMode,
+}
+
+/// Where a site rule finds its sites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteSource {
+    Path(PathBuf),
+    Glob(String),
+}
+
+/// One `sites:` entry.
+#[derive(Debug, Clone)]
+pub struct SiteRule {
+    pub index: usize,
+    pub name: Option<String>,
+    pub source_host: String,
+    pub source: SiteSource,
+    pub target_host: String,
+    pub target_path: Template,
+    pub domains: Vec<Template>,
+    pub exclude: Vec<String>,
+    /// Where the rule stands in the plan, for errors found after expansion.
+    pub origin: NodePath,
+}
+
+/// One site after inventory expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub name: String,
+    pub rule: usize,
+    pub source_host: String,
+    pub source_path: PathBuf,
+    pub target_host: String,
+    pub target_path: PathBuf,
+    pub domains: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+/// How a database server is reached.
+#[derive(Debug, Clone)]
+pub struct DbServer {
+    pub host: String,
+    pub socket: Option<String>,
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<SecretRef>,
+}
+
+/// One `databases:` entry.
+#[derive(Debug, Clone)]
+pub struct DatabaseRule {
+    pub index: usize,
+    pub engine: DbEngine,
+    pub from: DbServer,
+    pub to: DbServer,
+    pub names: Vec<String>,
+    pub exclude: Vec<String>,
+    pub conflict: ConflictPolicy,
+}
+
+/// An IMAP server address with its security.
+#[derive(Debug, Clone)]
+pub struct ImapServer {
+    pub host: String,
+    pub port: u16,
+    pub security: ImapSecurity,
+}
+
+/// One `mail:` entry.
+#[derive(Debug, Clone)]
+pub enum MailRule {
+    Maildir {
+        index: usize,
+        from_host: String,
+        from_path: PathBuf,
+        to_host: String,
+        to_path: PathBuf,
+    },
+    Imap {
+        index: usize,
+        from: ImapServer,
+        to: ImapServer,
+        users_file: PathBuf,
+        max_connections: usize,
+    },
+}
+
+/// A TSIG key.
+#[derive(Debug, Clone)]
+pub struct Tsig {
+    pub name: String,
+    pub algorithm: String,
+    pub secret: SecretRef,
+}
+
+/// How DNS records are changed.
+#[derive(Debug, Clone)]
+pub enum DnsProvider {
+    Rfc2136 { server: SocketAddr, tsig: Option<Tsig> },
+    PowerDns { api_url: String, api_key: SecretRef },
+    ZoneFile { directory: PathBuf, reload: Option<Template> },
+}
+
+/// The `dns:` section.
+#[derive(Debug, Clone)]
+pub struct DnsSpec {
+    pub provider: DnsProvider,
+    pub zones: Vec<String>,
+    /// Authoritative servers that are read and verified.
+    pub nameservers: Vec<SocketAddr>,
+    pub switch: Vec<(IpAddr, IpAddr)>,
+    pub lower_ttl: Option<u32>,
+    pub verify_timeout: Duration,
+}
+
+/// The `cutover:` section with defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Cutover {
+    pub batch: usize,
+    pub at: Option<SystemTime>,
+    pub freeze: Option<Template>,
+    pub unfreeze: Option<Template>,
+    pub probe: Option<Probe>,
+    pub on_failure: OnFailure,
+}
+
+/// Post-switch HTTP probe.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub url: Template,
+    pub expect: Vec<u16>,
+    pub timeout: Duration,
+    pub compare_with_old: bool,
+}

@@ -1,0 +1,302 @@
+//! A YAML document as a tree of nodes that remember where they stand in the file.
+//!
+//! Serde stops at the first error; checking this tree instead lets `validate` report every
+//! mistake of a plan at once, each with its line and column.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_saphyr::Spanned;
+
+/// A position in the plan file: 1-based line and column, byte range for snippets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Loc {
+    pub line: u32,
+    pub column: u32,
+    #[serde(skip)]
+    pub offset: usize,
+    #[serde(skip)]
+    pub len: usize,
+}
+
+impl Loc {
+    pub fn is_known(&self) -> bool {
+        self.line > 0
+    }
+}
+
+impl From<&serde_saphyr::Location> for Loc {
+    fn from(l: &serde_saphyr::Location) -> Self {
+        let span = l.span();
+        Loc {
+            line: l.line() as u32,
+            column: l.column() as u32,
+            offset: span.byte_offset().unwrap_or(0) as usize,
+            len: span.byte_len().unwrap_or(0) as usize,
+        }
+    }
+}
+
+/// A YAML value with its location.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub value: Value,
+    pub loc: Loc,
+}
+
+/// The value of a node.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Value {
+    /// The JSON Schema type name this value satisfies first.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "number",
+            Value::Str(_) => "string",
+            Value::Seq(_) => "array",
+            Value::Map(_) => "object",
+        }
+    }
+}
+
+/// One step of a path into the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for Step {
+    fn from(s: &str) -> Self {
+        Step::Key(s.to_string())
+    }
+}
+
+impl From<usize> for Step {
+    fn from(i: usize) -> Self {
+        Step::Index(i)
+    }
+}
+
+/// A path into the plan, such as `sites[3].to.host`, for errors and lookups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodePath(pub Vec<Step>);
+
+impl NodePath {
+    pub fn root() -> Self {
+        NodePath(Vec::new())
+    }
+
+    pub fn key(&self, k: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(Step::Key(k.to_string()));
+        p
+    }
+
+    pub fn index(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(Step::Index(i));
+        p
+    }
+}
+
+impl fmt::Display for NodePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for step in &self.0 {
+            match step {
+                Step::Key(k) if first => write!(f, "{k}")?,
+                Step::Key(k) => write!(f, ".{k}")?,
+                Step::Index(i) => write!(f, "[{i}]")?,
+            }
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+impl Node {
+    /// Parses YAML text into a located tree.
+    ///
+    /// # Errors
+    /// Malformed YAML, with serde-saphyr's location.
+    pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
+        // serde-saphyr refuses duplicate keys by default, which a plan wants.
+        serde_saphyr::from_str::<Node>(text)
+    }
+
+    /// The child under `key` of a mapping node, with the key node.
+    pub fn get_entry(&self, key: &str) -> Option<(&Node, &Node)> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+                .map(|(k, v)| (k, v)),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.get_entry(key).map(|(_, v)| v)
+    }
+
+    /// The deepest node along `path`: the value itself when present, else the nearest parent.
+    pub fn locate(&self, path: &NodePath) -> Loc {
+        let mut node = self;
+        for step in &path.0 {
+            let next = match (step, &node.value) {
+                (Step::Key(k), _) => node.get(k),
+                (Step::Index(i), Value::Seq(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        node.loc
+    }
+
+    /// Location of the key `path`'s last step names (for "unknown key" style errors).
+    pub fn locate_key(&self, path: &NodePath) -> Loc {
+        let Some((Step::Key(last), parent)) = path.0.split_last() else {
+            return self.locate(path);
+        };
+        let mut node = self;
+        for step in parent {
+            let next = match (step, &node.value) {
+                (Step::Key(k), _) => node.get(k),
+                (Step::Index(i), Value::Seq(items)) => items.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => return node.loc,
+            }
+        }
+        node.get_entry(last).map(|(k, _)| k.loc).unwrap_or(node.loc)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<Value>::deserialize(deserializer)?;
+        Ok(Node {
+            loc: Loc::from(&spanned.referenced),
+            value: spanned.value,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Int(v.into()))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        Ok(Value::Int(i128::try_from(v).unwrap_or(i128::MAX)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Value::Seq(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some((k, v)) = map.next_entry::<Node, Node>()? {
+            entries.push((k, v));
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_know_their_line_and_column() {
+        let text = "version: 1\nsites:\n  - name: shop\n    to: { host: b, path: /x }\n";
+        let root = Node::parse(text).unwrap();
+        let path = NodePath::root().key("sites").index(0).key("to").key("host");
+        let loc = root.locate(&path);
+        assert_eq!((loc.line, loc.column), (4, 17));
+        assert_eq!(&text[loc.offset..loc.offset + loc.len], "b");
+        let key = root.locate_key(&NodePath::root().key("sites").index(0).key("name"));
+        assert_eq!((key.line, key.column), (3, 5));
+        assert_eq!(path.to_string(), "sites[0].to.host");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let err = Node::parse("a: 1\na: 2\n").unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
+    }
+}

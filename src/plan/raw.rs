@@ -1,0 +1,421 @@
+//! The plan file as written: serde + JSON Schema types, one struct per YAML mapping.
+//!
+//! These types are the single source of truth for the plan's shape: the JSON Schema that
+//! `transhumance schema` prints and the structural checker that reports every error at once
+//! are both derived from them. Doc comments here are what editors show on hover.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A migration plan: what moves from where to where, and how the cutover happens.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    /// Plan format version; only `1` exists.
+    pub version: u32,
+    /// Name of the migration, used in reports and as the default state directory name.
+    pub name: String,
+    /// Where the journal, locks and reports live. Relative paths are relative to the plan
+    /// file. Default: `.transhumance/<name>` beside the plan.
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    /// Hosts by name. The name `local` always exists and means this machine.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, RawHost>,
+    /// Settings every unit inherits unless it overrides them.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// Web sites: explicit ones, or one site per directory matched by a glob.
+    #[serde(default)]
+    pub sites: Vec<RawSiteRule>,
+    /// Database servers and which of their databases move.
+    #[serde(default)]
+    pub databases: Vec<RawDatabaseRule>,
+    /// Mail stores: Maildir trees or IMAP servers.
+    #[serde(default)]
+    pub mail: Vec<RawMailRule>,
+    /// DNS zones to switch from old addresses to new ones.
+    #[serde(default)]
+    pub dns: Option<RawDns>,
+    /// How the final switch happens.
+    #[serde(default)]
+    pub cutover: Option<RawCutover>,
+}
+
+/// How to reach a host: this machine (`local: true`) or OpenSSH.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// `true` for this machine (no ssh).
+    #[serde(default)]
+    pub local: bool,
+    /// `[user@]host[:port]`, resolved by the system `ssh` with your own `~/.ssh/config`
+    /// (ProxyJump, agents and certificates work as in your shell).
+    #[serde(default)]
+    pub ssh: Option<String>,
+    /// Identity file (`ssh -i`). `~` expands to your home directory.
+    #[serde(default)]
+    pub identity_file: Option<String>,
+    /// A known_hosts file to check this host's key against (`UserKnownHostsFile`).
+    #[serde(default)]
+    pub known_hosts: Option<String>,
+    /// Extra `ssh -o` options, such as `ConnectTimeout=10`.
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
+    /// Where the agent binary is kept on that host. Default `~/.cache/transhumance`.
+    #[serde(default)]
+    pub agent_dir: Option<String>,
+}
+
+/// Settings inherited by every unit.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Units moved in parallel (sites, databases, mailboxes). Default 4.
+    #[serde(default)]
+    pub jobs: Option<u32>,
+    /// Bandwidth limit per host pair, such as `200MiB/s` or `50MB/s`. Default: none.
+    #[serde(default)]
+    pub bwlimit: Option<String>,
+    /// End-to-end verification of what was written: `blake3` (default) or `none`.
+    #[serde(default)]
+    pub verify: Option<VerifyMode>,
+}
+
+/// Verification applied to written data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// BLAKE3 of every file, computed on both ends.
+    Blake3,
+    /// No verification (not recommended).
+    None,
+}
+
+/// One site, or a family of sites found by a glob.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSiteRule {
+    /// Site name. Required with `from.path`; with `from.glob` each matched directory's name
+    /// becomes `{name}`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where the site's files are now.
+    pub from: RawSiteSource,
+    /// Where they go. `path` may use `{name}`.
+    pub to: RawSiteTarget,
+    /// Domains served by the site, templates allowed (`{name}`, `www.{name}`).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Paths to leave out, rsync style: `cache/` (a directory), `*.tmp`, `/logs/` (anchored).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// The source of a site rule: one directory (`path`) or many (`glob`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSiteSource {
+    /// Host name from `hosts` (or `local`).
+    pub host: String,
+    /// One site directory.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A glob whose matching directories are one site each, such as `/var/www/*/`.
+    #[serde(default)]
+    pub glob: Option<String>,
+}
+
+/// The target of a site rule.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSiteTarget {
+    /// Host name from `hosts` (or `local`).
+    pub host: String,
+    /// Target directory; `{name}` is the site's name.
+    pub path: String,
+}
+
+/// Database engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DbEngine {
+    /// MariaDB or MySQL (`mariadb-dump`/`mysqldump`).
+    Mysql,
+    /// Same as `mysql`.
+    Mariadb,
+    /// PostgreSQL (`pg_dump`/`pg_restore`).
+    Postgres,
+}
+
+/// A database server and the databases that move from it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabaseRule {
+    /// `mysql`, `mariadb` or `postgres`.
+    pub engine: DbEngine,
+    /// The source server.
+    pub from: RawDbServer,
+    /// The target server.
+    pub to: RawDbServer,
+    /// Database names or globs (`site_*`). Default: every user database.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Names or globs to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// What to do when the target already has a database we did not create:
+    /// `fail` (default), `replace` or `skip`.
+    #[serde(default)]
+    pub conflict: Option<ConflictPolicy>,
+}
+
+/// What to do with a target database that exists and is not ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictPolicy {
+    /// Stop and report.
+    Fail,
+    /// Replace its contents.
+    Replace,
+    /// Leave it alone and report.
+    Skip,
+}
+
+/// How to reach a database server: its tools run on `host` (over ssh when remote).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDbServer {
+    /// Host where the server's client tools run.
+    pub host: String,
+    /// Unix socket path (MariaDB socket file, or PostgreSQL socket directory).
+    #[serde(default)]
+    pub socket: Option<String>,
+    /// TCP address as seen from that host. Default: the socket, or the tools' default.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// TCP port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// User name.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<String>,
+}
+
+/// Mail store layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MailLayout {
+    /// Maildir trees copied file by file (Dovecot layout).
+    Maildir,
+    /// IMAP server to IMAP server.
+    Imap,
+}
+
+/// A mail store that moves.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailRule {
+    /// `maildir` or `imap`.
+    pub layout: MailLayout,
+    /// The source store.
+    pub from: RawMailEndpoint,
+    /// The target store.
+    pub to: RawMailEndpoint,
+    /// IMAP only: a CSV file of users (`source_user,source_password,target_user,target_password`,
+    /// passwords as `env:VAR` or `file:PATH`). Relative to the plan file.
+    #[serde(default)]
+    pub users: Option<String>,
+    /// IMAP only: connections per server at most. Default 4.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+/// A Maildir tree (`host` + `path`) or an IMAP server (`server`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailEndpoint {
+    /// Maildir: host holding the tree.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Maildir: root of the tree (one subdirectory per mailbox, or per domain then user).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// IMAP: `host:port`.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// IMAP: `tls` (implicit, port 993), `starttls`, or `plain` (only for tests on loopback).
+    #[serde(default)]
+    pub security: Option<ImapSecurity>,
+}
+
+/// IMAP connection security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImapSecurity {
+    /// TLS from the first byte (IMAPS).
+    Tls,
+    /// Plain, then STARTTLS.
+    Starttls,
+    /// No encryption: passwords cross the network in clear.
+    Plain,
+}
+
+/// DNS: where the zones are edited, which zones, and which addresses switch.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// How records are changed.
+    pub provider: RawDnsProvider,
+    /// Zones to look at, such as `example.org`.
+    pub zones: Vec<String>,
+    /// Authoritative servers to read and verify (`ip[:port]`). Default: the provider's server.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// Address switches: every A/AAAA record holding `from` moves to `to`.
+    #[serde(default)]
+    pub switch: Vec<RawSwitch>,
+    /// TTL (seconds) set on switching records ahead of the cutover.
+    #[serde(default)]
+    pub lower_ttl: Option<u32>,
+    /// How long to wait for every authoritative server to serve new values, such as `2m`.
+    #[serde(default)]
+    pub verify_timeout: Option<String>,
+}
+
+/// A DNS provider.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsProvider {
+    /// `rfc2136` (dynamic updates), `powerdns` (HTTP API) or `zonefile`.
+    pub kind: DnsProviderKind,
+    /// rfc2136: primary server `ip[:port]` (port 53 by default).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// rfc2136: TSIG key used to sign updates.
+    #[serde(default)]
+    pub tsig: Option<RawTsig>,
+    /// powerdns: API base URL, such as `http://127.0.0.1:8081`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// powerdns: environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// powerdns: file holding the API key.
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    /// zonefile: directory holding `<zone>.zone` files.
+    #[serde(default)]
+    pub directory: Option<String>,
+    /// zonefile: command run after an edit, such as `rndc reload {zone}`.
+    #[serde(default)]
+    pub reload: Option<String>,
+}
+
+/// DNS provider kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsProviderKind {
+    /// RFC 2136 dynamic updates signed with TSIG (BIND, Knot, PowerDNS).
+    Rfc2136,
+    /// PowerDNS HTTP API.
+    Powerdns,
+    /// Zone files edited in place, then a reload command.
+    Zonefile,
+}
+
+/// A TSIG key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTsig {
+    /// Key name, such as `migrate.`.
+    pub name: String,
+    /// `hmac-sha256` (default) or `hmac-sha512`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// Environment variable holding the base64 secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// File holding the base64 secret.
+    #[serde(default)]
+    pub secret_file: Option<String>,
+}
+
+/// One address switch.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSwitch {
+    /// Old address.
+    pub from: String,
+    /// New address.
+    pub to: String,
+}
+
+/// The cutover policy.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCutover {
+    /// Sites per batch. Default 50.
+    #[serde(default)]
+    pub batch: Option<u32>,
+    /// Planned start of the cutover (RFC 3339, such as `2026-11-28T22:00:00Z`), used to warn
+    /// when TTLs cannot expire in time.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Command run on the source host to freeze a site (`{name}`, `{path}`, `{host}`).
+    #[serde(default)]
+    pub freeze: Option<RawHook>,
+    /// Command run on the source host to unfreeze a site after a rollback.
+    #[serde(default)]
+    pub unfreeze: Option<RawHook>,
+    /// Checks run after the switch.
+    #[serde(default)]
+    pub probe: Option<RawProbe>,
+    /// `rollback` (default) or `pause` when a check fails.
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
+}
+
+/// A command run on a host.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    /// Shell command, templates allowed.
+    pub run: String,
+}
+
+/// Post-switch checks.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// URL template fetched through the new address, such as `https://{domain}/`.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// Acceptable HTTP status codes. Default `[200]`.
+    #[serde(default)]
+    pub expect: Vec<u16>,
+    /// Timeout per probe, such as `10s`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Compare status and `<title>` with the old side. Default true.
+    #[serde(default)]
+    pub compare_with_old: Option<bool>,
+}
+
+/// What happens when a post-switch check fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Switch DNS back and unfreeze the source.
+    Rollback,
+    /// Wait for a human.
+    Pause,
+}

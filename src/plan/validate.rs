@@ -1,0 +1,736 @@
+//! From plan text to a validated `Plan`: YAML, structure, then meaning, every problem at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::diagnostic::{Issue, closest, sort_issues};
+use super::model::*;
+use super::node::{Loc, Node, NodePath};
+use super::raw::{self, ConflictPolicy, DnsProviderKind, ImapSecurity, MailLayout, OnFailure, RawPlan, VerifyMode};
+use super::secret::SecretRef;
+use super::template::Template;
+use super::units;
+
+/// The text of a plan file and the name errors call it by.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// A plan that loaded, with the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub plan: Plan,
+    pub source: SourceFile,
+    pub warnings: Vec<Issue>,
+    /// The located YAML tree, to place problems found later (after expansion).
+    pub tree: Node,
+}
+
+/// Why a plan could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plan `{}` has {} error(s)", source_file.name, issues.iter().filter(|i| i.is_error()).count())]
+    Invalid { source_file: SourceFile, issues: Vec<Issue> },
+}
+
+/// Reads and validates the plan at `path`.
+///
+/// # Errors
+/// The file cannot be read, or the plan has errors (all of them, sorted by position).
+pub fn load(path: &Path) -> Result<Loaded, PlanError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    parse(&text, &path.display().to_string(), path, &base)
+}
+
+/// Validates plan `text`; `name` is used in messages, `base_dir` resolves relative paths.
+///
+/// # Errors
+/// Every problem of the plan, sorted by position.
+pub fn parse(text: &str, name: &str, file: &Path, base_dir: &Path) -> Result<Loaded, PlanError> {
+    let source = SourceFile { name: name.to_string(), text: text.to_string() };
+    let invalid = |issues: Vec<Issue>| PlanError::Invalid { source_file: source.clone(), issues };
+    let tree = match Node::parse(text) {
+        Ok(t) => t,
+        Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
+    };
+    if matches!(tree.value, super::node::Value::Null) {
+        return Err(invalid(vec![Issue::error(Loc::default(), "", "the plan is empty: expected a mapping with `version: 1` and `name`")]));
+    }
+    let mut issues = super::schema_check::check(&tree, &super::json_schema());
+    if !issues.is_empty() {
+        sort_issues(&mut issues);
+        return Err(invalid(issues));
+    }
+    let raw: RawPlan = match serde_saphyr::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
+    };
+    let mut v = Validator { tree: &tree, issues: Vec::new() };
+    let plan = v.plan(raw, file, base_dir);
+    let mut issues = v.issues;
+    sort_issues(&mut issues);
+    if issues.iter().any(Issue::is_error) {
+        return Err(invalid(issues));
+    }
+    Ok(Loaded { plan, source, warnings: issues, tree })
+}
+
+fn yaml_issue(e: &serde_saphyr::Error, text: &str) -> Issue {
+    let loc = e
+        .location()
+        .map(|l| {
+            let mut loc = Loc::from(&l);
+            if loc.len == 0 {
+                loc.offset = line_col_offset(text, loc.line, loc.column);
+            }
+            loc
+        })
+        .unwrap_or_default();
+    // serde-saphyr's Display repeats the location and a snippet; keep the first line.
+    let msg = e.to_string();
+    let first = msg.lines().next().unwrap_or("invalid YAML").to_string();
+    Issue::error(loc, "", first)
+}
+
+fn line_col_offset(text: &str, line: u32, col: u32) -> usize {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line as usize {
+            return offset + l.char_indices().nth(col.saturating_sub(1) as usize).map_or(0, |(b, _)| b);
+        }
+        offset += l.len();
+    }
+    offset
+}
+
+struct Validator<'t> {
+    tree: &'t Node,
+    issues: Vec<Issue>,
+}
+
+const SITE_VARS: &[&str] = &["name"];
+const HOOK_VARS: &[&str] = &["name", "path", "host", "target_path", "target_host"];
+const PROBE_VARS: &[&str] = &["name", "domain"];
+
+impl Validator<'_> {
+    fn error(&mut self, path: &NodePath, message: impl Into<String>) -> &mut Issue {
+        self.issues.push(Issue::error(self.tree.locate(path), path, message));
+        self.issues.last_mut().expect("just pushed")
+    }
+
+    fn warning(&mut self, path: &NodePath, message: impl Into<String>) {
+        self.issues.push(Issue::warning(self.tree.locate(path), path, message));
+    }
+
+    fn plan(&mut self, raw: RawPlan, file: &Path, base_dir: &Path) -> Plan {
+        let root = NodePath::root();
+        if raw.version != 1 {
+            self.error(&root.key("version"), format!("unsupported plan version {}: expected `1`", raw.version));
+        }
+        if raw.name.trim().is_empty() || raw.name.contains('/') {
+            self.error(&root.key("name"), "expected a non-empty name without `/`");
+        }
+        let hosts = self.hosts(&raw.hosts, base_dir);
+        let defaults = self.defaults(&raw.defaults);
+        let site_rules = raw
+            .sites
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.site_rule(i, s, &hosts))
+            .collect::<Vec<_>>();
+        self.explicit_site_overlaps(&site_rules);
+        let databases = raw
+            .databases
+            .iter()
+            .enumerate()
+            .map(|(i, d)| self.database(i, d, &hosts, base_dir))
+            .collect();
+        let mail = raw
+            .mail
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| self.mail(i, m, &hosts, base_dir))
+            .collect();
+        let dns = raw.dns.as_ref().and_then(|d| self.dns(d, base_dir));
+        let cutover = self.cutover(raw.cutover.as_ref().unwrap_or(&raw::RawCutover::default()));
+        let state_dir = match &raw.state_dir {
+            Some(d) => resolve(base_dir, d),
+            None => base_dir.join(".transhumance").join(&raw.name),
+        };
+        Plan {
+            name: raw.name,
+            file: file.to_path_buf(),
+            base_dir: base_dir.to_path_buf(),
+            state_dir,
+            hosts,
+            defaults,
+            site_rules,
+            databases,
+            mail,
+            dns,
+            cutover,
+        }
+    }
+
+    fn hosts(&mut self, raw: &BTreeMap<String, raw::RawHost>, base_dir: &Path) -> BTreeMap<String, Host> {
+        let mut hosts = BTreeMap::new();
+        hosts.insert("local".to_string(), Host { name: "local".into(), access: HostAccess::Local });
+        for (name, h) in raw {
+            let path = NodePath::root().key("hosts").key(name);
+            // A host with errors is still known by name, so its users do not cascade errors.
+            hosts.insert(name.clone(), Host { name: name.clone(), access: HostAccess::Local });
+            let access = match (&h.ssh, h.local) {
+                (Some(_), true) => {
+                    self.error(&path, format!("host `{name}` sets both `local: true` and `ssh`: choose one"));
+                    continue;
+                }
+                (None, false) => {
+                    self.error(&path, format!("host `{name}` needs `ssh: [user@]host[:port]` or `local: true`"));
+                    continue;
+                }
+                (None, true) => HostAccess::Local,
+                (Some(ssh), false) => match units::parse_ssh_target(ssh) {
+                    Ok(target) => HostAccess::Ssh(SshAccess {
+                        target,
+                        identity_file: h.identity_file.as_deref().map(|p| resolve(base_dir, p)),
+                        known_hosts: h.known_hosts.as_deref().map(|p| resolve(base_dir, p)),
+                        options: h.ssh_options.clone(),
+                        agent_dir: h.agent_dir.clone().unwrap_or_else(|| "~/.cache/transhumance".into()),
+                    }),
+                    Err(e) => {
+                        self.error(&path.key("ssh"), e);
+                        continue;
+                    }
+                },
+            };
+            for (i, opt) in h.ssh_options.iter().enumerate() {
+                if !opt.contains('=') || opt.starts_with('-') {
+                    self.error(&path.key("ssh_options").index(i), format!("expected an option such as `ConnectTimeout=10`, found `{opt}`"));
+                }
+            }
+            if name == "local" && !matches!(access, HostAccess::Local) {
+                self.error(&path, "the name `local` is reserved for this machine");
+            }
+            hosts.insert(name.clone(), Host { name: name.clone(), access });
+        }
+        hosts
+    }
+
+    fn host_ref(&mut self, path: &NodePath, name: &str, hosts: &BTreeMap<String, Host>) -> bool {
+        if hosts.contains_key(name) {
+            return true;
+        }
+        let issue = self.error(path, format!("unknown host `{name}`"));
+        let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+        match closest(name, known.iter().copied()) {
+            Some(best) => issue.help = Some(format!("did you mean `{best}`? hosts are defined under `hosts:`")),
+            None => issue.help = Some(format!("defined hosts: {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))),
+        }
+        false
+    }
+
+    fn defaults(&mut self, raw: &raw::RawDefaults) -> Defaults {
+        let path = NodePath::root().key("defaults");
+        let jobs = match raw.jobs {
+            Some(0) => {
+                self.error(&path.key("jobs"), "expected at least 1 job");
+                1
+            }
+            Some(n) => n as usize,
+            None => 4,
+        };
+        let bwlimit = raw.bwlimit.as_deref().and_then(|b| match units::parse_rate(b) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.error(&path.key("bwlimit"), e);
+                None
+            }
+        });
+        Defaults { jobs, bwlimit, verify: raw.verify.unwrap_or(VerifyMode::Blake3) }
+    }
+
+    fn site_rule(&mut self, index: usize, raw: &raw::RawSiteRule, hosts: &BTreeMap<String, Host>) -> Option<SiteRule> {
+        let path = NodePath::root().key("sites").index(index);
+        let mut ok = self.host_ref(&path.key("from").key("host"), &raw.from.host, hosts);
+        ok &= self.host_ref(&path.key("to").key("host"), &raw.to.host, hosts);
+        let source = match (&raw.from.path, &raw.from.glob) {
+            (Some(p), None) => {
+                if raw.name.is_none() {
+                    self.error(&path, "a site with `from.path` needs a `name`");
+                    ok = false;
+                }
+                self.absolute(&path.key("from").key("path"), p);
+                SiteSource::Path(PathBuf::from(p))
+            }
+            (None, Some(g)) => {
+                if let Err(e) = globset::GlobBuilder::new(g.trim_end_matches('/')).literal_separator(true).build() {
+                    self.error(&path.key("from").key("glob"), format!("invalid glob: {e}"));
+                    ok = false;
+                }
+                self.absolute(&path.key("from").key("glob"), g);
+                SiteSource::Glob(g.clone())
+            }
+            (Some(_), Some(_)) => {
+                self.error(&path.key("from"), "set either `path` (one site) or `glob` (one site per directory), not both");
+                return None;
+            }
+            (None, None) => {
+                self.error(&path.key("from"), "expected `path` (one site) or `glob` (one site per directory)");
+                return None;
+            }
+        };
+        let target_path = match Template::parse(&raw.to.path, SITE_VARS) {
+            Ok(t) => {
+                if matches!(source, SiteSource::Glob(_)) && !t.uses("name") {
+                    self.error(&path.key("to").key("path"), "every site of a glob would land in the same directory")
+                        .help = Some(format!("use `{{name}}`, such as `{}/{{name}}/`", raw.to.path.trim_end_matches('/')));
+                    ok = false;
+                }
+                self.absolute(&path.key("to").key("path"), &raw.to.path);
+                Some(t)
+            }
+            Err(e) => {
+                self.error(&path.key("to").key("path"), e);
+                None
+            }
+        };
+        let mut domains = Vec::new();
+        for (i, d) in raw.domains.iter().enumerate() {
+            match Template::parse(d, SITE_VARS) {
+                Ok(t) => domains.push(t),
+                Err(e) => {
+                    self.error(&path.key("domains").index(i), e);
+                    ok = false;
+                }
+            }
+        }
+        if let Some(name) = &raw.name
+            && (name.is_empty() || name.contains('/'))
+        {
+            self.error(&path.key("name"), "expected a site name without `/`");
+        }
+        (ok && target_path.is_some()).then(|| SiteRule {
+            index,
+            name: raw.name.clone(),
+            source_host: raw.from.host.clone(),
+            source,
+            target_host: raw.to.host.clone(),
+            target_path: target_path.expect("checked"),
+            domains,
+            exclude: raw.exclude.clone(),
+            origin: path,
+        })
+    }
+
+    fn absolute(&mut self, path: &NodePath, p: &str) {
+        if !p.starts_with('/') {
+            self.error(path, format!("expected an absolute path, found `{p}`"));
+        }
+    }
+
+    fn explicit_site_overlaps(&mut self, rules: &[SiteRule]) {
+        let explicit: Vec<(&SiteRule, String)> = rules
+            .iter()
+            .filter(|r| matches!(r.source, SiteSource::Path(_)))
+            .map(|r| (r, r.target_path.render_name(r.name.as_deref().unwrap_or(""))))
+            .collect();
+        for (i, (a, pa)) in explicit.iter().enumerate() {
+            for (b, pb) in &explicit[i + 1..] {
+                if a.target_host == b.target_host && paths_overlap(Path::new(pa), Path::new(pb)) {
+                    let other = b.origin.clone();
+                    self.error(&other.key("to").key("path"), format!("target `{pb}` overlaps the target `{pa}` of `{}` on host `{}`", a.origin, a.target_host));
+                }
+            }
+        }
+    }
+
+    fn secret(&mut self, path: &NodePath, env: &Option<String>, file: &Option<String>, base_dir: &Path, what: &str) -> Option<SecretRef> {
+        match (env, file) {
+            (Some(_), Some(_)) => {
+                self.error(path, format!("{what}: set either the `_env` or the `_file` key, not both"));
+                None
+            }
+            (Some(var), None) => {
+                let r = SecretRef::Env(var.clone());
+                if let Err(e) = r.resolve() {
+                    self.warning(path, format!("{what}: {e} (needed when the plan runs)"));
+                }
+                Some(r)
+            }
+            (None, Some(f)) => Some(SecretRef::File(resolve(base_dir, f))),
+            (None, None) => None,
+        }
+    }
+
+    fn database(&mut self, index: usize, raw: &raw::RawDatabaseRule, hosts: &BTreeMap<String, Host>, base_dir: &Path) -> DatabaseRule {
+        let path = NodePath::root().key("databases").index(index);
+        let server = |v: &mut Self, side: &str, s: &raw::RawDbServer| {
+            let p = path.key(side);
+            v.host_ref(&p.key("host"), &s.host, hosts);
+            let password = v.secret(&p.key("password_env"), &s.password_env, &s.password_file, base_dir, &format!("password of `{}`", p));
+            DbServer {
+                host: s.host.clone(),
+                socket: s.socket.clone(),
+                address: s.address.clone(),
+                port: s.port,
+                user: s.user.clone(),
+                password,
+            }
+        };
+        let from = server(self, "from", &raw.from);
+        let to = server(self, "to", &raw.to);
+        for (i, n) in raw.names.iter().chain(&raw.exclude).enumerate() {
+            if globset::Glob::new(n).is_err() {
+                self.error(&path.key("names").index(i), format!("invalid database name pattern `{n}`"));
+            }
+        }
+        DatabaseRule {
+            index,
+            engine: raw.engine,
+            from,
+            to,
+            names: raw.names.clone(),
+            exclude: raw.exclude.clone(),
+            conflict: raw.conflict.unwrap_or(ConflictPolicy::Fail),
+        }
+    }
+
+    fn mail(&mut self, index: usize, raw: &raw::RawMailRule, hosts: &BTreeMap<String, Host>, base_dir: &Path) -> Option<MailRule> {
+        let path = NodePath::root().key("mail").index(index);
+        match raw.layout {
+            MailLayout::Maildir => {
+                let side = |v: &mut Self, name: &str, e: &raw::RawMailEndpoint| -> Option<(String, PathBuf)> {
+                    let p = path.key(name);
+                    if e.server.is_some() {
+                        v.error(&p.key("server"), "`server` is for `layout: imap`; a Maildir needs `host` and `path`");
+                    }
+                    let host = match &e.host {
+                        Some(h) => v.host_ref(&p.key("host"), h, hosts).then(|| h.clone()),
+                        None => {
+                            v.error(&p, "a Maildir store needs `host`");
+                            None
+                        }
+                    };
+                    let dir = match &e.path {
+                        Some(d) => {
+                            v.absolute(&p.key("path"), d);
+                            Some(PathBuf::from(d))
+                        }
+                        None => {
+                            v.error(&p, "a Maildir store needs `path`");
+                            None
+                        }
+                    };
+                    Some((host?, dir?))
+                };
+                let from = side(self, "from", &raw.from);
+                let to = side(self, "to", &raw.to);
+                let ((from_host, from_path), (to_host, to_path)) = (from?, to?);
+                Some(MailRule::Maildir { index, from_host, from_path, to_host, to_path })
+            }
+            MailLayout::Imap => {
+                let side = |v: &mut Self, name: &str, e: &raw::RawMailEndpoint| -> Option<ImapServer> {
+                    let p = path.key(name);
+                    if e.host.is_some() || e.path.is_some() {
+                        v.error(&p, "`host` and `path` are for `layout: maildir`; an IMAP store needs `server`");
+                    }
+                    let security = e.security.unwrap_or(ImapSecurity::Tls);
+                    let Some(server) = &e.server else {
+                        v.error(&p, "an IMAP store needs `server: host[:port]`");
+                        return None;
+                    };
+                    let default_port = if security == ImapSecurity::Tls { 993 } else { 143 };
+                    match units::parse_ssh_target(server) {
+                        Ok(t) if t.user.is_none() => Some(ImapServer { host: t.host, port: t.port.unwrap_or(default_port), security }),
+                        _ => {
+                            v.error(&p.key("server"), format!("expected `host[:port]`, found `{server}`"));
+                            None
+                        }
+                    }
+                };
+                let from = side(self, "from", &raw.from);
+                let to = side(self, "to", &raw.to);
+                let users_file = match &raw.users {
+                    Some(u) => Some(resolve(base_dir, u)),
+                    None => {
+                        self.error(&path, "an IMAP move needs `users: FILE.csv` (source_user,source_password,target_user,target_password)");
+                        None
+                    }
+                };
+                let max_connections = match raw.max_connections {
+                    Some(0) => {
+                        self.error(&path.key("max_connections"), "expected at least 1");
+                        1
+                    }
+                    Some(n) => n as usize,
+                    None => 4,
+                };
+                Some(MailRule::Imap { index, from: from?, to: to?, users_file: users_file?, max_connections })
+            }
+        }
+    }
+
+    fn dns(&mut self, raw: &raw::RawDns, base_dir: &Path) -> Option<DnsSpec> {
+        let path = NodePath::root().key("dns");
+        let pp = path.key("provider");
+        let p = &raw.provider;
+        let provider = match p.kind {
+            DnsProviderKind::Rfc2136 => {
+                let server = match &p.server {
+                    Some(s) => units::parse_server(s, 53).map_err(|e| self.error(&pp.key("server"), e).clone()).ok(),
+                    None => {
+                        self.error(&pp, "an `rfc2136` provider needs `server: ip[:port]`");
+                        None
+                    }
+                };
+                let tsig = p.tsig.as_ref().and_then(|t| {
+                    let tp = pp.key("tsig");
+                    let algorithm = t.algorithm.clone().unwrap_or_else(|| "hmac-sha256".into());
+                    if !["hmac-sha256", "hmac-sha512", "hmac-sha384"].contains(&algorithm.as_str()) {
+                        self.error(&tp.key("algorithm"), format!("unsupported TSIG algorithm `{algorithm}`: expected `hmac-sha256`, `hmac-sha384` or `hmac-sha512`"));
+                    }
+                    let secret = self.secret(&tp.key("secret_env"), &t.secret_env, &t.secret_file, base_dir, "TSIG secret");
+                    if secret.is_none() {
+                        self.error(&tp, "a TSIG key needs `secret_env` or `secret_file`");
+                    }
+                    Some(Tsig { name: t.name.clone(), algorithm, secret: secret? })
+                });
+                if p.tsig.is_none() {
+                    self.warning(&pp, "no `tsig`: updates will be unsigned, which servers usually refuse");
+                }
+                self.unused(&pp, &[("api_url", p.api_url.is_some()), ("directory", p.directory.is_some())], "rfc2136");
+                DnsProvider::Rfc2136 { server: server?, tsig }
+            }
+            DnsProviderKind::Powerdns => {
+                let key = self.secret(&pp.key("api_key_env"), &p.api_key_env, &p.api_key_file, base_dir, "PowerDNS API key");
+                if key.is_none() {
+                    self.error(&pp, "a `powerdns` provider needs `api_key_env` or `api_key_file`");
+                }
+                let Some(url) = &p.api_url else {
+                    self.error(&pp, "a `powerdns` provider needs `api_url`, such as `http://127.0.0.1:8081`");
+                    return None;
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    self.error(&pp.key("api_url"), format!("expected an http(s) URL, found `{url}`"));
+                }
+                DnsProvider::PowerDns { api_url: url.clone(), api_key: key? }
+            }
+            DnsProviderKind::Zonefile => {
+                let Some(dir) = &p.directory else {
+                    self.error(&pp, "a `zonefile` provider needs `directory`");
+                    return None;
+                };
+                let reload = p.reload.as_deref().and_then(|r| Template::parse(r, &["zone"]).map_err(|e| self.error(&pp.key("reload"), e).clone()).ok());
+                DnsProvider::ZoneFile { directory: resolve(base_dir, dir), reload }
+            }
+        };
+        if raw.zones.is_empty() {
+            self.error(&path.key("zones"), "expected at least one zone");
+        }
+        let mut seen = HashMap::new();
+        for (i, z) in raw.zones.iter().enumerate() {
+            let zone = normalize_zone(z);
+            if zone.is_empty() || zone.contains(' ') || zone.contains('/') {
+                self.error(&path.key("zones").index(i), format!("`{z}` is not a zone name"));
+            }
+            if let Some(first) = seen.insert(zone.clone(), i) {
+                self.error(&path.key("zones").index(i), format!("zone `{zone}` is listed twice (also at zones[{first}])"));
+            }
+        }
+        let mut nameservers = Vec::new();
+        for (i, s) in raw.nameservers.iter().enumerate() {
+            match units::parse_server(s, 53) {
+                Ok(a) => nameservers.push(a),
+                Err(e) => {
+                    self.error(&path.key("nameservers").index(i), e);
+                }
+            }
+        }
+        if nameservers.is_empty()
+            && let DnsProvider::Rfc2136 { server, .. } = &provider
+        {
+            nameservers.push(*server);
+        }
+        let mut switch = Vec::new();
+        for (i, s) in raw.switch.iter().enumerate() {
+            let sp = path.key("switch").index(i);
+            let from = s.from.parse::<IpAddr>().map_err(|_| self.error(&sp.key("from"), format!("`{}` is not an IP address", s.from)).clone());
+            let to = s.to.parse::<IpAddr>().map_err(|_| self.error(&sp.key("to"), format!("`{}` is not an IP address", s.to)).clone());
+            if let (Ok(f), Ok(t)) = (from, to) {
+                if f.is_ipv4() != t.is_ipv4() {
+                    self.error(&sp, format!("`{f}` and `{t}` are not of the same family: an A record cannot become AAAA"));
+                } else if switch.iter().any(|(o, _)| *o == f) {
+                    self.error(&sp.key("from"), format!("`{f}` is switched twice"));
+                } else {
+                    switch.push((f, t));
+                }
+            }
+        }
+        if let Some(0) = raw.lower_ttl {
+            self.error(&path.key("lower_ttl"), "a TTL of 0 disables caching entirely: expected 30 or more");
+        }
+        let verify_timeout = match &raw.verify_timeout {
+            Some(t) => units::parse_duration(t).map_err(|e| self.error(&path.key("verify_timeout"), e).clone()).unwrap_or_default(),
+            None => Duration::from_secs(120),
+        };
+        Some(DnsSpec {
+            provider,
+            zones: raw.zones.iter().map(|z| normalize_zone(z)).collect(),
+            nameservers,
+            switch,
+            lower_ttl: raw.lower_ttl,
+            verify_timeout,
+        })
+    }
+
+    fn unused(&mut self, path: &NodePath, keys: &[(&str, bool)], kind: &str) {
+        for (k, set) in keys {
+            if *set {
+                self.warning(&path.key(k), format!("`{k}` is ignored by a `{kind}` provider"));
+            }
+        }
+    }
+
+    fn cutover(&mut self, raw: &raw::RawCutover) -> Cutover {
+        let path = NodePath::root().key("cutover");
+        let batch = match raw.batch {
+            Some(0) => {
+                self.error(&path.key("batch"), "expected a batch of at least 1 site");
+                1
+            }
+            Some(n) => n as usize,
+            None => 50,
+        };
+        let at = raw.at.as_deref().and_then(|t| units::parse_time(t).map_err(|e| self.error(&path.key("at"), e).clone()).ok());
+        let hook = |v: &mut Self, name: &str, h: &Option<raw::RawHook>| {
+            h.as_ref().and_then(|h| Template::parse(&h.run, HOOK_VARS).map_err(|e| v.error(&path.key(name).key("run"), e).clone()).ok())
+        };
+        let freeze = hook(self, "freeze", &raw.freeze);
+        let unfreeze = hook(self, "unfreeze", &raw.unfreeze);
+        if freeze.is_some() && unfreeze.is_none() {
+            self.warning(&path.key("freeze"), "a `freeze` without `unfreeze`: a rollback cannot reopen the old site by itself");
+        }
+        let probe = raw.probe.as_ref().and_then(|p| {
+            let pp = path.key("probe");
+            let url = match &p.http {
+                Some(u) => match Template::parse(u, PROBE_VARS) {
+                    Ok(t) if u.starts_with("http://") || u.starts_with("https://") => Some(t),
+                    Ok(_) => {
+                        self.error(&pp.key("http"), format!("expected an http(s) URL template, found `{u}`"));
+                        None
+                    }
+                    Err(e) => {
+                        self.error(&pp.key("http"), e);
+                        None
+                    }
+                },
+                None => {
+                    self.error(&pp, "a probe needs `http`, such as `https://{domain}/`");
+                    None
+                }
+            };
+            for (i, code) in p.expect.iter().enumerate() {
+                if !(100..=599).contains(code) {
+                    self.error(&pp.key("expect").index(i), format!("`{code}` is not an HTTP status"));
+                }
+            }
+            let timeout = match &p.timeout {
+                Some(t) => units::parse_duration(t).map_err(|e| self.error(&pp.key("timeout"), e).clone()).unwrap_or_default(),
+                None => Duration::from_secs(10),
+            };
+            Some(Probe {
+                url: url?,
+                expect: if p.expect.is_empty() { vec![200] } else { p.expect.clone() },
+                timeout,
+                compare_with_old: p.compare_with_old.unwrap_or(true),
+            })
+        });
+        Cutover { batch, at, freeze, unfreeze, probe, on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback) }
+    }
+}
+
+/// Zone names are compared without the trailing dot and in lower case.
+pub fn normalize_zone(z: &str) -> String {
+    z.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let expanded = match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(rest)).unwrap_or_else(|| PathBuf::from(p)),
+        None => PathBuf::from(p),
+    };
+    if expanded.is_absolute() { expanded } else { base.join(expanded) }
+}
+
+/// Whether one directory contains the other (or they are the same), compared by components.
+pub fn paths_overlap(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<Issue> {
+        match parse(text, "plan.yaml", Path::new("plan.yaml"), Path::new("/tmp")) {
+            Ok(l) => l.warnings,
+            Err(PlanError::Invalid { issues, .. }) => issues,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let issues = errors(
+            "version: 1\nname: t\nhosts:\n  web: { ssh: 'root@web:99999' }\nsites:\n  - from: { host: wbe, glob: /var/www/*/ }\n    to: { host: local, path: /srv/www/ }\n",
+        );
+        let msgs: Vec<_> = issues.iter().map(|i| (i.loc.line, i.message.clone())).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:#?}");
+        assert!(msgs[0].0 == 4 && msgs[0].1.contains("not a port"), "{msgs:#?}");
+        assert!(msgs[1].0 == 6 && msgs[1].1.contains("unknown host `wbe`"), "{msgs:#?}");
+        assert_eq!(issues[1].help.as_deref(), Some("did you mean `web`? hosts are defined under `hosts:`"));
+        assert!(msgs[2].0 == 7 && msgs[2].1.contains("same directory"), "{msgs:#?}");
+    }
+
+    #[test]
+    fn overlapping_explicit_targets_are_refused() {
+        let issues = errors(
+            "version: 1\nname: t\nsites:\n  - { name: a, from: { host: local, path: /a }, to: { host: local, path: /srv/a } }\n  - { name: b, from: { host: local, path: /b }, to: { host: local, path: /srv/a/b } }\n",
+        );
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert!(issues[0].message.contains("overlaps"));
+        assert_eq!(issues[0].loc.line, 5);
+    }
+
+    #[test]
+    fn unset_secret_is_a_warning_only() {
+        let issues = errors(
+            "version: 1\nname: t\ndatabases:\n  - engine: mariadb\n    from: { host: local, password_env: TRANSHUMANCE_TEST_UNSET_PW }\n    to: { host: local }\n",
+        );
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].severity, super::super::diagnostic::Severity::Warning);
+        assert!(issues[0].message.contains("TRANSHUMANCE_TEST_UNSET_PW"));
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_a_place() {
+        let issues = errors("version: 1\nname: [unclosed\n");
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].loc.line >= 2, "{issues:#?}");
+    }
+}
