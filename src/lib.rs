@@ -1,2 +1,11 @@
 //! transhumance: move a web-hosting platform (sites, databases, mail, DNS) to a new datacenter.
+pub mod cli;
+pub mod db;
+pub mod dns;
+pub mod event;
+pub mod lifecycle;
+pub mod mail;
 pub mod plan;
+pub mod report;
+pub mod transport;
+pub mod tree;

@@ -14,6 +14,7 @@ pub mod validate;
 
 pub use diagnostic::{Issue, Severity};
 pub use model::*;
+pub use node::NodePath;
 pub use validate::{Loaded, PlanError, SourceFile, load, parse};
 
 /// The plan's JSON Schema (draft-07), for editors through yaml-language-server.

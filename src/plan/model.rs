@@ -164,9 +164,18 @@ pub struct Tsig {
 /// How DNS records are changed.
 #[derive(Debug, Clone)]
 pub enum DnsProvider {
-    Rfc2136 { server: SocketAddr, tsig: Option<Tsig> },
-    PowerDns { api_url: String, api_key: SecretRef },
-    ZoneFile { directory: PathBuf, reload: Option<Template> },
+    Rfc2136 {
+        server: SocketAddr,
+        tsig: Option<Tsig>,
+    },
+    PowerDns {
+        api_url: String,
+        api_key: SecretRef,
+    },
+    ZoneFile {
+        directory: PathBuf,
+        reload: Option<Template>,
+    },
 }
 
 /// The `dns:` section.

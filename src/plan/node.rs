@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// A position in the plan file: 1-based line and column, byte range for snippets.
@@ -188,6 +188,50 @@ impl Node {
             }
         }
         node.get_entry(last).map(|(k, _)| k.loc).unwrap_or(node.loc)
+    }
+}
+
+impl Node {
+    /// The tree as JSON, leaving out the nodes at `skip` paths (values that failed the schema),
+    /// so the rest of a broken plan can still be checked for meaning.
+    pub fn to_json_without(&self, skip: &std::collections::HashSet<String>) -> serde_json::Value {
+        self.to_json_at(&NodePath::root(), skip)
+    }
+
+    fn to_json_at(
+        &self,
+        path: &NodePath,
+        skip: &std::collections::HashSet<String>,
+    ) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(n) => i64::try_from(*n).map(J::from).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !skip.contains(&path.index(*i).to_string()))
+                    .map(|(i, n)| n.to_json_at(&path.index(i), skip))
+                    .collect(),
+            ),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .filter_map(|(k, v)| match &k.value {
+                        Value::Str(key) if !skip.contains(&path.key(key).to_string()) => {
+                            Some((key.clone(), v.to_json_at(&path.key(key), skip)))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+        }
     }
 }
 

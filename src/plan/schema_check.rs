@@ -60,7 +60,11 @@ impl<'s> Checker<'s> {
             out.push(Issue::error(
                 node.loc,
                 path,
-                format!("expected {}, found {}", expected_types(types), describe(node)),
+                format!(
+                    "expected {}, found {}",
+                    expected_types(types),
+                    describe(node)
+                ),
             ));
             return;
         }
@@ -108,22 +112,38 @@ impl<'s> Checker<'s> {
         let branches: Vec<&Json> = branches
             .iter()
             .map(|b| self.resolve(b))
-            .filter(|b| !(b.get("type") == Some(&Json::from("null")) && !matches!(node.value, Value::Null)))
+            .filter(|b| {
+                b.get("type") != Some(&Json::from("null")) || matches!(node.value, Value::Null)
+            })
             .collect();
-        let constants: Vec<String> = branches.iter().filter_map(|b| b.get("const")).map(plain).collect();
+        let constants: Vec<String> = branches
+            .iter()
+            .filter_map(|b| b.get("const"))
+            .map(plain)
+            .collect();
         if !constants.is_empty() && constants.len() == branches.len() {
-            if !branches.iter().any(|b| b.get("const").is_some_and(|c| json_eq(node, c))) {
+            if !branches
+                .iter()
+                .any(|b| b.get("const").is_some_and(|c| json_eq(node, c)))
+            {
                 let found = scalar_text(node);
                 let mut issue = Issue::error(
                     node.loc,
                     path,
                     format!(
                         "expected one of {}, found {}",
-                        constants.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+                        constants
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         describe(node)
                     ),
                 );
-                if let Some(best) = found.as_deref().and_then(|f| closest(f, constants.iter().map(String::as_str))) {
+                if let Some(best) = found
+                    .as_deref()
+                    .and_then(|f| closest(f, constants.iter().map(String::as_str)))
+                {
                     issue = issue.with_help(format!("did you mean `{best}`?"));
                 }
                 out.push(issue);
@@ -156,7 +176,11 @@ impl<'s> Checker<'s> {
         let additional = schema.get("additionalProperties");
         for (key, value) in entries {
             let Value::Str(name) = &key.value else {
-                out.push(Issue::error(key.loc, path, format!("expected a text key, found {}", describe(key))));
+                out.push(Issue::error(
+                    key.loc,
+                    path,
+                    format!("expected a text key, found {}", describe(key)),
+                ));
                 continue;
             };
             let child_path = path.key(name);
@@ -166,7 +190,9 @@ impl<'s> Checker<'s> {
             }
             match additional {
                 Some(Json::Bool(false)) => {
-                    let known: Vec<&str> = properties.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+                    let known: Vec<&str> = properties
+                        .map(|p| p.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
                     let mut issue = Issue::error(
                         key.loc,
                         &child_path,
@@ -176,7 +202,11 @@ impl<'s> Checker<'s> {
                         Some(best) => issue.with_help(format!("did you mean `{best}`?")),
                         None => issue.with_help(format!(
                             "expected one of {}",
-                            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            known
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                     };
                     out.push(issue);
@@ -200,7 +230,11 @@ impl<'s> Checker<'s> {
 }
 
 fn where_(path: &NodePath) -> String {
-    if path.0.is_empty() { " at the top level".into() } else { format!(" in `{path}`") }
+    if path.0.is_empty() {
+        " at the top level".into()
+    } else {
+        format!(" in `{path}`")
+    }
 }
 
 fn type_matches(node: &Node, types: &Json) -> bool {
@@ -304,15 +338,28 @@ mod tests {
         let found = issues(
             "version: 1\nname: x\ndefaults: { jobs: many, verify: blake2 }\nsites:\n  - from: { host: a, path: /x }\n    to: { host: b, path: /y }\n    exlude: [a]\n",
         );
-        let lines: Vec<_> = found.iter().map(|i| (i.loc.line, i.loc.column, i.message.as_str(), i.help.clone())).collect();
+        let lines: Vec<_> = found
+            .iter()
+            .map(|i| (i.loc.line, i.loc.column, i.message.as_str(), i.help.clone()))
+            .collect();
         assert_eq!(lines.len(), 3, "{lines:#?}");
-        assert!(lines.iter().any(|l| l.0 == 3 && l.2.contains("expected a whole number")), "{lines:#?}");
         assert!(
-            lines.iter().any(|l| l.0 == 3 && l.2.contains("`blake3`") && l.3.as_deref() == Some("did you mean `blake3`?")),
+            lines
+                .iter()
+                .any(|l| l.0 == 3 && l.2.contains("expected a whole number")),
             "{lines:#?}"
         );
         assert!(
-            lines.iter().any(|l| l.0 == 7 && l.1 == 5 && l.2.contains("unknown key `exlude`") && l.3.as_deref() == Some("did you mean `exclude`?")),
+            lines.iter().any(|l| l.0 == 3
+                && l.2.contains("`blake3`")
+                && l.3.as_deref() == Some("did you mean `blake3`?")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.0 == 7
+                && l.1 == 5
+                && l.2.contains("unknown key `exlude`")
+                && l.3.as_deref() == Some("did you mean `exclude`?")),
             "{lines:#?}"
         );
     }
@@ -321,7 +368,13 @@ mod tests {
     fn missing_required_keys_are_named() {
         let found = issues("version: 1\nsites:\n  - from: { host: a, path: /x }\n");
         let messages: Vec<_> = found.iter().map(|i| i.message.as_str()).collect();
-        assert!(messages.contains(&"missing key `name` at the top level"), "{messages:?}");
-        assert!(messages.contains(&"missing key `to` in `sites[0]`"), "{messages:?}");
+        assert!(
+            messages.contains(&"missing key `name` at the top level"),
+            "{messages:?}"
+        );
+        assert!(
+            messages.contains(&"missing key `to` in `sites[0]`"),
+            "{messages:?}"
+        );
     }
 }

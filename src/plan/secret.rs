@@ -35,7 +35,12 @@ impl SecretRef {
             SecretRef::File(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
-                let first = text.lines().next().unwrap_or("").trim_end_matches('\r').to_string();
+                let first = text
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('\r')
+                    .to_string();
                 if first.is_empty() {
                     Err(format!("secret file `{}` is empty", path.display()))
                 } else {
@@ -81,7 +86,9 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
-        let missing = SecretRef::Env("TRANSHUMANCE_TEST_SURELY_UNSET".into()).resolve().unwrap_err();
+        let missing = SecretRef::Env("TRANSHUMANCE_TEST_SURELY_UNSET".into())
+            .resolve()
+            .unwrap_err();
         assert!(missing.contains("is not set"));
     }
 }

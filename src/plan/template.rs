@@ -54,19 +54,28 @@ impl Template {
                     }
                     parts.push(Part::Var(name));
                 }
-                '}' => return Err(format!("unmatched `}}` in `{text}` (write `}}}}` for a brace)")),
+                '}' => {
+                    return Err(format!(
+                        "unmatched `}}` in `{text}` (write `}}}}` for a brace)"
+                    ));
+                }
                 c => literal.push(c),
             }
         }
         if !literal.is_empty() {
             parts.push(Part::Text(literal));
         }
-        Ok(Template { source: text.to_string(), parts })
+        Ok(Template {
+            source: text.to_string(),
+            parts,
+        })
     }
 
     /// Whether the template uses `{var}`.
     pub fn uses(&self, var: &str) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Var(v) if v == var))
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(v) if v == var))
     }
 
     /// Fills the placeholders; a variable `lookup` does not know is left as `{var}`.
@@ -108,7 +117,11 @@ fn list(names: &[&str]) -> String {
     if names.is_empty() {
         return "no variables".into();
     }
-    names.iter().map(|n| format!("`{{{n}}}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{{{n}}}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -123,6 +136,9 @@ mod tests {
         let err = Template::parse("/srv/{nmae}", &["name"]).unwrap_err();
         assert!(err.contains("unknown variable `{nmae}`"), "{err}");
         assert!(Template::parse("/srv/{name", &["name"]).is_err());
-        assert_eq!(Template::parse("a{{b}}", &[]).unwrap().render_name("x"), "a{b}");
+        assert_eq!(
+            Template::parse("a{{b}}", &[]).unwrap().render_name("x"),
+            "a{b}"
+        );
     }
 }

@@ -55,7 +55,10 @@ pub fn parse_ssh_target(s: &str) -> Result<SshTarget, String> {
             None => (rest.to_string(), None),
         }
     };
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') || host.starts_with('-') {
+    if host.is_empty()
+        || host.chars().any(|c| c.is_whitespace() || c == '/')
+        || host.starts_with('-')
+    {
         return Err(format!("`{host}` is not a host name or address"));
     }
     Ok(SshTarget { user, host, port })
@@ -88,7 +91,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024f64.powi(4),
-        other => return Err(format!("unknown size unit `{other}` in `{s}` (use B, KB, MB, GB, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
     };
     Ok((value * factor).round() as u64)
 }
@@ -105,7 +112,8 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 
 /// Parses a duration such as `10s`, `2m`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration such as `90s` or `2m` ({e})"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration such as `90s` or `2m` ({e})"))
 }
 
 /// Parses an RFC 3339 time such as `2026-11-28T22:00:00Z`.
@@ -120,10 +128,16 @@ pub fn parse_server(s: &str, default_port: u16) -> Result<SocketAddr, String> {
     if let Ok(sa) = t.parse::<SocketAddr>() {
         return Ok(sa);
     }
-    if let Ok(ip) = t.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = t
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(SocketAddr::new(ip, default_port));
     }
-    Err(format!("`{s}` is not an address such as `192.0.2.53` or `192.0.2.53:5353`"))
+    Err(format!(
+        "`{s}` is not an address such as `192.0.2.53` or `192.0.2.53:5353`"
+    ))
 }
 
 /// Formats a byte count for people: `1.5 GiB`.
@@ -135,7 +149,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Formats a duration for people: `1h 02m`, `3m 20s`, `12s`.
@@ -155,7 +173,10 @@ mod tests {
     #[test]
     fn ssh_targets() {
         let t = parse_ssh_target("root@old-web.dc1.example:2222").unwrap();
-        assert_eq!((t.user.as_deref(), t.host.as_str(), t.port), (Some("root"), "old-web.dc1.example", Some(2222)));
+        assert_eq!(
+            (t.user.as_deref(), t.host.as_str(), t.port),
+            (Some("root"), "old-web.dc1.example", Some(2222))
+        );
         let t = parse_ssh_target("[2001:db8::1]:22").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("2001:db8::1", Some(22)));
         assert_eq!(t.to_string(), "[2001:db8::1]:22");

@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::diagnostic::{Issue, closest, sort_issues};
 use super::model::*;
 use super::node::{Loc, Node, NodePath};
-use super::raw::{self, ConflictPolicy, DnsProviderKind, ImapSecurity, MailLayout, OnFailure, RawPlan, VerifyMode};
+use super::raw::{
+    self, ConflictPolicy, DnsProviderKind, ImapSecurity, MailLayout, OnFailure, RawPlan, VerifyMode,
+};
 use super::secret::SecretRef;
 use super::template::Template;
 use super::units;
@@ -40,7 +42,10 @@ pub enum PlanError {
         source: std::io::Error,
     },
     #[error("plan `{}` has {} error(s)", source_file.name, issues.iter().filter(|i| i.is_error()).count())]
-    Invalid { source_file: SourceFile, issues: Vec<Issue> },
+    Invalid {
+        source_file: SourceFile,
+        issues: Vec<Issue>,
+    },
 }
 
 /// Reads and validates the plan at `path`.
@@ -53,7 +58,11 @@ pub fn load(path: &Path) -> Result<Loaded, PlanError> {
         source,
     })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
     parse(&text, &path.display().to_string(), path, &base)
 }
 
@@ -62,32 +71,59 @@ pub fn load(path: &Path) -> Result<Loaded, PlanError> {
 /// # Errors
 /// Every problem of the plan, sorted by position.
 pub fn parse(text: &str, name: &str, file: &Path, base_dir: &Path) -> Result<Loaded, PlanError> {
-    let source = SourceFile { name: name.to_string(), text: text.to_string() };
-    let invalid = |issues: Vec<Issue>| PlanError::Invalid { source_file: source.clone(), issues };
+    let source = SourceFile {
+        name: name.to_string(),
+        text: text.to_string(),
+    };
+    let invalid = |issues: Vec<Issue>| PlanError::Invalid {
+        source_file: source.clone(),
+        issues,
+    };
     let tree = match Node::parse(text) {
         Ok(t) => t,
         Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
     };
     if matches!(tree.value, super::node::Value::Null) {
-        return Err(invalid(vec![Issue::error(Loc::default(), "", "the plan is empty: expected a mapping with `version: 1` and `name`")]));
+        return Err(invalid(vec![Issue::error(
+            Loc::default(),
+            "",
+            "the plan is empty: expected a mapping with `version: 1` and `name`",
+        )]));
     }
-    let mut issues = super::schema_check::check(&tree, &super::json_schema());
-    if !issues.is_empty() {
-        sort_issues(&mut issues);
-        return Err(invalid(issues));
-    }
-    let raw: RawPlan = match serde_saphyr::from_str(text) {
-        Ok(r) => r,
-        Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
+    let structural = super::schema_check::check(&tree, &super::json_schema());
+    let raw: RawPlan = if structural.is_empty() {
+        match serde_saphyr::from_str(text) {
+            Ok(r) => r,
+            Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
+        }
+    } else {
+        // Check the meaning of what is well-formed too, so every mistake shows in one run.
+        let skip = structural.iter().map(|i| i.path.clone()).collect();
+        match serde_json::from_value(tree.to_json_without(&skip)) {
+            Ok(r) => r,
+            Err(_) => {
+                let mut issues = structural;
+                sort_issues(&mut issues);
+                return Err(invalid(issues));
+            }
+        }
     };
-    let mut v = Validator { tree: &tree, issues: Vec::new() };
+    let mut v = Validator {
+        tree: &tree,
+        issues: structural,
+    };
     let plan = v.plan(raw, file, base_dir);
     let mut issues = v.issues;
     sort_issues(&mut issues);
     if issues.iter().any(Issue::is_error) {
         return Err(invalid(issues));
     }
-    Ok(Loaded { plan, source, warnings: issues, tree })
+    Ok(Loaded {
+        plan,
+        source,
+        warnings: issues,
+        tree,
+    })
 }
 
 fn yaml_issue(e: &serde_saphyr::Error, text: &str) -> Issue {
@@ -103,15 +139,33 @@ fn yaml_issue(e: &serde_saphyr::Error, text: &str) -> Issue {
         .unwrap_or_default();
     // serde-saphyr's Display repeats the location and a snippet; keep the first line.
     let msg = e.to_string();
-    let first = msg.lines().next().unwrap_or("invalid YAML").to_string();
-    Issue::error(loc, "", first)
+    let first = msg.lines().next().unwrap_or("invalid YAML");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop the "line L column C: " prefix: the place is shown separately.
+    let first = match first.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((_, rest)) => rest,
+        None => first,
+    };
+    let issue = Issue::error(loc, "", format!("invalid YAML: {first}"));
+    let line_text = text
+        .lines()
+        .nth(loc.line.saturating_sub(1) as usize)
+        .unwrap_or("");
+    if line_text.contains('{') && line_text.matches('{').count() > 1 {
+        issue.with_help("a `{name}` template inside a `{ ... }` mapping must be quoted: `path: \"/srv/www/{name}/\"`")
+    } else {
+        issue
+    }
 }
 
 fn line_col_offset(text: &str, line: u32, col: u32) -> usize {
     let mut offset = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if i + 1 == line as usize {
-            return offset + l.char_indices().nth(col.saturating_sub(1) as usize).map_or(0, |(b, _)| b);
+            return offset
+                + l.char_indices()
+                    .nth(col.saturating_sub(1) as usize)
+                    .map_or(0, |(b, _)| b);
         }
         offset += l.len();
     }
@@ -129,18 +183,23 @@ const PROBE_VARS: &[&str] = &["name", "domain"];
 
 impl Validator<'_> {
     fn error(&mut self, path: &NodePath, message: impl Into<String>) -> &mut Issue {
-        self.issues.push(Issue::error(self.tree.locate(path), path, message));
+        self.issues
+            .push(Issue::error(self.tree.locate(path), path, message));
         self.issues.last_mut().expect("just pushed")
     }
 
     fn warning(&mut self, path: &NodePath, message: impl Into<String>) {
-        self.issues.push(Issue::warning(self.tree.locate(path), path, message));
+        self.issues
+            .push(Issue::warning(self.tree.locate(path), path, message));
     }
 
     fn plan(&mut self, raw: RawPlan, file: &Path, base_dir: &Path) -> Plan {
         let root = NodePath::root();
         if raw.version != 1 {
-            self.error(&root.key("version"), format!("unsupported plan version {}: expected `1`", raw.version));
+            self.error(
+                &root.key("version"),
+                format!("unsupported plan version {}: expected `1`", raw.version),
+            );
         }
         if raw.name.trim().is_empty() || raw.name.contains('/') {
             self.error(&root.key("name"), "expected a non-empty name without `/`");
@@ -187,20 +246,42 @@ impl Validator<'_> {
         }
     }
 
-    fn hosts(&mut self, raw: &BTreeMap<String, raw::RawHost>, base_dir: &Path) -> BTreeMap<String, Host> {
+    fn hosts(
+        &mut self,
+        raw: &BTreeMap<String, raw::RawHost>,
+        base_dir: &Path,
+    ) -> BTreeMap<String, Host> {
         let mut hosts = BTreeMap::new();
-        hosts.insert("local".to_string(), Host { name: "local".into(), access: HostAccess::Local });
+        hosts.insert(
+            "local".to_string(),
+            Host {
+                name: "local".into(),
+                access: HostAccess::Local,
+            },
+        );
         for (name, h) in raw {
             let path = NodePath::root().key("hosts").key(name);
             // A host with errors is still known by name, so its users do not cascade errors.
-            hosts.insert(name.clone(), Host { name: name.clone(), access: HostAccess::Local });
+            hosts.insert(
+                name.clone(),
+                Host {
+                    name: name.clone(),
+                    access: HostAccess::Local,
+                },
+            );
             let access = match (&h.ssh, h.local) {
                 (Some(_), true) => {
-                    self.error(&path, format!("host `{name}` sets both `local: true` and `ssh`: choose one"));
+                    self.error(
+                        &path,
+                        format!("host `{name}` sets both `local: true` and `ssh`: choose one"),
+                    );
                     continue;
                 }
                 (None, false) => {
-                    self.error(&path, format!("host `{name}` needs `ssh: [user@]host[:port]` or `local: true`"));
+                    self.error(
+                        &path,
+                        format!("host `{name}` needs `ssh: [user@]host[:port]` or `local: true`"),
+                    );
                     continue;
                 }
                 (None, true) => HostAccess::Local,
@@ -210,7 +291,10 @@ impl Validator<'_> {
                         identity_file: h.identity_file.as_deref().map(|p| resolve(base_dir, p)),
                         known_hosts: h.known_hosts.as_deref().map(|p| resolve(base_dir, p)),
                         options: h.ssh_options.clone(),
-                        agent_dir: h.agent_dir.clone().unwrap_or_else(|| "~/.cache/transhumance".into()),
+                        agent_dir: h
+                            .agent_dir
+                            .clone()
+                            .unwrap_or_else(|| "~/.cache/transhumance".into()),
                     }),
                     Err(e) => {
                         self.error(&path.key("ssh"), e);
@@ -220,13 +304,22 @@ impl Validator<'_> {
             };
             for (i, opt) in h.ssh_options.iter().enumerate() {
                 if !opt.contains('=') || opt.starts_with('-') {
-                    self.error(&path.key("ssh_options").index(i), format!("expected an option such as `ConnectTimeout=10`, found `{opt}`"));
+                    self.error(
+                        &path.key("ssh_options").index(i),
+                        format!("expected an option such as `ConnectTimeout=10`, found `{opt}`"),
+                    );
                 }
             }
             if name == "local" && !matches!(access, HostAccess::Local) {
                 self.error(&path, "the name `local` is reserved for this machine");
             }
-            hosts.insert(name.clone(), Host { name: name.clone(), access });
+            hosts.insert(
+                name.clone(),
+                Host {
+                    name: name.clone(),
+                    access,
+                },
+            );
         }
         hosts
     }
@@ -238,8 +331,21 @@ impl Validator<'_> {
         let issue = self.error(path, format!("unknown host `{name}`"));
         let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
         match closest(name, known.iter().copied()) {
-            Some(best) => issue.help = Some(format!("did you mean `{best}`? hosts are defined under `hosts:`")),
-            None => issue.help = Some(format!("defined hosts: {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))),
+            Some(best) => {
+                issue.help = Some(format!(
+                    "did you mean `{best}`? hosts are defined under `hosts:`"
+                ))
+            }
+            None => {
+                issue.help = Some(format!(
+                    "defined hosts: {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
         }
         false
     }
@@ -254,17 +360,29 @@ impl Validator<'_> {
             Some(n) => n as usize,
             None => 4,
         };
-        let bwlimit = raw.bwlimit.as_deref().and_then(|b| match units::parse_rate(b) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                self.error(&path.key("bwlimit"), e);
-                None
-            }
-        });
-        Defaults { jobs, bwlimit, verify: raw.verify.unwrap_or(VerifyMode::Blake3) }
+        let bwlimit = raw
+            .bwlimit
+            .as_deref()
+            .and_then(|b| match units::parse_rate(b) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.error(&path.key("bwlimit"), e);
+                    None
+                }
+            });
+        Defaults {
+            jobs,
+            bwlimit,
+            verify: raw.verify.unwrap_or(VerifyMode::Blake3),
+        }
     }
 
-    fn site_rule(&mut self, index: usize, raw: &raw::RawSiteRule, hosts: &BTreeMap<String, Host>) -> Option<SiteRule> {
+    fn site_rule(
+        &mut self,
+        index: usize,
+        raw: &raw::RawSiteRule,
+        hosts: &BTreeMap<String, Host>,
+    ) -> Option<SiteRule> {
         let path = NodePath::root().key("sites").index(index);
         let mut ok = self.host_ref(&path.key("from").key("host"), &raw.from.host, hosts);
         ok &= self.host_ref(&path.key("to").key("host"), &raw.to.host, hosts);
@@ -278,7 +396,10 @@ impl Validator<'_> {
                 SiteSource::Path(PathBuf::from(p))
             }
             (None, Some(g)) => {
-                if let Err(e) = globset::GlobBuilder::new(g.trim_end_matches('/')).literal_separator(true).build() {
+                if let Err(e) = globset::GlobBuilder::new(g.trim_end_matches('/'))
+                    .literal_separator(true)
+                    .build()
+                {
                     self.error(&path.key("from").key("glob"), format!("invalid glob: {e}"));
                     ok = false;
                 }
@@ -286,19 +407,31 @@ impl Validator<'_> {
                 SiteSource::Glob(g.clone())
             }
             (Some(_), Some(_)) => {
-                self.error(&path.key("from"), "set either `path` (one site) or `glob` (one site per directory), not both");
+                self.error(
+                    &path.key("from"),
+                    "set either `path` (one site) or `glob` (one site per directory), not both",
+                );
                 return None;
             }
             (None, None) => {
-                self.error(&path.key("from"), "expected `path` (one site) or `glob` (one site per directory)");
+                self.error(
+                    &path.key("from"),
+                    "expected `path` (one site) or `glob` (one site per directory)",
+                );
                 return None;
             }
         };
         let target_path = match Template::parse(&raw.to.path, SITE_VARS) {
             Ok(t) => {
                 if matches!(source, SiteSource::Glob(_)) && !t.uses("name") {
-                    self.error(&path.key("to").key("path"), "every site of a glob would land in the same directory")
-                        .help = Some(format!("use `{{name}}`, such as `{}/{{name}}/`", raw.to.path.trim_end_matches('/')));
+                    self.error(
+                        &path.key("to").key("path"),
+                        "every site of a glob would land in the same directory",
+                    )
+                    .help = Some(format!(
+                        "use `{{name}}`, such as `{}/{{name}}/`",
+                        raw.to.path.trim_end_matches('/')
+                    ));
                     ok = false;
                 }
                 self.absolute(&path.key("to").key("path"), &raw.to.path);
@@ -347,22 +480,43 @@ impl Validator<'_> {
         let explicit: Vec<(&SiteRule, String)> = rules
             .iter()
             .filter(|r| matches!(r.source, SiteSource::Path(_)))
-            .map(|r| (r, r.target_path.render_name(r.name.as_deref().unwrap_or(""))))
+            .map(|r| {
+                (
+                    r,
+                    r.target_path.render_name(r.name.as_deref().unwrap_or("")),
+                )
+            })
             .collect();
         for (i, (a, pa)) in explicit.iter().enumerate() {
             for (b, pb) in &explicit[i + 1..] {
                 if a.target_host == b.target_host && paths_overlap(Path::new(pa), Path::new(pb)) {
                     let other = b.origin.clone();
-                    self.error(&other.key("to").key("path"), format!("target `{pb}` overlaps the target `{pa}` of `{}` on host `{}`", a.origin, a.target_host));
+                    self.error(
+                        &other.key("to").key("path"),
+                        format!(
+                            "target `{pb}` overlaps the target `{pa}` of `{}` on host `{}`",
+                            a.origin, a.target_host
+                        ),
+                    );
                 }
             }
         }
     }
 
-    fn secret(&mut self, path: &NodePath, env: &Option<String>, file: &Option<String>, base_dir: &Path, what: &str) -> Option<SecretRef> {
+    fn secret(
+        &mut self,
+        path: &NodePath,
+        env: &Option<String>,
+        file: &Option<String>,
+        base_dir: &Path,
+        what: &str,
+    ) -> Option<SecretRef> {
         match (env, file) {
             (Some(_), Some(_)) => {
-                self.error(path, format!("{what}: set either the `_env` or the `_file` key, not both"));
+                self.error(
+                    path,
+                    format!("{what}: set either the `_env` or the `_file` key, not both"),
+                );
                 None
             }
             (Some(var), None) => {
@@ -377,12 +531,24 @@ impl Validator<'_> {
         }
     }
 
-    fn database(&mut self, index: usize, raw: &raw::RawDatabaseRule, hosts: &BTreeMap<String, Host>, base_dir: &Path) -> DatabaseRule {
+    fn database(
+        &mut self,
+        index: usize,
+        raw: &raw::RawDatabaseRule,
+        hosts: &BTreeMap<String, Host>,
+        base_dir: &Path,
+    ) -> DatabaseRule {
         let path = NodePath::root().key("databases").index(index);
         let server = |v: &mut Self, side: &str, s: &raw::RawDbServer| {
             let p = path.key(side);
             v.host_ref(&p.key("host"), &s.host, hosts);
-            let password = v.secret(&p.key("password_env"), &s.password_env, &s.password_file, base_dir, &format!("password of `{}`", p));
+            let password = v.secret(
+                &p.key("password_env"),
+                &s.password_env,
+                &s.password_file,
+                base_dir,
+                &format!("password of `{}`", p),
+            );
             DbServer {
                 host: s.host.clone(),
                 socket: s.socket.clone(),
@@ -396,7 +562,10 @@ impl Validator<'_> {
         let to = server(self, "to", &raw.to);
         for (i, n) in raw.names.iter().chain(&raw.exclude).enumerate() {
             if globset::Glob::new(n).is_err() {
-                self.error(&path.key("names").index(i), format!("invalid database name pattern `{n}`"));
+                self.error(
+                    &path.key("names").index(i),
+                    format!("invalid database name pattern `{n}`"),
+                );
             }
         }
         DatabaseRule {
@@ -410,14 +579,26 @@ impl Validator<'_> {
         }
     }
 
-    fn mail(&mut self, index: usize, raw: &raw::RawMailRule, hosts: &BTreeMap<String, Host>, base_dir: &Path) -> Option<MailRule> {
+    fn mail(
+        &mut self,
+        index: usize,
+        raw: &raw::RawMailRule,
+        hosts: &BTreeMap<String, Host>,
+        base_dir: &Path,
+    ) -> Option<MailRule> {
         let path = NodePath::root().key("mail").index(index);
         match raw.layout {
             MailLayout::Maildir => {
-                let side = |v: &mut Self, name: &str, e: &raw::RawMailEndpoint| -> Option<(String, PathBuf)> {
+                let side = |v: &mut Self,
+                            name: &str,
+                            e: &raw::RawMailEndpoint|
+                 -> Option<(String, PathBuf)> {
                     let p = path.key(name);
                     if e.server.is_some() {
-                        v.error(&p.key("server"), "`server` is for `layout: imap`; a Maildir needs `host` and `path`");
+                        v.error(
+                            &p.key("server"),
+                            "`server` is for `layout: imap`; a Maildir needs `host` and `path`",
+                        );
                     }
                     let host = match &e.host {
                         Some(h) => v.host_ref(&p.key("host"), h, hosts).then(|| h.clone()),
@@ -441,10 +622,19 @@ impl Validator<'_> {
                 let from = side(self, "from", &raw.from);
                 let to = side(self, "to", &raw.to);
                 let ((from_host, from_path), (to_host, to_path)) = (from?, to?);
-                Some(MailRule::Maildir { index, from_host, from_path, to_host, to_path })
+                Some(MailRule::Maildir {
+                    index,
+                    from_host,
+                    from_path,
+                    to_host,
+                    to_path,
+                })
             }
             MailLayout::Imap => {
-                let side = |v: &mut Self, name: &str, e: &raw::RawMailEndpoint| -> Option<ImapServer> {
+                let side = |v: &mut Self,
+                            name: &str,
+                            e: &raw::RawMailEndpoint|
+                 -> Option<ImapServer> {
                     let p = path.key(name);
                     if e.host.is_some() || e.path.is_some() {
                         v.error(&p, "`host` and `path` are for `layout: maildir`; an IMAP store needs `server`");
@@ -454,11 +644,22 @@ impl Validator<'_> {
                         v.error(&p, "an IMAP store needs `server: host[:port]`");
                         return None;
                     };
-                    let default_port = if security == ImapSecurity::Tls { 993 } else { 143 };
+                    let default_port = if security == ImapSecurity::Tls {
+                        993
+                    } else {
+                        143
+                    };
                     match units::parse_ssh_target(server) {
-                        Ok(t) if t.user.is_none() => Some(ImapServer { host: t.host, port: t.port.unwrap_or(default_port), security }),
+                        Ok(t) if t.user.is_none() => Some(ImapServer {
+                            host: t.host,
+                            port: t.port.unwrap_or(default_port),
+                            security,
+                        }),
                         _ => {
-                            v.error(&p.key("server"), format!("expected `host[:port]`, found `{server}`"));
+                            v.error(
+                                &p.key("server"),
+                                format!("expected `host[:port]`, found `{server}`"),
+                            );
                             None
                         }
                     }
@@ -480,7 +681,13 @@ impl Validator<'_> {
                     Some(n) => n as usize,
                     None => 4,
                 };
-                Some(MailRule::Imap { index, from: from?, to: to?, users_file: users_file?, max_connections })
+                Some(MailRule::Imap {
+                    index,
+                    from: from?,
+                    to: to?,
+                    users_file: users_file?,
+                    max_connections,
+                })
             }
         }
     }
@@ -492,7 +699,9 @@ impl Validator<'_> {
         let provider = match p.kind {
             DnsProviderKind::Rfc2136 => {
                 let server = match &p.server {
-                    Some(s) => units::parse_server(s, 53).map_err(|e| self.error(&pp.key("server"), e).clone()).ok(),
+                    Some(s) => units::parse_server(s, 53)
+                        .map_err(|e| self.error(&pp.key("server"), e).clone())
+                        .ok(),
                     None => {
                         self.error(&pp, "an `rfc2136` provider needs `server: ip[:port]`");
                         None
@@ -511,32 +720,70 @@ impl Validator<'_> {
                     Some(Tsig { name: t.name.clone(), algorithm, secret: secret? })
                 });
                 if p.tsig.is_none() {
-                    self.warning(&pp, "no `tsig`: updates will be unsigned, which servers usually refuse");
+                    self.warning(
+                        &pp,
+                        "no `tsig`: updates will be unsigned, which servers usually refuse",
+                    );
                 }
-                self.unused(&pp, &[("api_url", p.api_url.is_some()), ("directory", p.directory.is_some())], "rfc2136");
-                DnsProvider::Rfc2136 { server: server?, tsig }
+                self.unused(
+                    &pp,
+                    &[
+                        ("api_url", p.api_url.is_some()),
+                        ("directory", p.directory.is_some()),
+                    ],
+                    "rfc2136",
+                );
+                DnsProvider::Rfc2136 {
+                    server: server?,
+                    tsig,
+                }
             }
             DnsProviderKind::Powerdns => {
-                let key = self.secret(&pp.key("api_key_env"), &p.api_key_env, &p.api_key_file, base_dir, "PowerDNS API key");
+                let key = self.secret(
+                    &pp.key("api_key_env"),
+                    &p.api_key_env,
+                    &p.api_key_file,
+                    base_dir,
+                    "PowerDNS API key",
+                );
                 if key.is_none() {
-                    self.error(&pp, "a `powerdns` provider needs `api_key_env` or `api_key_file`");
+                    self.error(
+                        &pp,
+                        "a `powerdns` provider needs `api_key_env` or `api_key_file`",
+                    );
                 }
                 let Some(url) = &p.api_url else {
-                    self.error(&pp, "a `powerdns` provider needs `api_url`, such as `http://127.0.0.1:8081`");
+                    self.error(
+                        &pp,
+                        "a `powerdns` provider needs `api_url`, such as `http://127.0.0.1:8081`",
+                    );
                     return None;
                 };
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    self.error(&pp.key("api_url"), format!("expected an http(s) URL, found `{url}`"));
+                    self.error(
+                        &pp.key("api_url"),
+                        format!("expected an http(s) URL, found `{url}`"),
+                    );
                 }
-                DnsProvider::PowerDns { api_url: url.clone(), api_key: key? }
+                DnsProvider::PowerDns {
+                    api_url: url.clone(),
+                    api_key: key?,
+                }
             }
             DnsProviderKind::Zonefile => {
                 let Some(dir) = &p.directory else {
                     self.error(&pp, "a `zonefile` provider needs `directory`");
                     return None;
                 };
-                let reload = p.reload.as_deref().and_then(|r| Template::parse(r, &["zone"]).map_err(|e| self.error(&pp.key("reload"), e).clone()).ok());
-                DnsProvider::ZoneFile { directory: resolve(base_dir, dir), reload }
+                let reload = p.reload.as_deref().and_then(|r| {
+                    Template::parse(r, &["zone"])
+                        .map_err(|e| self.error(&pp.key("reload"), e).clone())
+                        .ok()
+                });
+                DnsProvider::ZoneFile {
+                    directory: resolve(base_dir, dir),
+                    reload,
+                }
             }
         };
         if raw.zones.is_empty() {
@@ -546,10 +793,16 @@ impl Validator<'_> {
         for (i, z) in raw.zones.iter().enumerate() {
             let zone = normalize_zone(z);
             if zone.is_empty() || zone.contains(' ') || zone.contains('/') {
-                self.error(&path.key("zones").index(i), format!("`{z}` is not a zone name"));
+                self.error(
+                    &path.key("zones").index(i),
+                    format!("`{z}` is not a zone name"),
+                );
             }
             if let Some(first) = seen.insert(zone.clone(), i) {
-                self.error(&path.key("zones").index(i), format!("zone `{zone}` is listed twice (also at zones[{first}])"));
+                self.error(
+                    &path.key("zones").index(i),
+                    format!("zone `{zone}` is listed twice (also at zones[{first}])"),
+                );
             }
         }
         let mut nameservers = Vec::new();
@@ -569,8 +822,17 @@ impl Validator<'_> {
         let mut switch = Vec::new();
         for (i, s) in raw.switch.iter().enumerate() {
             let sp = path.key("switch").index(i);
-            let from = s.from.parse::<IpAddr>().map_err(|_| self.error(&sp.key("from"), format!("`{}` is not an IP address", s.from)).clone());
-            let to = s.to.parse::<IpAddr>().map_err(|_| self.error(&sp.key("to"), format!("`{}` is not an IP address", s.to)).clone());
+            let from = s.from.parse::<IpAddr>().map_err(|_| {
+                self.error(
+                    &sp.key("from"),
+                    format!("`{}` is not an IP address", s.from),
+                )
+                .clone()
+            });
+            let to = s.to.parse::<IpAddr>().map_err(|_| {
+                self.error(&sp.key("to"), format!("`{}` is not an IP address", s.to))
+                    .clone()
+            });
             if let (Ok(f), Ok(t)) = (from, to) {
                 if f.is_ipv4() != t.is_ipv4() {
                     self.error(&sp, format!("`{f}` and `{t}` are not of the same family: an A record cannot become AAAA"));
@@ -582,10 +844,15 @@ impl Validator<'_> {
             }
         }
         if let Some(0) = raw.lower_ttl {
-            self.error(&path.key("lower_ttl"), "a TTL of 0 disables caching entirely: expected 30 or more");
+            self.error(
+                &path.key("lower_ttl"),
+                "a TTL of 0 disables caching entirely: expected 30 or more",
+            );
         }
         let verify_timeout = match &raw.verify_timeout {
-            Some(t) => units::parse_duration(t).map_err(|e| self.error(&path.key("verify_timeout"), e).clone()).unwrap_or_default(),
+            Some(t) => units::parse_duration(t)
+                .map_err(|e| self.error(&path.key("verify_timeout"), e).clone())
+                .unwrap_or_default(),
             None => Duration::from_secs(120),
         };
         Some(DnsSpec {
@@ -601,7 +868,10 @@ impl Validator<'_> {
     fn unused(&mut self, path: &NodePath, keys: &[(&str, bool)], kind: &str) {
         for (k, set) in keys {
             if *set {
-                self.warning(&path.key(k), format!("`{k}` is ignored by a `{kind}` provider"));
+                self.warning(
+                    &path.key(k),
+                    format!("`{k}` is ignored by a `{kind}` provider"),
+                );
             }
         }
     }
@@ -616,14 +886,25 @@ impl Validator<'_> {
             Some(n) => n as usize,
             None => 50,
         };
-        let at = raw.at.as_deref().and_then(|t| units::parse_time(t).map_err(|e| self.error(&path.key("at"), e).clone()).ok());
+        let at = raw.at.as_deref().and_then(|t| {
+            units::parse_time(t)
+                .map_err(|e| self.error(&path.key("at"), e).clone())
+                .ok()
+        });
         let hook = |v: &mut Self, name: &str, h: &Option<raw::RawHook>| {
-            h.as_ref().and_then(|h| Template::parse(&h.run, HOOK_VARS).map_err(|e| v.error(&path.key(name).key("run"), e).clone()).ok())
+            h.as_ref().and_then(|h| {
+                Template::parse(&h.run, HOOK_VARS)
+                    .map_err(|e| v.error(&path.key(name).key("run"), e).clone())
+                    .ok()
+            })
         };
         let freeze = hook(self, "freeze", &raw.freeze);
         let unfreeze = hook(self, "unfreeze", &raw.unfreeze);
         if freeze.is_some() && unfreeze.is_none() {
-            self.warning(&path.key("freeze"), "a `freeze` without `unfreeze`: a rollback cannot reopen the old site by itself");
+            self.warning(
+                &path.key("freeze"),
+                "a `freeze` without `unfreeze`: a rollback cannot reopen the old site by itself",
+            );
         }
         let probe = raw.probe.as_ref().and_then(|p| {
             let pp = path.key("probe");
@@ -631,7 +912,10 @@ impl Validator<'_> {
                 Some(u) => match Template::parse(u, PROBE_VARS) {
                     Ok(t) if u.starts_with("http://") || u.starts_with("https://") => Some(t),
                     Ok(_) => {
-                        self.error(&pp.key("http"), format!("expected an http(s) URL template, found `{u}`"));
+                        self.error(
+                            &pp.key("http"),
+                            format!("expected an http(s) URL template, found `{u}`"),
+                        );
                         None
                     }
                     Err(e) => {
@@ -646,21 +930,37 @@ impl Validator<'_> {
             };
             for (i, code) in p.expect.iter().enumerate() {
                 if !(100..=599).contains(code) {
-                    self.error(&pp.key("expect").index(i), format!("`{code}` is not an HTTP status"));
+                    self.error(
+                        &pp.key("expect").index(i),
+                        format!("`{code}` is not an HTTP status"),
+                    );
                 }
             }
             let timeout = match &p.timeout {
-                Some(t) => units::parse_duration(t).map_err(|e| self.error(&pp.key("timeout"), e).clone()).unwrap_or_default(),
+                Some(t) => units::parse_duration(t)
+                    .map_err(|e| self.error(&pp.key("timeout"), e).clone())
+                    .unwrap_or_default(),
                 None => Duration::from_secs(10),
             };
             Some(Probe {
                 url: url?,
-                expect: if p.expect.is_empty() { vec![200] } else { p.expect.clone() },
+                expect: if p.expect.is_empty() {
+                    vec![200]
+                } else {
+                    p.expect.clone()
+                },
                 timeout,
                 compare_with_old: p.compare_with_old.unwrap_or(true),
             })
         });
-        Cutover { batch, at, freeze, unfreeze, probe, on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback) }
+        Cutover {
+            batch,
+            at,
+            freeze,
+            unfreeze,
+            probe,
+            on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback),
+        }
     }
 }
 
@@ -671,10 +971,16 @@ pub fn normalize_zone(z: &str) -> String {
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let expanded = match p.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(rest)).unwrap_or_else(|| PathBuf::from(p)),
+        Some(rest) => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(rest))
+            .unwrap_or_else(|| PathBuf::from(p)),
         None => PathBuf::from(p),
     };
-    if expanded.is_absolute() { expanded } else { base.join(expanded) }
+    if expanded.is_absolute() {
+        expanded
+    } else {
+        base.join(expanded)
+    }
 }
 
 /// Whether one directory contains the other (or they are the same), compared by components.
@@ -699,12 +1005,27 @@ mod tests {
         let issues = errors(
             "version: 1\nname: t\nhosts:\n  web: { ssh: 'root@web:99999' }\nsites:\n  - from: { host: wbe, glob: /var/www/*/ }\n    to: { host: local, path: /srv/www/ }\n",
         );
-        let msgs: Vec<_> = issues.iter().map(|i| (i.loc.line, i.message.clone())).collect();
+        let msgs: Vec<_> = issues
+            .iter()
+            .map(|i| (i.loc.line, i.message.clone()))
+            .collect();
         assert_eq!(msgs.len(), 3, "{msgs:#?}");
-        assert!(msgs[0].0 == 4 && msgs[0].1.contains("not a port"), "{msgs:#?}");
-        assert!(msgs[1].0 == 6 && msgs[1].1.contains("unknown host `wbe`"), "{msgs:#?}");
-        assert_eq!(issues[1].help.as_deref(), Some("did you mean `web`? hosts are defined under `hosts:`"));
-        assert!(msgs[2].0 == 7 && msgs[2].1.contains("same directory"), "{msgs:#?}");
+        assert!(
+            msgs[0].0 == 4 && msgs[0].1.contains("not a port"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[1].0 == 6 && msgs[1].1.contains("unknown host `wbe`"),
+            "{msgs:#?}"
+        );
+        assert_eq!(
+            issues[1].help.as_deref(),
+            Some("did you mean `web`? hosts are defined under `hosts:`")
+        );
+        assert!(
+            msgs[2].0 == 7 && msgs[2].1.contains("same directory"),
+            "{msgs:#?}"
+        );
     }
 
     #[test]
@@ -723,7 +1044,10 @@ mod tests {
             "version: 1\nname: t\ndatabases:\n  - engine: mariadb\n    from: { host: local, password_env: TRANSHUMANCE_TEST_UNSET_PW }\n    to: { host: local }\n",
         );
         assert_eq!(issues.len(), 1);
-        assert_eq!(issues[0].severity, super::super::diagnostic::Severity::Warning);
+        assert_eq!(
+            issues[0].severity,
+            super::super::diagnostic::Severity::Warning
+        );
         assert!(issues[0].message.contains("TRANSHUMANCE_TEST_UNSET_PW"));
     }
 

@@ -1,0 +1,39 @@
+//! Where output goes: data on stdout, everything else on stderr, decided once.
+
+use std::io::IsTerminal;
+
+use super::Cli;
+
+/// Output settings from the global flags.
+pub struct Printer {
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: bool,
+    pub progress: bool,
+}
+
+impl Printer {
+    pub fn new(cli: &Cli) -> Printer {
+        Printer {
+            json: cli.json,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+            progress: !cli.no_progress
+                && !cli.quiet
+                && !cli.json
+                && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A status line on stderr, unless quiet.
+    pub fn status(&self, message: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", message.as_ref());
+        }
+    }
+
+    /// An error on stderr, always.
+    pub fn error(&self, message: impl AsRef<str>) {
+        eprintln!("error: {}", message.as_ref());
+    }
+}

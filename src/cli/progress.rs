@@ -1,0 +1,85 @@
+//! The only place that knows indicatif: engine events become progress bars or JSON lines.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::event::{Event, Observer};
+
+/// Shows one bar per running phase; unit failures are printed above the bars.
+pub struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bars {
+    pub fn new() -> Bars {
+        Bars {
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Observer for Bars {
+    fn on_event(&self, event: &Event) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::PhaseStarted { phase, total } => {
+                let bar = if *total > 0 {
+                    let b = ProgressBar::new(*total);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({eta})",
+                        )
+                        .expect("template")
+                        .progress_chars("=> "),
+                    );
+                    b
+                } else {
+                    ProgressBar::new_spinner()
+                };
+                bar.set_prefix(phase.clone());
+                bars.insert(phase.clone(), self.multi.add(bar));
+            }
+            Event::UnitDone { phase, unit } => {
+                if let Some(b) = bars.get(phase) {
+                    b.inc(1);
+                    b.set_message(unit.clone());
+                }
+            }
+            Event::UnitFailed { phase, unit, error } => {
+                if let Some(b) = bars.get(phase) {
+                    b.inc(1);
+                }
+                let _ = self.multi.println(format!("{phase}: {unit}: {error}"));
+            }
+            Event::PhaseFinished { phase } => {
+                if let Some(b) = bars.remove(phase) {
+                    b.finish_and_clear();
+                }
+            }
+            Event::Info { message } => {
+                let _ = self.multi.println(message);
+            }
+        }
+    }
+}
+
+/// Writes every event as one JSON line on stderr (stdout stays for the result).
+pub struct JsonLines;
+
+impl Observer for JsonLines {
+    fn on_event(&self, event: &Event) {
+        if let Ok(line) = serde_json::to_string(event) {
+            eprintln!("{line}");
+        }
+    }
+}

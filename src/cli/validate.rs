@@ -1,0 +1,101 @@
+//! `transhumance validate PLAN`: every problem of a plan at once, with its place in the file.
+
+use std::path::Path;
+
+use super::exit;
+use super::printer::Printer;
+use crate::lifecycle::{Connections, default_agent_binary, expand_sites};
+use crate::plan::{self, Issue, PlanError, SourceFile};
+
+/// Loads a plan and prints its problems; the exit code when it is invalid.
+pub fn load_or_report(path: &Path, printer: &Printer) -> Result<plan::Loaded, u8> {
+    match plan::load(path) {
+        Ok(l) => Ok(l),
+        Err(e @ PlanError::Read { .. }) => {
+            if printer.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": false, "error": e.to_string() })
+                );
+            }
+            printer.error(e.to_string());
+            Err(exit::INVALID)
+        }
+        Err(PlanError::Invalid {
+            source_file,
+            issues,
+        }) => {
+            report_issues(&source_file, &issues, printer, false);
+            Err(exit::INVALID)
+        }
+    }
+}
+
+fn report_issues(source: &SourceFile, issues: &[Issue], printer: &Printer, valid: bool) {
+    if printer.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "valid": valid, "file": source.name, "issues": issues })
+            )
+            .expect("json")
+        );
+        return;
+    }
+    for i in issues {
+        if i.is_error() || !printer.quiet {
+            eprintln!("{}", super::diagnostics::render(i, source));
+        }
+    }
+    let errors = issues.iter().filter(|i| i.is_error()).count();
+    if errors > 0 {
+        printer.error(format!(
+            "{}: {errors} error(s), {} warning(s)",
+            source.name,
+            issues.len() - errors
+        ));
+    }
+}
+
+pub fn run(path: &Path, offline: bool, printer: &Printer) -> u8 {
+    let loaded = match load_or_report(path, printer) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if offline {
+        report_issues(&loaded.source, &loaded.warnings, printer, true);
+        printer.status(format!(
+            "{}: valid plan `{}` (offline: globs not expanded)",
+            loaded.source.name, loaded.plan.name
+        ));
+        return exit::OK;
+    }
+    let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
+    let inventory = expand_sites(&loaded, &connections);
+    let mut issues = loaded.warnings.clone();
+    issues.extend(inventory.issues);
+    issues.extend(inventory.unreachable.into_iter().map(|mut i| {
+        i.severity = plan::Severity::Warning;
+        i
+    }));
+    plan::diagnostic::sort_issues(&mut issues);
+    let valid = !issues.iter().any(Issue::is_error);
+    report_issues(&loaded.source, &issues, printer, valid);
+    if !valid {
+        return exit::INVALID;
+    }
+    if !printer.json {
+        let p = &loaded.plan;
+        printer.status(format!(
+            "{}: valid plan `{}`: {} site(s) from {} rule(s), {} database rule(s), {} mail rule(s), {} DNS zone(s)",
+            loaded.source.name,
+            p.name,
+            inventory.sites.len(),
+            p.site_rules.len(),
+            p.databases.len(),
+            p.mail.len(),
+            p.dns.as_ref().map_or(0, |d| d.zones.len())
+        ));
+    }
+    exit::OK
+}

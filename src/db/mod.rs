@@ -1,0 +1,2 @@
+//! Databases: talking to MariaDB/MySQL and PostgreSQL through their own client tools on the host.
+pub mod discover;

@@ -1,0 +1,55 @@
+//! What the engine reports while it works: the `Event` enum and the `Observer` trait.
+//!
+//! The engine never prints. The CLI turns events into progress bars or JSON lines; tests
+//! record them.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A phase starts; `total` units are expected (0 when unknown).
+    PhaseStarted { phase: String, total: u64 },
+    /// One unit of a phase is done.
+    UnitDone { phase: String, unit: String },
+    /// One unit failed; the run goes on with the others.
+    UnitFailed {
+        phase: String,
+        unit: String,
+        error: String,
+    },
+    /// A phase ends.
+    PhaseFinished { phase: String },
+    /// A note worth showing, such as a connection being made.
+    Info { message: String },
+}
+
+/// Receives events; implementations must be cheap and thread-safe (work runs in parallel).
+pub trait Observer: Send + Sync {
+    fn on_event(&self, event: &Event);
+}
+
+/// Ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn on_event(&self, _: &Event) {}
+}
+
+/// Keeps every event, for tests and for building reports after the fact.
+#[derive(Default)]
+pub struct Recorder {
+    pub events: Mutex<Vec<Event>>,
+}
+
+impl Observer for Recorder {
+    fn on_event(&self, event: &Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
+    }
+}

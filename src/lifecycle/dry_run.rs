@@ -1,0 +1,809 @@
+//! The dry run: discovers the real state of every unit read-only and builds the report.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+
+use super::connections::Connections;
+use super::inventory::expand_sites;
+use crate::db::discover as db;
+use crate::dns::query;
+use crate::event::{Event, Observer};
+use crate::mail::{imap, maildir};
+use crate::plan::raw::DbEngine;
+use crate::plan::secret::SecretRef;
+use crate::plan::units::human_bytes;
+use crate::plan::{DnsSpec, Loaded, MailRule, Severity, Site};
+use crate::report::*;
+use crate::tree::{EntryKind, ScanSummary};
+
+/// Throughput assumed until pre-syncs measure real figures.
+const ASSUMED_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
+const ASSUMED_FILES_PER_SEC: u64 = 2_000;
+const ASSUMED_MESSAGES_PER_SEC: u64 = 200;
+
+/// A target file system, told apart by host, size and free bytes.
+type TargetSpace = (String, u64, u64);
+
+/// Looks at everything the plan would move, changes nothing, and reports.
+pub fn dry_run(
+    loaded: &Loaded,
+    connections: &Connections,
+    observer: &dyn Observer,
+) -> DryRunReport {
+    let plan = &loaded.plan;
+    let mut report = DryRunReport {
+        schema_version: 1,
+        plan: plan.name.clone(),
+        plan_file: plan.file.display().to_string(),
+        generated_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        ..Default::default()
+    };
+    for w in &loaded.warnings {
+        report.risks.push(Risk::warning(
+            "plan_warning",
+            w.path.clone(),
+            w.message.clone(),
+        ));
+    }
+    observer.on_event(&Event::PhaseStarted {
+        phase: "inventory".into(),
+        total: plan.site_rules.len() as u64,
+    });
+    let inventory = expand_sites(loaded, connections);
+    observer.on_event(&Event::PhaseFinished {
+        phase: "inventory".into(),
+    });
+    for i in &inventory.unreachable {
+        report.risks.push(Risk::error(
+            "unreachable",
+            i.path.clone(),
+            i.message.clone(),
+        ));
+    }
+    for i in &inventory.issues {
+        let kind = if i.message.contains("overlaps") {
+            "overlapping_targets"
+        } else if i.message.contains("domain") {
+            "duplicate_domain"
+        } else {
+            "discovery_failed"
+        };
+        let risk = if i.severity == Severity::Error {
+            Risk::error(kind, i.path.clone(), i.message.clone())
+        } else {
+            Risk::warning(kind, i.path.clone(), i.message.clone())
+        };
+        report.risks.push(risk);
+    }
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(plan.defaults.jobs)
+        .build()
+        .expect("thread pool");
+    observer.on_event(&Event::PhaseStarted {
+        phase: "sites".into(),
+        total: inventory.sites.len() as u64,
+    });
+    let sites: Vec<(SiteReport, Option<TargetSpace>)> = pool.install(|| {
+        inventory
+            .sites
+            .par_iter()
+            .map(|s| {
+                let r = site_report(s, connections);
+                match &r.0.error {
+                    Some(e) => observer.on_event(&Event::UnitFailed {
+                        phase: "sites".into(),
+                        unit: s.name.clone(),
+                        error: e.clone(),
+                    }),
+                    None => observer.on_event(&Event::UnitDone {
+                        phase: "sites".into(),
+                        unit: s.name.clone(),
+                    }),
+                }
+                r
+            })
+            .collect()
+    });
+    observer.on_event(&Event::PhaseFinished {
+        phase: "sites".into(),
+    });
+    // Free space per target file system: identified by host, size and free bytes.
+    let mut needs: BTreeMap<(String, u64, u64), u64> = BTreeMap::new();
+    for (site, space) in sites {
+        if let Some((host, total, free)) = space {
+            *needs.entry((host, total, free)).or_default() += site.bytes_to_send;
+        }
+        if let Some(e) = &site.error {
+            report
+                .risks
+                .push(Risk::error("unreachable", site.name.clone(), e.clone()));
+        } else {
+            if site.target_state == "populated" {
+                report.risks.push(Risk::warning(
+                    "target_not_empty",
+                    site.name.clone(),
+                    format!(
+                        "`{}` already holds {} file(s) not at the source; kept unless `--delete`",
+                        site.target, site.extra_at_target
+                    ),
+                ));
+            }
+            if site.unreadable > 0 {
+                report.risks.push(Risk::error(
+                    "unreadable_files",
+                    site.name.clone(),
+                    format!("{} path(s) at the source cannot be read", site.unreadable),
+                ));
+            }
+        }
+        report.sites.push(site);
+    }
+    for ((host, _, free), need) in needs {
+        if need > free {
+            report.risks.push(Risk::error(
+                "insufficient_space",
+                host.clone(),
+                format!(
+                    "needs {} for the sites but has {} free",
+                    human_bytes(need),
+                    human_bytes(free)
+                ),
+            ));
+        } else if need > free / 10 * 9 {
+            report.risks.push(Risk::warning(
+                "insufficient_space",
+                host.clone(),
+                format!(
+                    "the sites would fill {} of {} free",
+                    human_bytes(need),
+                    human_bytes(free)
+                ),
+            ));
+        }
+    }
+
+    databases(loaded, connections, observer, &mut report);
+    mail(loaded, connections, observer, &mut report);
+    if let Some(dns) = &plan.dns {
+        observer.on_event(&Event::PhaseStarted {
+            phase: "dns".into(),
+            total: dns.zones.len() as u64,
+        });
+        for zone in &dns.zones {
+            report
+                .dns
+                .push(zone_report(zone, dns, plan.cutover.at, &mut report.risks));
+            observer.on_event(&Event::UnitDone {
+                phase: "dns".into(),
+                unit: zone.clone(),
+            });
+        }
+        observer.on_event(&Event::PhaseFinished {
+            phase: "dns".into(),
+        });
+    }
+    finish(&mut report, plan.defaults.bwlimit);
+    report
+}
+
+fn site_report(s: &Site, connections: &Connections) -> (SiteReport, Option<TargetSpace>) {
+    let mut r = SiteReport {
+        name: s.name.clone(),
+        source: format!("{}:{}", s.source_host, s.source_path.display()),
+        target: format!("{}:{}", s.target_host, s.target_path.display()),
+        domains: s.domains.clone(),
+        target_state: "unknown".into(),
+        ..Default::default()
+    };
+    let source = match connections
+        .get(&s.source_host)
+        .and_then(|t| t.scan(&s.source_path, &s.exclude))
+    {
+        Ok(scan) if scan.exists => scan,
+        Ok(_) => {
+            r.error = Some(format!(
+                "source `{}` does not exist on host `{}`",
+                s.source_path.display(),
+                s.source_host
+            ));
+            return (r, None);
+        }
+        Err(e) => {
+            r.error = Some(e.to_string());
+            return (r, None);
+        }
+    };
+    let target_transport = match connections.get(&s.target_host) {
+        Ok(t) => t,
+        Err(e) => {
+            r.error = Some(e.to_string());
+            return (r, None);
+        }
+    };
+    let target = match target_transport.scan(&s.target_path, &s.exclude) {
+        Ok(t) => t,
+        Err(e) => {
+            r.error = Some(e.to_string());
+            return (r, None);
+        }
+    };
+    compare(&source, &target, &mut r);
+    let space = target_transport
+        .space(&s.target_path)
+        .ok()
+        .map(|sp| (s.target_host.clone(), sp.total_bytes, sp.free_bytes));
+    (r, space)
+}
+
+/// Fills the counts of `r` from both listings, with rsync's quick check (size and mtime).
+fn compare(source: &ScanSummary, target: &ScanSummary, r: &mut SiteReport) {
+    r.unreadable = source.errors.len() as u64;
+    let at_target: HashMap<&[u8], (u64, i128)> = target
+        .files()
+        .map(|e| (e.path.as_slice(), (e.size, e.mtime_ns)))
+        .collect();
+    let mut seen = 0u64;
+    for e in &source.entries {
+        match e.kind {
+            EntryKind::Dir => r.dirs += 1,
+            EntryKind::Symlink => r.symlinks += 1,
+            EntryKind::File => {
+                r.files += 1;
+                r.bytes += e.size;
+                match at_target.get(e.path.as_slice()) {
+                    None => {
+                        r.new_files += 1;
+                        r.bytes_to_send += e.size;
+                    }
+                    Some(&(size, mtime)) => {
+                        seen += 1;
+                        // Seconds only: some target file systems keep no nanoseconds.
+                        if size == e.size && mtime / 1_000_000_000 == e.mtime_ns / 1_000_000_000 {
+                            r.unchanged_files += 1;
+                        } else {
+                            r.changed_files += 1;
+                            r.bytes_to_send += e.size;
+                        }
+                    }
+                }
+            }
+            EntryKind::Other => {}
+        }
+    }
+    r.extra_at_target = at_target.len() as u64 - seen;
+    r.target_state = if !target.exists {
+        "missing"
+    } else if target.entries.is_empty() {
+        "empty"
+    } else if r.extra_at_target > 0 {
+        "populated"
+    } else {
+        "partial copy"
+    }
+    .into();
+}
+
+fn engine_name(e: DbEngine) -> &'static str {
+    match e {
+        DbEngine::Mysql => "mysql",
+        DbEngine::Mariadb => "mariadb",
+        DbEngine::Postgres => "postgres",
+    }
+}
+
+fn databases(
+    loaded: &Loaded,
+    connections: &Connections,
+    observer: &dyn Observer,
+    report: &mut DryRunReport,
+) {
+    for rule in &loaded.plan.databases {
+        let engine = engine_name(rule.engine);
+        observer.on_event(&Event::PhaseStarted {
+            phase: format!("databases[{}]", rule.index),
+            total: 0,
+        });
+        let listed = connections
+            .get(&rule.from.host)
+            .map_err(|e| e.to_string())
+            .and_then(|t| db::list_databases(t.as_ref(), rule.engine, &rule.from));
+        let source = match listed {
+            Ok(list) => list,
+            Err(e) => {
+                report.risks.push(Risk::error(
+                    "unreachable",
+                    format!("{engine} on {}", rule.from.host),
+                    e,
+                ));
+                continue;
+            }
+        };
+        let target: Result<HashSet<String>, String> = connections
+            .get(&rule.to.host)
+            .map_err(|e| e.to_string())
+            .and_then(|t| db::list_databases(t.as_ref(), rule.engine, &rule.to))
+            .map(|l| l.into_iter().map(|d| d.name).collect());
+        if let Err(e) = &target {
+            report.risks.push(Risk::error(
+                "unreachable",
+                format!("{engine} on {}", rule.to.host),
+                e.clone(),
+            ));
+        }
+        let mut matched = 0;
+        for d in source
+            .into_iter()
+            .filter(|d| db::selected(&d.name, &rule.names, &rule.exclude))
+        {
+            matched += 1;
+            let (action, note) = match &target {
+                Err(_) => (
+                    "error".to_string(),
+                    Some("target server unreachable".to_string()),
+                ),
+                Ok(t) if t.contains(&d.name) => {
+                    let policy = format!("{:?}", rule.conflict).to_lowercase();
+                    let risk = format!(
+                        "database `{}` already exists on `{}`: policy `{policy}`",
+                        d.name, rule.to.host
+                    );
+                    report.risks.push(if policy == "fail" {
+                        Risk::error("database_conflict", d.name.clone(), risk)
+                    } else {
+                        Risk::warning("database_conflict", d.name.clone(), risk)
+                    });
+                    (
+                        "conflict".to_string(),
+                        Some(format!("exists at the target, policy `{policy}`")),
+                    )
+                }
+                Ok(_) => ("create".to_string(), None),
+            };
+            report.databases.push(DatabaseReport {
+                engine: engine.into(),
+                source_host: rule.from.host.clone(),
+                target_host: rule.to.host.clone(),
+                name: d.name,
+                bytes: d.bytes,
+                tables: d.tables,
+                action,
+                note,
+            });
+        }
+        for name in &rule.names {
+            if !name.contains(['*', '?', '[']) && !report.databases.iter().any(|d| &d.name == name)
+            {
+                report.risks.push(Risk::error(
+                    "discovery_failed",
+                    name.clone(),
+                    format!("database `{name}` does not exist on `{}`", rule.from.host),
+                ));
+            }
+        }
+        if matched == 0 && rule.names.iter().all(|n| n.contains(['*', '?', '['])) {
+            report.risks.push(Risk::warning(
+                "discovery_failed",
+                format!("databases[{}]", rule.index),
+                "no database matches the rule",
+            ));
+        }
+        observer.on_event(&Event::PhaseFinished {
+            phase: format!("databases[{}]", rule.index),
+        });
+    }
+}
+
+fn mail(
+    loaded: &Loaded,
+    connections: &Connections,
+    observer: &dyn Observer,
+    report: &mut DryRunReport,
+) {
+    for rule in &loaded.plan.mail {
+        match rule {
+            MailRule::Maildir {
+                index,
+                from_host,
+                from_path,
+                to_host,
+                to_path,
+            } => {
+                observer.on_event(&Event::PhaseStarted {
+                    phase: format!("mail[{index}]"),
+                    total: 0,
+                });
+                let source = connections
+                    .get(from_host)
+                    .and_then(|t| t.scan(from_path, &[]));
+                let target = connections.get(to_host).and_then(|t| t.scan(to_path, &[]));
+                let source = match source {
+                    Ok(s) if s.exists => s,
+                    Ok(_) => {
+                        report.risks.push(Risk::error(
+                            "discovery_failed",
+                            format!("mail[{index}]"),
+                            format!("`{}` does not exist on `{from_host}`", from_path.display()),
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        report.risks.push(Risk::error(
+                            "unreachable",
+                            format!("mail[{index}]"),
+                            e.to_string(),
+                        ));
+                        continue;
+                    }
+                };
+                let target_boxes: HashMap<String, HashSet<String>> = match &target {
+                    Ok(t) => maildir::mailboxes(t)
+                        .into_iter()
+                        .map(|b| (b.path, b.unique_names.into_iter().collect()))
+                        .collect(),
+                    Err(e) => {
+                        report.risks.push(Risk::error(
+                            "unreachable",
+                            format!("mail[{index}]"),
+                            e.to_string(),
+                        ));
+                        HashMap::new()
+                    }
+                };
+                for b in maildir::mailboxes(&source) {
+                    let at_target = target_boxes
+                        .get(&b.path)
+                        .map(|t| b.unique_names.iter().filter(|u| t.contains(*u)).count() as u64)
+                        .unwrap_or(0);
+                    report.mail.push(MailboxReport {
+                        layout: "maildir".into(),
+                        source: format!("{from_host}:{}", from_path.join(&b.path).display()),
+                        target: format!("{to_host}:{}", to_path.join(&b.path).display()),
+                        mailbox: b.path,
+                        folders: b.folders,
+                        messages: b.messages,
+                        bytes: b.bytes,
+                        messages_at_target: at_target,
+                        error: None,
+                    });
+                }
+                observer.on_event(&Event::PhaseFinished {
+                    phase: format!("mail[{index}]"),
+                });
+            }
+            MailRule::Imap {
+                index,
+                from,
+                to,
+                users_file,
+                ..
+            } => {
+                let users = match read_users(users_file) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        report.risks.push(Risk::error(
+                            "discovery_failed",
+                            format!("mail[{index}]"),
+                            e,
+                        ));
+                        continue;
+                    }
+                };
+                observer.on_event(&Event::PhaseStarted {
+                    phase: format!("mail[{index}]"),
+                    total: users.len() as u64,
+                });
+                for u in users {
+                    let mut m = MailboxReport {
+                        layout: "imap".into(),
+                        source: format!("{}:{}", from.host, from.port),
+                        target: format!("{}:{}", to.host, to.port),
+                        mailbox: u.source_user.clone(),
+                        ..Default::default()
+                    };
+                    let count = |server: &crate::plan::ImapServer,
+                                 user: &str,
+                                 pw: &SecretRef|
+                     -> Result<Vec<imap::FolderCount>, String> {
+                        let secret = pw.resolve()?;
+                        let mut s = imap::ImapSession::login(server, user, &secret)?;
+                        let c = s.folder_counts();
+                        s.logout();
+                        c
+                    };
+                    match count(from, &u.source_user, &u.source_password) {
+                        Ok(folders) => {
+                            m.folders = folders.len() as u64;
+                            m.messages = folders.iter().map(|f| f.messages).sum();
+                        }
+                        Err(e) => m.error = Some(e),
+                    }
+                    if m.error.is_none() {
+                        match count(to, &u.target_user, &u.target_password) {
+                            Ok(folders) => {
+                                m.messages_at_target = folders.iter().map(|f| f.messages).sum()
+                            }
+                            Err(e) => m.error = Some(format!("target: {e}")),
+                        }
+                    }
+                    if let Some(e) = &m.error {
+                        report
+                            .risks
+                            .push(Risk::error("unreachable", m.mailbox.clone(), e.clone()));
+                    }
+                    observer.on_event(&Event::UnitDone {
+                        phase: format!("mail[{index}]"),
+                        unit: m.mailbox.clone(),
+                    });
+                    report.mail.push(m);
+                }
+                observer.on_event(&Event::PhaseFinished {
+                    phase: format!("mail[{index}]"),
+                });
+            }
+        }
+    }
+}
+
+/// One row of an IMAP users file.
+#[derive(Debug, Clone)]
+pub struct ImapUser {
+    pub source_user: String,
+    pub source_password: SecretRef,
+    pub target_user: String,
+    pub target_password: SecretRef,
+}
+
+/// Reads `source_user,source_password,target_user,target_password` rows (passwords as
+/// `env:VAR` or `file:PATH`; `#` starts a comment; an optional header line is skipped).
+///
+/// # Errors
+/// An unreadable file or a malformed row, with its line number.
+pub fn read_users(path: &std::path::Path) -> Result<Vec<ImapUser>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read users file `{}`: {e}", path.display()))?;
+    let secret = |s: &str, line: usize| -> Result<SecretRef, String> {
+        if let Some(v) = s.strip_prefix("env:") {
+            Ok(SecretRef::Env(v.into()))
+        } else if let Some(f) = s.strip_prefix("file:") {
+            Ok(SecretRef::File(
+                path.parent().unwrap_or(std::path::Path::new(".")).join(f),
+            ))
+        } else {
+            Err(format!(
+                "{}:{line}: passwords are given as `env:VAR` or `file:PATH`, never inline",
+                path.display()
+            ))
+        }
+    };
+    let mut users = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || (i == 0 && line.starts_with("source_user")) {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != 4 {
+            return Err(format!(
+                "{}:{}: expected 4 fields (source_user,source_password,target_user,target_password), found {}",
+                path.display(),
+                i + 1,
+                f.len()
+            ));
+        }
+        users.push(ImapUser {
+            source_user: f[0].into(),
+            source_password: secret(f[1], i + 1)?,
+            target_user: f[2].into(),
+            target_password: secret(f[3], i + 1)?,
+        });
+    }
+    Ok(users)
+}
+
+fn zone_report(
+    zone: &str,
+    dns: &DnsSpec,
+    cutover_at: Option<SystemTime>,
+    risks: &mut Vec<Risk>,
+) -> ZoneReport {
+    let timeout = Duration::from_secs(3);
+    let mut z = ZoneReport {
+        zone: zone.into(),
+        ..Default::default()
+    };
+    for server in &dns.nameservers {
+        let state = match query::soa_serial(*server, zone, timeout) {
+            Ok(serial) => ServerState {
+                server: server.to_string(),
+                serial: Some(serial),
+                error: None,
+            },
+            Err(e) => {
+                risks.push(Risk::error("unreachable", zone, e.clone()));
+                ServerState {
+                    server: server.to_string(),
+                    serial: None,
+                    error: Some(e),
+                }
+            }
+        };
+        z.servers.push(state);
+    }
+    let serials: HashSet<u32> = z.servers.iter().filter_map(|s| s.serial).collect();
+    if serials.len() > 1 {
+        risks.push(Risk::warning(
+            "servers_disagree",
+            zone,
+            format!("authoritative servers give different SOA serials: {serials:?}"),
+        ));
+    }
+    let Some(server) = z
+        .servers
+        .iter()
+        .position(|s| s.serial.is_some())
+        .map(|i| dns.nameservers[i])
+    else {
+        return z;
+    };
+    let records = match query::axfr(server, zone, Duration::from_secs(10)) {
+        Ok(r) => r,
+        Err(e) => {
+            risks.push(Risk::warning(
+                "discovery_failed",
+                zone,
+                format!("{e}: cannot list the records that would switch"),
+            ));
+            return z;
+        }
+    };
+    let switch: HashMap<IpAddr, IpAddr> = dns.switch.iter().copied().collect();
+    let mut rrsets: BTreeMap<(String, String), (u32, Vec<String>)> = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.rtype == "A" || r.rtype == "AAAA")
+    {
+        let e = rrsets
+            .entry((r.name.clone(), r.rtype.clone()))
+            .or_insert((r.ttl, Vec::new()));
+        e.1.push(r.data.clone());
+    }
+    for ((name, rtype), (ttl, values)) in rrsets {
+        let mut to: Vec<String> = values
+            .iter()
+            .map(|v| {
+                v.parse::<IpAddr>()
+                    .ok()
+                    .and_then(|ip| switch.get(&ip))
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| v.clone())
+            })
+            .collect();
+        let mut from = values;
+        from.sort();
+        to.sort();
+        to.dedup();
+        if from == to {
+            continue;
+        }
+        let new_ttl = dns.lower_ttl.map_or(ttl, |l| l.min(ttl));
+        if let Some(at) = cutover_at {
+            let needed = SystemTime::now() + Duration::from_secs(u64::from(ttl));
+            if ttl > new_ttl && needed > at {
+                risks.push(Risk::warning(
+                    "ttl_too_high",
+                    format!("{name} {rtype}"),
+                    format!("TTL {ttl}s cannot expire before the planned cutover: lower it now (`dns lower-ttl`) or move the cutover"),
+                ));
+            }
+        } else if dns.lower_ttl.is_none() && ttl > 3600 {
+            risks.push(Risk::warning("ttl_too_high", format!("{name} {rtype}"), format!("TTL {ttl}s: resolvers may keep the old address that long after the switch; set `dns.lower_ttl`")));
+        }
+        z.changes.push(DnsChange {
+            name,
+            rtype,
+            ttl,
+            new_ttl,
+            from,
+            to,
+        });
+    }
+    z
+}
+
+fn finish(report: &mut DryRunReport, bwlimit: Option<u64>) {
+    let t = &mut report.totals;
+    t.sites = report.sites.len() as u64;
+    for s in &report.sites {
+        t.files += s.files;
+        t.bytes += s.bytes;
+        t.files_to_send += s.new_files + s.changed_files;
+        t.bytes_to_send += s.bytes_to_send;
+    }
+    t.databases = report.databases.len() as u64;
+    t.database_bytes = report.databases.iter().map(|d| d.bytes).sum();
+    t.mailboxes = report.mail.len() as u64;
+    t.messages = report.mail.iter().map(|m| m.messages).sum();
+    t.mail_bytes = report.mail.iter().map(|m| m.bytes).sum();
+    t.dns_changes = report.dns.iter().map(|z| z.changes.len() as u64).sum();
+    report.risks.sort_by(|a, b| {
+        (&a.severity, &a.kind, &a.subject).cmp(&(&b.severity, &b.kind, &b.subject))
+    });
+    t.errors = report
+        .risks
+        .iter()
+        .filter(|r| r.severity == "error")
+        .count() as u64;
+    t.warnings = report.risks.len() as u64 - t.errors;
+    let rate = bwlimit.map_or(ASSUMED_BYTES_PER_SEC, |b| b.min(ASSUMED_BYTES_PER_SEC));
+    let mail_messages = report
+        .mail
+        .iter()
+        .filter(|m| m.layout == "imap")
+        .map(|m| m.messages)
+        .sum::<u64>();
+    let seconds = (t.bytes_to_send + t.database_bytes + t.mail_bytes) / rate
+        + t.files_to_send / ASSUMED_FILES_PER_SEC
+        + mail_messages / ASSUMED_MESSAGES_PER_SEC;
+    report.estimate = Estimate {
+        seconds,
+        basis: format!(
+            "assumed {}/s, {ASSUMED_FILES_PER_SEC} files/s and {ASSUMED_MESSAGES_PER_SEC} IMAP messages/s until a pre-sync measures this platform",
+            human_bytes(rate)
+        ),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Entry;
+
+    fn entry(p: &str, size: u64, mtime: i128) -> Entry {
+        Entry {
+            path: p.as_bytes().to_vec(),
+            kind: EntryKind::File,
+            size,
+            mtime_ns: mtime,
+            mode: 0o644,
+        }
+    }
+
+    #[test]
+    fn quick_check_counts_what_would_move() {
+        let src = ScanSummary {
+            exists: true,
+            entries: vec![
+                entry("a", 10, 5_000_000_000),
+                entry("b", 20, 1),
+                entry("c", 30, 1),
+            ],
+            errors: vec![],
+        };
+        let dst = ScanSummary {
+            exists: true,
+            entries: vec![
+                entry("a", 10, 5_000_000_001),
+                entry("b", 21, 1),
+                entry("z", 1, 1),
+            ],
+            errors: vec![],
+        };
+        let mut r = SiteReport::default();
+        compare(&src, &dst, &mut r);
+        assert_eq!(
+            (
+                r.new_files,
+                r.changed_files,
+                r.unchanged_files,
+                r.bytes_to_send,
+                r.extra_at_target
+            ),
+            (1, 1, 1, 50, 1)
+        );
+        assert_eq!(r.target_state, "populated");
+    }
+}

@@ -1,0 +1,201 @@
+//! Expands the plan's site rules into concrete sites on the real hosts, and checks the result.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::plan::{Issue, Loaded, NodePath, Site, SiteSource};
+
+use super::connections::Connections;
+
+/// Sites found, and problems tied to the rule that produced them.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub sites: Vec<Site>,
+    pub issues: Vec<Issue>,
+    /// Rules that could not be expanded because their host is unreachable: a fact about the
+    /// network today, not a mistake in the plan (`validate` warns, the dry run fails).
+    pub unreachable: Vec<Issue>,
+}
+
+/// Expands every site rule (globs run read-only on their hosts) and checks that targets do not
+/// overlap each other or a source, and that names and domains are unique.
+pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
+    let plan = &loaded.plan;
+    let mut inv = Inventory::default();
+    let issue = |origin: &NodePath, key: &str, message: String| {
+        Issue::error(
+            loaded.tree.locate(&origin.key(key)),
+            origin.key(key),
+            message,
+        )
+    };
+    for rule in &plan.site_rules {
+        let found: Vec<(String, PathBuf)> = match &rule.source {
+            SiteSource::Path(p) => vec![(rule.name.clone().unwrap_or_default(), p.clone())],
+            SiteSource::Glob(g) => match connections
+                .get(&rule.source_host)
+                .and_then(|t| t.glob_dirs(g))
+            {
+                Ok(dirs) => {
+                    if dirs.is_empty() {
+                        inv.issues.push(Issue::warning(
+                            loaded.tree.locate(&rule.origin.key("from")),
+                            rule.origin.key("from"),
+                            format!(
+                                "glob `{g}` matches no directory on host `{}`",
+                                rule.source_host
+                            ),
+                        ));
+                    }
+                    dirs.into_iter()
+                        .map(|d| {
+                            (
+                                d.file_name()
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default(),
+                                d,
+                            )
+                        })
+                        .collect()
+                }
+                Err(e @ crate::transport::TransportError::Connect { .. }) => {
+                    inv.unreachable.push(issue(
+                        &rule.origin,
+                        "from",
+                        format!("cannot expand the glob: {e}"),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    inv.issues.push(issue(
+                        &rule.origin,
+                        "from",
+                        format!("cannot expand the glob: {e}"),
+                    ));
+                    continue;
+                }
+            },
+        };
+        for (name, source_path) in found {
+            inv.sites.push(Site {
+                target_path: PathBuf::from(rule.target_path.render_name(&name)),
+                domains: rule
+                    .domains
+                    .iter()
+                    .map(|d| d.render_name(&name).to_ascii_lowercase())
+                    .collect(),
+                name,
+                rule: rule.index,
+                source_host: rule.source_host.clone(),
+                source_path,
+                target_host: rule.target_host.clone(),
+                exclude: rule.exclude.clone(),
+            });
+        }
+    }
+    check_sites(loaded, &inv.sites, &mut inv.issues);
+    inv
+}
+
+fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
+    let plan = &loaded.plan;
+    let origin = |s: &Site| {
+        plan.site_rules
+            .iter()
+            .find(|r| r.index == s.rule)
+            .map(|r| r.origin.clone())
+            .unwrap_or_default()
+    };
+    let at = |s: &Site, key: &str, severity_error: bool, message: String| {
+        let path = origin(s).key(key);
+        let loc = loaded.tree.locate(&path);
+        if severity_error {
+            Issue::error(loc, path, message)
+        } else {
+            Issue::warning(loc, path, message)
+        }
+    };
+    let mut names: HashMap<&str, &Site> = HashMap::new();
+    for s in sites {
+        if let Some(first) = names.insert(&s.name, s) {
+            issues.push(at(
+                s,
+                "name",
+                true,
+                format!(
+                    "site name `{}` is used twice (sources `{}` and `{}`)",
+                    s.name,
+                    first.source_path.display(),
+                    s.source_path.display()
+                ),
+            ));
+        }
+    }
+    let mut domains: HashMap<&str, &Site> = HashMap::new();
+    for s in sites {
+        for d in &s.domains {
+            if let Some(first) = domains.insert(d, s)
+                && first.name != s.name
+            {
+                issues.push(at(
+                    s,
+                    "domains",
+                    false,
+                    format!(
+                        "domain `{d}` belongs to both `{}` and `{}`",
+                        first.name, s.name
+                    ),
+                ));
+            }
+        }
+    }
+    // Sorted by host then path, an overlap is always with an entry still on the ancestor stack.
+    let mut roots: Vec<(&str, String, bool, &Site)> = Vec::with_capacity(sites.len() * 2);
+    for s in sites {
+        roots.push((&s.target_host, dir_key(&s.target_path), true, s));
+        roots.push((&s.source_host, dir_key(&s.source_path), false, s));
+    }
+    roots.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut stack: Vec<&(&str, String, bool, &Site)> = Vec::new();
+    for entry in &roots {
+        while let Some(top) = stack.last() {
+            if top.0 == entry.0 && entry.1.starts_with(&top.1) {
+                break;
+            }
+            stack.pop();
+        }
+        if let Some(top) = stack.iter().rev().find(|t| t.2 || entry.2)
+            && !(std::ptr::eq(top.3, entry.3) && top.2 == entry.2)
+        {
+            let (target, other) = if entry.2 {
+                (entry, *top)
+            } else {
+                (*top, entry)
+            };
+            let what = if other.2 { "target" } else { "source" };
+            issues.push(at(
+                target.3,
+                "to",
+                true,
+                format!(
+                    "target `{}` of site `{}` overlaps the {what} `{}` of site `{}` on host `{}`",
+                    target.1.trim_end_matches('/'),
+                    target.3.name,
+                    other.1.trim_end_matches('/'),
+                    other.3.name,
+                    entry.0
+                ),
+            ));
+        }
+        stack.push(entry);
+    }
+}
+
+fn dir_key(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    if s.ends_with('/') {
+        s.into_owned()
+    } else {
+        format!("{s}/")
+    }
+}

@@ -1,0 +1,8 @@
+//! Orchestration over the engines: connections, inventory expansion, the dry run.
+pub mod connections;
+pub mod dry_run;
+pub mod inventory;
+
+pub use connections::{Connections, default_agent_binary};
+pub use dry_run::dry_run;
+pub use inventory::{Inventory, expand_sites};

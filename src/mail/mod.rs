@@ -1,0 +1,3 @@
+//! Mail: Maildir trees and IMAP accounts.
+pub mod imap;
+pub mod maildir;

@@ -1,0 +1,198 @@
+//! The dry run as one self-contained HTML page (inline CSS, no scripts, no external links).
+
+use std::fmt::Write;
+
+use super::DryRunReport;
+use crate::plan::units::{human_bytes, human_duration};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:75em;color:#222}\
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;width:100%;margin:.5em 0}th,td{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left}\
+td.n{text-align:right;font-variant-numeric:tabular-nums}code{background:#f4f4f4;padding:0 .2em}\
+.error{color:#b00020;font-weight:600}.warning{color:#9a6700}.del{color:#b00020}.add{color:#116329}\
+.cards{display:flex;gap:1em;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;min-width:10em}\
+.card b{display:block;font-size:1.4em}";
+
+pub fn render(r: &DryRunReport) -> String {
+    let mut o = String::new();
+    let t = &r.totals;
+    let _ = write!(
+        o,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Dry run: {}</title><style>{STYLE}</style></head><body>",
+        esc(&r.plan)
+    );
+    let _ = write!(
+        o,
+        "<h1>Dry run: <code>{}</code></h1><p>Plan file <code>{}</code>, generated {}. Nothing was changed anywhere.</p>",
+        esc(&r.plan),
+        esc(&r.plan_file),
+        esc(&r.generated_at)
+    );
+    let card = |o: &mut String, title: &str, value: String, sub: String| {
+        let _ = write!(
+            o,
+            "<div class=\"card\">{}<b>{}</b>{}</div>",
+            esc(title),
+            esc(&value),
+            esc(&sub)
+        );
+    };
+    o.push_str("<div class=\"cards\">");
+    card(&mut o, "sites", t.sites.to_string(), human_bytes(t.bytes));
+    card(
+        &mut o,
+        "to send",
+        t.files_to_send.to_string(),
+        human_bytes(t.bytes_to_send),
+    );
+    card(
+        &mut o,
+        "databases",
+        t.databases.to_string(),
+        human_bytes(t.database_bytes),
+    );
+    card(
+        &mut o,
+        "messages",
+        t.messages.to_string(),
+        format!("{} mailboxes", t.mailboxes),
+    );
+    card(
+        &mut o,
+        "DNS changes",
+        t.dns_changes.to_string(),
+        String::new(),
+    );
+    card(
+        &mut o,
+        "risks",
+        format!("{} / {}", t.errors, t.warnings),
+        "errors / warnings".into(),
+    );
+    card(
+        &mut o,
+        "estimate",
+        human_duration(std::time::Duration::from_secs(r.estimate.seconds)),
+        "first full sync".into(),
+    );
+    o.push_str("</div>");
+    if !r.risks.is_empty() {
+        o.push_str("<h2>Risks</h2><table><tr><th>severity</th><th>kind</th><th>subject</th><th>message</th></tr>");
+        for k in &r.risks {
+            let _ = write!(
+                o,
+                "<tr><td class=\"{}\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                esc(&k.severity),
+                esc(&k.severity),
+                esc(&k.kind),
+                esc(&k.subject),
+                esc(&k.message)
+            );
+        }
+        o.push_str("</table>");
+    }
+    if !r.sites.is_empty() {
+        o.push_str("<h2>Sites</h2><table><tr><th>site</th><th>source</th><th>target</th><th>files</th><th>size</th><th>to send</th><th>target state</th></tr>");
+        for s in &r.sites {
+            let state = match &s.error {
+                Some(e) => format!("<span class=\"error\">{}</span>", esc(e)),
+                None => esc(&s.target_state),
+            };
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} ({} files)</td><td>{state}</td></tr>",
+                esc(&s.name),
+                esc(&s.source),
+                esc(&s.target),
+                s.files,
+                human_bytes(s.bytes),
+                human_bytes(s.bytes_to_send),
+                s.new_files + s.changed_files
+            );
+        }
+        o.push_str("</table>");
+    }
+    if !r.databases.is_empty() {
+        o.push_str("<h2>Databases</h2><table><tr><th>database</th><th>engine</th><th>source → target</th><th>size</th><th>tables</th><th>action</th></tr>");
+        for d in &r.databases {
+            let _ = write!(
+                o,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{} → {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}{}</td></tr>",
+                esc(&d.name),
+                esc(&d.engine),
+                esc(&d.source_host),
+                esc(&d.target_host),
+                human_bytes(d.bytes),
+                d.tables
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "–".into()),
+                esc(&d.action),
+                d.note
+                    .as_deref()
+                    .map(|n| format!(": {}", esc(n)))
+                    .unwrap_or_default()
+            );
+        }
+        o.push_str("</table>");
+    }
+    if !r.mail.is_empty() {
+        o.push_str("<h2>Mail</h2><table><tr><th>mailbox</th><th>layout</th><th>folders</th><th>messages</th><th>size</th><th>at target</th></tr>");
+        for m in &r.mail {
+            let at = match &m.error {
+                Some(e) => format!("<span class=\"error\">{}</span>", esc(e)),
+                None => m.messages_at_target.to_string(),
+            };
+            let _ = write!(
+                o,
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{at}</td></tr>",
+                esc(&m.mailbox),
+                esc(&m.layout),
+                m.folders,
+                m.messages,
+                human_bytes(m.bytes)
+            );
+        }
+        o.push_str("</table>");
+    }
+    if !r.dns.is_empty() {
+        o.push_str("<h2>DNS</h2>");
+        for z in &r.dns {
+            let _ = write!(o, "<h3><code>{}</code></h3><ul>", esc(&z.zone));
+            for s in &z.servers {
+                let state = match (&s.serial, &s.error) {
+                    (Some(serial), _) => format!("serial {serial}"),
+                    (None, Some(e)) => format!("<span class=\"error\">{}</span>", esc(e)),
+                    _ => String::new(),
+                };
+                let _ = write!(o, "<li><code>{}</code>: {state}</li>", esc(&s.server));
+            }
+            o.push_str("</ul><table><tr><th>name</th><th>type</th><th>TTL</th><th>now</th><th>after the switch</th></tr>");
+            for c in &z.changes {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td class=\"del\">{}</td><td class=\"add\">{}</td></tr>",
+                    esc(&c.name),
+                    esc(&c.rtype),
+                    c.ttl,
+                    c.new_ttl,
+                    esc(&c.from.join(" ")),
+                    esc(&c.to.join(" "))
+                );
+            }
+            o.push_str("</table>");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "<h2>Estimate</h2><p>{}</p></body></html>",
+        esc(&r.estimate.basis)
+    );
+    o
+}

@@ -1,0 +1,180 @@
+//! The dry run as Markdown, for a ticket or a change request.
+
+use std::fmt::Write;
+
+use super::DryRunReport;
+use crate::plan::units::{human_bytes, human_duration};
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn render(r: &DryRunReport) -> String {
+    let mut o = String::new();
+    let t = &r.totals;
+    let _ = writeln!(o, "# Dry run: `{}`\n", cell(&r.plan));
+    let _ = writeln!(
+        o,
+        "Plan file `{}`, generated {}. Nothing was changed anywhere.\n",
+        cell(&r.plan_file),
+        r.generated_at
+    );
+    let _ = writeln!(o, "| | count | size |\n|---|---:|---:|");
+    let _ = writeln!(o, "| sites | {} | {} |", t.sites, human_bytes(t.bytes));
+    let _ = writeln!(
+        o,
+        "| files to send | {} | {} |",
+        t.files_to_send,
+        human_bytes(t.bytes_to_send)
+    );
+    let _ = writeln!(
+        o,
+        "| databases | {} | {} |",
+        t.databases,
+        human_bytes(t.database_bytes)
+    );
+    let _ = writeln!(
+        o,
+        "| mailboxes / messages | {} / {} | {} |",
+        t.mailboxes,
+        t.messages,
+        human_bytes(t.mail_bytes)
+    );
+    let _ = writeln!(o, "| DNS changes | {} | |", t.dns_changes);
+    let _ = writeln!(
+        o,
+        "| risks | {} errors, {} warnings | |\n",
+        t.errors, t.warnings
+    );
+    if !r.risks.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Risks\n\n| severity | kind | subject | message |\n|---|---|---|---|"
+        );
+        for k in &r.risks {
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} | {} |",
+                k.severity,
+                k.kind,
+                cell(&k.subject),
+                cell(&k.message)
+            );
+        }
+        o.push('\n');
+    }
+    if !r.sites.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Sites\n\n| site | source | target | files | size | to send | target state |\n|---|---|---|---:|---:|---:|---|"
+        );
+        for s in &r.sites {
+            let state = s
+                .error
+                .as_deref()
+                .map(|e| format!("error: {e}"))
+                .unwrap_or_else(|| s.target_state.clone());
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | `{}` | {} | {} | {} ({} files) | {} |",
+                cell(&s.name),
+                cell(&s.source),
+                cell(&s.target),
+                s.files,
+                human_bytes(s.bytes),
+                human_bytes(s.bytes_to_send),
+                s.new_files + s.changed_files,
+                cell(&state)
+            );
+        }
+        o.push('\n');
+    }
+    if !r.databases.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Databases\n\n| database | engine | source → target | size | tables | action |\n|---|---|---|---:|---:|---|"
+        );
+        for d in &r.databases {
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {} → {} | {} | {} | {}{} |",
+                cell(&d.name),
+                d.engine,
+                cell(&d.source_host),
+                cell(&d.target_host),
+                human_bytes(d.bytes),
+                d.tables
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "–".into()),
+                d.action,
+                d.note
+                    .as_deref()
+                    .map(|n| format!(": {}", cell(n)))
+                    .unwrap_or_default()
+            );
+        }
+        o.push('\n');
+    }
+    if !r.mail.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Mail\n\n| mailbox | layout | folders | messages | size | at target |\n|---|---|---:|---:|---:|---:|"
+        );
+        for m in &r.mail {
+            let at = m
+                .error
+                .as_deref()
+                .map(|e| format!("error: {}", cell(e)))
+                .unwrap_or_else(|| m.messages_at_target.to_string());
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {} | {} | {} | {} |",
+                cell(&m.mailbox),
+                m.layout,
+                m.folders,
+                m.messages,
+                human_bytes(m.bytes),
+                at
+            );
+        }
+        o.push('\n');
+    }
+    if !r.dns.is_empty() {
+        let _ = writeln!(o, "## DNS\n");
+        for z in &r.dns {
+            let _ = writeln!(o, "### `{}`\n", cell(&z.zone));
+            for s in &z.servers {
+                match (&s.serial, &s.error) {
+                    (Some(serial), _) => {
+                        let _ = writeln!(o, "- `{}`: serial {serial}", s.server);
+                    }
+                    (None, Some(e)) => {
+                        let _ = writeln!(o, "- `{}`: error: {}", s.server, cell(e));
+                    }
+                    _ => {}
+                }
+            }
+            if z.changes.is_empty() {
+                let _ = writeln!(o, "\nNo record holds a switched address.\n");
+                continue;
+            }
+            let _ = writeln!(o, "\n```diff");
+            for c in &z.changes {
+                for v in &c.from {
+                    let _ = writeln!(o, "- {} {} {} {}", c.name, c.ttl, c.rtype, v);
+                }
+                for v in &c.to {
+                    let _ = writeln!(o, "+ {} {} {} {}", c.name, c.new_ttl, c.rtype, v);
+                }
+            }
+            let _ = writeln!(o, "```\n");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "## Estimate\n\nA first full sync: about **{}** ({}).",
+        human_duration(std::time::Duration::from_secs(r.estimate.seconds)),
+        r.estimate.basis
+    );
+    o
+}

@@ -1,0 +1,197 @@
+//! The dry-run report: one serializable model, rendered as text, Markdown, JSON or HTML.
+//!
+//! The JSON form is a stable interface for CI gates: fields are only ever added, and
+//! `schema_version` changes if one is removed or changes meaning (see README).
+pub mod html;
+pub mod markdown;
+pub mod text;
+
+use serde::Serialize;
+
+/// Output formats of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+    Html,
+}
+
+/// Renders `report` in `format`.
+pub fn render(report: &DryRunReport, format: Format) -> String {
+    match format {
+        Format::Text => text::render(report),
+        Format::Markdown => markdown::render(report),
+        Format::Json => serde_json::to_string_pretty(report).expect("report serializes") + "\n",
+        Format::Html => html::render(report),
+    }
+}
+
+/// What a migration would do, discovered read-only.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DryRunReport {
+    /// Version of this JSON layout.
+    pub schema_version: u32,
+    pub plan: String,
+    pub plan_file: String,
+    /// RFC 3339, UTC.
+    pub generated_at: String,
+    pub totals: Totals,
+    pub sites: Vec<SiteReport>,
+    pub databases: Vec<DatabaseReport>,
+    pub mail: Vec<MailboxReport>,
+    pub dns: Vec<ZoneReport>,
+    pub risks: Vec<Risk>,
+    pub estimate: Estimate,
+}
+
+/// Sums over the whole plan.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub sites: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Files that a sync would send (new or changed at the target).
+    pub files_to_send: u64,
+    pub bytes_to_send: u64,
+    pub databases: u64,
+    pub database_bytes: u64,
+    pub mailboxes: u64,
+    pub messages: u64,
+    pub mail_bytes: u64,
+    pub dns_changes: u64,
+    pub errors: u64,
+    pub warnings: u64,
+}
+
+/// One site: what is at the source, what the target has, what would move.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SiteReport {
+    pub name: String,
+    /// `host:path`.
+    pub source: String,
+    pub target: String,
+    pub domains: Vec<String>,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    /// `missing`, `empty` or `populated`; `unknown` when the target could not be read.
+    pub target_state: String,
+    pub new_files: u64,
+    pub changed_files: u64,
+    pub unchanged_files: u64,
+    pub bytes_to_send: u64,
+    /// Files at the target that are not at the source (kept unless `--delete`).
+    pub extra_at_target: u64,
+    pub unreadable: u64,
+    /// Why the site could not be looked at, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One database at the source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DatabaseReport {
+    pub engine: String,
+    pub source_host: String,
+    pub target_host: String,
+    pub name: String,
+    pub bytes: u64,
+    /// Tables (MariaDB) or relations (PostgreSQL); absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<u64>,
+    /// `create`, `conflict` (exists at the target, policy applies) or `error`.
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One mailbox (Maildir tree or IMAP account).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MailboxReport {
+    pub layout: String,
+    pub source: String,
+    pub target: String,
+    pub mailbox: String,
+    pub folders: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Messages already at the target with the same name (Maildir) or count (IMAP).
+    pub messages_at_target: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One DNS zone: what its servers say and what would change.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZoneReport {
+    pub zone: String,
+    pub servers: Vec<ServerState>,
+    pub changes: Vec<DnsChange>,
+}
+
+/// The SOA serial one authoritative server gives, or why it gave none.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerState {
+    pub server: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One RRset change, current value → wanted value.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DnsChange {
+    pub name: String,
+    pub rtype: String,
+    pub ttl: u32,
+    /// TTL the switch would use (the plan's `lower_ttl`, or the current TTL).
+    pub new_ttl: u32,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+}
+
+/// Something an operator should look at before the weekend.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Risk {
+    /// `error` (the run would fail) or `warning`.
+    pub severity: String,
+    /// Stable code: `target_not_empty`, `insufficient_space`, `ttl_too_high`,
+    /// `duplicate_domain`, `unreachable`, `servers_disagree`, `database_conflict`,
+    /// `unreadable_files`, `overlapping_targets`, `not_supported_yet`, `discovery_failed`.
+    pub kind: String,
+    /// The site, database, mailbox, zone or host concerned.
+    pub subject: String,
+    pub message: String,
+}
+
+impl Risk {
+    pub fn warning(kind: &str, subject: impl Into<String>, message: impl Into<String>) -> Risk {
+        Risk {
+            severity: "warning".into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn error(kind: &str, subject: impl Into<String>, message: impl Into<String>) -> Risk {
+        Risk {
+            severity: "error".into(),
+            ..Risk::warning(kind, subject, message)
+        }
+    }
+}
+
+/// How long the moves would take, and on what the guess rests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Estimate {
+    pub seconds: u64,
+    pub basis: String,
+}
+
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

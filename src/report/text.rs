@@ -1,0 +1,201 @@
+//! The dry run for a terminal: aligned tables, one section per kind of unit.
+
+use std::fmt::Write;
+
+use super::{DryRunReport, plural};
+use crate::plan::units::{human_bytes, human_duration};
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |out: &mut String, cells: Vec<&str>| {
+        let mut s = String::from("  ");
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i] - c.chars().count();
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        let _ = writeln!(out, "{}", s.trim_end());
+    };
+    line(out, header.to_vec());
+    for r in rows {
+        line(out, r.iter().map(String::as_str).collect());
+    }
+}
+
+pub fn render(r: &DryRunReport) -> String {
+    let mut o = String::new();
+    let t = &r.totals;
+    let _ = writeln!(
+        o,
+        "Dry run of plan `{}` ({}): nothing was changed anywhere\n",
+        r.plan, r.plan_file
+    );
+    let _ = writeln!(
+        o,
+        "Sites: {} · {} · {} at the source · {} / {} to send",
+        t.sites,
+        plural(t.files, "file", "files"),
+        human_bytes(t.bytes),
+        plural(t.files_to_send, "file", "files"),
+        human_bytes(t.bytes_to_send)
+    );
+    if !r.sites.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .sites
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    format!("{} -> {}", s.source, s.target),
+                    s.files.to_string(),
+                    human_bytes(s.bytes),
+                    format!(
+                        "{} ({})",
+                        human_bytes(s.bytes_to_send),
+                        s.new_files + s.changed_files
+                    ),
+                    s.error
+                        .clone()
+                        .map(|e| format!("error: {e}"))
+                        .unwrap_or_else(|| s.target_state.clone()),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &[
+                "SITE",
+                "SOURCE -> TARGET",
+                "FILES",
+                "SIZE",
+                "TO SEND (FILES)",
+                "TARGET",
+            ],
+            &rows,
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nDatabases: {} · {}",
+        t.databases,
+        human_bytes(t.database_bytes)
+    );
+    if !r.databases.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .databases
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    d.engine.clone(),
+                    format!("{} -> {}", d.source_host, d.target_host),
+                    human_bytes(d.bytes),
+                    d.tables
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    match &d.note {
+                        Some(n) => format!("{}: {n}", d.action),
+                        None => d.action.clone(),
+                    },
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &["DATABASE", "ENGINE", "HOSTS", "SIZE", "TABLES", "ACTION"],
+            &rows,
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nMail: {} · {} · {}",
+        plural(t.mailboxes, "mailbox", "mailboxes"),
+        plural(t.messages, "message", "messages"),
+        human_bytes(t.mail_bytes)
+    );
+    if !r.mail.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .mail
+            .iter()
+            .map(|m| {
+                vec![
+                    m.mailbox.clone(),
+                    m.layout.clone(),
+                    m.folders.to_string(),
+                    m.messages.to_string(),
+                    human_bytes(m.bytes),
+                    m.error
+                        .clone()
+                        .map(|e| format!("error: {e}"))
+                        .unwrap_or_else(|| m.messages_at_target.to_string()),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &[
+                "MAILBOX",
+                "LAYOUT",
+                "FOLDERS",
+                "MESSAGES",
+                "SIZE",
+                "AT TARGET",
+            ],
+            &rows,
+        );
+    }
+    let _ = writeln!(o, "\nDNS: {}", plural(t.dns_changes, "change", "changes"));
+    for z in &r.dns {
+        let servers: Vec<String> = z
+            .servers
+            .iter()
+            .map(|s| match (&s.serial, &s.error) {
+                (Some(serial), _) => format!("{} serial {serial}", s.server),
+                (None, Some(e)) => format!("{} error: {e}", s.server),
+                _ => s.server.clone(),
+            })
+            .collect();
+        let _ = writeln!(o, "  zone {} ({})", z.zone, servers.join(", "));
+        for c in &z.changes {
+            let _ = writeln!(
+                o,
+                "    ~ {} {} ttl {}->{}: {} -> {}",
+                c.name,
+                c.rtype,
+                c.ttl,
+                c.new_ttl,
+                c.from.join(" "),
+                c.to.join(" ")
+            );
+        }
+        if z.changes.is_empty() {
+            let _ = writeln!(o, "    (no record holds a switched address)");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nRisks: {} error(s), {} warning(s)",
+        t.errors, t.warnings
+    );
+    for k in &r.risks {
+        let _ = writeln!(
+            o,
+            "  {:<7} {:<20} {}: {}",
+            k.severity, k.kind, k.subject, k.message
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nEstimated duration of a first full sync: {} ({})",
+        human_duration(std::time::Duration::from_secs(r.estimate.seconds)),
+        r.estimate.basis
+    );
+    o
+}

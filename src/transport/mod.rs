@@ -1,0 +1,127 @@
+//! How the engine reaches a host: the `Transport` trait, in-process or over ssh.
+//!
+//! Every operation here is read-only on the host except `exec`, whose command the caller owns.
+pub mod agent;
+pub mod local;
+pub mod protocol;
+pub mod ssh;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tree::ScanSummary;
+
+pub use local::LocalTransport;
+pub use ssh::SshTransport;
+
+/// Free and total bytes of the file system holding a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsSpace {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// A command to run on a host. `env` carries secrets: it travels inside the transport, never on
+/// a command line that `ps` shows, and is never logged.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdin: Vec<u8>,
+}
+
+impl std::fmt::Debug for ExecRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env_names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ExecRequest")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &env_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecRequest {
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        ExecRequest {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Exit code; `None` when killed by a signal or the program could not start.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_string()
+    }
+}
+
+/// A transport failure, naming the host.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    #[error("host `{host}`: {message}")]
+    Connect { host: String, message: String },
+    #[error("host `{host}`: {path}: {message}")]
+    Path {
+        host: String,
+        path: String,
+        message: String,
+    },
+    #[error("host `{host}`: protocol error: {message}")]
+    Protocol { host: String, message: String },
+}
+
+/// Read-only access to a host's files, plus running commands there.
+pub trait Transport: Send + Sync {
+    /// The plan's name for this host.
+    fn host(&self) -> &str;
+
+    /// Directories matching `pattern` (absolute, `*`, `?` and `[..]` per component), sorted;
+    /// symlinks are not followed.
+    ///
+    /// # Errors
+    /// An unreachable host or an invalid pattern.
+    fn glob_dirs(&self, pattern: &str) -> Result<Vec<PathBuf>, TransportError>;
+
+    /// Lists the tree under `root`.
+    ///
+    /// # Errors
+    /// An unreachable host or invalid excludes; unreadable entries are in the summary.
+    fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError>;
+
+    /// Space of the file system that holds `path` (or its nearest existing parent).
+    ///
+    /// # Errors
+    /// An unreachable host, or no existing parent.
+    fn space(&self, path: &Path) -> Result<FsSpace, TransportError>;
+
+    /// Runs a command on the host and waits for it.
+    ///
+    /// # Errors
+    /// An unreachable host; a command that fails is an `Ok` with its exit code.
+    fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError>;
+}

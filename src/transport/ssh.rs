@@ -1,0 +1,468 @@
+//! The ssh transport: the system OpenSSH client, multiplexed, running our own agent remotely.
+//!
+//! Using `ssh` itself means the user's `~/.ssh/config`, ProxyJump bastions, agents,
+//! certificates and known_hosts work exactly as in their shell. Host keys are checked strictly
+//! (`BatchMode=yes`: an unknown or changed key fails, nothing is asked or added).
+
+use std::io::{BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use super::protocol::{PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use super::{ExecOutput, ExecRequest, FsSpace, Transport, TransportError};
+use crate::plan::SshAccess;
+use crate::tree::ScanSummary;
+
+/// Exit status the remote launcher uses to say "agent binary missing here".
+const AGENT_MISSING: i32 = 97;
+
+/// How to start `ssh` towards one host.
+#[derive(Debug, Clone)]
+pub struct SshCommand {
+    /// The program and options before the destination (`ssh -p 22 -i KEY ...`).
+    pub base: Vec<String>,
+    pub destination: String,
+}
+
+impl SshCommand {
+    /// Builds the command for a plan host; `control_dir` holds the ControlMaster socket.
+    pub fn for_access(access: &SshAccess, control_dir: &Path) -> SshCommand {
+        let mut base = vec!["ssh".to_string()];
+        if let Some(port) = access.target.port {
+            base.extend(["-p".into(), port.to_string()]);
+        }
+        if let Some(id) = &access.identity_file {
+            base.extend([
+                "-i".into(),
+                id.display().to_string(),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+            ]);
+        }
+        if let Some(kh) = &access.known_hosts {
+            base.extend(["-o".into(), format!("UserKnownHostsFile={}", kh.display())]);
+        }
+        for opt in &access.options {
+            base.extend(["-o".into(), opt.clone()]);
+        }
+        let destination = match &access.target.user {
+            Some(u) => format!("{u}@{}", access.target.host),
+            None => access.target.host.clone(),
+        };
+        let mut cmd = SshCommand { base, destination };
+        cmd.add_defaults(control_dir);
+        cmd
+    }
+
+    /// Builds the command from an rsync-style `-e` string such as `ssh -i KEY -p 2222`.
+    pub fn from_rsh(rsh: &str, destination: &str, control_dir: &Path) -> SshCommand {
+        let mut cmd = SshCommand {
+            base: rsh.split_whitespace().map(String::from).collect(),
+            destination: destination.into(),
+        };
+        cmd.add_defaults(control_dir);
+        cmd
+    }
+
+    fn add_defaults(&mut self, control_dir: &Path) {
+        // Options given first win in OpenSSH, so these only fill what the user left unset.
+        for opt in [
+            "BatchMode=yes".to_string(),
+            "ControlMaster=auto".to_string(),
+            format!("ControlPath={}/%C", control_dir.display()),
+            "ControlPersist=60".to_string(),
+            "ServerAliveInterval=15".to_string(),
+            "ConnectTimeout=15".to_string(),
+        ] {
+            self.base.extend(["-o".into(), opt]);
+        }
+    }
+
+    /// A `Command` that runs `remote` (a shell command line) on the host.
+    pub fn command(&self, remote: &str) -> Command {
+        let mut c = Command::new(&self.base[0]);
+        c.args(&self.base[1..])
+            .arg("--")
+            .arg(&self.destination)
+            .arg(remote);
+        c
+    }
+}
+
+/// Quotes `s` for a POSIX shell; `~/` at the start becomes `"$HOME"/`.
+pub fn shell_quote(s: &str) -> String {
+    if let Some(rest) = s.strip_prefix("~/") {
+        return format!("\"$HOME\"/{}", shell_quote(rest));
+    }
+    if s == "~" {
+        return "\"$HOME\"".into();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+struct Session {
+    child: Child,
+    input: BufWriter<ChildStdin>,
+    output: BufReader<ChildStdout>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// A host reached over ssh, with one agent session serving requests in order.
+pub struct SshTransport {
+    host: String,
+    ssh: SshCommand,
+    session: Mutex<Session>,
+    _control_dir: Option<tempfile::TempDir>,
+}
+
+impl SshTransport {
+    /// Connects to a plan host, uploading the agent when the host lacks it.
+    ///
+    /// # Errors
+    /// Unreachable host, refused authentication, unknown or changed host key, or an agent
+    /// that does not answer; each names the host.
+    pub fn connect(
+        host: &str,
+        access: &SshAccess,
+        agent_binary: &Path,
+    ) -> Result<SshTransport, TransportError> {
+        let control_dir = control_dir(host)?;
+        let ssh = SshCommand::for_access(access, control_dir.path());
+        let agent_dir = access.agent_dir.clone();
+        Self::connect_with(host, ssh, &agent_dir, agent_binary, Some(control_dir))
+    }
+
+    /// Connects with a ready ssh command line (the `-e` of `copy`).
+    ///
+    /// # Errors
+    /// As `connect`.
+    pub fn connect_with(
+        host: &str,
+        ssh: SshCommand,
+        agent_dir: &str,
+        agent_binary: &Path,
+        control_dir: Option<tempfile::TempDir>,
+    ) -> Result<SshTransport, TransportError> {
+        let binary = std::fs::read(agent_binary).map_err(|e| TransportError::Connect {
+            host: host.into(),
+            message: format!(
+                "cannot read the agent binary `{}` to upload: {e}",
+                agent_binary.display()
+            ),
+        })?;
+        let digest = blake3::hash(&binary).to_hex();
+        let remote_path = format!(
+            "{}/transhumance-{}-{}",
+            agent_dir.trim_end_matches('/'),
+            env!("CARGO_PKG_VERSION"),
+            &digest[..16]
+        );
+        let session = match start_session(host, &ssh, &remote_path)? {
+            Some(s) => s,
+            None => {
+                upload(host, &ssh, agent_dir, &remote_path, &binary)?;
+                start_session(host, &ssh, &remote_path)?.ok_or_else(|| TransportError::Connect {
+                    host: host.into(),
+                    message: format!("the agent uploaded to `{remote_path}` does not start"),
+                })?
+            }
+        };
+        Ok(SshTransport {
+            host: host.into(),
+            ssh,
+            session: Mutex::new(session),
+            _control_dir: control_dir,
+        })
+    }
+
+    /// The ssh command line in use, for running plain commands alongside the agent.
+    pub fn ssh_command(&self) -> &SshCommand {
+        &self.ssh
+    }
+
+    fn call(&self, request: &Request) -> Result<Response, TransportError> {
+        let mut s = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let io_err = |s: &mut Session, e: std::io::Error| {
+            let stderr =
+                String::from_utf8_lossy(&s.stderr.lock().unwrap_or_else(|p| p.into_inner()))
+                    .trim()
+                    .to_string();
+            TransportError::Connect {
+                host: self.host.clone(),
+                message: format!(
+                    "connection lost: {e}{}",
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (ssh: {stderr})")
+                    }
+                ),
+            }
+        };
+        if let Err(e) = write_frame(&mut s.input, request) {
+            return Err(io_err(&mut s, e));
+        }
+        match read_frame::<Response>(&mut s.output) {
+            Ok(Some(Response::Error(message))) => Err(TransportError::Path {
+                host: self.host.clone(),
+                path: String::new(),
+                message,
+            }),
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(io_err(
+                &mut s,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the agent closed the stream",
+                ),
+            )),
+            Err(e) => Err(io_err(&mut s, e)),
+        }
+    }
+
+    fn unexpected(&self, r: Response) -> TransportError {
+        TransportError::Protocol {
+            host: self.host.clone(),
+            message: format!("unexpected answer {r:?}"),
+        }
+    }
+}
+
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        let s = self.session.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = write_frame(&mut s.input, &Request::Bye);
+        let _ = s.child.wait();
+        // Close the ControlMaster we may have started, so no ssh lingers after us.
+        let mut exit = Command::new(&self.ssh.base[0]);
+        exit.args(&self.ssh.base[1..])
+            .args(["-O", "exit", &self.ssh.destination])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = exit.status();
+    }
+}
+
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn glob_dirs(&self, pattern: &str) -> Result<Vec<PathBuf>, TransportError> {
+        match self.call(&Request::GlobDirs {
+            pattern: pattern.into(),
+        })? {
+            Response::Dirs(d) => Ok(d),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError> {
+        match self.call(&Request::Scan {
+            root: root.into(),
+            exclude: exclude.to_vec(),
+        })? {
+            Response::Scan(s) => Ok(s),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn space(&self, path: &Path) -> Result<FsSpace, TransportError> {
+        match self.call(&Request::Space { path: path.into() })? {
+            Response::Space(s) => Ok(s),
+            r => Err(self.unexpected(r)),
+        }
+    }
+
+    fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError> {
+        match self.call(&Request::Exec(request.clone()))? {
+            Response::Exec(o) => Ok(o),
+            r => Err(self.unexpected(r)),
+        }
+    }
+}
+
+fn control_dir(host: &str) -> Result<tempfile::TempDir, TransportError> {
+    // Short base: ControlPath sockets must stay under ~100 bytes.
+    tempfile::Builder::new()
+        .prefix("th-ssh-")
+        .tempdir_in("/tmp")
+        .map_err(|e| TransportError::Connect {
+            host: host.into(),
+            message: format!("cannot create a directory for the ssh control socket: {e}"),
+        })
+}
+
+/// Starts the agent; `Ok(None)` when the host lacks it.
+fn start_session(
+    host: &str,
+    ssh: &SshCommand,
+    remote_path: &str,
+) -> Result<Option<Session>, TransportError> {
+    let p = shell_quote(remote_path);
+    let launcher =
+        format!("if [ -x {p} ]; then exec {p} agent --stdio; else exit {AGENT_MISSING}; fi");
+    let mut child = ssh
+        .command(&launcher)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| TransportError::Connect {
+            host: host.into(),
+            message: format!("cannot run `{}`: {e}", ssh.base[0]),
+        })?;
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut err_pipe = child.stderr.take().expect("piped");
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err_pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut session = Session {
+        input: BufWriter::new(child.stdin.take().expect("piped")),
+        output: BufReader::new(child.stdout.take().expect("piped")),
+        child,
+        stderr,
+    };
+    let hello = write_frame(
+        &mut session.input,
+        &Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        },
+    )
+    .and_then(|()| read_frame::<Response>(&mut session.output));
+    match hello {
+        Ok(Some(Response::Hello { protocol, .. })) if protocol == PROTOCOL_VERSION => {
+            Ok(Some(session))
+        }
+        Ok(Some(other)) => Err(TransportError::Protocol {
+            host: host.into(),
+            message: format!("agent answered {other:?} to hello"),
+        }),
+        Ok(None) | Err(_) => {
+            let status = session.child.wait().ok().and_then(|s| s.code());
+            // The stderr reader may still be draining; give it a moment to finish.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let err =
+                String::from_utf8_lossy(&session.stderr.lock().unwrap_or_else(|p| p.into_inner()))
+                    .to_string();
+            if status == Some(AGENT_MISSING) {
+                return Ok(None);
+            }
+            Err(TransportError::Connect {
+                host: host.into(),
+                message: explain_ssh_failure(&err, status),
+            })
+        }
+    }
+}
+
+fn upload(
+    host: &str,
+    ssh: &SshCommand,
+    agent_dir: &str,
+    remote_path: &str,
+    binary: &[u8],
+) -> Result<(), TransportError> {
+    let dir = shell_quote(agent_dir);
+    let p = shell_quote(remote_path);
+    let script = format!(
+        "umask 077 && mkdir -p {dir} && cat > {p}.tmp.$$ && chmod 700 {p}.tmp.$$ && mv -f {p}.tmp.$$ {p}"
+    );
+    let mut child = ssh
+        .command(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| TransportError::Connect {
+            host: host.into(),
+            message: format!("cannot run ssh: {e}"),
+        })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let data = binary.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| TransportError::Connect {
+            host: host.into(),
+            message: e.to_string(),
+        })?;
+    let _ = writer.join();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(TransportError::Connect {
+            host: host.into(),
+            message: format!(
+                "cannot upload the agent to `{remote_path}`: {}",
+                explain_ssh_failure(&String::from_utf8_lossy(&out.stderr), out.status.code())
+            ),
+        })
+    }
+}
+
+/// Turns ssh's stderr into a sentence an operator can act on.
+pub fn explain_ssh_failure(stderr: &str, status: Option<i32>) -> String {
+    let said = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("Warning: Permanently added"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let hint = if said.contains("Host key verification failed")
+        || said.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    {
+        "host key unknown or changed: check the key, then add it to known_hosts (ssh-keyscan); nothing was sent"
+    } else if said.contains("Permission denied") {
+        "authentication refused: check the user, the identity file and the authorized keys"
+    } else if said.contains("Connection refused")
+        || said.contains("No route to host")
+        || said.contains("timed out")
+        || said.contains("Could not resolve")
+    {
+        "cannot reach the ssh server"
+    } else {
+        "ssh failed"
+    };
+    let code = status.map(|c| format!(" (exit {c})")).unwrap_or_default();
+    if said.is_empty() {
+        format!("{hint}{code}")
+    } else {
+        format!("{hint}{code}: {said}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_home_expansion_only_for_tilde() {
+        assert_eq!(shell_quote("~/.cache/x y"), "\"$HOME\"/'.cache/x y'");
+        assert_eq!(shell_quote("/a'b"), "'/a'\\''b'");
+    }
+
+    #[test]
+    fn ssh_failures_are_explained() {
+        assert!(
+            explain_ssh_failure("Host key verification failed.\n", Some(255))
+                .starts_with("host key unknown or changed")
+        );
+        assert!(
+            explain_ssh_failure(
+                "ssh: connect to host 127.0.0.1 port 1: Connection refused",
+                Some(255)
+            )
+            .starts_with("cannot reach")
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! rsync-style exclude patterns: `cache/` (directories), `*.tmp` (any depth), `/logs/` (anchored).
+
+use globset::{GlobBuilder, GlobMatcher};
+
+/// A compiled list of exclude patterns.
+#[derive(Debug, Clone, Default)]
+pub struct ExcludeSet {
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    matcher: GlobMatcher,
+    dir_only: bool,
+    /// Matched against the whole relative path instead of the last component.
+    whole_path: bool,
+}
+
+impl ExcludeSet {
+    /// Compiles `patterns`.
+    ///
+    /// # Errors
+    /// A pattern that is not a valid glob, named in the message.
+    pub fn new(patterns: &[String]) -> Result<ExcludeSet, String> {
+        let mut rules = Vec::new();
+        for p in patterns {
+            let dir_only = p.ends_with('/');
+            let body = p.trim_end_matches('/');
+            let anchored = body.starts_with('/');
+            let body = body.trim_start_matches('/');
+            let whole_path = anchored || body.contains('/');
+            let glob = GlobBuilder::new(body)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("invalid exclude pattern `{p}`: {e}"))?;
+            rules.push(Rule {
+                matcher: glob.compile_matcher(),
+                dir_only,
+                whole_path,
+            });
+        }
+        Ok(ExcludeSet { rules })
+    }
+
+    /// Whether `rel` (relative to the tree's root) is excluded.
+    pub fn is_excluded(&self, rel: &std::path::Path, is_dir: bool) -> bool {
+        self.rules.iter().any(|r| {
+            if r.dir_only && !is_dir {
+                return false;
+            }
+            if r.whole_path {
+                r.matcher.is_match(rel)
+            } else {
+                rel.file_name().is_some_and(|n| r.matcher.is_match(n))
+            }
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn rsync_like_rules() {
+        let set = ExcludeSet::new(&["cache/".into(), "*.tmp".into(), "/logs/".into()]).unwrap();
+        assert!(set.is_excluded(Path::new("a/b/cache"), true));
+        assert!(!set.is_excluded(Path::new("a/b/cache"), false));
+        assert!(set.is_excluded(Path::new("x/y.tmp"), false));
+        assert!(set.is_excluded(Path::new("logs"), true));
+        assert!(!set.is_excluded(Path::new("a/logs"), true));
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration test binary (faster to build than many), with one shared harness of real servers.
+mod cli;
+mod dry_run;
+mod harness;
+mod harness_selftest;
