@@ -30,8 +30,11 @@ pub fn mailboxes(scan: &ScanSummary) -> Vec<MailboxStats> {
         let path = String::from_utf8_lossy(&e.path);
         let parts: Vec<&str> = path.split('/').collect();
         let (is_message, folder_end) = match e.kind {
+            // Message file names never start with a dot; `.keep` and the like are not mail.
             EntryKind::File
-                if parts.len() >= 2 && matches!(parts[parts.len() - 2], "cur" | "new") =>
+                if parts.len() >= 2
+                    && matches!(parts[parts.len() - 2], "cur" | "new")
+                    && !parts[parts.len() - 1].starts_with('.') =>
             {
                 (true, parts.len() - 2)
             }

@@ -63,6 +63,8 @@ pub fn load(path: &Path) -> Result<Loaded, PlanError> {
     } else {
         base
     };
+    // Absolute, so relative paths in the plan mean the same from any working directory.
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
     parse(&text, &path.display().to_string(), path, &base)
 }
 
@@ -210,7 +212,7 @@ impl Validator<'_> {
             .sites
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| self.site_rule(i, s, &hosts))
+            .filter_map(|(i, s)| self.site_rule(i, s, &hosts, base_dir))
             .collect::<Vec<_>>();
         self.explicit_site_overlaps(&site_rules);
         let databases = raw
@@ -382,8 +384,11 @@ impl Validator<'_> {
         index: usize,
         raw: &raw::RawSiteRule,
         hosts: &BTreeMap<String, Host>,
+        base_dir: &Path,
     ) -> Option<SiteRule> {
         let path = NodePath::root().key("sites").index(index);
+        let from_local = hosts.get(&raw.from.host).is_some_and(|h| h.access == HostAccess::Local);
+        let to_local = hosts.get(&raw.to.host).is_some_and(|h| h.access == HostAccess::Local);
         let mut ok = self.host_ref(&path.key("from").key("host"), &raw.from.host, hosts);
         ok &= self.host_ref(&path.key("to").key("host"), &raw.to.host, hosts);
         let source = match (&raw.from.path, &raw.from.glob) {
@@ -392,7 +397,7 @@ impl Validator<'_> {
                     self.error(&path, "a site with `from.path` needs a `name`");
                     ok = false;
                 }
-                self.absolute(&path.key("from").key("path"), p);
+                let p = self.site_path(&path.key("from").key("path"), p, from_local, base_dir);
                 SiteSource::Path(PathBuf::from(p))
             }
             (None, Some(g)) => {
@@ -403,8 +408,7 @@ impl Validator<'_> {
                     self.error(&path.key("from").key("glob"), format!("invalid glob: {e}"));
                     ok = false;
                 }
-                self.absolute(&path.key("from").key("glob"), g);
-                SiteSource::Glob(g.clone())
+                SiteSource::Glob(self.site_path(&path.key("from").key("glob"), g, from_local, base_dir))
             }
             (Some(_), Some(_)) => {
                 self.error(
@@ -421,7 +425,8 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let target_path = match Template::parse(&raw.to.path, SITE_VARS) {
+        let to_path = self.site_path(&path.key("to").key("path"), &raw.to.path, to_local, base_dir);
+        let target_path = match Template::parse(&to_path, SITE_VARS) {
             Ok(t) => {
                 if matches!(source, SiteSource::Glob(_)) && !t.uses("name") {
                     self.error(
@@ -434,7 +439,6 @@ impl Validator<'_> {
                     ));
                     ok = false;
                 }
-                self.absolute(&path.key("to").key("path"), &raw.to.path);
                 Some(t)
             }
             Err(e) => {
@@ -470,11 +474,19 @@ impl Validator<'_> {
         })
     }
 
-    fn absolute(&mut self, path: &NodePath, p: &str) {
-        if !p.starts_with('/') {
-            self.error(path, format!("expected an absolute path, found `{p}`"));
+    /// On this machine a relative path is relative to the plan file; elsewhere it is an error.
+    fn site_path(&mut self, path: &NodePath, p: &str, local: bool, base_dir: &Path) -> String {
+        if p.starts_with('/') {
+            return p.to_string();
         }
+        if !local {
+            self.error(path, format!("expected an absolute path on a remote host, found `{p}`"));
+            return p.to_string();
+        }
+        let joined = normalize(&base_dir.join(p)).to_string_lossy().into_owned();
+        if p.ends_with('/') && !joined.ends_with('/') { format!("{joined}/") } else { joined }
     }
+
 
     fn explicit_site_overlaps(&mut self, rules: &[SiteRule]) {
         let explicit: Vec<(&SiteRule, String)> = rules
@@ -609,8 +621,8 @@ impl Validator<'_> {
                     };
                     let dir = match &e.path {
                         Some(d) => {
-                            v.absolute(&p.key("path"), d);
-                            Some(PathBuf::from(d))
+                            let local = e.host.as_ref().and_then(|h| hosts.get(h)).is_some_and(|h| h.access == HostAccess::Local);
+                            Some(PathBuf::from(v.site_path(&p.key("path"), d, local, base_dir)))
                         }
                         None => {
                             v.error(&p, "a Maildir store needs `path`");
@@ -981,6 +993,22 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     } else {
         base.join(expanded)
     }
+}
+
+/// Removes `.` and `..` components without touching the file system (the path may not exist yet).
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// Whether one directory contains the other (or they are the same), compared by components.
