@@ -387,8 +387,12 @@ impl Validator<'_> {
         base_dir: &Path,
     ) -> Option<SiteRule> {
         let path = NodePath::root().key("sites").index(index);
-        let from_local = hosts.get(&raw.from.host).is_some_and(|h| h.access == HostAccess::Local);
-        let to_local = hosts.get(&raw.to.host).is_some_and(|h| h.access == HostAccess::Local);
+        let from_local = hosts
+            .get(&raw.from.host)
+            .is_some_and(|h| h.access == HostAccess::Local);
+        let to_local = hosts
+            .get(&raw.to.host)
+            .is_some_and(|h| h.access == HostAccess::Local);
         let mut ok = self.host_ref(&path.key("from").key("host"), &raw.from.host, hosts);
         ok &= self.host_ref(&path.key("to").key("host"), &raw.to.host, hosts);
         let source = match (&raw.from.path, &raw.from.glob) {
@@ -408,7 +412,12 @@ impl Validator<'_> {
                     self.error(&path.key("from").key("glob"), format!("invalid glob: {e}"));
                     ok = false;
                 }
-                SiteSource::Glob(self.site_path(&path.key("from").key("glob"), g, from_local, base_dir))
+                SiteSource::Glob(self.site_path(
+                    &path.key("from").key("glob"),
+                    g,
+                    from_local,
+                    base_dir,
+                ))
             }
             (Some(_), Some(_)) => {
                 self.error(
@@ -425,7 +434,12 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let to_path = self.site_path(&path.key("to").key("path"), &raw.to.path, to_local, base_dir);
+        let to_path = self.site_path(
+            &path.key("to").key("path"),
+            &raw.to.path,
+            to_local,
+            base_dir,
+        );
         let target_path = match Template::parse(&to_path, SITE_VARS) {
             Ok(t) => {
                 if matches!(source, SiteSource::Glob(_)) && !t.uses("name") {
@@ -480,13 +494,19 @@ impl Validator<'_> {
             return p.to_string();
         }
         if !local {
-            self.error(path, format!("expected an absolute path on a remote host, found `{p}`"));
+            self.error(
+                path,
+                format!("expected an absolute path on a remote host, found `{p}`"),
+            );
             return p.to_string();
         }
         let joined = normalize(&base_dir.join(p)).to_string_lossy().into_owned();
-        if p.ends_with('/') && !joined.ends_with('/') { format!("{joined}/") } else { joined }
+        if p.ends_with('/') && !joined.ends_with('/') {
+            format!("{joined}/")
+        } else {
+            joined
+        }
     }
-
 
     fn explicit_site_overlaps(&mut self, rules: &[SiteRule]) {
         let explicit: Vec<(&SiteRule, String)> = rules
@@ -621,8 +641,17 @@ impl Validator<'_> {
                     };
                     let dir = match &e.path {
                         Some(d) => {
-                            let local = e.host.as_ref().and_then(|h| hosts.get(h)).is_some_and(|h| h.access == HostAccess::Local);
-                            Some(PathBuf::from(v.site_path(&p.key("path"), d, local, base_dir)))
+                            let local = e
+                                .host
+                                .as_ref()
+                                .and_then(|h| hosts.get(h))
+                                .is_some_and(|h| h.access == HostAccess::Local);
+                            Some(PathBuf::from(v.site_path(
+                                &p.key("path"),
+                                d,
+                                local,
+                                base_dir,
+                            )))
                         }
                         None => {
                             v.error(&p, "a Maildir store needs `path`");
