@@ -64,13 +64,7 @@ pub fn dry_run(
         ));
     }
     for i in &inventory.issues {
-        let kind = if i.message.contains("overlaps") {
-            "overlapping_targets"
-        } else if i.message.contains("domain") {
-            "duplicate_domain"
-        } else {
-            "discovery_failed"
-        };
+        let kind = i.code.unwrap_or("discovery_failed");
         let risk = if i.severity == Severity::Error {
             Risk::error(kind, i.path.clone(), i.message.clone())
         } else {

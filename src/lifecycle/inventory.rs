@@ -59,11 +59,10 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
                         .collect()
                 }
                 Err(e @ crate::transport::TransportError::Connect { .. }) => {
-                    inv.unreachable.push(issue(
-                        &rule.origin,
-                        "from",
-                        format!("cannot expand the glob: {e}"),
-                    ));
+                    inv.unreachable.push(
+                        issue(&rule.origin, "from", format!("cannot expand the glob: {e}"))
+                            .with_code("unreachable"),
+                    );
                     continue;
                 }
                 Err(e) => {
@@ -109,11 +108,18 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
     let at = |s: &Site, key: &str, severity_error: bool, message: String| {
         let path = origin(s).key(key);
         let loc = loaded.tree.locate(&path);
-        if severity_error {
+        // Each check below reports under its own key, which names the kind of problem.
+        let code = match key {
+            "name" => "duplicate_name",
+            "domains" => "duplicate_domain",
+            _ => "overlapping_targets",
+        };
+        let issue = if severity_error {
             Issue::error(loc, path, message)
         } else {
             Issue::warning(loc, path, message)
-        }
+        };
+        issue.with_code(code)
     };
     let mut names: HashMap<&str, &Site> = HashMap::new();
     for s in sites {
@@ -197,5 +203,43 @@ fn dir_key(p: &Path) -> String {
         s.into_owned()
     } else {
         format!("{s}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expanded_targets_may_not_overlap_a_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        for s in ["www/a", "www/b"] {
+            std::fs::create_dir_all(dir.path().join(s)).unwrap();
+        }
+        // Sites land inside the source tree itself: `www/a` would be written into.
+        let text = format!(
+            "version: 1\nname: t\nsites:\n  - from: {{ host: local, glob: \"{d}/www/*/\" }}\n    to: {{ host: local, path: \"{d}/www/{{name}}/copy/\" }}\n    domains: [same.example]\n"
+        );
+        let loaded =
+            crate::plan::parse(&text, "plan.yaml", Path::new("plan.yaml"), dir.path()).unwrap();
+        let connections = Connections::new(&loaded.plan.hosts, PathBuf::from("unused"));
+        let inv = expand_sites(&loaded, &connections);
+        assert_eq!(inv.sites.len(), 2);
+        let codes: Vec<_> = inv
+            .issues
+            .iter()
+            .map(|i| (i.code, i.is_error(), i.loc.line))
+            .collect();
+        assert!(
+            codes.contains(&(Some("overlapping_targets"), true, 5)),
+            "{:#?}",
+            inv.issues
+        );
+        assert!(
+            codes.contains(&(Some("duplicate_domain"), false, 6)),
+            "{:#?}",
+            inv.issues
+        );
     }
 }

@@ -26,6 +26,9 @@ pub struct Issue {
     /// A hint to fix it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
+    /// A stable code for problems found beyond the file, such as `overlapping_targets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
 }
 
 impl Issue {
@@ -36,6 +39,7 @@ impl Issue {
             path: path.to_string(),
             message: message.into(),
             help: None,
+            code: None,
         }
     }
 
@@ -48,6 +52,11 @@ impl Issue {
 
     pub fn with_help(mut self, help: impl Into<String>) -> Issue {
         self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Issue {
+        self.code = Some(code);
         self
     }
 

@@ -158,7 +158,7 @@ pub struct DnsChange {
 pub struct Risk {
     /// `error` (the run would fail) or `warning`.
     pub severity: String,
-    /// Stable code: `target_not_empty`, `insufficient_space`, `ttl_too_high`,
+    /// Stable code: `target_not_empty`, `insufficient_space`, `ttl_too_high`, `duplicate_name`,
     /// `duplicate_domain`, `unreachable`, `servers_disagree`, `database_conflict`,
     /// `unreadable_files`, `overlapping_targets`, `not_supported_yet`, `discovery_failed`.
     pub kind: String,
