@@ -1,5 +1,6 @@
 //! Local file primitives with no knowledge of networks: scanning a tree under a root.
 pub mod exclude;
+pub mod root;
 pub mod scan;
 
 pub use exclude::ExcludeSet;

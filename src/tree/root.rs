@@ -1,0 +1,559 @@
+//! Every write under a target root, resolved beneath it without following any symlink.
+//!
+//! Paths come from a peer and are never trusted: each is checked (no `..`, no absolute, no NUL)
+//! and resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so a symlink planted in
+//! the target cannot redirect a write outside the root. Files are written to a temp name in
+//! their directory and renamed into place.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Metadata applied to what we create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Permission bits (and setuid/setgid/sticky).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i128,
+}
+
+/// Suffix of the temp file a transfer writes before its rename; a leftover one is a partial
+/// file from an interrupted run and serves as a delta basis next time.
+pub const PARTIAL_SUFFIX: &str = ".th-partial";
+
+/// The kernel's `struct open_how` (libc marks its own non-exhaustive).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// A directory every operation stays beneath.
+#[derive(Debug)]
+pub struct SafeRoot {
+    fd: OwnedFd,
+    path: PathBuf,
+    /// Whether to set owners (only root may).
+    pub set_owner: bool,
+}
+
+fn cstr(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| invalid("path contains a NUL byte"))
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg.into())
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+/// Checks a relative path from a peer: non-empty, relative, no `.`/`..`/empty components, no NUL.
+///
+/// # Errors
+/// `InvalidInput` naming what is wrong.
+pub fn check_rel(rel: &[u8]) -> io::Result<&Path> {
+    if rel.is_empty() {
+        return Err(invalid("empty path"));
+    }
+    if rel[0] == b'/' {
+        return Err(invalid(format!("absolute path `{}` from the peer", String::from_utf8_lossy(rel))));
+    }
+    if rel.contains(&0) {
+        return Err(invalid("path contains a NUL byte"));
+    }
+    for component in rel.split(|b| *b == b'/') {
+        if component.is_empty() || component == b"." || component == b".." {
+            return Err(invalid(format!("unsafe path `{}` from the peer", String::from_utf8_lossy(rel))));
+        }
+    }
+    Ok(Path::new(OsStr::from_bytes(rel)))
+}
+
+/// Splits `rel` into its parent (maybe empty) and last component.
+fn split(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[], rel),
+    }
+}
+
+impl SafeRoot {
+    /// Opens `path` as a root; with `create`, creates it (and its parents) first.
+    ///
+    /// # Errors
+    /// The directory cannot be created or opened.
+    pub fn open(path: &Path, create: bool) -> io::Result<SafeRoot> {
+        if create {
+            std::fs::create_dir_all(path)?;
+        }
+        let c = cstr(path.as_os_str().as_bytes())?;
+        // SAFETY: valid NUL-terminated path; the fd is owned right after.
+        let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+        Ok(SafeRoot {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: path.to_path_buf(),
+            // SAFETY: geteuid has no preconditions.
+            set_owner: unsafe { libc::geteuid() } == 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `rel` beneath the root without following any symlink on the way.
+    fn open_beneath(&self, rel: &[u8], flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+        let c = if rel.is_empty() { CString::new(".").expect("no NUL") } else { cstr(rel)? };
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: if flags & libc::O_CREAT != 0 { u64::from(mode) } else { 0 },
+            resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: openat2 with a valid dirfd, path and open_how of the right size.
+        let fd = unsafe {
+            libc::syscall(libc::SYS_openat2, self.fd.as_raw_fd(), c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::EXDEV) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("`{}` goes through a symlink or out of the target root: refused", String::from_utf8_lossy(rel)),
+                ));
+            }
+            return Err(e);
+        }
+        // SAFETY: a fresh fd returned by the kernel.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    /// The parent directory of `rel` (opened beneath the root) and the last component.
+    fn parent(&self, rel: &[u8]) -> io::Result<(OwnedFd, CString)> {
+        check_rel(rel)?;
+        let (dir, name) = split(rel);
+        let fd = self.open_beneath(dir, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        Ok((fd, cstr(name)?))
+    }
+
+    /// Opens a regular file for reading (a symlink at `rel` is refused).
+    ///
+    /// # Errors
+    /// Missing file, unsafe path, or a symlink.
+    pub fn open_read(&self, rel: &[u8]) -> io::Result<File> {
+        check_rel(rel)?;
+        let fd = self.open_beneath(rel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+        Ok(File::from(fd))
+    }
+
+    /// Starts writing `rel`: a temp file beside it, renamed into place by `TempFile::commit`.
+    /// A partial file left by an interrupted run is moved aside and returned as a basis.
+    ///
+    /// # Errors
+    /// Unsafe path, missing parent directory, or I/O errors.
+    pub fn create_temp(&self, rel: &[u8]) -> io::Result<(TempFile, Option<File>)> {
+        let (dir, name) = self.parent(rel)?;
+        let mut partial = name.as_bytes().to_vec();
+        partial.insert(0, b'.');
+        partial.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
+        let partial = cstr(&partial)?;
+        // A leftover partial becomes a basis: move it aside so the new write can start fresh.
+        let mut basis_name = partial.as_bytes().to_vec();
+        basis_name.extend_from_slice(b".basis");
+        let basis_name = cstr(&basis_name)?;
+        // SAFETY: valid dirfd and names.
+        let moved = unsafe { libc::renameat(dir.as_raw_fd(), partial.as_ptr(), dir.as_raw_fd(), basis_name.as_ptr()) } == 0;
+        let basis = if moved { openat_file(&dir, &basis_name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).ok() } else { None };
+        let file = openat_file(&dir, &partial, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW, 0o600)?;
+        Ok((TempFile { dir, temp: partial, name, file, basis_name: moved.then_some(basis_name) }, basis))
+    }
+
+    /// Creates a directory (parents must exist); an existing directory is fine.
+    ///
+    /// # Errors
+    /// Unsafe path, or something else than a directory stands there.
+    pub fn mkdir(&self, rel: &[u8], mode: u32) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        // SAFETY: valid dirfd and name.
+        if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), (mode & 0o7777) as libc::mode_t) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            let st = fstatat(&dir, &name)?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                return Ok(());
+            }
+            // A file or symlink where a directory belongs: replace it, never write through it.
+            self.remove(rel)?;
+            return self.mkdir(rel, mode);
+        }
+        Err(e)
+    }
+
+    /// Creates (or replaces) a symlink; its target is stored as given and never followed.
+    ///
+    /// # Errors
+    /// Unsafe path or I/O errors.
+    pub fn symlink(&self, rel: &[u8], target: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        let tmp = temp_name(&name);
+        let t = cstr(target)?;
+        // SAFETY: valid dirfd and names.
+        check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), tmp.as_ptr()) })?;
+        rename_into_place(&dir, &tmp, &name)
+    }
+
+    /// Hard-links `existing` to `rel`, both beneath the root.
+    ///
+    /// # Errors
+    /// Unsafe paths or I/O errors.
+    pub fn hardlink(&self, existing: &[u8], rel: &[u8]) -> io::Result<()> {
+        let (src_dir, src_name) = self.parent(existing)?;
+        let (dir, name) = self.parent(rel)?;
+        let tmp = temp_name(&name);
+        // SAFETY: valid dirfds and names; flags 0 never follows a symlink at `existing`.
+        check(unsafe { libc::linkat(src_dir.as_raw_fd(), src_name.as_ptr(), dir.as_raw_fd(), tmp.as_ptr(), 0) })?;
+        rename_into_place(&dir, &tmp, &name)
+    }
+
+    /// Creates a fifo or device node.
+    ///
+    /// # Errors
+    /// Unsafe path, or not permitted (devices need root).
+    pub fn mknod(&self, rel: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        let tmp = temp_name(&name);
+        // SAFETY: valid dirfd and name.
+        check(unsafe { libc::mknodat(dir.as_raw_fd(), tmp.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })?;
+        rename_into_place(&dir, &tmp, &name)
+    }
+
+    /// Applies owner, permissions and mtime to `rel` without following a symlink there.
+    ///
+    /// # Errors
+    /// Unsafe path or I/O errors.
+    pub fn set_meta(&self, rel: &[u8], meta: &Meta, is_symlink: bool) -> io::Result<()> {
+        let (dir, name) = if rel.is_empty() {
+            (self.open_beneath(b"", libc::O_PATH | libc::O_DIRECTORY, 0)?, CString::new(".").expect("no NUL"))
+        } else {
+            self.parent(rel)?
+        };
+        apply_meta(&dir, &name, meta, is_symlink, self.set_owner)
+    }
+
+    /// Removes a file, symlink, or a directory with everything under it.
+    ///
+    /// # Errors
+    /// Unsafe path or I/O errors.
+    pub fn remove(&self, rel: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        remove_at(&dir, &name)
+    }
+
+    /// Copies a file already under the root to another place under it (a rename detected at the
+    /// source becomes a local copy instead of a transfer).
+    ///
+    /// # Errors
+    /// Unsafe paths or I/O errors.
+    pub fn local_copy(&self, from: &[u8], to: &[u8], meta: &Meta) -> io::Result<blake3::Hash> {
+        let mut src = self.open_read(from)?;
+        let (mut temp, _) = self.create_temp(to)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = io::Read::read(&mut src, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            temp.write_data(&buf[..n])?;
+        }
+        temp.commit(meta, self.set_owner)?;
+        Ok(hasher.finalize())
+    }
+
+    /// Flushes the file system holding the root: durability paid once per run, not per file.
+    ///
+    /// # Errors
+    /// I/O errors from `syncfs`.
+    pub fn sync(&self) -> io::Result<()> {
+        let fd = self.open_beneath(b"", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        // SAFETY: valid fd.
+        check(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(|_| ())
+    }
+}
+
+/// A file being written under a temp name; dropped without `commit`, it stays as a partial
+/// file for the next run to use as a basis.
+pub struct TempFile {
+    dir: OwnedFd,
+    temp: CString,
+    name: CString,
+    file: File,
+    basis_name: Option<CString>,
+}
+
+impl TempFile {
+    /// Writes `data`, leaving holes where whole 4 KiB blocks are zero (sparse files stay sparse).
+    ///
+    /// # Errors
+    /// I/O errors, such as a full disk.
+    pub fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
+        const BLOCK: usize = 4096;
+        let mut start = 0;
+        while start < data.len() {
+            let end = (start + BLOCK).min(data.len());
+            let chunk = &data[start..end];
+            if chunk.len() == BLOCK && chunk.iter().all(|b| *b == 0) {
+                self.file.seek(SeekFrom::Current(BLOCK as i64))?;
+            } else {
+                self.file.write_all(chunk)?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Sets the final length (trailing holes), metadata, and renames the file into place.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn commit(self, meta: &Meta, set_owner: bool) -> io::Result<()> {
+        let len = self.file.stream_position_len()?;
+        self.file.set_len(len)?;
+        apply_meta_fd(&self.file, meta, set_owner)?;
+        rename_into_place(&self.dir, &self.temp, &self.name)?;
+        if let Some(b) = &self.basis_name {
+            // SAFETY: valid dirfd and name.
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), b.as_ptr(), 0) };
+        }
+        Ok(())
+    }
+
+    /// Gives up: removes the temp file (used when the data turned out wrong, not on a crash).
+    pub fn discard(self) {
+        // SAFETY: valid dirfd and name.
+        unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.temp.as_ptr(), 0) };
+    }
+}
+
+trait StreamLen {
+    fn stream_position_len(&self) -> io::Result<u64>;
+}
+
+impl StreamLen for File {
+    fn stream_position_len(&self) -> io::Result<u64> {
+        let mut f = self;
+        f.stream_position()
+    }
+}
+
+fn temp_name(name: &CStr) -> CString {
+    let mut t = b".".to_vec();
+    t.extend_from_slice(name.to_bytes());
+    t.extend_from_slice(format!(".th-tmp-{}", std::process::id()).as_bytes());
+    CString::new(t).expect("no NUL in a checked name")
+}
+
+fn openat_file(dir: &OwnedFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+    // SAFETY: valid dirfd and name; the fd is owned right after.
+    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC, libc::c_uint::from(mode)) })?;
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+fn fstatat(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid dirfd, name and stat buffer.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+    Ok(st)
+}
+
+fn rename_into_place(dir: &OwnedFd, tmp: &CStr, name: &CStr) -> io::Result<()> {
+    // rename never follows a symlink standing at `name`: it replaces the link itself. A
+    // directory standing there is removed first (it cannot be replaced by a file).
+    // SAFETY: valid dirfd and names.
+    if unsafe { libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), name.as_ptr()) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) {
+        remove_at(dir, name)?;
+        // SAFETY: as above.
+        check(unsafe { libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })?;
+        return Ok(());
+    }
+    // SAFETY: valid dirfd and name.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    Err(e)
+}
+
+fn remove_at(dir: &OwnedFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: valid dirfd and name.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if !matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::EPERM)) {
+        return Err(e);
+    }
+    // A directory: empty it through an fd opened without following links, then remove it.
+    let sub = File::from(openat_owned(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)?);
+    let sub_fd: OwnedFd = sub.into();
+    let names: Vec<CString> = {
+        let dup = check(unsafe { libc::dup(sub_fd.as_raw_fd()) })?;
+        // SAFETY: fdopendir takes ownership of `dup`.
+        let d = unsafe { libc::fdopendir(dup) };
+        if d.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: `d` is a valid DIR stream until closedir.
+            let ent = unsafe { libc::readdir(d) };
+            if ent.is_null() {
+                break;
+            }
+            // SAFETY: d_name is NUL-terminated.
+            let n = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+            if n.to_bytes() != b"." && n.to_bytes() != b".." {
+                out.push(n.to_owned());
+            }
+        }
+        // SAFETY: closes the stream and `dup`.
+        unsafe { libc::closedir(d) };
+        out
+    };
+    for n in names {
+        remove_at(&sub_fd, &n)?;
+    }
+    // SAFETY: valid dirfd and name.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) }).map(|_| ())
+}
+
+fn openat_owned(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: valid dirfd and name.
+    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn timespec(ns: i128) -> libc::timespec {
+    libc::timespec { tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t, tv_nsec: ns.rem_euclid(1_000_000_000) as libc::c_long }
+}
+
+fn apply_meta(dir: &OwnedFd, name: &CStr, meta: &Meta, is_symlink: bool, set_owner: bool) -> io::Result<()> {
+    if set_owner {
+        // SAFETY: valid dirfd and name.
+        check(unsafe { libc::fchownat(dir.as_raw_fd(), name.as_ptr(), meta.uid, meta.gid, libc::AT_SYMLINK_NOFOLLOW) })?;
+    }
+    if !is_symlink {
+        // SAFETY: valid dirfd and name; fchmodat does not follow for non-links here.
+        check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), (meta.mode & 0o7777) as libc::mode_t, 0) })?;
+    }
+    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, timespec(meta.mtime_ns)];
+    // SAFETY: valid dirfd, name and two timespecs.
+    check(unsafe { libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(|_| ())
+}
+
+fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    if set_owner {
+        // SAFETY: valid fd.
+        check(unsafe { libc::fchown(fd, meta.uid, meta.gid) })?;
+    }
+    // After chown: changing the owner clears setuid bits, so the mode comes second.
+    // SAFETY: valid fd.
+    check(unsafe { libc::fchmod(fd, (meta.mode & 0o7777) as libc::mode_t) })?;
+    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, timespec(meta.mtime_ns)];
+    // SAFETY: valid fd and two timespecs.
+    check(unsafe { libc::futimens(fd, times.as_ptr()) }).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn meta(mode: u32) -> Meta {
+        Meta { mode, uid: 0, gid: 0, mtime_ns: 1_600_000_000_123_456_789 }
+    }
+
+    #[test]
+    fn peer_paths_are_checked() {
+        for bad in [&b"/etc/passwd"[..], b"a/../../x", b"..", b"a//b", b"./a", b"", b"a\0b"] {
+            assert!(check_rel(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_rel(b"a/b c/\xff").is_ok());
+    }
+
+    #[test]
+    fn writes_never_go_through_a_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("evil")).unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let err = root.create_temp(b"evil/owned").err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert!(root.mkdir(b"evil/sub", 0o755).is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn temp_then_rename_with_metadata_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        root.mkdir(b"d", 0o750).unwrap();
+        let (mut t, basis) = root.create_temp(b"d/f").unwrap();
+        assert!(basis.is_none());
+        t.write_data(&[0u8; 1 << 20]).unwrap();
+        t.write_data(b"tail").unwrap();
+        assert!(!dir.path().join("d/f").exists(), "no partial file under the final name");
+        t.commit(&meta(0o640), false).unwrap();
+        let m = std::fs::metadata(dir.path().join("d/f")).unwrap();
+        assert_eq!((m.len(), m.mode() & 0o7777, m.mtime_nsec()), ((1 << 20) + 4, 0o640, 123_456_789));
+        assert!(m.blocks() * 512 < 64 * 1024, "zeros became holes: {} blocks", m.blocks());
+        assert_eq!(std::fs::read_dir(dir.path().join("d")).unwrap().count(), 1, "no temp left");
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_a_partial_that_becomes_the_next_basis() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let (mut t, _) = root.create_temp(b"big").unwrap();
+        t.write_data(b"first half").unwrap();
+        drop(t); // the process died here
+        assert!(!dir.path().join("big").exists());
+        let (t, basis) = root.create_temp(b"big").unwrap();
+        let mut text = String::new();
+        io::Read::read_to_string(&mut basis.expect("partial reused"), &mut text).unwrap();
+        assert_eq!(text, "first half");
+        t.commit(&meta(0o644), false).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("big")]);
+    }
+
+    #[test]
+    fn symlinks_hardlinks_and_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        root.symlink(b"l", b"/etc/passwd").unwrap();
+        assert_eq!(std::fs::read_link(dir.path().join("l")).unwrap(), Path::new("/etc/passwd"));
+        assert!(root.open_read(b"l").is_err(), "reading through a link is refused");
+        std::fs::write(dir.path().join("a"), b"x").unwrap();
+        root.hardlink(b"a", b"b").unwrap();
+        assert_eq!(std::fs::metadata(dir.path().join("b")).unwrap().nlink(), 2);
+        std::fs::create_dir_all(dir.path().join("t/u/v")).unwrap();
+        std::fs::write(dir.path().join("t/u/v/w"), b"x").unwrap();
+        root.remove(b"t").unwrap();
+        assert!(!dir.path().join("t").exists());
+    }
+}
