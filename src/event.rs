@@ -21,6 +21,10 @@ pub enum Event {
         unit: String,
         error: String,
     },
+    /// A phase will move this many bytes in all.
+    BytesTotal { phase: String, bytes: u64 },
+    /// Bytes of a phase are done.
+    BytesDone { phase: String, bytes: u64 },
     /// A phase ends.
     PhaseFinished { phase: String },
     /// A note worth showing, such as a connection being made.

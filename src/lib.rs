@@ -7,5 +7,6 @@ pub mod lifecycle;
 pub mod mail;
 pub mod plan;
 pub mod report;
+pub mod sync;
 pub mod transport;
 pub mod tree;

@@ -2,12 +2,15 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod agent;
+pub mod copy;
 pub mod diagnostics;
+pub mod endpoint;
 pub mod plan;
 pub mod printer;
 pub mod progress;
 pub mod schema;
 pub mod validate;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -59,6 +62,52 @@ pub enum Command {
     },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
+    /// Copy the contents of SRC into DST (each a local path or `[user@]host[:port]:/path`),
+    /// verified by BLAKE3 on both ends.
+    Copy {
+        /// Source directory.
+        src: String,
+        /// Target directory (created when missing).
+        dst: String,
+        /// The ssh command line to use, as rsync's `-e` (e.g. `ssh -i KEY -o UserKnownHostsFile=F`).
+        #[arg(short = 'e', long = "rsh")]
+        rsh: Option<String>,
+        /// Remove target files the source does not have (refused above 30 % without --force).
+        #[arg(long)]
+        delete: bool,
+        /// Compare content (BLAKE3 on both sides) instead of size and modification time.
+        #[arg(short = 'c', long)]
+        checksum: bool,
+        /// Show what would change (itemized) and change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Files moved in parallel.
+        #[arg(short = 'j', long, default_value_t = 4)]
+        jobs: usize,
+        /// Leave out paths matching PATTERN (rsync style: `dir/`, `*.tmp`, `/anchored`).
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
+        /// Allow --delete to remove more than 30 % of the target's files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-read both sides and list every difference: `verify SRC DST`, or `verify PLAN` for
+    /// every site of a plan. Exit 1 when anything differs.
+    Verify {
+        /// A plan file, or the source of a pair.
+        first: String,
+        /// The target of a pair.
+        second: Option<String>,
+        /// The ssh command line to use, as rsync's `-e`.
+        #[arg(short = 'e', long = "rsh")]
+        rsh: Option<String>,
+        /// Leave out paths matching PATTERN.
+        #[arg(long, value_name = "PATTERN")]
+        exclude: Vec<String>,
+        /// Files hashed in parallel.
+        #[arg(short = 'j', long, default_value_t = 4)]
+        jobs: usize,
+    },
     /// Serve the remote side of the ssh transport on stdin/stdout (started by transhumance itself).
     #[command(hide = true)]
     Agent {
@@ -90,6 +139,46 @@ pub fn run(cli: Cli) -> u8 {
             output,
         } => plan::run(&plan, format, output.as_deref(), &printer),
         Command::Schema => schema::run(),
+        Command::Copy {
+            src,
+            dst,
+            rsh,
+            delete,
+            checksum,
+            dry_run,
+            jobs,
+            exclude,
+            force,
+        } => copy::run(
+            copy::CopyArgs {
+                src,
+                dst,
+                rsh,
+                options: crate::sync::SyncOptions {
+                    delete,
+                    checksum,
+                    dry_run,
+                    jobs: jobs.max(1),
+                    exclude,
+                    force,
+                },
+            },
+            &printer,
+        ),
+        Command::Verify {
+            first,
+            second,
+            rsh,
+            exclude,
+            jobs,
+        } => verify::run(
+            &first,
+            second.as_deref(),
+            rsh.as_deref(),
+            &exclude,
+            jobs.max(1),
+            &printer,
+        ),
         Command::Agent { stdio } => agent::run(stdio, &printer),
     }
 }

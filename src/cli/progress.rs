@@ -61,9 +61,28 @@ impl Observer for Bars {
                 }
                 let _ = self.multi.println(format!("{phase}: {unit}: {error}"));
             }
+            Event::BytesTotal { phase, bytes } => {
+                let b = ProgressBar::new(*bytes);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})",
+                    )
+                    .expect("template")
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(format!("{phase} bytes"));
+                bars.insert(format!("{phase}#bytes"), self.multi.add(b));
+            }
+            Event::BytesDone { phase, bytes } => {
+                if let Some(b) = bars.get(&format!("{phase}#bytes")) {
+                    b.inc(*bytes);
+                }
+            }
             Event::PhaseFinished { phase } => {
-                if let Some(b) = bars.remove(phase) {
-                    b.finish_and_clear();
+                for key in [phase.clone(), format!("{phase}#bytes")] {
+                    if let Some(b) = bars.remove(&key) {
+                        b.finish_and_clear();
+                    }
                 }
             }
             Event::Info { message } => {

@@ -762,7 +762,14 @@ mod tests {
             kind: EntryKind::File,
             size,
             mtime_ns: mtime,
-            mode: 0o644,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            dev: 1,
+            ino: 1,
+            rdev: 0,
+            link_target: None,
         }
     }
 

@@ -12,14 +12,18 @@ use super::{ExecOutput, ExecRequest, FsSpace, Transport, TransportError};
 use crate::tree::{self, ScanSummary};
 
 /// This machine, under the plan's host name.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LocalTransport {
     host: String,
+    channel: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<super::channel::LocalChannel>>>,
 }
 
 impl LocalTransport {
     pub fn new(host: impl Into<String>) -> Self {
-        LocalTransport { host: host.into() }
+        LocalTransport {
+            host: host.into(),
+            channel: Default::default(),
+        }
     }
 
     fn path_error(&self, path: &Path, message: impl Into<String>) -> TransportError {
@@ -117,6 +121,22 @@ impl Transport for LocalTransport {
             free_bytes: st.f_bavail as u64 * frsize,
             total_bytes: st.f_blocks as u64 * frsize,
         })
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    fn channel(
+        &self,
+        _index: usize,
+    ) -> Result<std::sync::Arc<dyn super::channel::Channel>, TransportError> {
+        Ok(self
+            .channel
+            .get_or_init(|| {
+                std::sync::Arc::new(super::channel::LocalChannel::new(self.host.clone()))
+            })
+            .clone())
     }
 
     fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError> {

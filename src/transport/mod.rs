@@ -2,8 +2,10 @@
 //!
 //! Every operation here is read-only on the host except `exec`, whose command the caller owns.
 pub mod agent;
+pub mod channel;
 pub mod local;
 pub mod protocol;
+pub mod server;
 pub mod ssh;
 
 use std::path::{Path, PathBuf};
@@ -124,4 +126,17 @@ pub trait Transport: Send + Sync {
     /// # Errors
     /// An unreachable host; a command that fails is an `Ok` with its exit code.
     fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError>;
+
+    /// Whether this is the machine we run on (files can be read directly).
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    /// The `index`-th stream of calls to this host (opened on first use); several streams move
+    /// files in parallel. Local hosts have one, served in-process.
+    ///
+    /// # Errors
+    /// A new stream cannot be opened.
+    fn channel(&self, index: usize)
+    -> Result<std::sync::Arc<dyn channel::Channel>, TransportError>;
 }

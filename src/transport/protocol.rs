@@ -1,4 +1,8 @@
-//! The agent's wire format: length-prefixed postcard frames, one request then one response.
+//! The agent's wire format: length-prefixed postcard frames.
+//!
+//! Every call carries an id and the replies carry it back, so the controller can keep many
+//! calls in flight on one stream (no round trip per file). Replies to one call arrive in order:
+//! zero or more `Data`/`DeltaOps` chunks, then exactly one terminal reply.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -7,35 +11,174 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::{ExecOutput, ExecRequest, FsSpace};
 use crate::tree::ScanSummary;
+use crate::tree::delta::{DeltaOp, Signature};
+use crate::tree::root::Meta;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;
 
+/// Root handles are small numbers returned by `OpenRoot`, valid for one session.
+pub type RootId = u32;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
     Hello { protocol: u32 },
-    GlobDirs { pattern: String },
-    Scan { root: PathBuf, exclude: Vec<String> },
-    Space { path: PathBuf },
-    Exec(ExecRequest),
+    Call { id: u64, call: Call },
     Bye,
+}
+
+/// Which file a delta is computed against at the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Basis {
+    /// No basis: the whole file comes as data.
+    None,
+    /// The file now at the final name.
+    Final,
+    /// The partial file an interrupted run left.
+    Partial,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Call {
+    GlobDirs {
+        pattern: String,
+    },
+    Scan {
+        root: PathBuf,
+        exclude: Vec<String>,
+    },
+    Space {
+        path: PathBuf,
+    },
+    Exec(ExecRequest),
+    /// Opens a root for the calls below; `create` makes the directory (target side).
+    OpenRoot {
+        root: PathBuf,
+        create: bool,
+    },
+    /// Streams a file's content as `Data`, then `Done` with its BLAKE3.
+    ReadFile {
+        root: RootId,
+        path: Vec<u8>,
+    },
+    /// BLAKE3 of a file, without sending it.
+    HashFile {
+        root: RootId,
+        path: Vec<u8>,
+    },
+    /// Block signature of a basis at the receiver.
+    Signature {
+        root: RootId,
+        path: Vec<u8>,
+        basis: Basis,
+        block_len: u32,
+    },
+    /// Streams the delta of a file against a signature as `DeltaOps`, then `Done`.
+    Delta {
+        root: RootId,
+        path: Vec<u8>,
+        signature: Signature,
+    },
+    /// Starts writing a file (temp name); no reply until `WriteEnd`.
+    WriteBegin {
+        root: RootId,
+        path: Vec<u8>,
+        meta: Meta,
+        basis: Basis,
+        block_len: u32,
+    },
+    WriteData {
+        data: Vec<u8>,
+    },
+    WriteDelta {
+        ops: Vec<DeltaOp>,
+    },
+    /// Ends a write: the receiver compares its own BLAKE3 of what it wrote with `hash`, and
+    /// renames into place only when they match.
+    WriteEnd {
+        hash: [u8; 32],
+    },
+    Mkdir {
+        root: RootId,
+        path: Vec<u8>,
+        meta: Meta,
+    },
+    Symlink {
+        root: RootId,
+        path: Vec<u8>,
+        target: Vec<u8>,
+        meta: Meta,
+    },
+    Hardlink {
+        root: RootId,
+        existing: Vec<u8>,
+        path: Vec<u8>,
+    },
+    Mknod {
+        root: RootId,
+        path: Vec<u8>,
+        meta: Meta,
+        rdev: u64,
+    },
+    SetMeta {
+        root: RootId,
+        path: Vec<u8>,
+        meta: Meta,
+        is_symlink: bool,
+    },
+    Remove {
+        root: RootId,
+        path: Vec<u8>,
+    },
+    LocalCopy {
+        root: RootId,
+        from: Vec<u8>,
+        path: Vec<u8>,
+        meta: Meta,
+    },
+    /// Flushes the root's file system once, at the end of a run.
+    Sync {
+        root: RootId,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
-    Hello {
-        protocol: u32,
-        version: String,
-    },
+    Hello { protocol: u32, version: String },
+    Reply { id: u64, reply: Reply },
+}
+
+/// What a call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// BLAKE3 of the content read or written, when there was content.
+    pub hash: Option<[u8; 32]>,
+    pub len: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
     Dirs(Vec<PathBuf>),
     Scan(ScanSummary),
     Space(FsSpace),
     Exec(ExecOutput),
-    /// The request failed on the far side; the message names the path.
+    Opened(RootId),
+    Data(Vec<u8>),
+    DeltaOps(Vec<DeltaOp>),
+    Sig(Signature),
+    Done(Outcome),
+    /// The call failed on the far side; the message names the path.
     Error(String),
+}
+
+impl Reply {
+    /// Whether this reply ends its call.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Reply::Data(_) | Reply::DeltaOps(_))
+    }
 }
 
 /// Writes one frame.
@@ -48,8 +191,7 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> io::Result<()> 
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
     w.write_all(&len.to_le_bytes())?;
-    w.write_all(&bytes)?;
-    w.flush()
+    w.write_all(&bytes)
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
@@ -86,15 +228,18 @@ mod tests {
         let mut buf = Vec::new();
         write_frame(
             &mut buf,
-            &Request::GlobDirs {
-                pattern: "/var/www/*".into(),
+            &Request::Call {
+                id: 7,
+                call: Call::GlobDirs {
+                    pattern: "/var/www/*".into(),
+                },
             },
         )
         .unwrap();
         write_frame(&mut buf, &Request::Bye).unwrap();
         let mut r = &buf[..];
         assert!(
-            matches!(read_frame::<Request>(&mut r).unwrap(), Some(Request::GlobDirs { pattern }) if pattern == "/var/www/*")
+            matches!(read_frame::<Request>(&mut r).unwrap(), Some(Request::Call { id: 7, call: Call::GlobDirs { pattern } }) if pattern == "/var/www/*")
         );
         assert!(matches!(
             read_frame::<Request>(&mut r).unwrap(),

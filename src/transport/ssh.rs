@@ -4,12 +4,13 @@
 //! certificates and known_hosts work exactly as in their shell. Host keys are checked strictly
 //! (`BatchMode=yes`: an unknown or changed key fails, nothing is asked or added).
 
-use std::io::{BufReader, BufWriter, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use super::protocol::{PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use super::channel::{Channel, RemoteChannel};
+use super::protocol::{Call, PROTOCOL_VERSION, Reply, Request, Response, read_frame, write_frame};
 use super::{ExecOutput, ExecRequest, FsSpace, Transport, TransportError};
 use crate::plan::SshAccess;
 use crate::tree::ScanSummary;
@@ -101,18 +102,13 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-struct Session {
-    child: Child,
-    input: BufWriter<ChildStdin>,
-    output: BufReader<ChildStdout>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-/// A host reached over ssh, with one agent session serving requests in order.
+/// A host reached over ssh: agent sessions (ssh channels of one ControlMaster) opened on demand.
 pub struct SshTransport {
     host: String,
     ssh: SshCommand,
-    session: Mutex<Session>,
+    remote_path: String,
+    channels: Mutex<Vec<Arc<RemoteChannel>>>,
+    children: Mutex<Vec<Child>>,
     _control_dir: Option<tempfile::TempDir>,
 }
 
@@ -158,7 +154,7 @@ impl SshTransport {
             env!("CARGO_PKG_VERSION"),
             &digest[..16]
         );
-        let session = match start_session(host, &ssh, &remote_path)? {
+        let (child, channel) = match start_session(host, &ssh, &remote_path)? {
             Some(s) => s,
             None => {
                 upload(host, &ssh, agent_dir, &remote_path, &binary)?;
@@ -171,7 +167,9 @@ impl SshTransport {
         Ok(SshTransport {
             host: host.into(),
             ssh,
-            session: Mutex::new(session),
+            remote_path,
+            channels: Mutex::new(vec![Arc::new(channel)]),
+            children: Mutex::new(vec![child]),
             _control_dir: control_dir,
         })
     }
@@ -181,47 +179,11 @@ impl SshTransport {
         &self.ssh
     }
 
-    fn call(&self, request: &Request) -> Result<Response, TransportError> {
-        let mut s = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let io_err = |s: &mut Session, e: std::io::Error| {
-            let stderr =
-                String::from_utf8_lossy(&s.stderr.lock().unwrap_or_else(|p| p.into_inner()))
-                    .trim()
-                    .to_string();
-            TransportError::Connect {
-                host: self.host.clone(),
-                message: format!(
-                    "connection lost: {e}{}",
-                    if stderr.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (ssh: {stderr})")
-                    }
-                ),
-            }
-        };
-        if let Err(e) = write_frame(&mut s.input, request) {
-            return Err(io_err(&mut s, e));
-        }
-        match read_frame::<Response>(&mut s.output) {
-            Ok(Some(Response::Error(message))) => Err(TransportError::Path {
-                host: self.host.clone(),
-                path: String::new(),
-                message,
-            }),
-            Ok(Some(r)) => Ok(r),
-            Ok(None) => Err(io_err(
-                &mut s,
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the agent closed the stream",
-                ),
-            )),
-            Err(e) => Err(io_err(&mut s, e)),
-        }
+    fn first(&self) -> Arc<RemoteChannel> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())[0].clone()
     }
 
-    fn unexpected(&self, r: Response) -> TransportError {
+    fn unexpected(&self, r: Reply) -> TransportError {
         TransportError::Protocol {
             host: self.host.clone(),
             message: format!("unexpected answer {r:?}"),
@@ -231,9 +193,22 @@ impl SshTransport {
 
 impl Drop for SshTransport {
     fn drop(&mut self) {
-        let s = self.session.get_mut().unwrap_or_else(|p| p.into_inner());
-        let _ = write_frame(&mut s.input, &Request::Bye);
-        let _ = s.child.wait();
+        for c in self
+            .channels
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            c.close();
+        }
+        for mut child in self
+            .children
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = child.wait();
+        }
         // Close the ControlMaster we may have started, so no ssh lingers after us.
         let mut exit = Command::new(&self.ssh.base[0]);
         exit.args(&self.ssh.base[1..])
@@ -250,36 +225,53 @@ impl Transport for SshTransport {
     }
 
     fn glob_dirs(&self, pattern: &str) -> Result<Vec<PathBuf>, TransportError> {
-        match self.call(&Request::GlobDirs {
+        match self.first().call_wait(Call::GlobDirs {
             pattern: pattern.into(),
         })? {
-            Response::Dirs(d) => Ok(d),
+            Reply::Dirs(d) => Ok(d),
             r => Err(self.unexpected(r)),
         }
     }
 
     fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError> {
-        match self.call(&Request::Scan {
+        match self.first().call_wait(Call::Scan {
             root: root.into(),
             exclude: exclude.to_vec(),
         })? {
-            Response::Scan(s) => Ok(s),
+            Reply::Scan(s) => Ok(s),
             r => Err(self.unexpected(r)),
         }
     }
 
     fn space(&self, path: &Path) -> Result<FsSpace, TransportError> {
-        match self.call(&Request::Space { path: path.into() })? {
-            Response::Space(s) => Ok(s),
+        match self.first().call_wait(Call::Space { path: path.into() })? {
+            Reply::Space(s) => Ok(s),
             r => Err(self.unexpected(r)),
         }
     }
 
     fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError> {
-        match self.call(&Request::Exec(request.clone()))? {
-            Response::Exec(o) => Ok(o),
+        match self.first().call_wait(Call::Exec(request.clone()))? {
+            Reply::Exec(o) => Ok(o),
             r => Err(self.unexpected(r)),
         }
+    }
+
+    fn channel(&self, index: usize) -> Result<Arc<dyn Channel>, TransportError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        while channels.len() <= index {
+            let (child, channel) = start_session(&self.host, &self.ssh, &self.remote_path)?
+                .ok_or_else(|| TransportError::Connect {
+                    host: self.host.clone(),
+                    message: "the agent disappeared from the host".into(),
+                })?;
+            self.children
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(child);
+            channels.push(Arc::new(channel));
+        }
+        Ok(channels[index].clone())
     }
 }
 
@@ -294,12 +286,12 @@ fn control_dir(host: &str) -> Result<tempfile::TempDir, TransportError> {
         })
 }
 
-/// Starts the agent; `Ok(None)` when the host lacks it.
+/// Starts an agent session; `Ok(None)` when the host lacks the agent.
 fn start_session(
     host: &str,
     ssh: &SshCommand,
     remote_path: &str,
-) -> Result<Option<Session>, TransportError> {
+) -> Result<Option<(Child, RemoteChannel)>, TransportError> {
     let p = shell_quote(remote_path);
     let launcher =
         format!("if [ -x {p} ]; then exec {p} agent --stdio; else exit {AGENT_MISSING}; fi");
@@ -316,7 +308,7 @@ fn start_session(
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let mut err_pipe = child.stderr.take().expect("piped");
     let sink = stderr.clone();
-    std::thread::spawn(move || {
+    let err_reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = err_pipe.read(&mut buf) {
             if n == 0 {
@@ -327,34 +319,36 @@ fn start_session(
                 .extend_from_slice(&buf[..n]);
         }
     });
-    let mut session = Session {
-        input: BufWriter::new(child.stdin.take().expect("piped")),
-        output: BufReader::new(child.stdout.take().expect("piped")),
-        child,
-        stderr,
-    };
+    let mut input = child.stdin.take().expect("piped");
+    let mut output = child.stdout.take().expect("piped");
     let hello = write_frame(
-        &mut session.input,
+        &mut input,
         &Request::Hello {
             protocol: PROTOCOL_VERSION,
         },
     )
-    .and_then(|()| read_frame::<Response>(&mut session.output));
+    .and_then(|()| read_frame::<Response>(&mut output));
     match hello {
         Ok(Some(Response::Hello { protocol, .. })) if protocol == PROTOCOL_VERSION => {
-            Ok(Some(session))
+            let channel = RemoteChannel::new(host, Box::new(input), Box::new(output), stderr);
+            Ok(Some((child, channel)))
         }
+        Ok(Some(Response::Hello { protocol, version })) => Err(TransportError::Protocol {
+            host: host.into(),
+            message: format!(
+                "the agent speaks protocol {protocol} (transhumance {version}), this controller {PROTOCOL_VERSION}"
+            ),
+        }),
         Ok(Some(other)) => Err(TransportError::Protocol {
             host: host.into(),
             message: format!("agent answered {other:?} to hello"),
         }),
         Ok(None) | Err(_) => {
-            let status = session.child.wait().ok().and_then(|s| s.code());
-            // The stderr reader may still be draining; give it a moment to finish.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            let err =
-                String::from_utf8_lossy(&session.stderr.lock().unwrap_or_else(|p| p.into_inner()))
-                    .to_string();
+            drop(input);
+            let status = child.wait().ok().and_then(|s| s.code());
+            let _ = err_reader.join();
+            let err = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner()))
+                .to_string();
             if status == Some(AGENT_MISSING) {
                 return Ok(None);
             }

@@ -1,4 +1,5 @@
 //! Local file primitives with no knowledge of networks: scanning a tree under a root.
+pub mod delta;
 pub mod exclude;
 pub mod root;
 pub mod scan;

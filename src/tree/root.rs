@@ -54,7 +54,11 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 }
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 /// Checks a relative path from a peer: non-empty, relative, no `.`/`..`/empty components, no NUL.
@@ -66,14 +70,20 @@ pub fn check_rel(rel: &[u8]) -> io::Result<&Path> {
         return Err(invalid("empty path"));
     }
     if rel[0] == b'/' {
-        return Err(invalid(format!("absolute path `{}` from the peer", String::from_utf8_lossy(rel))));
+        return Err(invalid(format!(
+            "absolute path `{}` from the peer",
+            String::from_utf8_lossy(rel)
+        )));
     }
     if rel.contains(&0) {
         return Err(invalid("path contains a NUL byte"));
     }
     for component in rel.split(|b| *b == b'/') {
         if component.is_empty() || component == b"." || component == b".." {
-            return Err(invalid(format!("unsafe path `{}` from the peer", String::from_utf8_lossy(rel))));
+            return Err(invalid(format!(
+                "unsafe path `{}` from the peer",
+                String::from_utf8_lossy(rel)
+            )));
         }
     }
     Ok(Path::new(OsStr::from_bytes(rel)))
@@ -98,7 +108,12 @@ impl SafeRoot {
         }
         let c = cstr(path.as_os_str().as_bytes())?;
         // SAFETY: valid NUL-terminated path; the fd is owned right after.
-        let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+        let fd = check(unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
         Ok(SafeRoot {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             path: path.to_path_buf(),
@@ -112,23 +127,47 @@ impl SafeRoot {
     }
 
     /// Opens `rel` beneath the root without following any symlink on the way.
-    fn open_beneath(&self, rel: &[u8], flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
-        let c = if rel.is_empty() { CString::new(".").expect("no NUL") } else { cstr(rel)? };
+    fn open_beneath(
+        &self,
+        rel: &[u8],
+        flags: libc::c_int,
+        mode: libc::mode_t,
+    ) -> io::Result<OwnedFd> {
+        let c = if rel.is_empty() {
+            CString::new(".").expect("no NUL")
+        } else {
+            cstr(rel)?
+        };
         let how = OpenHow {
             flags: (flags | libc::O_CLOEXEC) as u64,
-            mode: if flags & libc::O_CREAT != 0 { u64::from(mode) } else { 0 },
-            resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+            mode: if flags & libc::O_CREAT != 0 {
+                u64::from(mode)
+            } else {
+                0
+            },
+            resolve: libc::RESOLVE_BENEATH
+                | libc::RESOLVE_NO_SYMLINKS
+                | libc::RESOLVE_NO_MAGICLINKS,
         };
         // SAFETY: openat2 with a valid dirfd, path and open_how of the right size.
         let fd = unsafe {
-            libc::syscall(libc::SYS_openat2, self.fd.as_raw_fd(), c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+            libc::syscall(
+                libc::SYS_openat2,
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
         };
         if fd < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::EXDEV) {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
-                    format!("`{}` goes through a symlink or out of the target root: refused", String::from_utf8_lossy(rel)),
+                    format!(
+                        "`{}` goes through a symlink or out of the target root: refused",
+                        String::from_utf8_lossy(rel)
+                    ),
                 ));
             }
             return Err(e);
@@ -171,10 +210,35 @@ impl SafeRoot {
         basis_name.extend_from_slice(b".basis");
         let basis_name = cstr(&basis_name)?;
         // SAFETY: valid dirfd and names.
-        let moved = unsafe { libc::renameat(dir.as_raw_fd(), partial.as_ptr(), dir.as_raw_fd(), basis_name.as_ptr()) } == 0;
-        let basis = if moved { openat_file(&dir, &basis_name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).ok() } else { None };
-        let file = openat_file(&dir, &partial, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW, 0o600)?;
-        Ok((TempFile { dir, temp: partial, name, file, basis_name: moved.then_some(basis_name) }, basis))
+        let moved = unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                partial.as_ptr(),
+                dir.as_raw_fd(),
+                basis_name.as_ptr(),
+            )
+        } == 0;
+        let basis = if moved {
+            openat_file(&dir, &basis_name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).ok()
+        } else {
+            None
+        };
+        let file = openat_file(
+            &dir,
+            &partial,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+            0o600,
+        )?;
+        Ok((
+            TempFile {
+                dir,
+                temp: partial,
+                name,
+                file,
+                basis_name: moved.then_some(basis_name),
+            },
+            basis,
+        ))
     }
 
     /// Creates a directory (parents must exist); an existing directory is fine.
@@ -184,7 +248,14 @@ impl SafeRoot {
     pub fn mkdir(&self, rel: &[u8], mode: u32) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
         // SAFETY: valid dirfd and name.
-        if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), (mode & 0o7777) as libc::mode_t) } == 0 {
+        if unsafe {
+            libc::mkdirat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                (mode & 0o7777) as libc::mode_t,
+            )
+        } == 0
+        {
             return Ok(());
         }
         let e = io::Error::last_os_error();
@@ -222,7 +293,15 @@ impl SafeRoot {
         let (dir, name) = self.parent(rel)?;
         let tmp = temp_name(&name);
         // SAFETY: valid dirfds and names; flags 0 never follows a symlink at `existing`.
-        check(unsafe { libc::linkat(src_dir.as_raw_fd(), src_name.as_ptr(), dir.as_raw_fd(), tmp.as_ptr(), 0) })?;
+        check(unsafe {
+            libc::linkat(
+                src_dir.as_raw_fd(),
+                src_name.as_ptr(),
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                0,
+            )
+        })?;
         rename_into_place(&dir, &tmp, &name)
     }
 
@@ -234,7 +313,14 @@ impl SafeRoot {
         let (dir, name) = self.parent(rel)?;
         let tmp = temp_name(&name);
         // SAFETY: valid dirfd and name.
-        check(unsafe { libc::mknodat(dir.as_raw_fd(), tmp.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) })?;
+        check(unsafe {
+            libc::mknodat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                mode as libc::mode_t,
+                rdev as libc::dev_t,
+            )
+        })?;
         rename_into_place(&dir, &tmp, &name)
     }
 
@@ -244,7 +330,10 @@ impl SafeRoot {
     /// Unsafe path or I/O errors.
     pub fn set_meta(&self, rel: &[u8], meta: &Meta, is_symlink: bool) -> io::Result<()> {
         let (dir, name) = if rel.is_empty() {
-            (self.open_beneath(b"", libc::O_PATH | libc::O_DIRECTORY, 0)?, CString::new(".").expect("no NUL"))
+            (
+                self.open_beneath(b"", libc::O_PATH | libc::O_DIRECTORY, 0)?,
+                CString::new(".").expect("no NUL"),
+            )
         } else {
             self.parent(rel)?
         };
@@ -365,16 +454,35 @@ fn temp_name(name: &CStr) -> CString {
     CString::new(t).expect("no NUL in a checked name")
 }
 
-fn openat_file(dir: &OwnedFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+fn openat_file(
+    dir: &OwnedFd,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<File> {
     // SAFETY: valid dirfd and name; the fd is owned right after.
-    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC, libc::c_uint::from(mode)) })?;
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            libc::c_uint::from(mode),
+        )
+    })?;
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 fn fstatat(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid dirfd, name and stat buffer.
-    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+    check(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
     Ok(st)
 }
 
@@ -382,14 +490,32 @@ fn rename_into_place(dir: &OwnedFd, tmp: &CStr, name: &CStr) -> io::Result<()> {
     // rename never follows a symlink standing at `name`: it replaces the link itself. A
     // directory standing there is removed first (it cannot be replaced by a file).
     // SAFETY: valid dirfd and names.
-    if unsafe { libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), name.as_ptr()) } == 0 {
+    if unsafe {
+        libc::renameat(
+            dir.as_raw_fd(),
+            tmp.as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+        )
+    } == 0
+    {
         return Ok(());
     }
     let e = io::Error::last_os_error();
-    if matches!(e.raw_os_error(), Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) {
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+    ) {
         remove_at(dir, name)?;
         // SAFETY: as above.
-        check(unsafe { libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })?;
+        check(unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+            )
+        })?;
         return Ok(());
     }
     // SAFETY: valid dirfd and name.
@@ -407,7 +533,11 @@ fn remove_at(dir: &OwnedFd, name: &CStr) -> io::Result<()> {
         return Err(e);
     }
     // A directory: empty it through an fd opened without following links, then remove it.
-    let sub = File::from(openat_owned(dir, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)?);
+    let sub = File::from(openat_owned(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+    )?);
     let sub_fd: OwnedFd = sub.into();
     let names: Vec<CString> = {
         let dup = check(unsafe { libc::dup(sub_fd.as_raw_fd()) })?;
@@ -442,26 +572,65 @@ fn remove_at(dir: &OwnedFd, name: &CStr) -> io::Result<()> {
 
 fn openat_owned(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: valid dirfd and name.
-    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    let fd =
+        check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) })?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn timespec(ns: i128) -> libc::timespec {
-    libc::timespec { tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t, tv_nsec: ns.rem_euclid(1_000_000_000) as libc::c_long }
+    libc::timespec {
+        tv_sec: ns.div_euclid(1_000_000_000) as libc::time_t,
+        tv_nsec: ns.rem_euclid(1_000_000_000) as libc::c_long,
+    }
 }
 
-fn apply_meta(dir: &OwnedFd, name: &CStr, meta: &Meta, is_symlink: bool, set_owner: bool) -> io::Result<()> {
+fn apply_meta(
+    dir: &OwnedFd,
+    name: &CStr,
+    meta: &Meta,
+    is_symlink: bool,
+    set_owner: bool,
+) -> io::Result<()> {
     if set_owner {
         // SAFETY: valid dirfd and name.
-        check(unsafe { libc::fchownat(dir.as_raw_fd(), name.as_ptr(), meta.uid, meta.gid, libc::AT_SYMLINK_NOFOLLOW) })?;
+        check(unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                meta.uid,
+                meta.gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
     }
     if !is_symlink {
         // SAFETY: valid dirfd and name; fchmodat does not follow for non-links here.
-        check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), (meta.mode & 0o7777) as libc::mode_t, 0) })?;
+        check(unsafe {
+            libc::fchmodat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                (meta.mode & 0o7777) as libc::mode_t,
+                0,
+            )
+        })?;
     }
-    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, timespec(meta.mtime_ns)];
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        timespec(meta.mtime_ns),
+    ];
     // SAFETY: valid dirfd, name and two timespecs.
-    check(unsafe { libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(|_| ())
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(|_| ())
 }
 
 fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
@@ -473,7 +642,13 @@ fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
     // After chown: changing the owner clears setuid bits, so the mode comes second.
     // SAFETY: valid fd.
     check(unsafe { libc::fchmod(fd, (meta.mode & 0o7777) as libc::mode_t) })?;
-    let times = [libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }, timespec(meta.mtime_ns)];
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        timespec(meta.mtime_ns),
+    ];
     // SAFETY: valid fd and two timespecs.
     check(unsafe { libc::futimens(fd, times.as_ptr()) }).map(|_| ())
 }
@@ -484,12 +659,25 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     fn meta(mode: u32) -> Meta {
-        Meta { mode, uid: 0, gid: 0, mtime_ns: 1_600_000_000_123_456_789 }
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 1_600_000_000_123_456_789,
+        }
     }
 
     #[test]
     fn peer_paths_are_checked() {
-        for bad in [&b"/etc/passwd"[..], b"a/../../x", b"..", b"a//b", b"./a", b"", b"a\0b"] {
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"a/../../x",
+            b"..",
+            b"a//b",
+            b"./a",
+            b"",
+            b"a\0b",
+        ] {
             assert!(check_rel(bad).is_err(), "{bad:?}");
         }
         assert!(check_rel(b"a/b c/\xff").is_ok());
@@ -516,12 +704,26 @@ mod tests {
         assert!(basis.is_none());
         t.write_data(&[0u8; 1 << 20]).unwrap();
         t.write_data(b"tail").unwrap();
-        assert!(!dir.path().join("d/f").exists(), "no partial file under the final name");
+        assert!(
+            !dir.path().join("d/f").exists(),
+            "no partial file under the final name"
+        );
         t.commit(&meta(0o640), false).unwrap();
         let m = std::fs::metadata(dir.path().join("d/f")).unwrap();
-        assert_eq!((m.len(), m.mode() & 0o7777, m.mtime_nsec()), ((1 << 20) + 4, 0o640, 123_456_789));
-        assert!(m.blocks() * 512 < 64 * 1024, "zeros became holes: {} blocks", m.blocks());
-        assert_eq!(std::fs::read_dir(dir.path().join("d")).unwrap().count(), 1, "no temp left");
+        assert_eq!(
+            (m.len(), m.mode() & 0o7777, m.mtime_nsec()),
+            ((1 << 20) + 4, 0o640, 123_456_789)
+        );
+        assert!(
+            m.blocks() * 512 < 64 * 1024,
+            "zeros became holes: {} blocks",
+            m.blocks()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("d")).unwrap().count(),
+            1,
+            "no temp left"
+        );
     }
 
     #[test]
@@ -537,7 +739,10 @@ mod tests {
         io::Read::read_to_string(&mut basis.expect("partial reused"), &mut text).unwrap();
         assert_eq!(text, "first half");
         t.commit(&meta(0o644), false).unwrap();
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("big")]);
     }
 
@@ -546,8 +751,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = SafeRoot::open(dir.path(), false).unwrap();
         root.symlink(b"l", b"/etc/passwd").unwrap();
-        assert_eq!(std::fs::read_link(dir.path().join("l")).unwrap(), Path::new("/etc/passwd"));
-        assert!(root.open_read(b"l").is_err(), "reading through a link is refused");
+        assert_eq!(
+            std::fs::read_link(dir.path().join("l")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert!(
+            root.open_read(b"l").is_err(),
+            "reading through a link is refused"
+        );
         std::fs::write(dir.path().join("a"), b"x").unwrap();
         root.hardlink(b"a", b"b").unwrap();
         assert_eq!(std::fs::metadata(dir.path().join("b")).unwrap().nlink(), 2);

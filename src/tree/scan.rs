@@ -24,7 +24,30 @@ pub struct Entry {
     pub kind: EntryKind,
     pub size: u64,
     pub mtime_ns: i128,
+    /// Full `st_mode` (type and permission bits).
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Links to the same inode; with `dev` and `ino`, groups hard links.
+    pub nlink: u64,
+    pub dev: u64,
+    pub ino: u64,
+    /// Device number, for device nodes.
+    pub rdev: u64,
+    /// A symlink's target, as stored (never followed).
+    pub link_target: Option<Vec<u8>>,
+}
+
+impl Entry {
+    /// The metadata a copy of this entry should get.
+    pub fn meta(&self) -> super::root::Meta {
+        super::root::Meta {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime_ns: self.mtime_ns,
+        }
+    }
 }
 
 /// The entries of a tree plus what could not be read.
@@ -123,6 +146,19 @@ pub fn scan(root: &Path, exclude: &[String]) -> Result<ScanSummary, String> {
             },
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
             mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            nlink: meta.nlink(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            rdev: meta.rdev(),
+            link_target: if kind == EntryKind::Symlink {
+                std::fs::read_link(entry.path())
+                    .ok()
+                    .map(|t| t.as_os_str().as_bytes().to_vec())
+            } else {
+                None
+            },
         });
     }
     Ok(summary)

@@ -1,5 +1,6 @@
 //! One integration test binary (faster to build than many), with one shared harness of real servers.
 mod cli;
+mod copy;
 mod dry_run;
 mod harness;
 mod harness_selftest;

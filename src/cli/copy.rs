@@ -1,0 +1,129 @@
+//! `transhumance copy SRC DST`: the file engine for ad hoc use and benchmarks.
+
+use std::time::Duration;
+
+use super::endpoint::{connect, parse_location};
+use super::exit;
+use super::printer::Printer;
+use super::progress::{Bars, JsonLines};
+use crate::event::{Event, Observer, Silent};
+use crate::plan::units::human_bytes;
+use crate::sync::{SyncError, SyncOptions, SyncReport, sync};
+use crate::transport::TransportError;
+
+/// Options of `copy`, from the command line.
+pub struct CopyArgs {
+    pub src: String,
+    pub dst: String,
+    pub rsh: Option<String>,
+    pub options: SyncOptions,
+}
+
+/// Attempts after a dropped connection (the next run reuses what was already written).
+const ATTEMPTS: u32 = 3;
+
+pub fn run(args: CopyArgs, printer: &Printer) -> u8 {
+    let (src, dst) = match (parse_location(&args.src), parse_location(&args.dst)) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => {
+            printer.error(e);
+            return exit::INVALID;
+        }
+    };
+    let observer: Box<dyn Observer> = if printer.progress {
+        Box::new(Bars::new())
+    } else if printer.json && printer.verbose {
+        Box::new(JsonLines)
+    } else {
+        Box::new(Silent)
+    };
+    let mut attempt = 0;
+    let report = loop {
+        attempt += 1;
+        let result = connect(&src, args.rsh.as_deref())
+            .and_then(|s| connect(&dst, args.rsh.as_deref()).map(|d| (s, d)))
+            .map_err(SyncError::from)
+            .and_then(|(s, d)| sync(&s, &d, &args.options, observer.as_ref()));
+        match result {
+            Ok(r) => break r,
+            Err(SyncError::Transport(e @ TransportError::Connect { .. })) if attempt < ATTEMPTS => {
+                let wait = Duration::from_secs(1 << (attempt - 1));
+                observer.on_event(&Event::Info {
+                    message: format!("{e}; retrying in {}s", wait.as_secs()),
+                });
+                if !printer.progress {
+                    printer.status(format!("{e}; retrying in {}s", wait.as_secs()));
+                }
+                std::thread::sleep(wait);
+            }
+            Err(e @ SyncError::Unsafe(_)) => {
+                printer.error(e.to_string());
+                return exit::UNSAFE;
+            }
+            Err(e @ SyncError::SourceMissing(_)) => {
+                printer.error(e.to_string());
+                return exit::INVALID;
+            }
+            Err(e) => {
+                printer.error(e.to_string());
+                return exit::FAILURES;
+            }
+        }
+    };
+    print_report(&report, args.options.dry_run, printer);
+    if report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURES
+    }
+}
+
+fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
+    if printer.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(r).expect("report serializes")
+        );
+        return;
+    }
+    if dry_run {
+        for item in &r.itemized {
+            let kind = serde_json::to_value(item.action)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            println!(
+                "{kind:<10} {}{}",
+                item.path,
+                if item.size > 0 {
+                    format!(" ({})", human_bytes(item.size))
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    for e in &r.skipped {
+        printer.status(format!("skipped {}: {}", e.path, e.error));
+    }
+    for e in &r.errors {
+        printer.error(format!("{}: {}", e.path, e.error));
+    }
+    if !dry_run {
+        printer.status(format!(
+            "{} files ({}) at the source: {} sent whole, {} by delta, {} copied at the target; {} on the wire, {} reused; {} verified (BLAKE3 on both ends); {} dirs created, {} links, {} deleted; {} error(s)",
+            r.source_files,
+            human_bytes(r.source_bytes),
+            r.files_sent,
+            r.files_delta,
+            r.files_copied_locally,
+            human_bytes(r.bytes_sent),
+            human_bytes(r.bytes_matched),
+            r.verified,
+            r.dirs_created,
+            r.symlinks + r.hardlinks,
+            r.deleted,
+            r.errors.len()
+        ));
+    }
+}

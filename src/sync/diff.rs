@@ -1,0 +1,404 @@
+//! Compares two listings and decides what to do at the target, without touching anything.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::transport::protocol::Basis;
+use crate::tree::root::{Meta, PARTIAL_SUFFIX};
+use crate::tree::{Entry, EntryKind};
+
+/// Files this large or larger, already at the target, move as a delta.
+pub const DELTA_MIN: u64 = 64 * 1024;
+
+/// What happens to one path, for itemized dry runs and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Mkdir,
+    /// Whole content sent.
+    Send,
+    /// Only the differences sent, against the target's old copy or a partial file.
+    Delta,
+    /// Content found elsewhere at the target (a rename): copied there, nothing sent.
+    CopyLocal,
+    Symlink,
+    Hardlink,
+    Mknod,
+    /// Only owner, permissions or time change.
+    Meta,
+    Delete,
+}
+
+/// One file to send.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    pub path: Vec<u8>,
+    pub size: u64,
+    pub meta: Meta,
+    pub basis: Basis,
+    /// A target file with the same content, to copy locally instead of sending.
+    pub copy_from: Option<Vec<u8>>,
+}
+
+/// Everything a sync would do, in the order it must be done.
+#[derive(Debug, Default)]
+pub struct SyncPlan {
+    pub mkdirs: Vec<(Vec<u8>, Meta)>,
+    pub files: Vec<FileJob>,
+    pub symlinks: Vec<(Vec<u8>, Vec<u8>, Meta)>,
+    pub nodes: Vec<(Vec<u8>, Meta, u64)>,
+    /// (existing leader, new link).
+    pub hardlinks: Vec<(Vec<u8>, Vec<u8>)>,
+    pub metas: Vec<(Vec<u8>, Meta, bool)>,
+    pub deletes: Vec<Vec<u8>>,
+    /// Directory metadata, applied last and deepest first (writing inside changes mtimes).
+    pub dir_metas: Vec<(Vec<u8>, Meta)>,
+    /// Files at the target that the source lacks (deleted only with `--delete`).
+    pub extra: Vec<Vec<u8>>,
+    /// Target files (ignoring our own temp files), for the `--delete` safety ratio.
+    pub target_files: u64,
+    pub source_files: u64,
+    pub source_bytes: u64,
+    /// Entries the plan cannot recreate (devices without root), with the reason.
+    pub skipped: Vec<(Vec<u8>, String)>,
+}
+
+impl SyncPlan {
+    /// Every action with its path, in execution order (the dry run's itemized list).
+    pub fn itemize(&self) -> Vec<(ActionKind, Vec<u8>, u64)> {
+        let mut out = Vec::new();
+        out.extend(
+            self.mkdirs
+                .iter()
+                .map(|(p, _)| (ActionKind::Mkdir, p.clone(), 0)),
+        );
+        for f in &self.files {
+            let kind = if f.copy_from.is_some() {
+                ActionKind::CopyLocal
+            } else if f.basis != Basis::None {
+                ActionKind::Delta
+            } else {
+                ActionKind::Send
+            };
+            out.push((kind, f.path.clone(), f.size));
+        }
+        out.extend(
+            self.symlinks
+                .iter()
+                .map(|(p, _, _)| (ActionKind::Symlink, p.clone(), 0)),
+        );
+        out.extend(
+            self.nodes
+                .iter()
+                .map(|(p, _, _)| (ActionKind::Mknod, p.clone(), 0)),
+        );
+        out.extend(
+            self.hardlinks
+                .iter()
+                .map(|(_, p)| (ActionKind::Hardlink, p.clone(), 0)),
+        );
+        out.extend(
+            self.metas
+                .iter()
+                .map(|(p, _, _)| (ActionKind::Meta, p.clone(), 0)),
+        );
+        out.extend(
+            self.deletes
+                .iter()
+                .map(|p| (ActionKind::Delete, p.clone(), 0)),
+        );
+        out
+    }
+}
+
+/// Our own temp and partial files at the target: never user data, never compared.
+pub fn is_internal(path: &[u8]) -> bool {
+    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+    name.starts_with(b".")
+        && (name.ends_with(PARTIAL_SUFFIX.as_bytes())
+            || name.ends_with(b".th-partial.basis")
+            || name.windows(8).any(|w| w == b".th-tmp-"))
+}
+
+fn partial_of(path: &[u8]) -> Vec<u8> {
+    let (dir, name) = match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => (&path[..0], path),
+    };
+    let mut p = dir.to_vec();
+    p.push(b'.');
+    p.extend_from_slice(name);
+    p.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
+    p
+}
+
+fn same_meta(a: &Entry, b: &Entry, owners: bool) -> bool {
+    a.mode & 0o7777 == b.mode & 0o7777
+        && a.mtime_ns == b.mtime_ns
+        && (!owners || (a.uid == b.uid && a.gid == b.gid))
+}
+
+/// Answers whether a path's content differs between the sides (both hashed).
+pub type ContentDiffers<'a> = &'a dyn Fn(&[u8]) -> bool;
+
+/// Plans the sync of `source` onto `target`. With `checksum`, it answers whether same-size
+/// files differ in content (the caller hashed both sides); otherwise size and mtime decide.
+pub fn plan(
+    source: &[Entry],
+    target: &[Entry],
+    owners: bool,
+    can_mknod: bool,
+    checksum: Option<ContentDiffers>,
+) -> SyncPlan {
+    let mut p = SyncPlan::default();
+    let target_by_path: HashMap<&[u8], &Entry> = target
+        .iter()
+        .filter(|e| !is_internal(&e.path))
+        .map(|e| (e.path.as_slice(), e))
+        .collect();
+    let partials: std::collections::HashSet<&[u8]> = target
+        .iter()
+        .filter(|e| is_internal(&e.path) && e.path.ends_with(PARTIAL_SUFFIX.as_bytes()))
+        .map(|e| e.path.as_slice())
+        .collect();
+    p.target_files = target_by_path
+        .values()
+        .filter(|e| e.kind != EntryKind::Dir)
+        .count() as u64;
+    let source_paths: std::collections::HashSet<&[u8]> =
+        source.iter().map(|e| e.path.as_slice()).collect();
+    // Rename candidates: target files the source does not have, by size and mtime.
+    let mut extra_by_key: HashMap<(u64, i128), Vec<&[u8]>> = HashMap::new();
+    for e in target.iter().filter(|e| {
+        e.kind == EntryKind::File
+            && !is_internal(&e.path)
+            && !source_paths.contains(e.path.as_slice())
+    }) {
+        extra_by_key
+            .entry((e.size, e.mtime_ns))
+            .or_default()
+            .push(&e.path);
+    }
+    // Hard-link groups: the first path of an inode is sent, the others link to it.
+    let mut leaders: HashMap<(u64, u64), &Entry> = HashMap::new();
+    for s in source {
+        let t = target_by_path.get(s.path.as_slice()).copied();
+        match s.kind {
+            EntryKind::Dir => {
+                if !matches!(t, Some(t) if t.kind == EntryKind::Dir) {
+                    p.mkdirs.push((s.path.clone(), s.meta()));
+                }
+                if !matches!(t, Some(t) if t.kind == EntryKind::Dir && same_meta(s, t, owners)) {
+                    p.dir_metas.push((s.path.clone(), s.meta()));
+                }
+            }
+            EntryKind::Symlink => {
+                let same = matches!(t, Some(t) if t.kind == EntryKind::Symlink && t.link_target == s.link_target);
+                if !same {
+                    p.symlinks.push((
+                        s.path.clone(),
+                        s.link_target.clone().unwrap_or_default(),
+                        s.meta(),
+                    ));
+                } else if !same_meta(s, t.expect("same"), owners) {
+                    p.metas.push((s.path.clone(), s.meta(), true));
+                }
+            }
+            EntryKind::File => {
+                p.source_files += 1;
+                p.source_bytes += s.size;
+                if s.nlink > 1 {
+                    if let Some(leader) = leaders.get(&(s.dev, s.ino)) {
+                        let linked = matches!((t, target_by_path.get(leader.path.as_slice())), (Some(t), Some(l)) if t.kind == EntryKind::File && t.ino == l.ino && t.dev == l.dev);
+                        if !linked {
+                            p.hardlinks.push((leader.path.clone(), s.path.clone()));
+                        }
+                        continue;
+                    }
+                    leaders.insert((s.dev, s.ino), s);
+                }
+                match t {
+                    Some(t) if t.kind == EntryKind::File && t.size == s.size => {
+                        // Quick check by default; content hashes of both sides with `--checksum`.
+                        let content_differs = match checksum {
+                            Some(differs) => differs(&s.path),
+                            None => t.mtime_ns != s.mtime_ns,
+                        };
+                        if content_differs {
+                            p.files.push(job(
+                                s,
+                                if s.size >= DELTA_MIN {
+                                    Basis::Final
+                                } else {
+                                    Basis::None
+                                },
+                            ));
+                        } else if !same_meta(s, t, owners) {
+                            p.metas.push((s.path.clone(), s.meta(), false));
+                        }
+                    }
+                    Some(t) if t.kind == EntryKind::File && t.size >= DELTA_MIN => {
+                        p.files.push(job(s, Basis::Final))
+                    }
+                    _ => {
+                        let partial = partial_of(&s.path);
+                        let mut j = if partials.contains(partial.as_slice()) && t.is_none() {
+                            job(s, Basis::Partial)
+                        } else {
+                            job(s, Basis::None)
+                        };
+                        if t.is_none()
+                            && s.size > 0
+                            && let Some(candidates) = extra_by_key.get(&(s.size, s.mtime_ns))
+                        {
+                            j.copy_from = candidates.first().map(|c| c.to_vec());
+                        }
+                        p.files.push(j);
+                    }
+                }
+            }
+            EntryKind::Other => {
+                let kind = s.mode & libc::S_IFMT;
+                let is_fifo = kind == libc::S_IFIFO;
+                if !(is_fifo || can_mknod) {
+                    p.skipped.push((
+                        s.path.clone(),
+                        "device nodes are recreated only when running as root".into(),
+                    ));
+                    continue;
+                }
+                if kind == libc::S_IFSOCK {
+                    p.skipped.push((
+                        s.path.clone(),
+                        "sockets are not copied (the program that owns one recreates it)".into(),
+                    ));
+                    continue;
+                }
+                let same = matches!(t, Some(t) if t.kind == EntryKind::Other && t.mode == s.mode && t.rdev == s.rdev);
+                if !same {
+                    p.nodes.push((s.path.clone(), s.meta(), s.rdev));
+                }
+            }
+        }
+    }
+    for t in target.iter().filter(|e| !is_internal(&e.path)) {
+        if !source_paths.contains(t.path.as_slice()) {
+            p.extra.push(t.path.clone());
+        }
+    }
+    // Deepest first, so a directory is empty (or gone) before its parent is touched.
+    p.dir_metas.sort_by(|a, b| b.0.cmp(&a.0));
+    p
+}
+
+fn job(s: &Entry, basis: Basis) -> FileJob {
+    FileJob {
+        path: s.path.clone(),
+        size: s.size,
+        meta: s.meta(),
+        basis,
+        copy_from: None,
+    }
+}
+
+/// Paths to delete at the target: extra entries not inside an extra directory already listed,
+/// deepest first.
+pub fn deletions(extra: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut sorted: Vec<&Vec<u8>> = extra.iter().collect();
+    sorted.sort();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for p in sorted {
+        if let Some(last) = out.last()
+            && p.len() > last.len()
+            && p.starts_with(last)
+            && p[last.len()] == b'/'
+        {
+            continue; // removed with its parent
+        }
+        out.push(p.clone());
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str, size: u64, mtime: i128) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File,
+            size,
+            mtime_ns: mtime,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            dev: 1,
+            ino: mtime as u64,
+            rdev: 0,
+            link_target: None,
+        }
+    }
+
+    #[test]
+    fn quick_check_delta_and_renames() {
+        let src = vec![
+            f("same", 10, 1),
+            f("changed", 100_000, 2),
+            f("small", 10, 3),
+            f("renamed", 50, 9),
+        ];
+        let dst = vec![
+            f("same", 10, 1),
+            f("changed", 100_000, 7),
+            f("small", 11, 3),
+            f("old-name", 50, 9),
+            f("gone", 1, 1),
+        ];
+        let p = plan(&src, &dst, false, false, None);
+        let items: Vec<(ActionKind, String)> = p
+            .itemize()
+            .into_iter()
+            .map(|(k, p, _)| (k, String::from_utf8(p).unwrap()))
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                (ActionKind::Delta, "changed".into()),
+                (ActionKind::Send, "small".into()),
+                (ActionKind::CopyLocal, "renamed".into())
+            ]
+        );
+        assert_eq!(p.extra, vec![b"old-name".to_vec(), b"gone".to_vec()]);
+    }
+
+    #[test]
+    fn checksum_mode_catches_same_size_and_time() {
+        let src = vec![f("a", 10, 1)];
+        let dst = vec![f("a", 10, 1)];
+        assert!(
+            plan(&src, &dst, false, false, Some(&|_| false))
+                .files
+                .is_empty()
+        );
+        assert_eq!(
+            plan(&src, &dst, false, false, Some(&|_| true)).files.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn deletions_skip_children_of_deleted_dirs() {
+        let d = deletions(&[
+            b"a".to_vec(),
+            b"a/b".to_vec(),
+            b"a/b/c".to_vec(),
+            b"ab".to_vec(),
+        ]);
+        assert_eq!(d, vec![b"ab".to_vec(), b"a".to_vec()]);
+        assert!(is_internal(b"dir/.x.th-partial") && !is_internal(b"dir/x"));
+    }
+}

@@ -1,0 +1,827 @@
+//! Runs a sync plan: directories, then files through parallel workers with many in flight,
+//! then links, metadata and deletions. Every written file is verified by BLAKE3 on both ends.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::diff::{self, ActionKind, FileJob, SyncPlan};
+use crate::event::{Event, Observer};
+use crate::transport::channel::{Channel, Pending};
+use crate::transport::protocol::{Basis, Call, Outcome, Reply, RootId};
+use crate::transport::server::hash_reader;
+use crate::transport::{Transport, TransportError};
+use crate::tree::delta::{self, DeltaOp};
+use crate::tree::root::SafeRoot;
+
+const CHUNK: usize = 256 * 1024;
+
+/// One side of a sync: a host and a directory on it.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub transport: Arc<dyn Transport>,
+    pub root: PathBuf,
+}
+
+/// How a sync behaves.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub delete: bool,
+    pub checksum: bool,
+    pub dry_run: bool,
+    pub jobs: usize,
+    pub exclude: Vec<String>,
+    /// Allows `--delete` to remove more than 30 % of the target's files.
+    pub force: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            delete: false,
+            checksum: false,
+            dry_run: false,
+            jobs: 4,
+            exclude: Vec::new(),
+            force: false,
+        }
+    }
+}
+
+/// One path that failed; the run went on with the others.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileError {
+    pub path: String,
+    pub error: String,
+}
+
+/// One itemized action (dry run).
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub action: ActionKind,
+    pub path: String,
+    pub size: u64,
+}
+
+/// What a sync did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    pub source_files: u64,
+    pub source_bytes: u64,
+    pub files_sent: u64,
+    pub files_delta: u64,
+    pub files_copied_locally: u64,
+    /// File content that crossed the transport (whole files and delta literals).
+    pub bytes_sent: u64,
+    /// Bytes rebuilt at the target from blocks it already had.
+    pub bytes_matched: u64,
+    pub dirs_created: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub nodes: u64,
+    pub metadata_updates: u64,
+    pub deleted: u64,
+    /// Files whose BLAKE3 was computed on both ends and matched.
+    pub verified: u64,
+    pub errors: Vec<FileError>,
+    pub skipped: Vec<FileError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub itemized: Vec<Item>,
+}
+
+/// Why a sync could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("source `{0}` does not exist")]
+    SourceMissing(String),
+    #[error("refused: {0}")]
+    Unsafe(String),
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// A side's streams, each with the root opened on it; local sides also read files directly.
+struct Side {
+    channels: Vec<(Arc<dyn Channel>, RootId)>,
+    local: Option<SafeRoot>,
+}
+
+impl Side {
+    fn open(end: &Endpoint, streams: usize, create: bool) -> Result<Side, SyncError> {
+        let n = if end.transport.is_local() {
+            1
+        } else {
+            streams.max(1)
+        };
+        let mut channels = Vec::with_capacity(n);
+        for i in 0..n {
+            let ch = end.transport.channel(i)?;
+            let id = match ch.call_wait(Call::OpenRoot {
+                root: end.root.clone(),
+                create,
+            })? {
+                Reply::Opened(id) => id,
+                r => {
+                    return Err(SyncError::Transport(TransportError::Protocol {
+                        host: ch.host().into(),
+                        message: format!("unexpected {r:?}"),
+                    }));
+                }
+            };
+            channels.push((ch, id));
+        }
+        let local = if end.transport.is_local() {
+            SafeRoot::open(&end.root, false).ok()
+        } else {
+            None
+        };
+        Ok(Side { channels, local })
+    }
+
+    fn pick(&self, worker: usize) -> &(Arc<dyn Channel>, RootId) {
+        &self.channels[worker % self.channels.len()]
+    }
+}
+
+/// Hashes one file on one side.
+fn hash_on(side: &Side, worker: usize, path: &[u8]) -> Result<[u8; 32], String> {
+    if let Some(root) = &side.local {
+        let f = root
+            .open_read(path)
+            .map_err(|e| format!("{}: {e}", show(path)))?;
+        return hash_reader(f)
+            .map(|(h, _)| h)
+            .map_err(|e| format!("{}: {e}", show(path)));
+    }
+    let (ch, root) = side.pick(worker);
+    match ch.call_wait(Call::HashFile {
+        root: *root,
+        path: path.to_vec(),
+    }) {
+        Ok(Reply::Done(Outcome { hash: Some(h), .. })) => Ok(h),
+        Ok(r) => Err(format!("unexpected {r:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Syncs `src` onto `dst`.
+///
+/// # Errors
+/// The source is missing, a host cannot be reached, or `--delete` would remove too much.
+/// Failures of single files are in the report's `errors`, and the run goes on.
+pub fn sync(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+) -> Result<SyncReport, SyncError> {
+    observer.on_event(&Event::PhaseStarted {
+        phase: "scan".into(),
+        total: 0,
+    });
+    let (source, target) = std::thread::scope(|s| {
+        let t = s.spawn(|| dst.transport.scan(&dst.root, &opts.exclude));
+        let source = src.transport.scan(&src.root, &opts.exclude);
+        (source, t.join().expect("scan thread"))
+    });
+    let (source, target) = (source?, target?);
+    observer.on_event(&Event::PhaseFinished {
+        phase: "scan".into(),
+    });
+    if !source.exists {
+        return Err(SyncError::SourceMissing(format!(
+            "{}:{}",
+            src.transport.host(),
+            src.root.display()
+        )));
+    }
+    let mut report = SyncReport::default();
+    for (p, e) in &source.errors {
+        report.errors.push(FileError {
+            path: show(p),
+            error: e.clone(),
+        });
+    }
+    let streams = opts.jobs.clamp(1, 4);
+    let src_side = Side::open(src, streams, false)?;
+    let dst_side = if opts.dry_run && !target.exists {
+        None
+    } else {
+        Some(Side::open(dst, streams, !opts.dry_run)?)
+    };
+
+    // In checksum mode, same-size files are hashed on both sides (in parallel) before planning.
+    let differing: Option<std::collections::HashSet<Vec<u8>>> = match (&dst_side, opts.checksum) {
+        (Some(dst_side), true) => Some(checksum_differences(
+            &source.entries,
+            &target.entries,
+            &src_side,
+            dst_side,
+            opts.jobs,
+            &mut report,
+        )),
+        _ => None,
+    };
+    let differs = |p: &[u8]| differing.as_ref().is_some_and(|d| d.contains(p));
+    // SAFETY: geteuid has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let mut plan = diff::plan(
+        &source.entries,
+        &target.entries,
+        is_root,
+        is_root,
+        if opts.checksum { Some(&differs) } else { None },
+    );
+    report.source_files = plan.source_files;
+    report.source_bytes = plan.source_bytes;
+    for (p, why) in plan.skipped.drain(..) {
+        report.skipped.push(FileError {
+            path: show(&p),
+            error: why,
+        });
+    }
+    if opts.delete {
+        plan.deletes = diff::deletions(&plan.extra);
+        let doomed = plan
+            .extra
+            .iter()
+            .filter(|p| {
+                target
+                    .entries
+                    .iter()
+                    .any(|e| &e.path == *p && e.kind != crate::tree::EntryKind::Dir)
+            })
+            .count() as u64;
+        if plan.target_files > 0 && doomed * 10 > plan.target_files * 3 && !opts.force {
+            return Err(SyncError::Unsafe(format!(
+                "--delete would remove {doomed} of the {} files at the target (over 30 %); check the source path, or add --force",
+                plan.target_files
+            )));
+        }
+    }
+    if opts.dry_run {
+        report.itemized = plan
+            .itemize()
+            .into_iter()
+            .map(|(action, path, size)| Item {
+                action,
+                path: show(&path),
+                size,
+            })
+            .collect();
+        return Ok(report);
+    }
+    let dst_side = dst_side.expect("opened when not a dry run");
+    execute(&plan, &src_side, &dst_side, opts, observer, &mut report);
+    let (ch, root) = dst_side.pick(0);
+    let _ = ch.call_wait(Call::Sync { root: *root });
+    Ok(report)
+}
+
+fn checksum_differences(
+    source: &[crate::tree::Entry],
+    target: &[crate::tree::Entry],
+    src: &Side,
+    dst: &Side,
+    jobs: usize,
+    report: &mut SyncReport,
+) -> std::collections::HashSet<Vec<u8>> {
+    let by_path: std::collections::HashMap<&[u8], &crate::tree::Entry> =
+        target.iter().map(|e| (e.path.as_slice(), e)).collect();
+    let candidates: Vec<&[u8]> = source
+        .iter()
+        .filter(|s| {
+            s.kind == crate::tree::EntryKind::File
+                && by_path
+                    .get(s.path.as_slice())
+                    .is_some_and(|t| t.kind == crate::tree::EntryKind::File && t.size == s.size)
+        })
+        .map(|s| s.path.as_slice())
+        .collect();
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new((std::collections::HashSet::new(), Vec::new()));
+    std::thread::scope(|s| {
+        for w in 0..jobs.max(1) {
+            let (next, out, candidates) = (&next, &out, &candidates);
+            s.spawn(move || {
+                while let Some(path) = candidates.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (a, b) = (hash_on(src, w, path), hash_on(dst, w, path));
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    match (a, b) {
+                        (Ok(a), Ok(b)) if a == b => {}
+                        (Ok(_), Ok(_)) => {
+                            o.0.insert(path.to_vec());
+                        }
+                        (Err(e), _) | (_, Err(e)) => o.1.push(FileError {
+                            path: show(path),
+                            error: e,
+                        }),
+                    }
+                }
+            });
+        }
+    });
+    let (diff, errors) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.errors.extend(errors);
+    diff
+}
+
+/// Waits for many calls in parallel and collects their failures.
+fn wait_all(
+    calls: Vec<(Vec<u8>, Result<Pending, TransportError>)>,
+    host: &str,
+    errors: &mut Vec<FileError>,
+) -> u64 {
+    let mut ok = 0;
+    for (path, pending) in calls {
+        match pending.and_then(|p| p.wait(host)) {
+            Ok(_) => ok += 1,
+            Err(e) => errors.push(FileError {
+                path: show(&path),
+                error: e.to_string(),
+            }),
+        }
+    }
+    ok
+}
+
+struct Shared<'a> {
+    errors: Mutex<Vec<FileError>>,
+    sent: AtomicU64,
+    delta: AtomicU64,
+    local: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_matched: AtomicU64,
+    verified: AtomicU64,
+    observer: &'a dyn Observer,
+}
+
+impl Shared<'_> {
+    fn fail(&self, path: &[u8], error: String) {
+        self.observer.on_event(&Event::UnitFailed {
+            phase: "files".into(),
+            unit: show(path),
+            error: error.clone(),
+        });
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(FileError {
+                path: show(path),
+                error,
+            });
+    }
+}
+
+/// A write waiting for the receiver's verdict.
+struct Completion {
+    path: Vec<u8>,
+    size: u64,
+    pending: Pending,
+    host: String,
+}
+
+fn execute(
+    plan: &SyncPlan,
+    src: &Side,
+    dst: &Side,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+    report: &mut SyncReport,
+) {
+    let (ch, root) = dst.pick(0);
+    let host = ch.host().to_string();
+    // Directories first, in path order (parents before children), all in flight at once.
+    let calls = plan
+        .mkdirs
+        .iter()
+        .map(|(p, meta)| {
+            (
+                p.clone(),
+                ch.call(Call::Mkdir {
+                    root: *root,
+                    path: p.clone(),
+                    meta: *meta,
+                }),
+            )
+        })
+        .collect();
+    report.dirs_created = wait_all(calls, &host, &mut report.errors);
+
+    let shared = Shared {
+        errors: Mutex::new(Vec::new()),
+        sent: AtomicU64::new(0),
+        delta: AtomicU64::new(0),
+        local: AtomicU64::new(0),
+        bytes_sent: AtomicU64::new(0),
+        bytes_matched: AtomicU64::new(0),
+        verified: AtomicU64::new(0),
+        observer,
+    };
+    observer.on_event(&Event::PhaseStarted {
+        phase: "files".into(),
+        total: plan.files.len() as u64,
+    });
+    observer.on_event(&Event::BytesTotal {
+        phase: "files".into(),
+        bytes: plan.files.iter().map(|f| f.size).sum(),
+    });
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let (done_tx, done_rx) = mpsc::sync_channel::<Completion>(1024);
+        let shared = &shared;
+        // The collector takes the receivers' verdicts while workers keep sending.
+        s.spawn(move || {
+            for c in done_rx {
+                match c.pending.wait(&c.host) {
+                    Ok(Reply::Done(_)) => {
+                        shared.verified.fetch_add(1, Ordering::Relaxed);
+                        shared.observer.on_event(&Event::UnitDone {
+                            phase: "files".into(),
+                            unit: show(&c.path),
+                        });
+                        shared.observer.on_event(&Event::BytesDone {
+                            phase: "files".into(),
+                            bytes: c.size,
+                        });
+                    }
+                    Ok(r) => shared.fail(&c.path, format!("unexpected {r:?}")),
+                    Err(e) => shared.fail(&c.path, e.to_string()),
+                }
+            }
+        });
+        for w in 0..opts.jobs.max(1) {
+            let (next, done_tx) = (&next, done_tx.clone());
+            s.spawn(move || {
+                while let Some(job) = plan.files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(e) = transfer(job, src, dst, w, shared, &done_tx) {
+                        shared.fail(&job.path, e);
+                    }
+                }
+            });
+        }
+    });
+    observer.on_event(&Event::PhaseFinished {
+        phase: "files".into(),
+    });
+    report.files_sent = shared.sent.load(Ordering::Relaxed);
+    report.files_delta = shared.delta.load(Ordering::Relaxed);
+    report.files_copied_locally = shared.local.load(Ordering::Relaxed);
+    report.bytes_sent = shared.bytes_sent.load(Ordering::Relaxed);
+    report.bytes_matched = shared.bytes_matched.load(Ordering::Relaxed);
+    report.verified = shared.verified.load(Ordering::Relaxed);
+    report.errors.extend(
+        shared
+            .errors
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+
+    let r = *root;
+    let calls = plan
+        .symlinks
+        .iter()
+        .map(|(p, t, m)| {
+            (
+                p.clone(),
+                ch.call(Call::Symlink {
+                    root: r,
+                    path: p.clone(),
+                    target: t.clone(),
+                    meta: *m,
+                }),
+            )
+        })
+        .collect();
+    report.symlinks = wait_all(calls, &host, &mut report.errors);
+    let calls = plan
+        .nodes
+        .iter()
+        .map(|(p, m, rdev)| {
+            (
+                p.clone(),
+                ch.call(Call::Mknod {
+                    root: r,
+                    path: p.clone(),
+                    meta: *m,
+                    rdev: *rdev,
+                }),
+            )
+        })
+        .collect();
+    report.nodes = wait_all(calls, &host, &mut report.errors);
+    let calls = plan
+        .hardlinks
+        .iter()
+        .map(|(e, p)| {
+            (
+                p.clone(),
+                ch.call(Call::Hardlink {
+                    root: r,
+                    existing: e.clone(),
+                    path: p.clone(),
+                }),
+            )
+        })
+        .collect();
+    report.hardlinks = wait_all(calls, &host, &mut report.errors);
+    let calls = plan
+        .metas
+        .iter()
+        .map(|(p, m, l)| {
+            (
+                p.clone(),
+                ch.call(Call::SetMeta {
+                    root: r,
+                    path: p.clone(),
+                    meta: *m,
+                    is_symlink: *l,
+                }),
+            )
+        })
+        .collect();
+    report.metadata_updates = wait_all(calls, &host, &mut report.errors);
+    let calls = plan
+        .deletes
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                ch.call(Call::Remove {
+                    root: r,
+                    path: p.clone(),
+                }),
+            )
+        })
+        .collect();
+    report.deleted = wait_all(calls, &host, &mut report.errors);
+    let calls = plan
+        .dir_metas
+        .iter()
+        .map(|(p, m)| {
+            (
+                p.clone(),
+                ch.call(Call::SetMeta {
+                    root: r,
+                    path: p.clone(),
+                    meta: *m,
+                    is_symlink: false,
+                }),
+            )
+        })
+        .collect();
+    wait_all(calls, &host, &mut report.errors);
+}
+
+/// Moves one file; the receiver's verdict goes to the collector.
+fn transfer(
+    job: &FileJob,
+    src: &Side,
+    dst: &Side,
+    worker: usize,
+    shared: &Shared,
+    done: &mpsc::SyncSender<Completion>,
+) -> Result<(), String> {
+    let (dch, droot) = dst.pick(worker);
+    if let Some(from) = &job.copy_from {
+        let source_hash = hash_on(src, worker, &job.path)?;
+        let copied = dch.call_wait(Call::LocalCopy {
+            root: *droot,
+            from: from.clone(),
+            path: job.path.clone(),
+            meta: job.meta,
+        });
+        if let Ok(Reply::Done(Outcome { hash: Some(h), .. })) = copied
+            && h == source_hash
+        {
+            shared.local.fetch_add(1, Ordering::Relaxed);
+            shared.verified.fetch_add(1, Ordering::Relaxed);
+            shared.observer.on_event(&Event::UnitDone {
+                phase: "files".into(),
+                unit: show(&job.path),
+            });
+            shared.observer.on_event(&Event::BytesDone {
+                phase: "files".into(),
+                bytes: job.size,
+            });
+            return Ok(());
+        }
+        // Not the same content after all: send it.
+        return transfer(
+            &FileJob {
+                copy_from: None,
+                ..job.clone()
+            },
+            src,
+            dst,
+            worker,
+            shared,
+            done,
+        );
+    }
+    let block_len = delta::block_len_for(job.size);
+    let signature = if job.basis == Basis::None {
+        None
+    } else {
+        match dch.call_wait(Call::Signature {
+            root: *droot,
+            path: job.path.clone(),
+            basis: job.basis,
+            block_len,
+        }) {
+            Ok(Reply::Sig(s)) => Some(s),
+            _ => None, // no usable basis: send the whole file
+        }
+    };
+    let basis = if signature.is_some() {
+        job.basis
+    } else {
+        Basis::None
+    };
+    let pending = dch
+        .call(Call::WriteBegin {
+            root: *droot,
+            path: job.path.clone(),
+            meta: job.meta,
+            basis,
+            block_len,
+        })
+        .map_err(|e| e.to_string())?;
+    let id = pending.id;
+    let send = |call: Call| dch.follow(id, call).map_err(|e| e.to_string());
+    let streamed: Result<[u8; 32], String> = match &signature {
+        Some(sig) => stream_delta(job, src, worker, sig, &send, shared),
+        None => stream_whole(job, src, worker, &send, shared),
+    };
+    match streamed {
+        Ok(hash) => {
+            send(Call::WriteEnd { hash })?;
+            if signature.is_some() {
+                shared.delta.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            done.send(Completion {
+                path: job.path.clone(),
+                size: job.size,
+                pending,
+                host: dch.host().into(),
+            })
+            .map_err(|_| "collector gone".to_string())
+        }
+        Err(e) => {
+            // An impossible hash makes the receiver drop what it got instead of keeping it.
+            let _ = send(Call::WriteEnd { hash: [0u8; 32] });
+            let _ = pending.wait(dch.host());
+            Err(e)
+        }
+    }
+}
+
+fn stream_whole(
+    job: &FileJob,
+    src: &Side,
+    worker: usize,
+    send: &dyn Fn(Call) -> Result<(), String>,
+    shared: &Shared,
+) -> Result<[u8; 32], String> {
+    if let Some(root) = &src.local {
+        let mut f = root
+            .open_read(&job.path)
+            .map_err(|e| format!("{}: {e}", show(&job.path)))?;
+        let mut hasher = blake3::Hasher::new();
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = read_full(&mut f, &mut buf).map_err(|e| format!("{}: {e}", show(&job.path)))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            hasher.update(&buf);
+            shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+            send(Call::WriteData { data: buf })?;
+        }
+        return Ok(*hasher.finalize().as_bytes());
+    }
+    let (sch, sroot) = src.pick(worker);
+    let pending = sch
+        .call(Call::ReadFile {
+            root: *sroot,
+            path: job.path.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    for reply in pending.replies.iter() {
+        match reply {
+            Reply::Data(data) => {
+                shared
+                    .bytes_sent
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                send(Call::WriteData { data })?;
+            }
+            Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(h),
+            Reply::Error(e) => return Err(e),
+            r => return Err(format!("unexpected {r:?}")),
+        }
+    }
+    Err(format!("{}: connection lost while reading", sch.host()))
+}
+
+fn stream_delta(
+    job: &FileJob,
+    src: &Side,
+    worker: usize,
+    sig: &delta::Signature,
+    send: &dyn Fn(Call) -> Result<(), String>,
+    shared: &Shared,
+) -> Result<[u8; 32], String> {
+    let count = |ops: &[DeltaOp]| {
+        for op in ops {
+            match op {
+                DeltaOp::Literal(d) => {
+                    shared
+                        .bytes_sent
+                        .fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                DeltaOp::Copy { count, .. } => {
+                    shared.bytes_matched.fetch_add(
+                        u64::from(*count) * u64::from(sig.block_len),
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+        }
+    };
+    if let Some(root) = &src.local {
+        let f = root
+            .open_read(&job.path)
+            .map_err(|e| format!("{}: {e}", show(&job.path)))?;
+        let mut batch = Vec::new();
+        let mut literal = 0usize;
+        let mut send_err = None;
+        let stats = delta::diff(std::io::BufReader::with_capacity(CHUNK, f), sig, |op| {
+            if let DeltaOp::Literal(d) = &op {
+                literal += d.len();
+            }
+            batch.push(op);
+            if literal >= CHUNK || batch.len() >= 4096 {
+                let ops = std::mem::take(&mut batch);
+                count(&ops);
+                literal = 0;
+                if let Err(e) = send(Call::WriteDelta { ops }) {
+                    send_err = Some(e);
+                    return Err(std::io::Error::other("transport failed"));
+                }
+            }
+            Ok(())
+        });
+        if let Some(e) = send_err {
+            return Err(e);
+        }
+        let stats = stats.map_err(|e| format!("{}: {e}", show(&job.path)))?;
+        if !batch.is_empty() {
+            count(&batch);
+            send(Call::WriteDelta { ops: batch })?;
+        }
+        return Ok(*stats.hash.as_bytes());
+    }
+    let (sch, sroot) = src.pick(worker);
+    let pending = sch
+        .call(Call::Delta {
+            root: *sroot,
+            path: job.path.clone(),
+            signature: sig.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    for reply in pending.replies.iter() {
+        match reply {
+            Reply::DeltaOps(ops) => {
+                count(&ops);
+                send(Call::WriteDelta { ops })?;
+            }
+            Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(h),
+            Reply::Error(e) => return Err(e),
+            r => return Err(format!("unexpected {r:?}")),
+        }
+    }
+    Err(format!("{}: connection lost while reading", sch.host()))
+}
+
+fn read_full(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,259 @@
+//! A stream of calls to one host with many in flight: replies are routed back by call id.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use super::TransportError;
+use super::protocol::{Call, Reply, Request, Response, read_frame, write_frame};
+use super::server::Server;
+
+/// How many replies of one call may wait unread before the stream pauses (bounds memory).
+const REPLY_BUFFER: usize = 64;
+
+/// A call in flight: its id (for follow-up frames such as `WriteData`) and its replies.
+pub struct Pending {
+    pub id: u64,
+    pub replies: Receiver<Reply>,
+}
+
+impl Pending {
+    /// Waits for the terminal reply, dropping streamed chunks.
+    ///
+    /// # Errors
+    /// The far side's error, or a lost connection.
+    pub fn wait(self, host: &str) -> Result<Reply, TransportError> {
+        loop {
+            match self.replies.recv() {
+                Ok(Reply::Error(message)) => {
+                    return Err(TransportError::Path {
+                        host: host.into(),
+                        path: String::new(),
+                        message,
+                    });
+                }
+                Ok(r) if r.is_terminal() => return Ok(r),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(TransportError::Connect {
+                        host: host.into(),
+                        message: "connection lost while waiting for a reply".into(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Calls to one host.
+pub trait Channel: Send + Sync {
+    fn host(&self) -> &str;
+
+    /// Sends a call; replies arrive on the returned `Pending`.
+    ///
+    /// # Errors
+    /// The connection is gone.
+    fn call(&self, call: Call) -> Result<Pending, TransportError>;
+
+    /// Sends a follow-up frame of call `id` (`WriteData`, `WriteDelta`, `WriteEnd`).
+    ///
+    /// # Errors
+    /// The connection is gone.
+    fn follow(&self, id: u64, call: Call) -> Result<(), TransportError>;
+
+    /// Sends a call and waits for its terminal reply.
+    ///
+    /// # Errors
+    /// As `call`, or the far side's error.
+    fn call_wait(&self, call: Call) -> Result<Reply, TransportError> {
+        self.call(call)?.wait(self.host())
+    }
+}
+
+/// Calls served in this process, by the same code as the remote agent.
+pub struct LocalChannel {
+    host: String,
+    server: Server,
+    next: AtomicU64,
+    /// Follow-up frames answer the `Pending` of their call.
+    open: Mutex<HashMap<u64, std::sync::mpsc::Sender<Reply>>>,
+}
+
+impl LocalChannel {
+    pub fn new(host: impl Into<String>) -> LocalChannel {
+        LocalChannel {
+            host: host.into(),
+            server: Server::default(),
+            next: AtomicU64::new(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Channel for LocalChannel {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn call(&self, call: Call) -> Result<Pending, TransportError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        // Unbounded: the work runs right here, before anyone can read the replies.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let keep_open = matches!(call, Call::WriteBegin { .. });
+        let mut deliver = |r: Reply| {
+            let _ = tx.send(r);
+        };
+        self.server.handle(id, call, &mut deliver);
+        if keep_open {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, tx);
+        }
+        Ok(Pending { id, replies: rx })
+    }
+
+    fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
+        let end = matches!(call, Call::WriteEnd { .. });
+        let tx = if end {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id)
+        } else {
+            None
+        };
+        let mut deliver = |r: Reply| {
+            if let Some(t) = &tx {
+                let _ = t.send(r);
+            }
+        };
+        self.server.handle(id, call, &mut deliver);
+        Ok(())
+    }
+}
+
+/// Calls over a byte stream to a remote agent (an ssh channel); a reader thread routes replies.
+pub struct RemoteChannel {
+    host: String,
+    writer: Mutex<Box<dyn Write + Send>>,
+    pending: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>>,
+    next: AtomicU64,
+    broken: Arc<Mutex<Option<String>>>,
+}
+
+impl RemoteChannel {
+    /// Takes over a stream already past the hello exchange.
+    pub fn new(
+        host: &str,
+        input: Box<dyn Write + Send>,
+        output: Box<dyn Read + Send>,
+        stderr: Arc<Mutex<Vec<u8>>>,
+    ) -> RemoteChannel {
+        let pending: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>> = Arc::default();
+        let broken: Arc<Mutex<Option<String>>> = Arc::default();
+        let (p, b) = (pending.clone(), broken.clone());
+        std::thread::spawn(move || {
+            let mut output = BufReader::with_capacity(256 * 1024, output);
+            let reason = loop {
+                match read_frame::<Response>(&mut output) {
+                    Ok(Some(Response::Reply { id, reply })) => {
+                        let terminal = reply.is_terminal();
+                        let tx = {
+                            let mut map = p.lock().unwrap_or_else(|e| e.into_inner());
+                            if terminal {
+                                map.remove(&id)
+                            } else {
+                                map.get(&id).cloned()
+                            }
+                        };
+                        if let Some(tx) = tx {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Ok(Some(Response::Hello { .. })) => {}
+                    Ok(None) => break "the agent closed the stream".to_string(),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            let said = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
+                .trim()
+                .to_string();
+            *b.lock().unwrap_or_else(|e| e.into_inner()) = Some(if said.is_empty() {
+                reason
+            } else {
+                format!("{reason} (ssh: {said})")
+            });
+            // Waking every waiter with a closed channel reports the loss to each call.
+            p.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        });
+        RemoteChannel {
+            host: host.into(),
+            writer: Mutex::new(Box::new(BufWriter::with_capacity(256 * 1024, input))),
+            pending,
+            next: AtomicU64::new(1),
+            broken,
+        }
+    }
+
+    fn lost(&self) -> TransportError {
+        let why = self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| "connection lost".into());
+        TransportError::Connect {
+            host: self.host.clone(),
+            message: why,
+        }
+    }
+
+    fn send(&self, request: &Request, flush: bool) -> Result<(), TransportError> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        write_frame(&mut *w, request).map_err(|_| self.lost())?;
+        if flush {
+            w.flush().map_err(|_| self.lost())?;
+        }
+        Ok(())
+    }
+
+    /// Says goodbye so the agent exits cleanly.
+    pub fn close(&self) {
+        let _ = self.send(&Request::Bye, true);
+    }
+}
+
+impl Channel for RemoteChannel {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn call(&self, call: Call) -> Result<Pending, TransportError> {
+        if self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return Err(self.lost());
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = sync_channel(REPLY_BUFFER);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        // A write start is followed by data frames at once: no need to flush yet.
+        let flush = !matches!(call, Call::WriteBegin { .. });
+        self.send(&Request::Call { id, call }, flush)?;
+        Ok(Pending { id, replies: rx })
+    }
+
+    fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
+        let flush = matches!(call, Call::WriteEnd { .. });
+        self.send(&Request::Call { id, call }, flush)
+    }
+}

@@ -1,0 +1,513 @@
+//! Serves calls on this machine: the remote agent's loop and the local channel both use it.
+//!
+//! A thin layer over `tree/`: decode a call, do it under a `SafeRoot`, answer. It keeps only
+//! the state a stream of calls needs (open roots, writes in progress).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::protocol::{Basis, Call, Outcome, Reply, RootId};
+use super::{LocalTransport, Transport, TransportError};
+use crate::tree::delta::{self, DeltaOp};
+use crate::tree::root::{Meta, PARTIAL_SUFFIX, SafeRoot, TempFile};
+
+const CHUNK: usize = 256 * 1024;
+/// Literal bytes gathered before a batch of delta ops is sent.
+const DELTA_BATCH: usize = 256 * 1024;
+
+struct Write {
+    root: Option<Arc<SafeRoot>>,
+    temp: Option<TempFile>,
+    basis: Option<(File, u64)>,
+    block_len: u32,
+    meta: Meta,
+    hasher: blake3::Hasher,
+    len: u64,
+    error: Option<String>,
+    path: Vec<u8>,
+}
+
+/// Roots and writes in progress for one stream of calls (or for the local channel).
+#[derive(Default)]
+pub struct Server {
+    roots: RwLock<Vec<Arc<SafeRoot>>>,
+    writes: Mutex<HashMap<u64, Arc<Mutex<Write>>>>,
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+fn failure(e: TransportError) -> String {
+    match e {
+        TransportError::Path { path, message, .. } => format!("{path}: {message}"),
+        TransportError::Connect { message, .. } | TransportError::Protocol { message, .. } => {
+            message
+        }
+    }
+}
+
+impl Server {
+    fn root(&self, id: RootId) -> Result<Arc<SafeRoot>, String> {
+        self.roots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| format!("unknown root handle {id}"))
+    }
+
+    /// Handles one call, answering through `reply` (several times for streamed content).
+    pub fn handle(&self, id: u64, call: Call, reply: &mut dyn FnMut(Reply)) {
+        let local = LocalTransport::new("agent");
+        let result: Result<Option<Reply>, String> = match call {
+            Call::GlobDirs { pattern } => local
+                .glob_dirs(&pattern)
+                .map(|d| Some(Reply::Dirs(d)))
+                .map_err(failure),
+            Call::Scan { root, exclude } => local
+                .scan(&root, &exclude)
+                .map(|s| Some(Reply::Scan(s)))
+                .map_err(failure),
+            Call::Space { path } => local
+                .space(&path)
+                .map(|s| Some(Reply::Space(s)))
+                .map_err(failure),
+            Call::Exec(req) => local
+                .exec(&req)
+                .map(|o| Some(Reply::Exec(o)))
+                .map_err(failure),
+            Call::OpenRoot { root, create } => SafeRoot::open(&root, create)
+                .map(|r| {
+                    let mut roots = self.roots.write().unwrap_or_else(|p| p.into_inner());
+                    roots.push(Arc::new(r));
+                    Some(Reply::Opened((roots.len() - 1) as RootId))
+                })
+                .map_err(|e| format!("{}: {e}", root.display())),
+            Call::ReadFile { root, path } => self.read_file(root, &path, reply).map(Some),
+            Call::HashFile { root, path } => self.hash_file(root, &path).map(Some),
+            Call::Signature {
+                root,
+                path,
+                basis,
+                block_len,
+            } => self
+                .signature(root, &path, basis, block_len)
+                .map(|s| Some(Reply::Sig(s))),
+            Call::Delta {
+                root,
+                path,
+                signature,
+            } => self.delta(root, &path, &signature, reply).map(Some),
+            Call::WriteBegin {
+                root,
+                path,
+                meta,
+                basis,
+                block_len,
+            } => {
+                self.write_begin(id, root, path, meta, basis, block_len);
+                Ok(None)
+            }
+            Call::WriteData { data } => {
+                self.with_write(id, |w| w.data(&data));
+                Ok(None)
+            }
+            Call::WriteDelta { ops } => {
+                self.with_write(id, |w| w.patch(&ops));
+                Ok(None)
+            }
+            Call::WriteEnd { hash } => self.write_end(id, hash).map(Some),
+            Call::Mkdir { root, path, meta } => self
+                .root(root)
+                .and_then(|r| {
+                    r.mkdir(&path, meta.mode | 0o700)
+                        .map_err(|e| format!("{}: {e}", show(&path)))
+                })
+                .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::Symlink {
+                root,
+                path,
+                target,
+                meta,
+            } => self
+                .root(root)
+                .and_then(|r| {
+                    r.symlink(&path, &target)
+                        .and_then(|()| r.set_meta(&path, &meta, true))
+                        .map_err(|e| format!("{}: {e}", show(&path)))
+                })
+                .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::Hardlink {
+                root,
+                existing,
+                path,
+            } => self
+                .root(root)
+                .and_then(|r| {
+                    r.hardlink(&existing, &path)
+                        .map_err(|e| format!("{}: {e}", show(&path)))
+                })
+                .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::Mknod {
+                root,
+                path,
+                meta,
+                rdev,
+            } => self
+                .root(root)
+                .and_then(|r| {
+                    r.mknod(&path, meta.mode, rdev)
+                        .and_then(|()| r.set_meta(&path, &meta, false))
+                        .map_err(|e| format!("{}: {e}", show(&path)))
+                })
+                .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::SetMeta {
+                root,
+                path,
+                meta,
+                is_symlink,
+            } => self
+                .root(root)
+                .and_then(|r| {
+                    r.set_meta(&path, &meta, is_symlink)
+                        .map_err(|e| format!("{}: {e}", show(&path)))
+                })
+                .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::Remove { root, path } => self
+                .root(root)
+                .and_then(|r| r.remove(&path).map_err(|e| format!("{}: {e}", show(&path))))
+                .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::LocalCopy {
+                root,
+                from,
+                path,
+                meta,
+            } => self
+                .root(root)
+                .and_then(|r| {
+                    r.local_copy(&from, &path, &meta)
+                        .map_err(|e| format!("{}: {e}", show(&path)))
+                })
+                .map(|h| {
+                    Some(Reply::Done(Outcome {
+                        hash: Some(*h.as_bytes()),
+                        len: 0,
+                    }))
+                }),
+            Call::Sync { root } => self
+                .root(root)
+                .and_then(|r| r.sync().map_err(|e| e.to_string()))
+                .map(|()| Some(Reply::Done(Outcome::default()))),
+        };
+        match result {
+            Ok(Some(r)) => reply(r),
+            Ok(None) => {}
+            Err(e) => reply(Reply::Error(e)),
+        }
+    }
+
+    fn read_file(
+        &self,
+        root: RootId,
+        path: &[u8],
+        reply: &mut dyn FnMut(Reply),
+    ) -> Result<Reply, String> {
+        let mut f = self
+            .root(root)?
+            .open_read(path)
+            .map_err(|e| format!("{}: {e}", show(path)))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut len = 0u64;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = read_full(&mut f, &mut buf).map_err(|e| format!("{}: {e}", show(path)))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            hasher.update(&buf);
+            len += n as u64;
+            reply(Reply::Data(buf));
+        }
+        Ok(Reply::Done(Outcome {
+            hash: Some(*hasher.finalize().as_bytes()),
+            len,
+        }))
+    }
+
+    fn hash_file(&self, root: RootId, path: &[u8]) -> Result<Reply, String> {
+        let f = self
+            .root(root)?
+            .open_read(path)
+            .map_err(|e| format!("{}: {e}", show(path)))?;
+        let (hash, len) = hash_reader(f).map_err(|e| format!("{}: {e}", show(path)))?;
+        Ok(Reply::Done(Outcome {
+            hash: Some(hash),
+            len,
+        }))
+    }
+
+    fn signature(
+        &self,
+        root: RootId,
+        path: &[u8],
+        basis: Basis,
+        block_len: u32,
+    ) -> Result<delta::Signature, String> {
+        let r = self.root(root)?;
+        let f = open_basis(&r, path, basis).map_err(|e| format!("{}: {e}", show(path)))?;
+        delta::signature(std::io::BufReader::with_capacity(CHUNK, f), block_len)
+            .map_err(|e| format!("{}: {e}", show(path)))
+    }
+
+    fn delta(
+        &self,
+        root: RootId,
+        path: &[u8],
+        sig: &delta::Signature,
+        reply: &mut dyn FnMut(Reply),
+    ) -> Result<Reply, String> {
+        let f = self
+            .root(root)?
+            .open_read(path)
+            .map_err(|e| format!("{}: {e}", show(path)))?;
+        let mut batch: Vec<DeltaOp> = Vec::new();
+        let mut literal = 0usize;
+        let stats = delta::diff(f, sig, |op| {
+            if let DeltaOp::Literal(d) = &op {
+                literal += d.len();
+            }
+            batch.push(op);
+            if literal >= DELTA_BATCH || batch.len() >= 4096 {
+                reply(Reply::DeltaOps(std::mem::take(&mut batch)));
+                literal = 0;
+            }
+            Ok(())
+        })
+        .map_err(|e| format!("{}: {e}", show(path)))?;
+        if !batch.is_empty() {
+            reply(Reply::DeltaOps(batch));
+        }
+        Ok(Reply::Done(Outcome {
+            hash: Some(*stats.hash.as_bytes()),
+            len: stats.literal_bytes + stats.copied_bytes,
+        }))
+    }
+
+    fn write_begin(
+        &self,
+        id: u64,
+        root: RootId,
+        path: Vec<u8>,
+        meta: Meta,
+        basis: Basis,
+        block_len: u32,
+    ) {
+        let mut w = Write {
+            root: None,
+            temp: None,
+            basis: None,
+            block_len,
+            meta,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            error: None,
+            path,
+        };
+        match self.root(root) {
+            Err(e) => w.error = Some(e),
+            Ok(r) => {
+                w.root = Some(r.clone());
+                let final_basis = if basis == Basis::Final {
+                    r.open_read(&w.path).ok()
+                } else {
+                    None
+                };
+                match r.create_temp(&w.path) {
+                    Ok((temp, partial)) => {
+                        w.temp = Some(temp);
+                        let b = match basis {
+                            Basis::Final => final_basis,
+                            Basis::Partial => partial,
+                            Basis::None => None,
+                        };
+                        w.basis = b.and_then(|f| f.metadata().ok().map(|m| (f, m.len())));
+                        if basis != Basis::None && w.basis.is_none() {
+                            w.error =
+                                Some(format!("{}: the delta basis disappeared", show(&w.path)));
+                        }
+                    }
+                    Err(e) => w.error = Some(format!("{}: {e}", show(&w.path))),
+                }
+            }
+        }
+        self.writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(Mutex::new(w)));
+    }
+
+    fn with_write(&self, id: u64, f: impl FnOnce(&mut Write) -> Result<(), String>) {
+        let w = self
+            .writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        if let Some(w) = w {
+            let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+            if w.error.is_none()
+                && let Err(e) = f(&mut w)
+            {
+                w.error = Some(e);
+            }
+        }
+    }
+
+    fn write_end(&self, id: u64, expected: [u8; 32]) -> Result<Reply, String> {
+        let w = self
+            .writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+            .ok_or_else(|| format!("no write in progress for call {id}"))?;
+        let mut w = Arc::try_unwrap(w)
+            .map_err(|_| "write still in use".to_string())?
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        let temp = w.temp.take();
+        if let Some(e) = w.error.take() {
+            // Keep the partial file: it is the basis of the next attempt.
+            return Err(e);
+        }
+        let temp = temp.ok_or("no temp file")?;
+        let hash = *w.hasher.finalize().as_bytes();
+        if hash != expected {
+            temp.discard();
+            return Err(format!(
+                "{}: BLAKE3 of the written file differs from the sender's: not renamed into place",
+                show(&w.path)
+            ));
+        }
+        temp.commit(&w.meta, w.root.as_ref().is_some_and(|r| r.set_owner))
+            .map_err(|e| format!("{}: {e}", show(&w.path)))?;
+        Ok(Reply::Done(Outcome {
+            hash: Some(hash),
+            len: w.len,
+        }))
+    }
+}
+
+impl Write {
+    fn data(&mut self, data: &[u8]) -> Result<(), String> {
+        let temp = self.temp.as_mut().ok_or("no temp file")?;
+        temp.write_data(data)
+            .map_err(|e| format!("{}: {e}", show(&self.path)))?;
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn patch(&mut self, ops: &[DeltaOp]) -> Result<(), String> {
+        for op in ops {
+            match op {
+                DeltaOp::Literal(d) => self.data(d)?,
+                DeltaOp::Copy { block, count } => {
+                    let (mut basis, basis_len) =
+                        self.basis.take().ok_or("a delta without a basis")?;
+                    let copied = self.copy_blocks(&mut basis, basis_len, *block, *count);
+                    self.basis = Some((basis, basis_len));
+                    copied?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write {
+    /// Copies basis blocks into the new file; the range is checked, since ops come from a peer.
+    fn copy_blocks(
+        &mut self,
+        basis: &mut File,
+        basis_len: u64,
+        block: u32,
+        count: u32,
+    ) -> Result<(), String> {
+        let start = u64::from(block) * u64::from(self.block_len);
+        if start >= basis_len && count > 0 {
+            return Err(format!(
+                "{}: delta refers past the end of the basis",
+                show(&self.path)
+            ));
+        }
+        let end = (start + u64::from(count) * u64::from(self.block_len)).min(basis_len);
+        basis
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| e.to_string())?;
+        let mut remaining = end - start;
+        let mut buf = vec![0u8; CHUNK];
+        while remaining > 0 {
+            let want = remaining.min(CHUNK as u64) as usize;
+            basis
+                .read_exact(&mut buf[..want])
+                .map_err(|e| format!("{}: basis: {e}", show(&self.path)))?;
+            self.data(&buf[..want])?;
+            remaining -= want as u64;
+        }
+        Ok(())
+    }
+}
+
+fn open_basis(root: &SafeRoot, path: &[u8], basis: Basis) -> std::io::Result<File> {
+    match basis {
+        Basis::Partial => {
+            let (dir, name) = match path.iter().rposition(|b| *b == b'/') {
+                Some(i) => (&path[..=i], &path[i + 1..]),
+                None => (&path[..0], path),
+            };
+            let mut p = dir.to_vec();
+            p.push(b'.');
+            p.extend_from_slice(name);
+            p.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
+            root.open_read(&p)
+        }
+        _ => root.open_read(path),
+    }
+}
+
+/// Reads until `buf` is full or the end of the file.
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// BLAKE3 and length of everything `r` gives.
+///
+/// # Errors
+/// Read errors.
+pub fn hash_reader(mut r: impl Read) -> std::io::Result<([u8; 32], u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut len = 0u64;
+    loop {
+        let n = read_full(&mut r, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((*hasher.finalize().as_bytes(), len))
+}

@@ -1,0 +1,452 @@
+//! The file engine over a real sshd: fidelity, interrupted runs, hostile targets, delta, verify.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::bin;
+use crate::harness::Sshd;
+
+/// Everything a faithful copy must keep, per path: type, mode, owner, mtime, size, content
+/// hash, link target, device number, and which paths share an inode.
+fn describe(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), Vec<u8>> = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        let m = std::fs::symlink_metadata(e.path()).unwrap();
+        let content = if m.file_type().is_file() {
+            blake3::hash(&std::fs::read(e.path()).unwrap())
+                .to_hex()
+                .to_string()
+        } else {
+            String::new()
+        };
+        let link = std::fs::read_link(e.path())
+            .map(|l| l.display().to_string())
+            .unwrap_or_default();
+        let group = if m.file_type().is_file() && m.nlink() > 1 {
+            inodes
+                .entry((m.dev(), m.ino()))
+                .or_insert_with(|| rel.clone())
+                .clone()
+        } else {
+            Vec::new()
+        };
+        let mtime = if m.file_type().is_symlink() {
+            0
+        } else {
+            i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+        };
+        out.insert(
+            rel,
+            format!(
+                "mode={:o} uid={} gid={} mtime={mtime} size={} content={content} link={link} rdev={} linkgroup={}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if m.file_type().is_dir() { 0 } else { m.len() },
+                m.rdev(),
+                String::from_utf8_lossy(&group)
+            ),
+        );
+    }
+    out
+}
+
+fn set_mtime(path: &Path, secs: i64, nanos: i64) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let t = [
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: nanos,
+        },
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: nanos,
+        },
+    ];
+    // SAFETY: valid path and two timespecs.
+    assert_eq!(
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                t.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        },
+        0
+    );
+}
+
+/// A tree with every kind of thing a hosting platform has, and some it should not.
+fn make_rich_tree(root: &Path) {
+    let p = |s: &str| root.join(s);
+    std::fs::create_dir_all(p("site/html/img")).unwrap();
+    std::fs::create_dir_all(p("site/empty/deeper")).unwrap();
+    std::fs::write(p("site/html/index.html"), b"<title>shop</title>").unwrap();
+    std::fs::write(p("site/html/img/logo.png"), vec![42u8; 70_000]).unwrap();
+    std::fs::write(
+        root.join(OsStr::from_bytes(b"site/odd name\nwith newline \xff\xfe")),
+        b"bytes are names",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("html/index.html", p("site/current")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", p("site/absolute-link")).unwrap();
+    std::fs::hard_link(p("site/html/index.html"), p("site/index-hardlink.html")).unwrap();
+    std::fs::set_permissions(p("site/html/img"), std::fs::Permissions::from_mode(0o751)).unwrap();
+    std::fs::write(p("site/secret.php"), b"<?php").unwrap();
+    std::fs::set_permissions(p("site/secret.php"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(p("site/secret.php"), Some(1234), Some(5678)).unwrap();
+    // Sparse: 20 MiB of hole with a little data at both ends.
+    let f = std::fs::File::create(p("site/sparse.db")).unwrap();
+    f.set_len(20 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"head", 0).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"tail", (20 << 20) - 4).unwrap();
+    drop(f);
+    let fifo = std::ffi::CString::new(p("site/queue.fifo").as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o620) }, 0);
+    let dev = std::ffi::CString::new(p("site/null.dev").as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid path; we run as root in the test suite.
+    assert_eq!(
+        unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
+        0
+    );
+    for (i, e) in walkdir::WalkDir::new(root)
+        .contents_first(true)
+        .into_iter()
+        .enumerate()
+    {
+        set_mtime(e.unwrap().path(), 1_700_000_000 + i as i64, 123_456_789);
+    }
+}
+
+fn ssh(sshd: &Sshd) -> String {
+    sshd.ssh_command()
+}
+
+fn copy(sshd: &Sshd, src: &str, dst: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = bin()
+        .arg("copy")
+        .arg("--json")
+        .args(extra)
+        .args(["-e", &ssh(sshd)])
+        .arg(src)
+        .arg(dst)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+fn remote(p: &Path) -> String {
+    format!("root@127.0.0.1:{}", p.display())
+}
+
+#[test]
+fn push_and_pull_over_ssh_keep_everything() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, pushed, pulled) = (
+        work.path().join("src"),
+        work.path().join("pushed"),
+        work.path().join("pulled"),
+    );
+    make_rich_tree(&src);
+    let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &remote(&pushed), &[]);
+    assert_eq!(code, 0, "{err}\n{report:#}");
+    assert_eq!(describe(&src), describe(&pushed), "push changed something");
+    assert!(report["verified"].as_u64().unwrap() >= 5, "{report:#}");
+    let (code, _, err) = copy(&sshd, &remote(&pushed), pulled.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(describe(&src), describe(&pulled), "pull changed something");
+    let sparse = std::fs::metadata(pulled.join("site/sparse.db")).unwrap();
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "the sparse file was filled: {} blocks",
+        sparse.blocks()
+    );
+
+    // A second run has nothing to send.
+    let (code, report, _) = copy(&sshd, src.to_str().unwrap(), &remote(&pushed), &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (report["files_sent"].as_u64(), report["bytes_sent"].as_u64()),
+        (Some(0), Some(0)),
+        "{report:#}"
+    );
+
+    // And verify agrees, over ssh too.
+    let out = bin()
+        .args(["verify", "-e", &ssh(&sshd)])
+        .arg(&src)
+        .arg(remote(&pushed))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_planted_symlink_cannot_send_writes_outside_the_target() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst, outside) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("outside"),
+    );
+    std::fs::create_dir_all(src.join("uploads")).unwrap();
+    std::fs::write(src.join("uploads/evil.php"), b"<?php system($_GET['c']);").unwrap();
+    std::fs::write(src.join("index.html"), b"hello").unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep"), b"precious").unwrap();
+    // The target's `uploads` is a link out of the tree, and `index.html` a link to a file outside.
+    std::os::unix::fs::symlink(&outside, dst.join("uploads")).unwrap();
+    std::os::unix::fs::symlink(outside.join("keep"), dst.join("index.html")).unwrap();
+    let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "something was written outside"
+    );
+    assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"precious");
+    assert!(
+        std::fs::symlink_metadata(dst.join("uploads"))
+            .unwrap()
+            .is_dir(),
+        "the link was replaced by a real directory"
+    );
+    assert_eq!(std::fs::read(dst.join("index.html")).unwrap(), b"hello");
+}
+
+#[test]
+fn verify_finds_a_corrupted_target_file() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"the original content").unwrap();
+    std::fs::write(src.join("b.txt"), b"untouched").unwrap();
+    let out = bin().arg("copy").arg(&src).arg(&dst).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // Same size, same mtime: only a content check can see it.
+    let meta = std::fs::metadata(dst.join("a.txt")).unwrap();
+    std::fs::write(dst.join("a.txt"), b"the 0riginal content").unwrap();
+    set_mtime(&dst.join("a.txt"), meta.mtime(), meta.mtime_nsec());
+    std::fs::write(dst.join("stray"), b"x").unwrap();
+    let out = bin().arg("verify").arg(&src).arg(&dst).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("different") && text.contains("a.txt (content)"),
+        "{text}"
+    );
+    assert!(text.contains("extra") && text.contains("stray"), "{text}");
+    assert!(!text.contains("b.txt"), "{text}");
+    // A quick-check copy does not see it; --checksum does and repairs it.
+    let out = bin()
+        .args(["copy", "--json", "--checksum"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["files_sent"], 1, "{r:#}");
+    assert_eq!(
+        std::fs::read(dst.join("a.txt")).unwrap(),
+        b"the original content"
+    );
+}
+
+#[test]
+fn a_large_file_is_updated_by_delta_over_ssh() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    let mut data: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(src.join("db.sql"), &data).unwrap();
+    let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    data[8 << 20] ^= 0xff;
+    data.extend_from_slice(b"-- appended line\n");
+    std::fs::write(src.join("db.sql"), &data).unwrap();
+    let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["files_delta"], 1, "{report:#}");
+    let sent = report["bytes_sent"].as_u64().unwrap();
+    assert!(
+        sent < 64 * 1024,
+        "a 1-byte change sent {sent} bytes of a 16 MiB file"
+    );
+    assert_eq!(std::fs::read(dst.join("db.sql")).unwrap(), data);
+}
+
+#[test]
+fn a_killed_transfer_leaves_no_partial_file_and_the_rerun_reuses_it() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    let data: Vec<u8> = (0..400u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(src.join("video.mp4"), &data).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_transhumance"))
+        .args(["copy", "-q", "-e", &ssh(&sshd)])
+        .arg(&src)
+        .arg(remote(&dst))
+        .spawn()
+        .unwrap();
+    let partial = dst.join(".video.mp4.th-partial");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 16 << 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the transfer never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed: make the file bigger"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    child.wait().unwrap();
+    // The agent on the far side dies with its ssh channel; give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !dst.join("video.mp4").exists(),
+        "a partial file stands under the final name"
+    );
+    assert!(
+        partial.exists(),
+        "the partial file is kept for the next run"
+    );
+    let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        report["files_delta"], 1,
+        "the partial was not used as a basis: {report:#}"
+    );
+    assert!(
+        report["bytes_matched"].as_u64().unwrap() >= 8 << 20,
+        "{report:#}"
+    );
+    assert_eq!(
+        blake3::hash(&std::fs::read(dst.join("video.mp4")).unwrap()),
+        blake3::hash(&data)
+    );
+    let left: Vec<PathBuf> = std::fs::read_dir(&dst)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(left, vec![dst.join("video.mp4")], "temp files left behind");
+}
+
+#[test]
+fn delete_refuses_to_empty_most_of_a_target() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("keep"), b"1").unwrap();
+    for i in 0..5 {
+        std::fs::write(dst.join(format!("old{i}")), b"x").unwrap();
+    }
+    let out = bin()
+        .args(["copy", "--delete"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read_dir(&dst).unwrap().count(),
+        5,
+        "nothing may change when refused"
+    );
+    let out = bin()
+        .args(["copy", "--delete", "--force"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_dir(&dst).unwrap().count(), 1);
+}
+
+#[test]
+fn dry_run_itemizes_and_changes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    make_rich_tree(&src);
+    let out = bin()
+        .args(["copy", "--dry-run"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mkdir      site/html")
+            && text.contains("send       site/html/index.html")
+            && text.contains("hardlink   site/index-hardlink.html"),
+        "{text}"
+    );
+    assert!(!dst.exists());
+}
+
+#[test]
+fn an_unknown_host_key_stops_the_copy_and_names_the_host() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("kh"), b"").unwrap();
+    let rsh = format!(
+        "ssh -F /dev/null -p {} -i {} -o UserKnownHostsFile={}/kh -o StrictHostKeyChecking=yes",
+        sshd.port,
+        sshd.client_key.display(),
+        work.path().display()
+    );
+    let out = bin()
+        .args(["copy", "-e", &rsh])
+        .arg(work.path())
+        .arg(format!("root@127.0.0.1:{}/dst", work.path().display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("host `root@127.0.0.1`") && err.contains("host key unknown or changed"),
+        "{err}"
+    );
+    assert!(!work.path().join("dst").exists());
+}
