@@ -90,6 +90,12 @@ pub enum Command {
         /// Allow --delete to remove more than 30 % of the target's files.
         #[arg(long)]
         force: bool,
+        /// Compress file data on the wire with zstd (already-compressed formats are sent as they are).
+        #[arg(short = 'z', long)]
+        compress: bool,
+        /// Limit file data to RATE, such as `50MiB/s` or `10MB/s`.
+        #[arg(long, value_name = "RATE", value_parser = crate::plan::units::parse_rate)]
+        bwlimit: Option<u64>,
     },
     /// Re-read both sides and list every difference: `verify SRC DST`, or `verify PLAN` for
     /// every site of a plan. Exit 1 when anything differs.
@@ -149,6 +155,8 @@ pub fn run(cli: Cli) -> u8 {
             jobs,
             exclude,
             force,
+            compress,
+            bwlimit,
         } => copy::run(
             copy::CopyArgs {
                 src,
@@ -161,6 +169,8 @@ pub fn run(cli: Cli) -> u8 {
                     jobs: jobs.max(1),
                     exclude,
                     force,
+                    compress,
+                    bwlimit,
                 },
             },
             &printer,

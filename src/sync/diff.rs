@@ -8,8 +8,9 @@ use crate::transport::protocol::Basis;
 use crate::tree::root::{Meta, PARTIAL_SUFFIX};
 use crate::tree::{Entry, EntryKind};
 
-/// Files this large or larger, already at the target, move as a delta.
-pub const DELTA_MIN: u64 = 64 * 1024;
+/// Files this large or larger, already at the target, move as a delta (rsync deltas every
+/// file; below a few blocks the signature costs more than it saves).
+pub const DELTA_MIN: u64 = 4 * 1024;
 
 /// What happens to one path, for itemized dry runs and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::diff::{self, ActionKind, FileJob, SyncPlan};
+use super::side::Side;
 use crate::event::{Event, Observer};
-use crate::transport::channel::{Channel, Pending};
-use crate::transport::protocol::{Basis, Call, Outcome, Reply, RootId};
-use crate::transport::server::hash_reader;
+use crate::transport::channel::Pending;
+use crate::transport::protocol::{Basis, Call, Outcome, Reply};
 use crate::transport::{Transport, TransportError};
 use crate::tree::delta::{self, DeltaOp};
-use crate::tree::root::SafeRoot;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -36,6 +35,10 @@ pub struct SyncOptions {
     pub exclude: Vec<String>,
     /// Allows `--delete` to remove more than 30 % of the target's files.
     pub force: bool,
+    /// Compress file data on the wire with zstd (skipping already-compressed formats).
+    pub compress: bool,
+    /// Bytes per second of file data at most.
+    pub bwlimit: Option<u64>,
 }
 
 impl Default for SyncOptions {
@@ -47,6 +50,8 @@ impl Default for SyncOptions {
             jobs: 4,
             exclude: Vec::new(),
             force: false,
+            compress: false,
+            bwlimit: None,
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct SyncReport {
     pub bytes_sent: u64,
     /// Bytes rebuilt at the target from blocks it already had.
     pub bytes_matched: u64,
+    /// Protocol bytes through ssh, both directions (0 when both sides are local).
+    pub wire_bytes: u64,
     pub dirs_created: u64,
     pub symlinks: u64,
     pub hardlinks: u64,
@@ -107,70 +114,6 @@ fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-/// A side's streams, each with the root opened on it; local sides also read files directly.
-struct Side {
-    channels: Vec<(Arc<dyn Channel>, RootId)>,
-    local: Option<SafeRoot>,
-}
-
-impl Side {
-    fn open(end: &Endpoint, streams: usize, create: bool) -> Result<Side, SyncError> {
-        let n = if end.transport.is_local() {
-            1
-        } else {
-            streams.max(1)
-        };
-        let mut channels = Vec::with_capacity(n);
-        for i in 0..n {
-            let ch = end.transport.channel(i)?;
-            let id = match ch.call_wait(Call::OpenRoot {
-                root: end.root.clone(),
-                create,
-            })? {
-                Reply::Opened(id) => id,
-                r => {
-                    return Err(SyncError::Transport(TransportError::Protocol {
-                        host: ch.host().into(),
-                        message: format!("unexpected {r:?}"),
-                    }));
-                }
-            };
-            channels.push((ch, id));
-        }
-        let local = if end.transport.is_local() {
-            SafeRoot::open(&end.root, false).ok()
-        } else {
-            None
-        };
-        Ok(Side { channels, local })
-    }
-
-    fn pick(&self, worker: usize) -> &(Arc<dyn Channel>, RootId) {
-        &self.channels[worker % self.channels.len()]
-    }
-}
-
-/// Hashes one file on one side.
-fn hash_on(side: &Side, worker: usize, path: &[u8]) -> Result<[u8; 32], String> {
-    if let Some(root) = &side.local {
-        let f = root
-            .open_read(path)
-            .map_err(|e| format!("{}: {e}", show(path)))?;
-        return hash_reader(f)
-            .map(|(h, _)| h)
-            .map_err(|e| format!("{}: {e}", show(path)));
-    }
-    let (ch, root) = side.pick(worker);
-    match ch.call_wait(Call::HashFile {
-        root: *root,
-        path: path.to_vec(),
-    }) {
-        Ok(Reply::Done(Outcome { hash: Some(h), .. })) => Ok(h),
-        Ok(r) => Err(format!("unexpected {r:?}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// Syncs `src` onto `dst`.
 ///
 /// # Errors
@@ -182,6 +125,14 @@ pub fn sync(
     opts: &SyncOptions,
     observer: &dyn Observer,
 ) -> Result<SyncReport, SyncError> {
+    // Counted from before the scan: file lists are wire cost too, as in rsync's statistics.
+    let wire_of = |e: &Endpoint| {
+        e.transport
+            .channel(0)
+            .map(|c| c.wire_bytes().0 + c.wire_bytes().1)
+            .unwrap_or(0)
+    };
+    let wire_before = wire_of(src) + wire_of(dst);
     observer.on_event(&Event::PhaseStarted {
         phase: "scan".into(),
         total: 0,
@@ -209,12 +160,11 @@ pub fn sync(
             error: e.clone(),
         });
     }
-    let streams = opts.jobs.clamp(1, 4);
-    let src_side = Side::open(src, streams, false)?;
-    let dst_side = if opts.dry_run && !target.exists {
+    let mut src_side = Side::open(src, false)?;
+    let mut dst_side = if opts.dry_run && !target.exists {
         None
     } else {
-        Some(Side::open(dst, streams, !opts.dry_run)?)
+        Some(Side::open(dst, !opts.dry_run)?)
     };
 
     // In checksum mode, same-size files are hashed on both sides (in parallel) before planning.
@@ -224,7 +174,6 @@ pub fn sync(
             &target.entries,
             &src_side,
             dst_side,
-            opts.jobs,
             &mut report,
         )),
         _ => None,
@@ -278,24 +227,29 @@ pub fn sync(
             .collect();
         return Ok(report);
     }
-    let dst_side = dst_side.expect("opened when not a dry run");
+    let mut dst_side = dst_side.take().expect("opened when not a dry run");
+    // More streams only when there are files to move in parallel.
+    let streams = opts.jobs.clamp(1, 4).min(plan.files.len().max(1));
+    src_side.grow(streams)?;
+    dst_side.grow(streams)?;
     execute(&plan, &src_side, &dst_side, opts, observer, &mut report);
     let (ch, root) = dst_side.pick(0);
     let _ = ch.call_wait(Call::Sync { root: *root });
+    report.wire_bytes = src_side.wire_bytes() + dst_side.wire_bytes() - wire_before;
     Ok(report)
 }
 
+/// Same-size files hashed on both sides at once; the paths whose content differs.
 fn checksum_differences(
     source: &[crate::tree::Entry],
     target: &[crate::tree::Entry],
     src: &Side,
     dst: &Side,
-    jobs: usize,
     report: &mut SyncReport,
 ) -> std::collections::HashSet<Vec<u8>> {
     let by_path: std::collections::HashMap<&[u8], &crate::tree::Entry> =
         target.iter().map(|e| (e.path.as_slice(), e)).collect();
-    let candidates: Vec<&[u8]> = source
+    let candidates: Vec<Vec<u8>> = source
         .iter()
         .filter(|s| {
             s.kind == crate::tree::EntryKind::File
@@ -303,34 +257,26 @@ fn checksum_differences(
                     .get(s.path.as_slice())
                     .is_some_and(|t| t.kind == crate::tree::EntryKind::File && t.size == s.size)
         })
-        .map(|s| s.path.as_slice())
+        .map(|s| s.path.clone())
         .collect();
-    let next = AtomicUsize::new(0);
-    let out = Mutex::new((std::collections::HashSet::new(), Vec::new()));
-    std::thread::scope(|s| {
-        for w in 0..jobs.max(1) {
-            let (next, out, candidates) = (&next, &out, &candidates);
-            s.spawn(move || {
-                while let Some(path) = candidates.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let (a, b) = (hash_on(src, w, path), hash_on(dst, w, path));
-                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-                    match (a, b) {
-                        (Ok(a), Ok(b)) if a == b => {}
-                        (Ok(_), Ok(_)) => {
-                            o.0.insert(path.to_vec());
-                        }
-                        (Err(e), _) | (_, Err(e)) => o.1.push(FileError {
-                            path: show(path),
-                            error: e,
-                        }),
-                    }
-                }
-            });
-        }
+    let (a, b) = std::thread::scope(|s| {
+        let t = s.spawn(|| dst.hash_all(&candidates));
+        (src.hash_all(&candidates), t.join().expect("hash thread"))
     });
-    let (diff, errors) = out.into_inner().unwrap_or_else(|p| p.into_inner());
-    report.errors.extend(errors);
-    diff
+    let mut differ = std::collections::HashSet::new();
+    for ((path, x), y) in candidates.iter().zip(a).zip(b) {
+        match (x, y) {
+            (Ok(x), Ok(y)) if x == y => {}
+            (Ok(_), Ok(_)) => {
+                differ.insert(path.clone());
+            }
+            (Err(e), _) | (_, Err(e)) => report.errors.push(FileError {
+                path: show(path),
+                error: e,
+            }),
+        }
+    }
+    differ
 }
 
 /// Waits for many calls in parallel and collects their failures.
@@ -352,7 +298,27 @@ fn wait_all(
     ok
 }
 
+/// Keeps file data under a rate shared by every worker.
+struct Limiter {
+    rate: u64,
+    start: std::time::Instant,
+    sent: AtomicU64,
+}
+
+impl Limiter {
+    fn take(&self, n: usize) {
+        let total = self.sent.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let due = std::time::Duration::from_secs_f64(total as f64 / self.rate as f64);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+}
+
 struct Shared<'a> {
+    limiter: Option<Limiter>,
+    compress: bool,
     errors: Mutex<Vec<FileError>>,
     sent: AtomicU64,
     delta: AtomicU64,
@@ -416,6 +382,12 @@ fn execute(
     report.dirs_created = wait_all(calls, &host, &mut report.errors);
 
     let shared = Shared {
+        limiter: opts.bwlimit.map(|rate| Limiter {
+            rate,
+            start: std::time::Instant::now(),
+            sent: AtomicU64::new(0),
+        }),
+        compress: opts.compress,
         errors: Mutex::new(Vec::new()),
         sent: AtomicU64::new(0),
         delta: AtomicU64::new(0),
@@ -591,7 +563,7 @@ fn transfer(
 ) -> Result<(), String> {
     let (dch, droot) = dst.pick(worker);
     if let Some(from) = &job.copy_from {
-        let source_hash = hash_on(src, worker, &job.path)?;
+        let source_hash = src.hash_one(worker, &job.path)?;
         let copied = dch.call_wait(Call::LocalCopy {
             root: *droot,
             from: from.clone(),
@@ -658,7 +630,7 @@ fn transfer(
     let send = |call: Call| dch.follow(id, call).map_err(|e| e.to_string());
     let streamed: Result<[u8; 32], String> = match &signature {
         Some(sig) => stream_delta(job, src, worker, sig, &send, shared),
-        None => stream_whole(job, src, worker, &send, shared),
+        None => stream_whole(job, src, worker, &send, shared, dst.is_remote()),
     };
     match streamed {
         Ok(hash) => {
@@ -691,7 +663,15 @@ fn stream_whole(
     worker: usize,
     send: &dyn Fn(Call) -> Result<(), String>,
     shared: &Shared,
+    dst_remote: bool,
 ) -> Result<[u8; 32], String> {
+    let compress = shared.compress && !crate::transport::protocol::precompressed(&job.path);
+    let wire = |n: usize| {
+        if let Some(l) = &shared.limiter {
+            l.take(n);
+        }
+        shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    };
     if let Some(root) = &src.local {
         let mut f = root
             .open_read(&job.path)
@@ -705,8 +685,17 @@ fn stream_whole(
             }
             buf.truncate(n);
             hasher.update(&buf);
-            shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-            send(Call::WriteData { data: buf })?;
+            if compress && dst_remote {
+                let data = crate::transport::protocol::compress(&buf);
+                wire(data.len());
+                send(Call::WriteDataZstd {
+                    data,
+                    len: n as u32,
+                })?;
+            } else {
+                wire(n);
+                send(Call::WriteData { data: buf })?;
+            }
         }
         return Ok(*hasher.finalize().as_bytes());
     }
@@ -715,15 +704,24 @@ fn stream_whole(
         .call(Call::ReadFile {
             root: *sroot,
             path: job.path.clone(),
+            compress,
         })
         .map_err(|e| e.to_string())?;
     for reply in pending.replies.iter() {
         match reply {
             Reply::Data(data) => {
-                shared
-                    .bytes_sent
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                wire(data.len());
                 send(Call::WriteData { data })?;
+            }
+            Reply::DataZstd { data, len } => {
+                wire(data.len());
+                if dst_remote {
+                    send(Call::WriteDataZstd { data, len })?;
+                } else {
+                    let raw = crate::transport::protocol::decompress(&data, len)
+                        .map_err(|e| format!("{}: {e}", show(&job.path)))?;
+                    send(Call::WriteData { data: raw })?;
+                }
             }
             Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(h),
             Reply::Error(e) => return Err(e),

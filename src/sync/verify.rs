@@ -1,15 +1,12 @@
 //! Re-reads both trees and lists every difference: the independent check after a copy.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
 use super::engine::{Endpoint, SyncError};
+use super::side::Side;
 use crate::event::{Event, Observer};
-use crate::transport::channel::Channel;
-use crate::transport::protocol::{Call, Outcome, Reply, RootId};
 use crate::tree::{Entry, EntryKind};
 
 /// Differences between a source and a target tree.
@@ -35,45 +32,6 @@ impl VerifyReport {
 
 fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
-}
-
-type Streams = Vec<(std::sync::Arc<dyn Channel>, RootId)>;
-
-fn open(end: &Endpoint, n: usize) -> Result<Streams, SyncError> {
-    let n = if end.transport.is_local() { 1 } else { n };
-    (0..n)
-        .map(|i| {
-            let ch = end.transport.channel(i)?;
-            match ch.call_wait(Call::OpenRoot {
-                root: end.root.clone(),
-                create: false,
-            })? {
-                Reply::Opened(id) => Ok((ch, id)),
-                r => Err(SyncError::Transport(
-                    crate::transport::TransportError::Protocol {
-                        host: ch.host().into(),
-                        message: format!("unexpected {r:?}"),
-                    },
-                )),
-            }
-        })
-        .collect()
-}
-
-fn hash(
-    side: &[(std::sync::Arc<dyn Channel>, RootId)],
-    w: usize,
-    path: &[u8],
-) -> Result<([u8; 32], u64), String> {
-    let (ch, root) = &side[w % side.len()];
-    match ch.call_wait(Call::HashFile {
-        root: *root,
-        path: path.to_vec(),
-    }) {
-        Ok(Reply::Done(Outcome { hash: Some(h), len })) => Ok((h, len)),
-        Ok(r) => Err(format!("unexpected {r:?}")),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Compares `src` and `dst` entry by entry, hashing every file on both sides.
@@ -128,48 +86,34 @@ pub fn verify(
         .map(|p| show(p))
         .collect();
     report.extra.sort();
-    let streams = jobs.clamp(1, 4);
-    let (a, b) = (open(src, streams)?, open(dst, streams)?);
+    let (mut a, mut b) = (Side::open(src, false)?, Side::open(dst, false)?);
+    let streams = jobs.clamp(1, 4).min(to_hash.len().div_ceil(256).max(1));
+    a.grow(streams)?;
+    b.grow(streams)?;
     observer.on_event(&Event::PhaseStarted {
         phase: "verify".into(),
         total: to_hash.len() as u64,
     });
-    let next = AtomicUsize::new(0);
-    let found = Mutex::new((Vec::new(), Vec::new(), 0u64, 0u64));
-    std::thread::scope(|s| {
-        for w in 0..jobs.max(1) {
-            let (next, found, to_hash, a, b) = (&next, &found, &to_hash, &a, &b);
-            s.spawn(move || {
-                while let Some(path) = to_hash.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let (x, y) = (hash(a, w, path), hash(b, w, path));
-                    let mut f = found.lock().unwrap_or_else(|p| p.into_inner());
-                    match (x, y) {
-                        (Ok((hx, len)), Ok((hy, _))) => {
-                            f.2 += 1;
-                            f.3 += len;
-                            if hx != hy {
-                                f.0.push(format!("{} (content)", show(path)));
-                            }
-                        }
-                        (Err(e), _) | (_, Err(e)) => f.1.push(format!("{}: {e}", show(path))),
-                    }
-                    drop(f);
-                    observer.on_event(&Event::UnitDone {
-                        phase: "verify".into(),
-                        unit: show(path),
-                    });
-                }
-            });
-        }
+    let paths: Vec<Vec<u8>> = to_hash.iter().map(|p| p.to_vec()).collect();
+    let (x, y) = std::thread::scope(|s| {
+        let t = s.spawn(|| b.hash_all(&paths));
+        (a.hash_all(&paths), t.join().expect("hash thread"))
     });
+    for ((path, x), y) in paths.iter().zip(x).zip(y) {
+        match (x, y) {
+            (Ok((hx, len)), Ok((hy, _))) => {
+                report.files_hashed += 1;
+                report.bytes_hashed += len;
+                if hx != hy {
+                    report.different.push(format!("{} (content)", show(path)));
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => report.errors.push(e),
+        }
+    }
+    report.different.sort();
     observer.on_event(&Event::PhaseFinished {
         phase: "verify".into(),
     });
-    let (different, errors, files, bytes) = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    report.different.extend(different);
-    report.different.sort();
-    report.errors = errors;
-    report.files_hashed = files;
-    report.bytes_hashed = bytes;
     Ok(report)
 }

@@ -70,6 +70,37 @@ pub trait Channel: Send + Sync {
     fn call_wait(&self, call: Call) -> Result<Reply, TransportError> {
         self.call(call)?.wait(self.host())
     }
+
+    /// Bytes written to and read from the wire so far (0 for in-process channels).
+    fn wire_bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
+}
+
+/// Counts what passes through, for wire-byte statistics.
+struct Counted<T> {
+    inner: T,
+    count: Arc<AtomicU64>,
+}
+
+impl<T: Read> Read for Counted<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<T: Write> Write for Counted<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Calls served in this process, by the same code as the remote agent.
@@ -142,6 +173,8 @@ pub struct RemoteChannel {
     pending: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>>,
     next: AtomicU64,
     broken: Arc<Mutex<Option<String>>>,
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
 }
 
 impl RemoteChannel {
@@ -155,8 +188,16 @@ impl RemoteChannel {
         let pending: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>> = Arc::default();
         let broken: Arc<Mutex<Option<String>>> = Arc::default();
         let (p, b) = (pending.clone(), broken.clone());
+        let (sent, received) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counter = received.clone();
         std::thread::spawn(move || {
-            let mut output = BufReader::with_capacity(256 * 1024, output);
+            let mut output = BufReader::with_capacity(
+                256 * 1024,
+                Counted {
+                    inner: output,
+                    count: counter,
+                },
+            );
             let reason = loop {
                 match read_frame::<Response>(&mut output) {
                     Ok(Some(Response::Reply { id, reply })) => {
@@ -189,12 +230,21 @@ impl RemoteChannel {
             // Waking every waiter with a closed channel reports the loss to each call.
             p.lock().unwrap_or_else(|e| e.into_inner()).clear();
         });
+        let writer: Box<dyn Write + Send> = Box::new(BufWriter::with_capacity(
+            256 * 1024,
+            Counted {
+                inner: input,
+                count: sent.clone(),
+            },
+        ));
         RemoteChannel {
             host: host.into(),
-            writer: Mutex::new(Box::new(BufWriter::with_capacity(256 * 1024, input))),
+            writer: Mutex::new(writer),
             pending,
             next: AtomicU64::new(1),
             broken,
+            sent,
+            received,
         }
     }
 
@@ -255,5 +305,12 @@ impl Channel for RemoteChannel {
     fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
         let flush = matches!(call, Call::WriteEnd { .. });
         self.send(&Request::Call { id, call }, flush)
+    }
+
+    fn wire_bytes(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
     }
 }

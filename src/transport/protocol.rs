@@ -15,7 +15,7 @@ use crate::tree::delta::{DeltaOp, Signature};
 use crate::tree::root::Meta;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;
@@ -63,11 +63,18 @@ pub enum Call {
     ReadFile {
         root: RootId,
         path: Vec<u8>,
+        /// Send chunks compressed with zstd (`DataZstd`).
+        compress: bool,
     },
     /// BLAKE3 of a file, without sending it.
     HashFile {
         root: RootId,
         path: Vec<u8>,
+    },
+    /// BLAKE3 of many files, hashed in parallel on the far side, answered in one `Hashes`.
+    HashFiles {
+        root: RootId,
+        paths: Vec<Vec<u8>>,
     },
     /// Block signature of a basis at the receiver.
     Signature {
@@ -92,6 +99,11 @@ pub enum Call {
     },
     WriteData {
         data: Vec<u8>,
+    },
+    /// `WriteData` compressed with zstd; `len` is the size once decompressed.
+    WriteDataZstd {
+        data: Vec<u8>,
+        len: u32,
     },
     WriteDelta {
         ops: Vec<DeltaOp>,
@@ -162,11 +174,19 @@ pub struct Outcome {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
     Dirs(Vec<PathBuf>),
-    Scan(ScanSummary),
+    /// A `ScanSummary`, postcard then zstd: listings are most of a no-change run's traffic.
+    Scan(Vec<u8>),
+    /// One entry per path of `HashFiles`: (BLAKE3, length) or why it failed.
+    Hashes(Vec<Result<([u8; 32], u64), String>>),
     Space(FsSpace),
     Exec(ExecOutput),
     Opened(RootId),
     Data(Vec<u8>),
+    /// `Data` compressed with zstd; `len` is the size once decompressed.
+    DataZstd {
+        data: Vec<u8>,
+        len: u32,
+    },
     DeltaOps(Vec<DeltaOp>),
     Sig(Signature),
     Done(Outcome),
@@ -177,8 +197,73 @@ pub enum Reply {
 impl Reply {
     /// Whether this reply ends its call.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Reply::Data(_) | Reply::DeltaOps(_))
+        !matches!(
+            self,
+            Reply::Data(_) | Reply::DataZstd { .. } | Reply::DeltaOps(_)
+        )
     }
+}
+
+/// The most a compressed chunk may claim to inflate to (refuses decompression bombs).
+pub const MAX_CHUNK: u32 = 1 << 20;
+
+/// Compresses a chunk for the wire (fast level: the link is the bottleneck, not the CPU).
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(data, 1).unwrap_or_else(|_| data.to_vec())
+}
+
+/// Decompresses a chunk from a peer, refusing one that claims more than `MAX_CHUNK`.
+///
+/// # Errors
+/// A corrupt chunk, or one whose size is not what it claimed.
+pub fn decompress(data: &[u8], len: u32) -> io::Result<Vec<u8>> {
+    if len > MAX_CHUNK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "compressed chunk over the size limit",
+        ));
+    }
+    let out = zstd::bulk::decompress(data, len as usize)?;
+    if out.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "compressed chunk of the wrong size",
+        ));
+    }
+    Ok(out)
+}
+
+/// Names whose content is already compressed: sending them through zstd wastes CPU.
+pub fn precompressed(path: &[u8]) -> bool {
+    const EXT: &[&str] = &[
+        "gz", "tgz", "bz2", "xz", "zst", "zip", "7z", "rar", "jpg", "jpeg", "png", "gif", "webp",
+        "avif", "mp3", "mp4", "m4a", "mkv", "webm", "mov", "ogg", "pdf", "woff", "woff2", "br",
+        "lz4", "jar", "docx", "xlsx", "odt",
+    ];
+    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+    match name.iter().rposition(|b| *b == b'.') {
+        Some(i) => EXT
+            .iter()
+            .any(|e| name[i + 1..].eq_ignore_ascii_case(e.as_bytes())),
+        None => false,
+    }
+}
+
+/// Packs a listing for the wire.
+pub fn pack_scan(scan: &ScanSummary) -> Vec<u8> {
+    let raw = postcard::to_stdvec(scan).unwrap_or_default();
+    zstd::bulk::compress(&raw, 3).unwrap_or(raw)
+}
+
+/// Unpacks a listing from a peer, refusing one that inflates past 2 GiB.
+///
+/// # Errors
+/// Corrupt or oversized data.
+pub fn unpack_scan(data: &[u8]) -> io::Result<ScanSummary> {
+    let mut raw = Vec::new();
+    let decoder = zstd::stream::read::Decoder::new(data)?;
+    io::Read::read_to_end(&mut io::Read::take(decoder, 2 << 30), &mut raw)?;
+    postcard::from_bytes(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Writes one frame.

@@ -69,7 +69,7 @@ impl Server {
                 .map_err(failure),
             Call::Scan { root, exclude } => local
                 .scan(&root, &exclude)
-                .map(|s| Some(Reply::Scan(s)))
+                .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
                 .map_err(failure),
             Call::Space { path } => local
                 .space(&path)
@@ -86,8 +86,15 @@ impl Server {
                     Some(Reply::Opened((roots.len() - 1) as RootId))
                 })
                 .map_err(|e| format!("{}: {e}", root.display())),
-            Call::ReadFile { root, path } => self.read_file(root, &path, reply).map(Some),
+            Call::ReadFile {
+                root,
+                path,
+                compress,
+            } => self.read_file(root, &path, compress, reply).map(Some),
             Call::HashFile { root, path } => self.hash_file(root, &path).map(Some),
+            Call::HashFiles { root, paths } => self
+                .root(root)
+                .map(|r| Some(Reply::Hashes(hash_many(&r, &paths)))),
             Call::Signature {
                 root,
                 path,
@@ -113,6 +120,14 @@ impl Server {
             }
             Call::WriteData { data } => {
                 self.with_write(id, |w| w.data(&data));
+                Ok(None)
+            }
+            Call::WriteDataZstd { data, len } => {
+                self.with_write(id, |w| {
+                    let raw = super::protocol::decompress(&data, len)
+                        .map_err(|e| format!("{}: {e}", show(&w.path)))?;
+                    w.data(&raw)
+                });
                 Ok(None)
             }
             Call::WriteDelta { ops } => {
@@ -213,6 +228,7 @@ impl Server {
         &self,
         root: RootId,
         path: &[u8],
+        compress: bool,
         reply: &mut dyn FnMut(Reply),
     ) -> Result<Reply, String> {
         let mut f = self
@@ -230,7 +246,14 @@ impl Server {
             buf.truncate(n);
             hasher.update(&buf);
             len += n as u64;
-            reply(Reply::Data(buf));
+            if compress {
+                reply(Reply::DataZstd {
+                    data: super::protocol::compress(&buf),
+                    len: n as u32,
+                });
+            } else {
+                reply(Reply::Data(buf));
+            }
         }
         Ok(Reply::Done(Outcome {
             hash: Some(*hasher.finalize().as_bytes()),
@@ -477,6 +500,18 @@ fn open_basis(root: &SafeRoot, path: &[u8], basis: Basis) -> std::io::Result<Fil
         }
         _ => root.open_read(path),
     }
+}
+
+/// Hashes files in parallel (rayon), each result in the order of `paths`.
+pub fn hash_many(root: &SafeRoot, paths: &[Vec<u8>]) -> Vec<Result<([u8; 32], u64), String>> {
+    use rayon::prelude::*;
+    paths
+        .par_iter()
+        .map(|p| {
+            let f = root.open_read(p).map_err(|e| format!("{}: {e}", show(p)))?;
+            hash_reader(f).map_err(|e| format!("{}: {e}", show(p)))
+        })
+        .collect()
 }
 
 /// Reads until `buf` is full or the end of the file.

@@ -238,7 +238,12 @@ impl Transport for SshTransport {
             root: root.into(),
             exclude: exclude.to_vec(),
         })? {
-            Reply::Scan(s) => Ok(s),
+            Reply::Scan(packed) => {
+                super::protocol::unpack_scan(&packed).map_err(|e| TransportError::Protocol {
+                    host: self.host.clone(),
+                    message: format!("listing: {e}"),
+                })
+            }
             r => Err(self.unexpected(r)),
         }
     }

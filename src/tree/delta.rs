@@ -162,8 +162,10 @@ fn weak_sum(block: &[u8]) -> u32 {
 pub fn signature(mut reader: impl Read, block_len: u32) -> io::Result<Signature> {
     check_block_len(block_len, ErrorKind::InvalidInput)?;
     let bl = block_len as usize;
-    // A whole number of blocks per read, so no block straddles two reads.
-    let mut buf = vec![0u8; bl * (READ_CHUNK / bl).max(1)];
+    // A whole number of blocks per read, so no block straddles two reads; small at first so
+    // that small files (the common case) do not pay for zeroing a big buffer.
+    let full_len = bl * (READ_CHUNK / bl).max(1);
+    let mut buf = vec![0u8; bl];
     let mut blocks = Vec::new();
     let mut file_len = 0u64;
     loop {
@@ -185,6 +187,7 @@ pub fn signature(mut reader: impl Read, block_len: u32) -> io::Result<Signature>
         if n < buf.len() {
             break;
         }
+        buf.resize((buf.len() * 2).min(full_len), 0);
     }
     Ok(Signature {
         block_len,
@@ -284,8 +287,8 @@ impl BlockTable {
             *slot += 1;
         }
 
-        // ~16 bits per entry: a few percent of misses pass, and up to 512 KiB it stays cached.
-        let filter_bits = (entries.len() * 8)
+        // ~64 bits per entry: a false pass costs a cache miss or two, a bigger filter less.
+        let filter_bits = (entries.len() * 64)
             .next_power_of_two()
             .clamp(1 << 9, 1 << 22)
             .trailing_zeros();
@@ -393,6 +396,10 @@ impl<F: FnMut(DeltaOp) -> io::Result<()>> Emitter<F> {
 struct Input<R> {
     reader: R,
     buf: Vec<u8>,
+    /// What `buf` may grow to: enough that compaction always leaves room for a big read.
+    max_len: usize,
+    /// The last read filled all the room there was, so more is likely to come.
+    read_filled: bool,
     lit: usize,
     pos: usize,
     end: usize,
@@ -404,19 +411,25 @@ impl<R: Read> Input<R> {
     /// Makes `need` bytes available from `pos`, unless the input ends first.
     fn fill(&mut self, need: usize) -> io::Result<()> {
         while self.end - self.pos < need && !self.eof {
-            // Room is guaranteed after compaction: the pending literal is at most
-            // MAX_LITERAL_EMIT and less than a window is unconsumed.
-            if self.buf.len() - self.end < READ_CHUNK {
+            if self.buf.len() - self.end < READ_CHUNK && self.lit > 0 {
                 self.buf.copy_within(self.lit..self.end, 0);
                 self.pos -= self.lit;
                 self.end -= self.lit;
                 self.lit = 0;
             }
+            // The buffer starts small for small files and grows once input outruns it. At full
+            // size, compaction leaves room for a big read: the pending literal is at most
+            // MAX_LITERAL_EMIT and less than a window is unconsumed.
+            if self.buf.len() < self.max_len && (self.end == self.buf.len() || self.read_filled) {
+                self.buf.resize((self.buf.len() * 2).min(self.max_len), 0);
+            }
+            let room = self.buf.len() - self.end;
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     self.hasher.update(&self.buf[self.end..self.end + n]);
                     self.end += n;
+                    self.read_filled = n == room;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -447,9 +460,14 @@ pub fn diff(
         literal_bytes: 0,
         copied_bytes: 0,
     };
+    let max_len = MAX_LITERAL_EMIT + bl + 2 * READ_CHUNK;
+    // Sized for a new file about as long as the basis; it grows if that guess is wrong.
+    let first_len = sig.file_len.saturating_add(bl as u64 + 4096);
     let mut inp = Input {
         reader: new,
-        buf: vec![0u8; MAX_LITERAL_EMIT + bl + 2 * READ_CHUNK],
+        buf: vec![0u8; first_len.min(max_len as u64) as usize],
+        max_len,
+        read_filled: false,
         lit: 0,
         pos: 0,
         end: 0,
@@ -657,7 +675,8 @@ impl<'a, B: Read + Seek, W: Write> Patcher<'a, B, W> {
         }
         self.basis_pos = None;
         if self.buf.is_empty() {
-            self.buf = vec![0u8; READ_CHUNK];
+            // A valid copy implies basis_len >= 1.
+            self.buf = vec![0u8; self.basis_len.min(READ_CHUNK as u64) as usize];
         }
         let mut left = end - start;
         while left > 0 {
@@ -909,6 +928,20 @@ mod tests {
         new.splice(12_000..12_000, noise(13, 333));
         for step in [1, 3, 700, 4096] {
             round_trip_with(&basis, &new, 97, step);
+        }
+    }
+
+    #[test]
+    fn new_much_longer_than_basis_grows_the_buffer() {
+        let basis = noise(20, 1000);
+        let mut new = noise(21, 300_000);
+        new.extend_from_slice(&basis);
+        new.extend_from_slice(&noise(22, 200_000));
+        new.extend_from_slice(&basis);
+        for step in [usize::MAX, 1000, 7] {
+            let (_, stats) = round_trip_with(&basis, &new, 64, step);
+            // Both copies of the full blocks, and the short block where it ends the file.
+            assert_eq!(stats.copied_bytes, 2 * 960 + 40);
         }
     }
 

@@ -1,0 +1,146 @@
+//! One side of a sync or a verify: its streams with the root opened on each, plus direct access
+//! when the side is this machine.
+
+use std::sync::Arc;
+
+use super::engine::{Endpoint, SyncError};
+use crate::transport::TransportError;
+use crate::transport::channel::{Channel, Pending};
+use crate::transport::protocol::{Call, Outcome, Reply, RootId};
+use crate::transport::server::{hash_many, hash_reader};
+use crate::tree::root::SafeRoot;
+
+/// Paths per `HashFiles` call: big enough to amortize a round trip, small enough to overlap.
+const HASH_BATCH: usize = 256;
+
+/// A host and directory, ready for calls.
+pub struct Side {
+    end: Endpoint,
+    create: bool,
+    channels: Vec<(Arc<dyn Channel>, RootId)>,
+    /// Set when the side is this machine: files are then read directly.
+    pub local: Option<SafeRoot>,
+}
+
+pub type HashResult = Result<([u8; 32], u64), String>;
+
+impl Side {
+    /// Opens one stream (more come with `grow`, only when there is work for them).
+    ///
+    /// # Errors
+    /// The host cannot be reached or the root cannot be opened (or created).
+    pub fn open(end: &Endpoint, create: bool) -> Result<Side, SyncError> {
+        let mut side = Side {
+            end: end.clone(),
+            create,
+            channels: Vec::new(),
+            local: None,
+        };
+        side.grow(1)?;
+        if end.transport.is_local() {
+            side.local = SafeRoot::open(&end.root, false).ok();
+        }
+        Ok(side)
+    }
+
+    /// Opens streams up to `n` (a local side keeps one: it is served in-process).
+    ///
+    /// # Errors
+    /// A new stream cannot be opened.
+    pub fn grow(&mut self, n: usize) -> Result<(), SyncError> {
+        let n = if self.end.transport.is_local() {
+            1
+        } else {
+            n.max(1)
+        };
+        while self.channels.len() < n {
+            let ch = self.end.transport.channel(self.channels.len())?;
+            let id = match ch.call_wait(Call::OpenRoot {
+                root: self.end.root.clone(),
+                create: self.create,
+            })? {
+                Reply::Opened(id) => id,
+                r => {
+                    return Err(SyncError::Transport(TransportError::Protocol {
+                        host: ch.host().into(),
+                        message: format!("unexpected {r:?}"),
+                    }));
+                }
+            };
+            self.channels.push((ch, id));
+        }
+        Ok(())
+    }
+
+    pub fn is_remote(&self) -> bool {
+        self.local.is_none()
+    }
+
+    pub fn wire_bytes(&self) -> u64 {
+        self.channels
+            .iter()
+            .map(|(c, _)| {
+                let (a, b) = c.wire_bytes();
+                a + b
+            })
+            .sum()
+    }
+
+    pub fn pick(&self, worker: usize) -> &(Arc<dyn Channel>, RootId) {
+        &self.channels[worker % self.channels.len()]
+    }
+
+    /// Hashes one file.
+    ///
+    /// # Errors
+    /// The file cannot be read, or the host is gone.
+    pub fn hash_one(&self, worker: usize, path: &[u8]) -> Result<[u8; 32], String> {
+        if let Some(root) = &self.local {
+            let f = root
+                .open_read(path)
+                .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(path)))?;
+            return hash_reader(f)
+                .map(|(h, _)| h)
+                .map_err(|e| format!("{}: {e}", String::from_utf8_lossy(path)));
+        }
+        let (ch, root) = self.pick(worker);
+        match ch.call_wait(Call::HashFile {
+            root: *root,
+            path: path.to_vec(),
+        }) {
+            Ok(Reply::Done(Outcome { hash: Some(h), .. })) => Ok(h),
+            Ok(r) => Err(format!("unexpected {r:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Hashes many files, in parallel on the side itself, with every batch in flight at once.
+    pub fn hash_all(&self, paths: &[Vec<u8>]) -> Vec<HashResult> {
+        if let Some(root) = &self.local {
+            return hash_many(root, paths);
+        }
+        let calls: Vec<(usize, Result<Pending, TransportError>)> = paths
+            .chunks(HASH_BATCH)
+            .enumerate()
+            .map(|(i, batch)| {
+                let (ch, root) = self.pick(i);
+                (
+                    batch.len(),
+                    ch.call(Call::HashFiles {
+                        root: *root,
+                        paths: batch.to_vec(),
+                    }),
+                )
+            })
+            .collect();
+        let mut out = Vec::with_capacity(paths.len());
+        for (n, pending) in calls {
+            match pending.and_then(|p| p.wait(&self.end.transport.host().to_string())) {
+                Ok(Reply::Hashes(h)) if h.len() == n => out.extend(h),
+                Ok(r) => out.extend((0..n).map(|_| Err(format!("unexpected {r:?}")))),
+                Err(e) => out.extend((0..n).map(|_| Err(e.to_string()))),
+            }
+        }
+        out
+    }
+}
