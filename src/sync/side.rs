@@ -135,7 +135,7 @@ impl Side {
             .collect();
         let mut out = Vec::with_capacity(paths.len());
         for (n, pending) in calls {
-            match pending.and_then(|p| p.wait(&self.end.transport.host().to_string())) {
+            match pending.and_then(|p| p.wait(self.end.transport.host())) {
                 Ok(Reply::Hashes(h)) if h.len() == n => out.extend(h),
                 Ok(r) => out.extend((0..n).map(|_| Err(format!("unexpected {r:?}")))),
                 Err(e) => out.extend((0..n).map(|_| Err(e.to_string()))),
