@@ -229,7 +229,10 @@ pub fn sync(
     }
     let mut dst_side = dst_side.take().expect("opened when not a dry run");
     // More streams only when there are files to move in parallel.
-    let streams = opts.jobs.clamp(1, 4).min(plan.files.len().max(1));
+    let streams = default_streams()
+        .min(opts.jobs)
+        .min(plan.files.len())
+        .max(1);
     src_side.grow(streams)?;
     dst_side.grow(streams)?;
     execute(&plan, &src_side, &dst_side, opts, observer, &mut report);
@@ -405,6 +408,7 @@ fn execute(
         phase: "files".into(),
         bytes: plan.files.iter().map(|f| f.size).sum(),
     });
+    let signatures = prefetch_signatures(&plan.files, dst);
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let (done_tx, done_rx) = mpsc::sync_channel::<Completion>(1024);
@@ -430,10 +434,12 @@ fn execute(
             }
         });
         for w in 0..opts.jobs.max(1) {
-            let (next, done_tx) = (&next, done_tx.clone());
+            let (next, done_tx, signatures) = (&next, done_tx.clone(), &signatures);
             s.spawn(move || {
-                while let Some(job) = plan.files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Err(e) = transfer(job, src, dst, w, shared, &done_tx) {
+                while let Some((i, job)) = next_job(next, &plan.files) {
+                    if let Err(e) =
+                        transfer(job, signatures[i].as_ref(), src, dst, w, shared, &done_tx)
+                    {
                         shared.fail(&job.path, e);
                     }
                 }
@@ -552,9 +558,57 @@ fn execute(
     wait_all(calls, &host, &mut report.errors);
 }
 
+/// Streams per remote side: each costs a core of cipher at both ends, so half the cores (up to
+/// four); measured on 2 cores, a second stream made big files slower, not faster.
+fn default_streams() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
+}
+
+fn next_job<'a>(next: &AtomicUsize, files: &'a [FileJob]) -> Option<(usize, &'a FileJob)> {
+    let i = next.fetch_add(1, Ordering::Relaxed);
+    files.get(i).map(|f| (i, f))
+}
+
+/// Signatures of every delta basis, asked in batches all in flight at once: a delta then waits
+/// for no round trip of its own. `None` where there is no usable basis (the file goes whole).
+fn prefetch_signatures(files: &[FileJob], dst: &Side) -> Vec<Option<delta::Signature>> {
+    use crate::transport::protocol::SigRequest;
+    const BATCH: usize = 64;
+    let wanted: Vec<usize> = (0..files.len())
+        .filter(|i| files[*i].basis != Basis::None && files[*i].copy_from.is_none())
+        .collect();
+    let calls: Vec<(&[usize], Result<Pending, TransportError>)> = wanted
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(n, idx)| {
+            let (ch, root) = dst.pick(n);
+            let items = idx
+                .iter()
+                .map(|i| SigRequest {
+                    path: files[*i].path.clone(),
+                    basis: files[*i].basis,
+                    block_len: delta::block_len_for(files[*i].size),
+                })
+                .collect();
+            (idx, ch.call(Call::Signatures { root: *root, items }))
+        })
+        .collect();
+    let mut out: Vec<Option<delta::Signature>> = vec![None; files.len()];
+    for (idx, pending) in calls {
+        let host = dst.pick(0).0.host().to_string();
+        if let Ok(Reply::Sigs(sigs)) = pending.and_then(|p| p.wait(&host)) {
+            for (i, sig) in idx.iter().zip(sigs) {
+                out[*i] = sig.ok();
+            }
+        }
+    }
+    out
+}
+
 /// Moves one file; the receiver's verdict goes to the collector.
 fn transfer(
     job: &FileJob,
+    signature: Option<&delta::Signature>,
     src: &Side,
     dst: &Side,
     worker: usize,
@@ -591,6 +645,7 @@ fn transfer(
                 copy_from: None,
                 ..job.clone()
             },
+            signature,
             src,
             dst,
             worker,
@@ -599,19 +654,6 @@ fn transfer(
         );
     }
     let block_len = delta::block_len_for(job.size);
-    let signature = if job.basis == Basis::None {
-        None
-    } else {
-        match dch.call_wait(Call::Signature {
-            root: *droot,
-            path: job.path.clone(),
-            basis: job.basis,
-            block_len,
-        }) {
-            Ok(Reply::Sig(s)) => Some(s),
-            _ => None, // no usable basis: send the whole file
-        }
-    };
     let basis = if signature.is_some() {
         job.basis
     } else {
@@ -628,7 +670,7 @@ fn transfer(
         .map_err(|e| e.to_string())?;
     let id = pending.id;
     let send = |call: Call| dch.follow(id, call).map_err(|e| e.to_string());
-    let streamed: Result<[u8; 32], String> = match &signature {
+    let streamed: Result<[u8; 32], String> = match signature {
         Some(sig) => stream_delta(job, src, worker, sig, &send, shared),
         None => stream_whole(job, src, worker, &send, shared, dst.is_remote()),
     };

@@ -9,11 +9,37 @@ use super::server::Server;
 ///
 /// # Errors
 /// Broken streams or undecodable frames.
-pub fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
-    let mut input = BufReader::with_capacity(256 * 1024, input);
+pub fn serve(input: impl Read + Send + 'static, output: impl Write) -> io::Result<()> {
+    grow_pipe(0);
+    grow_pipe(1);
+    // Frames are read and decoded on their own thread, so the next one arrives while a write
+    // is being done: the stream never waits for the disk.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Request>>(16);
+    let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = queued.clone();
+    std::thread::spawn(move || {
+        let mut input = BufReader::with_capacity(1 << 20, input);
+        loop {
+            match read_frame::<Request>(&mut input) {
+                Ok(Some(r)) => {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if tx.send(Ok(r)).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
     let mut output = BufWriter::with_capacity(256 * 1024, output);
     let server = Server::default();
-    while let Some(request) = read_frame::<Request>(&mut input)? {
+    while let Ok(request) = rx.recv() {
+        let request = request?;
+        queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         match request {
             Request::Hello { .. } => {
                 write_frame(
@@ -40,7 +66,7 @@ pub fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
                     return Err(e);
                 }
                 // Flush when nothing more is waiting, so replies are not held back.
-                if replied && input.buffer().is_empty() {
+                if replied && queued.load(std::sync::atomic::Ordering::SeqCst) == 0 {
                     output.flush()?;
                 }
             }
@@ -48,4 +74,10 @@ pub fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
         }
     }
     output.flush()
+}
+
+/// Raises a pipe's buffer to 1 MiB (the default limit) so ssh moves data in fewer, larger steps.
+pub fn grow_pipe(fd: i32) {
+    // SAFETY: fcntl on a descriptor we own; failure (not a pipe, no permission) is harmless.
+    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20) };
 }

@@ -28,9 +28,8 @@ impl Pending {
         loop {
             match self.replies.recv() {
                 Ok(Reply::Error(message)) => {
-                    return Err(TransportError::Path {
+                    return Err(TransportError::Remote {
                         host: host.into(),
-                        path: String::new(),
                         message,
                     });
                 }

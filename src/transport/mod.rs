@@ -93,6 +93,8 @@ pub enum TransportError {
         path: String,
         message: String,
     },
+    #[error("host `{host}`: {message}")]
+    Remote { host: String, message: String },
     #[error("host `{host}`: protocol error: {message}")]
     Protocol { host: String, message: String },
 }

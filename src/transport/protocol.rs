@@ -1,5 +1,6 @@
 //! The agent's wire format: length-prefixed postcard frames.
 //!
+//! Byte fields use `serde_bytes`: a plain `Vec<u8>` goes through serde one byte at a time.
 //! Every call carries an id and the replies carry it back, so the controller can keep many
 //! calls in flight on one stream (no round trip per file). Replies to one call arrive in order:
 //! zero or more `Data`/`DeltaOps` chunks, then exactly one terminal reply.
@@ -62,6 +63,7 @@ pub enum Call {
     /// Streams a file's content as `Data`, then `Done` with its BLAKE3.
     ReadFile {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         /// Send chunks compressed with zstd (`DataZstd`).
         compress: bool,
@@ -69,6 +71,7 @@ pub enum Call {
     /// BLAKE3 of a file, without sending it.
     HashFile {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
     /// BLAKE3 of many files, hashed in parallel on the far side, answered in one `Hashes`.
@@ -79,29 +82,40 @@ pub enum Call {
     /// Block signature of a basis at the receiver.
     Signature {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         basis: Basis,
         block_len: u32,
     },
+    /// Many signatures in one call (computed in parallel), answered by one `Sigs`: a delta then
+    /// costs no round trip of its own.
+    Signatures {
+        root: RootId,
+        items: Vec<SigRequest>,
+    },
     /// Streams the delta of a file against a signature as `DeltaOps`, then `Done`.
     Delta {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         signature: Signature,
     },
     /// Starts writing a file (temp name); no reply until `WriteEnd`.
     WriteBegin {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         meta: Meta,
         basis: Basis,
         block_len: u32,
     },
     WriteData {
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// `WriteData` compressed with zstd; `len` is the size once decompressed.
     WriteDataZstd {
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         len: u32,
     },
@@ -115,39 +129,49 @@ pub enum Call {
     },
     Mkdir {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         meta: Meta,
     },
     Symlink {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         target: Vec<u8>,
         meta: Meta,
     },
     Hardlink {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         existing: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
     Mknod {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         meta: Meta,
         rdev: u64,
     },
     SetMeta {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         meta: Meta,
         is_symlink: bool,
     },
     Remove {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
     LocalCopy {
         root: RootId,
+        #[serde(with = "serde_bytes")]
         from: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         meta: Meta,
     },
@@ -155,6 +179,15 @@ pub enum Call {
     Sync {
         root: RootId,
     },
+}
+
+/// One signature wanted by `Signatures`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SigRequest {
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    pub basis: Basis,
+    pub block_len: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -175,20 +208,22 @@ pub struct Outcome {
 pub enum Reply {
     Dirs(Vec<PathBuf>),
     /// A `ScanSummary`, postcard then zstd: listings are most of a no-change run's traffic.
-    Scan(Vec<u8>),
+    Scan(#[serde(with = "serde_bytes")] Vec<u8>),
     /// One entry per path of `HashFiles`: (BLAKE3, length) or why it failed.
     Hashes(Vec<Result<([u8; 32], u64), String>>),
     Space(FsSpace),
     Exec(ExecOutput),
     Opened(RootId),
-    Data(Vec<u8>),
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `Data` compressed with zstd; `len` is the size once decompressed.
     DataZstd {
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         len: u32,
     },
     DeltaOps(Vec<DeltaOp>),
     Sig(Signature),
+    Sigs(Vec<Result<Signature, String>>),
     Done(Outcome),
     /// The call failed on the far side; the message names the path.
     Error(String),

@@ -43,9 +43,9 @@ fn show(p: &[u8]) -> String {
 fn failure(e: TransportError) -> String {
     match e {
         TransportError::Path { path, message, .. } => format!("{path}: {message}"),
-        TransportError::Connect { message, .. } | TransportError::Protocol { message, .. } => {
-            message
-        }
+        TransportError::Connect { message, .. }
+        | TransportError::Protocol { message, .. }
+        | TransportError::Remote { message, .. } => message,
     }
 }
 
@@ -103,6 +103,14 @@ impl Server {
             } => self
                 .signature(root, &path, basis, block_len)
                 .map(|s| Some(Reply::Sig(s))),
+            Call::Signatures { root, items } => {
+                use rayon::prelude::*;
+                let sigs = items
+                    .par_iter()
+                    .map(|i| self.signature(root, &i.path, i.basis, i.block_len))
+                    .collect();
+                Ok(Some(Reply::Sigs(sigs)))
+            }
             Call::Delta {
                 root,
                 path,
@@ -403,7 +411,11 @@ impl Server {
             .unwrap_or_else(|p| p.into_inner());
         let temp = w.temp.take();
         if let Some(e) = w.error.take() {
-            // Keep the partial file: it is the basis of the next attempt.
+            // A write that failed here (a full disk, most often) gives its space back; only a
+            // run that dies leaves a partial file behind, as the next run's basis.
+            if let Some(t) = temp {
+                t.discard();
+            }
             return Err(e);
         }
         let temp = temp.ok_or("no temp file")?;

@@ -72,7 +72,7 @@ pub enum DeltaOp {
     /// Copy `count` consecutive basis blocks starting at `block`.
     Copy { block: u32, count: u32 },
     /// Bytes the basis does not have.
-    Literal(Vec<u8>),
+    Literal(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// What [`diff`] learned while reading the new file.

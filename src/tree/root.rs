@@ -399,16 +399,23 @@ impl TempFile {
     /// I/O errors, such as a full disk.
     pub fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
         const BLOCK: usize = 4096;
+        // Runs of data go out in one write; whole zero blocks become a seek (a hole).
         let mut start = 0;
+        let mut run_start = 0;
         while start < data.len() {
             let end = (start + BLOCK).min(data.len());
             let chunk = &data[start..end];
             if chunk.len() == BLOCK && chunk.iter().all(|b| *b == 0) {
+                if run_start < start {
+                    self.file.write_all(&data[run_start..start])?;
+                }
                 self.file.seek(SeekFrom::Current(BLOCK as i64))?;
-            } else {
-                self.file.write_all(chunk)?;
+                run_start = end;
             }
             start = end;
+        }
+        if run_start < data.len() {
+            self.file.write_all(&data[run_start..])?;
         }
         Ok(())
     }

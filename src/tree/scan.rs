@@ -20,6 +20,7 @@ pub enum EntryKind {
 /// One entry of a tree, its path relative to the root as raw bytes (names are bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    #[serde(with = "serde_bytes")]
     pub path: Vec<u8>,
     pub kind: EntryKind,
     pub size: u64,
@@ -35,6 +36,7 @@ pub struct Entry {
     /// Device number, for device nodes.
     pub rdev: u64,
     /// A symlink's target, as stored (never followed).
+    #[serde(with = "serde_bytes")]
     pub link_target: Option<Vec<u8>>,
 }
 

@@ -450,3 +450,111 @@ fn an_unknown_host_key_stops_the_copy_and_names_the_host() {
     );
     assert!(!work.path().join("dst").exists());
 }
+
+#[test]
+fn a_renamed_file_is_copied_at_the_target_not_sent_again() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(src.join("2025")).unwrap();
+    let photo: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    std::fs::write(src.join("2025/photo.raw"), &photo).unwrap();
+    let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    // The site reorganizes its uploads: same content under a new name (mtime kept by `mv`).
+    std::fs::create_dir_all(src.join("archive")).unwrap();
+    std::fs::rename(
+        src.join("2025/photo.raw"),
+        src.join("archive/photo-2025.raw"),
+    )
+    .unwrap();
+    let (code, report, err) = copy(
+        &sshd,
+        src.to_str().unwrap(),
+        &remote(&dst),
+        &["--delete", "--force"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["files_copied_locally"], 1, "{report:#}");
+    assert!(report["bytes_sent"].as_u64().unwrap() < 1024, "{report:#}");
+    assert_eq!(
+        std::fs::read(dst.join("archive/photo-2025.raw")).unwrap(),
+        photo
+    );
+    assert!(!dst.join("2025/photo.raw").exists());
+}
+
+/// A tiny file system mounted for one test, unmounted even when the test fails.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn mount(at: &Path, size: &str) -> SmallFs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root (the suite runs as root)"
+        );
+        SmallFs(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_that_file_and_the_run_goes_on() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    let random: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    std::fs::write(src.join("huge.bin"), &random).unwrap();
+    for i in 0..5 {
+        std::fs::write(src.join(format!("small{i}.txt")), format!("file {i}")).unwrap();
+    }
+    let _fs = SmallFs::mount(&dst, "1m");
+    let out = bin()
+        .args(["copy", "--json", "-j", "1"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r:#}");
+    assert_eq!(errors[0]["path"], "huge.bin");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{r:#}"
+    );
+    for i in 0..5 {
+        assert_eq!(
+            std::fs::read_to_string(dst.join(format!("small{i}.txt"))).unwrap(),
+            format!("file {i}")
+        );
+    }
+    assert!(
+        !dst.join("huge.bin").exists(),
+        "a partial file stands under the final name"
+    );
+}
