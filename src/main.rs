@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = match transhumance::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -13,4 +14,16 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(transhumance::cli::run(cli))
+}
+
+/// The engine moves data in 256 KiB chunks. glibc serves those from fresh mmaps and gives freed
+/// memory straight back, so every chunk paid page faults and zeroing (measured: a tenth of the
+/// CPU of a copy). Keeping them on the heap makes each buffer reuse warm memory.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds, before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
