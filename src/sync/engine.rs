@@ -715,17 +715,17 @@ fn stream_whole(
         shared.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
     };
     if let Some(root) = &src.local {
-        let mut f = root
+        let f = root
             .open_read(&job.path)
             .map_err(|e| format!("{}: {e}", show(&job.path)))?;
+        let mut chunks = crate::transport::server::Chunks::new(f)
+            .map_err(|e| format!("{}: {e}", show(&job.path)))?;
         let mut hasher = blake3::Hasher::new();
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            let n = read_full(&mut f, &mut buf).map_err(|e| format!("{}: {e}", show(&job.path)))?;
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
+        while let Some(buf) = chunks
+            .next_chunk()
+            .map_err(|e| format!("{}: {e}", show(&job.path)))?
+        {
+            let n = buf.len();
             hasher.update(&buf);
             if compress && dst_remote {
                 let data = crate::transport::protocol::compress(&buf);
@@ -851,17 +851,4 @@ fn stream_delta(
         }
     }
     Err(format!("{}: connection lost while reading", sch.host()))
-}
-
-fn read_full(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
