@@ -5,9 +5,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     tune_allocator();
-    // Output piped into `head` and closed early: end quietly, as other Unix tools do.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match transhumance::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -80,7 +80,7 @@ pub fn run(args: CopyArgs, printer: &Printer) -> u8 {
 
 fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
     if printer.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(r).expect("report serializes")
         );
@@ -92,7 +92,7 @@ fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{kind:<10} {}{}",
                 item.path,
                 if item.size > 0 {

@@ -1,6 +1,13 @@
 //! The command line: clap definitions (doc comments are the help text) and one file per verb.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `println!` for data on stdout that ends quietly when the reader is gone.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::printer::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod agent;
 pub mod copy;
 pub mod diagnostics;

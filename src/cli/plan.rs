@@ -36,7 +36,7 @@ pub fn run(path: &Path, format: Format, output: Option<&Path>, printer: &Printer
             }
             printer.status(format!("report written to {}", file.display()));
         }
-        None => print!("{rendered}"),
+        None => super::printer::out(&rendered),
     }
     if report.totals.errors > 0 {
         printer.status(format!(

@@ -37,3 +37,20 @@ impl Printer {
         eprintln!("error: {}", message.as_ref());
     }
 }
+
+/// Writes data to stdout; when the reader went away (`| head`), ends quietly with success, as
+/// Unix tools do. (SIGPIPE stays ignored: pipes to ssh must fail as errors, not kill us.)
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}

@@ -3,7 +3,7 @@
 use super::exit;
 
 pub fn run() -> u8 {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&crate::plan::json_schema()).expect("schema serializes")
     );

@@ -13,7 +13,7 @@ pub fn load_or_report(path: &Path, printer: &Printer) -> Result<plan::Loaded, u8
         Ok(l) => Ok(l),
         Err(e @ PlanError::Read { .. }) => {
             if printer.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "valid": false, "error": e.to_string() })
                 );
@@ -33,7 +33,7 @@ pub fn load_or_report(path: &Path, printer: &Printer) -> Result<plan::Loaded, u8
 
 fn report_issues(source: &SourceFile, issues: &[Issue], printer: &Printer, valid: bool) {
     if printer.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({ "valid": valid, "file": source.name, "issues": issues })

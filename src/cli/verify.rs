@@ -91,7 +91,7 @@ pub fn run(
             .iter()
             .map(|(n, r)| serde_json::json!({ "unit": n, "clean": r.is_clean(), "report": r }))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
         for (name, r) in &reports {
             print_one(name, r);
@@ -108,7 +108,7 @@ fn print_one(name: &str, r: &VerifyReport) {
         ("error", &r.errors),
     ] {
         for p in list {
-            println!("{what:<9} {name}: {p}");
+            outln!("{what:<9} {name}: {p}");
         }
     }
     let verdict = if r.is_clean() {
@@ -116,7 +116,7 @@ fn print_one(name: &str, r: &VerifyReport) {
     } else {
         "DIFFERENT"
     };
-    println!(
+    outln!(
         "{name}: {verdict}: {} files hashed on both sides ({})",
         r.files_hashed,
         crate::plan::units::human_bytes(r.bytes_hashed)

@@ -236,6 +236,11 @@ pub fn sync(
     src_side.grow(streams)?;
     dst_side.grow(streams)?;
     execute(&plan, &src_side, &dst_side, opts, observer, &mut report);
+    // A dropped connection fails the run as a whole, so the caller can reconnect and run again
+    // (what was written stays; partial files become delta bases).
+    if let Some(e) = src_side.lost().or_else(|| dst_side.lost()) {
+        return Err(SyncError::Transport(e));
+    }
     let (ch, root) = dst_side.pick(0);
     let _ = ch.call_wait(Call::Sync { root: *root });
     report.wire_bytes = src_side.wire_bytes() + dst_side.wire_bytes() - wire_before;

@@ -86,6 +86,16 @@ impl Side {
             .sum()
     }
 
+    /// A connection error when any stream of this side is gone.
+    pub fn lost(&self) -> Option<TransportError> {
+        self.channels.iter().find_map(|(c, _)| {
+            c.lost().map(|why| TransportError::Connect {
+                host: c.host().into(),
+                message: format!("connection lost: {why}"),
+            })
+        })
+    }
+
     pub fn pick(&self, worker: usize) -> &(Arc<dyn Channel>, RootId) {
         &self.channels[worker % self.channels.len()]
     }

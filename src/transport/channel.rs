@@ -74,6 +74,11 @@ pub trait Channel: Send + Sync {
     fn wire_bytes(&self) -> (u64, u64) {
         (0, 0)
     }
+
+    /// Why the stream is gone, when it is (the connection dropped or the agent died).
+    fn lost(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Counts what passes through, for wire-byte statistics.
@@ -247,7 +252,7 @@ impl RemoteChannel {
         }
     }
 
-    fn lost(&self) -> TransportError {
+    fn lost_error(&self) -> TransportError {
         let why = self
             .broken
             .lock()
@@ -262,9 +267,9 @@ impl RemoteChannel {
 
     fn send(&self, request: &Request, flush: bool) -> Result<(), TransportError> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        write_frame(&mut *w, request).map_err(|_| self.lost())?;
+        write_frame(&mut *w, request).map_err(|_| self.lost_error())?;
         if flush {
-            w.flush().map_err(|_| self.lost())?;
+            w.flush().map_err(|_| self.lost_error())?;
         }
         Ok(())
     }
@@ -287,7 +292,7 @@ impl Channel for RemoteChannel {
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
         {
-            return Err(self.lost());
+            return Err(self.lost_error());
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = sync_channel(REPLY_BUFFER);
@@ -304,6 +309,13 @@ impl Channel for RemoteChannel {
     fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
         let flush = matches!(call, Call::WriteEnd { .. });
         self.send(&Request::Call { id, call }, flush)
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn wire_bytes(&self) -> (u64, u64) {

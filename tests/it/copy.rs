@@ -558,3 +558,71 @@ fn a_full_disk_fails_that_file_and_the_run_goes_on() {
         "a partial file stands under the final name"
     );
 }
+
+/// The pid of the process that has `path` open (the remote agent writing it).
+fn holder_of(path: &Path) -> Option<i32> {
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l == path) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_dropped_connection_is_retried_and_the_copy_completes() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    let data: Vec<u8> = (0..300u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 5) as u8)
+        .collect();
+    std::fs::write(src.join("backup.tar"), &data).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_transhumance"))
+        .args(["copy", "--json", "-e", &ssh(&sshd)])
+        .arg(&src)
+        .arg(remote(&dst))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = dst.join(".backup.tar.th-partial");
+    let started = std::time::Instant::now();
+    let agent = loop {
+        if std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) > 8 << 20
+            && let Some(pid) = holder_of(&partial)
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the transfer never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // The far side dies, as when a link drops: the stream breaks under the transfer.
+    // SAFETY: signalling a pid we just found holding our test file.
+    unsafe { libc::kill(agent, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("retrying in 1s"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["files_delta"], 1,
+        "the retry did not reuse the partial file: {report:#}"
+    );
+    assert_eq!(
+        blake3::hash(&std::fs::read(dst.join("backup.tar")).unwrap()),
+        blake3::hash(&data)
+    );
+}
