@@ -356,7 +356,7 @@ impl Server {
                 } else {
                     None
                 };
-                match r.create_temp(&w.path) {
+                match r.create_temp(&w.path, basis == Basis::Partial) {
                     Ok((temp, partial)) => {
                         w.temp = Some(temp);
                         let b = match basis {

@@ -43,7 +43,12 @@ pub struct SafeRoot {
     path: PathBuf,
     /// Whether to set owners (only root may).
     pub set_owner: bool,
+    /// The last parent directory resolved: files arrive grouped by directory, so most writes
+    /// skip the path walk.
+    last_parent: std::sync::Mutex<Option<(Vec<u8>, std::sync::Arc<OwnedFd>)>>,
 }
+
+type DirFd = std::sync::Arc<OwnedFd>;
 
 fn cstr(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| invalid("path contains a NUL byte"))
@@ -119,6 +124,7 @@ impl SafeRoot {
             path: path.to_path_buf(),
             // SAFETY: geteuid has no preconditions.
             set_owner: unsafe { libc::geteuid() } == 0,
+            last_parent: std::sync::Mutex::new(None),
         })
     }
 
@@ -177,11 +183,24 @@ impl SafeRoot {
     }
 
     /// The parent directory of `rel` (opened beneath the root) and the last component.
-    fn parent(&self, rel: &[u8]) -> io::Result<(OwnedFd, CString)> {
+    fn parent(&self, rel: &[u8]) -> io::Result<(DirFd, CString)> {
         check_rel(rel)?;
         let (dir, name) = split(rel);
-        let fd = self.open_beneath(dir, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        let mut last = self.last_parent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((path, fd)) = last.as_ref()
+            && path.as_slice() == dir
+        {
+            return Ok((fd.clone(), cstr(name)?));
+        }
+        let fd =
+            std::sync::Arc::new(self.open_beneath(dir, libc::O_PATH | libc::O_DIRECTORY, 0)?);
+        *last = Some((dir.to_vec(), fd.clone()));
         Ok((fd, cstr(name)?))
+    }
+
+    /// Forgets the cached parent (a directory was removed or replaced).
+    fn forget_parent(&self) {
+        *self.last_parent.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Opens a regular file for reading (a symlink at `rel` is refused).
@@ -189,9 +208,19 @@ impl SafeRoot {
     /// # Errors
     /// Missing file, unsafe path, or a symlink.
     pub fn open_read(&self, rel: &[u8]) -> io::Result<File> {
-        check_rel(rel)?;
-        let fd = self.open_beneath(rel, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
-        Ok(File::from(fd))
+        // The parent was resolved beneath the root; the last component is opened without
+        // following a symlink, so the whole path stays safe.
+        let (dir, name) = self.parent(rel)?;
+        openat_file(&dir, &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("`{}` is a symlink: refused", String::from_utf8_lossy(rel)),
+                )
+            } else {
+                e
+            }
+        })
     }
 
     /// Starts writing `rel`: a temp file beside it, renamed into place by `TempFile::commit`.
@@ -199,7 +228,11 @@ impl SafeRoot {
     ///
     /// # Errors
     /// Unsafe path, missing parent directory, or I/O errors.
-    pub fn create_temp(&self, rel: &[u8]) -> io::Result<(TempFile, Option<File>)> {
+    pub fn create_temp(
+        &self,
+        rel: &[u8],
+        reuse_partial: bool,
+    ) -> io::Result<(TempFile, Option<File>)> {
         let (dir, name) = self.parent(rel)?;
         let mut partial = name.as_bytes().to_vec();
         partial.insert(0, b'.');
@@ -210,14 +243,15 @@ impl SafeRoot {
         basis_name.extend_from_slice(b".basis");
         let basis_name = cstr(&basis_name)?;
         // SAFETY: valid dirfd and names.
-        let moved = unsafe {
-            libc::renameat(
-                dir.as_raw_fd(),
-                partial.as_ptr(),
-                dir.as_raw_fd(),
-                basis_name.as_ptr(),
-            )
-        } == 0;
+        let moved = reuse_partial
+            && unsafe {
+                libc::renameat(
+                    dir.as_raw_fd(),
+                    partial.as_ptr(),
+                    dir.as_raw_fd(),
+                    basis_name.as_ptr(),
+                )
+            } == 0;
         let basis = if moved {
             openat_file(&dir, &basis_name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).ok()
         } else {
@@ -236,6 +270,7 @@ impl SafeRoot {
                 name,
                 file,
                 basis_name: moved.then_some(basis_name),
+                trailing_hole: false,
             },
             basis,
         ))
@@ -331,7 +366,7 @@ impl SafeRoot {
     pub fn set_meta(&self, rel: &[u8], meta: &Meta, is_symlink: bool) -> io::Result<()> {
         let (dir, name) = if rel.is_empty() {
             (
-                self.open_beneath(b"", libc::O_PATH | libc::O_DIRECTORY, 0)?,
+                std::sync::Arc::new(self.open_beneath(b"", libc::O_PATH | libc::O_DIRECTORY, 0)?),
                 CString::new(".").expect("no NUL"),
             )
         } else {
@@ -346,6 +381,7 @@ impl SafeRoot {
     /// Unsafe path or I/O errors.
     pub fn remove(&self, rel: &[u8]) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
+        self.forget_parent();
         remove_at(&dir, &name)
     }
 
@@ -356,7 +392,7 @@ impl SafeRoot {
     /// Unsafe paths or I/O errors.
     pub fn local_copy(&self, from: &[u8], to: &[u8], meta: &Meta) -> io::Result<blake3::Hash> {
         let mut src = self.open_read(from)?;
-        let (mut temp, _) = self.create_temp(to)?;
+        let (mut temp, _) = self.create_temp(to, false)?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -385,11 +421,13 @@ impl SafeRoot {
 /// A file being written under a temp name; dropped without `commit`, it stays as a partial
 /// file for the next run to use as a basis.
 pub struct TempFile {
-    dir: OwnedFd,
+    dir: DirFd,
     temp: CString,
     name: CString,
     file: File,
     basis_name: Option<CString>,
+    /// The file ends in a hole: its length must be set at the end.
+    trailing_hole: bool,
 }
 
 impl TempFile {
@@ -410,12 +448,14 @@ impl TempFile {
                     self.file.write_all(&data[run_start..start])?;
                 }
                 self.file.seek(SeekFrom::Current(BLOCK as i64))?;
+                self.trailing_hole = true;
                 run_start = end;
             }
             start = end;
         }
         if run_start < data.len() {
             self.file.write_all(&data[run_start..])?;
+            self.trailing_hole = false;
         }
         Ok(())
     }
@@ -425,8 +465,10 @@ impl TempFile {
     /// # Errors
     /// I/O errors.
     pub fn commit(self, meta: &Meta, set_owner: bool) -> io::Result<()> {
-        let len = self.file.stream_position_len()?;
-        self.file.set_len(len)?;
+        if self.trailing_hole {
+            let len = self.file.stream_position_len()?;
+            self.file.set_len(len)?;
+        }
         apply_meta_fd(&self.file, meta, set_owner)?;
         rename_into_place(&self.dir, &self.temp, &self.name)?;
         if let Some(b) = &self.basis_name {
@@ -642,7 +684,10 @@ fn apply_meta(
 
 fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
-    if set_owner {
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // A file we just created is ours already: skip the call when nothing would change.
+    if set_owner && (meta.uid != uid || meta.gid != gid) {
         // SAFETY: valid fd.
         check(unsafe { libc::fchown(fd, meta.uid, meta.gid) })?;
     }
@@ -696,7 +741,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("evil")).unwrap();
         let root = SafeRoot::open(dir.path(), false).unwrap();
-        let err = root.create_temp(b"evil/owned").err().expect("refused");
+        let err = root
+            .create_temp(b"evil/owned", false)
+            .err()
+            .expect("refused");
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
         assert!(root.mkdir(b"evil/sub", 0o755).is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
@@ -707,7 +755,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = SafeRoot::open(dir.path(), false).unwrap();
         root.mkdir(b"d", 0o750).unwrap();
-        let (mut t, basis) = root.create_temp(b"d/f").unwrap();
+        let (mut t, basis) = root.create_temp(b"d/f", false).unwrap();
         assert!(basis.is_none());
         t.write_data(&[0u8; 1 << 20]).unwrap();
         t.write_data(b"tail").unwrap();
@@ -737,11 +785,11 @@ mod tests {
     fn an_interrupted_write_leaves_a_partial_that_becomes_the_next_basis() {
         let dir = tempfile::tempdir().unwrap();
         let root = SafeRoot::open(dir.path(), false).unwrap();
-        let (mut t, _) = root.create_temp(b"big").unwrap();
+        let (mut t, _) = root.create_temp(b"big", true).unwrap();
         t.write_data(b"first half").unwrap();
         drop(t); // the process died here
         assert!(!dir.path().join("big").exists());
-        let (t, basis) = root.create_temp(b"big").unwrap();
+        let (t, basis) = root.create_temp(b"big", true).unwrap();
         let mut text = String::new();
         io::Read::read_to_string(&mut basis.expect("partial reused"), &mut text).unwrap();
         assert_eq!(text, "first half");
