@@ -3,6 +3,7 @@ pub mod cli;
 pub mod db;
 pub mod dns;
 pub mod event;
+pub mod journal;
 pub mod lifecycle;
 pub mod mail;
 pub mod plan;

@@ -11,6 +11,7 @@ macro_rules! outln {
 pub mod agent;
 pub mod copy;
 pub mod diagnostics;
+pub mod dns;
 pub mod endpoint;
 pub mod plan;
 pub mod printer;
@@ -69,6 +70,20 @@ pub enum Command {
     },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
+    /// DNS steps of a cutover: plan, lower-ttl, switch, verify, rollback, restore-ttl.
+    Dns {
+        /// The step to run.
+        #[arg(value_enum)]
+        step: dns::Step,
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only these zones (repeatable).
+        #[arg(long = "zone")]
+        zones: Vec<String>,
+        /// Go on despite a safety check (share of the zone, NS addresses, TTL not expired).
+        #[arg(long)]
+        force: bool,
+    },
     /// Copy the contents of SRC into DST (each a local path or `[user@]host[:port]:/path`),
     /// verified by BLAKE3 on both ends.
     Copy {
@@ -152,6 +167,12 @@ pub fn run(cli: Cli) -> u8 {
             output,
         } => plan::run(&plan, format, output.as_deref(), &printer),
         Command::Schema => schema::run(),
+        Command::Dns {
+            step,
+            plan,
+            zones,
+            force,
+        } => dns::run(step, &plan, &zones, force, &printer),
         Command::Copy {
             src,
             dst,

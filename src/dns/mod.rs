@@ -1,2 +1,4 @@
 //! DNS: reading the truth from authoritative servers (queries without recursion, AXFR).
+pub mod cutover;
 pub mod query;
+pub mod rfc2136;

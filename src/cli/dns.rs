@@ -1,0 +1,190 @@
+//! `transhumance dns plan|lower-ttl|switch|verify|rollback|restore-ttl PLAN`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::exit;
+use super::printer::Printer;
+use crate::dns::cutover::{self, CutoverError, Outcome, ZonePlan};
+use crate::journal::Journal;
+
+/// The DNS steps of a cutover, in the order they are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Step {
+    /// Show the changes per zone (current value → wanted value), read from the servers.
+    Plan,
+    /// Lower the TTL of every RRset that will switch; records when the switch becomes safe.
+    LowerTtl,
+    /// Switch every RRset by compare-and-swap (refused before the old TTL has expired).
+    Switch,
+    /// Poll every authoritative server until it serves the new values.
+    Verify,
+    /// Put back the exact previous values and TTLs of what still holds ours.
+    Rollback,
+    /// Put the original TTLs back after the soak period (values stay).
+    RestoreTtl,
+}
+
+pub fn run(step: Step, plan_path: &Path, zones: &[String], force: bool, printer: &Printer) -> u8 {
+    let loaded = match super::validate::load_or_report(plan_path, printer) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(spec) = loaded.plan.dns.clone() else {
+        printer.error(format!(
+            "{}: the plan has no `dns` section",
+            loaded.source.name
+        ));
+        return exit::INVALID;
+    };
+    let selected: Vec<String> = if zones.is_empty() {
+        spec.zones.clone()
+    } else {
+        for z in zones {
+            if !spec
+                .zones
+                .iter()
+                .any(|s| s == &crate::plan::validate::normalize_zone(z))
+            {
+                printer.error(format!(
+                    "zone `{z}` is not in the plan (zones: {})",
+                    spec.zones.join(", ")
+                ));
+                return exit::INVALID;
+            }
+        }
+        zones
+            .iter()
+            .map(|z| crate::plan::validate::normalize_zone(z))
+            .collect()
+    };
+    let plans = || -> Result<Vec<ZonePlan>, CutoverError> {
+        selected
+            .iter()
+            .map(|z| cutover::plan_zone(&spec, z))
+            .collect()
+    };
+    let journal = || Journal::open(&loaded.plan.state_dir.join("dns")).map_err(CutoverError::from);
+    let result: Result<u8, CutoverError> = (|| match step {
+        Step::Plan => {
+            let plans = plans()?;
+            if printer.json {
+                outln!("{}", serde_json::to_string_pretty(&plans).expect("json"));
+            } else {
+                for p in &plans {
+                    outln!(
+                        "zone {} ({} RRsets, {} to change)",
+                        p.zone,
+                        p.rrsets,
+                        p.changes.len()
+                    );
+                    for c in &p.changes {
+                        outln!(
+                            "  ~ {} {} ttl {} -> {}: {} -> {}",
+                            c.key.name,
+                            c.key.rtype,
+                            c.from.ttl,
+                            c.to.ttl,
+                            c.from.values.join(" "),
+                            c.to.values.join(" ")
+                        );
+                    }
+                    for r in &p.unsafe_reasons {
+                        outln!("  ! unsafe without --force: {r}");
+                    }
+                }
+            }
+            let unsafe_plan = plans.iter().any(|p| !p.unsafe_reasons.is_empty());
+            Ok(if unsafe_plan && !force {
+                exit::UNSAFE
+            } else {
+                exit::OK
+            })
+        }
+        Step::LowerTtl => {
+            let plans = plans()?;
+            let mut j = journal()?;
+            let o = cutover::lower_ttl(&spec, &plans, &mut j)?;
+            Ok(report(&o, printer))
+        }
+        Step::Switch => {
+            let plans = plans()?;
+            let mut j = journal()?;
+            let o = cutover::switch(&spec, &plans, &mut j, force)?;
+            Ok(report(&o, printer))
+        }
+        Step::Verify => {
+            let plans = plans()?;
+            match cutover::verify(
+                &spec,
+                &plans,
+                spec.verify_timeout.max(Duration::from_secs(1)),
+            ) {
+                Ok(lines) => {
+                    for l in lines {
+                        outln!("verified {l}");
+                    }
+                    Ok(exit::OK)
+                }
+                Err(wrong) => {
+                    for w in wrong {
+                        outln!("not yet   {w}");
+                    }
+                    Ok(exit::FAILURES)
+                }
+            }
+        }
+        Step::Rollback | Step::RestoreTtl => {
+            let mut j = journal()?;
+            let o = cutover::rollback(&spec, &mut j, &selected, step == Step::RestoreTtl)?;
+            Ok(report(&o, printer))
+        }
+    })();
+    match result {
+        Ok(code) => code,
+        Err(CutoverError::Unsafe(m)) => {
+            printer.error(format!("refused without --force: {m}"));
+            exit::UNSAFE
+        }
+        Err(CutoverError::NotSupported(m)) => {
+            printer.error(m);
+            exit::INVALID
+        }
+        Err(e) => {
+            printer.error(e.to_string());
+            exit::FAILURES
+        }
+    }
+}
+
+fn report(o: &Outcome, printer: &Printer) -> u8 {
+    if printer.json {
+        outln!("{}", serde_json::to_string_pretty(o).expect("json"));
+    } else {
+        for k in &o.applied {
+            outln!("changed   {} {}", k.name, k.rtype);
+        }
+        for (k, why) in &o.skipped {
+            outln!("left      {} {}: {why}", k.name, k.rtype);
+        }
+        for k in &o.compensated {
+            outln!(
+                "undone    {} {} (a later change of this run failed)",
+                k.name,
+                k.rtype
+            );
+        }
+        for (k, why) in &o.failed {
+            outln!("FAILED    {} {}: {why}", k.name, k.rtype);
+        }
+        if let Some(s) = o.safe_after {
+            let wait = s.saturating_sub(crate::journal::now());
+            outln!("switch safe in {wait} s (when resolvers have dropped the old TTL)");
+        }
+    }
+    if o.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURES
+    }
+}

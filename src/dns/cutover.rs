@@ -1,0 +1,543 @@
+//! The DNS side of a cutover: plan the switch from what the servers say, lower TTLs ahead,
+//! switch by compare-and-swap, verify every authoritative server, roll back exactly.
+//!
+//! Every change is journaled (fsynced) before it is sent and after it lands, so a crash at any
+//! instant leaves a state `rollback` handles: it reads the servers and reverts only RRsets that
+//! still hold our values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::query::{self, Rr};
+use super::rfc2136::{DnsError, Rfc2136};
+use crate::journal::{DnsPhase, Entry, Journal, JournalError, RrKey, RrState, now};
+use crate::plan::{DnsProvider, DnsSpec};
+
+/// Share of a zone's RRsets a plan may change without `--force`.
+pub const MAX_SHARE: f64 = 0.30;
+
+/// One RRset to change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub key: RrKey,
+    pub from: RrState,
+    pub to: RrState,
+}
+
+/// What a zone would go through.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ZonePlan {
+    pub zone: String,
+    /// RRsets in the zone (the base of the safety share).
+    pub rrsets: usize,
+    pub changes: Vec<Change>,
+    /// Why the plan is unsafe without `--force` (too large a share, a name server's address).
+    pub unsafe_reasons: Vec<String>,
+}
+
+/// Why a DNS command stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CutoverError {
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("refused without --force: {0}")]
+    Unsafe(String),
+    #[error("{0}")]
+    NotSupported(String),
+}
+
+/// The server updates go to, and a client for it.
+///
+/// # Errors
+/// A provider this build cannot drive yet, or a TSIG secret that cannot be read.
+pub fn provider(spec: &DnsSpec) -> Result<Rfc2136, CutoverError> {
+    match &spec.provider {
+        DnsProvider::Rfc2136 { server, tsig } => {
+            let secret = match tsig {
+                Some(t) => Some(t.secret.resolve().map_err(|e| CutoverError::NotSupported(format!("TSIG key `{}`: {e}", t.name)))?),
+                None => None,
+            };
+            let key = tsig.as_ref().zip(secret.as_ref()).map(|(t, s)| (t.name.as_str(), t.algorithm.as_str(), s.expose()));
+            Ok(Rfc2136::new(*server, key)?)
+        }
+        DnsProvider::PowerDns { .. } => Err(CutoverError::NotSupported("the `powerdns` provider is not supported yet (DNS issue); use `rfc2136` (PowerDNS accepts signed updates)".into())),
+        DnsProvider::ZoneFile { .. } => Err(CutoverError::NotSupported("the `zonefile` provider is not supported yet (DNS issue)".into())),
+    }
+}
+
+fn read_server(spec: &DnsSpec) -> std::net::SocketAddr {
+    match &spec.provider {
+        DnsProvider::Rfc2136 { server, .. } => *server,
+        _ => spec.nameservers[0],
+    }
+}
+
+/// Groups a zone transfer into RRsets: (name, type) → (ttl, sorted values).
+fn rrsets(records: &[Rr]) -> BTreeMap<(String, String), RrState> {
+    let mut out: BTreeMap<(String, String), RrState> = BTreeMap::new();
+    for r in records {
+        let e = out
+            .entry((r.name.clone(), r.rtype.clone()))
+            .or_insert(RrState {
+                ttl: r.ttl,
+                values: Vec::new(),
+            });
+        e.values.push(r.data.clone());
+    }
+    for s in out.values_mut() {
+        s.values.sort();
+    }
+    out
+}
+
+/// Plans the switch of one zone from the primary's current data.
+///
+/// # Errors
+/// The zone cannot be read (transfer refused, server down).
+pub fn plan_zone(spec: &DnsSpec, zone: &str) -> Result<ZonePlan, CutoverError> {
+    let server = read_server(spec);
+    let records = query::axfr(server, zone, Duration::from_secs(10)).map_err(|message| {
+        DnsError::Unreachable {
+            server: server.to_string(),
+            message,
+        }
+    })?;
+    let sets = rrsets(&records);
+    let switch: HashMap<IpAddr, IpAddr> = spec.switch.iter().copied().collect();
+    let ns_targets: Vec<String> = sets
+        .iter()
+        .filter(|((_, t), _)| t == "NS")
+        .flat_map(|(_, s)| s.values.iter().map(|v| v.to_ascii_lowercase()))
+        .collect();
+    let mut plan = ZonePlan {
+        zone: zone.to_string(),
+        rrsets: sets.len(),
+        ..Default::default()
+    };
+    for ((name, rtype), state) in &sets {
+        if rtype != "A" && rtype != "AAAA" {
+            continue;
+        }
+        let mut values: Vec<String> = state
+            .values
+            .iter()
+            .map(|v| {
+                v.parse::<IpAddr>()
+                    .ok()
+                    .and_then(|ip| switch.get(&ip))
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| v.clone())
+            })
+            .collect();
+        values.sort();
+        values.dedup();
+        if values == state.values {
+            continue;
+        }
+        if ns_targets.contains(name) {
+            plan.unsafe_reasons.push(format!(
+                "{name} {rtype} is the address of a name server of the zone"
+            ));
+        }
+        let ttl = spec.lower_ttl.map_or(state.ttl, |l| l.min(state.ttl));
+        plan.changes.push(Change {
+            key: RrKey {
+                zone: zone.to_string(),
+                name: name.clone(),
+                rtype: rtype.clone(),
+            },
+            from: state.clone(),
+            to: RrState { ttl, values },
+        });
+    }
+    let share = plan.changes.len() as f64 / plan.rrsets.max(1) as f64;
+    if share > MAX_SHARE {
+        plan.unsafe_reasons.push(format!(
+            "{} of the zone's {} RRsets would change ({:.0} %, over {:.0} %)",
+            plan.changes.len(),
+            plan.rrsets,
+            share * 100.0,
+            MAX_SHARE * 100.0
+        ));
+    }
+    Ok(plan)
+}
+
+/// What a lower-TTL, switch, restore or rollback run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub applied: Vec<RrKey>,
+    /// Left alone: someone changed them since (rollback), or nothing to do.
+    pub skipped: Vec<(RrKey, String)>,
+    pub failed: Vec<(RrKey, String)>,
+    /// Changes undone because a later one of the same run failed.
+    pub compensated: Vec<RrKey>,
+    /// Unix time after which the switch is safe (after `lower-ttl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safe_after: Option<u64>,
+}
+
+fn apply(
+    client: &Rfc2136,
+    journal: &mut Journal,
+    phase: DnsPhase,
+    key: &RrKey,
+    from: &RrState,
+    to: &RrState,
+) -> Result<Result<(), DnsError>, JournalError> {
+    journal.append(&Entry::DnsIntent {
+        key: key.clone(),
+        phase,
+        from: from.clone(),
+        to: to.clone(),
+        at: now(),
+    })?;
+    match client.compare_and_swap(&key.zone, &key.name, &key.rtype, from, to) {
+        Ok(()) => {
+            journal.append(&Entry::DnsApplied {
+                key: key.clone(),
+                phase,
+                at: now(),
+            })?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            journal.append(&Entry::DnsFailed {
+                key: key.clone(),
+                phase,
+                error: e.to_string(),
+                at: now(),
+            })?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// Lowers the TTL of every RRset that will switch, and records when the switch becomes safe.
+///
+/// # Errors
+/// Journal or provider failures that stop the run; per-RRset failures are in the outcome.
+pub fn lower_ttl(
+    spec: &DnsSpec,
+    plans: &[ZonePlan],
+    journal: &mut Journal,
+) -> Result<Outcome, CutoverError> {
+    let client = provider(spec)?;
+    let mut out = Outcome::default();
+    for plan in plans {
+        let mut longest = 0u32;
+        for c in &plan.changes {
+            if c.from.ttl <= c.to.ttl {
+                out.skipped
+                    .push((c.key.clone(), format!("TTL already {}", c.from.ttl)));
+                continue;
+            }
+            let lowered = RrState {
+                ttl: c.to.ttl,
+                values: c.from.values.clone(),
+            };
+            match apply(
+                &client,
+                journal,
+                DnsPhase::LowerTtl,
+                &c.key,
+                &c.from,
+                &lowered,
+            )? {
+                Ok(()) => {
+                    longest = longest.max(c.from.ttl);
+                    out.applied.push(c.key.clone());
+                }
+                Err(e @ DnsError::TsigRejected { .. }) => return Err(e.into()),
+                Err(e) => out.failed.push((c.key.clone(), e.to_string())),
+            }
+        }
+        let safe_after = now() + u64::from(longest);
+        journal.append(&Entry::DnsSafeAfter {
+            zone: plan.zone.clone(),
+            safe_after,
+        })?;
+        out.safe_after = Some(
+            out.safe_after
+                .map_or(safe_after, |s: u64| s.max(safe_after)),
+        );
+    }
+    Ok(out)
+}
+
+/// The latest `safe_after` recorded for a zone.
+fn safe_after(entries: &[Entry], zone: &str) -> Option<u64> {
+    entries.iter().rev().find_map(|e| match e {
+        Entry::DnsSafeAfter {
+            zone: z,
+            safe_after,
+        } if z == zone => Some(*safe_after),
+        _ => None,
+    })
+}
+
+/// Switches every planned RRset by compare-and-swap. A failure undoes what this run applied.
+///
+/// # Errors
+/// Too early after `lower-ttl` (unless `force`), an unsafe plan (unless `force`), a rejected
+/// key, or journal failures.
+pub fn switch(
+    spec: &DnsSpec,
+    plans: &[ZonePlan],
+    journal: &mut Journal,
+    force: bool,
+) -> Result<Outcome, CutoverError> {
+    let entries = journal.entries()?;
+    let t = now();
+    for plan in plans {
+        if !force {
+            if let Some(reason) = plan.unsafe_reasons.first() {
+                return Err(CutoverError::Unsafe(format!(
+                    "zone {}: {reason}",
+                    plan.zone
+                )));
+            }
+            let waiting = plan.changes.iter().any(|c| c.from.ttl > c.to.ttl);
+            match safe_after(&entries, &plan.zone) {
+                Some(s) if s > t => {
+                    return Err(CutoverError::Unsafe(format!(
+                        "zone {}: resolvers may still cache the old TTL for {} s (until the time `lower-ttl` recorded)",
+                        plan.zone,
+                        s - t
+                    )));
+                }
+                None if waiting => {
+                    return Err(CutoverError::Unsafe(format!(
+                        "zone {}: TTLs were not lowered yet: run `dns lower-ttl` and wait the old TTL",
+                        plan.zone
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    let client = provider(spec)?;
+    let mut out = Outcome::default();
+    let mut done: Vec<&Change> = Vec::new();
+    'zones: for plan in plans {
+        for c in &plan.changes {
+            // The switch starts from what the server holds now: the values read by the plan,
+            // with the TTL `lower-ttl` may have set since.
+            let current = read_rrset(client.server(), &c.key).unwrap_or_else(|_| c.from.clone());
+            if current.values != c.from.values {
+                out.failed.push((
+                    c.key.clone(),
+                    format!(
+                        "{} {} changed since the plan was read: left alone",
+                        c.key.name, c.key.rtype
+                    ),
+                ));
+                continue;
+            }
+            match apply(&client, journal, DnsPhase::Switch, &c.key, &current, &c.to)? {
+                Ok(()) => {
+                    out.applied.push(c.key.clone());
+                    done.push(c);
+                }
+                // A rejected key fails every change alike: nothing was applied with it.
+                Err(e @ DnsError::TsigRejected { .. }) if done.is_empty() => return Err(e.into()),
+                Err(e) => {
+                    out.failed.push((c.key.clone(), e.to_string()));
+                    break 'zones;
+                }
+            }
+        }
+    }
+    if !out.failed.is_empty() {
+        // Half a switch is worse than none: put back what this run changed.
+        for c in done.iter().rev() {
+            let now_state = read_rrset(client.server(), &c.key).unwrap_or_else(|_| c.to.clone());
+            let back = RrState {
+                ttl: c.to.ttl,
+                values: c.from.values.clone(),
+            };
+            if now_state.values == c.to.values
+                && apply(
+                    &client,
+                    journal,
+                    DnsPhase::Rollback,
+                    &c.key,
+                    &now_state,
+                    &back,
+                )?
+                .is_ok()
+            {
+                out.compensated.push(c.key.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The RRset `key` as the server serves it now (empty values when absent).
+///
+/// # Errors
+/// The server does not answer.
+pub fn read_rrset(server: std::net::SocketAddr, key: &RrKey) -> Result<RrState, String> {
+    let rt = key.rtype.parse().map_err(|e| format!("{e:?}"))?;
+    let rrs = query::lookup(server, &key.name, rt, Duration::from_secs(3))?;
+    let mut values: Vec<String> = rrs.iter().map(|r| r.data.clone()).collect();
+    values.sort();
+    Ok(RrState {
+        ttl: rrs.first().map_or(0, |r| r.ttl),
+        values,
+    })
+}
+
+/// Polls every authoritative server until each one serves the switched values.
+///
+/// # Errors
+/// Returns the RRsets still wrong per server when the timeout passes.
+pub fn verify(
+    spec: &DnsSpec,
+    plans: &[ZonePlan],
+    timeout: Duration,
+) -> Result<Vec<String>, Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut wrong = Vec::new();
+        for plan in plans {
+            for server in &spec.nameservers {
+                for c in &plan.changes {
+                    match read_rrset(*server, &c.key) {
+                        Ok(s) if s.values == c.to.values => {}
+                        Ok(s) => wrong.push(format!(
+                            "{server}: {} {} serves {:?}, expected {:?}",
+                            c.key.name, c.key.rtype, s.values, c.to.values
+                        )),
+                        Err(e) => wrong.push(format!("{server}: {e}")),
+                    }
+                }
+            }
+        }
+        if wrong.is_empty() {
+            let checked = plans
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}: {} RRset(s) on {} server(s)",
+                        p.zone,
+                        p.changes.len(),
+                        spec.nameservers.len()
+                    )
+                })
+                .collect();
+            return Ok(checked);
+        }
+        if Instant::now() >= deadline {
+            return Err(wrong);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Per RRset: the state before our first change, and the state after our last applied one.
+fn history(entries: &[Entry]) -> BTreeMap<RrKey, (RrState, RrState, DnsPhase)> {
+    let mut intents: HashMap<(RrKey, DnsPhase), (RrState, RrState)> = HashMap::new();
+    let mut out: BTreeMap<RrKey, (RrState, RrState, DnsPhase)> = BTreeMap::new();
+    for e in entries {
+        match e {
+            Entry::DnsIntent {
+                key,
+                phase,
+                from,
+                to,
+                ..
+            } => {
+                intents.insert((key.clone(), *phase), (from.clone(), to.clone()));
+                // A crash may come before the outcome line: count the intent as maybe applied.
+                out.entry(key.clone())
+                    .and_modify(|h| h.1 = to.clone())
+                    .or_insert((from.clone(), to.clone(), *phase));
+            }
+            Entry::DnsApplied { key, phase, .. } => {
+                if let (Some((_, to)), Some(h)) =
+                    (intents.get(&(key.clone(), *phase)), out.get_mut(key))
+                {
+                    h.1 = to.clone();
+                    h.2 = *phase;
+                }
+            }
+            Entry::DnsFailed { key, phase, .. } => {
+                if let (Some((from, _)), Some(h)) =
+                    (intents.get(&(key.clone(), *phase)), out.get_mut(key))
+                {
+                    h.1 = from.clone();
+                }
+            }
+            Entry::DnsSafeAfter { .. } => {}
+        }
+    }
+    out
+}
+
+/// Puts every RRset we changed back to its exact state before our first change (values and
+/// TTL), when the server still holds our last value; others are left alone and listed.
+///
+/// # Errors
+/// A rejected key or journal failures.
+pub fn rollback(
+    spec: &DnsSpec,
+    journal: &mut Journal,
+    zones: &[String],
+    restore_ttl_only: bool,
+) -> Result<Outcome, CutoverError> {
+    let client = provider(spec)?;
+    let entries = journal.entries()?;
+    let mut out = Outcome::default();
+    for (key, (original, ours, _)) in history(&entries) {
+        if !zones.is_empty() && !zones.contains(&key.zone) {
+            continue;
+        }
+        let current = match read_rrset(client.server(), &key) {
+            Ok(c) => c,
+            Err(e) => {
+                out.failed.push((key, e));
+                continue;
+            }
+        };
+        let target = if restore_ttl_only {
+            RrState {
+                ttl: original.ttl,
+                values: current.values.clone(),
+            }
+        } else {
+            original.clone()
+        };
+        if current == target {
+            out.skipped.push((key, "already as before".into()));
+            continue;
+        }
+        if current.values != ours.values {
+            out.skipped.push((
+                key.clone(),
+                format!(
+                    "changed by someone since our change (now {:?}): left alone",
+                    current.values
+                ),
+            ));
+            continue;
+        }
+        let phase = if restore_ttl_only {
+            DnsPhase::RestoreTtl
+        } else {
+            DnsPhase::Rollback
+        };
+        match apply(&client, journal, phase, &key, &current, &target)? {
+            Ok(()) => out.applied.push(key),
+            Err(e @ DnsError::TsigRejected { .. }) => return Err(e.into()),
+            Err(e) => out.failed.push((key, e.to_string())),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,237 @@
+//! RFC 2136 dynamic updates signed with TSIG: each RRset changes by compare-and-swap.
+//!
+//! One signed message carries the prerequisite (the exact values we read), the delete and
+//! the add, so the server applies all of it or none, and a concurrent edit is detected.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode, update_message};
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType, TSigner};
+
+use crate::journal::RrState;
+
+/// Why a DNS change did not happen; each names the server (and key, zone or record).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot reach DNS server {server}: {message}")]
+    Unreachable { server: String, message: String },
+    #[error(
+        "TSIG key `{key}` rejected by {server} ({reason}): check the key name, algorithm and secret"
+    )]
+    TsigRejected {
+        key: String,
+        server: String,
+        reason: String,
+    },
+    #[error(
+        "{name} {rtype} changed on {server} since it was read (someone else edited it): left alone"
+    )]
+    Changed {
+        name: String,
+        rtype: String,
+        server: String,
+    },
+    #[error(
+        "{server} REFUSED the update of zone {zone}: is the key allowed to update it (allow-update)?"
+    )]
+    Refused { zone: String, server: String },
+    #[error("{server} is not authoritative for zone {zone}")]
+    NotAuthoritative { zone: String, server: String },
+    #[error("{server} answered {code} to the update of {name} {rtype}")]
+    Failed {
+        name: String,
+        rtype: String,
+        server: String,
+        code: String,
+    },
+    #[error("invalid DNS data: {0}")]
+    Invalid(String),
+}
+
+/// A primary server that takes signed updates.
+pub struct Rfc2136 {
+    server: SocketAddr,
+    signer: Option<TSigner>,
+    key_name: String,
+    timeout: Duration,
+}
+
+/// Maps a plan's algorithm name to hickory's.
+fn algorithm(name: &str) -> Result<TsigAlgorithm, DnsError> {
+    match name.to_ascii_lowercase().as_str() {
+        "hmac-sha256" => Ok(TsigAlgorithm::HmacSha256),
+        "hmac-sha384" => Ok(TsigAlgorithm::HmacSha384),
+        "hmac-sha512" => Ok(TsigAlgorithm::HmacSha512),
+        other => Err(DnsError::Invalid(format!(
+            "unsupported TSIG algorithm `{other}`"
+        ))),
+    }
+}
+
+impl Rfc2136 {
+    /// A server, with an optional TSIG key (`name`, `algorithm`, base64 `secret`).
+    ///
+    /// # Errors
+    /// A key that does not decode or an unsupported algorithm.
+    pub fn new(server: SocketAddr, tsig: Option<(&str, &str, &str)>) -> Result<Rfc2136, DnsError> {
+        let (signer, key_name) = match tsig {
+            None => (None, String::new()),
+            Some((name, alg, secret)) => {
+                let key = data_encoding::BASE64
+                    .decode(secret.trim().as_bytes())
+                    .map_err(|e| {
+                        DnsError::Invalid(format!("TSIG secret of `{name}` is not base64: {e}"))
+                    })?;
+                let signer_name = Name::from_str(name)
+                    .map_err(|e| DnsError::Invalid(format!("TSIG key name `{name}`: {e}")))?;
+                let signer = TSigner::new(key, algorithm(alg)?, signer_name, 300)
+                    .map_err(|e| DnsError::Invalid(e.to_string()))?;
+                (Some(signer), name.to_string())
+            }
+        };
+        Ok(Rfc2136 {
+            server,
+            signer,
+            key_name,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// Replaces `current` by `new` for `name`/`rtype`, only if the server still holds `current`.
+    ///
+    /// # Errors
+    /// The values changed meanwhile (`Changed`), the key was rejected, the server refused or is
+    /// unreachable: nothing was changed in any of these cases.
+    pub fn compare_and_swap(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: &str,
+        current: &RrState,
+        new: &RrState,
+    ) -> Result<(), DnsError> {
+        let zone_name = Name::from_str(&super::query::fqdn(zone))
+            .map_err(|e| DnsError::Invalid(e.to_string()))?;
+        let owner = Name::from_str(&super::query::fqdn(name))
+            .map_err(|e| DnsError::Invalid(e.to_string()))?;
+        let rt = RecordType::from_str(rtype)
+            .map_err(|e| DnsError::Invalid(format!("type `{rtype}`: {e}")))?;
+        let cur = rrset(&owner, rt, current)?;
+        let new_set = rrset(&owner, rt, new)?;
+        let mut message = update_message::compare_and_swap(cur, new_set, zone_name, false);
+        message.metadata.id = message_id();
+        let answer = self.exchange(&mut message)?;
+        let server = self.server.to_string();
+        match answer.metadata.response_code {
+            ResponseCode::NoError => Ok(()),
+            ResponseCode::NXRRSet
+            | ResponseCode::YXRRSet
+            | ResponseCode::NXDomain
+            | ResponseCode::YXDomain => Err(DnsError::Changed {
+                name: name.into(),
+                rtype: rtype.into(),
+                server,
+            }),
+            ResponseCode::Refused => Err(DnsError::Refused {
+                zone: zone.into(),
+                server,
+            }),
+            ResponseCode::NotZone => Err(DnsError::NotAuthoritative {
+                zone: zone.into(),
+                server,
+            }),
+            code => Err(DnsError::Failed {
+                name: name.into(),
+                rtype: rtype.into(),
+                server,
+                code: code.to_string(),
+            }),
+        }
+    }
+
+    /// Sends a signed message over TCP and returns the verified answer.
+    fn exchange(&self, message: &mut Message) -> Result<Message, DnsError> {
+        let server = self.server.to_string();
+        let unreachable = |e: std::io::Error| DnsError::Unreachable {
+            server: server.clone(),
+            message: e.to_string(),
+        };
+        let mut verifier = match &self.signer {
+            Some(signer) => message
+                .finalize(signer, crate::journal::now())
+                .map_err(|e| DnsError::Invalid(e.to_string()))?,
+            None => None,
+        };
+        let bytes = message
+            .to_vec()
+            .map_err(|e| DnsError::Invalid(e.to_string()))?;
+        let mut stream =
+            TcpStream::connect_timeout(&self.server, self.timeout).map_err(unreachable)?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(unreachable)?;
+        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).map_err(unreachable)?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).map_err(unreachable)?;
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut buf).map_err(unreachable)?;
+        let answer = Message::from_vec(&buf)
+            .map_err(|e| DnsError::Invalid(format!("answer from {server}: {e}")))?;
+        // A rejected key comes back NOTAUTH with a TSIG error and no valid signature: name it
+        // plainly instead of the verifier's confusing failure.
+        if answer.metadata.response_code == ResponseCode::NotAuth {
+            let reason = answer
+                .signature()
+                .map(|s| format!("{:?}", s.data.error))
+                .unwrap_or_else(|| "NOTAUTH".into());
+            if self.signer.is_some() {
+                return Err(DnsError::TsigRejected {
+                    key: self.key_name.clone(),
+                    server,
+                    reason,
+                });
+            }
+            return Err(DnsError::Refused {
+                zone: String::new(),
+                server,
+            });
+        }
+        if let Some(v) = verifier.as_mut() {
+            v.verify(&buf).map_err(|e| DnsError::TsigRejected {
+                key: self.key_name.clone(),
+                server: server.clone(),
+                reason: format!("answer not signed by the key: {e}"),
+            })?;
+        }
+        Ok(answer)
+    }
+}
+
+fn rrset(owner: &Name, rt: RecordType, state: &RrState) -> Result<RecordSet, DnsError> {
+    let mut set = RecordSet::with_ttl(owner.clone(), rt, state.ttl);
+    set.set_dns_class(DNSClass::IN);
+    for v in &state.values {
+        let rdata = RData::try_from_str(rt, v)
+            .map_err(|e| DnsError::Invalid(format!("{owner} {rt} `{v}`: {e}")))?;
+        set.insert(Record::from_rdata(owner.clone(), state.ttl, rdata), 0);
+    }
+    Ok(set)
+}
+
+fn message_id() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos >> 3) as u16 ^ (std::process::id() as u16)
+}

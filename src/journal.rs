@@ -1,0 +1,295 @@
+//! The durable record of every side effect: append-only JSON lines, fsynced before each change.
+//!
+//! Written *before* a change (intent) and after it (outcome), so a crash at any instant leaves
+//! enough to finish or undo: `rollback` reads it back. One run per plan at a time (a lock file).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// An RRset's state: TTL and values (sorted, as text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RrState {
+    pub ttl: u32,
+    pub values: Vec<String>,
+}
+
+/// Which RRset an entry is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RrKey {
+    pub zone: String,
+    pub name: String,
+    pub rtype: String,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// About to change an RRset (TTL lowering, switch, restore or rollback alike).
+    DnsIntent {
+        key: RrKey,
+        phase: DnsPhase,
+        from: RrState,
+        to: RrState,
+        at: u64,
+    },
+    /// The change is on the server.
+    DnsApplied {
+        key: RrKey,
+        phase: DnsPhase,
+        at: u64,
+    },
+    /// The change was refused or failed; nothing changed.
+    DnsFailed {
+        key: RrKey,
+        phase: DnsPhase,
+        error: String,
+        at: u64,
+    },
+    /// The TTL was lowered: the switch is safe once `safe_after` (unix seconds) has passed.
+    DnsSafeAfter { zone: String, safe_after: u64 },
+}
+
+/// What a DNS change was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsPhase {
+    LowerTtl,
+    Switch,
+    Rollback,
+    RestoreTtl,
+}
+
+/// An open journal, holding the plan's run lock until dropped.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    _lock: File,
+}
+
+/// Why the journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("state directory `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another transhumance run holds the lock `{}`: wait for it, or check no process is left", path.display())]
+    Locked { path: PathBuf },
+    #[error("journal `{}` line {line}: {message}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Seconds since the epoch, for journal stamps.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens (creating) the journal in `state_dir` and takes the run lock.
+    ///
+    /// # Errors
+    /// The directory cannot be created, or another run holds the lock.
+    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        let io = |source| JournalError::Io {
+            path: state_dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(io)?;
+        let lock_path = state_dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(JournalError::Locked { path: lock_path });
+        }
+        let path = state_dir.join("journal.jsonl");
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        cut_torn_tail(&path).map_err(io)?;
+        if !existed {
+            // The new file's name must survive a crash too.
+            File::open(state_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(Journal {
+            path,
+            file,
+            _lock: lock,
+        })
+    }
+
+    /// Appends an entry and waits until it is on disk.
+    ///
+    /// # Errors
+    /// Write or fsync errors: the caller must not make the change then.
+    pub fn append(&mut self, entry: &Entry) -> Result<(), JournalError> {
+        let mut line = serde_json::to_string(entry).expect("journal entries serialize");
+        line.push('\n');
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+
+    /// Every entry so far, in order. A torn last line (a crash mid-write) is ignored.
+    ///
+    /// # Errors
+    /// Unreadable file, or a corrupt line that is not the last one.
+    pub fn entries(&self) -> Result<Vec<Entry>, JournalError> {
+        read_entries(&self.path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A crash in the middle of a line leaves it without its newline: cut it, so the next entry
+/// starts on a line of its own (the torn change never happened as far as we know).
+fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
+    let data = std::fs::read(path)?;
+    if data.is_empty() || data.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()
+}
+
+/// Reads a journal file without taking the lock (for `status`).
+///
+/// # Errors
+/// As `Journal::entries`.
+pub fn read_entries(path: &Path) -> Result<Vec<Entry>, JournalError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(JournalError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(e) => out.push(e),
+            Err(_) if i + 1 == lines.len() => {}
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> RrKey {
+        RrKey {
+            zone: "example.test".into(),
+            name: "www.example.test.".into(),
+            rtype: "A".into(),
+        }
+    }
+
+    #[test]
+    fn entries_survive_and_a_torn_tail_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = RrState {
+            ttl: 3600,
+            values: vec!["192.0.2.10".into()],
+        };
+        let to = RrState {
+            ttl: 60,
+            values: vec!["192.0.2.10".into()],
+        };
+        {
+            let mut j = Journal::open(dir.path()).unwrap();
+            j.append(&Entry::DnsIntent {
+                key: key(),
+                phase: DnsPhase::LowerTtl,
+                from: from.clone(),
+                to: to.clone(),
+                at: 1,
+            })
+            .unwrap();
+            assert!(
+                matches!(Journal::open(dir.path()), Err(JournalError::Locked { .. })),
+                "one run at a time"
+            );
+        }
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("journal.jsonl"))
+            .unwrap();
+        f.write_all(b"{\"kind\":\"dns_app").unwrap(); // a crash in the middle of a line
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.append(&Entry::DnsApplied {
+            key: key(),
+            phase: DnsPhase::LowerTtl,
+            at: 2,
+        })
+        .unwrap();
+        let entries = j.entries().unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                Entry::DnsIntent {
+                    key: key(),
+                    phase: DnsPhase::LowerTtl,
+                    from,
+                    to,
+                    at: 1
+                },
+                Entry::DnsApplied {
+                    key: key(),
+                    phase: DnsPhase::LowerTtl,
+                    at: 2
+                }
+            ]
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! DNS cutover against a real BIND with TSIG: lower-ttl, switch, verify, rollback.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::bin;
+use crate::harness::Bind;
+
+const RECORDS: &str = "www 3600 IN A 192.0.2.10\n\
+shop 1800 IN A 192.0.2.10\n\
+shop 1800 IN A 192.0.2.11\n\
+mail 300 IN A 192.0.2.99\n\
+@ 300 IN MX 10 mail\n\
+ftp 300 IN CNAME www\n\
+blog 300 IN TXT \"hello\"\n\
+static 300 IN A 192.0.2.50\n";
+
+fn write_plan(dir: &Path, bind: &Bind, switch: &str) -> PathBuf {
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: dns-it\nstate_dir: state\ndns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  switch: [{switch}]\n  lower_ttl: 60\n  verify_timeout: 10s\n",
+            bind.port, bind.tsig_name
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+fn dns(plan: &Path, secret: &str, args: &[&str]) -> (i32, String, String) {
+    let out = bin()
+        .arg("dns")
+        .args(args)
+        .arg(plan)
+        .env("IT_TSIG", secret)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() {
+    let bind = Bind::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        work.path(),
+        &bind,
+        "{ from: 192.0.2.10, to: 198.51.100.10 }",
+    );
+    let s = &bind.tsig_secret;
+    let original = (
+        bind.dig_ttl("www.example.test", "A"),
+        bind.dig_ttl("shop.example.test", "A"),
+    );
+
+    let (code, out, err) = dns(&plan, s, &["plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("~ www.example.test. A ttl 3600 -> 60: 192.0.2.10 -> 198.51.100.10"),
+        "{out}"
+    );
+    assert!(out.contains("~ shop.example.test. A ttl 1800 -> 60: 192.0.2.10 192.0.2.11 -> 192.0.2.11 198.51.100.10"), "{out}");
+
+    let (code, out, err) = dns(&plan, s, &["lower-ttl"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        bind.dig_ttl("www.example.test", "A"),
+        vec![(60, "192.0.2.10".to_string())]
+    );
+    assert!(out.contains("switch safe in"), "{out}");
+
+    // Resolvers may still hold the 3600 s TTL: the switch waits unless forced.
+    let (code, _, err) = dns(&plan, s, &["switch"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("resolvers may still cache the old TTL"),
+        "{err}"
+    );
+    assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
+
+    let (code, out, err) = dns(&plan, s, &["switch", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
+    assert_eq!(
+        bind.dig("shop.example.test", "A"),
+        vec!["192.0.2.11", "198.51.100.10"]
+    );
+    let (code, out, err) = dns(&plan, s, &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Someone edits shop after our switch: the rollback must leave it alone.
+    bind.nsupdate(
+        "update delete shop.example.test. A\nupdate add shop.example.test. 120 A 203.0.113.5\n",
+    );
+    let (code, out, err) = dns(&plan, s, &["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("left      shop.example.test. A: changed by someone"),
+        "{out}"
+    );
+    assert_eq!(
+        bind.dig_ttl("www.example.test", "A"),
+        original.0,
+        "www is exactly as before, TTL included"
+    );
+    assert_eq!(bind.dig("shop.example.test", "A"), vec!["203.0.113.5"]);
+    // Rolling back again changes nothing.
+    let (code, out, _) = dns(&plan, s, &["rollback"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("left      www.example.test. A: already as before"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_crash_between_two_changes_is_rolled_back_from_the_journal() {
+    let bind = Bind::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        work.path(),
+        &bind,
+        "{ from: 192.0.2.10, to: 198.51.100.10 }",
+    );
+    let s = &bind.tsig_secret;
+    let original = (
+        bind.dig_ttl("www.example.test", "A"),
+        bind.dig_ttl("shop.example.test", "A"),
+    );
+    let (code, out, err) = dns(&plan, s, &["switch", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The process died right after sending the last update: its outcome line never reached the
+    // journal (and a torn line may be left).
+    let journal = work.path().join("state/dns/journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.pop().unwrap().contains("dns_applied"));
+    std::fs::write(
+        &journal,
+        format!("{}\n{{\"kind\":\"dns_ap", lines.join("\n")),
+    )
+    .unwrap();
+    let (code, out, err) = dns(&plan, s, &["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        (
+            bind.dig_ttl("www.example.test", "A"),
+            bind.dig_ttl("shop.example.test", "A")
+        ),
+        original
+    );
+}
+
+#[test]
+fn restore_ttl_keeps_the_new_values() {
+    let bind = Bind::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        work.path(),
+        &bind,
+        "{ from: 192.0.2.10, to: 198.51.100.10 }",
+    );
+    let s = &bind.tsig_secret;
+    assert_eq!(dns(&plan, s, &["lower-ttl"]).0, 0);
+    assert_eq!(dns(&plan, s, &["switch", "--force"]).0, 0);
+    let (code, out, err) = dns(&plan, s, &["restore-ttl"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        bind.dig_ttl("www.example.test", "A"),
+        vec![(3600, "198.51.100.10".to_string())]
+    );
+}
+
+#[test]
+fn a_wrong_tsig_key_is_named_and_changes_nothing() {
+    let bind = Bind::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        work.path(),
+        &bind,
+        "{ from: 192.0.2.10, to: 198.51.100.10 }",
+    );
+    let (code, _, err) = dns(
+        &plan,
+        "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldCB3cm9uZyE=",
+        &["switch", "--force"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "TSIG key `{}` rejected by 127.0.0.1:{}",
+            bind.tsig_name, bind.port
+        )),
+        "{err}"
+    );
+    assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
+}
+
+#[test]
+fn switching_most_of_a_zone_is_refused_without_force() {
+    let bind = Bind::start(&[(
+        "example.test",
+        "www IN A 192.0.2.10\nshop IN A 192.0.2.10\nblog IN A 192.0.2.10\n",
+    )]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        work.path(),
+        &bind,
+        "{ from: 192.0.2.10, to: 198.51.100.10 }",
+    );
+    let s = &bind.tsig_secret;
+    let (code, out, _) = dns(&plan, s, &["plan"]);
+    assert_eq!(code, 3);
+    assert!(
+        out.contains("unsafe without --force") && out.contains("over 30 %"),
+        "{out}"
+    );
+    let (code, _, err) = dns(&plan, s, &["switch"]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
+}
