@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::query::{self, Rr};
-use super::rfc2136::{DnsError, Rfc2136};
+use super::rfc2136::{DnsError, Rfc2136, Swap};
 use crate::journal::{DnsPhase, Entry, Journal, JournalError, RrKey, RrState, now};
 use crate::plan::{DnsProvider, DnsSpec};
 
@@ -100,7 +100,18 @@ fn rrsets(records: &[Rr]) -> BTreeMap<(String, String), RrState> {
 /// # Errors
 /// The zone cannot be read (transfer refused, server down).
 pub fn plan_zone(spec: &DnsSpec, zone: &str) -> Result<ZonePlan, CutoverError> {
-    let server = read_server(spec);
+    plan_zone_from(spec, zone, read_server(spec))
+}
+
+/// Plans the switch of one zone from what `server` serves.
+///
+/// # Errors
+/// The zone cannot be read (transfer refused, server down).
+pub fn plan_zone_from(
+    spec: &DnsSpec,
+    zone: &str,
+    server: std::net::SocketAddr,
+) -> Result<ZonePlan, CutoverError> {
     let records = query::axfr(server, zone, Duration::from_secs(10)).map_err(|message| {
         DnsError::Unreachable {
             server: server.to_string(),
@@ -218,6 +229,68 @@ fn apply(
     }
 }
 
+/// One planned swap: which RRset, from what, to what.
+type Item = (RrKey, RrState, RrState);
+
+/// Applies the swaps of one zone in one atomic update; if one RRset changed meanwhile, falls
+/// back to one update per RRset so the others still go and the changed one is named.
+fn apply_zone(
+    client: &Rfc2136,
+    journal: &mut Journal,
+    phase: DnsPhase,
+    zone: &str,
+    items: &[Item],
+) -> Result<Vec<Result<(), DnsError>>, JournalError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (key, from, to) in items {
+        journal.append(&Entry::DnsIntent {
+            key: key.clone(),
+            phase,
+            from: from.clone(),
+            to: to.clone(),
+            at: now(),
+        })?;
+    }
+    let swaps: Vec<Swap<'_>> = items
+        .iter()
+        .map(|(k, f, t)| Swap {
+            name: &k.name,
+            rtype: &k.rtype,
+            current: f,
+            new: t,
+        })
+        .collect();
+    match client.swap_all(zone, &swaps) {
+        Ok(()) => {
+            for (key, _, _) in items {
+                journal.append(&Entry::DnsApplied {
+                    key: key.clone(),
+                    phase,
+                    at: now(),
+                })?;
+            }
+            Ok(items.iter().map(|_| Ok(())).collect())
+        }
+        Err(DnsError::Changed { .. }) if items.len() > 1 => items
+            .iter()
+            .map(|(k, f, t)| apply(client, journal, phase, k, f, t))
+            .collect(),
+        Err(e) => {
+            for (key, _, _) in items {
+                journal.append(&Entry::DnsFailed {
+                    key: key.clone(),
+                    phase,
+                    error: e.to_string(),
+                    at: now(),
+                })?;
+            }
+            Ok(items.iter().map(|_| Err(e.clone())).collect())
+        }
+    }
+}
+
 /// Lowers the TTL of every RRset that will switch, and records when the switch becomes safe.
 ///
 /// # Errors
@@ -230,31 +303,37 @@ pub fn lower_ttl(
     let client = provider(spec)?;
     let mut out = Outcome::default();
     for plan in plans {
-        let mut longest = 0u32;
+        let mut items: Vec<Item> = Vec::new();
         for c in &plan.changes {
             if c.from.ttl <= c.to.ttl {
                 out.skipped
                     .push((c.key.clone(), format!("TTL already {}", c.from.ttl)));
-                continue;
+            } else {
+                items.push((
+                    c.key.clone(),
+                    c.from.clone(),
+                    RrState {
+                        ttl: c.to.ttl,
+                        values: c.from.values.clone(),
+                    },
+                ));
             }
-            let lowered = RrState {
-                ttl: c.to.ttl,
-                values: c.from.values.clone(),
-            };
-            match apply(
-                &client,
-                journal,
-                DnsPhase::LowerTtl,
-                &c.key,
-                &c.from,
-                &lowered,
-            )? {
+        }
+        let mut longest = 0u32;
+        for ((key, from, _), result) in items.iter().zip(apply_zone(
+            &client,
+            journal,
+            DnsPhase::LowerTtl,
+            &plan.zone,
+            &items,
+        )?) {
+            match result {
                 Ok(()) => {
-                    longest = longest.max(c.from.ttl);
-                    out.applied.push(c.key.clone());
+                    longest = longest.max(from.ttl);
+                    out.applied.push(key.clone());
                 }
                 Err(e @ DnsError::TsigRejected { .. }) => return Err(e.into()),
-                Err(e) => out.failed.push((c.key.clone(), e.to_string())),
+                Err(e) => out.failed.push((key.clone(), e.to_string())),
             }
         }
         let safe_after = now() + u64::from(longest);
@@ -324,7 +403,9 @@ pub fn switch(
     let client = provider(spec)?;
     let mut out = Outcome::default();
     let mut done: Vec<&Change> = Vec::new();
-    'zones: for plan in plans {
+    for plan in plans {
+        let mut items: Vec<Item> = Vec::new();
+        let mut changes: Vec<&Change> = Vec::new();
         for c in &plan.changes {
             // The switch starts from what the server holds now: the values read by the plan,
             // with the TTL `lower-ttl` may have set since.
@@ -339,18 +420,23 @@ pub fn switch(
                 ));
                 continue;
             }
-            match apply(&client, journal, DnsPhase::Switch, &c.key, &current, &c.to)? {
+            items.push((c.key.clone(), current, c.to.clone()));
+            changes.push(c);
+        }
+        let results = apply_zone(&client, journal, DnsPhase::Switch, &plan.zone, &items)?;
+        for (c, result) in changes.into_iter().zip(results) {
+            match result {
                 Ok(()) => {
                     out.applied.push(c.key.clone());
                     done.push(c);
                 }
                 // A rejected key fails every change alike: nothing was applied with it.
                 Err(e @ DnsError::TsigRejected { .. }) if done.is_empty() => return Err(e.into()),
-                Err(e) => {
-                    out.failed.push((c.key.clone(), e.to_string()));
-                    break 'zones;
-                }
+                Err(e) => out.failed.push((c.key.clone(), e.to_string())),
             }
+        }
+        if !out.failed.is_empty() {
+            break;
         }
     }
     if !out.failed.is_empty() {
@@ -495,6 +581,12 @@ pub fn rollback(
     let client = provider(spec)?;
     let entries = journal.entries()?;
     let mut out = Outcome::default();
+    let phase = if restore_ttl_only {
+        DnsPhase::RestoreTtl
+    } else {
+        DnsPhase::Rollback
+    };
+    let mut by_zone: BTreeMap<String, Vec<Item>> = BTreeMap::new();
     for (key, (original, ours, _)) in history(&entries) {
         if !zones.is_empty() && !zones.contains(&key.zone) {
             continue;
@@ -528,15 +620,21 @@ pub fn rollback(
             ));
             continue;
         }
-        let phase = if restore_ttl_only {
-            DnsPhase::RestoreTtl
-        } else {
-            DnsPhase::Rollback
-        };
-        match apply(&client, journal, phase, &key, &current, &target)? {
-            Ok(()) => out.applied.push(key),
-            Err(e @ DnsError::TsigRejected { .. }) => return Err(e.into()),
-            Err(e) => out.failed.push((key, e.to_string())),
+        by_zone
+            .entry(key.zone.clone())
+            .or_default()
+            .push((key, current, target));
+    }
+    for (zone, items) in by_zone {
+        for ((key, _, _), result) in items
+            .iter()
+            .zip(apply_zone(&client, journal, phase, &zone, &items)?)
+        {
+            match result {
+                Ok(()) => out.applied.push(key.clone()),
+                Err(e @ DnsError::TsigRejected { .. }) => return Err(e.into()),
+                Err(e) => out.failed.push((key.clone(), e.to_string())),
+            }
         }
     }
     Ok(out)

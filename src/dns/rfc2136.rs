@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::str::FromStr;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode, update_message};
+use hickory_proto::op::{Message, ResponseCode, UpdateMessage, update_message};
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType, TSigner};
 
@@ -58,6 +58,16 @@ pub struct Rfc2136 {
     signer: Option<TSigner>,
     key_name: String,
     timeout: Duration,
+    /// One TCP connection reused for every update (servers take many messages on one).
+    stream: std::sync::Mutex<Option<TcpStream>>,
+}
+
+/// One RRset swap: owner name, type, the values expected now, the values wanted.
+pub struct Swap<'a> {
+    pub name: &'a str,
+    pub rtype: &'a str,
+    pub current: &'a RrState,
+    pub new: &'a RrState,
 }
 
 /// Maps a plan's algorithm name to hickory's.
@@ -98,6 +108,7 @@ impl Rfc2136 {
             signer,
             key_name,
             timeout: Duration::from_secs(10),
+            stream: std::sync::Mutex::new(None),
         })
     }
 
@@ -118,26 +129,62 @@ impl Rfc2136 {
         current: &RrState,
         new: &RrState,
     ) -> Result<(), DnsError> {
+        self.swap_all(
+            zone,
+            &[Swap {
+                name,
+                rtype,
+                current,
+                new,
+            }],
+        )
+    }
+
+    /// Swaps many RRsets of one zone in ONE update: the server applies all or none, and any
+    /// RRset changed meanwhile fails the whole message (`Changed`, naming the first).
+    ///
+    /// # Errors
+    /// As `compare_and_swap`.
+    pub fn swap_all(&self, zone: &str, swaps: &[Swap<'_>]) -> Result<(), DnsError> {
+        let Some(first) = swaps.first() else {
+            return Ok(());
+        };
         let zone_name = Name::from_str(&super::query::fqdn(zone))
             .map_err(|e| DnsError::Invalid(e.to_string()))?;
-        let owner = Name::from_str(&super::query::fqdn(name))
-            .map_err(|e| DnsError::Invalid(e.to_string()))?;
-        let rt = RecordType::from_str(rtype)
-            .map_err(|e| DnsError::Invalid(format!("type `{rtype}`: {e}")))?;
-        let cur = rrset(&owner, rt, current)?;
-        let new_set = rrset(&owner, rt, new)?;
-        let mut message = update_message::compare_and_swap(cur, new_set, zone_name, false);
+        let mut message: Option<Message> = None;
+        for s in swaps {
+            let owner = Name::from_str(&super::query::fqdn(s.name))
+                .map_err(|e| DnsError::Invalid(e.to_string()))?;
+            let rt = RecordType::from_str(s.rtype)
+                .map_err(|e| DnsError::Invalid(format!("type `{}`: {e}", s.rtype)))?;
+            let one = update_message::compare_and_swap(
+                rrset(&owner, rt, s.current)?,
+                rrset(&owner, rt, s.new)?,
+                zone_name.clone(),
+                false,
+            );
+            match message.as_mut() {
+                None => message = Some(one),
+                Some(m) => {
+                    // Prerequisites first, then every delete and add, as one atomic update.
+                    m.add_pre_requisites(one.answers.clone());
+                    m.add_updates(one.authorities.clone());
+                }
+            }
+        }
+        let mut message = message.expect("at least one swap");
         message.metadata.id = message_id();
         let answer = self.exchange(&mut message)?;
         let server = self.server.to_string();
+        let (name, rtype) = (first.name.to_string(), first.rtype.to_string());
         match answer.metadata.response_code {
             ResponseCode::NoError => Ok(()),
             ResponseCode::NXRRSet
             | ResponseCode::YXRRSet
             | ResponseCode::NXDomain
             | ResponseCode::YXDomain => Err(DnsError::Changed {
-                name: name.into(),
-                rtype: rtype.into(),
+                name,
+                rtype,
                 server,
             }),
             ResponseCode::Refused => Err(DnsError::Refused {
@@ -149,8 +196,8 @@ impl Rfc2136 {
                 server,
             }),
             code => Err(DnsError::Failed {
-                name: name.into(),
-                rtype: rtype.into(),
+                name,
+                rtype,
                 server,
                 code: code.to_string(),
             }),
@@ -173,18 +220,39 @@ impl Rfc2136 {
         let bytes = message
             .to_vec()
             .map_err(|e| DnsError::Invalid(e.to_string()))?;
-        let mut stream =
-            TcpStream::connect_timeout(&self.server, self.timeout).map_err(unreachable)?;
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .map_err(unreachable)?;
         let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&bytes);
-        stream.write_all(&framed).map_err(unreachable)?;
-        let mut len = [0u8; 2];
-        stream.read_exact(&mut len).map_err(unreachable)?;
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        stream.read_exact(&mut buf).map_err(unreachable)?;
+        let mut slot = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let mut attempt = 0;
+        let buf = loop {
+            attempt += 1;
+            if slot.is_none() {
+                let s =
+                    TcpStream::connect_timeout(&self.server, self.timeout).map_err(unreachable)?;
+                s.set_read_timeout(Some(self.timeout))
+                    .map_err(unreachable)?;
+                s.set_nodelay(true).map_err(unreachable)?;
+                *slot = Some(s);
+            }
+            let stream = slot.as_mut().expect("connected");
+            let sent = stream.write_all(&framed).and_then(|()| {
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len)?;
+                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                stream.read_exact(&mut buf)?;
+                Ok(buf)
+            });
+            match sent {
+                Ok(buf) => break buf,
+                // The server may close an idle connection: one fresh try, then report.
+                Err(_) if attempt == 1 => *slot = None,
+                Err(e) => {
+                    *slot = None;
+                    return Err(unreachable(e));
+                }
+            }
+        };
+        drop(slot);
         let answer = Message::from_vec(&buf)
             .map_err(|e| DnsError::Invalid(format!("answer from {server}: {e}")))?;
         // A rejected key comes back NOTAUTH with a TSIG error and no valid signature: name it

@@ -1,7 +1,6 @@
 //! The dry run: discovers the real state of every unit read-only and builds the report.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
@@ -643,8 +642,8 @@ fn zone_report(
     else {
         return z;
     };
-    let records = match query::axfr(server, zone, Duration::from_secs(10)) {
-        Ok(r) => r,
+    let plan = match crate::dns::cutover::plan_zone_from(dns, zone, server) {
+        Ok(p) => p,
         Err(e) => {
             risks.push(Risk::warning(
                 "discovery_failed",
@@ -654,36 +653,15 @@ fn zone_report(
             return z;
         }
     };
-    let switch: HashMap<IpAddr, IpAddr> = dns.switch.iter().copied().collect();
-    let mut rrsets: BTreeMap<(String, String), (u32, Vec<String>)> = BTreeMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.rtype == "A" || r.rtype == "AAAA")
-    {
-        let e = rrsets
-            .entry((r.name.clone(), r.rtype.clone()))
-            .or_insert((r.ttl, Vec::new()));
-        e.1.push(r.data.clone());
+    for r in &plan.unsafe_reasons {
+        risks.push(Risk::warning(
+            "dns_unsafe",
+            zone,
+            format!("refused without --force: {r}"),
+        ));
     }
-    for ((name, rtype), (ttl, values)) in rrsets {
-        let mut to: Vec<String> = values
-            .iter()
-            .map(|v| {
-                v.parse::<IpAddr>()
-                    .ok()
-                    .and_then(|ip| switch.get(&ip))
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| v.clone())
-            })
-            .collect();
-        let mut from = values;
-        from.sort();
-        to.sort();
-        to.dedup();
-        if from == to {
-            continue;
-        }
-        let new_ttl = dns.lower_ttl.map_or(ttl, |l| l.min(ttl));
+    for c in plan.changes {
+        let (name, rtype, ttl, new_ttl) = (c.key.name, c.key.rtype, c.from.ttl, c.to.ttl);
         if let Some(at) = cutover_at {
             let needed = SystemTime::now() + Duration::from_secs(u64::from(ttl));
             if ttl > new_ttl && needed > at {
@@ -701,8 +679,8 @@ fn zone_report(
             rtype,
             ttl,
             new_ttl,
-            from,
-            to,
+            from: c.from.values,
+            to: c.to.values,
         });
     }
     z
