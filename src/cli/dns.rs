@@ -25,7 +25,14 @@ pub enum Step {
     RestoreTtl,
 }
 
-pub fn run(step: Step, plan_path: &Path, zones: &[String], force: bool, printer: &Printer) -> u8 {
+pub fn run(
+    step: Step,
+    plan_path: &Path,
+    zones: &[String],
+    force: bool,
+    reviewed: Option<&str>,
+    printer: &Printer,
+) -> u8 {
     let loaded = match super::validate::load_or_report(plan_path, printer) {
         Ok(l) => l,
         Err(code) => return code,
@@ -59,10 +66,19 @@ pub fn run(step: Step, plan_path: &Path, zones: &[String], force: bool, printer:
             .collect()
     };
     let plans = || -> Result<Vec<ZonePlan>, CutoverError> {
-        selected
+        let plans: Vec<ZonePlan> = selected
             .iter()
             .map(|z| cutover::plan_zone(&spec, z))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        if let Some(expected) = reviewed {
+            let now = cutover::checksum(&plans);
+            if now != expected {
+                return Err(CutoverError::Unsafe(format!(
+                    "the plan changed since it was reviewed (checksum {now}, reviewed {expected}): run `dns plan` again"
+                )));
+            }
+        }
+        Ok(plans)
     };
     let journal = || Journal::open(&loaded.plan.state_dir.join("dns")).map_err(CutoverError::from);
     let result: Result<u8, CutoverError> = (|| match step {
@@ -93,6 +109,12 @@ pub fn run(step: Step, plan_path: &Path, zones: &[String], force: bool, printer:
                         outln!("  ! unsafe without --force: {r}");
                     }
                 }
+            }
+            if !printer.json {
+                outln!(
+                    "plan checksum: {} (apply exactly this plan with --plan-checksum)",
+                    cutover::checksum(&plans)
+                );
             }
             let unsafe_plan = plans.iter().any(|p| !p.unsafe_reasons.is_empty());
             Ok(if unsafe_plan && !force {

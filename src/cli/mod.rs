@@ -83,6 +83,9 @@ pub enum Command {
         /// Go on despite a safety check (share of the zone, NS addresses, TTL not expired).
         #[arg(long)]
         force: bool,
+        /// Apply only if the plan still has this checksum (printed by `dns plan`).
+        #[arg(long, value_name = "CHECKSUM")]
+        plan_checksum: Option<String>,
     },
     /// Copy the contents of SRC into DST (each a local path or `[user@]host[:port]:/path`),
     /// verified by BLAKE3 on both ends.
@@ -172,7 +175,15 @@ pub fn run(cli: Cli) -> u8 {
             plan,
             zones,
             force,
-        } => dns::run(step, &plan, &zones, force, &printer),
+            plan_checksum,
+        } => dns::run(
+            step,
+            &plan,
+            &zones,
+            force,
+            plan_checksum.as_deref(),
+            &printer,
+        ),
         Command::Copy {
             src,
             dst,

@@ -179,6 +179,20 @@ pub fn plan_zone_from(
     Ok(plan)
 }
 
+/// A short digest of what the plans would switch (values and target TTLs, not the current
+/// TTL, which `lower-ttl` changes): `switch --plan-checksum` applies only the plan reviewed.
+pub fn checksum(plans: &[ZonePlan]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in plans {
+        for c in &p.changes {
+            let line = serde_json::json!([c.key, c.from.values, c.to.values, c.to.ttl]).to_string();
+            h.update(line.as_bytes());
+            h.update(b"\n");
+        }
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
 /// What a lower-TTL, switch, restore or rollback run did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {

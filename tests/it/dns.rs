@@ -82,7 +82,30 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
     );
     assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
 
-    let (code, out, err) = dns(&plan, s, &["switch", "--force"]);
+    // The switch applies only the plan that was reviewed.
+    let checksum = dns(&plan, s, &["plan"])
+        .1
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("plan checksum: ")
+                .map(|c| c[..16].to_string())
+        })
+        .unwrap();
+    let (code, _, err) = dns(
+        &plan,
+        s,
+        &["switch", "--force", "--plan-checksum", "0123456789abcdef"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the plan changed since it was reviewed"),
+        "{err}"
+    );
+    let (code, out, err) = dns(
+        &plan,
+        s,
+        &["switch", "--force", "--plan-checksum", &checksum],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
     assert_eq!(
