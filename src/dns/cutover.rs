@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::provider::Provider;
 use super::query::{self, Rr};
 use super::rfc2136::{DnsError, Rfc2136, Swap};
 use crate::journal::{DnsPhase, Entry, Journal, JournalError, RrKey, RrState, now};
@@ -51,22 +52,38 @@ pub enum CutoverError {
     NotSupported(String),
 }
 
-/// The server updates go to, and a client for it.
+/// The provider the plan names, ready to change records.
 ///
 /// # Errors
-/// A provider this build cannot drive yet, or a TSIG secret that cannot be read.
-pub fn provider(spec: &DnsSpec) -> Result<Rfc2136, CutoverError> {
+/// A provider this build cannot drive yet, or a secret that cannot be read.
+pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
     match &spec.provider {
         DnsProvider::Rfc2136 { server, tsig } => {
             let secret = match tsig {
-                Some(t) => Some(t.secret.resolve().map_err(|e| CutoverError::NotSupported(format!("TSIG key `{}`: {e}", t.name)))?),
+                Some(t) => Some(t.secret.resolve().map_err(|e| {
+                    CutoverError::NotSupported(format!("TSIG key `{}`: {e}", t.name))
+                })?),
                 None => None,
             };
-            let key = tsig.as_ref().zip(secret.as_ref()).map(|(t, s)| (t.name.as_str(), t.algorithm.as_str(), s.expose()));
-            Ok(Rfc2136::new(*server, key)?)
+            let key = tsig
+                .as_ref()
+                .zip(secret.as_ref())
+                .map(|(t, s)| (t.name.as_str(), t.algorithm.as_str(), s.expose()));
+            Ok(Box::new(Rfc2136::new(*server, key)?))
         }
-        DnsProvider::PowerDns { .. } => Err(CutoverError::NotSupported("the `powerdns` provider is not supported yet (DNS issue); use `rfc2136` (PowerDNS accepts signed updates)".into())),
-        DnsProvider::ZoneFile { .. } => Err(CutoverError::NotSupported("the `zonefile` provider is not supported yet (DNS issue)".into())),
+        DnsProvider::PowerDns { api_url, api_key } => {
+            let key = api_key
+                .resolve()
+                .map_err(|e| CutoverError::NotSupported(format!("PowerDNS API key: {e}")))?;
+            Ok(Box::new(super::powerdns::PowerDnsApi::new(
+                api_url,
+                key,
+                read_server(spec),
+            )))
+        }
+        DnsProvider::ZoneFile { .. } => Err(CutoverError::NotSupported(
+            "the `zonefile` provider is not supported yet (DNS issue)".into(),
+        )),
     }
 }
 
@@ -208,7 +225,7 @@ pub struct Outcome {
 }
 
 fn apply(
-    client: &Rfc2136,
+    client: &dyn Provider,
     journal: &mut Journal,
     phase: DnsPhase,
     key: &RrKey,
@@ -222,7 +239,15 @@ fn apply(
         to: to.clone(),
         at: now(),
     })?;
-    match client.compare_and_swap(&key.zone, &key.name, &key.rtype, from, to) {
+    match client.swap_all(
+        &key.zone,
+        &[Swap {
+            name: &key.name,
+            rtype: &key.rtype,
+            current: from,
+            new: to,
+        }],
+    ) {
         Ok(()) => {
             journal.append(&Entry::DnsApplied {
                 key: key.clone(),
@@ -249,7 +274,7 @@ type Item = (RrKey, RrState, RrState);
 /// Applies the swaps of one zone in one atomic update; if one RRset changed meanwhile, falls
 /// back to one update per RRset so the others still go and the changed one is named.
 fn apply_zone(
-    client: &Rfc2136,
+    client: &dyn Provider,
     journal: &mut Journal,
     phase: DnsPhase,
     zone: &str,
@@ -315,6 +340,7 @@ pub fn lower_ttl(
     journal: &mut Journal,
 ) -> Result<Outcome, CutoverError> {
     let client = provider(spec)?;
+    let client = client.as_ref();
     let mut out = Outcome::default();
     for plan in plans {
         let mut items: Vec<Item> = Vec::new();
@@ -335,7 +361,7 @@ pub fn lower_ttl(
         }
         let mut longest = 0u32;
         for ((key, from, _), result) in items.iter().zip(apply_zone(
-            &client,
+            client,
             journal,
             DnsPhase::LowerTtl,
             &plan.zone,
@@ -415,6 +441,7 @@ pub fn switch(
         }
     }
     let client = provider(spec)?;
+    let client = client.as_ref();
     let mut out = Outcome::default();
     let mut done: Vec<&Change> = Vec::new();
     for plan in plans {
@@ -423,7 +450,7 @@ pub fn switch(
         for c in &plan.changes {
             // The switch starts from what the server holds now: the values read by the plan,
             // with the TTL `lower-ttl` may have set since.
-            let current = read_rrset(client.server(), &c.key).unwrap_or_else(|_| c.from.clone());
+            let current = client.read(&c.key).unwrap_or_else(|_| c.from.clone());
             if current.values != c.from.values {
                 out.failed.push((
                     c.key.clone(),
@@ -437,7 +464,7 @@ pub fn switch(
             items.push((c.key.clone(), current, c.to.clone()));
             changes.push(c);
         }
-        let results = apply_zone(&client, journal, DnsPhase::Switch, &plan.zone, &items)?;
+        let results = apply_zone(client, journal, DnsPhase::Switch, &plan.zone, &items)?;
         for (c, result) in changes.into_iter().zip(results) {
             match result {
                 Ok(()) => {
@@ -456,14 +483,14 @@ pub fn switch(
     if !out.failed.is_empty() {
         // Half a switch is worse than none: put back what this run changed.
         for c in done.iter().rev() {
-            let now_state = read_rrset(client.server(), &c.key).unwrap_or_else(|_| c.to.clone());
+            let now_state = client.read(&c.key).unwrap_or_else(|_| c.to.clone());
             let back = RrState {
                 ttl: c.to.ttl,
                 values: c.from.values.clone(),
             };
             if now_state.values == c.to.values
                 && apply(
-                    &client,
+                    client,
                     journal,
                     DnsPhase::Rollback,
                     &c.key,
@@ -593,6 +620,7 @@ pub fn rollback(
     restore_ttl_only: bool,
 ) -> Result<Outcome, CutoverError> {
     let client = provider(spec)?;
+    let client = client.as_ref();
     let entries = journal.entries()?;
     let mut out = Outcome::default();
     let phase = if restore_ttl_only {
@@ -605,7 +633,7 @@ pub fn rollback(
         if !zones.is_empty() && !zones.contains(&key.zone) {
             continue;
         }
-        let current = match read_rrset(client.server(), &key) {
+        let current = match client.read(&key) {
             Ok(c) => c,
             Err(e) => {
                 out.failed.push((key, e));
@@ -642,7 +670,7 @@ pub fn rollback(
     for (zone, items) in by_zone {
         for ((key, _, _), result) in items
             .iter()
-            .zip(apply_zone(&client, journal, phase, &zone, &items)?)
+            .zip(apply_zone(client, journal, phase, &zone, &items)?)
         {
             match result {
                 Ok(()) => out.applied.push(key.clone()),

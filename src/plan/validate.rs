@@ -860,6 +860,9 @@ impl Validator<'_> {
         {
             nameservers.push(*server);
         }
+        if nameservers.is_empty() {
+            self.error(&path.key("nameservers"), "list the zone's authoritative servers (`ip[:port]`): they are read and verified, and only an `rfc2136` provider gives one by itself");
+        }
         let mut switch = Vec::new();
         for (i, s) in raw.switch.iter().enumerate() {
             let sp = path.key("switch").index(i);

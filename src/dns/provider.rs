@@ -1,0 +1,44 @@
+//! Where DNS changes are made: one trait, one implementation per kind of server.
+
+use std::net::SocketAddr;
+
+use super::rfc2136::{DnsError, Swap};
+use crate::journal::{RrKey, RrState};
+
+/// A place that changes a zone's RRsets by compare-and-swap.
+pub trait Provider: Send + Sync {
+    /// How errors and reports name it (a server address or an API URL).
+    fn label(&self) -> String;
+
+    /// The authoritative server to read the zone from (AXFR and queries).
+    fn read_server(&self) -> SocketAddr;
+
+    /// The RRset as the provider holds it now.
+    ///
+    /// # Errors
+    /// The provider does not answer.
+    fn read(&self, key: &RrKey) -> Result<RrState, String> {
+        super::cutover::read_rrset(self.read_server(), key)
+    }
+
+    /// Swaps every RRset of `swaps` (all of one zone) from its current to its new state, all or
+    /// none; `Changed` when one no longer holds its expected values.
+    ///
+    /// # Errors
+    /// As `Rfc2136::swap_all`.
+    fn swap_all(&self, zone: &str, swaps: &[Swap<'_>]) -> Result<(), DnsError>;
+}
+
+impl Provider for super::rfc2136::Rfc2136 {
+    fn label(&self) -> String {
+        self.server().to_string()
+    }
+
+    fn read_server(&self) -> SocketAddr {
+        self.server()
+    }
+
+    fn swap_all(&self, zone: &str, swaps: &[Swap<'_>]) -> Result<(), DnsError> {
+        super::rfc2136::Rfc2136::swap_all(self, zone, swaps)
+    }
+}
