@@ -155,6 +155,24 @@ impl Journal {
         self.file.sync_data().map_err(io)
     }
 
+    /// Appends several entries with one wait for the disk (a batch sent in one update).
+    ///
+    /// # Errors
+    /// As `append`.
+    pub fn append_all(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
+        let mut text = String::new();
+        for e in entries {
+            text.push_str(&serde_json::to_string(e).expect("journal entries serialize"));
+            text.push('\n');
+        }
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(text.as_bytes()).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+
     /// Every entry so far, in order. A torn last line (a crash mid-write) is ignored.
     ///
     /// # Errors

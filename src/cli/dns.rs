@@ -136,10 +136,21 @@ pub fn run(
             Ok(report(&o, printer))
         }
         Step::Verify => {
-            let plans = plans()?;
+            // What the last switch set, from the journal; before any switch, what the plan wants.
+            let entries = crate::journal::read_entries(
+                &loaded.plan.state_dir.join("dns").join("journal.jsonl"),
+            )?;
+            let mut expected = cutover::switched(&entries, &selected);
+            if expected.is_empty() {
+                expected = plans()?
+                    .into_iter()
+                    .flat_map(|p| p.changes)
+                    .map(|c| (c.key, c.to))
+                    .collect();
+            }
             match cutover::verify(
                 &spec,
-                &plans,
+                &expected,
                 spec.verify_timeout.max(Duration::from_secs(1)),
             ) {
                 Ok(lines) => {

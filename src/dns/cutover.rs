@@ -448,19 +448,9 @@ pub fn switch(
         let mut items: Vec<Item> = Vec::new();
         let mut changes: Vec<&Change> = Vec::new();
         for c in &plan.changes {
-            // The switch starts from what the server holds now: the values read by the plan,
-            // with the TTL `lower-ttl` may have set since.
-            let current = client.read(&c.key).unwrap_or_else(|_| c.from.clone());
-            if current.values != c.from.values {
-                out.failed.push((
-                    c.key.clone(),
-                    format!(
-                        "{} {} changed since the plan was read: left alone",
-                        c.key.name, c.key.rtype
-                    ),
-                ));
-                continue;
-            }
+            // The plan was read from the server just now; the update's prerequisite catches
+            // anything that changed since.
+            let current = c.from.clone();
             items.push((c.key.clone(), current, c.to.clone()));
             changes.push(c);
         }
@@ -527,45 +517,47 @@ pub fn read_rrset(server: std::net::SocketAddr, key: &RrKey) -> Result<RrState, 
 /// Returns the RRsets still wrong per server when the timeout passes.
 pub fn verify(
     spec: &DnsSpec,
-    plans: &[ZonePlan],
+    expected: &[(RrKey, RrState)],
     timeout: Duration,
 ) -> Result<Vec<String>, Vec<String>> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut wrong = Vec::new();
-        for plan in plans {
-            for server in &spec.nameservers {
-                for c in &plan.changes {
-                    match read_rrset(*server, &c.key) {
-                        Ok(s) if s.values == c.to.values => {}
-                        Ok(s) => wrong.push(format!(
-                            "{server}: {} {} serves {:?}, expected {:?}",
-                            c.key.name, c.key.rtype, s.values, c.to.values
-                        )),
-                        Err(e) => wrong.push(format!("{server}: {e}")),
-                    }
+        for server in &spec.nameservers {
+            for (key, want) in expected {
+                match read_rrset(*server, key) {
+                    Ok(s) if s.values == want.values => {}
+                    Ok(s) => wrong.push(format!(
+                        "{server}: {} {} serves {:?}, expected {:?}",
+                        key.name, key.rtype, s.values, want.values
+                    )),
+                    Err(e) => wrong.push(format!("{server}: {e}")),
                 }
             }
         }
         if wrong.is_empty() {
-            let checked = plans
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}: {} RRset(s) on {} server(s)",
-                        p.zone,
-                        p.changes.len(),
-                        spec.nameservers.len()
-                    )
-                })
-                .collect();
-            return Ok(checked);
+            return Ok(vec![format!(
+                "{} RRset(s) on {} server(s)",
+                expected.len(),
+                spec.nameservers.len()
+            )]);
         }
         if Instant::now() >= deadline {
             return Err(wrong);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The RRsets our last applied switch set, with the values they should now serve.
+pub fn switched(entries: &[Entry], zones: &[String]) -> Vec<(RrKey, RrState)> {
+    history(entries)
+        .into_iter()
+        .filter(|(k, (_, _, phase))| {
+            *phase == DnsPhase::Switch && (zones.is_empty() || zones.contains(&k.zone))
+        })
+        .map(|(k, (_, ours, _))| (k, ours))
+        .collect()
 }
 
 /// Per RRset: the state before our first change, and the state after our last applied one.
