@@ -81,9 +81,13 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
                 read_server(spec),
             )))
         }
-        DnsProvider::ZoneFile { .. } => Err(CutoverError::NotSupported(
-            "the `zonefile` provider is not supported yet (DNS issue)".into(),
-        )),
+        DnsProvider::ZoneFile { directory, reload } => {
+            Ok(Box::new(super::zonefile::ZoneFiles::new(
+                directory,
+                reload.clone(),
+                spec.nameservers.first().copied(),
+            )))
+        }
     }
 }
 
@@ -117,6 +121,12 @@ fn rrsets(records: &[Rr]) -> BTreeMap<(String, String), RrState> {
 /// # Errors
 /// The zone cannot be read (transfer refused, server down).
 pub fn plan_zone(spec: &DnsSpec, zone: &str) -> Result<ZonePlan, CutoverError> {
+    if let DnsProvider::ZoneFile { .. } = &spec.provider {
+        let records = provider(spec)?
+            .list(zone)
+            .expect("zone files list their records")?;
+        return Ok(plan_records(spec, zone, &records));
+    }
     plan_zone_from(spec, zone, read_server(spec))
 }
 
@@ -135,7 +145,12 @@ pub fn plan_zone_from(
             message,
         }
     })?;
-    let sets = rrsets(&records);
+    Ok(plan_records(spec, zone, &records))
+}
+
+/// Plans the switch of one zone from its records.
+fn plan_records(spec: &DnsSpec, zone: &str, records: &[Rr]) -> ZonePlan {
+    let sets = rrsets(records);
     let switch: HashMap<IpAddr, IpAddr> = spec.switch.iter().copied().collect();
     let ns_targets: Vec<String> = sets
         .iter()
@@ -193,7 +208,7 @@ pub fn plan_zone_from(
             MAX_SHARE * 100.0
         ));
     }
-    Ok(plan)
+    plan
 }
 
 /// A short digest of what the plans would switch (values and target TTLs, not the current
@@ -520,9 +535,32 @@ pub fn verify(
     expected: &[(RrKey, RrState)],
     timeout: Duration,
 ) -> Result<Vec<String>, Vec<String>> {
+    // Without servers in the plan (zone files), the files are what can be checked, and we say so.
+    let files = if spec.nameservers.is_empty() {
+        provider(spec).ok()
+    } else {
+        None
+    };
     let deadline = Instant::now() + timeout;
     loop {
         let mut wrong = Vec::new();
+        let mut serials = std::collections::BTreeSet::new();
+        if let Some(p) = &files {
+            for (key, want) in expected {
+                match p.read(key) {
+                    Ok(s) if s.values == want.values => {}
+                    Ok(s) => wrong.push(format!(
+                        "{}: {} {} holds {:?}, expected {:?}",
+                        p.label(),
+                        key.name,
+                        key.rtype,
+                        s.values,
+                        want.values
+                    )),
+                    Err(e) => wrong.push(e),
+                }
+            }
+        }
         for server in &spec.nameservers {
             for (key, want) in expected {
                 match read_rrset(*server, key) {
@@ -534,13 +572,40 @@ pub fn verify(
                     Err(e) => wrong.push(format!("{server}: {e}")),
                 }
             }
+            for zone in expected
+                .iter()
+                .map(|(k, _)| &k.zone)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                match query::soa_serial(*server, zone, Duration::from_secs(3)) {
+                    Ok(s) => {
+                        serials.insert((zone.clone(), s));
+                    }
+                    Err(e) => wrong.push(e),
+                }
+            }
+        }
+        // Every server of a zone must give the same SOA serial (secondaries caught up).
+        let mut by_zone: BTreeMap<&String, usize> = BTreeMap::new();
+        for (z, _) in &serials {
+            *by_zone.entry(z).or_default() += 1;
+        }
+        for (z, n) in by_zone {
+            if n > 1 {
+                wrong.push(format!(
+                    "zone {z}: the servers give {n} different SOA serials"
+                ));
+            }
         }
         if wrong.is_empty() {
-            return Ok(vec![format!(
-                "{} RRset(s) on {} server(s)",
-                expected.len(),
-                spec.nameservers.len()
-            )]);
+            let source = match &files {
+                Some(p) => format!(
+                    "the zone files in {} (no server listed in the plan)",
+                    p.label()
+                ),
+                None => format!("{} server(s), SOA serials equal", spec.nameservers.len()),
+            };
+            return Ok(vec![format!("{} RRset(s) on {source}", expected.len())]);
         }
         if Instant::now() >= deadline {
             return Err(wrong);

@@ -4,3 +4,4 @@ pub mod powerdns;
 pub mod provider;
 pub mod query;
 pub mod rfc2136;
+pub mod zonefile;

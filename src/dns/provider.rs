@@ -21,6 +21,12 @@ pub trait Provider: Send + Sync {
         super::cutover::read_rrset(self.read_server(), key)
     }
 
+    /// Every record of a zone when the provider holds them itself (zone files); `None` means
+    /// read them from the authoritative server by zone transfer.
+    fn list(&self, _zone: &str) -> Option<Result<Vec<super::query::Rr>, DnsError>> {
+        None
+    }
+
     /// Swaps every RRset of `swaps` (all of one zone) from its current to its new state, all or
     /// none; `Changed` when one no longer holds its expected values.
     ///

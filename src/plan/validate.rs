@@ -860,7 +860,7 @@ impl Validator<'_> {
         {
             nameservers.push(*server);
         }
-        if nameservers.is_empty() {
+        if nameservers.is_empty() && matches!(provider, DnsProvider::PowerDns { .. }) {
             self.error(&path.key("nameservers"), "list the zone's authoritative servers (`ip[:port]`): they are read and verified, and only an `rfc2136` provider gives one by itself");
         }
         let mut switch = Vec::new();

@@ -246,3 +246,48 @@ fn switching_most_of_a_zone_is_refused_without_force() {
     assert_eq!(code, 3, "{err}");
     assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
 }
+
+#[test]
+fn zone_files_switch_and_roll_back_in_place() {
+    let work = tempfile::tempdir().unwrap();
+    let zones = work.path().join("zones");
+    std::fs::create_dir_all(&zones).unwrap();
+    let original = "$TTL 300\n@ IN SOA ns1 hostmaster ( 7 60 60 600 60 )\n  IN NS ns1\nns1 IN A 127.0.0.1 ; name server\nwww 3600 IN A 192.0.2.10\nshop IN A 192.0.2.10\nmail IN A 192.0.2.99\nblog IN TXT \"hi\"\n";
+    std::fs::write(zones.join("example.test.zone"), original).unwrap();
+    let plan = work.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: zf\nstate_dir: state\ndns:\n  provider: {{ kind: zonefile, directory: \"{}\", reload: \"touch {}/reloaded-{{zone}}\" }}\n  zones: [example.test]\n  switch: [{{ from: 192.0.2.10, to: 198.51.100.10 }}]\n",
+            zones.display(),
+            work.path().display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = dns(&plan, "", &["switch", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(zones.join("example.test.zone")).unwrap();
+    assert!(
+        text.contains("www.example.test. 3600 IN A 198.51.100.10") && text.contains("( 8 60"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ns1 IN A 127.0.0.1 ; name server"),
+        "other lines stay as they were: {text}"
+    );
+    assert!(
+        work.path().join("reloaded-example.test").exists(),
+        "the reload command ran"
+    );
+    let (code, out, err) = dns(&plan, "", &["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("the zone files"), "{out}");
+    let (code, out, err) = dns(&plan, "", &["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(zones.join("example.test.zone")).unwrap();
+    assert!(
+        text.contains("www.example.test. 3600 IN A 192.0.2.10")
+            && text.contains("shop.example.test. 300 IN A 192.0.2.10"),
+        "{text}"
+    );
+}
