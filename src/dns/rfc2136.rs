@@ -182,11 +182,28 @@ impl Rfc2136 {
             ResponseCode::NXRRSet
             | ResponseCode::YXRRSet
             | ResponseCode::NXDomain
-            | ResponseCode::YXDomain => Err(DnsError::Changed {
-                name,
-                rtype,
-                server,
-            }),
+            | ResponseCode::YXDomain => {
+                // The same update may have landed already (an answer lost on UDP and the message
+                // sent again): when every RRset holds our new values, that is success.
+                let landed = swaps.iter().all(|s| {
+                    let key = crate::journal::RrKey {
+                        zone: zone.into(),
+                        name: s.name.into(),
+                        rtype: s.rtype.into(),
+                    };
+                    super::cutover::read_rrset(self.server, &key)
+                        .is_ok_and(|now| now.values == s.new.values && now.ttl == s.new.ttl)
+                });
+                if landed {
+                    Ok(())
+                } else {
+                    Err(DnsError::Changed {
+                        name,
+                        rtype,
+                        server,
+                    })
+                }
+            }
             ResponseCode::Refused => Err(DnsError::Refused {
                 zone: zone.into(),
                 server,
@@ -204,7 +221,28 @@ impl Rfc2136 {
         }
     }
 
-    /// Sends a signed message over TCP and returns the verified answer.
+    /// One UDP exchange; `None` when it should be retried over TCP (lost, truncated).
+    fn exchange_udp(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let bind = if self.server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let sock = std::net::UdpSocket::bind(bind).ok()?;
+        sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        sock.connect(self.server).ok()?;
+        sock.send(bytes).ok()?;
+        let mut buf = vec![0u8; 65535];
+        let n = sock.recv(&mut buf).ok()?;
+        buf.truncate(n);
+        // TC flag: bit 1 of the third byte.
+        if n < 12 || buf[2] & 0x02 != 0 || buf[..2] != bytes[..2] {
+            return None;
+        }
+        Some(buf)
+    }
+
+    /// Sends a signed message (UDP, else TCP) and returns the verified answer.
     fn exchange(&self, message: &mut Message) -> Result<Message, DnsError> {
         let server = self.server.to_string();
         let unreachable = |e: std::io::Error| DnsError::Unreachable {
@@ -220,39 +258,52 @@ impl Rfc2136 {
         let bytes = message
             .to_vec()
             .map_err(|e| DnsError::Invalid(e.to_string()))?;
-        let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&bytes);
-        let mut slot = self.stream.lock().unwrap_or_else(|p| p.into_inner());
-        let mut attempt = 0;
-        let buf = loop {
-            attempt += 1;
-            if slot.is_none() {
-                let s =
-                    TcpStream::connect_timeout(&self.server, self.timeout).map_err(unreachable)?;
-                s.set_read_timeout(Some(self.timeout))
-                    .map_err(unreachable)?;
-                s.set_nodelay(true).map_err(unreachable)?;
-                *slot = Some(s);
-            }
-            let stream = slot.as_mut().expect("connected");
-            let sent = stream.write_all(&framed).and_then(|()| {
-                let mut len = [0u8; 2];
-                stream.read_exact(&mut len)?;
-                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-                stream.read_exact(&mut buf)?;
-                Ok(buf)
-            });
-            match sent {
-                Ok(buf) => break buf,
-                // The server may close an idle connection: one fresh try, then report.
-                Err(_) if attempt == 1 => *slot = None,
-                Err(e) => {
-                    *slot = None;
-                    return Err(unreachable(e));
-                }
+        // Small updates go over UDP (one datagram each way, as nsupdate does); a truncated or
+        // lost answer, or a bigger message, goes over TCP.
+        let udp = if bytes.len() <= 1232 {
+            self.exchange_udp(&bytes)
+        } else {
+            None
+        };
+        let buf = match udp {
+            Some(buf) => buf,
+            None => {
+                let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&bytes);
+                let mut slot = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+                let mut attempt = 0;
+                let buf = loop {
+                    attempt += 1;
+                    if slot.is_none() {
+                        let s = TcpStream::connect_timeout(&self.server, self.timeout)
+                            .map_err(unreachable)?;
+                        s.set_read_timeout(Some(self.timeout))
+                            .map_err(unreachable)?;
+                        s.set_nodelay(true).map_err(unreachable)?;
+                        *slot = Some(s);
+                    }
+                    let stream = slot.as_mut().expect("connected");
+                    let sent = stream.write_all(&framed).and_then(|()| {
+                        let mut len = [0u8; 2];
+                        stream.read_exact(&mut len)?;
+                        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                        stream.read_exact(&mut buf)?;
+                        Ok(buf)
+                    });
+                    match sent {
+                        Ok(buf) => break buf,
+                        // The server may close an idle connection: one fresh try, then report.
+                        Err(_) if attempt == 1 => *slot = None,
+                        Err(e) => {
+                            *slot = None;
+                            return Err(unreachable(e));
+                        }
+                    }
+                };
+                drop(slot);
+                buf
             }
         };
-        drop(slot);
         let answer = Message::from_vec(&buf)
             .map_err(|e| DnsError::Invalid(format!("answer from {server}: {e}")))?;
         // A rejected key comes back NOTAUTH with a TSIG error and no valid signature: name it
