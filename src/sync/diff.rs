@@ -122,18 +122,6 @@ pub fn is_internal(path: &[u8]) -> bool {
             || name.windows(8).any(|w| w == b".th-tmp-"))
 }
 
-fn partial_of(path: &[u8]) -> Vec<u8> {
-    let (dir, name) = match path.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&path[..=i], &path[i + 1..]),
-        None => (&path[..0], path),
-    };
-    let mut p = dir.to_vec();
-    p.push(b'.');
-    p.extend_from_slice(name);
-    p.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
-    p
-}
-
 fn same_meta(a: &Entry, b: &Entry, owners: bool) -> bool {
     a.mode & 0o7777 == b.mode & 0o7777
         && a.mtime_ns == b.mtime_ns
@@ -243,7 +231,7 @@ pub fn plan(
                         p.files.push(job(s, Basis::Final))
                     }
                     _ => {
-                        let partial = partial_of(&s.path);
+                        let partial = crate::tree::root::partial_name(&s.path);
                         let mut j = if partials.contains(partial.as_slice()) && t.is_none() {
                             job(s, Basis::Partial)
                         } else {

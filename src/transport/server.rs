@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::protocol::{Basis, Call, Outcome, Reply, RootId};
 use super::{LocalTransport, Transport, TransportError};
 use crate::tree::delta::{self, DeltaOp};
-use crate::tree::root::{Meta, PARTIAL_SUFFIX, SafeRoot, TempFile};
+use crate::tree::root::{Meta, SafeRoot, TempFile};
 
 const CHUNK: usize = 256 * 1024;
 /// Literal bytes gathered before a batch of delta ops is sent.
@@ -143,66 +143,39 @@ impl Server {
                 Ok(None)
             }
             Call::WriteEnd { hash } => self.write_end(id, hash).map(Some),
-            Call::Mkdir { root, path, meta } => self
-                .root(root)
-                .and_then(|r| {
-                    r.mkdir(&path, meta.mode | 0o700)
-                        .map_err(|e| format!("{}: {e}", show(&path)))
-                })
-                .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::Mkdir { root, path, meta } => {
+                self.done(root, &path, |r| r.mkdir(&path, meta.mode | 0o700))
+            }
             Call::Symlink {
                 root,
                 path,
                 target,
                 meta,
-            } => self
-                .root(root)
-                .and_then(|r| {
-                    r.symlink(&path, &target)
-                        .and_then(|()| r.set_meta(&path, &meta, true))
-                        .map_err(|e| format!("{}: {e}", show(&path)))
-                })
-                .map(|()| Some(Reply::Done(Outcome::default()))),
+            } => self.done(root, &path, |r| {
+                r.symlink(&path, &target)
+                    .and_then(|()| r.set_meta(&path, &meta, true))
+            }),
             Call::Hardlink {
                 root,
                 existing,
                 path,
-            } => self
-                .root(root)
-                .and_then(|r| {
-                    r.hardlink(&existing, &path)
-                        .map_err(|e| format!("{}: {e}", show(&path)))
-                })
-                .map(|()| Some(Reply::Done(Outcome::default()))),
+            } => self.done(root, &path, |r| r.hardlink(&existing, &path)),
             Call::Mknod {
                 root,
                 path,
                 meta,
                 rdev,
-            } => self
-                .root(root)
-                .and_then(|r| {
-                    r.mknod(&path, meta.mode, rdev)
-                        .and_then(|()| r.set_meta(&path, &meta, false))
-                        .map_err(|e| format!("{}: {e}", show(&path)))
-                })
-                .map(|()| Some(Reply::Done(Outcome::default()))),
+            } => self.done(root, &path, |r| {
+                r.mknod(&path, meta.mode, rdev)
+                    .and_then(|()| r.set_meta(&path, &meta, false))
+            }),
             Call::SetMeta {
                 root,
                 path,
                 meta,
                 is_symlink,
-            } => self
-                .root(root)
-                .and_then(|r| {
-                    r.set_meta(&path, &meta, is_symlink)
-                        .map_err(|e| format!("{}: {e}", show(&path)))
-                })
-                .map(|()| Some(Reply::Done(Outcome::default()))),
-            Call::Remove { root, path } => self
-                .root(root)
-                .and_then(|r| r.remove(&path).map_err(|e| format!("{}: {e}", show(&path))))
-                .map(|()| Some(Reply::Done(Outcome::default()))),
+            } => self.done(root, &path, |r| r.set_meta(&path, &meta, is_symlink)),
+            Call::Remove { root, path } => self.done(root, &path, |r| r.remove(&path)),
             Call::LocalCopy {
                 root,
                 from,
@@ -230,6 +203,18 @@ impl Server {
             Ok(None) => {}
             Err(e) => reply(Reply::Error(e)),
         }
+    }
+
+    /// Runs a path operation under a root; its error names the path.
+    fn done(
+        &self,
+        root: RootId,
+        path: &[u8],
+        op: impl FnOnce(&SafeRoot) -> std::io::Result<()>,
+    ) -> Result<Option<Reply>, String> {
+        let r = self.root(root)?;
+        op(&r).map_err(|e| format!("{}: {e}", show(path)))?;
+        Ok(Some(Reply::Done(Outcome::default())))
     }
 
     fn read_file(
@@ -498,17 +483,7 @@ impl Write {
 
 fn open_basis(root: &SafeRoot, path: &[u8], basis: Basis) -> std::io::Result<File> {
     match basis {
-        Basis::Partial => {
-            let (dir, name) = match path.iter().rposition(|b| *b == b'/') {
-                Some(i) => (&path[..=i], &path[i + 1..]),
-                None => (&path[..0], path),
-            };
-            let mut p = dir.to_vec();
-            p.push(b'.');
-            p.extend_from_slice(name);
-            p.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
-            root.open_read(&p)
-        }
+        Basis::Partial => root.open_read(&crate::tree::root::partial_name(path)),
         _ => root.open_read(path),
     }
 }

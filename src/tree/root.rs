@@ -36,6 +36,19 @@ struct OpenHow {
     resolve: u64,
 }
 
+/// The partial file of `path`: `.name.th-partial` in the same directory.
+pub fn partial_name(path: &[u8]) -> Vec<u8> {
+    let (dir, name) = match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => (&path[..0], path),
+    };
+    let mut p = dir.to_vec();
+    p.push(b'.');
+    p.extend_from_slice(name);
+    p.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
+    p
+}
+
 /// A directory every operation stays beneath.
 #[derive(Debug)]
 pub struct SafeRoot {
