@@ -387,7 +387,9 @@ pub fn lower_ttl(
                     longest = longest.max(from.ttl);
                     out.applied.push(key.clone());
                 }
-                Err(e @ DnsError::TsigRejected { .. }) => return Err(e.into()),
+                Err(e @ (DnsError::TsigRejected { .. } | DnsError::ApiKeyRejected { .. })) => {
+                    return Err(e.into());
+                }
                 Err(e) => out.failed.push((key.clone(), e.to_string())),
             }
         }
@@ -477,7 +479,11 @@ pub fn switch(
                     done.push(c);
                 }
                 // A rejected key fails every change alike: nothing was applied with it.
-                Err(e @ DnsError::TsigRejected { .. }) if done.is_empty() => return Err(e.into()),
+                Err(e @ (DnsError::TsigRejected { .. } | DnsError::ApiKeyRejected { .. }))
+                    if done.is_empty() =>
+                {
+                    return Err(e.into());
+                }
                 Err(e) => out.failed.push((c.key.clone(), e.to_string())),
             }
         }
@@ -731,7 +737,9 @@ pub fn rollback(
         {
             match result {
                 Ok(()) => out.applied.push(key.clone()),
-                Err(e @ DnsError::TsigRejected { .. }) => return Err(e.into()),
+                Err(e @ (DnsError::TsigRejected { .. } | DnsError::ApiKeyRejected { .. })) => {
+                    return Err(e.into());
+                }
                 Err(e) => out.failed.push((key.clone(), e.to_string())),
             }
         }

@@ -46,8 +46,7 @@ impl PowerDnsApi {
 
     fn fail(&self, what: &str, status: u16, body: &str) -> DnsError {
         match status {
-            401 | 403 => DnsError::TsigRejected {
-                key: "API key".into(),
+            401 | 403 => DnsError::ApiKeyRejected {
                 server: self.base.clone(),
                 reason: format!("HTTP {status}"),
             },

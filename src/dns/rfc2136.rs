@@ -27,6 +27,8 @@ pub enum DnsError {
         server: String,
         reason: String,
     },
+    #[error("API key rejected by {server} ({reason})")]
+    ApiKeyRejected { server: String, reason: String },
     #[error(
         "{name} {rtype} changed on {server} since it was read (someone else edited it): left alone"
     )]

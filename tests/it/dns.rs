@@ -291,3 +291,56 @@ fn zone_files_switch_and_roll_back_in_place() {
         "{text}"
     );
 }
+
+/// The whole round trip on any server: what `dig` shows at the end is what it showed first.
+fn round_trip(plan: &Path, secret: &str, dig: &dyn Fn(&str) -> Vec<(u32, String)>) {
+    let before = (dig("www.example.test"), dig("shop.example.test"));
+    for step in [&["lower-ttl"][..], &["switch", "--force"], &["verify"]] {
+        let (code, out, err) = dns(plan, secret, step);
+        assert_eq!(code, 0, "{step:?}: {out}{err}");
+    }
+    assert_eq!(
+        dig("www.example.test"),
+        vec![(60, "198.51.100.10".to_string())]
+    );
+    let (code, out, err) = dns(plan, secret, &["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!((dig("www.example.test"), dig("shop.example.test")), before);
+}
+
+#[test]
+fn knot_takes_the_same_signed_compare_and_swap() {
+    let knot = crate::harness::Knot::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = work.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: knot-it\nstate_dir: state\ndns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  switch: [{{ from: 192.0.2.10, to: 198.51.100.10 }}]\n  lower_ttl: 60\n  verify_timeout: 10s\n",
+            knot.port, knot.tsig_name
+        ),
+    )
+    .unwrap();
+    round_trip(&plan, &knot.tsig_secret, &|name| knot.dig_ttl(name, "A"));
+}
+
+#[test]
+fn powerdns_through_its_http_api() {
+    let pdns = crate::harness::PowerDns::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = work.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: pdns-it\nstate_dir: state\ndns:\n  provider: {{ kind: powerdns, api_url: \"{}\", api_key_env: IT_TSIG }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: 192.0.2.10, to: 198.51.100.10 }}]\n  lower_ttl: 60\n  verify_timeout: 10s\n",
+            pdns.api_url(),
+            pdns.port
+        ),
+    )
+    .unwrap();
+    round_trip(&plan, &pdns.api_key, &|name| pdns.dig_ttl(name, "A"));
+    // A wrong API key is named, and nothing changes.
+    let (code, _, err) = dns(&plan, "not-the-key", &["switch", "--force"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("rejected by"), "{err}");
+}

@@ -1,5 +1,6 @@
-//! Real servers for the integration tests (sshd, MariaDB, PostgreSQL, BIND, Dovecot), started as
-//! plain processes on 127.0.0.1 in temp dirs, so tests exercise transhumance against the real thing.
+//! Real servers for the integration tests (sshd, MariaDB, PostgreSQL, BIND, Knot, PowerDNS,
+//! Dovecot), started as plain processes on 127.0.0.1 in temp dirs, so tests exercise transhumance
+//! against the real thing.
 //!
 //! Every server picks a free port at run time, is safe to start from parallel test threads, and is
 //! stopped when dropped (TERM, then KILL after 10 s), so a failing test cleans up too. A missing
@@ -9,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::env;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::{PermissionsExt, lchown};
 use std::path::{Path, PathBuf};
@@ -94,6 +95,17 @@ pub fn require(binary: &str, package: &str) -> PathBuf {
     found.unwrap_or_else(|| {
         panic!("`{binary}` not found: install the Debian package `{package}` (scripts/test installs it)")
     })
+}
+
+/// Like `require`, for a file that is not a program (a plugin, a schema).
+fn require_file(path: &str, package: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "`{}` not found: install the Debian package `{package}` (scripts/test installs it)",
+        path.display()
+    );
+    path
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -887,6 +899,114 @@ fn postgres_template() -> &'static Path {
 }
 
 // ---------------------------------------------------------------------------------------------
+// DNS: what BIND, Knot and PowerDNS share (zone files, TSIG key, dig and nsupdate)
+
+/// Every DNS server here accepts updates signed with this key (secret generated per instance).
+const TSIG_NAME: &str = "migkey";
+const TSIG_ALGORITHM: &str = "hmac-sha256";
+
+/// `$TTL 60`, the SOA (serial 1), the NS `ns1.<zone>.` and `ns1 A 127.0.0.1`, then `records`.
+fn zone_file_text(zone: &str, records: &str) -> String {
+    format!(
+        "$TTL 60\n\
+         @   IN SOA ns1.{zone}. hostmaster.{zone}. 1 60 60 600 60\n\
+         @   IN NS  ns1.{zone}.\n\
+         ns1 IN A   127.0.0.1\n\
+         {records}\n"
+    )
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .unwrap_or_else(|e| panic!("reading /dev/urandom: {e}"));
+    bytes
+}
+
+/// A fresh hmac-sha256 secret in Base64: 32 bytes, as `tsig-keygen` makes.
+fn random_tsig_secret() -> String {
+    data_encoding::BASE64.encode(&random_bytes(32))
+}
+
+/// The clients every DNS server's `dig` and `nsupdate` methods run.
+fn require_dns_clients() {
+    require("dig", "bind9-dnsutils");
+    require("nsupdate", "bind9-dnsutils");
+}
+
+/// True when 127.0.0.1:`port` answers the SOA of `zone`: the server is up and has loaded it.
+fn serves_soa(port: u16, zone: &str) -> bool {
+    let soa = Command::new("dig")
+        .args(["+short", "+norecurse", "+time=1", "+tries=1", "@127.0.0.1"])
+        .args(["-p", &port.to_string(), zone, "SOA"])
+        .stdin(Stdio::null())
+        .output();
+    soa.is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+}
+
+fn dig_output(port: u16, options: &[&str], name: &str, rtype: &str) -> String {
+    stdout_text(&run_checked(
+        Command::new("dig").args(options).args([
+            "+norecurse",
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            name,
+            rtype,
+        ]),
+        &format!("dig {name} {rtype}"),
+    ))
+}
+
+/// `dig +short` answers for `name`/`rtype`, sorted.
+fn dig_short(port: u16, name: &str, rtype: &str) -> Vec<String> {
+    let mut lines: Vec<String> = dig_output(port, &["+short"], name, rtype)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// `(ttl, rdata)` of each answer record for `name`/`rtype`, sorted.
+fn dig_answers(port: u16, name: &str, rtype: &str) -> Vec<(u32, String)> {
+    let output = dig_output(port, &["+noall", "+answer"], name, rtype);
+    let mut records: Vec<(u32, String)> = output
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .map(|line| {
+            // owner TTL class type rdata...; rdata keeps its own spacing (TXT strings).
+            let mut rest = line;
+            let mut fields = Vec::new();
+            for _ in 0..4 {
+                let trimmed = rest.trim_start();
+                let end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
+                fields.push(&trimmed[..end]);
+                rest = &trimmed[end..];
+            }
+            let ttl = fields[1]
+                .parse()
+                .unwrap_or_else(|_| panic!("no TTL in dig answer {line:?}"));
+            (ttl, rest.trim().to_owned())
+        })
+        .collect();
+    records.sort();
+    records
+}
+
+/// Sends `script` to 127.0.0.1:`port` as one update signed with `algorithm:name:secret`.
+fn send_update(port: u16, (algorithm, name, secret): (&str, &str, &str), script: &str) {
+    let key = format!("{algorithm}:{name}:{secret}");
+    let input = format!("server 127.0.0.1 {port}\n{script}\nsend\n");
+    run_with_input(
+        Command::new("nsupdate").args(["-t", "10", "-y", &key]),
+        input.as_bytes(),
+        &format!("nsupdate\n{input}"),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // BIND
 
 /// BIND 9 serving primary zones that accept RFC 2136 updates signed with the TSIG key.
@@ -911,8 +1031,7 @@ impl Bind {
         let named = require("/usr/sbin/named", "bind9");
         let keygen = require("/usr/sbin/tsig-keygen", "bind9");
         let checkconf = require("named-checkconf", "bind9");
-        require("dig", "bind9-dnsutils");
-        require("nsupdate", "bind9-dnsutils");
+        require_dns_clients();
         start_with_retries("BIND", || {
             Self::try_start(&named, &keygen, &checkconf, zones)
         })
@@ -926,7 +1045,7 @@ impl Bind {
     ) -> Result<Bind, StartError> {
         let (dir, owner) = harness_dir("dns");
         let d = dir.path();
-        let (tsig_name, tsig_algorithm) = ("migkey", "hmac-sha256");
+        let (tsig_name, tsig_algorithm) = (TSIG_NAME, TSIG_ALGORITHM);
         let key_file = d.join("tsig.key");
         let key = stdout_text(&run_checked(
             Command::new(keygen).args(["-a", tsig_algorithm, tsig_name]),
@@ -958,16 +1077,7 @@ impl Bind {
         );
         for (zone, records) in zones {
             let zone_file = d.join(format!("{zone}.zone"));
-            write_file(
-                &zone_file,
-                format!(
-                    "$TTL 60\n\
-                     @   IN SOA ns1.{zone}. hostmaster.{zone}. 1 60 60 600 60\n\
-                     @   IN NS  ns1.{zone}.\n\
-                     ns1 IN A   127.0.0.1\n\
-                     {records}\n"
-                ),
-            );
+            write_file(&zone_file, zone_file_text(zone, records));
             config.push_str(&format!(
                 "zone \"{zone}\" {{\n  type primary;\n  file \"{}\";\n  \
                  allow-update {{ key {tsig_name}; }};\n}};\n",
@@ -986,14 +1096,7 @@ impl Bind {
         let mut proc = Proc::spawn(Command::new(named).arg("-g").arg("-c").arg(&conf), &log);
         let ready = wait_ready(&mut proc, || {
             read_lossy(&log).lines().any(|l| l.ends_with(" running"))
-                && zones.iter().all(|(zone, _)| {
-                    let soa = Command::new("dig")
-                        .args(["+short", "+norecurse", "+time=1", "+tries=1", "@127.0.0.1"])
-                        .args(["-p", &port.to_string(), zone, "SOA"])
-                        .stdin(Stdio::null())
-                        .output();
-                    soa.is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
-                })
+                && zones.iter().all(|(zone, _)| serves_soa(port, zone))
         });
         ready.map_err(|why| start_error(&why, &log))?;
         // A port held by another socket with SO_REUSEPORT does not stop named: it logs
@@ -1014,71 +1117,337 @@ impl Bind {
         })
     }
 
-    fn dig_output(&self, options: &[&str], name: &str, rtype: &str) -> String {
-        stdout_text(&run_checked(
-            Command::new("dig").args(options).args([
-                "+norecurse",
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                name,
-                rtype,
-            ]),
-            &format!("dig {name} {rtype}"),
-        ))
-    }
-
     /// `dig +short` answers for `name`/`rtype`, sorted.
     pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .dig_output(&["+short"], name, rtype)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        lines.sort();
-        lines
+        dig_short(self.port, name, rtype)
     }
 
     /// `(ttl, rdata)` of each answer record for `name`/`rtype`, sorted.
     pub fn dig_ttl(&self, name: &str, rtype: &str) -> Vec<(u32, String)> {
-        let output = self.dig_output(&["+noall", "+answer"], name, rtype);
-        let mut records: Vec<(u32, String)> = output
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
-            .map(|line| {
-                // owner TTL class type rdata...; rdata keeps its own spacing (TXT strings).
-                let mut rest = line;
-                let mut fields = Vec::new();
-                for _ in 0..4 {
-                    let trimmed = rest.trim_start();
-                    let end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
-                    fields.push(&trimmed[..end]);
-                    rest = &trimmed[end..];
-                }
-                let ttl = fields[1]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("no TTL in dig answer {line:?}"));
-                (ttl, rest.trim().to_owned())
-            })
-            .collect();
-        records.sort();
-        records
+        dig_answers(self.port, name, rtype)
     }
 
     /// Sends one signed update: `server` is prepended and `send` appended to `script`
     /// (e.g. `"update delete www.example.test A\nupdate add www.example.test 60 A 192.0.2.20"`).
     pub fn nsupdate(&self, script: &str) {
-        let key = format!(
-            "{}:{}:{}",
-            self.tsig_algorithm, self.tsig_name, self.tsig_secret
-        );
-        let input = format!("server 127.0.0.1 {}\n{script}\nsend\n", self.port);
-        run_with_input(
-            Command::new("nsupdate").args(["-t", "10", "-y", &key]),
-            input.as_bytes(),
-            &format!("nsupdate\n{input}"),
-        );
+        let key = (&*self.tsig_algorithm, &*self.tsig_name, &*self.tsig_secret);
+        send_update(self.port, key, script);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Knot DNS
+
+/// Knot DNS serving primary zones that accept RFC 2136 updates signed with the TSIG key, and
+/// AXFR from 127.0.0.1 without a key.
+pub struct Knot {
+    proc: Proc, // first: fields drop in order, so the server stops before its dir goes
+    pub port: u16,
+    pub dir: TempDir,
+    pub tsig_name: String,
+    pub tsig_algorithm: String,
+    /// Base64.
+    pub tsig_secret: String,
+    /// Zone names, without the trailing dot.
+    pub zones: Vec<String>,
+    _owner: File,
+}
+
+impl Knot {
+    /// Serves each `(zone, records)`, written as for [`Bind::start`]. Knot writes dynamic updates
+    /// back to `<dir>/<zone>.zone` at once (`zonefile-sync: 0`).
+    pub fn start(zones: &[(&str, &str)]) -> Knot {
+        let knotd = require("/usr/sbin/knotd", "knot");
+        let knotc = require("/usr/sbin/knotc", "knot");
+        require_dns_clients();
+        start_with_retries("Knot", || Self::try_start(&knotd, &knotc, zones))
+    }
+
+    fn try_start(knotd: &Path, knotc: &Path, zones: &[(&str, &str)]) -> Result<Knot, StartError> {
+        let (dir, owner) = harness_dir("knot");
+        let d = dir.path();
+        // The journal lives here; without the dir every update fails with SERVFAIL.
+        create_dir(&d.join("db"));
+        let tsig_secret = random_tsig_secret();
+        for (zone, records) in zones {
+            write_file(
+                &d.join(format!("{zone}.zone")),
+                zone_file_text(zone, records),
+            );
+        }
+        let port = free_port_udp_tcp();
+        let d_str = d.display();
+        let mut config = format!(
+            "server:\n  \
+               rundir: \"{d_str}\"\n  \
+               listen: 127.0.0.1@{port}\n\
+             control:\n  \
+               listen: \"{d_str}/knot.sock\"\n\
+             database:\n  \
+               storage: \"{d_str}/db\"\n\
+             log:\n  \
+               - target: stderr\n    \
+                 any: info\n\
+             key:\n  \
+               - id: {TSIG_NAME}\n    \
+                 algorithm: {TSIG_ALGORITHM}\n    \
+                 secret: {tsig_secret}\n\
+             acl:\n  \
+               - id: update\n    \
+                 key: {TSIG_NAME}\n    \
+                 action: update\n  \
+               - id: transfer # the tool reads zones by AXFR, unsigned\n    \
+                 address: 127.0.0.1\n    \
+                 action: transfer\n\
+             template:\n  \
+               - id: default\n    \
+                 storage: \"{d_str}\"\n    \
+                 file: \"%s.zone\"\n    \
+                 zonefile-sync: 0\n    \
+                 acl: [update, transfer]\n\
+             zone:\n"
+        );
+        for (zone, _) in zones {
+            config.push_str(&format!("  - domain: {zone}\n"));
+        }
+        let conf = d.join("knot.conf");
+        write_file(&conf, &config);
+        // Checks the config and loads the zones offline: a typo in a test's records fails here,
+        // with Knot's message, instead of as a zone that never answers.
+        run_checked(
+            Command::new(knotc).arg("-c").arg(&conf).arg("zone-check"),
+            "knotc zone-check",
+        );
+        let log = d.join("knot.log");
+        // Foreground by default; knotd stays root (no `user:`).
+        let mut proc = Proc::spawn(Command::new(knotd).arg("-c").arg(&conf), &log);
+        // knotd exits when it cannot bind (TCP has no SO_REUSEPORT), and logs this line only
+        // once bound: no dig waits on a taken port's owner.
+        wait_ready(&mut proc, || {
+            read_lossy(&log).contains("server started")
+                && zones.iter().all(|(zone, _)| serves_soa(port, zone))
+        })
+        .map_err(|why| start_error(&why, &log))?;
+        Ok(Knot {
+            proc,
+            port,
+            dir,
+            tsig_name: TSIG_NAME.to_owned(),
+            tsig_algorithm: TSIG_ALGORITHM.to_owned(),
+            tsig_secret,
+            zones: zones.iter().map(|(z, _)| (*z).to_owned()).collect(),
+            _owner: owner,
+        })
+    }
+
+    /// `dig +short` answers for `name`/`rtype`, sorted.
+    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+        dig_short(self.port, name, rtype)
+    }
+
+    /// `(ttl, rdata)` of each answer record for `name`/`rtype`, sorted.
+    pub fn dig_ttl(&self, name: &str, rtype: &str) -> Vec<(u32, String)> {
+        dig_answers(self.port, name, rtype)
+    }
+
+    /// Sends one signed update, as [`Bind::nsupdate`].
+    pub fn nsupdate(&self, script: &str) {
+        let key = (&*self.tsig_algorithm, &*self.tsig_name, &*self.tsig_secret);
+        send_update(self.port, key, script);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PowerDNS
+
+const PDNS_SQLITE_SCHEMA: &str = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql";
+
+/// PowerDNS Authoritative with the sqlite backend and the HTTP API, serving native zones that
+/// accept RFC 2136 updates signed with the TSIG key, and AXFR from 127.0.0.0/8 without a key.
+pub struct PowerDns {
+    proc: Proc, // first: fields drop in order, so the server stops before its dir goes
+    pub port: u16,
+    /// HTTP API on 127.0.0.1, see `api_url`; requests need the header `X-API-Key: <api_key>`.
+    pub api_port: u16,
+    pub api_key: String,
+    pub dir: TempDir,
+    pub tsig_name: String,
+    pub tsig_algorithm: String,
+    /// Base64.
+    pub tsig_secret: String,
+    /// Zone names, without the trailing dot (the API wants it: `example.test.`).
+    pub zones: Vec<String>,
+    _owner: File,
+}
+
+impl PowerDns {
+    /// Serves each `(zone, records)`, written as for [`Bind::start`] and loaded into
+    /// `<dir>/pdns.sqlite3` with `pdnsutil load-zone`. An update bumps the SOA serial by one
+    /// (SOA-EDIT-DNSUPDATE INCREASE, as BIND and Knot do; PowerDNS's default jumps to a date).
+    pub fn start(zones: &[(&str, &str)]) -> PowerDns {
+        let server = require("/usr/sbin/pdns_server", "pdns-server");
+        let pdnsutil = require("pdnsutil", "pdns-server");
+        let sqlite3 = require("sqlite3", "sqlite3");
+        // The backend's .so sits in an arch-specific dir; its schema, from the same package, not.
+        require_file(PDNS_SQLITE_SCHEMA, "pdns-backend-sqlite3");
+        require_dns_clients();
+        start_with_retries("PowerDNS", || {
+            Self::try_start(&server, &pdnsutil, &sqlite3, zones)
+        })
+    }
+
+    fn try_start(
+        server: &Path,
+        pdnsutil: &Path,
+        sqlite3: &Path,
+        zones: &[(&str, &str)],
+    ) -> Result<PowerDns, StartError> {
+        let (dir, owner) = harness_dir("pdns");
+        let d = dir.path();
+        let db = d.join("pdns.sqlite3");
+        let schema = fs::read(PDNS_SQLITE_SCHEMA)
+            .unwrap_or_else(|e| panic!("reading {PDNS_SQLITE_SCHEMA}: {e}"));
+        run_with_input(
+            Command::new(sqlite3).arg(&db),
+            &schema,
+            "sqlite3 (PowerDNS schema)",
+        );
+        let tsig_secret = random_tsig_secret();
+        let api_key = data_encoding::HEXLOWER.encode(&random_bytes(16));
+        let port = free_port_udp_tcp();
+        let api_port = free_port();
+        let d_str = d.display();
+        write_file(
+            &d.join("pdns.conf"),
+            format!(
+                "launch=gsqlite3\n\
+                 gsqlite3-database={db}\n\
+                 gsqlite3-pragma-synchronous=0\n\
+                 local-address=127.0.0.1:{port}\n\
+                 socket-dir={d_str}\n\
+                 daemon=no\n\
+                 guardian=no\n\
+                 disable-syslog=yes\n\
+                 loglevel=4\n\
+                 # no version check by DNS query at start-up\n\
+                 security-poll-suffix=\n\
+                 api=yes\n\
+                 api-key={api_key}\n\
+                 webserver=yes\n\
+                 webserver-address=127.0.0.1\n\
+                 webserver-port={api_port}\n\
+                 webserver-allow-from=127.0.0.0/8\n\
+                 dnsupdate=yes\n\
+                 allow-dnsupdate-from=127.0.0.0/8\n\
+                 disable-axfr=no\n\
+                 allow-axfr-ips=127.0.0.0/8\n\
+                 # no caches: answers show the database at once, even after changes made behind pdns\n\
+                 cache-ttl=0\n\
+                 negquery-cache-ttl=0\n\
+                 query-cache-ttl=0\n\
+                 # SOA of zones created through the API without one\n\
+                 default-soa-content=ns1.@ hostmaster.@ 0 60 60 600 60\n",
+                db = db.display(),
+            ),
+        );
+        // The trailing slash puts `<dir>/` on the command line, which `stop_processes_under`
+        // looks for.
+        let config_dir = format!("--config-dir={d_str}/");
+        for (zone, records) in zones {
+            let zone_file = d.join(format!("{zone}.zone"));
+            write_file(&zone_file, zone_file_text(zone, records));
+            // A typo in a test's records fails here, with pdnsutil's message.
+            run_checked(
+                Command::new(pdnsutil)
+                    .arg(&config_dir)
+                    .args(["load-zone", zone])
+                    .arg(&zone_file),
+                "pdnsutil load-zone",
+            );
+        }
+        // What `pdnsutil import-tsig-key` and `set-meta` do, in one process instead of 1 + 2n.
+        let sql = format!(
+            "INSERT INTO tsigkeys (name, algorithm, secret) \
+               VALUES ('{TSIG_NAME}', '{TSIG_ALGORITHM}', '{tsig_secret}');\n\
+             INSERT INTO domainmetadata (domain_id, kind, content) \
+               SELECT id, 'TSIG-ALLOW-DNSUPDATE', '{TSIG_NAME}' FROM domains;\n\
+             INSERT INTO domainmetadata (domain_id, kind, content) \
+               SELECT id, 'SOA-EDIT-DNSUPDATE', 'INCREASE' FROM domains;\n"
+        );
+        run_with_input(
+            Command::new(sqlite3).arg(&db),
+            sql.as_bytes(),
+            "sqlite3 (PowerDNS TSIG key)",
+        );
+        let log = d.join("pdns.log");
+        // Runs as root (no setuid=); it exits when it cannot bind its DNS port.
+        let mut proc = Proc::spawn(Command::new(server).arg(&config_dir), &log);
+        // Only probe the API once it is ours: a taken port's owner may never answer.
+        let listening = format!("Listening for HTTP requests on 127.0.0.1:{api_port}");
+        let ready = wait_ready(&mut proc, || {
+            let text = read_lossy(&log);
+            // A taken API port only gets a log line: stop waiting, fail below.
+            mentions_port_taken(&text)
+                || (text.contains(&listening)
+                    && pdns_api_answers(api_port, &api_key)
+                    && zones.iter().all(|(zone, _)| serves_soa(port, zone)))
+        });
+        ready.map_err(|why| start_error(&why, &log))?;
+        if mentions_port_taken(&read_lossy(&log)) {
+            return Err(start_error("pdns_server could not bind its API port", &log));
+        }
+        Ok(PowerDns {
+            proc,
+            port,
+            api_port,
+            api_key,
+            dir,
+            tsig_name: TSIG_NAME.to_owned(),
+            tsig_algorithm: TSIG_ALGORITHM.to_owned(),
+            tsig_secret,
+            zones: zones.iter().map(|(z, _)| (*z).to_owned()).collect(),
+            _owner: owner,
+        })
+    }
+
+    /// `http://127.0.0.1:<api_port>`; the API is under `/api/v1/servers/localhost`.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// `dig +short` answers for `name`/`rtype`, sorted.
+    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+        dig_short(self.port, name, rtype)
+    }
+
+    /// `(ttl, rdata)` of each answer record for `name`/`rtype`, sorted.
+    pub fn dig_ttl(&self, name: &str, rtype: &str) -> Vec<(u32, String)> {
+        dig_answers(self.port, name, rtype)
+    }
+
+    /// Sends one signed update, as [`Bind::nsupdate`].
+    pub fn nsupdate(&self, script: &str) {
+        let key = (&*self.tsig_algorithm, &*self.tsig_name, &*self.tsig_secret);
+        send_update(self.port, key, script);
+    }
+}
+
+/// True when the PowerDNS API on 127.0.0.1:`port` answers 200 to `api_key`: up, and ours.
+fn pdns_api_answers(port: u16, api_key: &str) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let request = format!(
+        "GET /api/v1/servers/localhost HTTP/1.0\r\nHost: 127.0.0.1\r\nX-API-Key: {api_key}\r\n\r\n"
+    );
+    let mut status = String::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .is_ok()
+        && stream.write_all(request.as_bytes()).is_ok()
+        && BufReader::new(stream).read_line(&mut status).is_ok()
+        && status.split_whitespace().nth(1) == Some("200")
 }
 
 // ---------------------------------------------------------------------------------------------
