@@ -31,6 +31,7 @@ pub fn run(
     zones: &[String],
     force: bool,
     reviewed: Option<&str>,
+    format: crate::report::Format,
     printer: &Printer,
 ) -> u8 {
     let loaded = match super::validate::load_or_report(plan_path, printer) {
@@ -84,29 +85,71 @@ pub fn run(
     let result: Result<u8, CutoverError> = (|| match step {
         Step::Plan => {
             let plans = plans()?;
-            if printer.json {
-                outln!("{}", serde_json::to_string_pretty(&plans).expect("json"));
+            let format = if printer.json {
+                crate::report::Format::Json
             } else {
-                for p in &plans {
-                    outln!(
-                        "zone {} ({} RRsets, {} to change)",
-                        p.zone,
-                        p.rrsets,
-                        p.changes.len()
-                    );
-                    for c in &p.changes {
+                format
+            };
+            match format {
+                crate::report::Format::Json => {
+                    outln!("{}", serde_json::to_string_pretty(&plans).expect("json"))
+                }
+                crate::report::Format::Markdown | crate::report::Format::Html => {
+                    for p in &plans {
                         outln!(
-                            "  ~ {} {} ttl {} -> {}: {} -> {}",
-                            c.key.name,
-                            c.key.rtype,
-                            c.from.ttl,
-                            c.to.ttl,
-                            c.from.values.join(" "),
-                            c.to.values.join(" ")
+                            "## Zone `{}`\n\n{} RRsets, {} to change.\n",
+                            p.zone,
+                            p.rrsets,
+                            p.changes.len()
                         );
+                        outln!(
+                            "| name | type | TTL | now | after the switch |\n|---|---|---|---|---|"
+                        );
+                        for c in &p.changes {
+                            outln!(
+                                "| `{}` | {} | {} → {} | {} | {} |",
+                                c.key.name,
+                                c.key.rtype,
+                                c.from.ttl,
+                                c.to.ttl,
+                                c.from.values.join(" "),
+                                c.to.values.join(" ")
+                            );
+                        }
+                        for r in &p.unsafe_reasons {
+                            outln!("\n**Refused without `--force`:** {r}");
+                        }
+                        for n in &p.unverified_servers {
+                            outln!("\n*Not verified:* name server {n}");
+                        }
+                        outln!("");
                     }
-                    for r in &p.unsafe_reasons {
-                        outln!("  ! unsafe without --force: {r}");
+                }
+                crate::report::Format::Text => {
+                    for p in &plans {
+                        outln!(
+                            "zone {} ({} RRsets, {} to change)",
+                            p.zone,
+                            p.rrsets,
+                            p.changes.len()
+                        );
+                        for c in &p.changes {
+                            outln!(
+                                "  ~ {} {} ttl {} -> {}: {} -> {}",
+                                c.key.name,
+                                c.key.rtype,
+                                c.from.ttl,
+                                c.to.ttl,
+                                c.from.values.join(" "),
+                                c.to.values.join(" ")
+                            );
+                        }
+                        for r in &p.unsafe_reasons {
+                            outln!("  ! unsafe without --force: {r}");
+                        }
+                        for n in &p.unverified_servers {
+                            outln!("  ? name server not verified: {n}");
+                        }
                     }
                 }
             }

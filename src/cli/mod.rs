@@ -86,6 +86,9 @@ pub enum Command {
         /// Apply only if the plan still has this checksum (printed by `dns plan`).
         #[arg(long, value_name = "CHECKSUM")]
         plan_checksum: Option<String>,
+        /// Format of `dns plan` (text, markdown or json).
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Copy the contents of SRC into DST (each a local path or `[user@]host[:port]:/path`),
     /// verified by BLAKE3 on both ends.
@@ -176,12 +179,14 @@ pub fn run(cli: Cli) -> u8 {
             zones,
             force,
             plan_checksum,
+            format,
         } => dns::run(
             step,
             &plan,
             &zones,
             force,
             plan_checksum.as_deref(),
+            format,
             &printer,
         ),
         Command::Copy {

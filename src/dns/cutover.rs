@@ -37,6 +37,8 @@ pub struct ZonePlan {
     pub changes: Vec<Change>,
     /// Why the plan is unsafe without `--force` (too large a share, a name server's address).
     pub unsafe_reasons: Vec<String>,
+    /// Name servers of the zone's NS set that `verify` will not check (not in `nameservers`).
+    pub unverified_servers: Vec<String>,
 }
 
 /// Why a DNS command stopped.
@@ -94,7 +96,12 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
 fn read_server(spec: &DnsSpec) -> std::net::SocketAddr {
     match &spec.provider {
         DnsProvider::Rfc2136 { server, .. } => *server,
-        _ => spec.nameservers[0],
+        // Validation makes `powerdns` list its servers; zone files may have none (read locally).
+        _ => spec
+            .nameservers
+            .first()
+            .copied()
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 53))),
     }
 }
 
@@ -197,6 +204,34 @@ fn plan_records(spec: &DnsSpec, zone: &str, records: &[Rr]) -> ZonePlan {
             from: state.clone(),
             to: RrState { ttl, values },
         });
+    }
+    // The zone's own NS set: servers it names that the plan does not verify are worth a warning.
+    let checked: Vec<IpAddr> = spec
+        .nameservers
+        .iter()
+        .map(|s| s.ip())
+        .chain(std::iter::once(read_server(spec).ip()))
+        .collect();
+    for ns in &ns_targets {
+        let addresses: Vec<IpAddr> = ["A", "AAAA"]
+            .iter()
+            .filter_map(|t| sets.get(&(ns.clone(), t.to_string())))
+            .flat_map(|s| s.values.iter().filter_map(|v| v.parse().ok()))
+            .collect();
+        if addresses.is_empty() {
+            plan.unverified_servers.push(format!(
+                "{ns} (outside the zone: list its address in `nameservers` to verify it)"
+            ));
+        } else if !addresses.iter().any(|a| checked.contains(a)) {
+            plan.unverified_servers.push(format!(
+                "{ns} ({})",
+                addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     let share = plan.changes.len() as f64 / plan.rrsets.max(1) as f64;
     if share > MAX_SHARE {
@@ -591,6 +626,21 @@ pub fn verify(
                 }
             }
         }
+        for resolver in &spec.resolvers {
+            for (key, want) in expected {
+                let Ok(rt) = key.rtype.parse() else { continue };
+                match query::resolve(*resolver, &key.name, rt, Duration::from_secs(3)) {
+                    Ok(rrs) => {
+                        let mut values: Vec<String> = rrs.iter().map(|r| r.data.clone()).collect();
+                        values.sort();
+                        if values != want.values {
+                            wrong.push(format!("resolver {resolver}: {} {} gives {values:?} (cached until its TTL runs out), expected {:?}", key.name, key.rtype, want.values));
+                        }
+                    }
+                    Err(e) => wrong.push(e),
+                }
+            }
+        }
         // Every server of a zone must give the same SOA serial (secondaries caught up).
         let mut by_zone: BTreeMap<&String, usize> = BTreeMap::new();
         for (z, _) in &serials {
@@ -609,7 +659,15 @@ pub fn verify(
                     "the zone files in {} (no server listed in the plan)",
                     p.label()
                 ),
-                None => format!("{} server(s), SOA serials equal", spec.nameservers.len()),
+                None => format!(
+                    "{} server(s), SOA serials equal{}",
+                    spec.nameservers.len(),
+                    if spec.resolvers.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} resolver(s)", spec.resolvers.len())
+                    }
+                ),
             };
             return Ok(vec![format!("{} RRset(s) on {source}", expected.len())]);
         }

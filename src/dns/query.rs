@@ -19,10 +19,14 @@ pub struct Rr {
 }
 
 fn question(name: &str, rtype: RecordType) -> Result<Message, String> {
+    question_rd(name, rtype, false)
+}
+
+fn question_rd(name: &str, rtype: RecordType, recurse: bool) -> Result<Message, String> {
     let name = Name::from_str(name).map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
     let mut msg = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-    // Authoritative data only: never ask the server to recurse for us.
-    msg.metadata.recursion_desired = false;
+    // Authoritative servers are asked for their own data only; resolvers are asked to recurse.
+    msg.metadata.recursion_desired = recurse;
     msg.add_query(Query::query(name, rtype));
     Ok(msg)
 }
@@ -124,6 +128,34 @@ pub fn lookup(
         && answer.answers.is_empty()
     {
         return Err(format!("{server} is not authoritative for {name}"));
+    }
+    Ok(answer
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == rtype)
+        .map(to_rr)
+        .collect())
+}
+
+/// Asks a recursive resolver for `name`/`rtype` (what visitors see once caches expire).
+///
+/// # Errors
+/// As `lookup`.
+pub fn resolve(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    timeout: Duration,
+) -> Result<Vec<Rr>, String> {
+    let msg = question_rd(name, rtype, true)?;
+    let answer = udp(server, &msg, timeout)?;
+    match answer.metadata.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        code => {
+            return Err(format!(
+                "resolver {server} answered {code} for {name} {rtype}"
+            ));
+        }
     }
     Ok(answer
         .answers

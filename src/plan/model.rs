@@ -185,6 +185,8 @@ pub struct DnsSpec {
     pub zones: Vec<String>,
     /// Authoritative servers that are read and verified.
     pub nameservers: Vec<SocketAddr>,
+    /// Recursive resolvers checked after the switch (optional).
+    pub resolvers: Vec<SocketAddr>,
     pub switch: Vec<(IpAddr, IpAddr)>,
     pub lower_ttl: Option<u32>,
     pub verify_timeout: Duration,

@@ -280,6 +280,10 @@ pub struct RawDns {
     /// Authoritative servers to read and verify (`ip[:port]`). Default: the provider's server.
     #[serde(default)]
     pub nameservers: Vec<String>,
+    /// Recursive resolvers also checked by `dns verify` (`ip[:port]`), such as your ISP's or
+    /// a public one: they show what visitors will get once caches expire.
+    #[serde(default)]
+    pub resolvers: Vec<String>,
     /// Address switches: every A/AAAA record holding `from` moves to `to`.
     #[serde(default)]
     pub switch: Vec<RawSwitch>,

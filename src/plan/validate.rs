@@ -846,6 +846,15 @@ impl Validator<'_> {
                 );
             }
         }
+        let mut resolvers = Vec::new();
+        for (i, s) in raw.resolvers.iter().enumerate() {
+            match units::parse_server(s, 53) {
+                Ok(a) => resolvers.push(a),
+                Err(e) => {
+                    self.error(&path.key("resolvers").index(i), e);
+                }
+            }
+        }
         let mut nameservers = Vec::new();
         for (i, s) in raw.nameservers.iter().enumerate() {
             match units::parse_server(s, 53) {
@@ -903,6 +912,7 @@ impl Validator<'_> {
             provider,
             zones: raw.zones.iter().map(|z| normalize_zone(z)).collect(),
             nameservers,
+            resolvers,
             switch,
             lower_ttl: raw.lower_ttl,
             verify_timeout,

@@ -12,15 +12,17 @@ mail 300 IN A 192.0.2.99\n\
 @ 300 IN MX 10 mail\n\
 ftp 300 IN CNAME www\n\
 blog 300 IN TXT \"hello\"\n\
-static 300 IN A 192.0.2.50\n";
+static 300 IN A 192.0.2.50\n\
+@ 300 IN NS ns2.example.test.\n\
+ns2 300 IN A 192.0.2.53\n";
 
 fn write_plan(dir: &Path, bind: &Bind, switch: &str) -> PathBuf {
     let plan = dir.join("plan.yaml");
     std::fs::write(
         &plan,
         format!(
-            "version: 1\nname: dns-it\nstate_dir: state\ndns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  switch: [{switch}]\n  lower_ttl: 60\n  verify_timeout: 10s\n",
-            bind.port, bind.tsig_name
+            "version: 1\nname: dns-it\nstate_dir: state\ndns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  switch: [{switch}]\n  lower_ttl: 60\n  verify_timeout: 10s\n  resolvers: [\"127.0.0.1:{}\"]\n",
+            bind.port, bind.tsig_name, bind.port
         ),
     )
     .unwrap();
@@ -62,6 +64,15 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
     assert!(
         out.contains("~ www.example.test. A ttl 3600 -> 60: 192.0.2.10 -> 198.51.100.10"),
         "{out}"
+    );
+    assert!(
+        out.contains("? name server not verified: ns2.example.test. (192.0.2.53)"),
+        "{out}"
+    );
+    let (_, md, _) = dns(&plan, s, &["plan", "--format", "markdown"]);
+    assert!(
+        md.contains("| `www.example.test.` | A | 3600 → 60 | 192.0.2.10 | 198.51.100.10 |"),
+        "{md}"
     );
     assert!(out.contains("~ shop.example.test. A ttl 1800 -> 60: 192.0.2.10 192.0.2.11 -> 192.0.2.11 198.51.100.10"), "{out}");
 
@@ -114,6 +125,7 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
     );
     let (code, out, err) = dns(&plan, s, &["verify"]);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("SOA serials equal; 1 resolver(s)"), "{out}");
 
     // Someone edits shop after our switch: the rollback must leave it alone.
     bind.nsupdate(
