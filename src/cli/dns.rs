@@ -25,15 +25,28 @@ pub enum Step {
     RestoreTtl,
 }
 
-pub fn run(
-    step: Step,
-    plan_path: &Path,
-    zones: &[String],
-    force: bool,
-    reviewed: Option<&str>,
-    format: crate::report::Format,
-    printer: &Printer,
-) -> u8 {
+/// The options of one `dns` command.
+pub struct DnsArgs<'a> {
+    pub step: Step,
+    pub plan: &'a Path,
+    pub zones: &'a [String],
+    pub only: &'a [String],
+    pub force: bool,
+    /// The checksum of the reviewed plan (`--plan-checksum`).
+    pub reviewed: Option<&'a str>,
+    pub format: crate::report::Format,
+}
+
+pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
+    let DnsArgs {
+        step,
+        plan: plan_path,
+        zones,
+        only,
+        force,
+        reviewed,
+        format,
+    } = args;
     let loaded = match super::validate::load_or_report(plan_path, printer) {
         Ok(l) => l,
         Err(code) => return code,
@@ -67,10 +80,22 @@ pub fn run(
             .collect()
     };
     let plans = || -> Result<Vec<ZonePlan>, CutoverError> {
-        let plans: Vec<ZonePlan> = selected
+        let mut plans: Vec<ZonePlan> = selected
             .iter()
             .map(|z| cutover::plan_zone(&spec, z))
             .collect::<Result<_, _>>()?;
+        if !only.is_empty() {
+            // `--only www.example.org`: just these names (relative to their zone or absolute).
+            for p in &mut plans {
+                let zone = p.zone.clone();
+                p.changes.retain(|c| {
+                    only.iter().any(|o| {
+                        crate::dns::query::fqdn(o) == c.key.name
+                            || format!("{}.{}.", o.trim_end_matches('.'), zone) == c.key.name
+                    })
+                });
+            }
+        }
         if let Some(expected) = reviewed {
             let now = cutover::checksum(&plans);
             if now != expected {

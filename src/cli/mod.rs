@@ -80,6 +80,9 @@ pub enum Command {
         /// Only these zones (repeatable).
         #[arg(long = "zone")]
         zones: Vec<String>,
+        /// Only these names, such as `www.example.org` or `www` (repeatable).
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
         /// Go on despite a safety check (share of the zone, NS addresses, TTL not expired).
         #[arg(long)]
         force: bool,
@@ -180,13 +183,17 @@ pub fn run(cli: Cli) -> u8 {
             force,
             plan_checksum,
             format,
+            only,
         } => dns::run(
-            step,
-            &plan,
-            &zones,
-            force,
-            plan_checksum.as_deref(),
-            format,
+            dns::DnsArgs {
+                step,
+                plan: &plan,
+                zones: &zones,
+                only: &only,
+                force,
+                reviewed: plan_checksum.as_deref(),
+                format,
+            },
             &printer,
         ),
         Command::Copy {

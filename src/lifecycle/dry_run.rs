@@ -653,6 +653,13 @@ fn zone_report(
             return z;
         }
     };
+    for n in &plan.unverified_servers {
+        risks.push(Risk::warning(
+            "unverified_nameserver",
+            zone,
+            format!("name server {n} is not checked after the switch"),
+        ));
+    }
     for r in &plan.unsafe_reasons {
         risks.push(Risk::warning(
             "dns_unsafe",

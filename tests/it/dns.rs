@@ -356,3 +356,25 @@ fn powerdns_through_its_http_api() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("rejected by"), "{err}");
 }
+
+#[test]
+fn only_narrows_a_switch_to_some_names() {
+    let bind = Bind::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        work.path(),
+        &bind,
+        "{ from: 192.0.2.10, to: 198.51.100.10 }",
+    );
+    let (code, out, err) = dns(
+        &plan,
+        &bind.tsig_secret,
+        &["switch", "--force", "--only", "www"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
+    assert_eq!(
+        bind.dig("shop.example.test", "A"),
+        vec!["192.0.2.10", "192.0.2.11"]
+    );
+}
