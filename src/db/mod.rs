@@ -1,2 +1,3 @@
 //! Databases: talking to MariaDB/MySQL and PostgreSQL through their own client tools on the host.
 pub mod discover;
+pub mod verify;

@@ -1,6 +1,7 @@
 //! One integration test binary (faster to build than many), with one shared harness of real servers.
 mod cli;
 mod copy;
+mod db;
 mod dns;
 mod dry_run;
 mod harness;
