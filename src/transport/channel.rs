@@ -136,7 +136,7 @@ impl Channel for LocalChannel {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         // Unbounded: the work runs right here, before anyone can read the replies.
         let (tx, rx) = std::sync::mpsc::channel();
-        let keep_open = matches!(call, Call::WriteBegin { .. });
+        let keep_open = matches!(call, Call::WriteBegin { .. } | Call::ExecWrite(_));
         let mut deliver = |r: Reply| {
             let _ = tx.send(r);
         };
@@ -151,7 +151,7 @@ impl Channel for LocalChannel {
     }
 
     fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
-        let end = matches!(call, Call::WriteEnd { .. });
+        let end = matches!(call, Call::WriteEnd { .. } | Call::ExecStdinEnd);
         let tx = if end {
             self.open
                 .lock()
@@ -307,7 +307,7 @@ impl Channel for RemoteChannel {
     }
 
     fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
-        let flush = matches!(call, Call::WriteEnd { .. });
+        let flush = matches!(call, Call::WriteEnd { .. } | Call::ExecStdinEnd);
         self.send(&Request::Call { id, call }, flush)
     }
 

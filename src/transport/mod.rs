@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod channel;
 pub mod local;
+pub mod pipe;
 pub mod protocol;
 pub mod server;
 pub mod ssh;

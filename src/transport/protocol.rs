@@ -55,6 +55,17 @@ pub enum Call {
         path: PathBuf,
     },
     Exec(ExecRequest),
+    /// Runs a command and streams its stdout as `Data`, then `Exec` with its exit code and
+    /// stderr (stdout left empty): a database dump that never lands on disk.
+    ExecRead(ExecRequest),
+    /// Starts a command that reads the stream: its stdin comes as `ExecStdin` frames, then
+    /// `ExecStdinEnd`, answered by `Exec` with its exit code and stderr.
+    ExecWrite(ExecRequest),
+    ExecStdin {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    ExecStdinEnd,
     /// Opens a root for the calls below; `create` makes the directory (target side).
     OpenRoot {
         root: PathBuf,

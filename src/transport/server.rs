@@ -34,6 +34,41 @@ struct Write {
 pub struct Server {
     roots: RwLock<Vec<Arc<SafeRoot>>>,
     writes: Mutex<HashMap<u64, Arc<Mutex<Write>>>>,
+    /// Commands fed by `ExecStdin` frames, by call id.
+    feeds: Mutex<HashMap<u64, Feed>>,
+}
+
+/// A running command whose stdin we feed; its stderr is kept (the tail) for the final reply.
+struct Feed {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    error: Option<String>,
+}
+
+/// The last 64 KiB a pipe gives (a failing tool's message is at its end).
+fn tail_of(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 65536 {
+                kept.drain(..kept.len() - 65536);
+            }
+        }
+        kept
+    })
+}
+
+fn command(req: &crate::transport::ExecRequest) -> std::process::Command {
+    let mut cmd = std::process::Command::new(&req.program);
+    cmd.args(&req.args)
+        .envs(req.env.iter().map(|(k, v)| (k, v)));
+    cmd
 }
 
 fn show(p: &[u8]) -> String {
@@ -75,6 +110,26 @@ impl Server {
                 .space(&path)
                 .map(|s| Some(Reply::Space(s)))
                 .map_err(failure),
+            Call::ExecRead(req) => self.exec_read(&req, reply).map(Some),
+            Call::ExecWrite(req) => {
+                self.exec_write(id, &req);
+                Ok(None)
+            }
+            Call::ExecStdin { data } => {
+                if let Some(f) = self
+                    .feeds
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&id)
+                    && f.error.is_none()
+                    && let Some(stdin) = f.stdin.as_mut()
+                    && let Err(e) = std::io::Write::write_all(stdin, &data)
+                {
+                    f.error = Some(format!("the command stopped reading its input: {e}"));
+                }
+                Ok(None)
+            }
+            Call::ExecStdinEnd => self.exec_end(id).map(Some),
             Call::Exec(req) => local
                 .exec(&req)
                 .map(|o| Some(Reply::Exec(o)))
@@ -203,6 +258,101 @@ impl Server {
             Ok(None) => {}
             Err(e) => reply(Reply::Error(e)),
         }
+    }
+
+    fn exec_read(
+        &self,
+        req: &crate::transport::ExecRequest,
+        reply: &mut dyn FnMut(Reply),
+    ) -> Result<Reply, String> {
+        use std::process::Stdio;
+        let mut child = command(req)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", req.program))?;
+        let stderr = tail_of(child.stderr.take().expect("piped"));
+        let mut out = child.stdout.take().expect("piped");
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = read_full(&mut out, &mut buf).map_err(|e| format!("`{}`: {e}", req.program))?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            reply(Reply::Data(buf));
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        Ok(Reply::Exec(crate::transport::ExecOutput {
+            code: status.code(),
+            stdout: Vec::new(),
+            stderr: stderr.join().unwrap_or_default(),
+        }))
+    }
+
+    fn exec_write(&self, id: u64, req: &crate::transport::ExecRequest) {
+        use std::process::Stdio;
+        let feed = match command(req)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(mut child) => {
+                // Its stdout is drained (and dropped) so the tool never blocks on a full pipe.
+                let stdout = tail_of(child.stdout.take().expect("piped"));
+                drop(stdout);
+                let stderr = tail_of(child.stderr.take().expect("piped"));
+                Feed {
+                    stdin: child.stdin.take(),
+                    child,
+                    stderr,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let mut dummy = command(&crate::transport::ExecRequest::new(
+                    "true",
+                    Vec::<String>::new(),
+                ))
+                .spawn()
+                .expect("`true` runs");
+                let _ = dummy.wait();
+                Feed {
+                    child: dummy,
+                    stdin: None,
+                    stderr: std::thread::spawn(Vec::new),
+                    error: Some(format!("cannot run `{}`: {e}", req.program)),
+                }
+            }
+        };
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, feed);
+    }
+
+    fn exec_end(&self, id: u64) -> Result<Reply, String> {
+        let mut feed = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+            .ok_or_else(|| format!("no command started for call {id}"))?;
+        drop(feed.stdin.take());
+        let status = feed.child.wait().map_err(|e| e.to_string())?;
+        let stderr = feed.stderr.join().unwrap_or_default();
+        let mut stderr = stderr;
+        if let Some(e) = feed.error {
+            // Its own message (why it stopped) comes first; ours says what it did to the stream.
+            stderr.extend_from_slice(format!("\n({e})").as_bytes());
+        }
+        Ok(Reply::Exec(crate::transport::ExecOutput {
+            code: status.code(),
+            stdout: Vec::new(),
+            stderr,
+        }))
     }
 
     /// Runs a path operation under a root; its error names the path.

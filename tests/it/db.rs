@@ -163,3 +163,65 @@ fn postgres_verification_finds_one_changed_row_and_its_key_range() {
         "{orders:#?}"
     );
 }
+
+#[test]
+fn a_dump_streams_between_hosts_through_the_agents() {
+    use transhumance::cli::endpoint::{Location, connect};
+    use transhumance::transport::ExecRequest;
+    use transhumance::transport::pipe::pipe;
+    let sshd = crate::harness::Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let target = transhumance::plan::units::parse_ssh_target("root@127.0.0.1").unwrap();
+    let remote = connect(
+        &Location::Remote(target, work.path().to_path_buf()),
+        Some(&sshd.ssh_command()),
+    )
+    .unwrap();
+    let local = LocalTransport::new("local");
+    let produce = ExecRequest::new("sh", ["-c", "head -c 5000000 /dev/zero; echo made >&2"]);
+    for (from, to, name) in [
+        (
+            remote.transport.as_ref(),
+            &local as &dyn transhumance::transport::Transport,
+            "remote-to-local",
+        ),
+        (
+            &local as &dyn transhumance::transport::Transport,
+            remote.transport.as_ref(),
+            "local-to-remote",
+        ),
+        (
+            remote.transport.as_ref(),
+            remote.transport.as_ref(),
+            "remote-to-same-remote",
+        ),
+    ] {
+        let out = work.path().join(name);
+        let consume = ExecRequest::new(
+            "sh",
+            ["-c", &format!("cat > {}; echo stored >&2", out.display())],
+        );
+        let (a, b, moved) = pipe(from, &produce, to, &consume).unwrap();
+        assert_eq!(
+            (a.code, b.code, moved),
+            (Some(0), Some(0), 5_000_000),
+            "{name}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&b.stderr).trim(),
+            "stored",
+            "{name}"
+        );
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 5_000_000, "{name}");
+    }
+    // A failing consumer is reported with its message, not hidden.
+    let (_, b, _) = pipe(
+        &local,
+        &produce,
+        remote.transport.as_ref(),
+        &ExecRequest::new("sh", ["-c", "echo 'ERROR 1045: access denied' >&2; exit 1"]),
+    )
+    .unwrap();
+    assert_eq!(b.code, Some(1));
+    assert!(String::from_utf8_lossy(&b.stderr).contains("access denied"));
+}

@@ -1,0 +1,231 @@
+//! A command on one host piped into a command on another (a database dump into its restore),
+//! streamed through the transports: no temp file, memory bounded by the reply buffers.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use super::protocol::{Call, Reply};
+use super::{ExecOutput, ExecRequest, Transport, TransportError};
+
+const CHUNK: usize = 256 * 1024;
+
+fn local_command(req: &ExecRequest) -> Command {
+    let mut c = Command::new(&req.program);
+    c.args(&req.args).envs(req.env.iter().map(|(k, v)| (k, v)));
+    c
+}
+
+/// Where the stream goes.
+enum Sink {
+    Local {
+        child: std::process::Child,
+        stdin: Option<std::process::ChildStdin>,
+        stderr: std::thread::JoinHandle<Vec<u8>>,
+    },
+    Remote {
+        channel: std::sync::Arc<dyn super::channel::Channel>,
+        pending: super::channel::Pending,
+    },
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+impl Sink {
+    fn open(
+        host: &dyn Transport,
+        req: &ExecRequest,
+        channel_index: usize,
+    ) -> Result<Sink, TransportError> {
+        if host.is_local() {
+            let mut child = local_command(req)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| TransportError::Remote {
+                    host: host.host().into(),
+                    message: format!("cannot run `{}`: {e}", req.program),
+                })?;
+            let stderr = read_all(child.stderr.take().expect("piped"));
+            return Ok(Sink::Local {
+                stdin: child.stdin.take(),
+                child,
+                stderr,
+            });
+        }
+        let channel = host.channel(channel_index)?;
+        let pending = channel.call(Call::ExecWrite(req.clone()))?;
+        Ok(Sink::Remote { channel, pending })
+    }
+
+    fn write(&mut self, data: Vec<u8>) -> Result<(), String> {
+        match self {
+            Sink::Local { stdin, .. } => stdin
+                .as_mut()
+                .ok_or("input closed")?
+                .write_all(&data)
+                .map_err(|e| format!("the receiving command stopped reading: {e}")),
+            Sink::Remote { channel, pending } => channel
+                .follow(pending.id, Call::ExecStdin { data })
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn finish(self, host: &str) -> Result<ExecOutput, TransportError> {
+        match self {
+            Sink::Local {
+                mut child,
+                stdin,
+                stderr,
+            } => {
+                drop(stdin);
+                let status = child.wait().map_err(|e| TransportError::Remote {
+                    host: host.into(),
+                    message: e.to_string(),
+                })?;
+                Ok(ExecOutput {
+                    code: status.code(),
+                    stdout: Vec::new(),
+                    stderr: stderr.join().unwrap_or_default(),
+                })
+            }
+            Sink::Remote { channel, pending } => {
+                channel.follow(pending.id, Call::ExecStdinEnd)?;
+                match pending.wait(host)? {
+                    Reply::Exec(o) => Ok(o),
+                    r => Err(TransportError::Protocol {
+                        host: host.into(),
+                        message: format!("unexpected {r:?}"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `from_req` on `from` and feeds its output to `to_req` on `to`; returns both outcomes
+/// (exit codes and stderr) and the bytes that went through.
+///
+/// # Errors
+/// A host cannot be reached or a program cannot start; a command that fails is an `Ok` with its
+/// exit code, for the caller to judge.
+pub fn pipe(
+    from: &dyn Transport,
+    from_req: &ExecRequest,
+    to: &dyn Transport,
+    to_req: &ExecRequest,
+) -> Result<(ExecOutput, ExecOutput, u64), TransportError> {
+    // On one remote host the two commands use two streams: the agent serves one call at a time.
+    let same_remote = !from.is_local() && from.host() == to.host();
+    let mut sink = Sink::open(to, to_req, usize::from(same_remote))?;
+    let mut moved = 0u64;
+    let mut broken: Option<String> = None;
+    let source = if from.is_local() {
+        let mut child = local_command(from_req)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| TransportError::Remote {
+                host: from.host().into(),
+                message: format!("cannot run `{}`: {e}", from_req.program),
+            })?;
+        let stderr = read_all(child.stderr.take().expect("piped"));
+        let mut out = child.stdout.take().expect("piped");
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = out.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            moved += n as u64;
+            if broken.is_none()
+                && let Err(e) = sink.write(buf)
+            {
+                broken = Some(e);
+            }
+        }
+        let status = child.wait().map_err(|e| TransportError::Remote {
+            host: from.host().into(),
+            message: e.to_string(),
+        })?;
+        ExecOutput {
+            code: status.code(),
+            stdout: Vec::new(),
+            stderr: stderr.join().unwrap_or_default(),
+        }
+    } else {
+        let pending = from.channel(0)?.call(Call::ExecRead(from_req.clone()))?;
+        let mut result = None;
+        for reply in pending.replies.iter() {
+            match reply {
+                Reply::Data(data) => {
+                    moved += data.len() as u64;
+                    if broken.is_none()
+                        && let Err(e) = sink.write(data)
+                    {
+                        broken = Some(e);
+                    }
+                }
+                Reply::Exec(o) => {
+                    result = Some(o);
+                    break;
+                }
+                Reply::Error(e) => {
+                    return Err(TransportError::Remote {
+                        host: from.host().into(),
+                        message: e,
+                    });
+                }
+                r => {
+                    return Err(TransportError::Protocol {
+                        host: from.host().into(),
+                        message: format!("unexpected {r:?}"),
+                    });
+                }
+            }
+        }
+        result.ok_or_else(|| TransportError::Connect {
+            host: from.host().into(),
+            message: "connection lost during the stream".into(),
+        })?
+    };
+    let mut target = sink.finish(to.host())?;
+    if let Some(e) = broken {
+        target.stderr.extend_from_slice(format!("\n{e}").as_bytes());
+        if target.code == Some(0) {
+            target.code = None;
+        }
+    }
+    Ok((source, target, moved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::LocalTransport;
+
+    #[test]
+    fn a_local_pipe_streams_and_reports_both_ends() {
+        let here = LocalTransport::new("local");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("copy");
+        let (a, b, moved) = pipe(
+            &here,
+            &ExecRequest::new("sh", ["-c", "head -c 3000000 /dev/zero; echo done >&2"]),
+            &here,
+            &ExecRequest::new("sh", ["-c", &format!("cat > {}", out.display())]),
+        )
+        .unwrap();
+        assert_eq!((a.code, b.code, moved), (Some(0), Some(0), 3_000_000));
+        assert_eq!(String::from_utf8_lossy(&a.stderr).trim(), "done");
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 3_000_000);
+    }
+}
