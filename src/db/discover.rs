@@ -20,64 +20,53 @@ GROUP BY s.schema_name ORDER BY s.schema_name";
 const PG_LIST: &str = "SELECT datname, pg_database_size(datname) FROM pg_database \
 WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY datname";
 
-/// The client command that runs `sql` against `server`; the password goes in the environment.
+/// A tool of the engine (`mariadb`, `mariadb-dump`, `psql`, `pg_dump`, `pg_restore`) with the
+/// server's connection options first; the password goes in the environment, never in `args`.
 ///
 /// # Errors
 /// A password reference that cannot be resolved.
-pub fn client_request(
+pub fn tool_request(
     engine: DbEngine,
     server: &DbServer,
-    database: Option<&str>,
-    sql: &str,
+    program: &str,
+    args: &[String],
 ) -> Result<ExecRequest, String> {
-    let mut req = match engine {
+    let mut all = Vec::new();
+    match engine {
         DbEngine::Mysql | DbEngine::Mariadb => {
-            let mut args = vec!["-NB".to_string()];
             if let Some(s) = &server.socket {
-                args.push(format!("--socket={s}"));
+                all.push(format!("--socket={s}"));
             }
             if let Some(a) = &server.address {
-                args.push(format!("--host={a}"));
+                all.push(format!("--host={a}"));
             }
             if let Some(p) = server.port {
-                args.push(format!("--port={p}"));
+                all.push(format!("--port={p}"));
                 if server.address.is_none() && server.socket.is_none() {
-                    args.push("--host=127.0.0.1".into());
+                    all.push("--host=127.0.0.1".into());
                 }
             }
             if let Some(u) = &server.user {
-                args.push(format!("--user={u}"));
+                all.push(format!("--user={u}"));
             }
-            args.push("-e".into());
-            args.push(sql.into());
-            if let Some(db) = database {
-                args.push(db.into());
-            }
-            ExecRequest::new("mariadb", args)
         }
         DbEngine::Postgres => {
-            let mut args = vec![
-                "-XAt".to_string(),
-                "-F".into(),
-                "\t".into(),
-                "-v".into(),
-                "ON_ERROR_STOP=1".into(),
-            ];
             if let Some(h) = server.socket.as_ref().or(server.address.as_ref()) {
-                args.push(format!("--host={h}"));
+                all.push(format!("--host={h}"));
             }
             if let Some(p) = server.port {
-                args.push(format!("--port={p}"));
+                all.push(format!("--port={p}"));
             }
             if let Some(u) = &server.user {
-                args.push(format!("--username={u}"));
+                all.push(format!("--username={u}"));
             }
-            args.push(format!("--dbname={}", database.unwrap_or("postgres")));
-            args.push("-c".into());
-            args.push(sql.into());
-            ExecRequest::new("psql", args).env("PGCONNECT_TIMEOUT", "10")
         }
-    };
+    }
+    all.extend(args.iter().cloned());
+    let mut req = ExecRequest::new(program, all);
+    if engine == DbEngine::Postgres {
+        req = req.env("PGCONNECT_TIMEOUT", "10");
+    }
     if let Some(secret) = &server.password {
         let value = secret.resolve()?;
         let var = if engine == DbEngine::Postgres {
@@ -88,6 +77,39 @@ pub fn client_request(
         req = req.env(var, value.expose());
     }
     Ok(req)
+}
+
+/// The client command that runs `sql` against `server`; the password goes in the environment.
+///
+/// # Errors
+/// A password reference that cannot be resolved.
+pub fn client_request(
+    engine: DbEngine,
+    server: &DbServer,
+    database: Option<&str>,
+    sql: &str,
+) -> Result<ExecRequest, String> {
+    match engine {
+        DbEngine::Mysql | DbEngine::Mariadb => {
+            let mut args = vec!["-NB".to_string(), "-e".into(), sql.into()];
+            if let Some(db) = database {
+                args.push(db.into());
+            }
+            tool_request(engine, server, "mariadb", &args)
+        }
+        DbEngine::Postgres => {
+            let args = ["-XAt", "-F", "\t", "-v", "ON_ERROR_STOP=1"]
+                .iter()
+                .map(|a| a.to_string())
+                .chain([
+                    format!("--dbname={}", database.unwrap_or("postgres")),
+                    "-c".into(),
+                    sql.into(),
+                ])
+                .collect::<Vec<_>>();
+            tool_request(engine, server, "psql", &args)
+        }
+    }
 }
 
 /// Runs `sql` and returns the rows as tab-separated fields.

@@ -225,3 +225,178 @@ fn a_dump_streams_between_hosts_through_the_agents() {
     assert_eq!(b.code, Some(1));
     assert!(String::from_utf8_lossy(&b.stderr).contains("access denied"));
 }
+
+#[test]
+fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
+    use transhumance::cli::endpoint::{Location, connect};
+    use transhumance::db::transfer::{Endpoint, transfer};
+    use transhumance::plan::raw::ConflictPolicy;
+    let sshd = crate::harness::Sshd::start();
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let (psrc, pdst) = (Postgres::start(), Postgres::start());
+    msrc.sql("CREATE DATABASE site_a CHARACTER SET latin1; USE site_a; CREATE TABLE posts (id INT PRIMARY KEY, body TEXT, img BLOB); INSERT INTO posts SELECT seq, CONCAT('été ', seq), UNHEX(MD5(seq)) FROM seq_1_to_3000; CREATE VIEW recent AS SELECT id FROM posts WHERE id > 2990; CREATE TRIGGER t BEFORE INSERT ON posts FOR EACH ROW SET NEW.body = UPPER(NEW.body);");
+    psrc.psql("postgres", "CREATE DATABASE shop");
+    psrc.psql("shop", "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 2000) g; SELECT lo_from_bytea(0, 'large object');");
+    let work = tempfile::tempdir().unwrap();
+    let target = transhumance::plan::units::parse_ssh_target("root@127.0.0.1").unwrap();
+    let remote = connect(
+        &Location::Remote(target, work.path().to_path_buf()),
+        Some(&sshd.ssh_command()),
+    )
+    .unwrap();
+    let local = LocalTransport::new("local");
+    let (ma, mb) = (
+        server(Some(msrc.socket.display().to_string()), None, "root"),
+        server(Some(mdst.socket.display().to_string()), None, "root"),
+    );
+    let (pa, pb) = (
+        server(None, Some(psrc.port), "postgres"),
+        server(None, Some(pdst.port), "postgres"),
+    );
+    let from = |s| Endpoint {
+        transport: &local,
+        server: s,
+    };
+    let to = |s| Endpoint {
+        transport: remote.transport.as_ref(),
+        server: s,
+    };
+
+    for _ in 0..2 {
+        // A second run replaces the copy it made (pre-syncs repeat).
+        let m = transfer(
+            DbEngine::Mariadb,
+            &from(&ma),
+            &to(&mb),
+            "site_a",
+            ConflictPolicy::Fail,
+            "it",
+        )
+        .unwrap();
+        assert_eq!(m.outcome, "copied");
+        assert!(m.bytes > 100_000, "{m:?}");
+        let p = transfer(
+            DbEngine::Postgres,
+            &from(&pa),
+            &to(&pb),
+            "shop",
+            ConflictPolicy::Fail,
+            "it",
+        )
+        .unwrap();
+        assert_eq!(p.outcome, "copied");
+    }
+    fn side<'a>(
+        t: &'a dyn transhumance::transport::Transport,
+        s: &'a DbServer,
+        db: &'a str,
+    ) -> Side<'a> {
+        Side {
+            transport: t,
+            server: s,
+            database: db,
+        }
+    }
+    let m = verify_database(
+        DbEngine::Mariadb,
+        &side(&local, &ma, "site_a"),
+        &side(&local, &mb, "site_a"),
+        1000,
+    )
+    .unwrap();
+    assert!(m.iter().all(|c| c.status == "same"), "{m:#?}");
+    assert_eq!(mdst.sql("SELECT default_character_set_name FROM information_schema.schemata WHERE schema_name = 'site_a'"), "latin1");
+    assert_eq!(mdst.sql("SELECT COUNT(*) FROM site_a.recent"), "10");
+    assert_eq!(
+        mdst.sql(
+            "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = 'site_a'"
+        ),
+        "1"
+    );
+    let p = verify_database(
+        DbEngine::Postgres,
+        &side(&local, &pa, "shop"),
+        &side(&local, &pb, "shop"),
+        1000,
+    )
+    .unwrap();
+    assert!(p.iter().all(|c| c.status == "same"), "{p:#?}");
+    assert_eq!(
+        pdst.psql("shop", "SELECT count(*) FROM pg_largeobject_metadata"),
+        "1"
+    );
+    assert_eq!(
+        pdst.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop__th%'"
+        ),
+        "0"
+    );
+
+    // A database at the target that is not ours is a conflict.
+    mdst.sql("CREATE DATABASE site_b");
+    msrc.sql("CREATE DATABASE site_b");
+    let err = transfer(
+        DbEngine::Mariadb,
+        &from(&ma),
+        &to(&mb),
+        "site_b",
+        ConflictPolicy::Fail,
+        "it",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("database `site_b` on host `root@127.0.0.1`")
+            && err.contains("not created by this plan"),
+        "{err}"
+    );
+    assert_eq!(
+        transfer(
+            DbEngine::Mariadb,
+            &from(&ma),
+            &to(&mb),
+            "site_b",
+            ConflictPolicy::Skip,
+            "it"
+        )
+        .unwrap()
+        .outcome,
+        "skipped"
+    );
+    // A name that does not exist, a wrong password.
+    let err = transfer(
+        DbEngine::Mariadb,
+        &from(&ma),
+        &to(&mb),
+        "nope",
+        ConflictPolicy::Fail,
+        "it",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("database `nope` on host `local`: does not exist"),
+        "{err}"
+    );
+    // SAFETY: a variable only this test reads.
+    unsafe { std::env::set_var("IT_WRONG_DB_PW", "wrong") };
+    let mut bad = ma.clone();
+    bad.socket = None;
+    bad.address = Some("127.0.0.1".into());
+    bad.port = Some(msrc.port);
+    bad.password = Some(transhumance::plan::secret::SecretRef::Env(
+        "IT_WRONG_DB_PW".into(),
+    ));
+    let err = transfer(
+        DbEngine::Mariadb,
+        &from(&bad),
+        &to(&mb),
+        "site_a",
+        ConflictPolicy::Fail,
+        "it",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("Access denied") && !err.contains("wrong"),
+        "{err}"
+    );
+}
