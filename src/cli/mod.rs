@@ -10,6 +10,7 @@ macro_rules! outln {
 
 pub mod agent;
 pub mod copy;
+pub mod db;
 pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
@@ -70,6 +71,17 @@ pub enum Command {
     },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
+    /// Databases of a plan: `sync` (dump, stream, restore, verify) or `verify` (table by table).
+    Db {
+        /// The step to run.
+        #[arg(value_enum)]
+        step: db::Step,
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only these databases (repeatable).
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
+    },
     /// DNS steps of a cutover: plan, lower-ttl, switch, verify, rollback, restore-ttl.
     Dns {
         /// The step to run.
@@ -176,6 +188,7 @@ pub fn run(cli: Cli) -> u8 {
             output,
         } => plan::run(&plan, format, output.as_deref(), &printer),
         Command::Schema => schema::run(),
+        Command::Db { step, plan, only } => db::run(step, &plan, &only, &printer),
         Command::Dns {
             step,
             plan,

@@ -18,6 +18,7 @@ pub fn run(
     jobs: usize,
     printer: &Printer,
 ) -> u8 {
+    let mut db_clean = true;
     let pairs: Vec<(String, Endpoint, Endpoint, Vec<String>)> = match second {
         Some(dst) => {
             let (s, d) = match (parse_location(first), parse_location(dst)) {
@@ -66,13 +67,29 @@ pub fn run(
                     }
                 }
             }
-            if !loaded.plan.databases.is_empty() || !loaded.plan.mail.is_empty() {
-                printer.status("note: databases and mail are not verified yet (their engines are later issues); files only");
+            if !loaded.plan.databases.is_empty() {
+                let results = crate::lifecycle::databases::run(
+                    &loaded.plan,
+                    &connections,
+                    &[],
+                    false,
+                    &crate::event::Silent,
+                );
+                super::db::print(&results, printer);
+                if !results
+                    .iter()
+                    .all(crate::lifecycle::databases::DbResult::clean)
+                {
+                    db_clean = false;
+                }
+            }
+            if !loaded.plan.mail.is_empty() {
+                printer.status("note: mail is not verified yet (the mail issue)");
             }
             pairs
         }
     };
-    let mut all_clean = true;
+    let mut all_clean = db_clean;
     let mut reports = Vec::new();
     for (name, s, d, excl) in pairs {
         match verify(&s, &d, &excl, jobs, &Silent) {

@@ -1,5 +1,6 @@
 //! Orchestration over the engines: connections, inventory expansion, the dry run.
 pub mod connections;
+pub mod databases;
 pub mod dry_run;
 pub mod inventory;
 

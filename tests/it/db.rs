@@ -400,3 +400,59 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn db_sync_moves_a_plans_databases_and_verify_plan_finds_a_changed_row() {
+    let sshd = crate::harness::Sshd::start();
+    let (src, dst) = (MariaDb::start(), MariaDb::start());
+    for db in ["site_one", "site_two", "other"] {
+        src.sql(&format!("CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_1000;"));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let plan = work.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: db-it\ndefaults: {{ jobs: 2 }}\nhosts:\n  newdb: {{ ssh: \"root@127.0.0.1:{}\", identity_file: \"{}\", known_hosts: \"{}\", agent_dir: \"{}/agent\" }}\ndatabases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: newdb, socket: \"{}\", user: root }}\n    names: [\"site_*\"]\n",
+            sshd.port,
+            sshd.client_key.display(),
+            sshd.known_hosts.display(),
+            work.path().display(),
+            src.socket.display(),
+            dst.socket.display()
+        ),
+    )
+    .unwrap();
+    let out = crate::cli::bin()
+        .args(["db", "sync"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("copied    site_one")
+            && text.contains("copied    site_two")
+            && !text.contains("other"),
+        "{text}"
+    );
+    assert!(text.contains("same      site_one.t: 1000 rows"), "{text}");
+    assert_eq!(dst.sql("SHOW DATABASES LIKE 'other'"), "");
+
+    dst.sql("UPDATE site_two.t SET v = 'changed' WHERE id = 777");
+    let out = crate::cli::bin().arg("verify").arg(&plan).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "DIFFERENT site_two.t: 1000 rows at the source, 1000 at the target; keys '1'..'1000'"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("same      site_one.t"), "{text}");
+}

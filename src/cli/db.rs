@@ -1,0 +1,120 @@
+//! `transhumance db sync|verify PLAN`: the plan's databases, moved and verified table by table.
+
+use std::path::Path;
+
+use super::exit;
+use super::printer::Printer;
+use super::progress::Bars;
+use crate::event::{Observer, Silent};
+use crate::lifecycle::databases::{DbResult, run as run_databases};
+use crate::lifecycle::{Connections, default_agent_binary};
+use crate::plan::units::human_bytes;
+
+/// What to do with the plan's databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Step {
+    /// Dump, stream and restore every selected database (re-runnable), then verify it.
+    Sync,
+    /// Compare every table of each database at both ends (rows and content, by key range).
+    Verify,
+}
+
+pub fn run(step: Step, plan_path: &Path, only: &[String], printer: &Printer) -> u8 {
+    let loaded = match super::validate::load_or_report(plan_path, printer) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if loaded.plan.databases.is_empty() {
+        printer.error(format!(
+            "{}: the plan has no `databases` section",
+            loaded.source.name
+        ));
+        return exit::INVALID;
+    }
+    let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
+    let observer: Box<dyn Observer> = if printer.progress {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Silent)
+    };
+    let results = run_databases(
+        &loaded.plan,
+        &connections,
+        only,
+        step == Step::Sync,
+        observer.as_ref(),
+    );
+    print(&results, printer);
+    if results.iter().all(DbResult::clean) {
+        exit::OK
+    } else {
+        exit::FAILURES
+    }
+}
+
+/// Prints database results (also used by `verify PLAN`).
+pub fn print(results: &[DbResult], printer: &Printer) {
+    if printer.json {
+        outln!("{}", serde_json::to_string_pretty(results).expect("json"));
+        return;
+    }
+    for r in results {
+        if let Some(e) = &r.error {
+            outln!("FAILED    {}: {e}", r.name);
+            continue;
+        }
+        if let Some(m) = &r.moved {
+            outln!(
+                "{:<9} {} ({} streamed){}",
+                m.outcome,
+                r.name,
+                human_bytes(m.bytes),
+                m.note
+                    .as_deref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            );
+        }
+        for t in &r.tables {
+            let full = if t.hashed_in_full {
+                " (no primary key: hashed in full)"
+            } else {
+                ""
+            };
+            match t.status.as_str() {
+                "same" => outln!(
+                    "same      {}.{}: {} rows{full}",
+                    r.name,
+                    t.table,
+                    t.rows_source
+                ),
+                _ => {
+                    let ranges = t
+                        .differing_ranges
+                        .iter()
+                        .map(|(a, b)| {
+                            if b.is_empty() {
+                                a.clone()
+                            } else {
+                                format!("{a}..{b}")
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    outln!(
+                        "DIFFERENT {}.{}: {} rows at the source, {} at the target; {}{full}",
+                        r.name,
+                        t.table,
+                        t.rows_source,
+                        t.rows_target,
+                        if ranges.is_empty() {
+                            t.status.clone()
+                        } else {
+                            format!("keys {ranges}")
+                        }
+                    );
+                }
+            }
+        }
+    }
+}
