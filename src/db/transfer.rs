@@ -23,6 +23,9 @@ pub struct Moved {
     pub outcome: String,
     /// Bytes of dump that went through.
     pub bytes: u64,
+    /// Users (MariaDB `'user'@'host'`) created or updated at the target with their grants.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -103,6 +106,7 @@ pub fn transfer(
                     name: name.into(),
                     outcome: "skipped".into(),
                     bytes: 0,
+                    users: Vec::new(),
                     note: Some("exists at the target and is not ours (conflict: skip)".into()),
                 });
             }
@@ -138,6 +142,66 @@ fn check(what: &str, out: &crate::transport::ExecOutput) -> Result<(), String> {
 
 /// MariaDB/MySQL cannot rename a database: the copy is restored under its final name and
 /// dropped again if the restore fails (said so in the error).
+/// Users reaching `name` (privileges on it, or definers of its views and routines), recreated
+/// at the target with their password hashes and grants, before the restore needs them.
+fn copy_mysql_users(
+    engine: DbEngine,
+    from: &Endpoint<'_>,
+    to: &Endpoint<'_>,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let n = lit(name);
+    let q = format!(
+        "SELECT DISTINCT GRANTEE FROM information_schema.SCHEMA_PRIVILEGES WHERE TABLE_SCHEMA = {n} \
+         UNION SELECT DISTINCT CONCAT(\"'\", SUBSTRING_INDEX(DEFINER, '@', 1), \"'@'\", SUBSTRING_INDEX(DEFINER, '@', -1), \"'\") FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {n} \
+         UNION SELECT DISTINCT CONCAT(\"'\", SUBSTRING_INDEX(DEFINER, '@', 1), \"'@'\", SUBSTRING_INDEX(DEFINER, '@', -1), \"'\") FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {n} \
+         UNION SELECT DISTINCT CONCAT(\"'\", SUBSTRING_INDEX(DEFINER, '@', 1), \"'@'\", SUBSTRING_INDEX(DEFINER, '@', -1), \"'\") FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {n}"
+    );
+    let mut users: Vec<String> = sql(engine, from, &q)?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next())
+        .collect();
+    // The administrator running the move exists on both sides already.
+    users.retain(|u| {
+        !u.starts_with("'root'@")
+            && !u.starts_with("'mariadb.sys'@")
+            && !u.starts_with("'mysql.sys'@")
+    });
+    users.sort();
+    users.dedup();
+    for user in &users {
+        let create = sql(engine, from, &format!("SHOW CREATE USER {user}"))?;
+        let grants = sql(engine, from, &format!("SHOW GRANTS FOR {user}"))?;
+        let mut statements: Vec<String> = create
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .map(|c| c.replacen("CREATE USER ", "CREATE USER IF NOT EXISTS ", 1))
+            .collect();
+        statements.extend(grants.into_iter().filter_map(|r| r.into_iter().next()));
+        let script = statements
+            .iter()
+            .map(|s| format!("{s};"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // The statements carry password hashes: an error names the user, never the statement.
+        sql(engine, to, &script).map_err(|e| {
+            format!(
+                "recreating user {user} failed ({})",
+                e.lines()
+                    .last()
+                    .unwrap_or("")
+                    .split(" at line")
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
+            )
+        })?;
+    }
+    Ok(users)
+}
+
 fn transfer_mysql(
     engine: DbEngine,
     from: &Endpoint<'_>,
@@ -166,6 +230,7 @@ fn transfer_mysql(
             lit(ours)
         ),
     )?;
+    let users = copy_mysql_users(engine, from, to, name)?;
     let dump_args: Vec<String> = [
         "--single-transaction",
         "--routines",
@@ -206,6 +271,7 @@ fn transfer_mysql(
         name: name.into(),
         outcome: "copied".into(),
         bytes,
+        users,
         note: None,
     })
 }
@@ -325,6 +391,7 @@ fn transfer_postgres(
         name: name.into(),
         outcome: "copied".into(),
         bytes,
+        users: Vec::new(),
         note: None,
     })
 }

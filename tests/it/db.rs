@@ -234,7 +234,7 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
     let sshd = crate::harness::Sshd::start();
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
     let (psrc, pdst) = (Postgres::start(), Postgres::start());
-    msrc.sql("CREATE DATABASE site_a CHARACTER SET latin1; USE site_a; CREATE TABLE posts (id INT PRIMARY KEY, body TEXT, img BLOB); INSERT INTO posts SELECT seq, CONCAT('été ', seq), UNHEX(MD5(seq)) FROM seq_1_to_3000; CREATE VIEW recent AS SELECT id FROM posts WHERE id > 2990; CREATE TRIGGER t BEFORE INSERT ON posts FOR EACH ROW SET NEW.body = UPPER(NEW.body);");
+    msrc.sql("CREATE DATABASE site_a CHARACTER SET latin1; USE site_a; CREATE TABLE posts (id INT PRIMARY KEY, body TEXT, img BLOB); INSERT INTO posts SELECT seq, CONCAT('été ', seq), UNHEX(MD5(seq)) FROM seq_1_to_3000; CREATE VIEW recent AS SELECT id FROM posts WHERE id > 2990; CREATE TRIGGER t BEFORE INSERT ON posts FOR EACH ROW SET NEW.body = UPPER(NEW.body); CREATE USER 'shop'@'%' IDENTIFIED BY 'Sh0p-secret'; GRANT SELECT, INSERT ON site_a.* TO 'shop'@'%'; CREATE DEFINER='shop'@'%' VIEW site_a.mine AS SELECT id FROM site_a.posts WHERE id < 3;");
     psrc.psql("postgres", "CREATE DATABASE shop");
     psrc.psql("shop", "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 2000) g; SELECT lo_from_bytea(0, 'large object');");
     let work = tempfile::tempdir().unwrap();
@@ -275,6 +275,7 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         .unwrap();
         assert_eq!(m.outcome, "copied");
         assert!(m.bytes > 100_000, "{m:?}");
+        assert_eq!(m.users, vec!["'shop'@'%'".to_string()]);
         let p = transfer(
             DbEngine::Postgres,
             &from(&pa),
@@ -307,6 +308,19 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
     assert!(m.iter().all(|c| c.status == "same"), "{m:#?}");
     assert_eq!(mdst.sql("SELECT default_character_set_name FROM information_schema.schemata WHERE schema_name = 'site_a'"), "latin1");
     assert_eq!(mdst.sql("SELECT COUNT(*) FROM site_a.recent"), "10");
+    // The user came with its password hash and grants: it logs in at the target as before.
+    assert_eq!(
+        mdst.sql("SHOW GRANTS FOR 'shop'@'%'")
+            .lines()
+            .last()
+            .unwrap(),
+        "GRANT SELECT, INSERT ON `site_a`.* TO `shop`@`%`"
+    );
+    assert_eq!(
+        msrc.sql("SELECT authentication_string FROM mysql.user WHERE user = 'shop'"),
+        mdst.sql("SELECT authentication_string FROM mysql.user WHERE user = 'shop'")
+    );
+    assert_eq!(mdst.sql("SELECT COUNT(*) FROM site_a.mine"), "2");
     assert_eq!(
         mdst.sql(
             "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = 'site_a'"
