@@ -276,6 +276,66 @@ fn transfer_mysql(
     })
 }
 
+/// Roles that own or are granted anything in database `name` (and its owner), recreated at the
+/// target from `pg_dumpall --roles-only` (password hashes included) before the restore.
+fn copy_pg_roles(
+    from: &Endpoint<'_>,
+    to: &Endpoint<'_>,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let engine = DbEngine::Postgres;
+    let needed_sql = "SELECT DISTINCT quote_ident(r.rolname) FROM pg_roles r WHERE r.oid IN (\
+        SELECT datdba FROM pg_database WHERE datname = current_database() \
+        UNION SELECT relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+        UNION SELECT nspowner FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' \
+        UNION SELECT (aclexplode(relacl)).grantee FROM pg_class WHERE relacl IS NOT NULL \
+        UNION SELECT (aclexplode(nspacl)).grantee FROM pg_namespace WHERE nspacl IS NOT NULL) \
+        AND r.rolname NOT LIKE 'pg\\_%' AND NOT r.rolsuper ORDER BY 1";
+    let needed: Vec<String> = query(from.transport, engine, from.server, Some(name), needed_sql)?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next())
+        .collect();
+    if needed.is_empty() {
+        return Ok(needed);
+    }
+    let dumpall = tool_request(
+        engine,
+        from.server,
+        "pg_dumpall",
+        &["--roles-only".to_string()],
+    )?;
+    let out = from.transport.exec(&dumpall).map_err(|e| e.to_string())?;
+    check("pg_dumpall --roles-only", &out)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for role in &needed {
+        let exists = !query(
+            to.transport,
+            engine,
+            to.server,
+            None,
+            &format!(
+                "SELECT 1 FROM pg_roles WHERE quote_ident(rolname) = {}",
+                lit(role)
+            ),
+        )?
+        .is_empty();
+        let mut statements: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            let is_create = line == format!("CREATE ROLE {role};");
+            if (is_create && !exists) || line.starts_with(&format!("ALTER ROLE {role} WITH ")) {
+                statements.push(line);
+            }
+        }
+        if statements.is_empty() {
+            return Err(format!("role {role} not found in pg_dumpall's output"));
+        }
+        // The statements carry password hashes: an error names the role, never the statement.
+        query(to.transport, engine, to.server, None, &statements.join(" "))
+            .map_err(|_| format!("recreating role {role} at the target failed"))?;
+    }
+    Ok(needed)
+}
+
 /// PostgreSQL restores into `<name>__th_new`, then renames: the final name only ever holds a
 /// complete copy.
 fn transfer_postgres(
@@ -322,17 +382,13 @@ fn transfer_postgres(
         "pg_dump",
         &["-Fc".to_string(), format!("--dbname={name}")],
     )?;
-    // Owners and privileges need the roles, which move with users and grants (not yet here).
+    // Owners and privileges are restored as they were: the roles come first.
+    let users = copy_pg_roles(from, to, name)?;
     let restore = tool_request(
         engine,
         to.server,
         "pg_restore",
-        &[
-            "--no-owner".to_string(),
-            "--no-privileges".into(),
-            "--exit-on-error".into(),
-            format!("--dbname={tmp}"),
-        ],
+        &["--exit-on-error".to_string(), format!("--dbname={tmp}")],
     )?;
     let (a, b, bytes) =
         pipe(from.transport, &dump, to.transport, &restore).map_err(|e| e.to_string())?;
@@ -391,7 +447,7 @@ fn transfer_postgres(
         name: name.into(),
         outcome: "copied".into(),
         bytes,
-        users: Vec::new(),
+        users,
         note: None,
     })
 }

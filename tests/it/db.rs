@@ -236,7 +236,7 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
     let (psrc, pdst) = (Postgres::start(), Postgres::start());
     msrc.sql("CREATE DATABASE site_a CHARACTER SET latin1; USE site_a; CREATE TABLE posts (id INT PRIMARY KEY, body TEXT, img BLOB); INSERT INTO posts SELECT seq, CONCAT('été ', seq), UNHEX(MD5(seq)) FROM seq_1_to_3000; CREATE VIEW recent AS SELECT id FROM posts WHERE id > 2990; CREATE TRIGGER t BEFORE INSERT ON posts FOR EACH ROW SET NEW.body = UPPER(NEW.body); CREATE USER 'shop'@'%' IDENTIFIED BY 'Sh0p-secret'; GRANT SELECT, INSERT ON site_a.* TO 'shop'@'%'; CREATE DEFINER='shop'@'%' VIEW site_a.mine AS SELECT id FROM site_a.posts WHERE id < 3;");
     psrc.psql("postgres", "CREATE DATABASE shop");
-    psrc.psql("shop", "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 2000) g; SELECT lo_from_bytea(0, 'large object');");
+    psrc.psql("shop", "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 2000) g; SELECT lo_from_bytea(0, 'large object'); CREATE ROLE shop_owner LOGIN PASSWORD 'Own3r-pg'; CREATE ROLE shop_reader; ALTER TABLE items OWNER TO shop_owner; GRANT SELECT ON items TO shop_reader;");
     let work = tempfile::tempdir().unwrap();
     let target = transhumance::plan::units::parse_ssh_target("root@127.0.0.1").unwrap();
     let remote = connect(
