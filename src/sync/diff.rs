@@ -148,7 +148,11 @@ pub fn plan(
         .collect();
     let partials: std::collections::HashSet<&[u8]> = target
         .iter()
-        .filter(|e| is_internal(&e.path) && e.path.ends_with(PARTIAL_SUFFIX.as_bytes()))
+        .filter(|e| {
+            e.kind == EntryKind::File
+                && is_internal(&e.path)
+                && e.path.ends_with(PARTIAL_SUFFIX.as_bytes())
+        })
         .map(|e| e.path.as_slice())
         .collect();
     p.target_files = target_by_path

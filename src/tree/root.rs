@@ -224,7 +224,7 @@ impl SafeRoot {
         // The parent was resolved beneath the root; the last component is opened without
         // following a symlink, so the whole path stays safe.
         let (dir, name) = self.parent(rel)?;
-        openat_file(&dir, &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).map_err(|e| {
+        open_regular(&dir, &name).map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 io::Error::new(
                     io::ErrorKind::PermissionDenied,
@@ -266,14 +266,18 @@ impl SafeRoot {
                 )
             } == 0;
         let basis = if moved {
-            openat_file(&dir, &basis_name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).ok()
+            open_regular(&dir, &basis_name).ok()
         } else {
             None
         };
+        // A fresh file of our own: whatever stood under the temp name (a planted fifo, a hard
+        // link to something else) is unlinked first, never opened or truncated through.
+        // SAFETY: valid dirfd and name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), partial.as_ptr(), 0) };
         let file = openat_file(
             &dir,
             &partial,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
             0o600,
         )?;
         Ok((
@@ -493,8 +497,12 @@ impl TempFile {
 
     /// Gives up: removes the temp file (used when the data turned out wrong, not on a crash).
     pub fn discard(self) {
-        // SAFETY: valid dirfd and name.
+        // SAFETY: valid dirfd and names.
         unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.temp.as_ptr(), 0) };
+        if let Some(b) = &self.basis_name {
+            // SAFETY: as above.
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), b.as_ptr(), 0) };
+        }
     }
 }
 
@@ -532,6 +540,33 @@ fn openat_file(
         )
     })?;
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Opens a regular file for reading, never blocking on a fifo or opening a device: the open is
+/// non-blocking, the type checked on the fd, then the fd made blocking again.
+fn open_regular(dir: &OwnedFd, name: &CStr) -> io::Result<File> {
+    let f = openat_file(
+        dir,
+        name,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    )?;
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "`{}` is not a regular file: refused",
+                name.to_string_lossy()
+            ),
+        ));
+    }
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    Ok(f)
 }
 
 fn fstatat(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
@@ -653,26 +688,40 @@ fn apply_meta(
     is_symlink: bool,
     set_owner: bool,
 ) -> io::Result<()> {
+    // Pin the entry itself (O_PATH, never following a link), then change it through that fd:
+    // an entry swapped for a symlink after the check cannot redirect a chmod outside the root.
+    // SAFETY: valid dirfd and name; the fd is owned right after.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and stat buffer.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    let is_link_now = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+    if is_link_now != is_symlink {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` changed type under us (a symlink appeared or went): refused",
+                name.to_string_lossy()
+            ),
+        ));
+    }
+    let empty = c"";
     if set_owner {
-        // SAFETY: valid dirfd and name.
+        // SAFETY: valid fd; AT_EMPTY_PATH acts on the fd itself (the link, for a symlink).
         check(unsafe {
             libc::fchownat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
+                fd.as_raw_fd(),
+                empty.as_ptr(),
                 meta.uid,
                 meta.gid,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })?;
-    }
-    if !is_symlink {
-        // SAFETY: valid dirfd and name; fchmodat does not follow for non-links here.
-        check(unsafe {
-            libc::fchmodat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                (meta.mode & 0o7777) as libc::mode_t,
-                0,
+                libc::AT_EMPTY_PATH,
             )
         })?;
     }
@@ -683,16 +732,25 @@ fn apply_meta(
         },
         timespec(meta.mtime_ns),
     ];
-    // SAFETY: valid dirfd, name and two timespecs.
-    check(unsafe {
-        libc::utimensat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
-    .map(|_| ())
+    if is_symlink {
+        // SAFETY: valid dirfd, name and two timespecs; the link itself, never its target.
+        return check(unsafe {
+            libc::utimensat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+        .map(|_| ());
+    }
+    // /proc/self/fd/N names the pinned inode: chmod and times reach it and nothing else.
+    let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+    // SAFETY: valid path.
+    check(unsafe { libc::chmod(proc_path.as_ptr(), (meta.mode & 0o7777) as libc::mode_t) })?;
+    // SAFETY: valid path and two timespecs.
+    check(unsafe { libc::utimensat(libc::AT_FDCWD, proc_path.as_ptr(), times.as_ptr(), 0) })
+        .map(|_| ())
 }
 
 fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
@@ -721,7 +779,7 @@ fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn meta(mode: u32) -> Meta {
         Meta {
@@ -812,6 +870,36 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("big")]);
+    }
+
+    #[test]
+    fn metadata_never_reaches_through_a_swapped_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("shadow");
+        std::fs::write(&secret, b"x").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("d")).unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        assert!(root.set_meta(b"d", &meta(0o777), false).is_err());
+        assert_eq!(std::fs::metadata(&secret).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_planted_fifo_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["f", ".g.th-partial"] {
+            let c = CString::new(dir.path().join(name).as_os_str().as_bytes()).unwrap();
+            // SAFETY: valid path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        assert!(root.open_read(b"f").is_err());
+        let (mut t, basis) = root.create_temp(b"g", true).unwrap();
+        assert!(basis.is_none());
+        t.write_data(b"ok").unwrap();
+        t.commit(&meta(0o644), false).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("g")).unwrap(), b"ok");
     }
 
     #[test]
