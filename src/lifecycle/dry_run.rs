@@ -762,6 +762,7 @@ mod tests {
     fn quick_check_counts_what_would_move() {
         let src = ScanSummary {
             exists: true,
+            root_meta: None,
             entries: vec![
                 entry("a", 10, 5_000_000_000),
                 entry("b", 20, 1),
@@ -771,6 +772,7 @@ mod tests {
         };
         let dst = ScanSummary {
             exists: true,
+            root_meta: None,
             entries: vec![
                 entry("a", 10, 5_000_000_001),
                 entry("b", 21, 1),

@@ -134,6 +134,7 @@ pub type ContentDiffers<'a> = &'a dyn Fn(&[u8]) -> bool;
 /// Plans the sync of `source` onto `target`. With `checksum`, it answers whether same-size
 /// files differ in content (the caller hashed both sides); otherwise size and mtime decide.
 pub fn plan(
+    source_root: Option<Meta>,
     source: &[Entry],
     target: &[Entry],
     owners: bool,
@@ -175,6 +176,7 @@ pub fn plan(
     }
     // Hard-link groups: the first path of an inode is sent, the others link to it.
     let mut leaders: HashMap<(u64, u64), &Entry> = HashMap::new();
+    let mut rewritten: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
     for s in source {
         let t = target_by_path.get(s.path.as_slice()).copied();
         match s.kind {
@@ -204,7 +206,9 @@ pub fn plan(
                 if s.nlink > 1 {
                     if let Some(leader) = leaders.get(&(s.dev, s.ino)) {
                         let linked = matches!((t, target_by_path.get(leader.path.as_slice())), (Some(t), Some(l)) if t.kind == EntryKind::File && t.ino == l.ino && t.dev == l.dev);
-                        if !linked {
+                        // A leader written anew gets a new inode: its links must be made again.
+                        let leader_rewritten = rewritten.contains(&(s.dev, s.ino));
+                        if !linked || leader_rewritten {
                             p.hardlinks.push((leader.path.clone(), s.path.clone()));
                         }
                         continue;
@@ -250,6 +254,9 @@ pub fn plan(
                         p.files.push(j);
                     }
                 }
+                if s.nlink > 1 && p.files.last().is_some_and(|f| f.path == s.path) {
+                    rewritten.insert((s.dev, s.ino));
+                }
             }
             EntryKind::Other => {
                 let kind = s.mode & libc::S_IFMT;
@@ -279,6 +286,41 @@ pub fn plan(
         if !source_paths.contains(t.path.as_slice()) {
             p.extra.push(t.path.clone());
         }
+    }
+    // Writing into a directory changes its mtime: every parent of something we write or delete
+    // gets its metadata again, the root included (its mode and owner matter for a docroot).
+    let dir_meta: HashMap<&[u8], Meta> = source
+        .iter()
+        .filter(|e| e.kind == EntryKind::Dir)
+        .map(|e| (e.path.as_slice(), e.meta()))
+        .collect();
+    let mut touched: std::collections::HashSet<Vec<u8>> =
+        p.dir_metas.iter().map(|(d, _)| d.clone()).collect();
+    let written = p
+        .files
+        .iter()
+        .map(|f| &f.path)
+        .chain(p.symlinks.iter().map(|s| &s.0))
+        .chain(p.nodes.iter().map(|n| &n.0))
+        .chain(p.hardlinks.iter().map(|h| &h.1))
+        .chain(p.extra.iter());
+    let mut parents: Vec<Vec<u8>> = Vec::new();
+    for path in written {
+        let parent = path
+            .iter()
+            .rposition(|b| *b == b'/')
+            .map_or(Vec::new(), |i| path[..i].to_vec());
+        if touched.insert(parent.clone()) {
+            parents.push(parent);
+        }
+    }
+    for parent in parents {
+        if let Some(m) = dir_meta.get(parent.as_slice()) {
+            p.dir_metas.push((parent, *m));
+        }
+    }
+    if let Some(root) = source_root {
+        p.dir_metas.push((Vec::new(), root));
     }
     // Deepest first, so a directory is empty (or gone) before its parent is touched.
     p.dir_metas.sort_by(|a, b| b.0.cmp(&a.0));
@@ -351,7 +393,7 @@ mod tests {
             f("old-name", 50, 9),
             f("gone", 1, 1),
         ];
-        let p = plan(&src, &dst, false, false, None);
+        let p = plan(None, &src, &dst, false, false, None);
         let items: Vec<(ActionKind, String)> = p
             .itemize()
             .into_iter()
@@ -373,12 +415,14 @@ mod tests {
         let src = vec![f("a", 10, 1)];
         let dst = vec![f("a", 10, 1)];
         assert!(
-            plan(&src, &dst, false, false, Some(&|_| false))
+            plan(None, &src, &dst, false, false, Some(&|_| false))
                 .files
                 .is_empty()
         );
         assert_eq!(
-            plan(&src, &dst, false, false, Some(&|_| true)).files.len(),
+            plan(None, &src, &dst, false, false, Some(&|_| true))
+                .files
+                .len(),
             1
         );
     }

@@ -182,6 +182,7 @@ pub fn sync(
     // SAFETY: geteuid has no preconditions.
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut plan = diff::plan(
+        source.root_meta,
         &source.entries,
         &target.entries,
         is_root,
@@ -198,15 +199,16 @@ pub fn sync(
     }
     if opts.delete {
         plan.deletes = diff::deletions(&plan.extra);
+        let dirs: std::collections::HashSet<&[u8]> = target
+            .entries
+            .iter()
+            .filter(|e| e.kind == crate::tree::EntryKind::Dir)
+            .map(|e| e.path.as_slice())
+            .collect();
         let doomed = plan
             .extra
             .iter()
-            .filter(|p| {
-                target
-                    .entries
-                    .iter()
-                    .any(|e| &e.path == *p && e.kind != crate::tree::EntryKind::Dir)
-            })
+            .filter(|p| !dirs.contains(p.as_slice()))
             .count() as u64;
         if plan.target_files > 0 && doomed * 10 > plan.target_files * 3 && !opts.force {
             return Err(SyncError::Unsafe(format!(
@@ -628,6 +630,7 @@ fn transfer(
             from: from.clone(),
             path: job.path.clone(),
             meta: job.meta,
+            hash: source_hash,
         });
         if let Ok(Reply::Done(Outcome { hash: Some(h), .. })) = copied
             && h == source_hash

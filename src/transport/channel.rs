@@ -226,13 +226,14 @@ impl RemoteChannel {
             let said = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
                 .trim()
                 .to_string();
+            let mut waiting = p.lock().unwrap_or_else(|e| e.into_inner());
             *b.lock().unwrap_or_else(|e| e.into_inner()) = Some(if said.is_empty() {
                 reason
             } else {
                 format!("{reason} (ssh: {said})")
             });
             // Waking every waiter with a closed channel reports the loss to each call.
-            p.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            waiting.clear();
         });
         let writer: Box<dyn Write + Send> = Box::new(BufWriter::with_capacity(
             256 * 1024,
@@ -286,20 +287,22 @@ impl Channel for RemoteChannel {
     }
 
     fn call(&self, call: Call) -> Result<Pending, TransportError> {
-        if self
-            .broken
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-        {
-            return Err(self.lost_error());
-        }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = sync_channel(REPLY_BUFFER);
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
+        {
+            // Checked and registered under the one lock the reader takes to give up: a call is
+            // either registered before the loss (and woken by it) or refused after.
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if self
+                .broken
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+            {
+                return Err(self.lost_error());
+            }
+            pending.insert(id, tx);
+        }
         // A write start is followed by data frames at once: no need to flush yet.
         let flush = !matches!(call, Call::WriteBegin { .. });
         self.send(&Request::Call { id, call }, flush)?;

@@ -178,6 +178,7 @@ pub enum Call {
         #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
+    /// Copies `from` to `path` at the target, renamed into place only if its BLAKE3 is `hash`.
     LocalCopy {
         root: RootId,
         #[serde(with = "serde_bytes")]
@@ -185,6 +186,7 @@ pub enum Call {
         #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         meta: Meta,
+        hash: [u8; 32],
     },
     /// Flushes the root's file system once, at the end of a run.
     Sync {

@@ -236,10 +236,11 @@ impl Server {
                 from,
                 path,
                 meta,
+                hash,
             } => self
                 .root(root)
                 .and_then(|r| {
-                    r.local_copy(&from, &path, &meta)
+                    r.local_copy(&from, &path, &meta, &hash)
                         .map_err(|e| format!("{}: {e}", show(&path)))
                 })
                 .map(|h| {
@@ -583,6 +584,12 @@ impl Write {
     fn patch(&mut self, ops: &[DeltaOp]) -> Result<(), String> {
         for op in ops {
             match op {
+                DeltaOp::Literal(d) if d.len() > crate::tree::delta::MAX_LITERAL_ACCEPT => {
+                    return Err(format!(
+                        "{}: delta literal over the size limit",
+                        show(&self.path)
+                    ));
+                }
                 DeltaOp::Literal(d) => self.data(d)?,
                 DeltaOp::Copy { block, count } => {
                     let (mut basis, basis_len) =
@@ -606,14 +613,17 @@ impl Write {
         block: u32,
         count: u32,
     ) -> Result<(), String> {
+        // Ops come from the peer: every block they name must exist in the basis.
         let start = u64::from(block) * u64::from(self.block_len);
-        if start >= basis_len && count > 0 {
+        if count == 0 || self.block_len == 0 || start >= basis_len {
             return Err(format!(
-                "{}: delta refers past the end of the basis",
+                "{}: delta refers to blocks outside the basis",
                 show(&self.path)
             ));
         }
-        let end = (start + u64::from(count) * u64::from(self.block_len)).min(basis_len);
+        let end = start
+            .saturating_add(u64::from(count) * u64::from(self.block_len))
+            .min(basis_len);
         basis
             .seek(SeekFrom::Start(start))
             .map_err(|e| e.to_string())?;

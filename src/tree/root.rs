@@ -407,7 +407,13 @@ impl SafeRoot {
     ///
     /// # Errors
     /// Unsafe paths or I/O errors.
-    pub fn local_copy(&self, from: &[u8], to: &[u8], meta: &Meta) -> io::Result<blake3::Hash> {
+    pub fn local_copy(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        meta: &Meta,
+        expected: &[u8; 32],
+    ) -> io::Result<blake3::Hash> {
         let mut src = self.open_read(from)?;
         let (mut temp, _) = self.create_temp(to, false)?;
         let mut hasher = blake3::Hasher::new();
@@ -420,8 +426,17 @@ impl SafeRoot {
             hasher.update(&buf[..n]);
             temp.write_data(&buf[..n])?;
         }
+        let hash = hasher.finalize();
+        // Only the content the source has may land under the final name.
+        if hash.as_bytes() != expected {
+            temp.discard();
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "content differs from the source's (BLAKE3): not copied",
+            ));
+        }
         temp.commit(meta, self.set_owner)?;
-        Ok(hasher.finalize())
+        Ok(hash)
     }
 
     /// Flushes the file system holding the root: durability paid once per run, not per file.
@@ -584,8 +599,9 @@ fn fstatat(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
 }
 
 fn rename_into_place(dir: &OwnedFd, tmp: &CStr, name: &CStr) -> io::Result<()> {
-    // rename never follows a symlink standing at `name`: it replaces the link itself. A
-    // directory standing there is removed first (it cannot be replaced by a file).
+    // rename never follows a symlink standing at `name`: it replaces the link itself. An empty
+    // directory standing there is removed first; a non-empty one is never deleted as a side
+    // effect (that is `--delete`'s decision, with its safety check).
     // SAFETY: valid dirfd and names.
     if unsafe {
         libc::renameat(
@@ -603,7 +619,18 @@ fn rename_into_place(dir: &OwnedFd, tmp: &CStr, name: &CStr) -> io::Result<()> {
         e.raw_os_error(),
         Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
     ) {
-        remove_at(dir, name)?;
+        // SAFETY: valid dirfd and name; AT_REMOVEDIR removes only an empty directory.
+        if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+            let why = io::Error::last_os_error();
+            // SAFETY: valid dirfd and name.
+            unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!(
+                    "a directory that is not empty stands where the source has a file ({why}): left alone; remove it, or use --delete"
+                ),
+            ));
+        }
         // SAFETY: as above.
         check(unsafe {
             libc::renameat(

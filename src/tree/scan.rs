@@ -60,6 +60,9 @@ pub struct ScanSummary {
     pub entries: Vec<Entry>,
     /// Unreadable paths with the reason; the scan goes on past them.
     pub errors: Vec<(Vec<u8>, String)>,
+    /// The root directory's own metadata (its mode and owner matter for a docroot).
+    #[serde(default)]
+    pub root_meta: Option<super::root::Meta>,
 }
 
 impl ScanSummary {
@@ -80,7 +83,15 @@ pub fn scan(root: &Path, exclude: &[String]) -> Result<ScanSummary, String> {
     let exclude = ExcludeSet::new(exclude)?;
     let mut summary = ScanSummary::default();
     match std::fs::symlink_metadata(root) {
-        Ok(m) if m.is_dir() => summary.exists = true,
+        Ok(m) if m.is_dir() => {
+            summary.exists = true;
+            summary.root_meta = Some(super::root::Meta {
+                mode: m.mode(),
+                uid: m.uid(),
+                gid: m.gid(),
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            });
+        }
         Ok(_) => {
             summary.errors.push((
                 Vec::new(),

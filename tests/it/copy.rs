@@ -626,3 +626,61 @@ fn a_dropped_connection_is_retried_and_the_copy_completes() {
         blake3::hash(&data)
     );
 }
+
+#[test]
+fn review_regressions_links_root_metadata_and_directories_in_the_way() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("a"), b"one").unwrap();
+    std::fs::hard_link(src.join("a"), src.join("b")).unwrap();
+    std::fs::write(src.join("d/f"), b"x").unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+    set_mtime(&src.join("d"), 1_600_000_000, 0);
+    let copy = |extra: &[&str]| {
+        bin()
+            .arg("copy")
+            .args(extra)
+            .arg(&src)
+            .arg(&dst)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(copy(&[]).status.code(), Some(0));
+    // A hard-linked file changed in place: both names must show the new content.
+    std::fs::write(src.join("a"), b"two!").unwrap();
+    std::fs::write(src.join("d/f"), b"y").unwrap();
+    set_mtime(&src.join("d"), 1_600_000_000, 0);
+    assert_eq!(copy(&[]).status.code(), Some(0));
+    assert_eq!(std::fs::read(dst.join("b")).unwrap(), b"two!");
+    assert_eq!(
+        std::fs::metadata(dst.join("a")).unwrap().ino(),
+        std::fs::metadata(dst.join("b")).unwrap().ino()
+    );
+    // The root's mode and a rewritten directory's mtime follow the source.
+    assert_eq!(std::fs::metadata(&dst).unwrap().mode() & 0o777, 0o750);
+    assert_eq!(
+        std::fs::metadata(dst.join("d")).unwrap().mtime(),
+        1_600_000_000
+    );
+    // A non-empty directory where the source now has a file is not deleted as a side effect.
+    std::fs::create_dir_all(dst.join("uploads")).unwrap();
+    std::fs::write(dst.join("uploads/photo.jpg"), b"precious").unwrap();
+    std::os::unix::fs::symlink("d", src.join("uploads")).unwrap();
+    let out = copy(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dst.join("uploads/photo.jpg")).unwrap(),
+        b"precious"
+    );
+}
