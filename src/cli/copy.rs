@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::endpoint::{connect, parse_location};
+use super::endpoint::{Location, connect, parse_location};
 use super::exit;
 use super::printer::Printer;
 use super::progress::{Bars, JsonLines};
@@ -30,6 +30,10 @@ pub fn run(args: CopyArgs, printer: &Printer) -> u8 {
             return exit::INVALID;
         }
     };
+    if let Some(why) = overlap(&src, &dst) {
+        printer.error(why);
+        return exit::INVALID;
+    }
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
     } else if printer.json && printer.verbose {
@@ -126,4 +130,32 @@ fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
             r.errors.len()
         ));
     }
+}
+
+/// Source and target on the same host, one inside the other: a copy would write into its own
+/// source (or `--delete` remove it). Refused before anything starts.
+fn overlap(src: &Location, dst: &Location) -> Option<String> {
+    let absolute = |p: &std::path::Path| {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        // Resolve what exists, so `a/../b` and symlinked parents compare as they really are.
+        std::fs::canonicalize(&p).unwrap_or(p)
+    };
+    let (a, b) = match (src, dst) {
+        (Location::Local(a), Location::Local(b)) => (absolute(a), absolute(b)),
+        (Location::Remote(ta, a), Location::Remote(tb, b)) if ta == tb => (a.clone(), b.clone()),
+        _ => return None,
+    };
+    crate::plan::validate::paths_overlap(&a, &b).then(|| {
+        format!(
+            "source `{}` and target `{}` overlap: a copy would write into its own source",
+            a.display(),
+            b.display()
+        )
+    })
 }

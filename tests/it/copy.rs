@@ -684,3 +684,24 @@ fn review_regressions_links_root_metadata_and_directories_in_the_way() {
         b"precious"
     );
 }
+
+#[test]
+fn a_target_inside_its_source_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("site/sub")).unwrap();
+    std::fs::write(work.path().join("site/index.html"), b"x").unwrap();
+    for (src, dst) in [("site", "site/sub"), ("site/sub", "site")] {
+        let out = bin()
+            .args(["copy", "--delete", "--force"])
+            .arg(work.path().join(src))
+            .arg(work.path().join(dst))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{src} -> {dst}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("overlap"));
+    }
+    assert_eq!(
+        std::fs::read(work.path().join("site/index.html")).unwrap(),
+        b"x"
+    );
+}
