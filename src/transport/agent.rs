@@ -9,9 +9,15 @@ use super::server::Server;
 ///
 /// # Errors
 /// Broken streams or undecodable frames.
-pub fn serve(input: impl Read + Send + 'static, output: impl Write) -> io::Result<()> {
+/// The first bytes the agent writes, before any frame: lets the controller tell the agent
+/// from a login banner on stdout.
+pub const MAGIC: &[u8; 8] = b"THAGENT\n";
+
+pub fn serve(input: impl Read + Send + 'static, mut output: impl Write) -> io::Result<()> {
     grow_pipe(0);
     grow_pipe(1);
+    output.write_all(MAGIC)?;
+    output.flush()?;
     // Frames are read and decoded on their own thread, so the next one arrives while a write
     // is being done: the stream never waits for the disk.
     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Request>>(16);

@@ -16,7 +16,7 @@ use crate::tree::delta::{DeltaOp, Signature};
 use crate::tree::root::Meta;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;

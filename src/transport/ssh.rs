@@ -340,13 +340,19 @@ fn start_session(
         super::agent::grow_pipe(input.as_raw_fd());
         super::agent::grow_pipe(output.as_raw_fd());
     }
-    let hello = write_frame(
-        &mut input,
-        &Request::Hello {
-            protocol: PROTOCOL_VERSION,
-        },
-    )
-    .and_then(|()| read_frame::<Response>(&mut output));
+    // The agent starts its stream with a fixed greeting: anything else on stdout (a login
+    // script printing a banner) would be read as frame lengths and could wait forever.
+    let hello = write_frame(&mut input, &Request::Hello { protocol: PROTOCOL_VERSION }).and_then(|()| {
+        let mut magic = [0u8; 8];
+        output.read_exact(&mut magic)?;
+        if &magic != super::agent::MAGIC {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the remote shell printed `{}` before the agent started: make its startup files (~/.bashrc) quiet for non-interactive shells", String::from_utf8_lossy(&magic).escape_debug()),
+            ));
+        }
+        read_frame::<Response>(&mut output)
+    });
     match hello {
         Ok(Some(Response::Hello { protocol, .. })) if protocol == PROTOCOL_VERSION => {
             let channel = RemoteChannel::new(host, Box::new(input), Box::new(output), stderr);
@@ -361,6 +367,10 @@ fn start_session(
         Ok(Some(other)) => Err(TransportError::Protocol {
             host: host.into(),
             message: format!("agent answered {other:?} to hello"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(TransportError::Connect {
+            host: host.into(),
+            message: e.to_string(),
         }),
         Ok(None) | Err(_) => {
             drop(input);
