@@ -87,10 +87,14 @@ pub fn transfer(
 ) -> Result<Moved, String> {
     let ours = marker(plan);
     let at = |e: &Endpoint<'_>| format!("database `{name}` on host `{}`", e.transport.host());
-    if comment(engine, from, name)?.is_none() {
+    // A server that is down or refuses us is named with the database we were about to move.
+    if comment(engine, from, name)
+        .map_err(|e| format!("{}: {e}", at(from)))?
+        .is_none()
+    {
         return Err(format!("{}: does not exist", at(from)));
     }
-    let existing = comment(engine, to, name)?;
+    let existing = comment(engine, to, name).map_err(|e| format!("{}: {e}", at(to)))?;
     if let Some(c) = &existing
         && c != &ours
     {

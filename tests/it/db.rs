@@ -413,6 +413,22 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         err.contains("Access denied") && !err.contains("wrong"),
         "{err}"
     );
+    // A target server that is down is named with the database.
+    let mut down = mb.clone();
+    down.socket = Some(format!("{}/no-such.sock", work.path().display()));
+    let err = transfer(
+        DbEngine::Mariadb,
+        &from(&ma),
+        &to(&down),
+        "site_a",
+        ConflictPolicy::Fail,
+        "it",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("database `site_a` on host `root@127.0.0.1`") && err.contains("Can't connect"),
+        "{err}"
+    );
 }
 
 #[test]
