@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::discover::{query, tool_request};
+use super::{ident, sql_literal as lit};
 use crate::plan::DbServer;
 use crate::plan::raw::{ConflictPolicy, DbEngine};
 use crate::transport::Transport;
@@ -28,17 +29,6 @@ pub struct Moved {
     pub users: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-}
-
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-fn ident(engine: DbEngine, s: &str) -> String {
-    match engine {
-        DbEngine::Postgres => format!("\"{}\"", s.replace('"', "\"\"")),
-        _ => format!("`{}`", s.replace('`', "``")),
-    }
 }
 
 fn sql(engine: DbEngine, end: &Endpoint<'_>, statement: &str) -> Result<Vec<Vec<String>>, String> {

@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use super::discover::query;
+use super::{ident, sql_literal as sql_str};
 use crate::plan::DbServer;
 use crate::plan::raw::DbEngine;
 use crate::transport::Transport;
@@ -41,17 +42,6 @@ fn rows(engine: DbEngine, side: &Side<'_>, sql: &str) -> Result<Vec<Vec<String>>
         sql,
     )
     .map_err(|e| format!("database `{}`: {e}", side.database))
-}
-
-fn sql_str(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-fn ident(engine: DbEngine, s: &str) -> String {
-    match engine {
-        DbEngine::Postgres => format!("\"{}\"", s.replace('"', "\"\"")),
-        _ => format!("`{}`", s.replace('`', "``")),
-    }
 }
 
 fn tables(engine: DbEngine, side: &Side<'_>) -> Result<Vec<String>, String> {
