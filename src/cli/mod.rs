@@ -14,6 +14,7 @@ pub mod db;
 pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
+pub mod mail;
 pub mod plan;
 pub mod printer;
 pub mod progress;
@@ -81,6 +82,19 @@ pub enum Command {
         /// Only these databases (repeatable).
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
+    },
+    /// Mail of a plan: `sync` (before the cutover, re-runnable), `sweep` (late mail after the
+    /// cutover, adds only) or `verify` (folder by folder).
+    Mail {
+        /// The step to run.
+        #[arg(value_enum)]
+        step: mail::Step,
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// With `sync`: also remove target messages the source no longer has (refused above
+        /// 30 % of the target's files).
+        #[arg(long)]
+        delete: bool,
     },
     /// DNS steps of a cutover: plan, lower-ttl, switch, verify, rollback, restore-ttl.
     Dns {
@@ -189,6 +203,7 @@ pub fn run(cli: Cli) -> u8 {
         } => plan::run(&plan, format, output.as_deref(), &printer),
         Command::Schema => schema::run(),
         Command::Db { step, plan, only } => db::run(step, &plan, &only, &printer),
+        Command::Mail { step, plan, delete } => mail::run(step, &plan, delete, &printer),
         Command::Dns {
             step,
             plan,
