@@ -298,8 +298,10 @@ impl ImapSession {
 
     /// One line without its CRLF.
     fn line(&mut self) -> Result<Vec<u8>, String> {
-        let mut from = self.pos;
+        // Bytes after `pos` already searched; `fill` may move the buffer, never `pos`'s data.
+        let mut searched = 0;
         loop {
+            let from = self.pos + searched;
             if let Some(i) = self.buf[from..].iter().position(|b| *b == b'\n') {
                 let end = from + i;
                 let mut line = self.buf[self.pos..end].to_vec();
@@ -309,7 +311,7 @@ impl ImapSession {
                 self.pos = end + 1;
                 return Ok(line);
             }
-            from = self.buf.len();
+            searched = self.buf.len() - self.pos;
             self.fill()?;
         }
     }
@@ -417,10 +419,7 @@ impl ImapSession {
             }
         }
         let lines = self.command("LIST \"\" \"\"")?;
-        let sep = lines
-            .iter()
-            .find_map(|r| list_entry(r))
-            .and_then(|e| e.separator);
+        let sep = lines.iter().find_map(list_entry).and_then(|e| e.separator);
         Ok((String::new(), sep))
     }
 

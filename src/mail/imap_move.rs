@@ -166,8 +166,7 @@ fn move_folders(
                 continue;
             }
         };
-        let exists =
-            target_existing.iter().any(|t| *t == name) || name.eq_ignore_ascii_case("INBOX");
+        let exists = target_existing.contains(&name) || name.eq_ignore_ascii_case("INBOX");
         if step == ImapStep::Verify {
             let source = summaries(src, &folder.name).map_err(|e| format!("source: {e}"))?;
             report.messages += source.len() as u64;

@@ -72,10 +72,13 @@ pub fn mailbox_of(folder_dir: &str) -> (String, String) {
     }
 }
 
+/// A rename at the target: (from, to), paths relative to the tree's root.
+pub type Rename = (Vec<u8>, Vec<u8>);
+
 /// Renames that bring the target's message names in line with the source's: a message whose
 /// unique part sits in the same folder at the target under another name (other flags, or
 /// `new/` instead of `cur/`) is renamed there instead of being sent again. (from, to) pairs.
-pub fn renames(source: &[Entry], target: &[Entry]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn renames(source: &[Entry], target: &[Entry]) -> Vec<Rename> {
     let source_paths: HashSet<&[u8]> = source.iter().map(|e| e.path.as_slice()).collect();
     let target_paths: HashSet<&[u8]> = target.iter().map(|e| e.path.as_slice()).collect();
     let mut stale: HashMap<(&[u8], &[u8]), Vec<&Entry>> = HashMap::new();
@@ -107,7 +110,7 @@ pub fn renames(source: &[Entry], target: &[Entry]) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// The target's listing once `done` renames are applied, so the file engine sees the renamed
 /// messages as already there.
-pub fn apply_renames(target: &mut ScanSummary, done: &[(Vec<u8>, Vec<u8>)]) {
+pub fn apply_renames(target: &mut ScanSummary, done: &[Rename]) {
     let by_from: HashMap<&[u8], &[u8]> = done
         .iter()
         .map(|(f, t)| (f.as_slice(), t.as_slice()))

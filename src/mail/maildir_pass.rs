@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::maildir::{self, FolderCheck};
+use super::maildir::{self, FolderCheck, Rename};
 use crate::event::{Event, Observer};
 use crate::sync::engine::{SyncReport, sync_listed, wire_bytes_of};
 use crate::sync::side::Side;
@@ -163,10 +163,10 @@ fn new_messages(listing: &ScanSummary, target: &ScanSummary) -> Vec<String> {
 /// Renames at the target, all in flight at once; the ones that worked.
 fn apply_renames(
     dst: &Endpoint,
-    wanted: &[(Vec<u8>, Vec<u8>)],
+    wanted: &[Rename],
     names: &[String],
-    by_box: &mut BTreeMap<String, super::maildir_pass::MailboxPass>,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SyncError> {
+    by_box: &mut BTreeMap<String, MailboxPass>,
+) -> Result<Vec<Rename>, SyncError> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
