@@ -596,12 +596,44 @@ impl ImapSession {
             .map(|_| ())
     }
 
-    /// Appends messages to `folder`, pipelined when the server takes non-synchronizing
-    /// literals (LITERAL+); one result per message, in order.
+    /// Appends messages to `folder`: all in one MULTIAPPEND transaction when the server offers
+    /// it (one commit at the server instead of one per message); when that is refused, or
+    /// without MULTIAPPEND, one APPEND each, pipelined with LITERAL+. One result per message.
     ///
     /// # Errors
     /// The connection fails (a refused message is an `Err` inside the list).
     pub fn append_many(
+        &mut self,
+        folder: &str,
+        messages: &[Append<'_>],
+    ) -> Result<Vec<Result<(), String>>, String> {
+        if messages.len() > 1 && self.has("MULTIAPPEND") && self.has("LITERAL+") {
+            let tag = self.next_tag();
+            let mut bytes = format!("{tag} APPEND {}", quote(folder)).into_bytes();
+            for m in messages {
+                bytes.extend_from_slice(
+                    format!(
+                        " ({}) {} {{{}+}}\r\n",
+                        append_flags(m.flags),
+                        quote(m.internal_date),
+                        m.body.len()
+                    )
+                    .as_bytes(),
+                );
+                bytes.extend_from_slice(m.body);
+            }
+            bytes.extend_from_slice(b"\r\n");
+            self.send(&bytes)?;
+            // All or nothing: a refusal (one message too large, a quota) is retried one by one
+            // below, so every message gets its own verdict.
+            if self.finish(&tag).is_ok() {
+                return Ok(messages.iter().map(|_| Ok(())).collect());
+            }
+        }
+        self.append_each(folder, messages)
+    }
+
+    fn append_each(
         &mut self,
         folder: &str,
         messages: &[Append<'_>],
@@ -611,13 +643,7 @@ impl ImapSession {
         let mut results = Vec::with_capacity(messages.len());
         for m in messages {
             let tag = self.next_tag();
-            let flags = m
-                .flags
-                .iter()
-                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let flags = append_flags(m.flags);
             let head = format!(
                 "{tag} APPEND {} ({flags}) {} {{{}{}}}\r\n",
                 quote(folder),
@@ -676,12 +702,7 @@ impl ImapSession {
         let mut bytes = Vec::new();
         for (uid, flags) in changes {
             let tag = self.next_tag();
-            let flags = flags
-                .iter()
-                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let flags = append_flags(flags);
             bytes.extend_from_slice(
                 format!("{tag} UID STORE {uid} FLAGS.SILENT ({flags})\r\n").as_bytes(),
             );
@@ -720,6 +741,16 @@ impl ImapSession {
     pub fn logout(mut self) {
         let _ = self.command("LOGOUT");
     }
+}
+
+/// Flags as APPEND and STORE take them (`\Recent` is the server's own, never set by a client).
+fn append_flags(flags: &[String]) -> String {
+    flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A quoted string; names and passwords with CR, LF or NUL cannot be quoted (IMAP forbids them).

@@ -274,71 +274,95 @@ fn move_folder(
             )),
         }
     }
-    let mut start = 0;
-    while start < missing.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < missing.len()
-            && end - start < BATCH_MESSAGES
-            && (end == start || bytes + missing[end].size <= BATCH_BYTES)
-        {
-            bytes += missing[end].size;
-            end += 1;
-        }
-        let batch = &missing[start..end];
-        start = end;
-        let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
-        // The source folder is still the one open (EXAMINE) on `src`.
-        let bodies: HashMap<u32, Vec<u8>> = src
-            .bodies(&uids)
-            .map_err(|e| format!("source: folder `{source_name}`: FETCH: {e}"))?
-            .into_iter()
-            .collect();
-        let present: Vec<&MessageSummary> = batch
-            .iter()
-            .copied()
-            .filter(|m| bodies.contains_key(&m.uid))
-            .collect();
-        let appends: Vec<Append<'_>> = present
-            .iter()
-            .map(|m| Append {
-                flags: &m.flags,
-                internal_date: &m.internal_date,
-                body: &bodies[&m.uid],
-            })
-            .collect();
-        let results = dst
-            .append_many(target_name, &appends)
-            .map_err(|e| format!("target: folder `{target_name}`: APPEND: {e}"))?;
-        let mut quota_full = None;
-        let mut not_copied = 0;
-        for (m, r) in present.iter().zip(results) {
-            match r {
-                Ok(()) => {
-                    report.copied += 1;
-                    report.bytes += m.size;
+    let batches = batches(&missing);
+    // The source reads the next batch while the target stores this one.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<HashMap<u32, Vec<u8>>, String>>(1);
+        let reader = &mut *src;
+        let wanted = &batches;
+        scope.spawn(move || {
+            for batch in wanted {
+                let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+                // The source folder is still the one open (EXAMINE) on `reader`.
+                let got = reader
+                    .bodies(&uids)
+                    .map(|b| b.into_iter().collect())
+                    .map_err(|e| format!("source: folder `{source_name}`: FETCH: {e}"));
+                let failed = got.is_err();
+                if tx.send(got).is_err() || failed {
+                    break;
                 }
-                Err(e) if e.to_ascii_uppercase().contains("[OVERQUOTA]") => {
-                    not_copied += 1;
-                    quota_full.get_or_insert(e);
+            }
+        });
+        let mut left = missing.len() as u64;
+        for (batch, bodies) in batches.iter().zip(rx) {
+            let bodies = bodies?;
+            left -= batch.len() as u64;
+            let present: Vec<&MessageSummary> = batch
+                .iter()
+                .copied()
+                .filter(|m| bodies.contains_key(&m.uid))
+                .collect();
+            let appends: Vec<Append<'_>> = present
+                .iter()
+                .map(|m| Append {
+                    flags: &m.flags,
+                    internal_date: &m.internal_date,
+                    body: &bodies[&m.uid],
+                })
+                .collect();
+            let results = dst
+                .append_many(target_name, &appends)
+                .map_err(|e| format!("target: folder `{target_name}`: APPEND: {e}"))?;
+            let mut quota_full = None;
+            let mut not_copied = 0;
+            for (m, r) in present.iter().zip(results) {
+                match r {
+                    Ok(()) => {
+                        report.copied += 1;
+                        report.bytes += m.size;
+                    }
+                    Err(e) if e.to_ascii_uppercase().contains("[OVERQUOTA]") => {
+                        not_copied += 1;
+                        quota_full.get_or_insert(e);
+                    }
+                    Err(e) => report.failures.push(format!(
+                        "folder `{source_name}`: message UID {} ({}, {} bytes): {e}",
+                        m.uid,
+                        m.message_id.as_deref().unwrap_or("no Message-ID"),
+                        m.size
+                    )),
                 }
-                Err(e) => report.failures.push(format!(
-                    "folder `{source_name}`: message UID {} ({}, {} bytes): {e}",
-                    m.uid,
-                    m.message_id.as_deref().unwrap_or("no Message-ID"),
-                    m.size
-                )),
+            }
+            if let Some(e) = quota_full {
+                report.failures.push(format!(
+                    "folder `{source_name}`: the target's quota is full ({e}): {} message(s) of this folder not copied, later folders skipped; run again once there is room",
+                    not_copied + left
+                ));
+                return Ok(FolderEnd::QuotaFull);
             }
         }
-        if let Some(e) = quota_full {
-            let left = not_copied + (missing.len() - start) as u64;
-            report.failures.push(format!(
-                "folder `{source_name}`: the target's quota is full ({e}): {left} message(s) of this folder not copied, later folders skipped; run again once there is room"
-            ));
-            return Ok(FolderEnd::QuotaFull);
+        Ok(FolderEnd::Done)
+    })
+}
+
+/// Missing messages in batches of at most `BATCH_MESSAGES` and about `BATCH_BYTES`.
+fn batches<'a>(missing: &[&'a MessageSummary]) -> Vec<Vec<&'a MessageSummary>> {
+    let mut out: Vec<Vec<&MessageSummary>> = Vec::new();
+    let mut bytes = 0;
+    for m in missing {
+        match out.last_mut() {
+            Some(b) if b.len() < BATCH_MESSAGES && bytes + m.size <= BATCH_BYTES => {
+                bytes += m.size;
+                b.push(m);
+            }
+            _ => {
+                bytes = m.size;
+                out.push(vec![m]);
+            }
         }
     }
-    Ok(FolderEnd::Done)
+    out
 }
 
 #[cfg(test)]
@@ -362,6 +386,31 @@ mod tests {
         assert_eq!(translate("Sent", &dovecot, &dovecot).unwrap(), "Sent");
         let e = translate("Projects/v1.2", &slash, &dovecot).unwrap_err();
         assert!(e.contains("`v1.2`"), "{e}");
+    }
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        let m = |uid, size| MessageSummary {
+            uid,
+            flags: Vec::new(),
+            internal_date: String::new(),
+            date_epoch: 0,
+            size,
+            message_id: None,
+        };
+        let list: Vec<MessageSummary> = (1..=5)
+            .map(|i| m(i, BATCH_BYTES / 2))
+            .chain((6..=6 + BATCH_MESSAGES as u32).map(|i| m(i, 10)))
+            .collect();
+        let refs: Vec<&MessageSummary> = list.iter().collect();
+        let sizes: Vec<usize> = batches(&refs).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 2, BATCH_MESSAGES, 2]);
+        let big = [m(1, BATCH_BYTES * 3)];
+        assert_eq!(
+            batches(&[&big[0]]).len(),
+            1,
+            "a message over the batch size goes alone"
+        );
     }
 
     #[test]

@@ -308,6 +308,149 @@ pub fn mailboxes(scan: &ScanSummary) -> Vec<MailboxStats> {
 mod tests {
     use super::*;
 
+    fn file(path: &str, size: u64) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File,
+            size,
+            mtime_ns: 0,
+            mode: 0o100600,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            dev: 0,
+            ino: 0,
+            rdev: 0,
+            link_target: None,
+        }
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            ..file(path, 0)
+        }
+    }
+
+    fn listing(entries: Vec<Entry>) -> ScanSummary {
+        ScanSummary {
+            exists: true,
+            entries,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn message_keys_are_folder_and_unique_part() {
+        assert_eq!(
+            message_key(b"a/Maildir/.Sent/cur/1.M2.h,S=9:2,RS"),
+            Some((&b"a/Maildir/.Sent"[..], &b"1.M2.h,S=9"[..]))
+        );
+        assert_eq!(message_key(b"new/1.M2.h"), Some((&b""[..], &b"1.M2.h"[..])));
+        assert_eq!(message_key(b"a/Maildir/dovecot-uidlist"), None);
+        assert_eq!(message_key(b"a/Maildir/tmp/1.M2.h"), None);
+        assert_eq!(message_key(b"a/Maildir/cur/.hidden"), None);
+    }
+
+    #[test]
+    fn flag_changes_and_moves_to_cur_become_renames_in_the_same_folder() {
+        let source = vec![
+            file("u/Maildir/cur/1.M1.h,S=5:2,RS", 5),
+            file("u/Maildir/cur/2.M2.h,S=3:2,S", 3),
+            file("u/Maildir/.Sent/cur/3.M3.h,S=4:2,S", 4),
+            file("u/Maildir/cur/4.M4.h,S=8:2,", 8),
+        ];
+        let target = vec![
+            file("u/Maildir/cur/1.M1.h,S=5:2,S", 5),
+            file("u/Maildir/new/2.M2.h,S=3", 3),
+            // Same unique part in another folder: not this message.
+            file("u/Maildir/cur/3.M3.h,S=4:2,S", 4),
+            file("u/Maildir/cur/4.M4.h,S=8:2,", 8),
+        ];
+        let mut r = renames(&source, &target);
+        r.sort();
+        assert_eq!(
+            r,
+            vec![
+                (
+                    b"u/Maildir/cur/1.M1.h,S=5:2,S".to_vec(),
+                    b"u/Maildir/cur/1.M1.h,S=5:2,RS".to_vec()
+                ),
+                (
+                    b"u/Maildir/new/2.M2.h,S=3".to_vec(),
+                    b"u/Maildir/cur/2.M2.h,S=3:2,S".to_vec()
+                ),
+            ]
+        );
+        let mut t = listing(target);
+        apply_renames(&mut t, &r);
+        assert!(
+            t.entries
+                .iter()
+                .any(|e| e.path == b"u/Maildir/cur/2.M2.h,S=3:2,S")
+        );
+    }
+
+    #[test]
+    fn a_sweep_takes_only_messages_the_target_lacks_and_never_the_uidlist() {
+        let source = listing(vec![
+            dir("u/Maildir"),
+            dir("u/Maildir/cur"),
+            dir("u/Maildir/.Late"),
+            dir("u/Maildir/.Late/cur"),
+            file("u/Maildir/dovecot-uidlist", 40),
+            file("u/Maildir/cur/1.M1.h:2,S", 5),
+            file("u/Maildir/new/9.M9.h", 7),
+            file("u/Maildir/.Late/maildirfolder", 0),
+            file("u/Maildir/.Late/cur/8.M8.h:2,", 2),
+        ]);
+        let target = listing(vec![
+            dir("u/Maildir"),
+            dir("u/Maildir/cur"),
+            file("u/Maildir/dovecot-uidlist", 90),
+            // The user flagged it at the target after the cutover: present, untouched.
+            file("u/Maildir/cur/1.M1.h:2,FS", 5),
+        ]);
+        let swept: Vec<String> = sweep_listing(&source, &target)
+            .entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        assert_eq!(
+            swept,
+            vec![
+                "u/Maildir/.Late",
+                "u/Maildir/.Late/cur",
+                "u/Maildir/new/9.M9.h",
+                "u/Maildir/.Late/maildirfolder",
+                "u/Maildir/.Late/cur/8.M8.h:2,",
+            ]
+        );
+    }
+
+    #[test]
+    fn comparison_names_missing_extra_and_duplicated_messages() {
+        let source = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,S", 5),
+            file("u/Maildir/cur/2.M2.h:2,S", 3),
+        ];
+        let target = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,RS", 5),
+            file("u/Maildir/new/1.M1.h", 5),
+            file("u/Maildir/cur/7.M7.h:2,", 1),
+        ];
+        let boxes = compare(&source, &target);
+        let inbox = &boxes["u/Maildir"][0];
+        assert_eq!(inbox.folder, "INBOX");
+        assert_eq!((inbox.source_messages, inbox.target_messages), (2, 3));
+        assert_eq!(inbox.missing, vec!["2.M2.h (3 bytes)"]);
+        assert_eq!(inbox.extra, vec!["7.M7.h (1 bytes)"]);
+        assert_eq!(inbox.duplicated, vec!["1.M1.h (5 bytes) (2 times)"]);
+        assert!(!inbox.clean());
+    }
+
     #[test]
     fn groups_messages_by_mailbox_and_folder() {
         let dir = tempfile::tempdir().unwrap();
