@@ -457,6 +457,17 @@ impl ImapSession {
             .unwrap_or(0))
     }
 
+    /// Leaves the open folder without expunging anything (`UNSELECT`; without it, nothing).
+    ///
+    /// # Errors
+    /// The server refuses.
+    pub fn close_folder(&mut self) -> Result<(), String> {
+        if self.has("UNSELECT") {
+            self.command("UNSELECT")?;
+        }
+        Ok(())
+    }
+
     /// UIDVALIDITY and the message count of a folder, without opening it.
     ///
     /// # Errors

@@ -240,7 +240,7 @@ fn move_folder(
     let source = summaries(src, source_name).map_err(|e| format!("source: {e}"))?;
     report.messages += source.len() as u64;
     let target_count = dst
-        .open(target_name, step == ImapStep::Sync)
+        .open(target_name, false)
         .map_err(|e| format!("target: folder `{target_name}`: {e}"))?;
     let target = if target_count == 0 {
         Vec::new()
@@ -267,13 +267,19 @@ fn move_folder(
         }
     }
     if step == ImapStep::Sync && !flag_changes.is_empty() {
-        match dst.set_flags(&flag_changes) {
+        match dst
+            .open(target_name, true)
+            .and_then(|_| dst.set_flags(&flag_changes))
+        {
             Ok(()) => report.flags_updated += flag_changes.len() as u64,
             Err(e) => report.failures.push(format!(
                 "folder `{source_name}`: flags refused by the target: {e}"
             )),
         }
     }
+    // Appends go faster into a folder no session of ours has open (no view to update).
+    dst.close_folder()
+        .map_err(|e| format!("target: folder `{target_name}`: {e}"))?;
     let batches = batches(&missing);
     // The source reads the next batch while the target stores this one.
     std::thread::scope(|scope| {
