@@ -11,7 +11,7 @@ use transhumance::plan::raw::ImapSecurity;
 use transhumance::plan::secret::Secret;
 
 use crate::cli::bin;
-use crate::harness::{Dovecot, DovecotOptions};
+use crate::harness::{Dovecot, DovecotOptions, Sshd};
 
 /// A message with a Message-ID, padded to about `size` bytes.
 fn message(id: &str, size: usize) -> Vec<u8> {
@@ -146,12 +146,29 @@ fn mailbox<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no mailbox {name} in {json:#}"))
 }
 
-fn maildir_plan(dir: &Path, src: &Dovecot, dst: &Dovecot) -> std::path::PathBuf {
+/// A Maildir plan from `src`'s mail to `dst`'s, the target reached over `ssh` when given
+/// (then the renames travel through the uploaded agent).
+fn maildir_plan(
+    dir: &Path,
+    src: &Dovecot,
+    dst: &Dovecot,
+    ssh: Option<&Sshd>,
+) -> std::path::PathBuf {
+    let new_host = match ssh {
+        Some(s) => format!(
+            "{{ ssh: \"root@127.0.0.1:{}\", identity_file: \"{}\", known_hosts: \"{}\", agent_dir: \"{}\" }}",
+            s.port,
+            s.client_key.display(),
+            s.known_hosts.display(),
+            dir.join("agent").display()
+        ),
+        None => "{ local: true }".into(),
+    };
     let plan = dir.join("plan.yaml");
     std::fs::write(
         &plan,
         format!(
-            "version: 1\nname: it-maildir\nhosts:\n  old: {{ local: true }}\nmail:\n  - layout: maildir\n    from: {{ host: old, path: \"{}\" }}\n    to: {{ host: local, path: \"{}\" }}\n",
+            "version: 1\nname: it-maildir\nhosts:\n  old: {{ local: true }}\n  new: {new_host}\nmail:\n  - layout: maildir\n    from: {{ host: old, path: \"{}\" }}\n    to: {{ host: new, path: \"{}\" }}\n",
             src.dir.path().join("mail").display(),
             dst.dir.path().join("mail").display()
         ),
@@ -193,7 +210,8 @@ fn maildir_pass_renames_flag_changes_and_keeps_uids() {
     // Index and cache files exist at the source now; they must not travel.
     let before = view(&src, "alice", "pw");
     let work = tempfile::tempdir().unwrap();
-    let plan = maildir_plan(work.path(), &src, &dst);
+    let sshd = Sshd::start();
+    let plan = maildir_plan(work.path(), &src, &dst, Some(&sshd));
 
     let (code, first, err) = mail("sync", &plan, &[]);
     assert_eq!(code, 0, "{first:#} {err}");
@@ -230,6 +248,11 @@ fn maildir_pass_renames_flag_changes_and_keeps_uids() {
     assert_eq!(alice["copied"], 0, "flag changes are renames: {second:#}");
     assert_eq!(alice["renamed"], 4, "{second:#}");
     assert_eq!(second[0]["bytes_sent"], 0, "no message was sent again");
+    let wire = second[0]["wire_bytes"].as_u64().unwrap();
+    assert!(
+        wire > 0 && wire < 20_000,
+        "only listings and renames crossed ssh: {wire} bytes"
+    );
     assert_eq!(view(&dst, "alice", "pw"), changed);
 
     let verify = bin().args(["mail", "verify"]).arg(&plan).output().unwrap();
@@ -251,7 +274,7 @@ fn late_message_is_swept_after_cutover_without_touching_the_target() {
         save(&src, "alice", "INBOX", &format!("m{i}"), 2000);
     }
     let work = tempfile::tempdir().unwrap();
-    let plan = maildir_plan(work.path(), &src, &dst);
+    let plan = maildir_plan(work.path(), &src, &dst, None);
     let (code, out, err) = mail("sync", &plan, &[]);
     assert_eq!(code, 0, "{out:#} {err}");
     let (validity, _) = view(&dst, "alice", "pw")["INBOX"].clone();
