@@ -54,7 +54,9 @@ pub fn run(step: Step, plan_path: &Path, delete: bool, printer: &Printer) -> u8 
     let results = run_mail(&loaded.plan, &connections, step, observer.as_ref());
     drop(observer);
     print(&results, printer);
-    if results.iter().any(|r| r.unsafe_refusal) {
+    if results.iter().any(|r| r.invalid_input) {
+        exit::INVALID
+    } else if results.iter().any(|r| r.unsafe_refusal) {
         exit::UNSAFE
     } else if results.iter().all(RuleResult::clean) {
         exit::OK

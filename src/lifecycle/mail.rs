@@ -69,6 +69,9 @@ pub struct RuleResult {
     /// The rule was refused as unsafe (a `--delete` over the safety ratio).
     #[serde(skip)]
     pub unsafe_refusal: bool,
+    /// The rule's input is invalid (an unreadable or malformed users file).
+    #[serde(skip)]
+    pub invalid_input: bool,
     pub mailboxes: Vec<MailboxResult>,
 }
 
@@ -137,7 +140,10 @@ pub fn run(
                         r.mailboxes =
                             imap(*index, from, to, &users, *max_connections, step, observer)
                     }
-                    Err(e) => r.error = Some(e),
+                    Err(e) => {
+                        r.invalid_input = true;
+                        r.error = Some(e);
+                    }
                 }
                 r
             }

@@ -492,14 +492,17 @@ impl ImapSession {
         Ok((messages, validity))
     }
 
-    /// Every message of the open folder: UID, flags, internal date, size and Message-ID.
+    /// Every message of the open folder: UID, flags, internal date, size and, when asked
+    /// (the server then reads each message's header), Message-ID.
     ///
     /// # Errors
     /// The server refuses the FETCH.
-    pub fn summaries(&mut self) -> Result<Vec<MessageSummary>, String> {
-        let lines = self.command(
-            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
-        )?;
+    pub fn summaries(&mut self, with_message_id: bool) -> Result<Vec<MessageSummary>, String> {
+        let lines = self.command(if with_message_id {
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"
+        } else {
+            "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)"
+        })?;
         let mut out = Vec::new();
         for r in &lines {
             let Some(items) = fetch_items(r) else {

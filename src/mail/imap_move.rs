@@ -168,10 +168,10 @@ fn move_folders(
         };
         let exists = target_existing.contains(&name) || name.eq_ignore_ascii_case("INBOX");
         if step == ImapStep::Verify {
-            let source = summaries(src, &folder.name).map_err(|e| format!("source: {e}"))?;
+            let source = summaries(src, &folder.name, true).map_err(|e| format!("source: {e}"))?;
             report.messages += source.len() as u64;
             let target = if exists {
-                summaries(dst, &name).map_err(|e| format!("target: {e}"))?
+                summaries(dst, &name, true).map_err(|e| format!("target: {e}"))?
             } else {
                 Vec::new()
             };
@@ -217,7 +217,11 @@ enum FolderEnd {
     QuotaFull,
 }
 
-fn summaries(session: &mut ImapSession, folder: &str) -> Result<Vec<MessageSummary>, String> {
+fn summaries(
+    session: &mut ImapSession,
+    folder: &str,
+    with_message_id: bool,
+) -> Result<Vec<MessageSummary>, String> {
     let count = session
         .open(folder, false)
         .map_err(|e| format!("folder `{folder}`: {e}"))?;
@@ -225,7 +229,7 @@ fn summaries(session: &mut ImapSession, folder: &str) -> Result<Vec<MessageSumma
         return Ok(Vec::new());
     }
     session
-        .summaries()
+        .summaries(with_message_id)
         .map_err(|e| format!("folder `{folder}`: FETCH: {e}"))
 }
 
@@ -237,17 +241,19 @@ fn move_folder(
     step: ImapStep,
     report: &mut AccountReport,
 ) -> Result<FolderEnd, String> {
-    let source = summaries(src, source_name).map_err(|e| format!("source: {e}"))?;
-    report.messages += source.len() as u64;
     let target_count = dst
         .open(target_name, false)
         .map_err(|e| format!("target: folder `{target_name}`: {e}"))?;
     let target = if target_count == 0 {
         Vec::new()
     } else {
-        dst.summaries()
+        dst.summaries(true)
             .map_err(|e| format!("target: folder `{target_name}`: FETCH: {e}"))?
     };
+    // Into an empty folder everything goes: no Message-ID to read from each source message.
+    let source =
+        summaries(src, source_name, target_count > 0).map_err(|e| format!("source: {e}"))?;
+    report.messages += source.len() as u64;
     // Multiset match: a message twice at the source is wanted twice at the target.
     let mut at_target: HashMap<(String, u64, i64), Vec<&MessageSummary>> = HashMap::new();
     for t in &target {
@@ -332,12 +338,18 @@ fn move_folder(
                         not_copied += 1;
                         quota_full.get_or_insert(e);
                     }
-                    Err(e) => report.failures.push(format!(
-                        "folder `{source_name}`: message UID {} ({}, {} bytes): {e}",
-                        m.uid,
-                        m.message_id.as_deref().unwrap_or("no Message-ID"),
-                        m.size
-                    )),
+                    Err(e) => {
+                        // Read from the message itself when the listing did not ask for it.
+                        let id = m.message_id.clone().or_else(|| {
+                            super::imap::header_value(header_of(&bodies[&m.uid]), "message-id")
+                        });
+                        report.failures.push(format!(
+                            "folder `{source_name}`: message UID {} ({}, {} bytes): {e}",
+                            m.uid,
+                            id.as_deref().unwrap_or("no Message-ID"),
+                            m.size
+                        ))
+                    }
                 }
             }
             if let Some(e) = quota_full {
@@ -350,6 +362,15 @@ fn move_folder(
         }
         Ok(FolderEnd::Done)
     })
+}
+
+/// The header block of a raw message (up to the first empty line).
+fn header_of(message: &[u8]) -> &[u8] {
+    message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
+        .map_or(message, |end| &message[..end + 2])
 }
 
 /// Missing messages in batches of at most `BATCH_MESSAGES` and about `BATCH_BYTES`.

@@ -50,11 +50,23 @@ fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-/// The mailbox a path belongs to, among `mailboxes` (longest prefix).
+/// The mailbox a path belongs to, among `mailboxes`: read from a message's own path, else the
+/// longest mailbox that is a prefix of it.
 fn owner<'a>(path: &str, mailboxes: &'a [String]) -> Option<&'a String> {
+    if let Some((folder, _)) = maildir::message_key(path.as_bytes()) {
+        let (mailbox, _) = maildir::mailbox_of(&String::from_utf8_lossy(folder));
+        if let Ok(i) = mailboxes.binary_search(&mailbox) {
+            return Some(&mailboxes[i]);
+        }
+    }
     mailboxes
         .iter()
-        .filter(|m| m.is_empty() || path == m.as_str() || path.starts_with(&format!("{m}/")))
+        .filter(|m| {
+            m.is_empty()
+                || path
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
         .max_by_key(|m| m.len())
 }
 
@@ -99,6 +111,7 @@ pub fn run(
     }
     let mut report = PassReport::default();
     let boxes = maildir::mailboxes(&source);
+    // Sorted (`mailboxes` comes from a sorted map): `owner` searches it.
     let names: Vec<String> = boxes.iter().map(|b| b.path.clone()).collect();
     let mut by_box: BTreeMap<String, MailboxPass> = boxes
         .iter()
@@ -231,4 +244,27 @@ pub fn verify(
         )));
     }
     Ok(maildir::compare(&source.entries, &target.entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_belong_to_their_mailbox() {
+        let boxes = vec![
+            "example.org/al".to_string(),
+            "example.org/alice/Maildir".to_string(),
+        ];
+        assert_eq!(
+            owner("example.org/alice/Maildir/.Sent/cur/1.M1.h:2,S", &boxes),
+            Some(&boxes[1])
+        );
+        assert_eq!(
+            owner("example.org/alice/Maildir/dovecot-uidlist", &boxes),
+            Some(&boxes[1])
+        );
+        assert_eq!(owner("example.org/al/cur/2.M2.h", &boxes), Some(&boxes[0]));
+        assert_eq!(owner("example.org/alpha/x", &boxes), None);
+    }
 }

@@ -67,7 +67,7 @@ fn view(server: &Dovecot, user: &str, password: &str) -> BTreeMap<String, Folder
         let mut messages: Vec<_> = if n == 0 {
             Vec::new()
         } else {
-            s.summaries().unwrap()
+            s.summaries(true).unwrap()
         }
         .into_iter()
         .map(|m| {
