@@ -356,13 +356,24 @@ fn databases(
                 }
                 Ok(_) => ("create".to_string(), None),
             };
+            let tables = match (rule.engine, d.tables) {
+                (DbEngine::Postgres, _) => connections
+                    .get(&rule.from.host)
+                    .ok()
+                    .and_then(|t| db::postgres_table_count(t.as_ref(), &rule.from, &d.name).ok()),
+                (_, n) => n,
+            };
             report.databases.push(DatabaseReport {
                 engine: engine.into(),
                 source_host: rule.from.host.clone(),
                 target_host: rule.to.host.clone(),
                 name: d.name,
                 bytes: d.bytes,
-                tables: d.tables,
+                tables,
+                charset: d.charset,
+                collation: d.collation,
+                engines: d.engines,
+                users: d.users,
                 action,
                 note,
             });

@@ -112,6 +112,8 @@ pub struct DbServer {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub password: Option<SecretRef>,
+    /// Where the client tools live on `host`; `None` = the host's `PATH`.
+    pub bin_dir: Option<String>,
 }
 
 /// One `databases:` entry.
@@ -124,6 +126,10 @@ pub struct DatabaseRule {
     pub names: Vec<String>,
     pub exclude: Vec<String>,
     pub conflict: ConflictPolicy,
+    /// Bytes to keep free on the target's data directory after a copy.
+    pub min_free_space: u64,
+    /// Tables above this size move as streams of their own.
+    pub split_tables_above: u64,
 }
 
 /// An IMAP server address with its security.

@@ -170,6 +170,14 @@ pub struct RawDatabaseRule {
     /// `fail` (default), `replace` or `skip`.
     #[serde(default)]
     pub conflict: Option<ConflictPolicy>,
+    /// Free space to keep on the target's data directory once a copy is in, such as `10GiB`.
+    /// A database that would leave less is refused before anything is written. Default `1GiB`.
+    #[serde(default)]
+    pub min_free_space: Option<String>,
+    /// Tables larger than this are dumped and restored as streams of their own, in parallel
+    /// with the rest of the database, such as `256MiB`. Default `512MiB`.
+    #[serde(default)]
+    pub split_tables_above: Option<String>,
 }
 
 /// What to do with a target database that exists and is not ours.
@@ -208,6 +216,10 @@ pub struct RawDbServer {
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<String>,
+    /// Directory of the server's client tools on `host`, such as `/usr/lib/postgresql/16/bin`
+    /// to match the server's version. Default: found through the host's `PATH`.
+    #[serde(default)]
+    pub bin_dir: Option<String>,
 }
 
 /// Mail store layout.

@@ -588,6 +588,7 @@ impl Validator<'_> {
                 port: s.port,
                 user: s.user.clone(),
                 password,
+                bin_dir: s.bin_dir.clone(),
             }
         };
         let from = server(self, "from", &raw.from);
@@ -608,6 +609,28 @@ impl Validator<'_> {
             names: raw.names.clone(),
             exclude: raw.exclude.clone(),
             conflict: raw.conflict.unwrap_or(ConflictPolicy::Fail),
+            min_free_space: self.size(
+                &path.key("min_free_space"),
+                raw.min_free_space.as_deref(),
+                1 << 30,
+            ),
+            split_tables_above: self.size(
+                &path.key("split_tables_above"),
+                raw.split_tables_above.as_deref(),
+                512 << 20,
+            ),
+        }
+    }
+
+    /// A size such as `10GiB`, or `default` when absent; an error names the key.
+    fn size(&mut self, at: &NodePath, value: Option<&str>, default: u64) -> u64 {
+        match value.map(units::parse_size) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                self.error(at, e);
+                default
+            }
         }
     }
 

@@ -100,6 +100,8 @@ pub fn render(r: &DryRunReport) -> String {
                     d.tables
                         .map(|n| n.to_string())
                         .unwrap_or_else(|| "-".into()),
+                    d.charset_label(),
+                    d.users_label(),
                     match &d.note {
                         Some(n) => format!("{}: {n}", d.action),
                         None => d.action.clone(),
@@ -109,7 +111,9 @@ pub fn render(r: &DryRunReport) -> String {
             .collect();
         table(
             &mut o,
-            &["DATABASE", "ENGINE", "HOSTS", "SIZE", "TABLES", "ACTION"],
+            &[
+                "DATABASE", "ENGINE", "HOSTS", "SIZE", "TABLES", "CHARSET", "USERS", "ACTION",
+            ],
             &rows,
         );
     }
