@@ -162,14 +162,44 @@ pub fn client_request(
             let args = ["-XAt", "-F", "\t", "-v", "ON_ERROR_STOP=1"]
                 .iter()
                 .map(|a| a.to_string())
-                .chain([
-                    format!("--dbname={}", database.unwrap_or("postgres")),
-                    "-c".into(),
-                    sql.into(),
-                ])
+                .chain([format!("--dbname={}", database.unwrap_or("postgres"))])
+                // `query_many` separates statements with NUL, which SQL text never holds.
+                .chain(
+                    sql.split('\0')
+                        .flat_map(|s| ["-c".to_string(), s.to_string()]),
+                )
                 .collect::<Vec<_>>();
             tool_request(engine, server, "psql", &args)
         }
+    }
+}
+
+/// Runs several statements in one client process (one round trip over the transport) and
+/// returns the rows of all of them, in order; each statement should tag its rows.
+///
+/// # Errors
+/// As `query`.
+pub fn query_many(
+    transport: &dyn Transport,
+    engine: DbEngine,
+    server: &DbServer,
+    database: Option<&str>,
+    statements: &[String],
+) -> Result<Vec<Vec<String>>, String> {
+    match engine {
+        // psql prints the result of every `-c`; one `-c` with several statements shows the last.
+        DbEngine::Postgres => {
+            let Some((first, rest)) = statements.split_first() else {
+                return Ok(Vec::new());
+            };
+            let mut sql = first.clone();
+            for s in rest {
+                sql.push('\u{0}');
+                sql.push_str(s);
+            }
+            query(transport, engine, server, database, &sql)
+        }
+        _ => query(transport, engine, server, database, &statements.join(";\n")),
     }
 }
 
