@@ -52,6 +52,39 @@ pub enum Entry {
     },
     /// The TTL was lowered: the switch is safe once `safe_after` (unix seconds) has passed.
     DnsSafeAfter { zone: String, safe_after: u64 },
+    /// A site reached a state of the migration lifecycle. States that name an intent
+    /// (`freezing`, `switching`, `rolling_back`) are written before their side effect.
+    Site {
+        site: String,
+        state: crate::lifecycle::state::SiteState,
+        at: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        /// Bytes moved by the step (syncs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        /// How long the step's engine worked, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        millis: Option<u64>,
+    },
+    /// A post-switch probe of one of a site's domains.
+    Probe {
+        site: String,
+        result: crate::lifecycle::probe::ProbeResult,
+        at: u64,
+    },
+    /// A unit that belongs to a site (a database, a mail store) moved or was checked.
+    Unit {
+        site: String,
+        unit: String,
+        step: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        at: u64,
+    },
 }
 
 /// What a DNS change was for.

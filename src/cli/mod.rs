@@ -10,14 +10,22 @@ macro_rules! outln {
 
 pub mod agent;
 pub mod copy;
+pub mod cutover;
 pub mod db;
 pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
+pub mod migration;
 pub mod plan;
 pub mod printer;
 pub mod progress;
+pub mod report;
+pub mod resume;
+pub mod rollback;
+pub mod run;
 pub mod schema;
+pub mod status;
+pub mod sync;
 pub mod validate;
 pub mod verify;
 
@@ -71,6 +79,72 @@ pub enum Command {
     },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
+    /// Pre-sync sites and their databases while the old side still serves (repeatable).
+    Sync {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only these sites (repeatable).
+        #[arg(long = "only", value_name = "SITE")]
+        only: Vec<String>,
+        /// Allow deletes of more than 30 % of a target's files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cut sites over: freeze, final sync, verify, DNS switch, probes; a failing site is
+    /// rolled back (or paused) alone.
+    Cutover {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only batch N (1-based) of `cutover.batch` sites.
+        #[arg(long, value_name = "N", conflicts_with = "only")]
+        batch: Option<usize>,
+        /// Only these sites (repeatable).
+        #[arg(long = "only", value_name = "SITE")]
+        only: Vec<String>,
+        /// Go on despite a safety check (DNS share, TTLs not expired, mass deletes).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put sites back on the old side: DNS restored exactly, sources unfrozen.
+    Rollback {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only these sites (repeatable).
+        #[arg(long = "only", value_name = "SITE")]
+        only: Vec<String>,
+    },
+    /// Where every site is: counts per state, failures with reasons, throughput.
+    Status {
+        /// The plan file (YAML).
+        plan: PathBuf,
+    },
+    /// Finish what an interrupted run left (from the journal).
+    Resume {
+        /// The plan file (YAML).
+        plan: PathBuf,
+    },
+    /// Every phase in order: pre-sync, lower TTLs, wait, cutover, report.
+    Run {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Wait for the old TTLs up to this long, such as `10m`; a longer wait stops the run.
+        #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::plan::units::parse_duration)]
+        max_wait: std::time::Duration,
+        /// Go on despite safety checks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The migration report: per-site timelines, bytes, verification, DNS changes, probes.
+    Report {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the report to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Databases of a plan: `sync` (dump, stream, restore, verify) or `verify` (table by table).
     Db {
         /// The step to run.
@@ -188,6 +262,26 @@ pub fn run(cli: Cli) -> u8 {
             output,
         } => plan::run(&plan, format, output.as_deref(), &printer),
         Command::Schema => schema::run(),
+        Command::Sync { plan, only, force } => sync::run(&plan, &only, force, &printer),
+        Command::Cutover {
+            plan,
+            batch,
+            only,
+            force,
+        } => cutover::run(&plan, batch, &only, force, &printer),
+        Command::Rollback { plan, only } => rollback::run(&plan, &only, &printer),
+        Command::Status { plan } => status::run(&plan, &printer),
+        Command::Resume { plan } => resume::run(&plan, &printer),
+        Command::Run {
+            plan,
+            max_wait,
+            force,
+        } => run::run(&plan, max_wait, force, &printer),
+        Command::Report {
+            plan,
+            format,
+            output,
+        } => report::run(&plan, format, output.as_deref(), &printer),
         Command::Db { step, plan, only } => db::run(step, &plan, &only, &printer),
         Command::Dns {
             step,

@@ -452,6 +452,84 @@ fn safe_after(entries: &[Entry], zone: &str) -> Option<u64> {
     })
 }
 
+/// The plans cut down to the RRsets of `names` (absolute, with the final dot). The share check
+/// belongs to the whole plan (one site's records are often most of its own zone), so only the
+/// reasons about the names kept stay.
+pub fn restrict(plans: &[ZonePlan], names: &[String]) -> Vec<ZonePlan> {
+    plans
+        .iter()
+        .map(|p| {
+            let changes: Vec<Change> = p
+                .changes
+                .iter()
+                .filter(|c| names.contains(&c.key.name))
+                .cloned()
+                .collect();
+            let unsafe_reasons: Vec<String> = p
+                .unsafe_reasons
+                .iter()
+                .filter(|r| {
+                    changes
+                        .iter()
+                        .any(|c| r.starts_with(&format!("{} ", c.key.name)))
+                })
+                .cloned()
+                .collect();
+            ZonePlan {
+                zone: p.zone.clone(),
+                rrsets: p.rrsets,
+                changes,
+                unsafe_reasons,
+                unverified_servers: p.unverified_servers.clone(),
+            }
+        })
+        .filter(|p| !p.changes.is_empty())
+        .collect()
+}
+
+/// Whether the plans may switch now: no unsafe reason, and TTLs lowered long enough ago for
+/// resolvers to have dropped the old ones. The reason when not.
+///
+/// # Errors
+/// The first reason found, naming its zone.
+pub fn ready_to_switch(plans: &[ZonePlan], entries: &[Entry]) -> Result<(), String> {
+    let t = now();
+    for plan in plans {
+        if let Some(reason) = plan.unsafe_reasons.first() {
+            return Err(format!("zone {}: {reason}", plan.zone));
+        }
+        let waiting = plan.changes.iter().any(|c| c.from.ttl > c.to.ttl);
+        match safe_after(entries, &plan.zone) {
+            Some(s) if s > t => {
+                return Err(format!(
+                    "zone {}: resolvers may still cache the old TTL for {} s (until the time `lower-ttl` recorded)",
+                    plan.zone,
+                    s - t
+                ));
+            }
+            None if waiting => {
+                return Err(format!(
+                    "zone {}: TTLs were not lowered yet: run `dns lower-ttl` and wait the old TTL",
+                    plan.zone
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Seconds until every zone's lowered TTL is safe (0 when already safe or never lowered).
+pub fn seconds_until_safe(entries: &[Entry], zones: &[String]) -> u64 {
+    let t = now();
+    zones
+        .iter()
+        .filter_map(|z| safe_after(entries, z))
+        .map(|s| s.saturating_sub(t))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Switches every planned RRset by compare-and-swap. A failure undoes what this run applied.
 ///
 /// # Errors
@@ -463,34 +541,8 @@ pub fn switch(
     journal: &mut Journal,
     force: bool,
 ) -> Result<Outcome, CutoverError> {
-    let entries = journal.entries()?;
-    let t = now();
-    for plan in plans {
-        if !force {
-            if let Some(reason) = plan.unsafe_reasons.first() {
-                return Err(CutoverError::Unsafe(format!(
-                    "zone {}: {reason}",
-                    plan.zone
-                )));
-            }
-            let waiting = plan.changes.iter().any(|c| c.from.ttl > c.to.ttl);
-            match safe_after(&entries, &plan.zone) {
-                Some(s) if s > t => {
-                    return Err(CutoverError::Unsafe(format!(
-                        "zone {}: resolvers may still cache the old TTL for {} s (until the time `lower-ttl` recorded)",
-                        plan.zone,
-                        s - t
-                    )));
-                }
-                None if waiting => {
-                    return Err(CutoverError::Unsafe(format!(
-                        "zone {}: TTLs were not lowered yet: run `dns lower-ttl` and wait the old TTL",
-                        plan.zone
-                    )));
-                }
-                _ => {}
-            }
-        }
+    if !force {
+        ready_to_switch(plans, &journal.entries()?).map_err(CutoverError::Unsafe)?;
     }
     let client = provider(spec)?;
     let client = client.as_ref();
@@ -723,7 +775,10 @@ fn history(entries: &[Entry]) -> BTreeMap<RrKey, (RrState, RrState, DnsPhase)> {
                     h.1 = from.clone();
                 }
             }
-            Entry::DnsSafeAfter { .. } => {}
+            Entry::DnsSafeAfter { .. }
+            | Entry::Site { .. }
+            | Entry::Probe { .. }
+            | Entry::Unit { .. } => {}
         }
     }
     out
@@ -738,6 +793,7 @@ pub fn rollback(
     spec: &DnsSpec,
     journal: &mut Journal,
     zones: &[String],
+    names: &[String],
     restore_ttl_only: bool,
 ) -> Result<Outcome, CutoverError> {
     let client = provider(spec)?;
@@ -751,7 +807,9 @@ pub fn rollback(
     };
     let mut by_zone: BTreeMap<String, Vec<Item>> = BTreeMap::new();
     for (key, (original, ours, _)) in history(&entries) {
-        if !zones.is_empty() && !zones.contains(&key.zone) {
+        if (!zones.is_empty() && !zones.contains(&key.zone))
+            || (!names.is_empty() && !names.contains(&key.name))
+        {
             continue;
         }
         let current = match client.read(&key) {

@@ -117,7 +117,7 @@ pub fn run(
     results
 }
 
-fn one(
+pub fn one(
     plan: &Plan,
     rule: &DatabaseRule,
     name: &str,

@@ -83,6 +83,11 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
                     .iter()
                     .map(|d| d.render_name(&name).to_ascii_lowercase())
                     .collect(),
+                databases: rule
+                    .databases
+                    .iter()
+                    .map(|d| d.render_name(&name))
+                    .collect(),
                 name,
                 rule: rule.index,
                 source_host: rule.source_host.clone(),

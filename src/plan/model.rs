@@ -85,6 +85,7 @@ pub struct SiteRule {
     pub target_host: String,
     pub target_path: Template,
     pub domains: Vec<Template>,
+    pub databases: Vec<Template>,
     pub exclude: Vec<String>,
     /// Where the rule stands in the plan, for errors found after expansion.
     pub origin: NodePath,
@@ -100,6 +101,8 @@ pub struct Site {
     pub target_host: String,
     pub target_path: PathBuf,
     pub domains: Vec<String>,
+    /// Databases that move with the site's final sync.
+    pub databases: Vec<String>,
     pub exclude: Vec<String>,
 }
 

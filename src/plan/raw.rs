@@ -109,6 +109,10 @@ pub struct RawSiteRule {
     /// Domains served by the site, templates allowed (`{name}`, `www.{name}`).
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Databases of the site (names, templates allowed: `{name}_wp`). They move in the site's
+    /// final sync, after its freeze; a `databases:` rule must select them.
+    #[serde(default)]
+    pub databases: Vec<String>,
     /// Paths to leave out, rsync style: `cache/` (a directory), `*.tmp`, `/logs/` (anchored).
     #[serde(default)]
     pub exclude: Vec<String>,

@@ -470,6 +470,16 @@ impl Validator<'_> {
                 }
             }
         }
+        let mut databases = Vec::new();
+        for (i, d) in raw.databases.iter().enumerate() {
+            match Template::parse(d, SITE_VARS) {
+                Ok(t) => databases.push(t),
+                Err(e) => {
+                    self.error(&path.key("databases").index(i), e);
+                    ok = false;
+                }
+            }
+        }
         if let Some(name) = &raw.name
             && (name.is_empty() || name.contains('/'))
         {
@@ -483,6 +493,7 @@ impl Validator<'_> {
             target_host: raw.to.host.clone(),
             target_path: target_path.expect("checked"),
             domains,
+            databases,
             exclude: raw.exclude.clone(),
             origin: path,
         })

@@ -3,6 +3,7 @@
 //! The JSON form is a stable interface for CI gates: fields are only ever added, and
 //! `schema_version` changes if one is removed or changes meaning (see README).
 pub mod html;
+pub mod lifecycle;
 pub mod markdown;
 pub mod text;
 
