@@ -1,6 +1,7 @@
 //! transhumance: move a web-hosting platform (sites, databases, mail, DNS) to a new datacenter.
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod dns;
 pub mod event;
 pub mod journal;

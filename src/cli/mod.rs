@@ -12,6 +12,7 @@ pub mod agent;
 pub mod copy;
 pub mod cutover;
 pub mod db;
+pub mod demo;
 pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
@@ -79,6 +80,10 @@ pub enum Command {
     },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
+    /// Run the whole lifecycle on a small old and new datacenter built in a temp dir (no
+    /// server, no network): dry run, pre-syncs, TTLs, cutover with probes, one automatic
+    /// rollback, and the HTML report.
+    Demo,
     /// Pre-sync sites and their databases while the old side still serves (repeatable).
     Sync {
         /// The plan file (YAML).
@@ -262,6 +267,7 @@ pub fn run(cli: Cli) -> u8 {
             output,
         } => plan::run(&plan, format, output.as_deref(), &printer),
         Command::Schema => schema::run(),
+        Command::Demo => demo::run(&printer),
         Command::Sync { plan, only, force } => sync::run(&plan, &only, force, &printer),
         Command::Cutover {
             plan,

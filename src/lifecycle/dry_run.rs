@@ -645,15 +645,18 @@ fn zone_report(
             format!("authoritative servers give different SOA serials: {serials:?}"),
         ));
     }
-    let Some(server) = z
+    let server = z
         .servers
         .iter()
         .position(|s| s.serial.is_some())
-        .map(|i| dns.nameservers[i])
-    else {
-        return z;
+        .map(|i| dns.nameservers[i]);
+    let planned = match server {
+        Some(server) => crate::dns::cutover::plan_zone_from(dns, zone, server),
+        // No server listed (zone files): the provider's own copy is what will switch.
+        None if dns.nameservers.is_empty() => crate::dns::cutover::plan_zone(dns, zone),
+        None => return z,
     };
-    let plan = match crate::dns::cutover::plan_zone_from(dns, zone, server) {
+    let plan = match planned {
         Ok(p) => p,
         Err(e) => {
             risks.push(Risk::warning(
