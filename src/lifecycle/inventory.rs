@@ -117,6 +117,7 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
         let code = match key {
             "name" => "duplicate_name",
             "domains" => "duplicate_domain",
+            "databases" => "duplicate_database",
             _ => "overlapping_targets",
         };
         let issue = if severity_error {
@@ -154,6 +155,25 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
                     false,
                     format!(
                         "domain `{d}` belongs to both `{}` and `{}`",
+                        first.name, s.name
+                    ),
+                ));
+            }
+        }
+    }
+    // A database moves with one site: two sites claiming it would copy it twice at once.
+    let mut databases: HashMap<&str, &Site> = HashMap::new();
+    for s in sites {
+        for d in &s.databases {
+            if let Some(first) = databases.insert(d, s)
+                && first.name != s.name
+            {
+                issues.push(at(
+                    s,
+                    "databases",
+                    true,
+                    format!(
+                        "database `{d}` is claimed by both `{}` and `{}` (use `{{name}}` in the template, or list it on one site)",
                         first.name, s.name
                     ),
                 ));

@@ -6,3 +6,4 @@ mod dns;
 mod dry_run;
 mod harness;
 mod harness_selftest;
+mod lifecycle;
