@@ -102,6 +102,9 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     _lock: File,
+    /// Every entry, read once at open and kept in step with appends: readers need not parse
+    /// the file again (only this process writes it while the lock is held).
+    cache: Vec<Entry>,
 }
 
 /// Why the journal cannot be used.
@@ -166,10 +169,12 @@ impl Journal {
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;
         }
+        let cache = read_entries(&path)?;
         Ok(Journal {
             path,
             file,
             _lock: lock,
+            cache,
         })
     }
 
@@ -185,7 +190,9 @@ impl Journal {
             source,
         };
         self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        self.file.sync_data().map_err(io)?;
+        self.cache.push(entry.clone());
+        Ok(())
     }
 
     /// Appends several entries with one wait for the disk (a batch sent in one update).
@@ -203,7 +210,9 @@ impl Journal {
             source,
         };
         self.file.write_all(text.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        self.file.sync_data().map_err(io)?;
+        self.cache.extend_from_slice(entries);
+        Ok(())
     }
 
     /// Every entry so far, in order. A torn last line (a crash mid-write) is ignored.
@@ -211,7 +220,7 @@ impl Journal {
     /// # Errors
     /// Unreadable file, or a corrupt line that is not the last one.
     pub fn entries(&self) -> Result<Vec<Entry>, JournalError> {
-        read_entries(&self.path)
+        Ok(self.cache.clone())
     }
 
     pub fn path(&self) -> &Path {

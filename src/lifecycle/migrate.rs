@@ -86,6 +86,9 @@ pub struct Migration<'a> {
     force: bool,
     /// Zone plans read once per command: the switch of each site is cut from them.
     zone_plans: Mutex<Option<Vec<ZonePlan>>>,
+    /// Every site's latest state, kept in step with the journal (folding it again for each
+    /// question would cost a pass over the whole journal per site and step).
+    states: Mutex<std::collections::HashMap<String, SiteState>>,
 }
 
 type Stop = Result<(), String>;
@@ -135,10 +138,15 @@ impl<'a> Migration<'a> {
                 }
             }
         }
+        let states = fold(&journal.entries()?)
+            .into_iter()
+            .map(|(site, status)| (site, status.state))
+            .collect();
         Ok(Migration {
             loaded,
             connections,
             sites: inventory.sites,
+            states: Mutex::new(states),
             journal: Mutex::new(journal),
             observer,
             force,
@@ -164,15 +172,22 @@ impl<'a> Migration<'a> {
     }
 
     fn state_of(&self, site: &str) -> SiteState {
-        self.lock()
-            .entries()
-            .ok()
-            .and_then(|e| fold(&e).remove(site))
-            .map_or(SiteState::Discovered, |s| s.state)
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(site)
+            .copied()
+            .unwrap_or(SiteState::Discovered)
     }
 
     fn record(&self, entry: &Entry) -> Stop {
         self.lock().append(entry).map_err(|e| e.to_string())?;
+        if let Entry::Site { site, state, .. } = entry {
+            self.states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(site.clone(), *state);
+        }
         fault_point(entry);
         Ok(())
     }
@@ -227,7 +242,8 @@ impl<'a> Migration<'a> {
             .collect()
     }
 
-    /// Runs `work` on every site, `jobs` at a time, in one phase of the progress display.
+    /// Runs `work` on every site, `jobs` at a time, in one phase of the progress display (the
+    /// engines under it report to no one: one bar per site phase would drown the display).
     fn each<'s>(
         &self,
         phase: &str,
@@ -352,7 +368,7 @@ impl<'a> Migration<'a> {
                 root: site.target_path.clone(),
             },
             &options,
-            self.observer,
+            &crate::event::Silent,
         )
         .map_err(|e| format!("files: {e}"))?;
         if let Some(first) = report.errors.first() {
@@ -592,7 +608,7 @@ impl<'a> Migration<'a> {
             },
             &site.exclude,
             self.loaded.plan.defaults.jobs.max(1),
-            self.observer,
+            &crate::event::Silent,
         )
         .map_err(|e| e.to_string())?;
         if !report.is_clean() {
@@ -784,7 +800,18 @@ impl<'a> Migration<'a> {
 
     /// The RRsets of `names` as our switch left them (from the journal).
     fn switched_records(&self, names: &[String]) -> Result<Vec<(RrKey, RrState)>, String> {
-        let entries = self.lock().entries().map_err(|e| e.to_string())?;
+        let entries: Vec<Entry> = self
+            .lock()
+            .entries()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|e| match e {
+                Entry::DnsIntent { key, .. }
+                | Entry::DnsApplied { key, .. }
+                | Entry::DnsFailed { key, .. } => names.contains(&key.name),
+                _ => false,
+            })
+            .collect();
         Ok(cutover::switched(&entries, &[])
             .into_iter()
             .filter(|(k, _)| names.contains(&k.name))
