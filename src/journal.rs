@@ -105,6 +105,37 @@ pub struct Journal {
     /// Every entry, read once at open and kept in step with appends: readers need not parse
     /// the file again (only this process writes it while the lock is held).
     cache: Vec<Entry>,
+    syncer: Syncer,
+}
+
+/// Makes written entries durable, one fsync for every entry written so far: threads that wait
+/// for their entry while another thread syncs find it already on disk (group commit).
+#[derive(Clone)]
+pub struct Syncer {
+    file: std::sync::Arc<File>,
+    path: PathBuf,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    synced: std::sync::Arc<std::sync::Mutex<u64>>,
+}
+
+impl Syncer {
+    /// Returns once entry number `seq` (from `Journal::write`) is on disk.
+    ///
+    /// # Errors
+    /// fsync failed: the entry may not be durable, the caller must not act on it.
+    pub fn sync_to(&self, seq: u64) -> Result<(), JournalError> {
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= seq {
+            return Ok(());
+        }
+        let upto = self.written.load(std::sync::atomic::Ordering::Acquire);
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        *synced = upto;
+        Ok(())
+    }
 }
 
 /// Why the journal cannot be used.
@@ -170,11 +201,18 @@ impl Journal {
                 .map_err(io)?;
         }
         let cache = read_entries(&path)?;
+        let syncer = Syncer {
+            file: std::sync::Arc::new(file.try_clone().map_err(io)?),
+            path: path.clone(),
+            written: Default::default(),
+            synced: Default::default(),
+        };
         Ok(Journal {
             path,
             file,
             _lock: lock,
             cache,
+            syncer,
         })
     }
 
@@ -193,6 +231,33 @@ impl Journal {
         self.file.sync_data().map_err(io)?;
         self.cache.push(entry.clone());
         Ok(())
+    }
+
+    /// Writes an entry without waiting for the disk; its number goes to `Syncer::sync_to`,
+    /// which must return before the change the entry announces is made.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn write(&mut self, entry: &Entry) -> Result<u64, JournalError> {
+        let mut line = serde_json::to_string(entry).expect("journal entries serialize");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.cache.push(entry.clone());
+        Ok(self
+            .syncer
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1)
+    }
+
+    /// The handle that makes written entries durable, usable without this journal's lock.
+    pub fn syncer(&self) -> Syncer {
+        self.syncer.clone()
     }
 
     /// Appends several entries with one wait for the disk (a batch sent in one update).
@@ -293,6 +358,33 @@ mod tests {
             name: "www.example.test.".into(),
             rtype: "A".into(),
         }
+    }
+
+    #[test]
+    fn entries_written_from_threads_are_durable_once_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = std::sync::Mutex::new(Journal::open(dir.path()).unwrap());
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let j = &j;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        let entry = Entry::DnsSafeAfter {
+                            zone: format!("z{t}.test"),
+                            safe_after: i,
+                        };
+                        let (seq, syncer) = {
+                            let mut j = j.lock().unwrap();
+                            (j.write(&entry).unwrap(), j.syncer())
+                        };
+                        syncer.sync_to(seq).unwrap();
+                    }
+                });
+            }
+        });
+        let on_disk = read_entries(&dir.path().join("journal.jsonl")).unwrap();
+        assert_eq!(on_disk.len(), 100);
+        assert_eq!(j.lock().unwrap().entries().unwrap(), on_disk);
     }
 
     #[test]

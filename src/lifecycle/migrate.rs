@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::connections::Connections;
 use super::databases::{DbResult, one as move_database};
 use super::inventory::expand_sites;
-use super::probe::{ProbeResult, ProbeSpec, probe};
+use super::probe::{ProbeResult, ProbeSpec, banner, parse_banner_url, probe};
 use super::state::{SiteState, SiteStatus, fold};
 use crate::db::discover::selected;
 use crate::dns::cutover::{self, ZonePlan};
@@ -181,7 +181,12 @@ impl<'a> Migration<'a> {
     }
 
     fn record(&self, entry: &Entry) -> Stop {
-        self.lock().append(entry).map_err(|e| e.to_string())?;
+        // Written under the lock, made durable outside it: sites in parallel share fsyncs.
+        let (seq, syncer) = {
+            let mut journal = self.lock();
+            (journal.write(entry).map_err(|e| e.to_string())?, journal.syncer())
+        };
+        syncer.sync_to(seq).map_err(|e| e.to_string())?;
         if let Entry::Site { site, state, .. } = entry {
             self.states
                 .lock()
@@ -834,22 +839,28 @@ impl<'a> Migration<'a> {
         } else {
             probe_spec.expect.clone()
         };
-        site.domains
+        // The address DNS now gives a name, else the plan's first new address.
+        let new_address_of = |name: &str| -> Option<IpAddr> {
+            let fqdn = crate::dns::query::fqdn(name);
+            switched
+                .iter()
+                .find(|(k, _)| k.name == fqdn)
+                .and_then(|(_, s)| s.values.iter().find_map(|v| v.parse::<IpAddr>().ok()))
+                .or_else(|| pairs.first().map(|p| p.1))
+        };
+        let render = |t: &Template, domain: &str| {
+            t.render(|v| match v {
+                "name" => Some(site.name.clone()),
+                "domain" => Some(domain.to_string()),
+                _ => None,
+            })
+        };
+        let mut results: Vec<ProbeResult> = site
+            .domains
             .iter()
             .map(|domain| {
-                let url = probe_spec.url.render(|v| match v {
-                    "name" => Some(site.name.clone()),
-                    "domain" => Some(domain.clone()),
-                    _ => None,
-                });
-                let fqdn = crate::dns::query::fqdn(domain);
-                // The address DNS now gives the domain, else the plan's first new address.
-                let new = switched
-                    .iter()
-                    .find(|(k, _)| k.name == fqdn)
-                    .and_then(|(_, s)| s.values.iter().find_map(|v| v.parse::<IpAddr>().ok()))
-                    .or_else(|| pairs.first().map(|p| p.1));
-                let Some(new) = new else {
+                let url = render(&probe_spec.url, domain);
+                let Some(new) = new_address_of(domain) else {
                     return ProbeResult {
                         domain: domain.clone(),
                         url,
@@ -869,7 +880,39 @@ impl<'a> Migration<'a> {
                     compare_body: false,
                 })
             })
-            .collect()
+            .collect();
+        let mut greeted: Vec<String> = Vec::new();
+        for t in &probe_spec.banners {
+            for domain in &site.domains {
+                let url = render(t, domain);
+                if greeted.contains(&url) {
+                    continue;
+                }
+                greeted.push(url.clone());
+                let parsed = match parse_banner_url(&url) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        results.push(ProbeResult {
+                            domain: domain.clone(),
+                            url,
+                            ok: false,
+                            detail: e,
+                        });
+                        continue;
+                    }
+                };
+                match new_address_of(&parsed.host) {
+                    Some(address) => results.push(banner(&parsed, address, probe_spec.timeout)),
+                    None => results.push(ProbeResult {
+                        domain: domain.clone(),
+                        url,
+                        ok: false,
+                        detail: "no new address known for this host".into(),
+                    }),
+                }
+            }
+        }
+        results
     }
 
     // ---------------------------------------------------------------- rollback and resume

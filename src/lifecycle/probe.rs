@@ -189,9 +189,124 @@ pub fn probe(spec: &ProbeSpec<'_>) -> ProbeResult {
     )
 }
 
+/// A mail service to greet: `smtp://host[:25]` or `imap://host[:143]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BannerUrl {
+    pub protocol: &'static str,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Reads `smtp://host[:port]` or `imap://host[:port]` (templates are checked with sample values).
+///
+/// # Errors
+/// Another scheme, or no host.
+pub fn parse_banner_url(url: &str) -> Result<BannerUrl, String> {
+    let (protocol, rest, default_port) = if let Some(r) = url.strip_prefix("smtp://") {
+        ("smtp", r, 25)
+    } else if let Some(r) = url.strip_prefix("imap://") {
+        ("imap", r, 143)
+    } else {
+        return Err(format!("`{url}`: expected smtp:// or imap://"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !p.contains('}') => (
+            h,
+            p.parse()
+                .map_err(|_| format!("`{url}`: `{p}` is not a port"))?,
+        ),
+        _ => (rest, default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}`: no host"));
+    }
+    Ok(BannerUrl {
+        protocol,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Connects to `address` and checks the service's greeting (`220` for SMTP, `* OK` for IMAP).
+pub fn banner(url: &BannerUrl, address: IpAddr, timeout: Duration) -> ProbeResult {
+    use std::io::{BufRead, BufReader};
+    let shown = format!("{}://{}:{}", url.protocol, url.host, url.port);
+    let result = |ok: bool, detail: String| ProbeResult {
+        domain: url.host.clone(),
+        url: shown.clone(),
+        ok,
+        detail,
+    };
+    let target = SocketAddr::new(address, url.port);
+    let stream = match std::net::TcpStream::connect_timeout(&target, timeout) {
+        Ok(s) => s,
+        Err(e) => return result(false, format!("cannot connect to {target}: {e}")),
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut line = String::new();
+    if let Err(e) = BufReader::new(stream).read_line(&mut line) {
+        return result(false, format!("no greeting from {target}: {e}"));
+    }
+    let line = line.trim_end().to_string();
+    let ok = match url.protocol {
+        "smtp" => line.starts_with("220"),
+        _ => line.starts_with("* OK") || line.starts_with("* PREAUTH"),
+    };
+    let shown_line: String = line.chars().take(80).collect();
+    if ok {
+        result(true, format!("{target} greets: {shown_line}"))
+    } else {
+        result(
+            false,
+            format!("{target} greets unexpectedly: {shown_line:?}"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn banner_urls_take_default_ports_and_templates() {
+        assert_eq!(
+            parse_banner_url("smtp://mx.{domain}").unwrap(),
+            BannerUrl {
+                protocol: "smtp",
+                host: "mx.{domain}".into(),
+                port: 25
+            }
+        );
+        assert_eq!(
+            parse_banner_url("imap://mail.example:1143").unwrap().port,
+            1143
+        );
+        assert!(parse_banner_url("pop3://x").is_err());
+    }
+
+    #[test]
+    fn a_greeting_is_read_and_judged() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            for greeting in ["220 mx ESMTP ready\r\n", "421 busy\r\n"] {
+                let (mut s, _) = listener.accept().unwrap();
+                s.write_all(greeting.as_bytes()).unwrap();
+            }
+        });
+        let url = BannerUrl {
+            protocol: "smtp",
+            host: "mx.example.test".into(),
+            port,
+        };
+        let ip = "127.0.0.1".parse().unwrap();
+        assert!(banner(&url, ip, Duration::from_secs(5)).ok);
+        let bad = banner(&url, ip, Duration::from_secs(5));
+        assert!(!bad.ok && bad.detail.contains("421"), "{bad:?}");
+        t.join().unwrap();
+    }
 
     #[test]
     fn titles_are_found_whatever_their_case_and_spacing() {

@@ -219,4 +219,6 @@ pub struct Probe {
     pub expect: Vec<u16>,
     pub timeout: Duration,
     pub compare_with_old: bool,
+    /// `smtp://host:port` or `imap://host:port` templates: greetings checked after the switch.
+    pub banners: Vec<Template>,
 }

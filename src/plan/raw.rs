@@ -428,6 +428,10 @@ pub struct RawProbe {
     /// Compare status and `<title>` with the old side. Default true.
     #[serde(default)]
     pub compare_with_old: Option<bool>,
+    /// Mail services checked through the new address by their greeting, such as
+    /// `smtp://mx.{domain}:25` (expects `220`) or `imap://mail.{domain}:143` (expects `* OK`).
+    #[serde(default)]
+    pub banners: Vec<String>,
 }
 
 /// What happens when a post-switch check fails.

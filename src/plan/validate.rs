@@ -1030,7 +1030,28 @@ impl Validator<'_> {
                     .unwrap_or_default(),
                 None => Duration::from_secs(10),
             };
+            let mut banners = Vec::new();
+            for (i, b) in p.banners.iter().enumerate() {
+                let at = pp.key("banners").index(i);
+                match Template::parse(b, PROBE_VARS) {
+                    Ok(t) if crate::lifecycle::probe::parse_banner_url(b).is_ok() => {
+                        banners.push(t);
+                    }
+                    Ok(_) => {
+                        self.error(
+                            &at,
+                            format!(
+                                "expected `smtp://HOST[:PORT]` or `imap://HOST[:PORT]`, found `{b}`"
+                            ),
+                        );
+                    }
+                    Err(e) => {
+                        self.error(&at, e);
+                    }
+                }
+            }
             Some(Probe {
+                banners,
                 url: url?,
                 expect: if p.expect.is_empty() {
                     vec![200]

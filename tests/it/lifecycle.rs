@@ -34,7 +34,7 @@ struct World {
     secret: String,
 }
 
-fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16) -> World {
+fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16, smtp: u16) -> World {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     for (site, title) in [("alpha", "Alpha"), ("beta", "Beta"), ("gamma", "Gamma")] {
@@ -55,7 +55,7 @@ fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16) -> Wo
 sites:\n  - name: alpha.example.test\n    from: {{ host: local, path: \"old/www/alpha.example.test/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    databases: [\"alpha_wp\"]\n    exclude: [\".maintenance\"]\n  - from: {{ host: local, glob: \"old/www/[bg]*/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    exclude: [\".maintenance\"]\n\
 databases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n    names: [\"alpha_wp\", \"shared_*\"]\n    conflict: replace\n\
 dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 10s\n\
-cutover:\n  batch: 2\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze {{name}} >> {}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze {{name}} >> {}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s }}\n  on_failure: rollback\n",
+cutover:\n  batch: 2\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze {{name}} >> {}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze {{name}} >> {}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, banners: [\"smtp://mx.example.test:{smtp}\"] }}\n  on_failure: rollback\n",
             maria_src.socket.display(),
             maria_dst.socket.display(),
             bind.port,
@@ -99,7 +99,16 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
     let bind = Bind::start(&[("example.test", &zone())]);
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
     let port = free_port_on_both();
-    let world = world(&bind, &msrc, &mdst, port);
+    // The new mail host greets like an SMTP server.
+    let smtp = std::net::TcpListener::bind((NEW, 0)).unwrap();
+    let smtp_port = smtp.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in smtp.incoming().flatten() {
+            let _ = s.write_all(b"220 mx.example.test ESMTP\r\n");
+        }
+    });
+    let world = world(&bind, &msrc, &mdst, port, smtp_port);
     let w = world.work.path();
     let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
     let _new = WebServer::start(
@@ -241,6 +250,15 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
         .unwrap();
     assert!(alpha["dns"].as_array().unwrap().len() >= 2, "{alpha}");
     assert!(alpha["units"][0]["unit"] == "database alpha_wp", "{alpha}");
+    let probes = alpha["probes"].as_array().unwrap();
+    assert!(
+        probes.iter().any(|p| p["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("smtp://mx.example.test")
+            && p["ok"] == true),
+        "{alpha}"
+    );
     let (code, html, _) = run(&world, &["report", "--format", "html"], None);
     assert_eq!(code, Some(0));
     assert!(html.contains("<!DOCTYPE html>") && !html.contains("<script"));
@@ -251,7 +269,7 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
 fn cutover_refuses_when_ttls_were_not_lowered_and_names_unknown_sites() {
     let bind = Bind::start(&[("example.test", &zone())]);
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
-    let world = world(&bind, &msrc, &mdst, 9);
+    let world = world(&bind, &msrc, &mdst, 9, 25);
     // Ask for a lower TTL: switching before it was lowered and waited for is unsafe.
     let text = std::fs::read_to_string(&world.plan).unwrap().replace(
         "verify_timeout: 10s",
@@ -296,4 +314,45 @@ fn demo_runs_the_whole_lifecycle_with_one_rollback() {
     assert!(text.contains("rolled-back   gamma.demo.test"), "{text}");
     assert!(text.contains("gamma.demo.test. 3 IN A 127.0.0.1"), "{text}");
     assert!(text.contains("HTML report:"), "{text}");
+}
+
+#[test]
+fn a_failing_probe_under_pause_waits_for_a_human_then_rolls_back_on_request() {
+    let bind = Bind::start(&[("example.test", &zone())]);
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let port = free_port_on_both();
+    let world = world(&bind, &msrc, &mdst, port, 25);
+    let text = std::fs::read_to_string(&world.plan)
+        .unwrap()
+        .replace("on_failure: rollback", "on_failure: pause")
+        .replace(", banners: [\"smtp://mx.example.test:25\"]", "");
+    std::fs::write(&world.plan, text).unwrap();
+    let w = world.work.path();
+    let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
+    let _new = WebServer::start(
+        NEW.parse().unwrap(),
+        port,
+        w.join("new/www"),
+        vec!["gamma.example.test".into()],
+    )
+    .unwrap();
+    let original = bind.dig_ttl("gamma.example.test", "A");
+    let (code, out, err) = run(&world, &["cutover", "--only", "gamma.example.test"], None);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("paused        gamma.example.test: probe"),
+        "{out}"
+    );
+    // Paused: the switch stays and the source stays frozen until someone decides.
+    assert_eq!(bind.dig("gamma.example.test", "A"), vec![NEW]);
+    assert!(w.join("old/www/gamma.example.test/.maintenance").exists());
+    let (_, out, _) = run(&world, &["status"], None);
+    assert!(
+        out.contains("paused") && out.contains("gamma.example.test"),
+        "{out}"
+    );
+    let (code, out, err) = run(&world, &["rollback", "--only", "gamma.example.test"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(bind.dig_ttl("gamma.example.test", "A"), original);
+    assert!(!w.join("old/www/gamma.example.test/.maintenance").exists());
 }
