@@ -184,7 +184,10 @@ impl<'a> Migration<'a> {
         // Written under the lock, made durable outside it: sites in parallel share fsyncs.
         let (seq, syncer) = {
             let mut journal = self.lock();
-            (journal.write(entry).map_err(|e| e.to_string())?, journal.syncer())
+            (
+                journal.write(entry).map_err(|e| e.to_string())?,
+                journal.syncer(),
+            )
         };
         syncer.sync_to(seq).map_err(|e| e.to_string())?;
         if let Entry::Site { site, state, .. } = entry {

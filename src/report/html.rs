@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::DryRunReport;
 use crate::plan::units::{human_bytes, human_duration};
 
-fn esc(s: &str) -> String {
+/// Text escaped for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

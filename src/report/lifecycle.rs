@@ -8,6 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::Format;
+use super::html::esc;
+use super::markdown::cell;
 use crate::journal::{DnsPhase, Entry};
 use crate::lifecycle::probe::ProbeResult;
 use crate::lifecycle::state::{SiteState, SiteStatus, Step, UnitStatus};
@@ -334,10 +336,6 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
     o
 }
 
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
 fn markdown(r: &MigrationReport) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -398,13 +396,6 @@ fn markdown(r: &MigrationReport) -> String {
         }
     }
     o
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:75em;color:#222}\

@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::DryRunReport;
 use crate::plan::units::{human_bytes, human_duration};
 
-fn cell(s: &str) -> String {
+/// Text made safe for one Markdown table cell.
+pub(crate) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
