@@ -52,44 +52,76 @@ fn rows(engine: DbEngine, side: &Side<'_>, sql: &[String]) -> Result<Vec<Vec<Str
 struct Shape {
     cols: Vec<String>,
     pk: Vec<String>,
+    /// Data type of each column, lower case, in `cols` order.
+    types: Vec<String>,
+}
+
+impl Shape {
+    /// A one-column integer key: chunks can be key ranges computed by arithmetic, with no
+    /// sort of the table.
+    fn int_key(&self) -> Option<&str> {
+        let [pk] = self.pk.as_slice() else {
+            return None;
+        };
+        let i = self.cols.iter().position(|c| c == pk)?;
+        matches!(
+            self.types.get(i).map(String::as_str),
+            Some("tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint")
+        )
+        .then_some(pk.as_str())
+    }
+}
+
+/// Integer-key chunking of a table: chunk `b` holds keys `min + b*width ..= min + (b+1)*width - 1`.
+#[derive(Debug, Clone, Copy)]
+struct Ranges {
+    min: i64,
+    max: i64,
+    width: i64,
 }
 
 /// Every base table of the database with its shape, in one round trip.
 fn shapes(engine: DbEngine, side: &Side<'_>) -> Result<BTreeMap<String, Shape>, String> {
     let statements = match engine {
         DbEngine::Postgres => vec![
-            "SELECT 't', tablename, '' FROM pg_tables WHERE schemaname = 'public'".to_string(),
-            "SELECT 'c', table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position".into(),
-            "SELECT 'k', c.relname, a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+            "SELECT 't', tablename, '', '' FROM pg_tables WHERE schemaname = 'public'".to_string(),
+            "SELECT 'c', table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position".into(),
+            "SELECT 'k', c.relname, a.attname, '' FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
              WHERE i.indisprimary AND n.nspname = 'public' ORDER BY c.relname, array_position(i.indkey, a.attnum)".into(),
         ],
         _ => {
             let db = sql_str(side.database);
             vec![
-                format!("SELECT 't', table_name, '' FROM information_schema.tables WHERE table_schema = {db} AND table_type = 'BASE TABLE'"),
-                format!("SELECT 'c', table_name, column_name FROM information_schema.columns WHERE table_schema = {db} ORDER BY table_name, ordinal_position"),
-                format!("SELECT 'k', table_name, column_name FROM information_schema.key_column_usage WHERE table_schema = {db} AND constraint_name = 'PRIMARY' ORDER BY table_name, ordinal_position"),
+                format!("SELECT 't', table_name, '', '' FROM information_schema.tables WHERE table_schema = {db} AND table_type = 'BASE TABLE'"),
+                format!("SELECT 'c', table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = {db} ORDER BY table_name, ordinal_position"),
+                format!("SELECT 'k', table_name, column_name, '' FROM information_schema.key_column_usage WHERE table_schema = {db} AND constraint_name = 'PRIMARY' ORDER BY table_name, ordinal_position"),
             ]
         }
     };
     let mut out: BTreeMap<String, Shape> = BTreeMap::new();
-    let mut cols: Vec<(String, String, bool)> = Vec::new();
+    let mut cols: Vec<(String, String, String, bool)> = Vec::new();
     for r in rows(engine, side, &statements)? {
         match r.as_slice() {
-            [tag, table, _] if tag == "t" => {
+            [tag, table, ..] if tag == "t" => {
                 out.insert(table.clone(), Shape::default());
             }
-            [tag, table, col] => cols.push((table.clone(), col.clone(), tag == "k")),
+            [tag, table, col, typ] => cols.push((
+                table.clone(),
+                col.clone(),
+                typ.to_ascii_lowercase(),
+                tag == "k",
+            )),
             _ => {}
         }
     }
-    for (table, col, is_key) in cols {
+    for (table, col, typ, is_key) in cols {
         if let Some(shape) = out.get_mut(&table) {
             if is_key {
                 shape.pk.push(col);
             } else {
                 shape.cols.push(col);
+                shape.types.push(typ);
             }
         }
     }
@@ -133,6 +165,7 @@ fn source_chunks(
     table: &str,
     shape: &Shape,
     chunk_rows: u64,
+    ranges: Option<Ranges>,
 ) -> String {
     let (hash, sums) = row_hash_and_sums(engine, &shape.cols);
     let t = ident(engine, table);
@@ -140,6 +173,15 @@ fn source_chunks(
         DbEngine::Postgres => format!("quote_literal({e})"),
         _ => format!("QUOTE({e})"),
     };
+    if let (Some(r), Some(pk)) = (ranges, shape.int_key()) {
+        let k = ident(engine, pk);
+        return format!(
+            "SELECT {tag}, b, count(*), {lo}, {hi}, {sums} FROM (SELECT {k} AS k, {b} AS b, {hash} AS h FROM {t}) s GROUP BY b ORDER BY b",
+            lo = quote("MIN(k)"),
+            hi = quote("MAX(k)"),
+            b = range_bucket(engine, &k, r),
+        );
+    }
     match shape.pk.as_slice() {
         [pk] => {
             let k = ident(engine, pk);
@@ -163,10 +205,20 @@ fn target_chunks(
     table: &str,
     shape: &Shape,
     bounds: &[(String, String)],
+    ranges: Option<Ranges>,
 ) -> String {
     let (hash, sums) = row_hash_and_sums(engine, &shape.cols);
     let t = ident(engine, table);
     let bucket = match shape.pk.as_slice() {
+        [_] if let (Some(r), Some(pk)) = (ranges, shape.int_key()) => {
+            let k = ident(engine, pk);
+            format!(
+                "CASE WHEN {k} >= {} AND {k} <= {} THEN {} ELSE -1 END",
+                r.min,
+                r.max,
+                range_bucket(engine, &k, r)
+            )
+        }
         [pk] if !bounds.is_empty() => {
             let k = ident(engine, pk);
             let case = bounds
@@ -183,6 +235,54 @@ fn target_chunks(
     format!(
         "SELECT {tag}, b, count(*), {sums} FROM (SELECT {bucket} AS b, {hash} AS h FROM {t}) s GROUP BY b ORDER BY b"
     )
+}
+
+/// The chunk number of key `k` (an integer expression) under `r`.
+fn range_bucket(engine: DbEngine, k: &str, r: Ranges) -> String {
+    match engine {
+        DbEngine::Postgres => format!("(({k})::bigint - ({})) / {}", r.min, r.width),
+        _ => format!("(CAST({k} AS SIGNED) - ({})) DIV {}", r.min, r.width),
+    }
+}
+
+/// Key ranges of the integer-keyed tables, from their smallest and largest keys and row count
+/// (read through the primary key's index): `tag → ranges` of about `chunk_rows` rows each.
+fn int_ranges(
+    engine: DbEngine,
+    source: &Side<'_>,
+    tables: &[(usize, &str, &str)],
+    chunk_rows: u64,
+) -> Result<BTreeMap<usize, Ranges>, String> {
+    if tables.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let statements: Vec<String> = tables
+        .iter()
+        .map(|(tag, table, pk)| {
+            let k = ident(engine, pk);
+            format!(
+                "SELECT {tag}, MIN({k}), MAX({k}), count(*) FROM {}",
+                ident(engine, table)
+            )
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for r in rows(engine, source, &statements)? {
+        if let [tag, min, max, n] = r.as_slice()
+            && let (Ok(tag), Ok(min), Ok(max), Ok(n)) = (
+                tag.parse::<usize>(),
+                min.parse::<i64>(),
+                max.parse::<i64>(),
+                n.parse::<u64>(),
+            )
+        {
+            let chunks = n.div_ceil(chunk_rows.max(1)).max(1) as i128;
+            let span = max as i128 - min as i128 + 1;
+            let width = ((span + chunks - 1) / chunks).clamp(1, i64::MAX as i128) as i64;
+            out.insert(tag, Ranges { min, max, width });
+        }
+    }
+    Ok(out)
 }
 
 /// One chunk as a server summed it: rows and hash.
@@ -203,11 +303,28 @@ pub fn verify_database(
     let both: Vec<(&String, &Shape)> = src.iter().filter(|(t, _)| dst.contains_key(*t)).collect();
     let mut out = Vec::new();
 
+    // Integer keys are chunked by arithmetic on the key (no sort of the table); others by
+    // row number in key order.
+    let keyed: Vec<(usize, &str, &str)> = src
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (t, shape))| shape.int_key().map(|k| (i, t.as_str(), k)))
+        .collect();
+    let ranges = int_ranges(engine, source, &keyed, chunk_rows)?;
     // Source: chunk bounds and hashes of every table, tagged by its index in `src`.
     let statements: Vec<String> = src
         .iter()
         .enumerate()
-        .map(|(i, (t, shape))| source_chunks(engine, i, t, shape, chunk_rows.max(1)))
+        .map(|(i, (t, shape))| {
+            source_chunks(
+                engine,
+                i,
+                t,
+                shape,
+                chunk_rows.max(1),
+                ranges.get(&i).copied(),
+            )
+        })
         .collect();
     let mut at_source: Vec<BTreeMap<i64, (Chunk, String, String)>> =
         vec![BTreeMap::new(); src.len()];
@@ -240,7 +357,10 @@ pub fn verify_database(
         .iter()
         .map(|(t, shape)| {
             let i = index_of(t);
-            (i, target_chunks(engine, i, t, shape, &bounds(i)))
+            (
+                i,
+                target_chunks(engine, i, t, shape, &bounds(i), ranges.get(&i).copied()),
+            )
         })
         .collect();
     let mut at_target: BTreeMap<usize, BTreeMap<i64, Chunk>> = BTreeMap::new();
@@ -310,6 +430,23 @@ pub fn verify_database(
                 if there.get(b) != Some(chunk) {
                     check.differing_ranges.push((lo.clone(), hi.clone()));
                 }
+            }
+            // Target rows in a key range where the source has none.
+            for b in there.keys().filter(|b| **b >= 0 && !chunks.contains_key(b)) {
+                let label = match ranges.get(&i) {
+                    Some(r) => (
+                        format!("'{}'", r.min.saturating_add(b.saturating_mul(r.width))),
+                        format!(
+                            "'{}'",
+                            r.min
+                                .saturating_add((b + 1).saturating_mul(r.width))
+                                .saturating_sub(1)
+                                .min(r.max)
+                        ),
+                    ),
+                    None => (format!("(chunk {b})"), String::new()),
+                };
+                check.differing_ranges.push(label);
             }
             if there.contains_key(&-1) {
                 check

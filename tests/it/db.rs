@@ -90,6 +90,18 @@ fn mariadb_verification_finds_one_changed_row_and_its_key_range() {
         "{orders:#?}"
     );
     assert_eq!(check(&found, "logs").status, "same");
+
+    // A row only the target has, beyond the source's keys, is found too.
+    dst.sql("INSERT INTO shop.orders VALUES (9000, 1, 'only here', NULL)");
+    let found = verify_database(DbEngine::Mariadb, &side(&a), &side(&b), 500).unwrap();
+    let orders = check(&found, "orders");
+    assert_eq!(orders.rows_target, 2501);
+    assert!(
+        orders
+            .differing_ranges
+            .contains(&("(outside the source's key range)".to_string(), String::new())),
+        "{orders:#?}"
+    );
 }
 
 #[test]
