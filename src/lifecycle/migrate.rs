@@ -556,7 +556,9 @@ impl<'a> Migration<'a> {
         if state == SiteState::RollingBack {
             return Err("a rollback was interrupted: run `rollback` or `resume`".into());
         }
-        if !state.in_flight() {
+        // `freezing` left by a crash: the command may or may not have run; run it again
+        // (freeze commands must be idempotent, as `touch` is).
+        if !state.in_flight() || state == SiteState::Freezing {
             self.set(&site.name, SiteState::Freezing, None)?;
             if let Err(e) = self.hook(site, true) {
                 // Part of a freeze may have run: reopen the site before saying it failed.

@@ -97,9 +97,10 @@ fn mariadb_verification_finds_one_changed_row_and_its_key_range() {
     let orders = check(&found, "orders");
     assert_eq!(orders.rows_target, 2501);
     assert!(
-        orders
-            .differing_ranges
-            .contains(&("(outside the source's key range)".to_string(), String::new())),
+        orders.differing_ranges.contains(&(
+            "(outside the source's key range)".to_string(),
+            String::new()
+        )),
         "{orders:#?}"
     );
 }

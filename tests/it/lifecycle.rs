@@ -199,10 +199,16 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
     assert_eq!(bind.dig_ttl("gamma.example.test", "A"), original[2]);
     assert!(!w.join("old/www/gamma.example.test/.maintenance").exists());
 
-    // A second cutover of everything leaves the confirmed sites alone and retries gamma.
-    let (code, out, _) = run(&world, &["cutover"], None);
+    // A second cutover of everything leaves the confirmed sites alone and retries gamma; it
+    // dies with gamma's freeze under way (crash 4), and resume freezes again and goes on.
+    let (code, _, _) = run(&world, &["cutover"], Some("after:freezing"));
+    assert_eq!(code, None);
+    let (code, out, _) = run(&world, &["resume"], None);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("confirmed     alpha.example.test"), "{out}");
+    assert!(out.contains("rolled-back   gamma.example.test"), "{out}");
+    assert!(!out.contains("alpha.example.test"), "{out}");
+    let (_, out, _) = run(&world, &["status"], None);
+    assert!(out.contains("2 confirmed · 1 rolled-back"), "{out}");
 
     // Rolling back the confirmed batch restores DNS exactly and unfreezes the sources.
     let (code, out, err) = run(&world, &["rollback"], None);
