@@ -362,3 +362,46 @@ fn a_failing_probe_under_pause_waits_for_a_human_then_rolls_back_on_request() {
     assert_eq!(bind.dig_ttl("gamma.example.test", "A"), original);
     assert!(!w.join("old/www/gamma.example.test/.maintenance").exists());
 }
+
+#[test]
+fn run_goes_through_every_phase_and_writes_the_html_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port_on_both();
+    let scenario = transhumance::demo::build(tmp.path(), port).unwrap();
+    let _old = WebServer::start(
+        transhumance::demo::OLD_ADDRESS.parse().unwrap(),
+        port,
+        tmp.path().join("old-dc/www"),
+        vec![],
+    )
+    .unwrap();
+    let _new = WebServer::start(
+        transhumance::demo::NEW_ADDRESS.parse().unwrap(),
+        port,
+        tmp.path().join("new-dc/www"),
+        vec![transhumance::demo::BROKEN_SITE.into()],
+    )
+    .unwrap();
+    // A TTL wait longer than allowed stops the run after the pre-sync and the lowering.
+    let out = bin()
+        .args(["run", "--max-wait", "0s"])
+        .arg(&scenario.plan)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("run `transhumance run` again then"), "{err}");
+    let zone = std::fs::read_to_string(&scenario.zone_file).unwrap();
+    assert!(zone.contains("alpha.demo.test. 1 IN A 127.0.0.1"), "{zone}");
+    // Run again: the wait is short enough now, every phase runs.
+    let out = bin().arg("run").arg(&scenario.plan).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("confirmed     beta.demo.test"), "{text}");
+    assert!(text.contains("rolled-back   gamma.demo.test"), "{text}");
+    let html = std::fs::read_to_string(tmp.path().join("state/report.html")).unwrap();
+    assert!(
+        html.contains("gamma.demo.test") && html.contains("502"),
+        "{html}"
+    );
+}
