@@ -1051,6 +1051,8 @@ mod tests {
             domains: vec![],
             databases: vec![],
             exclude: vec![],
+            owner: None,
+            marks: vec![],
         };
         assert_eq!(
             render_shell(&t, &site),
