@@ -48,7 +48,10 @@ pub fn render(r: &DryRunReport) -> String {
     );
     if !r.sites.is_empty() {
         // Owners and marks come from a panel inventory: shown only when a site has them.
-        let owners = r.sites.iter().any(|s| s.owner.is_some() || !s.marks.is_empty());
+        let owners = r
+            .sites
+            .iter()
+            .any(|s| s.owner.is_some() || !s.marks.is_empty());
         let rows: Vec<Vec<String>> = r
             .sites
             .iter()
