@@ -95,7 +95,7 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
             panel,
             database,
         } => {
-            let hosts = std::iter::once((host.name.clone(), host.clone())).collect();
+            let hosts = std::iter::once((host.name.clone(), (**host).clone())).collect();
             let connections = crate::lifecycle::Connections::new(
                 &hosts,
                 crate::lifecycle::default_agent_binary(),
@@ -108,7 +108,7 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
             })?;
             Ok(Box::new(super::vhffs::VhffsDns::new(
                 transport,
-                panel.clone(),
+                (**panel).clone(),
                 database.clone(),
             )))
         }

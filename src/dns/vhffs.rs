@@ -22,6 +22,9 @@ const CHANGED: &str = "transhumance-changed:";
 /// Tag of the exception raised when the panel has no such zone.
 const NO_ZONE: &str = "transhumance-no-zone";
 
+/// One `vhffs_dns_rr` row: id, stored name, type, data, aux, ttl.
+type PanelRow = (i64, String, String, String, i64, u32);
+
 /// The panel's database, reached through `psql` on its host.
 pub struct VhffsDns {
     transport: Arc<dyn Transport>,
@@ -119,7 +122,7 @@ impl VhffsDns {
     }
 
     /// The zone's rows: (id, stored name, type, data, aux, ttl).
-    fn rows(&self, zone: &str) -> Result<Vec<(i64, String, String, String, i64, u32)>, DnsError> {
+    fn rows(&self, zone: &str) -> Result<Vec<PanelRow>, DnsError> {
         let zone_lit = lit(&crate::plan::validate::normalize_zone(zone))?;
         // Data hex-encoded: TXT records may hold tabs and newlines, which would break rows. The
         // outer join gives a zone without records one empty row, and an unknown zone none.

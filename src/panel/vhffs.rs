@@ -96,7 +96,7 @@ fn state_risk(what: &str, name: &str, state: i32) -> Risk {
     )
 }
 
-fn field<'a>(row: &'a [String], i: usize) -> &'a str {
+fn field(row: &[String], i: usize) -> &str {
     row.get(i).map_or("", String::as_str)
 }
 

@@ -117,7 +117,7 @@ pub const INVENTORY_RULE: usize = usize::MAX;
 /// The `inventory:` section.
 #[derive(Debug, Clone)]
 pub enum InventorySource {
-    Vhffs(VhffsSource),
+    Vhffs(Box<VhffsSource>),
     Csv(CsvSource),
 }
 
@@ -234,8 +234,8 @@ pub enum DnsProvider {
     },
     /// The VHFFS panel's `vhffs_dns`/`vhffs_dns_rr` tables, through `psql` on `host`.
     Vhffs {
-        host: Host,
-        panel: DbServer,
+        host: Box<Host>,
+        panel: Box<DbServer>,
         database: String,
     },
 }

@@ -842,7 +842,7 @@ impl Validator<'_> {
                     "password of the panel's database",
                 );
                 ok.then(|| {
-                    InventorySource::Vhffs(VhffsSource {
+                    InventorySource::Vhffs(Box::new(VhffsSource {
                         panel: DbServer {
                             host: raw.host.clone(),
                             socket: raw.socket.clone(),
@@ -858,7 +858,7 @@ impl Validator<'_> {
                         target_host: raw.to.host.clone(),
                         target,
                         exclude: raw.exclude.clone(),
-                    })
+                    }))
                 })
             }
             raw::InventoryKind::Csv => {
@@ -1021,8 +1021,8 @@ impl Validator<'_> {
                     return None;
                 };
                 DnsProvider::Vhffs {
-                    host: hosts.get(&v.panel.host)?.clone(),
-                    panel: v.panel.clone(),
+                    host: Box::new(hosts.get(&v.panel.host)?.clone()),
+                    panel: Box::new(v.panel.clone()),
                     database: v.database.clone(),
                 }
             }
