@@ -437,9 +437,10 @@ cutover:\n  batch: 20\n",
     let (code, text, err) = run(&plan, &["inventory"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        text.lines().any(|l| l.starts_with("www.g007.test ")
-            && l.contains("20007:10007")
-            && l.contains("suspended")),
+        text.lines()
+            .any(|l| l.trim_start().starts_with("www.g007.test ")
+                && l.contains("20007:10007")
+                && l.contains("suspended")),
         "{text}"
     );
     let (code, yaml, err) = run(&plan, &["inventory", "--yaml"]);
