@@ -160,6 +160,41 @@ pub fn plan_zone(spec: &DnsSpec, zone: &str) -> Result<ZonePlan, CutoverError> {
     plan_zone_from(spec, zone, read_server(spec))
 }
 
+/// Plans the switch of every zone of `zones`, reading them all at once from providers that can
+/// (the panel's tables), else one by one as `plan_zone`.
+pub fn plan_zones(spec: &DnsSpec, zones: &[String]) -> Vec<Result<ZonePlan, CutoverError>> {
+    if let DnsProvider::Vhffs { .. } = &spec.provider {
+        let listed = provider(spec).map(|p| p.list_many(zones));
+        match listed {
+            Ok(Some(Ok(mut all))) => {
+                return zones
+                    .iter()
+                    .map(|z| {
+                        let zone = crate::plan::validate::normalize_zone(z);
+                        match all.remove(&zone) {
+                            Some(records) => Ok(plan_records(spec, z, &records)),
+                            None => Err(CutoverError::Dns(DnsError::NotAuthoritative {
+                                zone: z.clone(),
+                                server: "the panel's vhffs_dns table".into(),
+                            })),
+                        }
+                    })
+                    .collect();
+            }
+            Ok(Some(Err(e))) => return zones.iter().map(|_| Err(e.clone().into())).collect(),
+            Err(e) => {
+                let message = e.to_string();
+                return zones
+                    .iter()
+                    .map(|_| Err(CutoverError::NotSupported(message.clone())))
+                    .collect();
+            }
+            Ok(None) => {}
+        }
+    }
+    zones.iter().map(|z| plan_zone(spec, z)).collect()
+}
+
 /// Plans the switch of one zone from what `server` serves.
 ///
 /// # Errors

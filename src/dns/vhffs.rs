@@ -6,6 +6,7 @@
 //! ending with a dot absolute. Data is text; MX and SRV keep their priority in `aux`, so read
 //! back as `<aux> <data>`. Targets of NS, CNAME, MX and SRV without a final dot are relative.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::provider::Provider;
@@ -121,44 +122,71 @@ impl VhffsDns {
         )
     }
 
-    /// The zone's rows: (id, stored name, type, data, aux, ttl).
-    fn rows(&self, zone: &str) -> Result<Vec<PanelRow>, DnsError> {
-        let zone_lit = lit(&crate::plan::validate::normalize_zone(zone))?;
-        // Data hex-encoded: TXT records may hold tabs and newlines, which would break rows. The
-        // outer join gives a zone without records one empty row, and an unknown zone none.
-        let rows = self
-            .sql(&format!(
-                "SELECT 'rr', r.id, COALESCE(r.name, ''), upper(r.type), \
-                 encode(convert_to(COALESCE(r.data, ''), 'UTF8'), 'hex'), COALESCE(r.aux, 0), \
-                 COALESCE(r.ttl, d.ttl, 3600) FROM vhffs_dns d LEFT JOIN vhffs_dns_rr r ON r.zone = d.dns_id \
-                 WHERE lower(trim(trailing '.' from d.domain)) = {zone_lit} ORDER BY r.id"
-            ))
-            .map_err(|message| DnsError::Unreachable {
-                server: self.label(),
-                message,
-            })?;
-        if rows.is_empty() {
-            return Err(DnsError::NotAuthoritative {
-                zone: zone.into(),
-                server: self.label(),
-            });
-        }
-        Ok(rows
-            .into_iter()
-            .filter(|r| r.len() >= 7 && !r[1].is_empty())
-            .map(|r| {
+    /// The rows of each of `zones` that the panel has (absent: no such zone), by zone name.
+    fn rows_of(&self, zones: &[String]) -> Result<BTreeMap<String, Vec<PanelRow>>, DnsError> {
+        let mut out: BTreeMap<String, Vec<PanelRow>> = BTreeMap::new();
+        // Chunks keep each `psql -c` argument far below the kernel's limit on one argument.
+        for chunk in zones.chunks(2_000) {
+            let names = chunk
+                .iter()
+                .map(|z| lit(&crate::plan::validate::normalize_zone(z)))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", ");
+            // Data hex-encoded: TXT records may hold tabs and newlines, which would break rows.
+            // The outer join gives a zone without records one row without an id.
+            let rows = self
+                .sql(&format!(
+                    "SELECT lower(trim(trailing '.' from d.domain)), r.id, COALESCE(r.name, ''), upper(r.type), \
+                     encode(convert_to(COALESCE(r.data, ''), 'UTF8'), 'hex'), COALESCE(r.aux, 0), \
+                     COALESCE(r.ttl, d.ttl, 3600) FROM vhffs_dns d LEFT JOIN vhffs_dns_rr r ON r.zone = d.dns_id \
+                     WHERE lower(trim(trailing '.' from d.domain)) IN ({names}) ORDER BY r.id"
+                ))
+                .map_err(|message| DnsError::Unreachable {
+                    server: self.label(),
+                    message,
+                })?;
+            for r in rows.into_iter().filter(|r| r.len() >= 7) {
+                let zone = out.entry(r[0].clone()).or_default();
+                if r[1].is_empty() {
+                    continue;
+                }
                 let data = (0..r[4].len())
                     .step_by(2)
                     .filter_map(|i| u8::from_str_radix(r[4].get(i..i + 2)?, 16).ok())
                     .collect::<Vec<u8>>();
-                (
+                zone.push((
                     r[1].parse().unwrap_or_default(),
                     r[2].clone(),
                     r[3].clone(),
                     String::from_utf8_lossy(&data).into_owned(),
                     r[5].parse().unwrap_or_default(),
                     r[6].parse().unwrap_or_default(),
-                )
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record of each of `zones` as the panel would have them served, in one round trip
+    /// per 2,000 zones; a zone the panel does not have is absent.
+    ///
+    /// # Errors
+    /// `psql` fails on the panel's host.
+    pub fn records_of(&self, zones: &[String]) -> Result<BTreeMap<String, Vec<Rr>>, DnsError> {
+        Ok(self
+            .rows_of(zones)?
+            .into_iter()
+            .map(|(zone, rows)| {
+                let records = rows
+                    .into_iter()
+                    .map(|(_, name, rtype, data, aux, ttl)| Rr {
+                        name: absolute(&name, &zone),
+                        data: presented(&rtype, &data, aux, &zone),
+                        rtype,
+                        ttl,
+                    })
+                    .collect();
+                (zone, records)
             })
             .collect())
     }
@@ -166,18 +194,15 @@ impl VhffsDns {
     /// Every record of the zone as the panel would have it served.
     ///
     /// # Errors
-    /// `psql` fails on the panel's host.
+    /// `psql` fails on the panel's host, or the panel has no such zone.
     pub fn records(&self, zone: &str) -> Result<Vec<Rr>, DnsError> {
-        Ok(self
-            .rows(zone)?
-            .into_iter()
-            .map(|(_, name, rtype, data, aux, ttl)| Rr {
-                name: absolute(&name, zone),
-                data: presented(&rtype, &data, aux, zone),
-                rtype,
-                ttl,
+        let name = crate::plan::validate::normalize_zone(zone);
+        self.records_of(std::slice::from_ref(&name))?
+            .remove(&name)
+            .ok_or_else(|| DnsError::NotAuthoritative {
+                zone: zone.into(),
+                server: self.label(),
             })
-            .collect())
     }
 
     /// The PL/pgSQL block that swaps `swaps` in `zone` all at once, or raises.
@@ -283,6 +308,10 @@ impl Provider for VhffsDns {
 
     fn list(&self, zone: &str) -> Option<Result<Vec<Rr>, DnsError>> {
         Some(self.records(zone))
+    }
+
+    fn list_many(&self, zones: &[String]) -> Option<Result<BTreeMap<String, Vec<Rr>>, DnsError>> {
+        Some(self.records_of(zones))
     }
 
     fn swap_all(&self, zone: &str, swaps: &[Swap<'_>]) -> Result<(), DnsError> {

@@ -169,10 +169,24 @@ pub fn dry_run(
             phase: "dns".into(),
             total: dns.zones.len() as u64,
         });
-        for zone in &dns.zones {
-            report
-                .dns
-                .push(zone_report(zone, dns, plan.cutover.at, &mut report.risks));
+        // Without servers to read, the provider's copy is planned, all zones in one go if it can.
+        let mut planned: Vec<Option<_>> = if dns.nameservers.is_empty() {
+            crate::dns::cutover::plan_zones(dns, &dns.zones)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            dns.zones.iter().map(|_| None).collect()
+        };
+        for (i, zone) in dns.zones.iter().enumerate() {
+            let pre = planned[i].take();
+            report.dns.push(zone_report(
+                zone,
+                dns,
+                pre,
+                plan.cutover.at,
+                &mut report.risks,
+            ));
             observer.on_event(&Event::UnitDone {
                 phase: "dns".into(),
                 unit: zone.clone(),
@@ -669,6 +683,7 @@ pub fn read_users(path: &std::path::Path) -> Result<Vec<ImapUser>, String> {
 fn zone_report(
     zone: &str,
     dns: &DnsSpec,
+    pre_planned: Option<Result<crate::dns::cutover::ZonePlan, crate::dns::cutover::CutoverError>>,
     cutover_at: Option<SystemTime>,
     risks: &mut Vec<Risk>,
 ) -> ZoneReport {
@@ -711,7 +726,9 @@ fn zone_report(
     let planned = match server {
         Some(server) => crate::dns::cutover::plan_zone_from(dns, zone, server),
         // No server listed (zone files): the provider's own copy is what will switch.
-        None if dns.nameservers.is_empty() => crate::dns::cutover::plan_zone(dns, zone),
+        None if dns.nameservers.is_empty() => {
+            pre_planned.unwrap_or_else(|| crate::dns::cutover::plan_zone(dns, zone))
+        }
         None => return z,
     };
     let plan = match planned {
