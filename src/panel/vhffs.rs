@@ -37,15 +37,18 @@ const STATEMENTS: &[&str] = &[
     "SELECT 'pgsql', d.dbname, d.dbuser, encode(convert_to(COALESCE(d.dbpass, ''), 'UTF8'), 'hex'), \
      o.owner_gid, o.state FROM vhffs_pgsql d JOIN vhffs_object o ON o.object_id = d.object_id \
      ORDER BY d.dbname",
-    "SELECT 'mx', m.domain, o.owner_gid, o.state, \
-     (SELECT count(*) FROM vhffs_mx_localpart l JOIN vhffs_mx_redirect r ON r.localpart_id = l.localpart_id WHERE l.mx_id = m.mx_id) \
-     FROM vhffs_mx m JOIN vhffs_object o ON o.object_id = m.object_id ORDER BY m.domain",
+    // Counts joined as aggregates (hash joins), not correlated subqueries: the panel's tables
+    // may lack the indexes that would make those fast, and 25,000 domains made them quadratic.
+    "SELECT 'mx', m.domain, o.owner_gid, o.state, COALESCE(c.n, 0) FROM vhffs_mx m \
+     JOIN vhffs_object o ON o.object_id = m.object_id LEFT JOIN (SELECT l.mx_id, count(*) AS n \
+     FROM vhffs_mx_localpart l JOIN vhffs_mx_redirect r ON r.localpart_id = l.localpart_id \
+     GROUP BY l.mx_id) c ON c.mx_id = m.mx_id ORDER BY m.domain",
     "SELECT 'box', m.domain, l.localpart, b.state FROM vhffs_mx_box b \
      JOIN vhffs_mx_localpart l ON l.localpart_id = b.localpart_id \
      JOIN vhffs_mx m ON m.mx_id = l.mx_id ORDER BY m.domain, l.localpart",
-    "SELECT 'zone', d.domain, d.serial, o.owner_gid, o.state, \
-     (SELECT count(*) FROM vhffs_dns_rr r WHERE r.zone = d.dns_id) \
-     FROM vhffs_dns d JOIN vhffs_object o ON o.object_id = d.object_id ORDER BY d.domain",
+    "SELECT 'zone', d.domain, d.serial, o.owner_gid, o.state, COALESCE(c.n, 0) FROM vhffs_dns d \
+     JOIN vhffs_object o ON o.object_id = d.object_id LEFT JOIN (SELECT zone, count(*) AS n \
+     FROM vhffs_dns_rr GROUP BY zone) c ON c.zone = d.dns_id ORDER BY d.domain",
 ];
 
 /// `<datadir>/web/<h[0:2]>/<h[2:4]>/<h[4:6]>/<servername>`, `h` the MD5 of the server name in
