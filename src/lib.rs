@@ -7,6 +7,7 @@ pub mod event;
 pub mod journal;
 pub mod lifecycle;
 pub mod mail;
+pub mod panel;
 pub mod plan;
 pub mod report;
 pub mod sync;

@@ -80,9 +80,8 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             .collect()
     };
     let plans = || -> Result<Vec<ZonePlan>, CutoverError> {
-        let mut plans: Vec<ZonePlan> = selected
-            .iter()
-            .map(|z| cutover::plan_zone(&spec, z))
+        let mut plans: Vec<ZonePlan> = cutover::plan_zones(&spec, &selected)
+            .into_iter()
             .collect::<Result<_, _>>()?;
         if !only.is_empty() {
             // `--only www.example.org`: just these names (relative to their zone or absolute).

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
+pub mod inventory;
 pub mod migration;
 pub mod plan;
 pub mod printer;
@@ -77,6 +78,15 @@ pub enum Command {
         /// Write the report to this file instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+    /// List every unit the plan expands to (its `sites:` rules and its `inventory:` source:
+    /// sites with owners, databases, mail boxes, zones) for review; changes nothing.
+    Inventory {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Export as YAML (`--json` for JSON).
+        #[arg(long)]
+        yaml: bool,
     },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
@@ -266,6 +276,7 @@ pub fn run(cli: Cli) -> u8 {
             format,
             output,
         } => plan::run(&plan, format, output.as_deref(), &printer),
+        Command::Inventory { plan, yaml } => inventory::run(&plan, yaml, &printer),
         Command::Schema => schema::run(),
         Command::Demo => demo::run(&printer),
         Command::Sync { plan, only, force } => sync::run(&plan, &only, force, &printer),

@@ -90,6 +90,28 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
                 spec.nameservers.first().copied(),
             )))
         }
+        DnsProvider::Vhffs {
+            host,
+            panel,
+            database,
+        } => {
+            let hosts = std::iter::once((host.name.clone(), (**host).clone())).collect();
+            let connections = crate::lifecycle::Connections::new(
+                &hosts,
+                crate::lifecycle::default_agent_binary(),
+            );
+            let transport = connections.get(&host.name).map_err(|e| {
+                CutoverError::Dns(DnsError::Unreachable {
+                    server: host.name.clone(),
+                    message: e.to_string(),
+                })
+            })?;
+            Ok(Box::new(super::vhffs::VhffsDns::new(
+                transport,
+                (**panel).clone(),
+                database.clone(),
+            )))
+        }
     }
 }
 
@@ -128,13 +150,49 @@ fn rrsets(records: &[Rr]) -> BTreeMap<(String, String), RrState> {
 /// # Errors
 /// The zone cannot be read (transfer refused, server down).
 pub fn plan_zone(spec: &DnsSpec, zone: &str) -> Result<ZonePlan, CutoverError> {
-    if let DnsProvider::ZoneFile { .. } = &spec.provider {
+    // Providers holding the records themselves are the truth the switch compares against.
+    if let DnsProvider::ZoneFile { .. } | DnsProvider::Vhffs { .. } = &spec.provider {
         let records = provider(spec)?
             .list(zone)
-            .expect("zone files list their records")?;
+            .expect("zone files and panel tables list their records")?;
         return Ok(plan_records(spec, zone, &records));
     }
     plan_zone_from(spec, zone, read_server(spec))
+}
+
+/// Plans the switch of every zone of `zones`, reading them all at once from providers that can
+/// (the panel's tables), else one by one as `plan_zone`.
+pub fn plan_zones(spec: &DnsSpec, zones: &[String]) -> Vec<Result<ZonePlan, CutoverError>> {
+    if let DnsProvider::Vhffs { .. } = &spec.provider {
+        let listed = provider(spec).map(|p| p.list_many(zones));
+        match listed {
+            Ok(Some(Ok(mut all))) => {
+                return zones
+                    .iter()
+                    .map(|z| {
+                        let zone = crate::plan::validate::normalize_zone(z);
+                        match all.remove(&zone) {
+                            Some(records) => Ok(plan_records(spec, z, &records)),
+                            None => Err(CutoverError::Dns(DnsError::NotAuthoritative {
+                                zone: z.clone(),
+                                server: "the panel's vhffs_dns table".into(),
+                            })),
+                        }
+                    })
+                    .collect();
+            }
+            Ok(Some(Err(e))) => return zones.iter().map(|_| Err(e.clone().into())).collect(),
+            Err(e) => {
+                let message = e.to_string();
+                return zones
+                    .iter()
+                    .map(|_| Err(CutoverError::NotSupported(message.clone())))
+                    .collect();
+            }
+            Ok(None) => {}
+        }
+    }
+    zones.iter().map(|z| plan_zone(spec, z)).collect()
 }
 
 /// Plans the switch of one zone from what `server` serves.
@@ -628,7 +686,8 @@ pub fn verify(
     expected: &[(RrKey, RrState)],
     timeout: Duration,
 ) -> Result<Vec<String>, Vec<String>> {
-    // Without servers in the plan (zone files), the files are what can be checked, and we say so.
+    // Without servers in the plan (zone files, panel tables), the provider's own copy is what can
+    // be checked, and the report says so.
     let files = if spec.nameservers.is_empty() {
         provider(spec).ok()
     } else {
@@ -707,6 +766,10 @@ pub fn verify(
         }
         if wrong.is_empty() {
             let source = match &files {
+                Some(p) if matches!(spec.provider, DnsProvider::Vhffs { .. }) => format!(
+                    "the panel's tables ({}; no server listed in the plan)",
+                    p.label()
+                ),
                 Some(p) => format!(
                     "the zone files in {} (no server listed in the plan)",
                     p.label()

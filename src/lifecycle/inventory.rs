@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Issue, Loaded, NodePath, Site, SiteSource};
+use crate::panel::{PanelError, PanelInventory};
+use crate::plan::{INVENTORY_RULE, InventorySource, Issue, Loaded, NodePath, Site, SiteSource};
 
 use super::connections::Connections;
 
@@ -15,6 +16,8 @@ pub struct Inventory {
     /// Rules that could not be expanded because their host is unreachable: a fact about the
     /// network today, not a mistake in the plan (`validate` warns, the dry run fails).
     pub unreachable: Vec<Issue>,
+    /// What the plan's `inventory:` section expanded to (its sites are in `sites` too).
+    pub panel: Option<PanelInventory>,
 }
 
 /// Expands every site rule (globs run read-only on their hosts) and checks that targets do not
@@ -94,7 +97,28 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
                 source_path,
                 target_host: rule.target_host.clone(),
                 exclude: rule.exclude.clone(),
+                owner: None,
+                marks: Vec::new(),
             });
+        }
+    }
+    if let Some(source) = &plan.inventory {
+        let at = NodePath::root().key("inventory");
+        let read = match source {
+            InventorySource::Vhffs(v) => crate::panel::vhffs::read(v, connections),
+            InventorySource::Csv(c) => crate::panel::csv::read(c),
+        };
+        match read {
+            Ok(panel) => {
+                inv.sites.extend(panel.sites.iter().cloned());
+                inv.panel = Some(panel);
+            }
+            Err(PanelError::Unreachable(m)) => inv
+                .unreachable
+                .push(Issue::error(loaded.tree.locate(&at), at, m).with_code("unreachable")),
+            Err(PanelError::Failed(m)) => inv
+                .issues
+                .push(Issue::error(loaded.tree.locate(&at), at, m).with_code("discovery_failed")),
         }
     }
     check_sites(loaded, &inv.sites, &mut inv.issues);
@@ -104,6 +128,9 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
 fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
     let plan = &loaded.plan;
     let origin = |s: &Site| {
+        if s.rule == INVENTORY_RULE {
+            return NodePath::root().key("inventory");
+        }
         plan.site_rules
             .iter()
             .find(|r| r.index == s.rule)

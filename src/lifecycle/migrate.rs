@@ -693,10 +693,8 @@ impl<'a> Migration<'a> {
         if let Some(p) = cached.as_ref() {
             return Ok(p.clone());
         }
-        let plans: Vec<ZonePlan> = spec
-            .zones
-            .iter()
-            .map(|z| cutover::plan_zone(spec, z))
+        let plans: Vec<ZonePlan> = cutover::plan_zones(spec, &spec.zones)
+            .into_iter()
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         *cached = Some(plans.clone());
@@ -1126,6 +1124,8 @@ mod tests {
             domains: vec![],
             databases: vec![],
             exclude: vec![],
+            owner: None,
+            marks: vec![],
         };
         assert_eq!(
             render_shell(&t, &site),

@@ -25,6 +25,7 @@ pub struct Plan {
     pub site_rules: Vec<SiteRule>,
     pub databases: Vec<DatabaseRule>,
     pub mail: Vec<MailRule>,
+    pub inventory: Option<InventorySource>,
     pub dns: Option<DnsSpec>,
     pub cutover: Cutover,
 }
@@ -103,6 +104,52 @@ pub struct Site {
     pub domains: Vec<String>,
     /// Databases that move with the site's final sync.
     pub databases: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Owner by number (uid, gid) as the panel knows it, for sites from a panel inventory.
+    pub owner: Option<(u32, u32)>,
+    /// What the review must know, such as `suspended` (moved, but suspended in the panel).
+    pub marks: Vec<String>,
+}
+
+/// `Site::rule` of sites that come from the `inventory:` section rather than a `sites:` rule.
+pub const INVENTORY_RULE: usize = usize::MAX;
+
+/// The `inventory:` section.
+#[derive(Debug, Clone)]
+pub enum InventorySource {
+    Vhffs(Box<VhffsSource>),
+    Csv(CsvSource),
+}
+
+/// A VHFFS panel: its database (read with `psql`) and its data directory.
+#[derive(Debug, Clone)]
+pub struct VhffsSource {
+    /// The panel's PostgreSQL server, reached from `panel.host`.
+    pub panel: DbServer,
+    pub database: String,
+    pub datadir: PathBuf,
+    /// Host holding the data directory.
+    pub data_host: String,
+    pub target_host: String,
+    pub target: VhffsTarget,
+    pub exclude: Vec<String>,
+}
+
+/// Where a VHFFS site lands.
+#[derive(Debug, Clone)]
+pub enum VhffsTarget {
+    /// The same hashed layout under another data directory.
+    Datadir(PathBuf),
+    /// A directory template (`{name}`).
+    Path(Template),
+}
+
+/// A CSV file of sites.
+#[derive(Debug, Clone)]
+pub struct CsvSource {
+    pub file: PathBuf,
+    pub source_host: String,
+    pub target_host: String,
     pub exclude: Vec<String>,
 }
 
@@ -184,6 +231,12 @@ pub enum DnsProvider {
     ZoneFile {
         directory: PathBuf,
         reload: Option<Template>,
+    },
+    /// The VHFFS panel's `vhffs_dns`/`vhffs_dns_rr` tables, through `psql` on `host`.
+    Vhffs {
+        host: Box<Host>,
+        panel: Box<DbServer>,
+        database: String,
     },
 }
 

@@ -73,6 +73,12 @@ pub struct SiteReport {
     pub source: String,
     pub target: String,
     pub domains: Vec<String>,
+    /// `uid:gid` the panel gives the site, when it comes from a panel inventory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Such as `suspended` (moved, but suspended in the panel).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<String>,
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,

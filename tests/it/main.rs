@@ -7,3 +7,4 @@ mod dry_run;
 mod harness;
 mod harness_selftest;
 mod lifecycle;
+mod vhffs;
