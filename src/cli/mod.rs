@@ -17,6 +17,7 @@ pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
 pub mod inventory;
+pub mod mail;
 pub mod migration;
 pub mod plan;
 pub mod printer;
@@ -171,6 +172,19 @@ pub enum Command {
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
     },
+    /// Mail of a plan: `sync` (before the cutover, re-runnable), `sweep` (late mail after the
+    /// cutover, adds only) or `verify` (folder by folder).
+    Mail {
+        /// The step to run.
+        #[arg(value_enum)]
+        step: mail::Step,
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// With `sync`: also remove target messages the source no longer has (refused above
+        /// 30 % of the target's files).
+        #[arg(long)]
+        delete: bool,
+    },
     /// DNS steps of a cutover: plan, lower-ttl, switch, verify, rollback, restore-ttl.
     Dns {
         /// The step to run.
@@ -300,6 +314,7 @@ pub fn run(cli: Cli) -> u8 {
             output,
         } => report::run(&plan, format, output.as_deref(), &printer),
         Command::Db { step, plan, only } => db::run(step, &plan, &only, &printer),
+        Command::Mail { step, plan, delete } => mail::run(step, &plan, delete, &printer),
         Command::Dns {
             step,
             plan,

@@ -84,7 +84,19 @@ pub fn run(
                 }
             }
             if !loaded.plan.mail.is_empty() {
-                printer.status("note: mail is not verified yet (the mail issue)");
+                let results = crate::lifecycle::mail::run(
+                    &loaded.plan,
+                    &connections,
+                    crate::lifecycle::mail::MailStep::Verify,
+                    &crate::event::Silent,
+                );
+                super::mail::print(&results, printer);
+                if !results
+                    .iter()
+                    .all(crate::lifecycle::mail::RuleResult::clean)
+                {
+                    db_clean = false;
+                }
             }
             pairs
         }

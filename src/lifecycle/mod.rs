@@ -4,6 +4,7 @@ pub mod connections;
 pub mod databases;
 pub mod dry_run;
 pub mod inventory;
+pub mod mail;
 
 pub use connections::{Connections, default_agent_binary};
 pub use dry_run::dry_run;

@@ -1,8 +1,11 @@
-//! Reads a Maildir tree's listing as mailboxes, folders and messages.
+//! Reads Maildir listings as mailboxes, folders and messages: which target files are renames
+//! of source messages, what a sweep copies, and how both ends compare.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::tree::{EntryKind, ScanSummary};
+use serde::Serialize;
+
+use crate::tree::{Entry, EntryKind, ScanSummary};
 
 /// One mailbox (a `Maildir` with its `.Folder` subfolders) found in a tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +22,231 @@ pub struct MailboxStats {
 /// The unique part of a Maildir file name: `1700000000.M1P2.host,S=123:2,RS` → `1700000000.M1P2.host,S=123`.
 pub fn unique_part(file_name: &str) -> &str {
     file_name.split_once(":2,").map_or(file_name, |(u, _)| u)
+}
+
+/// Files Dovecot rebuilds by itself (indexes, caches, change logs, quota totals), locks, and
+/// messages still being delivered (`tmp/`): never copied, never compared, never deleted.
+pub const REBUILT_BY_SERVER: &[&str] = &[
+    "dovecot.index*",
+    "dovecot.list.index*",
+    "dovecot.mailbox.log*",
+    "*.lock",
+    "maildirsize",
+    "**/tmp/*",
+];
+
+/// The excludes of a Maildir pass, as the file engine takes them.
+pub fn excludes() -> Vec<String> {
+    REBUILT_BY_SERVER.iter().map(|s| s.to_string()).collect()
+}
+
+/// A message file's folder directory and unique part: `a/Maildir/.Sent/cur/1.M2.h,S=9:2,S` →
+/// (`a/Maildir/.Sent`, `1.M2.h,S=9`). `None` for anything that is not a message file.
+pub fn message_key(path: &[u8]) -> Option<(&[u8], &[u8])> {
+    let slash = path.iter().rposition(|b| *b == b'/')?;
+    let (dir, name) = (&path[..slash], &path[slash + 1..]);
+    if name.is_empty() || name[0] == b'.' {
+        return None;
+    }
+    let (folder, sub) = match dir.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&dir[..i], &dir[i + 1..]),
+        None => (&dir[..0], dir),
+    };
+    if sub != b"cur" && sub != b"new" {
+        return None;
+    }
+    let unique = name
+        .windows(3)
+        .position(|w| w == b":2,")
+        .map_or(name, |i| &name[..i]);
+    Some((folder, unique))
+}
+
+/// The mailbox and folder name of a folder directory: `a/Maildir/.Sent` → (`a/Maildir`,
+/// `.Sent`); `a/Maildir` → (`a/Maildir`, `INBOX`).
+pub fn mailbox_of(folder_dir: &str) -> (String, String) {
+    match folder_dir.rsplit_once('/') {
+        Some((parent, last)) if last.starts_with('.') => (parent.to_string(), last.to_string()),
+        None if folder_dir.starts_with('.') => (String::new(), folder_dir.to_string()),
+        _ => (folder_dir.to_string(), "INBOX".to_string()),
+    }
+}
+
+/// A rename at the target: (from, to), paths relative to the tree's root.
+pub type Rename = (Vec<u8>, Vec<u8>);
+
+/// Renames that bring the target's message names in line with the source's: a message whose
+/// unique part sits in the same folder at the target under another name (other flags, or
+/// `new/` instead of `cur/`) is renamed there instead of being sent again. (from, to) pairs.
+pub fn renames(source: &[Entry], target: &[Entry]) -> Vec<Rename> {
+    let source_paths: HashSet<&[u8]> = source.iter().map(|e| e.path.as_slice()).collect();
+    let target_paths: HashSet<&[u8]> = target.iter().map(|e| e.path.as_slice()).collect();
+    let mut stale: HashMap<(&[u8], &[u8]), Vec<&Entry>> = HashMap::new();
+    for t in target
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && !source_paths.contains(e.path.as_slice()))
+    {
+        if let Some(key) = message_key(&t.path) {
+            stale.entry(key).or_default().push(t);
+        }
+    }
+    let mut out = Vec::new();
+    for s in source.iter().filter(|e| e.kind == EntryKind::File) {
+        if target_paths.contains(s.path.as_slice()) {
+            continue;
+        }
+        let Some(key) = message_key(&s.path) else {
+            continue;
+        };
+        if let Some(candidates) = stale.get_mut(&key)
+            && let Some(i) = candidates.iter().position(|t| t.size == s.size)
+        {
+            let t = candidates.swap_remove(i);
+            out.push((t.path.clone(), s.path.clone()));
+        }
+    }
+    out
+}
+
+/// The target's listing once `done` renames are applied, so the file engine sees the renamed
+/// messages as already there.
+pub fn apply_renames(target: &mut ScanSummary, done: &[Rename]) {
+    let by_from: HashMap<&[u8], &[u8]> = done
+        .iter()
+        .map(|(f, t)| (f.as_slice(), t.as_slice()))
+        .collect();
+    for e in &mut target.entries {
+        if let Some(to) = by_from.get(e.path.as_slice()) {
+            e.path = to.to_vec();
+        }
+    }
+}
+
+/// What a sweep after the cutover copies: source messages whose unique part is in no file of
+/// the same folder at the target, the directories they need, and small Maildir files the
+/// target lacks; never `dovecot-uidlist` (the target's UIDs are its own by now).
+pub fn sweep_listing(source: &ScanSummary, target: &ScanSummary) -> ScanSummary {
+    let target_paths: HashSet<&[u8]> = target.entries.iter().map(|e| e.path.as_slice()).collect();
+    let target_keys: HashSet<(&[u8], &[u8])> = target
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter_map(|e| message_key(&e.path))
+        .collect();
+    let entries = source
+        .entries
+        .iter()
+        .filter(|e| !target_paths.contains(e.path.as_slice()))
+        .filter(|e| match e.kind {
+            EntryKind::Dir => true,
+            EntryKind::File => match message_key(&e.path) {
+                Some(key) => !target_keys.contains(&key),
+                None => !e.path.ends_with(b"dovecot-uidlist"),
+            },
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    ScanSummary {
+        exists: source.exists,
+        entries,
+        errors: source.errors.clone(),
+        root_meta: None,
+    }
+}
+
+/// One folder compared at both ends by the unique parts of its messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FolderCheck {
+    pub folder: String,
+    pub source_messages: u64,
+    pub target_messages: u64,
+    /// Messages of the source absent at the target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Messages at the target the source does not have.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<String>,
+    /// Messages more often at the target than at the source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicated: Vec<String>,
+}
+
+impl FolderCheck {
+    pub fn clean(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty() && self.duplicated.is_empty()
+    }
+
+    /// Compares two multisets of message identities of one folder.
+    pub fn compare(folder: &str, source: &[String], target: &[String]) -> FolderCheck {
+        let (s, t) = (multiset(source), multiset(target));
+        let mut check = FolderCheck {
+            folder: folder.to_string(),
+            source_messages: source.len() as u64,
+            target_messages: target.len() as u64,
+            ..Default::default()
+        };
+        for (k, n) in &s {
+            if !t.contains_key(k) {
+                check.missing.push((*k).to_string());
+            } else if t[k] < *n {
+                check.missing.push(format!("{k} ({} of {n})", n - t[k]));
+            }
+        }
+        for (k, n) in &t {
+            match s.get(k) {
+                None => check.extra.push((*k).to_string()),
+                Some(m) if n > m => check.duplicated.push(format!("{k} ({n} times)")),
+                Some(_) => {}
+            }
+        }
+        check
+    }
+}
+
+fn multiset(list: &[String]) -> BTreeMap<&str, u64> {
+    let mut m: BTreeMap<&str, u64> = BTreeMap::new();
+    for k in list {
+        *m.entry(k.as_str()).or_default() += 1;
+    }
+    m
+}
+
+/// Compares the messages of every folder at both ends, by mailbox (unique part and size).
+pub fn compare(source: &[Entry], target: &[Entry]) -> BTreeMap<String, Vec<FolderCheck>> {
+    type Folders = BTreeMap<(String, String), (Vec<String>, Vec<String>)>;
+    let mut folders: Folders = BTreeMap::new();
+    for (side, entries) in [(0, source), (1, target)] {
+        for e in entries {
+            let key = match e.kind {
+                EntryKind::File => message_key(&e.path).map(|(f, u)| (f, Some(u))),
+                EntryKind::Dir if e.path.ends_with(b"/cur") || e.path == b"cur" => {
+                    Some((&e.path[..e.path.len().saturating_sub(4)], None))
+                }
+                _ => None,
+            };
+            let Some((folder, unique)) = key else {
+                continue;
+            };
+            let (mailbox, name) = mailbox_of(&String::from_utf8_lossy(folder));
+            let lists = folders.entry((mailbox, name)).or_default();
+            if let Some(u) = unique {
+                let id = format!("{} ({} bytes)", String::from_utf8_lossy(u), e.size);
+                if side == 0 {
+                    lists.0.push(id);
+                } else {
+                    lists.1.push(id);
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<String, Vec<FolderCheck>> = BTreeMap::new();
+    for ((mailbox, folder), (s, t)) in folders {
+        out.entry(mailbox)
+            .or_default()
+            .push(FolderCheck::compare(&folder, &s, &t));
+    }
+    out
 }
 
 /// Groups a scanned tree into mailboxes. A message is a file in a `cur/` or `new/` directory;
@@ -79,6 +307,149 @@ pub fn mailboxes(scan: &ScanSummary) -> Vec<MailboxStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(path: &str, size: u64) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File,
+            size,
+            mtime_ns: 0,
+            mode: 0o100600,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            dev: 0,
+            ino: 0,
+            rdev: 0,
+            link_target: None,
+        }
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            ..file(path, 0)
+        }
+    }
+
+    fn listing(entries: Vec<Entry>) -> ScanSummary {
+        ScanSummary {
+            exists: true,
+            entries,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn message_keys_are_folder_and_unique_part() {
+        assert_eq!(
+            message_key(b"a/Maildir/.Sent/cur/1.M2.h,S=9:2,RS"),
+            Some((&b"a/Maildir/.Sent"[..], &b"1.M2.h,S=9"[..]))
+        );
+        assert_eq!(message_key(b"new/1.M2.h"), Some((&b""[..], &b"1.M2.h"[..])));
+        assert_eq!(message_key(b"a/Maildir/dovecot-uidlist"), None);
+        assert_eq!(message_key(b"a/Maildir/tmp/1.M2.h"), None);
+        assert_eq!(message_key(b"a/Maildir/cur/.hidden"), None);
+    }
+
+    #[test]
+    fn flag_changes_and_moves_to_cur_become_renames_in_the_same_folder() {
+        let source = vec![
+            file("u/Maildir/cur/1.M1.h,S=5:2,RS", 5),
+            file("u/Maildir/cur/2.M2.h,S=3:2,S", 3),
+            file("u/Maildir/.Sent/cur/3.M3.h,S=4:2,S", 4),
+            file("u/Maildir/cur/4.M4.h,S=8:2,", 8),
+        ];
+        let target = vec![
+            file("u/Maildir/cur/1.M1.h,S=5:2,S", 5),
+            file("u/Maildir/new/2.M2.h,S=3", 3),
+            // Same unique part in another folder: not this message.
+            file("u/Maildir/cur/3.M3.h,S=4:2,S", 4),
+            file("u/Maildir/cur/4.M4.h,S=8:2,", 8),
+        ];
+        let mut r = renames(&source, &target);
+        r.sort();
+        assert_eq!(
+            r,
+            vec![
+                (
+                    b"u/Maildir/cur/1.M1.h,S=5:2,S".to_vec(),
+                    b"u/Maildir/cur/1.M1.h,S=5:2,RS".to_vec()
+                ),
+                (
+                    b"u/Maildir/new/2.M2.h,S=3".to_vec(),
+                    b"u/Maildir/cur/2.M2.h,S=3:2,S".to_vec()
+                ),
+            ]
+        );
+        let mut t = listing(target);
+        apply_renames(&mut t, &r);
+        assert!(
+            t.entries
+                .iter()
+                .any(|e| e.path == b"u/Maildir/cur/2.M2.h,S=3:2,S")
+        );
+    }
+
+    #[test]
+    fn a_sweep_takes_only_messages_the_target_lacks_and_never_the_uidlist() {
+        let source = listing(vec![
+            dir("u/Maildir"),
+            dir("u/Maildir/cur"),
+            dir("u/Maildir/.Late"),
+            dir("u/Maildir/.Late/cur"),
+            file("u/Maildir/dovecot-uidlist", 40),
+            file("u/Maildir/cur/1.M1.h:2,S", 5),
+            file("u/Maildir/new/9.M9.h", 7),
+            file("u/Maildir/.Late/maildirfolder", 0),
+            file("u/Maildir/.Late/cur/8.M8.h:2,", 2),
+        ]);
+        let target = listing(vec![
+            dir("u/Maildir"),
+            dir("u/Maildir/cur"),
+            file("u/Maildir/dovecot-uidlist", 90),
+            // The user flagged it at the target after the cutover: present, untouched.
+            file("u/Maildir/cur/1.M1.h:2,FS", 5),
+        ]);
+        let swept: Vec<String> = sweep_listing(&source, &target)
+            .entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        assert_eq!(
+            swept,
+            vec![
+                "u/Maildir/.Late",
+                "u/Maildir/.Late/cur",
+                "u/Maildir/new/9.M9.h",
+                "u/Maildir/.Late/maildirfolder",
+                "u/Maildir/.Late/cur/8.M8.h:2,",
+            ]
+        );
+    }
+
+    #[test]
+    fn comparison_names_missing_extra_and_duplicated_messages() {
+        let source = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,S", 5),
+            file("u/Maildir/cur/2.M2.h:2,S", 3),
+        ];
+        let target = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,RS", 5),
+            file("u/Maildir/new/1.M1.h", 5),
+            file("u/Maildir/cur/7.M7.h:2,", 1),
+        ];
+        let boxes = compare(&source, &target);
+        let inbox = &boxes["u/Maildir"][0];
+        assert_eq!(inbox.folder, "INBOX");
+        assert_eq!((inbox.source_messages, inbox.target_messages), (2, 3));
+        assert_eq!(inbox.missing, vec!["2.M2.h (3 bytes)"]);
+        assert_eq!(inbox.extra, vec!["7.M7.h (1 bytes)"]);
+        assert_eq!(inbox.duplicated, vec!["1.M1.h (5 bytes) (2 times)"]);
+        assert!(!inbox.clean());
+    }
 
     #[test]
     fn groups_messages_by_mailbox_and_folder() {

@@ -188,6 +188,8 @@ pub struct ImapServer {
     pub host: String,
     pub port: u16,
     pub security: ImapSecurity,
+    /// CA certificates (PEM) trusted for this server instead of the public web roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One `mail:` entry.

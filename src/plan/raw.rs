@@ -348,6 +348,10 @@ pub struct RawMailEndpoint {
     /// IMAP: `tls` (implicit, port 993), `starttls`, or `plain` (only for tests on loopback).
     #[serde(default)]
     pub security: Option<ImapSecurity>,
+    /// IMAP: a PEM file of CA certificates to check the server's certificate against, instead
+    /// of the public web roots (a private CA). Relative to the plan file.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// IMAP connection security.

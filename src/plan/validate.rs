@@ -674,6 +674,9 @@ impl Validator<'_> {
                             "`server` is for `layout: imap`; a Maildir needs `host` and `path`",
                         );
                     }
+                    if e.security.is_some() || e.ca_file.is_some() {
+                        v.error(&p, "`security` and `ca_file` are for `layout: imap`");
+                    }
                     let host = match &e.host {
                         Some(h) => v.host_ref(&p.key("host"), h, hosts).then(|| h.clone()),
                         None => {
@@ -723,6 +726,13 @@ impl Validator<'_> {
                         v.error(&p, "`host` and `path` are for `layout: maildir`; an IMAP store needs `server`");
                     }
                     let security = e.security.unwrap_or(ImapSecurity::Tls);
+                    if e.ca_file.is_some() && security == ImapSecurity::Plain {
+                        v.warning(
+                            &p.key("ca_file"),
+                            "`ca_file` is unused with `security: plain` (no TLS)",
+                        );
+                    }
+                    let ca_file = e.ca_file.as_ref().map(|f| resolve(base_dir, f));
                     let Some(server) = &e.server else {
                         v.error(&p, "an IMAP store needs `server: host[:port]`");
                         return None;
@@ -737,6 +747,7 @@ impl Validator<'_> {
                             host: t.host,
                             port: t.port.unwrap_or(default_port),
                             security,
+                            ca_file,
                         }),
                         _ => {
                             v.error(

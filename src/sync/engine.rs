@@ -126,13 +126,7 @@ pub fn sync(
     observer: &dyn Observer,
 ) -> Result<SyncReport, SyncError> {
     // Counted from before the scan: file lists are wire cost too, as in rsync's statistics.
-    let wire_of = |e: &Endpoint| {
-        e.transport
-            .channel(0)
-            .map(|c| c.wire_bytes().0 + c.wire_bytes().1)
-            .unwrap_or(0)
-    };
-    let wire_before = wire_of(src) + wire_of(dst);
+    let wire_before = wire_bytes_of(src) + wire_bytes_of(dst);
     observer.on_event(&Event::PhaseStarted {
         phase: "scan".into(),
         total: 0,
@@ -146,6 +140,32 @@ pub fn sync(
     observer.on_event(&Event::PhaseFinished {
         phase: "scan".into(),
     });
+    sync_listed(src, dst, opts, observer, &source, &target, wire_before)
+}
+
+/// Protocol bytes through the first stream of an endpoint so far (0 when local).
+pub fn wire_bytes_of(e: &Endpoint) -> u64 {
+    e.transport
+        .channel(0)
+        .map(|c| c.wire_bytes().0 + c.wire_bytes().1)
+        .unwrap_or(0)
+}
+
+/// Syncs `src` onto `dst` from listings the caller already has (scanned with `opts.exclude`),
+/// such as a Maildir pass that renamed messages at the target first and updated `target`.
+/// `wire_before` is `wire_bytes_of` both ends before those listings were made.
+///
+/// # Errors
+/// As `sync`.
+pub fn sync_listed(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+    source: &crate::tree::ScanSummary,
+    target: &crate::tree::ScanSummary,
+    wire_before: u64,
+) -> Result<SyncReport, SyncError> {
     if !source.exists {
         return Err(SyncError::SourceMissing(format!(
             "{}:{}",

@@ -16,7 +16,7 @@ use crate::tree::delta::{DeltaOp, Signature};
 use crate::tree::root::Meta;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;
@@ -187,6 +187,15 @@ pub enum Call {
         path: Vec<u8>,
         meta: Meta,
         hash: [u8; 32],
+    },
+    /// Renames `from` to `path` at the target, refused when `path` exists (Maildir flag
+    /// changes and `new/` to `cur/` moves, applied without sending the message).
+    Rename {
+        root: RootId,
+        #[serde(with = "serde_bytes")]
+        from: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
     },
     /// Flushes the root's file system once, at the end of a run.
     Sync {

@@ -249,6 +249,9 @@ impl Server {
                         len: 0,
                     }))
                 }),
+            Call::Rename { root, from, path } => {
+                self.done(root, &path, |r| r.rename_new(&from, &path))
+            }
             Call::Sync { root } => self
                 .root(root)
                 .and_then(|r| r.sync().map_err(|e| e.to_string()))

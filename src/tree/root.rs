@@ -439,6 +439,35 @@ impl SafeRoot {
         Ok(hash)
     }
 
+    /// Renames a file beneath the root to a name that must not exist yet (`renameat2` with
+    /// `RENAME_NOREPLACE`): a Maildir flag change applied at the target without sending the
+    /// message again, and never over another file. Neither name is followed if it is a symlink.
+    ///
+    /// # Errors
+    /// Unsafe paths, `from` is not a regular file, `to` exists (`AlreadyExists`), or I/O errors.
+    pub fn rename_new(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
+        let (src_dir, src_name) = self.parent(from)?;
+        let st = fstatat(&src_dir, &src_name)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(invalid(format!(
+                "`{}` is not a regular file: not renamed",
+                String::from_utf8_lossy(from)
+            )));
+        }
+        let (dir, name) = self.parent(to)?;
+        // SAFETY: valid dirfds and NUL-terminated names; renameat2 never follows a final symlink.
+        check(unsafe {
+            libc::renameat2(
+                src_dir.as_raw_fd(),
+                src_name.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        })
+        .map(|_| ())
+    }
+
     /// Flushes the file system holding the root: durability paid once per run, not per file.
     ///
     /// # Errors

@@ -1453,25 +1453,162 @@ fn pdns_api_answers(port: u16, api_key: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Dovecot
 
-/// Dovecot IMAP (plaintext, no TLS) with passwd-file users whose mail is `maildir:~/Maildir`.
+/// Dovecot IMAP with passwd-file users whose mail is `maildir:~/Maildir`; plaintext unless
+/// `DovecotOptions::tls`.
 pub struct Dovecot {
     proc: Proc, // first: fields drop in order, so the server stops before its dir goes
     pub port: u16,
     pub dir: TempDir,
     /// Owner of all mail files (uid and gid); files a test puts in a Maildir must belong to it.
     pub mail_uid: u32,
+    /// With TLS: the IMAPS port (STARTTLS is offered on `port`) and the CA that signed the
+    /// server's certificate (for 127.0.0.1 and localhost).
+    pub imaps_port: Option<u16>,
+    pub ca_file: Option<PathBuf>,
     _owner: File,
+}
+
+/// Extra server features for mail tests.
+#[derive(Debug, Clone, Default)]
+pub struct DovecotOptions {
+    /// IMAPS and STARTTLS with a certificate from a CA made for this server.
+    pub tls: bool,
+    /// The quota plugin: per-user limits come from `Dovecot::set_quota`.
+    pub quota: bool,
+    /// Messages larger than this are refused (`quota_max_mail_size`, e.g. `100k`).
+    pub max_mail_size: Option<String>,
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, made with the openssl CLI.
+fn make_test_ca(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = require("openssl", "openssl");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run_checked(
+        Command::new(&openssl)
+            .current_dir(d)
+            .args(["req", "-x509"])
+            .args(ec)
+            .args([
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=transhumance test CA",
+            ]),
+        "openssl CA",
+    );
+    run_checked(
+        Command::new(&openssl)
+            .current_dir(d)
+            .arg("req")
+            .args(ec)
+            .args([
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ]),
+        "openssl CSR",
+    );
+    write_file(
+        &d.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    );
+    run_checked(
+        Command::new(&openssl).current_dir(d).args([
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]),
+        "openssl sign",
+    );
+    (d.join("ca.pem"), d.join("server.pem"), d.join("server.key"))
 }
 
 impl Dovecot {
     /// Serves `(user, plain password)` accounts; the home of user U is `<dir>/mail/U`.
     pub fn start(users: &[(&str, &str)]) -> Dovecot {
-        let dovecot = require("/usr/sbin/dovecot", "dovecot-imapd");
-        require("doveadm", "dovecot-imapd");
-        start_with_retries("Dovecot", || Self::try_start(&dovecot, users))
+        Self::start_with(users, &DovecotOptions::default())
     }
 
-    fn try_start(dovecot: &Path, users: &[(&str, &str)]) -> Result<Dovecot, StartError> {
+    /// `start` with TLS, quotas or a message size limit.
+    pub fn start_with(users: &[(&str, &str)], options: &DovecotOptions) -> Dovecot {
+        let dovecot = require("/usr/sbin/dovecot", "dovecot-imapd");
+        require("doveadm", "dovecot-imapd");
+        start_with_retries("Dovecot", || Self::try_start(&dovecot, users, options))
+    }
+
+    /// Gives `user` a storage quota such as `300K` (needs `DovecotOptions::quota`), in force
+    /// from the user's next login.
+    pub fn set_quota(&self, user: &str, storage: &str) {
+        self.write_users(Some((user, storage)));
+        // The auth process keeps the users file it read: a reload makes it read it again.
+        self.doveadm(&["reload"]);
+        let wanted = format!("storage={storage}");
+        wait_until(START_TIMEOUT, "Dovecot to read the new quota", || {
+            Command::new("doveadm")
+                .arg("-c")
+                .arg(self.dir.path().join("dovecot.conf"))
+                .args(["user", user])
+                .stdin(Stdio::null())
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&wanted)
+                })
+        });
+    }
+
+    fn write_users(&self, quota: Option<(&str, &str)>) {
+        let d = self.dir.path();
+        let mut passwd = String::new();
+        let old = read_lossy(&d.join("users"));
+        for line in old.lines() {
+            let name = line.split(':').next().unwrap_or("");
+            match quota {
+                Some((u, storage)) if u == name => {
+                    let fields: Vec<&str> = line.split(':').collect();
+                    passwd.push_str(&format!(
+                        "{}:userdb_quota_rule=*:storage={storage}\n",
+                        fields[..7].join(":")
+                    ));
+                }
+                _ => {
+                    passwd.push_str(line);
+                    passwd.push('\n');
+                }
+            }
+        }
+        write_file(&d.join("users"), passwd);
+    }
+
+    fn try_start(
+        dovecot: &Path,
+        users: &[(&str, &str)],
+        options: &DovecotOptions,
+    ) -> Result<Dovecot, StartError> {
         let (dir, owner) = harness_dir("imap");
         let d = dir.path();
         // Dovecot's unprivileged processes (auth, login, mail as MAIL_UID) need to get in.
@@ -1497,6 +1634,41 @@ impl Dovecot {
         let port = free_port();
         let d_str = d.display();
         let conf = d.join("dovecot.conf");
+        let (ssl, imaps_port, ca_file) = if options.tls {
+            let (ca, cert, key) = make_test_ca(d);
+            let imaps = free_port();
+            (
+                format!(
+                    "yes\nssl_cert = <{}\nssl_key = <{}",
+                    cert.display(),
+                    key.display()
+                ),
+                Some(imaps),
+                Some(ca),
+            )
+        } else {
+            ("no".to_string(), None, None)
+        };
+        let imaps_listener = match imaps_port {
+            Some(p) => format!("address = 127.0.0.1\n    port = {p}"),
+            None => "port = 0".to_string(),
+        };
+        let mut plugins = String::new();
+        if options.quota {
+            plugins.push_str("mail_plugins = $mail_plugins quota\nprotocol imap {\n  mail_plugins = $mail_plugins imap_quota\n}\n");
+            plugins.push_str(&format!(
+                "plugin {{\n  quota = count:User quota\n  quota_vsizes = yes\n  {}\n}}\n",
+                options
+                    .max_mail_size
+                    .as_ref()
+                    .map(|m| format!("quota_max_mail_size = {m}"))
+                    .unwrap_or_default()
+            ));
+        } else if let Some(m) = &options.max_mail_size {
+            plugins.push_str(&format!(
+                "mail_plugins = $mail_plugins quota\nplugin {{\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = {m}\n}}\n"
+            ));
+        }
         write_file(
             &conf,
             format!(
@@ -1505,7 +1677,8 @@ impl Dovecot {
                  instance_name = dovecot-{port}\n\
                  protocols = imap\n\
                  listen = 127.0.0.1\n\
-                 ssl = no\n\
+                 ssl = {ssl}\n\
+                 {plugins}\
                  disable_plaintext_auth = no\n\
                  auth_mechanisms = plain login\n\
                  log_path = {d_str}/dovecot.log\n\
@@ -1516,7 +1689,7 @@ impl Dovecot {
                  userdb {{\n  driver = passwd-file\n  args = username_format=%u {d_str}/users\n}}\n\
                  service imap-login {{\n  \
                    inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  \
-                   inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+                   inet_listener imaps {{\n    {imaps_listener}\n  }}\n}}\n\
                  service stats {{\n  \
                    unix_listener stats-reader {{\n    mode = 0666\n  }}\n  \
                    unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
@@ -1535,6 +1708,8 @@ impl Dovecot {
             port,
             dir,
             mail_uid: MAIL_UID,
+            imaps_port,
+            ca_file,
             _owner: owner,
         })
     }

@@ -7,4 +7,5 @@ mod dry_run;
 mod harness;
 mod harness_selftest;
 mod lifecycle;
+mod mail;
 mod vhffs;

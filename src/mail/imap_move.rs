@@ -1,0 +1,450 @@
+//! One account moved from an IMAP server to another: folders (names translated between
+//! namespaces and hierarchy separators), messages with flags and internal dates, subscriptions.
+//! Re-runs append only what the target lacks, recognized as imapsync does (Message-ID, size,
+//! date), so a message is never appended twice. The source is only ever read (`EXAMINE`).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::imap::{Append, ImapSession, MessageSummary};
+use super::maildir::FolderCheck;
+use crate::plan::ImapServer;
+use crate::plan::secret::Secret;
+
+/// Bodies fetched and appended per batch (bytes), so memory stays bounded per connection.
+const BATCH_BYTES: u64 = 8 << 20;
+const BATCH_MESSAGES: usize = 200;
+
+/// What to do with an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapStep {
+    /// Folders, missing messages, flags of messages already there, subscriptions.
+    Sync,
+    /// Missing messages only: nothing at the target is changed (after the cutover).
+    Sweep,
+    /// Compare both ends folder by folder; change nothing.
+    Verify,
+}
+
+/// An account at both ends, passwords resolved.
+pub struct Account<'a> {
+    pub from: &'a ImapServer,
+    pub to: &'a ImapServer,
+    pub source_user: &'a str,
+    pub source_password: &'a Secret,
+    pub target_user: &'a str,
+    pub target_password: &'a Secret,
+}
+
+/// What happened to one account.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AccountReport {
+    pub folders: u64,
+    pub messages: u64,
+    /// Appended to the target in this run.
+    pub copied: u64,
+    /// Already at the target (recognized by Message-ID, size and date).
+    pub present: u64,
+    pub flags_updated: u64,
+    pub bytes: u64,
+    /// Folders or messages that could not be moved, with the reason; the rest went on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// Verification, folder by folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<FolderCheck>,
+}
+
+/// A folder name from the source's namespace into the target's: `INBOX.Archive.2024` with
+/// prefix `INBOX.` and separator `.` becomes `Archive/2024` with prefix `` and separator `/`.
+///
+/// # Errors
+/// A name part holds the target's separator, so the target cannot name it the same way.
+pub fn translate(
+    name: &str,
+    from: &(String, Option<char>),
+    to: &(String, Option<char>),
+) -> Result<String, String> {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Ok("INBOX".into());
+    }
+    let rest = name.strip_prefix(from.0.as_str()).unwrap_or(name);
+    let parts: Vec<&str> = match from.1 {
+        Some(sep) => rest.split(sep).collect(),
+        None => vec![rest],
+    };
+    if let Some(sep) = to.1
+        && Some(sep) != from.1
+        && let Some(p) = parts.iter().find(|p| p.contains(sep))
+    {
+        return Err(format!(
+            "`{p}` holds `{sep}`, the target's hierarchy separator"
+        ));
+    }
+    let joined = match to.1 {
+        Some(sep) => parts.join(&sep.to_string()),
+        None if parts.len() == 1 => parts[0].to_string(),
+        None => return Err("the target has no hierarchy (no separator)".into()),
+    };
+    Ok(format!("{}{joined}", to.0))
+}
+
+/// Identity of a message across servers, as imapsync compares them.
+fn identity(m: &MessageSummary) -> (String, u64, i64) {
+    (
+        m.message_id.clone().unwrap_or_default(),
+        m.size,
+        m.date_epoch,
+    )
+}
+
+/// Identity for verification: (Message-ID, size).
+fn verify_id(m: &MessageSummary) -> String {
+    format!(
+        "{} ({} bytes)",
+        m.message_id.as_deref().unwrap_or("<no Message-ID>"),
+        m.size
+    )
+}
+
+fn sorted(flags: &[String]) -> Vec<String> {
+    let mut f: Vec<String> = flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .map(|f| f.to_ascii_lowercase())
+        .collect();
+    f.sort();
+    f
+}
+
+/// Moves (or verifies) one account.
+///
+/// # Errors
+/// A login fails or a connection drops: the account as a whole, with the reason. Folders and
+/// messages that fail are in the report's `failures` instead.
+pub fn run(account: &Account<'_>, step: ImapStep) -> Result<AccountReport, String> {
+    let mut src = ImapSession::login(account.from, account.source_user, account.source_password)
+        .map_err(|e| format!("source: {e}"))?;
+    let mut dst = ImapSession::login(account.to, account.target_user, account.target_password)
+        .map_err(|e| format!("target: {e}"))?;
+    let mut report = AccountReport::default();
+    let result = move_folders(&mut src, &mut dst, step, &mut report);
+    src.logout();
+    dst.logout();
+    result.map(|()| report)
+}
+
+fn move_folders(
+    src: &mut ImapSession,
+    dst: &mut ImapSession,
+    step: ImapStep,
+    report: &mut AccountReport,
+) -> Result<(), String> {
+    let from_ns = src
+        .namespace()
+        .map_err(|e| format!("source: NAMESPACE: {e}"))?;
+    let to_ns = dst
+        .namespace()
+        .map_err(|e| format!("target: NAMESPACE: {e}"))?;
+    let folders = src.list(false).map_err(|e| format!("source: LIST: {e}"))?;
+    let target_existing: Vec<String> = dst
+        .list(false)
+        .map_err(|e| format!("target: LIST: {e}"))?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for folder in folders.iter().filter(|f| f.selectable()) {
+        report.folders += 1;
+        let name = match translate(&folder.name, &from_ns, &to_ns) {
+            Ok(n) => n,
+            Err(e) => {
+                report.failures.push(format!(
+                    "folder `{}`: cannot be named at the target: {e}",
+                    folder.name
+                ));
+                continue;
+            }
+        };
+        let exists = target_existing.contains(&name) || name.eq_ignore_ascii_case("INBOX");
+        if step == ImapStep::Verify {
+            let source = summaries(src, &folder.name, true).map_err(|e| format!("source: {e}"))?;
+            report.messages += source.len() as u64;
+            let target = if exists {
+                summaries(dst, &name, true).map_err(|e| format!("target: {e}"))?
+            } else {
+                Vec::new()
+            };
+            let s: Vec<String> = source.iter().map(verify_id).collect();
+            let t: Vec<String> = target.iter().map(verify_id).collect();
+            report
+                .checks
+                .push(FolderCheck::compare(&folder.name, &s, &t));
+            continue;
+        }
+        if !exists && let Err(e) = dst.create(&name) {
+            report.failures.push(format!(
+                "folder `{}`: the target refused to create `{name}`: {e}",
+                folder.name
+            ));
+            continue;
+        }
+        match move_folder(src, dst, &folder.name, &name, step, report)? {
+            FolderEnd::Done => {}
+            FolderEnd::QuotaFull => break,
+        }
+    }
+    if step == ImapStep::Sync {
+        let subscribed = src.list(true).map_err(|e| format!("source: LSUB: {e}"))?;
+        for s in subscribed {
+            let Ok(name) = translate(&s.name, &from_ns, &to_ns) else {
+                continue;
+            };
+            if let Err(e) = dst.subscribe(&name) {
+                report.failures.push(format!(
+                    "subscription `{}`: refused by the target: {e}",
+                    s.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+enum FolderEnd {
+    Done,
+    /// The target's quota is full: the rest of the account cannot go either.
+    QuotaFull,
+}
+
+fn summaries(
+    session: &mut ImapSession,
+    folder: &str,
+    with_message_id: bool,
+) -> Result<Vec<MessageSummary>, String> {
+    let count = session
+        .open(folder, false)
+        .map_err(|e| format!("folder `{folder}`: {e}"))?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    session
+        .summaries(with_message_id)
+        .map_err(|e| format!("folder `{folder}`: FETCH: {e}"))
+}
+
+fn move_folder(
+    src: &mut ImapSession,
+    dst: &mut ImapSession,
+    source_name: &str,
+    target_name: &str,
+    step: ImapStep,
+    report: &mut AccountReport,
+) -> Result<FolderEnd, String> {
+    let target_count = dst
+        .open(target_name, false)
+        .map_err(|e| format!("target: folder `{target_name}`: {e}"))?;
+    let target = if target_count == 0 {
+        Vec::new()
+    } else {
+        dst.summaries(true)
+            .map_err(|e| format!("target: folder `{target_name}`: FETCH: {e}"))?
+    };
+    // Into an empty folder everything goes: no Message-ID to read from each source message.
+    let source =
+        summaries(src, source_name, target_count > 0).map_err(|e| format!("source: {e}"))?;
+    report.messages += source.len() as u64;
+    // Multiset match: a message twice at the source is wanted twice at the target.
+    let mut at_target: HashMap<(String, u64, i64), Vec<&MessageSummary>> = HashMap::new();
+    for t in &target {
+        at_target.entry(identity(t)).or_default().push(t);
+    }
+    let mut missing: Vec<&MessageSummary> = Vec::new();
+    let mut flag_changes: Vec<(u32, Vec<String>)> = Vec::new();
+    for s in &source {
+        match at_target.get_mut(&identity(s)).and_then(Vec::pop) {
+            Some(t) => {
+                report.present += 1;
+                if sorted(&s.flags) != sorted(&t.flags) {
+                    flag_changes.push((t.uid, s.flags.clone()));
+                }
+            }
+            None => missing.push(s),
+        }
+    }
+    if step == ImapStep::Sync && !flag_changes.is_empty() {
+        match dst
+            .open(target_name, true)
+            .and_then(|_| dst.set_flags(&flag_changes))
+        {
+            Ok(()) => report.flags_updated += flag_changes.len() as u64,
+            Err(e) => report.failures.push(format!(
+                "folder `{source_name}`: flags refused by the target: {e}"
+            )),
+        }
+    }
+    // Appends go faster into a folder no session of ours has open (no view to update).
+    dst.close_folder()
+        .map_err(|e| format!("target: folder `{target_name}`: {e}"))?;
+    let batches = batches(&missing);
+    // The source reads the next batch while the target stores this one.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<HashMap<u32, Vec<u8>>, String>>(1);
+        let reader = &mut *src;
+        let wanted = &batches;
+        scope.spawn(move || {
+            for batch in wanted {
+                let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+                // The source folder is still the one open (EXAMINE) on `reader`.
+                let got = reader
+                    .bodies(&uids)
+                    .map(|b| b.into_iter().collect())
+                    .map_err(|e| format!("source: folder `{source_name}`: FETCH: {e}"));
+                let failed = got.is_err();
+                if tx.send(got).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let mut left = missing.len() as u64;
+        for (batch, bodies) in batches.iter().zip(rx) {
+            let bodies = bodies?;
+            left -= batch.len() as u64;
+            let present: Vec<&MessageSummary> = batch
+                .iter()
+                .copied()
+                .filter(|m| bodies.contains_key(&m.uid))
+                .collect();
+            let appends: Vec<Append<'_>> = present
+                .iter()
+                .map(|m| Append {
+                    flags: &m.flags,
+                    internal_date: &m.internal_date,
+                    body: &bodies[&m.uid],
+                })
+                .collect();
+            let results = dst
+                .append_many(target_name, &appends)
+                .map_err(|e| format!("target: folder `{target_name}`: APPEND: {e}"))?;
+            let mut quota_full = None;
+            let mut not_copied = 0;
+            for (m, r) in present.iter().zip(results) {
+                match r {
+                    Ok(()) => {
+                        report.copied += 1;
+                        report.bytes += m.size;
+                    }
+                    Err(e) if e.to_ascii_uppercase().contains("[OVERQUOTA]") => {
+                        not_copied += 1;
+                        quota_full.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        // Read from the message itself when the listing did not ask for it.
+                        let id = m.message_id.clone().or_else(|| {
+                            super::imap::header_value(header_of(&bodies[&m.uid]), "message-id")
+                        });
+                        report.failures.push(format!(
+                            "folder `{source_name}`: message UID {} ({}, {} bytes): {e}",
+                            m.uid,
+                            id.as_deref().unwrap_or("no Message-ID"),
+                            m.size
+                        ))
+                    }
+                }
+            }
+            if let Some(e) = quota_full {
+                report.failures.push(format!(
+                    "folder `{source_name}`: the target's quota is full ({e}): {} message(s) of this folder not copied, later folders skipped; run again once there is room",
+                    not_copied + left
+                ));
+                return Ok(FolderEnd::QuotaFull);
+            }
+        }
+        Ok(FolderEnd::Done)
+    })
+}
+
+/// The header block of a raw message (up to the first empty line).
+fn header_of(message: &[u8]) -> &[u8] {
+    message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| message.windows(2).position(|w| w == b"\n\n"))
+        .map_or(message, |end| &message[..end + 2])
+}
+
+/// Missing messages in batches of at most `BATCH_MESSAGES` and about `BATCH_BYTES`.
+fn batches<'a>(missing: &[&'a MessageSummary]) -> Vec<Vec<&'a MessageSummary>> {
+    let mut out: Vec<Vec<&MessageSummary>> = Vec::new();
+    let mut bytes = 0;
+    for m in missing {
+        match out.last_mut() {
+            Some(b) if b.len() < BATCH_MESSAGES && bytes + m.size <= BATCH_BYTES => {
+                bytes += m.size;
+                b.push(m);
+            }
+            _ => {
+                bytes = m.size;
+                out.push(vec![m]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_cross_namespaces() {
+        let dovecot = (String::new(), Some('.'));
+        let courier = ("INBOX.".to_string(), Some('.'));
+        let slash = (String::new(), Some('/'));
+        assert_eq!(translate("INBOX", &courier, &slash).unwrap(), "INBOX");
+        assert_eq!(
+            translate("INBOX.Archive.2024", &courier, &slash).unwrap(),
+            "Archive/2024"
+        );
+        assert_eq!(
+            translate("Archive/2024", &slash, &courier).unwrap(),
+            "INBOX.Archive.2024"
+        );
+        assert_eq!(translate("Sent", &dovecot, &dovecot).unwrap(), "Sent");
+        let e = translate("Projects/v1.2", &slash, &dovecot).unwrap_err();
+        assert!(e.contains("`v1.2`"), "{e}");
+    }
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        let m = |uid, size| MessageSummary {
+            uid,
+            flags: Vec::new(),
+            internal_date: String::new(),
+            date_epoch: 0,
+            size,
+            message_id: None,
+        };
+        let list: Vec<MessageSummary> = (1..=5)
+            .map(|i| m(i, BATCH_BYTES / 2))
+            .chain((6..=6 + BATCH_MESSAGES as u32).map(|i| m(i, 10)))
+            .collect();
+        let refs: Vec<&MessageSummary> = list.iter().collect();
+        let sizes: Vec<usize> = batches(&refs).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 2, BATCH_MESSAGES, 2]);
+        let big = [m(1, BATCH_BYTES * 3)];
+        assert_eq!(
+            batches(&[&big[0]]).len(),
+            1,
+            "a message over the batch size goes alone"
+        );
+    }
+
+    #[test]
+    fn flags_compare_without_recent_or_case() {
+        assert_eq!(
+            sorted(&["\\Seen".into(), "\\Recent".into(), "$Label1".into()]),
+            sorted(&["$label1".into(), "\\SEEN".into()])
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! One Maildir pass between two trees: renames at the target for messages whose flags or
+//! `new/`→`cur/` place changed, then the file engine for what is really new; or a sweep after
+//! the cutover that only adds messages the target lacks.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use super::maildir::{self, FolderCheck, Rename};
+use crate::event::{Event, Observer};
+use crate::sync::engine::{SyncReport, sync_listed, wire_bytes_of};
+use crate::sync::side::Side;
+use crate::sync::{Endpoint, SyncError, SyncOptions};
+use crate::transport::protocol::Call;
+use crate::tree::{EntryKind, ScanSummary};
+
+/// Which pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Before the cutover: the target follows the source (renames, new messages, the
+    /// `dovecot-uidlist` so UIDs survive); with `delete`, messages expunged at the source go.
+    Sync { delete: bool },
+    /// After the cutover: only messages whose unique part the target lacks; nothing at the
+    /// target is renamed, overwritten or deleted.
+    Sweep,
+}
+
+/// What a pass did to one mailbox.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MailboxPass {
+    pub mailbox: String,
+    pub messages: u64,
+    /// Messages renamed at the target (flag changes, `new/` → `cur/`), nothing sent.
+    pub renamed: u64,
+    /// Message files sent.
+    pub copied: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+/// What a pass did to a whole tree.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub mailboxes: Vec<MailboxPass>,
+    pub renamed: u64,
+    pub files: SyncReport,
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// The mailbox a path belongs to, among `mailboxes`: read from a message's own path, else the
+/// longest mailbox that is a prefix of it.
+fn owner<'a>(path: &str, mailboxes: &'a [String]) -> Option<&'a String> {
+    if let Some((folder, _)) = maildir::message_key(path.as_bytes()) {
+        let (mailbox, _) = maildir::mailbox_of(&String::from_utf8_lossy(folder));
+        if let Ok(i) = mailboxes.binary_search(&mailbox) {
+            return Some(&mailboxes[i]);
+        }
+    }
+    mailboxes
+        .iter()
+        .filter(|m| {
+            m.is_empty()
+                || path
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .max_by_key(|m| m.len())
+}
+
+/// Runs one pass of `src` onto `dst`.
+///
+/// # Errors
+/// The source is missing, a host cannot be reached, or `--delete` would remove too much.
+/// Single files that fail are in the report, by mailbox.
+pub fn run(
+    src: &Endpoint,
+    dst: &Endpoint,
+    pass: Pass,
+    jobs: usize,
+    observer: &dyn Observer,
+) -> Result<PassReport, SyncError> {
+    let opts = SyncOptions {
+        delete: matches!(pass, Pass::Sync { delete: true }),
+        jobs,
+        exclude: maildir::excludes(),
+        ..SyncOptions::default()
+    };
+    let wire_before = wire_bytes_of(src) + wire_bytes_of(dst);
+    observer.on_event(&Event::PhaseStarted {
+        phase: "scan".into(),
+        total: 0,
+    });
+    let (source, target) = std::thread::scope(|s| {
+        let t = s.spawn(|| dst.transport.scan(&dst.root, &opts.exclude));
+        let source = src.transport.scan(&src.root, &opts.exclude);
+        (source, t.join().expect("scan thread"))
+    });
+    let (source, mut target) = (source?, target?);
+    observer.on_event(&Event::PhaseFinished {
+        phase: "scan".into(),
+    });
+    if !source.exists {
+        return Err(SyncError::SourceMissing(format!(
+            "{}:{}",
+            src.transport.host(),
+            src.root.display()
+        )));
+    }
+    let mut report = PassReport::default();
+    let boxes = maildir::mailboxes(&source);
+    // Sorted (`mailboxes` comes from a sorted map): `owner` searches it.
+    let names: Vec<String> = boxes.iter().map(|b| b.path.clone()).collect();
+    let mut by_box: BTreeMap<String, MailboxPass> = boxes
+        .iter()
+        .map(|b| {
+            (
+                b.path.clone(),
+                MailboxPass {
+                    mailbox: b.path.clone(),
+                    messages: b.messages,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let listing = match pass {
+        Pass::Sync { .. } if target.exists => {
+            let wanted = maildir::renames(&source.entries, &target.entries);
+            let done = apply_renames(dst, &wanted, &names, &mut by_box)?;
+            report.renamed = done.len() as u64;
+            maildir::apply_renames(&mut target, &done);
+            source
+        }
+        Pass::Sync { .. } => source,
+        Pass::Sweep => maildir::sweep_listing(&source, &target),
+    };
+    let planned = new_messages(&listing, &target);
+    report.files = sync_listed(src, dst, &opts, observer, &listing, &target, wire_before)?;
+    let failed: HashSet<&str> = report
+        .files
+        .errors
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    for p in &planned {
+        if let Some(m) = owner(p, &names).and_then(|n| by_box.get_mut(n))
+            && !failed.contains(p.as_str())
+        {
+            m.copied += 1;
+        }
+    }
+    for e in &report.files.errors {
+        if let Some(m) = owner(&e.path, &names).and_then(|n| by_box.get_mut(n)) {
+            m.failures.push(format!("{}: {}", e.path, e.error));
+        }
+    }
+    report.mailboxes = by_box.into_values().collect();
+    Ok(report)
+}
+
+/// Message files of `listing` absent at `target` (what the engine will send).
+fn new_messages(listing: &ScanSummary, target: &ScanSummary) -> Vec<String> {
+    let at_target: HashSet<&[u8]> = target.entries.iter().map(|e| e.path.as_slice()).collect();
+    listing
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && !at_target.contains(e.path.as_slice()))
+        .filter(|e| maildir::message_key(&e.path).is_some())
+        .map(|e| show(&e.path))
+        .collect()
+}
+
+/// Renames at the target, all in flight at once; the ones that worked.
+fn apply_renames(
+    dst: &Endpoint,
+    wanted: &[Rename],
+    names: &[String],
+    by_box: &mut BTreeMap<String, MailboxPass>,
+) -> Result<Vec<Rename>, SyncError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let side = Side::open(dst, false)?;
+    let (ch, root) = side.pick(0);
+    let host = ch.host().to_string();
+    let pending: Vec<_> = wanted
+        .iter()
+        .map(|(from, to)| {
+            ch.call(Call::Rename {
+                root: *root,
+                from: from.clone(),
+                path: to.clone(),
+            })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for ((from, to), p) in wanted.iter().zip(pending) {
+        let box_of = owner(&show(to), names).cloned();
+        match p.and_then(|p| p.wait(&host)) {
+            Ok(_) => {
+                if let Some(m) = box_of.and_then(|n| by_box.get_mut(&n)) {
+                    m.renamed += 1;
+                }
+                done.push((from.clone(), to.clone()));
+            }
+            Err(e) => {
+                // The message is then sent under its new name by the file engine.
+                if let Some(m) = box_of.and_then(|n| by_box.get_mut(&n)) {
+                    m.failures
+                        .push(format!("rename {} → {}: {e}", show(from), show(to)));
+                }
+            }
+        }
+    }
+    if let Some(e) = side.lost() {
+        return Err(SyncError::Transport(e));
+    }
+    Ok(done)
+}
+
+/// Compares both trees folder by folder (unique parts and sizes), by mailbox.
+///
+/// # Errors
+/// A host cannot be reached, or the source is missing.
+pub fn verify(
+    src: &Endpoint,
+    dst: &Endpoint,
+) -> Result<BTreeMap<String, Vec<FolderCheck>>, SyncError> {
+    let exclude = maildir::excludes();
+    let (source, target) = std::thread::scope(|s| {
+        let t = s.spawn(|| dst.transport.scan(&dst.root, &exclude));
+        let source = src.transport.scan(&src.root, &exclude);
+        (source, t.join().expect("scan thread"))
+    });
+    let (source, target) = (source?, target?);
+    if !source.exists {
+        return Err(SyncError::SourceMissing(format!(
+            "{}:{}",
+            src.transport.host(),
+            src.root.display()
+        )));
+    }
+    Ok(maildir::compare(&source.entries, &target.entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_belong_to_their_mailbox() {
+        let boxes = vec![
+            "example.org/al".to_string(),
+            "example.org/alice/Maildir".to_string(),
+        ];
+        assert_eq!(
+            owner("example.org/alice/Maildir/.Sent/cur/1.M1.h:2,S", &boxes),
+            Some(&boxes[1])
+        );
+        assert_eq!(
+            owner("example.org/alice/Maildir/dovecot-uidlist", &boxes),
+            Some(&boxes[1])
+        );
+        assert_eq!(owner("example.org/al/cur/2.M2.h", &boxes), Some(&boxes[0]));
+        assert_eq!(owner("example.org/alpha/x", &boxes), None);
+    }
+}
