@@ -115,6 +115,10 @@ pub fn build(root: &Path, port: u16) -> std::io::Result<Scenario> {
              \x20   to: {{ host: local, path: \"new-dc/www/{{name}}/\" }}\n\
              \x20   domains: [\"{{name}}\"]\n\
              \x20   exclude: [\"cache/\", \".maintenance\"]\n\
+             mail:\n\
+             \x20 - layout: maildir\n\
+             \x20   from: {{ host: local, path: old-dc/vmail }}\n\
+             \x20   to: {{ host: local, path: new-dc/vmail }}\n\
              dns:\n\
              \x20 provider: {{ kind: zonefile, directory: zones }}\n\
              \x20 zones: [demo.test]\n\

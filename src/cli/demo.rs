@@ -91,6 +91,15 @@ fn demo(printer: &Printer) -> Result<u8, String> {
     outln!("\n== 5. where things are");
     let r = report(&loaded, &connections).map_err(|e| e.to_string())?;
     super::printer::out(&crate::report::lifecycle::text(&r, false));
+    for u in &r.platform {
+        outln!(
+            "  {} {} ({}): {}",
+            if u.ok { "ok" } else { "FAILED" },
+            u.unit,
+            u.step,
+            u.detail.as_deref().unwrap_or("")
+        );
+    }
     let zone = std::fs::read_to_string(&scenario.zone_file).map_err(|e| e.to_string())?;
     outln!("  zone file now:");
     for line in zone

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::connections::Connections;
 use super::databases::{DbResult, one as move_database};
 use super::inventory::expand_sites;
+use super::mail::{MailStep, run as run_mail};
 use super::probe::{ProbeResult, ProbeSpec, banner, parse_banner_url, probe};
 use super::state::{SiteState, SiteStatus, fold};
 use crate::db::discover::selected;
@@ -104,11 +105,6 @@ impl<'a> Migration<'a> {
         observer: &'a dyn Observer,
         force: bool,
     ) -> Result<Migration<'a>, LifecycleError> {
-        if !loaded.plan.mail.is_empty() {
-            return Err(LifecycleError::Invalid(
-                "the plan has a `mail` section: the lifecycle does not move mail yet (not supported yet); move it with its own commands, or remove the section".into(),
-            ));
-        }
         let journal = Journal::open(&loaded.plan.state_dir)?;
         let inventory = expand_sites(loaded, connections);
         if let Some(i) = inventory.unreachable.first() {
@@ -342,6 +338,7 @@ impl<'a> Migration<'a> {
         });
         if only.is_empty() {
             self.move_platform_units(false);
+            self.move_mail(false);
         }
         Ok(out)
     }
@@ -465,6 +462,67 @@ impl<'a> Migration<'a> {
         failures
     }
 
+    /// The plan's mail rules, journaled as units of no site. Before any site's DNS moved, the
+    /// target follows the source (renames, deletes); once one may have moved, users may be
+    /// working on the new side, so only messages it lacks are added (a sweep).
+    fn move_mail(&self, final_sync: bool) {
+        if self.loaded.plan.mail.is_empty() {
+            return;
+        }
+        let live = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|s| s.may_have_switched());
+        let (step, label) = match (live, final_sync) {
+            (true, _) => (MailStep::Sweep, "sweep"),
+            (false, false) => (MailStep::Sync { delete: true }, "pre-sync"),
+            (false, true) => (MailStep::Sync { delete: true }, "final sync"),
+        };
+        for rule in run_mail(
+            &self.loaded.plan,
+            self.connections,
+            step,
+            &crate::event::Silent,
+        ) {
+            let copied: u64 = rule.mailboxes.iter().map(|m| m.copied).sum();
+            let renamed: u64 = rule.mailboxes.iter().map(|m| m.renamed).sum();
+            let failed: Vec<String> = rule
+                .mailboxes
+                .iter()
+                .filter(|m| !m.clean())
+                .map(|m| {
+                    format!(
+                        "{}: {}",
+                        m.mailbox,
+                        m.error
+                            .clone()
+                            .or_else(|| m.failures.first().cloned())
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            let detail = match (&rule.error, failed.first()) {
+                (Some(e), _) => e.clone(),
+                (None, Some(f)) => format!("{} mailbox(es) failed, first {f}", failed.len()),
+                (None, None) => format!(
+                    "{} mailbox(es), {copied} message(s) copied, {renamed} renamed",
+                    rule.mailboxes.len()
+                ),
+            };
+            let _ = self.record(&Entry::Unit {
+                site: PLATFORM.to_string(),
+                unit: format!("mail[{}] ({})", rule.rule, rule.layout),
+                step: label.into(),
+                ok: rule.clean(),
+                detail: Some(detail),
+                bytes: Some(rule.bytes_sent),
+                at: now(),
+            });
+        }
+    }
+
     // ---------------------------------------------------------------- cutover
 
     /// Cuts the selected sites over, batch after batch; a failing site never stops the others.
@@ -510,6 +568,9 @@ impl<'a> Migration<'a> {
         } else {
             self.move_platform_units(true)
         };
+        // Mail follows every run's freezes; a mailbox that fails is reported, it does not
+        // hold the sites back.
+        self.move_mail(true);
         let ready: Vec<&Site> = batch
             .iter()
             .copied()
@@ -535,6 +596,10 @@ impl<'a> Migration<'a> {
             if !finished.iter().any(|f| f.site == p.site) {
                 finished.push(p);
             }
+        }
+        if finished.iter().any(|o| o.state == SiteState::Confirmed) {
+            // Mail that reached the old server while DNS changed goes over too.
+            self.move_mail(true);
         }
         finished.sort_by(|a, b| a.site.cmp(&b.site));
         finished

@@ -46,6 +46,17 @@ fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16, smtp:
         write(&dir.join("data/blob.bin"), &vec![site.len() as u8; 300_000]);
     }
     std::fs::create_dir_all(w.join("new/www")).unwrap();
+    for (i, user) in ["alice", "bob"].iter().enumerate() {
+        let maildir = w.join("old/vmail/example.test").join(user).join("Maildir");
+        let body = format!("Subject: hello {user}\r\nMessage-ID: <{i}@example.test>\r\n\r\nhi\r\n");
+        write(
+            &maildir.join(format!("cur/170000000{i}.M1P1.old,S={}:2,S", body.len())),
+            body.as_bytes(),
+        );
+        std::fs::create_dir_all(maildir.join("new")).unwrap();
+        std::fs::create_dir_all(maildir.join("tmp")).unwrap();
+    }
+    std::fs::create_dir_all(w.join("new/vmail")).unwrap();
     maria_src.sql("CREATE DATABASE alpha_wp; USE alpha_wp; CREATE TABLE posts (id INT PRIMARY KEY, body TEXT); INSERT INTO posts SELECT seq, MD5(seq) FROM seq_1_to_2000; CREATE DATABASE shared_stats; CREATE TABLE shared_stats.hits (id INT PRIMARY KEY, n INT); INSERT INTO shared_stats.hits VALUES (1, 10);");
     let plan = w.join("plan.yaml");
     std::fs::write(
@@ -54,6 +65,7 @@ fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16, smtp:
             "version: 1\nname: lifecycle-it\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
 sites:\n  - name: alpha.example.test\n    from: {{ host: local, path: \"old/www/alpha.example.test/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    databases: [\"alpha_wp\"]\n    exclude: [\".maintenance\"]\n  - from: {{ host: local, glob: \"old/www/[bg]*/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    exclude: [\".maintenance\"]\n\
 databases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n    names: [\"alpha_wp\", \"shared_*\"]\n    conflict: replace\n\
+mail:\n  - layout: maildir\n    from: {{ host: local, path: old/vmail }}\n    to: {{ host: local, path: new/vmail }}\n\
 dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 10s\n\
 cutover:\n  batch: 2\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze {{name}} >> {}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze {{name}} >> {}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, banners: [\"smtp://mx.example.test:{smtp}\"] }}\n  on_failure: rollback\n",
             maria_src.socket.display(),
@@ -157,6 +169,16 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("confirmed     alpha.example.test"), "{out}");
 
+    // Mail that lands on the old server after the pre-sync (and while DNS changes).
+    let late = "Subject: late\r\nMessage-ID: <late@example.test>\r\n\r\nlate\r\n";
+    write(
+        &w.join(format!(
+            "old/vmail/example.test/alice/Maildir/new/1700000099.M9P9.old,S={}",
+            late.len()
+        )),
+        late.as_bytes(),
+    );
+
     // Crash 2: beta dies with its switch intent written, before the update is sent.
     let (code, _, _) = run(
         &world,
@@ -181,7 +203,22 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
         "{out}"
     );
 
-    // Everything moved is verified: files, and rows including the late edit.
+    // Everything moved is verified: files, messages (the late one swept), and rows including
+    // the late edit.
+    assert_eq!(
+        std::fs::read_dir(w.join("new/vmail/example.test/alice/Maildir/new"))
+            .unwrap()
+            .count(),
+        1,
+        "the late message was swept to the target"
+    );
+    assert!(
+        w.join("new/vmail/example.test/bob/Maildir/cur")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1
+    );
     assert_eq!(
         std::fs::read(w.join("new/www/alpha.example.test/late.html")).unwrap(),
         b"written after the pre-sync"
