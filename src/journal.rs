@@ -52,6 +52,39 @@ pub enum Entry {
     },
     /// The TTL was lowered: the switch is safe once `safe_after` (unix seconds) has passed.
     DnsSafeAfter { zone: String, safe_after: u64 },
+    /// A site reached a state of the migration lifecycle. States that name an intent
+    /// (`freezing`, `switching`, `rolling_back`) are written before their side effect.
+    Site {
+        site: String,
+        state: crate::lifecycle::state::SiteState,
+        at: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        /// Bytes moved by the step (syncs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        /// How long the step's engine worked, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        millis: Option<u64>,
+    },
+    /// A post-switch probe of one of a site's domains.
+    Probe {
+        site: String,
+        result: crate::lifecycle::probe::ProbeResult,
+        at: u64,
+    },
+    /// A unit that belongs to a site (a database, a mail store) moved or was checked.
+    Unit {
+        site: String,
+        unit: String,
+        step: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        at: u64,
+    },
 }
 
 /// What a DNS change was for.
@@ -69,6 +102,40 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     _lock: File,
+    /// Every entry, read once at open and kept in step with appends: readers need not parse
+    /// the file again (only this process writes it while the lock is held).
+    cache: Vec<Entry>,
+    syncer: Syncer,
+}
+
+/// Makes written entries durable, one fsync for every entry written so far: threads that wait
+/// for their entry while another thread syncs find it already on disk (group commit).
+#[derive(Clone)]
+pub struct Syncer {
+    file: std::sync::Arc<File>,
+    path: PathBuf,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    synced: std::sync::Arc<std::sync::Mutex<u64>>,
+}
+
+impl Syncer {
+    /// Returns once entry number `seq` (from `Journal::write`) is on disk.
+    ///
+    /// # Errors
+    /// fsync failed: the entry may not be durable, the caller must not act on it.
+    pub fn sync_to(&self, seq: u64) -> Result<(), JournalError> {
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= seq {
+            return Ok(());
+        }
+        let upto = self.written.load(std::sync::atomic::Ordering::Acquire);
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        *synced = upto;
+        Ok(())
+    }
 }
 
 /// Why the journal cannot be used.
@@ -133,10 +200,19 @@ impl Journal {
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;
         }
+        let cache = read_entries(&path)?;
+        let syncer = Syncer {
+            file: std::sync::Arc::new(file.try_clone().map_err(io)?),
+            path: path.clone(),
+            written: Default::default(),
+            synced: Default::default(),
+        };
         Ok(Journal {
             path,
             file,
             _lock: lock,
+            cache,
+            syncer,
         })
     }
 
@@ -152,7 +228,36 @@ impl Journal {
             source,
         };
         self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        self.file.sync_data().map_err(io)?;
+        self.cache.push(entry.clone());
+        Ok(())
+    }
+
+    /// Writes an entry without waiting for the disk; its number goes to `Syncer::sync_to`,
+    /// which must return before the change the entry announces is made.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn write(&mut self, entry: &Entry) -> Result<u64, JournalError> {
+        let mut line = serde_json::to_string(entry).expect("journal entries serialize");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.cache.push(entry.clone());
+        Ok(self
+            .syncer
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1)
+    }
+
+    /// The handle that makes written entries durable, usable without this journal's lock.
+    pub fn syncer(&self) -> Syncer {
+        self.syncer.clone()
     }
 
     /// Appends several entries with one wait for the disk (a batch sent in one update).
@@ -170,7 +275,9 @@ impl Journal {
             source,
         };
         self.file.write_all(text.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        self.file.sync_data().map_err(io)?;
+        self.cache.extend_from_slice(entries);
+        Ok(())
     }
 
     /// Every entry so far, in order. A torn last line (a crash mid-write) is ignored.
@@ -178,7 +285,7 @@ impl Journal {
     /// # Errors
     /// Unreadable file, or a corrupt line that is not the last one.
     pub fn entries(&self) -> Result<Vec<Entry>, JournalError> {
-        read_entries(&self.path)
+        Ok(self.cache.clone())
     }
 
     pub fn path(&self) -> &Path {
@@ -251,6 +358,33 @@ mod tests {
             name: "www.example.test.".into(),
             rtype: "A".into(),
         }
+    }
+
+    #[test]
+    fn entries_written_from_threads_are_durable_once_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = std::sync::Mutex::new(Journal::open(dir.path()).unwrap());
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let j = &j;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        let entry = Entry::DnsSafeAfter {
+                            zone: format!("z{t}.test"),
+                            safe_after: i,
+                        };
+                        let (seq, syncer) = {
+                            let mut j = j.lock().unwrap();
+                            (j.write(&entry).unwrap(), j.syncer())
+                        };
+                        syncer.sync_to(seq).unwrap();
+                    }
+                });
+            }
+        });
+        let on_disk = read_entries(&dir.path().join("journal.jsonl")).unwrap();
+        assert_eq!(on_disk.len(), 100);
+        assert_eq!(j.lock().unwrap().entries().unwrap(), on_disk);
     }
 
     #[test]

@@ -80,9 +80,8 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             .collect()
     };
     let plans = || -> Result<Vec<ZonePlan>, CutoverError> {
-        let mut plans: Vec<ZonePlan> = selected
-            .iter()
-            .map(|z| cutover::plan_zone(&spec, z))
+        let mut plans: Vec<ZonePlan> = cutover::plan_zones(&spec, &selected)
+            .into_iter()
             .collect::<Result<_, _>>()?;
         if !only.is_empty() {
             // `--only www.example.org`: just these names (relative to their zone or absolute).
@@ -106,7 +105,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Ok(plans)
     };
-    let journal = || Journal::open(&loaded.plan.state_dir.join("dns")).map_err(CutoverError::from);
+    let journal = || Journal::open(&loaded.plan.state_dir).map_err(CutoverError::from);
     let result: Result<u8, CutoverError> = (|| match step {
         Step::Plan => {
             let plans = plans()?;
@@ -205,9 +204,8 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Step::Verify => {
             // What the last switch set, from the journal; before any switch, what the plan wants.
-            let entries = crate::journal::read_entries(
-                &loaded.plan.state_dir.join("dns").join("journal.jsonl"),
-            )?;
+            let entries =
+                crate::journal::read_entries(&loaded.plan.state_dir.join("journal.jsonl"))?;
             let mut expected = cutover::switched(&entries, &selected);
             if expected.is_empty() {
                 expected = plans()?
@@ -237,7 +235,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Step::Rollback | Step::RestoreTtl => {
             let mut j = journal()?;
-            let o = cutover::rollback(&spec, &mut j, &selected, step == Step::RestoreTtl)?;
+            let o = cutover::rollback(&spec, &mut j, &selected, &[], step == Step::RestoreTtl)?;
             Ok(report(&o, printer))
         }
     })();

@@ -10,15 +10,25 @@ macro_rules! outln {
 
 pub mod agent;
 pub mod copy;
+pub mod cutover;
 pub mod db;
+pub mod demo;
 pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
+pub mod inventory;
 pub mod mail;
+pub mod migration;
 pub mod plan;
 pub mod printer;
 pub mod progress;
+pub mod report;
+pub mod resume;
+pub mod rollback;
+pub mod run;
 pub mod schema;
+pub mod status;
+pub mod sync;
 pub mod validate;
 pub mod verify;
 
@@ -70,8 +80,87 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// List every unit the plan expands to (its `sites:` rules and its `inventory:` source:
+    /// sites with owners, databases, mail boxes, zones) for review; changes nothing.
+    Inventory {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Export as YAML (`--json` for JSON).
+        #[arg(long)]
+        yaml: bool,
+    },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
+    /// Run the whole lifecycle on a small old and new datacenter built in a temp dir (no
+    /// server, no network): dry run, pre-syncs, TTLs, cutover with probes, one automatic
+    /// rollback, and the HTML report.
+    Demo,
+    /// Pre-sync sites and their databases while the old side still serves (repeatable).
+    Sync {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only these sites (repeatable).
+        #[arg(long = "only", value_name = "SITE")]
+        only: Vec<String>,
+        /// Allow deletes of more than 30 % of a target's files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cut sites over: freeze, final sync, verify, DNS switch, probes; a failing site is
+    /// rolled back (or paused) alone.
+    Cutover {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only batch N (1-based) of `cutover.batch` sites.
+        #[arg(long, value_name = "N", conflicts_with = "only")]
+        batch: Option<usize>,
+        /// Only these sites (repeatable).
+        #[arg(long = "only", value_name = "SITE")]
+        only: Vec<String>,
+        /// Go on despite a safety check (DNS share, TTLs not expired, mass deletes).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put sites back on the old side: DNS restored exactly, sources unfrozen.
+    Rollback {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Only these sites (repeatable).
+        #[arg(long = "only", value_name = "SITE")]
+        only: Vec<String>,
+    },
+    /// Where every site is: counts per state, failures with reasons, throughput.
+    Status {
+        /// The plan file (YAML).
+        plan: PathBuf,
+    },
+    /// Finish what an interrupted run left (from the journal).
+    Resume {
+        /// The plan file (YAML).
+        plan: PathBuf,
+    },
+    /// Every phase in order: pre-sync, lower TTLs, wait, cutover, report.
+    Run {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Wait for the old TTLs up to this long, such as `10m`; a longer wait stops the run.
+        #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::plan::units::parse_duration)]
+        max_wait: std::time::Duration,
+        /// Go on despite safety checks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The migration report: per-site timelines, bytes, verification, DNS changes, probes.
+    Report {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Write the report to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Databases of a plan: `sync` (dump, stream, restore, verify) or `verify` (table by table).
     Db {
         /// The step to run.
@@ -201,7 +290,29 @@ pub fn run(cli: Cli) -> u8 {
             format,
             output,
         } => plan::run(&plan, format, output.as_deref(), &printer),
+        Command::Inventory { plan, yaml } => inventory::run(&plan, yaml, &printer),
         Command::Schema => schema::run(),
+        Command::Demo => demo::run(&printer),
+        Command::Sync { plan, only, force } => sync::run(&plan, &only, force, &printer),
+        Command::Cutover {
+            plan,
+            batch,
+            only,
+            force,
+        } => cutover::run(&plan, batch, &only, force, &printer),
+        Command::Rollback { plan, only } => rollback::run(&plan, &only, &printer),
+        Command::Status { plan } => status::run(&plan, &printer),
+        Command::Resume { plan } => resume::run(&plan, &printer),
+        Command::Run {
+            plan,
+            max_wait,
+            force,
+        } => run::run(&plan, max_wait, force, &printer),
+        Command::Report {
+            plan,
+            format,
+            output,
+        } => report::run(&plan, format, output.as_deref(), &printer),
         Command::Db { step, plan, only } => db::run(step, &plan, &only, &printer),
         Command::Mail { step, plan, delete } => mail::run(step, &plan, delete, &printer),
         Command::Dns {

@@ -87,11 +87,16 @@ pub fn run(path: &Path, offline: bool, printer: &Printer) -> u8 {
     if !printer.json {
         let p = &loaded.plan;
         printer.status(format!(
-            "{}: valid plan `{}`: {} site(s) from {} rule(s), {} database rule(s), {} mail rule(s), {} DNS zone(s)",
+            "{}: valid plan `{}`: {} site(s) from {} rule(s){}, {} database rule(s), {} mail rule(s), {} DNS zone(s)",
             loaded.source.name,
             p.name,
             inventory.sites.len(),
             p.site_rules.len(),
+            if p.inventory.is_some() {
+                " and the inventory"
+            } else {
+                ""
+            },
             p.databases.len(),
             p.mail.len(),
             p.dns.as_ref().map_or(0, |d| d.zones.len())

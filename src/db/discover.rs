@@ -10,15 +10,34 @@ pub struct DbInfo {
     pub name: String,
     pub bytes: u64,
     pub tables: Option<u64>,
+    /// Character set (MariaDB) or encoding (PostgreSQL).
+    pub charset: Option<String>,
+    /// Default collation (MariaDB) or `datcollate` (PostgreSQL).
+    pub collation: Option<String>,
+    /// Storage engines of the tables (MariaDB), sorted.
+    pub engines: Vec<String>,
+    /// Accounts that reach the database: MariaDB grantees and definers (`'user'@'host'`),
+    /// PostgreSQL owner and roles granted on the database.
+    pub users: Vec<String>,
 }
 
-const MYSQL_LIST: &str = "SELECT s.schema_name, COALESCE(SUM(t.data_length + t.index_length), 0), COUNT(t.table_name) \
+const MYSQL_LIST: &str = "SELECT s.schema_name, COALESCE(SUM(t.data_length + t.index_length), 0), COUNT(t.table_name), \
+s.default_character_set_name, s.default_collation_name, COALESCE(GROUP_CONCAT(DISTINCT t.engine ORDER BY t.engine), '') \
 FROM information_schema.schemata s LEFT JOIN information_schema.tables t ON t.table_schema = s.schema_name \
 WHERE s.schema_name NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
 GROUP BY s.schema_name ORDER BY s.schema_name";
 
-const PG_LIST: &str = "SELECT datname, pg_database_size(datname) FROM pg_database \
-WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY datname";
+/// Who reaches which database (MariaDB): grants on the schema or its tables, and definers.
+const MYSQL_USERS: &str = "SELECT TABLE_SCHEMA, GRANTEE FROM information_schema.SCHEMA_PRIVILEGES \
+UNION SELECT TABLE_SCHEMA, GRANTEE FROM information_schema.TABLE_PRIVILEGES \
+UNION SELECT ROUTINE_SCHEMA, DEFINER FROM information_schema.ROUTINES \
+UNION SELECT TABLE_SCHEMA, DEFINER FROM information_schema.VIEWS \
+UNION SELECT TRIGGER_SCHEMA, DEFINER FROM information_schema.TRIGGERS";
+
+const PG_LIST: &str = "SELECT datname, pg_database_size(datname), '', pg_encoding_to_char(encoding), datcollate, '', \
+concat_ws(',', VARIADIC ARRAY(SELECT DISTINCT r FROM (SELECT pg_get_userbyid(datdba) AS r UNION \
+SELECT pg_get_userbyid(a.grantee) FROM aclexplode(datacl) a WHERE a.grantee <> 0) g ORDER BY r)) \
+FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY datname";
 
 /// A tool of the engine (`mariadb`, `mariadb-dump`, `psql`, `pg_dump`, `pg_restore`) with the
 /// server's connection options first; the password goes in the environment, never in `args`.
@@ -63,7 +82,11 @@ pub fn tool_request(
         }
     }
     all.extend(args.iter().cloned());
-    let mut req = ExecRequest::new(program, all);
+    let program = match &server.bin_dir {
+        Some(dir) if !program.contains('/') => format!("{}/{program}", dir.trim_end_matches('/')),
+        _ => program.to_string(),
+    };
+    let mut req = ExecRequest::new(&program, all);
     if engine == DbEngine::Postgres {
         req = req.env("PGCONNECT_TIMEOUT", "10");
     }
@@ -77,6 +100,44 @@ pub fn tool_request(
         req = req.env(var, value.expose());
     }
     Ok(req)
+}
+
+/// The name of `program` that runs on the host: MariaDB's tools go by their MySQL names
+/// (`mysqldump`, `mysql`) on older hosts.
+///
+/// # Errors
+/// Neither name runs: the error names the tool, the host and where it looked.
+pub fn find_tool(
+    transport: &dyn Transport,
+    engine: DbEngine,
+    server: &DbServer,
+    program: &str,
+) -> Result<String, String> {
+    let mut names = vec![program.to_string()];
+    if engine != DbEngine::Postgres && program.starts_with("mariadb") {
+        names.push(program.replace("mariadb", "mysql"));
+    }
+    for name in &names {
+        let req = tool_request(engine, server, name, &[])?;
+        let probe = ExecRequest::new(&req.program, vec!["--version".to_string()]);
+        if transport.exec(&probe).map(|o| o.success()).unwrap_or(false) {
+            return Ok(name.clone());
+        }
+    }
+    Err(missing_tool(program, transport.host(), server))
+}
+
+/// Why a tool did not run, and what to do about it.
+fn missing_tool(program: &str, host: &str, server: &DbServer) -> String {
+    let program = program.rsplit('/').next().unwrap_or(program);
+    match &server.bin_dir {
+        Some(dir) => format!(
+            "`{program}` not found on host `{host}` (looked in `{dir}`); install the server's client tools there or fix `bin_dir`"
+        ),
+        None => format!(
+            "`{program}` not found on host `{host}` (looked in the host's PATH); install the server's client tools there or set `bin_dir`"
+        ),
+    }
 }
 
 /// The client command that runs `sql` against `server`; the password goes in the environment.
@@ -101,14 +162,44 @@ pub fn client_request(
             let args = ["-XAt", "-F", "\t", "-v", "ON_ERROR_STOP=1"]
                 .iter()
                 .map(|a| a.to_string())
-                .chain([
-                    format!("--dbname={}", database.unwrap_or("postgres")),
-                    "-c".into(),
-                    sql.into(),
-                ])
+                .chain([format!("--dbname={}", database.unwrap_or("postgres"))])
+                // `query_many` separates statements with NUL, which SQL text never holds.
+                .chain(
+                    sql.split('\0')
+                        .flat_map(|s| ["-c".to_string(), s.to_string()]),
+                )
                 .collect::<Vec<_>>();
             tool_request(engine, server, "psql", &args)
         }
+    }
+}
+
+/// Runs several statements in one client process (one round trip over the transport) and
+/// returns the rows of all of them, in order; each statement should tag its rows.
+///
+/// # Errors
+/// As `query`.
+pub fn query_many(
+    transport: &dyn Transport,
+    engine: DbEngine,
+    server: &DbServer,
+    database: Option<&str>,
+    statements: &[String],
+) -> Result<Vec<Vec<String>>, String> {
+    match engine {
+        // psql prints the result of every `-c`; one `-c` with several statements shows the last.
+        DbEngine::Postgres => {
+            let Some((first, rest)) = statements.split_first() else {
+                return Ok(Vec::new());
+            };
+            let mut sql = first.clone();
+            for s in rest {
+                sql.push('\u{0}');
+                sql.push_str(s);
+            }
+            query(transport, engine, server, database, &sql)
+        }
+        _ => query(transport, engine, server, database, &statements.join(";\n")),
     }
 }
 
@@ -127,17 +218,13 @@ pub fn query(
     let mut out = transport.exec(&req).map_err(|e| e.to_string())?;
     if out.code.is_none() && matches!(engine, DbEngine::Mysql | DbEngine::Mariadb) {
         // Older hosts ship only the `mysql` name of the client.
-        req.program = "mysql".into();
+        req.program = req.program.replace("mariadb", "mysql");
         out = transport.exec(&req).map_err(|e| e.to_string())?;
     }
     if !out.success() {
         let tool = &req.program;
         return Err(match out.code {
-            None => format!(
-                "`{tool}` could not run on host `{}`: {}",
-                transport.host(),
-                out.stderr_text()
-            ),
+            None => missing_tool(tool, transport.host(), server),
             Some(_) => format!(
                 "`{tool}` on host `{}`: {}",
                 transport.host(),
@@ -167,17 +254,89 @@ pub fn list_databases(
         MYSQL_LIST
     };
     let rows = query(transport, engine, server, None, sql)?;
-    Ok(rows
+    let field = |r: &[String], i: usize| r.get(i).filter(|v| !v.is_empty()).cloned();
+    let list = |v: Option<String>| -> Vec<String> {
+        v.map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut found: Vec<DbInfo> = rows
         .into_iter()
         .filter_map(|r| {
-            let name = r.first()?.clone();
             Some(DbInfo {
-                name,
+                name: r.first()?.clone(),
                 bytes: r.get(1).and_then(|b| b.parse().ok()).unwrap_or(0),
                 tables: r.get(2).and_then(|t| t.parse().ok()),
+                charset: field(&r, 3),
+                collation: field(&r, 4),
+                engines: list(field(&r, 5)),
+                users: list(field(&r, 6)),
             })
         })
-        .collect())
+        .collect();
+    if engine != DbEngine::Postgres {
+        let mut by_db: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in query(transport, engine, server, None, MYSQL_USERS)? {
+            if let [db, who, ..] = r.as_slice() {
+                by_db.entry(db.clone()).or_default().push(account(who));
+            }
+        }
+        for d in &mut found {
+            let mut users = by_db.remove(&d.name).unwrap_or_default();
+            users.retain(|u| !is_admin_account(u));
+            users.sort();
+            users.dedup();
+            d.users = users;
+        }
+    }
+    Ok(found)
+}
+
+/// A grantee (`'u'@'h'`) or a definer (`u@h`) written the same way: `'u'@'h'`.
+fn account(who: &str) -> String {
+    if who.starts_with('\'') {
+        return who.to_string();
+    }
+    match who.rsplit_once('@') {
+        Some((u, h)) => format!("'{u}'@'{h}'"),
+        None => format!("'{who}'"),
+    }
+}
+
+/// Accounts that exist on every server already and never move with a database.
+pub fn is_admin_account(account: &str) -> bool {
+    [
+        "'root'@",
+        "'mariadb.sys'@",
+        "'mysql.sys'@",
+        "'mysql.session'@",
+    ]
+    .iter()
+    .any(|p| account.starts_with(p))
+}
+
+/// Tables of a PostgreSQL database (ordinary and partitioned), which `pg_database` cannot say.
+///
+/// # Errors
+/// As `query`.
+pub fn postgres_table_count(
+    transport: &dyn Transport,
+    server: &DbServer,
+    database: &str,
+) -> Result<u64, String> {
+    let rows = query(
+        transport,
+        DbEngine::Postgres,
+        server,
+        Some(database),
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%'",
+    )?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
 }
 
 /// Whether `name` is selected by the rule's `names` (empty = all) and not by `exclude`.
@@ -216,6 +375,7 @@ mod tests {
             port: Some(3306),
             user: Some("root".into()),
             password: Some(SecretRef::Env("TRANSHUMANCE_TEST_DB_PW".into())),
+            bin_dir: None,
         };
         let req = client_request(DbEngine::Mariadb, &server, None, "SELECT 1").unwrap();
         assert!(!req.args.iter().any(|a| a.contains("s3cret")));

@@ -90,6 +90,28 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
                 spec.nameservers.first().copied(),
             )))
         }
+        DnsProvider::Vhffs {
+            host,
+            panel,
+            database,
+        } => {
+            let hosts = std::iter::once((host.name.clone(), (**host).clone())).collect();
+            let connections = crate::lifecycle::Connections::new(
+                &hosts,
+                crate::lifecycle::default_agent_binary(),
+            );
+            let transport = connections.get(&host.name).map_err(|e| {
+                CutoverError::Dns(DnsError::Unreachable {
+                    server: host.name.clone(),
+                    message: e.to_string(),
+                })
+            })?;
+            Ok(Box::new(super::vhffs::VhffsDns::new(
+                transport,
+                (**panel).clone(),
+                database.clone(),
+            )))
+        }
     }
 }
 
@@ -128,13 +150,49 @@ fn rrsets(records: &[Rr]) -> BTreeMap<(String, String), RrState> {
 /// # Errors
 /// The zone cannot be read (transfer refused, server down).
 pub fn plan_zone(spec: &DnsSpec, zone: &str) -> Result<ZonePlan, CutoverError> {
-    if let DnsProvider::ZoneFile { .. } = &spec.provider {
+    // Providers holding the records themselves are the truth the switch compares against.
+    if let DnsProvider::ZoneFile { .. } | DnsProvider::Vhffs { .. } = &spec.provider {
         let records = provider(spec)?
             .list(zone)
-            .expect("zone files list their records")?;
+            .expect("zone files and panel tables list their records")?;
         return Ok(plan_records(spec, zone, &records));
     }
     plan_zone_from(spec, zone, read_server(spec))
+}
+
+/// Plans the switch of every zone of `zones`, reading them all at once from providers that can
+/// (the panel's tables), else one by one as `plan_zone`.
+pub fn plan_zones(spec: &DnsSpec, zones: &[String]) -> Vec<Result<ZonePlan, CutoverError>> {
+    if let DnsProvider::Vhffs { .. } = &spec.provider {
+        let listed = provider(spec).map(|p| p.list_many(zones));
+        match listed {
+            Ok(Some(Ok(mut all))) => {
+                return zones
+                    .iter()
+                    .map(|z| {
+                        let zone = crate::plan::validate::normalize_zone(z);
+                        match all.remove(&zone) {
+                            Some(records) => Ok(plan_records(spec, z, &records)),
+                            None => Err(CutoverError::Dns(DnsError::NotAuthoritative {
+                                zone: z.clone(),
+                                server: "the panel's vhffs_dns table".into(),
+                            })),
+                        }
+                    })
+                    .collect();
+            }
+            Ok(Some(Err(e))) => return zones.iter().map(|_| Err(e.clone().into())).collect(),
+            Err(e) => {
+                let message = e.to_string();
+                return zones
+                    .iter()
+                    .map(|_| Err(CutoverError::NotSupported(message.clone())))
+                    .collect();
+            }
+            Ok(None) => {}
+        }
+    }
+    zones.iter().map(|z| plan_zone(spec, z)).collect()
 }
 
 /// Plans the switch of one zone from what `server` serves.
@@ -452,6 +510,84 @@ fn safe_after(entries: &[Entry], zone: &str) -> Option<u64> {
     })
 }
 
+/// The plans cut down to the RRsets of `names` (absolute, with the final dot). The share check
+/// belongs to the whole plan (one site's records are often most of its own zone), so only the
+/// reasons about the names kept stay.
+pub fn restrict(plans: &[ZonePlan], names: &[String]) -> Vec<ZonePlan> {
+    plans
+        .iter()
+        .map(|p| {
+            let changes: Vec<Change> = p
+                .changes
+                .iter()
+                .filter(|c| names.contains(&c.key.name))
+                .cloned()
+                .collect();
+            let unsafe_reasons: Vec<String> = p
+                .unsafe_reasons
+                .iter()
+                .filter(|r| {
+                    changes
+                        .iter()
+                        .any(|c| r.starts_with(&format!("{} ", c.key.name)))
+                })
+                .cloned()
+                .collect();
+            ZonePlan {
+                zone: p.zone.clone(),
+                rrsets: p.rrsets,
+                changes,
+                unsafe_reasons,
+                unverified_servers: p.unverified_servers.clone(),
+            }
+        })
+        .filter(|p| !p.changes.is_empty())
+        .collect()
+}
+
+/// Whether the plans may switch now: no unsafe reason, and TTLs lowered long enough ago for
+/// resolvers to have dropped the old ones. The reason when not.
+///
+/// # Errors
+/// The first reason found, naming its zone.
+pub fn ready_to_switch(plans: &[ZonePlan], entries: &[Entry]) -> Result<(), String> {
+    let t = now();
+    for plan in plans {
+        if let Some(reason) = plan.unsafe_reasons.first() {
+            return Err(format!("zone {}: {reason}", plan.zone));
+        }
+        let waiting = plan.changes.iter().any(|c| c.from.ttl > c.to.ttl);
+        match safe_after(entries, &plan.zone) {
+            Some(s) if s > t => {
+                return Err(format!(
+                    "zone {}: resolvers may still cache the old TTL for {} s (until the time `lower-ttl` recorded)",
+                    plan.zone,
+                    s - t
+                ));
+            }
+            None if waiting => {
+                return Err(format!(
+                    "zone {}: TTLs were not lowered yet: run `dns lower-ttl` and wait the old TTL",
+                    plan.zone
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Seconds until every zone's lowered TTL is safe (0 when already safe or never lowered).
+pub fn seconds_until_safe(entries: &[Entry], zones: &[String]) -> u64 {
+    let t = now();
+    zones
+        .iter()
+        .filter_map(|z| safe_after(entries, z))
+        .map(|s| s.saturating_sub(t))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Switches every planned RRset by compare-and-swap. A failure undoes what this run applied.
 ///
 /// # Errors
@@ -463,34 +599,8 @@ pub fn switch(
     journal: &mut Journal,
     force: bool,
 ) -> Result<Outcome, CutoverError> {
-    let entries = journal.entries()?;
-    let t = now();
-    for plan in plans {
-        if !force {
-            if let Some(reason) = plan.unsafe_reasons.first() {
-                return Err(CutoverError::Unsafe(format!(
-                    "zone {}: {reason}",
-                    plan.zone
-                )));
-            }
-            let waiting = plan.changes.iter().any(|c| c.from.ttl > c.to.ttl);
-            match safe_after(&entries, &plan.zone) {
-                Some(s) if s > t => {
-                    return Err(CutoverError::Unsafe(format!(
-                        "zone {}: resolvers may still cache the old TTL for {} s (until the time `lower-ttl` recorded)",
-                        plan.zone,
-                        s - t
-                    )));
-                }
-                None if waiting => {
-                    return Err(CutoverError::Unsafe(format!(
-                        "zone {}: TTLs were not lowered yet: run `dns lower-ttl` and wait the old TTL",
-                        plan.zone
-                    )));
-                }
-                _ => {}
-            }
-        }
+    if !force {
+        ready_to_switch(plans, &journal.entries()?).map_err(CutoverError::Unsafe)?;
     }
     let client = provider(spec)?;
     let client = client.as_ref();
@@ -576,7 +686,8 @@ pub fn verify(
     expected: &[(RrKey, RrState)],
     timeout: Duration,
 ) -> Result<Vec<String>, Vec<String>> {
-    // Without servers in the plan (zone files), the files are what can be checked, and we say so.
+    // Without servers in the plan (zone files, panel tables), the provider's own copy is what can
+    // be checked, and the report says so.
     let files = if spec.nameservers.is_empty() {
         provider(spec).ok()
     } else {
@@ -655,6 +766,10 @@ pub fn verify(
         }
         if wrong.is_empty() {
             let source = match &files {
+                Some(p) if matches!(spec.provider, DnsProvider::Vhffs { .. }) => format!(
+                    "the panel's tables ({}; no server listed in the plan)",
+                    p.label()
+                ),
                 Some(p) => format!(
                     "the zone files in {} (no server listed in the plan)",
                     p.label()
@@ -723,7 +838,10 @@ fn history(entries: &[Entry]) -> BTreeMap<RrKey, (RrState, RrState, DnsPhase)> {
                     h.1 = from.clone();
                 }
             }
-            Entry::DnsSafeAfter { .. } => {}
+            Entry::DnsSafeAfter { .. }
+            | Entry::Site { .. }
+            | Entry::Probe { .. }
+            | Entry::Unit { .. } => {}
         }
     }
     out
@@ -738,6 +856,7 @@ pub fn rollback(
     spec: &DnsSpec,
     journal: &mut Journal,
     zones: &[String],
+    names: &[String],
     restore_ttl_only: bool,
 ) -> Result<Outcome, CutoverError> {
     let client = provider(spec)?;
@@ -751,7 +870,9 @@ pub fn rollback(
     };
     let mut by_zone: BTreeMap<String, Vec<Item>> = BTreeMap::new();
     for (key, (original, ours, _)) in history(&entries) {
-        if !zones.is_empty() && !zones.contains(&key.zone) {
+        if (!zones.is_empty() && !zones.contains(&key.zone))
+            || (!names.is_empty() && !names.contains(&key.name))
+        {
             continue;
         }
         let current = match client.read(&key) {

@@ -4,4 +4,5 @@ pub mod powerdns;
 pub mod provider;
 pub mod query;
 pub mod rfc2136;
+pub mod vhffs;
 pub mod zonefile;

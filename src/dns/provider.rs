@@ -27,6 +27,16 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Every record of several zones in one go (by zone name), when the provider can: tens of
+    /// thousands of zones then cost a few round trips, not one each. Absent zones are missing.
+    #[allow(clippy::type_complexity)]
+    fn list_many(
+        &self,
+        _zones: &[String],
+    ) -> Option<Result<std::collections::BTreeMap<String, Vec<super::query::Rr>>, DnsError>> {
+        None
+    }
+
     /// Swaps every RRset of `swaps` (all of one zone) from its current to its new state, all or
     /// none; `Changed` when one no longer holds its expected values.
     ///

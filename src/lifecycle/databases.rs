@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Connections;
 use crate::db::discover::{list_databases, selected};
-use crate::db::transfer::{Endpoint, Moved, transfer};
+use crate::db::transfer::{Endpoint, Moved, Options, transfer};
 use crate::db::verify::{Side, TableCheck, verify_database};
 use crate::event::{Event, Observer};
 use crate::plan::{DatabaseRule, Plan};
@@ -117,7 +117,7 @@ pub fn run(
     results
 }
 
-fn one(
+pub fn one(
     plan: &Plan,
     rule: &DatabaseRule,
     name: &str,
@@ -153,8 +153,13 @@ fn one(
                 server: &rule.to,
             },
             name,
-            rule.conflict,
-            &plan.name,
+            &Options {
+                conflict: rule.conflict,
+                plan: &plan.name,
+                min_free_space: rule.min_free_space,
+                split_tables_above: rule.split_tables_above,
+                jobs: plan.defaults.jobs.max(1),
+            },
         ) {
             Ok(m) => {
                 let skipped = m.outcome == "skipped";

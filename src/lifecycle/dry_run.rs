@@ -71,6 +71,9 @@ pub fn dry_run(
         };
         report.risks.push(risk);
     }
+    if let Some(panel) = &inventory.panel {
+        panel_risks(loaded, panel, &mut report.risks);
+    }
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.defaults.jobs)
@@ -166,10 +169,24 @@ pub fn dry_run(
             phase: "dns".into(),
             total: dns.zones.len() as u64,
         });
-        for zone in &dns.zones {
-            report
-                .dns
-                .push(zone_report(zone, dns, plan.cutover.at, &mut report.risks));
+        // Without servers to read, the provider's copy is planned, all zones in one go if it can.
+        let mut planned: Vec<Option<_>> = if dns.nameservers.is_empty() {
+            crate::dns::cutover::plan_zones(dns, &dns.zones)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            dns.zones.iter().map(|_| None).collect()
+        };
+        for (i, zone) in dns.zones.iter().enumerate() {
+            let pre = planned[i].take();
+            report.dns.push(zone_report(
+                zone,
+                dns,
+                pre,
+                plan.cutover.at,
+                &mut report.risks,
+            ));
             observer.on_event(&Event::UnitDone {
                 phase: "dns".into(),
                 unit: zone.clone(),
@@ -183,12 +200,67 @@ pub fn dry_run(
     report
 }
 
+/// What the panel holds that the plan's other sections must carry: its databases need a
+/// `databases:` rule, its Maildirs a `mail:` rule; plus the panel's own findings.
+fn panel_risks(loaded: &Loaded, panel: &crate::panel::PanelInventory, risks: &mut Vec<Risk>) {
+    let plan = &loaded.plan;
+    risks.extend(panel.risks.iter().cloned());
+    for d in &panel.databases {
+        let engine_matches = |e: DbEngine| match d.engine.as_str() {
+            "postgres" => e == DbEngine::Postgres,
+            _ => e != DbEngine::Postgres,
+        };
+        if !plan
+            .databases
+            .iter()
+            .any(|r| engine_matches(r.engine) && db::selected(&d.name, &r.names, &r.exclude))
+        {
+            let message = format!(
+                "{} database `{}` of the panel is selected by no `databases:` rule of its engine",
+                d.engine, d.name
+            );
+            // A site's database without a rule stops the cutover of that site.
+            risks.push(if d.site.is_some() {
+                Risk::error("database_not_selected", d.name.clone(), message)
+            } else {
+                Risk::warning("database_not_selected", d.name.clone(), message)
+            });
+        }
+    }
+    if !panel.mailboxes.is_empty()
+        && let Some(crate::plan::InventorySource::Vhffs(v)) = &plan.inventory
+    {
+        let boxes = v.datadir.join("mail").join("boxes");
+        let covered = plan.mail.iter().any(|m| match m {
+            MailRule::Maildir {
+                from_host,
+                from_path,
+                ..
+            } => from_host == &v.data_host && boxes.starts_with(from_path),
+            MailRule::Imap { .. } => false,
+        });
+        if !covered {
+            risks.push(Risk::warning(
+                "mail_not_moved",
+                v.data_host.clone(),
+                format!(
+                    "the panel has {} mail box(es) under `{}` and no `mail:` rule (layout `maildir`) moves that tree",
+                    panel.mailboxes.len(),
+                    boxes.display()
+                ),
+            ));
+        }
+    }
+}
+
 fn site_report(s: &Site, connections: &Connections) -> (SiteReport, Option<TargetSpace>) {
     let mut r = SiteReport {
         name: s.name.clone(),
         source: format!("{}:{}", s.source_host, s.source_path.display()),
         target: format!("{}:{}", s.target_host, s.target_path.display()),
         domains: s.domains.clone(),
+        owner: s.owner.map(|(u, g)| format!("{u}:{g}")),
+        marks: s.marks.clone(),
         target_state: "unknown".into(),
         ..Default::default()
     };
@@ -356,13 +428,24 @@ fn databases(
                 }
                 Ok(_) => ("create".to_string(), None),
             };
+            let tables = match (rule.engine, d.tables) {
+                (DbEngine::Postgres, _) => connections
+                    .get(&rule.from.host)
+                    .ok()
+                    .and_then(|t| db::postgres_table_count(t.as_ref(), &rule.from, &d.name).ok()),
+                (_, n) => n,
+            };
             report.databases.push(DatabaseReport {
                 engine: engine.into(),
                 source_host: rule.from.host.clone(),
                 target_host: rule.to.host.clone(),
                 name: d.name,
                 bytes: d.bytes,
-                tables: d.tables,
+                tables,
+                charset: d.charset,
+                collation: d.collation,
+                engines: d.engines,
+                users: d.users,
                 action,
                 note,
             });
@@ -600,6 +683,7 @@ pub fn read_users(path: &std::path::Path) -> Result<Vec<ImapUser>, String> {
 fn zone_report(
     zone: &str,
     dns: &DnsSpec,
+    pre_planned: Option<Result<crate::dns::cutover::ZonePlan, crate::dns::cutover::CutoverError>>,
     cutover_at: Option<SystemTime>,
     risks: &mut Vec<Risk>,
 ) -> ZoneReport {
@@ -634,15 +718,20 @@ fn zone_report(
             format!("authoritative servers give different SOA serials: {serials:?}"),
         ));
     }
-    let Some(server) = z
+    let server = z
         .servers
         .iter()
         .position(|s| s.serial.is_some())
-        .map(|i| dns.nameservers[i])
-    else {
-        return z;
+        .map(|i| dns.nameservers[i]);
+    let planned = match server {
+        Some(server) => crate::dns::cutover::plan_zone_from(dns, zone, server),
+        // No server listed (zone files): the provider's own copy is what will switch.
+        None if dns.nameservers.is_empty() => {
+            pre_planned.unwrap_or_else(|| crate::dns::cutover::plan_zone(dns, zone))
+        }
+        None => return z,
     };
-    let plan = match crate::dns::cutover::plan_zone_from(dns, zone, server) {
+    let plan = match planned {
         Ok(p) => p,
         Err(e) => {
             risks.push(Risk::warning(

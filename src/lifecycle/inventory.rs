@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Issue, Loaded, NodePath, Site, SiteSource};
+use crate::panel::{PanelError, PanelInventory};
+use crate::plan::{INVENTORY_RULE, InventorySource, Issue, Loaded, NodePath, Site, SiteSource};
 
 use super::connections::Connections;
 
@@ -15,6 +16,8 @@ pub struct Inventory {
     /// Rules that could not be expanded because their host is unreachable: a fact about the
     /// network today, not a mistake in the plan (`validate` warns, the dry run fails).
     pub unreachable: Vec<Issue>,
+    /// What the plan's `inventory:` section expanded to (its sites are in `sites` too).
+    pub panel: Option<PanelInventory>,
 }
 
 /// Expands every site rule (globs run read-only on their hosts) and checks that targets do not
@@ -83,13 +86,39 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
                     .iter()
                     .map(|d| d.render_name(&name).to_ascii_lowercase())
                     .collect(),
+                databases: rule
+                    .databases
+                    .iter()
+                    .map(|d| d.render_name(&name))
+                    .collect(),
                 name,
                 rule: rule.index,
                 source_host: rule.source_host.clone(),
                 source_path,
                 target_host: rule.target_host.clone(),
                 exclude: rule.exclude.clone(),
+                owner: None,
+                marks: Vec::new(),
             });
+        }
+    }
+    if let Some(source) = &plan.inventory {
+        let at = NodePath::root().key("inventory");
+        let read = match source {
+            InventorySource::Vhffs(v) => crate::panel::vhffs::read(v, connections),
+            InventorySource::Csv(c) => crate::panel::csv::read(c),
+        };
+        match read {
+            Ok(panel) => {
+                inv.sites.extend(panel.sites.iter().cloned());
+                inv.panel = Some(panel);
+            }
+            Err(PanelError::Unreachable(m)) => inv
+                .unreachable
+                .push(Issue::error(loaded.tree.locate(&at), at, m).with_code("unreachable")),
+            Err(PanelError::Failed(m)) => inv
+                .issues
+                .push(Issue::error(loaded.tree.locate(&at), at, m).with_code("discovery_failed")),
         }
     }
     check_sites(loaded, &inv.sites, &mut inv.issues);
@@ -99,6 +128,9 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
 fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
     let plan = &loaded.plan;
     let origin = |s: &Site| {
+        if s.rule == INVENTORY_RULE {
+            return NodePath::root().key("inventory");
+        }
         plan.site_rules
             .iter()
             .find(|r| r.index == s.rule)
@@ -112,6 +144,7 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
         let code = match key {
             "name" => "duplicate_name",
             "domains" => "duplicate_domain",
+            "databases" => "duplicate_database",
             _ => "overlapping_targets",
         };
         let issue = if severity_error {
@@ -149,6 +182,25 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
                     false,
                     format!(
                         "domain `{d}` belongs to both `{}` and `{}`",
+                        first.name, s.name
+                    ),
+                ));
+            }
+        }
+    }
+    // A database moves with one site: two sites claiming it would copy it twice at once.
+    let mut databases: HashMap<&str, &Site> = HashMap::new();
+    for s in sites {
+        for d in &s.databases {
+            if let Some(first) = databases.insert(d, s)
+                && first.name != s.name
+            {
+                issues.push(at(
+                    s,
+                    "databases",
+                    true,
+                    format!(
+                        "database `{d}` is claimed by both `{}` and `{}` (use `{{name}}` in the template, or list it on one site)",
                         first.name, s.name
                     ),
                 ));

@@ -1,4 +1,5 @@
-//! Orchestration over the engines: connections, inventory expansion, the dry run.
+//! Orchestration over the engines: connections, inventory expansion, the dry run, and the
+//! migration lifecycle (state machine, cutover, probes, rollback, resume).
 pub mod connections;
 pub mod databases;
 pub mod dry_run;
@@ -8,3 +9,6 @@ pub mod mail;
 pub use connections::{Connections, default_agent_binary};
 pub use dry_run::dry_run;
 pub use inventory::{Inventory, expand_sites};
+pub mod migrate;
+pub mod probe;
+pub mod state;

@@ -25,6 +25,7 @@ pub struct Plan {
     pub site_rules: Vec<SiteRule>,
     pub databases: Vec<DatabaseRule>,
     pub mail: Vec<MailRule>,
+    pub inventory: Option<InventorySource>,
     pub dns: Option<DnsSpec>,
     pub cutover: Cutover,
 }
@@ -85,6 +86,7 @@ pub struct SiteRule {
     pub target_host: String,
     pub target_path: Template,
     pub domains: Vec<Template>,
+    pub databases: Vec<Template>,
     pub exclude: Vec<String>,
     /// Where the rule stands in the plan, for errors found after expansion.
     pub origin: NodePath,
@@ -100,6 +102,54 @@ pub struct Site {
     pub target_host: String,
     pub target_path: PathBuf,
     pub domains: Vec<String>,
+    /// Databases that move with the site's final sync.
+    pub databases: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Owner by number (uid, gid) as the panel knows it, for sites from a panel inventory.
+    pub owner: Option<(u32, u32)>,
+    /// What the review must know, such as `suspended` (moved, but suspended in the panel).
+    pub marks: Vec<String>,
+}
+
+/// `Site::rule` of sites that come from the `inventory:` section rather than a `sites:` rule.
+pub const INVENTORY_RULE: usize = usize::MAX;
+
+/// The `inventory:` section.
+#[derive(Debug, Clone)]
+pub enum InventorySource {
+    Vhffs(Box<VhffsSource>),
+    Csv(CsvSource),
+}
+
+/// A VHFFS panel: its database (read with `psql`) and its data directory.
+#[derive(Debug, Clone)]
+pub struct VhffsSource {
+    /// The panel's PostgreSQL server, reached from `panel.host`.
+    pub panel: DbServer,
+    pub database: String,
+    pub datadir: PathBuf,
+    /// Host holding the data directory.
+    pub data_host: String,
+    pub target_host: String,
+    pub target: VhffsTarget,
+    pub exclude: Vec<String>,
+}
+
+/// Where a VHFFS site lands.
+#[derive(Debug, Clone)]
+pub enum VhffsTarget {
+    /// The same hashed layout under another data directory.
+    Datadir(PathBuf),
+    /// A directory template (`{name}`).
+    Path(Template),
+}
+
+/// A CSV file of sites.
+#[derive(Debug, Clone)]
+pub struct CsvSource {
+    pub file: PathBuf,
+    pub source_host: String,
+    pub target_host: String,
     pub exclude: Vec<String>,
 }
 
@@ -112,6 +162,8 @@ pub struct DbServer {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub password: Option<SecretRef>,
+    /// Where the client tools live on `host`; `None` = the host's `PATH`.
+    pub bin_dir: Option<String>,
 }
 
 /// One `databases:` entry.
@@ -124,6 +176,10 @@ pub struct DatabaseRule {
     pub names: Vec<String>,
     pub exclude: Vec<String>,
     pub conflict: ConflictPolicy,
+    /// Bytes to keep free on the target's data directory after a copy.
+    pub min_free_space: u64,
+    /// Tables above this size move as streams of their own.
+    pub split_tables_above: u64,
 }
 
 /// An IMAP server address with its security.
@@ -178,6 +234,12 @@ pub enum DnsProvider {
         directory: PathBuf,
         reload: Option<Template>,
     },
+    /// The VHFFS panel's `vhffs_dns`/`vhffs_dns_rr` tables, through `psql` on `host`.
+    Vhffs {
+        host: Box<Host>,
+        panel: Box<DbServer>,
+        database: String,
+    },
 }
 
 /// The `dns:` section.
@@ -212,4 +274,6 @@ pub struct Probe {
     pub expect: Vec<u16>,
     pub timeout: Duration,
     pub compare_with_old: bool,
+    /// `smtp://host:port` or `imap://host:port` templates: greetings checked after the switch.
+    pub banners: Vec<Template>,
 }

@@ -36,6 +36,10 @@ pub struct RawPlan {
     /// Mail stores: Maildir trees or IMAP servers.
     #[serde(default)]
     pub mail: Vec<RawMailRule>,
+    /// Sites read from a hosting panel's database (`vhffs`) or a CSV file (`csv`), added to
+    /// the `sites:` rules; `transhumance inventory` shows what they expand to.
+    #[serde(default)]
+    pub inventory: Option<RawInventory>,
     /// DNS zones to switch from old addresses to new ones.
     #[serde(default)]
     pub dns: Option<RawDns>,
@@ -109,6 +113,10 @@ pub struct RawSiteRule {
     /// Domains served by the site, templates allowed (`{name}`, `www.{name}`).
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Databases of the site (names, templates allowed: `{name}_wp`). They move in the site's
+    /// final sync, after its freeze; a `databases:` rule must select them.
+    #[serde(default)]
+    pub databases: Vec<String>,
     /// Paths to leave out, rsync style: `cache/` (a directory), `*.tmp`, `/logs/` (anchored).
     #[serde(default)]
     pub exclude: Vec<String>,
@@ -170,6 +178,14 @@ pub struct RawDatabaseRule {
     /// `fail` (default), `replace` or `skip`.
     #[serde(default)]
     pub conflict: Option<ConflictPolicy>,
+    /// Free space to keep on the target's data directory once a copy is in, such as `10GiB`.
+    /// A database that would leave less is refused before anything is written. Default `1GiB`.
+    #[serde(default)]
+    pub min_free_space: Option<String>,
+    /// Tables larger than this are dumped and restored as streams of their own, in parallel
+    /// with the rest of the database, such as `256MiB`. Default `512MiB`.
+    #[serde(default)]
+    pub split_tables_above: Option<String>,
 }
 
 /// What to do with a target database that exists and is not ours.
@@ -208,6 +224,83 @@ pub struct RawDbServer {
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<String>,
+    /// Directory of the server's client tools on `host`, such as `/usr/lib/postgresql/16/bin`
+    /// to match the server's version. Default: found through the host's `PATH`.
+    #[serde(default)]
+    pub bin_dir: Option<String>,
+}
+
+/// Where an inventory reads its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InventoryKind {
+    /// A VHFFS panel: its PostgreSQL database (through `psql` on `host`) and its data directory.
+    Vhffs,
+    /// A CSV file, one row per site: `name,source_path,target_path,domains,databases,mail_domain`
+    /// (lists separated by spaces).
+    Csv,
+}
+
+/// Sites read from a hosting panel or a file instead of written one by one.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    /// `vhffs` or `csv`.
+    pub kind: InventoryKind,
+    /// vhffs: host where `psql` reaches the panel's database. csv: host holding the sites' files.
+    pub host: String,
+    /// vhffs: the panel's database. Default `vhffs`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// vhffs: PostgreSQL socket directory.
+    #[serde(default)]
+    pub socket: Option<String>,
+    /// vhffs: PostgreSQL address as seen from `host`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// vhffs: PostgreSQL port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// vhffs: PostgreSQL user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// vhffs: environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// vhffs: file holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// vhffs: directory of `psql` on `host`. Default: the host's `PATH`.
+    #[serde(default)]
+    pub bin_dir: Option<String>,
+    /// vhffs: the panel's data directory (`web/` and `mail/boxes/` below it). Default `/data`.
+    #[serde(default)]
+    pub datadir: Option<String>,
+    /// vhffs: host where the data directory is (web files, Maildirs). Default: `host`.
+    #[serde(default)]
+    pub data_host: Option<String>,
+    /// csv: the file, relative to the plan file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Where the sites go.
+    pub to: RawInventoryTarget,
+    /// Paths to leave out in every site, rsync style.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// The target of an inventory's sites.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventoryTarget {
+    /// Host name from `hosts` (or `local`).
+    pub host: String,
+    /// vhffs: the target's data directory, same layout as the panel's. Default: the source's.
+    #[serde(default)]
+    pub datadir: Option<String>,
+    /// vhffs: a target directory template instead (`{name}` is the site's server name).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// Mail store layout.
@@ -303,7 +396,8 @@ pub struct RawDns {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDnsProvider {
-    /// `rfc2136` (dynamic updates), `powerdns` (HTTP API) or `zonefile`.
+    /// `rfc2136` (dynamic updates), `powerdns` (HTTP API), `zonefile`, or `vhffs` (the
+    /// panel's `vhffs_dns_rr` table, reached like the `vhffs` inventory).
     pub kind: DnsProviderKind,
     /// rfc2136: primary server `ip[:port]` (port 53 by default).
     #[serde(default)]
@@ -338,6 +432,8 @@ pub enum DnsProviderKind {
     Powerdns,
     /// Zone files edited in place, then a reload command.
     Zonefile,
+    /// The VHFFS panel's tables, edited by SQL through the `inventory` connection.
+    Vhffs,
 }
 
 /// A TSIG key.
@@ -416,6 +512,10 @@ pub struct RawProbe {
     /// Compare status and `<title>` with the old side. Default true.
     #[serde(default)]
     pub compare_with_old: Option<bool>,
+    /// Mail services checked through the new address by their greeting, such as
+    /// `smtp://mx.{domain}:25` (expects `220`) or `imap://mail.{domain}:143` (expects `* OK`).
+    #[serde(default)]
+    pub banners: Vec<String>,
 }
 
 /// What happens when a post-switch check fails.

@@ -227,7 +227,14 @@ impl Validator<'_> {
             .enumerate()
             .filter_map(|(i, m)| self.mail(i, m, &hosts, base_dir))
             .collect();
-        let dns = raw.dns.as_ref().and_then(|d| self.dns(d, base_dir));
+        let inventory = raw
+            .inventory
+            .as_ref()
+            .and_then(|i| self.inventory(i, &hosts, base_dir));
+        let dns = raw
+            .dns
+            .as_ref()
+            .and_then(|d| self.dns(d, base_dir, inventory.as_ref(), &hosts));
         let cutover = self.cutover(raw.cutover.as_ref().unwrap_or(&raw::RawCutover::default()));
         let state_dir = match &raw.state_dir {
             Some(d) => resolve(base_dir, d),
@@ -243,6 +250,7 @@ impl Validator<'_> {
             site_rules,
             databases,
             mail,
+            inventory,
             dns,
             cutover,
         }
@@ -470,6 +478,16 @@ impl Validator<'_> {
                 }
             }
         }
+        let mut databases = Vec::new();
+        for (i, d) in raw.databases.iter().enumerate() {
+            match Template::parse(d, SITE_VARS) {
+                Ok(t) => databases.push(t),
+                Err(e) => {
+                    self.error(&path.key("databases").index(i), e);
+                    ok = false;
+                }
+            }
+        }
         if let Some(name) = &raw.name
             && (name.is_empty() || name.contains('/'))
         {
@@ -483,6 +501,7 @@ impl Validator<'_> {
             target_host: raw.to.host.clone(),
             target_path: target_path.expect("checked"),
             domains,
+            databases,
             exclude: raw.exclude.clone(),
             origin: path,
         })
@@ -588,6 +607,7 @@ impl Validator<'_> {
                 port: s.port,
                 user: s.user.clone(),
                 password,
+                bin_dir: s.bin_dir.clone(),
             }
         };
         let from = server(self, "from", &raw.from);
@@ -608,6 +628,28 @@ impl Validator<'_> {
             names: raw.names.clone(),
             exclude: raw.exclude.clone(),
             conflict: raw.conflict.unwrap_or(ConflictPolicy::Fail),
+            min_free_space: self.size(
+                &path.key("min_free_space"),
+                raw.min_free_space.as_deref(),
+                1 << 30,
+            ),
+            split_tables_above: self.size(
+                &path.key("split_tables_above"),
+                raw.split_tables_above.as_deref(),
+                512 << 20,
+            ),
+        }
+    }
+
+    /// A size such as `10GiB`, or `default` when absent; an error names the key.
+    fn size(&mut self, at: &NodePath, value: Option<&str>, default: u64) -> u64 {
+        match value.map(units::parse_size) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                self.error(at, e);
+                default
+            }
         }
     }
 
@@ -744,7 +786,142 @@ impl Validator<'_> {
         }
     }
 
-    fn dns(&mut self, raw: &raw::RawDns, base_dir: &Path) -> Option<DnsSpec> {
+    fn inventory(
+        &mut self,
+        raw: &raw::RawInventory,
+        hosts: &BTreeMap<String, Host>,
+        base_dir: &Path,
+    ) -> Option<InventorySource> {
+        let path = NodePath::root().key("inventory");
+        let mut ok = self.host_ref(&path.key("host"), &raw.host, hosts);
+        ok &= self.host_ref(&path.key("to").key("host"), &raw.to.host, hosts);
+        let is_local = |h: &str| hosts.get(h).is_some_and(|h| h.access == HostAccess::Local);
+        match raw.kind {
+            raw::InventoryKind::Vhffs => {
+                let data_host = raw.data_host.clone().unwrap_or_else(|| raw.host.clone());
+                ok &= self.host_ref(&path.key("data_host"), &data_host, hosts);
+                let datadir = raw.datadir.clone().unwrap_or_else(|| "/data".into());
+                let datadir = self.site_path(
+                    &path.key("datadir"),
+                    &datadir,
+                    is_local(&data_host),
+                    base_dir,
+                );
+                let target = match (&raw.to.datadir, &raw.to.path) {
+                    (Some(_), Some(_)) => {
+                        self.error(
+                            &path.key("to"),
+                            "set either `datadir` (the panel's layout) or `path` (a template), not both",
+                        );
+                        return None;
+                    }
+                    (Some(d), None) => VhffsTarget::Datadir(PathBuf::from(self.site_path(
+                        &path.key("to").key("datadir"),
+                        d,
+                        is_local(&raw.to.host),
+                        base_dir,
+                    ))),
+                    (None, None) => VhffsTarget::Datadir(PathBuf::from(&datadir)),
+                    (None, Some(p)) => {
+                        let at = path.key("to").key("path");
+                        let p = self.site_path(&at, p, is_local(&raw.to.host), base_dir);
+                        match Template::parse(&p, SITE_VARS) {
+                            Ok(t) if t.uses("name") => VhffsTarget::Path(t),
+                            Ok(_) => {
+                                self.error(&at, "every site would land in the same directory")
+                                    .help = Some("use `{name}`, such as `/srv/www/{name}/`".into());
+                                return None;
+                            }
+                            Err(e) => {
+                                self.error(&at, e);
+                                return None;
+                            }
+                        }
+                    }
+                };
+                if raw.file.is_some() {
+                    self.warning(
+                        &path.key("file"),
+                        "`file` is ignored by a `vhffs` inventory",
+                    );
+                }
+                let password = self.secret(
+                    &path.key("password_env"),
+                    &raw.password_env,
+                    &raw.password_file,
+                    base_dir,
+                    "password of the panel's database",
+                );
+                ok.then(|| {
+                    InventorySource::Vhffs(Box::new(VhffsSource {
+                        panel: DbServer {
+                            host: raw.host.clone(),
+                            socket: raw.socket.clone(),
+                            address: raw.address.clone(),
+                            port: raw.port,
+                            user: raw.user.clone(),
+                            password,
+                            bin_dir: raw.bin_dir.clone(),
+                        },
+                        database: raw.database.clone().unwrap_or_else(|| "vhffs".into()),
+                        datadir: PathBuf::from(datadir),
+                        data_host,
+                        target_host: raw.to.host.clone(),
+                        target,
+                        exclude: raw.exclude.clone(),
+                    }))
+                })
+            }
+            raw::InventoryKind::Csv => {
+                let Some(file) = &raw.file else {
+                    self.error(&path, "a `csv` inventory needs `file`");
+                    return None;
+                };
+                let vhffs_only = [
+                    ("database", raw.database.is_some()),
+                    ("socket", raw.socket.is_some()),
+                    ("address", raw.address.is_some()),
+                    ("port", raw.port.is_some()),
+                    ("user", raw.user.is_some()),
+                    ("password_env", raw.password_env.is_some()),
+                    ("password_file", raw.password_file.is_some()),
+                    ("bin_dir", raw.bin_dir.is_some()),
+                    ("datadir", raw.datadir.is_some()),
+                    ("data_host", raw.data_host.is_some()),
+                ];
+                for (k, set) in vhffs_only {
+                    if set {
+                        self.warning(
+                            &path.key(k),
+                            format!("`{k}` is ignored by a `csv` inventory"),
+                        );
+                    }
+                }
+                if raw.to.datadir.is_some() || raw.to.path.is_some() {
+                    self.warning(
+                        &path.key("to"),
+                        "a `csv` inventory takes each site's target path from its row",
+                    );
+                }
+                ok.then(|| {
+                    InventorySource::Csv(CsvSource {
+                        file: resolve(base_dir, file),
+                        source_host: raw.host.clone(),
+                        target_host: raw.to.host.clone(),
+                        exclude: raw.exclude.clone(),
+                    })
+                })
+            }
+        }
+    }
+
+    fn dns(
+        &mut self,
+        raw: &raw::RawDns,
+        base_dir: &Path,
+        inventory: Option<&InventorySource>,
+        hosts: &BTreeMap<String, Host>,
+    ) -> Option<DnsSpec> {
         let path = NodePath::root().key("dns");
         let pp = path.key("provider");
         let p = &raw.provider;
@@ -835,6 +1012,29 @@ impl Validator<'_> {
                 DnsProvider::ZoneFile {
                     directory: resolve(base_dir, dir),
                     reload,
+                }
+            }
+            DnsProviderKind::Vhffs => {
+                self.unused(
+                    &pp,
+                    &[
+                        ("server", p.server.is_some()),
+                        ("api_url", p.api_url.is_some()),
+                        ("directory", p.directory.is_some()),
+                    ],
+                    "vhffs",
+                );
+                let Some(InventorySource::Vhffs(v)) = inventory else {
+                    self.error(
+                        &pp,
+                        "a `vhffs` provider edits the panel's tables through the `inventory` connection: add `inventory: { kind: vhffs, ... }`",
+                    );
+                    return None;
+                };
+                DnsProvider::Vhffs {
+                    host: Box::new(hosts.get(&v.panel.host)?.clone()),
+                    panel: Box::new(v.panel.clone()),
+                    database: v.database.clone(),
                 }
             }
         };
@@ -1007,7 +1207,28 @@ impl Validator<'_> {
                     .unwrap_or_default(),
                 None => Duration::from_secs(10),
             };
+            let mut banners = Vec::new();
+            for (i, b) in p.banners.iter().enumerate() {
+                let at = pp.key("banners").index(i);
+                match Template::parse(b, PROBE_VARS) {
+                    Ok(t) if crate::lifecycle::probe::parse_banner_url(b).is_ok() => {
+                        banners.push(t);
+                    }
+                    Ok(_) => {
+                        self.error(
+                            &at,
+                            format!(
+                                "expected `smtp://HOST[:PORT]` or `imap://HOST[:PORT]`, found `{b}`"
+                            ),
+                        );
+                    }
+                    Err(e) => {
+                        self.error(&at, e);
+                    }
+                }
+            }
             Some(Probe {
+                banners,
                 url: url?,
                 expect: if p.expect.is_empty() {
                     vec![200]

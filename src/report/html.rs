@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::DryRunReport;
 use crate::plan::units::{human_bytes, human_duration};
 
-fn esc(s: &str) -> String {
+/// Text escaped for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -120,11 +121,11 @@ pub fn render(r: &DryRunReport) -> String {
         o.push_str("</table>");
     }
     if !r.databases.is_empty() {
-        o.push_str("<h2>Databases</h2><table><tr><th>database</th><th>engine</th><th>source → target</th><th>size</th><th>tables</th><th>action</th></tr>");
+        o.push_str("<h2>Databases</h2><table><tr><th>database</th><th>engine</th><th>source → target</th><th>size</th><th>tables</th><th>charset</th><th>users</th><th>action</th></tr>");
         for d in &r.databases {
             let _ = write!(
                 o,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{} → {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}{}</td></tr>",
+                "<tr><td><code>{}</code></td><td>{}</td><td>{} → {}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
                 esc(&d.name),
                 esc(&d.engine),
                 esc(&d.source_host),
@@ -133,6 +134,8 @@ pub fn render(r: &DryRunReport) -> String {
                 d.tables
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "–".into()),
+                esc(&d.charset_label()),
+                esc(&d.users_label()),
                 esc(&d.action),
                 d.note
                     .as_deref()

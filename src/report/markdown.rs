@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::DryRunReport;
 use crate::plan::units::{human_bytes, human_duration};
 
-fn cell(s: &str) -> String {
+/// Text made safe for one Markdown table cell.
+pub(crate) fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
@@ -92,12 +93,12 @@ pub fn render(r: &DryRunReport) -> String {
     if !r.databases.is_empty() {
         let _ = writeln!(
             o,
-            "## Databases\n\n| database | engine | source → target | size | tables | action |\n|---|---|---|---:|---:|---|"
+            "## Databases\n\n| database | engine | source → target | size | tables | charset | users | action |\n|---|---|---|---:|---:|---|---|---|"
         );
         for d in &r.databases {
             let _ = writeln!(
                 o,
-                "| `{}` | {} | {} → {} | {} | {} | {}{} |",
+                "| `{}` | {} | {} → {} | {} | {} | {} | {} | {}{} |",
                 cell(&d.name),
                 d.engine,
                 cell(&d.source_host),
@@ -106,6 +107,8 @@ pub fn render(r: &DryRunReport) -> String {
                 d.tables
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "–".into()),
+                cell(&d.charset_label()),
+                cell(&d.users_label()),
                 d.action,
                 d.note
                     .as_deref()

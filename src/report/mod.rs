@@ -3,6 +3,7 @@
 //! The JSON form is a stable interface for CI gates: fields are only ever added, and
 //! `schema_version` changes if one is removed or changes meaning (see README).
 pub mod html;
+pub mod lifecycle;
 pub mod markdown;
 pub mod text;
 
@@ -72,6 +73,12 @@ pub struct SiteReport {
     pub source: String,
     pub target: String,
     pub domains: Vec<String>,
+    /// `uid:gid` the panel gives the site, when it comes from a panel inventory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Such as `suspended` (moved, but suspended in the panel).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<String>,
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
@@ -101,10 +108,62 @@ pub struct DatabaseReport {
     /// Tables (MariaDB) or relations (PostgreSQL); absent when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tables: Option<u64>,
+    /// Character set (MariaDB) or encoding (PostgreSQL), and the default collation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
+    /// Storage engines of the tables (MariaDB).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub engines: Vec<String>,
+    /// Accounts that reach the database and move with it: MariaDB grantees and definers,
+    /// PostgreSQL owner and roles granted on it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
     /// `create`, `conflict` (exists at the target, policy applies) or `error`.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl DatabaseReport {
+    /// `utf8mb4 / utf8mb4_general_ci · InnoDB`, or `-` when the server said nothing.
+    pub fn charset_label(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        match (&self.charset, &self.collation) {
+            (Some(c), Some(k)) => parts.push(format!("{c} / {k}")),
+            (Some(c), None) => parts.push(c.clone()),
+            (None, Some(k)) => parts.push(k.clone()),
+            (None, None) => {}
+        }
+        if !self.engines.is_empty() {
+            parts.push(self.engines.join(","));
+        }
+        if parts.is_empty() {
+            "-".into()
+        } else {
+            parts.join(" · ")
+        }
+    }
+
+    /// The accounts moving with the database, the first few named: `'app'@'%', 'ro'@'%' +3`.
+    pub fn users_label(&self) -> String {
+        const SHOWN: usize = 3;
+        if self.users.is_empty() {
+            return "-".into();
+        }
+        let mut s = self
+            .users
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.users.len() > SHOWN {
+            s.push_str(&format!(" +{}", self.users.len() - SHOWN));
+        }
+        s
+    }
 }
 
 /// One mailbox (Maildir tree or IMAP account).

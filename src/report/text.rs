@@ -5,7 +5,7 @@ use std::fmt::Write;
 use super::{DryRunReport, plural};
 use crate::plan::units::{human_bytes, human_duration};
 
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -47,12 +47,24 @@ pub fn render(r: &DryRunReport) -> String {
         human_bytes(t.bytes_to_send)
     );
     if !r.sites.is_empty() {
+        // Owners and marks come from a panel inventory: shown only when a site has them.
+        let owners = r
+            .sites
+            .iter()
+            .any(|s| s.owner.is_some() || !s.marks.is_empty());
         let rows: Vec<Vec<String>> = r
             .sites
             .iter()
             .map(|s| {
+                let mut name = s.name.clone();
+                if owners {
+                    name = format!("{name} [{}]", s.owner.as_deref().unwrap_or("-"));
+                    for m in &s.marks {
+                        name = format!("{name} ({m})");
+                    }
+                }
                 vec![
-                    s.name.clone(),
+                    name,
                     format!("{} -> {}", s.source, s.target),
                     s.files.to_string(),
                     human_bytes(s.bytes),
@@ -100,6 +112,8 @@ pub fn render(r: &DryRunReport) -> String {
                     d.tables
                         .map(|n| n.to_string())
                         .unwrap_or_else(|| "-".into()),
+                    d.charset_label(),
+                    d.users_label(),
                     match &d.note {
                         Some(n) => format!("{}: {n}", d.action),
                         None => d.action.clone(),
@@ -109,7 +123,9 @@ pub fn render(r: &DryRunReport) -> String {
             .collect();
         table(
             &mut o,
-            &["DATABASE", "ENGINE", "HOSTS", "SIZE", "TABLES", "ACTION"],
+            &[
+                "DATABASE", "ENGINE", "HOSTS", "SIZE", "TABLES", "CHARSET", "USERS", "ACTION",
+            ],
             &rows,
         );
     }

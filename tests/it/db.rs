@@ -15,6 +15,7 @@ fn server(socket: Option<String>, port: Option<u16>, user: &str) -> DbServer {
         port,
         user: Some(user.into()),
         password: None,
+        bin_dir: None,
     }
 }
 
@@ -89,6 +90,19 @@ fn mariadb_verification_finds_one_changed_row_and_its_key_range() {
         "{orders:#?}"
     );
     assert_eq!(check(&found, "logs").status, "same");
+
+    // A row only the target has, beyond the source's keys, is found too.
+    dst.sql("INSERT INTO shop.orders VALUES (9000, 1, 'only here', NULL)");
+    let found = verify_database(DbEngine::Mariadb, &side(&a), &side(&b), 500).unwrap();
+    let orders = check(&found, "orders");
+    assert_eq!(orders.rows_target, 2501);
+    assert!(
+        orders.differing_ranges.contains(&(
+            "(outside the source's key range)".to_string(),
+            String::new()
+        )),
+        "{orders:#?}"
+    );
 }
 
 #[test]
@@ -229,7 +243,7 @@ fn a_dump_streams_between_hosts_through_the_agents() {
 #[test]
 fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
     use transhumance::cli::endpoint::{Location, connect};
-    use transhumance::db::transfer::{Endpoint, transfer};
+    use transhumance::db::transfer::{Endpoint, Options, transfer};
     use transhumance::plan::raw::ConflictPolicy;
     let sshd = crate::harness::Sshd::start();
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
@@ -262,30 +276,28 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         server: s,
     };
 
-    for _ in 0..2 {
-        // A second run replaces the copy it made (pre-syncs repeat).
-        let m = transfer(
-            DbEngine::Mariadb,
-            &from(&ma),
-            &to(&mb),
-            "site_a",
-            ConflictPolicy::Fail,
-            "it",
-        )
-        .unwrap();
+    for split in [false, true] {
+        // A second run replaces the copy it made (pre-syncs repeat); it splits every table
+        // into a stream of its own, and the trigger must not fire while rows load.
+        let options = Options {
+            split_tables_above: if split { 0 } else { 512 << 20 },
+            ..Options::new(ConflictPolicy::Fail, "it")
+        };
+        let m = transfer(DbEngine::Mariadb, &from(&ma), &to(&mb), "site_a", &options).unwrap();
         assert_eq!(m.outcome, "copied");
         assert!(m.bytes > 100_000, "{m:?}");
         assert_eq!(m.users, vec!["'shop'@'%'".to_string()]);
-        let p = transfer(
-            DbEngine::Postgres,
-            &from(&pa),
-            &to(&pb),
-            "shop",
-            ConflictPolicy::Fail,
-            "it",
-        )
-        .unwrap();
+        assert_eq!(
+            m.split_tables,
+            if split {
+                vec!["posts".to_string()]
+            } else {
+                vec![]
+            }
+        );
+        let p = transfer(DbEngine::Postgres, &from(&pa), &to(&pb), "shop", &options).unwrap();
         assert_eq!(p.outcome, "copied");
+        assert_eq!(p.split_tables.len(), usize::from(split), "{p:?}");
     }
     fn side<'a>(
         t: &'a dyn transhumance::transport::Transport,
@@ -355,8 +367,7 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         &from(&ma),
         &to(&mb),
         "site_b",
-        ConflictPolicy::Fail,
-        "it",
+        &Options::new(ConflictPolicy::Fail, "it"),
     )
     .unwrap_err();
     assert!(
@@ -370,8 +381,7 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
             &from(&ma),
             &to(&mb),
             "site_b",
-            ConflictPolicy::Skip,
-            "it"
+            &Options::new(ConflictPolicy::Skip, "it"),
         )
         .unwrap()
         .outcome,
@@ -383,8 +393,7 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         &from(&ma),
         &to(&mb),
         "nope",
-        ConflictPolicy::Fail,
-        "it",
+        &Options::new(ConflictPolicy::Fail, "it"),
     )
     .unwrap_err();
     assert!(
@@ -405,8 +414,7 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         &from(&bad),
         &to(&mb),
         "site_a",
-        ConflictPolicy::Fail,
-        "it",
+        &Options::new(ConflictPolicy::Fail, "it"),
     )
     .unwrap_err();
     assert!(
@@ -421,13 +429,62 @@ fn databases_move_over_ssh_and_verify_and_bad_input_is_named() {
         &from(&ma),
         &to(&down),
         "site_a",
-        ConflictPolicy::Fail,
-        "it",
+        &Options::new(ConflictPolicy::Fail, "it"),
     )
     .unwrap_err();
     assert!(
         err.contains("database `site_a` on host `root@127.0.0.1`") && err.contains("Can't connect"),
         "{err}"
+    );
+    // A missing dump tool is named with its host before the target is touched.
+    let only_psql = tempfile::tempdir().unwrap();
+    let psql = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v psql"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(psql.trim(), only_psql.path().join("psql")).unwrap();
+    let mut no_tools = pa.clone();
+    no_tools.bin_dir = Some(only_psql.path().display().to_string());
+    psrc.psql("postgres", "CREATE DATABASE fresh");
+    let err = transfer(
+        DbEngine::Postgres,
+        &from(&no_tools),
+        &to(&pb),
+        "fresh",
+        &Options::new(ConflictPolicy::Fail, "it"),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("`pg_dump` not found on host `local`") && err.contains("bin_dir"),
+        "{err}"
+    );
+    // A target without room for the copy (plus what must stay free) is refused up front.
+    let err = transfer(
+        DbEngine::Postgres,
+        &from(&pa),
+        &to(&pb),
+        "fresh",
+        &Options {
+            min_free_space: u64::MAX / 2,
+            ..Options::new(ConflictPolicy::Fail, "it")
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("database `fresh` on host `root@127.0.0.1`: not enough disk"),
+        "{err}"
+    );
+    assert_eq!(
+        pdst.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'fresh%'"
+        ),
+        "0",
+        "nothing was written for the refused moves"
     );
 }
 

@@ -170,7 +170,7 @@ fn a_crash_between_two_changes_is_rolled_back_from_the_journal() {
     assert_eq!(code, 0, "{out}{err}");
     // The process died right after sending the last update: its outcome line never reached the
     // journal (and a torn line may be left).
-    let journal = work.path().join("state/dns/journal.jsonl");
+    let journal = work.path().join("state/journal.jsonl");
     let text = std::fs::read_to_string(&journal).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     assert!(lines.pop().unwrap().contains("dns_applied"));

@@ -64,7 +64,7 @@ fn dry_run_over_real_servers_reports_everything_and_changes_nothing() {
         dovecot.doveadm_with_input(&["save", "-u", "alice", "-m", "INBOX"], msg.as_bytes());
     }
 
-    maria_src.sql("CREATE DATABASE site_alpha; CREATE TABLE site_alpha.posts (id INT PRIMARY KEY, body TEXT); INSERT INTO site_alpha.posts VALUES (1, 'hello'), (2, 'world'); CREATE DATABASE site_beta; CREATE DATABASE other;");
+    maria_src.sql("CREATE DATABASE site_alpha; CREATE TABLE site_alpha.posts (id INT PRIMARY KEY, body TEXT); INSERT INTO site_alpha.posts VALUES (1, 'hello'), (2, 'world'); CREATE USER 'blog'@'%' IDENTIFIED BY 'Bl0g-pw'; GRANT SELECT ON site_alpha.* TO 'blog'@'%'; CREATE DATABASE site_beta; CREATE DATABASE other;");
     maria_dst.sql("CREATE DATABASE site_beta;");
     pg_src.psql("postgres", "CREATE DATABASE shop");
     pg_src.psql("shop", "CREATE TABLE orders (id int primary key, total numeric); INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 1000) g");
@@ -214,6 +214,21 @@ dns:
         ]
     );
     assert!(report["databases"][0]["tables"] == 1);
+    // The accounts that move with a database, its character set and engines.
+    assert_eq!(
+        report["databases"][0]["users"],
+        serde_json::json!(["'blog'@'%'"])
+    );
+    assert!(report["databases"][0]["charset"].is_string());
+    assert_eq!(
+        report["databases"][0]["engines"],
+        serde_json::json!(["InnoDB"])
+    );
+    assert_eq!(
+        report["databases"][2]["users"],
+        serde_json::json!(["postgres"])
+    );
+    assert_eq!(report["databases"][2]["tables"], 1);
     assert!(report["databases"][2]["bytes"].as_u64().unwrap() > 100_000);
 
     // Mail: Maildir counts (one message already at the target despite its renamed flags), IMAP counts.

@@ -6,4 +6,6 @@ mod dns;
 mod dry_run;
 mod harness;
 mod harness_selftest;
+mod lifecycle;
 mod mail;
+mod vhffs;

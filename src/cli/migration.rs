@@ -1,0 +1,83 @@
+//! What the lifecycle commands share: opening a plan's migration, printing site outcomes, and
+//! mapping results to exit codes.
+
+use std::path::Path;
+
+use super::exit;
+use super::printer::Printer;
+use super::progress::{Bars, JsonLines};
+use crate::event::{Observer, Silent};
+use crate::lifecycle::migrate::{LifecycleError, SiteOutcome};
+use crate::lifecycle::{Connections, default_agent_binary};
+use crate::plan::Loaded;
+
+/// The plan, its hosts and the observer, ready for `Migration::open`.
+pub struct Session {
+    pub loaded: Loaded,
+    pub connections: Connections,
+    pub observer: Box<dyn Observer>,
+}
+
+/// Loads the plan (reporting its problems) and prepares its connections.
+pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
+    let loaded = super::validate::load_or_report(plan, printer)?;
+    let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
+    let observer: Box<dyn Observer> = if printer.progress {
+        Box::new(Bars::new())
+    } else if printer.json && printer.verbose {
+        Box::new(JsonLines)
+    } else {
+        Box::new(Silent)
+    };
+    Ok(Session {
+        loaded,
+        connections,
+        observer,
+    })
+}
+
+/// The exit code of a command that could not run, with its reason printed.
+pub fn failed(e: &LifecycleError, printer: &Printer) -> u8 {
+    printer.error(e.to_string());
+    match e {
+        LifecycleError::Invalid(_) => exit::INVALID,
+        LifecycleError::Unsafe(_) => exit::UNSAFE,
+        LifecycleError::Journal(_) | LifecycleError::Unreachable(_) => exit::FAILURES,
+    }
+}
+
+/// Prints what happened to each site; exit 1 when any site did not end where it should.
+pub fn finish(verb: &str, outcomes: &[SiteOutcome], printer: &Printer) -> u8 {
+    if printer.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "command": verb, "sites": outcomes })
+            )
+            .expect("json")
+        );
+    } else {
+        for o in outcomes {
+            outln!(
+                "{:<13} {}{}",
+                o.state.label(),
+                o.site,
+                o.detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let bad = outcomes.iter().filter(|o| !o.ok()).count();
+    if outcomes.is_empty() {
+        printer.status(format!("{verb}: nothing to do"));
+    } else {
+        printer.status(format!(
+            "{verb}: {} site(s), {} ok, {bad} not",
+            outcomes.len(),
+            outcomes.len() - bad
+        ));
+    }
+    if bad == 0 { exit::OK } else { exit::FAILURES }
+}

@@ -1,0 +1,35 @@
+//! `transhumance report PLAN [--format …] [-o FILE]`: the migration's full report, per-site
+//! timelines, bytes, verification, DNS changes and probes.
+
+use std::path::Path;
+
+use super::exit;
+use super::migration::{failed, session};
+use super::printer::Printer;
+use crate::lifecycle::migrate::report;
+use crate::report::Format;
+use crate::report::lifecycle::render;
+
+pub fn run(plan: &Path, format: Format, output: Option<&Path>, printer: &Printer) -> u8 {
+    let s = match session(plan, printer) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let r = match report(&s.loaded, &s.connections) {
+        Ok(r) => r,
+        Err(e) => return failed(&e, printer),
+    };
+    let format = if printer.json { Format::Json } else { format };
+    let rendered = render(&r, format);
+    match output {
+        Some(file) => {
+            if let Err(e) = std::fs::write(file, rendered) {
+                printer.error(format!("cannot write `{}`: {e}", file.display()));
+                return exit::FAILURES;
+            }
+            printer.status(format!("report written to {}", file.display()));
+        }
+        None => super::printer::out(&rendered),
+    }
+    exit::OK
+}

@@ -1,0 +1,76 @@
+//! `transhumance run PLAN`: every phase in order (pre-sync, TTL lowering, cutover of every
+//! batch, report), stopping where the plan says to wait.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::exit;
+use super::migration::{failed, finish, session};
+use super::printer::Printer;
+use crate::lifecycle::migrate::{Migration, Selection, report};
+use crate::plan::units::human_duration;
+use crate::report::Format;
+
+pub fn run(plan: &Path, max_wait: Duration, force: bool, printer: &Printer) -> u8 {
+    let s = match session(plan, printer) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let m = match Migration::open(&s.loaded, &s.connections, s.observer.as_ref(), force) {
+        Ok(m) => m,
+        Err(e) => return failed(&e, printer),
+    };
+    printer.status("== pre-sync");
+    let synced = match m.sync(&[]) {
+        Ok(o) => o,
+        Err(e) => return failed(&e, printer),
+    };
+    if finish("pre-sync", &synced, printer) != exit::OK {
+        printer.error("some sites did not pre-sync: fix them, then run again (nothing was frozen)");
+        return exit::FAILURES;
+    }
+    if let Some(at) = s.loaded.plan.cutover.at
+        && let Ok(left) = at.duration_since(SystemTime::now())
+    {
+        printer.status(format!(
+            "the cutover is planned at {} ({} from now): pre-sync done, run again then",
+            humantime::format_rfc3339_seconds(at),
+            human_duration(left)
+        ));
+        return exit::OK;
+    }
+    printer.status("== DNS: lower TTLs");
+    let wait = match m.lower_ttl() {
+        Ok(w) => Duration::from_secs(w),
+        Err(e) => return failed(&e, printer),
+    };
+    if wait > max_wait && !force {
+        printer.status(format!(
+            "resolvers may cache the old TTLs for {} more: run `transhumance run` again then (or raise --max-wait)",
+            human_duration(wait)
+        ));
+        return exit::OK;
+    }
+    if !wait.is_zero() {
+        printer.status(format!(
+            "waiting {} for the old TTLs to expire",
+            human_duration(wait)
+        ));
+        std::thread::sleep(wait + Duration::from_secs(1));
+    }
+    printer.status("== cutover");
+    let code = match m.cutover(&Selection::All) {
+        Ok(o) => finish("cutover", &o, printer),
+        Err(e) => return failed(&e, printer),
+    };
+    drop(m);
+    let html = s.loaded.plan.state_dir.join("report.html");
+    if let Ok(r) = report(&s.loaded, &s.connections) {
+        let rendered = crate::report::lifecycle::render(&r, Format::Html);
+        match std::fs::write(&html, rendered) {
+            Ok(()) => printer.status(format!("report: {}", html.display())),
+            Err(e) => printer.error(format!("cannot write `{}`: {e}", html.display())),
+        }
+    }
+    code
+}

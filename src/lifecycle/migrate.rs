@@ -1,0 +1,1200 @@
+//! The migration lifecycle over the engines: pre-syncs, then per batch freeze → final sync →
+//! verify → DNS switch → probes → confirm, or roll back. Every step is journaled before its
+//! side effect, so `resume` finishes and `rollback` reverts after a crash at any instant.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::connections::Connections;
+use super::databases::{DbResult, one as move_database};
+use super::inventory::expand_sites;
+use super::mail::{MailStep, run as run_mail};
+use super::probe::{ProbeResult, ProbeSpec, banner, parse_banner_url, probe};
+use super::state::{SiteState, SiteStatus, fold};
+use crate::db::discover::selected;
+use crate::dns::cutover::{self, ZonePlan};
+use crate::event::{Event, Observer};
+use crate::journal::{Entry, Journal, JournalError, RrKey, RrState, now};
+use crate::plan::raw::OnFailure;
+use crate::plan::template::Template;
+use crate::plan::{Loaded, Site};
+use crate::sync::{Endpoint, SyncOptions, sync};
+use crate::transport::ExecRequest;
+
+/// The journal's name for units that belong to no site (databases no site names, mail).
+pub const PLATFORM: &str = "(platform)";
+
+/// Why a lifecycle command could not run (per-site failures are outcomes, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Bad arguments or a plan that expands badly (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// Refused without `--force` (exit 3).
+    #[error("refused without --force: {0}")]
+    Unsafe(String),
+    /// A host or server needed before anything starts is unreachable (exit 1).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// What a command did to one site.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteOutcome {
+    pub site: String,
+    pub state: SiteState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl SiteOutcome {
+    /// Whether the site ended where the command meant it to.
+    pub fn ok(&self) -> bool {
+        !matches!(
+            self.state,
+            SiteState::Failed | SiteState::RolledBack | SiteState::Paused
+        ) || self.detail.as_deref() == Some(ROLLBACK_ASKED)
+    }
+}
+
+const ROLLBACK_ASKED: &str = "rollback requested";
+
+/// Which sites a cutover takes.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// Every site, batch after batch.
+    All,
+    /// Batch N (1-based) of `cutover.batch` sites in plan order.
+    Batch(usize),
+    /// These sites.
+    Only(Vec<String>),
+}
+
+/// One plan's migration: its sites, its journal (held locked), its hosts.
+pub struct Migration<'a> {
+    loaded: &'a Loaded,
+    connections: &'a Connections,
+    pub sites: Vec<Site>,
+    journal: Mutex<Journal>,
+    observer: &'a dyn Observer,
+    force: bool,
+    /// Zone plans read once per command: the switch of each site is cut from them.
+    zone_plans: Mutex<Option<Vec<ZonePlan>>>,
+    /// Every site's latest state, kept in step with the journal (folding it again for each
+    /// question would cost a pass over the whole journal per site and step).
+    states: Mutex<std::collections::HashMap<String, SiteState>>,
+}
+
+type Stop = Result<(), String>;
+
+impl<'a> Migration<'a> {
+    /// Expands the plan's sites and takes the plan's run lock.
+    ///
+    /// # Errors
+    /// The inventory has errors or a host is unreachable; another run holds the lock.
+    pub fn open(
+        loaded: &'a Loaded,
+        connections: &'a Connections,
+        observer: &'a dyn Observer,
+        force: bool,
+    ) -> Result<Migration<'a>, LifecycleError> {
+        let journal = Journal::open(&loaded.plan.state_dir)?;
+        let inventory = expand_sites(loaded, connections);
+        if let Some(i) = inventory.unreachable.first() {
+            return Err(LifecycleError::Unreachable(format!(
+                "expanding the sites: {}",
+                i.message
+            )));
+        }
+        if let Some(i) = inventory.issues.iter().find(|i| i.is_error()) {
+            return Err(LifecycleError::Invalid(format!(
+                "{}: {}",
+                i.path, i.message
+            )));
+        }
+        for site in &inventory.sites {
+            for db in &site.databases {
+                if !loaded
+                    .plan
+                    .databases
+                    .iter()
+                    .any(|r| selected(db, &r.names, &r.exclude))
+                {
+                    return Err(LifecycleError::Invalid(format!(
+                        "site `{}` names database `{db}`, which no `databases:` rule selects",
+                        site.name
+                    )));
+                }
+            }
+        }
+        let states = fold(&journal.entries()?)
+            .into_iter()
+            .map(|(site, status)| (site, status.state))
+            .collect();
+        Ok(Migration {
+            loaded,
+            connections,
+            sites: inventory.sites,
+            states: Mutex::new(states),
+            journal: Mutex::new(journal),
+            observer,
+            force,
+            zone_plans: Mutex::new(None),
+        })
+    }
+
+    /// Where every site stands (sites the journal never saw are `discovered`).
+    ///
+    /// # Errors
+    /// The journal cannot be read.
+    pub fn statuses(&self) -> Result<BTreeMap<String, SiteStatus>, LifecycleError> {
+        let entries = self.lock().entries()?;
+        let mut all = fold(&entries);
+        for s in &self.sites {
+            all.entry(s.name.clone()).or_default();
+        }
+        Ok(all)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_of(&self, site: &str) -> SiteState {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(site)
+            .copied()
+            .unwrap_or(SiteState::Discovered)
+    }
+
+    fn record(&self, entry: &Entry) -> Stop {
+        // Written under the lock, made durable outside it: sites in parallel share fsyncs.
+        let (seq, syncer) = {
+            let mut journal = self.lock();
+            (
+                journal.write(entry).map_err(|e| e.to_string())?,
+                journal.syncer(),
+            )
+        };
+        syncer.sync_to(seq).map_err(|e| e.to_string())?;
+        if let Entry::Site { site, state, .. } = entry {
+            self.states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(site.clone(), *state);
+        }
+        fault_point(entry);
+        Ok(())
+    }
+
+    fn set(&self, site: &str, state: SiteState, detail: Option<String>) -> Stop {
+        self.set_measured(site, state, detail, None, None)
+    }
+
+    fn set_measured(
+        &self,
+        site: &str,
+        state: SiteState,
+        detail: Option<String>,
+        bytes: Option<u64>,
+        millis: Option<u64>,
+    ) -> Stop {
+        self.record(&Entry::Site {
+            site: site.to_string(),
+            state,
+            at: now(),
+            detail,
+            bytes,
+            millis,
+        })
+    }
+
+    /// The sites named by `only` (all when empty).
+    ///
+    /// # Errors
+    /// A name that is not a site of the plan.
+    pub fn select(&self, only: &[String]) -> Result<Vec<&Site>, LifecycleError> {
+        for name in only {
+            if !self.sites.iter().any(|s| &s.name == name) {
+                return Err(LifecycleError::Invalid(format!(
+                    "`{name}` is not a site of the plan (see `transhumance plan`)"
+                )));
+            }
+        }
+        Ok(self
+            .sites
+            .iter()
+            .filter(|s| only.is_empty() || only.contains(&s.name))
+            .collect())
+    }
+
+    /// The plan's batches, in order.
+    pub fn batches(&self) -> Vec<Vec<&Site>> {
+        let size = self.loaded.plan.cutover.batch.max(1);
+        self.sites
+            .chunks(size)
+            .map(|c| c.iter().collect())
+            .collect()
+    }
+
+    /// Runs `work` on every site, `jobs` at a time, in one phase of the progress display (the
+    /// engines under it report to no one: one bar per site phase would drown the display).
+    fn each<'s>(
+        &self,
+        phase: &str,
+        sites: &[&'s Site],
+        work: impl Fn(&'s Site) -> SiteOutcome + Sync,
+    ) -> Vec<SiteOutcome> {
+        self.observer.on_event(&Event::PhaseStarted {
+            phase: phase.into(),
+            total: sites.len() as u64,
+        });
+        let next = AtomicUsize::new(0);
+        let out = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..self.loaded.plan.defaults.jobs.clamp(1, sites.len().max(1)) {
+                s.spawn(|| {
+                    while let Some(site) = sites.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let o = work(site);
+                        let event = if o.ok() {
+                            Event::UnitDone {
+                                phase: phase.into(),
+                                unit: o.site.clone(),
+                            }
+                        } else {
+                            Event::UnitFailed {
+                                phase: phase.into(),
+                                unit: o.site.clone(),
+                                error: o.detail.clone().unwrap_or_default(),
+                            }
+                        };
+                        self.observer.on_event(&event);
+                        out.lock().unwrap_or_else(|p| p.into_inner()).push(o);
+                    }
+                });
+            }
+        });
+        self.observer.on_event(&Event::PhaseFinished {
+            phase: phase.into(),
+        });
+        let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
+        out.sort_by(|a, b| a.site.cmp(&b.site));
+        out
+    }
+
+    fn outcome(&self, site: &Site, detail: Option<String>) -> SiteOutcome {
+        SiteOutcome {
+            site: site.name.clone(),
+            state: self.state_of(&site.name),
+            detail,
+        }
+    }
+
+    // ---------------------------------------------------------------- pre-sync
+
+    /// Pre-syncs the sites (repeatable while the sources still serve), their databases, and
+    /// the units that belong to no site.
+    pub fn sync(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let sites = self.select(only)?;
+        let out = self.each("pre-sync", &sites, |site| {
+            let state = self.state_of(&site.name);
+            if state.in_flight() || matches!(state, SiteState::Confirmed | SiteState::Paused) {
+                return self.outcome(
+                    site,
+                    Some(format!(
+                        "{}: a pre-sync would be pointless now",
+                        state.label()
+                    )),
+                );
+            }
+            let result = self
+                .set(&site.name, SiteState::Syncing, None)
+                .and_then(|()| self.move_site(site, false));
+            match result {
+                Ok((bytes, millis)) => {
+                    let done = self.set_measured(
+                        &site.name,
+                        SiteState::PreSynced,
+                        None,
+                        Some(bytes),
+                        Some(millis),
+                    );
+                    self.outcome(site, done.err())
+                }
+                Err(e) => {
+                    let _ = self.set(&site.name, SiteState::Failed, Some(e.clone()));
+                    self.outcome(site, Some(e))
+                }
+            }
+        });
+        if only.is_empty() {
+            self.move_platform_units(false);
+            self.move_mail(false);
+        }
+        Ok(out)
+    }
+
+    /// Files of the site, then its databases: bytes moved and milliseconds spent.
+    fn move_site(&self, site: &Site, final_sync: bool) -> Result<(u64, u64), String> {
+        let start = Instant::now();
+        let src = self
+            .connections
+            .get(&site.source_host)
+            .map_err(|e| format!("files: {e}"))?;
+        let dst = self
+            .connections
+            .get(&site.target_host)
+            .map_err(|e| format!("files: {e}"))?;
+        let options = SyncOptions {
+            // The target mirrors the source: it serves no one before the switch.
+            delete: true,
+            jobs: self.loaded.plan.defaults.jobs.max(1),
+            exclude: site.exclude.clone(),
+            force: self.force,
+            bwlimit: self.loaded.plan.defaults.bwlimit,
+            ..SyncOptions::default()
+        };
+        let report = sync(
+            &Endpoint {
+                transport: src,
+                root: site.source_path.clone(),
+            },
+            &Endpoint {
+                transport: dst,
+                root: site.target_path.clone(),
+            },
+            &options,
+            &crate::event::Silent,
+        )
+        .map_err(|e| format!("files: {e}"))?;
+        if let Some(first) = report.errors.first() {
+            return Err(format!(
+                "files: {} path(s) failed, first `{}`: {}",
+                report.errors.len(),
+                first.path,
+                first.error
+            ));
+        }
+        let mut bytes = report.bytes_sent;
+        for db in &site.databases {
+            let r = self.move_database(&site.name, db, final_sync, true)?;
+            bytes += r.moved.as_ref().map_or(0, |m| m.bytes);
+        }
+        Ok((bytes, start.elapsed().as_millis() as u64))
+    }
+
+    /// Moves (when `copy`) and verifies one database, journaled as a unit of `owner`.
+    fn move_database(
+        &self,
+        owner: &str,
+        name: &str,
+        final_sync: bool,
+        copy: bool,
+    ) -> Result<DbResult, String> {
+        let rule = self
+            .loaded
+            .plan
+            .databases
+            .iter()
+            .find(|r| selected(name, &r.names, &r.exclude))
+            .ok_or_else(|| format!("database `{name}`: no rule selects it"))?;
+        let r = move_database(&self.loaded.plan, rule, name, self.connections, copy);
+        let step = match (copy, final_sync) {
+            (false, _) => "verify",
+            (true, false) => "pre-sync",
+            (true, true) => "final sync",
+        };
+        let different: Vec<&str> = r
+            .tables
+            .iter()
+            .filter(|t| t.status != "same")
+            .map(|t| t.table.as_str())
+            .collect();
+        let detail = match (&r.error, different.is_empty()) {
+            (Some(e), _) => Some(e.clone()),
+            (None, false) => Some(format!("tables differ: {}", different.join(", "))),
+            (None, true) => Some(format!("{} table(s) verified", r.tables.len())),
+        };
+        self.record(&Entry::Unit {
+            site: owner.to_string(),
+            unit: format!("database {name}"),
+            step: step.into(),
+            ok: r.clean(),
+            detail: detail.clone(),
+            bytes: r.moved.as_ref().map(|m| m.bytes),
+            at: now(),
+        })?;
+        if r.clean() {
+            Ok(r)
+        } else {
+            Err(format!("database `{name}`: {}", detail.unwrap_or_default()))
+        }
+    }
+
+    /// Databases no site names (and, as they land, other platform-wide units), moved after
+    /// the sites of a run are frozen so their copy is never older than the freeze.
+    fn move_platform_units(&self, final_sync: bool) -> Vec<String> {
+        let tied: Vec<&String> = self.sites.iter().flat_map(|s| &s.databases).collect();
+        let mut failures = Vec::new();
+        for rule in &self.loaded.plan.databases {
+            let names = match super::databases::names(rule, self.connections, &[]) {
+                Ok(n) => n,
+                Err(e) => {
+                    failures.push(format!("databases[{}]: {e}", rule.index));
+                    continue;
+                }
+            };
+            for name in names.iter().filter(|n| !tied.contains(n)) {
+                if let Err(e) = self.move_database(PLATFORM, name, final_sync, true) {
+                    failures.push(e);
+                }
+            }
+        }
+        failures
+    }
+
+    /// The plan's mail rules, journaled as units of no site. Before any site's DNS moved, the
+    /// target follows the source (renames, deletes); once one may have moved, users may be
+    /// working on the new side, so only messages it lacks are added (a sweep).
+    fn move_mail(&self, final_sync: bool) {
+        if self.loaded.plan.mail.is_empty() {
+            return;
+        }
+        let live = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|s| s.may_have_switched());
+        let (step, label) = match (live, final_sync) {
+            (true, _) => (MailStep::Sweep, "sweep"),
+            (false, false) => (MailStep::Sync { delete: true }, "pre-sync"),
+            (false, true) => (MailStep::Sync { delete: true }, "final sync"),
+        };
+        for rule in run_mail(
+            &self.loaded.plan,
+            self.connections,
+            step,
+            &crate::event::Silent,
+        ) {
+            let copied: u64 = rule.mailboxes.iter().map(|m| m.copied).sum();
+            let renamed: u64 = rule.mailboxes.iter().map(|m| m.renamed).sum();
+            let failed: Vec<String> = rule
+                .mailboxes
+                .iter()
+                .filter(|m| !m.clean())
+                .map(|m| {
+                    format!(
+                        "{}: {}",
+                        m.mailbox,
+                        m.error
+                            .clone()
+                            .or_else(|| m.failures.first().cloned())
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            let detail = match (&rule.error, failed.first()) {
+                (Some(e), _) => e.clone(),
+                (None, Some(f)) => format!("{} mailbox(es) failed, first {f}", failed.len()),
+                (None, None) => format!(
+                    "{} mailbox(es), {copied} message(s) copied, {renamed} renamed",
+                    rule.mailboxes.len()
+                ),
+            };
+            let _ = self.record(&Entry::Unit {
+                site: PLATFORM.to_string(),
+                unit: format!("mail[{}] ({})", rule.rule, rule.layout),
+                step: label.into(),
+                ok: rule.clean(),
+                detail: Some(detail),
+                bytes: Some(rule.bytes_sent),
+                at: now(),
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- cutover
+
+    /// Cuts the selected sites over, batch after batch; a failing site never stops the others.
+    ///
+    /// # Errors
+    /// The DNS plan is unsafe or its TTLs are not ready (unless `force`), a zone cannot be read.
+    pub fn cutover(&self, selection: &Selection) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let batches: Vec<Vec<&Site>> = match selection {
+            Selection::All => self.batches(),
+            Selection::Batch(n) => {
+                let all = self.batches();
+                let count = all.len();
+                vec![all.into_iter().nth(n.wrapping_sub(1)).ok_or_else(|| {
+                    LifecycleError::Invalid(format!(
+                        "batch {n} does not exist: the plan has {count} batch(es) of {} site(s)",
+                        self.loaded.plan.cutover.batch
+                    ))
+                })?]
+            }
+            Selection::Only(names) => vec![self.select(names)?],
+        };
+        self.check_dns_ready(&batches.concat())?;
+        let mut out = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            out.extend(self.cutover_batch(batch, &format!("batch {}", i + 1)));
+        }
+        Ok(out)
+    }
+
+    /// Sites cut over in three steps, each for the whole batch: freeze, final sync and verify;
+    /// then the units of no site; then switch and probes.
+    fn cutover_batch(&self, batch: &[&Site], label: &str) -> Vec<SiteOutcome> {
+        let prepared = self.each(
+            &format!("{label}: freeze, final sync, verify"),
+            batch,
+            |site| match self.prepare(site) {
+                Ok(()) => self.outcome(site, None),
+                Err(e) => self.outcome(site, Some(e)),
+            },
+        );
+        let platform_failures = if self.loaded.plan.databases.is_empty() {
+            Vec::new()
+        } else {
+            self.move_platform_units(true)
+        };
+        // Mail follows every run's freezes; a mailbox that fails is reported, it does not
+        // hold the sites back.
+        self.move_mail(true);
+        let ready: Vec<&Site> = batch
+            .iter()
+            .copied()
+            .filter(|s| {
+                matches!(
+                    self.state_of(&s.name),
+                    SiteState::Verified
+                        | SiteState::Switching
+                        | SiteState::Switched
+                        | SiteState::Paused
+                )
+            })
+            .collect();
+        let mut finished = self.each(&format!("{label}: switch and probe"), &ready, |site| {
+            if let Some(e) = platform_failures.first() {
+                // A shared unit did not make it: the site must not go live without it.
+                let reason = format!("a unit of no site failed its final sync: {e}");
+                return self.roll_back(site, &reason);
+            }
+            self.go_live(site)
+        });
+        for p in prepared {
+            if !finished.iter().any(|f| f.site == p.site) {
+                finished.push(p);
+            }
+        }
+        if finished.iter().any(|o| o.state == SiteState::Confirmed) {
+            // Mail that reached the old server while DNS changed goes over too.
+            self.move_mail(true);
+        }
+        finished.sort_by(|a, b| a.site.cmp(&b.site));
+        finished
+    }
+
+    /// Freeze, final sync and verification, from wherever the site stands.
+    fn prepare(&self, site: &Site) -> Stop {
+        let state = self.state_of(&site.name);
+        if matches!(
+            state,
+            SiteState::Confirmed
+                | SiteState::Verified
+                | SiteState::Switching
+                | SiteState::Switched
+                | SiteState::Paused
+        ) {
+            return Ok(());
+        }
+        if state == SiteState::RollingBack {
+            return Err("a rollback was interrupted: run `rollback` or `resume`".into());
+        }
+        // `freezing` left by a crash: the command may or may not have run; run it again
+        // (freeze commands must be idempotent, as `touch` is).
+        if !state.in_flight() || state == SiteState::Freezing {
+            self.set(&site.name, SiteState::Freezing, None)?;
+            if let Err(e) = self.hook(site, true) {
+                // Part of a freeze may have run: reopen the site before saying it failed.
+                let _ = self.hook(site, false);
+                self.set(&site.name, SiteState::Failed, Some(format!("freeze: {e}")))?;
+                return Err(format!("freeze: {e}"));
+            }
+            self.set(&site.name, SiteState::Frozen, None)?;
+        }
+        let state = self.state_of(&site.name);
+        if matches!(state, SiteState::Frozen | SiteState::Freezing) {
+            match self.move_site(site, true) {
+                Ok((bytes, millis)) => self.set_measured(
+                    &site.name,
+                    SiteState::FinalSynced,
+                    None,
+                    Some(bytes),
+                    Some(millis),
+                )?,
+                Err(e) => return self.give_up(site, &format!("final sync: {e}")),
+            }
+        }
+        match self.verify_site(site) {
+            Ok(detail) => self.set(&site.name, SiteState::Verified, Some(detail)),
+            Err(e) => self.give_up(site, &format!("verification: {e}")),
+        }
+    }
+
+    /// Before the switch, a failure only needs the source reopened.
+    fn give_up(&self, site: &Site, reason: &str) -> Stop {
+        let reopened = self.hook(site, false);
+        let reason = match reopened {
+            Ok(()) => reason.to_string(),
+            Err(e) => format!("{reason}; unfreezing failed too: {e}"),
+        };
+        self.set(&site.name, SiteState::Failed, Some(reason.clone()))?;
+        Err(reason)
+    }
+
+    fn verify_site(&self, site: &Site) -> Result<String, String> {
+        let src = self
+            .connections
+            .get(&site.source_host)
+            .map_err(|e| e.to_string())?;
+        let dst = self
+            .connections
+            .get(&site.target_host)
+            .map_err(|e| e.to_string())?;
+        let report = crate::sync::verify::verify(
+            &Endpoint {
+                transport: src,
+                root: site.source_path.clone(),
+            },
+            &Endpoint {
+                transport: dst,
+                root: site.target_path.clone(),
+            },
+            &site.exclude,
+            self.loaded.plan.defaults.jobs.max(1),
+            &crate::event::Silent,
+        )
+        .map_err(|e| e.to_string())?;
+        if !report.is_clean() {
+            let first = report
+                .missing
+                .iter()
+                .chain(&report.different)
+                .chain(&report.extra)
+                .chain(&report.errors)
+                .next()
+                .cloned()
+                .unwrap_or_default();
+            return Err(format!(
+                "{} missing, {} different, {} extra file(s) at the target (first: {first})",
+                report.missing.len(),
+                report.different.len(),
+                report.extra.len()
+            ));
+        }
+        for db in &site.databases {
+            self.move_database(&site.name, db, true, false)?;
+        }
+        Ok(format!(
+            "{} file(s) hashed on both sides{}",
+            report.files_hashed,
+            if site.databases.is_empty() {
+                String::new()
+            } else {
+                format!(", {} database(s) compared", site.databases.len())
+            }
+        ))
+    }
+
+    /// Runs the freeze (or unfreeze) command of the plan on the site's source host.
+    fn hook(&self, site: &Site, freeze: bool) -> Stop {
+        let cutover = &self.loaded.plan.cutover;
+        let Some(template) = (if freeze {
+            &cutover.freeze
+        } else {
+            &cutover.unfreeze
+        }) else {
+            return Ok(());
+        };
+        let command = render_shell(template, site);
+        let transport = self
+            .connections
+            .get(&site.source_host)
+            .map_err(|e| e.to_string())?;
+        let out = transport
+            .exec(&ExecRequest::new("sh", vec!["-c".to_string(), command]))
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` on host `{}` failed ({}): {}",
+                template.as_str(),
+                site.source_host,
+                out.code.map_or("killed".into(), |c| format!("exit {c}")),
+                out.stderr_text()
+            ))
+        }
+    }
+
+    // ---------------------------------------------------------------- DNS and probes
+
+    fn zone_plans(&self) -> Result<Vec<ZonePlan>, String> {
+        let Some(spec) = &self.loaded.plan.dns else {
+            return Ok(Vec::new());
+        };
+        let mut cached = self.zone_plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cached.as_ref() {
+            return Ok(p.clone());
+        }
+        let plans: Vec<ZonePlan> = cutover::plan_zones(spec, &spec.zones)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        *cached = Some(plans.clone());
+        Ok(plans)
+    }
+
+    /// Refuses the cutover before anything is frozen when the switch itself would be refused.
+    fn check_dns_ready(&self, sites: &[&Site]) -> Result<(), LifecycleError> {
+        if self.loaded.plan.dns.is_none() || self.force {
+            return Ok(());
+        }
+        let plans = self.zone_plans().map_err(LifecycleError::Unreachable)?;
+        let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
+        let mine = cutover::restrict(&plans, &names);
+        for p in &plans {
+            if mine.iter().any(|m| m.zone == p.zone)
+                && let Some(reason) = p.unsafe_reasons.first()
+            {
+                return Err(LifecycleError::Unsafe(format!("zone {}: {reason}", p.zone)));
+            }
+        }
+        let entries = self.lock().entries()?;
+        cutover::ready_to_switch(&mine, &entries).map_err(LifecycleError::Unsafe)
+    }
+
+    /// Switch, DNS verification and probes; then confirmed, rolled back or paused.
+    fn go_live(&self, site: &Site) -> SiteOutcome {
+        match self.switch_and_probe(site) {
+            Ok(None) => self.outcome(site, None),
+            Ok(Some(reason)) => match self.on_failure() {
+                OnFailure::Rollback => self.roll_back(site, &reason),
+                OnFailure::Pause => {
+                    let _ = self.set(&site.name, SiteState::Paused, Some(reason.clone()));
+                    self.outcome(site, Some(reason))
+                }
+            },
+            Err(e) => {
+                // The journal could not be written, or the switch failed: put things back.
+                self.roll_back(site, &e)
+            }
+        }
+    }
+
+    fn on_failure(&self) -> OnFailure {
+        self.loaded.plan.cutover.on_failure
+    }
+
+    /// `Ok(None)` when the site is confirmed, `Ok(Some(reason))` when a check failed.
+    fn switch_and_probe(&self, site: &Site) -> Result<Option<String>, String> {
+        let names = names_of(site);
+        let state = self.state_of(&site.name);
+        if let Some(spec) = &self.loaded.plan.dns
+            && matches!(state, SiteState::Verified | SiteState::Switching)
+        {
+            let plans = cutover::restrict(&self.zone_plans()?, &names);
+            let count: usize = plans.iter().map(|p| p.changes.len()).sum();
+            self.set(
+                &site.name,
+                SiteState::Switching,
+                Some(format!("{count} RRset(s)")),
+            )?;
+            let outcome = {
+                let mut journal = self.lock();
+                cutover::switch(spec, &plans, &mut journal, self.force)
+            }
+            .map_err(|e| format!("DNS switch: {e}"))?;
+            if let Some((key, e)) = outcome.failed.first() {
+                return Err(format!("DNS switch of {} {}: {e}", key.name, key.rtype));
+            }
+            self.set(
+                &site.name,
+                SiteState::Switched,
+                Some(format!("{count} RRset(s) switched")),
+            )?;
+        } else if state == SiteState::Verified {
+            self.set(
+                &site.name,
+                SiteState::Switched,
+                Some("no DNS section in the plan: nothing to switch".into()),
+            )?;
+        }
+        let expected = self.switched_records(&names)?;
+        if let Some(spec) = &self.loaded.plan.dns
+            && !expected.is_empty()
+            && let Err(wrong) = cutover::verify(spec, &expected, spec.verify_timeout)
+        {
+            return Ok(Some(format!(
+                "DNS not served everywhere: {}",
+                wrong.first().cloned().unwrap_or_default()
+            )));
+        }
+        let results = self.probe_site(site, &expected);
+        for r in &results {
+            self.record(&Entry::Probe {
+                site: site.name.clone(),
+                result: r.clone(),
+                at: now(),
+            })?;
+        }
+        if let Some(bad) = results.iter().find(|r| !r.ok) {
+            return Ok(Some(format!("probe of {}: {}", bad.domain, bad.detail)));
+        }
+        let detail = if results.is_empty() {
+            "no probe configured".to_string()
+        } else {
+            format!("{} probe(s) passed", results.len())
+        };
+        self.set(&site.name, SiteState::Confirmed, Some(detail))?;
+        Ok(None)
+    }
+
+    /// The RRsets of `names` as our switch left them (from the journal).
+    fn switched_records(&self, names: &[String]) -> Result<Vec<(RrKey, RrState)>, String> {
+        let entries: Vec<Entry> = self
+            .lock()
+            .entries()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|e| match e {
+                Entry::DnsIntent { key, .. }
+                | Entry::DnsApplied { key, .. }
+                | Entry::DnsFailed { key, .. } => names.contains(&key.name),
+                _ => false,
+            })
+            .collect();
+        Ok(cutover::switched(&entries, &[])
+            .into_iter()
+            .filter(|(k, _)| names.contains(&k.name))
+            .collect())
+    }
+
+    fn probe_site(&self, site: &Site, switched: &[(RrKey, RrState)]) -> Vec<ProbeResult> {
+        let Some(probe_spec) = self.loaded.plan.cutover.probe.as_ref() else {
+            return Vec::new();
+        };
+        let pairs: Vec<(IpAddr, IpAddr)> = self
+            .loaded
+            .plan
+            .dns
+            .as_ref()
+            .map(|d| d.switch.clone())
+            .unwrap_or_default();
+        let expect: Vec<u16> = if probe_spec.expect.is_empty() {
+            vec![200]
+        } else {
+            probe_spec.expect.clone()
+        };
+        // The address DNS now gives a name, else the plan's first new address.
+        let new_address_of = |name: &str| -> Option<IpAddr> {
+            let fqdn = crate::dns::query::fqdn(name);
+            switched
+                .iter()
+                .find(|(k, _)| k.name == fqdn)
+                .and_then(|(_, s)| s.values.iter().find_map(|v| v.parse::<IpAddr>().ok()))
+                .or_else(|| pairs.first().map(|p| p.1))
+        };
+        let render = |t: &Template, domain: &str| {
+            t.render(|v| match v {
+                "name" => Some(site.name.clone()),
+                "domain" => Some(domain.to_string()),
+                _ => None,
+            })
+        };
+        let mut results: Vec<ProbeResult> = site
+            .domains
+            .iter()
+            .map(|domain| {
+                let url = render(&probe_spec.url, domain);
+                let Some(new) = new_address_of(domain) else {
+                    return ProbeResult {
+                        domain: domain.clone(),
+                        url,
+                        ok: false,
+                        detail: "no new address known for this domain (no DNS switch in the plan)"
+                            .into(),
+                    };
+                };
+                let old = pairs.iter().find(|p| p.1 == new).map(|p| p.0);
+                probe(&ProbeSpec {
+                    url,
+                    domain,
+                    new_address: new,
+                    old_address: old.filter(|_| probe_spec.compare_with_old),
+                    expect: &expect,
+                    timeout: probe_spec.timeout,
+                    compare_body: false,
+                })
+            })
+            .collect();
+        let mut greeted: Vec<String> = Vec::new();
+        for t in &probe_spec.banners {
+            for domain in &site.domains {
+                let url = render(t, domain);
+                if greeted.contains(&url) {
+                    continue;
+                }
+                greeted.push(url.clone());
+                let parsed = match parse_banner_url(&url) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        results.push(ProbeResult {
+                            domain: domain.clone(),
+                            url,
+                            ok: false,
+                            detail: e,
+                        });
+                        continue;
+                    }
+                };
+                match new_address_of(&parsed.host) {
+                    Some(address) => results.push(banner(&parsed, address, probe_spec.timeout)),
+                    None => results.push(ProbeResult {
+                        domain: domain.clone(),
+                        url,
+                        ok: false,
+                        detail: "no new address known for this host".into(),
+                    }),
+                }
+            }
+        }
+        results
+    }
+
+    // ---------------------------------------------------------------- rollback and resume
+
+    /// DNS back to its exact state before our switch, the source unfrozen, the reason kept.
+    fn roll_back(&self, site: &Site, reason: &str) -> SiteOutcome {
+        let result = (|| -> Stop {
+            let before = self.state_of(&site.name);
+            self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
+            if let Some(spec) = &self.loaded.plan.dns {
+                let names = names_of(site);
+                let outcome = {
+                    let mut journal = self.lock();
+                    cutover::rollback(spec, &mut journal, &[], &names, false)
+                }
+                .map_err(|e| format!("DNS rollback: {e}"))?;
+                if let Some((key, e)) = outcome.failed.first() {
+                    return Err(format!("DNS rollback of {} {}: {e}", key.name, key.rtype));
+                }
+            }
+            if before != SiteState::Discovered {
+                self.hook(site, false)
+                    .map_err(|e| format!("unfreeze: {e}"))?;
+            }
+            self.set(&site.name, SiteState::RolledBack, Some(reason.to_string()))
+        })();
+        match result {
+            Ok(()) => self.outcome(site, Some(reason.to_string())),
+            // Left in `rolling_back`: `rollback` or `resume` tries again.
+            Err(e) => self.outcome(site, Some(format!("{reason}; the rollback stopped: {e}"))),
+        }
+    }
+
+    /// Puts the selected sites back on the old side: every site whose DNS may have moved or
+    /// whose source may be frozen.
+    pub fn rollback(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let sites: Vec<&Site> = self
+            .select(only)?
+            .into_iter()
+            .filter(|s| {
+                let st = self.state_of(&s.name);
+                st.in_flight() || st.may_have_switched()
+            })
+            .collect();
+        Ok(self.each("rollback", &sites, |site| {
+            self.roll_back(site, ROLLBACK_ASKED)
+        }))
+    }
+
+    /// Finishes what a crashed run left: interrupted rollbacks are completed, other sites in
+    /// flight go on with their cutover; interrupted pre-syncs run again.
+    pub fn resume(&self) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let statuses = self.statuses()?;
+        let pick = |f: &dyn Fn(SiteState) -> bool| -> Vec<String> {
+            self.sites
+                .iter()
+                .filter(|s| statuses.get(&s.name).is_some_and(|st| f(st.state)))
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        let rolling = pick(&|s| s == SiteState::RollingBack);
+        let flying = pick(&|s| s.in_flight() && s != SiteState::RollingBack);
+        let syncing = pick(&|s| s == SiteState::Syncing);
+        let mut out = Vec::new();
+        if !rolling.is_empty() {
+            let sites = self.select(&rolling)?;
+            out.extend(self.each("resume: rollback", &sites, |site| {
+                let reason = statuses
+                    .get(&site.name)
+                    .and_then(|s| s.timeline.last())
+                    .and_then(|s| s.detail.clone())
+                    .unwrap_or_else(|| ROLLBACK_ASKED.into());
+                self.roll_back(site, &reason)
+            }));
+        }
+        if !flying.is_empty() {
+            // The TTL wait was checked when the cutover started; a resume goes on with it.
+            out.extend(self.cutover_batch(&self.select(&flying)?, "resume"));
+        }
+        if !syncing.is_empty() {
+            out.extend(self.sync(&syncing)?);
+        }
+        Ok(out)
+    }
+
+    /// The whole journal, for reports.
+    ///
+    /// # Errors
+    /// The journal cannot be read.
+    pub fn entries(&self) -> Result<Vec<Entry>, LifecycleError> {
+        Ok(self.lock().entries()?)
+    }
+
+    /// Lowers the TTLs of the switching records (once) and says how long until the switch is
+    /// safe, in seconds.
+    ///
+    /// # Errors
+    /// The DNS server refuses or the journal cannot be written.
+    pub fn lower_ttl(&self) -> Result<u64, LifecycleError> {
+        let Some(spec) = &self.loaded.plan.dns else {
+            return Ok(0);
+        };
+        let plans = self.zone_plans().map_err(LifecycleError::Unreachable)?;
+        let entries = self.lock().entries()?;
+        let lowered = spec.zones.iter().all(|z| {
+            entries
+                .iter()
+                .any(|e| matches!(e, Entry::DnsSafeAfter { zone, .. } if zone == z))
+        });
+        if spec.lower_ttl.is_some() && !lowered {
+            let mut journal = self.lock();
+            cutover::lower_ttl(spec, &plans, &mut journal)
+                .map_err(|e| LifecycleError::Unreachable(format!("lowering TTLs: {e}")))?;
+        }
+        // Plans read before the TTLs were lowered are stale now.
+        *self.zone_plans.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let entries = self.lock().entries()?;
+        Ok(cutover::seconds_until_safe(&entries, &spec.zones))
+    }
+}
+
+/// The migration report, read without taking the run lock (so `status` works while a run
+/// goes on).
+///
+/// # Errors
+/// The sites cannot be expanded, or the journal cannot be read.
+pub fn report(
+    loaded: &Loaded,
+    connections: &Connections,
+) -> Result<crate::report::lifecycle::MigrationReport, LifecycleError> {
+    let inventory = expand_sites(loaded, connections);
+    if let Some(i) = inventory.unreachable.first() {
+        return Err(LifecycleError::Unreachable(format!(
+            "expanding the sites: {}",
+            i.message
+        )));
+    }
+    let entries = crate::journal::read_entries(&loaded.plan.state_dir.join("journal.jsonl"))?;
+    let statuses = fold(&entries);
+    Ok(crate::report::lifecycle::build(
+        &loaded.plan.name,
+        &inventory.sites,
+        &statuses,
+        &entries,
+    ))
+}
+
+/// The site's domains as absolute DNS names.
+fn names_of(site: &Site) -> Vec<String> {
+    site.domains
+        .iter()
+        .map(|d| crate::dns::query::fqdn(d))
+        .collect()
+}
+
+/// A hook command with the site's values quoted for the shell (a path with a space or a
+/// quote in it stays one word and runs nothing).
+fn render_shell(template: &Template, site: &Site) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    template.render(|v| {
+        Some(quote(&match v {
+            "name" => site.name.clone(),
+            "path" => site.source_path.display().to_string(),
+            "host" => site.source_host.clone(),
+            "target_path" => site.target_path.display().to_string(),
+            "target_host" => site.target_host.clone(),
+            _ => return None,
+        }))
+    })
+}
+
+/// Fault injection for crash tests: `TRANSHUMANCE_FAULT=after:<state>` kills the process with
+/// SIGKILL right after the journal records that state for any site.
+fn fault_point(entry: &Entry) {
+    let Entry::Site { state, .. } = entry else {
+        return;
+    };
+    if let Ok(spec) = std::env::var("TRANSHUMANCE_FAULT")
+        && let Some(at) = spec.strip_prefix("after:")
+        && serde_json::to_value(state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            == Some(at.to_string())
+    {
+        // SAFETY: signalling our own process; SIGKILL cannot be caught, like `kill -9`.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_values_are_quoted_for_the_shell() {
+        let t = Template::parse("touch {path}/.maintenance # {name}", &["path", "name"]).unwrap();
+        let site = Site {
+            name: "it's".into(),
+            rule: 0,
+            source_host: "old".into(),
+            source_path: "/srv/a b".into(),
+            target_host: "new".into(),
+            target_path: "/srv/new".into(),
+            domains: vec![],
+            databases: vec![],
+            exclude: vec![],
+            owner: None,
+            marks: vec![],
+        };
+        assert_eq!(
+            render_shell(&t, &site),
+            "touch '/srv/a b'/.maintenance # 'it'\\''s'"
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! The VHFFS panel as an inventory: its PostgreSQL tables read in one `psql` round trip, and
+//! the paths its data directory layout gives sites (`web/<md5 prefix>/<name>`) and Maildirs.
+//!
+//! Objects move when the panel has them activated (state 6) or suspended (state 15, marked);
+//! any other state is transitional or an error: left out and listed as a risk.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::{
+    PanelDatabase, PanelError, PanelInventory, PanelMailDomain, PanelMailbox, PanelZone, confined,
+};
+use crate::db::discover::query_many;
+use crate::lifecycle::Connections;
+use crate::plan::raw::DbEngine;
+use crate::plan::secret::Secret;
+use crate::plan::{INVENTORY_RULE, Site, VhffsSource, VhffsTarget};
+use crate::report::Risk;
+use crate::transport::TransportError;
+
+/// `vhffs_object.state` of an object in service.
+pub const ACTIVATED: i32 = 6;
+/// `vhffs_object.state` of a suspended object: it moves, and the review says so.
+pub const SUSPENDED: i32 = 15;
+
+/// Every statement tags its rows, so one `psql` run answers them all.
+const STATEMENTS: &[&str] = &[
+    "SELECT 'group', g.gid, g.groupname, o.state FROM vhffs_groups g \
+     JOIN vhffs_object o ON o.object_id = g.object_id",
+    // md5 computed by the server: the hashed web layout needs it and we carry no MD5 of our own.
+    "SELECT 'site', h.servername, md5(h.servername), o.owner_uid, o.owner_gid, o.state \
+     FROM vhffs_httpd h JOIN vhffs_object o ON o.object_id = h.object_id ORDER BY h.servername",
+    // Passwords travel hex-encoded so no byte of theirs can break the row format.
+    "SELECT 'mysql', d.dbname, d.dbuser, encode(convert_to(COALESCE(d.dbpass, ''), 'UTF8'), 'hex'), \
+     o.owner_gid, o.state FROM vhffs_mysql d JOIN vhffs_object o ON o.object_id = d.object_id \
+     ORDER BY d.dbname",
+    "SELECT 'pgsql', d.dbname, d.dbuser, encode(convert_to(COALESCE(d.dbpass, ''), 'UTF8'), 'hex'), \
+     o.owner_gid, o.state FROM vhffs_pgsql d JOIN vhffs_object o ON o.object_id = d.object_id \
+     ORDER BY d.dbname",
+    // Counts joined as aggregates (hash joins), not correlated subqueries: the panel's tables
+    // may lack the indexes that would make those fast, and 25,000 domains made them quadratic.
+    "SELECT 'mx', m.domain, o.owner_gid, o.state, COALESCE(c.n, 0) FROM vhffs_mx m \
+     JOIN vhffs_object o ON o.object_id = m.object_id LEFT JOIN (SELECT l.mx_id, count(*) AS n \
+     FROM vhffs_mx_localpart l JOIN vhffs_mx_redirect r ON r.localpart_id = l.localpart_id \
+     GROUP BY l.mx_id) c ON c.mx_id = m.mx_id ORDER BY m.domain",
+    "SELECT 'box', m.domain, l.localpart, b.state FROM vhffs_mx_box b \
+     JOIN vhffs_mx_localpart l ON l.localpart_id = b.localpart_id \
+     JOIN vhffs_mx m ON m.mx_id = l.mx_id ORDER BY m.domain, l.localpart",
+    "SELECT 'zone', d.domain, d.serial, o.owner_gid, o.state, COALESCE(c.n, 0) FROM vhffs_dns d \
+     JOIN vhffs_object o ON o.object_id = d.object_id LEFT JOIN (SELECT zone, count(*) AS n \
+     FROM vhffs_dns_rr GROUP BY zone) c ON c.zone = d.dns_id ORDER BY d.domain",
+];
+
+/// `<datadir>/web/<h[0:2]>/<h[2:4]>/<h[4:6]>/<servername>`, `h` the MD5 of the server name in
+/// hex; `None` for a name that would leave the directory.
+pub fn web_path(datadir: &Path, servername: &str, md5_hex: &str) -> Option<PathBuf> {
+    if md5_hex.len() < 6 || !md5_hex.is_ascii() {
+        return None;
+    }
+    confined(
+        datadir,
+        &[
+            "web",
+            &md5_hex[0..2],
+            &md5_hex[2..4],
+            &md5_hex[4..6],
+            servername,
+        ],
+    )
+}
+
+/// `<datadir>/mail/boxes/<d[0]>/<d[1]>/<domain>/<l[0]>/<localpart>/Maildir`.
+pub fn maildir_path(datadir: &Path, domain: &str, localpart: &str) -> Option<PathBuf> {
+    let mut d = domain.chars();
+    let (d0, d1) = (d.next()?.to_string(), d.next()?.to_string());
+    let l0 = localpart.chars().next()?.to_string();
+    confined(
+        datadir,
+        &["mail", "boxes", &d0, &d1, domain, &l0, localpart, "Maildir"],
+    )
+}
+
+/// What the move does with an object in `state`: `Some(marks)` to move it, `None` to leave it.
+fn disposition(state: i32) -> Option<Vec<String>> {
+    match state {
+        ACTIVATED => Some(Vec::new()),
+        SUSPENDED => Some(vec!["suspended".into()]),
+        _ => None,
+    }
+}
+
+fn state_risk(what: &str, name: &str, state: i32) -> Risk {
+    Risk::warning(
+        "panel_state",
+        name,
+        format!(
+            "{what} `{name}` is in panel state {state} (neither activated nor suspended): left out of the move; settle it in the panel first or move it by hand"
+        ),
+    )
+}
+
+fn field(row: &[String], i: usize) -> &str {
+    row.get(i).map_or("", String::as_str)
+}
+
+fn number<T: std::str::FromStr + Default>(row: &[String], i: usize) -> T {
+    field(row, i).parse().unwrap_or_default()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Reads the panel and expands it.
+///
+/// # Errors
+/// The panel's host is unreachable, or `psql` fails (its message, never a password).
+pub fn read(source: &VhffsSource, connections: &Connections) -> Result<PanelInventory, PanelError> {
+    let label = format!(
+        "vhffs database `{}` on host `{}`",
+        source.database, source.panel.host
+    );
+    let transport = connections.get(&source.panel.host).map_err(|e| match e {
+        TransportError::Connect { .. } => PanelError::Unreachable(format!("{label}: {e}")),
+        e => PanelError::Failed(format!("{label}: {e}")),
+    })?;
+    let statements: Vec<String> = STATEMENTS.iter().map(|s| s.to_string()).collect();
+    let rows = query_many(
+        transport.as_ref(),
+        DbEngine::Postgres,
+        &source.panel,
+        Some(&source.database),
+        &statements,
+    )
+    .map_err(|e| PanelError::Failed(format!("cannot read the VHFFS panel ({label}): {e}")))?;
+    let mut inv = expand(source, &rows);
+    inv.source = label;
+    check_on_disk(source, connections, &mut inv);
+    Ok(inv)
+}
+
+/// The units of the panel's rows (tagged as `STATEMENTS` tags them).
+pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
+    let mut inv = PanelInventory::default();
+    let mut by_tag: BTreeMap<&str, Vec<&[String]>> = BTreeMap::new();
+    for r in rows {
+        by_tag.entry(field(r, 0)).or_default().push(&r[1..]);
+    }
+    let tagged = |t: &str| by_tag.get(t).cloned().unwrap_or_default();
+    for g in tagged("group") {
+        inv.groups += 1;
+        let state: i32 = number(g, 2);
+        if disposition(state).is_none() {
+            inv.risks.push(state_risk("group", field(g, 1), state));
+        }
+    }
+    // Sites first: a group's databases move with its first site.
+    let mut first_site_of_group: HashMap<u32, String> = HashMap::new();
+    for s in tagged("site") {
+        let (name, md5) = (field(s, 0).to_ascii_lowercase(), field(s, 1));
+        let (uid, gid, state): (u32, u32, i32) = (number(s, 2), number(s, 3), number(s, 4));
+        let Some(marks) = disposition(state) else {
+            inv.risks.push(state_risk("site", &name, state));
+            continue;
+        };
+        let (Some(source_path), Some(target_path)) = (
+            web_path(&source.datadir, &name, md5),
+            match &source.target {
+                VhffsTarget::Datadir(d) => web_path(d, &name, md5),
+                VhffsTarget::Path(t) => Some(PathBuf::from(t.render_name(&name))),
+            },
+        ) else {
+            inv.risks.push(Risk::error(
+                "panel_invalid",
+                &name,
+                format!("site `{name}`: the server name cannot be a directory name"),
+            ));
+            continue;
+        };
+        first_site_of_group.entry(gid).or_insert(name.clone());
+        inv.sites.push(Site {
+            domains: vec![name.clone()],
+            name,
+            rule: INVENTORY_RULE,
+            source_host: source.data_host.clone(),
+            source_path,
+            target_host: source.target_host.clone(),
+            target_path,
+            databases: Vec::new(),
+            exclude: source.exclude.clone(),
+            owner: Some((uid, gid)),
+            marks,
+        });
+    }
+    let site_index: HashMap<String, usize> = inv
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
+    for (tag, engine) in [("mysql", "mysql"), ("pgsql", "postgres")] {
+        for d in tagged(tag) {
+            let (name, user) = (field(d, 0).to_string(), field(d, 1).to_string());
+            let (gid, state): (u32, i32) = (number(d, 3), number(d, 4));
+            let Some(marks) = disposition(state) else {
+                inv.risks.push(state_risk("database", &name, state));
+                continue;
+            };
+            let site = first_site_of_group.get(&gid).cloned();
+            match &site {
+                Some(s) => inv.sites[site_index[s]].databases.push(name.clone()),
+                None => inv.risks.push(Risk::warning(
+                    "panel_no_site",
+                    &name,
+                    format!(
+                        "{engine} database `{name}` belongs to group {gid}, which has no site: it moves only with a `databases:` rule, outside the cutover of a site"
+                    ),
+                )),
+            }
+            inv.databases.push(PanelDatabase {
+                engine: engine.into(),
+                name,
+                user,
+                gid,
+                site,
+                marks,
+                password: unhex(field(d, 2))
+                    .filter(|p| !p.is_empty())
+                    .map(Secret::new),
+            });
+        }
+    }
+    let mut boxes: HashMap<&str, u64> = HashMap::new();
+    for b in tagged("box") {
+        let (domain, localpart) = (field(b, 0), field(b, 1));
+        let address = format!("{localpart}@{domain}");
+        let state: i32 = number(b, 2);
+        let Some(marks) = disposition(state) else {
+            inv.risks.push(state_risk("mail box", &address, state));
+            continue;
+        };
+        let Some(path) = maildir_path(&source.datadir, domain, localpart) else {
+            inv.risks.push(Risk::error(
+                "panel_invalid",
+                &address,
+                format!("mail box `{address}`: the address cannot be a directory name"),
+            ));
+            continue;
+        };
+        *boxes.entry(domain).or_default() += 1;
+        inv.mailboxes.push(PanelMailbox {
+            address,
+            maildir: format!("{}:{}", source.data_host, path.display()),
+            marks,
+        });
+    }
+    for m in tagged("mx") {
+        let domain = field(m, 0);
+        let (gid, state): (u32, i32) = (number(m, 1), number(m, 2));
+        let Some(marks) = disposition(state) else {
+            inv.risks.push(state_risk("mail domain", domain, state));
+            continue;
+        };
+        inv.mail_domains.push(PanelMailDomain {
+            domain: domain.to_string(),
+            gid,
+            boxes: boxes.get(domain).copied().unwrap_or(0),
+            redirects: number(m, 3),
+            marks,
+        });
+    }
+    for z in tagged("zone") {
+        let zone = field(z, 0).trim_end_matches('.').to_ascii_lowercase();
+        let (gid, state): (u32, i32) = (number(z, 2), number(z, 3));
+        let Some(marks) = disposition(state) else {
+            inv.risks.push(state_risk("zone", &zone, state));
+            continue;
+        };
+        inv.zones.push(PanelZone {
+            zone,
+            serial: number(z, 1),
+            records: number(z, 4),
+            gid,
+            marks,
+        });
+    }
+    inv
+}
+
+/// Compares the panel with the data directory: a site or Maildir the panel lists but the disk
+/// lacks cannot move; a directory the panel does not list is not moved. Two globs, whatever the
+/// number of sites.
+fn check_on_disk(source: &VhffsSource, connections: &Connections, inv: &mut PanelInventory) {
+    let transport = match connections.get(&source.data_host) {
+        Ok(t) => t,
+        Err(e) => {
+            inv.risks.push(Risk::error(
+                "unreachable",
+                &source.data_host,
+                format!("cannot check the data directory: {e}"),
+            ));
+            return;
+        }
+    };
+    let datadir = source.datadir.display().to_string();
+    let datadir = datadir.trim_end_matches('/');
+    let mut listed = |pattern: String| -> Option<HashSet<PathBuf>> {
+        match transport.glob_dirs(&pattern) {
+            Ok(dirs) => Some(dirs.into_iter().collect()),
+            Err(e) => {
+                inv.risks.push(Risk::error(
+                    "discovery_failed",
+                    &source.data_host,
+                    format!("cannot list `{pattern}`: {e}"),
+                ));
+                None
+            }
+        }
+    };
+    let web = listed(format!("{datadir}/web/*/*/*/*"));
+    let maildirs = listed(format!("{datadir}/mail/boxes/*/*/*/*/*/Maildir"));
+    if let Some(on_disk) = web {
+        let known: HashSet<&Path> = inv.sites.iter().map(|s| s.source_path.as_path()).collect();
+        for s in &inv.sites {
+            if !on_disk.contains(&s.source_path) {
+                inv.risks.push(Risk::warning(
+                    "missing_source",
+                    &s.name,
+                    format!(
+                        "the panel lists site `{}` but `{}` does not exist on `{}`",
+                        s.name,
+                        s.source_path.display(),
+                        source.data_host
+                    ),
+                ));
+            }
+        }
+        let mut orphans: Vec<&PathBuf> = on_disk
+            .iter()
+            .filter(|p| !known.contains(p.as_path()))
+            .collect();
+        orphans.sort();
+        for p in orphans {
+            inv.risks.push(Risk::warning(
+                "not_in_panel",
+                p.display().to_string(),
+                format!(
+                    "`{}` on `{}` belongs to no site the panel moves: not moved",
+                    p.display(),
+                    source.data_host
+                ),
+            ));
+        }
+    }
+    if let Some(on_disk) = maildirs {
+        let prefix = format!("{}:", source.data_host);
+        for b in &inv.mailboxes {
+            let path = Path::new(b.maildir.strip_prefix(&prefix).unwrap_or(&b.maildir));
+            if !on_disk.contains(path) {
+                inv.risks.push(Risk::warning(
+                    "missing_maildir",
+                    &b.address,
+                    format!(
+                        "the panel lists mail box `{}` but its Maildir `{}` does not exist",
+                        b.address,
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::DbServer;
+
+    fn source() -> VhffsSource {
+        VhffsSource {
+            panel: DbServer {
+                host: "panel".into(),
+                socket: None,
+                address: None,
+                port: None,
+                user: None,
+                password: None,
+                bin_dir: None,
+            },
+            database: "vhffs".into(),
+            datadir: "/data".into(),
+            data_host: "web".into(),
+            target_host: "new".into(),
+            target: VhffsTarget::Datadir("/srv/data".into()),
+            exclude: vec![],
+        }
+    }
+
+    fn row(fields: &[&str]) -> Vec<String> {
+        fields.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn layout_follows_the_md5_of_the_server_name() {
+        // md5("www.example.org") = fd24c3327b7bbfe71fee28bbdbf37350
+        assert_eq!(
+            web_path(
+                Path::new("/data"),
+                "www.example.org",
+                "fd24c3327b7bbfe71fee28bbdbf37350"
+            ),
+            Some("/data/web/fd/24/c3/www.example.org".into())
+        );
+        assert_eq!(
+            maildir_path(Path::new("/data"), "example.org", "alice"),
+            Some("/data/mail/boxes/e/x/example.org/a/alice/Maildir".into())
+        );
+        assert_eq!(maildir_path(Path::new("/data"), "example.org", ".."), None);
+        assert_eq!(web_path(Path::new("/data"), "../etc", "aabbcc"), None);
+    }
+
+    #[test]
+    fn states_decide_what_moves_and_databases_follow_the_group_s_first_site() {
+        let rows = vec![
+            row(&["group", "1001", "alpha", "6"]),
+            row(&["group", "1002", "beta", "4"]),
+            row(&[
+                "site",
+                "b.example.org",
+                "0123456789abcdef0123456789abcdef",
+                "2001",
+                "1001",
+                "6",
+            ]),
+            row(&[
+                "site",
+                "a.example.org",
+                "abcdef0123456789abcdef0123456789",
+                "2001",
+                "1001",
+                "15",
+            ]),
+            row(&[
+                "site",
+                "broken.example.org",
+                "abcdef0123456789abcdef0123456789",
+                "2002",
+                "1002",
+                "3",
+            ]),
+            // "s3cret" hex-encoded.
+            row(&["mysql", "alpha_wp", "alpha", "733363726574", "1001", "6"]),
+            row(&["pgsql", "lonely", "lonely", "", "1009", "6"]),
+            row(&["box", "example.org", "alice", "6"]),
+            row(&["box", "example.org", "bob", "15"]),
+            row(&["mx", "example.org", "1001", "6", "2"]),
+            row(&["zone", "example.org.", "2026112301", "1001", "6", "12"]),
+        ];
+        let inv = expand(&source(), &rows);
+        assert_eq!(inv.groups, 2);
+        let names: Vec<&str> = inv.sites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["b.example.org", "a.example.org"]);
+        let b = &inv.sites[0];
+        assert_eq!(b.source_host, "web");
+        assert_eq!(
+            b.source_path,
+            PathBuf::from("/data/web/01/23/45/b.example.org")
+        );
+        assert_eq!(
+            b.target_path,
+            PathBuf::from("/srv/data/web/01/23/45/b.example.org")
+        );
+        assert_eq!(b.owner, Some((2001, 1001)));
+        assert_eq!(b.databases, ["alpha_wp"]);
+        assert_eq!(inv.sites[1].marks, ["suspended"]);
+        assert!(inv.sites[1].databases.is_empty());
+        let kinds: Vec<(&str, &str)> = inv
+            .risks
+            .iter()
+            .map(|r| (r.kind.as_str(), r.subject.as_str()))
+            .collect();
+        assert!(kinds.contains(&("panel_state", "beta")), "{kinds:?}");
+        assert!(
+            kinds.contains(&("panel_state", "broken.example.org")),
+            "{kinds:?}"
+        );
+        assert!(kinds.contains(&("panel_no_site", "lonely")), "{kinds:?}");
+        let db = &inv.databases[0];
+        assert_eq!(db.password.as_ref().map(Secret::expose), Some("s3cret"));
+        assert!(!format!("{:?}", inv).contains("s3cret"));
+        assert!(
+            !serde_json::to_string(&inv.export())
+                .unwrap()
+                .contains("s3cret")
+        );
+        assert_eq!(inv.mailboxes.len(), 2);
+        assert_eq!(inv.mailboxes[1].marks, ["suspended"]);
+        assert_eq!(
+            inv.mailboxes[0].maildir,
+            "web:/data/mail/boxes/e/x/example.org/a/alice/Maildir"
+        );
+        assert_eq!(
+            (inv.mail_domains[0].boxes, inv.mail_domains[0].redirects),
+            (2, 2)
+        );
+        assert_eq!(
+            (inv.zones[0].zone.as_str(), inv.zones[0].records),
+            ("example.org", 12)
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! The migration report (`status` and `report`): where every site is, its timeline, bytes,
+//! verification, DNS changes and probes, folded from the journal; text, Markdown, JSON, HTML.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::Format;
+use super::html::esc;
+use super::markdown::cell;
+use crate::journal::{DnsPhase, Entry};
+use crate::lifecycle::probe::ProbeResult;
+use crate::lifecycle::state::{SiteState, SiteStatus, Step, UnitStatus};
+use crate::plan::Site;
+use crate::plan::units::{human_bytes, human_duration};
+
+/// One DNS change made for a site, from the journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsRow {
+    pub name: String,
+    pub rtype: String,
+    /// `lower_ttl`, `switch`, `rollback` or `restore_ttl`.
+    pub phase: DnsPhase,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    pub ttl: u32,
+    /// `applied`, `failed` or `pending` (intent written, no outcome: a crash in between).
+    pub result: String,
+    pub at: u64,
+}
+
+/// One site in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteRow {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub state: SiteState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub presyncs: u32,
+    pub bytes: u64,
+    pub millis: u64,
+    pub timeline: Vec<Step>,
+    pub units: Vec<UnitStatus>,
+    pub dns: Vec<DnsRow>,
+    pub probes: Vec<ProbeResult>,
+}
+
+/// The whole migration as the journal tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationReport {
+    pub schema_version: u32,
+    pub plan: String,
+    pub generated_at: String,
+    /// Sites per state (`pre_synced`, `confirmed`, ...).
+    pub counts: BTreeMap<String, u64>,
+    /// Bytes per second measured over every pre-sync (engine time), when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presync_rate: Option<u64>,
+    /// Seconds the final syncs of the sites not yet cut over should take at that rate,
+    /// assuming each moves what its last pre-sync moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_sync_estimate_secs: Option<u64>,
+    pub sites: Vec<SiteRow>,
+    /// Units that belong to no site (databases no site names).
+    pub platform: Vec<UnitStatus>,
+}
+
+fn state_key(s: SiteState) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Builds the report from the plan's sites and the journal.
+pub fn build(
+    plan: &str,
+    sites: &[Site],
+    statuses: &BTreeMap<String, SiteStatus>,
+    entries: &[Entry],
+) -> MigrationReport {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut pre_bytes, mut pre_millis, mut pending_bytes) = (0u64, 0u64, 0u64);
+    let mut rows = Vec::new();
+    for site in sites {
+        let st = statuses.get(&site.name).cloned().unwrap_or_default();
+        *counts.entry(state_key(st.state)).or_default() += 1;
+        let mut last_presync = 0;
+        for step in &st.timeline {
+            if step.state == SiteState::PreSynced {
+                pre_bytes += step.bytes.unwrap_or(0);
+                pre_millis += step.millis.unwrap_or(0);
+                last_presync = step.bytes.unwrap_or(0);
+            }
+        }
+        if !matches!(st.state, SiteState::Confirmed) {
+            pending_bytes += last_presync;
+        }
+        let names: Vec<String> = site
+            .domains
+            .iter()
+            .map(|d| crate::dns::query::fqdn(d))
+            .collect();
+        rows.push(SiteRow {
+            name: site.name.clone(),
+            domains: site.domains.clone(),
+            state: st.state,
+            reason: st.reason.clone(),
+            presyncs: st.presyncs,
+            bytes: st.bytes,
+            millis: st.millis,
+            timeline: st.timeline.clone(),
+            units: st.units.clone(),
+            dns: dns_rows(entries, &names),
+            probes: st.probes.clone(),
+        });
+    }
+    let presync_rate = (pre_millis > 0).then(|| pre_bytes * 1000 / pre_millis);
+    MigrationReport {
+        schema_version: 1,
+        plan: plan.to_string(),
+        generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        counts,
+        presync_rate,
+        final_sync_estimate_secs: presync_rate.filter(|r| *r > 0).map(|r| pending_bytes / r),
+        sites: rows,
+        platform: statuses
+            .get(crate::lifecycle::migrate::PLATFORM)
+            .map(|s| s.units.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn dns_rows(entries: &[Entry], names: &[String]) -> Vec<DnsRow> {
+    let mut rows: Vec<DnsRow> = Vec::new();
+    for e in entries {
+        match e {
+            Entry::DnsIntent {
+                key,
+                phase,
+                from,
+                to,
+                at,
+            } if names.contains(&key.name) => rows.push(DnsRow {
+                name: key.name.clone(),
+                rtype: key.rtype.clone(),
+                phase: *phase,
+                from: from.values.clone(),
+                to: to.values.clone(),
+                ttl: to.ttl,
+                result: "pending".into(),
+                at: *at,
+            }),
+            Entry::DnsApplied { key, phase, .. } | Entry::DnsFailed { key, phase, .. }
+                if names.contains(&key.name) =>
+            {
+                let result = if matches!(e, Entry::DnsApplied { .. }) {
+                    "applied"
+                } else {
+                    "failed"
+                };
+                if let Some(r) = rows
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.name == key.name && r.rtype == key.rtype && r.phase == *phase)
+                {
+                    r.result = result.into();
+                }
+            }
+            _ => {}
+        }
+    }
+    rows
+}
+
+fn clock(at: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string()
+}
+
+pub fn render(r: &MigrationReport, format: Format) -> String {
+    match format {
+        Format::Text => text(r, true),
+        Format::Markdown => markdown(r),
+        Format::Json => serde_json::to_string_pretty(r).expect("report serializes") + "\n",
+        Format::Html => html(r),
+    }
+}
+
+fn summary_line(r: &MigrationReport) -> String {
+    let order = [
+        SiteState::Discovered,
+        SiteState::Syncing,
+        SiteState::PreSynced,
+        SiteState::Freezing,
+        SiteState::Frozen,
+        SiteState::FinalSynced,
+        SiteState::Verified,
+        SiteState::Switching,
+        SiteState::Switched,
+        SiteState::Confirmed,
+        SiteState::Paused,
+        SiteState::RollingBack,
+        SiteState::RolledBack,
+        SiteState::Failed,
+    ];
+    order
+        .iter()
+        .filter_map(|s| {
+            r.counts
+                .get(&state_key(*s))
+                .map(|n| format!("{n} {}", s.label()))
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+fn rate_line(r: &MigrationReport) -> Option<String> {
+    let rate = r.presync_rate?;
+    Some(format!(
+        "Pre-syncs moved {}/s (engine time){}",
+        human_bytes(rate),
+        r.final_sync_estimate_secs
+            .map(|s| format!(
+                "; final syncs of the sites not yet moved: about {} if each moves what its last pre-sync did",
+                human_duration(Duration::from_secs(s.max(1)))
+            ))
+            .unwrap_or_default()
+    ))
+}
+
+/// The text form; `timelines` adds every site's steps (the report), without them it is the
+/// at-a-glance `status`.
+pub fn text(r: &MigrationReport, timelines: bool) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "Plan {}: {} site(s)", r.plan, r.sites.len());
+    let _ = writeln!(o, "  {}", summary_line(r));
+    if let Some(l) = rate_line(r) {
+        let _ = writeln!(o, "  {l}");
+    }
+    let troubled: Vec<&SiteRow> = r
+        .sites
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.state,
+                SiteState::Failed | SiteState::RolledBack | SiteState::Paused
+            ) || s.state.in_flight()
+        })
+        .collect();
+    if !troubled.is_empty() {
+        let _ = writeln!(o, "\nNeeds attention:");
+        for s in troubled {
+            let _ = writeln!(
+                o,
+                "  {:<14} {}{}",
+                s.state.label(),
+                s.name,
+                s.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_else(|| if s.state.in_flight() {
+                        ": interrupted, run `resume`".into()
+                    } else {
+                        String::new()
+                    })
+            );
+        }
+    }
+    for u in r.platform.iter().filter(|u| !u.ok) {
+        let _ = writeln!(
+            o,
+            "  unit {} ({}): {}",
+            u.unit,
+            u.step,
+            u.detail.as_deref().unwrap_or("")
+        );
+    }
+    if !timelines {
+        return o;
+    }
+    for s in &r.sites {
+        let _ = writeln!(
+            o,
+            "\n{} [{}] {} · {} pre-sync(s) · {} moved",
+            s.name,
+            s.state.label(),
+            s.domains.join(", "),
+            s.presyncs,
+            human_bytes(s.bytes)
+        );
+        for step in &s.timeline {
+            let _ = writeln!(
+                o,
+                "  {}  {:<13}{}{}",
+                clock(step.at),
+                step.state.label(),
+                step.bytes
+                    .map(|b| format!(" {}", human_bytes(b)))
+                    .unwrap_or_default(),
+                step.detail
+                    .as_deref()
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default()
+            );
+        }
+        for u in &s.units {
+            let _ = writeln!(
+                o,
+                "  unit   {} {} ({}): {}",
+                if u.ok { "ok" } else { "FAILED" },
+                u.unit,
+                u.step,
+                u.detail.as_deref().unwrap_or("")
+            );
+        }
+        for d in &s.dns {
+            let _ = writeln!(
+                o,
+                "  dns    {:?} {} {} {:?} -> {:?} ttl {} ({})",
+                d.phase, d.name, d.rtype, d.from, d.to, d.ttl, d.result
+            );
+        }
+        for p in &s.probes {
+            let _ = writeln!(
+                o,
+                "  probe  {} {}: {}",
+                if p.ok { "ok" } else { "FAILED" },
+                p.url,
+                p.detail
+            );
+        }
+    }
+    o
+}
+
+fn markdown(r: &MigrationReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Migration report: `{}`\n\nGenerated {}. {}\n",
+        r.plan,
+        r.generated_at,
+        summary_line(r)
+    );
+    if let Some(l) = rate_line(r) {
+        let _ = writeln!(o, "{l}.\n");
+    }
+    let _ = writeln!(
+        o,
+        "| site | state | domains | pre-syncs | moved | reason |\n|---|---|---|---:|---:|---|"
+    );
+    for s in &r.sites {
+        let _ = writeln!(
+            o,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            cell(&s.name),
+            s.state.label(),
+            cell(&s.domains.join(", ")),
+            s.presyncs,
+            human_bytes(s.bytes),
+            cell(s.reason.as_deref().unwrap_or(""))
+        );
+    }
+    for s in &r.sites {
+        let _ = writeln!(o, "\n## `{}`: {}\n", cell(&s.name), s.state.label());
+        for step in &s.timeline {
+            let _ = writeln!(
+                o,
+                "- {} **{}**{}",
+                clock(step.at),
+                step.state.label(),
+                step.detail
+                    .as_deref()
+                    .map(|d| format!(": {}", cell(d)))
+                    .unwrap_or_default()
+            );
+        }
+        for d in &s.dns {
+            let _ = writeln!(
+                o,
+                "- DNS {:?} `{} {}` {:?} → {:?} (TTL {}, {})",
+                d.phase, d.name, d.rtype, d.from, d.to, d.ttl, d.result
+            );
+        }
+        for p in &s.probes {
+            let _ = writeln!(
+                o,
+                "- probe {} `{}`: {}",
+                if p.ok { "✅" } else { "❌" },
+                p.url,
+                cell(&p.detail)
+            );
+        }
+    }
+    o
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:75em;color:#222}\
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;width:100%;margin:.5em 0}th,td{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left;vertical-align:top}\
+td.n{text-align:right;font-variant-numeric:tabular-nums}code{background:#f4f4f4;padding:0 .2em}\
+.bad{color:#b00020;font-weight:600}.good{color:#116329;font-weight:600}.mid{color:#9a6700;font-weight:600}\
+ol{margin:.2em 0 .8em 1.2em;padding:0}li{margin:.1em 0}";
+
+fn state_class(s: SiteState) -> &'static str {
+    match s {
+        SiteState::Confirmed => "good",
+        SiteState::Failed | SiteState::RolledBack => "bad",
+        _ => "mid",
+    }
+}
+
+fn html(r: &MigrationReport) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Migration: {}</title><style>{STYLE}</style></head><body>\
+         <h1>Migration report: <code>{}</code></h1><p>Generated {}. {}</p>",
+        esc(&r.plan),
+        esc(&r.plan),
+        esc(&r.generated_at),
+        esc(&summary_line(r))
+    );
+    if let Some(l) = rate_line(r) {
+        let _ = write!(o, "<p>{}.</p>", esc(&l));
+    }
+    o.push_str("<table><tr><th>site</th><th>state</th><th>domains</th><th>pre-syncs</th><th>moved</th><th>reason</th></tr>");
+    for s in &r.sites {
+        let _ = write!(
+            o,
+            "<tr><td><a href=\"#site-{}\"><code>{}</code></a></td><td class=\"{}\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&s.name),
+            esc(&s.name),
+            state_class(s.state),
+            s.state.label(),
+            esc(&s.domains.join(", ")),
+            s.presyncs,
+            human_bytes(s.bytes),
+            esc(s.reason.as_deref().unwrap_or(""))
+        );
+    }
+    o.push_str("</table>");
+    for s in &r.sites {
+        let _ = write!(
+            o,
+            "<h2 id=\"site-{}\"><code>{}</code> <span class=\"{}\">{}</span></h2><ol>",
+            esc(&s.name),
+            esc(&s.name),
+            state_class(s.state),
+            s.state.label()
+        );
+        for step in &s.timeline {
+            let _ = write!(
+                o,
+                "<li>{} <b>{}</b>{}{}</li>",
+                esc(&clock(step.at)),
+                step.state.label(),
+                step.bytes
+                    .map(|b| format!(" · {}", human_bytes(b)))
+                    .unwrap_or_default(),
+                step.detail
+                    .as_deref()
+                    .map(|d| format!(" · {}", esc(d)))
+                    .unwrap_or_default()
+            );
+        }
+        o.push_str("</ol>");
+        if !s.units.is_empty() || !s.dns.is_empty() || !s.probes.is_empty() {
+            o.push_str("<table><tr><th>check</th><th>what</th><th>result</th></tr>");
+            for u in &s.units {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                    esc(&u.step),
+                    esc(&u.unit),
+                    if u.ok { "good" } else { "bad" },
+                    esc(u.detail.as_deref().unwrap_or(""))
+                );
+            }
+            for d in &s.dns {
+                let _ = write!(
+                    o,
+                    "<tr><td>DNS {:?}</td><td><code>{} {}</code> {} → {} (TTL {})</td><td class=\"{}\">{}</td></tr>",
+                    d.phase,
+                    esc(&d.name),
+                    esc(&d.rtype),
+                    esc(&d.from.join(", ")),
+                    esc(&d.to.join(", ")),
+                    d.ttl,
+                    if d.result == "applied" { "good" } else { "bad" },
+                    esc(&d.result)
+                );
+            }
+            for p in &s.probes {
+                let _ = write!(
+                    o,
+                    "<tr><td>probe</td><td><code>{}</code></td><td class=\"{}\">{}</td></tr>",
+                    esc(&p.url),
+                    if p.ok { "good" } else { "bad" },
+                    esc(&p.detail)
+                );
+            }
+            o.push_str("</table>");
+        }
+    }
+    o.push_str("</body></html>\n");
+    o
+}

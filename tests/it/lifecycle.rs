@@ -1,0 +1,444 @@
+//! The whole migration lifecycle against real servers (BIND with TSIG, MariaDB, web servers on
+//! two loopback addresses): crashes at several points finished by `resume`, a failing probe
+//! rolled back alone, and `rollback` of confirmed sites restoring DNS exactly.
+
+use std::path::{Path, PathBuf};
+
+use transhumance::demo::WebServer;
+
+use crate::cli::bin;
+use crate::harness::{Bind, MariaDb};
+
+// Not 127.0.0.1: the harness's BIND names its own server there, and a switch must not move it.
+const OLD: &str = "127.0.0.3";
+const NEW: &str = "127.0.0.2";
+
+fn zone() -> String {
+    format!(
+        "alpha 300 IN A {OLD}\nbeta 300 IN A {OLD}\ngamma 600 IN A {OLD}\n\
+         mail 300 IN A 192.0.2.99\n@ 300 IN MX 10 mail\nftp 300 IN CNAME alpha\n\
+         blog 300 IN TXT \"hello\"\nstatic 300 IN A 192.0.2.50\nshop 300 IN A 192.0.2.51\n\
+         @ 300 IN TXT \"v=spf1 mx -all\"\n"
+    )
+}
+
+fn write(path: &Path, content: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+struct World {
+    _bind_dir: (),
+    work: tempfile::TempDir,
+    plan: PathBuf,
+    secret: String,
+}
+
+fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16, smtp: u16) -> World {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for (site, title) in [("alpha", "Alpha"), ("beta", "Beta"), ("gamma", "Gamma")] {
+        let dir = w.join("old/www").join(format!("{site}.example.test"));
+        write(
+            &dir.join("index.html"),
+            format!("<title>{title}</title>").as_bytes(),
+        );
+        write(&dir.join("data/blob.bin"), &vec![site.len() as u8; 300_000]);
+    }
+    std::fs::create_dir_all(w.join("new/www")).unwrap();
+    for (i, user) in ["alice", "bob"].iter().enumerate() {
+        let maildir = w.join("old/vmail/example.test").join(user).join("Maildir");
+        let body = format!("Subject: hello {user}\r\nMessage-ID: <{i}@example.test>\r\n\r\nhi\r\n");
+        write(
+            &maildir.join(format!("cur/170000000{i}.M1P1.old,S={}:2,S", body.len())),
+            body.as_bytes(),
+        );
+        std::fs::create_dir_all(maildir.join("new")).unwrap();
+        std::fs::create_dir_all(maildir.join("tmp")).unwrap();
+    }
+    std::fs::create_dir_all(w.join("new/vmail")).unwrap();
+    maria_src.sql("CREATE DATABASE alpha_wp; USE alpha_wp; CREATE TABLE posts (id INT PRIMARY KEY, body TEXT); INSERT INTO posts SELECT seq, MD5(seq) FROM seq_1_to_2000; CREATE DATABASE shared_stats; CREATE TABLE shared_stats.hits (id INT PRIMARY KEY, n INT); INSERT INTO shared_stats.hits VALUES (1, 10);");
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: lifecycle-it\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
+sites:\n  - name: alpha.example.test\n    from: {{ host: local, path: \"old/www/alpha.example.test/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    databases: [\"alpha_wp\"]\n    exclude: [\".maintenance\"]\n  - from: {{ host: local, glob: \"old/www/[bg]*/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    exclude: [\".maintenance\"]\n\
+databases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n    names: [\"alpha_wp\", \"shared_*\"]\n    conflict: replace\n\
+mail:\n  - layout: maildir\n    from: {{ host: local, path: old/vmail }}\n    to: {{ host: local, path: new/vmail }}\n\
+dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 10s\n\
+cutover:\n  batch: 2\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze {{name}} >> {}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze {{name}} >> {}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, banners: [\"smtp://mx.example.test:{smtp}\"] }}\n  on_failure: rollback\n",
+            maria_src.socket.display(),
+            maria_dst.socket.display(),
+            bind.port,
+            bind.tsig_name,
+            bind.port,
+            w.display(),
+            w.display(),
+        ),
+    )
+    .unwrap();
+    World {
+        _bind_dir: (),
+        plan,
+        secret: bind.tsig_secret.clone(),
+        work,
+    }
+}
+
+fn run(world: &World, args: &[&str], fault: Option<&str>) -> (Option<i32>, String, String) {
+    let mut cmd = bin();
+    cmd.args(args)
+        .arg(&world.plan)
+        .env("IT_TSIG", &world.secret);
+    if let Some(f) = fault {
+        cmd.env("TRANSHUMANCE_FAULT", f);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn free_port_on_both() -> u16 {
+    transhumance::demo::free_port().unwrap()
+}
+
+#[test]
+fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly() {
+    let bind = Bind::start(&[("example.test", &zone())]);
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let port = free_port_on_both();
+    // The new mail host greets like an SMTP server.
+    let smtp = std::net::TcpListener::bind((NEW, 0)).unwrap();
+    let smtp_port = smtp.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in smtp.incoming().flatten() {
+            let _ = s.write_all(b"220 mx.example.test ESMTP\r\n");
+        }
+    });
+    let world = world(&bind, &msrc, &mdst, port, smtp_port);
+    let w = world.work.path();
+    let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
+    let _new = WebServer::start(
+        NEW.parse().unwrap(),
+        port,
+        w.join("new/www"),
+        vec!["gamma.example.test".into()],
+    )
+    .unwrap();
+    let original: Vec<Vec<(u32, String)>> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|s| bind.dig_ttl(&format!("{s}.example.test"), "A"))
+        .collect();
+
+    // Pre-sync twice: repeatable, sites and both databases (the tied one and the shared one).
+    for _ in 0..2 {
+        let (code, out, err) = run(&world, &["sync"], None);
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+    let (code, out, _) = run(&world, &["status"], None);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("3 pre-synced"), "{out}");
+    assert_eq!(mdst.sql("SELECT COUNT(*) FROM alpha_wp.posts"), "2000");
+    assert_eq!(mdst.sql("SELECT n FROM shared_stats.hits"), "10");
+
+    // Writes at the source after the pre-sync: the final sync must carry them.
+    write(
+        &w.join("old/www/alpha.example.test/late.html"),
+        b"written after the pre-sync",
+    );
+    msrc.sql("UPDATE alpha_wp.posts SET body = 'late edit' WHERE id = 1234; UPDATE shared_stats.hits SET n = 11;");
+
+    // Crash 1: alpha dies right after its final sync; resume finishes it.
+    let (code, _, _) = run(
+        &world,
+        &["cutover", "--only", "alpha.example.test"],
+        Some("after:final_synced"),
+    );
+    assert_eq!(code, None, "killed by the fault point");
+    let (_, out, _) = run(&world, &["status"], None);
+    assert!(
+        out.contains("final-synced") && out.contains("run `resume`"),
+        "{out}"
+    );
+    let (code, out, err) = run(&world, &["resume"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("confirmed     alpha.example.test"), "{out}");
+
+    // Mail that lands on the old server after the pre-sync (and while DNS changes).
+    let late = "Subject: late\r\nMessage-ID: <late@example.test>\r\n\r\nlate\r\n";
+    write(
+        &w.join(format!(
+            "old/vmail/example.test/alice/Maildir/new/1700000099.M9P9.old,S={}",
+            late.len()
+        )),
+        late.as_bytes(),
+    );
+
+    // Crash 2: beta dies with its switch intent written, before the update is sent.
+    let (code, _, _) = run(
+        &world,
+        &["cutover", "--only", "beta.example.test"],
+        Some("after:switching"),
+    );
+    assert_eq!(code, None);
+    assert_eq!(bind.dig("beta.example.test", "A"), vec![OLD]);
+    let (code, out, err) = run(&world, &["resume"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("confirmed     beta.example.test"), "{out}");
+
+    // Crash 3: gamma dies switched, before its probes; resume probes, the new side answers
+    // 502, gamma alone goes back.
+    let (code, _, _) = run(&world, &["cutover", "--batch", "2"], Some("after:switched"));
+    assert_eq!(code, None);
+    assert_eq!(bind.dig("gamma.example.test", "A"), vec![NEW]);
+    let (code, out, _) = run(&world, &["resume"], None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("rolled-back   gamma.example.test: probe of gamma.example.test: status 502"),
+        "{out}"
+    );
+
+    // Everything moved is verified: files, messages (the late one swept), and rows including
+    // the late edit.
+    assert_eq!(
+        std::fs::read_dir(w.join("new/vmail/example.test/alice/Maildir/new"))
+            .unwrap()
+            .count(),
+        1,
+        "the late message was swept to the target"
+    );
+    assert!(
+        w.join("new/vmail/example.test/bob/Maildir/cur")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1
+    );
+    assert_eq!(
+        std::fs::read(w.join("new/www/alpha.example.test/late.html")).unwrap(),
+        b"written after the pre-sync"
+    );
+    assert_eq!(
+        mdst.sql("SELECT body FROM alpha_wp.posts WHERE id = 1234"),
+        "late edit"
+    );
+    assert_eq!(mdst.sql("SELECT n FROM shared_stats.hits"), "11");
+    let (code, out, _) = run(&world, &["verify"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(bind.dig("alpha.example.test", "A"), vec![NEW]);
+    assert_eq!(bind.dig("beta.example.test", "A"), vec![NEW]);
+    // gamma is back exactly as it was, TTL included; its source is open again.
+    assert_eq!(bind.dig_ttl("gamma.example.test", "A"), original[2]);
+    assert!(!w.join("old/www/gamma.example.test/.maintenance").exists());
+
+    // A second cutover of everything leaves the confirmed sites alone and retries gamma; it
+    // dies with gamma's freeze under way (crash 4), and resume freezes again and goes on.
+    let (code, _, _) = run(&world, &["cutover"], Some("after:freezing"));
+    assert_eq!(code, None);
+    let (code, out, _) = run(&world, &["resume"], None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rolled-back   gamma.example.test"), "{out}");
+    assert!(!out.contains("alpha.example.test"), "{out}");
+    let (_, out, _) = run(&world, &["status"], None);
+    assert!(out.contains("2 confirmed · 1 rolled-back"), "{out}");
+
+    // Rolling back the confirmed batch restores DNS exactly and unfreezes the sources.
+    let (code, out, err) = run(&world, &["rollback"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for (i, s) in ["alpha", "beta", "gamma"].iter().enumerate() {
+        assert_eq!(
+            bind.dig_ttl(&format!("{s}.example.test"), "A"),
+            original[i],
+            "{s}"
+        );
+        assert!(
+            !w.join(format!("old/www/{s}.example.test/.maintenance"))
+                .exists()
+        );
+    }
+    let hooks = std::fs::read_to_string(w.join("hooks.log")).unwrap();
+    assert!(
+        hooks.contains("freeze 'alpha.example.test'")
+            || hooks.contains("freeze alpha.example.test"),
+        "{hooks}"
+    );
+    assert!(hooks.contains("unfreeze alpha.example.test"), "{hooks}");
+
+    // The report tells each site's story.
+    let (code, out, _) = run(&world, &["report", "--format", "json"], None);
+    assert_eq!(code, Some(0));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sites = report["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 3);
+    let gamma = sites
+        .iter()
+        .find(|s| s["name"] == "gamma.example.test")
+        .unwrap();
+    assert_eq!(gamma["state"], "rolled_back");
+    assert!(
+        gamma["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["state"] == "switched")
+    );
+    let alpha = sites
+        .iter()
+        .find(|s| s["name"] == "alpha.example.test")
+        .unwrap();
+    assert!(alpha["dns"].as_array().unwrap().len() >= 2, "{alpha}");
+    assert!(alpha["units"][0]["unit"] == "database alpha_wp", "{alpha}");
+    let probes = alpha["probes"].as_array().unwrap();
+    assert!(
+        probes.iter().any(|p| p["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("smtp://mx.example.test")
+            && p["ok"] == true),
+        "{alpha}"
+    );
+    let (code, html, _) = run(&world, &["report", "--format", "html"], None);
+    assert_eq!(code, Some(0));
+    assert!(html.contains("<!DOCTYPE html>") && !html.contains("<script"));
+    assert!(!html.contains(&world.secret) && !out.contains(&world.secret));
+}
+
+#[test]
+fn cutover_refuses_when_ttls_were_not_lowered_and_names_unknown_sites() {
+    let bind = Bind::start(&[("example.test", &zone())]);
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let world = world(&bind, &msrc, &mdst, 9, 25);
+    // Ask for a lower TTL: switching before it was lowered and waited for is unsafe.
+    let text = std::fs::read_to_string(&world.plan).unwrap().replace(
+        "verify_timeout: 10s",
+        "verify_timeout: 10s\n  lower_ttl: 30",
+    );
+    std::fs::write(&world.plan, text).unwrap();
+    let (code, _, err) = run(&world, &["cutover"], None);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("TTLs were not lowered yet"), "{err}");
+    assert!(
+        !world
+            .work
+            .path()
+            .join("old/www/alpha.example.test/.maintenance")
+            .exists(),
+        "nothing was frozen"
+    );
+    let (code, _, err) = run(&world, &["cutover", "--only", "nope.example.test"], None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`nope.example.test` is not a site of the plan"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_runs_the_whole_lifecycle_with_one_rollback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("demo")
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("confirmed     alpha.demo.test"), "{text}");
+    assert!(text.contains("rolled-back   gamma.demo.test"), "{text}");
+    assert!(text.contains("gamma.demo.test. 3 IN A 127.0.0.1"), "{text}");
+    assert!(text.contains("HTML report:"), "{text}");
+}
+
+#[test]
+fn a_failing_probe_under_pause_waits_for_a_human_then_rolls_back_on_request() {
+    let bind = Bind::start(&[("example.test", &zone())]);
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let port = free_port_on_both();
+    let world = world(&bind, &msrc, &mdst, port, 25);
+    let text = std::fs::read_to_string(&world.plan)
+        .unwrap()
+        .replace("on_failure: rollback", "on_failure: pause")
+        .replace(", banners: [\"smtp://mx.example.test:25\"]", "");
+    std::fs::write(&world.plan, text).unwrap();
+    let w = world.work.path();
+    let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
+    let _new = WebServer::start(
+        NEW.parse().unwrap(),
+        port,
+        w.join("new/www"),
+        vec!["gamma.example.test".into()],
+    )
+    .unwrap();
+    let original = bind.dig_ttl("gamma.example.test", "A");
+    let (code, out, err) = run(&world, &["cutover", "--only", "gamma.example.test"], None);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("paused        gamma.example.test: probe"),
+        "{out}"
+    );
+    // Paused: the switch stays and the source stays frozen until someone decides.
+    assert_eq!(bind.dig("gamma.example.test", "A"), vec![NEW]);
+    assert!(w.join("old/www/gamma.example.test/.maintenance").exists());
+    let (_, out, _) = run(&world, &["status"], None);
+    assert!(
+        out.contains("paused") && out.contains("gamma.example.test"),
+        "{out}"
+    );
+    let (code, out, err) = run(&world, &["rollback", "--only", "gamma.example.test"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(bind.dig_ttl("gamma.example.test", "A"), original);
+    assert!(!w.join("old/www/gamma.example.test/.maintenance").exists());
+}
+
+#[test]
+fn run_goes_through_every_phase_and_writes_the_html_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port_on_both();
+    let scenario = transhumance::demo::build(tmp.path(), port).unwrap();
+    let _old = WebServer::start(
+        transhumance::demo::OLD_ADDRESS.parse().unwrap(),
+        port,
+        tmp.path().join("old-dc/www"),
+        vec![],
+    )
+    .unwrap();
+    let _new = WebServer::start(
+        transhumance::demo::NEW_ADDRESS.parse().unwrap(),
+        port,
+        tmp.path().join("new-dc/www"),
+        vec![transhumance::demo::BROKEN_SITE.into()],
+    )
+    .unwrap();
+    // A TTL wait longer than allowed stops the run after the pre-sync and the lowering.
+    let out = bin()
+        .args(["run", "--max-wait", "0s"])
+        .arg(&scenario.plan)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("run `transhumance run` again then"), "{err}");
+    let zone = std::fs::read_to_string(&scenario.zone_file).unwrap();
+    assert!(zone.contains("alpha.demo.test. 1 IN A 127.0.0.1"), "{zone}");
+    // Run again: the wait is short enough now, every phase runs.
+    let out = bin().arg("run").arg(&scenario.plan).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("confirmed     beta.demo.test"), "{text}");
+    assert!(text.contains("rolled-back   gamma.demo.test"), "{text}");
+    let html = std::fs::read_to_string(tmp.path().join("state/report.html")).unwrap();
+    assert!(
+        html.contains("gamma.demo.test") && html.contains("502"),
+        "{html}"
+    );
+}
