@@ -137,8 +137,18 @@ pub fn run(
                 };
                 match read_users(users_file) {
                     Ok(users) => {
-                        r.mailboxes =
-                            imap(*index, from, to, &users, *max_connections, step, observer)
+                        r.mailboxes = imap(
+                            &ImapRule {
+                                rule: *index,
+                                from,
+                                to,
+                                max_connections: *max_connections,
+                                state_dir: &plan.state_dir,
+                            },
+                            &users,
+                            step,
+                            observer,
+                        )
                     }
                     Err(e) => {
                         r.invalid_input = true;
@@ -192,8 +202,19 @@ fn maildir(
         MailStep::Sync { delete } => Pass::Sync { delete },
         MailStep::Sweep => Pass::Sweep,
     };
-    match maildir_pass::run(src, dst, pass, plan.defaults.jobs.max(1), observer) {
+    let record = maildir_pass::delivered_file(&plan.state_dir, src, dst);
+    match maildir_pass::run(
+        src,
+        dst,
+        pass,
+        plan.defaults.jobs.max(1),
+        Some(&record),
+        observer,
+    ) {
         Ok(report) => {
+            if let Some(e) = &report.record_error {
+                r.error = Some(e.clone());
+            }
             r.wire_bytes = report.files.wire_bytes;
             r.bytes_sent = report.files.bytes_sent;
             r.mailboxes = report
@@ -228,15 +249,28 @@ fn maildir(
     }
 }
 
-fn imap(
+/// An IMAP rule as `imap` needs it.
+struct ImapRule<'a> {
     rule: usize,
-    from: &crate::plan::ImapServer,
-    to: &crate::plan::ImapServer,
-    users: &[ImapUser],
+    from: &'a crate::plan::ImapServer,
+    to: &'a crate::plan::ImapServer,
     max_connections: usize,
+    state_dir: &'a std::path::Path,
+}
+
+fn imap(
+    r: &ImapRule<'_>,
+    users: &[ImapUser],
     step: MailStep,
     observer: &dyn Observer,
 ) -> Vec<MailboxResult> {
+    let ImapRule {
+        rule,
+        from,
+        to,
+        max_connections,
+        state_dir,
+    } = *r;
     let phase = format!("mail[{rule}]");
     observer.on_event(&Event::PhaseStarted {
         phase: phase.clone(),
@@ -265,17 +299,17 @@ fn imap(
                         .resolve()
                         .and_then(|a| u.target_password.resolve().map(|b| (a, b)));
                     let outcome = passwords.and_then(|(sp, tp)| {
-                        imap_move::run(
-                            &Account {
-                                from,
-                                to,
-                                source_user: &u.source_user,
-                                source_password: &sp,
-                                target_user: &u.target_user,
-                                target_password: &tp,
-                            },
-                            imap_step,
-                        )
+                        let account = Account {
+                            from,
+                            to,
+                            source_user: &u.source_user,
+                            source_password: &sp,
+                            target_user: &u.target_user,
+                            target_password: &tp,
+                        };
+                        let record = imap_move::delivered_file(state_dir, &account);
+                        let record = (imap_step != ImapStep::Verify).then_some(record.as_path());
+                        imap_move::run(&account, imap_step, record)
                     });
                     match outcome {
                         Ok(a) => {

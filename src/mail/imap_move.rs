@@ -3,7 +3,7 @@
 //! Re-runs append only what the target lacks, recognized as imapsync does (Message-ID, size,
 //! date), so a message is never appended twice. The source is only ever read (`EXAMINE`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -118,27 +118,92 @@ fn sorted(flags: &[String]) -> Vec<String> {
     f
 }
 
-/// Moves (or verifies) one account.
+/// Where the record of messages delivered to an account is kept under `state_dir`.
+pub fn delivered_file(state_dir: &std::path::Path, account: &Account<'_>) -> std::path::PathBuf {
+    let key = format!(
+        "{}:{}\0{}\0{}:{}\0{}",
+        account.from.host,
+        account.from.port,
+        account.source_user,
+        account.to.host,
+        account.to.port,
+        account.target_user
+    );
+    let id = blake3::hash(key.as_bytes()).to_hex();
+    state_dir
+        .join("mail")
+        .join(format!("imap-{}.delivered", &id[..16]))
+}
+
+/// A delivered message: source folder, Message-ID, size and date.
+fn delivered_key(folder: &str, id: &str, m: &MessageSummary) -> String {
+    format!("{folder}\t{id}\t{}\t{}", m.size, m.date_epoch)
+}
+
+/// Moves (or verifies) one account. With `delivered` (a record file, see `delivered_file`),
+/// every message known to be at the target is recorded, and a sweep skips recorded ones: a
+/// message the user deleted at the target after the cutover is not appended again.
 ///
 /// # Errors
-/// A login fails or a connection drops: the account as a whole, with the reason. Folders and
-/// messages that fail are in the report's `failures` instead.
-pub fn run(account: &Account<'_>, step: ImapStep) -> Result<AccountReport, String> {
+/// A login fails, a connection drops or the record cannot be read or written: the account as
+/// a whole, with the reason. Folders and messages that fail are in `failures` instead.
+pub fn run(
+    account: &Account<'_>,
+    step: ImapStep,
+    delivered: Option<&std::path::Path>,
+) -> Result<AccountReport, String> {
+    let mut known: HashSet<String> = match delivered {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text.lines().map(str::to_string).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
+            Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+        },
+        None => HashSet::new(),
+    };
+    let before = known.len();
     let mut src = ImapSession::login(account.from, account.source_user, account.source_password)
         .map_err(|e| format!("source: {e}"))?;
     let mut dst = ImapSession::login(account.to, account.target_user, account.target_password)
         .map_err(|e| format!("target: {e}"))?;
     let mut report = AccountReport::default();
-    let result = move_folders(&mut src, &mut dst, step, &mut report);
+    let result = move_folders(&mut src, &mut dst, step, &mut known, &mut report);
     src.logout();
     dst.logout();
+    if let Some(path) = delivered
+        && known.len() != before
+    {
+        write_record(path, &known)?;
+    }
     result.map(|()| report)
+}
+
+/// Writes a record whole (temp file, fsync, rename), sorted.
+fn write_record(path: &std::path::Path, keys: &HashSet<String>) -> Result<(), String> {
+    use std::io::Write;
+    let why = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(why)?;
+    }
+    let mut sorted: Vec<&String> = keys.iter().collect();
+    sorted.sort();
+    let tmp = path.with_extension("delivered.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(why)?;
+    let mut text = String::new();
+    for k in sorted {
+        text.push_str(k);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(why)?;
+    std::fs::rename(&tmp, path).map_err(why)
 }
 
 fn move_folders(
     src: &mut ImapSession,
     dst: &mut ImapSession,
     step: ImapStep,
+    known: &mut HashSet<String>,
     report: &mut AccountReport,
 ) -> Result<(), String> {
     let from_ns = src
@@ -189,7 +254,7 @@ fn move_folders(
             ));
             continue;
         }
-        match move_folder(src, dst, &folder.name, &name, step, report)? {
+        match move_folder(src, dst, &folder.name, &name, step, known, report)? {
             FolderEnd::Done => {}
             FolderEnd::QuotaFull => break,
         }
@@ -239,6 +304,7 @@ fn move_folder(
     source_name: &str,
     target_name: &str,
     step: ImapStep,
+    known: &mut HashSet<String>,
     report: &mut AccountReport,
 ) -> Result<FolderEnd, String> {
     let target_count = dst
@@ -250,9 +316,10 @@ fn move_folder(
         dst.summaries(true)
             .map_err(|e| format!("target: folder `{target_name}`: FETCH: {e}"))?
     };
-    // Into an empty folder everything goes: no Message-ID to read from each source message.
-    let source =
-        summaries(src, source_name, target_count > 0).map_err(|e| format!("source: {e}"))?;
+    // Into an empty folder everything goes: no Message-ID to read from each source message
+    // (a sweep still reads them, to recognize what it delivered before).
+    let with_ids = target_count > 0 || step == ImapStep::Sweep;
+    let source = summaries(src, source_name, with_ids).map_err(|e| format!("source: {e}"))?;
     report.messages += source.len() as u64;
     // Multiset match: a message twice at the source is wanted twice at the target.
     let mut at_target: HashMap<(String, u64, i64), Vec<&MessageSummary>> = HashMap::new();
@@ -265,12 +332,27 @@ fn move_folder(
         match at_target.get_mut(&identity(s)).and_then(Vec::pop) {
             Some(t) => {
                 report.present += 1;
+                known.insert(delivered_key(
+                    source_name,
+                    s.message_id.as_deref().unwrap_or_default(),
+                    s,
+                ));
                 if sorted(&s.flags) != sorted(&t.flags) {
                     flag_changes.push((t.uid, s.flags.clone()));
                 }
             }
             None => missing.push(s),
         }
+    }
+    if step == ImapStep::Sweep {
+        // Delivered before and gone from the target since: the user deleted it there.
+        missing.retain(|m| {
+            !known.contains(&delivered_key(
+                source_name,
+                m.message_id.as_deref().unwrap_or_default(),
+                m,
+            ))
+        });
     }
     if step == ImapStep::Sync && !flag_changes.is_empty() {
         match dst
@@ -333,6 +415,14 @@ fn move_folder(
                     Ok(()) => {
                         report.copied += 1;
                         report.bytes += m.size;
+                        let id = m.message_id.clone().or_else(|| {
+                            super::imap::header_value(header_of(&bodies[&m.uid]), "message-id")
+                        });
+                        known.insert(delivered_key(
+                            source_name,
+                            id.as_deref().unwrap_or_default(),
+                            m,
+                        ));
                     }
                     Err(e) if e.to_ascii_uppercase().contains("[OVERQUOTA]") => {
                         not_copied += 1;

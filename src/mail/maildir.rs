@@ -122,10 +122,20 @@ pub fn apply_renames(target: &mut ScanSummary, done: &[Rename]) {
     }
 }
 
+/// A message's identity as one byte string, `folder/unique` (as kept in the delivered record).
+pub fn delivered_key(path: &[u8]) -> Option<Vec<u8>> {
+    message_key(path).map(|(folder, unique)| [folder, b"/", unique].concat())
+}
+
 /// What a sweep after the cutover copies: source messages whose unique part is in no file of
-/// the same folder at the target, the directories they need, and small Maildir files the
-/// target lacks; never `dovecot-uidlist` (the target's UIDs are its own by now).
-pub fn sweep_listing(source: &ScanSummary, target: &ScanSummary) -> ScanSummary {
+/// the same folder at the target and that were never `delivered` there before (a message the
+/// user deleted at the target stays deleted), the directories they need, and small Maildir
+/// files the target lacks; never `dovecot-uidlist` (the target's UIDs are its own by now).
+pub fn sweep_listing(
+    source: &ScanSummary,
+    target: &ScanSummary,
+    delivered: &HashSet<Vec<u8>>,
+) -> ScanSummary {
     let target_paths: HashSet<&[u8]> = target.entries.iter().map(|e| e.path.as_slice()).collect();
     let target_keys: HashSet<(&[u8], &[u8])> = target
         .entries
@@ -140,7 +150,10 @@ pub fn sweep_listing(source: &ScanSummary, target: &ScanSummary) -> ScanSummary 
         .filter(|e| match e.kind {
             EntryKind::Dir => true,
             EntryKind::File => match message_key(&e.path) {
-                Some(key) => !target_keys.contains(&key),
+                Some(key) => {
+                    !target_keys.contains(&key)
+                        && !delivered_key(&e.path).is_some_and(|k| delivered.contains(&k))
+                }
                 None => !e.path.ends_with(b"dovecot-uidlist"),
             },
             _ => false,
@@ -411,7 +424,7 @@ mod tests {
             // The user flagged it at the target after the cutover: present, untouched.
             file("u/Maildir/cur/1.M1.h:2,FS", 5),
         ]);
-        let swept: Vec<String> = sweep_listing(&source, &target)
+        let swept: Vec<String> = sweep_listing(&source, &target, &HashSet::new())
             .entries
             .iter()
             .map(|e| String::from_utf8_lossy(&e.path).into_owned())
@@ -426,6 +439,24 @@ mod tests {
                 "u/Maildir/.Late/cur/8.M8.h:2,",
             ]
         );
+    }
+
+    #[test]
+    fn a_sweep_never_brings_back_what_it_delivered_before() {
+        let source = listing(vec![
+            file("u/Maildir/cur/1.M1.h:2,S", 5),
+            file("u/Maildir/new/9.M9.h", 7),
+        ]);
+        // The user deleted message 1 at the target after the cutover.
+        let target = listing(vec![]);
+        let delivered: HashSet<Vec<u8>> =
+            [delivered_key(b"u/Maildir/cur/1.M1.h:2,").unwrap()].into();
+        let swept: Vec<Vec<u8>> = sweep_listing(&source, &target, &delivered)
+            .entries
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(swept, vec![b"u/Maildir/new/9.M9.h".to_vec()]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the cutover that only adds messages the target lacks.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -44,6 +45,9 @@ pub struct PassReport {
     pub mailboxes: Vec<MailboxPass>,
     pub renamed: u64,
     pub files: SyncReport,
+    /// The delivered record could not be written (the next sweep may copy too much).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
 }
 
 fn show(p: &[u8]) -> String {
@@ -70,18 +74,78 @@ fn owner<'a>(path: &str, mailboxes: &'a [String]) -> Option<&'a String> {
         .max_by_key(|m| m.len())
 }
 
-/// Runs one pass of `src` onto `dst`.
+/// Where the record of messages delivered from `src` to `dst` is kept under `state_dir`: one
+/// file per pair of trees, so reordering the plan's rules does not mix them up.
+pub fn delivered_file(state_dir: &Path, src: &Endpoint, dst: &Endpoint) -> PathBuf {
+    let pair = format!(
+        "{}\0{}\0{}\0{}",
+        src.transport.host(),
+        src.root.display(),
+        dst.transport.host(),
+        dst.root.display()
+    );
+    let id = blake3::hash(pair.as_bytes()).to_hex();
+    state_dir
+        .join("mail")
+        .join(format!("maildir-{}.delivered", &id[..16]))
+}
+
+/// The messages (`folder/unique`) recorded as delivered; none when there is no record yet.
 ///
 /// # Errors
-/// The source is missing, a host cannot be reached, or `--delete` would remove too much.
-/// Single files that fail are in the report, by mailbox.
+/// The record exists but cannot be read.
+pub fn read_delivered(path: &Path) -> Result<HashSet<Vec<u8>>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashSet::new()),
+        Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
+    }
+}
+
+/// Writes the record whole (temp file, fsync, rename), sorted.
+fn write_delivered(path: &Path, keys: &HashSet<Vec<u8>>) -> Result<(), String> {
+    use std::io::Write;
+    let why = |e: std::io::Error| format!("cannot write `{}`: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(why)?;
+    }
+    let mut sorted: Vec<&Vec<u8>> = keys.iter().filter(|k| !k.contains(&b'\n')).collect();
+    sorted.sort();
+    let tmp = path.with_extension("delivered.tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(why)?);
+    for k in sorted {
+        out.write_all(k)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(why)?;
+    }
+    let f = out.into_inner().map_err(|e| why(e.into_error()))?;
+    f.sync_all().map_err(why)?;
+    std::fs::rename(&tmp, path).map_err(why)
+}
+
+/// Runs one pass of `src` onto `dst`. With `delivered` (a record file, see `delivered_file`),
+/// a pass records every message it put at the target and a sweep skips messages recorded
+/// before, so a message the user deleted at the target after the cutover is not swept back.
+///
+/// # Errors
+/// The source is missing, a host cannot be reached, `--delete` would remove too much, or the
+/// record cannot be read. Single files that fail are in the report, by mailbox.
 pub fn run(
     src: &Endpoint,
     dst: &Endpoint,
     pass: Pass,
     jobs: usize,
+    delivered: Option<&Path>,
     observer: &dyn Observer,
 ) -> Result<PassReport, SyncError> {
+    let mut known = match delivered {
+        Some(p) => read_delivered(p).map_err(SyncError::Unsafe)?,
+        None => HashSet::new(),
+    };
     let opts = SyncOptions {
         delete: matches!(pass, Pass::Sync { delete: true }),
         jobs,
@@ -135,7 +199,7 @@ pub fn run(
             source
         }
         Pass::Sync { .. } => source,
-        Pass::Sweep => maildir::sweep_listing(&source, &target),
+        Pass::Sweep => maildir::sweep_listing(&source, &target, &known),
     };
     let planned = new_messages(&listing, &target);
     report.files = sync_listed(src, dst, &opts, observer, &listing, &target, wire_before)?;
@@ -145,6 +209,18 @@ pub fn run(
         .iter()
         .map(|e| e.path.as_str())
         .collect();
+    if let Some(path) = delivered {
+        known.extend(
+            listing
+                .entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::File && !failed.contains(show(&e.path).as_str()))
+                .filter_map(|e| maildir::delivered_key(&e.path)),
+        );
+        if let Err(e) = write_delivered(path, &known) {
+            report.record_error = Some(e);
+        }
+    }
     for p in &planned {
         if let Some(m) = owner(p, &names).and_then(|n| by_box.get_mut(n))
             && !failed.contains(p.as_str())

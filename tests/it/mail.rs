@@ -355,10 +355,26 @@ fn late_message_is_swept_after_cutover_without_touching_the_target() {
         "the target's own changes are kept, the source's flags are not applied, the late message is new"
     );
 
+    // The user deletes a message at the target that the old server still has: a sweep does
+    // not bring it back (the pass recorded what it delivered).
+    dst.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "3"]);
     let (code, again, _) = mail("sweep", &plan, &[]);
     assert_eq!(code, 0);
     assert_eq!(mailbox(&again, "alice/Maildir")["copied"], 0, "{again:#}");
-    assert_eq!(view(&dst, "alice", "pw")["INBOX"].1.len(), 5);
+    let ids: Vec<String> = view(&dst, "alice", "pw")["INBOX"]
+        .1
+        .iter()
+        .map(|m| m.1.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "<m0@example.test>",
+            "<m1@example.test>",
+            "<new-at-target@example.test>",
+            "<late@example.test>"
+        ]
+    );
 }
 
 fn imap_plan(
@@ -465,8 +481,16 @@ fn imap_move_over_tls_is_idempotent_with_flags_dates_and_subscriptions() {
     let after = view(&dst, "alice", "a-pw");
     assert_eq!(seen_at_target(&after), 1);
     assert_eq!(after["INBOX"].1.len(), 5);
+    // Deleted by the user at the target, still at the source: a sweep leaves it deleted.
+    dst.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "2"]);
+    let (code, swept, err) = mail("sweep", &plan, &env);
+    assert_eq!(code, 0, "{swept:#} {err}");
+    assert_eq!(mailbox(&swept, "alice")["copied"], 0, "{swept:#}");
+    assert_eq!(view(&dst, "alice", "a-pw")["INBOX"].1.len(), 4);
     // Back to equal ends for the verification below.
-    src.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "5"]);
+    for uid in ["2", "5"] {
+        src.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", uid]);
+    }
     dst.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "5"]);
     dst.doveadm(&[
         "flags",
