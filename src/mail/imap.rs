@@ -423,6 +423,23 @@ impl ImapSession {
         Ok((String::new(), sep))
     }
 
+    /// Prefixes of the other users' and shared namespaces (`NAMESPACE`'s second and third
+    /// lists): folders under them are not this account's own mail.
+    ///
+    /// # Errors
+    /// The server refuses NAMESPACE.
+    pub fn other_namespaces(&mut self) -> Result<Vec<String>, String> {
+        if !self.has("NAMESPACE") {
+            return Ok(Vec::new());
+        }
+        let lines = self.command("NAMESPACE")?;
+        Ok(lines
+            .iter()
+            .filter(|r| r.text.starts_with("* NAMESPACE"))
+            .flat_map(|r| foreign_prefixes(&r.values))
+            .collect())
+    }
+
     /// Every folder (`LIST "" "*"`), or the subscribed ones (`LSUB`).
     ///
     /// # Errors
@@ -801,6 +818,25 @@ fn fetch_items(r: &Response) -> Option<&Vec<Value>> {
     }
 }
 
+/// The non-empty prefixes of the other users' and shared namespaces of a NAMESPACE response.
+fn foreign_prefixes(values: &[Value]) -> Vec<String> {
+    values
+        .iter()
+        .skip(3)
+        .take(2)
+        .filter_map(|v| match v {
+            Value::List(spaces) => Some(spaces),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|space| match space {
+            Value::List(parts) => parts.first().and_then(Value::text),
+            _ => None,
+        })
+        .filter(|prefix| !prefix.is_empty())
+        .collect()
+}
+
 /// A `* LIST (attrs) "sep" name` response (or LSUB).
 fn list_entry(r: &Response) -> Option<ListEntry> {
     match r.values.as_slice() {
@@ -1009,6 +1045,17 @@ mod tests {
         );
         let Value::Bytes(h) = &items[9] else { panic!() };
         assert_eq!(header_value(h, "message-id").as_deref(), Some("<a@b>"));
+    }
+
+    #[test]
+    fn shared_and_other_users_namespaces_are_found() {
+        let v = parse(
+            "* NAMESPACE ((\"\" \"/\")) ((\"Users/\" \"/\")) ((\"Shared/\" \"/\") (\"Public/\" \"/\"))",
+            &[],
+        );
+        assert_eq!(foreign_prefixes(&v), vec!["Users/", "Shared/", "Public/"]);
+        let v = parse("* NAMESPACE ((\"\" \".\")) NIL NIL", &[]);
+        assert!(foreign_prefixes(&v).is_empty());
     }
 
     #[test]

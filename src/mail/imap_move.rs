@@ -212,7 +212,17 @@ fn move_folders(
     let to_ns = dst
         .namespace()
         .map_err(|e| format!("target: NAMESPACE: {e}"))?;
-    let folders = src.list(false).map_err(|e| format!("source: LIST: {e}"))?;
+    // Other users' and shared folders are not this account's: they are never copied into it.
+    let foreign = src
+        .other_namespaces()
+        .map_err(|e| format!("source: NAMESPACE: {e}"))?;
+    let own = |name: &str| !foreign.iter().any(|p| name.starts_with(p.as_str()));
+    let folders: Vec<_> = src
+        .list(false)
+        .map_err(|e| format!("source: LIST: {e}"))?
+        .into_iter()
+        .filter(|f| own(&f.name))
+        .collect();
     let target_existing: Vec<String> = dst
         .list(false)
         .map_err(|e| format!("target: LIST: {e}"))?
@@ -261,7 +271,7 @@ fn move_folders(
     }
     if step == ImapStep::Sync {
         let subscribed = src.list(true).map_err(|e| format!("source: LSUB: {e}"))?;
-        for s in subscribed {
+        for s in subscribed.into_iter().filter(|s| own(&s.name)) {
             let Ok(name) = translate(&s.name, &from_ns, &to_ns) else {
                 continue;
             };
