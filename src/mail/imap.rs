@@ -768,6 +768,11 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// Whether the session still answers (`NOOP`), after a command failed.
+    pub fn alive(&mut self) -> bool {
+        self.command("NOOP").is_ok()
+    }
+
     /// Logs out politely.
     pub fn logout(mut self) {
         let _ = self.command("LOGOUT");

@@ -242,31 +242,28 @@ fn move_folders(
             }
         };
         let exists = target_existing.contains(&name) || name.eq_ignore_ascii_case("INBOX");
-        if step == ImapStep::Verify {
-            let source = summaries(src, &folder.name, true).map_err(|e| format!("source: {e}"))?;
-            report.messages += source.len() as u64;
-            let target = if exists {
-                summaries(dst, &name, true).map_err(|e| format!("target: {e}"))?
-            } else {
-                Vec::new()
-            };
-            let s: Vec<String> = source.iter().map(verify_id).collect();
-            let t: Vec<String> = target.iter().map(verify_id).collect();
-            report
-                .checks
-                .push(FolderCheck::compare(&folder.name, &s, &t));
-            continue;
-        }
-        if !exists && let Err(e) = dst.create(&name) {
+        if step != ImapStep::Verify
+            && !exists
+            && let Err(e) = dst.create(&name)
+        {
             report.failures.push(format!(
                 "folder `{}`: the target refused to create `{name}`: {e}",
                 folder.name
             ));
             continue;
         }
-        match move_folder(src, dst, &folder.name, &name, step, known, report)? {
-            FolderEnd::Done => {}
-            FolderEnd::QuotaFull => break,
+        let outcome = if step == ImapStep::Verify {
+            verify_folder(src, dst, &folder.name, &name, exists, report)
+        } else {
+            move_folder(src, dst, &folder.name, &name, step, known, report)
+        };
+        match outcome {
+            Ok(FolderEnd::Done) => {}
+            Ok(FolderEnd::QuotaFull) => break,
+            // A folder one server refuses to open or list: the others go on, as long as both
+            // connections still answer.
+            Err(e) if src.alive() && dst.alive() => report.failures.push(e),
+            Err(e) => return Err(e),
         }
     }
     if step == ImapStep::Sync {
@@ -284,6 +281,30 @@ fn move_folders(
         }
     }
     Ok(())
+}
+
+/// Compares one folder at both ends by (Message-ID, size).
+fn verify_folder(
+    src: &mut ImapSession,
+    dst: &mut ImapSession,
+    source_name: &str,
+    target_name: &str,
+    exists: bool,
+    report: &mut AccountReport,
+) -> Result<FolderEnd, String> {
+    let source = summaries(src, source_name, true).map_err(|e| format!("source: {e}"))?;
+    report.messages += source.len() as u64;
+    let target = if exists {
+        summaries(dst, target_name, true).map_err(|e| format!("target: {e}"))?
+    } else {
+        Vec::new()
+    };
+    let s: Vec<String> = source.iter().map(verify_id).collect();
+    let t: Vec<String> = target.iter().map(verify_id).collect();
+    report
+        .checks
+        .push(FolderCheck::compare(source_name, &s, &t));
+    Ok(FolderEnd::Done)
 }
 
 enum FolderEnd {

@@ -641,4 +641,18 @@ fn imap_bad_inputs_are_reported_per_mailbox_and_a_rerun_resumes() {
         3,
         "nothing deleted at the source"
     );
+
+    // Verification goes past a folder the source itself refuses to open, and names the
+    // message that could not go.
+    let (code, checked, _) = mail("verify", &plan, &env);
+    assert_eq!(code, 1);
+    let bob = mailbox(&checked, "bob");
+    assert!(bob["failures"].to_string().contains("~odd"), "{bob:#}");
+    let inbox = &bob["folders"][0];
+    assert_eq!(inbox["folder"], "INBOX", "{bob:#}");
+    assert_eq!(
+        inbox["missing"],
+        serde_json::json!(["<bob-big@example.test> (100015 bytes)"]),
+        "{bob:#}"
+    );
 }
