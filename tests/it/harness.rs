@@ -1477,6 +1477,9 @@ pub struct DovecotOptions {
     pub quota: bool,
     /// Messages larger than this are refused (`quota_max_mail_size`, e.g. `100k`).
     pub max_mail_size: Option<String>,
+    /// The personal namespace's prefix and hierarchy separator, e.g. (`INBOX.`, '.') as
+    /// Courier serves it, or (``, '/').
+    pub namespace: Option<(String, char)>,
 }
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, made with the openssl CLI.
@@ -1667,6 +1670,11 @@ impl Dovecot {
         } else if let Some(m) = &options.max_mail_size {
             plugins.push_str(&format!(
                 "mail_plugins = $mail_plugins quota\nplugin {{\n  quota = count:User quota\n  quota_vsizes = yes\n  quota_max_mail_size = {m}\n}}\n"
+            ));
+        }
+        if let Some((prefix, sep)) = &options.namespace {
+            plugins.push_str(&format!(
+                "namespace inbox {{\n  inbox = yes\n  separator = {sep}\n  prefix = {prefix}\n}}\n"
             ));
         }
         write_file(

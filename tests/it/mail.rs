@@ -656,3 +656,50 @@ fn imap_bad_inputs_are_reported_per_mailbox_and_a_rerun_resumes() {
         "{bob:#}"
     );
 }
+
+#[test]
+fn imap_folders_cross_namespace_prefixes_and_separators() {
+    let courier = DovecotOptions {
+        namespace: Some(("INBOX.".into(), '.')),
+        ..Default::default()
+    };
+    let slash = DovecotOptions {
+        namespace: Some((String::new(), '/')),
+        ..Default::default()
+    };
+    let (src, dst) = (
+        Dovecot::start_with(&[("alice", "pw")], &courier),
+        Dovecot::start_with(&[("alice", "pw")], &slash),
+    );
+    src.doveadm(&[
+        "mailbox",
+        "create",
+        "-u",
+        "alice",
+        "INBOX.Archive",
+        "INBOX.Archive.2024",
+    ]);
+    src.doveadm(&["mailbox", "subscribe", "-u", "alice", "INBOX.Archive.2024"]);
+    save(&src, "alice", "INBOX", "in", 1000);
+    save(&src, "alice", "INBOX.Archive.2024", "old", 2000);
+    let work = tempfile::tempdir().unwrap();
+    let plan = imap_plan(
+        work.path(),
+        &format!("{{ server: \"127.0.0.1:{}\", security: plain }}", src.port),
+        &format!("{{ server: \"127.0.0.1:{}\", security: plain }}", dst.port),
+        "alice,env:IT_PW,alice,env:IT_PW\n",
+        1,
+    );
+    let env = [("IT_PW", "pw")];
+    let (code, out, err) = mail("sync", &plan, &env);
+    assert_eq!(code, 0, "{out:#} {err}");
+    let folders: Vec<String> = view(&dst, "alice", "pw").into_keys().collect();
+    assert_eq!(folders, ["Archive", "Archive/2024", "INBOX"]);
+    assert_eq!(
+        view(&dst, "alice", "pw")["Archive/2024"].1[0].1,
+        "<old@example.test>"
+    );
+    assert_eq!(subscriptions(&dst, "alice", "pw"), ["Archive/2024"]);
+    let (code, checked, _) = mail("verify", &plan, &env);
+    assert_eq!(code, 0, "{checked:#}");
+}
