@@ -180,8 +180,8 @@ pub enum Command {
         step: mail::Step,
         /// The plan file (YAML).
         plan: PathBuf,
-        /// With `sync`: also remove target messages the source no longer has (refused above
-        /// 30 % of the target's files).
+        /// With `sync` of Maildir trees: also remove target messages the source no longer has
+        /// (refused above 30 % of the target's files). IMAP moves never remove anything.
         #[arg(long)]
         delete: bool,
     },
