@@ -10,7 +10,7 @@ pub fn run(stdio: bool, printer: &Printer) -> u8 {
         );
         return exit::INVALID;
     }
-    match crate::transport::agent::serve(std::io::stdin(), std::io::stdout().lock()) {
+    match crate::transport::agent::serve(std::io::stdin(), std::io::stdout()) {
         Ok(()) => exit::OK,
         Err(e) => {
             printer.error(format!("agent: {e}"));

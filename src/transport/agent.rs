@@ -2,7 +2,9 @@
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
-use super::protocol::{PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use std::sync::{Arc, Mutex};
+
+use super::protocol::{Call, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
 use super::server::Server;
 
 /// Serves calls from `input` until `Bye` or end of stream.
@@ -13,9 +15,13 @@ use super::server::Server;
 /// from a login banner on stdout.
 pub const MAGIC: &[u8; 8] = b"THAGENT\n";
 
-pub fn serve(input: impl Read + Send + 'static, mut output: impl Write) -> io::Result<()> {
+pub fn serve(
+    input: impl Read + Send + 'static,
+    output: impl Write + Send + 'static,
+) -> io::Result<()> {
     grow_pipe(0);
     grow_pipe(1);
+    let mut output = output;
     output.write_all(MAGIC)?;
     output.flush()?;
     // Frames are read and decoded on their own thread, so the next one arrives while a write
@@ -41,15 +47,16 @@ pub fn serve(input: impl Read + Send + 'static, mut output: impl Write) -> io::R
             }
         }
     });
-    let mut output = BufWriter::with_capacity(256 * 1024, output);
-    let server = Server::default();
+    let output = Arc::new(Mutex::new(BufWriter::with_capacity(256 * 1024, output)));
+    let server = Arc::new(Server::default());
     while let Ok(request) = rx.recv() {
         let request = request?;
         queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         match request {
             Request::Hello { .. } => {
+                let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
                 write_frame(
-                    &mut output,
+                    &mut *output,
                     &Response::Hello {
                         protocol: PROTOCOL_VERSION,
                         version: env!("CARGO_PKG_VERSION").into(),
@@ -57,13 +64,31 @@ pub fn serve(input: impl Read + Send + 'static, mut output: impl Write) -> io::R
                 )?;
                 output.flush()?;
             }
+            Request::Call {
+                id,
+                call: call @ Call::Exec(_),
+            } => {
+                // A command may run for minutes (a database query, a dump): it runs on its own
+                // thread, so other commands and the calls queued behind it go on meanwhile.
+                let (server, output) = (server.clone(), output.clone());
+                std::thread::spawn(move || {
+                    server.handle(id, call, &mut |reply| {
+                        let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+                        // A broken stream is seen by the main loop on its next write.
+                        if write_frame(&mut *out, &Response::Reply { id, reply }).is_ok() {
+                            let _ = out.flush();
+                        }
+                    });
+                });
+            }
             Request::Call { id, call } => {
+                let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
                 let mut failed = None;
                 let mut replied = false;
                 server.handle(id, call, &mut |reply| {
                     replied = true;
                     if failed.is_none()
-                        && let Err(e) = write_frame(&mut output, &Response::Reply { id, reply })
+                        && let Err(e) = write_frame(&mut *output, &Response::Reply { id, reply })
                     {
                         failed = Some(e);
                     }
@@ -79,7 +104,7 @@ pub fn serve(input: impl Read + Send + 'static, mut output: impl Write) -> io::R
             Request::Bye => break,
         }
     }
-    output.flush()
+    output.lock().unwrap_or_else(|p| p.into_inner()).flush()
 }
 
 /// Raises a pipe's buffer to 1 MiB (the default limit) so ssh moves data in fewer, larger steps.

@@ -705,3 +705,39 @@ fn a_target_inside_its_source_is_refused() {
         b"x"
     );
 }
+
+#[test]
+fn commands_on_a_remote_host_run_side_by_side() {
+    use transhumance::cli::endpoint::{Location, connect};
+    use transhumance::transport::ExecRequest;
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let target = transhumance::plan::units::parse_ssh_target("root@127.0.0.1").unwrap();
+    let remote = connect(
+        &Location::Remote(target, work.path().to_path_buf()),
+        Some(&sshd.ssh_command()),
+    )
+    .unwrap();
+    let flag = work.path().join("flag");
+    // The first command waits for a file only the second one creates: it can only succeed if
+    // the agent runs the second while the first is still running (a slow database query must
+    // not hold up the others).
+    let waiter = ExecRequest::new(
+        "timeout",
+        vec![
+            "20".to_string(),
+            "sh".into(),
+            "-c".into(),
+            format!("while [ ! -e '{}' ]; do sleep 0.05; done", flag.display()),
+        ],
+    );
+    let maker = ExecRequest::new("touch", vec![flag.display().to_string()]);
+    let t = remote.transport.clone();
+    let waiting = std::thread::spawn(move || t.exec(&waiter).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(remote.transport.exec(&maker).unwrap().success());
+    assert!(
+        waiting.join().unwrap().success(),
+        "the second command ran only after the first gave up"
+    );
+}
