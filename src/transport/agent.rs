@@ -66,10 +66,11 @@ pub fn serve(
             }
             Request::Call {
                 id,
-                call: call @ Call::Exec(_),
+                call: call @ (Call::Exec(_) | Call::ExecRead(_)),
             } => {
                 // A command may run for minutes (a database query, a dump): it runs on its own
                 // thread, so other commands and the calls queued behind it go on meanwhile.
+                // Its output frames interleave with other replies, each whole under the lock.
                 let (server, output) = (server.clone(), output.clone());
                 std::thread::spawn(move || {
                     server.handle(id, call, &mut |reply| {
