@@ -129,7 +129,7 @@ pub fn build(root: &Path, port: u16) -> std::io::Result<Scenario> {
              \x20 batch: 10\n\
              \x20 freeze: {{ run: \"touch {{path}}/.maintenance\" }}\n\
              \x20 unfreeze: {{ run: \"rm -f {{path}}/.maintenance\" }}\n\
-             \x20 probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s }}\n\
+             \x20 probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, compare_body: true }}\n\
              \x20 on_failure: rollback\n"
         )
         .as_bytes(),

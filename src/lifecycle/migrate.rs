@@ -945,7 +945,7 @@ impl<'a> Migration<'a> {
                     old_address: old.filter(|_| probe_spec.compare_with_old),
                     expect: &expect,
                     timeout: probe_spec.timeout,
-                    compare_body: false,
+                    compare_body: probe_spec.compare_body,
                 })
             })
             .collect();

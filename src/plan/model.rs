@@ -274,6 +274,8 @@ pub struct Probe {
     pub expect: Vec<u16>,
     pub timeout: Duration,
     pub compare_with_old: bool,
+    /// Compare the body's hash with the old side too.
+    pub compare_body: bool,
     /// `smtp://host:port` or `imap://host:port` templates: greetings checked after the switch.
     pub banners: Vec<Template>,
 }

@@ -512,6 +512,10 @@ pub struct RawProbe {
     /// Compare status and `<title>` with the old side. Default true.
     #[serde(default)]
     pub compare_with_old: Option<bool>,
+    /// Also compare the page's body (BLAKE3) with the old side's: for static pages, where any
+    /// difference is a problem. Default false.
+    #[serde(default)]
+    pub compare_body: Option<bool>,
     /// Mail services checked through the new address by their greeting, such as
     /// `smtp://mx.{domain}:25` (expects `220`) or `imap://mail.{domain}:143` (expects `* OK`).
     #[serde(default)]

@@ -1228,6 +1228,7 @@ impl Validator<'_> {
                 }
             }
             Some(Probe {
+                compare_body: p.compare_body.unwrap_or(false),
                 banners,
                 url: url?,
                 expect: if p.expect.is_empty() {
