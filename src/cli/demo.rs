@@ -91,9 +91,12 @@ fn demo(printer: &Printer) -> Result<u8, String> {
     outln!("\n== 5. where things are");
     let r = report(&loaded, &connections).map_err(|e| e.to_string())?;
     super::printer::out(&crate::report::lifecycle::text(&r, false));
+    if !r.platform.is_empty() {
+        outln!("  units of no site (mail, shared databases):");
+    }
     for u in &r.platform {
         outln!(
-            "  {} {} ({}): {}",
+            "    {} {} ({}): {}",
             if u.ok { "ok" } else { "FAILED" },
             u.unit,
             u.step,
