@@ -73,6 +73,15 @@ pub enum Entry {
         result: crate::lifecycle::probe::ProbeResult,
         at: u64,
     },
+    /// A unit that may be live on the new side was overwritten because the operator named it
+    /// in `--allow-live`.
+    Override {
+        unit: crate::unit::UnitId,
+        /// Why it may be live (the site and its state).
+        because: String,
+        command: String,
+        at: u64,
+    },
     /// A unit that belongs to a site (a database, a mail store) moved or was checked.
     Unit {
         site: String,

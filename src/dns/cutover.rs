@@ -841,7 +841,8 @@ fn history(entries: &[Entry]) -> BTreeMap<RrKey, (RrState, RrState, DnsPhase)> {
             Entry::DnsSafeAfter { .. }
             | Entry::Site { .. }
             | Entry::Probe { .. }
-            | Entry::Unit { .. } => {}
+            | Entry::Unit { .. }
+            | Entry::Override { .. } => {}
         }
     }
     out

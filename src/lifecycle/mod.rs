@@ -3,6 +3,7 @@
 pub mod connections;
 pub mod databases;
 pub mod dry_run;
+pub mod guard;
 pub mod inventory;
 pub mod mail;
 
