@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::exit;
 use super::printer::Printer;
 use crate::dns::cutover::{self, CutoverError, Outcome, ZonePlan};
-use crate::journal::Journal;
+use crate::lifecycle::ledger::{self, Ledger};
 
 /// The DNS steps of a cutover, in the order they are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,7 +105,10 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Ok(plans)
     };
-    let journal = || Journal::open(&loaded.plan.state_dir).map_err(CutoverError::from);
+    let journal = || {
+        Ledger::open(&loaded.plan.state_dir)
+            .map_err(|e| CutoverError::Log(crate::unit::UnitError::io(e.to_string())))
+    };
     let result: Result<u8, CutoverError> = (|| match step {
         Step::Plan => {
             let plans = plans()?;
@@ -192,21 +195,21 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Step::LowerTtl => {
             let plans = plans()?;
-            let mut j = journal()?;
-            let o = cutover::lower_ttl(&spec, &plans, &mut j)?;
-            Ok(report(&o, printer))
+            let j = journal()?;
+            let o = cutover::lower_ttl(&spec, &plans, &j)?;
+            Ok(report(&o, false, printer))
         }
         Step::Switch => {
             let plans = plans()?;
-            let mut j = journal()?;
-            let o = cutover::switch(&spec, &plans, &mut j, force)?;
-            Ok(report(&o, printer))
+            let j = journal()?;
+            let o = cutover::switch(&spec, &plans, &j, force)?;
+            Ok(report(&o, false, printer))
         }
         Step::Verify => {
             // What the last switch set, from the journal; before any switch, what the plan wants.
-            let entries =
-                crate::journal::read_entries(&loaded.plan.state_dir.join("journal.jsonl"))?;
-            let mut expected = cutover::switched(&entries, &selected);
+            let entries = ledger::read(&loaded.plan.state_dir)
+                .map_err(|e| CutoverError::Log(crate::unit::UnitError::io(e.to_string())))?;
+            let mut expected = cutover::switched(&ledger::dns_events(&entries), &selected);
             if expected.is_empty() {
                 expected = plans()?
                     .into_iter()
@@ -234,9 +237,10 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             }
         }
         Step::Rollback | Step::RestoreTtl => {
-            let mut j = journal()?;
-            let o = cutover::rollback(&spec, &mut j, &selected, &[], step == Step::RestoreTtl)?;
-            Ok(report(&o, printer))
+            let j = journal()?;
+            let o = cutover::rollback(&spec, &j, &selected, &[], step == Step::RestoreTtl)?;
+            // A record left alone is not back: the operator must look at it.
+            Ok(report(&o, true, printer))
         }
     })();
     match result {
@@ -256,12 +260,19 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
     }
 }
 
-fn report(o: &Outcome, printer: &Printer) -> u8 {
+fn report(o: &Outcome, left_alone_fails: bool, printer: &Printer) -> u8 {
     if printer.json {
         outln!("{}", serde_json::to_string_pretty(o).expect("json"));
     } else {
         for k in &o.applied {
             outln!("changed   {} {}", k.name, k.rtype);
+        }
+        for k in &o.already {
+            outln!(
+                "already   {} {} (as before our first change)",
+                k.name,
+                k.rtype
+            );
         }
         for (k, why) in &o.skipped {
             outln!("left      {} {}: {why}", k.name, k.rtype);
@@ -281,7 +292,7 @@ fn report(o: &Outcome, printer: &Printer) -> u8 {
             outln!("switch safe in {wait} s (when resolvers have dropped the old TTL)");
         }
     }
-    if o.failed.is_empty() {
+    if o.failed.is_empty() && !(left_alone_fails && !o.skipped.is_empty()) {
         exit::OK
     } else {
         exit::FAILURES

@@ -106,7 +106,7 @@ impl Live {
 /// A verb outside the lifecycle that writes to targets (`db sync`, `mail sync`): it holds the
 /// plan's run lock while it works, knows which units may be live, and journals each override.
 pub struct Guarded {
-    journal: crate::journal::Journal,
+    ledger: super::ledger::Ledger,
     live: Live,
     allowed: Vec<UnitId>,
     command: String,
@@ -123,13 +123,10 @@ impl Guarded {
         allowed: Vec<UnitId>,
         command: &str,
     ) -> Result<Guarded, crate::journal::JournalError> {
-        let journal = crate::journal::Journal::open(&plan.state_dir)?;
-        let states = super::state::fold(&journal.entries()?)
-            .into_iter()
-            .map(|(site, s)| (site, s.state))
-            .collect();
+        let ledger = super::ledger::Ledger::open(&plan.state_dir)?;
+        let states = ledger.states().into_iter().collect();
         Ok(Guarded {
-            journal,
+            ledger,
             live: Live::new(states, sites),
             allowed,
             command: command.to_string(),
@@ -160,8 +157,8 @@ impl Guarded {
             )
             .of_unit(unit.clone()));
         }
-        self.journal
-            .append(&crate::journal::Entry::Override {
+        self.ledger
+            .record(super::ledger::Entry::Override {
                 unit: unit.clone(),
                 because: because.to_string(),
                 command: self.command.clone(),
@@ -208,7 +205,10 @@ mod tests {
         assert!(live.why(&UnitId::Mail(0)).is_some());
         assert!(live.why(&UnitId::Site("b".into())).is_none());
         let refusal = live.check(&a_db, &[]).unwrap_err();
-        assert!(refusal.to_string().contains("--allow-live db:a_wp"), "{refusal}");
+        assert!(
+            refusal.to_string().contains("--allow-live db:a_wp"),
+            "{refusal}"
+        );
         assert!(live.check(&a_db, std::slice::from_ref(&a_db)).is_ok());
     }
 
@@ -223,11 +223,21 @@ mod tests {
             SiteState::RollingBack,
         ] {
             let live = Live::new(BTreeMap::from([("a".to_string(), state)]), &sites);
-            assert!(live.why(&UnitId::Database("a_wp".into())).is_some(), "{state:?}");
+            assert!(
+                live.why(&UnitId::Database("a_wp".into())).is_some(),
+                "{state:?}"
+            );
         }
-        for state in [SiteState::Verified, SiteState::RolledBack, SiteState::Failed] {
+        for state in [
+            SiteState::Verified,
+            SiteState::RolledBack,
+            SiteState::Failed,
+        ] {
             let live = Live::new(BTreeMap::from([("a".to_string(), state)]), &sites);
-            assert!(live.why(&UnitId::Database("a_wp".into())).is_none(), "{state:?}");
+            assert!(
+                live.why(&UnitId::Database("a_wp".into())).is_none(),
+                "{state:?}"
+            );
         }
     }
 }

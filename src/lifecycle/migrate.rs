@@ -13,13 +13,15 @@ use serde::Serialize;
 use super::connections::Connections;
 use super::databases::{DbResult, one as move_database};
 use super::inventory::expand_sites;
+use super::ledger::{Entry, Ledger, RunCommand, Selected};
 use super::mail::{MailStep, run as run_mail};
 use super::probe::{ProbeResult, ProbeSpec, banner, parse_banner_url, probe};
 use super::state::{SiteState, SiteStatus, fold};
 use crate::db::discover::selected;
 use crate::dns::cutover::{self, ZonePlan};
+use crate::dns::provider::{DnsEvent, DnsLog, RrKey, RrState};
 use crate::event::{Event, Observer};
-use crate::journal::{Entry, Journal, JournalError, RrKey, RrState, now};
+use crate::journal::{JournalError, now};
 use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
@@ -82,14 +84,11 @@ pub struct Migration<'a> {
     loaded: &'a Loaded,
     connections: &'a Connections,
     pub sites: Vec<Site>,
-    journal: Mutex<Journal>,
+    ledger: Ledger,
     observer: &'a dyn Observer,
     force: bool,
     /// Zone plans read once per command: the switch of each site is cut from them.
     zone_plans: Mutex<Option<Vec<ZonePlan>>>,
-    /// Every site's latest state, kept in step with the journal (folding it again for each
-    /// question would cost a pass over the whole journal per site and step).
-    states: Mutex<std::collections::HashMap<String, SiteState>>,
 }
 
 type Stop = Result<(), String>;
@@ -105,7 +104,7 @@ impl<'a> Migration<'a> {
         observer: &'a dyn Observer,
         force: bool,
     ) -> Result<Migration<'a>, LifecycleError> {
-        let journal = Journal::open(&loaded.plan.state_dir)?;
+        let ledger = Ledger::open(&loaded.plan.state_dir)?.with_hook(fault_point);
         let inventory = expand_sites(loaded, connections);
         if let Some(i) = inventory.unreachable.first() {
             return Err(LifecycleError::Unreachable(format!(
@@ -134,16 +133,11 @@ impl<'a> Migration<'a> {
                 }
             }
         }
-        let states = fold(&journal.entries()?)
-            .into_iter()
-            .map(|(site, status)| (site, status.state))
-            .collect();
         Ok(Migration {
             loaded,
             connections,
             sites: inventory.sites,
-            states: Mutex::new(states),
-            journal: Mutex::new(journal),
+            ledger,
             observer,
             force,
             zone_plans: Mutex::new(None),
@@ -155,45 +149,19 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The journal cannot be read.
     pub fn statuses(&self) -> Result<BTreeMap<String, SiteStatus>, LifecycleError> {
-        let entries = self.lock().entries()?;
-        let mut all = fold(&entries);
+        let mut all = fold(&self.ledger.entries());
         for s in &self.sites {
             all.entry(s.name.clone()).or_default();
         }
         Ok(all)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
-        self.journal.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn state_of(&self, site: &str) -> SiteState {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(site)
-            .copied()
-            .unwrap_or(SiteState::Discovered)
+        self.ledger.state(site)
     }
 
     fn record(&self, entry: &Entry) -> Stop {
-        // Written under the lock, made durable outside it: sites in parallel share fsyncs.
-        let (seq, syncer) = {
-            let mut journal = self.lock();
-            (
-                journal.write(entry).map_err(|e| e.to_string())?,
-                journal.syncer(),
-            )
-        };
-        syncer.sync_to(seq).map_err(|e| e.to_string())?;
-        if let Entry::Site { site, state, .. } = entry {
-            self.states
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(site.clone(), *state);
-        }
-        fault_point(entry);
-        Ok(())
+        self.ledger.record(entry.clone()).map_err(|e| e.to_string())
     }
 
     fn set(&self, site: &str, state: SiteState, detail: Option<String>) -> Stop {
@@ -304,6 +272,15 @@ impl<'a> Migration<'a> {
     /// Pre-syncs the sites (repeatable while the sources still serve), their databases, and
     /// the units that belong to no site.
     pub fn sync(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        self.journaled(
+            RunCommand::Sync {
+                only: only.to_vec(),
+            },
+            || self.sync_sites(only),
+        )
+    }
+
+    fn sync_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let sites = self.select(only)?;
         let out = self.each("pre-sync", &sites, |site| {
             let state = self.state_of(&site.name);
@@ -469,12 +446,7 @@ impl<'a> Migration<'a> {
         if self.loaded.plan.mail.is_empty() {
             return;
         }
-        let live = self
-            .states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|s| s.may_have_switched());
+        let live = self.ledger.states().values().any(|s| s.may_have_switched());
         let (step, label) = match (live, final_sync) {
             (true, _) => (MailStep::Sweep, "sweep"),
             (false, false) => (MailStep::Sync { delete: true }, "pre-sync"),
@@ -530,7 +502,30 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS plan is unsafe or its TTLs are not ready (unless `force`), a zone cannot be read.
     pub fn cutover(&self, selection: &Selection) -> Result<Vec<SiteOutcome>, LifecycleError> {
-        let batches: Vec<Vec<&Site>> = match selection {
+        let journaled = match selection {
+            Selection::All => Selected::All,
+            Selection::Batch(n) => Selected::Batch(*n),
+            Selection::Only(v) => Selected::Only(v.clone()),
+        };
+        let batches = self.selected_batches(selection)?;
+        self.check_dns_ready(&batches.concat())?;
+        self.journaled(
+            RunCommand::Cutover {
+                selection: journaled,
+            },
+            || {
+                let mut out = Vec::new();
+                for (i, batch) in batches.iter().enumerate() {
+                    out.extend(self.cutover_batch(batch, &format!("batch {}", i + 1)));
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    /// The batches a selection takes, in order.
+    fn selected_batches(&self, selection: &Selection) -> Result<Vec<Vec<&Site>>, LifecycleError> {
+        Ok(match selection {
             Selection::All => self.batches(),
             Selection::Batch(n) => {
                 let all = self.batches();
@@ -543,13 +538,7 @@ impl<'a> Migration<'a> {
                 })?]
             }
             Selection::Only(names) => vec![self.select(names)?],
-        };
-        self.check_dns_ready(&batches.concat())?;
-        let mut out = Vec::new();
-        for (i, batch) in batches.iter().enumerate() {
-            out.extend(self.cutover_batch(batch, &format!("batch {}", i + 1)));
-        }
-        Ok(out)
+        })
     }
 
     /// Sites cut over in three steps, each for the whole batch: freeze, final sync and verify;
@@ -781,8 +770,8 @@ impl<'a> Migration<'a> {
                 return Err(LifecycleError::Unsafe(format!("zone {}: {reason}", p.zone)));
             }
         }
-        let entries = self.lock().entries()?;
-        cutover::ready_to_switch(&mine, &entries).map_err(LifecycleError::Unsafe)
+        cutover::ready_to_switch(&mine, &self.ledger.history(&names))
+            .map_err(LifecycleError::Unsafe)
     }
 
     /// Switch, DNS verification and probes; then confirmed, rolled back or paused.
@@ -821,11 +810,8 @@ impl<'a> Migration<'a> {
                 SiteState::Switching,
                 Some(format!("{count} RRset(s)")),
             )?;
-            let outcome = {
-                let mut journal = self.lock();
-                cutover::switch(spec, &plans, &mut journal, self.force)
-            }
-            .map_err(|e| format!("DNS switch: {e}"))?;
+            let outcome = cutover::switch(spec, &plans, &self.ledger, self.force)
+                .map_err(|e| format!("DNS switch: {e}"))?;
             if let Some((key, e)) = outcome.failed.first() {
                 return Err(format!("DNS switch of {} {}: {e}", key.name, key.rtype));
             }
@@ -873,18 +859,7 @@ impl<'a> Migration<'a> {
 
     /// The RRsets of `names` as our switch left them (from the journal).
     fn switched_records(&self, names: &[String]) -> Result<Vec<(RrKey, RrState)>, String> {
-        let entries: Vec<Entry> = self
-            .lock()
-            .entries()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|e| match e {
-                Entry::DnsIntent { key, .. }
-                | Entry::DnsApplied { key, .. }
-                | Entry::DnsFailed { key, .. } => names.contains(&key.name),
-                _ => false,
-            })
-            .collect();
+        let entries = self.ledger.history(names);
         Ok(cutover::switched(&entries, &[])
             .into_iter()
             .filter(|(k, _)| names.contains(&k.name))
@@ -986,20 +961,29 @@ impl<'a> Migration<'a> {
     // ---------------------------------------------------------------- rollback and resume
 
     /// DNS back to its exact state before our switch, the source unfrozen, the reason kept.
+    /// The site is journaled rolled back only once every one of its RRsets reads back exactly
+    /// as before our first change (values and TTL); otherwise it stays `rolling-back`, which
+    /// `status` flags and `rollback` or `resume` retry.
     fn roll_back(&self, site: &Site, reason: &str) -> SiteOutcome {
         let result = (|| -> Stop {
             let before = self.state_of(&site.name);
             self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
             if let Some(spec) = &self.loaded.plan.dns {
                 let names = names_of(site);
-                let outcome = {
-                    let mut journal = self.lock();
-                    cutover::rollback(spec, &mut journal, &[], &names, false)
-                }
-                .map_err(|e| format!("DNS rollback: {e}"))?;
+                let outcome = cutover::rollback(spec, &self.ledger, &[], &names, false)
+                    .map_err(|e| format!("DNS rollback: {e}"))?;
                 if let Some((key, e)) = outcome.failed.first() {
                     return Err(format!("DNS rollback of {} {}: {e}", key.name, key.rtype));
                 }
+                if let Some((key, why)) = outcome.skipped.first() {
+                    return Err(format!(
+                        "DNS rollback of {} {}: {why}; put it back by hand or check who changed it, then run `rollback` again",
+                        key.name, key.rtype
+                    ));
+                }
+                // Read the servers again: only what they serve says the site is back.
+                cutover::restored(spec, &self.ledger, &names)
+                    .map_err(|wrong| format!("DNS not back as before: {}", wrong.join("; ")))?;
             }
             if before != SiteState::Discovered {
                 self.hook(site, false)
@@ -1017,6 +1001,15 @@ impl<'a> Migration<'a> {
     /// Puts the selected sites back on the old side: every site whose DNS may have moved or
     /// whose source may be frozen.
     pub fn rollback(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        self.journaled(
+            RunCommand::Rollback {
+                only: only.to_vec(),
+            },
+            || self.rollback_sites(only),
+        )
+    }
+
+    fn rollback_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let sites: Vec<&Site> = self
             .select(only)?
             .into_iter()
@@ -1030,9 +1023,38 @@ impl<'a> Migration<'a> {
         }))
     }
 
-    /// Finishes what a crashed run left: interrupted rollbacks are completed, other sites in
-    /// flight go on with their cutover; interrupted pre-syncs run again.
+    /// Runs a command between a journaled start and end: a run without an end is what
+    /// `resume` finishes.
+    fn journaled(
+        &self,
+        command: RunCommand,
+        work: impl FnOnce() -> Result<Vec<SiteOutcome>, LifecycleError>,
+    ) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let overrides = if self.force {
+            vec!["force".to_string()]
+        } else {
+            Vec::new()
+        };
+        let run = self.ledger.start_run(command, overrides)?;
+        let out = work();
+        // A refusal before anything started ends the run too: there is nothing to finish.
+        let ok = out.as_ref().is_ok_and(|o| o.iter().all(SiteOutcome::ok));
+        self.ledger.end_run(run, ok)?;
+        out
+    }
+
+    /// Finishes what a crashed run left. Interrupted rollbacks are completed first, sites in
+    /// flight go on with their cutover, then every command that started and never ended is
+    /// finished over all of its sites (the batches and sites it had not reached too).
     pub fn resume(&self) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let unfinished = self.ledger.unfinished_runs();
+        self.journaled(RunCommand::Resume, || self.resume_runs(&unfinished))
+    }
+
+    fn resume_runs(
+        &self,
+        unfinished: &[(u64, RunCommand, usize)],
+    ) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let statuses = self.statuses()?;
         let pick = |f: &dyn Fn(SiteState) -> bool| -> Vec<String> {
             self.sites
@@ -1044,25 +1066,104 @@ impl<'a> Migration<'a> {
         let rolling = pick(&|s| s == SiteState::RollingBack);
         let flying = pick(&|s| s.in_flight() && s != SiteState::RollingBack);
         let syncing = pick(&|s| s == SiteState::Syncing);
-        let mut out = Vec::new();
+        let mut out: Vec<SiteOutcome> = Vec::new();
+        let merge = |out: &mut Vec<SiteOutcome>, more: Vec<SiteOutcome>| {
+            for o in more {
+                out.retain(|x| x.site != o.site);
+                out.push(o);
+            }
+        };
         if !rolling.is_empty() {
             let sites = self.select(&rolling)?;
-            out.extend(self.each("resume: rollback", &sites, |site| {
+            let done = self.each("resume: rollback", &sites, |site| {
                 let reason = statuses
                     .get(&site.name)
                     .and_then(|s| s.timeline.last())
                     .and_then(|s| s.detail.clone())
                     .unwrap_or_else(|| ROLLBACK_ASKED.into());
                 self.roll_back(site, &reason)
-            }));
+            });
+            merge(&mut out, done);
         }
         if !flying.is_empty() {
             // The TTL wait was checked when the cutover started; a resume goes on with it.
-            out.extend(self.cutover_batch(&self.select(&flying)?, "resume"));
+            let done = self.cutover_batch(&self.select(&flying)?, "resume");
+            merge(&mut out, done);
         }
         if !syncing.is_empty() {
-            out.extend(self.sync(&syncing)?);
+            let done = self.sync_sites(&syncing)?;
+            merge(&mut out, done);
         }
+        for (run, command, start) in unfinished {
+            let touched = self.ledger.verdicts_since(*start);
+            let left = |sites: Vec<&Site>| -> Vec<String> {
+                sites
+                    .into_iter()
+                    .filter(|s| !touched.contains(&s.name))
+                    .map(|s| s.name.clone())
+                    .collect()
+            };
+            let done = match command {
+                RunCommand::Cutover { selection } => {
+                    let selection = match selection {
+                        Selected::All => Selection::All,
+                        Selected::Batch(n) => Selection::Batch(*n),
+                        Selected::Only(v) => Selection::Only(v.clone()),
+                    };
+                    let mut done = Vec::new();
+                    for (i, batch) in self.selected_batches(&selection)?.into_iter().enumerate() {
+                        // Confirmed and paused sites have their verdict: nothing to finish.
+                        let names: Vec<String> = left(batch)
+                            .into_iter()
+                            .filter(|s| {
+                                !matches!(
+                                    self.state_of(s),
+                                    SiteState::Confirmed | SiteState::Paused
+                                )
+                            })
+                            .collect();
+                        // An empty list would select every site.
+                        if !names.is_empty() {
+                            let batch = self.select(&names)?;
+                            self.check_dns_ready(&batch)?;
+                            done.extend(
+                                self.cutover_batch(&batch, &format!("resume: batch {}", i + 1)),
+                            );
+                        }
+                    }
+                    done
+                }
+                RunCommand::Rollback { only } => {
+                    let sites = left(self.select(only)?);
+                    if sites.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.rollback_sites(&sites)?
+                    }
+                }
+                RunCommand::Sync { only } => {
+                    let sites: Vec<String> = left(self.select(only)?)
+                        .into_iter()
+                        .filter(|s| !self.state_of(s).in_flight())
+                        .collect();
+                    if sites.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.sync_sites(&sites)?
+                    }
+                }
+                RunCommand::Resume => Vec::new(),
+                RunCommand::Run | RunCommand::Dns { .. } | RunCommand::Other { .. } => {
+                    return Err(LifecycleError::Invalid(format!(
+                        "run {run} (`{}`) was interrupted and cannot be finished by `resume`: run that command again",
+                        command.label()
+                    )));
+                }
+            };
+            merge(&mut out, done);
+            self.ledger.end_run(*run, true)?;
+        }
+        out.sort_by(|a, b| a.site.cmp(&b.site));
         Ok(out)
     }
 
@@ -1071,7 +1172,7 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The journal cannot be read.
     pub fn entries(&self) -> Result<Vec<Entry>, LifecycleError> {
-        Ok(self.lock().entries()?)
+        Ok(self.ledger.entries())
     }
 
     /// Lowers the TTLs of the switching records (once) and says how long until the switch is
@@ -1084,21 +1185,22 @@ impl<'a> Migration<'a> {
             return Ok(0);
         };
         let plans = self.zone_plans().map_err(LifecycleError::Unreachable)?;
-        let entries = self.lock().entries()?;
+        let entries = self.ledger.history(&[]);
         let lowered = spec.zones.iter().all(|z| {
             entries
                 .iter()
-                .any(|e| matches!(e, Entry::DnsSafeAfter { zone, .. } if zone == z))
+                .any(|e| matches!(e, DnsEvent::DnsSafeAfter { zone, .. } if zone == z))
         });
         if spec.lower_ttl.is_some() && !lowered {
-            let mut journal = self.lock();
-            cutover::lower_ttl(spec, &plans, &mut journal)
+            cutover::lower_ttl(spec, &plans, &self.ledger)
                 .map_err(|e| LifecycleError::Unreachable(format!("lowering TTLs: {e}")))?;
         }
         // Plans read before the TTLs were lowered are stale now.
         *self.zone_plans.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let entries = self.lock().entries()?;
-        Ok(cutover::seconds_until_safe(&entries, &spec.zones))
+        Ok(cutover::seconds_until_safe(
+            &self.ledger.history(&[]),
+            &spec.zones,
+        ))
     }
 }
 
@@ -1118,13 +1220,13 @@ pub fn report(
             i.message
         )));
     }
-    let entries = crate::journal::read_entries(&loaded.plan.state_dir.join("journal.jsonl"))?;
+    let entries = super::ledger::read(&loaded.plan.state_dir)?;
     let statuses = fold(&entries);
     Ok(crate::report::lifecycle::build(
         &loaded.plan.name,
         &inventory.sites,
         &statuses,
-        &entries,
+        &super::ledger::dns_events(&entries),
     ))
 }
 

@@ -5,6 +5,7 @@ pub mod databases;
 pub mod dry_run;
 pub mod guard;
 pub mod inventory;
+pub mod ledger;
 pub mod mail;
 
 pub use connections::{Connections, default_agent_binary};

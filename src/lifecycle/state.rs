@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::ledger::Entry;
 use super::probe::ProbeResult;
-use crate::journal::Entry;
 
 /// Where a site is in its move. The order is the order of the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -73,6 +73,18 @@ impl SiteState {
                 | SiteState::Switching
                 | SiteState::Switched
                 | SiteState::RollingBack
+        )
+    }
+
+    /// A command's last word on the site: nothing is left to finish for it.
+    pub fn is_verdict(self) -> bool {
+        matches!(
+            self,
+            SiteState::PreSynced
+                | SiteState::Confirmed
+                | SiteState::RolledBack
+                | SiteState::Failed
+                | SiteState::Paused
         )
     }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Format;
 use super::html::esc;
 use super::markdown::cell;
-use crate::journal::{DnsPhase, Entry};
+use crate::dns::provider::{DnsEvent, DnsPhase};
 use crate::lifecycle::probe::ProbeResult;
 use crate::lifecycle::state::{SiteState, SiteStatus, Step, UnitStatus};
 use crate::plan::Site;
@@ -80,8 +80,9 @@ pub fn build(
     plan: &str,
     sites: &[Site],
     statuses: &BTreeMap<String, SiteStatus>,
-    entries: &[Entry],
+    dns: &[DnsEvent],
 ) -> MigrationReport {
+    let mut dns_by_name = dns_rows(dns);
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let (mut pre_bytes, mut pre_millis, mut pending_bytes) = (0u64, 0u64, 0u64);
     let mut rows = Vec::new();
@@ -114,7 +115,10 @@ pub fn build(
             millis: st.millis,
             timeline: st.timeline.clone(),
             units: st.units.clone(),
-            dns: dns_rows(entries, &names),
+            dns: names
+                .iter()
+                .flat_map(|n| dns_by_name.remove(n).unwrap_or_default())
+                .collect(),
             probes: st.probes.clone(),
         });
     }
@@ -134,17 +138,18 @@ pub fn build(
     }
 }
 
-fn dns_rows(entries: &[Entry], names: &[String]) -> Vec<DnsRow> {
-    let mut rows: Vec<DnsRow> = Vec::new();
-    for e in entries {
+/// Every DNS change, grouped by owner name, in journal order (one pass over the events).
+fn dns_rows(events: &[DnsEvent]) -> std::collections::HashMap<String, Vec<DnsRow>> {
+    let mut rows: std::collections::HashMap<String, Vec<DnsRow>> = Default::default();
+    for e in events {
         match e {
-            Entry::DnsIntent {
+            DnsEvent::DnsIntent {
                 key,
                 phase,
                 from,
                 to,
                 at,
-            } if names.contains(&key.name) => rows.push(DnsRow {
+            } => rows.entry(key.name.clone()).or_default().push(DnsRow {
                 name: key.name.clone(),
                 rtype: key.rtype.clone(),
                 phase: *phase,
@@ -154,23 +159,21 @@ fn dns_rows(entries: &[Entry], names: &[String]) -> Vec<DnsRow> {
                 result: "pending".into(),
                 at: *at,
             }),
-            Entry::DnsApplied { key, phase, .. } | Entry::DnsFailed { key, phase, .. }
-                if names.contains(&key.name) =>
-            {
-                let result = if matches!(e, Entry::DnsApplied { .. }) {
+            DnsEvent::DnsApplied { key, phase, .. } | DnsEvent::DnsFailed { key, phase, .. } => {
+                let result = if matches!(e, DnsEvent::DnsApplied { .. }) {
                     "applied"
                 } else {
                     "failed"
                 };
-                if let Some(r) = rows
-                    .iter_mut()
-                    .rev()
-                    .find(|r| r.name == key.name && r.rtype == key.rtype && r.phase == *phase)
-                {
+                if let Some(r) = rows.get_mut(&key.name).and_then(|list| {
+                    list.iter_mut().rev().find(|r| {
+                        r.rtype == key.rtype && r.phase == *phase && r.result == "pending"
+                    })
+                }) {
                     r.result = result.into();
                 }
             }
-            _ => {}
+            DnsEvent::DnsSafeAfter { .. } => {}
         }
     }
     rows
