@@ -1009,3 +1009,126 @@ pub fn rollback(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> RrKey {
+        RrKey {
+            zone: "example.test".into(),
+            name: "www.example.test.".into(),
+            rtype: "A".into(),
+        }
+    }
+
+    fn st(ttl: u32, v: &str) -> RrState {
+        RrState {
+            ttl,
+            values: vec![v.into()],
+        }
+    }
+
+    fn intent(phase: DnsPhase, from: &RrState, to: &RrState) -> DnsEvent {
+        DnsEvent::DnsIntent {
+            key: key(),
+            phase,
+            from: from.clone(),
+            to: to.clone(),
+            at: 0,
+        }
+    }
+
+    fn applied(phase: DnsPhase) -> DnsEvent {
+        DnsEvent::DnsApplied {
+            key: key(),
+            phase,
+            at: 0,
+        }
+    }
+
+    /// The lifecycle of one RRset: lower the TTL, switch, restore the TTL on the new value,
+    /// roll back. A crash may come between any intent and its outcome, with the server holding
+    /// either side of that change; after every such crash, the rollback decision must bring the
+    /// RRset back exactly to its original (values and TTL), never leave it or blame someone.
+    #[test]
+    fn a_crash_at_every_instant_is_rolled_back_to_the_exact_original() {
+        let original = st(3600, "192.0.2.10");
+        let lowered = st(60, "192.0.2.10");
+        let switched = st(60, "198.51.100.10");
+        let restored_ttl = st(3600, "198.51.100.10");
+        let steps = [
+            (DnsPhase::LowerTtl, &original, &lowered),
+            (DnsPhase::Switch, &lowered, &switched),
+            (DnsPhase::RestoreTtl, &switched, &restored_ttl),
+            (DnsPhase::Rollback, &restored_ttl, &original),
+        ];
+        for crash_at in 0..steps.len() {
+            let mut events = Vec::new();
+            for (phase, from, to) in &steps[..crash_at] {
+                events.push(intent(*phase, from, to));
+                events.push(applied(*phase));
+            }
+            let (phase, from, to) = steps[crash_at];
+            events.push(intent(phase, from, to));
+            let trail = &trails(&events)[&key()];
+            assert_eq!(trail.original, original);
+            // The server may hold either side of the interrupted change.
+            for server in [from, to] {
+                match decide_revert(trail, server, false) {
+                    Revert::Done => assert_eq!(server, &original, "crash at {crash_at}"),
+                    Revert::Put { target, .. } => {
+                        assert_eq!(target, original, "crash at {crash_at}")
+                    }
+                    Revert::LeftAlone { current } => {
+                        panic!("crash at {crash_at}: {current:?} wrongly taken for someone else's")
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_change_is_not_ours_and_an_edit_by_someone_else_is_left_alone() {
+        let original = st(3600, "192.0.2.10");
+        let switched = st(3600, "198.51.100.10");
+        let events = vec![
+            intent(DnsPhase::Switch, &original, &switched),
+            DnsEvent::DnsFailed {
+                key: key(),
+                phase: DnsPhase::Switch,
+                error: "changed".into(),
+                at: 0,
+            },
+        ];
+        let trail = &trails(&events)[&key()];
+        assert!(trail.ours.is_empty(), "{trail:?}");
+        assert!(switched_is_empty(&events));
+        // The server holds the new value though we know our change was refused: someone else's.
+        assert!(matches!(
+            decide_revert(trail, &switched, false),
+            Revert::LeftAlone { .. }
+        ));
+        // A TTL-only edit after our switch is someone else's too.
+        let events = vec![
+            intent(DnsPhase::Switch, &original, &switched),
+            applied(DnsPhase::Switch),
+        ];
+        let trail = &trails(&events)[&key()];
+        assert!(matches!(
+            decide_revert(trail, &st(300, "198.51.100.10"), false),
+            Revert::LeftAlone { .. }
+        ));
+        assert_eq!(
+            decide_revert(trail, &switched, false),
+            Revert::Put {
+                current: switched.clone(),
+                target: original.clone()
+            }
+        );
+    }
+
+    fn switched_is_empty(events: &[DnsEvent]) -> bool {
+        switched(events, &[]).is_empty()
+    }
+}

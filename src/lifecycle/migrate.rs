@@ -1254,19 +1254,30 @@ fn render_shell(template: &Template, site: &Site) -> String {
     })
 }
 
-/// Fault injection for crash tests: `TRANSHUMANCE_FAULT=after:<state>` kills the process with
-/// SIGKILL right after the journal records that state for any site.
+/// Fault injection for crash tests at chosen points (random instants are `scripts/chaos`'s):
+/// `TRANSHUMANCE_FAULT=after:<state>` kills the process with SIGKILL right after the journal
+/// records that state for any site; `after:dns_intent:<phase>` right after a DNS intent of that
+/// phase is durable, before its update is sent.
 fn fault_point(entry: &Entry) {
-    let Entry::Site { state, .. } = entry else {
+    let Ok(spec) = std::env::var("TRANSHUMANCE_FAULT") else {
         return;
     };
-    if let Ok(spec) = std::env::var("TRANSHUMANCE_FAULT")
-        && let Some(at) = spec.strip_prefix("after:")
-        && serde_json::to_value(state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            == Some(at.to_string())
-    {
+    let Some(at) = spec.strip_prefix("after:") else {
+        return;
+    };
+    let label = |v: serde_json::Value| v.as_str().map(str::to_string);
+    let hit = match entry {
+        Entry::Site { state, .. } => {
+            serde_json::to_value(state).ok().and_then(label) == Some(at.to_string())
+        }
+        Entry::Dns(DnsEvent::DnsIntent { phase, .. }) => {
+            at.strip_prefix("dns_intent:").is_some_and(|p| {
+                serde_json::to_value(phase).ok().and_then(label) == Some(p.to_string())
+            })
+        }
+        _ => false,
+    };
+    if hit {
         // SAFETY: signalling our own process; SIGKILL cannot be caught, like `kill -9`.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);

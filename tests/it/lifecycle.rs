@@ -10,10 +10,10 @@ use crate::cli::bin;
 use crate::harness::{Bind, MariaDb};
 
 // Not 127.0.0.1: the harness's BIND names its own server there, and a switch must not move it.
-const OLD: &str = "127.0.0.3";
-const NEW: &str = "127.0.0.2";
+pub(crate) const OLD: &str = "127.0.0.3";
+pub(crate) const NEW: &str = "127.0.0.2";
 
-fn zone() -> String {
+pub(crate) fn zone() -> String {
     format!(
         "alpha 300 IN A {OLD}\nbeta 300 IN A {OLD}\ngamma 600 IN A {OLD}\n\
          mail 300 IN A 192.0.2.99\n@ 300 IN MX 10 mail\nftp 300 IN CNAME alpha\n\
@@ -27,14 +27,20 @@ fn write(path: &Path, content: &[u8]) {
     std::fs::write(path, content).unwrap();
 }
 
-struct World {
+pub(crate) struct World {
     _bind_dir: (),
-    work: tempfile::TempDir,
-    plan: PathBuf,
+    pub(crate) work: tempfile::TempDir,
+    pub(crate) plan: PathBuf,
     secret: String,
 }
 
-fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16, smtp: u16) -> World {
+pub(crate) fn world(
+    bind: &Bind,
+    maria_src: &MariaDb,
+    maria_dst: &MariaDb,
+    port: u16,
+    smtp: u16,
+) -> World {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     for (site, title) in [("alpha", "Alpha"), ("beta", "Beta"), ("gamma", "Gamma")] {
@@ -86,7 +92,11 @@ cutover:\n  batch: 2\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo fr
     }
 }
 
-fn run(world: &World, args: &[&str], fault: Option<&str>) -> (Option<i32>, String, String) {
+pub(crate) fn run(
+    world: &World,
+    args: &[&str],
+    fault: Option<&str>,
+) -> (Option<i32>, String, String) {
     let mut cmd = bin();
     cmd.args(args)
         .arg(&world.plan)
@@ -102,7 +112,7 @@ fn run(world: &World, args: &[&str], fault: Option<&str>) -> (Option<i32>, Strin
     )
 }
 
-fn free_port_on_both() -> u16 {
+pub(crate) fn free_port_on_both() -> u16 {
     transhumance::demo::free_port().unwrap()
 }
 
