@@ -292,7 +292,8 @@ fn report(o: &Outcome, left_alone_fails: bool, printer: &Printer) -> u8 {
             outln!("switch safe in {wait} s (when resolvers have dropped the old TTL)");
         }
     }
-    if o.failed.is_empty() && !(left_alone_fails && !o.skipped.is_empty()) {
+    let left_alone = left_alone_fails && !o.skipped.is_empty();
+    if o.failed.is_empty() && !left_alone {
         exit::OK
     } else {
         exit::FAILURES
