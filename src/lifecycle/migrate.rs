@@ -27,6 +27,7 @@ use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
 use crate::sync::{Endpoint, SyncOptions, sync};
 use crate::transport::ExecRequest;
+use crate::unit::UnitId;
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
@@ -154,6 +155,11 @@ impl<'a> Migration<'a> {
             all.entry(s.name.clone()).or_default();
         }
         Ok(all)
+    }
+
+    /// Which units may be live on the new side now.
+    fn live(&self) -> super::guard::Live {
+        super::guard::Live::new(self.ledger.states().into_iter().collect(), &self.sites)
     }
 
     fn state_of(&self, site: &str) -> SiteState {
@@ -430,7 +436,24 @@ impl<'a> Migration<'a> {
                     continue;
                 }
             };
+            let live = self.live();
             for name in names.iter().filter(|n| !tied.contains(n)) {
+                // Once a site may serve from the new side, a shared database is live there: a
+                // copy from the old side would destroy its writes. It is left, and said so.
+                if let Some(because) = live.why(&UnitId::Database(name.clone())) {
+                    let _ = self.record(&Entry::Unit {
+                        site: PLATFORM.to_string(),
+                        unit: format!("database {name}"),
+                        step: "kept".into(),
+                        ok: true,
+                        detail: Some(format!(
+                            "live on the new side ({because}): not copied again"
+                        )),
+                        bytes: None,
+                        at: now(),
+                    });
+                    continue;
+                }
                 if let Err(e) = self.move_database(PLATFORM, name, final_sync, true) {
                     failures.push(e);
                 }
