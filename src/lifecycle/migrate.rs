@@ -16,7 +16,7 @@ use super::inventory::expand_sites;
 use super::ledger::{Entry, Ledger, RunCommand, Selected};
 use super::mail::{MailStep, run as run_mail};
 use super::probe::{ProbeResult, ProbeSpec, banner, parse_banner_url, probe};
-use super::state::{SiteState, SiteStatus, fold};
+use super::state::{ResumeStep, SiteState, SiteStatus, fold};
 use crate::db::discover::selected;
 use crate::dns::cutover::{self, ZonePlan};
 use crate::dns::provider::{DnsEvent, DnsLog, RrKey, RrState};
@@ -55,15 +55,20 @@ pub struct SiteOutcome {
     pub state: SiteState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Whether the command put the site back on purpose (`rollback`), so rolled back is a
+    /// success for it.
+    #[serde(skip)]
+    pub rollback_asked: bool,
 }
 
 impl SiteOutcome {
     /// Whether the site ended where the command meant it to.
     pub fn ok(&self) -> bool {
-        !matches!(
-            self.state,
-            SiteState::Failed | SiteState::RolledBack | SiteState::Paused
-        ) || self.detail.as_deref() == Some(ROLLBACK_ASKED)
+        match self.state {
+            SiteState::RolledBack => self.rollback_asked,
+            SiteState::Failed | SiteState::Paused | SiteState::RollingBack => false,
+            _ => true,
+        }
     }
 }
 
@@ -182,6 +187,9 @@ impl<'a> Migration<'a> {
         bytes: Option<u64>,
         millis: Option<u64>,
     ) -> Stop {
+        // Every state change goes through the transition function: a step that would skip a
+        // guard (a switch before verification) is a bug, refused before it is journaled.
+        let state = self.state_of(site).next(state).map_err(|e| e.to_string())?;
         self.record(&Entry::Site {
             site: site.to_string(),
             state,
@@ -270,6 +278,7 @@ impl<'a> Migration<'a> {
             site: site.name.clone(),
             state: self.state_of(&site.name),
             detail,
+            rollback_asked: false,
         }
     }
 
@@ -1014,8 +1023,12 @@ impl<'a> Migration<'a> {
             }
             self.set(&site.name, SiteState::RolledBack, Some(reason.to_string()))
         })();
+        let asked = reason == ROLLBACK_ASKED;
         match result {
-            Ok(()) => self.outcome(site, Some(reason.to_string())),
+            Ok(()) => SiteOutcome {
+                rollback_asked: asked,
+                ..self.outcome(site, Some(reason.to_string()))
+            },
             // Left in `rolling_back`: `rollback` or `resume` tries again.
             Err(e) => self.outcome(site, Some(format!("{reason}; the rollback stopped: {e}"))),
         }
@@ -1086,9 +1099,9 @@ impl<'a> Migration<'a> {
                 .map(|s| s.name.clone())
                 .collect()
         };
-        let rolling = pick(&|s| s == SiteState::RollingBack);
-        let flying = pick(&|s| s.in_flight() && s != SiteState::RollingBack);
-        let syncing = pick(&|s| s == SiteState::Syncing);
+        let rolling = pick(&|s| s.resume_step() == ResumeStep::FinishRollback);
+        let flying = pick(&|s| s.resume_step() == ResumeStep::ContinueCutover);
+        let syncing = pick(&|s| s.resume_step() == ResumeStep::RerunPreSync);
         let mut out: Vec<SiteOutcome> = Vec::new();
         let merge = |out: &mut Vec<SiteOutcome>, more: Vec<SiteOutcome>| {
             for o in more {
