@@ -1258,7 +1258,7 @@ pub fn report(
     }
     let entries = super::ledger::read(&loaded.plan.state_dir)?;
     let statuses = fold(&entries);
-    Ok(crate::report::lifecycle::build(
+    Ok(super::status::build(
         &loaded.plan.name,
         &inventory.sites,
         &statuses,

@@ -14,3 +14,4 @@ pub use inventory::{Inventory, expand_sites};
 pub mod migrate;
 pub mod probe;
 pub mod state;
+pub mod status;
