@@ -205,7 +205,7 @@ impl Rfc2136 {
         };
         let mut verifier = match &self.signer {
             Some(signer) => message
-                .finalize(signer, crate::journal::now())
+                .finalize(signer, super::provider::now())
                 .map_err(|e| DnsError::Invalid(e.to_string()))?,
             None => None,
         };

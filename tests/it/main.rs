@@ -6,6 +6,7 @@ mod dns;
 mod dry_run;
 mod harness;
 mod harness_selftest;
+mod layers;
 mod lifecycle;
 mod mail;
 mod recovery;
