@@ -105,9 +105,24 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Ok(plans)
     };
-    let journal = || {
-        Ledger::open(&loaded.plan.state_dir)
-            .map_err(|e| CutoverError::Log(crate::unit::UnitError::io(e.to_string())))
+    let log_error = |e: crate::journal::JournalError| {
+        CutoverError::Log(crate::unit::UnitError::io(e.to_string()))
+    };
+    // The plan's journal, with this command journaled as a run (command line, user, overrides).
+    let journal = |name: &str| -> Result<(Ledger, u64), CutoverError> {
+        let ledger = Ledger::open(&loaded.plan.state_dir).map_err(log_error)?;
+        let overrides = if force {
+            vec!["force".to_string()]
+        } else {
+            Vec::new()
+        };
+        let run = ledger
+            .start_run(ledger::RunCommand::Dns { step: name.into() }, overrides)
+            .map_err(log_error)?;
+        Ok((ledger, run))
+    };
+    let end = |(ledger, run): (Ledger, u64), o: &Outcome| -> Result<(), CutoverError> {
+        ledger.end_run(run, o.failed.is_empty()).map_err(log_error)
     };
     let result: Result<u8, CutoverError> = (|| match step {
         Step::Plan => {
@@ -195,14 +210,16 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Step::LowerTtl => {
             let plans = plans()?;
-            let j = journal()?;
-            let o = cutover::lower_ttl(&spec, &plans, &j)?;
+            let j = journal("lower-ttl")?;
+            let o = cutover::lower_ttl(&spec, &plans, &j.0)?;
+            end(j, &o)?;
             Ok(report(&o, false, printer))
         }
         Step::Switch => {
             let plans = plans()?;
-            let j = journal()?;
-            let o = cutover::switch(&spec, &plans, &j, force)?;
+            let j = journal("switch")?;
+            let o = cutover::switch(&spec, &plans, &j.0, force)?;
+            end(j, &o)?;
             Ok(report(&o, false, printer))
         }
         Step::Verify => {
@@ -237,8 +254,14 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             }
         }
         Step::Rollback | Step::RestoreTtl => {
-            let j = journal()?;
-            let o = cutover::rollback(&spec, &j, &selected, &[], step == Step::RestoreTtl)?;
+            let name = if step == Step::RestoreTtl {
+                "restore-ttl"
+            } else {
+                "rollback"
+            };
+            let j = journal(name)?;
+            let o = cutover::rollback(&spec, &j.0, &selected, &[], step == Step::RestoreTtl)?;
+            end(j, &o)?;
             // A record left alone is not back: the operator must look at it.
             Ok(report(&o, true, printer))
         }

@@ -288,7 +288,9 @@ pub fn unfinished_runs(entries: &[Entry]) -> Vec<(u64, RunCommand, usize)> {
     let mut open: Vec<(u64, RunCommand, usize)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         match e {
-            Entry::Run { run, command, .. } => open.push((*run, command.clone(), i)),
+            Entry::Run { run, command, .. } if command.resumable() => {
+                open.push((*run, command.clone(), i))
+            }
             Entry::RunEnd { run, .. } => open.retain(|(r, _, _)| r != run),
             _ => {}
         }
@@ -297,6 +299,16 @@ pub fn unfinished_runs(entries: &[Entry]) -> Vec<(u64, RunCommand, usize)> {
 }
 
 impl RunCommand {
+    /// Whether `resume` finishes this command when it was interrupted (the others are
+    /// journaled for the record: a `dns` step is finished by running it again, since what
+    /// it changed is read back from the servers).
+    pub fn resumable(&self) -> bool {
+        matches!(
+            self,
+            RunCommand::Sync { .. } | RunCommand::Cutover { .. } | RunCommand::Rollback { .. }
+        )
+    }
+
     /// The verb as an operator types it.
     pub fn label(&self) -> String {
         match self {

@@ -1188,13 +1188,11 @@ impl<'a> Migration<'a> {
                         self.sync_sites(&sites)?
                     }
                 }
-                RunCommand::Resume => Vec::new(),
-                RunCommand::Run | RunCommand::Dns { .. } | RunCommand::Other { .. } => {
-                    return Err(LifecycleError::Invalid(format!(
-                        "run {run} (`{}`) was interrupted and cannot be finished by `resume`: run that command again",
-                        command.label()
-                    )));
-                }
+                // Journaled for the record only: `unfinished_runs` leaves them out.
+                RunCommand::Resume
+                | RunCommand::Run
+                | RunCommand::Dns { .. }
+                | RunCommand::Other { .. } => continue,
             };
             merge(&mut out, done);
             self.ledger.end_run(*run, true)?;

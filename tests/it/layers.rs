@@ -73,7 +73,9 @@ fn arrows_point_down_the_layers_of_the_design() {
     let mut wrong = Vec::new();
     for (from, targets) in &uses {
         let Some(&lf) = layer.get(from.as_str()) else {
-            wrong.push(format!("module `{from}` has no layer in this test: place it"));
+            wrong.push(format!(
+                "module `{from}` has no layer in this test: place it"
+            ));
             continue;
         };
         for to in targets {
@@ -82,7 +84,9 @@ fn arrows_point_down_the_layers_of_the_design() {
                 continue;
             };
             if lt < lf {
-                wrong.push(format!("`{from}` (layer {lf}) uses `{to}` (layer {lt}), above it"));
+                wrong.push(format!(
+                    "`{from}` (layer {lf}) uses `{to}` (layer {lt}), above it"
+                ));
             }
             if lt == lf && uses.get(to).is_some_and(|t| t.contains(from)) {
                 wrong.push(format!("`{from}` and `{to}` use each other"));

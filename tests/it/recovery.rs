@@ -126,3 +126,43 @@ fn resume_finishes_the_batches_a_killed_cutover_had_not_reached() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!out.contains("beta"), "{out}");
 }
+
+#[test]
+fn resume_finishes_the_sites_a_killed_rollback_had_not_reached() {
+    let s = setup(|t| t.replace("defaults: { jobs: 2 }", "defaults: { jobs: 1 }"));
+    let original: Vec<_> = ["alpha", "beta"]
+        .iter()
+        .map(|n| s.bind.dig_ttl(&format!("{n}.example.test"), "A"))
+        .collect();
+    let (code, out, err) = run(
+        &s.world,
+        &[
+            "cutover",
+            "--only",
+            "alpha.example.test",
+            "--only",
+            "beta.example.test",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    // One site at a time: killed once the first is rolled back, before the second is reached.
+    let (code, _, _) = run(&s.world, &["rollback"], Some("after:rolled_back"));
+    assert_eq!(code, None);
+    let (_, out, _) = run(&s.world, &["status"], None);
+    assert!(
+        out.contains("1 confirmed"),
+        "one site not reached yet: {out}"
+    );
+    let (code, out, err) = run(&s.world, &["resume"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for (i, n) in ["alpha", "beta"].iter().enumerate() {
+        assert_eq!(
+            s.bind.dig_ttl(&format!("{n}.example.test"), "A"),
+            original[i],
+            "{n}"
+        );
+    }
+    let (_, out, _) = run(&s.world, &["status"], None);
+    assert!(out.contains("2 rolled-back"), "{out}");
+}
