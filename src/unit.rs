@@ -208,6 +208,39 @@ impl fmt::Display for UnitError {
 
 impl std::error::Error for UnitError {}
 
+/// The contract every engine (files, databases, mail, DNS) offers on one unit: plan what would
+/// change as a value (the dry run renders exactly this), apply that plan (intents and outcomes
+/// to the change log the caller hands in), and verify what the unit is made of at both ends.
+pub trait UnitOfWork {
+    /// What names one unit (a site's tree, a database, a mailbox, a zone's RRsets).
+    type Unit;
+    /// What would be created, changed and deleted, with sizes, in a stable order.
+    type Plan: Serialize;
+    /// What applying did.
+    type Report;
+    /// What the unit is made of, compared at both ends, with typed statuses.
+    type Check: Serialize;
+    /// Where apply records intents and outcomes (the lifecycle's journal, behind a trait).
+    type Log: ?Sized;
+
+    /// # Errors
+    /// The unit cannot be read (kind and retry class say whether to try again).
+    fn plan(&self, unit: &Self::Unit) -> Result<Self::Plan, UnitError>;
+
+    /// # Errors
+    /// The plan could not be applied; what was applied is in the change log.
+    fn apply(
+        &self,
+        plan: &Self::Plan,
+        observer: &dyn crate::event::Observer,
+        log: &Self::Log,
+    ) -> Result<Self::Report, UnitError>;
+
+    /// # Errors
+    /// The unit cannot be read at one end.
+    fn verify(&self, unit: &Self::Unit) -> Result<Self::Check, UnitError>;
+}
+
 /// Runs `step` until it succeeds, fails permanently, or `attempts` are spent, waiting
 /// `base`, 2×`base`, 4×`base`… between tries (transient failures only).
 ///
