@@ -721,3 +721,85 @@ fn db_sync_refuses_databases_live_on_the_new_side_unless_allowed_by_name() {
     let (code, out) = run_plan(&world, &["db", "sync", "--allow-live", "site:one"]);
     assert_eq!(code, Some(2), "{out}");
 }
+
+/// Issue 12: a host that failed to connect once stayed failed for the whole run, and a
+/// connection that dropped (sshd restarted, ControlMaster gone) was never opened again.
+#[test]
+fn connections_come_back_after_sshd_restarts_and_after_it_was_down() {
+    use std::sync::Arc;
+    use transhumance::db::discover::list_databases;
+    use transhumance::plan::{Host, HostAccess, SshAccess};
+    use transhumance::transport::{Backoff, Connections, ExecRequest};
+    let mut sshd = crate::harness::Sshd::start();
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE site_back");
+    let work = tempfile::tempdir().unwrap();
+    let access = SshAccess {
+        target: transhumance::plan::units::parse_ssh_target(&format!(
+            "root@127.0.0.1:{}",
+            sshd.port
+        ))
+        .unwrap(),
+        identity_file: Some(sshd.client_key.clone()),
+        known_hosts: Some(sshd.known_hosts.clone()),
+        options: vec![],
+        agent_dir: format!("{}/agent", work.path().display()),
+    };
+    let hosts = std::collections::BTreeMap::from([(
+        "newdb".to_string(),
+        Host {
+            name: "newdb".into(),
+            access: HostAccess::Ssh(access),
+        },
+    )]);
+    let connections = Connections::new(
+        &hosts,
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_transhumance")),
+    )
+    .with_backoff(Backoff {
+        attempts: 3,
+        base: std::time::Duration::from_millis(200),
+    });
+    let mut at_target = server(Some(db.socket.display().to_string()), None, "root");
+    at_target.host = "newdb".into();
+    let names = |t: &dyn transhumance::transport::Transport| {
+        list_databases(t, DbEngine::Mariadb, &at_target)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+    };
+    let echo = |t: &dyn transhumance::transport::Transport| {
+        t.exec(&ExecRequest::new("echo", ["back"]))
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+
+    let first = connections.get("newdb").unwrap();
+    assert!(names(first.as_ref()).contains(&"site_back".to_string()));
+    assert!(Arc::ptr_eq(&first, &connections.get("newdb").unwrap()));
+
+    // Every session drops; the next operation through the same `Connections` goes through.
+    sshd.restart();
+    assert_eq!(connections.run("newdb", echo).unwrap(), "back");
+    assert!(
+        first.lost().is_some(),
+        "the old connection is known to be gone"
+    );
+    let second = connections.get("newdb").unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &second),
+        "a new connection replaced it"
+    );
+    assert!(names(second.as_ref()).contains(&"site_back".to_string()));
+
+    // While the server is down, operations fail (transient, retried, then reported); once it is
+    // back, the next one connects again: the failure was not remembered.
+    sshd.kill();
+    let err = connections.run("newdb", echo).unwrap_err();
+    let unit_error = transhumance::unit::UnitError::from(err.clone());
+    assert!(unit_error.is_transient(), "{err}");
+    assert!(err.to_string().contains("host `newdb`"), "{err}");
+    sshd.start_again();
+    assert_eq!(connections.run("newdb", echo).unwrap(), "back");
+    assert!(names(connections.get("newdb").unwrap().as_ref()).contains(&"site_back".to_string()));
+}
