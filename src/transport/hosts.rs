@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{LocalTransport, SshTransport, Transport, TransportError};
 use crate::plan::{Host, HostAccess};
@@ -19,14 +19,20 @@ pub struct Backoff {
     pub attempts: u32,
     /// The first wait; each next one doubles.
     pub base: Duration,
+    /// How long a failure, once every try failed, is answered at once instead of tried again:
+    /// a dry run over a thousand sites of a host that is down tries it once, not a thousand
+    /// times; the first `get` after that tries again.
+    pub hold: Duration,
 }
 
 impl Default for Backoff {
-    /// Three tries, 0.5 s then 1 s apart: enough for an sshd or a link that restarts.
+    /// Three tries, 0.5 s then 1 s apart (enough for an sshd or a link that restarts); a
+    /// failure held 10 s.
     fn default() -> Backoff {
         Backoff {
             attempts: 3,
             base: Duration::from_millis(500),
+            hold: Duration::from_secs(10),
         }
     }
 }
@@ -43,11 +49,12 @@ struct Slot {
 #[derive(Default)]
 struct SlotState {
     open: Option<Arc<dyn Transport>>,
-    last_error: Option<TransportError>,
+    /// The last attempt's failure, and when every try of it had failed.
+    failed: Option<(TransportError, Instant)>,
 }
 
-/// The plan's hosts, connected lazily. Nothing is cached as failed: a failed or dropped
-/// connection is opened again by the next `get`.
+/// The plan's hosts, connected lazily. Nothing stays failed: a dropped connection is opened
+/// again by the next `get`, a failed one by the first `get` after `Backoff::hold`.
 pub struct Connections {
     hosts: BTreeMap<String, Host>,
     agent_binary: PathBuf,
@@ -72,8 +79,8 @@ impl Connections {
     }
 
     /// The transport of host `name`: the open one while it lives, else a new one (transient
-    /// failures retried with backoff). Callers waiting while another opens the same host share
-    /// that attempt's outcome.
+    /// failures retried with backoff). Callers waiting while another opens the same host, and
+    /// callers within `Backoff::hold` of a failure, share that attempt's outcome.
     ///
     /// # Errors
     /// The host is unknown or cannot be reached (named in the error).
@@ -101,8 +108,8 @@ impl Connections {
             // calls fail; the next callers get a new one.
             state.open = None;
         }
-        if slot.attempts.load(Ordering::Acquire) != seen
-            && let Some(e) = &state.last_error
+        if let Some((e, at)) = &state.failed
+            && (slot.attempts.load(Ordering::Acquire) != seen || at.elapsed() < self.backoff.hold)
         {
             return Err(e.clone());
         }
@@ -110,11 +117,11 @@ impl Connections {
         match self.connect(name, host) {
             Ok(t) => {
                 state.open = Some(t.clone());
-                state.last_error = None;
+                state.failed = None;
                 Ok(t)
             }
             Err(e) => {
-                state.last_error = Some(e.clone());
+                state.failed = Some((e.clone(), Instant::now()));
                 Err(e)
             }
         }
@@ -210,10 +217,61 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_is_answered_from_memory_only_within_the_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = dir.path().join("agent");
+        let access = crate::plan::SshAccess {
+            target: crate::plan::units::parse_ssh_target("root@127.0.0.1:1").unwrap(),
+            identity_file: None,
+            known_hosts: None,
+            options: vec![],
+            agent_dir: "/nonexistent".into(),
+        };
+        let hosts = BTreeMap::from([(
+            "web".to_string(),
+            Host {
+                name: "web".into(),
+                access: HostAccess::Ssh(access),
+            },
+        )]);
+        let connections = |hold| {
+            Connections::new(&hosts, agent.clone()).with_backoff(Backoff {
+                attempts: 2,
+                base: Duration::ZERO,
+                hold,
+            })
+        };
+        let (held, fresh) = (
+            connections(Duration::from_secs(3600)),
+            connections(Duration::ZERO),
+        );
+        for c in [&held, &fresh] {
+            let e = c.get("web").err().unwrap();
+            assert!(
+                e.to_string().contains("cannot read the agent binary"),
+                "{e}"
+            );
+        }
+        // The agent binary appears: only the connections that do not hold failures see it.
+        std::fs::write(&agent, b"agent").unwrap();
+        let e = held.get("web").err().unwrap();
+        assert!(
+            e.to_string().contains("cannot read the agent binary"),
+            "{e}"
+        );
+        let e = fresh.get("web").err().unwrap();
+        assert!(
+            !e.to_string().contains("cannot read the agent binary"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn an_operation_that_fails_transiently_runs_again_permanently_does_not() {
         let c = Connections::new(&hosts(&["a"]), PathBuf::from("unused")).with_backoff(Backoff {
             attempts: 3,
             base: Duration::ZERO,
+            hold: Duration::ZERO,
         });
         let mut calls = 0;
         let r = c.run("a", |t| {

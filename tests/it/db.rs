@@ -759,6 +759,8 @@ fn connections_come_back_after_sshd_restarts_and_after_it_was_down() {
     .with_backoff(Backoff {
         attempts: 3,
         base: std::time::Duration::from_millis(200),
+        // Not held: the first call after the server is back must connect.
+        hold: std::time::Duration::ZERO,
     });
     let mut at_target = server(Some(db.socket.display().to_string()), None, "root");
     at_target.host = "newdb".into();
