@@ -67,7 +67,14 @@ pub fn run(
         Step::Sync => {
             // Which site names which database: a database whose site could not be expanded
             // counts as one no site names, live as soon as any site may have switched.
-            let sites = expand_sites(&loaded, &connections).sites;
+            let inventory = expand_sites(&loaded, &connections);
+            if let Some(i) = inventory.unreachable.first() {
+                printer.status(format!(
+                    "warning: {}: the databases of sites not expanded count as shared (live once any site may have switched)",
+                    i.message
+                ));
+            }
+            let sites = inventory.sites;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let guard = match Guarded::open(&loaded.plan, &sites, allow_live.to_vec(), &command) {
                 Ok(g) => Mutex::new(g),
