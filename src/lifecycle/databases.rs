@@ -190,7 +190,9 @@ pub fn run(
 }
 
 /// Moves (under `Mode::Copy`, when the gate admits it) and verifies one database. One the gate
-/// holds back is neither written nor compared: its result carries `live`.
+/// holds back is neither written nor compared: its result carries `live`. A move whose
+/// connection dropped under it (a transport reports itself lost) is done again on fresh
+/// connections, with the backoff of `connections`: a copy of ours is replaced by the next one.
 pub fn one(
     plan: &Plan,
     rule: &DatabaseRule,
@@ -219,6 +221,28 @@ pub fn one(
             }
         }
     }
+    let backoff = connections.backoff();
+    let mut wait = backoff.base;
+    for tries_left in (0..backoff.attempts.max(1)).rev() {
+        let (result, dropped) = attempt(plan, rule, name, connections, mode, r.clone());
+        if !(dropped && tries_left > 0) {
+            return result;
+        }
+        std::thread::sleep(wait);
+        wait = wait.saturating_mul(2);
+    }
+    unreachable!("the last try returns")
+}
+
+/// One try of `one`: its result, and whether it failed because a connection dropped.
+fn attempt(
+    plan: &Plan,
+    rule: &DatabaseRule,
+    name: &str,
+    connections: &Connections,
+    mode: Mode<'_>,
+    mut r: DbResult,
+) -> (DbResult, bool) {
     let (from, to) = match (
         connections.get(&rule.from.host),
         connections.get(&rule.to.host),
@@ -226,9 +250,10 @@ pub fn one(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             r.error = Some(e.to_string());
-            return r;
+            return (r, false);
         }
     };
+    let dropped = || from.lost().is_some() || to.lost().is_some();
     if let Mode::Copy(_) = mode {
         match transfer(
             rule.engine,
@@ -253,12 +278,12 @@ pub fn one(
                 let skipped = m.outcome == "skipped";
                 r.moved = Some(m);
                 if skipped {
-                    return r;
+                    return (r, false);
                 }
             }
             Err(e) => {
                 r.error = Some(e);
-                return r;
+                return (r, dropped());
             }
         }
     }
@@ -277,7 +302,10 @@ pub fn one(
         10_000,
     ) {
         Ok(t) => r.tables = t,
-        Err(e) => r.error = Some(e),
+        Err(e) => {
+            r.error = Some(e);
+            return (r, dropped());
+        }
     }
-    r
+    (r, false)
 }

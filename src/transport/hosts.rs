@@ -78,6 +78,11 @@ impl Connections {
         self
     }
 
+    /// How hard connections (and operations through `run`) are tried.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
     /// The transport of host `name`: the open one while it lives, else a new one (transient
     /// failures retried with backoff). Callers waiting while another opens the same host, and
     /// callers within `Backoff::hold` of a failure, share that attempt's outcome.

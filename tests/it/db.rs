@@ -805,3 +805,78 @@ fn connections_come_back_after_sshd_restarts_and_after_it_was_down() {
     assert_eq!(connections.run("newdb", echo).unwrap(), "back");
     assert!(names(connections.get("newdb").unwrap().as_ref()).contains(&"site_back".to_string()));
 }
+
+/// Issue 12: a transient failure (ssh dropped under a database move) was neither retried nor
+/// told apart from a permanent one; the move is now done again on fresh connections.
+#[test]
+fn a_database_move_whose_connection_drops_is_done_again_on_a_new_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use transhumance::lifecycle::databases::{Mode, one};
+    use transhumance::lifecycle::guard::Live;
+    use transhumance::transport::{Backoff, Connections};
+    let mut sshd = crate::harness::Sshd::start();
+    let (src, dst) = (MariaDb::start(), MariaDb::start());
+    src.sql("CREATE DATABASE big; USE big; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t SELECT seq, REPEAT(MD5(seq), 4) FROM seq_1_to_200000;");
+    let work = tempfile::tempdir().unwrap();
+    let plan = work.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: db-drop-it\nhosts:\n  newdb: {{ ssh: \"root@127.0.0.1:{}\", identity_file: \"{}\", known_hosts: \"{}\", agent_dir: \"{}/agent\" }}\ndatabases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: newdb, socket: \"{}\", user: root }}\n    names: [\"big\"]\n",
+            sshd.port,
+            sshd.client_key.display(),
+            sshd.known_hosts.display(),
+            work.path().display(),
+            src.socket.display(),
+            dst.socket.display()
+        ),
+    )
+    .unwrap();
+    let loaded = transhumance::plan::load(&plan).unwrap();
+    let connections = Connections::new(
+        &loaded.plan.hosts,
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_transhumance")),
+    )
+    .with_backoff(Backoff {
+        attempts: 3,
+        base: std::time::Duration::from_millis(200),
+        hold: std::time::Duration::ZERO,
+    });
+    let first = connections.get("newdb").unwrap();
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        let restarted = s.spawn(|| {
+            // Once rows are loading at the target, every ssh session drops.
+            crate::harness::wait_until(
+                std::time::Duration::from_secs(120),
+                "the restore to start",
+                || {
+                    dst.sql(
+                        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'big'",
+                    ) != "0"
+                },
+            );
+            let during = !done.load(Ordering::SeqCst);
+            sshd.restart();
+            during
+        });
+        let r = one(
+            &loaded.plan,
+            &loaded.plan.databases[0],
+            "big",
+            &connections,
+            Mode::Copy(&Live::default()),
+        );
+        done.store(true, Ordering::SeqCst);
+        assert!(
+            restarted.join().unwrap(),
+            "sshd restarted while the move ran"
+        );
+        r
+    });
+    assert!(first.lost().is_some(), "the first connection dropped");
+    assert_eq!(result.error, None, "{result:?}");
+    assert_eq!(result.moved.as_ref().unwrap().outcome, "copied");
+    assert!(result.clean(), "{result:?}");
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM big.t"), "200000");
+}
