@@ -171,6 +171,10 @@ pub enum Command {
         /// Only these databases (repeatable).
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
+        /// Overwrite this database even though it may be live on the new side (its site, or
+        /// any site for a database no site names, may have switched); journaled (repeatable).
+        #[arg(long = "allow-live", value_name = "db:NAME")]
+        allow_live: Vec<crate::unit::UnitId>,
     },
     /// Mail of a plan: `sync` (before the cutover, re-runnable), `sweep` (late mail after the
     /// cutover, adds only) or `verify` (folder by folder).
@@ -313,7 +317,12 @@ pub fn run(cli: Cli) -> u8 {
             format,
             output,
         } => report::run(&plan, format, output.as_deref(), &printer),
-        Command::Db { step, plan, only } => db::run(step, &plan, &only, &printer),
+        Command::Db {
+            step,
+            plan,
+            only,
+            allow_live,
+        } => db::run(step, &plan, &only, &allow_live, &printer),
         Command::Mail { step, plan, delete } => mail::run(step, &plan, delete, &printer),
         Command::Dns {
             step,

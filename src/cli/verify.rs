@@ -72,7 +72,7 @@ pub fn run(
                     &loaded.plan,
                     &connections,
                     &[],
-                    false,
+                    crate::lifecycle::databases::Mode::Verify,
                     &crate::event::Silent,
                 );
                 super::db::print(&results, printer);

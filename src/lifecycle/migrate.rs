@@ -399,7 +399,23 @@ impl<'a> Migration<'a> {
             .iter()
             .find(|r| selected(name, &r.names, &r.exclude))
             .ok_or_else(|| format!("database `{name}`: no rule selects it"))?;
-        let r = move_database(&self.loaded.plan, rule, name, self.connections, copy);
+        // A database that may be live at the target (its site, or any site for one no site
+        // names, may have switched) is left alone: users may have written to it there.
+        let live = super::guard::Live::new(
+            self.states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(site, state)| (site.clone(), *state))
+                .collect(),
+            &self.sites,
+        );
+        let mode = if copy {
+            super::databases::Mode::Copy(&live)
+        } else {
+            super::databases::Mode::Verify
+        };
+        let r = move_database(&self.loaded.plan, rule, name, self.connections, mode);
         let step = match (copy, final_sync) {
             (false, _) => "verify",
             (true, false) => "pre-sync",
@@ -412,6 +428,13 @@ impl<'a> Migration<'a> {
             .map(|t| t.table.as_str())
             .collect();
         let detail = match (&r.error, different.is_empty()) {
+            _ if r.live.is_some() => r.live.as_ref().map(|l| {
+                format!(
+                    "skipped: may be live on the new side (site `{}` is {}), left as it is there",
+                    l.site,
+                    l.state.label()
+                )
+            }),
             (Some(e), _) => Some(e.clone()),
             (None, false) => Some(format!("tables differ: {}", different.join(", "))),
             (None, true) => Some(format!("{} table(s) verified", r.tables.len())),
