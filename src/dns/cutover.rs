@@ -97,9 +97,9 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
             database,
         } => {
             let hosts = std::iter::once((host.name.clone(), (**host).clone())).collect();
-            let connections = crate::lifecycle::Connections::new(
+            let connections = crate::transport::Connections::new(
                 &hosts,
-                crate::lifecycle::default_agent_binary(),
+                crate::transport::default_agent_binary(),
             );
             let transport = connections.get(&host.name).map_err(|e| {
                 CutoverError::Dns(DnsError::Unreachable {

@@ -27,7 +27,6 @@ use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
 use crate::sync::{Endpoint, SyncOptions, sync};
 use crate::transport::ExecRequest;
-use crate::unit::UnitId;
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
@@ -401,15 +400,7 @@ impl<'a> Migration<'a> {
             .ok_or_else(|| format!("database `{name}`: no rule selects it"))?;
         // A database that may be live at the target (its site, or any site for one no site
         // names, may have switched) is left alone: users may have written to it there.
-        let live = super::guard::Live::new(
-            self.states
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(site, state)| (site.clone(), *state))
-                .collect(),
-            &self.sites,
-        );
+        let live = self.live();
         let mode = if copy {
             super::databases::Mode::Copy(&live)
         } else {
@@ -468,24 +459,8 @@ impl<'a> Migration<'a> {
                     continue;
                 }
             };
-            let live = self.live();
+            // A shared database live on the new side is left there by `move_database`.
             for name in names.iter().filter(|n| !tied.contains(n)) {
-                // Once a site may serve from the new side, a shared database is live there: a
-                // copy from the old side would destroy its writes. It is left, and said so.
-                if let Some(because) = live.why(&UnitId::Database(name.clone())) {
-                    let _ = self.record(&Entry::Unit {
-                        site: PLATFORM.to_string(),
-                        unit: format!("database {name}"),
-                        step: "kept".into(),
-                        ok: true,
-                        detail: Some(format!(
-                            "live on the new side ({because}): not copied again"
-                        )),
-                        bytes: None,
-                        at: now(),
-                    });
-                    continue;
-                }
                 if let Err(e) = self.move_database(PLATFORM, name, final_sync, true) {
                     failures.push(e);
                 }
