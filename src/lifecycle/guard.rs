@@ -208,7 +208,10 @@ mod tests {
         assert!(live.why(&UnitId::Mail(0)).is_some());
         assert!(live.why(&UnitId::Site("b".into())).is_none());
         let refusal = live.check(&a_db, &[]).unwrap_err();
-        assert!(refusal.to_string().contains("--allow-live db:a_wp"), "{refusal}");
+        assert!(
+            refusal.to_string().contains("--allow-live db:a_wp"),
+            "{refusal}"
+        );
         assert!(live.check(&a_db, std::slice::from_ref(&a_db)).is_ok());
     }
 
@@ -223,11 +226,21 @@ mod tests {
             SiteState::RollingBack,
         ] {
             let live = Live::new(BTreeMap::from([("a".to_string(), state)]), &sites);
-            assert!(live.why(&UnitId::Database("a_wp".into())).is_some(), "{state:?}");
+            assert!(
+                live.why(&UnitId::Database("a_wp".into())).is_some(),
+                "{state:?}"
+            );
         }
-        for state in [SiteState::Verified, SiteState::RolledBack, SiteState::Failed] {
+        for state in [
+            SiteState::Verified,
+            SiteState::RolledBack,
+            SiteState::Failed,
+        ] {
             let live = Live::new(BTreeMap::from([("a".to_string(), state)]), &sites);
-            assert!(live.why(&UnitId::Database("a_wp".into())).is_none(), "{state:?}");
+            assert!(
+                live.why(&UnitId::Database("a_wp".into())).is_none(),
+                "{state:?}"
+            );
         }
     }
 }

@@ -484,6 +484,7 @@ impl<'a> Migration<'a> {
             &self.loaded.plan,
             self.connections,
             step,
+            &|_| live.then(|| "a site's DNS may have moved".to_string()),
             &crate::event::Silent,
         ) {
             let copied: u64 = rule.mailboxes.iter().map(|m| m.copied).sum();
