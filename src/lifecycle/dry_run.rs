@@ -10,7 +10,7 @@ use super::inventory::expand_sites;
 use crate::db::discover as db;
 use crate::dns::query;
 use crate::event::{Event, Observer};
-use crate::mail::{imap, maildir};
+use crate::mail::{imap_move, maildir};
 use crate::plan::raw::DbEngine;
 use crate::plan::secret::SecretRef;
 use crate::plan::units::human_bytes;
@@ -543,7 +543,7 @@ fn mail(
                         messages: b.messages,
                         bytes: b.bytes,
                         messages_at_target: at_target,
-                        error: None,
+                        ..Default::default()
                     });
                 }
                 observer.on_event(&Event::PhaseFinished {
@@ -580,30 +580,32 @@ fn mail(
                         mailbox: u.source_user.clone(),
                         ..Default::default()
                     };
-                    let count = |server: &crate::plan::ImapServer,
-                                 user: &str,
-                                 pw: &SecretRef|
-                     -> Result<Vec<imap::FolderCount>, String> {
-                        let secret = pw.resolve()?;
-                        let mut s = imap::ImapSession::login(server, user, &secret)?;
-                        let c = s.folder_counts();
-                        s.logout();
-                        c
-                    };
-                    match count(from, &u.source_user, &u.source_password) {
-                        Ok(folders) => {
-                            m.folders = folders.len() as u64;
-                            m.messages = folders.iter().map(|f| f.messages).sum();
+                    // The engine's own matching (`ImapStep::Plan`), so the figures are what a
+                    // sync would do, not a comparison of counts.
+                    let planned = u.source_password.resolve().and_then(|sp| {
+                        let tp = u.target_password.resolve()?;
+                        let account = imap_move::Account {
+                            from,
+                            to,
+                            source_user: &u.source_user,
+                            source_password: &sp,
+                            target_user: &u.target_user,
+                            target_password: &tp,
+                        };
+                        imap_move::run(&account, imap_move::ImapStep::Plan, None)
+                    });
+                    match planned {
+                        Ok(a) => {
+                            m.folders = a.folders;
+                            m.messages = a.messages;
+                            m.messages_at_target = a.present;
+                            m.to_copy = a.copied;
+                            m.flag_updates = a.flags_updated;
+                            if let Some(f) = a.failures.first() {
+                                m.error = Some(f.clone());
+                            }
                         }
                         Err(e) => m.error = Some(e),
-                    }
-                    if m.error.is_none() {
-                        match count(to, &u.target_user, &u.target_password) {
-                            Ok(folders) => {
-                                m.messages_at_target = folders.iter().map(|f| f.messages).sum()
-                            }
-                            Err(e) => m.error = Some(format!("target: {e}")),
-                        }
                     }
                     if let Some(e) = &m.error {
                         report

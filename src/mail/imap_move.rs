@@ -723,4 +723,42 @@ mod tests {
             sorted(&["$label1".into(), "\\SEEN".into()])
         );
     }
+
+    #[test]
+    fn look_alike_messages_keep_their_flags_when_the_flag_multisets_agree() {
+        let m = |uid, flags: &[&str]| MessageSummary {
+            uid,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            internal_date: String::new(),
+            date_epoch: 7,
+            size: 10,
+            message_id: Some("<twin@x>".into()),
+        };
+        // Same Message-ID, size and date: one read, one flagged, at both ends in other orders.
+        let source = [m(1, &["\\Seen"]), m(2, &["\\Flagged"])];
+        let target = [m(8, &["\\Flagged"]), m(9, &["\\Seen"])];
+        let matched = match_folder(&source, &target);
+        assert_eq!(matched.present.len(), 2);
+        assert!(matched.missing.is_empty());
+        assert!(
+            matched.flag_changes.is_empty(),
+            "{:?}",
+            matched.flag_changes
+        );
+        // A real change goes to the look-alike whose flags are not the source's already.
+        let source = [m(1, &["\\Seen"]), m(2, &["\\Seen", "\\Answered"])];
+        let matched = match_folder(&source, &target);
+        assert_eq!(
+            matched.flag_changes,
+            vec![(8, vec!["\\Seen".to_string(), "\\Answered".to_string()])]
+        );
+        // One more at the source than at the target: missing once.
+        let source = [m(1, &["\\Seen"]), m(2, &["\\Flagged"]), m(3, &[])];
+        let matched = match_folder(&source, &target);
+        assert_eq!(
+            matched.missing.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert!(matched.flag_changes.is_empty());
+    }
 }

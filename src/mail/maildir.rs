@@ -674,7 +674,7 @@ mod tests {
             file("u/Maildir/new/9.M9.h", 7),
         ]);
         // The user deleted message 1 at the target after the cutover.
-        let target = listing(vec![]);
+        let target = listing(vec![dir("u/Maildir"), dir("u/Maildir/cur")]);
         let delivered: HashSet<Vec<u8>> =
             [delivered_key(b"u/Maildir/cur/1.M1.h:2,").unwrap()].into();
         let swept: Vec<Vec<u8>> = sweep_listing(&source, &target, &delivered)
@@ -754,5 +754,98 @@ mod tests {
             vec!["1.M1.h,S=5", "2.M2.h,S=3", "3.M3.h"]
         );
         assert_eq!((boxes[1].messages, boxes[1].folders), (0, 1));
+    }
+
+    #[test]
+    fn a_sweep_does_not_recreate_a_folder_gone_at_the_target_but_creates_a_new_one() {
+        let source = listing(vec![
+            dir("u/Maildir"),
+            dir("u/Maildir/cur"),
+            dir("u/Maildir/.Old"),
+            dir("u/Maildir/.Old/cur"),
+            file("u/Maildir/.Old/cur/1.M1.h:2,S", 5),
+            file("u/Maildir/.Old/cur/2.M2.h:2,", 5),
+            file("u/Maildir/.Old/dovecot-uidlist", 9),
+            dir("u/Maildir/.Fresh"),
+            dir("u/Maildir/.Fresh/cur"),
+            file("u/Maildir/.Fresh/cur/3.M3.h:2,", 5),
+        ]);
+        // `.Old` was deleted (or renamed) at the target by its user after a pass saw it.
+        let target = listing(vec![dir("u/Maildir"), dir("u/Maildir/cur")]);
+        let delivered: HashSet<Vec<u8>> = [folder_key(b"u/Maildir/.Old")].into();
+        let sweep = sweep_listing(&source, &target, &delivered);
+        let swept: Vec<String> = sweep
+            .listing
+            .entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        assert_eq!(
+            swept,
+            vec![
+                "u/Maildir/.Fresh",
+                "u/Maildir/.Fresh/cur",
+                "u/Maildir/.Fresh/cur/3.M3.h:2,"
+            ]
+        );
+        assert_eq!(sweep.gone_at_target, vec![(b"u/Maildir/.Old".to_vec(), 2)]);
+    }
+
+    #[test]
+    fn uidlists_are_read_and_a_target_with_uids_of_its_own_is_not_extended() {
+        let source = Uidlist::parse(
+            b"3 V1700000000 N6 G0123\n1 :1.M1.h,S=5\n2 W300 :2.M2.h,S=3:2,S\n5 :5.M5.h\n",
+        )
+        .unwrap();
+        assert_eq!((source.validity, source.next_uid), (1700000000, 6));
+        assert_eq!(source.uids["2.M2.h,S=3"], 2);
+        let old = Uidlist::parse(b"3 V1700000000 N3\n1 :1.M1.h,S=5\n2 :2.M2.h,S=3\n").unwrap();
+        assert!(
+            old.extended_by(&source, &|_| false),
+            "a prefix of the source's"
+        );
+        // Mail delivered at the target took UID 3; the source never gave it.
+        let own = Uidlist::parse(b"3 V1700000000 N4\n1 :1.M1.h,S=5\n3 :9.M9.t\n").unwrap();
+        assert!(!own.extended_by(&source, &|_| false));
+        // UID 5 at the source names another message than at the target.
+        let other = Uidlist::parse(b"3 V1700000000 N6\n5 :7.M7.t\n").unwrap();
+        assert!(!other.extended_by(&source, &|_| false));
+        // Expunged at the source and removed by this pass at the target: nothing left to keep.
+        let gone = Uidlist::parse(b"3 V1700000000 N5\n1 :1.M1.h,S=5\n4 :4.M4.h\n").unwrap();
+        assert!(!gone.extended_by(&source, &|_| false));
+        assert!(gone.extended_by(&source, &|u| u == "4.M4.h"));
+        let v1 = Uidlist::parse(b"1 1700000000 3\n1 1.M1.h:2,S\n").unwrap();
+        assert_eq!(v1.uids["1.M1.h"], 1);
+    }
+
+    #[test]
+    fn comparison_names_differing_flags_and_uids() {
+        let source = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,SR", 5),
+            file("u/Maildir/cur/2.M2.h:2,S", 3),
+        ];
+        let target = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,RS", 5),
+            file("u/Maildir/cur/2.M2.h:2,", 3),
+        ];
+        let lists: Uidlists = [(
+            b"u/Maildir".to_vec(),
+            (
+                Uidlist::parse(b"3 V1 N3\n1 :1.M1.h\n2 :2.M2.h\n"),
+                Uidlist::parse(b"3 V1 N4\n3 :1.M1.h\n2 :2.M2.h\n"),
+            ),
+        )]
+        .into();
+        let inbox = &compare(&source, &target, &lists)["u/Maildir"][0];
+        assert_eq!(
+            inbox.differ,
+            vec![
+                "flags 2.M2.h: source S, target (none)",
+                "UID 1.M1.h: source 1, target 3"
+            ]
+        );
+        assert!(!inbox.clean());
     }
 }
