@@ -10,7 +10,7 @@ use super::inventory::expand_sites;
 use crate::db::discover as db;
 use crate::dns::query;
 use crate::event::{Event, Observer};
-use crate::mail::{imap_move, maildir};
+use crate::mail::{imap_move, maildir, maildir_pass};
 use crate::plan::raw::DbEngine;
 use crate::plan::secret::SecretRef;
 use crate::plan::units::human_bytes;
@@ -492,10 +492,13 @@ fn mail(
                     phase: format!("mail[{index}]"),
                     total: 0,
                 });
+                let skip = maildir::excludes();
                 let source = connections
                     .get(from_host)
-                    .and_then(|t| t.scan(from_path, &[]));
-                let target = connections.get(to_host).and_then(|t| t.scan(to_path, &[]));
+                    .and_then(|t| t.scan(from_path, &skip));
+                let target = connections
+                    .get(to_host)
+                    .and_then(|t| t.scan(to_path, &skip));
                 let source = match source {
                     Ok(s) if s.exists => s,
                     Ok(_) => {
@@ -515,35 +518,31 @@ fn mail(
                         continue;
                     }
                 };
-                let target_boxes: HashMap<String, HashSet<String>> = match &target {
-                    Ok(t) => maildir::mailboxes(t)
-                        .into_iter()
-                        .map(|b| (b.path, b.unique_names.into_iter().collect()))
-                        .collect(),
+                // The engine's own matching (`plan_sync`): renames count as present.
+                let target = match target {
+                    Ok(t) => t,
                     Err(e) => {
                         report.risks.push(Risk::error(
                             "unreachable",
                             format!("mail[{index}]"),
                             e.to_string(),
                         ));
-                        HashMap::new()
+                        ScanSummary::default()
                     }
                 };
-                for b in maildir::mailboxes(&source) {
-                    let at_target = target_boxes
-                        .get(&b.path)
-                        .map(|t| b.unique_names.iter().filter(|u| t.contains(*u)).count() as u64)
-                        .unwrap_or(0);
+                for b in maildir_pass::plan_sync(&source, &target) {
                     report.mail.push(MailboxReport {
                         layout: "maildir".into(),
-                        source: format!("{from_host}:{}", from_path.join(&b.path).display()),
-                        target: format!("{to_host}:{}", to_path.join(&b.path).display()),
-                        mailbox: b.path,
+                        source: format!("{from_host}:{}", from_path.join(&b.mailbox).display()),
+                        target: format!("{to_host}:{}", to_path.join(&b.mailbox).display()),
+                        mailbox: b.mailbox,
                         folders: b.folders,
                         messages: b.messages,
                         bytes: b.bytes,
-                        messages_at_target: at_target,
-                        ..Default::default()
+                        messages_at_target: b.present,
+                        to_copy: b.to_copy,
+                        flag_updates: b.renames,
+                        error: None,
                     });
                 }
                 observer.on_event(&Event::PhaseFinished {

@@ -419,3 +419,27 @@ fn imap(
     results.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
     results
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_rule_is_swept_and_never_synced_with_deletions() {
+        let why = || Some("site `a` is confirmed".to_string());
+        let refusal = guarded_step(2, MailStep::Sync { delete: true }, why()).unwrap_err();
+        assert!(refusal.contains("mail:2 may be live"), "{refusal}");
+        assert!(refusal.contains("--allow-live mail:2"), "{refusal}");
+        let (step, note) = guarded_step(2, MailStep::Sync { delete: false }, why()).unwrap();
+        assert_eq!(step, MailStep::Sweep);
+        assert!(note.unwrap().contains("swept instead of synced"));
+        assert_eq!(
+            guarded_step(2, MailStep::Sweep, why()).unwrap(),
+            (MailStep::Sweep, None)
+        );
+        assert_eq!(
+            guarded_step(2, MailStep::Sync { delete: true }, None).unwrap(),
+            (MailStep::Sync { delete: true }, None)
+        );
+    }
+}

@@ -195,6 +195,7 @@ pub fn run(
             )
         })
         .collect();
+    let mut seen_folders = maildir::folders(&source);
     let listing = match pass {
         Pass::Sync { delete } if target.exists => {
             let wanted = maildir::renames(&source.entries, &target.entries);
@@ -209,6 +210,7 @@ pub fn run(
         Pass::Sweep => {
             let sweep = maildir::sweep_listing(&source, &target, &known);
             for (folder, messages) in &sweep.gone_at_target {
+                seen_folders.remove(folder);
                 let folder = show(folder);
                 if let Some(m) = owner(&folder, &names).and_then(|n| by_box.get_mut(n)) {
                     m.notes.push(format!(
@@ -240,12 +242,9 @@ pub fn run(
                 .filter(|e| e.kind == EntryKind::File && !failed.contains(show(&e.path).as_str()))
                 .filter_map(|e| maildir::delivered_key(&e.path)),
         );
-        // The folders this pass saw, so a later sweep knows one gone at the target was there.
-        known.extend(
-            maildir::folders(&listing)
-                .iter()
-                .map(|f| maildir::folder_key(f)),
-        );
+        // The folders this pass saw (all the source's but those gone at the target), so a
+        // later sweep knows one missing at the target was there before.
+        known.extend(seen_folders.iter().map(|f| maildir::folder_key(f)));
         if let Err(e) = write_delivered(path, &known) {
             report.record_error = Some(e);
         }
@@ -271,6 +270,68 @@ pub fn run(
     }
     report.mailboxes = by_box.into_values().collect();
     Ok(report)
+}
+
+/// What a sync pass would do to one mailbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MailboxPlan {
+    pub mailbox: String,
+    pub folders: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Source messages already at the target (same folder and unique part), renamed or not.
+    pub present: u64,
+    /// Renames at the target (flag changes, `new/` → `cur/`).
+    pub renames: u64,
+    /// Message files to send.
+    pub to_copy: u64,
+}
+
+/// What a sync pass of `source` onto `target` would do, mailbox by mailbox, from the same
+/// matching `run` applies (renames by folder and unique part, then the files still missing);
+/// nothing is changed. The dry run shows these figures.
+pub fn plan_sync(source: &ScanSummary, target: &ScanSummary) -> Vec<MailboxPlan> {
+    let boxes = maildir::mailboxes(source);
+    let names: Vec<String> = boxes.iter().map(|b| b.path.clone()).collect();
+    let mut by_box: BTreeMap<String, MailboxPlan> = boxes
+        .into_iter()
+        .map(|b| {
+            (
+                b.path.clone(),
+                MailboxPlan {
+                    mailbox: b.path,
+                    folders: b.folders,
+                    messages: b.messages,
+                    bytes: b.bytes,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let mut target = target.clone();
+    if target.exists {
+        let renames = maildir::renames(&source.entries, &target.entries);
+        for (_, to) in &renames {
+            if let Some(m) = owner(&show(to), &names).and_then(|n| by_box.get_mut(n)) {
+                m.renames += 1;
+            }
+        }
+        maildir::apply_renames(&mut target, &renames);
+    } else {
+        target.entries.clear();
+    }
+    for p in new_messages(source, &target) {
+        if let Some(m) = owner(&p, &names).and_then(|n| by_box.get_mut(n)) {
+            m.to_copy += 1;
+        }
+    }
+    by_box
+        .into_values()
+        .map(|mut m| {
+            m.present = m.messages.saturating_sub(m.to_copy);
+            m
+        })
+        .collect()
 }
 
 /// Message files of `listing` absent at `target` (what the engine will send).

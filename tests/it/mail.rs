@@ -704,6 +704,30 @@ fn imap_folders_cross_namespace_prefixes_and_separators() {
     assert_eq!(code, 0, "{checked:#}");
 }
 
+/// The dry run's mail figures, per mailbox: (to copy, flag updates, already at the target).
+fn planned(plan: &Path, env: &[(&str, &str)]) -> Vec<(u64, u64, u64)> {
+    let mut cmd = bin();
+    cmd.args(["--json", "plan"]).arg(plan);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    report["mail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["to_copy"].as_u64().unwrap(),
+                m["flag_updates"].as_u64().unwrap(),
+                m["messages_at_target"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// Journals site `a` as confirmed on the new side, as a cutover would have.
 fn confirm_a_site(plan_dir: &Path, plan_name: &str) {
     use transhumance::journal::{Entry, Journal, now};
@@ -981,27 +1005,15 @@ fn imap_reruns_never_swap_flags_of_look_alikes_and_verify_compares_flags_and_dat
         1,
     );
     let env = [("IT_PW", "pw")];
-    // The dry run announces what the engine then does, from the same matching.
-    let planned = |plan: &Path| {
-        let out = bin()
-            .args(["--json", "plan"])
-            .arg(plan)
-            .env("IT_PW", "pw")
-            .output()
-            .unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-        let m = report["mail"][0].clone();
-        (
-            m["to_copy"].as_u64().unwrap(),
-            m["flag_updates"].as_u64().unwrap(),
-            m["messages_at_target"].as_u64().unwrap(),
-        )
-    };
+    // The dry run announces what the engine then does, from the same matching: a message
+    // at the target that is none of the source's is not counted as there.
+    save(&dst, "alice", "INBOX", "unrelated", 900);
+    let planned = |plan: &Path| planned(plan, &env)[0];
     assert_eq!(planned(&plan), (3, 0, 0));
     let (code, out, err) = mail("sync", &plan, &env);
     assert_eq!(code, 0, "{out:#} {err}");
     assert_eq!(mailbox(&out, "alice")["copied"], 3, "{out:#}");
+    dst.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "1"]);
     let first = view(&dst, "alice", "pw");
     assert_eq!(content(&first), content(&view(&src, "alice", "pw")));
 
@@ -1024,7 +1036,7 @@ fn imap_reruns_never_swap_flags_of_look_alikes_and_verify_compares_flags_and_dat
     assert_eq!(code, 0, "{out:#}");
 
     // Verification compares flags and dates, not only presence.
-    flag(&dst, "alice", "INBOX", 1, "\\Flagged");
+    flag(&dst, "alice", "INBOX", 2, "\\Flagged");
     let out = bin()
         .args(["mail", "verify"])
         .arg(&plan)
@@ -1053,12 +1065,24 @@ fn maildir_verify_names_a_message_whose_flags_differ() {
         Dovecot::start(&[("alice", "pw")]),
     );
     save(&src, "alice", "INBOX", "m0", 1000);
+    save(&src, "alice", "INBOX", "m1", 1000);
     let work = tempfile::tempdir().unwrap();
     let plan = maildir_plan(work.path(), &src, &dst, None);
+    assert_eq!(planned(&plan, &[]), [(2, 0, 0)]);
     let (code, out, err) = mail("sync", &plan, &[]);
     assert_eq!(code, 0, "{out:#} {err}");
     let (code, out, _) = mail("verify", &plan, &[]);
     assert_eq!(code, 0, "{out:#}");
+    // The dry run and the engine agree on a flag change: one rename, nothing sent.
+    flag(&src, "alice", "INBOX", 2, "\\Answered");
+    assert_eq!(planned(&plan, &[]), [(0, 1, 2)]);
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+    let alice = mailbox(&out, "alice/Maildir");
+    assert_eq!(
+        (alice["copied"].as_u64(), alice["renamed"].as_u64()),
+        (Some(0), Some(1))
+    );
     flag(&dst, "alice", "INBOX", 1, "\\Seen");
     let out = bin().args(["mail", "verify"]).arg(&plan).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
