@@ -188,6 +188,11 @@ pub enum Command {
         /// (refused above 30 % of the target's files). IMAP moves never remove anything.
         #[arg(long)]
         delete: bool,
+        /// Sync this unit (`mail:N`) as asked even though it may be live on the new side
+        /// (journaled); without it a live unit is swept, and `--delete` on it is refused
+        /// (repeatable).
+        #[arg(long = "allow-live", value_name = "UNIT")]
+        allow_live: Vec<crate::unit::UnitId>,
     },
     /// DNS steps of a cutover: plan, lower-ttl, switch, verify, rollback, restore-ttl.
     Dns {
@@ -323,7 +328,12 @@ pub fn run(cli: Cli) -> u8 {
             only,
             allow_live,
         } => db::run(step, &plan, &only, &allow_live, &printer),
-        Command::Mail { step, plan, delete } => mail::run(step, &plan, delete, &printer),
+        Command::Mail {
+            step,
+            plan,
+            delete,
+            allow_live,
+        } => mail::run(step, &plan, delete, allow_live, &printer),
         Command::Dns {
             step,
             plan,

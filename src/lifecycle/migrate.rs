@@ -27,6 +27,7 @@ use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
 use crate::sync::{Endpoint, SyncOptions, sync};
 use crate::transport::ExecRequest;
+use crate::unit::UnitId;
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
@@ -476,7 +477,9 @@ impl<'a> Migration<'a> {
         if self.loaded.plan.mail.is_empty() {
             return;
         }
-        let live = self.ledger.states().values().any(|s| s.may_have_switched());
+        // One liveness rule for every unit: the guard's.
+        let guard = self.live();
+        let live = guard.any();
         let (step, label) = match (live, final_sync) {
             (true, _) => (MailStep::Sweep, "sweep"),
             (false, false) => (MailStep::Sync { delete: true }, "pre-sync"),
@@ -486,6 +489,7 @@ impl<'a> Migration<'a> {
             &self.loaded.plan,
             self.connections,
             step,
+            &|rule| guard.why(&UnitId::Mail(rule)).map(|b| b.to_string()),
             &crate::event::Silent,
         ) {
             let copied: u64 = rule.mailboxes.iter().map(|m| m.copied).sum();

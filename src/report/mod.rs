@@ -176,8 +176,15 @@ pub struct MailboxReport {
     pub folders: u64,
     pub messages: u64,
     pub bytes: u64,
-    /// Messages already at the target with the same name (Maildir) or count (IMAP).
+    /// Messages already at the target, as the engine matches them (Maildir: same folder and
+    /// unique name; IMAP: Message-ID, size and date, look-alikes as a multiset).
     pub messages_at_target: u64,
+    /// IMAP: messages a sync would append, and flag sets it would change (the engine's own
+    /// matching).
+    #[serde(default)]
+    pub to_copy: u64,
+    #[serde(default)]
+    pub flag_updates: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
