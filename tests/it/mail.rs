@@ -730,10 +730,11 @@ fn planned(plan: &Path, env: &[(&str, &str)]) -> Vec<(u64, u64, u64)> {
 
 /// Journals site `a` as confirmed on the new side, as a cutover would have.
 fn confirm_a_site(plan_dir: &Path, plan_name: &str) {
-    use transhumance::journal::{Entry, Journal, now};
-    let mut journal = Journal::open(&plan_dir.join(".transhumance").join(plan_name)).unwrap();
-    journal
-        .append(&Entry::Site {
+    use transhumance::journal::now;
+    use transhumance::lifecycle::ledger::{Entry, Ledger};
+    let ledger = Ledger::open(&plan_dir.join(".transhumance").join(plan_name)).unwrap();
+    ledger
+        .record(Entry::Site {
             site: "a".into(),
             state: transhumance::lifecycle::state::SiteState::Confirmed,
             at: now(),
