@@ -26,8 +26,9 @@ use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
 use crate::sync::{Endpoint, SyncOptions, sync};
-use crate::transport::ExecRequest;
+use crate::transport::{ExecRequest, Transport};
 use crate::unit::UnitId;
+use std::sync::Arc;
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
@@ -338,14 +339,6 @@ impl<'a> Migration<'a> {
     /// Files of the site, then its databases: bytes moved and milliseconds spent.
     fn move_site(&self, site: &Site, final_sync: bool) -> Result<(u64, u64), String> {
         let start = Instant::now();
-        let src = self
-            .connections
-            .get(&site.source_host)
-            .map_err(|e| format!("files: {e}"))?;
-        let dst = self
-            .connections
-            .get(&site.target_host)
-            .map_err(|e| format!("files: {e}"))?;
         let options = SyncOptions {
             // The target mirrors the source: it serves no one before the switch.
             delete: true,
@@ -355,19 +348,23 @@ impl<'a> Migration<'a> {
             bwlimit: self.loaded.plan.defaults.bwlimit,
             ..SyncOptions::default()
         };
-        let report = sync(
-            &Endpoint {
-                transport: src,
-                root: site.source_path.clone(),
-            },
-            &Endpoint {
-                transport: dst,
-                root: site.target_path.clone(),
-            },
-            &options,
-            &crate::event::Silent,
-        )
-        .map_err(|e| format!("files: {e}"))?;
+        let report = self
+            .on_hosts(site, |src, dst| {
+                sync(
+                    &Endpoint {
+                        transport: src,
+                        root: site.source_path.clone(),
+                    },
+                    &Endpoint {
+                        transport: dst,
+                        root: site.target_path.clone(),
+                    },
+                    &options,
+                    &crate::event::Silent,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("files: {e}"))?;
         if let Some(first) = report.errors.first() {
             return Err(format!(
                 "files: {} path(s) failed, first `{}`: {}",
@@ -382,6 +379,41 @@ impl<'a> Migration<'a> {
             bytes += r.moved.as_ref().map_or(0, |m| m.bytes);
         }
         Ok((bytes, start.elapsed().as_millis() as u64))
+    }
+
+    /// Runs `op` on the site's source and target transports, again on fresh connections with
+    /// backoff when one of them dropped under it (a transient failure, told by the transport,
+    /// not by the message). `op` must be safe to repeat: syncs and verifications are.
+    fn on_hosts<T>(
+        &self,
+        site: &Site,
+        op: impl Fn(Arc<dyn Transport>, Arc<dyn Transport>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let backoff = self.connections.backoff();
+        let mut wait = backoff.base;
+        let mut tries = backoff.attempts.max(1);
+        loop {
+            let src = self
+                .connections
+                .get(&site.source_host)
+                .map_err(|e| e.to_string())?;
+            let dst = self
+                .connections
+                .get(&site.target_host)
+                .map_err(|e| e.to_string())?;
+            match op(src.clone(), dst.clone()) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let dropped = src.lost().or_else(|| dst.lost());
+                    tries -= 1;
+                    if dropped.is_none() || tries == 0 {
+                        return Err(e);
+                    }
+                    std::thread::sleep(wait);
+                    wait = wait.saturating_mul(2);
+                }
+            }
+        }
     }
 
     /// Moves (when `copy`) and verifies one database, journaled as a unit of `owner`.
@@ -687,28 +719,22 @@ impl<'a> Migration<'a> {
     }
 
     fn verify_site(&self, site: &Site) -> Result<String, String> {
-        let src = self
-            .connections
-            .get(&site.source_host)
-            .map_err(|e| e.to_string())?;
-        let dst = self
-            .connections
-            .get(&site.target_host)
-            .map_err(|e| e.to_string())?;
-        let report = crate::sync::verify::verify(
-            &Endpoint {
-                transport: src,
-                root: site.source_path.clone(),
-            },
-            &Endpoint {
-                transport: dst,
-                root: site.target_path.clone(),
-            },
-            &site.exclude,
-            self.loaded.plan.defaults.jobs.max(1),
-            &crate::event::Silent,
-        )
-        .map_err(|e| e.to_string())?;
+        let report = self.on_hosts(site, |src, dst| {
+            crate::sync::verify::verify(
+                &Endpoint {
+                    transport: src,
+                    root: site.source_path.clone(),
+                },
+                &Endpoint {
+                    transport: dst,
+                    root: site.target_path.clone(),
+                },
+                &site.exclude,
+                self.loaded.plan.defaults.jobs.max(1),
+                &crate::event::Silent,
+            )
+            .map_err(|e| e.to_string())
+        })?;
         if !report.is_clean() {
             let first = report
                 .missing

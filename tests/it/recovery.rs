@@ -166,3 +166,70 @@ fn resume_finishes_the_sites_a_killed_rollback_had_not_reached() {
     let (_, out, _) = run(&s.world, &["status"], None);
     assert!(out.contains("2 rolled-back"), "{out}");
 }
+
+/// Issue 12: a transient failure (ssh dropped under a pre-sync) is retried on a fresh
+/// connection instead of failing the site; the tree arrives whole.
+#[test]
+fn a_pre_sync_whose_ssh_drops_goes_on_over_a_new_connection() {
+    let mut sshd = crate::harness::Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("old/site.example.test");
+    // Enough files that the sync is still running when the server drops every session.
+    for i in 0..3000 {
+        let p = src.join(format!("d{}/f{i}.bin", i % 30));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, vec![(i % 251) as u8; 40_000]).unwrap();
+    }
+    std::fs::create_dir_all(w.join("new")).unwrap();
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: drop-it\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
+hosts:\n  new: {{ ssh: \"root@127.0.0.1:{}\", identity_file: \"{}\", known_hosts: \"{}\", agent_dir: \"{}/agent\" }}\n\
+sites:\n  - name: site.example.test\n    from: {{ host: local, path: \"{}/\" }}\n    to: {{ host: new, path: \"{}/new/{{name}}/\" }}\n",
+            sshd.port,
+            sshd.client_key.display(),
+            sshd.known_hosts.display(),
+            w.display(),
+            src.display(),
+            w.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_transhumance"))
+        .args(["sync"])
+        .arg(&plan)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drop every session once files are arriving (bounded wait; a run that finished first
+    // proves nothing and says so).
+    let target = w.join("new/site.example.test");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&target).map_or(0, |d| d.count()) < 3
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let dropped_mid_run = child.try_wait().unwrap().is_none();
+    sshd.restart();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dropped_mid_run, "the sync ended before the drop: {text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for i in (0..3000).step_by(97) {
+        let rel = format!("d{}/f{i}.bin", i % 30);
+        assert_eq!(
+            std::fs::read(target.join(&rel)).unwrap(),
+            std::fs::read(src.join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+}
