@@ -777,12 +777,12 @@ impl<'a> Migration<'a> {
             return Ok(());
         };
         let command = render_shell(template, site);
-        let transport = self
+        // Freeze and unfreeze commands are idempotent by contract: a dropped connection runs
+        // them again on a fresh one.
+        let request = ExecRequest::new("sh", vec!["-c".to_string(), command]);
+        let out = self
             .connections
-            .get(&site.source_host)
-            .map_err(|e| e.to_string())?;
-        let out = transport
-            .exec(&ExecRequest::new("sh", vec!["-c".to_string(), command]))
+            .run(&site.source_host, |t| t.exec(&request))
             .map_err(|e| e.to_string())?;
         if out.success() {
             Ok(())
