@@ -105,6 +105,10 @@ pub enum Command {
         /// Allow deletes of more than 30 % of a target's files.
         #[arg(long)]
         force: bool,
+        /// Overwrite this site even though it may be live on the new side (`site:NAME`,
+        /// repeatable; journaled).
+        #[arg(long = "allow-live", value_name = "site:NAME")]
+        allow_live: Vec<crate::unit::UnitId>,
     },
     /// Cut sites over: freeze, final sync, verify, DNS switch, probes; a failing site is
     /// rolled back (or paused) alone.
@@ -302,7 +306,12 @@ pub fn run(cli: Cli) -> u8 {
         Command::Inventory { plan, yaml } => inventory::run(&plan, yaml, &printer),
         Command::Schema => schema::run(),
         Command::Demo => demo::run(&printer),
-        Command::Sync { plan, only, force } => sync::run(&plan, &only, force, &printer),
+        Command::Sync {
+            plan,
+            only,
+            force,
+            allow_live,
+        } => sync::run(&plan, &only, force, allow_live, &printer),
         Command::Cutover {
             plan,
             batch,

@@ -60,11 +60,18 @@ pub struct SiteOutcome {
     /// success for it.
     #[serde(skip)]
     pub rollback_asked: bool,
+    /// What kind of failure the command met for this site, when the state alone does not tell
+    /// (a refusal as unsafe: exit 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::unit::ErrorKind>,
 }
 
 impl SiteOutcome {
     /// Whether the site ended where the command meant it to.
     pub fn ok(&self) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
         match self.state {
             SiteState::RolledBack => self.rollback_asked,
             SiteState::Failed | SiteState::Paused | SiteState::RollingBack => false,
@@ -96,6 +103,8 @@ pub struct Migration<'a> {
     force: bool,
     /// Zone plans read once per command: the switch of each site is cut from them.
     zone_plans: Mutex<Option<Vec<ZonePlan>>>,
+    /// Live units the operator allowed this run to overwrite at the target (`--allow-live`).
+    allowed: Vec<UnitId>,
 }
 
 type Stop = Result<(), String>;
@@ -145,10 +154,17 @@ impl<'a> Migration<'a> {
             connections,
             sites: inventory.sites,
             ledger,
+            allowed: Vec::new(),
             observer,
             force,
             zone_plans: Mutex::new(None),
         })
+    }
+
+    /// Lets this run overwrite these live units at the target (each use is journaled).
+    pub fn allow_live(mut self, units: Vec<UnitId>) -> Self {
+        self.allowed = units;
+        self
     }
 
     /// Where every site stands (sites the journal never saw are `discovered`).
@@ -280,6 +296,7 @@ impl<'a> Migration<'a> {
             state: self.state_of(&site.name),
             detail,
             rollback_asked: false,
+            error: None,
         }
     }
 
@@ -300,7 +317,10 @@ impl<'a> Migration<'a> {
         let sites = self.select(only)?;
         let out = self.each("pre-sync", &sites, |site| {
             let state = self.state_of(&site.name);
-            if state.in_flight() || matches!(state, SiteState::Confirmed | SiteState::Paused) {
+            if state.may_have_switched() {
+                return self.sync_live_site(site, !only.is_empty());
+            }
+            if state.in_flight() {
                 return self.outcome(
                     site,
                     Some(format!(
@@ -334,6 +354,58 @@ impl<'a> Migration<'a> {
             self.move_mail(false);
         }
         Ok(out)
+    }
+
+    /// A pre-sync of a site that may serve from the new side: left alone (refused with exit 3
+    /// when the operator named it), or done on the operator's word (`--allow-live site:NAME`,
+    /// journaled), leaving the site's state alone.
+    fn sync_live_site(&self, site: &Site, named: bool) -> SiteOutcome {
+        let unit = UnitId::Site(site.name.clone());
+        let live = self.live();
+        let Err(refusal) = live.check(&unit, &self.allowed) else {
+            let because = live.why(&unit).map(|b| b.to_string()).unwrap_or_default();
+            let done = self
+                .record(&Entry::Override {
+                    unit: unit.clone(),
+                    because,
+                    command: "sync".into(),
+                    at: now(),
+                })
+                .and_then(|()| self.move_site(site, false));
+            let detail = match &done {
+                Ok((bytes, _)) => format!(
+                    "live on the new side, overwritten there by --allow-live {unit} (journaled); {bytes} byte(s) sent"
+                ),
+                Err(e) => e.clone(),
+            };
+            let error = done.as_ref().err().map(|_| crate::unit::ErrorKind::Io);
+            let _ = self.record(&Entry::Unit {
+                site: site.name.clone(),
+                unit: "files".into(),
+                step: "pre-sync (allowed live)".into(),
+                ok: done.is_ok(),
+                detail: Some(detail.clone()),
+                bytes: done.as_ref().ok().map(|(b, _)| *b),
+                at: now(),
+            });
+            return SiteOutcome {
+                error,
+                ..self.outcome(site, Some(detail))
+            };
+        };
+        if !named {
+            return self.outcome(
+                site,
+                Some(format!(
+                    "{}: live on the new side, left alone",
+                    refusal.because
+                )),
+            );
+        }
+        SiteOutcome {
+            error: Some(crate::unit::ErrorKind::Unsafe),
+            ..self.outcome(site, Some(refusal.to_string()))
+        }
     }
 
     /// Files of the site, then its databases: bytes moved and milliseconds spent.
@@ -1094,11 +1166,14 @@ impl<'a> Migration<'a> {
         command: RunCommand,
         work: impl FnOnce() -> Result<Vec<SiteOutcome>, LifecycleError>,
     ) -> Result<Vec<SiteOutcome>, LifecycleError> {
-        let overrides = if self.force {
-            vec!["force".to_string()]
-        } else {
-            Vec::new()
-        };
+        let mut overrides: Vec<String> = self
+            .allowed
+            .iter()
+            .map(|u| format!("allow-live {u}"))
+            .collect();
+        if self.force {
+            overrides.push("force".to_string());
+        }
         let run = self.ledger.start_run(command, overrides)?;
         let out = work();
         // A refusal before anything started ends the run too: there is nothing to finish.
@@ -1208,7 +1283,10 @@ impl<'a> Migration<'a> {
                 RunCommand::Sync { only } => {
                     let sites: Vec<String> = left(self.select(only)?)
                         .into_iter()
-                        .filter(|s| !self.state_of(s).in_flight())
+                        .filter(|s| {
+                            let state = self.state_of(s);
+                            !state.in_flight() && !state.may_have_switched()
+                        })
                         .collect();
                     if sites.is_empty() {
                         Vec::new()

@@ -233,3 +233,55 @@ sites:\n  - name: site.example.test\n    from: {{ host: local, path: \"{}/\" }}\
         );
     }
 }
+
+/// Issue 12: once a site serves from the new side, a pre-sync that names it is refused with
+/// exit 3 (a file written there survives), a plain `sync` leaves it alone, and
+/// `--allow-live site:NAME` overwrites it on purpose, journaled.
+#[test]
+fn a_pre_sync_never_overwrites_a_live_site_unless_allowed_by_name() {
+    let s = setup(|t| t);
+    let (code, out, err) = run(&s.world, &["cutover", "--only", "alpha.example.test"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let w = s.world.work.path();
+    let live_write = w.join("new/www/alpha.example.test/comment-42.html");
+    std::fs::write(&live_write, b"written by a visitor on the new side").unwrap();
+
+    let (code, out, err) = run(&s.world, &["sync", "--only", "alpha.example.test"], None);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains("site:alpha.example.test may be live on the new side")
+            && out.contains("is confirmed"),
+        "{out}"
+    );
+    assert!(live_write.exists(), "the write on the live side survives");
+
+    let (code, out, err) = run(&s.world, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("live on the new side, left alone"), "{out}");
+    assert!(live_write.exists());
+
+    let (code, out, err) = run(
+        &s.world,
+        &[
+            "sync",
+            "--only",
+            "alpha.example.test",
+            "--allow-live",
+            "site:alpha.example.test",
+            "--force",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!live_write.exists(), "overwritten on purpose: {out}");
+    let journal = std::fs::read_to_string(w.join("state/journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"kind\":\"override\"")
+            && journal.contains("\"unit\":\"site:alpha.example.test\""),
+        "{journal}"
+    );
+    assert!(
+        journal.contains("allow-live site:alpha.example.test"),
+        "{journal}"
+    );
+}
