@@ -859,6 +859,26 @@ fn names_of_255_bytes_are_copied_locally_and_over_ssh() {
     }
 }
 
+/// Whether a file with content has appeared anywhere under `dst` (a copy is writing there).
+fn writes_under(dst: &Path) -> bool {
+    walkdir::WalkDir::new(dst)
+        .into_iter()
+        .flatten()
+        .any(|e| e.file_type().is_file() && e.metadata().is_ok_and(|m| m.len() > 0))
+}
+
+/// Whether nobody holds the lock of the target root `dst` (probed, then released).
+fn lock_is_free(dst: &Path) -> bool {
+    let dir = std::fs::File::open(dst).unwrap();
+    // SAFETY: flock on a descriptor we own; it is released when `dir` closes.
+    unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            libc::LOCK_EX | libc::LOCK_NB,
+        ) == 0
+    }
+}
+
 #[test]
 fn a_second_copy_into_a_target_being_written_is_refused() {
     let sshd = Sshd::start();
@@ -887,10 +907,7 @@ fn a_second_copy_into_a_target_being_written_is_refused() {
             .spawn()
             .unwrap();
         let started = std::time::Instant::now();
-        let writing = loop {
-            if let Some(t) = temp_file(&dst) {
-                break t;
-            }
+        while !writes_under(&dst) {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "the first copy never started writing"
@@ -900,7 +917,7 @@ fn a_second_copy_into_a_target_being_written_is_refused() {
                 "the first copy ended early"
             );
             std::thread::sleep(Duration::from_millis(5));
-        };
+        }
         let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
         assert_eq!(code, 3, "{target}: {err}");
         assert!(
@@ -913,8 +930,15 @@ fn a_second_copy_into_a_target_being_written_is_refused() {
         );
         first.kill().unwrap();
         first.wait().unwrap();
-        // The lock goes with the process that held it, however it ended.
-        wait_until_unheld(&writing);
+        // The lock goes with the process that held it (the agent, over ssh), however it ended.
+        let started = std::time::Instant::now();
+        while !lock_is_free(&dst) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the lock outlived its holder"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
         assert_eq!(code, 0, "{target}: {err}");
         assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), data);
