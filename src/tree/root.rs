@@ -761,11 +761,11 @@ impl TempFile {
             self.file.set_len(len)?;
         }
         apply_meta_fd(&self.file, meta, set_owner)?;
-        let ours = self.file.metadata()?;
-        let same = fstatat(&self.tmp, &self.temp).is_ok_and(|st| {
-            st.st_dev as u64 == std::os::unix::fs::MetadataExt::dev(&ours)
-                && st.st_ino as u64 == std::os::unix::fs::MetadataExt::ino(&ours)
-        });
+        let mut ours: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and stat buffer.
+        check(unsafe { libc::fstat(self.file.as_raw_fd(), &mut ours) })?;
+        let same = fstatat(&self.tmp, &self.temp)
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino));
         if !same {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
