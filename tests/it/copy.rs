@@ -1160,3 +1160,34 @@ fn two_writers_of_one_path_never_commit_each_others_bytes() {
         assert_eq!(std::fs::read(dst.join("page.html")).unwrap(), two);
     }
 }
+
+#[test]
+fn a_mount_point_inside_the_target_fails_its_files_with_the_reason() {
+    // Temp files live at the target root; a rename cannot cross into another file system.
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(src.join("uploads")).unwrap();
+    std::fs::write(src.join("index.html"), b"home").unwrap();
+    std::fs::write(src.join("uploads/photo.jpg"), b"photo").unwrap();
+    let _fs = SmallFs::mount(&dst.join("uploads"), "1m");
+    let out = bin()
+        .args(["copy", "--json"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r:#}");
+    assert_eq!(errors[0]["path"], "uploads/photo.jpg");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("another file system"),
+        "{r:#}"
+    );
+    assert_eq!(std::fs::read(dst.join("index.html")).unwrap(), b"home");
+    assert!(!dst.join(TEMP_DIR).exists(), "temp directory left behind");
+}
