@@ -1004,9 +1004,16 @@ fn a_source_rewritten_during_the_read_is_never_reported_as_copied() {
     };
     // Local to local, and pulled over ssh (the agent reads the source there).
     for (from, over_ssh) in [(src.display().to_string(), false), (remote(&src), true)] {
-        let mut reported = false;
-        for i in 0..40 {
+        // Into an empty target (the file sent whole) and onto an older copy (sent as a delta).
+        let seed = vec![250u8; 2 << 20];
+        let (mut whole_reported, mut delta_reported) = (false, false);
+        for i in 0..60 {
             let dst = work.path().join(format!("dst-{over_ssh}-{i}"));
+            let onto_old_copy = i % 2 == 1;
+            if onto_old_copy {
+                std::fs::create_dir_all(&dst).unwrap();
+                std::fs::write(dst.join("live.db"), &seed).unwrap();
+            }
             let (code, report, err) = copy(&sshd, &from, dst.to_str().unwrap(), &[]);
             let errors = report["errors"].as_array().cloned().unwrap_or_default();
             if let Some(e) = errors.iter().find(|e| e["path"] == "live.db") {
@@ -1019,26 +1026,37 @@ fn a_source_rewritten_during_the_read_is_never_reported_as_copied() {
                 );
                 assert_eq!(code, 1, "{err}");
                 assert_eq!(report["verified"], 0, "a changing file counted as verified");
+                if onto_old_copy {
+                    assert!(
+                        std::fs::read(dst.join("live.db")).unwrap() == seed,
+                        "the older copy was replaced by a file reported as changing"
+                    );
+                    delta_reported = true;
+                } else {
+                    assert!(
+                        !dst.join("live.db").exists(),
+                        "a file reported as changing stands under its final name"
+                    );
+                    whole_reported = true;
+                }
+            } else {
+                assert_eq!(code, 0, "{err}\n{report:#}");
+                let data = std::fs::read(dst.join("live.db")).unwrap();
                 assert!(
-                    !dst.join("live.db").exists(),
-                    "a file reported as changing stands under its final name"
+                    may_be_one_instant(&data),
+                    "torn file at the target ({} bytes, first {:?}, last {:?}), report {report:#}",
+                    data.len(),
+                    data.first(),
+                    data.last()
                 );
-                reported = true;
+            }
+            if whole_reported && delta_reported {
                 break;
             }
-            assert_eq!(code, 0, "{err}\n{report:#}");
-            let data = std::fs::read(dst.join("live.db")).unwrap();
-            assert!(
-                may_be_one_instant(&data),
-                "torn file at the target ({} bytes, first {:?}, last {:?}), report {report:#}",
-                data.len(),
-                data.first(),
-                data.last()
-            );
         }
         assert!(
-            reported,
-            "the rewrite was never seen in 40 copies (over ssh: {over_ssh})"
+            whole_reported && delta_reported,
+            "the rewrite was not seen in 60 copies (over ssh: {over_ssh}; whole: {whole_reported}, delta: {delta_reported})"
         );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
