@@ -285,3 +285,31 @@ fn a_pre_sync_never_overwrites_a_live_site_unless_allowed_by_name() {
         "{journal}"
     );
 }
+
+/// Issue 12: a rollback that cannot put a record back (someone changed it since our switch)
+/// exits 1, names it, and leaves the site `rolling-back` for `status` and a later `rollback`.
+#[test]
+fn a_rollback_that_leaves_a_record_alone_is_not_a_rolled_back_site() {
+    let s = setup(|t| t);
+    let original = s.bind.dig_ttl("alpha.example.test", "A");
+    let (code, out, err) = run(&s.world, &["cutover", "--only", "alpha.example.test"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    s.bind.nsupdate(
+        "update delete alpha.example.test. A\nupdate add alpha.example.test. 300 A 192.0.2.77\n",
+    );
+    let (code, out, err) = run(&s.world, &["rollback"], None);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("rolling-back  alpha.example.test") && out.contains("changed by someone"),
+        "{out}"
+    );
+    let (_, out, _) = run(&s.world, &["status"], None);
+    assert!(out.contains("1 rolling-back"), "{out}");
+    // Someone puts our value back; the next rollback restores the original exactly.
+    s.bind.nsupdate(&format!(
+        "update delete alpha.example.test. A\nupdate add alpha.example.test. 300 A {NEW}\n"
+    ));
+    let (code, out, err) = run(&s.world, &["rollback"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(s.bind.dig_ttl("alpha.example.test", "A"), original);
+}
