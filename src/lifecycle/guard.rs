@@ -110,6 +110,15 @@ pub struct Guarded {
     live: Live,
     allowed: Vec<UnitId>,
     command: String,
+    /// This command's journaled run, ended when the guard is dropped.
+    run: u64,
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // A crash leaves the run open: the journal then shows which command was cut short.
+        let _ = self.ledger.end_run(self.run, true);
+    }
 }
 
 impl Guarded {
@@ -125,11 +134,18 @@ impl Guarded {
     ) -> Result<Guarded, crate::journal::JournalError> {
         let ledger = super::ledger::Ledger::open(&plan.state_dir)?;
         let states = ledger.states().into_iter().collect();
+        let run = ledger.start_run(
+            super::ledger::RunCommand::Other {
+                name: command.to_string(),
+            },
+            allowed.iter().map(|u| format!("allow-live {u}")).collect(),
+        )?;
         Ok(Guarded {
             ledger,
             live: Live::new(states, sites),
             allowed,
             command: command.to_string(),
+            run,
         })
     }
 
