@@ -1129,8 +1129,13 @@ impl<'a> Migration<'a> {
                 rollback_asked: asked,
                 ..self.outcome(site, Some(reason.to_string()))
             },
-            // Left in `rolling_back`: `rollback` or `resume` tries again.
-            Err(e) => self.outcome(site, Some(format!("{reason}; the rollback stopped: {e}"))),
+            // Left in `rolling_back`, with why in the journal: `status` shows it, `rollback` or
+            // `resume` tries again.
+            Err(e) => {
+                let detail = format!("{reason}; the rollback stopped: {e}");
+                let _ = self.set(&site.name, SiteState::RollingBack, Some(detail.clone()));
+                self.outcome(site, Some(detail))
+            }
         }
     }
 

@@ -252,7 +252,10 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
                 }
                 if matches!(
                     *state,
-                    SiteState::Failed | SiteState::RolledBack | SiteState::Paused
+                    SiteState::Failed
+                        | SiteState::RolledBack
+                        | SiteState::Paused
+                        | SiteState::RollingBack
                 ) {
                     s.reason = detail.clone();
                 }

@@ -188,14 +188,12 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
                 "  {:<14} {}{}",
                 s.state.label,
                 s.name,
-                s.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_else(|| if s.state.tone == Tone::InFlight {
-                        ": interrupted, run `resume`".into()
-                    } else {
-                        String::new()
-                    })
+                match (s.reason.as_deref(), s.state.tone == Tone::InFlight) {
+                    (Some(r), true) => format!(": {r}; run `resume` (or `rollback`)"),
+                    (Some(r), false) => format!(": {r}"),
+                    (None, true) => ": interrupted, run `resume`".into(),
+                    (None, false) => String::new(),
+                }
             );
         }
     }

@@ -304,7 +304,12 @@ fn a_rollback_that_leaves_a_record_alone_is_not_a_rolled_back_site() {
         "{out}"
     );
     let (_, out, _) = run(&s.world, &["status"], None);
-    assert!(out.contains("1 rolling-back"), "{out}");
+    assert!(
+        out.contains("1 rolling-back")
+            && out.contains("the rollback stopped")
+            && out.contains("run `resume` (or `rollback`)"),
+        "status says why and what to do: {out}"
+    );
     // Someone puts our value back; the next rollback restores the original exactly.
     s.bind.nsupdate(&format!(
         "update delete alpha.example.test. A\nupdate add alpha.example.test. 300 A {NEW}\n"
