@@ -52,9 +52,12 @@ pub struct Totals {
     pub sites: u64,
     pub files: u64,
     pub bytes: u64,
-    /// Files that a sync would send (new or changed at the target).
+    /// Files whose content a sync would send (whole or by delta; not local copies or links).
     pub files_to_send: u64,
     pub bytes_to_send: u64,
+    /// Files the syncs would delete at the targets, and their bytes.
+    pub delete_files: u64,
+    pub delete_bytes: u64,
     pub databases: u64,
     pub database_bytes: u64,
     pub mailboxes: u64,
@@ -83,15 +86,36 @@ pub struct SiteReport {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
-    /// `missing`, `empty` or `populated`; `unknown` when the target could not be read.
+    /// `missing`, `empty` (nothing but our own temp files), `populated` (holds files the
+    /// source lacks) or `partial copy`; `unknown` when the target could not be read.
     pub target_state: String,
+    /// Files written at the target that were not there (sent, copied locally or linked).
     pub new_files: u64,
+    /// Files whose content is rewritten at the target.
     pub changed_files: u64,
     pub unchanged_files: u64,
+    /// Files whose owner, permissions or time only change.
+    pub metadata_only: u64,
+    /// Files whose content crosses the wire (whole or by delta), and those bytes at most.
+    pub files_to_send: u64,
     pub bytes_to_send: u64,
-    /// Files at the target that are not at the source (kept unless `--delete`).
+    pub delta_files: u64,
+    /// Files copied from another name at the target (renames): nothing sent.
+    pub local_copies: u64,
+    /// Hard links made at the target: nothing sent.
+    pub hardlinks: u64,
+    /// Files at the target that are not at the source (our own temp files never count).
     pub extra_at_target: u64,
+    /// What the sync deletes at the target (it mirrors the source), files and bytes.
+    pub delete_files: u64,
+    pub delete_bytes: u64,
     pub unreadable: u64,
+    /// Why the sync would refuse to run (such as deleting over 30 % of the target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// The file engine's own plan: its totals and every action path by path (JSON only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::sync::SyncPlan>,
     /// Why the site could not be looked at, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -120,7 +144,9 @@ pub struct DatabaseReport {
     /// PostgreSQL owner and roles granted on it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
-    /// `create`, `conflict` (exists at the target, policy applies) or `error`.
+    /// The transfer's own decision (`db::plan`): `create`, `replace_ours` (our earlier copy),
+    /// `replace_theirs`, `skip` or `conflict` (exists, not ours, `conflict: fail`); `error`
+    /// when the target could not be read.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
