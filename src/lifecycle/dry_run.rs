@@ -38,7 +38,7 @@ pub fn dry_run(
 ) -> DryRunReport {
     let plan = &loaded.plan;
     let mut report = DryRunReport {
-        schema_version: 1,
+        schema_version: 2,
         plan: plan.name.clone(),
         plan_file: plan.file.display().to_string(),
         generated_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),

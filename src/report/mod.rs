@@ -121,6 +121,21 @@ pub struct SiteReport {
     pub error: Option<String>,
 }
 
+impl SiteReport {
+    /// What the sync deletes at the target: `3 files, 1.2 KiB`, or `-`.
+    pub fn delete_label(&self) -> String {
+        if self.delete_files == 0 {
+            "-".into()
+        } else {
+            format!(
+                "{}, {}",
+                plural(self.delete_files, "file", "files"),
+                crate::plan::units::human_bytes(self.delete_bytes)
+            )
+        }
+    }
+}
+
 /// One database at the source.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DatabaseReport {
