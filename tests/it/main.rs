@@ -8,4 +8,5 @@ mod harness;
 mod harness_selftest;
 mod lifecycle;
 mod mail;
+mod plan_agrees;
 mod vhffs;
