@@ -442,3 +442,75 @@ fn the_engine_report_lists_the_planned_actions() {
         assert_eq!(done, wanted, "{site}");
     }
 }
+
+/// A database copied by an earlier pre-sync carries our marker: the dry run calls it
+/// `replace_ours` (no conflict, exit 0), as the transfer treats it; someone else's database
+/// under `conflict: skip` is `skip` in the dry run and left alone by the transfer.
+#[test]
+fn dry_run_database_actions_are_the_transfer_decisions() {
+    use crate::harness::MariaDb;
+    let (src, dst) = (MariaDb::start(), MariaDb::start());
+    src.sql("CREATE DATABASE site_a; CREATE TABLE site_a.t (id INT PRIMARY KEY); INSERT INTO site_a.t VALUES (1); CREATE DATABASE theirs_b; CREATE TABLE theirs_b.t (id INT PRIMARY KEY); INSERT INTO theirs_b.t VALUES (1), (2);");
+    dst.sql("CREATE DATABASE theirs_b; CREATE TABLE theirs_b.t (id INT PRIMARY KEY); INSERT INTO theirs_b.t VALUES (7);");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("src/a.test")).unwrap();
+    std::fs::write(w.join("src/a.test/index.html"), b"a").unwrap();
+    let plan = w.join("plan.yaml");
+    let servers = format!(
+        "    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n",
+        src.socket.display(),
+        dst.socket.display()
+    );
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: agrees-db\nstate_dir: state\nsites:\n  - name: a.test\n    from: {{ host: local, path: \"{w}/src/a.test/\" }}\n    to: {{ host: local, path: \"{w}/dst/a.test/\" }}\n    domains: [a.test]\n    databases: [site_a]\ndatabases:\n  - engine: mariadb\n{servers}    names: [\"site_*\"]\n  - engine: mariadb\n{servers}    names: [\"theirs_*\"]\n    conflict: skip\n",
+            w = w.display()
+        ),
+    )
+    .unwrap();
+    let actions = |report: &serde_json::Value| -> Vec<(String, String)> {
+        report["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap().to_string(),
+                    d["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let first = plan_json(&plan);
+    assert_eq!(
+        actions(&first),
+        [("site_a".into(), "create".into()), ("theirs_b".into(), "skip".into())]
+    );
+    let out = bin().arg("sync").arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(dst.sql("SELECT id FROM site_a.t").trim(), "1");
+    assert_eq!(dst.sql("SELECT id FROM theirs_b.t").trim(), "7", "skipped, untouched");
+
+    // After the pre-sync: our own copy is ours to replace, not a conflict.
+    let second = plan_json(&plan);
+    assert_eq!(
+        actions(&second),
+        [("site_a".into(), "replace_ours".into()), ("theirs_b".into(), "skip".into())]
+    );
+    assert!(
+        !second["risks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["severity"] == "error"),
+        "{:#}",
+        second["risks"]
+    );
+    // And the transfer does replace it: a second sync succeeds and follows the source.
+    src.sql("INSERT INTO site_a.t VALUES (2);");
+    let out = bin().arg("sync").arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM site_a.t").trim(), "2");
+}
