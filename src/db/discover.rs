@@ -310,10 +310,9 @@ pub fn database_comments(
     Ok(query(transport, engine, server, None, sql)?
         .into_iter()
         .filter_map(|r| match r.as_slice() {
-            [name, comment, ..] => Some((
-                name.clone(),
-                comment.trim_start_matches('=').to_string(),
-            )),
+            [name, comment, ..] => {
+                Some((name.clone(), comment.trim_start_matches('=').to_string()))
+            }
             [name] => Some((name.clone(), String::new())),
             _ => None,
         })

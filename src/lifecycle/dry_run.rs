@@ -296,15 +296,18 @@ fn site_report(
         ..Default::default()
     };
     let ends = connections.get(&s.source_host).and_then(|src| {
-        connections
-            .get(&s.target_host)
-            .map(|dst| (Endpoint {
-                transport: src,
-                root: s.source_path.clone(),
-            }, Endpoint {
-                transport: dst,
-                root: s.target_path.clone(),
-            }))
+        connections.get(&s.target_host).map(|dst| {
+            (
+                Endpoint {
+                    transport: src,
+                    root: s.source_path.clone(),
+                },
+                Endpoint {
+                    transport: dst,
+                    root: s.target_path.clone(),
+                },
+            )
+        })
     });
     let (src, dst) = match ends {
         Ok(e) => e,
@@ -315,8 +318,7 @@ fn site_report(
     };
     let options = site_sync_options(plan, s, false);
     let planned = sync_plan::scan_both(&src, &dst, &options).and_then(|(source, target)| {
-        sync_plan::plan_listed(&src, &dst, &options, &source, &target)
-            .map(|p| (p, source, target))
+        sync_plan::plan_listed(&src, &dst, &options, &source, &target).map(|p| (p, source, target))
     });
     let (files, source, target) = match planned {
         Ok(p) => p,
@@ -344,7 +346,12 @@ fn site_report(
 
 /// Fills the counts of `r` from the engine's plan (and facts of the listings: what is at the
 /// source, whether the target exists); no decision is taken here.
-fn render_site_plan(plan: &SyncPlan, source: &ScanSummary, target: &ScanSummary, r: &mut SiteReport) {
+fn render_site_plan(
+    plan: &SyncPlan,
+    source: &ScanSummary,
+    target: &ScanSummary,
+    r: &mut SiteReport,
+) {
     r.unreadable = source.errors.len() as u64;
     for e in &source.entries {
         match e.kind {
@@ -954,7 +961,10 @@ mod tests {
         let partial = listing(vec![entry(".c.th-partial", 15, 1)]);
         let plan = sync_plan::decide(&src, &partial, &options, None);
         render_site_plan(&plan, &src, &partial, &mut only_ours);
-        assert_eq!((only_ours.target_state.as_str(), only_ours.extra_at_target), ("empty", 0));
+        assert_eq!(
+            (only_ours.target_state.as_str(), only_ours.extra_at_target),
+            ("empty", 0)
+        );
         assert_eq!(only_ours.delete_files, 0);
     }
 }

@@ -108,7 +108,8 @@ pub fn plan(
                         // A leader written anew gets a new inode: its links must be made again.
                         let leader_rewritten = rewritten.contains(&(s.dev, s.ino));
                         if !linked || leader_rewritten {
-                            p.hardlinks.push((leader.path.clone(), s.path.clone(), s.size));
+                            p.hardlinks
+                                .push((leader.path.clone(), s.path.clone(), s.size));
                         } else {
                             p.unchanged_files += 1;
                         }
@@ -301,8 +302,11 @@ mod tests {
             f("gone", 1, 1),
         ];
         let p = plan(None, &src, &dst, false, false, None);
-        let items: Vec<(ActionKind, String)> =
-            p.actions().into_iter().map(|a| (a.action, a.path)).collect();
+        let items: Vec<(ActionKind, String)> = p
+            .actions()
+            .into_iter()
+            .map(|a| (a.action, a.path))
+            .collect();
         assert_eq!(
             items,
             vec![

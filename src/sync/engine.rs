@@ -209,16 +209,20 @@ pub fn sync_listed(
         opts,
         if opts.checksum { Some(&differs) } else { None },
     );
-    run(&plan, src_side, dst_side, opts, observer, report, wire_before)
+    run(
+        &plan,
+        src_side,
+        dst_side,
+        opts,
+        observer,
+        report,
+        wire_before,
+    )
 }
 
 /// The source root named with its host, as a refusal to sync from it.
 pub(crate) fn source_missing(src: &Endpoint) -> SyncError {
-    SyncError::SourceMissing(format!(
-        "{}:{}",
-        src.transport.host(),
-        src.root.display()
-    ))
+    SyncError::SourceMissing(format!("{}:{}", src.transport.host(), src.root.display()))
 }
 
 /// Carries out a plan made earlier by `plan::plan` (the dry run's own value).
@@ -345,12 +349,7 @@ type Calls = Vec<(Vec<u8>, u64, Result<Pending, TransportError>)>;
 
 /// Waits for many calls in parallel, collects their failures and records what was done as
 /// `action` (when it is an action of the plan).
-fn wait_all(
-    calls: Calls,
-    host: &str,
-    report: &mut SyncReport,
-    action: Option<ActionKind>,
-) -> u64 {
+fn wait_all(calls: Calls, host: &str, report: &mut SyncReport, action: Option<ActionKind>) -> u64 {
     let mut ok = 0;
     for (path, size, pending) in calls {
         match pending.and_then(|p| p.wait(host)) {
@@ -543,7 +542,9 @@ fn execute(
     report.bytes_sent = shared.bytes_sent.load(Ordering::Relaxed);
     report.bytes_matched = shared.bytes_matched.load(Ordering::Relaxed);
     report.verified = shared.verified.load(Ordering::Relaxed);
-    report.done.extend(shared.done.into_inner().unwrap_or_else(|p| p.into_inner()));
+    report
+        .done
+        .extend(shared.done.into_inner().unwrap_or_else(|p| p.into_inner()));
     report.errors.extend(
         shared
             .errors

@@ -463,16 +463,21 @@ mod tests {
             entry("stale", EntryKind::File, 7, 5),
             entry(".keep.th-partial", EntryKind::File, 99, 6),
         ]);
-        let p = decide(&src, &dst, &SyncOptions { force: true, ..mirror() }, None);
+        let p = decide(
+            &src,
+            &dst,
+            &SyncOptions {
+                force: true,
+                ..mirror()
+            },
+            None,
+        );
         let deletes: Vec<(String, u64, u64)> = p
             .deletes
             .iter()
             .map(|d| (show(&d.path), d.files, d.bytes))
             .collect();
-        assert_eq!(
-            deletes,
-            vec![("stale".into(), 1, 7), ("old".into(), 2, 30)]
-        );
+        assert_eq!(deletes, vec![("stale".into(), 1, 7), ("old".into(), 2, 30)]);
         let t = p.totals();
         assert_eq!((t.delete_files, t.delete_bytes), (3, 37));
         assert_eq!((t.extra_files, t.unchanged_files), (3, 1));
@@ -496,7 +501,15 @@ mod tests {
             entry("old-name", EntryKind::File, 50, 20),
             entry("touched", EntryKind::File, 8, 5_000_000_000),
         ]);
-        let p = decide(&src, &dst, &SyncOptions { force: true, ..mirror() }, None);
+        let p = decide(
+            &src,
+            &dst,
+            &SyncOptions {
+                force: true,
+                ..mirror()
+            },
+            None,
+        );
         let got: Vec<(String, ActionKind, u64)> = p
             .actions()
             .into_iter()

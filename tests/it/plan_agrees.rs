@@ -88,7 +88,10 @@ fn make_source(dir: &Path, seed: u8) -> Vec<String> {
         ("js/app.js".into(), b"console.log(1)".to_vec()),
     ];
     for i in 0..9 {
-        files.push((format!("pages/p{i}.html"), format!("<p>{i}</p>").into_bytes()));
+        files.push((
+            format!("pages/p{i}.html"),
+            format!("<p>{i}</p>").into_bytes(),
+        ));
     }
     for (i, (name, body)) in files.iter().enumerate() {
         write_at(
@@ -112,7 +115,10 @@ fn make_sites(w: &Path) {
 
     let names = make_source(&src.join("partial.test"), 3);
     for n in names.iter().step_by(2) {
-        copy_exact(&src.join("partial.test").join(n), &dst.join("partial.test").join(n));
+        copy_exact(
+            &src.join("partial.test").join(n),
+            &dst.join("partial.test").join(n),
+        );
     }
 
     // Populated: a full copy, then changes on both sides.
@@ -245,12 +251,18 @@ fn plan_json(plan: &Path) -> serde_json::Value {
 
 /// Source and target trees equal, our own temp files aside (content, mode, nanosecond mtime).
 fn assert_mirrored(src: &Path, dst: &Path) {
-    let strip = |m: BTreeMap<String, Seen>| -> BTreeMap<String, (bool, u32, Option<i128>, Vec<u8>)> {
-        m.into_iter()
-            .filter(|(p, _)| !ours(p))
-            .map(|(p, s)| (p, (s.dir, s.mode, (!s.dir).then_some(s.mtime_ns), s.content)))
-            .collect()
-    };
+    let strip =
+        |m: BTreeMap<String, Seen>| -> BTreeMap<String, (bool, u32, Option<i128>, Vec<u8>)> {
+            m.into_iter()
+                .filter(|(p, _)| !ours(p))
+                .map(|(p, s)| {
+                    (
+                        p,
+                        (s.dir, s.mode, (!s.dir).then_some(s.mtime_ns), s.content),
+                    )
+                })
+                .collect()
+        };
     assert_eq!(
         strip(snapshot(src)),
         strip(snapshot(dst)),
@@ -300,7 +312,11 @@ fn agreement(w: &Path, host_line: &str, host: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status = bin().args(["status", "--json"]).arg(&plan).output().unwrap();
+    let status = bin()
+        .args(["status", "--json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let sent: BTreeMap<&str, u64> = status["sites"]
         .as_array()
@@ -349,7 +365,11 @@ fn agreement(w: &Path, host_line: &str, host: &str) {
             .filter(|(p, b)| !ours(p) && !b.dir && !after.contains_key(*p))
             .map(|(_, b)| b)
             .collect();
-        assert_eq!(s["delete_files"].as_u64().unwrap(), deleted.len() as u64, "{site}");
+        assert_eq!(
+            s["delete_files"].as_u64().unwrap(),
+            deleted.len() as u64,
+            "{site}"
+        );
         assert_eq!(
             s["delete_bytes"].as_u64().unwrap(),
             deleted.iter().map(|b| b.content.len() as u64).sum::<u64>(),
@@ -491,18 +511,33 @@ fn dry_run_database_actions_are_the_transfer_decisions() {
     let first = plan_json(&plan);
     assert_eq!(
         actions(&first),
-        [("site_a".into(), "create".into()), ("theirs_b".into(), "skip".into())]
+        [
+            ("site_a".into(), "create".into()),
+            ("theirs_b".into(), "skip".into())
+        ]
     );
     let out = bin().arg("sync").arg(&plan).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(dst.sql("SELECT id FROM site_a.t").trim(), "1");
-    assert_eq!(dst.sql("SELECT id FROM theirs_b.t").trim(), "7", "skipped, untouched");
+    assert_eq!(
+        dst.sql("SELECT id FROM theirs_b.t").trim(),
+        "7",
+        "skipped, untouched"
+    );
 
     // After the pre-sync: our own copy is ours to replace, not a conflict.
     let second = plan_json(&plan);
     assert_eq!(
         actions(&second),
-        [("site_a".into(), "replace_ours".into()), ("theirs_b".into(), "skip".into())]
+        [
+            ("site_a".into(), "replace_ours".into()),
+            ("theirs_b".into(), "skip".into())
+        ]
     );
     assert!(
         !second["risks"]
@@ -516,6 +551,11 @@ fn dry_run_database_actions_are_the_transfer_decisions() {
     // And the transfer does replace it: a second sync succeeds and follows the source.
     src.sql("INSERT INTO site_a.t VALUES (2);");
     let out = bin().arg("sync").arg(&plan).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(dst.sql("SELECT COUNT(*) FROM site_a.t").trim(), "2");
 }
