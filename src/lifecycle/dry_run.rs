@@ -36,6 +36,17 @@ pub fn dry_run(
     connections: &Connections,
     observer: &dyn Observer,
 ) -> DryRunReport {
+    dry_run_with(loaded, connections, observer, false)
+}
+
+/// As `dry_run`; with `itemize`, each site's plan lists every action path by path, not only
+/// its deletes.
+pub fn dry_run_with(
+    loaded: &Loaded,
+    connections: &Connections,
+    observer: &dyn Observer,
+    itemize: bool,
+) -> DryRunReport {
     let plan = &loaded.plan;
     let mut report = DryRunReport {
         schema_version: 2,
@@ -92,7 +103,7 @@ pub fn dry_run(
             .sites
             .par_iter()
             .map(|s| {
-                let r = site_report(plan, s, connections);
+                let r = site_report(plan, s, connections, itemize);
                 match &r.0.error {
                     Some(e) => observer.on_event(&Event::UnitFailed {
                         phase: "sites".into(),
@@ -284,6 +295,7 @@ fn site_report(
     plan: &Plan,
     s: &Site,
     connections: &Connections,
+    itemize: bool,
 ) -> (SiteReport, Option<TargetSpace>) {
     let mut r = SiteReport {
         name: s.name.clone(),
@@ -335,7 +347,7 @@ fn site_report(
             return (r, None);
         }
     };
-    render_site_plan(&files, &source, &target, &mut r);
+    render_site_plan(&files, &source, &target, itemize, &mut r);
     let space = dst
         .transport
         .space(&s.target_path)
@@ -350,6 +362,7 @@ fn render_site_plan(
     plan: &SyncPlan,
     source: &ScanSummary,
     target: &ScanSummary,
+    itemize: bool,
     r: &mut SiteReport,
 ) {
     r.unreadable = source.errors.len() as u64;
@@ -387,7 +400,7 @@ fn render_site_plan(
         "partial copy"
     }
     .into();
-    r.plan = Some(plan.clone());
+    r.plan = Some(plan.summary(itemize));
 }
 
 fn engine_name(e: DbEngine) -> &'static str {
@@ -943,7 +956,7 @@ mod tests {
         };
         let plan = sync_plan::decide(&src, &dst, &options, None);
         let mut r = SiteReport::default();
-        render_site_plan(&plan, &src, &dst, &mut r);
+        render_site_plan(&plan, &src, &dst, false, &mut r);
         assert_eq!(
             (
                 r.new_files,
@@ -960,7 +973,7 @@ mod tests {
         let mut only_ours = SiteReport::default();
         let partial = listing(vec![entry(".c.th-partial", 15, 1)]);
         let plan = sync_plan::decide(&src, &partial, &options, None);
-        render_site_plan(&plan, &src, &partial, &mut only_ours);
+        render_site_plan(&plan, &src, &partial, false, &mut only_ours);
         assert_eq!(
             (only_ours.target_state.as_str(), only_ours.extra_at_target),
             ("empty", 0)

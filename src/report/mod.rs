@@ -113,9 +113,10 @@ pub struct SiteReport {
     /// Why the sync would refuse to run (such as deleting over 30 % of the target).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
-    /// The file engine's own plan: its totals and every action path by path (JSON only).
+    /// The file engine's own plan (JSON only): its totals, its deletes path by path, and
+    /// every other action too with `plan --itemize`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<crate::sync::SyncPlan>,
+    pub plan: Option<crate::sync::plan::PlanSummary>,
     /// Why the site could not be looked at, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -244,22 +244,38 @@ impl SyncPlan {
     }
 }
 
-/// A plan serializes as its totals, its actions in stable order, and its refusal if any.
+/// A plan as a report keeps it: totals, refusal, and its actions (every one, or only the
+/// deletes and skips, which a review must see path by path; a big tree's every path would
+/// swamp the report and the memory of a dry run over thousands of sites).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    pub totals: PlanTotals,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// Whether `actions` holds every action (itemized) or only deletes and skips.
+    pub itemized: bool,
+    pub actions: Vec<PlannedAction>,
+}
+
+impl SyncPlan {
+    pub fn summary(&self, itemized: bool) -> PlanSummary {
+        let mut actions = self.actions();
+        if !itemized {
+            actions.retain(|a| matches!(a.action, ActionKind::Delete | ActionKind::Skip));
+        }
+        PlanSummary {
+            totals: self.totals(),
+            refusal: self.refusal.clone(),
+            itemized,
+            actions,
+        }
+    }
+}
+
+/// A plan serializes as its itemized summary.
 impl Serialize for SyncPlan {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct View<'a> {
-            totals: PlanTotals,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            refusal: &'a Option<String>,
-            actions: Vec<PlannedAction>,
-        }
-        View {
-            totals: self.totals(),
-            refusal: &self.refusal,
-            actions: self.actions(),
-        }
-        .serialize(s)
+        self.summary(true).serialize(s)
     }
 }
 

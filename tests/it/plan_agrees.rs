@@ -243,7 +243,11 @@ fn announced(
 }
 
 fn plan_json(plan: &Path) -> serde_json::Value {
-    let out = bin().args(["plan", "--json"]).arg(plan).output().unwrap();
+    let out = bin()
+        .args(["plan", "--json", "--itemize"])
+        .arg(plan)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
