@@ -434,12 +434,12 @@ fn dry_run_announces_what_sync_does_over_ssh() {
     agreement(w, &hosts, "web");
 }
 
-/// Through the library: the engine's own per-path report of a sync equals the plan it was
-/// shown by `sync::plan` (the dry run's value) for every site state.
+/// Through the library: `sync::plan` (the dry run's value), then `sync::apply` of that very
+/// value; the engine's own per-path report of what it did equals the plan, for every state.
 #[test]
 fn the_engine_report_lists_the_planned_actions() {
     use transhumance::event::Silent;
-    use transhumance::sync::{Endpoint, SyncOptions, plan, sync};
+    use transhumance::sync::{Endpoint, SyncOptions, apply, plan};
     use transhumance::transport::LocalTransport;
 
     let work = tempfile::tempdir().unwrap();
@@ -455,7 +455,7 @@ fn the_engine_report_lists_the_planned_actions() {
             ..SyncOptions::default()
         };
         let (planned, _) = plan(&end("src"), &end("dst"), &options).unwrap();
-        let report = sync(&end("src"), &end("dst"), &options, &Silent).unwrap();
+        let report = apply(&planned, &end("src"), &end("dst"), &options, &Silent).unwrap();
         assert!(report.errors.is_empty(), "{site}: {:?}", report.errors);
         let mut done: Vec<(String, String)> = report
             .done
@@ -469,6 +469,7 @@ fn the_engine_report_lists_the_planned_actions() {
             .map(|a| (a.path, format!("{:?}", a.action)))
             .collect();
         assert_eq!(done, wanted, "{site}");
+        assert_mirrored(&w.join("src").join(site), &w.join("dst").join(site));
     }
 }
 
