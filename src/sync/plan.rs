@@ -102,9 +102,10 @@ pub struct PlannedAction {
     /// a renamed file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// Non-directory entries a delete removes; why a path is skipped.
+    /// Non-directory entries a delete removes (the path and everything under it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<u64>,
+    /// Why a path is skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
