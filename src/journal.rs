@@ -1,110 +1,29 @@
-//! The durable record of every side effect: append-only JSON lines, fsynced before each change.
+//! Durable append-only storage for the record of every side effect: JSON lines, a run lock,
+//! group commit and torn-tail repair. It knows no entry type: the lifecycle owns those.
 //!
 //! Written *before* a change (intent) and after it (outcome), so a crash at any instant leaves
-//! enough to finish or undo: `rollback` reads it back. One run per plan at a time (a lock file).
+//! enough to finish or undo. One run per plan at a time (a lock file).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-/// An RRset's state: TTL and values (sorted, as text).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RrState {
-    pub ttl: u32,
-    pub values: Vec<String>,
-}
-
-/// Which RRset an entry is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RrKey {
-    pub zone: String,
-    pub name: String,
-    pub rtype: String,
-}
-
-/// One journal line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Entry {
-    /// About to change an RRset (TTL lowering, switch, restore or rollback alike).
-    DnsIntent {
-        key: RrKey,
-        phase: DnsPhase,
-        from: RrState,
-        to: RrState,
-        at: u64,
-    },
-    /// The change is on the server.
-    DnsApplied {
-        key: RrKey,
-        phase: DnsPhase,
-        at: u64,
-    },
-    /// The change was refused or failed; nothing changed.
-    DnsFailed {
-        key: RrKey,
-        phase: DnsPhase,
-        error: String,
-        at: u64,
-    },
-    /// The TTL was lowered: the switch is safe once `safe_after` (unix seconds) has passed.
-    DnsSafeAfter { zone: String, safe_after: u64 },
-    /// A site reached a state of the migration lifecycle. States that name an intent
-    /// (`freezing`, `switching`, `rolling_back`) are written before their side effect.
-    Site {
-        site: String,
-        state: crate::lifecycle::state::SiteState,
-        at: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        detail: Option<String>,
-        /// Bytes moved by the step (syncs).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        bytes: Option<u64>,
-        /// How long the step's engine worked, in milliseconds.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        millis: Option<u64>,
-    },
-    /// A post-switch probe of one of a site's domains.
-    Probe {
-        site: String,
-        result: crate::lifecycle::probe::ProbeResult,
-        at: u64,
-    },
-    /// A unit that belongs to a site (a database, a mail store) moved or was checked.
-    Unit {
-        site: String,
-        unit: String,
-        step: String,
-        ok: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        detail: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        bytes: Option<u64>,
-        at: u64,
-    },
-}
-
-/// What a DNS change was for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DnsPhase {
-    LowerTtl,
-    Switch,
-    Rollback,
-    RestoreTtl,
-}
+/// What a journal can hold: any entry type that serializes to one JSON line and back.
+pub trait Record: Serialize + DeserializeOwned + Clone {}
+impl<T: Serialize + DeserializeOwned + Clone> Record for T {}
 
 /// An open journal, holding the plan's run lock until dropped.
-pub struct Journal {
+pub struct Journal<E> {
     path: PathBuf,
     file: File,
     _lock: File,
     /// Every entry, read once at open and kept in step with appends: readers need not parse
     /// the file again (only this process writes it while the lock is held).
-    cache: Vec<Entry>,
+    cache: Vec<E>,
     syncer: Syncer,
 }
 
@@ -164,12 +83,12 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-impl Journal {
+impl<E: Record> Journal<E> {
     /// Opens (creating) the journal in `state_dir` and takes the run lock.
     ///
     /// # Errors
     /// The directory cannot be created, or another run holds the lock.
-    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+    pub fn open(state_dir: &Path) -> Result<Journal<E>, JournalError> {
         let io = |source| JournalError::Io {
             path: state_dir.to_path_buf(),
             source,
@@ -220,7 +139,7 @@ impl Journal {
     ///
     /// # Errors
     /// Write or fsync errors: the caller must not make the change then.
-    pub fn append(&mut self, entry: &Entry) -> Result<(), JournalError> {
+    pub fn append(&mut self, entry: &E) -> Result<(), JournalError> {
         let mut line = serde_json::to_string(entry).expect("journal entries serialize");
         line.push('\n');
         let io = |source| JournalError::Io {
@@ -238,7 +157,7 @@ impl Journal {
     ///
     /// # Errors
     /// Write errors.
-    pub fn write(&mut self, entry: &Entry) -> Result<u64, JournalError> {
+    pub fn write(&mut self, entry: &E) -> Result<u64, JournalError> {
         let mut line = serde_json::to_string(entry).expect("journal entries serialize");
         line.push('\n');
         self.file
@@ -264,7 +183,7 @@ impl Journal {
     ///
     /// # Errors
     /// As `append`.
-    pub fn append_all(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
+    pub fn append_all(&mut self, entries: &[E]) -> Result<(), JournalError> {
         let mut text = String::new();
         for e in entries {
             text.push_str(&serde_json::to_string(e).expect("journal entries serialize"));
@@ -284,8 +203,13 @@ impl Journal {
     ///
     /// # Errors
     /// Unreadable file, or a corrupt line that is not the last one.
-    pub fn entries(&self) -> Result<Vec<Entry>, JournalError> {
+    pub fn entries(&self) -> Result<Vec<E>, JournalError> {
         Ok(self.cache.clone())
+    }
+
+    /// Every entry so far, borrowed (no copy of the whole journal).
+    pub fn all(&self) -> &[E] {
+        &self.cache
     }
 
     pub fn path(&self) -> &Path {
@@ -310,7 +234,7 @@ fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
 ///
 /// # Errors
 /// As `Journal::entries`.
-pub fn read_entries(path: &Path) -> Result<Vec<Entry>, JournalError> {
+pub fn read_entries<E: Record>(path: &Path) -> Result<Vec<E>, JournalError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -352,27 +276,29 @@ pub fn read_entries(path: &Path) -> Result<Vec<Entry>, JournalError> {
 mod tests {
     use super::*;
 
-    fn key() -> RrKey {
-        RrKey {
-            zone: "example.test".into(),
-            name: "www.example.test.".into(),
-            rtype: "A".into(),
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+    struct Note {
+        zone: String,
+        n: u64,
+    }
+
+    fn note(zone: &str, n: u64) -> Note {
+        Note {
+            zone: zone.into(),
+            n,
         }
     }
 
     #[test]
     fn entries_written_from_threads_are_durable_once_synced() {
         let dir = tempfile::tempdir().unwrap();
-        let j = std::sync::Mutex::new(Journal::open(dir.path()).unwrap());
+        let j = std::sync::Mutex::new(Journal::<Note>::open(dir.path()).unwrap());
         std::thread::scope(|s| {
             for t in 0..4 {
                 let j = &j;
                 s.spawn(move || {
                     for i in 0..25 {
-                        let entry = Entry::DnsSafeAfter {
-                            zone: format!("z{t}.test"),
-                            safe_after: i,
-                        };
+                        let entry = note(&format!("z{t}.test"), i);
                         let (seq, syncer) = {
                             let mut j = j.lock().unwrap();
                             (j.write(&entry).unwrap(), j.syncer())
@@ -382,7 +308,7 @@ mod tests {
                 });
             }
         });
-        let on_disk = read_entries(&dir.path().join("journal.jsonl")).unwrap();
+        let on_disk: Vec<Note> = read_entries(&dir.path().join("journal.jsonl")).unwrap();
         assert_eq!(on_disk.len(), 100);
         assert_eq!(j.lock().unwrap().entries().unwrap(), on_disk);
     }
@@ -390,26 +316,14 @@ mod tests {
     #[test]
     fn entries_survive_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let from = RrState {
-            ttl: 3600,
-            values: vec!["192.0.2.10".into()],
-        };
-        let to = RrState {
-            ttl: 60,
-            values: vec!["192.0.2.10".into()],
-        };
         {
-            let mut j = Journal::open(dir.path()).unwrap();
-            j.append(&Entry::DnsIntent {
-                key: key(),
-                phase: DnsPhase::LowerTtl,
-                from: from.clone(),
-                to: to.clone(),
-                at: 1,
-            })
-            .unwrap();
+            let mut j = Journal::<Note>::open(dir.path()).unwrap();
+            j.append(&note("a", 1)).unwrap();
             assert!(
-                matches!(Journal::open(dir.path()), Err(JournalError::Locked { .. })),
+                matches!(
+                    Journal::<Note>::open(dir.path()),
+                    Err(JournalError::Locked { .. })
+                ),
                 "one run at a time"
             );
         }
@@ -417,31 +331,9 @@ mod tests {
             .append(true)
             .open(dir.path().join("journal.jsonl"))
             .unwrap();
-        f.write_all(b"{\"kind\":\"dns_app").unwrap(); // a crash in the middle of a line
-        let mut j = Journal::open(dir.path()).unwrap();
-        j.append(&Entry::DnsApplied {
-            key: key(),
-            phase: DnsPhase::LowerTtl,
-            at: 2,
-        })
-        .unwrap();
-        let entries = j.entries().unwrap();
-        assert_eq!(
-            entries,
-            vec![
-                Entry::DnsIntent {
-                    key: key(),
-                    phase: DnsPhase::LowerTtl,
-                    from,
-                    to,
-                    at: 1
-                },
-                Entry::DnsApplied {
-                    key: key(),
-                    phase: DnsPhase::LowerTtl,
-                    at: 2
-                }
-            ]
-        );
+        f.write_all(b"{\"zone\":\"b").unwrap(); // a crash in the middle of a line
+        let mut j = Journal::<Note>::open(dir.path()).unwrap();
+        j.append(&note("c", 2)).unwrap();
+        assert_eq!(j.entries().unwrap(), vec![note("a", 1), note("c", 2)]);
     }
 }

@@ -13,3 +13,4 @@ pub mod report;
 pub mod sync;
 pub mod transport;
 pub mod tree;
+pub mod unit;

@@ -8,8 +8,9 @@ use super::printer::Printer;
 use super::progress::{Bars, JsonLines};
 use crate::event::{Event, Observer, Silent};
 use crate::plan::units::human_bytes;
-use crate::sync::{SyncError, SyncOptions, SyncReport, sync};
+use crate::sync::{Endpoint, SyncError, SyncOptions, SyncReport, sync};
 use crate::transport::TransportError;
+use crate::transport::protocol::{Call, Reply};
 
 /// Options of `copy`, from the command line.
 pub struct CopyArgs {
@@ -44,13 +45,31 @@ pub fn run(args: CopyArgs, printer: &Printer) -> u8 {
     let mut attempt = 0;
     let report = loop {
         attempt += 1;
+        let mut locked = false;
         let result = connect(&src, args.rsh.as_deref())
             .and_then(|s| connect(&dst, args.rsh.as_deref()).map(|d| (s, d)))
             .map_err(SyncError::from)
-            .and_then(|(s, d)| sync(&s, &d, &args.options, observer.as_ref()));
+            .and_then(|(s, d)| {
+                // The lock lives as long as `d`'s session: the whole sync, not a moment longer.
+                if !args.options.dry_run && source_exists(&s) {
+                    lock_target(&d, &args.dst).inspect_err(|e| {
+                        locked = matches!(e, SyncError::Unsafe(_));
+                    })?;
+                }
+                sync(&s, &d, &args.options, observer.as_ref())
+            });
         match result {
             Ok(r) => break r,
-            Err(SyncError::Transport(e @ TransportError::Connect { .. })) if attempt < ATTEMPTS => {
+            // After a dropped connection, the agent of the lost session may still hold the
+            // lock for a moment: a retry waits for it like for the connection.
+            Err(e)
+                if attempt < ATTEMPTS
+                    && match &e {
+                        SyncError::Transport(TransportError::Connect { .. }) => true,
+                        SyncError::Unsafe(_) => locked && attempt > 1,
+                        _ => false,
+                    } =>
+            {
                 let wait = Duration::from_secs(1 << (attempt - 1));
                 observer.on_event(&Event::Info {
                     message: format!("{e}; retrying in {}s", wait.as_secs()),
@@ -129,6 +148,47 @@ fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
             r.deleted,
             r.errors.len()
         ));
+    }
+}
+
+/// Whether the source root can be opened (when it cannot, the sync says why before the target
+/// is created, so the lock does not create it either).
+fn source_exists(src: &Endpoint) -> bool {
+    src.transport.channel(0).is_ok_and(|ch| {
+        matches!(
+            ch.call_wait(Call::OpenRoot {
+                root: src.root.clone(),
+                create: false,
+            }),
+            Ok(Reply::Opened(_))
+        )
+    })
+}
+
+/// Takes the target root's lock (created if missing) for the session of `dst`: a second `copy`
+/// into the same target while one runs would be a second writer on every path, so it is
+/// refused (exit 3: refused as unsafe, nothing done) instead of racing the first.
+fn lock_target(dst: &Endpoint, spec: &str) -> Result<(), SyncError> {
+    let ch = dst.transport.channel(0)?;
+    let unexpected = |r: Reply| {
+        SyncError::Transport(TransportError::Protocol {
+            host: ch.host().into(),
+            message: format!("unexpected {r:?}"),
+        })
+    };
+    let root = match ch.call_wait(Call::OpenRoot {
+        root: dst.root.clone(),
+        create: true,
+    })? {
+        Reply::Opened(id) => id,
+        r => return Err(unexpected(r)),
+    };
+    match ch.call_wait(Call::Lock { root })? {
+        Reply::Done(_) => Ok(()),
+        Reply::Locked(why) => Err(SyncError::Unsafe(format!(
+            "target `{spec}`: {why}; wait for that run to finish, then copy again"
+        ))),
+        r => Err(unexpected(r)),
     }
 }
 

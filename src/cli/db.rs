@@ -1,25 +1,35 @@
 //! `transhumance db sync|verify PLAN`: the plan's databases, moved and verified table by table.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use super::exit;
 use super::printer::Printer;
 use super::progress::Bars;
 use crate::event::{Observer, Silent};
-use crate::lifecycle::databases::{DbResult, run as run_databases};
-use crate::lifecycle::{Connections, default_agent_binary};
+use crate::lifecycle::databases::{DbResult, Mode, run as run_databases};
+use crate::lifecycle::guard::Guarded;
+use crate::lifecycle::{Connections, default_agent_binary, expand_sites};
 use crate::plan::units::human_bytes;
+use crate::unit::UnitId;
 
 /// What to do with the plan's databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Step {
     /// Dump, stream and restore every selected database (re-runnable), then verify it.
+    /// A database that may be live on the new side is refused unless named in `--allow-live`.
     Sync,
     /// Compare every table of each database at both ends (rows and content, by key range).
     Verify,
 }
 
-pub fn run(step: Step, plan_path: &Path, only: &[String], printer: &Printer) -> u8 {
+pub fn run(
+    step: Step,
+    plan_path: &Path,
+    only: &[String],
+    allow_live: &[UnitId],
+    printer: &Printer,
+) -> u8 {
     let loaded = match super::validate::load_or_report(plan_path, printer) {
         Ok(l) => l,
         Err(code) => return code,
@@ -31,21 +41,61 @@ pub fn run(step: Step, plan_path: &Path, only: &[String], printer: &Printer) -> 
         ));
         return exit::INVALID;
     }
+    if let Some(u) = allow_live
+        .iter()
+        .find(|u| !matches!(u, UnitId::Database(_)))
+    {
+        printer.error(format!(
+            "`--allow-live {u}`: `db` overrides databases only (`db:NAME`)"
+        ));
+        return exit::INVALID;
+    }
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
     } else {
         Box::new(Silent)
     };
-    let results = run_databases(
-        &loaded.plan,
-        &connections,
-        only,
-        step == Step::Sync,
-        observer.as_ref(),
-    );
+    let results = match step {
+        Step::Verify => run_databases(
+            &loaded.plan,
+            &connections,
+            only,
+            Mode::Verify,
+            observer.as_ref(),
+        ),
+        Step::Sync => {
+            // Which site names which database: a database whose site could not be expanded
+            // counts as one no site names, live as soon as any site may have switched.
+            let inventory = expand_sites(&loaded, &connections);
+            if let Some(i) = inventory.unreachable.first() {
+                printer.status(format!(
+                    "warning: {}: the databases of sites not expanded count as shared (live once any site may have switched)",
+                    i.message
+                ));
+            }
+            let sites = inventory.sites;
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let guard = match Guarded::open(&loaded.plan, &sites, allow_live.to_vec(), &command) {
+                Ok(g) => Mutex::new(g),
+                Err(e) => {
+                    printer.error(e.to_string());
+                    return exit::FAILURES;
+                }
+            };
+            run_databases(
+                &loaded.plan,
+                &connections,
+                only,
+                Mode::Copy(&guard),
+                observer.as_ref(),
+            )
+        }
+    };
     print(&results, printer);
-    if results.iter().all(DbResult::clean) {
+    if results.iter().any(|r| r.live.is_some()) {
+        exit::UNSAFE
+    } else if results.iter().all(DbResult::clean) {
         exit::OK
     } else {
         exit::FAILURES
@@ -61,6 +111,10 @@ pub fn print(results: &[DbResult], printer: &Printer) {
     for r in results {
         if let Some(e) = &r.error {
             outln!("FAILED    {}: {e}", r.name);
+            continue;
+        }
+        if let Some(live) = &r.live {
+            outln!("REFUSED   {}: {}", r.name, live.message);
             continue;
         }
         if let Some(m) = &r.moved {

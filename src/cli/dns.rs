@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::exit;
 use super::printer::Printer;
 use crate::dns::cutover::{self, CutoverError, Outcome, ZonePlan};
-use crate::journal::Journal;
+use crate::lifecycle::ledger::{self, Ledger};
 
 /// The DNS steps of a cutover, in the order they are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,7 +105,25 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Ok(plans)
     };
-    let journal = || Journal::open(&loaded.plan.state_dir).map_err(CutoverError::from);
+    let log_error = |e: crate::journal::JournalError| {
+        CutoverError::Log(crate::unit::UnitError::io(e.to_string()))
+    };
+    // The plan's journal, with this command journaled as a run (command line, user, overrides).
+    let journal = |name: &str| -> Result<(Ledger, u64), CutoverError> {
+        let ledger = Ledger::open(&loaded.plan.state_dir).map_err(log_error)?;
+        let overrides = if force {
+            vec!["force".to_string()]
+        } else {
+            Vec::new()
+        };
+        let run = ledger
+            .start_run(ledger::RunCommand::Dns { step: name.into() }, overrides)
+            .map_err(log_error)?;
+        Ok((ledger, run))
+    };
+    let end = |(ledger, run): (Ledger, u64), o: &Outcome| -> Result<(), CutoverError> {
+        ledger.end_run(run, o.failed.is_empty()).map_err(log_error)
+    };
     let result: Result<u8, CutoverError> = (|| match step {
         Step::Plan => {
             let plans = plans()?;
@@ -192,21 +210,23 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Step::LowerTtl => {
             let plans = plans()?;
-            let mut j = journal()?;
-            let o = cutover::lower_ttl(&spec, &plans, &mut j)?;
-            Ok(report(&o, printer))
+            let j = journal("lower-ttl")?;
+            let o = cutover::lower_ttl(&spec, &plans, &j.0)?;
+            end(j, &o)?;
+            Ok(report(&o, false, printer))
         }
         Step::Switch => {
             let plans = plans()?;
-            let mut j = journal()?;
-            let o = cutover::switch(&spec, &plans, &mut j, force)?;
-            Ok(report(&o, printer))
+            let j = journal("switch")?;
+            let o = cutover::switch(&spec, &plans, &j.0, force)?;
+            end(j, &o)?;
+            Ok(report(&o, false, printer))
         }
         Step::Verify => {
             // What the last switch set, from the journal; before any switch, what the plan wants.
-            let entries =
-                crate::journal::read_entries(&loaded.plan.state_dir.join("journal.jsonl"))?;
-            let mut expected = cutover::switched(&entries, &selected);
+            let entries = ledger::read(&loaded.plan.state_dir)
+                .map_err(|e| CutoverError::Log(crate::unit::UnitError::io(e.to_string())))?;
+            let mut expected = cutover::switched(&ledger::dns_events(&entries), &selected);
             if expected.is_empty() {
                 expected = plans()?
                     .into_iter()
@@ -234,9 +254,16 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             }
         }
         Step::Rollback | Step::RestoreTtl => {
-            let mut j = journal()?;
-            let o = cutover::rollback(&spec, &mut j, &selected, &[], step == Step::RestoreTtl)?;
-            Ok(report(&o, printer))
+            let name = if step == Step::RestoreTtl {
+                "restore-ttl"
+            } else {
+                "rollback"
+            };
+            let j = journal(name)?;
+            let o = cutover::rollback(&spec, &j.0, &selected, &[], step == Step::RestoreTtl)?;
+            end(j, &o)?;
+            // A record left alone is not back: the operator must look at it.
+            Ok(report(&o, true, printer))
         }
     })();
     match result {
@@ -256,12 +283,19 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
     }
 }
 
-fn report(o: &Outcome, printer: &Printer) -> u8 {
+fn report(o: &Outcome, left_alone_fails: bool, printer: &Printer) -> u8 {
     if printer.json {
         outln!("{}", serde_json::to_string_pretty(o).expect("json"));
     } else {
         for k in &o.applied {
             outln!("changed   {} {}", k.name, k.rtype);
+        }
+        for k in &o.already {
+            outln!(
+                "already   {} {} (as before our first change)",
+                k.name,
+                k.rtype
+            );
         }
         for (k, why) in &o.skipped {
             outln!("left      {} {}: {why}", k.name, k.rtype);
@@ -281,7 +315,8 @@ fn report(o: &Outcome, printer: &Printer) -> u8 {
             outln!("switch safe in {wait} s (when resolvers have dropped the old TTL)");
         }
     }
-    if o.failed.is_empty() {
+    let left_alone = left_alone_fails && !o.skipped.is_empty();
+    if o.failed.is_empty() && !left_alone {
         exit::OK
     } else {
         exit::FAILURES

@@ -6,9 +6,11 @@ use super::exit;
 use super::printer::Printer;
 use super::progress::Bars;
 use crate::event::{Observer, Silent};
+use crate::lifecycle::guard::Guarded;
 use crate::lifecycle::mail::{MailStep, RuleResult, run as run_mail};
-use crate::lifecycle::{Connections, default_agent_binary};
+use crate::lifecycle::{Connections, default_agent_binary, expand_sites};
 use crate::plan::units::human_bytes;
+use crate::unit::UnitId;
 
 /// What to do with the plan's mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,7 +26,13 @@ pub enum Step {
     Verify,
 }
 
-pub fn run(step: Step, plan_path: &Path, delete: bool, printer: &Printer) -> u8 {
+pub fn run(
+    step: Step,
+    plan_path: &Path,
+    delete: bool,
+    allow_live: Vec<UnitId>,
+    printer: &Printer,
+) -> u8 {
     let loaded = match super::validate::load_or_report(plan_path, printer) {
         Ok(l) => l,
         Err(code) => return code,
@@ -41,6 +49,43 @@ pub fn run(step: Step, plan_path: &Path, delete: bool, printer: &Printer) -> u8 
         return exit::INVALID;
     }
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
+    // Writing verbs hold the plan's run lock and ask the journal which units may be live.
+    let mut guard = if step == Step::Verify {
+        None
+    } else {
+        let sites = expand_sites(&loaded, &connections).sites;
+        match Guarded::open(&loaded.plan, &sites, allow_live.clone(), "mail") {
+            Ok(g) => Some(g),
+            Err(e) => {
+                printer.error(format!("{e}"));
+                return exit::FAILURES;
+            }
+        }
+    };
+    // A live unit the operator named is run as asked; the override is journaled first.
+    let mut allowed = Vec::new();
+    if let Some(g) = guard.as_mut()
+        && step == Step::Sync
+    {
+        for unit in &allow_live {
+            if g.live().why(unit).is_none() {
+                continue;
+            }
+            if let Err(e) = g.check(unit) {
+                printer.error(format!("{e}"));
+                return e.kind.exit_code();
+            }
+            allowed.push(unit.clone());
+        }
+    }
+    let live = |index: usize| {
+        let unit = UnitId::Mail(index);
+        guard
+            .as_ref()
+            .and_then(|g| g.live().why(&unit))
+            .filter(|_| !allowed.contains(&unit))
+            .map(|because| because.to_string())
+    };
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
     } else {
@@ -51,8 +96,9 @@ pub fn run(step: Step, plan_path: &Path, delete: bool, printer: &Printer) -> u8 
         Step::Sweep => MailStep::Sweep,
         Step::Verify => MailStep::Verify,
     };
-    let results = run_mail(&loaded.plan, &connections, step, observer.as_ref());
+    let results = run_mail(&loaded.plan, &connections, step, &live, observer.as_ref());
     drop(observer);
+    drop(guard);
     print(&results, printer);
     if results.iter().any(|r| r.invalid_input) {
         exit::INVALID
@@ -74,7 +120,15 @@ pub fn print(results: &[RuleResult], printer: &Printer) {
     for r in results {
         let unit = format!("mail[{}]", r.rule);
         if let Some(e) = &r.error {
-            outln!("FAILED    {unit}: {e}");
+            let what = if r.unsafe_refusal {
+                "REFUSED"
+            } else {
+                "FAILED"
+            };
+            outln!("{what:<9} {unit}: {e}");
+        }
+        for n in &r.notes {
+            outln!("note      {unit}: {n}");
         }
         for m in &r.mailboxes {
             let name = format!(
@@ -92,16 +146,20 @@ pub fn print(results: &[RuleResult], printer: &Printer) {
             for f in &m.failures {
                 outln!("FAILED    {name}: {f}");
             }
+            for n in &m.notes {
+                outln!("note      {name}: {n}");
+            }
             if m.folders.is_empty() {
                 let what = if m.layout == "maildir" {
                     "renamed"
                 } else {
                     "flags updated"
                 };
+                // Deletions are always counted, so none goes unseen.
                 let present = if m.layout == "imap" {
                     format!(", {} already there", m.present)
                 } else {
-                    String::new()
+                    format!(", deleted {}", m.deleted)
                 };
                 outln!(
                     "{:<9} {name}: {} messages, {} copied, {} {what}{present}",
@@ -120,6 +178,7 @@ pub fn print(results: &[RuleResult], printer: &Printer) {
                     ("missing", &f.missing),
                     ("extra", &f.extra),
                     ("duplicate", &f.duplicated),
+                    ("differs", &f.differ),
                 ] {
                     for id in list {
                         outln!("{what:<9} {name} {}: {id}", f.folder);

@@ -70,6 +70,10 @@ pub fn finish(verb: &str, outcomes: &[SiteOutcome], printer: &Printer) -> u8 {
         }
     }
     let bad = outcomes.iter().filter(|o| !o.ok()).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| o.error == Some(crate::unit::ErrorKind::Unsafe))
+        .count();
     if outcomes.is_empty() {
         printer.status(format!("{verb}: nothing to do"));
     } else {
@@ -79,5 +83,14 @@ pub fn finish(verb: &str, outcomes: &[SiteOutcome], printer: &Printer) -> u8 {
             outcomes.len() - bad
         ));
     }
-    if bad == 0 { exit::OK } else { exit::FAILURES }
+    if refused > 0 {
+        printer.error(format!(
+            "{verb}: {refused} site(s) refused as unsafe (may be live on the new side)"
+        ));
+        exit::UNSAFE
+    } else if bad == 0 {
+        exit::OK
+    } else {
+        exit::FAILURES
+    }
 }

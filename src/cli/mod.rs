@@ -108,6 +108,10 @@ pub enum Command {
         /// Allow deletes of more than 30 % of a target's files.
         #[arg(long)]
         force: bool,
+        /// Overwrite this site even though it may be live on the new side (`site:NAME`,
+        /// repeatable; journaled).
+        #[arg(long = "allow-live", value_name = "site:NAME")]
+        allow_live: Vec<crate::unit::UnitId>,
     },
     /// Cut sites over: freeze, final sync, verify, DNS switch, probes; a failing site is
     /// rolled back (or paused) alone.
@@ -174,6 +178,10 @@ pub enum Command {
         /// Only these databases (repeatable).
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
+        /// Overwrite this database even though it may be live on the new side (its site, or
+        /// any site for a database no site names, may have switched); journaled (repeatable).
+        #[arg(long = "allow-live", value_name = "db:NAME")]
+        allow_live: Vec<crate::unit::UnitId>,
     },
     /// Mail of a plan: `sync` (before the cutover, re-runnable), `sweep` (late mail after the
     /// cutover, adds only) or `verify` (folder by folder).
@@ -187,6 +195,11 @@ pub enum Command {
         /// (refused above 30 % of the target's files). IMAP moves never remove anything.
         #[arg(long)]
         delete: bool,
+        /// Sync this unit (`mail:N`) as asked even though it may be live on the new side
+        /// (journaled); without it a live unit is swept, and `--delete` on it is refused
+        /// (repeatable).
+        #[arg(long = "allow-live", value_name = "UNIT")]
+        allow_live: Vec<crate::unit::UnitId>,
     },
     /// DNS steps of a cutover: plan, lower-ttl, switch, verify, rollback, restore-ttl.
     Dns {
@@ -297,7 +310,12 @@ pub fn run(cli: Cli) -> u8 {
         Command::Inventory { plan, yaml } => inventory::run(&plan, yaml, &printer),
         Command::Schema => schema::run(),
         Command::Demo => demo::run(&printer),
-        Command::Sync { plan, only, force } => sync::run(&plan, &only, force, &printer),
+        Command::Sync {
+            plan,
+            only,
+            force,
+            allow_live,
+        } => sync::run(&plan, &only, force, allow_live, &printer),
         Command::Cutover {
             plan,
             batch,
@@ -317,8 +335,18 @@ pub fn run(cli: Cli) -> u8 {
             format,
             output,
         } => report::run(&plan, format, output.as_deref(), &printer),
-        Command::Db { step, plan, only } => db::run(step, &plan, &only, &printer),
-        Command::Mail { step, plan, delete } => mail::run(step, &plan, delete, &printer),
+        Command::Db {
+            step,
+            plan,
+            only,
+            allow_live,
+        } => db::run(step, &plan, &only, &allow_live, &printer),
+        Command::Mail {
+            step,
+            plan,
+            delete,
+            allow_live,
+        } => mail::run(step, &plan, delete, allow_live, &printer),
         Command::Dns {
             step,
             plan,

@@ -72,7 +72,7 @@ pub fn run(
                     &loaded.plan,
                     &connections,
                     &[],
-                    false,
+                    crate::lifecycle::databases::Mode::Verify,
                     &crate::event::Silent,
                 );
                 super::db::print(&results, printer);
@@ -88,6 +88,7 @@ pub fn run(
                     &loaded.plan,
                     &connections,
                     crate::lifecycle::mail::MailStep::Verify,
+                    &|_| None,
                     &crate::event::Silent,
                 );
                 super::mail::print(&results, printer);

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::provider::Provider;
+use super::provider::{DnsError, DnsEvent, DnsLog, DnsPhase, Provider, RrKey, RrState, Swap, now};
 use super::query::{self, Rr};
-use super::rfc2136::{DnsError, Rfc2136, Swap};
-use crate::journal::{DnsPhase, Entry, Journal, JournalError, RrKey, RrState, now};
+use super::rfc2136::Rfc2136;
 use crate::plan::{DnsProvider, DnsSpec};
+use crate::unit::UnitError;
 
 /// Share of a zone's RRsets a plan may change without `--force`.
 pub const MAX_SHARE: f64 = 0.30;
@@ -46,8 +46,9 @@ pub struct ZonePlan {
 pub enum CutoverError {
     #[error(transparent)]
     Dns(#[from] DnsError),
+    /// The change log (the caller's journal) could not record an intent or outcome.
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Log(#[from] UnitError),
     #[error("refused without --force: {0}")]
     Unsafe(String),
     #[error("{0}")]
@@ -96,9 +97,9 @@ pub fn provider(spec: &DnsSpec) -> Result<Box<dyn Provider>, CutoverError> {
             database,
         } => {
             let hosts = std::iter::once((host.name.clone(), (**host).clone())).collect();
-            let connections = crate::lifecycle::Connections::new(
+            let connections = crate::transport::Connections::new(
                 &hosts,
-                crate::lifecycle::default_agent_binary(),
+                crate::transport::default_agent_binary(),
             );
             let transport = connections.get(&host.name).map_err(|e| {
                 CutoverError::Dns(DnsError::Unreachable {
@@ -324,6 +325,8 @@ pub struct Outcome {
     pub applied: Vec<RrKey>,
     /// Left alone: someone changed them since (rollback), or nothing to do.
     pub skipped: Vec<(RrKey, String)>,
+    /// Already in the state asked for (rollback: back to before our first change).
+    pub already: Vec<RrKey>,
     pub failed: Vec<(RrKey, String)>,
     /// Changes undone because a later one of the same run failed.
     pub compensated: Vec<RrKey>,
@@ -332,22 +335,52 @@ pub struct Outcome {
     pub safe_after: Option<u64>,
 }
 
+/// Whether a failed update certainly changed nothing: the server answered. A timeout or a
+/// dropped connection after the update was sent leaves the outcome unknown.
+fn certainly_unapplied(e: &DnsError) -> bool {
+    !matches!(e, DnsError::Unreachable { .. })
+}
+
+/// Records the outcome of a change whose update came back with `result`; an unknown outcome
+/// records nothing, so the intent stays open until someone reads the server.
+fn record_outcome(
+    log: &dyn DnsLog,
+    key: &RrKey,
+    phase: DnsPhase,
+    result: &Result<(), DnsError>,
+) -> Result<(), UnitError> {
+    match result {
+        Ok(()) => log.record(DnsEvent::DnsApplied {
+            key: key.clone(),
+            phase,
+            at: now(),
+        }),
+        Err(e) if certainly_unapplied(e) => log.record(DnsEvent::DnsFailed {
+            key: key.clone(),
+            phase,
+            error: e.to_string(),
+            at: now(),
+        }),
+        Err(_) => Ok(()),
+    }
+}
+
 fn apply(
     client: &dyn Provider,
-    journal: &mut Journal,
+    log: &dyn DnsLog,
     phase: DnsPhase,
     key: &RrKey,
     from: &RrState,
     to: &RrState,
-) -> Result<Result<(), DnsError>, JournalError> {
-    journal.append(&Entry::DnsIntent {
+) -> Result<Result<(), DnsError>, UnitError> {
+    log.record(DnsEvent::DnsIntent {
         key: key.clone(),
         phase,
         from: from.clone(),
         to: to.clone(),
         at: now(),
     })?;
-    match client.swap_all(
+    let result = client.swap_all(
         &key.zone,
         &[Swap {
             name: &key.name,
@@ -355,25 +388,9 @@ fn apply(
             current: from,
             new: to,
         }],
-    ) {
-        Ok(()) => {
-            journal.append(&Entry::DnsApplied {
-                key: key.clone(),
-                phase,
-                at: now(),
-            })?;
-            Ok(Ok(()))
-        }
-        Err(e) => {
-            journal.append(&Entry::DnsFailed {
-                key: key.clone(),
-                phase,
-                error: e.to_string(),
-                at: now(),
-            })?;
-            Ok(Err(e))
-        }
-    }
+    );
+    record_outcome(log, key, phase, &result)?;
+    Ok(result)
 }
 
 /// One planned swap: which RRset, from what, to what.
@@ -383,16 +400,16 @@ type Item = (RrKey, RrState, RrState);
 /// back to one update per RRset so the others still go and the changed one is named.
 fn apply_zone(
     client: &dyn Provider,
-    journal: &mut Journal,
+    log: &dyn DnsLog,
     phase: DnsPhase,
     zone: &str,
     items: &[Item],
-) -> Result<Vec<Result<(), DnsError>>, JournalError> {
+) -> Result<Vec<Result<(), DnsError>>, UnitError> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
     for (key, from, to) in items {
-        journal.append(&Entry::DnsIntent {
+        log.record(DnsEvent::DnsIntent {
             key: key.clone(),
             phase,
             from: from.clone(),
@@ -409,31 +426,28 @@ fn apply_zone(
             new: t,
         })
         .collect();
-    match client.swap_all(zone, &swaps) {
-        Ok(()) => {
+    let result = client.swap_all(zone, &swaps);
+    match result {
+        Err(DnsError::Changed { .. }) if items.len() > 1 => {
+            // The whole update was refused by its prerequisites: nothing of it applied.
             for (key, _, _) in items {
-                journal.append(&Entry::DnsApplied {
+                log.record(DnsEvent::DnsFailed {
                     key: key.clone(),
                     phase,
+                    error: "the zone's update was refused; retried RRset by RRset".into(),
                     at: now(),
                 })?;
             }
-            Ok(items.iter().map(|_| Ok(())).collect())
+            items
+                .iter()
+                .map(|(k, f, t)| apply(client, log, phase, k, f, t))
+                .collect()
         }
-        Err(DnsError::Changed { .. }) if items.len() > 1 => items
-            .iter()
-            .map(|(k, f, t)| apply(client, journal, phase, k, f, t))
-            .collect(),
-        Err(e) => {
+        result => {
             for (key, _, _) in items {
-                journal.append(&Entry::DnsFailed {
-                    key: key.clone(),
-                    phase,
-                    error: e.to_string(),
-                    at: now(),
-                })?;
+                record_outcome(log, key, phase, &result)?;
             }
-            Ok(items.iter().map(|_| Err(e.clone())).collect())
+            Ok(items.iter().map(|_| result.clone()).collect())
         }
     }
 }
@@ -445,7 +459,7 @@ fn apply_zone(
 pub fn lower_ttl(
     spec: &DnsSpec,
     plans: &[ZonePlan],
-    journal: &mut Journal,
+    log: &dyn DnsLog,
 ) -> Result<Outcome, CutoverError> {
     let client = provider(spec)?;
     let client = client.as_ref();
@@ -470,7 +484,7 @@ pub fn lower_ttl(
         let mut longest = 0u32;
         for ((key, from, _), result) in items.iter().zip(apply_zone(
             client,
-            journal,
+            log,
             DnsPhase::LowerTtl,
             &plan.zone,
             &items,
@@ -487,7 +501,7 @@ pub fn lower_ttl(
             }
         }
         let safe_after = now() + u64::from(longest);
-        journal.append(&Entry::DnsSafeAfter {
+        log.record(DnsEvent::DnsSafeAfter {
             zone: plan.zone.clone(),
             safe_after,
         })?;
@@ -500,9 +514,9 @@ pub fn lower_ttl(
 }
 
 /// The latest `safe_after` recorded for a zone.
-fn safe_after(entries: &[Entry], zone: &str) -> Option<u64> {
+fn safe_after(entries: &[DnsEvent], zone: &str) -> Option<u64> {
     entries.iter().rev().find_map(|e| match e {
-        Entry::DnsSafeAfter {
+        DnsEvent::DnsSafeAfter {
             zone: z,
             safe_after,
         } if z == zone => Some(*safe_after),
@@ -550,7 +564,7 @@ pub fn restrict(plans: &[ZonePlan], names: &[String]) -> Vec<ZonePlan> {
 ///
 /// # Errors
 /// The first reason found, naming its zone.
-pub fn ready_to_switch(plans: &[ZonePlan], entries: &[Entry]) -> Result<(), String> {
+pub fn ready_to_switch(plans: &[ZonePlan], entries: &[DnsEvent]) -> Result<(), String> {
     let t = now();
     for plan in plans {
         if let Some(reason) = plan.unsafe_reasons.first() {
@@ -578,7 +592,7 @@ pub fn ready_to_switch(plans: &[ZonePlan], entries: &[Entry]) -> Result<(), Stri
 }
 
 /// Seconds until every zone's lowered TTL is safe (0 when already safe or never lowered).
-pub fn seconds_until_safe(entries: &[Entry], zones: &[String]) -> u64 {
+pub fn seconds_until_safe(entries: &[DnsEvent], zones: &[String]) -> u64 {
     let t = now();
     zones
         .iter()
@@ -596,11 +610,15 @@ pub fn seconds_until_safe(entries: &[Entry], zones: &[String]) -> u64 {
 pub fn switch(
     spec: &DnsSpec,
     plans: &[ZonePlan],
-    journal: &mut Journal,
+    log: &dyn DnsLog,
     force: bool,
 ) -> Result<Outcome, CutoverError> {
     if !force {
-        ready_to_switch(plans, &journal.entries()?).map_err(CutoverError::Unsafe)?;
+        let names: Vec<String> = plans
+            .iter()
+            .flat_map(|p| p.changes.iter().map(|c| c.key.name.clone()))
+            .collect();
+        ready_to_switch(plans, &log.history(&names)).map_err(CutoverError::Unsafe)?;
     }
     let client = provider(spec)?;
     let client = client.as_ref();
@@ -616,7 +634,7 @@ pub fn switch(
             items.push((c.key.clone(), current, c.to.clone()));
             changes.push(c);
         }
-        let results = apply_zone(client, journal, DnsPhase::Switch, &plan.zone, &items)?;
+        let results = apply_zone(client, log, DnsPhase::Switch, &plan.zone, &items)?;
         for (c, result) in changes.into_iter().zip(results) {
             match result {
                 Ok(()) => {
@@ -645,36 +663,13 @@ pub fn switch(
                 values: c.from.values.clone(),
             };
             if now_state.values == c.to.values
-                && apply(
-                    client,
-                    journal,
-                    DnsPhase::Rollback,
-                    &c.key,
-                    &now_state,
-                    &back,
-                )?
-                .is_ok()
+                && apply(client, log, DnsPhase::Rollback, &c.key, &now_state, &back)?.is_ok()
             {
                 out.compensated.push(c.key.clone());
             }
         }
     }
     Ok(out)
-}
-
-/// The RRset `key` as the server serves it now (empty values when absent).
-///
-/// # Errors
-/// The server does not answer.
-pub fn read_rrset(server: std::net::SocketAddr, key: &RrKey) -> Result<RrState, String> {
-    let rt = key.rtype.parse().map_err(|e| format!("{e:?}"))?;
-    let rrs = query::lookup(server, &key.name, rt, Duration::from_secs(3))?;
-    let mut values: Vec<String> = rrs.iter().map(|r| r.data.clone()).collect();
-    values.sort();
-    Ok(RrState {
-        ttl: rrs.first().map_or(0, |r| r.ttl),
-        values,
-    })
 }
 
 /// Polls every authoritative server until each one serves the switched values.
@@ -715,7 +710,7 @@ pub fn verify(
         }
         for server in &spec.nameservers {
             for (key, want) in expected {
-                match read_rrset(*server, key) {
+                match query::read_rrset(*server, key) {
                     Ok(s) if s.values == want.values => {}
                     Ok(s) => wrong.push(format!(
                         "{server}: {} {} serves {:?}, expected {:?}",
@@ -793,75 +788,176 @@ pub fn verify(
     }
 }
 
-/// The RRsets our last applied switch set, with the values they should now serve.
-pub fn switched(entries: &[Entry], zones: &[String]) -> Vec<(RrKey, RrState)> {
-    history(entries)
+/// The RRsets whose last change of ours (applied, or sent without a known outcome) was a switch,
+/// with the values that switch set.
+pub fn switched(entries: &[DnsEvent], zones: &[String]) -> Vec<(RrKey, RrState)> {
+    trails(entries)
         .into_iter()
-        .filter(|(k, (_, _, phase))| {
-            *phase == DnsPhase::Switch && (zones.is_empty() || zones.contains(&k.zone))
+        .filter(|(k, t)| {
+            t.last.as_ref().is_some_and(|(_, p)| *p == DnsPhase::Switch)
+                && (zones.is_empty() || zones.contains(&k.zone))
         })
-        .map(|(k, (_, ours, _))| (k, ours))
+        .filter_map(|(k, t)| t.last.map(|(s, _)| (k, s)))
         .collect()
 }
 
-/// Per RRset: the state before our first change, and the state after our last applied one.
-fn history(entries: &[Entry]) -> BTreeMap<RrKey, (RrState, RrState, DnsPhase)> {
-    let mut intents: HashMap<(RrKey, DnsPhase), (RrState, RrState)> = HashMap::new();
-    let mut out: BTreeMap<RrKey, (RrState, RrState, DnsPhase)> = BTreeMap::new();
+/// What our changes did to one RRset, as far as the journal can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trail {
+    /// The state before our first change.
+    pub original: RrState,
+    /// Every state a change of ours may have left on the server: applied ones, and intents whose
+    /// outcome is unknown (a crash between the intent and its answer). Only the server tells.
+    pub ours: Vec<RrState>,
+    /// The last change that may have been applied, with its phase.
+    pub last: Option<(RrState, DnsPhase)>,
+}
+
+/// Per RRset, the trail of our changes, from its events in order.
+pub fn trails(entries: &[DnsEvent]) -> BTreeMap<RrKey, Trail> {
+    #[derive(PartialEq)]
+    enum Known {
+        Open,
+        Applied,
+        Failed,
+    }
+    let mut changes: Changes = BTreeMap::new();
+    type Changes = BTreeMap<RrKey, (RrState, Vec<(RrState, DnsPhase, Known)>)>;
+    fn settle(changes: &mut Changes, key: &RrKey, phase: DnsPhase, known: Known) {
+        if let Some((_, list)) = changes.get_mut(key)
+            && let Some(c) = list
+                .iter_mut()
+                .rev()
+                .find(|c| c.1 == phase && c.2 == Known::Open)
+        {
+            c.2 = known;
+        }
+    }
     for e in entries {
         match e {
-            Entry::DnsIntent {
+            DnsEvent::DnsIntent {
                 key,
                 phase,
                 from,
                 to,
                 ..
             } => {
-                intents.insert((key.clone(), *phase), (from.clone(), to.clone()));
-                // A crash may come before the outcome line: count the intent as maybe applied.
-                out.entry(key.clone())
-                    .and_modify(|h| h.1 = to.clone())
-                    .or_insert((from.clone(), to.clone(), *phase));
+                changes
+                    .entry(key.clone())
+                    .or_insert_with(|| (from.clone(), Vec::new()))
+                    .1
+                    .push((to.clone(), *phase, Known::Open));
             }
-            Entry::DnsApplied { key, phase, .. } => {
-                if let (Some((_, to)), Some(h)) =
-                    (intents.get(&(key.clone(), *phase)), out.get_mut(key))
-                {
-                    h.1 = to.clone();
-                    h.2 = *phase;
-                }
+            DnsEvent::DnsApplied { key, phase, .. } => {
+                settle(&mut changes, key, *phase, Known::Applied)
             }
-            Entry::DnsFailed { key, phase, .. } => {
-                if let (Some((from, _)), Some(h)) =
-                    (intents.get(&(key.clone(), *phase)), out.get_mut(key))
-                {
-                    h.1 = from.clone();
-                }
+            DnsEvent::DnsFailed { key, phase, .. } => {
+                settle(&mut changes, key, *phase, Known::Failed)
             }
-            Entry::DnsSafeAfter { .. }
-            | Entry::Site { .. }
-            | Entry::Probe { .. }
-            | Entry::Unit { .. } => {}
+            DnsEvent::DnsSafeAfter { .. } => {}
         }
     }
-    out
+    changes
+        .into_iter()
+        .map(|(key, (original, list))| {
+            // An open change (no outcome) may have been applied: only the server can tell.
+            let maybe: Vec<&(RrState, DnsPhase, Known)> =
+                list.iter().filter(|c| c.2 != Known::Failed).collect();
+            let mut ours: Vec<RrState> = Vec::new();
+            for (s, _, _) in &maybe {
+                if !ours.contains(s) {
+                    ours.push(s.clone());
+                }
+            }
+            let last = maybe.last().map(|(s, p, _)| (s.clone(), *p));
+            (
+                key,
+                Trail {
+                    original,
+                    ours,
+                    last,
+                },
+            )
+        })
+        .collect()
+}
+
+/// What a rollback must do to one RRset, decided from what the server serves now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revert {
+    /// Already back to its state before our first change.
+    Done,
+    /// Holds a state one of our changes may have left: put `target` back.
+    Put { current: RrState, target: RrState },
+    /// Someone else changed it since: left alone, named to the operator.
+    LeftAlone { current: RrState },
+}
+
+/// The decision for one RRset: the server's current state against our trail. Never assumes an
+/// intent was or was not applied; `current` is the server's answer.
+pub fn decide_revert(trail: &Trail, current: &RrState, restore_ttl_only: bool) -> Revert {
+    let target = if restore_ttl_only {
+        RrState {
+            ttl: trail.original.ttl,
+            values: current.values.clone(),
+        }
+    } else {
+        trail.original.clone()
+    };
+    if *current == target {
+        return Revert::Done;
+    }
+    if trail.ours.contains(current) {
+        Revert::Put {
+            current: current.clone(),
+            target,
+        }
+    } else {
+        Revert::LeftAlone {
+            current: current.clone(),
+        }
+    }
+}
+
+/// Whether every RRset of `names` we ever changed is served exactly as before our first change
+/// (values and TTL), read from the provider now.
+///
+/// # Errors
+/// The RRsets that are not, or could not be read, each with what the server gave.
+pub fn restored(spec: &DnsSpec, log: &dyn DnsLog, names: &[String]) -> Result<(), Vec<String>> {
+    let client = provider(spec).map_err(|e| vec![e.to_string()])?;
+    let mut wrong = Vec::new();
+    for (key, trail) in trails(&log.history(names)) {
+        if !names.is_empty() && !names.contains(&key.name) {
+            continue;
+        }
+        match client.read(&key) {
+            Ok(now) if now == trail.original => {}
+            Ok(now) => wrong.push(format!(
+                "{} {} serves TTL {} {:?}, before it was TTL {} {:?}",
+                key.name, key.rtype, now.ttl, now.values, trail.original.ttl, trail.original.values
+            )),
+            Err(e) => wrong.push(format!("{} {}: {e}", key.name, key.rtype)),
+        }
+    }
+    if wrong.is_empty() { Ok(()) } else { Err(wrong) }
 }
 
 /// Puts every RRset we changed back to its exact state before our first change (values and
-/// TTL), when the server still holds our last value; others are left alone and listed.
+/// TTL) when the server holds a state of ours; others are left alone and listed.
 ///
 /// # Errors
-/// A rejected key or journal failures.
+/// A rejected key or change-log failures.
 pub fn rollback(
     spec: &DnsSpec,
-    journal: &mut Journal,
+    log: &dyn DnsLog,
     zones: &[String],
     names: &[String],
     restore_ttl_only: bool,
 ) -> Result<Outcome, CutoverError> {
     let client = provider(spec)?;
     let client = client.as_ref();
-    let entries = journal.entries()?;
+    let entries = log.history(names);
     let mut out = Outcome::default();
     let phase = if restore_ttl_only {
         DnsPhase::RestoreTtl
@@ -869,7 +965,7 @@ pub fn rollback(
         DnsPhase::Rollback
     };
     let mut by_zone: BTreeMap<String, Vec<Item>> = BTreeMap::new();
-    for (key, (original, ours, _)) in history(&entries) {
+    for (key, trail) in trails(&entries) {
         if (!zones.is_empty() && !zones.contains(&key.zone))
             || (!names.is_empty() && !names.contains(&key.name))
         {
@@ -882,37 +978,25 @@ pub fn rollback(
                 continue;
             }
         };
-        let target = if restore_ttl_only {
-            RrState {
-                ttl: original.ttl,
-                values: current.values.clone(),
-            }
-        } else {
-            original.clone()
-        };
-        if current == target {
-            out.skipped.push((key, "already as before".into()));
-            continue;
-        }
-        if current.values != ours.values {
-            out.skipped.push((
-                key.clone(),
+        match decide_revert(&trail, &current, restore_ttl_only) {
+            Revert::Done => out.already.push(key),
+            Revert::LeftAlone { current } => out.skipped.push((
+                key,
                 format!(
-                    "changed by someone since our change (now {:?}): left alone",
-                    current.values
+                    "changed by someone since our change (now TTL {} {:?}): left alone",
+                    current.ttl, current.values
                 ),
-            ));
-            continue;
+            )),
+            Revert::Put { current, target } => by_zone
+                .entry(key.zone.clone())
+                .or_default()
+                .push((key, current, target)),
         }
-        by_zone
-            .entry(key.zone.clone())
-            .or_default()
-            .push((key, current, target));
     }
     for (zone, items) in by_zone {
         for ((key, _, _), result) in items
             .iter()
-            .zip(apply_zone(client, journal, phase, &zone, &items)?)
+            .zip(apply_zone(client, log, phase, &zone, &items)?)
         {
             match result {
                 Ok(()) => out.applied.push(key.clone()),
@@ -924,4 +1008,127 @@ pub fn rollback(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> RrKey {
+        RrKey {
+            zone: "example.test".into(),
+            name: "www.example.test.".into(),
+            rtype: "A".into(),
+        }
+    }
+
+    fn st(ttl: u32, v: &str) -> RrState {
+        RrState {
+            ttl,
+            values: vec![v.into()],
+        }
+    }
+
+    fn intent(phase: DnsPhase, from: &RrState, to: &RrState) -> DnsEvent {
+        DnsEvent::DnsIntent {
+            key: key(),
+            phase,
+            from: from.clone(),
+            to: to.clone(),
+            at: 0,
+        }
+    }
+
+    fn applied(phase: DnsPhase) -> DnsEvent {
+        DnsEvent::DnsApplied {
+            key: key(),
+            phase,
+            at: 0,
+        }
+    }
+
+    /// The lifecycle of one RRset: lower the TTL, switch, restore the TTL on the new value,
+    /// roll back. A crash may come between any intent and its outcome, with the server holding
+    /// either side of that change; after every such crash, the rollback decision must bring the
+    /// RRset back exactly to its original (values and TTL), never leave it or blame someone.
+    #[test]
+    fn a_crash_at_every_instant_is_rolled_back_to_the_exact_original() {
+        let original = st(3600, "192.0.2.10");
+        let lowered = st(60, "192.0.2.10");
+        let switched = st(60, "198.51.100.10");
+        let restored_ttl = st(3600, "198.51.100.10");
+        let steps = [
+            (DnsPhase::LowerTtl, &original, &lowered),
+            (DnsPhase::Switch, &lowered, &switched),
+            (DnsPhase::RestoreTtl, &switched, &restored_ttl),
+            (DnsPhase::Rollback, &restored_ttl, &original),
+        ];
+        for crash_at in 0..steps.len() {
+            let mut events = Vec::new();
+            for (phase, from, to) in &steps[..crash_at] {
+                events.push(intent(*phase, from, to));
+                events.push(applied(*phase));
+            }
+            let (phase, from, to) = steps[crash_at];
+            events.push(intent(phase, from, to));
+            let trail = &trails(&events)[&key()];
+            assert_eq!(trail.original, original);
+            // The server may hold either side of the interrupted change.
+            for server in [from, to] {
+                match decide_revert(trail, server, false) {
+                    Revert::Done => assert_eq!(server, &original, "crash at {crash_at}"),
+                    Revert::Put { target, .. } => {
+                        assert_eq!(target, original, "crash at {crash_at}")
+                    }
+                    Revert::LeftAlone { current } => {
+                        panic!("crash at {crash_at}: {current:?} wrongly taken for someone else's")
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_change_is_not_ours_and_an_edit_by_someone_else_is_left_alone() {
+        let original = st(3600, "192.0.2.10");
+        let switched = st(3600, "198.51.100.10");
+        let events = vec![
+            intent(DnsPhase::Switch, &original, &switched),
+            DnsEvent::DnsFailed {
+                key: key(),
+                phase: DnsPhase::Switch,
+                error: "changed".into(),
+                at: 0,
+            },
+        ];
+        let trail = &trails(&events)[&key()];
+        assert!(trail.ours.is_empty(), "{trail:?}");
+        assert!(switched_is_empty(&events));
+        // The server holds the new value though we know our change was refused: someone else's.
+        assert!(matches!(
+            decide_revert(trail, &switched, false),
+            Revert::LeftAlone { .. }
+        ));
+        // A TTL-only edit after our switch is someone else's too.
+        let events = vec![
+            intent(DnsPhase::Switch, &original, &switched),
+            applied(DnsPhase::Switch),
+        ];
+        let trail = &trails(&events)[&key()];
+        assert!(matches!(
+            decide_revert(trail, &st(300, "198.51.100.10"), false),
+            Revert::LeftAlone { .. }
+        ));
+        assert_eq!(
+            decide_revert(trail, &switched, false),
+            Revert::Put {
+                current: switched.clone(),
+                target: original.clone()
+            }
+        );
+    }
+
+    fn switched_is_empty(events: &[DnsEvent]) -> bool {
+        switched(events, &[]).is_empty()
+    }
 }

@@ -1,5 +1,6 @@
 //! DNS: reading the truth from authoritative servers (queries without recursion, AXFR).
 pub mod cutover;
+pub mod engine;
 pub mod powerdns;
 pub mod provider;
 pub mod query;

@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use serde_json::{Value, json};
 
 use super::provider::Provider;
-use super::rfc2136::{DnsError, Swap};
-use crate::journal::{RrKey, RrState};
+use super::provider::{DnsError, RrKey, RrState, Swap};
 use crate::plan::secret::Secret;
 
 /// A PowerDNS server reached through its API.

@@ -247,3 +247,21 @@ pub fn fqdn(name: &str) -> String {
         format!("{}.", name.to_ascii_lowercase())
     }
 }
+
+/// The RRset `key` as the server serves it now (empty values when absent).
+///
+/// # Errors
+/// The server does not answer.
+pub fn read_rrset(
+    server: std::net::SocketAddr,
+    key: &super::provider::RrKey,
+) -> Result<super::provider::RrState, String> {
+    let rt = key.rtype.parse().map_err(|e| format!("{e:?}"))?;
+    let rrs = lookup(server, &key.name, rt, Duration::from_secs(3))?;
+    let mut values: Vec<String> = rrs.iter().map(|r| r.data.clone()).collect();
+    values.sort();
+    Ok(super::provider::RrState {
+        ttl: rrs.first().map_or(0, |r| r.ttl),
+        values,
+    })
+}

@@ -12,47 +12,7 @@ use hickory_proto::op::{Message, ResponseCode, UpdateMessage, update_message};
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType, TSigner};
 
-use crate::journal::RrState;
-
-/// Why a DNS change did not happen; each names the server (and key, zone or record).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DnsError {
-    #[error("cannot reach DNS server {server}: {message}")]
-    Unreachable { server: String, message: String },
-    #[error(
-        "TSIG key `{key}` rejected by {server} ({reason}): check the key name, algorithm and secret"
-    )]
-    TsigRejected {
-        key: String,
-        server: String,
-        reason: String,
-    },
-    #[error("API key rejected by {server} ({reason})")]
-    ApiKeyRejected { server: String, reason: String },
-    #[error(
-        "{name} {rtype} changed on {server} since it was read (someone else edited it): left alone"
-    )]
-    Changed {
-        name: String,
-        rtype: String,
-        server: String,
-    },
-    #[error(
-        "{server} REFUSED the update of zone {zone}: is the key allowed to update it (allow-update)?"
-    )]
-    Refused { zone: String, server: String },
-    #[error("{server} is not authoritative for zone {zone}")]
-    NotAuthoritative { zone: String, server: String },
-    #[error("{server} answered {code} to the update of {name} {rtype}")]
-    Failed {
-        name: String,
-        rtype: String,
-        server: String,
-        code: String,
-    },
-    #[error("invalid DNS data: {0}")]
-    Invalid(String),
-}
+use super::provider::{DnsError, RrKey, RrState, Swap};
 
 /// A primary server that takes signed updates.
 pub struct Rfc2136 {
@@ -62,14 +22,6 @@ pub struct Rfc2136 {
     timeout: Duration,
     /// One TCP connection reused for every update (servers take many messages on one).
     stream: std::sync::Mutex<Option<TcpStream>>,
-}
-
-/// One RRset swap: owner name, type, the values expected now, the values wanted.
-pub struct Swap<'a> {
-    pub name: &'a str,
-    pub rtype: &'a str,
-    pub current: &'a RrState,
-    pub new: &'a RrState,
 }
 
 /// Maps a plan's algorithm name to hickory's.
@@ -188,12 +140,12 @@ impl Rfc2136 {
                 // The same update may have landed already (an answer lost on UDP and the message
                 // sent again): when every RRset holds our new values, that is success.
                 let landed = swaps.iter().all(|s| {
-                    let key = crate::journal::RrKey {
+                    let key = RrKey {
                         zone: zone.into(),
                         name: s.name.into(),
                         rtype: s.rtype.into(),
                     };
-                    super::cutover::read_rrset(self.server, &key)
+                    super::query::read_rrset(self.server, &key)
                         .is_ok_and(|now| now.values == s.new.values && now.ttl == s.new.ttl)
                 });
                 if landed {
@@ -253,7 +205,7 @@ impl Rfc2136 {
         };
         let mut verifier = match &self.signer {
             Some(signer) => message
-                .finalize(signer, crate::journal::now())
+                .finalize(signer, super::provider::now())
                 .map_err(|e| DnsError::Invalid(e.to_string()))?,
             None => None,
         };

@@ -10,10 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::provider::Provider;
+use super::provider::{DnsError, RrKey, RrState, Swap};
 use super::query::{Rr, fqdn};
-use super::rfc2136::{DnsError, Swap};
 use crate::db::discover::query;
-use crate::journal::{RrKey, RrState};
 use crate::plan::DbServer;
 use crate::plan::raw::DbEngine;
 use crate::transport::Transport;

@@ -9,9 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::provider::Provider;
+use super::provider::{DnsError, RrKey, RrState, Swap};
 use super::query::Rr;
-use super::rfc2136::{DnsError, Swap};
-use crate::journal::{RrKey, RrState};
 use crate::plan::template::Template;
 
 /// A directory of `<zone>.zone` files and the command that makes the server reload one.

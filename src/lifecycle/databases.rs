@@ -1,16 +1,83 @@
 //! Every database of a plan: selected by the rules' names and patterns, moved in parallel,
-//! then verified table by table.
+//! then verified table by table. A database that may be live on the new side is never
+//! overwritten: the caller's gate decides, database by database, before anything is written.
 
 use std::sync::Mutex;
 
 use serde::Serialize;
 
 use super::Connections;
+use super::guard::{Guarded, Live};
+use super::state::SiteState;
 use crate::db::discover::{list_databases, selected};
 use crate::db::transfer::{Endpoint, Moved, Options, transfer};
 use crate::db::verify::{Side, TableCheck, verify_database};
 use crate::event::{Event, Observer};
 use crate::plan::{DatabaseRule, Plan};
+use crate::unit::{ErrorKind, UnitError, UnitId};
+
+/// A database left alone at the target because it may be live there (users may have written
+/// to it since the switch): nothing was dropped, copied or compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveSkip {
+    /// The site whose DNS may have moved, and its state.
+    pub site: String,
+    pub state: SiteState,
+    /// The refusal in full, naming the database and the override.
+    pub message: String,
+}
+
+/// Decides, database by database, whether the copy at the target may be replaced.
+pub trait LiveGate: Sync {
+    /// `Ok(None)`: write it; `Ok(Some(skip))`: leave it alone, it may be live.
+    ///
+    /// # Errors
+    /// The decision could not be made safely (an override that could not be journaled): the
+    /// database must not be written either.
+    fn admit(&self, database: &str) -> Result<Option<LiveSkip>, UnitError>;
+}
+
+/// The lifecycle's gate: where every site stands now, no overrides.
+impl LiveGate for Live {
+    fn admit(&self, database: &str) -> Result<Option<LiveSkip>, UnitError> {
+        let unit = UnitId::Database(database.to_string());
+        Ok(self.check(&unit, &[]).err().map(|refusal| LiveSkip {
+            site: refusal.because.site.clone(),
+            state: refusal.because.state,
+            message: refusal.to_string(),
+        }))
+    }
+}
+
+/// The gate of a verb outside the lifecycle (`db sync`): overrides named in `--allow-live`
+/// are journaled before the database is written.
+impl LiveGate for Mutex<Guarded> {
+    fn admit(&self, database: &str) -> Result<Option<LiveSkip>, UnitError> {
+        let unit = UnitId::Database(database.to_string());
+        let mut guard = self.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(because) = guard.live().why(&unit) else {
+            return Ok(None);
+        };
+        match guard.check(&unit) {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind == ErrorKind::Unsafe => Ok(Some(LiveSkip {
+                site: because.site,
+                state: because.state,
+                message: e.message,
+            })),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What a run does to each database.
+#[derive(Clone, Copy)]
+pub enum Mode<'a> {
+    /// Compare both ends, write nothing.
+    Verify,
+    /// Copy (each database the gate admits), then verify.
+    Copy(&'a dyn LiveGate),
+}
 
 /// One database's outcome in a plan run.
 #[derive(Debug, Clone, Serialize)]
@@ -23,10 +90,14 @@ pub struct DbResult {
     pub tables: Vec<TableCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Left alone because it may be live at the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveSkip>,
 }
 
 impl DbResult {
-    /// Whether the database is identical at both ends (when it was verified).
+    /// Whether the database is identical at both ends (when it was verified); one left alone
+    /// because it may be live is clean too (callers that must refuse look at `live`).
     pub fn clean(&self) -> bool {
         self.error.is_none() && self.tables.iter().all(|t| t.status == "same")
     }
@@ -53,12 +124,13 @@ pub fn names(
         .collect())
 }
 
-/// Moves (when `copy`) and verifies every selected database, `plan.defaults.jobs` at a time.
+/// Moves (under `Mode::Copy`) and verifies every selected database, `plan.defaults.jobs` at a
+/// time.
 pub fn run(
     plan: &Plan,
     connections: &Connections,
     only: &[String],
-    copy: bool,
+    mode: Mode<'_>,
     observer: &dyn Observer,
 ) -> Vec<DbResult> {
     let mut work: Vec<(&DatabaseRule, String)> = Vec::new();
@@ -72,13 +144,13 @@ pub fn run(
                 moved: None,
                 tables: Vec::new(),
                 error: Some(e),
+                live: None,
             }),
         }
     }
-    let phase = if copy {
-        "databases"
-    } else {
-        "verify databases"
+    let phase = match mode {
+        Mode::Copy(_) => "databases",
+        Mode::Verify => "verify databases",
     };
     observer.on_event(&Event::PhaseStarted {
         phase: phase.into(),
@@ -92,7 +164,7 @@ pub fn run(
                 while let Some((rule, name)) =
                     work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                 {
-                    let r = one(plan, rule, name, connections, copy);
+                    let r = one(plan, rule, name, connections, mode);
                     match &r.error {
                         Some(e) => observer.on_event(&Event::UnitFailed {
                             phase: phase.into(),
@@ -117,12 +189,16 @@ pub fn run(
     results
 }
 
+/// Moves (under `Mode::Copy`, when the gate admits it) and verifies one database. One the gate
+/// holds back is neither written nor compared: its result carries `live`. A move whose
+/// connection dropped under it (a transport reports itself lost) is done again on fresh
+/// connections, with the backoff of `connections`: a copy of ours is replaced by the next one.
 pub fn one(
     plan: &Plan,
     rule: &DatabaseRule,
     name: &str,
     connections: &Connections,
-    copy: bool,
+    mode: Mode<'_>,
 ) -> DbResult {
     let mut r = DbResult {
         rule: rule.index,
@@ -130,7 +206,43 @@ pub fn one(
         moved: None,
         tables: Vec::new(),
         error: None,
+        live: None,
     };
+    if let Mode::Copy(gate) = mode {
+        match gate.admit(name) {
+            Ok(None) => {}
+            Ok(Some(skip)) => {
+                r.live = Some(skip);
+                return r;
+            }
+            Err(e) => {
+                r.error = Some(e.to_string());
+                return r;
+            }
+        }
+    }
+    let backoff = connections.backoff();
+    let mut wait = backoff.base;
+    for tries_left in (0..backoff.attempts.max(1)).rev() {
+        let (result, dropped) = attempt(plan, rule, name, connections, mode, r.clone());
+        if !(dropped && tries_left > 0) {
+            return result;
+        }
+        std::thread::sleep(wait);
+        wait = wait.saturating_mul(2);
+    }
+    unreachable!("the last try returns")
+}
+
+/// One try of `one`: its result, and whether it failed because a connection dropped.
+fn attempt(
+    plan: &Plan,
+    rule: &DatabaseRule,
+    name: &str,
+    connections: &Connections,
+    mode: Mode<'_>,
+    mut r: DbResult,
+) -> (DbResult, bool) {
     let (from, to) = match (
         connections.get(&rule.from.host),
         connections.get(&rule.to.host),
@@ -138,10 +250,11 @@ pub fn one(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             r.error = Some(e.to_string());
-            return r;
+            return (r, false);
         }
     };
-    if copy {
+    let dropped = || from.lost().is_some() || to.lost().is_some();
+    if let Mode::Copy(_) = mode {
         match transfer(
             rule.engine,
             &Endpoint {
@@ -165,12 +278,12 @@ pub fn one(
                 let skipped = m.outcome == "skipped";
                 r.moved = Some(m);
                 if skipped {
-                    return r;
+                    return (r, false);
                 }
             }
             Err(e) => {
                 r.error = Some(e);
-                return r;
+                return (r, dropped());
             }
         }
     }
@@ -189,7 +302,10 @@ pub fn one(
         10_000,
     ) {
         Ok(t) => r.tables = t,
-        Err(e) => r.error = Some(e),
+        Err(e) => {
+            r.error = Some(e);
+            return (r, dropped());
+        }
     }
-    r
+    (r, false)
 }

@@ -11,7 +11,7 @@ use crate::db::discover as db;
 use crate::db::plan::{self as db_plan, DbAction};
 use crate::dns::query;
 use crate::event::{Event, Observer};
-use crate::mail::{imap, maildir};
+use crate::mail::{imap_move, maildir, maildir_pass};
 use crate::plan::raw::DbEngine;
 use crate::plan::secret::SecretRef;
 use crate::plan::units::human_bytes;
@@ -567,10 +567,13 @@ fn mail(
                     phase: format!("mail[{index}]"),
                     total: 0,
                 });
+                let skip = maildir::excludes();
                 let source = connections
                     .get(from_host)
-                    .and_then(|t| t.scan(from_path, &[]));
-                let target = connections.get(to_host).and_then(|t| t.scan(to_path, &[]));
+                    .and_then(|t| t.scan(from_path, &skip));
+                let target = connections
+                    .get(to_host)
+                    .and_then(|t| t.scan(to_path, &skip));
                 let source = match source {
                     Ok(s) if s.exists => s,
                     Ok(_) => {
@@ -590,34 +593,30 @@ fn mail(
                         continue;
                     }
                 };
-                let target_boxes: HashMap<String, HashSet<String>> = match &target {
-                    Ok(t) => maildir::mailboxes(t)
-                        .into_iter()
-                        .map(|b| (b.path, b.unique_names.into_iter().collect()))
-                        .collect(),
+                // The engine's own matching (`plan_sync`): renames count as present.
+                let target = match target {
+                    Ok(t) => t,
                     Err(e) => {
                         report.risks.push(Risk::error(
                             "unreachable",
                             format!("mail[{index}]"),
                             e.to_string(),
                         ));
-                        HashMap::new()
+                        ScanSummary::default()
                     }
                 };
-                for b in maildir::mailboxes(&source) {
-                    let at_target = target_boxes
-                        .get(&b.path)
-                        .map(|t| b.unique_names.iter().filter(|u| t.contains(*u)).count() as u64)
-                        .unwrap_or(0);
+                for b in maildir_pass::plan_sync(&source, &target) {
                     report.mail.push(MailboxReport {
                         layout: "maildir".into(),
-                        source: format!("{from_host}:{}", from_path.join(&b.path).display()),
-                        target: format!("{to_host}:{}", to_path.join(&b.path).display()),
-                        mailbox: b.path,
+                        source: format!("{from_host}:{}", from_path.join(&b.mailbox).display()),
+                        target: format!("{to_host}:{}", to_path.join(&b.mailbox).display()),
+                        mailbox: b.mailbox,
                         folders: b.folders,
                         messages: b.messages,
                         bytes: b.bytes,
-                        messages_at_target: at_target,
+                        messages_at_target: b.present,
+                        to_copy: b.to_copy,
+                        flag_updates: b.renames,
                         error: None,
                     });
                 }
@@ -655,30 +654,32 @@ fn mail(
                         mailbox: u.source_user.clone(),
                         ..Default::default()
                     };
-                    let count = |server: &crate::plan::ImapServer,
-                                 user: &str,
-                                 pw: &SecretRef|
-                     -> Result<Vec<imap::FolderCount>, String> {
-                        let secret = pw.resolve()?;
-                        let mut s = imap::ImapSession::login(server, user, &secret)?;
-                        let c = s.folder_counts();
-                        s.logout();
-                        c
-                    };
-                    match count(from, &u.source_user, &u.source_password) {
-                        Ok(folders) => {
-                            m.folders = folders.len() as u64;
-                            m.messages = folders.iter().map(|f| f.messages).sum();
+                    // The engine's own matching (`ImapStep::Plan`), so the figures are what a
+                    // sync would do, not a comparison of counts.
+                    let planned = u.source_password.resolve().and_then(|sp| {
+                        let tp = u.target_password.resolve()?;
+                        let account = imap_move::Account {
+                            from,
+                            to,
+                            source_user: &u.source_user,
+                            source_password: &sp,
+                            target_user: &u.target_user,
+                            target_password: &tp,
+                        };
+                        imap_move::run(&account, imap_move::ImapStep::Plan, None)
+                    });
+                    match planned {
+                        Ok(a) => {
+                            m.folders = a.folders;
+                            m.messages = a.messages;
+                            m.messages_at_target = a.present;
+                            m.to_copy = a.copied;
+                            m.flag_updates = a.flags_updated;
+                            if let Some(f) = a.failures.first() {
+                                m.error = Some(f.clone());
+                            }
                         }
                         Err(e) => m.error = Some(e),
-                    }
-                    if m.error.is_none() {
-                        match count(to, &u.target_user, &u.target_password) {
-                            Ok(folders) => {
-                                m.messages_at_target = folders.iter().map(|f| f.messages).sum()
-                            }
-                            Err(e) => m.error = Some(format!("target: {e}")),
-                        }
                     }
                     if let Some(e) = &m.error {
                         report
@@ -937,6 +938,11 @@ mod tests {
     /// (the lifecycle mirrors), our partial files are neither extra nor a populated target.
     #[test]
     fn site_counts_are_the_engine_plan() {
+        let leftover = format!(
+            "{}/{}-1-0",
+            crate::tree::root::TEMP_DIR,
+            crate::tree::root::temp_key(b"c")
+        );
         let src = listing(vec![
             entry("a", 10, 5_000_000_000),
             entry("b", 20, 1),
@@ -948,7 +954,7 @@ mod tests {
             entry("b", 21, 1),
             entry("d", 40, 1),
             entry("z", 1, 1),
-            entry(".c.th-partial", 15, 1),
+            entry(&leftover, 15, 1),
         ]);
         let options = SyncOptions {
             delete: true,
@@ -971,7 +977,13 @@ mod tests {
         );
         assert_eq!(r.target_state, "populated");
         let mut only_ours = SiteReport::default();
-        let partial = listing(vec![entry(".c.th-partial", 15, 1)]);
+        let partial = listing(vec![
+            Entry {
+                kind: EntryKind::Dir,
+                ..entry(crate::tree::root::TEMP_DIR, 0, 1)
+            },
+            entry(&leftover, 15, 1),
+        ]);
         let plan = sync_plan::decide(&src, &partial, &options, None);
         render_site_plan(&plan, &src, &partial, false, &mut only_ours);
         assert_eq!(

@@ -38,8 +38,13 @@ pub struct MailboxResult {
     pub renamed: u64,
     /// IMAP: already at the target.
     pub present: u64,
+    /// Maildir: message files removed at the target (`--delete`).
+    pub deleted: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// What the run chose not to do, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -72,6 +77,11 @@ pub struct RuleResult {
     /// The rule's input is invalid (an unreadable or malformed users file).
     #[serde(skip)]
     pub invalid_input: bool,
+    /// Maildir: files removed at the target (`--delete`).
+    pub deleted: u64,
+    /// How the rule was run differently from what was asked, and why (a live unit swept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub mailboxes: Vec<MailboxResult>,
 }
 
@@ -81,84 +91,146 @@ impl RuleResult {
     }
 }
 
-/// Runs `step` over every mail rule.
+/// The step a rule really runs when `live` says why its mailboxes may be serving users on the
+/// new side: a sync becomes a sweep (adds only), a sync with deletions is refused; `Err` is the
+/// refusal. Not live (or allowed by the operator, journaled by the caller): the step asked.
+fn guarded_step(
+    index: usize,
+    step: MailStep,
+    live: Option<String>,
+) -> Result<(MailStep, Option<String>), String> {
+    let unit = crate::unit::UnitId::Mail(index);
+    match (step, live) {
+        (MailStep::Sync { delete: true }, Some(why)) => Err(format!(
+            "{unit} may be live on the new side ({why}): `sync --delete` refused, nothing was written there; `--allow-live {unit}` deletes anyway (journaled)"
+        )),
+        (MailStep::Sync { delete: false }, Some(why)) => Ok((
+            MailStep::Sweep,
+            Some(format!(
+                "{unit} may be live on the new side ({why}): swept instead of synced, only messages the target lacks are added; nothing there is renamed, overwritten or deleted"
+            )),
+        )),
+        (step, _) => Ok((step, None)),
+    }
+}
+
+/// Runs `step` over every mail rule. `live(N)` says why rule N's mailboxes may be live on the
+/// new side (`None`: they are not, or the operator allowed overwriting them and the caller
+/// journaled it): a live rule is never synced with deletions nor renamed into, only swept.
 pub fn run(
     plan: &Plan,
     connections: &Connections,
     step: MailStep,
+    live: &dyn Fn(usize) -> Option<String>,
     observer: &dyn Observer,
 ) -> Vec<RuleResult> {
     plan.mail
         .iter()
-        .map(|rule| match rule {
-            MailRule::Maildir {
-                index,
-                from_host,
-                from_path,
-                to_host,
-                to_path,
-            } => {
-                let mut r = RuleResult {
-                    rule: *index,
-                    layout: "maildir",
-                    ..Default::default()
-                };
-                let ends = connections.get(from_host).and_then(|s| {
-                    connections.get(to_host).map(|d| {
-                        (
-                            Endpoint {
-                                transport: s,
-                                root: from_path.clone(),
-                            },
-                            Endpoint {
-                                transport: d,
-                                root: to_path.clone(),
-                            },
-                        )
-                    })
-                });
-                match ends {
-                    Ok((src, dst)) => maildir(&mut r, &src, &dst, step, plan, observer),
-                    Err(e) => r.error = Some(e.to_string()),
+        .map(|rule| {
+            let index = match rule {
+                MailRule::Maildir { index, .. } | MailRule::Imap { index, .. } => *index,
+            };
+            let live = if step == MailStep::Verify {
+                None
+            } else {
+                live(index)
+            };
+            match guarded_step(index, step, live) {
+                Ok((step, note)) => {
+                    let mut r = run_rule(plan, connections, rule, step, observer);
+                    r.notes.extend(note);
+                    r
                 }
-                r
-            }
-            MailRule::Imap {
-                index,
-                from,
-                to,
-                users_file,
-                max_connections,
-            } => {
-                let mut r = RuleResult {
-                    rule: *index,
-                    layout: "imap",
+                Err(refusal) => RuleResult {
+                    rule: index,
+                    layout: match rule {
+                        MailRule::Maildir { .. } => "maildir",
+                        MailRule::Imap { .. } => "imap",
+                    },
+                    error: Some(refusal),
+                    unsafe_refusal: true,
                     ..Default::default()
-                };
-                match read_users(users_file) {
-                    Ok(users) => {
-                        r.mailboxes = imap(
-                            &ImapRule {
-                                rule: *index,
-                                from,
-                                to,
-                                max_connections: *max_connections,
-                                state_dir: &plan.state_dir,
-                            },
-                            &users,
-                            step,
-                            observer,
-                        )
-                    }
-                    Err(e) => {
-                        r.invalid_input = true;
-                        r.error = Some(e);
-                    }
-                }
-                r
+                },
             }
         })
         .collect()
+}
+
+fn run_rule(
+    plan: &Plan,
+    connections: &Connections,
+    rule: &MailRule,
+    step: MailStep,
+    observer: &dyn Observer,
+) -> RuleResult {
+    match rule {
+        MailRule::Maildir {
+            index,
+            from_host,
+            from_path,
+            to_host,
+            to_path,
+        } => {
+            let mut r = RuleResult {
+                rule: *index,
+                layout: "maildir",
+                ..Default::default()
+            };
+            let ends = connections.get(from_host).and_then(|s| {
+                connections.get(to_host).map(|d| {
+                    (
+                        Endpoint {
+                            transport: s,
+                            root: from_path.clone(),
+                        },
+                        Endpoint {
+                            transport: d,
+                            root: to_path.clone(),
+                        },
+                    )
+                })
+            });
+            match ends {
+                Ok((src, dst)) => maildir(&mut r, &src, &dst, step, plan, observer),
+                Err(e) => r.error = Some(e.to_string()),
+            }
+            r
+        }
+        MailRule::Imap {
+            index,
+            from,
+            to,
+            users_file,
+            max_connections,
+        } => {
+            let mut r = RuleResult {
+                rule: *index,
+                layout: "imap",
+                ..Default::default()
+            };
+            match read_users(users_file) {
+                Ok(users) => {
+                    r.mailboxes = imap(
+                        &ImapRule {
+                            rule: *index,
+                            from,
+                            to,
+                            max_connections: *max_connections,
+                            state_dir: &plan.state_dir,
+                        },
+                        &users,
+                        step,
+                        observer,
+                    )
+                }
+                Err(e) => {
+                    r.invalid_input = true;
+                    r.error = Some(e);
+                }
+            }
+            r
+        }
+    }
 }
 
 fn maildir(
@@ -216,6 +288,7 @@ fn maildir(
                 r.error = Some(e.clone());
             }
             r.wire_bytes = report.files.wire_bytes;
+            r.deleted = report.files.deleted;
             r.bytes_sent = report.files.bytes_sent;
             r.mailboxes = report
                 .mailboxes
@@ -227,7 +300,9 @@ fn maildir(
                     messages: m.messages,
                     copied: m.copied,
                     renamed: m.renamed,
+                    deleted: m.deleted,
                     failures: m.failures,
+                    notes: m.notes,
                     ..Default::default()
                 })
                 .collect();
@@ -319,6 +394,7 @@ fn imap(
                             m.present = a.present;
                             m.failures = a.failures;
                             m.folders = a.checks;
+                            m.notes = a.notes;
                         }
                         Err(e) => m.error = Some(e),
                     }
@@ -342,4 +418,28 @@ fn imap(
     let mut results = out.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_rule_is_swept_and_never_synced_with_deletions() {
+        let why = || Some("site `a` is confirmed".to_string());
+        let refusal = guarded_step(2, MailStep::Sync { delete: true }, why()).unwrap_err();
+        assert!(refusal.contains("mail:2 may be live"), "{refusal}");
+        assert!(refusal.contains("--allow-live mail:2"), "{refusal}");
+        let (step, note) = guarded_step(2, MailStep::Sync { delete: false }, why()).unwrap();
+        assert_eq!(step, MailStep::Sweep);
+        assert!(note.unwrap().contains("swept instead of synced"));
+        assert_eq!(
+            guarded_step(2, MailStep::Sweep, why()).unwrap(),
+            (MailStep::Sweep, None)
+        );
+        assert_eq!(
+            guarded_step(2, MailStep::Sync { delete: true }, None).unwrap(),
+            (MailStep::Sync { delete: true }, None)
+        );
+    }
 }

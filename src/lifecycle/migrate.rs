@@ -13,18 +13,22 @@ use serde::Serialize;
 use super::connections::Connections;
 use super::databases::{DbResult, one as move_database};
 use super::inventory::expand_sites;
+use super::ledger::{Entry, Ledger, RunCommand, Selected};
 use super::mail::{MailStep, run as run_mail};
 use super::probe::{ProbeResult, ProbeSpec, banner, parse_banner_url, probe};
-use super::state::{SiteState, SiteStatus, fold};
+use super::state::{ResumeStep, SiteState, SiteStatus, fold};
 use crate::db::discover::selected;
 use crate::dns::cutover::{self, ZonePlan};
+use crate::dns::provider::{DnsEvent, DnsLog, RrKey, RrState};
 use crate::event::{Event, Observer};
-use crate::journal::{Entry, Journal, JournalError, RrKey, RrState, now};
+use crate::journal::{JournalError, now};
 use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
 use crate::sync::{Endpoint, SyncOptions, sync};
-use crate::transport::ExecRequest;
+use crate::transport::{ExecRequest, Transport};
+use crate::unit::UnitId;
+use std::sync::Arc;
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
@@ -52,15 +56,27 @@ pub struct SiteOutcome {
     pub state: SiteState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Whether the command put the site back on purpose (`rollback`), so rolled back is a
+    /// success for it.
+    #[serde(skip)]
+    pub rollback_asked: bool,
+    /// What kind of failure the command met for this site, when the state alone does not tell
+    /// (a refusal as unsafe: exit 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::unit::ErrorKind>,
 }
 
 impl SiteOutcome {
     /// Whether the site ended where the command meant it to.
     pub fn ok(&self) -> bool {
-        !matches!(
-            self.state,
-            SiteState::Failed | SiteState::RolledBack | SiteState::Paused
-        ) || self.detail.as_deref() == Some(ROLLBACK_ASKED)
+        if self.error.is_some() {
+            return false;
+        }
+        match self.state {
+            SiteState::RolledBack => self.rollback_asked,
+            SiteState::Failed | SiteState::Paused | SiteState::RollingBack => false,
+            _ => true,
+        }
     }
 }
 
@@ -82,14 +98,13 @@ pub struct Migration<'a> {
     loaded: &'a Loaded,
     connections: &'a Connections,
     pub sites: Vec<Site>,
-    journal: Mutex<Journal>,
+    ledger: Ledger,
     observer: &'a dyn Observer,
     force: bool,
     /// Zone plans read once per command: the switch of each site is cut from them.
     zone_plans: Mutex<Option<Vec<ZonePlan>>>,
-    /// Every site's latest state, kept in step with the journal (folding it again for each
-    /// question would cost a pass over the whole journal per site and step).
-    states: Mutex<std::collections::HashMap<String, SiteState>>,
+    /// Live units the operator allowed this run to overwrite at the target (`--allow-live`).
+    allowed: Vec<UnitId>,
 }
 
 type Stop = Result<(), String>;
@@ -105,7 +120,7 @@ impl<'a> Migration<'a> {
         observer: &'a dyn Observer,
         force: bool,
     ) -> Result<Migration<'a>, LifecycleError> {
-        let journal = Journal::open(&loaded.plan.state_dir)?;
+        let ledger = Ledger::open(&loaded.plan.state_dir)?.with_hook(fault_point);
         let inventory = expand_sites(loaded, connections);
         if let Some(i) = inventory.unreachable.first() {
             return Err(LifecycleError::Unreachable(format!(
@@ -134,20 +149,22 @@ impl<'a> Migration<'a> {
                 }
             }
         }
-        let states = fold(&journal.entries()?)
-            .into_iter()
-            .map(|(site, status)| (site, status.state))
-            .collect();
         Ok(Migration {
             loaded,
             connections,
             sites: inventory.sites,
-            states: Mutex::new(states),
-            journal: Mutex::new(journal),
+            ledger,
+            allowed: Vec::new(),
             observer,
             force,
             zone_plans: Mutex::new(None),
         })
+    }
+
+    /// Lets this run overwrite these live units at the target (each use is journaled).
+    pub fn allow_live(mut self, units: Vec<UnitId>) -> Self {
+        self.allowed = units;
+        self
     }
 
     /// Where every site stands (sites the journal never saw are `discovered`).
@@ -155,45 +172,24 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The journal cannot be read.
     pub fn statuses(&self) -> Result<BTreeMap<String, SiteStatus>, LifecycleError> {
-        let entries = self.lock().entries()?;
-        let mut all = fold(&entries);
+        let mut all = fold(&self.ledger.entries());
         for s in &self.sites {
             all.entry(s.name.clone()).or_default();
         }
         Ok(all)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
-        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    /// Which units may be live on the new side now.
+    fn live(&self) -> super::guard::Live {
+        super::guard::Live::new(self.ledger.states().into_iter().collect(), &self.sites)
     }
 
     fn state_of(&self, site: &str) -> SiteState {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(site)
-            .copied()
-            .unwrap_or(SiteState::Discovered)
+        self.ledger.state(site)
     }
 
     fn record(&self, entry: &Entry) -> Stop {
-        // Written under the lock, made durable outside it: sites in parallel share fsyncs.
-        let (seq, syncer) = {
-            let mut journal = self.lock();
-            (
-                journal.write(entry).map_err(|e| e.to_string())?,
-                journal.syncer(),
-            )
-        };
-        syncer.sync_to(seq).map_err(|e| e.to_string())?;
-        if let Entry::Site { site, state, .. } = entry {
-            self.states
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(site.clone(), *state);
-        }
-        fault_point(entry);
-        Ok(())
+        self.ledger.record(entry.clone()).map_err(|e| e.to_string())
     }
 
     fn set(&self, site: &str, state: SiteState, detail: Option<String>) -> Stop {
@@ -208,6 +204,9 @@ impl<'a> Migration<'a> {
         bytes: Option<u64>,
         millis: Option<u64>,
     ) -> Stop {
+        // Every state change goes through the transition function: a step that would skip a
+        // guard (a switch before verification) is a bug, refused before it is journaled.
+        let state = self.state_of(site).next(state).map_err(|e| e.to_string())?;
         self.record(&Entry::Site {
             site: site.to_string(),
             state,
@@ -296,6 +295,8 @@ impl<'a> Migration<'a> {
             site: site.name.clone(),
             state: self.state_of(&site.name),
             detail,
+            rollback_asked: false,
+            error: None,
         }
     }
 
@@ -304,10 +305,22 @@ impl<'a> Migration<'a> {
     /// Pre-syncs the sites (repeatable while the sources still serve), their databases, and
     /// the units that belong to no site.
     pub fn sync(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        self.journaled(
+            RunCommand::Sync {
+                only: only.to_vec(),
+            },
+            || self.sync_sites(only),
+        )
+    }
+
+    fn sync_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let sites = self.select(only)?;
         let out = self.each("pre-sync", &sites, |site| {
             let state = self.state_of(&site.name);
-            if state.in_flight() || matches!(state, SiteState::Confirmed | SiteState::Paused) {
+            if state.may_have_switched() {
+                return self.sync_live_site(site, !only.is_empty());
+            }
+            if state.in_flight() {
                 return self.outcome(
                     site,
                     Some(format!(
@@ -343,17 +356,61 @@ impl<'a> Migration<'a> {
         Ok(out)
     }
 
+    /// A pre-sync of a site that may serve from the new side: left alone (refused with exit 3
+    /// when the operator named it), or done on the operator's word (`--allow-live site:NAME`,
+    /// journaled), leaving the site's state alone.
+    fn sync_live_site(&self, site: &Site, named: bool) -> SiteOutcome {
+        let unit = UnitId::Site(site.name.clone());
+        let live = self.live();
+        let Err(refusal) = live.check(&unit, &self.allowed) else {
+            let because = live.why(&unit).map(|b| b.to_string()).unwrap_or_default();
+            let done = self
+                .record(&Entry::Override {
+                    unit: unit.clone(),
+                    because,
+                    command: "sync".into(),
+                    at: now(),
+                })
+                .and_then(|()| self.move_site(site, false));
+            let detail = match &done {
+                Ok((bytes, _)) => format!(
+                    "live on the new side, overwritten there by --allow-live {unit} (journaled); {bytes} byte(s) sent"
+                ),
+                Err(e) => e.clone(),
+            };
+            let error = done.as_ref().err().map(|_| crate::unit::ErrorKind::Io);
+            let _ = self.record(&Entry::Unit {
+                site: site.name.clone(),
+                unit: "files".into(),
+                step: "pre-sync (allowed live)".into(),
+                ok: done.is_ok(),
+                detail: Some(detail.clone()),
+                bytes: done.as_ref().ok().map(|(b, _)| *b),
+                at: now(),
+            });
+            return SiteOutcome {
+                error,
+                ..self.outcome(site, Some(detail))
+            };
+        };
+        if !named {
+            return self.outcome(
+                site,
+                Some(format!(
+                    "{}: live on the new side, left alone",
+                    refusal.because
+                )),
+            );
+        }
+        SiteOutcome {
+            error: Some(crate::unit::ErrorKind::Unsafe),
+            ..self.outcome(site, Some(refusal.to_string()))
+        }
+    }
+
     /// Files of the site, then its databases: bytes moved and milliseconds spent.
     fn move_site(&self, site: &Site, final_sync: bool) -> Result<(u64, u64), String> {
         let start = Instant::now();
-        let src = self
-            .connections
-            .get(&site.source_host)
-            .map_err(|e| format!("files: {e}"))?;
-        let dst = self
-            .connections
-            .get(&site.target_host)
-            .map_err(|e| format!("files: {e}"))?;
         let options = SyncOptions {
             // The target mirrors the source: it serves no one before the switch.
             delete: true,
@@ -363,19 +420,23 @@ impl<'a> Migration<'a> {
             bwlimit: self.loaded.plan.defaults.bwlimit,
             ..SyncOptions::default()
         };
-        let report = sync(
-            &Endpoint {
-                transport: src,
-                root: site.source_path.clone(),
-            },
-            &Endpoint {
-                transport: dst,
-                root: site.target_path.clone(),
-            },
-            &options,
-            &crate::event::Silent,
-        )
-        .map_err(|e| format!("files: {e}"))?;
+        let report = self
+            .on_hosts(site, |src, dst| {
+                sync(
+                    &Endpoint {
+                        transport: src,
+                        root: site.source_path.clone(),
+                    },
+                    &Endpoint {
+                        transport: dst,
+                        root: site.target_path.clone(),
+                    },
+                    &options,
+                    &crate::event::Silent,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("files: {e}"))?;
         if let Some(first) = report.errors.first() {
             return Err(format!(
                 "files: {} path(s) failed, first `{}`: {}",
@@ -390,6 +451,41 @@ impl<'a> Migration<'a> {
             bytes += r.moved.as_ref().map_or(0, |m| m.bytes);
         }
         Ok((bytes, start.elapsed().as_millis() as u64))
+    }
+
+    /// Runs `op` on the site's source and target transports, again on fresh connections with
+    /// backoff when one of them dropped under it (a transient failure, told by the transport,
+    /// not by the message). `op` must be safe to repeat: syncs and verifications are.
+    fn on_hosts<T>(
+        &self,
+        site: &Site,
+        op: impl Fn(Arc<dyn Transport>, Arc<dyn Transport>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let backoff = self.connections.backoff();
+        let mut wait = backoff.base;
+        let mut tries = backoff.attempts.max(1);
+        loop {
+            let src = self
+                .connections
+                .get(&site.source_host)
+                .map_err(|e| e.to_string())?;
+            let dst = self
+                .connections
+                .get(&site.target_host)
+                .map_err(|e| e.to_string())?;
+            match op(src.clone(), dst.clone()) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let dropped = src.lost().or_else(|| dst.lost());
+                    tries -= 1;
+                    if dropped.is_none() || tries == 0 {
+                        return Err(e);
+                    }
+                    std::thread::sleep(wait);
+                    wait = wait.saturating_mul(2);
+                }
+            }
+        }
     }
 
     /// Moves (when `copy`) and verifies one database, journaled as a unit of `owner`.
@@ -407,7 +503,15 @@ impl<'a> Migration<'a> {
             .iter()
             .find(|r| selected(name, &r.names, &r.exclude))
             .ok_or_else(|| format!("database `{name}`: no rule selects it"))?;
-        let r = move_database(&self.loaded.plan, rule, name, self.connections, copy);
+        // A database that may be live at the target (its site, or any site for one no site
+        // names, may have switched) is left alone: users may have written to it there.
+        let live = self.live();
+        let mode = if copy {
+            super::databases::Mode::Copy(&live)
+        } else {
+            super::databases::Mode::Verify
+        };
+        let r = move_database(&self.loaded.plan, rule, name, self.connections, mode);
         let step = match (copy, final_sync) {
             (false, _) => "verify",
             (true, false) => "pre-sync",
@@ -420,6 +524,13 @@ impl<'a> Migration<'a> {
             .map(|t| t.table.as_str())
             .collect();
         let detail = match (&r.error, different.is_empty()) {
+            _ if r.live.is_some() => r.live.as_ref().map(|l| {
+                format!(
+                    "skipped: may be live on the new side (site `{}` is {}), left as it is there",
+                    l.site,
+                    l.state.label()
+                )
+            }),
             (Some(e), _) => Some(e.clone()),
             (None, false) => Some(format!("tables differ: {}", different.join(", "))),
             (None, true) => Some(format!("{} table(s) verified", r.tables.len())),
@@ -453,6 +564,7 @@ impl<'a> Migration<'a> {
                     continue;
                 }
             };
+            // A shared database live on the new side is left there by `move_database`.
             for name in names.iter().filter(|n| !tied.contains(n)) {
                 if let Err(e) = self.move_database(PLATFORM, name, final_sync, true) {
                     failures.push(e);
@@ -469,12 +581,9 @@ impl<'a> Migration<'a> {
         if self.loaded.plan.mail.is_empty() {
             return;
         }
-        let live = self
-            .states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|s| s.may_have_switched());
+        // One liveness rule for every unit: the guard's.
+        let guard = self.live();
+        let live = guard.any();
         let (step, label) = match (live, final_sync) {
             (true, _) => (MailStep::Sweep, "sweep"),
             (false, false) => (MailStep::Sync { delete: true }, "pre-sync"),
@@ -484,6 +593,7 @@ impl<'a> Migration<'a> {
             &self.loaded.plan,
             self.connections,
             step,
+            &|rule| guard.why(&UnitId::Mail(rule)).map(|b| b.to_string()),
             &crate::event::Silent,
         ) {
             let copied: u64 = rule.mailboxes.iter().map(|m| m.copied).sum();
@@ -530,7 +640,30 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS plan is unsafe or its TTLs are not ready (unless `force`), a zone cannot be read.
     pub fn cutover(&self, selection: &Selection) -> Result<Vec<SiteOutcome>, LifecycleError> {
-        let batches: Vec<Vec<&Site>> = match selection {
+        let journaled = match selection {
+            Selection::All => Selected::All,
+            Selection::Batch(n) => Selected::Batch(*n),
+            Selection::Only(v) => Selected::Only(v.clone()),
+        };
+        let batches = self.selected_batches(selection)?;
+        self.check_dns_ready(&batches.concat())?;
+        self.journaled(
+            RunCommand::Cutover {
+                selection: journaled,
+            },
+            || {
+                let mut out = Vec::new();
+                for (i, batch) in batches.iter().enumerate() {
+                    out.extend(self.cutover_batch(batch, &format!("batch {}", i + 1)));
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    /// The batches a selection takes, in order.
+    fn selected_batches(&self, selection: &Selection) -> Result<Vec<Vec<&Site>>, LifecycleError> {
+        Ok(match selection {
             Selection::All => self.batches(),
             Selection::Batch(n) => {
                 let all = self.batches();
@@ -543,13 +676,7 @@ impl<'a> Migration<'a> {
                 })?]
             }
             Selection::Only(names) => vec![self.select(names)?],
-        };
-        self.check_dns_ready(&batches.concat())?;
-        let mut out = Vec::new();
-        for (i, batch) in batches.iter().enumerate() {
-            out.extend(self.cutover_batch(batch, &format!("batch {}", i + 1)));
-        }
-        Ok(out)
+        })
     }
 
     /// Sites cut over in three steps, each for the whole batch: freeze, final sync and verify;
@@ -664,28 +791,22 @@ impl<'a> Migration<'a> {
     }
 
     fn verify_site(&self, site: &Site) -> Result<String, String> {
-        let src = self
-            .connections
-            .get(&site.source_host)
-            .map_err(|e| e.to_string())?;
-        let dst = self
-            .connections
-            .get(&site.target_host)
-            .map_err(|e| e.to_string())?;
-        let report = crate::sync::verify::verify(
-            &Endpoint {
-                transport: src,
-                root: site.source_path.clone(),
-            },
-            &Endpoint {
-                transport: dst,
-                root: site.target_path.clone(),
-            },
-            &site.exclude,
-            self.loaded.plan.defaults.jobs.max(1),
-            &crate::event::Silent,
-        )
-        .map_err(|e| e.to_string())?;
+        let report = self.on_hosts(site, |src, dst| {
+            crate::sync::verify::verify(
+                &Endpoint {
+                    transport: src,
+                    root: site.source_path.clone(),
+                },
+                &Endpoint {
+                    transport: dst,
+                    root: site.target_path.clone(),
+                },
+                &site.exclude,
+                self.loaded.plan.defaults.jobs.max(1),
+                &crate::event::Silent,
+            )
+            .map_err(|e| e.to_string())
+        })?;
         if !report.is_clean() {
             let first = report
                 .missing
@@ -728,12 +849,12 @@ impl<'a> Migration<'a> {
             return Ok(());
         };
         let command = render_shell(template, site);
-        let transport = self
+        // Freeze and unfreeze commands are idempotent by contract: a dropped connection runs
+        // them again on a fresh one.
+        let request = ExecRequest::new("sh", vec!["-c".to_string(), command]);
+        let out = self
             .connections
-            .get(&site.source_host)
-            .map_err(|e| e.to_string())?;
-        let out = transport
-            .exec(&ExecRequest::new("sh", vec!["-c".to_string(), command]))
+            .run(&site.source_host, |t| t.exec(&request))
             .map_err(|e| e.to_string())?;
         if out.success() {
             Ok(())
@@ -781,8 +902,8 @@ impl<'a> Migration<'a> {
                 return Err(LifecycleError::Unsafe(format!("zone {}: {reason}", p.zone)));
             }
         }
-        let entries = self.lock().entries()?;
-        cutover::ready_to_switch(&mine, &entries).map_err(LifecycleError::Unsafe)
+        cutover::ready_to_switch(&mine, &self.ledger.history(&names))
+            .map_err(LifecycleError::Unsafe)
     }
 
     /// Switch, DNS verification and probes; then confirmed, rolled back or paused.
@@ -821,11 +942,8 @@ impl<'a> Migration<'a> {
                 SiteState::Switching,
                 Some(format!("{count} RRset(s)")),
             )?;
-            let outcome = {
-                let mut journal = self.lock();
-                cutover::switch(spec, &plans, &mut journal, self.force)
-            }
-            .map_err(|e| format!("DNS switch: {e}"))?;
+            let outcome = cutover::switch(spec, &plans, &self.ledger, self.force)
+                .map_err(|e| format!("DNS switch: {e}"))?;
             if let Some((key, e)) = outcome.failed.first() {
                 return Err(format!("DNS switch of {} {}: {e}", key.name, key.rtype));
             }
@@ -873,18 +991,7 @@ impl<'a> Migration<'a> {
 
     /// The RRsets of `names` as our switch left them (from the journal).
     fn switched_records(&self, names: &[String]) -> Result<Vec<(RrKey, RrState)>, String> {
-        let entries: Vec<Entry> = self
-            .lock()
-            .entries()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|e| match e {
-                Entry::DnsIntent { key, .. }
-                | Entry::DnsApplied { key, .. }
-                | Entry::DnsFailed { key, .. } => names.contains(&key.name),
-                _ => false,
-            })
-            .collect();
+        let entries = self.ledger.history(names);
         Ok(cutover::switched(&entries, &[])
             .into_iter()
             .filter(|(k, _)| names.contains(&k.name))
@@ -986,20 +1093,29 @@ impl<'a> Migration<'a> {
     // ---------------------------------------------------------------- rollback and resume
 
     /// DNS back to its exact state before our switch, the source unfrozen, the reason kept.
+    /// The site is journaled rolled back only once every one of its RRsets reads back exactly
+    /// as before our first change (values and TTL); otherwise it stays `rolling-back`, which
+    /// `status` flags and `rollback` or `resume` retry.
     fn roll_back(&self, site: &Site, reason: &str) -> SiteOutcome {
         let result = (|| -> Stop {
             let before = self.state_of(&site.name);
             self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
             if let Some(spec) = &self.loaded.plan.dns {
                 let names = names_of(site);
-                let outcome = {
-                    let mut journal = self.lock();
-                    cutover::rollback(spec, &mut journal, &[], &names, false)
-                }
-                .map_err(|e| format!("DNS rollback: {e}"))?;
+                let outcome = cutover::rollback(spec, &self.ledger, &[], &names, false)
+                    .map_err(|e| format!("DNS rollback: {e}"))?;
                 if let Some((key, e)) = outcome.failed.first() {
                     return Err(format!("DNS rollback of {} {}: {e}", key.name, key.rtype));
                 }
+                if let Some((key, why)) = outcome.skipped.first() {
+                    return Err(format!(
+                        "DNS rollback of {} {}: {why}; put it back by hand or check who changed it, then run `rollback` again",
+                        key.name, key.rtype
+                    ));
+                }
+                // Read the servers again: only what they serve says the site is back.
+                cutover::restored(spec, &self.ledger, &names)
+                    .map_err(|wrong| format!("DNS not back as before: {}", wrong.join("; ")))?;
             }
             if before != SiteState::Discovered {
                 self.hook(site, false)
@@ -1007,8 +1123,12 @@ impl<'a> Migration<'a> {
             }
             self.set(&site.name, SiteState::RolledBack, Some(reason.to_string()))
         })();
+        let asked = reason == ROLLBACK_ASKED;
         match result {
-            Ok(()) => self.outcome(site, Some(reason.to_string())),
+            Ok(()) => SiteOutcome {
+                rollback_asked: asked,
+                ..self.outcome(site, Some(reason.to_string()))
+            },
             // Left in `rolling_back`: `rollback` or `resume` tries again.
             Err(e) => self.outcome(site, Some(format!("{reason}; the rollback stopped: {e}"))),
         }
@@ -1017,6 +1137,15 @@ impl<'a> Migration<'a> {
     /// Puts the selected sites back on the old side: every site whose DNS may have moved or
     /// whose source may be frozen.
     pub fn rollback(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        self.journaled(
+            RunCommand::Rollback {
+                only: only.to_vec(),
+            },
+            || self.rollback_sites(only),
+        )
+    }
+
+    fn rollback_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let sites: Vec<&Site> = self
             .select(only)?
             .into_iter()
@@ -1030,9 +1159,41 @@ impl<'a> Migration<'a> {
         }))
     }
 
-    /// Finishes what a crashed run left: interrupted rollbacks are completed, other sites in
-    /// flight go on with their cutover; interrupted pre-syncs run again.
+    /// Runs a command between a journaled start and end: a run without an end is what
+    /// `resume` finishes.
+    fn journaled(
+        &self,
+        command: RunCommand,
+        work: impl FnOnce() -> Result<Vec<SiteOutcome>, LifecycleError>,
+    ) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let mut overrides: Vec<String> = self
+            .allowed
+            .iter()
+            .map(|u| format!("allow-live {u}"))
+            .collect();
+        if self.force {
+            overrides.push("force".to_string());
+        }
+        let run = self.ledger.start_run(command, overrides)?;
+        let out = work();
+        // A refusal before anything started ends the run too: there is nothing to finish.
+        let ok = out.as_ref().is_ok_and(|o| o.iter().all(SiteOutcome::ok));
+        self.ledger.end_run(run, ok)?;
+        out
+    }
+
+    /// Finishes what a crashed run left. Interrupted rollbacks are completed first, sites in
+    /// flight go on with their cutover, then every command that started and never ended is
+    /// finished over all of its sites (the batches and sites it had not reached too).
     pub fn resume(&self) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let unfinished = self.ledger.unfinished_runs();
+        self.journaled(RunCommand::Resume, || self.resume_runs(&unfinished))
+    }
+
+    fn resume_runs(
+        &self,
+        unfinished: &[(u64, RunCommand, usize)],
+    ) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let statuses = self.statuses()?;
         let pick = |f: &dyn Fn(SiteState) -> bool| -> Vec<String> {
             self.sites
@@ -1041,28 +1202,108 @@ impl<'a> Migration<'a> {
                 .map(|s| s.name.clone())
                 .collect()
         };
-        let rolling = pick(&|s| s == SiteState::RollingBack);
-        let flying = pick(&|s| s.in_flight() && s != SiteState::RollingBack);
-        let syncing = pick(&|s| s == SiteState::Syncing);
-        let mut out = Vec::new();
+        let rolling = pick(&|s| s.resume_step() == ResumeStep::FinishRollback);
+        let flying = pick(&|s| s.resume_step() == ResumeStep::ContinueCutover);
+        let syncing = pick(&|s| s.resume_step() == ResumeStep::RerunPreSync);
+        let mut out: Vec<SiteOutcome> = Vec::new();
+        let merge = |out: &mut Vec<SiteOutcome>, more: Vec<SiteOutcome>| {
+            for o in more {
+                out.retain(|x| x.site != o.site);
+                out.push(o);
+            }
+        };
         if !rolling.is_empty() {
             let sites = self.select(&rolling)?;
-            out.extend(self.each("resume: rollback", &sites, |site| {
+            let done = self.each("resume: rollback", &sites, |site| {
                 let reason = statuses
                     .get(&site.name)
                     .and_then(|s| s.timeline.last())
                     .and_then(|s| s.detail.clone())
                     .unwrap_or_else(|| ROLLBACK_ASKED.into());
                 self.roll_back(site, &reason)
-            }));
+            });
+            merge(&mut out, done);
         }
         if !flying.is_empty() {
             // The TTL wait was checked when the cutover started; a resume goes on with it.
-            out.extend(self.cutover_batch(&self.select(&flying)?, "resume"));
+            let done = self.cutover_batch(&self.select(&flying)?, "resume");
+            merge(&mut out, done);
         }
         if !syncing.is_empty() {
-            out.extend(self.sync(&syncing)?);
+            let done = self.sync_sites(&syncing)?;
+            merge(&mut out, done);
         }
+        for (run, command, start) in unfinished {
+            let touched = self.ledger.verdicts_since(*start);
+            let left = |sites: Vec<&Site>| -> Vec<String> {
+                sites
+                    .into_iter()
+                    .filter(|s| !touched.contains(&s.name))
+                    .map(|s| s.name.clone())
+                    .collect()
+            };
+            let done = match command {
+                RunCommand::Cutover { selection } => {
+                    let selection = match selection {
+                        Selected::All => Selection::All,
+                        Selected::Batch(n) => Selection::Batch(*n),
+                        Selected::Only(v) => Selection::Only(v.clone()),
+                    };
+                    let mut done = Vec::new();
+                    for (i, batch) in self.selected_batches(&selection)?.into_iter().enumerate() {
+                        // Confirmed and paused sites have their verdict: nothing to finish.
+                        let names: Vec<String> = left(batch)
+                            .into_iter()
+                            .filter(|s| {
+                                !matches!(
+                                    self.state_of(s),
+                                    SiteState::Confirmed | SiteState::Paused
+                                )
+                            })
+                            .collect();
+                        // An empty list would select every site.
+                        if !names.is_empty() {
+                            let batch = self.select(&names)?;
+                            self.check_dns_ready(&batch)?;
+                            done.extend(
+                                self.cutover_batch(&batch, &format!("resume: batch {}", i + 1)),
+                            );
+                        }
+                    }
+                    done
+                }
+                RunCommand::Rollback { only } => {
+                    let sites = left(self.select(only)?);
+                    if sites.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.rollback_sites(&sites)?
+                    }
+                }
+                RunCommand::Sync { only } => {
+                    let sites: Vec<String> = left(self.select(only)?)
+                        .into_iter()
+                        .filter(|s| {
+                            let state = self.state_of(s);
+                            !state.in_flight() && !state.may_have_switched()
+                        })
+                        .collect();
+                    if sites.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.sync_sites(&sites)?
+                    }
+                }
+                // Journaled for the record only: `unfinished_runs` leaves them out.
+                RunCommand::Resume
+                | RunCommand::Run
+                | RunCommand::Dns { .. }
+                | RunCommand::Other { .. } => continue,
+            };
+            merge(&mut out, done);
+            self.ledger.end_run(*run, true)?;
+        }
+        out.sort_by(|a, b| a.site.cmp(&b.site));
         Ok(out)
     }
 
@@ -1071,7 +1312,7 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The journal cannot be read.
     pub fn entries(&self) -> Result<Vec<Entry>, LifecycleError> {
-        Ok(self.lock().entries()?)
+        Ok(self.ledger.entries())
     }
 
     /// Lowers the TTLs of the switching records (once) and says how long until the switch is
@@ -1084,21 +1325,22 @@ impl<'a> Migration<'a> {
             return Ok(0);
         };
         let plans = self.zone_plans().map_err(LifecycleError::Unreachable)?;
-        let entries = self.lock().entries()?;
+        let entries = self.ledger.history(&[]);
         let lowered = spec.zones.iter().all(|z| {
             entries
                 .iter()
-                .any(|e| matches!(e, Entry::DnsSafeAfter { zone, .. } if zone == z))
+                .any(|e| matches!(e, DnsEvent::DnsSafeAfter { zone, .. } if zone == z))
         });
         if spec.lower_ttl.is_some() && !lowered {
-            let mut journal = self.lock();
-            cutover::lower_ttl(spec, &plans, &mut journal)
+            cutover::lower_ttl(spec, &plans, &self.ledger)
                 .map_err(|e| LifecycleError::Unreachable(format!("lowering TTLs: {e}")))?;
         }
         // Plans read before the TTLs were lowered are stale now.
         *self.zone_plans.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let entries = self.lock().entries()?;
-        Ok(cutover::seconds_until_safe(&entries, &spec.zones))
+        Ok(cutover::seconds_until_safe(
+            &self.ledger.history(&[]),
+            &spec.zones,
+        ))
     }
 }
 
@@ -1118,13 +1360,13 @@ pub fn report(
             i.message
         )));
     }
-    let entries = crate::journal::read_entries(&loaded.plan.state_dir.join("journal.jsonl"))?;
+    let entries = super::ledger::read(&loaded.plan.state_dir)?;
     let statuses = fold(&entries);
-    Ok(crate::report::lifecycle::build(
+    Ok(super::status::build(
         &loaded.plan.name,
         &inventory.sites,
         &statuses,
-        &entries,
+        &super::ledger::dns_events(&entries),
     ))
 }
 
@@ -1152,19 +1394,30 @@ fn render_shell(template: &Template, site: &Site) -> String {
     })
 }
 
-/// Fault injection for crash tests: `TRANSHUMANCE_FAULT=after:<state>` kills the process with
-/// SIGKILL right after the journal records that state for any site.
+/// Fault injection for crash tests at chosen points (random instants are `scripts/chaos`'s):
+/// `TRANSHUMANCE_FAULT=after:<state>` kills the process with SIGKILL right after the journal
+/// records that state for any site; `after:dns_intent:<phase>` right after a DNS intent of that
+/// phase is durable, before its update is sent.
 fn fault_point(entry: &Entry) {
-    let Entry::Site { state, .. } = entry else {
+    let Ok(spec) = std::env::var("TRANSHUMANCE_FAULT") else {
         return;
     };
-    if let Ok(spec) = std::env::var("TRANSHUMANCE_FAULT")
-        && let Some(at) = spec.strip_prefix("after:")
-        && serde_json::to_value(state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            == Some(at.to_string())
-    {
+    let Some(at) = spec.strip_prefix("after:") else {
+        return;
+    };
+    let label = |v: serde_json::Value| v.as_str().map(str::to_string);
+    let hit = match entry {
+        Entry::Site { state, .. } => {
+            serde_json::to_value(state).ok().and_then(label) == Some(at.to_string())
+        }
+        Entry::Dns(DnsEvent::DnsIntent { phase, .. }) => {
+            at.strip_prefix("dns_intent:").is_some_and(|p| {
+                serde_json::to_value(phase).ok().and_then(label) == Some(p.to_string())
+            })
+        }
+        _ => false,
+    };
+    if hit {
         // SAFETY: signalling our own process; SIGKILL cannot be caught, like `kill -9`.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);

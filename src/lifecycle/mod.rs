@@ -3,7 +3,9 @@
 pub mod connections;
 pub mod databases;
 pub mod dry_run;
+pub mod guard;
 pub mod inventory;
+pub mod ledger;
 pub mod mail;
 
 pub use connections::{Connections, default_agent_binary};
@@ -12,3 +14,4 @@ pub use inventory::{Inventory, expand_sites};
 pub mod migrate;
 pub mod probe;
 pub mod state;
+pub mod status;

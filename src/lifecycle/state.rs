@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::ledger::Entry;
 use super::probe::ProbeResult;
-use crate::journal::Entry;
 
 /// Where a site is in its move. The order is the order of the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -76,6 +76,18 @@ impl SiteState {
         )
     }
 
+    /// A command's last word on the site: nothing is left to finish for it.
+    pub fn is_verdict(self) -> bool {
+        matches!(
+            self,
+            SiteState::PreSynced
+                | SiteState::Confirmed
+                | SiteState::RolledBack
+                | SiteState::Failed
+                | SiteState::Paused
+        )
+    }
+
     /// DNS may point at the new side (a rollback must put it back).
     pub fn may_have_switched(self) -> bool {
         matches!(
@@ -87,6 +99,76 @@ impl SiteState {
                 | SiteState::RollingBack
         )
     }
+}
+
+/// A state change the lifecycle may not make (a bug, or a journal edited by hand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a site cannot go from {} to {}", from.label(), to.label())]
+pub struct Illegal {
+    pub from: SiteState,
+    pub to: SiteState,
+}
+
+impl SiteState {
+    /// The transition function: `to` if a site in `self` may go there, else why not. An intent
+    /// state may be entered again (a crash left it, and the step runs again).
+    ///
+    /// # Errors
+    /// The move skips a step that guards data (a switch before verification, a rollback's end
+    /// without its intent).
+    pub fn next(self, to: SiteState) -> Result<SiteState, Illegal> {
+        use SiteState::*;
+        let ok = match to {
+            // A pre-sync only while the source serves and DNS never moved.
+            Syncing => matches!(self, Discovered | Syncing | PreSynced | Failed | RolledBack),
+            PreSynced => self == Syncing,
+            Freezing => matches!(
+                self,
+                Discovered | PreSynced | Freezing | Failed | RolledBack
+            ),
+            Frozen => self == Freezing,
+            FinalSynced => matches!(self, Frozen | Freezing),
+            Verified => matches!(self, FinalSynced | Frozen | Verified),
+            Switching => matches!(self, Verified | Switching),
+            Switched => matches!(self, Verified | Switching),
+            Confirmed => matches!(self, Switched | Confirmed | Paused),
+            Paused => matches!(self, Switched | Switching | Paused | Confirmed),
+            // Anything that may have frozen a source or moved DNS can be rolled back.
+            RollingBack => self != Discovered || self.in_flight(),
+            RolledBack => self == RollingBack,
+            // A failure happens before DNS may have moved.
+            Failed => !self.may_have_switched(),
+            Discovered => false,
+        };
+        if ok {
+            Ok(to)
+        } else {
+            Err(Illegal { from: self, to })
+        }
+    }
+
+    /// What `resume` does for a site left in this state by a crash.
+    pub fn resume_step(self) -> ResumeStep {
+        match self {
+            SiteState::RollingBack => ResumeStep::FinishRollback,
+            SiteState::Syncing => ResumeStep::RerunPreSync,
+            s if s.in_flight() => ResumeStep::ContinueCutover,
+            _ => ResumeStep::Nothing,
+        }
+    }
+}
+
+/// The work `resume` owes a site, decided from its state alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeStep {
+    /// DNS back and the source unfrozen, read from the servers.
+    FinishRollback,
+    /// Freeze (again), final sync, verify, switch and probes from where it stopped.
+    ContinueCutover,
+    /// The interrupted pre-sync runs again.
+    RerunPreSync,
+    /// A verdict (or untouched): nothing for this site.
+    Nothing,
 }
 
 /// One step of a site's timeline.
@@ -251,6 +333,107 @@ mod tests {
         let mut again = entries.clone();
         again.push(at("a", SiteState::Freezing, None));
         assert_eq!(fold(&again)["a"].reason, None);
+    }
+
+    const ALL: [SiteState; 14] = [
+        SiteState::Discovered,
+        SiteState::Syncing,
+        SiteState::PreSynced,
+        SiteState::Freezing,
+        SiteState::Frozen,
+        SiteState::FinalSynced,
+        SiteState::Verified,
+        SiteState::Switching,
+        SiteState::Switched,
+        SiteState::Confirmed,
+        SiteState::Paused,
+        SiteState::RollingBack,
+        SiteState::RolledBack,
+        SiteState::Failed,
+    ];
+
+    #[test]
+    fn no_transition_skips_a_guard() {
+        for from in ALL {
+            // DNS moves only after verification.
+            if from.next(SiteState::Switching).is_ok() {
+                assert!(matches!(from, SiteState::Verified | SiteState::Switching));
+            }
+            // Rolled back only through the rollback's intent.
+            if from.next(SiteState::RolledBack).is_ok() {
+                assert_eq!(from, SiteState::RollingBack);
+            }
+            // Once DNS may have moved, neither a pre-sync nor a plain failure: only a verdict
+            // or a rollback.
+            if from.may_have_switched() {
+                assert!(from.next(SiteState::Syncing).is_err(), "{from:?}");
+                assert!(from.next(SiteState::Failed).is_err(), "{from:?}");
+                assert!(from.next(SiteState::Freezing).is_err(), "{from:?}");
+                assert!(from.next(SiteState::RollingBack).is_ok(), "{from:?}");
+            }
+            // Every intent can be entered again after a crash left it.
+            if matches!(
+                from,
+                SiteState::Syncing
+                    | SiteState::Freezing
+                    | SiteState::Switching
+                    | SiteState::RollingBack
+            ) {
+                assert_eq!(from.next(from), Ok(from));
+            }
+        }
+        let e = SiteState::PreSynced.next(SiteState::Switched).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a site cannot go from pre-synced to switched"
+        );
+    }
+
+    #[test]
+    fn resume_decisions_on_folded_journals() {
+        let journal = |states: &[SiteState]| -> Vec<Entry> {
+            states.iter().map(|s| at("a", *s, None)).collect()
+        };
+        let cases = [
+            (vec![SiteState::Syncing], ResumeStep::RerunPreSync),
+            (
+                vec![SiteState::Syncing, SiteState::PreSynced],
+                ResumeStep::Nothing,
+            ),
+            (
+                vec![SiteState::PreSynced, SiteState::Freezing],
+                ResumeStep::ContinueCutover,
+            ),
+            (
+                vec![
+                    SiteState::Freezing,
+                    SiteState::Frozen,
+                    SiteState::FinalSynced,
+                ],
+                ResumeStep::ContinueCutover,
+            ),
+            (
+                vec![SiteState::Verified, SiteState::Switching],
+                ResumeStep::ContinueCutover,
+            ),
+            (
+                vec![SiteState::Switched, SiteState::RollingBack],
+                ResumeStep::FinishRollback,
+            ),
+            (
+                vec![SiteState::RollingBack, SiteState::RolledBack],
+                ResumeStep::Nothing,
+            ),
+            (
+                vec![SiteState::Switched, SiteState::Confirmed],
+                ResumeStep::Nothing,
+            ),
+            (vec![SiteState::Paused], ResumeStep::Nothing),
+        ];
+        for (states, want) in cases {
+            let folded = fold(&journal(&states));
+            assert_eq!(folded["a"].state.resume_step(), want, "{states:?}");
+        }
     }
 
     #[test]

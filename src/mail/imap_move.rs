@@ -25,6 +25,9 @@ pub enum ImapStep {
     Sweep,
     /// Compare both ends folder by folder; change nothing.
     Verify,
+    /// What `Sync` would do, counted by the same matching (`copied` and `flags_updated` are
+    /// what it would copy and update); change nothing.
+    Plan,
 }
 
 /// An account at both ends, passwords resolved.
@@ -54,6 +57,75 @@ pub struct AccountReport {
     /// Verification, folder by folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<FolderCheck>,
+    /// What the run chose not to do, and why (a folder gone at the target).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// How one folder's messages at the source meet the target's. Messages are recognized by
+/// (Message-ID, size, date); those that cannot be told apart are matched as a multiset, pairs
+/// with the same flags first, so a re-run never moves flags between look-alike messages.
+#[derive(Debug, Clone, Default)]
+pub struct FolderMatch<'a> {
+    /// Source messages already at the target.
+    pub present: Vec<&'a MessageSummary>,
+    /// Source messages the target lacks, in source UID order.
+    pub missing: Vec<&'a MessageSummary>,
+    /// (target UID, the source's flags) for messages at both ends whose flags differ.
+    pub flag_changes: Vec<(u32, Vec<String>)>,
+}
+
+/// Matches a folder's messages at both ends: the one function the engine and the dry run use.
+pub fn match_folder<'a>(
+    source: &'a [MessageSummary],
+    target: &[MessageSummary],
+) -> FolderMatch<'a> {
+    type Groups<'m> = HashMap<(String, u64, i64), Vec<&'m MessageSummary>>;
+    let group = |list: &'a [MessageSummary]| -> Groups<'a> {
+        let mut g: Groups<'a> = HashMap::new();
+        for m in list {
+            g.entry(identity(m)).or_default().push(m);
+        }
+        g
+    };
+    let sources = group(source);
+    let mut targets: Groups<'_> = HashMap::new();
+    for t in target {
+        targets.entry(identity(t)).or_default().push(t);
+    }
+    let mut out = FolderMatch::default();
+    for (key, group) in sources {
+        let mut free: Vec<&MessageSummary> = targets.remove(&key).unwrap_or_default();
+        free.sort_by_key(|m| m.uid);
+        let mut unmatched = Vec::new();
+        // Same flags first: such a pair needs nothing, whichever look-alike it is.
+        for s in group {
+            let flags = sorted(&s.flags);
+            match free.iter().position(|t| sorted(&t.flags) == flags) {
+                Some(i) => {
+                    free.remove(i);
+                    out.present.push(s);
+                }
+                None => unmatched.push(s),
+            }
+        }
+        // The rest pair up in UID order; their flag sets differ from every free one's, so
+        // setting them never swaps flags between look-alikes.
+        let mut free = free.into_iter();
+        for s in unmatched {
+            match free.next() {
+                Some(t) => {
+                    out.present.push(s);
+                    out.flag_changes.push((t.uid, s.flags.clone()));
+                }
+                None => out.missing.push(s),
+            }
+        }
+    }
+    out.present.sort_by_key(|m| m.uid);
+    out.missing.sort_by_key(|m| m.uid);
+    out.flag_changes.sort_by_key(|c| c.0);
+    out
 }
 
 /// A folder name from the source's namespace into the target's: `INBOX.Archive.2024` with
@@ -133,6 +205,11 @@ pub fn delivered_file(state_dir: &std::path::Path, account: &Account<'_>) -> std
     state_dir
         .join("mail")
         .join(format!("imap-{}.delivered", &id[..16]))
+}
+
+/// The record line of a folder a run saw: its source name and a tab.
+fn folder_record(folder: &str) -> String {
+    format!("{folder}\t")
 }
 
 /// A delivered message: source folder, Message-ID, size and date.
@@ -229,6 +306,12 @@ fn move_folders(
         .into_iter()
         .map(|e| e.name)
         .collect();
+    // Folders an earlier run saw: one of them missing at the target was deleted or renamed
+    // there by its user.
+    let seen: HashSet<String> = known
+        .iter()
+        .filter_map(|k| k.split_once('\t').map(|(f, _)| f.to_string()))
+        .collect();
     for folder in folders.iter().filter(|f| f.selectable()) {
         report.folders += 1;
         let name = match translate(&folder.name, &from_ns, &to_ns) {
@@ -242,7 +325,15 @@ fn move_folders(
             }
         };
         let exists = target_existing.contains(&name) || name.eq_ignore_ascii_case("INBOX");
-        if step != ImapStep::Verify
+        if step == ImapStep::Sweep && !exists && seen.contains(folder.name.as_str()) {
+            report.notes.push(format!(
+                "folder `{}` is gone at the target (deleted or renamed there): `{name}` not recreated, nothing swept into it",
+                folder.name
+            ));
+            continue;
+        }
+        let changes = !matches!(step, ImapStep::Verify | ImapStep::Plan);
+        if changes
             && !exists
             && let Err(e) = dst.create(&name)
         {
@@ -255,7 +346,7 @@ fn move_folders(
         let outcome = if step == ImapStep::Verify {
             verify_folder(src, dst, &folder.name, &name, exists, report)
         } else {
-            move_folder(src, dst, &folder.name, &name, step, known, report)
+            move_folder(src, dst, (&folder.name, &name, exists), step, known, report)
         };
         match outcome {
             Ok(FolderEnd::Done) => {}
@@ -301,10 +392,74 @@ fn verify_folder(
     };
     let s: Vec<String> = source.iter().map(verify_id).collect();
     let t: Vec<String> = target.iter().map(verify_id).collect();
-    report
-        .checks
-        .push(FolderCheck::compare(source_name, &s, &t));
+    let mut check = FolderCheck::compare(source_name, &s, &t);
+    check.differ = composition_differences(&source, &target);
+    report.checks.push(check);
     Ok(FolderEnd::Done)
+}
+
+/// What messages at both ends differ in besides presence: flags and INTERNALDATE, compared
+/// as multisets among the messages of one (Message-ID, size), so look-alikes never count as
+/// different when their flags are only held by the other twin.
+fn composition_differences(source: &[MessageSummary], target: &[MessageSummary]) -> Vec<String> {
+    type Twins<'m> = std::collections::BTreeMap<String, Vec<&'m MessageSummary>>;
+    fn group(list: &[MessageSummary]) -> Twins<'_> {
+        let mut g = Twins::new();
+        for m in list {
+            g.entry(verify_id(m)).or_default().push(m);
+        }
+        g
+    }
+    let (s, t) = (group(source), group(target));
+    let mut out = Vec::new();
+    for (id, a) in &s {
+        let Some(b) = t.get(id) else {
+            continue;
+        };
+        if a.len() != b.len() {
+            // Reported as missing or duplicated already.
+            continue;
+        }
+        let flags = |l: &[&MessageSummary]| {
+            let mut f: Vec<String> = l.iter().map(|m| show_flags(&sorted(&m.flags))).collect();
+            f.sort();
+            f
+        };
+        let (fa, fb) = (flags(a), flags(b));
+        if fa != fb {
+            out.push(format!(
+                "flags {id}: source {}, target {}",
+                fa.join(" | "),
+                fb.join(" | ")
+            ));
+        }
+        let dates = |l: &[&MessageSummary]| {
+            let mut d: Vec<i64> = l.iter().map(|m| m.date_epoch).collect();
+            d.sort_unstable();
+            d
+        };
+        if dates(a) != dates(b) {
+            let shown = |l: &[&MessageSummary]| {
+                let mut d: Vec<&str> = l.iter().map(|m| m.internal_date.as_str()).collect();
+                d.sort_unstable();
+                d.join(" | ")
+            };
+            out.push(format!(
+                "INTERNALDATE {id}: source {}, target {}",
+                shown(a),
+                shown(b)
+            ));
+        }
+    }
+    out
+}
+
+fn show_flags(flags: &[String]) -> String {
+    if flags.is_empty() {
+        "(none)".into()
+    } else {
+        flags.join(" ")
+    }
 }
 
 enum FolderEnd {
@@ -332,15 +487,17 @@ fn summaries(
 fn move_folder(
     src: &mut ImapSession,
     dst: &mut ImapSession,
-    source_name: &str,
-    target_name: &str,
+    (source_name, target_name, exists): (&str, &str, bool),
     step: ImapStep,
     known: &mut HashSet<String>,
     report: &mut AccountReport,
 ) -> Result<FolderEnd, String> {
-    let target_count = dst
-        .open(target_name, false)
-        .map_err(|e| format!("target: folder `{target_name}`: {e}"))?;
+    let target_count = if exists || step != ImapStep::Plan {
+        dst.open(target_name, false)
+            .map_err(|e| format!("target: folder `{target_name}`: {e}"))?
+    } else {
+        0
+    };
     let target = if target_count == 0 {
         Vec::new()
     } else {
@@ -353,28 +510,20 @@ fn move_folder(
     let source = summaries(src, source_name, with_ids).map_err(|e| format!("source: {e}"))?;
     report.messages += source.len() as u64;
     // Multiset match: a message twice at the source is wanted twice at the target.
-    let mut at_target: HashMap<(String, u64, i64), Vec<&MessageSummary>> = HashMap::new();
-    for t in &target {
-        at_target.entry(identity(t)).or_default().push(t);
+    let FolderMatch {
+        present,
+        mut missing,
+        flag_changes,
+    } = match_folder(&source, &target);
+    report.present += present.len() as u64;
+    for s in &present {
+        known.insert(delivered_key(
+            source_name,
+            s.message_id.as_deref().unwrap_or_default(),
+            s,
+        ));
     }
-    let mut missing: Vec<&MessageSummary> = Vec::new();
-    let mut flag_changes: Vec<(u32, Vec<String>)> = Vec::new();
-    for s in &source {
-        match at_target.get_mut(&identity(s)).and_then(Vec::pop) {
-            Some(t) => {
-                report.present += 1;
-                known.insert(delivered_key(
-                    source_name,
-                    s.message_id.as_deref().unwrap_or_default(),
-                    s,
-                ));
-                if sorted(&s.flags) != sorted(&t.flags) {
-                    flag_changes.push((t.uid, s.flags.clone()));
-                }
-            }
-            None => missing.push(s),
-        }
-    }
+    known.insert(folder_record(source_name));
     if step == ImapStep::Sweep {
         // Delivered before and gone from the target since: the user deleted it there.
         missing.retain(|m| {
@@ -384,6 +533,12 @@ fn move_folder(
                 m,
             ))
         });
+    }
+    if step == ImapStep::Plan {
+        report.flags_updated += flag_changes.len() as u64;
+        report.copied += missing.len() as u64;
+        report.bytes += missing.iter().map(|m| m.size).sum::<u64>();
+        return Ok(FolderEnd::Done);
     }
     if step == ImapStep::Sync && !flag_changes.is_empty() {
         match dst
@@ -567,5 +722,43 @@ mod tests {
             sorted(&["\\Seen".into(), "\\Recent".into(), "$Label1".into()]),
             sorted(&["$label1".into(), "\\SEEN".into()])
         );
+    }
+
+    #[test]
+    fn look_alike_messages_keep_their_flags_when_the_flag_multisets_agree() {
+        let m = |uid, flags: &[&str]| MessageSummary {
+            uid,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            internal_date: String::new(),
+            date_epoch: 7,
+            size: 10,
+            message_id: Some("<twin@x>".into()),
+        };
+        // Same Message-ID, size and date: one read, one flagged, at both ends in other orders.
+        let source = [m(1, &["\\Seen"]), m(2, &["\\Flagged"])];
+        let target = [m(8, &["\\Flagged"]), m(9, &["\\Seen"])];
+        let matched = match_folder(&source, &target);
+        assert_eq!(matched.present.len(), 2);
+        assert!(matched.missing.is_empty());
+        assert!(
+            matched.flag_changes.is_empty(),
+            "{:?}",
+            matched.flag_changes
+        );
+        // A real change goes to the look-alike whose flags are not the source's already.
+        let source = [m(1, &["\\Seen"]), m(2, &["\\Seen", "\\Answered"])];
+        let matched = match_folder(&source, &target);
+        assert_eq!(
+            matched.flag_changes,
+            vec![(8, vec!["\\Seen".to_string(), "\\Answered".to_string()])]
+        );
+        // One more at the source than at the target: missing once.
+        let source = [m(1, &["\\Seen"]), m(2, &["\\Flagged"]), m(3, &[])];
+        let matched = match_folder(&source, &target);
+        assert_eq!(
+            matched.missing.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert!(matched.flag_changes.is_empty());
     }
 }

@@ -127,15 +127,59 @@ pub fn delivered_key(path: &[u8]) -> Option<Vec<u8>> {
     message_key(path).map(|(folder, unique)| [folder, b"/", unique].concat())
 }
 
+/// The folders a record knows: the folder part of every `folder/unique` key, and the `folder/`
+/// lines a pass writes for each folder it saw (so an empty folder is known too).
+pub fn recorded_folders(delivered: &HashSet<Vec<u8>>) -> HashSet<&[u8]> {
+    delivered
+        .iter()
+        .map(|k| match k.iter().rposition(|b| *b == b'/') {
+            Some(i) => &k[..i],
+            None => &k[..0],
+        })
+        .collect()
+}
+
+/// The record line of a folder seen by a pass: `folder/` (an empty unique part).
+pub fn folder_key(folder: &[u8]) -> Vec<u8> {
+    [folder, b"/"].concat()
+}
+
+/// The folder directories of a listing: every directory holding a `cur/` or a message.
+pub fn folders(listing: &ScanSummary) -> std::collections::BTreeSet<Vec<u8>> {
+    listing
+        .entries
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::File => message_key(&e.path).map(|(f, _)| f.to_vec()),
+            EntryKind::Dir if e.path.ends_with(b"/cur") || e.path == b"cur" => {
+                Some(e.path[..e.path.len().saturating_sub(4)].to_vec())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a sweep copies, and the folders it leaves alone.
+#[derive(Debug, Clone, Default)]
+pub struct Sweep {
+    pub listing: ScanSummary,
+    /// Folders a previous pass put at the target and that are gone there now (the user deleted
+    /// or renamed them): never recreated. (folder directory, messages of the source there that
+    /// were not delivered before).
+    pub gone_at_target: Vec<(Vec<u8>, u64)>,
+}
+
 /// What a sweep after the cutover copies: source messages whose unique part is in no file of
 /// the same folder at the target and that were never `delivered` there before (a message the
 /// user deleted at the target stays deleted), the directories they need, and small Maildir
 /// files the target lacks; never `dovecot-uidlist` (the target's UIDs are its own by now).
+/// Messages go only into folders that exist at the target or are new at the source since the
+/// last pass: a folder the user deleted or renamed at the target is not recreated.
 pub fn sweep_listing(
     source: &ScanSummary,
     target: &ScanSummary,
     delivered: &HashSet<Vec<u8>>,
-) -> ScanSummary {
+) -> Sweep {
     let target_paths: HashSet<&[u8]> = target.entries.iter().map(|e| e.path.as_slice()).collect();
     let target_keys: HashSet<(&[u8], &[u8])> = target
         .entries
@@ -143,6 +187,26 @@ pub fn sweep_listing(
         .filter(|e| e.kind == EntryKind::File)
         .filter_map(|e| message_key(&e.path))
         .collect();
+    let seen = recorded_folders(delivered);
+    let at_target = |folder: &[u8]| {
+        if folder.is_empty() {
+            target.exists
+        } else {
+            target_paths.contains(folder)
+        }
+    };
+    let gone: Vec<Vec<u8>> = folders(source)
+        .into_iter()
+        .filter(|f| !at_target(f) && seen.contains(f.as_slice()))
+        .collect();
+    let under_gone = |path: &[u8]| {
+        gone.iter().any(|g| {
+            g.is_empty()
+                || path == g.as_slice()
+                || (path.starts_with(g) && path.get(g.len()) == Some(&b'/'))
+        })
+    };
+    let mut gone_counts: BTreeMap<&[u8], u64> = gone.iter().map(|g| (g.as_slice(), 0)).collect();
     let entries = source
         .entries
         .iter()
@@ -158,14 +222,115 @@ pub fn sweep_listing(
             },
             _ => false,
         })
+        .filter(|e| {
+            if !under_gone(&e.path) {
+                return true;
+            }
+            if let Some((folder, _)) = message_key(&e.path)
+                && let Some(n) = gone_counts.get_mut(folder)
+            {
+                *n += 1;
+            }
+            false
+        })
         .cloned()
         .collect();
-    ScanSummary {
-        exists: source.exists,
-        entries,
-        errors: source.errors.clone(),
-        root_meta: None,
+    let gone_at_target = gone_counts
+        .into_iter()
+        .map(|(f, n)| (f.to_vec(), n))
+        .collect();
+    Sweep {
+        listing: ScanSummary {
+            exists: source.exists,
+            entries,
+            errors: source.errors.clone(),
+            root_meta: None,
+        },
+        gone_at_target,
     }
+}
+
+/// A folder's `dovecot-uidlist`: its UIDVALIDITY, the next UID it gives, and the UID of each
+/// message it lists (by unique part).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uidlist {
+    pub validity: u64,
+    pub next_uid: u64,
+    pub uids: HashMap<String, u64>,
+}
+
+impl Uidlist {
+    /// Reads versions 1 and 3 of the format; `None` when the header cannot be read.
+    pub fn parse(bytes: &[u8]) -> Option<Uidlist> {
+        let text = String::from_utf8_lossy(bytes);
+        let mut lines = text.lines();
+        let mut header = lines.next()?.split_whitespace();
+        let version = header.next()?;
+        let mut list = Uidlist::default();
+        if version == "1" {
+            list.validity = header.next()?.parse().ok()?;
+            list.next_uid = header.next()?.parse().ok()?;
+        } else {
+            for w in header {
+                if let Some(v) = w.strip_prefix('V') {
+                    list.validity = v.parse().ok()?;
+                } else if let Some(n) = w.strip_prefix('N') {
+                    list.next_uid = n.parse().ok()?;
+                }
+            }
+        }
+        for line in lines {
+            let Some((uid, rest)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(uid) = uid.parse::<u64>() else {
+                continue;
+            };
+            let name = if version == "1" {
+                Some(rest)
+            } else {
+                rest.strip_prefix(':')
+                    .or_else(|| rest.split_once(" :").map(|(_, n)| n))
+            };
+            if let Some(name) = name {
+                list.uids.insert(unique_part(name.trim()).to_string(), uid);
+            }
+        }
+        Some(list)
+    }
+
+    /// The next UID this list gives: its header's, or past its highest entry.
+    pub fn next(&self) -> u64 {
+        self.next_uid
+            .max(self.uids.values().max().map_or(0, |m| m + 1))
+    }
+
+    /// Whether `newer` (the source's list) only extends this one (the target's), so copying it
+    /// over changes no UID at the target: same UIDVALIDITY, no UID given here beyond `newer`'s
+    /// next, and every message listed here with the same UID there, except messages this pass
+    /// removes at the target (`leaving`).
+    pub fn extended_by(&self, newer: &Uidlist, leaving: &dyn Fn(&str) -> bool) -> bool {
+        self.validity == newer.validity
+            && self.next() <= newer.next()
+            && self.uids.iter().all(|(u, k)| {
+                newer.uids.get(u) == Some(k) || (!newer.uids.contains_key(u) && leaving(u))
+            })
+    }
+}
+
+/// The flags of a message file name, sorted (`1.M1.h:2,SR` → `RS`; none in `new/`).
+pub fn flags_of(path: &[u8]) -> String {
+    let name = path
+        .iter()
+        .rposition(|b| *b == b'/')
+        .map_or(path, |i| &path[i + 1..]);
+    let info = name
+        .windows(3)
+        .position(|w| w == b":2,")
+        .map_or(&b""[..], |i| &name[i + 3..]);
+    let mut flags: Vec<char> = String::from_utf8_lossy(info).chars().collect();
+    flags.sort_unstable();
+    flags.into_iter().collect()
 }
 
 /// One folder compared at both ends by the unique parts of its messages.
@@ -183,11 +348,18 @@ pub struct FolderCheck {
     /// Messages more often at the target than at the source.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub duplicated: Vec<String>,
+    /// Messages at both ends that differ in what they are made of: flags, dates, UIDs, and the
+    /// folder's UIDVALIDITY.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differ: Vec<String>,
 }
 
 impl FolderCheck {
     pub fn clean(&self) -> bool {
-        self.missing.is_empty() && self.extra.is_empty() && self.duplicated.is_empty()
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.duplicated.is_empty()
+            && self.differ.is_empty()
     }
 
     /// Compares two multisets of message identities of one folder.
@@ -225,10 +397,24 @@ fn multiset(list: &[String]) -> BTreeMap<&str, u64> {
     m
 }
 
-/// Compares the messages of every folder at both ends, by mailbox (unique part and size).
-pub fn compare(source: &[Entry], target: &[Entry]) -> BTreeMap<String, Vec<FolderCheck>> {
-    type Folders = BTreeMap<(String, String), (Vec<String>, Vec<String>)>;
-    let mut folders: Folders = BTreeMap::new();
+/// The `dovecot-uidlist` of each folder directory at both ends (source, target), where kept.
+pub type Uidlists = HashMap<Vec<u8>, (Option<Uidlist>, Option<Uidlist>)>;
+
+/// Compares the messages of every folder at both ends, by mailbox: presence (unique part and
+/// size), then, for messages at both ends, their flags (the `:2,` info) and, where both ends
+/// keep a `dovecot-uidlist`, their UIDs and the folder's UIDVALIDITY.
+pub fn compare(
+    source: &[Entry],
+    target: &[Entry],
+    uidlists: &Uidlists,
+) -> BTreeMap<String, Vec<FolderCheck>> {
+    #[derive(Default)]
+    struct Sides {
+        ids: [Vec<String>; 2],
+        /// unique part → flags of each file with it.
+        flags: [HashMap<String, Vec<String>>; 2],
+    }
+    let mut folders: BTreeMap<Vec<u8>, Sides> = BTreeMap::new();
     for (side, entries) in [(0, source), (1, target)] {
         for e in entries {
             let key = match e.kind {
@@ -241,23 +427,62 @@ pub fn compare(source: &[Entry], target: &[Entry]) -> BTreeMap<String, Vec<Folde
             let Some((folder, unique)) = key else {
                 continue;
             };
-            let (mailbox, name) = mailbox_of(&String::from_utf8_lossy(folder));
-            let lists = folders.entry((mailbox, name)).or_default();
+            let lists = folders.entry(folder.to_vec()).or_default();
             if let Some(u) = unique {
-                let id = format!("{} ({} bytes)", String::from_utf8_lossy(u), e.size);
-                if side == 0 {
-                    lists.0.push(id);
-                } else {
-                    lists.1.push(id);
-                }
+                let u = String::from_utf8_lossy(u).into_owned();
+                lists.ids[side].push(format!("{u} ({} bytes)", e.size));
+                lists.flags[side]
+                    .entry(u)
+                    .or_default()
+                    .push(flags_of(&e.path));
             }
         }
     }
     let mut out: BTreeMap<String, Vec<FolderCheck>> = BTreeMap::new();
-    for ((mailbox, folder), (s, t)) in folders {
-        out.entry(mailbox)
-            .or_default()
-            .push(FolderCheck::compare(&folder, &s, &t));
+    for (dir, sides) in folders {
+        let (mailbox, folder) = mailbox_of(&String::from_utf8_lossy(&dir));
+        let mut check = FolderCheck::compare(&folder, &sides.ids[0], &sides.ids[1]);
+        let mut both: Vec<&String> = sides.flags[0]
+            .keys()
+            .filter(|u| sides.flags[1].contains_key(*u))
+            .collect();
+        both.sort();
+        let shown = |f: &str| {
+            if f.is_empty() {
+                "(none)".to_string()
+            } else {
+                f.to_string()
+            }
+        };
+        for u in &both {
+            let (s, t) = (&sides.flags[0][*u], &sides.flags[1][*u]);
+            if s.len() == 1 && t.len() == 1 && s[0] != t[0] {
+                check.differ.push(format!(
+                    "flags {u}: source {}, target {}",
+                    shown(&s[0]),
+                    shown(&t[0])
+                ));
+            }
+        }
+        if let Some((Some(s), Some(t))) = uidlists.get(&dir) {
+            if s.validity != t.validity {
+                check.differ.push(format!(
+                    "UIDVALIDITY: source {}, target {}",
+                    s.validity, t.validity
+                ));
+            } else {
+                for u in &both {
+                    if let (Some(a), Some(b)) = (s.uids.get(*u), t.uids.get(*u))
+                        && a != b
+                    {
+                        check
+                            .differ
+                            .push(format!("UID {u}: source {a}, target {b}"));
+                    }
+                }
+            }
+        }
+        out.entry(mailbox).or_default().push(check);
     }
     out
 }
@@ -425,6 +650,7 @@ mod tests {
             file("u/Maildir/cur/1.M1.h:2,FS", 5),
         ]);
         let swept: Vec<String> = sweep_listing(&source, &target, &HashSet::new())
+            .listing
             .entries
             .iter()
             .map(|e| String::from_utf8_lossy(&e.path).into_owned())
@@ -448,10 +674,11 @@ mod tests {
             file("u/Maildir/new/9.M9.h", 7),
         ]);
         // The user deleted message 1 at the target after the cutover.
-        let target = listing(vec![]);
+        let target = listing(vec![dir("u/Maildir"), dir("u/Maildir/cur")]);
         let delivered: HashSet<Vec<u8>> =
             [delivered_key(b"u/Maildir/cur/1.M1.h:2,").unwrap()].into();
         let swept: Vec<Vec<u8>> = sweep_listing(&source, &target, &delivered)
+            .listing
             .entries
             .into_iter()
             .map(|e| e.path)
@@ -472,7 +699,7 @@ mod tests {
             file("u/Maildir/new/1.M1.h", 5),
             file("u/Maildir/cur/7.M7.h:2,", 1),
         ];
-        let boxes = compare(&source, &target);
+        let boxes = compare(&source, &target, &Uidlists::new());
         let inbox = &boxes["u/Maildir"][0];
         assert_eq!(inbox.folder, "INBOX");
         assert_eq!((inbox.source_messages, inbox.target_messages), (2, 3));
@@ -527,5 +754,98 @@ mod tests {
             vec!["1.M1.h,S=5", "2.M2.h,S=3", "3.M3.h"]
         );
         assert_eq!((boxes[1].messages, boxes[1].folders), (0, 1));
+    }
+
+    #[test]
+    fn a_sweep_does_not_recreate_a_folder_gone_at_the_target_but_creates_a_new_one() {
+        let source = listing(vec![
+            dir("u/Maildir"),
+            dir("u/Maildir/cur"),
+            dir("u/Maildir/.Old"),
+            dir("u/Maildir/.Old/cur"),
+            file("u/Maildir/.Old/cur/1.M1.h:2,S", 5),
+            file("u/Maildir/.Old/cur/2.M2.h:2,", 5),
+            file("u/Maildir/.Old/dovecot-uidlist", 9),
+            dir("u/Maildir/.Fresh"),
+            dir("u/Maildir/.Fresh/cur"),
+            file("u/Maildir/.Fresh/cur/3.M3.h:2,", 5),
+        ]);
+        // `.Old` was deleted (or renamed) at the target by its user after a pass saw it.
+        let target = listing(vec![dir("u/Maildir"), dir("u/Maildir/cur")]);
+        let delivered: HashSet<Vec<u8>> = [folder_key(b"u/Maildir/.Old")].into();
+        let sweep = sweep_listing(&source, &target, &delivered);
+        let swept: Vec<String> = sweep
+            .listing
+            .entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        assert_eq!(
+            swept,
+            vec![
+                "u/Maildir/.Fresh",
+                "u/Maildir/.Fresh/cur",
+                "u/Maildir/.Fresh/cur/3.M3.h:2,"
+            ]
+        );
+        assert_eq!(sweep.gone_at_target, vec![(b"u/Maildir/.Old".to_vec(), 2)]);
+    }
+
+    #[test]
+    fn uidlists_are_read_and_a_target_with_uids_of_its_own_is_not_extended() {
+        let source = Uidlist::parse(
+            b"3 V1700000000 N6 G0123\n1 :1.M1.h,S=5\n2 W300 :2.M2.h,S=3:2,S\n5 :5.M5.h\n",
+        )
+        .unwrap();
+        assert_eq!((source.validity, source.next_uid), (1700000000, 6));
+        assert_eq!(source.uids["2.M2.h,S=3"], 2);
+        let old = Uidlist::parse(b"3 V1700000000 N3\n1 :1.M1.h,S=5\n2 :2.M2.h,S=3\n").unwrap();
+        assert!(
+            old.extended_by(&source, &|_| false),
+            "a prefix of the source's"
+        );
+        // Mail delivered at the target took UID 3; the source never gave it.
+        let own = Uidlist::parse(b"3 V1700000000 N4\n1 :1.M1.h,S=5\n3 :9.M9.t\n").unwrap();
+        assert!(!own.extended_by(&source, &|_| false));
+        // UID 5 at the source names another message than at the target.
+        let other = Uidlist::parse(b"3 V1700000000 N6\n5 :7.M7.t\n").unwrap();
+        assert!(!other.extended_by(&source, &|_| false));
+        // Expunged at the source and removed by this pass at the target: nothing left to keep.
+        let gone = Uidlist::parse(b"3 V1700000000 N5\n1 :1.M1.h,S=5\n4 :4.M4.h\n").unwrap();
+        assert!(!gone.extended_by(&source, &|_| false));
+        assert!(gone.extended_by(&source, &|u| u == "4.M4.h"));
+        let v1 = Uidlist::parse(b"1 1700000000 3\n1 1.M1.h:2,S\n").unwrap();
+        assert_eq!(v1.uids["1.M1.h"], 1);
+    }
+
+    #[test]
+    fn comparison_names_differing_flags_and_uids() {
+        let source = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,SR", 5),
+            file("u/Maildir/cur/2.M2.h:2,S", 3),
+        ];
+        let target = vec![
+            dir("u/Maildir/cur"),
+            file("u/Maildir/cur/1.M1.h:2,RS", 5),
+            file("u/Maildir/cur/2.M2.h:2,", 3),
+        ];
+        let lists: Uidlists = [(
+            b"u/Maildir".to_vec(),
+            (
+                Uidlist::parse(b"3 V1 N3\n1 :1.M1.h\n2 :2.M2.h\n"),
+                Uidlist::parse(b"3 V1 N4\n3 :1.M1.h\n2 :2.M2.h\n"),
+            ),
+        )]
+        .into();
+        let inbox = &compare(&source, &target, &lists)["u/Maildir"][0];
+        assert_eq!(
+            inbox.differ,
+            vec![
+                "flags 2.M2.h: source S, target (none)",
+                "UID 1.M1.h: source 1, target 3"
+            ]
+        );
+        assert!(!inbox.clean());
     }
 }

@@ -12,7 +12,7 @@ use crate::event::{Event, Observer};
 use crate::sync::engine::{SyncReport, sync_listed, wire_bytes_of};
 use crate::sync::side::Side;
 use crate::sync::{Endpoint, SyncError, SyncOptions};
-use crate::transport::protocol::Call;
+use crate::transport::protocol::{Call, Reply};
 use crate::tree::{EntryKind, ScanSummary};
 
 /// Which pass.
@@ -35,8 +35,13 @@ pub struct MailboxPass {
     pub renamed: u64,
     /// Message files sent.
     pub copied: u64,
+    /// Message files removed at the target (`--delete`: expunged at the source).
+    pub deleted: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// What the pass chose not to do, and why (a folder gone at the target, UIDs kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What a pass did to a whole tree.
@@ -190,18 +195,38 @@ pub fn run(
             )
         })
         .collect();
+    let mut seen_folders = maildir::folders(&source);
     let listing = match pass {
-        Pass::Sync { .. } if target.exists => {
+        Pass::Sync { delete } if target.exists => {
             let wanted = maildir::renames(&source.entries, &target.entries);
             let done = apply_renames(dst, &wanted, &names, &mut by_box)?;
             report.renamed = done.len() as u64;
             maildir::apply_renames(&mut target, &done);
-            source
+            let mut listing = source;
+            keep_target_uids(src, dst, &mut listing, &target, delete, &names, &mut by_box)?;
+            listing
         }
         Pass::Sync { .. } => source,
-        Pass::Sweep => maildir::sweep_listing(&source, &target, &known),
+        Pass::Sweep => {
+            let sweep = maildir::sweep_listing(&source, &target, &known);
+            for (folder, messages) in &sweep.gone_at_target {
+                seen_folders.remove(folder);
+                let folder = show(folder);
+                if let Some(m) = owner(&folder, &names).and_then(|n| by_box.get_mut(n)) {
+                    m.notes.push(format!(
+                        "folder `{folder}` is gone at the target (deleted or renamed there): not recreated, {messages} message(s) of the source there not swept"
+                    ));
+                }
+            }
+            sweep.listing
+        }
     };
     let planned = new_messages(&listing, &target);
+    let doomed = if opts.delete {
+        doomed_messages(&listing, &target)
+    } else {
+        Vec::new()
+    };
     report.files = sync_listed(src, dst, &opts, observer, &listing, &target, wire_before)?;
     let failed: HashSet<&str> = report
         .files
@@ -217,8 +242,18 @@ pub fn run(
                 .filter(|e| e.kind == EntryKind::File && !failed.contains(show(&e.path).as_str()))
                 .filter_map(|e| maildir::delivered_key(&e.path)),
         );
+        // The folders this pass saw (all the source's but those gone at the target), so a
+        // later sweep knows one missing at the target was there before.
+        known.extend(seen_folders.iter().map(|f| maildir::folder_key(f)));
         if let Err(e) = write_delivered(path, &known) {
             report.record_error = Some(e);
+        }
+    }
+    for p in &doomed {
+        if let Some(m) = owner(p, &names).and_then(|n| by_box.get_mut(n))
+            && !failed.contains(p.as_str())
+        {
+            m.deleted += 1;
         }
     }
     for p in &planned {
@@ -237,6 +272,68 @@ pub fn run(
     Ok(report)
 }
 
+/// What a sync pass would do to one mailbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MailboxPlan {
+    pub mailbox: String,
+    pub folders: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Source messages already at the target (same folder and unique part), renamed or not.
+    pub present: u64,
+    /// Renames at the target (flag changes, `new/` → `cur/`).
+    pub renames: u64,
+    /// Message files to send.
+    pub to_copy: u64,
+}
+
+/// What a sync pass of `source` onto `target` would do, mailbox by mailbox, from the same
+/// matching `run` applies (renames by folder and unique part, then the files still missing);
+/// nothing is changed. The dry run shows these figures.
+pub fn plan_sync(source: &ScanSummary, target: &ScanSummary) -> Vec<MailboxPlan> {
+    let boxes = maildir::mailboxes(source);
+    let names: Vec<String> = boxes.iter().map(|b| b.path.clone()).collect();
+    let mut by_box: BTreeMap<String, MailboxPlan> = boxes
+        .into_iter()
+        .map(|b| {
+            (
+                b.path.clone(),
+                MailboxPlan {
+                    mailbox: b.path,
+                    folders: b.folders,
+                    messages: b.messages,
+                    bytes: b.bytes,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let mut target = target.clone();
+    if target.exists {
+        let renames = maildir::renames(&source.entries, &target.entries);
+        for (_, to) in &renames {
+            if let Some(m) = owner(&show(to), &names).and_then(|n| by_box.get_mut(n)) {
+                m.renames += 1;
+            }
+        }
+        maildir::apply_renames(&mut target, &renames);
+    } else {
+        target.entries.clear();
+    }
+    for p in new_messages(source, &target) {
+        if let Some(m) = owner(&p, &names).and_then(|n| by_box.get_mut(n)) {
+            m.to_copy += 1;
+        }
+    }
+    by_box
+        .into_values()
+        .map(|mut m| {
+            m.present = m.messages.saturating_sub(m.to_copy);
+            m
+        })
+        .collect()
+}
+
 /// Message files of `listing` absent at `target` (what the engine will send).
 fn new_messages(listing: &ScanSummary, target: &ScanSummary) -> Vec<String> {
     let at_target: HashSet<&[u8]> = target.entries.iter().map(|e| e.path.as_slice()).collect();
@@ -247,6 +344,165 @@ fn new_messages(listing: &ScanSummary, target: &ScanSummary) -> Vec<String> {
         .filter(|e| maildir::message_key(&e.path).is_some())
         .map(|e| show(&e.path))
         .collect()
+}
+
+/// Message files at `target` that `listing` lacks (what `--delete` removes there).
+fn doomed_messages(listing: &ScanSummary, target: &ScanSummary) -> Vec<String> {
+    let wanted: HashSet<&[u8]> = listing.entries.iter().map(|e| e.path.as_slice()).collect();
+    target
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && !wanted.contains(e.path.as_slice()))
+        .filter(|e| maildir::message_key(&e.path).is_some())
+        .map(|e| show(&e.path))
+        .collect()
+}
+
+/// The whole content of small files (`dovecot-uidlist`s) of one end, all asked at once; a
+/// file that cannot be read is `None`.
+fn read_small(end: &Endpoint, paths: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, SyncError> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let side = Side::open(end, false)?;
+    let (ch, root) = side.pick(0);
+    let pending: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            ch.call(Call::ReadFile {
+                root: *root,
+                path: p.clone(),
+                compress: false,
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(paths.len());
+    for p in pending {
+        let Ok(p) = p else {
+            out.push(None);
+            continue;
+        };
+        let mut bytes = Vec::new();
+        let mut whole = false;
+        for reply in p.replies.iter() {
+            match reply {
+                Reply::Data(d) => bytes.extend_from_slice(&d),
+                Reply::DataZstd { data, len } => {
+                    match crate::transport::protocol::decompress(&data, len) {
+                        Ok(d) => bytes.extend_from_slice(&d),
+                        Err(_) => break,
+                    }
+                }
+                Reply::Done(_) => {
+                    whole = true;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        out.push(whole.then_some(bytes));
+    }
+    if let Some(e) = side.lost() {
+        return Err(SyncError::Transport(e));
+    }
+    Ok(out)
+}
+
+/// Where a folder's `dovecot-uidlist` differs at both ends and the target's gave UIDs the
+/// source's does not (mail delivered at the target, or a message expunged only there), the
+/// target's list stays: copying the source's over it would give a message of the target
+/// another UID, and that UID to another message, under the same UIDVALIDITY. Messages new
+/// from the source then get UIDs from the target.
+fn keep_target_uids(
+    src: &Endpoint,
+    dst: &Endpoint,
+    listing: &mut ScanSummary,
+    target: &ScanSummary,
+    delete: bool,
+    names: &[String],
+    by_box: &mut BTreeMap<String, MailboxPass>,
+) -> Result<(), SyncError> {
+    let at_target: std::collections::HashMap<&[u8], &crate::tree::Entry> = target
+        .entries
+        .iter()
+        .map(|e| (e.path.as_slice(), e))
+        .collect();
+    let changed: Vec<usize> = listing
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == EntryKind::File && is_uidlist(&e.path))
+        .filter(|(_, e)| {
+            at_target
+                .get(e.path.as_slice())
+                .is_some_and(|t| t.size != e.size || t.mtime_ns != e.mtime_ns)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<Vec<u8>> = changed
+        .iter()
+        .map(|i| listing.entries[*i].path.clone())
+        .collect();
+    let (theirs, ours) = std::thread::scope(|s| {
+        let t = s.spawn(|| read_small(dst, &paths));
+        (read_small(src, &paths), t.join().expect("read thread"))
+    });
+    let (theirs, ours) = (theirs?, ours?);
+    let source_keys: HashSet<(&[u8], &[u8])> = listing
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter_map(|e| maildir::message_key(&e.path))
+        .collect();
+    let mut kept = Vec::new();
+    for ((i, s), t) in changed.into_iter().zip(theirs).zip(ours) {
+        let path = &listing.entries[i].path;
+        let folder = folder_of_uidlist(path);
+        let keep = match (
+            s.as_deref().and_then(maildir::Uidlist::parse),
+            t.as_deref().and_then(maildir::Uidlist::parse),
+        ) {
+            (Some(s), Some(t)) => {
+                let leaving = |u: &str| delete && !source_keys.contains(&(folder, u.as_bytes()));
+                !t.extended_by(&s, &leaving)
+            }
+            // The target's cannot be read as a list: nothing it says can be kept anyway.
+            (Some(_), None) => false,
+            // The source's cannot be read: keep what the target has.
+            (None, _) => true,
+        };
+        if keep {
+            let folder_name = show(folder);
+            if let Some(m) = owner(&show(path), names).and_then(|n| by_box.get_mut(n)) {
+                m.notes.push(format!(
+                    "folder `{folder_name}`: the target gave UIDs the source's list does not have; its `dovecot-uidlist` is kept (no UID changes there), messages new from the source get UIDs from the target"
+                ));
+            }
+            if let Some(t) = at_target.get(path.as_slice()) {
+                kept.push((i, (*t).clone()));
+            }
+        }
+    }
+    for (i, t) in kept {
+        listing.entries[i] = t;
+    }
+    Ok(())
+}
+
+/// `u/Maildir/.Sent/dovecot-uidlist` → `u/Maildir/.Sent`; `dovecot-uidlist` → ``.
+fn folder_of_uidlist(path: &[u8]) -> &[u8] {
+    path[..path.len() - UIDLIST.len()]
+        .strip_suffix(b"/")
+        .unwrap_or(&[])
+}
+
+const UIDLIST: &[u8] = b"dovecot-uidlist";
+
+fn is_uidlist(path: &[u8]) -> bool {
+    path == UIDLIST || (path.ends_with(UIDLIST) && path[path.len() - UIDLIST.len() - 1] == b'/')
 }
 
 /// Renames at the target, all in flight at once; the ones that worked.
@@ -319,9 +575,47 @@ pub fn verify(
             src.root.display()
         )));
     }
-    Ok(maildir::compare(&source.entries, &target.entries))
+    let paths: Vec<Vec<u8>> = source
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && is_uidlist(&e.path))
+        .map(|e| e.path.clone())
+        .collect();
+    let at_target: HashSet<&[u8]> = target
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| e.path.as_slice())
+        .collect();
+    let both: Vec<Vec<u8>> = paths
+        .into_iter()
+        .filter(|p| at_target.contains(p.as_slice()))
+        .collect();
+    let (theirs, ours) = std::thread::scope(|s| {
+        let t = s.spawn(|| read_small(dst, &both));
+        (read_small(src, &both), t.join().expect("read thread"))
+    });
+    let (theirs, ours) = (theirs?, ours?);
+    let uidlists: maildir::Uidlists = both
+        .iter()
+        .zip(theirs.into_iter().zip(ours))
+        .map(|(p, (s, t))| {
+            let folder = folder_of_uidlist(p).to_vec();
+            (
+                folder,
+                (
+                    s.as_deref().and_then(maildir::Uidlist::parse),
+                    t.as_deref().and_then(maildir::Uidlist::parse),
+                ),
+            )
+        })
+        .collect();
+    Ok(maildir::compare(
+        &source.entries,
+        &target.entries,
+        &uidlists,
+    ))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

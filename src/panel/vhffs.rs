@@ -11,11 +11,11 @@ use super::{
     PanelDatabase, PanelError, PanelInventory, PanelMailDomain, PanelMailbox, PanelZone, confined,
 };
 use crate::db::discover::query_many;
-use crate::lifecycle::Connections;
 use crate::plan::raw::DbEngine;
 use crate::plan::secret::Secret;
 use crate::plan::{INVENTORY_RULE, Site, VhffsSource, VhffsTarget};
 use crate::report::Risk;
+use crate::transport::Connections;
 use crate::transport::TransportError;
 
 /// `vhffs_object.state` of an object in service.

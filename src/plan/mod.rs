@@ -2,6 +2,7 @@
 //!
 //! Pure data: nothing here touches the network. Expanding globs on real hosts needs
 //! transports and lives in `discover`.
+pub mod banner;
 pub mod diagnostic;
 pub mod model;
 pub mod node;

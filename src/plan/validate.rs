@@ -1211,7 +1211,7 @@ impl Validator<'_> {
             for (i, b) in p.banners.iter().enumerate() {
                 let at = pp.key("banners").index(i);
                 match Template::parse(b, PROBE_VARS) {
-                    Ok(t) if crate::lifecycle::probe::parse_banner_url(b).is_ok() => {
+                    Ok(t) if super::banner::parse_banner_url(b).is_ok() => {
                         banners.push(t);
                     }
                     Ok(_) => {

@@ -1,5 +1,6 @@
 //! The migration report (`status` and `report`): where every site is, its timeline, bytes,
-//! verification, DNS changes and probes, folded from the journal; text, Markdown, JSON, HTML.
+//! verification, DNS changes and probes, as a plain model the lifecycle fills from its journal;
+//! rendered as text, Markdown, JSON, HTML. Nothing here reads a journal.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -10,11 +11,70 @@ use serde::Serialize;
 use super::Format;
 use super::html::esc;
 use super::markdown::cell;
-use crate::journal::{DnsPhase, Entry};
-use crate::lifecycle::probe::ProbeResult;
-use crate::lifecycle::state::{SiteState, SiteStatus, Step, UnitStatus};
-use crate::plan::Site;
 use crate::plan::units::{human_bytes, human_duration};
+
+/// How a state reads to an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Done as meant (confirmed).
+    Good,
+    /// Did not go through (failed, rolled back).
+    Bad,
+    /// Waits for a human (paused).
+    Waiting,
+    /// Interrupted between a freeze and a verdict: `resume` finishes it.
+    InFlight,
+    /// Nothing pending (not started, pre-synced).
+    Idle,
+}
+
+/// A site's state as reports show it; serialized as its journal key (`pre_synced`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateView {
+    pub key: String,
+    pub label: String,
+    pub tone: Tone,
+}
+
+impl Serialize for StateView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.key)
+    }
+}
+
+/// One step of a site's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub at: u64,
+    pub state: StateView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+}
+
+/// A unit (database, mail) as its last journaled step left it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitRow {
+    pub unit: String,
+    pub step: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// One probe of a site's domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRow {
+    pub domain: String,
+    pub url: String,
+    pub ok: bool,
+    pub detail: String,
+}
 
 /// One DNS change made for a site, from the journal.
 #[derive(Debug, Clone, Serialize)]
@@ -22,7 +82,7 @@ pub struct DnsRow {
     pub name: String,
     pub rtype: String,
     /// `lower_ttl`, `switch`, `rollback` or `restore_ttl`.
-    pub phase: DnsPhase,
+    pub phase: String,
     pub from: Vec<String>,
     pub to: Vec<String>,
     pub ttl: u32,
@@ -36,16 +96,16 @@ pub struct DnsRow {
 pub struct SiteRow {
     pub name: String,
     pub domains: Vec<String>,
-    pub state: SiteState,
+    pub state: StateView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub presyncs: u32,
     pub bytes: u64,
     pub millis: u64,
-    pub timeline: Vec<Step>,
-    pub units: Vec<UnitStatus>,
+    pub timeline: Vec<StepRow>,
+    pub units: Vec<UnitRow>,
     pub dns: Vec<DnsRow>,
-    pub probes: Vec<ProbeResult>,
+    pub probes: Vec<ProbeRow>,
 }
 
 /// The whole migration as the journal tells it.
@@ -65,115 +125,10 @@ pub struct MigrationReport {
     pub final_sync_estimate_secs: Option<u64>,
     pub sites: Vec<SiteRow>,
     /// Units that belong to no site (databases no site names).
-    pub platform: Vec<UnitStatus>,
-}
-
-fn state_key(s: SiteState) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// Builds the report from the plan's sites and the journal.
-pub fn build(
-    plan: &str,
-    sites: &[Site],
-    statuses: &BTreeMap<String, SiteStatus>,
-    entries: &[Entry],
-) -> MigrationReport {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut pre_bytes, mut pre_millis, mut pending_bytes) = (0u64, 0u64, 0u64);
-    let mut rows = Vec::new();
-    for site in sites {
-        let st = statuses.get(&site.name).cloned().unwrap_or_default();
-        *counts.entry(state_key(st.state)).or_default() += 1;
-        let mut last_presync = 0;
-        for step in &st.timeline {
-            if step.state == SiteState::PreSynced {
-                pre_bytes += step.bytes.unwrap_or(0);
-                pre_millis += step.millis.unwrap_or(0);
-                last_presync = step.bytes.unwrap_or(0);
-            }
-        }
-        if !matches!(st.state, SiteState::Confirmed) {
-            pending_bytes += last_presync;
-        }
-        let names: Vec<String> = site
-            .domains
-            .iter()
-            .map(|d| crate::dns::query::fqdn(d))
-            .collect();
-        rows.push(SiteRow {
-            name: site.name.clone(),
-            domains: site.domains.clone(),
-            state: st.state,
-            reason: st.reason.clone(),
-            presyncs: st.presyncs,
-            bytes: st.bytes,
-            millis: st.millis,
-            timeline: st.timeline.clone(),
-            units: st.units.clone(),
-            dns: dns_rows(entries, &names),
-            probes: st.probes.clone(),
-        });
-    }
-    let presync_rate = (pre_millis > 0).then(|| pre_bytes * 1000 / pre_millis);
-    MigrationReport {
-        schema_version: 1,
-        plan: plan.to_string(),
-        generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        counts,
-        presync_rate,
-        final_sync_estimate_secs: presync_rate.filter(|r| *r > 0).map(|r| pending_bytes / r),
-        sites: rows,
-        platform: statuses
-            .get(crate::lifecycle::migrate::PLATFORM)
-            .map(|s| s.units.clone())
-            .unwrap_or_default(),
-    }
-}
-
-fn dns_rows(entries: &[Entry], names: &[String]) -> Vec<DnsRow> {
-    let mut rows: Vec<DnsRow> = Vec::new();
-    for e in entries {
-        match e {
-            Entry::DnsIntent {
-                key,
-                phase,
-                from,
-                to,
-                at,
-            } if names.contains(&key.name) => rows.push(DnsRow {
-                name: key.name.clone(),
-                rtype: key.rtype.clone(),
-                phase: *phase,
-                from: from.values.clone(),
-                to: to.values.clone(),
-                ttl: to.ttl,
-                result: "pending".into(),
-                at: *at,
-            }),
-            Entry::DnsApplied { key, phase, .. } | Entry::DnsFailed { key, phase, .. }
-                if names.contains(&key.name) =>
-            {
-                let result = if matches!(e, Entry::DnsApplied { .. }) {
-                    "applied"
-                } else {
-                    "failed"
-                };
-                if let Some(r) = rows
-                    .iter_mut()
-                    .rev()
-                    .find(|r| r.name == key.name && r.rtype == key.rtype && r.phase == *phase)
-                {
-                    r.result = result.into();
-                }
-            }
-            _ => {}
-        }
-    }
-    rows
+    pub platform: Vec<UnitRow>,
+    /// Every state in lifecycle order, for the summary line.
+    #[serde(skip)]
+    pub states: Vec<StateView>,
 }
 
 fn clock(at: u64) -> String {
@@ -190,29 +145,9 @@ pub fn render(r: &MigrationReport, format: Format) -> String {
 }
 
 fn summary_line(r: &MigrationReport) -> String {
-    let order = [
-        SiteState::Discovered,
-        SiteState::Syncing,
-        SiteState::PreSynced,
-        SiteState::Freezing,
-        SiteState::Frozen,
-        SiteState::FinalSynced,
-        SiteState::Verified,
-        SiteState::Switching,
-        SiteState::Switched,
-        SiteState::Confirmed,
-        SiteState::Paused,
-        SiteState::RollingBack,
-        SiteState::RolledBack,
-        SiteState::Failed,
-    ];
-    order
+    r.states
         .iter()
-        .filter_map(|s| {
-            r.counts
-                .get(&state_key(*s))
-                .map(|n| format!("{n} {}", s.label()))
-        })
+        .filter_map(|s| r.counts.get(&s.key).map(|n| format!("{n} {}", s.label)))
         .collect::<Vec<_>>()
         .join(" · ")
 }
@@ -243,12 +178,7 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
     let troubled: Vec<&SiteRow> = r
         .sites
         .iter()
-        .filter(|s| {
-            matches!(
-                s.state,
-                SiteState::Failed | SiteState::RolledBack | SiteState::Paused
-            ) || s.state.in_flight()
-        })
+        .filter(|s| matches!(s.state.tone, Tone::Bad | Tone::Waiting | Tone::InFlight))
         .collect();
     if !troubled.is_empty() {
         let _ = writeln!(o, "\nNeeds attention:");
@@ -256,12 +186,12 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
             let _ = writeln!(
                 o,
                 "  {:<14} {}{}",
-                s.state.label(),
+                s.state.label,
                 s.name,
                 s.reason
                     .as_deref()
                     .map(|r| format!(": {r}"))
-                    .unwrap_or_else(|| if s.state.in_flight() {
+                    .unwrap_or_else(|| if s.state.tone == Tone::InFlight {
                         ": interrupted, run `resume`".into()
                     } else {
                         String::new()
@@ -286,7 +216,7 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
             o,
             "\n{} [{}] {} · {} pre-sync(s) · {} moved",
             s.name,
-            s.state.label(),
+            s.state.label,
             s.domains.join(", "),
             s.presyncs,
             human_bytes(s.bytes)
@@ -296,7 +226,7 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
                 o,
                 "  {}  {:<13}{}{}",
                 clock(step.at),
-                step.state.label(),
+                step.state.label,
                 step.bytes
                     .map(|b| format!(" {}", human_bytes(b)))
                     .unwrap_or_default(),
@@ -319,7 +249,7 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
         for d in &s.dns {
             let _ = writeln!(
                 o,
-                "  dns    {:?} {} {} {:?} -> {:?} ttl {} ({})",
+                "  dns    {} {} {} {:?} -> {:?} ttl {} ({})",
                 d.phase, d.name, d.rtype, d.from, d.to, d.ttl, d.result
             );
         }
@@ -357,7 +287,7 @@ fn markdown(r: &MigrationReport) -> String {
             o,
             "| `{}` | {} | {} | {} | {} | {} |",
             cell(&s.name),
-            s.state.label(),
+            s.state.label,
             cell(&s.domains.join(", ")),
             s.presyncs,
             human_bytes(s.bytes),
@@ -365,13 +295,13 @@ fn markdown(r: &MigrationReport) -> String {
         );
     }
     for s in &r.sites {
-        let _ = writeln!(o, "\n## `{}`: {}\n", cell(&s.name), s.state.label());
+        let _ = writeln!(o, "\n## `{}`: {}\n", cell(&s.name), s.state.label);
         for step in &s.timeline {
             let _ = writeln!(
                 o,
                 "- {} **{}**{}",
                 clock(step.at),
-                step.state.label(),
+                step.state.label,
                 step.detail
                     .as_deref()
                     .map(|d| format!(": {}", cell(d)))
@@ -381,7 +311,7 @@ fn markdown(r: &MigrationReport) -> String {
         for d in &s.dns {
             let _ = writeln!(
                 o,
-                "- DNS {:?} `{} {}` {:?} → {:?} (TTL {}, {})",
+                "- DNS {} `{} {}` {:?} → {:?} (TTL {}, {})",
                 d.phase, d.name, d.rtype, d.from, d.to, d.ttl, d.result
             );
         }
@@ -405,10 +335,10 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}code{background:#f4f4f4;
 .bad{color:#b00020;font-weight:600}.good{color:#116329;font-weight:600}.mid{color:#9a6700;font-weight:600}\
 ol{margin:.2em 0 .8em 1.2em;padding:0}li{margin:.1em 0}";
 
-fn state_class(s: SiteState) -> &'static str {
-    match s {
-        SiteState::Confirmed => "good",
-        SiteState::Failed | SiteState::RolledBack => "bad",
+fn state_class(s: &StateView) -> &'static str {
+    match s.tone {
+        Tone::Good => "good",
+        Tone::Bad => "bad",
         _ => "mid",
     }
 }
@@ -434,8 +364,8 @@ fn html(r: &MigrationReport) -> String {
             "<tr><td><a href=\"#site-{}\"><code>{}</code></a></td><td class=\"{}\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             esc(&s.name),
             esc(&s.name),
-            state_class(s.state),
-            s.state.label(),
+            state_class(&s.state),
+            s.state.label,
             esc(&s.domains.join(", ")),
             s.presyncs,
             human_bytes(s.bytes),
@@ -449,15 +379,15 @@ fn html(r: &MigrationReport) -> String {
             "<h2 id=\"site-{}\"><code>{}</code> <span class=\"{}\">{}</span></h2><ol>",
             esc(&s.name),
             esc(&s.name),
-            state_class(s.state),
-            s.state.label()
+            state_class(&s.state),
+            s.state.label
         );
         for step in &s.timeline {
             let _ = write!(
                 o,
                 "<li>{} <b>{}</b>{}{}</li>",
                 esc(&clock(step.at)),
-                step.state.label(),
+                step.state.label,
                 step.bytes
                     .map(|b| format!(" · {}", human_bytes(b)))
                     .unwrap_or_default(),
@@ -483,7 +413,7 @@ fn html(r: &MigrationReport) -> String {
             for d in &s.dns {
                 let _ = write!(
                     o,
-                    "<tr><td>DNS {:?}</td><td><code>{} {}</code> {} → {} (TTL {})</td><td class=\"{}\">{}</td></tr>",
+                    "<tr><td>DNS {}</td><td><code>{} {}</code> {} → {} (TTL {})</td><td class=\"{}\">{}</td></tr>",
                     d.phase,
                     esc(&d.name),
                     esc(&d.rtype),

@@ -2,6 +2,7 @@
 //!
 //! The JSON form is a stable interface for CI gates: fields are only ever added, and
 //! `schema_version` changes if one is removed or changes meaning (see README).
+pub mod files;
 pub mod html;
 pub mod lifecycle;
 pub mod markdown;
@@ -116,7 +117,7 @@ pub struct SiteReport {
     /// The file engine's own plan (JSON only): its totals, its deletes path by path, and
     /// every other action too with `plan --itemize`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<crate::sync::plan::PlanSummary>,
+    pub plan: Option<files::PlanSummary>,
     /// Why the site could not be looked at, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -218,8 +219,15 @@ pub struct MailboxReport {
     pub folders: u64,
     pub messages: u64,
     pub bytes: u64,
-    /// Messages already at the target with the same name (Maildir) or count (IMAP).
+    /// Messages already at the target, as the engine matches them (Maildir: same folder and
+    /// unique name; IMAP: Message-ID, size and date, look-alikes as a multiset).
     pub messages_at_target: u64,
+    /// IMAP: messages a sync would append, and flag sets it would change (the engine's own
+    /// matching).
+    #[serde(default)]
+    pub to_copy: u64,
+    #[serde(default)]
+    pub flag_updates: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -5,20 +5,17 @@ use std::collections::HashMap;
 
 use super::plan::{FileJob, SyncPlan};
 use crate::transport::protocol::Basis;
-use crate::tree::root::{Meta, PARTIAL_SUFFIX};
+use crate::tree::root::{Meta, key_of_temp, temp_key};
 use crate::tree::{Entry, EntryKind};
 
 /// Files this large or larger, already at the target, move as a delta (rsync deltas every
 /// file; below a few blocks the signature costs more than it saves).
 pub const DELTA_MIN: u64 = 4 * 1024;
 
-/// Our own temp and partial files at the target: never user data, never compared.
+/// Our own temp directory at the top of a root (with the partial files in it): never user
+/// data, never compared, never copied. Any other name is user data, whatever it looks like.
 pub fn is_internal(path: &[u8]) -> bool {
-    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
-    name.starts_with(b".")
-        && (name.ends_with(PARTIAL_SUFFIX.as_bytes())
-            || name.ends_with(b".th-partial.basis")
-            || name.windows(8).any(|w| w == b".th-tmp-"))
+    crate::tree::root::is_temp(path)
 }
 
 fn same_meta(a: &Entry, b: &Entry, owners: bool) -> bool {
@@ -46,14 +43,11 @@ pub fn plan(
         .filter(|e| !is_internal(&e.path))
         .map(|e| (e.path.as_slice(), e))
         .collect();
+    // Partial files left by interrupted runs, by the key of the path they were written for.
     let partials: std::collections::HashSet<&[u8]> = target
         .iter()
-        .filter(|e| {
-            e.kind == EntryKind::File
-                && is_internal(&e.path)
-                && e.path.ends_with(PARTIAL_SUFFIX.as_bytes())
-        })
-        .map(|e| e.path.as_slice())
+        .filter(|e| e.kind == EntryKind::File)
+        .filter_map(|e| key_of_temp(&e.path))
         .collect();
     p.target_files = target_by_path
         .values()
@@ -76,7 +70,7 @@ pub fn plan(
     // Hard-link groups: the first path of an inode is sent, the others link to it.
     let mut leaders: HashMap<(u64, u64), &Entry> = HashMap::new();
     let mut rewritten: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
-    for s in source {
+    for s in source.iter().filter(|e| !is_internal(&e.path)) {
         let t = target_by_path.get(s.path.as_slice()).copied();
         match s.kind {
             EntryKind::Dir => {
@@ -144,8 +138,8 @@ pub fn plan(
                         p.files.push(job(s, Basis::Final, true))
                     }
                     _ => {
-                        let partial = crate::tree::root::partial_name(&s.path);
-                        let basis = if partials.contains(partial.as_slice()) && t.is_none() {
+                        let key = temp_key(&s.path);
+                        let basis = if partials.contains(key.as_bytes()) && t.is_none() {
                             Basis::Partial
                         } else {
                             Basis::None
@@ -319,6 +313,30 @@ mod tests {
     }
 
     #[test]
+    fn a_leftover_partial_is_found_by_the_key_of_its_path() {
+        let src = vec![f("video.mp4", 100_000, 1), f("other", 100_000, 1)];
+        let key = crate::tree::root::temp_key(b"video.mp4");
+        let dst = vec![f(&format!(".transhumance-tmp/{key}-7b-0"), 40_000, 1)];
+        let p = plan(None, &src, &dst, false, false, None);
+        let bases: Vec<_> = p.files.iter().map(|j| (j.path.clone(), j.basis)).collect();
+        assert_eq!(
+            bases,
+            vec![
+                (b"video.mp4".to_vec(), Basis::Partial),
+                (b"other".to_vec(), Basis::None)
+            ]
+        );
+        assert!(
+            p.extra.is_empty(),
+            "our temp files are not extra: {:?}",
+            p.extra
+        );
+        // A source that holds such a directory (a tree that was once a target) does not send it.
+        let p = plan(None, &dst, &[], false, false, None);
+        assert!(p.files.is_empty());
+    }
+
+    #[test]
     fn checksum_mode_catches_same_size_and_time() {
         let src = vec![f("a", 10, 1)];
         let dst = vec![f("a", 10, 1)];
@@ -344,6 +362,26 @@ mod tests {
             b"ab".to_vec(),
         ]);
         assert_eq!(d, vec![b"ab".to_vec(), b"a".to_vec()]);
-        assert!(is_internal(b"dir/.x.th-partial") && !is_internal(b"dir/x"));
+    }
+
+    #[test]
+    fn only_our_root_level_temp_directory_is_internal() {
+        assert!(
+            is_internal(b".transhumance-tmp")
+                && is_internal(b".transhumance-tmp/0123456789abcdef-1-0")
+        );
+        // Issue 12: user files named like temp files (ours, old or new) are user data.
+        for user in [
+            &b"dir/.x.th-partial"[..],
+            b".x.th-partial",
+            b".x.th-partial.basis",
+            b".x.th-tmp-42",
+            b"dir/.transhumance-tmp",
+            b"dir/.transhumance-tmp/0123456789abcdef-1-0",
+            b".transhumance-tmpx",
+            b"0123456789abcdef-1-0",
+        ] {
+            assert!(!is_internal(user), "{}", String::from_utf8_lossy(user));
+        }
     }
 }

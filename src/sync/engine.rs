@@ -713,7 +713,22 @@ fn transfer(
 ) -> Result<(), String> {
     let (dch, droot) = dst.pick(worker);
     if let Some(from) = &job.copy_from {
-        let source_hash = src.hash_one(worker, &job.path)?;
+        // A source that cannot be hashed quietly (it is changing) goes the way of a send, which
+        // reads it again or reports it.
+        let Ok(source_hash) = src.hash_one(worker, &job.path) else {
+            return transfer(
+                &FileJob {
+                    copy_from: None,
+                    ..job.clone()
+                },
+                signature,
+                src,
+                dst,
+                worker,
+                shared,
+                done,
+            );
+        };
         let copied = dch.call_wait(Call::LocalCopy {
             root: *droot,
             from: from.clone(),
@@ -752,54 +767,84 @@ fn transfer(
         );
     }
     let block_len = delta::block_len_for(job.size);
-    let basis = if signature.is_some() {
-        job.basis
-    } else {
-        Basis::None
-    };
-    let pending = dch
-        .call(Call::WriteBegin {
-            root: *droot,
-            path: job.path.clone(),
-            meta: job.meta,
-            basis,
-            block_len,
-        })
-        .map_err(|e| e.to_string())?;
-    let id = pending.id;
-    let send = |call: Call| dch.follow(id, call).map_err(|e| e.to_string());
-    let streamed: Result<[u8; 32], String> = match signature {
-        Some(sig) => stream_delta(job, src, worker, sig, &send, shared),
-        None => stream_whole(job, src, worker, &send, shared, dst.is_remote()),
-    };
-    match streamed {
-        Ok(hash) => {
-            send(Call::WriteEnd { hash })?;
-            if signature.is_some() {
-                shared.delta.fetch_add(1, Ordering::Relaxed);
-            } else {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            done.send(Completion {
+    let mut signature = signature;
+    for attempt in 1..=READ_ATTEMPTS {
+        let basis = if signature.is_some() {
+            job.basis
+        } else {
+            Basis::None
+        };
+        let pending = dch
+            .call(Call::WriteBegin {
+                root: *droot,
                 path: job.path.clone(),
-                size: job.size,
-                action: if signature.is_some() {
-                    ActionKind::Delta
-                } else {
-                    ActionKind::Send
-                },
-                pending,
-                host: dch.host().into(),
+                meta: job.meta,
+                basis,
+                block_len,
             })
-            .map_err(|_| "collector gone".to_string())
-        }
-        Err(e) => {
-            // An impossible hash makes the receiver drop what it got instead of keeping it.
-            let _ = send(Call::WriteEnd { hash: [0u8; 32] });
-            let _ = pending.wait(dch.host());
-            Err(e)
+            .map_err(|e| e.to_string())?;
+        let id = pending.id;
+        let send = |call: Call| dch.follow(id, call).map_err(|e| e.to_string());
+        let streamed = match signature {
+            Some(sig) => stream_delta(job, src, worker, sig, &send, shared),
+            None => stream_whole(job, src, worker, &send, shared, dst.is_remote()),
+        };
+        match streamed {
+            Ok(Streamed::Complete(hash)) => {
+                send(Call::WriteEnd { hash })?;
+                if signature.is_some() {
+                    shared.delta.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                return done
+                    .send(Completion {
+                        path: job.path.clone(),
+                        size: job.size,
+                        action: if signature.is_some() {
+                            ActionKind::Delta
+                        } else {
+                            ActionKind::Send
+                        },
+                        pending,
+                        host: dch.host().into(),
+                    })
+                    .map_err(|_| "collector gone".to_string());
+            }
+            Ok(Streamed::Changed(why)) => {
+                // What was sent is no version of the file: the receiver drops it.
+                let _ = send(Call::WriteEnd { hash: [0u8; 32] });
+                let _ = pending.wait(dch.host());
+                if attempt == READ_ATTEMPTS {
+                    return Err(format!(
+                        "{why}; read {READ_ATTEMPTS} times, changing each time: not copied (copy it again once it is quiet)"
+                    ));
+                }
+                // The dropped write took the partial file it started from with it.
+                if job.basis == Basis::Partial {
+                    signature = None;
+                }
+            }
+            Err(e) => {
+                // An impossible hash makes the receiver drop what it got instead of keeping it.
+                let _ = send(Call::WriteEnd { hash: [0u8; 32] });
+                let _ = pending.wait(dch.host());
+                return Err(e);
+            }
         }
     }
+    unreachable!("the last attempt returns")
+}
+
+/// Reads of a source file that keeps changing before it is reported instead of copied.
+const READ_ATTEMPTS: u32 = 3;
+
+/// How reading the source for one write ended.
+enum Streamed {
+    /// All of it was sent; the BLAKE3 of what was read.
+    Complete([u8; 32]),
+    /// The file changed while it was read: what was sent is no version of it.
+    Changed(String),
 }
 
 fn stream_whole(
@@ -809,7 +854,7 @@ fn stream_whole(
     send: &dyn Fn(Call) -> Result<(), String>,
     shared: &Shared,
     dst_remote: bool,
-) -> Result<[u8; 32], String> {
+) -> Result<Streamed, String> {
     let compress = shared.compress && !crate::transport::protocol::precompressed(&job.path);
     let wire = |n: usize| {
         if let Some(l) = &shared.limiter {
@@ -824,10 +869,15 @@ fn stream_whole(
         let mut chunks = crate::transport::server::Chunks::new(f)
             .map_err(|e| format!("{}: {e}", show(&job.path)))?;
         let mut hasher = blake3::Hasher::new();
-        while let Some(buf) = chunks
-            .next_chunk()
-            .map_err(|e| format!("{}: {e}", show(&job.path)))?
-        {
+        loop {
+            let buf = match chunks.next_chunk() {
+                Ok(Some(buf)) => buf,
+                Ok(None) => break,
+                Err(e) if crate::tree::stamp::is_changed(&e) => {
+                    return Ok(Streamed::Changed(format!("{}: {e}", show(&job.path))));
+                }
+                Err(e) => return Err(format!("{}: {e}", show(&job.path))),
+            };
             let n = buf.len();
             hasher.update(&buf);
             if compress && dst_remote {
@@ -842,7 +892,7 @@ fn stream_whole(
                 send(Call::WriteData { data: buf })?;
             }
         }
-        return Ok(*hasher.finalize().as_bytes());
+        return Ok(Streamed::Complete(*hasher.finalize().as_bytes()));
     }
     let (sch, sroot) = src.pick(worker);
     let pending = sch
@@ -868,7 +918,8 @@ fn stream_whole(
                     send(Call::WriteData { data: raw })?;
                 }
             }
-            Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(h),
+            Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(Streamed::Complete(h)),
+            Reply::Changed(why) => return Ok(Streamed::Changed(why)),
             Reply::Error(e) => return Err(e),
             r => return Err(format!("unexpected {r:?}")),
         }
@@ -883,7 +934,7 @@ fn stream_delta(
     sig: &delta::Signature,
     send: &dyn Fn(Call) -> Result<(), String>,
     shared: &Shared,
-) -> Result<[u8; 32], String> {
+) -> Result<Streamed, String> {
     let count = |ops: &[DeltaOp]| {
         for op in ops {
             match op {
@@ -904,6 +955,7 @@ fn stream_delta(
     if let Some(root) = &src.local {
         let f = root
             .open_read(&job.path)
+            .and_then(crate::tree::stamp::Watched::new)
             .map_err(|e| format!("{}: {e}", show(&job.path)))?;
         let mut batch = Vec::new();
         let mut literal = 0usize;
@@ -927,12 +979,18 @@ fn stream_delta(
         if let Some(e) = send_err {
             return Err(e);
         }
-        let stats = stats.map_err(|e| format!("{}: {e}", show(&job.path)))?;
+        let stats = match stats {
+            Ok(stats) => stats,
+            Err(e) if crate::tree::stamp::is_changed(&e) => {
+                return Ok(Streamed::Changed(format!("{}: {e}", show(&job.path))));
+            }
+            Err(e) => return Err(format!("{}: {e}", show(&job.path))),
+        };
         if !batch.is_empty() {
             count(&batch);
             send(Call::WriteDelta { ops: batch })?;
         }
-        return Ok(*stats.hash.as_bytes());
+        return Ok(Streamed::Complete(*stats.hash.as_bytes()));
     }
     let (sch, sroot) = src.pick(worker);
     let pending = sch
@@ -948,7 +1006,8 @@ fn stream_delta(
                 count(&ops);
                 send(Call::WriteDelta { ops })?;
             }
-            Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(h),
+            Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(Streamed::Complete(h)),
+            Reply::Changed(why) => return Ok(Streamed::Changed(why)),
             Reply::Error(e) => return Err(e),
             r => return Err(format!("unexpected {r:?}")),
         }

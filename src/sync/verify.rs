@@ -62,7 +62,11 @@ pub fn verify(
         .map(|e| (e.path.as_slice(), e))
         .collect();
     let mut to_hash = Vec::new();
-    for s in &source.entries {
+    for s in source
+        .entries
+        .iter()
+        .filter(|e| !super::diff::is_internal(&e.path))
+    {
         match by_path.get(s.path.as_slice()) {
             None => report.missing.push(show(&s.path)),
             Some(t) if t.kind != s.kind => {

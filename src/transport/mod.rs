@@ -3,6 +3,7 @@
 //! Every operation here is read-only on the host except `exec`, whose command the caller owns.
 pub mod agent;
 pub mod channel;
+pub mod hosts;
 pub mod local;
 pub mod pipe;
 pub mod protocol;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tree::ScanSummary;
 
+pub use hosts::{Backoff, Connections, default_agent_binary};
 pub use local::LocalTransport;
 pub use ssh::SshTransport;
 
@@ -100,6 +102,33 @@ pub enum TransportError {
     Protocol { host: String, message: String },
 }
 
+/// What the caller must do about a transport failure: a connection that failed or dropped is
+/// worth another try (on a new connection); an error the far side reported is not.
+impl From<TransportError> for crate::unit::UnitError {
+    fn from(e: TransportError) -> Self {
+        use crate::unit::UnitError;
+        let (error, host) = match e {
+            TransportError::Connect { host, message } => {
+                (UnitError::unreachable(message).transient(), host)
+            }
+            TransportError::Path {
+                host,
+                path,
+                message,
+            } => (
+                UnitError::io(format!("{path}: {message}")).permanent(),
+                host,
+            ),
+            TransportError::Remote { host, message } => (UnitError::io(message).permanent(), host),
+            TransportError::Protocol { host, message } => (
+                UnitError::io(format!("protocol error: {message}")).permanent(),
+                host,
+            ),
+        };
+        error.on_host(host)
+    }
+}
+
 /// Read-only access to a host's files, plus running commands there.
 pub trait Transport: Send + Sync {
     /// The plan's name for this host.
@@ -130,6 +159,12 @@ pub trait Transport: Send + Sync {
     /// An unreachable host; a command that fails is an `Ok` with its exit code.
     fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError>;
 
+    /// Why the connection is gone, when it is (ssh died, the server dropped it): callers that
+    /// hold this transport see their calls fail, and `Connections` opens a new one.
+    fn lost(&self) -> Option<String> {
+        None
+    }
+
     /// Whether this is the machine we run on (files can be read directly).
     fn is_local(&self) -> bool {
         false
@@ -142,4 +177,41 @@ pub trait Transport: Send + Sync {
     /// A new stream cannot be opened.
     fn channel(&self, index: usize)
     -> Result<std::sync::Arc<dyn channel::Channel>, TransportError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::{ErrorKind, UnitError};
+
+    #[test]
+    fn lost_connections_are_transient_remote_failures_permanent() {
+        let host = || "web".to_string();
+        let dropped = UnitError::from(TransportError::Connect {
+            host: host(),
+            message: "connection lost while waiting for a reply".into(),
+        });
+        assert_eq!(dropped.kind, ErrorKind::Unreachable);
+        assert!(dropped.is_transient());
+        assert_eq!(dropped.host.as_deref(), Some("web"));
+        for e in [
+            TransportError::Remote {
+                host: host(),
+                message: "disk full".into(),
+            },
+            TransportError::Path {
+                host: host(),
+                path: "/srv/a".into(),
+                message: "permission denied".into(),
+            },
+            TransportError::Protocol {
+                host: host(),
+                message: "bad frame".into(),
+            },
+        ] {
+            let u = UnitError::from(e);
+            assert_eq!(u.kind, ErrorKind::Io, "{u}");
+            assert!(!u.is_transient(), "{u}");
+        }
+    }
 }

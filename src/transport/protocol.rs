@@ -16,7 +16,7 @@ use crate::tree::delta::{DeltaOp, Signature};
 use crate::tree::root::Meta;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;
@@ -197,8 +197,14 @@ pub enum Call {
         #[serde(with = "serde_bytes")]
         path: Vec<u8>,
     },
-    /// Flushes the root's file system once, at the end of a run.
+    /// Flushes the root's file system once, at the end of a run (and removes the temp files
+    /// nobody needs any more).
     Sync {
+        root: RootId,
+    },
+    /// Takes the root's lock for the rest of the session: one `copy` per target root. Refused
+    /// with `Locked` while another process holds it.
+    Lock {
         root: RootId,
     },
 }
@@ -249,6 +255,11 @@ pub enum Reply {
     Done(Outcome),
     /// The call failed on the far side; the message names the path.
     Error(String),
+    /// `ReadFile` or `Delta`: the source file changed while it was read, so what was sent is
+    /// not one version of it (the write must be dropped; reading again may succeed).
+    Changed(String),
+    /// `Lock`: another process holds the root's lock.
+    Locked(String),
 }
 
 impl Reply {

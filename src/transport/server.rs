@@ -256,6 +256,13 @@ impl Server {
                 .root(root)
                 .and_then(|r| r.sync().map_err(|e| e.to_string()))
                 .map(|()| Some(Reply::Done(Outcome::default()))),
+            Call::Lock { root } => self.root(root).and_then(|r| match r.lock() {
+                Ok(()) => Ok(Some(Reply::Done(Outcome::default()))),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    Ok(Some(Reply::Locked(e.to_string())))
+                }
+                Err(e) => Err(format!("{}: {e}", r.path().display())),
+            }),
         };
         match result {
             Ok(Some(r)) => reply(r),
@@ -385,10 +392,15 @@ impl Server {
         let mut chunks = Chunks::new(f).map_err(|e| format!("{}: {e}", show(path)))?;
         let mut hasher = blake3::Hasher::new();
         let mut len = 0u64;
-        while let Some(buf) = chunks
-            .next_chunk()
-            .map_err(|e| format!("{}: {e}", show(path)))?
-        {
+        loop {
+            let buf = match chunks.next_chunk() {
+                Ok(Some(buf)) => buf,
+                Ok(None) => break,
+                Err(e) if crate::tree::stamp::is_changed(&e) => {
+                    return Ok(Reply::Changed(format!("{}: {e}", show(path))));
+                }
+                Err(e) => return Err(format!("{}: {e}", show(path))),
+            };
             let n = buf.len();
             hasher.update(&buf);
             len += n as u64;
@@ -443,6 +455,7 @@ impl Server {
             .root(root)?
             .open_read(path)
             .map_err(|e| format!("{}: {e}", show(path)))?;
+        let f = crate::tree::stamp::Watched::new(f).map_err(|e| format!("{}: {e}", show(path)))?;
         let mut batch: Vec<DeltaOp> = Vec::new();
         let mut literal = 0usize;
         let stats = delta::diff(f, sig, |op| {
@@ -455,8 +468,14 @@ impl Server {
                 literal = 0;
             }
             Ok(())
-        })
-        .map_err(|e| format!("{}: {e}", show(path)))?;
+        });
+        let stats = match stats {
+            Ok(stats) => stats,
+            Err(e) if crate::tree::stamp::is_changed(&e) => {
+                return Ok(Reply::Changed(format!("{}: {e}", show(path))));
+            }
+            Err(e) => return Err(format!("{}: {e}", show(path))),
+        };
         if !batch.is_empty() {
             reply(Reply::DeltaOps(batch));
         }
@@ -646,7 +665,7 @@ impl Write {
 
 fn open_basis(root: &SafeRoot, path: &[u8], basis: Basis) -> std::io::Result<File> {
     match basis {
-        Basis::Partial => root.open_read(&crate::tree::root::partial_name(path)),
+        Basis::Partial => root.open_partial(path),
         _ => root.open_read(path),
     }
 }
@@ -695,7 +714,8 @@ pub fn hash_reader(file: File) -> std::io::Result<([u8; 32], u64)> {
 /// Reads a file in chunks sized to what is left: a small file costs one buffer of its own
 /// size, not a zeroed 256 KiB one (which made hashing 20,000 small files memset-bound).
 pub struct Chunks {
-    file: File,
+    /// Checks at the end that the file did not change while it was read.
+    file: crate::tree::stamp::Watched,
     left: u64,
     done: bool,
 }
@@ -704,18 +724,18 @@ impl Chunks {
     /// # Errors
     /// The file's size cannot be read.
     pub fn new(file: File) -> std::io::Result<Chunks> {
-        let left = file.metadata()?.len();
+        let file = crate::tree::stamp::Watched::new(file)?;
         Ok(Chunks {
+            left: file.before().size,
             file,
-            left,
             done: false,
         })
     }
 
-    /// The next chunk, or `None` at the end (a file that grew is read to its new end).
+    /// The next chunk, or `None` at the end.
     ///
     /// # Errors
-    /// Read errors.
+    /// Read errors, and a file that changed while it was read (`stamp::is_changed`).
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         if self.done {
             return Ok(None);

@@ -271,6 +271,25 @@ impl Transport for SshTransport {
         }
     }
 
+    fn lost(&self) -> Option<String> {
+        // The first session's ssh exiting is the earliest sign (the ControlMaster or the
+        // server went away); its reader thread notices the closed stream a moment later.
+        if let Some(child) = self
+            .children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            return Some(format!("ssh exited ({status})"));
+        }
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find_map(|c| c.lost())
+    }
+
     fn channel(&self, index: usize) -> Result<Arc<dyn Channel>, TransportError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         while channels.len() <= index {

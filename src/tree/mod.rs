@@ -3,6 +3,7 @@ pub mod delta;
 pub mod exclude;
 pub mod root;
 pub mod scan;
+pub mod stamp;
 
 pub use exclude::ExcludeSet;
 pub use scan::{Entry, EntryKind, ScanSummary, scan};

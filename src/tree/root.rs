@@ -2,8 +2,10 @@
 //!
 //! Paths come from a peer and are never trusted: each is checked (no `..`, no absolute, no NUL)
 //! and resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so a symlink planted in
-//! the target cannot redirect a write outside the root. Files are written to a temp name in
-//! their directory and renamed into place.
+//! the target cannot redirect a write outside the root. Files are written under a temp name in
+//! the root's own temp directory (`TEMP_DIR`) and renamed into place: temp names are unique per
+//! writer and short whatever the final name, user files never look like ours, and a commit
+//! renames only the inode its writer wrote.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
@@ -24,9 +26,63 @@ pub struct Meta {
     pub mtime_ns: i128,
 }
 
-/// Suffix of the temp file a transfer writes before its rename; a leftover one is a partial
-/// file from an interrupted run and serves as a delta basis next time.
-pub const PARTIAL_SUFFIX: &str = ".th-partial";
+/// The directory, at the top of a target root, where files are written before their rename.
+/// Only this exact root-level name is ours: any other name, even `.x.th-partial`, is user data.
+/// A file left in it by a writer that died is a partial file and serves as a delta basis next
+/// time; leftovers nobody needs are removed at the end of a run, and so is the empty directory.
+pub const TEMP_DIR: &str = ".transhumance-tmp";
+
+/// Whether `rel` (relative to a root) is our temp directory or something inside it.
+pub fn is_temp(rel: &[u8]) -> bool {
+    let t = TEMP_DIR.as_bytes();
+    rel.starts_with(t) && (rel.len() == t.len() || rel[t.len()] == b'/')
+}
+
+/// Names the temp files of `rel`: 16 hex digits of its BLAKE3, so that a temp name
+/// (`<key>-<pid>-<n>`, under 50 bytes) fits whatever the length of the name it stands for.
+pub fn temp_key(rel: &[u8]) -> String {
+    blake3::hash(rel).to_hex()[..16].to_string()
+}
+
+/// The key of an entry of a listing that is a temp file (`TEMP_DIR/<key>-<pid>-<n>`).
+pub fn key_of_temp(rel: &[u8]) -> Option<&[u8]> {
+    let name = rel.strip_prefix(TEMP_DIR.as_bytes())?.strip_prefix(b"/")?;
+    parse_temp_name(name).map(|(key, _)| key)
+}
+
+/// Splits a temp name into its key and the pid of its writer.
+fn parse_temp_name(name: &[u8]) -> Option<(&[u8], i32)> {
+    let mut parts = name.splitn(3, |b| *b == b'-');
+    let key = parts.next()?;
+    let pid = std::str::from_utf8(parts.next()?).ok()?;
+    let n = parts.next()?;
+    if key.len() != 16 || !key.iter().all(u8::is_ascii_hexdigit) || n.is_empty() {
+        return None;
+    }
+    Some((key, i32::from_str_radix(pid, 16).ok()?))
+}
+
+/// Writers in this process, numbered: with the pid, a temp name no other writer uses.
+static NEXT_TEMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A temp name of our own for a file whose key is `key`.
+fn fresh_temp_name(key: &str) -> CString {
+    let n = NEXT_TEMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    CString::new(format!("{key}-{:x}-{n:x}", std::process::id())).expect("no NUL")
+}
+
+/// Whether the writer `pid` is gone (its files are leftovers, no longer written to). Our own
+/// pid is alive: temp files of this process belong to writers still at work.
+fn writer_is_gone(pid: i32) -> bool {
+    if pid <= 0 || pid as u32 == std::process::id() {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) != 0 && *libc::__errno_location() == libc::ESRCH }
+}
+
+/// Leftover temp files of writers that are gone, by key.
+type Leftovers = std::collections::HashMap<Vec<u8>, Vec<CString>>;
 
 /// The kernel's `struct open_how` (libc marks its own non-exhaustive).
 #[repr(C)]
@@ -34,19 +90,6 @@ struct OpenHow {
     flags: u64,
     mode: u64,
     resolve: u64,
-}
-
-/// The partial file of `path`: `.name.th-partial` in the same directory.
-pub fn partial_name(path: &[u8]) -> Vec<u8> {
-    let (dir, name) = match path.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&path[..=i], &path[i + 1..]),
-        None => (&path[..0], path),
-    };
-    let mut p = dir.to_vec();
-    p.push(b'.');
-    p.extend_from_slice(name);
-    p.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
-    p
 }
 
 /// A directory every operation stays beneath.
@@ -59,6 +102,12 @@ pub struct SafeRoot {
     /// The last parent directory resolved: files arrive grouped by directory, so most writes
     /// skip the path walk.
     last_parent: std::sync::Mutex<Option<(Vec<u8>, std::sync::Arc<OwnedFd>)>>,
+    /// `TEMP_DIR`, created by the first write.
+    temp_dir: std::sync::Mutex<Option<DirFd>>,
+    /// Temp files of writers that are gone, listed once at the first write.
+    leftovers: std::sync::Mutex<Option<Leftovers>>,
+    /// The root directory's lock, once taken (released when this process ends).
+    lock: std::sync::Mutex<Option<OwnedFd>>,
 }
 
 type DirFd = std::sync::Arc<OwnedFd>;
@@ -138,6 +187,9 @@ impl SafeRoot {
             // SAFETY: geteuid has no preconditions.
             set_owner: unsafe { libc::geteuid() } == 0,
             last_parent: std::sync::Mutex::new(None),
+            temp_dir: std::sync::Mutex::new(None),
+            leftovers: std::sync::Mutex::new(None),
+            lock: std::sync::Mutex::new(None),
         })
     }
 
@@ -236,8 +288,124 @@ impl SafeRoot {
         })
     }
 
-    /// Starts writing `rel`: a temp file beside it, renamed into place by `TempFile::commit`.
-    /// A partial file left by an interrupted run is moved aside and returned as a basis.
+    /// The temp directory, created (mode 0700) by the first write; the root's mtime is kept as
+    /// it was, since the directory is ours, not the source's.
+    ///
+    /// # Errors
+    /// Something other than a directory (a symlink, a file) stands under `TEMP_DIR`.
+    fn temp_dir(&self) -> io::Result<DirFd> {
+        let mut cached = self.temp_dir.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = cached.as_ref() {
+            return Ok(d.clone());
+        }
+        let name = cstr(TEMP_DIR.as_bytes())?;
+        self.keeping_root_mtime(|| {
+            // SAFETY: valid dirfd and name.
+            if unsafe { libc::mkdirat(self.fd.as_raw_fd(), name.as_ptr(), 0o700) } == 0 {
+                return Ok(true);
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        })?;
+        // Opened beneath the root without following links: a symlink planted there is refused.
+        let fd = std::sync::Arc::new(self.open_beneath(
+            TEMP_DIR.as_bytes(),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )?);
+        *cached = Some(fd.clone());
+        Ok(fd)
+    }
+
+    /// Runs `op` (which returns whether it changed the root directory) and puts the root's mtime
+    /// back when it did.
+    fn keeping_root_mtime(&self, op: impl FnOnce() -> io::Result<bool>) -> io::Result<bool> {
+        let root = self.open_beneath(b"", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and stat buffer.
+        check(unsafe { libc::fstat(root.as_raw_fd(), &mut st) })?;
+        let changed = op()?;
+        if changed {
+            let times = [
+                libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_OMIT,
+                },
+                libc::timespec {
+                    tv_sec: st.st_mtime,
+                    tv_nsec: st.st_mtime_nsec,
+                },
+            ];
+            // Best effort: only the root's owner may set its times, and a writer that is not
+            // its owner still writes (the engine sets the root's metadata at the end anyway).
+            // SAFETY: valid fd and two timespecs.
+            unsafe { libc::futimens(root.as_raw_fd(), times.as_ptr()) };
+        }
+        Ok(changed)
+    }
+
+    /// Runs `f` on the leftovers, listing `TEMP_DIR` the first time (without creating it).
+    fn with_leftovers<R>(&self, f: impl FnOnce(&mut Leftovers) -> R) -> R {
+        let mut guard = self.leftovers.lock().unwrap_or_else(|p| p.into_inner());
+        let map = guard.get_or_insert_with(|| {
+            let mut map = Leftovers::new();
+            if let Ok(dir) =
+                self.open_beneath(TEMP_DIR.as_bytes(), libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            {
+                for name in list_dir(&dir).unwrap_or_default() {
+                    if let Some((key, pid)) = parse_temp_name(name.as_bytes())
+                        && writer_is_gone(pid)
+                    {
+                        map.entry(key.to_vec()).or_default().push(name.clone());
+                    }
+                }
+            }
+            map
+        });
+        f(map)
+    }
+
+    /// The leftover of `rel` a delta starts from: the biggest (then first by name), so the
+    /// signature and the write that follows it pick the same one, even in other processes.
+    fn best_leftover(&self, rel: &[u8]) -> Option<(DirFd, CString)> {
+        let names = self.with_leftovers(|m| m.get(temp_key(rel).as_bytes()).cloned())?;
+        let dir = std::sync::Arc::new(
+            self.open_beneath(TEMP_DIR.as_bytes(), libc::O_PATH | libc::O_DIRECTORY, 0)
+                .ok()?,
+        );
+        let best = names
+            .into_iter()
+            .filter_map(|n| {
+                let st = fstatat(&dir, &n).ok()?;
+                (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some((st.st_size, n))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)))?;
+        Some((dir, best.1))
+    }
+
+    /// Opens the partial file an interrupted run left for `rel` (a delta basis).
+    ///
+    /// # Errors
+    /// `NotFound` when there is none.
+    pub fn open_partial(&self, rel: &[u8]) -> io::Result<File> {
+        check_rel(rel)?;
+        let (dir, name) = self.best_leftover(rel).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no partial file of an interrupted run",
+            )
+        })?;
+        open_regular(&dir, &name)
+    }
+
+    /// Starts writing `rel`: a temp file of this writer's own in `TEMP_DIR`, renamed into place
+    /// by `TempFile::commit`. With `reuse_partial`, a partial file an interrupted run left is
+    /// claimed (renamed to a name of ours, so no other writer takes it too) and returned as a
+    /// basis; other leftovers of `rel` are removed, since this write supersedes them.
     ///
     /// # Errors
     /// Unsafe path, missing parent directory, or I/O errors.
@@ -247,50 +415,76 @@ impl SafeRoot {
         reuse_partial: bool,
     ) -> io::Result<(TempFile, Option<File>)> {
         let (dir, name) = self.parent(rel)?;
-        let mut partial = name.as_bytes().to_vec();
-        partial.insert(0, b'.');
-        partial.extend_from_slice(PARTIAL_SUFFIX.as_bytes());
-        let partial = cstr(&partial)?;
-        // A leftover partial becomes a basis: move it aside so the new write can start fresh.
-        let mut basis_name = partial.as_bytes().to_vec();
-        basis_name.extend_from_slice(b".basis");
-        let basis_name = cstr(&basis_name)?;
-        // SAFETY: valid dirfd and names.
-        let moved = reuse_partial
-            && unsafe {
+        let tmp = self.temp_dir()?;
+        let key = temp_key(rel);
+        let mut basis = None;
+        let mut basis_name = None;
+        if reuse_partial && let Some((_, best)) = self.best_leftover(rel) {
+            let claimed = fresh_temp_name(&key);
+            // SAFETY: valid dirfd and names.
+            if unsafe {
                 libc::renameat(
-                    dir.as_raw_fd(),
-                    partial.as_ptr(),
-                    dir.as_raw_fd(),
-                    basis_name.as_ptr(),
+                    tmp.as_raw_fd(),
+                    best.as_ptr(),
+                    tmp.as_raw_fd(),
+                    claimed.as_ptr(),
                 )
-            } == 0;
-        let basis = if moved {
-            open_regular(&dir, &basis_name).ok()
-        } else {
-            None
-        };
-        // A fresh file of our own: whatever stood under the temp name (a planted fifo, a hard
-        // link to something else) is unlinked first, never opened or truncated through.
-        // SAFETY: valid dirfd and name.
-        unsafe { libc::unlinkat(dir.as_raw_fd(), partial.as_ptr(), 0) };
+            } == 0
+            {
+                basis = open_regular(&tmp, &claimed).ok();
+                basis_name = Some(claimed);
+            }
+        }
+        let stale = self.with_leftovers(|m| m.remove(key.as_bytes()).unwrap_or_default());
+        for old in stale {
+            // SAFETY: valid dirfd and name (the one claimed above is gone from there already).
+            unsafe { libc::unlinkat(tmp.as_raw_fd(), old.as_ptr(), 0) };
+        }
+        let temp = fresh_temp_name(&key);
         let file = openat_file(
-            &dir,
-            &partial,
+            &tmp,
+            &temp,
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
             0o600,
         )?;
         Ok((
             TempFile {
+                tmp,
+                temp,
                 dir,
-                temp: partial,
                 name,
                 file,
-                basis_name: moved.then_some(basis_name),
+                basis_name,
                 trailing_hole: false,
             },
             basis,
         ))
+    }
+
+    /// Takes the root's lock, held until this process ends (whatever the way it ends): one
+    /// writer per target root for runs outside a plan (a plan's runs hold the plan's lock).
+    ///
+    /// # Errors
+    /// `WouldBlock` when another process holds it.
+    pub fn lock(&self) -> io::Result<()> {
+        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_some() {
+            return Ok(());
+        }
+        let fd = self.open_beneath(b"", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        // SAFETY: valid fd.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another run is writing into this target (it holds the target's lock)",
+                ));
+            }
+            return Err(e);
+        }
+        *held = Some(fd);
+        Ok(())
     }
 
     /// Creates a directory (parents must exist); an existing directory is fine.
@@ -329,11 +523,11 @@ impl SafeRoot {
     /// Unsafe path or I/O errors.
     pub fn symlink(&self, rel: &[u8], target: &[u8]) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
-        let tmp = temp_name(&name);
+        let (tmp_dir, tmp) = (self.temp_dir()?, fresh_temp_name(&temp_key(rel)));
         let t = cstr(target)?;
         // SAFETY: valid dirfd and names.
-        check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), tmp.as_ptr()) })?;
-        rename_into_place(&dir, &tmp, &name)
+        check(unsafe { libc::symlinkat(t.as_ptr(), tmp_dir.as_raw_fd(), tmp.as_ptr()) })?;
+        rename_into_place(&tmp_dir, &tmp, &dir, &name)
     }
 
     /// Hard-links `existing` to `rel`, both beneath the root.
@@ -343,18 +537,22 @@ impl SafeRoot {
     pub fn hardlink(&self, existing: &[u8], rel: &[u8]) -> io::Result<()> {
         let (src_dir, src_name) = self.parent(existing)?;
         let (dir, name) = self.parent(rel)?;
-        let tmp = temp_name(&name);
+        let (tmp_dir, tmp) = (self.temp_dir()?, fresh_temp_name(&temp_key(rel)));
         // SAFETY: valid dirfds and names; flags 0 never follows a symlink at `existing`.
         check(unsafe {
             libc::linkat(
                 src_dir.as_raw_fd(),
                 src_name.as_ptr(),
-                dir.as_raw_fd(),
+                tmp_dir.as_raw_fd(),
                 tmp.as_ptr(),
                 0,
             )
         })?;
-        rename_into_place(&dir, &tmp, &name)
+        let renamed = rename_into_place(&tmp_dir, &tmp, &dir, &name);
+        // Renaming a link onto another link of the same inode does nothing: the temp name stays.
+        // SAFETY: valid dirfd and name.
+        unsafe { libc::unlinkat(tmp_dir.as_raw_fd(), tmp.as_ptr(), 0) };
+        renamed
     }
 
     /// Creates a fifo or device node.
@@ -363,17 +561,17 @@ impl SafeRoot {
     /// Unsafe path, or not permitted (devices need root).
     pub fn mknod(&self, rel: &[u8], mode: u32, rdev: u64) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;
-        let tmp = temp_name(&name);
+        let (tmp_dir, tmp) = (self.temp_dir()?, fresh_temp_name(&temp_key(rel)));
         // SAFETY: valid dirfd and name.
         check(unsafe {
             libc::mknodat(
-                dir.as_raw_fd(),
+                tmp_dir.as_raw_fd(),
                 tmp.as_ptr(),
                 mode as libc::mode_t,
                 rdev as libc::dev_t,
             )
         })?;
-        rename_into_place(&dir, &tmp, &name)
+        rename_into_place(&tmp_dir, &tmp, &dir, &name)
     }
 
     /// Applies owner, permissions and mtime to `rel` without following a symlink there.
@@ -473,17 +671,49 @@ impl SafeRoot {
     /// # Errors
     /// I/O errors from `syncfs`.
     pub fn sync(&self) -> io::Result<()> {
+        self.clean_temp_dir()?;
         let fd = self.open_beneath(b"", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
         // SAFETY: valid fd.
         check(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(|_| ())
+    }
+
+    /// At the end of a run: leftovers no write of this run claimed are stale (their file is
+    /// complete at the target or gone from the source) and go; so does `TEMP_DIR` once empty,
+    /// the root's mtime kept. Partial files of this run's failed writes stay for the next run.
+    fn clean_temp_dir(&self) -> io::Result<()> {
+        let stale: Vec<CString> = self.with_leftovers(|m| m.drain().flat_map(|(_, v)| v).collect());
+        let Ok(tmp) = self.open_beneath(TEMP_DIR.as_bytes(), libc::O_PATH | libc::O_DIRECTORY, 0)
+        else {
+            return Ok(());
+        };
+        for old in stale {
+            // SAFETY: valid dirfd and name.
+            unsafe { libc::unlinkat(tmp.as_raw_fd(), old.as_ptr(), 0) };
+        }
+        let name = cstr(TEMP_DIR.as_bytes())?;
+        let mut cached = self.temp_dir.lock().unwrap_or_else(|p| p.into_inner());
+        let removed = self.keeping_root_mtime(|| {
+            // SAFETY: valid dirfd and name; AT_REMOVEDIR removes only an empty directory.
+            Ok(
+                unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) }
+                    == 0,
+            )
+        })?;
+        if removed {
+            *cached = None;
+        }
+        Ok(())
     }
 }
 
 /// A file being written under a temp name; dropped without `commit`, it stays as a partial
 /// file for the next run to use as a basis.
 pub struct TempFile {
-    dir: DirFd,
+    /// `TEMP_DIR` and the temp name (this writer's alone) in it.
+    tmp: DirFd,
     temp: CString,
+    /// Where the file goes.
+    dir: DirFd,
     name: CString,
     file: File,
     basis_name: Option<CString>,
@@ -521,20 +751,33 @@ impl TempFile {
         Ok(())
     }
 
-    /// Sets the final length (trailing holes), metadata, and renames the file into place.
+    /// Sets the final length (trailing holes), metadata, and renames the file into place, but
+    /// only if the temp name still holds the inode this writer wrote: a file someone else put
+    /// there (or a name someone removed) fails as a conflict, and no bytes but ours land.
     ///
     /// # Errors
-    /// I/O errors.
+    /// I/O errors; `AlreadyExists` for a conflict.
     pub fn commit(self, meta: &Meta, set_owner: bool) -> io::Result<()> {
         if self.trailing_hole {
             let len = self.file.stream_position_len()?;
             self.file.set_len(len)?;
         }
         apply_meta_fd(&self.file, meta, set_owner)?;
-        rename_into_place(&self.dir, &self.temp, &self.name)?;
+        let mut ours: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and stat buffer.
+        check(unsafe { libc::fstat(self.file.as_raw_fd(), &mut ours) })?;
+        let same = fstatat(&self.tmp, &self.temp)
+            .is_ok_and(|st| (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino));
+        if !same {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "conflict: another writer replaced or removed our temp file; not renamed into place",
+            ));
+        }
+        rename_into_place(&self.tmp, &self.temp, &self.dir, &self.name)?;
         if let Some(b) = &self.basis_name {
             // SAFETY: valid dirfd and name.
-            unsafe { libc::unlinkat(self.dir.as_raw_fd(), b.as_ptr(), 0) };
+            unsafe { libc::unlinkat(self.tmp.as_raw_fd(), b.as_ptr(), 0) };
         }
         Ok(())
     }
@@ -542,10 +785,10 @@ impl TempFile {
     /// Gives up: removes the temp file (used when the data turned out wrong, not on a crash).
     pub fn discard(self) {
         // SAFETY: valid dirfd and names.
-        unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.temp.as_ptr(), 0) };
+        unsafe { libc::unlinkat(self.tmp.as_raw_fd(), self.temp.as_ptr(), 0) };
         if let Some(b) = &self.basis_name {
             // SAFETY: as above.
-            unsafe { libc::unlinkat(self.dir.as_raw_fd(), b.as_ptr(), 0) };
+            unsafe { libc::unlinkat(self.tmp.as_raw_fd(), b.as_ptr(), 0) };
         }
     }
 }
@@ -559,13 +802,6 @@ impl StreamLen for File {
         let mut f = self;
         f.stream_position()
     }
-}
-
-fn temp_name(name: &CStr) -> CString {
-    let mut t = b".".to_vec();
-    t.extend_from_slice(name.to_bytes());
-    t.extend_from_slice(format!(".th-tmp-{}", std::process::id()).as_bytes());
-    CString::new(t).expect("no NUL in a checked name")
 }
 
 fn openat_file(
@@ -627,20 +863,27 @@ fn fstatat(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
     Ok(st)
 }
 
-fn rename_into_place(dir: &OwnedFd, tmp: &CStr, name: &CStr) -> io::Result<()> {
+/// Renames `tmp` (in `tmp_dir`) to `name` (in `dir`); on failure the temp entry is removed.
+fn rename_into_place(tmp_dir: &OwnedFd, tmp: &CStr, dir: &OwnedFd, name: &CStr) -> io::Result<()> {
     // rename never follows a symlink standing at `name`: it replaces the link itself. An empty
     // directory standing there is removed first; a non-empty one is never deleted as a side
     // effect (that is `--delete`'s decision, with its safety check).
-    // SAFETY: valid dirfd and names.
-    if unsafe {
-        libc::renameat(
-            dir.as_raw_fd(),
-            tmp.as_ptr(),
-            dir.as_raw_fd(),
-            name.as_ptr(),
-        )
-    } == 0
-    {
+    let rename = || {
+        // SAFETY: valid dirfds and names.
+        unsafe {
+            libc::renameat(
+                tmp_dir.as_raw_fd(),
+                tmp.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+            )
+        }
+    };
+    let drop_temp = || {
+        // SAFETY: valid dirfd and name.
+        unsafe { libc::unlinkat(tmp_dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    };
+    if rename() == 0 {
         return Ok(());
     }
     let e = io::Error::last_os_error();
@@ -651,8 +894,7 @@ fn rename_into_place(dir: &OwnedFd, tmp: &CStr, name: &CStr) -> io::Result<()> {
         // SAFETY: valid dirfd and name; AT_REMOVEDIR removes only an empty directory.
         if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
             let why = io::Error::last_os_error();
-            // SAFETY: valid dirfd and name.
-            unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+            drop_temp();
             return Err(io::Error::new(
                 io::ErrorKind::DirectoryNotEmpty,
                 format!(
@@ -660,20 +902,47 @@ fn rename_into_place(dir: &OwnedFd, tmp: &CStr, name: &CStr) -> io::Result<()> {
                 ),
             ));
         }
-        // SAFETY: as above.
-        check(unsafe {
-            libc::renameat(
-                dir.as_raw_fd(),
-                tmp.as_ptr(),
-                dir.as_raw_fd(),
-                name.as_ptr(),
-            )
-        })?;
-        return Ok(());
+        return check(rename()).map(|_| ()).inspect_err(|_| drop_temp());
     }
-    // SAFETY: valid dirfd and name.
-    unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    drop_temp();
+    if e.raw_os_error() == Some(libc::EXDEV) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "its directory is on another file system than the target root (a mount point inside the target): files are written in `{TEMP_DIR}` at the root and cannot be renamed across file systems"
+            ),
+        ));
+    }
     Err(e)
+}
+
+/// The names in a directory, `.` and `..` left out.
+fn list_dir(dir: &OwnedFd) -> io::Result<Vec<CString>> {
+    // SAFETY: dup of a valid fd.
+    let dup = check(unsafe { libc::dup(dir.as_raw_fd()) })?;
+    // SAFETY: fdopendir takes ownership of `dup`.
+    let d = unsafe { libc::fdopendir(dup) };
+    if d.is_null() {
+        // SAFETY: fdopendir failed, so `dup` is still ours to close.
+        unsafe { libc::close(dup) };
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: `d` is a valid DIR stream until closedir.
+        let ent = unsafe { libc::readdir(d) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: d_name is NUL-terminated.
+        let n = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        if n.to_bytes() != b"." && n.to_bytes() != b".." {
+            out.push(n.to_owned());
+        }
+    }
+    // SAFETY: closes the stream and `dup`.
+    unsafe { libc::closedir(d) };
+    Ok(out)
 }
 
 fn remove_at(dir: &OwnedFd, name: &CStr) -> io::Result<()> {
@@ -692,30 +961,7 @@ fn remove_at(dir: &OwnedFd, name: &CStr) -> io::Result<()> {
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
     )?);
     let sub_fd: OwnedFd = sub.into();
-    let names: Vec<CString> = {
-        let dup = check(unsafe { libc::dup(sub_fd.as_raw_fd()) })?;
-        // SAFETY: fdopendir takes ownership of `dup`.
-        let d = unsafe { libc::fdopendir(dup) };
-        if d.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        let mut out = Vec::new();
-        loop {
-            // SAFETY: `d` is a valid DIR stream until closedir.
-            let ent = unsafe { libc::readdir(d) };
-            if ent.is_null() {
-                break;
-            }
-            // SAFETY: d_name is NUL-terminated.
-            let n = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-            if n.to_bytes() != b"." && n.to_bytes() != b".." {
-                out.push(n.to_owned());
-            }
-        }
-        // SAFETY: closes the stream and `dup`.
-        unsafe { libc::closedir(d) };
-        out
-    };
+    let names = list_dir(&sub_fd)?;
     for n in names {
         remove_at(&sub_fd, &n)?;
     }
@@ -908,24 +1154,225 @@ mod tests {
         );
     }
 
+    /// A pid no process has: a child that ran and was reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    }
+
+    /// The temp files in the root's temp directory.
+    fn temps(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(TEMP_DIR))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// What a writer that died leaves: its temp file under its (dead) pid.
+    fn leave_partial(root: &Path, rel: &[u8], content: &[u8]) {
+        std::fs::create_dir_all(root.join(TEMP_DIR)).unwrap();
+        let name = format!("{}-{:x}-0", temp_key(rel), dead_pid());
+        std::fs::write(root.join(TEMP_DIR).join(name), content).unwrap();
+    }
+
     #[test]
     fn an_interrupted_write_leaves_a_partial_that_becomes_the_next_basis() {
         let dir = tempfile::tempdir().unwrap();
         let root = SafeRoot::open(dir.path(), false).unwrap();
         let (mut t, _) = root.create_temp(b"big", true).unwrap();
         t.write_data(b"first half").unwrap();
-        drop(t); // the process died here
+        drop(t);
         assert!(!dir.path().join("big").exists());
-        let (t, basis) = root.create_temp(b"big", true).unwrap();
+        assert_eq!(temps(dir.path()).len(), 1, "the temp file stays");
+        // The writer died: its file is a leftover for the next run, which starts from it.
+        let ours = temps(dir.path()).remove(0);
+        let theirs = format!("{}-{:x}-0", temp_key(b"big"), dead_pid());
+        std::fs::rename(
+            dir.path().join(TEMP_DIR).join(ours),
+            dir.path().join(TEMP_DIR).join(theirs),
+        )
+        .unwrap();
+        let next = SafeRoot::open(dir.path(), false).unwrap();
+        let mut text = String::new();
+        io::Read::read_to_string(&mut next.open_partial(b"big").unwrap(), &mut text).unwrap();
+        assert_eq!(text, "first half", "the signature's basis");
+        let (t, basis) = next.create_temp(b"big", true).unwrap();
         let mut text = String::new();
         io::Read::read_to_string(&mut basis.expect("partial reused"), &mut text).unwrap();
         assert_eq!(text, "first half");
         t.commit(&meta(0o644), false).unwrap();
+        let mtime = std::fs::metadata(dir.path()).unwrap().mtime_nsec();
+        next.sync().unwrap();
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("big")]);
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("big")],
+            "temp dir removed"
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path()).unwrap().mtime_nsec(),
+            mtime,
+            "the root's mtime is not ours to change"
+        );
+    }
+
+    #[test]
+    fn stale_leftovers_are_removed_and_live_writers_temps_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        leave_partial(dir.path(), b"gone-from-source", b"old");
+        leave_partial(dir.path(), b"rewritten", b"old");
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        // Another writer, alive (this process, another root handle), is at work.
+        let other = SafeRoot::open(dir.path(), false).unwrap();
+        let (mut busy, _) = other.create_temp(b"busy", false).unwrap();
+        busy.write_data(b"in progress").unwrap();
+        let (t, basis) = root.create_temp(b"rewritten", false).unwrap();
+        assert!(basis.is_none());
+        t.commit(&meta(0o644), false).unwrap();
+        assert_eq!(temps(dir.path()).len(), 2, "{:?}", temps(dir.path()));
+        root.sync().unwrap();
+        assert_eq!(
+            temps(dir.path()).len(),
+            1,
+            "only the live writer's temp stays"
+        );
+        busy.commit(&meta(0o644), false).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("busy")).unwrap(),
+            b"in progress"
+        );
+    }
+
+    #[test]
+    fn two_writers_of_one_path_each_commit_only_their_own_bytes() {
+        // Issue 12: a second writer (a run on the same tree, an agent still draining frames)
+        // took over the first one's temp name, and the first one's commit put the second
+        // one's unfinished bytes under the final name.
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let (mut first, _) = root.create_temp(b"page.html", true).unwrap();
+        first.write_data(b"first writer, complete").unwrap();
+        let (mut second, _) = root.create_temp(b"page.html", true).unwrap();
+        second.write_data(b"second wri").unwrap();
+        first.commit(&meta(0o644), false).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("page.html")).unwrap(),
+            b"first writer, complete"
+        );
+        second.write_data(b"ter, complete too").unwrap();
+        second.commit(&meta(0o644), false).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("page.html")).unwrap(),
+            b"second writer, complete too"
+        );
+    }
+
+    #[test]
+    fn a_commit_whose_temp_name_was_taken_over_fails_as_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let (mut t, _) = root.create_temp(b"f", false).unwrap();
+        t.write_data(b"ours").unwrap();
+        let ours = dir.path().join(TEMP_DIR).join(&temps(dir.path())[0]);
+        std::fs::write(dir.path().join("intruder"), b"someone else's half").unwrap();
+        std::fs::rename(dir.path().join("intruder"), &ours).unwrap();
+        let err = t.commit(&meta(0o644), false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert!(!dir.path().join("f").exists(), "nothing renamed into place");
+        // And a temp name someone removed fails the same way.
+        let (t, _) = root.create_temp(b"g", false).unwrap();
+        for name in temps(dir.path()) {
+            std::fs::remove_file(dir.path().join(TEMP_DIR).join(name)).unwrap();
+        }
+        assert!(t.commit(&meta(0o644), false).is_err());
+        assert!(!dir.path().join("g").exists());
+    }
+
+    #[test]
+    fn user_files_named_like_temp_files_are_left_alone() {
+        // Issue 12: `.x.th-partial` was taken for our partial of `x`, unlinked and replaced.
+        let dir = tempfile::tempdir().unwrap();
+        for name in [".x.th-partial", ".x.th-partial.basis", ".x.th-tmp-1"] {
+            std::fs::write(dir.path().join(name), b"user data").unwrap();
+        }
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let (mut t, basis) = root.create_temp(b"x", true).unwrap();
+        assert!(basis.is_none(), "a user file is no basis");
+        t.write_data(b"x").unwrap();
+        t.commit(&meta(0o644), false).unwrap();
+        root.symlink(b"x", b"target").unwrap();
+        root.sync().unwrap();
+        for name in [".x.th-partial", ".x.th-partial.basis", ".x.th-tmp-1"] {
+            assert_eq!(std::fs::read(dir.path().join(name)).unwrap(), b"user data");
+        }
+    }
+
+    #[test]
+    fn names_of_255_bytes_are_written() {
+        // Issue 12: `.{name}.th-partial` went over NAME_MAX for names over 243 bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let name = |c: char| c.to_string().repeat(255);
+        let (mut t, _) = root.create_temp(name('f').as_bytes(), true).unwrap();
+        t.write_data(b"long").unwrap();
+        t.commit(&meta(0o644), false).unwrap();
+        root.symlink(name('s').as_bytes(), b"x").unwrap();
+        root.hardlink(name('f').as_bytes(), name('h').as_bytes())
+            .unwrap();
+        root.mknod(name('p').as_bytes(), libc::S_IFIFO | 0o600, 0)
+            .unwrap();
+        root.local_copy(
+            name('f').as_bytes(),
+            name('c').as_bytes(),
+            &meta(0o644),
+            blake3::hash(b"long").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join(name('c'))).unwrap(), b"long");
+        assert_eq!(std::fs::read(dir.path().join(name('h'))).unwrap(), b"long");
+        assert!(
+            std::fs::symlink_metadata(dir.path().join(name('s')))
+                .unwrap()
+                .is_symlink()
+        );
+        assert!(dir.path().join(name('p')).exists());
+        assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
+        assert!(
+            TEMP_DIR.len() + 1 + fresh_temp_name(&temp_key(b"x")).as_bytes().len() < 80,
+            "temp names stay short"
+        );
+    }
+
+    #[test]
+    fn the_lock_admits_one_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SafeRoot::open(dir.path(), false).unwrap();
+        let second = SafeRoot::open(dir.path(), false).unwrap();
+        first.lock().unwrap();
+        first.lock().unwrap();
+        let err = second.lock().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        drop(first);
+        second.lock().unwrap();
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_temp_dir_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(TEMP_DIR)).unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        assert!(root.create_temp(b"f", false).is_err());
+        assert!(root.symlink(b"l", b"x").is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]
@@ -944,13 +1391,16 @@ mod tests {
     #[test]
     fn a_planted_fifo_is_refused_not_waited_on() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["f", ".g.th-partial"] {
+        std::fs::create_dir(dir.path().join(TEMP_DIR)).unwrap();
+        let leftover = format!("{TEMP_DIR}/{}-{:x}-0", temp_key(b"g"), dead_pid());
+        for name in ["f", leftover.as_str()] {
             let c = CString::new(dir.path().join(name).as_os_str().as_bytes()).unwrap();
             // SAFETY: valid path.
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         }
         let root = SafeRoot::open(dir.path(), false).unwrap();
         assert!(root.open_read(b"f").is_err());
+        assert!(root.open_partial(b"g").is_err());
         let (mut t, basis) = root.create_temp(b"g", true).unwrap();
         assert!(basis.is_none());
         t.write_data(b"ok").unwrap();

@@ -156,6 +156,31 @@ fn remote(p: &Path) -> String {
     format!("root@127.0.0.1:{}", p.display())
 }
 
+/// The directory at the top of a target where files are written before their rename.
+const TEMP_DIR: &str = ".transhumance-tmp";
+
+/// A file being written (or left by a writer that died) at the target, if there is one.
+fn temp_file(dst: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dst.join(TEMP_DIR))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .next()
+}
+
+/// Waits until no process has `path` open (an agent that lost its controller exits).
+fn wait_until_unheld(path: &Path) {
+    let started = std::time::Instant::now();
+    while holder_of(path).is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the writer of {} never exited",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn push_and_pull_over_ssh_keep_everything() {
     let sshd = Sshd::start();
@@ -319,9 +344,13 @@ fn a_killed_transfer_leaves_no_partial_file_and_the_rerun_reuses_it() {
         .arg(remote(&dst))
         .spawn()
         .unwrap();
-    let partial = dst.join(".video.mp4.th-partial");
     let started = std::time::Instant::now();
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 16 << 20 {
+    let partial = loop {
+        if let Some(p) = temp_file(&dst)
+            && std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) >= 16 << 20
+        {
+            break p;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the transfer never started"
@@ -331,11 +360,11 @@ fn a_killed_transfer_leaves_no_partial_file_and_the_rerun_reuses_it() {
             "finished before it could be killed: make the file bigger"
         );
         std::thread::sleep(Duration::from_millis(5));
-    }
+    };
     child.kill().unwrap(); // SIGKILL: no cleanup of any kind
     child.wait().unwrap();
-    // The agent on the far side dies with its ssh channel; give it a moment.
-    std::thread::sleep(Duration::from_millis(300));
+    // The agent on the far side dies with its ssh channel: its temp file is then a leftover.
+    wait_until_unheld(&partial);
     assert!(
         !dst.join("video.mp4").exists(),
         "a partial file stands under the final name"
@@ -595,10 +624,10 @@ fn a_dropped_connection_is_retried_and_the_copy_completes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let partial = dst.join(".backup.tar.th-partial");
     let started = std::time::Instant::now();
     let agent = loop {
-        if std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) > 8 << 20
+        if let Some(partial) = temp_file(&dst)
+            && std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) > 8 << 20
             && let Some(pid) = holder_of(&partial)
         {
             break pid;
@@ -740,4 +769,443 @@ fn commands_on_a_remote_host_run_side_by_side() {
         waiting.join().unwrap().success(),
         "the second command ran only after the first gave up"
     );
+}
+
+fn verify_code(sshd: &Sshd, src: &str, dst: &str) -> (i32, String) {
+    let out = bin()
+        .args(["verify", "-e", &ssh(sshd)])
+        .arg(src)
+        .arg(dst)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn user_files_named_like_temp_files_are_copied_and_verified() {
+    // Issue 12: `.x.th-partial` was copied, then reported missing by `verify` forever.
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("d/.transhumance-tmp")).unwrap();
+    for (name, body) in [
+        ("x", "the file"),
+        (".x.th-partial", "a user's file"),
+        (".x.th-partial.basis", "another"),
+        ("d/.y.th-tmp-77", "and another"),
+        (
+            "d/.transhumance-tmp/0123456789abcdef-1-0",
+            "not ours: not at the top",
+        ),
+    ] {
+        std::fs::write(src.join(name), body).unwrap();
+    }
+    for (dst, spec) in [
+        (work.path().join("local"), None),
+        (work.path().join("remote"), Some(())),
+    ] {
+        let target = match spec {
+            None => dst.display().to_string(),
+            Some(()) => remote(&dst),
+        };
+        let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
+        assert_eq!(code, 0, "{err}\n{report:#}");
+        assert_eq!(describe(&src), describe(&dst), "{target}");
+        let (code, text) = verify_code(&sshd, src.to_str().unwrap(), &target);
+        assert_eq!(code, 0, "{target}: {text}");
+        // A second run finds nothing to do: those files are not ours to rewrite or count.
+        let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(report["files_sent"], 0, "{report:#}");
+    }
+}
+
+#[test]
+fn names_of_255_bytes_are_copied_locally_and_over_ssh() {
+    // Issue 12: the temp name of a 250-byte name went over NAME_MAX; nothing could copy it.
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let long = |c: &str| c.repeat(255);
+    std::fs::create_dir_all(src.join(long("d"))).unwrap();
+    std::fs::write(src.join(long("f")), b"a long name").unwrap();
+    std::fs::write(src.join(long("d")).join(long("g")), vec![7u8; 100_000]).unwrap();
+    std::os::unix::fs::symlink(long("f"), src.join(long("s"))).unwrap();
+    std::fs::hard_link(src.join(long("f")), src.join(long("h"))).unwrap();
+    for (dst, over_ssh) in [
+        (work.path().join("local"), false),
+        (work.path().join("remote"), true),
+    ] {
+        let target = if over_ssh {
+            remote(&dst)
+        } else {
+            dst.display().to_string()
+        };
+        let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
+        assert_eq!(code, 0, "{target}: {err}\n{report:#}");
+        assert_eq!(describe(&src), describe(&dst), "{target}");
+        // Updated by delta (a temp file again) and pulled back.
+        std::fs::write(src.join(long("d")).join(long("g")), vec![8u8; 100_001]).unwrap();
+        let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
+        assert_eq!(code, 0, "{target}: {err}");
+        assert_eq!(describe(&src), describe(&dst), "{target}");
+        let back = work.path().join(format!("back-{over_ssh}"));
+        let (code, _, err) = copy(&sshd, &target, back.to_str().unwrap(), &[]);
+        assert_eq!(code, 0, "{target}: {err}");
+        assert_eq!(describe(&src), describe(&back), "{target}");
+    }
+}
+
+/// Whether a file with content has appeared anywhere under `dst` (a copy is writing there).
+fn writes_under(dst: &Path) -> bool {
+    walkdir::WalkDir::new(dst)
+        .into_iter()
+        .flatten()
+        .any(|e| e.file_type().is_file() && e.metadata().is_ok_and(|m| m.len() > 0))
+}
+
+/// Whether nobody holds the lock of the target root `dst` (probed, then released).
+fn lock_is_free(dst: &Path) -> bool {
+    let dir = std::fs::File::open(dst).unwrap();
+    // SAFETY: flock on a descriptor we own; it is released when `dir` closes.
+    unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            libc::LOCK_EX | libc::LOCK_NB,
+        ) == 0
+    }
+}
+
+#[test]
+fn a_second_copy_into_a_target_being_written_is_refused() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    std::fs::write(src.join("big.bin"), &data).unwrap();
+    std::fs::write(src.join("small.txt"), b"small").unwrap();
+    for (dst, over_ssh) in [
+        (work.path().join("local"), false),
+        (work.path().join("remote"), true),
+    ] {
+        let target = if over_ssh {
+            remote(&dst)
+        } else {
+            dst.display().to_string()
+        };
+        // A first copy, slowed down so that it is still writing when the second one starts.
+        let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_transhumance"))
+            .args(["copy", "-q", "--bwlimit", "2MiB/s", "-e", &ssh(&sshd)])
+            .arg(&src)
+            .arg(&target)
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !writes_under(&dst) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the first copy never started writing"
+            );
+            assert!(
+                first.try_wait().unwrap().is_none(),
+                "the first copy ended early"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
+        assert_eq!(code, 3, "{target}: {err}");
+        assert!(
+            err.contains("another run is writing into this target") && err.contains(&target),
+            "{err}"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the refusal stopped the first copy"
+        );
+        first.kill().unwrap();
+        first.wait().unwrap();
+        // The lock goes with the process that held it (the agent, over ssh), however it ended.
+        let started = std::time::Instant::now();
+        while !lock_is_free(&dst) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the lock outlived its holder"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &target, &[]);
+        assert_eq!(code, 0, "{target}: {err}");
+        assert_eq!(std::fs::read(dst.join("big.bin")).unwrap(), data);
+        assert!(!dst.join(TEMP_DIR).exists(), "temp directory left behind");
+    }
+}
+
+/// Version `v` of a file that keeps being rewritten: one byte value (1 to 200), which sets
+/// its length.
+fn version(v: u32) -> Vec<u8> {
+    let byte = (v % 200) as u8 + 1;
+    vec![byte; version_len(byte)]
+}
+
+fn version_len(byte: u8) -> usize {
+    (2 << 20) + usize::from(byte % 3) * (512 << 10)
+}
+
+/// Whether `data` may be something the file was at one instant: one version, or the next one
+/// up to where its writer was and the one before after that (two runs of bytes, the newer
+/// first). A read that spans several rewrites shows more runs, or the older first.
+fn may_be_one_instant(data: &[u8]) -> bool {
+    let mut runs: Vec<u8> = Vec::new();
+    for b in data {
+        if runs.last() != Some(b) {
+            runs.push(*b);
+        }
+    }
+    match runs[..] {
+        [] | [_] => true,
+        [new, old] => new == old % 200 + 1,
+        _ => false,
+    }
+}
+
+#[test]
+fn a_source_rewritten_during_the_read_is_never_reported_as_copied() {
+    // Issue 12: a file rewritten while it was read landed torn and was printed as verified.
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("live.db"), version(0)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), src.join("live.db"));
+        std::thread::spawn(move || {
+            // Rewritten in place a piece at a time, as a database file is: at any instant the
+            // file is the new version up to where the writer is, then the old one.
+            let mut v = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let data = version(v);
+                let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                    break;
+                };
+                for chunk in data.chunks(64 << 10) {
+                    let _ = std::io::Write::write_all(&mut f, chunk);
+                }
+                let _ = f.set_len(data.len() as u64);
+                v += 1;
+            }
+        })
+    };
+    // Local to local, and pulled over ssh (the agent reads the source there).
+    for (from, over_ssh) in [(src.display().to_string(), false), (remote(&src), true)] {
+        // Into an empty target (the file sent whole) and onto an older copy (sent as a delta).
+        let seed = vec![250u8; 2 << 20];
+        let (mut whole_reported, mut delta_reported) = (false, false);
+        for i in 0..60 {
+            let dst = work.path().join(format!("dst-{over_ssh}-{i}"));
+            let onto_old_copy = i % 2 == 1;
+            if onto_old_copy {
+                std::fs::create_dir_all(&dst).unwrap();
+                std::fs::write(dst.join("live.db"), &seed).unwrap();
+            }
+            let (code, report, err) = copy(&sshd, &from, dst.to_str().unwrap(), &[]);
+            let errors = report["errors"].as_array().cloned().unwrap_or_default();
+            if let Some(e) = errors.iter().find(|e| e["path"] == "live.db") {
+                assert!(
+                    e["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("changed while it was read"),
+                    "{report:#}"
+                );
+                assert_eq!(code, 1, "{err}");
+                assert_eq!(report["verified"], 0, "a changing file counted as verified");
+                if onto_old_copy {
+                    assert!(
+                        std::fs::read(dst.join("live.db")).unwrap() == seed,
+                        "the older copy was replaced by a file reported as changing"
+                    );
+                    delta_reported = true;
+                } else {
+                    assert!(
+                        !dst.join("live.db").exists(),
+                        "a file reported as changing stands under its final name"
+                    );
+                    whole_reported = true;
+                }
+            } else {
+                assert_eq!(code, 0, "{err}\n{report:#}");
+                let data = std::fs::read(dst.join("live.db")).unwrap();
+                assert!(
+                    may_be_one_instant(&data),
+                    "torn file at the target ({} bytes, first {:?}, last {:?}), report {report:#}",
+                    data.len(),
+                    data.first(),
+                    data.last()
+                );
+            }
+            if whole_reported && delta_reported {
+                break;
+            }
+        }
+        assert!(
+            whole_reported && delta_reported,
+            "the rewrite was not seen in 60 copies (over ssh: {over_ssh}; whole: {whole_reported}, delta: {delta_reported})"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+}
+
+#[test]
+fn two_writers_of_one_path_never_commit_each_others_bytes() {
+    // Issue 12: an agent still draining frames after its controller died, and a new run's
+    // agent, wrote the same temp name; the first to finish renamed the other's unfinished
+    // bytes into place and acknowledged them as done.
+    use transhumance::cli::endpoint::{Location, connect};
+    use transhumance::transport::protocol::{Basis, Call, Reply};
+    use transhumance::tree::root::Meta;
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let one: Vec<u8> = vec![1u8; 300_000];
+    let two: Vec<u8> = vec![2u8; 200_000];
+    for over_ssh in [false, true] {
+        let dst = work.path().join(format!("dst-{over_ssh}"));
+        let location = || {
+            if over_ssh {
+                Location::Remote(
+                    transhumance::plan::units::parse_ssh_target("root@127.0.0.1").unwrap(),
+                    dst.clone(),
+                )
+            } else {
+                Location::Local(dst.clone())
+            }
+        };
+        // Two sessions: two agent processes over ssh, two servers in this process locally.
+        let (a, b) = (
+            connect(&location(), Some(&sshd.ssh_command())).unwrap(),
+            connect(&location(), Some(&sshd.ssh_command())).unwrap(),
+        );
+        let open = |e: &transhumance::sync::Endpoint| {
+            let ch = e.transport.channel(0).unwrap();
+            let Reply::Opened(root) = ch
+                .call_wait(Call::OpenRoot {
+                    root: dst.clone(),
+                    create: true,
+                })
+                .unwrap()
+            else {
+                panic!("root not opened")
+            };
+            (ch, root)
+        };
+        let ((ca, ra), (cb, rb)) = (open(&a), open(&b));
+        let meta = Meta {
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 1_700_000_000_000_000_000,
+        };
+        let begin = |ch: &std::sync::Arc<dyn transhumance::transport::channel::Channel>, root| {
+            ch.call(Call::WriteBegin {
+                root,
+                path: b"page.html".to_vec(),
+                meta,
+                basis: Basis::None,
+                block_len: 4096,
+            })
+            .unwrap()
+        };
+        let pa = begin(&ca, ra);
+        ca.follow(
+            pa.id,
+            Call::WriteData {
+                data: one[..100_000].to_vec(),
+            },
+        )
+        .unwrap();
+        let pb = begin(&cb, rb);
+        cb.follow(
+            pb.id,
+            Call::WriteData {
+                data: two[..50_000].to_vec(),
+            },
+        )
+        .unwrap();
+        ca.follow(
+            pa.id,
+            Call::WriteData {
+                data: one[100_000..].to_vec(),
+            },
+        )
+        .unwrap();
+        ca.follow(
+            pa.id,
+            Call::WriteEnd {
+                hash: *blake3::hash(&one).as_bytes(),
+            },
+        )
+        .unwrap();
+        let first = pa.wait(ca.host());
+        assert!(matches!(first, Ok(Reply::Done(_))), "{first:?}");
+        assert_eq!(
+            std::fs::read(dst.join("page.html")).unwrap(),
+            one,
+            "the first writer's commit put other bytes in place (over ssh: {over_ssh})"
+        );
+        cb.follow(
+            pb.id,
+            Call::WriteData {
+                data: two[50_000..].to_vec(),
+            },
+        )
+        .unwrap();
+        cb.follow(
+            pb.id,
+            Call::WriteEnd {
+                hash: *blake3::hash(&two).as_bytes(),
+            },
+        )
+        .unwrap();
+        let second = pb.wait(cb.host());
+        assert!(matches!(second, Ok(Reply::Done(_))), "{second:?}");
+        assert_eq!(std::fs::read(dst.join("page.html")).unwrap(), two);
+    }
+}
+
+#[test]
+fn a_mount_point_inside_the_target_fails_its_files_with_the_reason() {
+    // Temp files live at the target root; a rename cannot cross into another file system.
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(src.join("uploads")).unwrap();
+    std::fs::write(src.join("index.html"), b"home").unwrap();
+    std::fs::write(src.join("uploads/photo.jpg"), b"photo").unwrap();
+    let _fs = SmallFs::mount(&dst.join("uploads"), "1m");
+    let out = bin()
+        .args(["copy", "--json"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r:#}");
+    assert_eq!(errors[0]["path"], "uploads/photo.jpg");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("another file system"),
+        "{r:#}"
+    );
+    assert_eq!(std::fs::read(dst.join("index.html")).unwrap(), b"home");
+    assert!(!dst.join(TEMP_DIR).exists(), "temp directory left behind");
 }

@@ -543,3 +543,340 @@ fn db_sync_moves_a_plans_databases_and_verify_plan_finds_a_changed_row() {
     );
     assert!(text.contains("same      site_one.t"), "{text}");
 }
+
+/// A plan with three sites, each tied to a database (MariaDB and PostgreSQL, targets reached
+/// over the real sshd), a MariaDB database no site names, and no DNS nor probe: a cutover
+/// confirms a site once its files and databases are verified.
+struct LiveWorld {
+    _work: tempfile::TempDir,
+    plan: std::path::PathBuf,
+    state: std::path::PathBuf,
+}
+
+fn live_world(
+    sshd: &crate::harness::Sshd,
+    (msrc, mdst): (&MariaDb, &MariaDb),
+    (psrc, pdst): (&Postgres, &Postgres),
+) -> LiveWorld {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for site in ["one", "two", "three"] {
+        std::fs::create_dir_all(w.join("old").join(site)).unwrap();
+        std::fs::write(w.join("old").join(site).join("index.html"), site).unwrap();
+    }
+    for db in ["one_db", "three_db", "shared_db"] {
+        msrc.sql(&format!("CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_100;"));
+    }
+    psrc.psql("postgres", "CREATE DATABASE two_pg");
+    psrc.psql("two_pg", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100) g;");
+    let site = |name: &str, db: &str| {
+        format!(
+            "  - name: {name}\n    from: {{ host: local, path: \"old/{name}/\" }}\n    to: {{ host: local, path: \"new/{name}/\" }}\n    databases: [\"{db}\"]\n"
+        )
+    };
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: db-live-it\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
+hosts:\n  newdb: {{ ssh: \"root@127.0.0.1:{}\", identity_file: \"{}\", known_hosts: \"{}\", agent_dir: \"{}/agent\" }}\n\
+sites:\n{}{}{}\
+databases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: newdb, socket: \"{}\", user: root }}\n    names: [\"one_db\", \"three_db\", \"shared_db\"]\n  - engine: postgres\n    from: {{ host: local, address: 127.0.0.1, port: {}, user: postgres }}\n    to: {{ host: newdb, address: 127.0.0.1, port: {}, user: postgres }}\n    names: [\"two_pg\"]\n",
+            sshd.port,
+            sshd.client_key.display(),
+            sshd.known_hosts.display(),
+            w.display(),
+            site("one", "one_db"),
+            site("two", "two_pg"),
+            site("three", "three_db"),
+            msrc.socket.display(),
+            mdst.socket.display(),
+            psrc.port,
+            pdst.port,
+        ),
+    )
+    .unwrap();
+    LiveWorld {
+        state: w.join("state"),
+        plan,
+        _work: work,
+    }
+}
+
+fn run_plan(world: &LiveWorld, args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = crate::cli::bin();
+    let (verb, rest) = args.split_at(if args[0] == "db" { 2 } else { 1 });
+    cmd.args(verb).arg(&world.plan).args(rest);
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Issue 12: after a site was confirmed and served from the new side, `db sync` dropped and
+/// re-copied its live database (a row written there was lost, exit 0).
+#[test]
+fn db_sync_refuses_databases_live_on_the_new_side_unless_allowed_by_name() {
+    let sshd = crate::harness::Sshd::start();
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let (psrc, pdst) = (Postgres::start(), Postgres::start());
+    let world = live_world(&sshd, (&msrc, &mdst), (&psrc, &pdst));
+    let (code, out) = run_plan(&world, &["cutover", "--only", "one", "--only", "two"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("confirmed     one") && out.contains("confirmed     two"),
+        "{out}"
+    );
+    // Users of the new side write there.
+    mdst.sql("INSERT INTO one_db.t VALUES (1000, 'written at the new side')");
+    mdst.sql("INSERT INTO shared_db.t VALUES (1000, 'written at the new side')");
+    pdst.psql(
+        "two_pg",
+        "INSERT INTO t VALUES (1000, 'written at the new side')",
+    );
+
+    let (code, out) = run_plan(&world, &["db", "sync"]);
+    assert_eq!(code, Some(3), "{out}");
+    for (db, site) in [("one_db", "one"), ("two_pg", "two"), ("shared_db", "one")] {
+        assert!(
+            out.contains(&format!(
+                "REFUSED   {db}: db:{db} may be live on the new side (site `{site}` is confirmed)"
+            )),
+            "{db}: {out}"
+        );
+    }
+    // The database of a site that has not moved still goes.
+    assert!(out.contains("copied    three_db"), "{out}");
+    assert_eq!(
+        mdst.sql("SELECT v FROM one_db.t WHERE id = 1000"),
+        "written at the new side"
+    );
+    assert_eq!(
+        mdst.sql("SELECT v FROM shared_db.t WHERE id = 1000"),
+        "written at the new side"
+    );
+    assert_eq!(
+        pdst.psql("two_pg", "SELECT v FROM t WHERE id = 1000"),
+        "written at the new side"
+    );
+
+    // Named overrides go (and are journaled); the one not named is still refused.
+    let (code, out) = run_plan(
+        &world,
+        &[
+            "db",
+            "sync",
+            "--allow-live",
+            "db:one_db",
+            "--allow-live",
+            "db:two_pg",
+        ],
+    );
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("copied    one_db") && out.contains("copied    two_pg"),
+        "{out}"
+    );
+    assert!(out.contains("REFUSED   shared_db"), "{out}");
+    assert_eq!(
+        mdst.sql("SELECT COUNT(*) FROM one_db.t WHERE id = 1000"),
+        "0"
+    );
+    assert_eq!(
+        pdst.psql("two_pg", "SELECT count(*) FROM t WHERE id = 1000"),
+        "0"
+    );
+    assert_eq!(
+        mdst.sql("SELECT COUNT(*) FROM shared_db.t WHERE id = 1000"),
+        "1"
+    );
+    let journal = std::fs::read_to_string(world.state.join("journal.jsonl")).unwrap();
+    let overrides: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "override")
+        .collect();
+    let units: Vec<&str> = overrides
+        .iter()
+        .map(|e| e["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(units.len(), 2, "{overrides:?}");
+    assert!(
+        units.contains(&"db:one_db") && units.contains(&"db:two_pg"),
+        "{units:?}"
+    );
+    assert!(
+        overrides
+            .iter()
+            .all(|e| e["because"] == "site `one` is confirmed"
+                || e["because"] == "site `two` is confirmed"),
+        "{overrides:?}"
+    );
+    // An override names a database: any other unit is invalid input.
+    let (code, out) = run_plan(&world, &["db", "sync", "--allow-live", "site:one"]);
+    assert_eq!(code, Some(2), "{out}");
+}
+
+/// Issue 12: a host that failed to connect once stayed failed for the whole run, and a
+/// connection that dropped (sshd restarted, ControlMaster gone) was never opened again.
+#[test]
+fn connections_come_back_after_sshd_restarts_and_after_it_was_down() {
+    use std::sync::Arc;
+    use transhumance::db::discover::list_databases;
+    use transhumance::plan::{Host, HostAccess, SshAccess};
+    use transhumance::transport::{Backoff, Connections, ExecRequest};
+    let mut sshd = crate::harness::Sshd::start();
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE site_back");
+    let work = tempfile::tempdir().unwrap();
+    let access = SshAccess {
+        target: transhumance::plan::units::parse_ssh_target(&format!(
+            "root@127.0.0.1:{}",
+            sshd.port
+        ))
+        .unwrap(),
+        identity_file: Some(sshd.client_key.clone()),
+        known_hosts: Some(sshd.known_hosts.clone()),
+        options: vec![],
+        agent_dir: format!("{}/agent", work.path().display()),
+    };
+    let hosts = std::collections::BTreeMap::from([(
+        "newdb".to_string(),
+        Host {
+            name: "newdb".into(),
+            access: HostAccess::Ssh(access),
+        },
+    )]);
+    let connections = Connections::new(
+        &hosts,
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_transhumance")),
+    )
+    .with_backoff(Backoff {
+        attempts: 3,
+        base: std::time::Duration::from_millis(200),
+        // Not held: the first call after the server is back must connect.
+        hold: std::time::Duration::ZERO,
+    });
+    let mut at_target = server(Some(db.socket.display().to_string()), None, "root");
+    at_target.host = "newdb".into();
+    let names = |t: &dyn transhumance::transport::Transport| {
+        list_databases(t, DbEngine::Mariadb, &at_target)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+    };
+    let echo = |t: &dyn transhumance::transport::Transport| {
+        t.exec(&ExecRequest::new("echo", ["back"]))
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+
+    let first = connections.get("newdb").unwrap();
+    assert!(names(first.as_ref()).contains(&"site_back".to_string()));
+    assert!(Arc::ptr_eq(&first, &connections.get("newdb").unwrap()));
+
+    // Every session drops; the next operation through the same `Connections` goes through.
+    sshd.restart();
+    assert_eq!(connections.run("newdb", echo).unwrap(), "back");
+    assert!(
+        first.lost().is_some(),
+        "the old connection is known to be gone"
+    );
+    let second = connections.get("newdb").unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &second),
+        "a new connection replaced it"
+    );
+    assert!(names(second.as_ref()).contains(&"site_back".to_string()));
+
+    // While the server is down, operations fail (transient, retried, then reported); once it is
+    // back, the next one connects again: the failure was not remembered.
+    sshd.kill();
+    let err = connections.run("newdb", echo).unwrap_err();
+    let unit_error = transhumance::unit::UnitError::from(err.clone());
+    assert!(unit_error.is_transient(), "{err}");
+    assert!(err.to_string().contains("host `newdb`"), "{err}");
+    sshd.start_again();
+    assert_eq!(connections.run("newdb", echo).unwrap(), "back");
+    assert!(names(connections.get("newdb").unwrap().as_ref()).contains(&"site_back".to_string()));
+}
+
+/// Issue 12: a transient failure (ssh dropped under a database move) was neither retried nor
+/// told apart from a permanent one; the move is now done again on fresh connections.
+#[test]
+fn a_database_move_whose_connection_drops_is_done_again_on_a_new_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use transhumance::lifecycle::databases::{Mode, one};
+    use transhumance::lifecycle::guard::Live;
+    use transhumance::transport::{Backoff, Connections};
+    let mut sshd = crate::harness::Sshd::start();
+    let (src, dst) = (MariaDb::start(), MariaDb::start());
+    src.sql("CREATE DATABASE big; USE big; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t SELECT seq, REPEAT(MD5(seq), 4) FROM seq_1_to_200000;");
+    let work = tempfile::tempdir().unwrap();
+    let plan = work.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: db-drop-it\nhosts:\n  newdb: {{ ssh: \"root@127.0.0.1:{}\", identity_file: \"{}\", known_hosts: \"{}\", agent_dir: \"{}/agent\" }}\ndatabases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: newdb, socket: \"{}\", user: root }}\n    names: [\"big\"]\n",
+            sshd.port,
+            sshd.client_key.display(),
+            sshd.known_hosts.display(),
+            work.path().display(),
+            src.socket.display(),
+            dst.socket.display()
+        ),
+    )
+    .unwrap();
+    let loaded = transhumance::plan::load(&plan).unwrap();
+    let connections = Connections::new(
+        &loaded.plan.hosts,
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_transhumance")),
+    )
+    .with_backoff(Backoff {
+        attempts: 3,
+        base: std::time::Duration::from_millis(200),
+        hold: std::time::Duration::ZERO,
+    });
+    let first = connections.get("newdb").unwrap();
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        let restarted = s.spawn(|| {
+            // Once rows are loading at the target, every ssh session drops.
+            crate::harness::wait_until(
+                std::time::Duration::from_secs(120),
+                "the restore to start",
+                || {
+                    dst.sql(
+                        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'big'",
+                    ) != "0"
+                },
+            );
+            let during = !done.load(Ordering::SeqCst);
+            sshd.restart();
+            during
+        });
+        let r = one(
+            &loaded.plan,
+            &loaded.plan.databases[0],
+            "big",
+            &connections,
+            Mode::Copy(&Live::default()),
+        );
+        done.store(true, Ordering::SeqCst);
+        assert!(
+            restarted.join().unwrap(),
+            "sshd restarted while the move ran"
+        );
+        r
+    });
+    assert!(first.lost().is_some(), "the first connection dropped");
+    assert_eq!(result.error, None, "{result:?}");
+    assert_eq!(result.moved.as_ref().unwrap().outcome, "copied");
+    assert!(result.clean(), "{result:?}");
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM big.t"), "200000");
+}

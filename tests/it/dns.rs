@@ -132,7 +132,7 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
         "update delete shop.example.test. A\nupdate add shop.example.test. 120 A 203.0.113.5\n",
     );
     let (code, out, err) = dns(&plan, s, &["rollback"]);
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 1, "a record left alone is not back: {out}{err}");
     assert!(
         out.contains("left      shop.example.test. A: changed by someone"),
         "{out}"
@@ -143,11 +143,11 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
         "www is exactly as before, TTL included"
     );
     assert_eq!(bind.dig("shop.example.test", "A"), vec!["203.0.113.5"]);
-    // Rolling back again changes nothing.
+    // Rolling back again changes nothing, and still says shop is not back (exit 1).
     let (code, out, _) = dns(&plan, s, &["rollback"]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 1);
     assert!(
-        out.contains("left      www.example.test. A: already as before"),
+        out.contains("already   www.example.test. A (as before our first change)"),
         "{out}"
     );
 }

@@ -1757,3 +1757,67 @@ fn imap_greeting(port: u16) -> Option<String> {
     BufReader::new(stream).read_line(&mut line).ok()?;
     Some(line)
 }
+
+// ---------------------------------------------------------------------------------------------
+// sshd going away and coming back
+
+impl Sshd {
+    /// Stops the server and every session it serves (as a reboot or a crash would: clients see
+    /// their connections drop), then starts it again on the same port with the same keys.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Stops the server and every session it serves; `start_again` brings it back.
+    pub fn kill(&mut self) {
+        let mut tree = vec![self.proc.child.id()];
+        let mut i = 0;
+        while i < tree.len() {
+            tree.extend(children_of(tree[i]));
+            i += 1;
+        }
+        for pid in tree.iter().rev() {
+            signal(*pid, "KILL");
+        }
+        self.proc.stop();
+    }
+
+    /// Starts the server again after `kill`, on the same port with the same keys.
+    pub fn start_again(&mut self) {
+        let d = self.dir.path();
+        let log = d.join("sshd.log");
+        let listening = format!("Server listening on 127.0.0.1 port {}.", self.port);
+        let before = read_lossy(&log).matches(&listening).count();
+        self.proc = Proc::spawn(
+            Command::new("/usr/sbin/sshd")
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(d.join("sshd_config")),
+            &log,
+        );
+        if let Err(why) = wait_ready(&mut self.proc, || {
+            read_lossy(&log).matches(&listening).count() > before
+        }) {
+            panic!("sshd did not start again on port {}: {why}", self.port);
+        }
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .is_some_and(|ppid| ppid == pid.to_string())
+            })
+        })
+        .collect()
+}

@@ -10,10 +10,10 @@ use crate::cli::bin;
 use crate::harness::{Bind, MariaDb};
 
 // Not 127.0.0.1: the harness's BIND names its own server there, and a switch must not move it.
-const OLD: &str = "127.0.0.3";
-const NEW: &str = "127.0.0.2";
+pub(crate) const OLD: &str = "127.0.0.3";
+pub(crate) const NEW: &str = "127.0.0.2";
 
-fn zone() -> String {
+pub(crate) fn zone() -> String {
     format!(
         "alpha 300 IN A {OLD}\nbeta 300 IN A {OLD}\ngamma 600 IN A {OLD}\n\
          mail 300 IN A 192.0.2.99\n@ 300 IN MX 10 mail\nftp 300 IN CNAME alpha\n\
@@ -27,14 +27,20 @@ fn write(path: &Path, content: &[u8]) {
     std::fs::write(path, content).unwrap();
 }
 
-struct World {
+pub(crate) struct World {
     _bind_dir: (),
-    work: tempfile::TempDir,
-    plan: PathBuf,
+    pub(crate) work: tempfile::TempDir,
+    pub(crate) plan: PathBuf,
     secret: String,
 }
 
-fn world(bind: &Bind, maria_src: &MariaDb, maria_dst: &MariaDb, port: u16, smtp: u16) -> World {
+pub(crate) fn world(
+    bind: &Bind,
+    maria_src: &MariaDb,
+    maria_dst: &MariaDb,
+    port: u16,
+    smtp: u16,
+) -> World {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     for (site, title) in [("alpha", "Alpha"), ("beta", "Beta"), ("gamma", "Gamma")] {
@@ -86,7 +92,11 @@ cutover:\n  batch: 2\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo fr
     }
 }
 
-fn run(world: &World, args: &[&str], fault: Option<&str>) -> (Option<i32>, String, String) {
+pub(crate) fn run(
+    world: &World,
+    args: &[&str],
+    fault: Option<&str>,
+) -> (Option<i32>, String, String) {
     let mut cmd = bin();
     cmd.args(args)
         .arg(&world.plan)
@@ -102,7 +112,7 @@ fn run(world: &World, args: &[&str], fault: Option<&str>) -> (Option<i32>, Strin
     )
 }
 
-fn free_port_on_both() -> u16 {
+pub(crate) fn free_port_on_both() -> u16 {
     transhumance::demo::free_port().unwrap()
 }
 
@@ -441,4 +451,66 @@ fn run_goes_through_every_phase_and_writes_the_html_report() {
         html.contains("gamma.demo.test") && html.contains("502"),
         "{html}"
     );
+}
+
+/// Issue 12: databases no site names were copied again by every later `sync` and every cutover
+/// batch, even once sites using them were live on the new side.
+#[test]
+fn a_shared_database_is_not_copied_again_once_a_site_using_it_is_live() {
+    let bind = Bind::start(&[("example.test", &zone())]);
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let port = free_port_on_both();
+    let world = world(&bind, &msrc, &mdst, port, 25);
+    let text = std::fs::read_to_string(&world.plan)
+        .unwrap()
+        .replace(", banners: [\"smtp://mx.example.test:25\"]", "");
+    std::fs::write(&world.plan, text).unwrap();
+    let w = world.work.path();
+    let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
+    let _new = WebServer::start(NEW.parse().unwrap(), port, w.join("new/www"), vec![]).unwrap();
+
+    let (code, out, err) = run(&world, &["cutover", "--batch", "1"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("confirmed     alpha.example.test"), "{out}");
+    assert_eq!(mdst.sql("SELECT n FROM shared_stats.hits"), "10");
+
+    // alpha and beta are served from the new side: their users write the shared database there.
+    mdst.sql("INSERT INTO shared_stats.hits VALUES (2, 99)");
+    msrc.sql("UPDATE shared_stats.hits SET n = 12");
+    let (code, out, err) = run(&world, &["cutover", "--batch", "2"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("confirmed     gamma.example.test"), "{out}");
+    assert_eq!(
+        mdst.sql("SELECT n FROM shared_stats.hits WHERE id = 2"),
+        "99",
+        "the row written at the new side survives batch 2"
+    );
+    assert_eq!(
+        mdst.sql("SELECT n FROM shared_stats.hits WHERE id = 1"),
+        "10"
+    );
+
+    // Nor does a later pre-sync copy it again.
+    let (code, out, err) = run(&world, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        mdst.sql("SELECT n FROM shared_stats.hits WHERE id = 2"),
+        "99"
+    );
+
+    // The journal says why it was left alone, each time.
+    let journal = std::fs::read_to_string(w.join("state/journal.jsonl")).unwrap();
+    let skipped = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| {
+            e["kind"] == "unit"
+                && e["unit"] == "database shared_stats"
+                && e["ok"] == true
+                && e["detail"].as_str().is_some_and(|d| {
+                    d.starts_with("skipped: may be live on the new side (site `alpha.example.test` is confirmed)")
+                })
+        })
+        .count();
+    assert_eq!(skipped, 2, "{journal}");
 }

@@ -703,3 +703,390 @@ fn imap_folders_cross_namespace_prefixes_and_separators() {
     let (code, checked, _) = mail("verify", &plan, &env);
     assert_eq!(code, 0, "{checked:#}");
 }
+
+/// The dry run's mail figures, per mailbox: (to copy, flag updates, already at the target).
+fn planned(plan: &Path, env: &[(&str, &str)]) -> Vec<(u64, u64, u64)> {
+    let mut cmd = bin();
+    cmd.args(["--json", "plan"]).arg(plan);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    report["mail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["to_copy"].as_u64().unwrap(),
+                m["flag_updates"].as_u64().unwrap(),
+                m["messages_at_target"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Journals site `a` as confirmed on the new side, as a cutover would have.
+fn confirm_a_site(plan_dir: &Path, plan_name: &str) {
+    use transhumance::journal::now;
+    use transhumance::lifecycle::ledger::{Entry, Ledger};
+    let ledger = Ledger::open(&plan_dir.join(".transhumance").join(plan_name)).unwrap();
+    ledger
+        .record(Entry::Site {
+            site: "a".into(),
+            state: transhumance::lifecycle::state::SiteState::Confirmed,
+            at: now(),
+            detail: None,
+            bytes: None,
+            millis: None,
+        })
+        .unwrap();
+}
+
+/// UID → Message-ID of one folder, as a client caches it.
+fn uids(server: &Dovecot, user: &str, folder: &str) -> (u64, BTreeMap<u32, String>) {
+    let (validity, msgs) = view(server, user, "pw")[folder].clone();
+    (
+        validity,
+        msgs.into_iter().map(|(uid, id, ..)| (uid, id)).collect(),
+    )
+}
+
+/// Issue 12: after a site was confirmed on the new side, `mail sync --delete` deleted a message
+/// delivered to the new server, with exit 0 and no count.
+#[test]
+fn a_live_mail_unit_is_swept_and_delete_refused_unless_allowed() {
+    let (src, dst) = (
+        Dovecot::start(&[("alice", "pw")]),
+        Dovecot::start(&[("alice", "pw")]),
+    );
+    for i in 0..8 {
+        save(&src, "alice", "INBOX", &format!("m{i}"), 2000);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let plan = maildir_plan(work.path(), &src, &dst, None);
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+
+    // Cutover of a site: the platform's mail is live at the target from now on.
+    confirm_a_site(work.path(), "it-maildir");
+    save(&dst, "alice", "INBOX", "new-at-target", 1500);
+    src.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "1"]);
+    let live_view = view(&dst, "alice", "pw");
+
+    let refused = bin()
+        .args(["mail", "sync", "--delete"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("mail:0 may be live on the new side (site `a` is"),
+        "{text}"
+    );
+    assert!(text.contains("--allow-live mail:0"), "{text}");
+    assert_eq!(view(&dst, "alice", "pw"), live_view, "nothing written");
+
+    // Without --delete: a sweep, and it says so.
+    src.doveadm(&[
+        "flags", "add", "-u", "alice", "\\Seen", "mailbox", "INBOX", "uid", "2",
+    ]);
+    save(&src, "alice", "INBOX", "late", 1800);
+    let swept = bin().args(["mail", "sync"]).arg(&plan).output().unwrap();
+    let text = String::from_utf8_lossy(&swept.stdout);
+    assert_eq!(swept.status.code(), Some(0), "{text}");
+    assert!(text.contains("swept instead of synced"), "{text}");
+    let ids: Vec<(u32, String, Vec<String>)> = view(&dst, "alice", "pw")["INBOX"]
+        .1
+        .iter()
+        .map(|(u, id, f, ..)| (*u, id.clone(), f.clone()))
+        .collect();
+    let expected: Vec<(u32, String, Vec<String>)> = (0..8)
+        .map(|i| (i + 1, format!("<m{i}@example.test>"), vec![]))
+        .chain([
+            (9, "<new-at-target@example.test>".into(), vec![]),
+            (10, "<late@example.test>".into(), vec![]),
+        ])
+        .collect();
+    assert_eq!(
+        ids, expected,
+        "the late message added, nothing renamed or removed at the target"
+    );
+
+    // The operator names the unit: deletions happen, are counted, and the override journaled.
+    let allowed = bin()
+        .args(["mail", "sync", "--delete", "--allow-live", "mail:0"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert_eq!(allowed.status.code(), Some(0), "{text}");
+    assert!(text.contains("deleted 2"), "{text}");
+    let journal =
+        std::fs::read_to_string(work.path().join(".transhumance/it-maildir/journal.jsonl"))
+            .unwrap();
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.contains("\"mail:0\"") && l.contains("verride")),
+        "{journal}"
+    );
+}
+
+/// Issue 12: `mail sync` renumbered messages: the source's `dovecot-uidlist` copied over a
+/// target that had given UIDs of its own (mail delivered there), so a UID named another message
+/// under the same UIDVALIDITY.
+#[test]
+fn a_maildir_sync_never_renumbers_a_message_at_the_target() {
+    let (src, dst) = (
+        Dovecot::start(&[("alice", "pw")]),
+        Dovecot::start(&[("alice", "pw")]),
+    );
+    for i in 0..3 {
+        save(&src, "alice", "INBOX", &format!("m{i}"), 2000);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let plan = maildir_plan(work.path(), &src, &dst, None);
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+    // Delivered at the target (an MX moved early) and at the source: both take UID 4.
+    save(&dst, "alice", "INBOX", "at-target", 1500);
+    save(&src, "alice", "INBOX", "at-source", 1700);
+    let (validity, before) = uids(&dst, "alice", "INBOX");
+    assert_eq!(before[&4], "<at-target@example.test>");
+
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+    let (v, after) = uids(&dst, "alice", "INBOX");
+    assert_eq!(v, validity);
+    for (uid, id) in &before {
+        assert_eq!(
+            after.get(uid),
+            Some(id),
+            "UID {uid} still names {id}: {after:?}"
+        );
+    }
+    let new: Vec<(&u32, &String)> = after
+        .iter()
+        .filter(|(u, _)| !before.contains_key(u))
+        .collect();
+    assert_eq!(new, vec![(&5, &"<at-source@example.test>".to_string())]);
+    let notes = mailbox(&out, "alice/Maildir")["notes"].to_string();
+    assert!(notes.contains("UIDs"), "{out:#}");
+    // A second pass changes nothing at the target.
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+    assert_eq!(uids(&dst, "alice", "INBOX").1, after);
+
+    // Verification reads the UIDs: the source's message has another UID at the target.
+    let checked = bin().args(["mail", "verify"]).arg(&plan).output().unwrap();
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("differs   mail[0] alice/Maildir INBOX: UID "),
+        "{text}"
+    );
+    assert!(text.contains("source 4, target 5"), "{text}");
+}
+
+/// Issue 12: a sweep recreated folders the user deleted or renamed at the new side.
+#[test]
+fn a_sweep_does_not_recreate_folders_deleted_or_renamed_at_the_target() {
+    let (src, dst) = (
+        Dovecot::start(&[("alice", "pw")]),
+        Dovecot::start(&[("alice", "pw")]),
+    );
+    src.doveadm(&["mailbox", "create", "-u", "alice", "Old", "Archive"]);
+    save(&src, "alice", "INBOX", "in", 1000);
+    save(&src, "alice", "Old", "old", 1000);
+    save(&src, "alice", "Archive", "arch", 1000);
+    let work = tempfile::tempdir().unwrap();
+    let plan = maildir_plan(work.path(), &src, &dst, None);
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+
+    // After the cutover the user deletes one folder and renames another at the target; late
+    // mail lands in both at the source, and a folder appears there.
+    dst.doveadm(&["mailbox", "delete", "-u", "alice", "-r", "Old"]);
+    dst.doveadm(&["mailbox", "rename", "-u", "alice", "Archive", "Kept"]);
+    save(&src, "alice", "Old", "old-late", 1000);
+    save(&src, "alice", "Archive", "arch-late", 1000);
+    save(&src, "alice", "INBOX", "in-late", 1000);
+    src.doveadm(&["mailbox", "create", "-u", "alice", "Fresh"]);
+    save(&src, "alice", "Fresh", "fresh", 1000);
+
+    let (code, out, err) = mail("sweep", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+    let after = view(&dst, "alice", "pw");
+    let folders: Vec<&String> = after.keys().collect();
+    assert_eq!(folders, ["Fresh", "INBOX", "Kept"], "{out:#}");
+    assert_eq!(after["INBOX"].1.len(), 2);
+    assert_eq!(
+        after["Kept"].1.len(),
+        1,
+        "nothing swept into the renamed folder"
+    );
+    let notes = mailbox(&out, "alice/Maildir")["notes"].to_string();
+    assert!(
+        notes.contains(".Old") && notes.contains(".Archive"),
+        "{out:#}"
+    );
+
+    // The same over IMAP.
+    let (isrc, idst) = (
+        Dovecot::start(&[("bob", "pw")]),
+        Dovecot::start(&[("bob", "pw")]),
+    );
+    isrc.doveadm(&["mailbox", "create", "-u", "bob", "Old"]);
+    save(&isrc, "bob", "Old", "old", 1000);
+    let imap_work = tempfile::tempdir().unwrap();
+    let iplan = imap_plan(
+        imap_work.path(),
+        &format!("{{ server: \"127.0.0.1:{}\", security: plain }}", isrc.port),
+        &format!("{{ server: \"127.0.0.1:{}\", security: plain }}", idst.port),
+        "bob,env:IT_PW,bob,env:IT_PW\n",
+        1,
+    );
+    let env = [("IT_PW", "pw")];
+    let (code, out, err) = mail("sync", &iplan, &env);
+    assert_eq!(code, 0, "{out:#} {err}");
+    idst.doveadm(&["mailbox", "delete", "-u", "bob", "-r", "Old"]);
+    save(&isrc, "bob", "Old", "old-late", 1000);
+    let (code, out, err) = mail("sweep", &iplan, &env);
+    assert_eq!(code, 0, "{out:#} {err}");
+    assert_eq!(
+        view(&idst, "bob", "pw").into_keys().collect::<Vec<_>>(),
+        ["INBOX"]
+    );
+    assert!(
+        mailbox(&out, "bob")["notes"].to_string().contains("`Old`"),
+        "{out:#}"
+    );
+}
+
+/// Two look-alike messages (same Message-ID, size and INTERNALDATE) written straight into a
+/// Maildir, one read and one not.
+fn twins(server: &Dovecot, user: &str) {
+    let body = message("twin", 1200);
+    let cur = server.maildir(user).join("cur");
+    std::fs::create_dir_all(&cur).unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+    for (name, info) in [("1790000000.M1P1.it", "S"), ("1790000000.M2P1.it", "")] {
+        let path = cur.join(format!("{name},S={}:2,{info}", body.len()));
+        std::fs::write(&path, &body).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    server.chown_to_mail_user(&server.maildir(user));
+}
+
+/// Issue 12: an IMAP re-run with nothing changed at the source swapped the flags of two
+/// messages it could not tell apart, and `mail verify` (presence only) still passed.
+#[test]
+fn imap_reruns_never_swap_flags_of_look_alikes_and_verify_compares_flags_and_dates() {
+    let (src, dst) = (
+        Dovecot::start(&[("alice", "pw")]),
+        Dovecot::start(&[("alice", "pw")]),
+    );
+    save(&src, "alice", "INBOX", "other", 900);
+    twins(&src, "alice");
+    let work = tempfile::tempdir().unwrap();
+    let plan = imap_plan(
+        work.path(),
+        &format!("{{ server: \"127.0.0.1:{}\", security: plain }}", src.port),
+        &format!("{{ server: \"127.0.0.1:{}\", security: plain }}", dst.port),
+        "alice,env:IT_PW,alice,env:IT_PW\n",
+        1,
+    );
+    let env = [("IT_PW", "pw")];
+    // The dry run announces what the engine then does, from the same matching: a message
+    // at the target that is none of the source's is not counted as there.
+    save(&dst, "alice", "INBOX", "unrelated", 900);
+    let planned = |plan: &Path| planned(plan, &env)[0];
+    assert_eq!(planned(&plan), (3, 0, 0));
+    let (code, out, err) = mail("sync", &plan, &env);
+    assert_eq!(code, 0, "{out:#} {err}");
+    assert_eq!(mailbox(&out, "alice")["copied"], 3, "{out:#}");
+    dst.doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "1"]);
+    let first = view(&dst, "alice", "pw");
+    assert_eq!(content(&first), content(&view(&src, "alice", "pw")));
+
+    for _ in 0..2 {
+        assert_eq!(planned(&plan), (0, 0, 3), "nothing to do");
+        let (code, out, err) = mail("sync", &plan, &env);
+        assert_eq!(code, 0, "{out:#} {err}");
+        assert_eq!(
+            mailbox(&out, "alice")["renamed"],
+            0,
+            "no flag touched: {out:#}"
+        );
+        assert_eq!(
+            view(&dst, "alice", "pw"),
+            first,
+            "same flags on the same UIDs"
+        );
+    }
+    let (code, out, _) = mail("verify", &plan, &env);
+    assert_eq!(code, 0, "{out:#}");
+
+    // Verification compares flags and dates, not only presence.
+    flag(&dst, "alice", "INBOX", 2, "\\Flagged");
+    let out = bin()
+        .args(["mail", "verify"])
+        .arg(&plan)
+        .env("IT_PW", "pw")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("differs   mail[0] alice INBOX: flags <other@example.test>"),
+        "{text}"
+    );
+    // A flag the source has changes at the target: the dry run says one, the sync does one.
+    flag(&src, "alice", "INBOX", 1, "\\Answered");
+    assert_eq!(planned(&plan).1, 1);
+    let (code, out, err) = mail("sync", &plan, &env);
+    assert_eq!(code, 0, "{out:#} {err}");
+    assert_eq!(mailbox(&out, "alice")["renamed"], 1, "{out:#}");
+}
+
+/// Issue 12: Maildir verification compared presence only; a flag changed at one end passed.
+#[test]
+fn maildir_verify_names_a_message_whose_flags_differ() {
+    let (src, dst) = (
+        Dovecot::start(&[("alice", "pw")]),
+        Dovecot::start(&[("alice", "pw")]),
+    );
+    save(&src, "alice", "INBOX", "m0", 1000);
+    save(&src, "alice", "INBOX", "m1", 1000);
+    let work = tempfile::tempdir().unwrap();
+    let plan = maildir_plan(work.path(), &src, &dst, None);
+    assert_eq!(planned(&plan, &[]), [(2, 0, 0)]);
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+    let (code, out, _) = mail("verify", &plan, &[]);
+    assert_eq!(code, 0, "{out:#}");
+    // The dry run and the engine agree on a flag change: one rename, nothing sent.
+    flag(&src, "alice", "INBOX", 2, "\\Answered");
+    assert_eq!(planned(&plan, &[]), [(0, 1, 2)]);
+    let (code, out, err) = mail("sync", &plan, &[]);
+    assert_eq!(code, 0, "{out:#} {err}");
+    let alice = mailbox(&out, "alice/Maildir");
+    assert_eq!(
+        (alice["copied"].as_u64(), alice["renamed"].as_u64()),
+        (Some(0), Some(1))
+    );
+    flag(&dst, "alice", "INBOX", 1, "\\Seen");
+    let out = bin().args(["mail", "verify"]).arg(&plan).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("source (none), target S"), "{text}");
+}

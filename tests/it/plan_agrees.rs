@@ -23,10 +23,18 @@ struct Seen {
     content: Vec<u8>,
 }
 
-/// Our own temp and partial files, which neither side of the agreement may count.
+/// Our own temp directory and the partial files in it, which neither side may count.
 fn ours(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.starts_with('.') && (name.contains(".th-partial") || name.contains(".th-tmp-"))
+    transhumance::tree::root::is_temp(path.as_bytes())
+}
+
+/// A temp file of ours for `path`, as a writer with process id `pid` left it.
+fn leftover_of(path: &str, pid: u32) -> String {
+    format!(
+        "{}/{}-{pid}-0",
+        transhumance::tree::root::TEMP_DIR,
+        transhumance::tree::root::temp_key(path.as_bytes())
+    )
 }
 
 fn snapshot(root: &Path) -> BTreeMap<String, Seen> {
@@ -149,15 +157,30 @@ fn make_sites(w: &Path) {
     // New at the source.
     write_at(&s.join("pages/new.html"), b"<p>new</p>", later);
 
-    // Leftovers of an interrupted run: a partial file (a delta basis) and a temp file of ours.
+    // Leftovers of interrupted runs: a partial file (a delta basis) and a temp file of ours,
+    // both of writers that are gone; and user files named like our old temp names.
     let (s, d) = (src.join("leftovers.test"), dst.join("leftovers.test"));
     let names = make_source(&s, 5);
     for n in names.iter().filter(|n| n.as_str() != "big.bin").step_by(2) {
         copy_exact(&s.join(n), &d.join(n));
     }
     let big = std::fs::read(s.join("big.bin")).unwrap();
-    write_at(&d.join(".big.bin.th-partial"), &big[..32 * 1024], later);
-    write_at(&d.join("pages/.p1.html.th-tmp-4242"), b"half", later);
+    write_at(
+        &d.join(leftover_of("big.bin", 999_999)),
+        &big[..32 * 1024],
+        later,
+    );
+    write_at(
+        &d.join(leftover_of("pages/p1.html", 999_998)),
+        b"half",
+        later,
+    );
+    write_at(
+        &s.join("pages/.p2.html.th-partial"),
+        b"a user's file",
+        later,
+    );
+    write_at(&s.join(".x.th-tmp-42"), b"another", later);
 
     // Hard links and a rename at the source; the target has the old name.
     let (s, d) = (src.join("links.test"), dst.join("links.test"));
@@ -400,8 +423,13 @@ fn agreement(w: &Path, host_line: &str, host: &str) {
     // sends it again, and the dry run (which compared seconds) must say so too.
     assert_eq!(action_of("populated.test", "pages/p0.html"), ["send"]);
     assert_eq!(action_of("populated.test", "old"), ["delete"]);
-    // Our partial file is a delta basis.
+    // Our partial file is a delta basis; user files named like old temp files are sent.
     assert_eq!(action_of("leftovers.test", "big.bin"), ["delta"]);
+    assert_eq!(
+        action_of("leftovers.test", "pages/.p2.html.th-partial"),
+        ["send"]
+    );
+    assert_eq!(action_of("leftovers.test", ".x.th-tmp-42"), ["send"]);
     assert_eq!(action_of("links.test", "z/b.bin"), ["hardlink"]);
     assert_eq!(action_of("links.test", "img/brand.png"), ["copy_local"]);
     assert_eq!(action_of("links.test", "img/logo.png"), ["delete"]);

@@ -546,8 +546,8 @@ cutover:\n  batch: 20\n",
 #[test]
 fn vhffs_dns_swap_refuses_a_concurrently_edited_row_and_applies_nothing() {
     use transhumance::dns::provider::Provider;
-    use transhumance::dns::rfc2136::{DnsError, Swap};
-    use transhumance::journal::RrState;
+    use transhumance::dns::provider::RrState;
+    use transhumance::dns::provider::{DnsError, Swap};
 
     let pg = Postgres::start();
     psql_script(&pg, "postgres", "CREATE DATABASE vhffs;");
@@ -623,7 +623,7 @@ fn vhffs_dns_swap_refuses_a_concurrently_edited_row_and_applies_nothing() {
             .any(|r| r.name == "ftp.g000.test." && r.data == "www.g000.test.")
     );
     assert_eq!(
-        dns.read(&transhumance::journal::RrKey {
+        dns.read(&transhumance::dns::provider::RrKey {
             zone: "g000.test".into(),
             name: "www.g000.test.".into(),
             rtype: "A".into()

@@ -1,0 +1,476 @@
+//! The migration's journal entries and the ledger that owns them: durable appends with group
+//! commit, the change log handed to engines, and per-unit indexes so reading one site's or one
+//! RRset's history costs what that unit holds, not the whole journal.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::probe::ProbeResult;
+use super::state::SiteState;
+use crate::dns::provider::{DnsEvent, DnsLog};
+use crate::journal::{Journal, JournalError, now};
+use crate::unit::{UnitError, UnitId};
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// A site reached a state of the migration lifecycle. States that name an intent
+    /// (`freezing`, `switching`, `rolling_back`) are written before their side effect.
+    Site {
+        site: String,
+        state: SiteState,
+        at: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        /// Bytes moved by the step (syncs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        /// How long the step's engine worked, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        millis: Option<u64>,
+    },
+    /// A probe of one of a site's domains.
+    Probe {
+        site: String,
+        result: ProbeResult,
+        at: u64,
+    },
+    /// A unit that may be live on the new side was overwritten because the operator named it
+    /// in `--allow-live`.
+    Override {
+        unit: UnitId,
+        /// Why it may be live (the site and its state).
+        because: String,
+        command: String,
+        at: u64,
+    },
+    /// A unit that belongs to a site (a database, a mail store) moved or was checked.
+    Unit {
+        site: String,
+        unit: String,
+        step: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        at: u64,
+    },
+    /// A command started: what `resume` finishes when no `run_end` follows.
+    Run {
+        run: u64,
+        command: RunCommand,
+        /// The command line as typed (no secret is ever on it).
+        argv: Vec<String>,
+        version: String,
+        user: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        overrides: Vec<String>,
+        at: u64,
+    },
+    /// The command of `run` finished (with or without failed sites).
+    RunEnd { run: u64, ok: bool, at: u64 },
+    /// A DNS change's intent or outcome (the `dns_*` kinds).
+    #[serde(untagged)]
+    Dns(DnsEvent),
+}
+
+/// What a journaled run was doing, so `resume` can finish exactly that.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum RunCommand {
+    Sync { only: Vec<String> },
+    Cutover { selection: Selected },
+    Rollback { only: Vec<String> },
+    Resume,
+    Run,
+    Dns { step: String },
+    Other { name: String },
+}
+
+/// Which sites a cutover took, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selected {
+    All,
+    Batch(usize),
+    Only(Vec<String>),
+}
+
+/// Entry positions by what they are about.
+#[derive(Default)]
+struct Index {
+    by_site: HashMap<String, Vec<usize>>,
+    by_name: HashMap<String, Vec<usize>>,
+    zone_wide: Vec<usize>,
+    states: HashMap<String, SiteState>,
+}
+
+impl Index {
+    fn add(&mut self, at: usize, e: &Entry) {
+        match e {
+            Entry::Site { site, state, .. } => {
+                self.by_site.entry(site.clone()).or_default().push(at);
+                self.states.insert(site.clone(), *state);
+            }
+            Entry::Probe { site, .. } | Entry::Unit { site, .. } => {
+                self.by_site.entry(site.clone()).or_default().push(at);
+            }
+            Entry::Dns(d) => match d.key() {
+                Some(k) => self.by_name.entry(k.name.clone()).or_default().push(at),
+                None => self.zone_wide.push(at),
+            },
+            Entry::Override { .. } | Entry::Run { .. } | Entry::RunEnd { .. } => {}
+        }
+    }
+}
+
+struct Inner {
+    journal: Journal<Entry>,
+    index: Index,
+}
+
+/// The plan's journal, held locked for the run, with its indexes.
+pub struct Ledger {
+    inner: Mutex<Inner>,
+    /// Hook called after each durable entry (crash tests).
+    after_record: fn(&Entry),
+}
+
+impl Ledger {
+    /// Opens the journal in `state_dir`, taking the plan's run lock.
+    ///
+    /// # Errors
+    /// Another run holds the lock, or the journal cannot be read.
+    pub fn open(state_dir: &Path) -> Result<Ledger, JournalError> {
+        let journal = Journal::<Entry>::open(state_dir)?;
+        let mut index = Index::default();
+        for (i, e) in journal.all().iter().enumerate() {
+            index.add(i, e);
+        }
+        Ok(Ledger {
+            inner: Mutex::new(Inner { journal, index }),
+            after_record: |_| {},
+        })
+    }
+
+    /// Calls `hook` after each entry is durable (fault injection in crash tests).
+    pub fn with_hook(mut self, hook: fn(&Entry)) -> Ledger {
+        self.after_record = hook;
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `entry` and returns once it is on disk. Entries from parallel sites share fsyncs:
+    /// the write happens under the lock, the wait for the disk outside it.
+    ///
+    /// # Errors
+    /// The entry is not durable: the change it announces must not be made.
+    pub fn record(&self, entry: Entry) -> Result<(), JournalError> {
+        let (seq, syncer) = {
+            let mut inner = self.lock();
+            let at = inner.journal.all().len();
+            let seq = inner.journal.write(&entry)?;
+            inner.index.add(at, &entry);
+            (seq, inner.journal.syncer())
+        };
+        syncer.sync_to(seq)?;
+        (self.after_record)(&entry);
+        Ok(())
+    }
+
+    /// A copy of every entry (reports); prefer the per-unit readers in hot paths.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lock().journal.all().to_vec()
+    }
+
+    /// The latest state of `site` (`discovered` when the journal never saw it).
+    pub fn state(&self, site: &str) -> SiteState {
+        self.lock()
+            .index
+            .states
+            .get(site)
+            .copied()
+            .unwrap_or(SiteState::Discovered)
+    }
+
+    /// Every site's latest state.
+    pub fn states(&self) -> HashMap<String, SiteState> {
+        self.lock().index.states.clone()
+    }
+
+    /// The entries about `site`, in order.
+    pub fn site_history(&self, site: &str) -> Vec<Entry> {
+        let inner = self.lock();
+        let all = inner.journal.all();
+        inner
+            .index
+            .by_site
+            .get(site)
+            .map(|v| v.iter().map(|i| all[*i].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts a journaled run of `command`; its number goes to `end_run`.
+    ///
+    /// # Errors
+    /// The entry is not durable.
+    pub fn start_run(
+        &self,
+        command: RunCommand,
+        overrides: Vec<String>,
+    ) -> Result<u64, JournalError> {
+        let run = {
+            let inner = self.lock();
+            inner
+                .journal
+                .all()
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Run { run, .. } => Some(*run),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0)
+                + 1
+        };
+        self.record(Entry::Run {
+            run,
+            command,
+            argv: std::env::args().collect(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            user: std::env::var("SUDO_USER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() })),
+            overrides,
+            at: now(),
+        })?;
+        Ok(run)
+    }
+
+    /// Marks run `run` finished.
+    ///
+    /// # Errors
+    /// The entry is not durable.
+    pub fn end_run(&self, run: u64, ok: bool) -> Result<(), JournalError> {
+        self.record(Entry::RunEnd { run, ok, at: now() })
+    }
+
+    /// The runs that started and never ended (a crash or a kill), oldest first, with their
+    /// commands and the journal position where each started.
+    pub fn unfinished_runs(&self) -> Vec<(u64, RunCommand, usize)> {
+        unfinished_runs(self.lock().journal.all())
+    }
+
+    /// The sites that reached a verdict (confirmed, rolled back, failed, paused, pre-synced)
+    /// at or after journal position `from`: what a run that started there already finished.
+    pub fn verdicts_since(&self, from: usize) -> std::collections::HashSet<String> {
+        let inner = self.lock();
+        inner.journal.all()[from.min(inner.journal.all().len())..]
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Site { site, state, .. } if state.is_verdict() => Some(site.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The runs of `entries` that have no `run_end`, oldest first, with their start positions.
+pub fn unfinished_runs(entries: &[Entry]) -> Vec<(u64, RunCommand, usize)> {
+    let mut open: Vec<(u64, RunCommand, usize)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match e {
+            Entry::Run { run, command, .. } if command.resumable() => {
+                open.push((*run, command.clone(), i))
+            }
+            Entry::RunEnd { run, .. } => open.retain(|(r, _, _)| r != run),
+            _ => {}
+        }
+    }
+    open
+}
+
+impl RunCommand {
+    /// Whether `resume` finishes this command when it was interrupted (the others are
+    /// journaled for the record: a `dns` step is finished by running it again, since what
+    /// it changed is read back from the servers).
+    pub fn resumable(&self) -> bool {
+        matches!(
+            self,
+            RunCommand::Sync { .. } | RunCommand::Cutover { .. } | RunCommand::Rollback { .. }
+        )
+    }
+
+    /// The verb as an operator types it.
+    pub fn label(&self) -> String {
+        match self {
+            RunCommand::Sync { .. } => "sync".into(),
+            RunCommand::Cutover { .. } => "cutover".into(),
+            RunCommand::Rollback { .. } => "rollback".into(),
+            RunCommand::Resume => "resume".into(),
+            RunCommand::Run => "run".into(),
+            RunCommand::Dns { step } => format!("dns {step}"),
+            RunCommand::Other { name } => name.clone(),
+        }
+    }
+}
+
+impl DnsLog for Ledger {
+    fn record(&self, event: DnsEvent) -> Result<(), UnitError> {
+        Ledger::record(self, Entry::Dns(event)).map_err(|e| UnitError::io(e.to_string()))
+    }
+
+    fn history(&self, names: &[String]) -> Vec<DnsEvent> {
+        let inner = self.lock();
+        let all = inner.journal.all();
+        let mut at: Vec<usize> = if names.is_empty() {
+            inner
+                .index
+                .by_name
+                .values()
+                .flatten()
+                .copied()
+                .chain(inner.index.zone_wide.iter().copied())
+                .collect()
+        } else {
+            names
+                .iter()
+                .filter_map(|n| inner.index.by_name.get(n))
+                .flatten()
+                .copied()
+                .chain(inner.index.zone_wide.iter().copied())
+                .collect()
+        };
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter()
+            .filter_map(|i| match &all[i] {
+                Entry::Dns(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The DNS events of a journal read without its lock (`status`, `dns verify`).
+pub fn dns_events(entries: &[Entry]) -> Vec<DnsEvent> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Dns(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads a plan's journal without taking the lock (for `status` while a run goes on).
+///
+/// # Errors
+/// The file is unreadable or corrupt before its last line.
+pub fn read(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
+    crate::journal::read_entries(&state_dir.join("journal.jsonl"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::provider::{DnsPhase, RrKey, RrState};
+
+    fn key(name: &str) -> RrKey {
+        RrKey {
+            zone: "example.test".into(),
+            name: name.into(),
+            rtype: "A".into(),
+        }
+    }
+
+    #[test]
+    fn dns_entries_keep_their_kind_tags_in_the_journal() {
+        let e = Entry::Dns(DnsEvent::DnsApplied {
+            key: key("www.example.test."),
+            phase: DnsPhase::Switch,
+            at: 3,
+        });
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.starts_with("{\"kind\":\"dns_applied\""), "{line}");
+        assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), e);
+        let site = Entry::Site {
+            site: "a".into(),
+            state: SiteState::Frozen,
+            at: 1,
+            detail: None,
+            bytes: None,
+            millis: None,
+        };
+        let line = serde_json::to_string(&site).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), site);
+    }
+
+    #[test]
+    fn a_names_history_is_read_from_its_index_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = |ttl| RrState {
+            ttl,
+            values: vec!["192.0.2.1".into()],
+        };
+        {
+            let l = Ledger::open(dir.path()).unwrap();
+            for i in 0..50 {
+                DnsLog::record(
+                    &l,
+                    DnsEvent::DnsIntent {
+                        key: key(&format!("s{i}.example.test.")),
+                        phase: DnsPhase::Switch,
+                        from: state(60),
+                        to: state(60),
+                        at: 1,
+                    },
+                )
+                .unwrap();
+            }
+            DnsLog::record(
+                &l,
+                DnsEvent::DnsSafeAfter {
+                    zone: "example.test".into(),
+                    safe_after: 9,
+                },
+            )
+            .unwrap();
+        }
+        let l = Ledger::open(dir.path()).unwrap();
+        let h = l.history(&["s7.example.test.".into()]);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h[0].key().unwrap().name, "s7.example.test.");
+        assert!(matches!(h[1], DnsEvent::DnsSafeAfter { .. }));
+    }
+
+    #[test]
+    fn runs_without_an_end_are_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path()).unwrap();
+        let a = l
+            .start_run(
+                RunCommand::Cutover {
+                    selection: Selected::All,
+                },
+                vec![],
+            )
+            .unwrap();
+        let b = l
+            .start_run(RunCommand::Rollback { only: vec![] }, vec![])
+            .unwrap();
+        l.end_run(a, true).unwrap();
+        assert_eq!(
+            l.unfinished_runs(),
+            vec![(b, RunCommand::Rollback { only: vec![] }, 1)]
+        );
+    }
+}

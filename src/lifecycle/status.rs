@@ -1,0 +1,190 @@
+//! The journal folded into the migration report's model (`status`, `report`): the lifecycle
+//! owns its entries, so it is the one that reads them; `report/` only renders.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::state::{SiteState, SiteStatus, Step, UnitStatus};
+use crate::dns::provider::DnsEvent;
+use crate::plan::Site;
+use crate::report::lifecycle::{
+    DnsRow, MigrationReport, ProbeRow, SiteRow, StateView, StepRow, Tone, UnitRow,
+};
+
+/// Every state in lifecycle order.
+const ORDER: [SiteState; 14] = [
+    SiteState::Discovered,
+    SiteState::Syncing,
+    SiteState::PreSynced,
+    SiteState::Freezing,
+    SiteState::Frozen,
+    SiteState::FinalSynced,
+    SiteState::Verified,
+    SiteState::Switching,
+    SiteState::Switched,
+    SiteState::Confirmed,
+    SiteState::Paused,
+    SiteState::RollingBack,
+    SiteState::RolledBack,
+    SiteState::Failed,
+];
+
+/// How reports show a state.
+pub fn view(s: SiteState) -> StateView {
+    let tone = match s {
+        SiteState::Confirmed => Tone::Good,
+        SiteState::Failed | SiteState::RolledBack => Tone::Bad,
+        SiteState::Paused => Tone::Waiting,
+        s if s.in_flight() => Tone::InFlight,
+        _ => Tone::Idle,
+    };
+    StateView {
+        key: serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        label: s.label().to_string(),
+        tone,
+    }
+}
+
+fn step_row(s: &Step) -> StepRow {
+    StepRow {
+        at: s.at,
+        state: view(s.state),
+        detail: s.detail.clone(),
+        bytes: s.bytes,
+        millis: s.millis,
+    }
+}
+
+fn unit_row(u: &UnitStatus) -> UnitRow {
+    UnitRow {
+        unit: u.unit.clone(),
+        step: u.step.clone(),
+        ok: u.ok,
+        detail: u.detail.clone(),
+        bytes: u.bytes,
+    }
+}
+
+/// Builds the report from the plan's sites, their folded statuses and the DNS events.
+pub fn build(
+    plan: &str,
+    sites: &[Site],
+    statuses: &BTreeMap<String, SiteStatus>,
+    dns: &[DnsEvent],
+) -> MigrationReport {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut pre_bytes, mut pre_millis, mut pending_bytes) = (0u64, 0u64, 0u64);
+    let mut dns_by_name = dns_rows(dns);
+    let mut rows = Vec::new();
+    for site in sites {
+        let st = statuses.get(&site.name).cloned().unwrap_or_default();
+        *counts.entry(view(st.state).key).or_default() += 1;
+        let mut last_presync = 0;
+        for step in &st.timeline {
+            if step.state == SiteState::PreSynced {
+                pre_bytes += step.bytes.unwrap_or(0);
+                pre_millis += step.millis.unwrap_or(0);
+                last_presync = step.bytes.unwrap_or(0);
+            }
+        }
+        if !matches!(st.state, SiteState::Confirmed) {
+            pending_bytes += last_presync;
+        }
+        rows.push(SiteRow {
+            name: site.name.clone(),
+            domains: site.domains.clone(),
+            state: view(st.state),
+            reason: st.reason.clone(),
+            presyncs: st.presyncs,
+            bytes: st.bytes,
+            millis: st.millis,
+            timeline: st.timeline.iter().map(step_row).collect(),
+            units: st.units.iter().map(unit_row).collect(),
+            dns: site
+                .domains
+                .iter()
+                .flat_map(|d| {
+                    dns_by_name
+                        .remove(&crate::dns::query::fqdn(d))
+                        .unwrap_or_default()
+                })
+                .collect(),
+            probes: st
+                .probes
+                .iter()
+                .map(|p| ProbeRow {
+                    domain: p.domain.clone(),
+                    url: p.url.clone(),
+                    ok: p.ok,
+                    detail: p.detail.clone(),
+                })
+                .collect(),
+        });
+    }
+    let presync_rate = (pre_millis > 0).then(|| pre_bytes * 1000 / pre_millis);
+    MigrationReport {
+        schema_version: 1,
+        plan: plan.to_string(),
+        generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        counts,
+        presync_rate,
+        final_sync_estimate_secs: presync_rate.filter(|r| *r > 0).map(|r| pending_bytes / r),
+        sites: rows,
+        platform: statuses
+            .get(super::migrate::PLATFORM)
+            .map(|s| s.units.iter().map(unit_row).collect())
+            .unwrap_or_default(),
+        states: ORDER.iter().map(|s| view(*s)).collect(),
+    }
+}
+
+/// Every DNS change, grouped by owner name, in journal order (one pass over the events).
+fn dns_rows(events: &[DnsEvent]) -> HashMap<String, Vec<DnsRow>> {
+    let phase = |p: &crate::dns::provider::DnsPhase| {
+        serde_json::to_value(p)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut rows: HashMap<String, Vec<DnsRow>> = HashMap::new();
+    for e in events {
+        match e {
+            DnsEvent::DnsIntent {
+                key,
+                phase: p,
+                from,
+                to,
+                at,
+            } => rows.entry(key.name.clone()).or_default().push(DnsRow {
+                name: key.name.clone(),
+                rtype: key.rtype.clone(),
+                phase: phase(p),
+                from: from.values.clone(),
+                to: to.values.clone(),
+                ttl: to.ttl,
+                result: "pending".into(),
+                at: *at,
+            }),
+            DnsEvent::DnsApplied { key, phase: p, .. }
+            | DnsEvent::DnsFailed { key, phase: p, .. } => {
+                let result = if matches!(e, DnsEvent::DnsApplied { .. }) {
+                    "applied"
+                } else {
+                    "failed"
+                };
+                let p = phase(p);
+                if let Some(r) = rows.get_mut(&key.name).and_then(|list| {
+                    list.iter_mut()
+                        .rev()
+                        .find(|r| r.rtype == key.rtype && r.phase == p && r.result == "pending")
+                }) {
+                    r.result = result.into();
+                }
+            }
+            DnsEvent::DnsSafeAfter { .. } => {}
+        }
+    }
+    rows
+}
