@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 
 use super::connections::Connections;
+use super::guard::Live;
 use super::inventory::expand_sites;
 use crate::db::discover as db;
 use crate::db::plan::{self as db_plan, DbAction};
@@ -21,6 +22,7 @@ use crate::sync::diff::is_internal;
 use crate::sync::plan::{self as sync_plan, SyncPlan};
 use crate::sync::{Endpoint, SyncError, SyncOptions};
 use crate::tree::{EntryKind, ScanSummary};
+use crate::unit::UnitId;
 
 /// Throughput assumed until pre-syncs measure real figures.
 const ASSUMED_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
@@ -89,6 +91,7 @@ pub fn dry_run_with(
     if let Some(panel) = &inventory.panel {
         panel_risks(loaded, panel, &mut report.risks);
     }
+    let live = live_units(plan, &inventory.sites, &mut report.risks);
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.defaults.jobs)
@@ -103,7 +106,10 @@ pub fn dry_run_with(
             .sites
             .par_iter()
             .map(|s| {
-                let r = site_report(plan, s, connections, itemize);
+                let mut r = site_report(plan, s, connections, itemize);
+                r.0.live = live
+                    .why(&UnitId::Site(s.name.clone()))
+                    .map(|b| b.to_string());
                 match &r.0.error {
                     Some(e) => observer.on_event(&Event::UnitFailed {
                         phase: "sites".into(),
@@ -125,6 +131,19 @@ pub fn dry_run_with(
     // Free space per target file system: identified by host, size and free bytes.
     let mut needs: BTreeMap<(String, u64, u64), u64> = BTreeMap::new();
     for (site, space) in sites {
+        if let Some(because) = &site.live {
+            // The lifecycle's sync leaves a site that may serve from the new side alone.
+            report.risks.push(Risk::warning(
+                "live_unit",
+                site.name.clone(),
+                format!(
+                    "may be live on the new side ({because}): `sync` leaves it alone; its plan is what `--allow-live site:{}` would do",
+                    site.name
+                ),
+            ));
+            report.sites.push(site);
+            continue;
+        }
         if let Some((host, total, free)) = space {
             *needs.entry((host, total, free)).or_default() += site.bytes_to_send;
         }
@@ -187,7 +206,7 @@ pub fn dry_run_with(
         }
     }
 
-    databases(loaded, connections, observer, &mut report);
+    databases(loaded, connections, &live, observer, &mut report);
     mail(loaded, connections, observer, &mut report);
     if let Some(dns) = &plan.dns {
         observer.on_event(&Event::PhaseStarted {
@@ -276,6 +295,29 @@ fn panel_risks(loaded: &Loaded, panel: &crate::panel::PanelInventory, risks: &mu
             ));
         }
     }
+}
+
+/// Which units may be live on the new side, from the journal (read without its lock, as
+/// `status` does): the same rule the lifecycle's verbs apply before they write.
+fn live_units(plan: &Plan, sites: &[Site], risks: &mut Vec<Risk>) -> Live {
+    let entries = match super::ledger::read(&plan.state_dir) {
+        Ok(e) => e,
+        Err(e) => {
+            risks.push(Risk::warning(
+                "discovery_failed",
+                plan.state_dir.display().to_string(),
+                format!("cannot read the journal ({e}): sites live on the new side are not known"),
+            ));
+            Vec::new()
+        }
+    };
+    let mut states = BTreeMap::new();
+    for e in entries {
+        if let super::ledger::Entry::Site { site, state, .. } = e {
+            states.insert(site, state);
+        }
+    }
+    Live::new(states, sites)
 }
 
 /// The file sync the lifecycle runs for a site (`sync`, `cutover`): the target mirrors the
@@ -414,6 +456,7 @@ fn engine_name(e: DbEngine) -> &'static str {
 fn databases(
     loaded: &Loaded,
     connections: &Connections,
+    live: &Live,
     observer: &dyn Observer,
     report: &mut DryRunReport,
 ) {
@@ -457,6 +500,13 @@ fn databases(
         {
             matched += 1;
             let (action, note) = match &target {
+                // The lifecycle's sync leaves a database that may serve from the new side there.
+                _ if live.why(&UnitId::Database(d.name.clone())).is_some() => (
+                    "left_alone".to_string(),
+                    live.why(&UnitId::Database(d.name.clone())).map(|b| {
+                        format!("may be live on the new side ({b}): `sync` leaves it there")
+                    }),
+                ),
                 Err(_) => (
                     "error".to_string(),
                     Some("target server unreachable".to_string()),
@@ -864,6 +914,9 @@ fn finish(report: &mut DryRunReport, bwlimit: Option<u64>) {
     for s in &report.sites {
         t.files += s.files;
         t.bytes += s.bytes;
+        if s.live.is_some() {
+            continue; // left alone by `sync`
+        }
         t.files_to_send += s.files_to_send;
         t.bytes_to_send += s.bytes_to_send;
         t.delete_files += s.delete_files;

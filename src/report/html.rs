@@ -112,7 +112,7 @@ pub fn render(r: &DryRunReport) -> String {
         for s in &r.sites {
             let state = match &s.error {
                 Some(e) => format!("<span class=\"error\">{}</span>", esc(e)),
-                None => esc(&s.target_state),
+                None => esc(&s.target_label()),
             };
             let _ = write!(
                 o,

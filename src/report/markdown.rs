@@ -82,7 +82,7 @@ pub fn render(r: &DryRunReport) -> String {
                 .error
                 .as_deref()
                 .map(|e| format!("error: {e}"))
-                .unwrap_or_else(|| s.target_state.clone());
+                .unwrap_or_else(|| s.target_label());
             let _ = writeln!(
                 o,
                 "| {} | `{}` | `{}` | {} | {} | {} ({} files) | {} | {} |",

@@ -111,6 +111,10 @@ pub struct SiteReport {
     pub delete_files: u64,
     pub delete_bytes: u64,
     pub unreadable: u64,
+    /// Why the site may be live on the new side (from the journal): `sync` then leaves it
+    /// alone, and its plan is what `--allow-live` would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<String>,
     /// Why the sync would refuse to run (such as deleting over 30 % of the target).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
@@ -124,6 +128,14 @@ pub struct SiteReport {
 }
 
 impl SiteReport {
+    /// The target's state, or `live: left alone` when `sync` will not touch it.
+    pub fn target_label(&self) -> String {
+        match &self.live {
+            Some(_) => "live: left alone".into(),
+            None => self.target_state.clone(),
+        }
+    }
+
     /// What the sync deletes at the target: `3 files, 1.2 KiB`, or `-`.
     pub fn delete_label(&self) -> String {
         if self.delete_files == 0 {
@@ -162,8 +174,9 @@ pub struct DatabaseReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
     /// The transfer's own decision (`db::plan`): `create`, `replace_ours` (our earlier copy),
-    /// `replace_theirs`, `skip` or `conflict` (exists, not ours, `conflict: fail`); `error`
-    /// when the target could not be read.
+    /// `replace_theirs`, `skip` or `conflict` (exists, not ours, `conflict: fail`);
+    /// `left_alone` when it may be live on the new side (the lifecycle's guard); `error` when
+    /// the target could not be read.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

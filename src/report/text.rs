@@ -81,7 +81,7 @@ pub fn render(r: &DryRunReport) -> String {
                     s.error
                         .clone()
                         .map(|e| format!("error: {e}"))
-                        .unwrap_or_else(|| s.target_state.clone()),
+                        .unwrap_or_else(|| s.target_label()),
                 ]
             })
             .collect();

@@ -592,3 +592,88 @@ fn dry_run_database_actions_are_the_transfer_decisions() {
     );
     assert_eq!(dst.sql("SELECT COUNT(*) FROM site_a.t").trim(), "2");
 }
+
+/// A site the journal says may serve from the new side: the dry run says `sync` leaves it
+/// alone (and counts nothing of it to send or delete), and `sync` does leave it alone, a file
+/// written at the new side included; the other site is synced as announced.
+#[test]
+fn a_live_site_is_announced_as_left_alone_and_left_alone() {
+    use transhumance::lifecycle::ledger::{Entry, Ledger};
+    use transhumance::lifecycle::state::SiteState;
+
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for site in ["live.test", "moving.test"] {
+        let (s, d) = (w.join("src").join(site), w.join("dst").join(site));
+        for n in make_source(&s, 7) {
+            copy_exact(&s.join(&n), &d.join(&n));
+        }
+        write_at(
+            &s.join("index.html"),
+            b"<title>changed at the old side</title>",
+            later,
+        );
+        write_at(&d.join("upload.jpg"), b"written at the new side", later);
+    }
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: agrees-live\nstate_dir: \"{w}/state\"\nsites:\n  - from: {{ host: local, glob: \"{w}/src/*/\" }}\n    to: {{ host: local, path: \"{w}/dst/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n",
+            w = w.display()
+        ),
+    )
+    .unwrap();
+    Ledger::open(&w.join("state"))
+        .unwrap()
+        .record(Entry::Site {
+            site: "live.test".into(),
+            state: SiteState::Confirmed,
+            at: 1,
+            detail: None,
+            bytes: None,
+            millis: None,
+        })
+        .unwrap();
+    let before = snapshot(&w.join("dst/live.test"));
+    let report = plan_json(&plan);
+    let sites = report["sites"].as_array().unwrap();
+    let (live, moving) = (&sites[0], &sites[1]);
+    assert_eq!(live["name"], "live.test");
+    assert!(
+        live["live"].as_str().unwrap().contains("confirmed"),
+        "{live:#}"
+    );
+    assert!(moving["live"].is_null());
+    // Totals count only what `sync` will do: the moving site's index.html and its delete.
+    assert_eq!(
+        report["totals"]["bytes_to_send"], moving["bytes_to_send"],
+        "{:#}",
+        report["totals"]
+    );
+    assert_eq!(report["totals"]["delete_files"], 1);
+    assert!(
+        report["risks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "live_unit" && r["subject"] == "live.test"),
+        "{:#}",
+        report["risks"]
+    );
+
+    let out = bin().arg("sync").arg(&plan).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        before,
+        snapshot(&w.join("dst/live.test")),
+        "a live site was touched"
+    );
+    assert_mirrored(&w.join("src/moving.test"), &w.join("dst/moving.test"));
+}
