@@ -79,6 +79,9 @@ pub enum Command {
         /// Write the report to this file instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// List every file action of each site in the JSON report (not only its deletes).
+        #[arg(long)]
+        itemize: bool,
     },
     /// List every unit the plan expands to (its `sites:` rules and its `inventory:` source:
     /// sites with owners, databases, mail boxes, zones) for review; changes nothing.
@@ -302,7 +305,8 @@ pub fn run(cli: Cli) -> u8 {
             plan,
             format,
             output,
-        } => plan::run(&plan, format, output.as_deref(), &printer),
+            itemize,
+        } => plan::run(&plan, format, output.as_deref(), itemize, &printer),
         Command::Inventory { plan, yaml } => inventory::run(&plan, yaml, &printer),
         Command::Schema => schema::run(),
         Command::Demo => demo::run(&printer),

@@ -6,10 +6,17 @@ use super::exit;
 use super::printer::Printer;
 use super::progress::{Bars, JsonLines};
 use crate::event::{Observer, Silent};
-use crate::lifecycle::{Connections, default_agent_binary, dry_run};
+use crate::lifecycle::dry_run::dry_run_with;
+use crate::lifecycle::{Connections, default_agent_binary};
 use crate::report::{self, Format};
 
-pub fn run(path: &Path, format: Format, output: Option<&Path>, printer: &Printer) -> u8 {
+pub fn run(
+    path: &Path,
+    format: Format,
+    output: Option<&Path>,
+    itemize: bool,
+    printer: &Printer,
+) -> u8 {
     let loaded = match super::validate::load_or_report(path, printer) {
         Ok(l) => l,
         Err(code) => return code,
@@ -22,7 +29,7 @@ pub fn run(path: &Path, format: Format, output: Option<&Path>, printer: &Printer
     } else {
         Box::new(Silent)
     };
-    let report = dry_run(&loaded, &connections, observer.as_ref());
+    let report = dry_run_with(&loaded, &connections, observer.as_ref(), itemize);
     let format = if printer.json { Format::Json } else { format };
     let rendered = report::render(&report, format);
     match output {

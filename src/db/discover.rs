@@ -291,6 +291,34 @@ pub fn list_databases(
     Ok(found)
 }
 
+/// The comment of every database of the server (empty when it has none), by name: what
+/// `db::plan::decide` reads to tell our own earlier copies from someone else's databases.
+///
+/// # Errors
+/// As `query`.
+pub fn database_comments(
+    transport: &dyn Transport,
+    engine: DbEngine,
+    server: &DbServer,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    // A `=` in front, so an empty comment is still a field.
+    let sql = if engine == DbEngine::Postgres {
+        "SELECT datname, '=' || coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE NOT datistemplate"
+    } else {
+        "SELECT schema_name, CONCAT('=', COALESCE(schema_comment, '')) FROM information_schema.schemata"
+    };
+    Ok(query(transport, engine, server, None, sql)?
+        .into_iter()
+        .filter_map(|r| match r.as_slice() {
+            [name, comment, ..] => {
+                Some((name.clone(), comment.trim_start_matches('=').to_string()))
+            }
+            [name] => Some((name.clone(), String::new())),
+            _ => None,
+        })
+        .collect())
+}
+
 /// A grantee (`'u'@'h'`) or a definer (`u@h`) written the same way: `'u'@'h'`.
 fn account(who: &str) -> String {
     if who.starts_with('\'') {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::discover::{find_tool, query, tool_request};
+use super::plan::DbAction;
 use super::{ident, sql_literal as lit};
 use crate::plan::DbServer;
 use crate::plan::raw::{ConflictPolicy, DbEngine};
@@ -131,28 +132,24 @@ pub fn transfer(
             .map_err(|e| format!("{}: {e}", at(to)))?,
     };
     let existing = comment(engine, to, name).map_err(|e| format!("{}: {e}", at(to)))?;
-    if let Some(c) = &existing
-        && c != &ours
-    {
-        match options.conflict {
-            ConflictPolicy::Fail => {
-                return Err(format!(
-                    "{}: exists and was not created by this plan (conflict: fail); set `conflict: replace` or `skip`",
-                    at(to)
-                ));
-            }
-            ConflictPolicy::Skip => {
-                return Ok(Moved {
-                    name: name.into(),
-                    outcome: "skipped".into(),
-                    bytes: 0,
-                    split_tables: Vec::new(),
-                    users: Vec::new(),
-                    note: Some("exists at the target and is not ours (conflict: skip)".into()),
-                });
-            }
-            ConflictPolicy::Replace => {}
+    match super::plan::decide(name, existing.as_deref(), options.plan, options.conflict).action {
+        DbAction::Conflict => {
+            return Err(format!(
+                "{}: exists and was not created by this plan (conflict: fail); set `conflict: replace` or `skip`",
+                at(to)
+            ));
         }
+        DbAction::Skip => {
+            return Ok(Moved {
+                name: name.into(),
+                outcome: "skipped".into(),
+                bytes: 0,
+                split_tables: Vec::new(),
+                users: Vec::new(),
+                note: Some("exists at the target and is not ours (conflict: skip)".into()),
+            });
+        }
+        DbAction::Create | DbAction::ReplaceOurs | DbAction::ReplaceTheirs => {}
     }
     ensure_space(engine, from, to, name, options.min_free_space)
         .map_err(|e| format!("{}: {e}", at(to)))?;

@@ -6,17 +6,23 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 
 use super::connections::Connections;
+use super::guard::Live;
 use super::inventory::expand_sites;
 use crate::db::discover as db;
+use crate::db::plan::{self as db_plan, DbAction};
 use crate::dns::query;
 use crate::event::{Event, Observer};
 use crate::mail::{imap_move, maildir, maildir_pass};
 use crate::plan::raw::DbEngine;
 use crate::plan::secret::SecretRef;
 use crate::plan::units::human_bytes;
-use crate::plan::{DnsSpec, Loaded, MailRule, Severity, Site};
+use crate::plan::{DnsSpec, Loaded, MailRule, Plan, Severity, Site};
 use crate::report::*;
+use crate::sync::diff::is_internal;
+use crate::sync::plan::{self as sync_plan, SyncPlan};
+use crate::sync::{Endpoint, SyncError, SyncOptions};
 use crate::tree::{EntryKind, ScanSummary};
+use crate::unit::UnitId;
 
 /// Throughput assumed until pre-syncs measure real figures.
 const ASSUMED_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
@@ -32,9 +38,20 @@ pub fn dry_run(
     connections: &Connections,
     observer: &dyn Observer,
 ) -> DryRunReport {
+    dry_run_with(loaded, connections, observer, false)
+}
+
+/// As `dry_run`; with `itemize`, each site's plan lists every action path by path, not only
+/// its deletes.
+pub fn dry_run_with(
+    loaded: &Loaded,
+    connections: &Connections,
+    observer: &dyn Observer,
+    itemize: bool,
+) -> DryRunReport {
     let plan = &loaded.plan;
     let mut report = DryRunReport {
-        schema_version: 1,
+        schema_version: 2,
         plan: plan.name.clone(),
         plan_file: plan.file.display().to_string(),
         generated_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -74,6 +91,7 @@ pub fn dry_run(
     if let Some(panel) = &inventory.panel {
         panel_risks(loaded, panel, &mut report.risks);
     }
+    let live = live_units(plan, &inventory.sites, &mut report.risks);
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.defaults.jobs)
@@ -88,7 +106,10 @@ pub fn dry_run(
             .sites
             .par_iter()
             .map(|s| {
-                let r = site_report(s, connections);
+                let mut r = site_report(plan, s, connections, itemize);
+                r.0.live = live
+                    .why(&UnitId::Site(s.name.clone()))
+                    .map(|b| b.to_string());
                 match &r.0.error {
                     Some(e) => observer.on_event(&Event::UnitFailed {
                         phase: "sites".into(),
@@ -110,6 +131,19 @@ pub fn dry_run(
     // Free space per target file system: identified by host, size and free bytes.
     let mut needs: BTreeMap<(String, u64, u64), u64> = BTreeMap::new();
     for (site, space) in sites {
+        if let Some(because) = &site.live {
+            // The lifecycle's sync leaves a site that may serve from the new side alone.
+            report.risks.push(Risk::warning(
+                "live_unit",
+                site.name.clone(),
+                format!(
+                    "may be live on the new side ({because}): `sync` leaves it alone; its plan is what `--allow-live site:{}` would do",
+                    site.name
+                ),
+            ));
+            report.sites.push(site);
+            continue;
+        }
         if let Some((host, total, free)) = space {
             *needs.entry((host, total, free)).or_default() += site.bytes_to_send;
         }
@@ -118,14 +152,24 @@ pub fn dry_run(
                 .risks
                 .push(Risk::error("unreachable", site.name.clone(), e.clone()));
         } else {
-            if site.target_state == "populated" {
+            if site.delete_files > 0 {
                 report.risks.push(Risk::warning(
                     "target_not_empty",
                     site.name.clone(),
                     format!(
-                        "`{}` already holds {} file(s) not at the source; kept unless `--delete`",
-                        site.target, site.extra_at_target
+                        "`{}` holds {} not at the source: the sync will delete {}, {}",
+                        site.target,
+                        plural(site.extra_at_target, "file", "files"),
+                        plural(site.delete_files, "file", "files"),
+                        human_bytes(site.delete_bytes)
                     ),
+                ));
+            }
+            if let Some(why) = &site.refusal {
+                report.risks.push(Risk::error(
+                    "unsafe_delete",
+                    site.name.clone(),
+                    format!("the sync would refuse: {why}"),
                 ));
             }
             if site.unreadable > 0 {
@@ -162,7 +206,7 @@ pub fn dry_run(
         }
     }
 
-    databases(loaded, connections, observer, &mut report);
+    databases(loaded, connections, &live, observer, &mut report);
     mail(loaded, connections, observer, &mut report);
     if let Some(dns) = &plan.dns {
         observer.on_event(&Event::PhaseStarted {
@@ -253,7 +297,48 @@ fn panel_risks(loaded: &Loaded, panel: &crate::panel::PanelInventory, risks: &mu
     }
 }
 
-fn site_report(s: &Site, connections: &Connections) -> (SiteReport, Option<TargetSpace>) {
+/// Which units may be live on the new side, from the journal (read without its lock, as
+/// `status` does): the same rule the lifecycle's verbs apply before they write.
+fn live_units(plan: &Plan, sites: &[Site], risks: &mut Vec<Risk>) -> Live {
+    let entries = match super::ledger::read(&plan.state_dir) {
+        Ok(e) => e,
+        Err(e) => {
+            risks.push(Risk::warning(
+                "discovery_failed",
+                plan.state_dir.display().to_string(),
+                format!("cannot read the journal ({e}): sites live on the new side are not known"),
+            ));
+            Vec::new()
+        }
+    };
+    let mut states = BTreeMap::new();
+    for e in entries {
+        if let super::ledger::Entry::Site { site, state, .. } = e {
+            states.insert(site, state);
+        }
+    }
+    Live::new(states, sites)
+}
+
+/// The file sync the lifecycle runs for a site (`sync`, `cutover`): the target mirrors the
+/// source, it serves no one before the switch. The dry run plans with exactly these options.
+pub fn site_sync_options(plan: &Plan, site: &Site, force: bool) -> SyncOptions {
+    SyncOptions {
+        delete: true,
+        jobs: plan.defaults.jobs.max(1),
+        exclude: site.exclude.clone(),
+        force,
+        bwlimit: plan.defaults.bwlimit,
+        ..SyncOptions::default()
+    }
+}
+
+fn site_report(
+    plan: &Plan,
+    s: &Site,
+    connections: &Connections,
+    itemize: bool,
+) -> (SiteReport, Option<TargetSpace>) {
     let mut r = SiteReport {
         name: s.name.clone(),
         source: format!("{}:{}", s.source_host, s.source_path.display()),
@@ -264,12 +349,34 @@ fn site_report(s: &Site, connections: &Connections) -> (SiteReport, Option<Targe
         target_state: "unknown".into(),
         ..Default::default()
     };
-    let source = match connections
-        .get(&s.source_host)
-        .and_then(|t| t.scan(&s.source_path, &s.exclude))
-    {
-        Ok(scan) if scan.exists => scan,
-        Ok(_) => {
+    let ends = connections.get(&s.source_host).and_then(|src| {
+        connections.get(&s.target_host).map(|dst| {
+            (
+                Endpoint {
+                    transport: src,
+                    root: s.source_path.clone(),
+                },
+                Endpoint {
+                    transport: dst,
+                    root: s.target_path.clone(),
+                },
+            )
+        })
+    });
+    let (src, dst) = match ends {
+        Ok(e) => e,
+        Err(e) => {
+            r.error = Some(e.to_string());
+            return (r, None);
+        }
+    };
+    let options = site_sync_options(plan, s, false);
+    let planned = sync_plan::scan_both(&src, &dst, &options).and_then(|(source, target)| {
+        sync_plan::plan_listed(&src, &dst, &options, &source, &target).map(|p| (p, source, target))
+    });
+    let (files, source, target) = match planned {
+        Ok(p) => p,
+        Err(SyncError::SourceMissing(_)) => {
             r.error = Some(format!(
                 "source `{}` does not exist on host `{}`",
                 s.source_path.display(),
@@ -282,74 +389,60 @@ fn site_report(s: &Site, connections: &Connections) -> (SiteReport, Option<Targe
             return (r, None);
         }
     };
-    let target_transport = match connections.get(&s.target_host) {
-        Ok(t) => t,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return (r, None);
-        }
-    };
-    let target = match target_transport.scan(&s.target_path, &s.exclude) {
-        Ok(t) => t,
-        Err(e) => {
-            r.error = Some(e.to_string());
-            return (r, None);
-        }
-    };
-    compare(&source, &target, &mut r);
-    let space = target_transport
+    render_site_plan(&files, &source, &target, itemize, &mut r);
+    let space = dst
+        .transport
         .space(&s.target_path)
         .ok()
         .map(|sp| (s.target_host.clone(), sp.total_bytes, sp.free_bytes));
     (r, space)
 }
 
-/// Fills the counts of `r` from both listings, with rsync's quick check (size and mtime).
-fn compare(source: &ScanSummary, target: &ScanSummary, r: &mut SiteReport) {
+/// Fills the counts of `r` from the engine's plan (and facts of the listings: what is at the
+/// source, whether the target exists); no decision is taken here.
+fn render_site_plan(
+    plan: &SyncPlan,
+    source: &ScanSummary,
+    target: &ScanSummary,
+    itemize: bool,
+    r: &mut SiteReport,
+) {
     r.unreadable = source.errors.len() as u64;
-    let at_target: HashMap<&[u8], (u64, i128)> = target
-        .files()
-        .map(|e| (e.path.as_slice(), (e.size, e.mtime_ns)))
-        .collect();
-    let mut seen = 0u64;
     for e in &source.entries {
         match e.kind {
             EntryKind::Dir => r.dirs += 1,
             EntryKind::Symlink => r.symlinks += 1,
-            EntryKind::File => {
-                r.files += 1;
-                r.bytes += e.size;
-                match at_target.get(e.path.as_slice()) {
-                    None => {
-                        r.new_files += 1;
-                        r.bytes_to_send += e.size;
-                    }
-                    Some(&(size, mtime)) => {
-                        seen += 1;
-                        // Seconds only: some target file systems keep no nanoseconds.
-                        if size == e.size && mtime / 1_000_000_000 == e.mtime_ns / 1_000_000_000 {
-                            r.unchanged_files += 1;
-                        } else {
-                            r.changed_files += 1;
-                            r.bytes_to_send += e.size;
-                        }
-                    }
-                }
-            }
-            EntryKind::Other => {}
+            EntryKind::File | EntryKind::Other => {}
         }
     }
-    r.extra_at_target = at_target.len() as u64 - seen;
+    let t = plan.totals();
+    r.files = t.source_files;
+    r.bytes = t.source_bytes;
+    r.new_files = t.new_files;
+    r.changed_files = t.changed_files;
+    r.unchanged_files = t.unchanged_files;
+    r.metadata_only = t.metadata_only;
+    r.files_to_send = t.files_to_send;
+    r.bytes_to_send = t.bytes_to_send;
+    r.delta_files = t.delta_files;
+    r.local_copies = t.local_copies;
+    r.hardlinks = t.hardlinks;
+    r.extra_at_target = t.extra_files;
+    r.delete_files = t.delete_files;
+    r.delete_bytes = t.delete_bytes;
+    r.refusal = plan.refusal.clone();
+    let ours_only = target.entries.iter().all(|e| is_internal(&e.path));
     r.target_state = if !target.exists {
         "missing"
-    } else if target.entries.is_empty() {
+    } else if ours_only {
         "empty"
-    } else if r.extra_at_target > 0 {
+    } else if t.extra_files > 0 {
         "populated"
     } else {
         "partial copy"
     }
     .into();
+    r.plan = Some(plan.summary(itemize));
 }
 
 fn engine_name(e: DbEngine) -> &'static str {
@@ -363,6 +456,7 @@ fn engine_name(e: DbEngine) -> &'static str {
 fn databases(
     loaded: &Loaded,
     connections: &Connections,
+    live: &Live,
     observer: &dyn Observer,
     report: &mut DryRunReport,
 ) {
@@ -387,11 +481,11 @@ fn databases(
                 continue;
             }
         };
-        let target: Result<HashSet<String>, String> = connections
+        // Each database's comment at the target: our marker makes an earlier copy ours.
+        let target: Result<HashMap<String, String>, String> = connections
             .get(&rule.to.host)
             .map_err(|e| e.to_string())
-            .and_then(|t| db::list_databases(t.as_ref(), rule.engine, &rule.to))
-            .map(|l| l.into_iter().map(|d| d.name).collect());
+            .and_then(|t| db::database_comments(t.as_ref(), rule.engine, &rule.to));
         if let Err(e) = &target {
             report.risks.push(Risk::error(
                 "unreachable",
@@ -406,27 +500,58 @@ fn databases(
         {
             matched += 1;
             let (action, note) = match &target {
+                // The lifecycle's sync leaves a database that may serve from the new side there.
+                _ if live.why(&UnitId::Database(d.name.clone())).is_some() => (
+                    "left_alone".to_string(),
+                    live.why(&UnitId::Database(d.name.clone())).map(|b| {
+                        format!("may be live on the new side ({b}): `sync` leaves it there")
+                    }),
+                ),
                 Err(_) => (
                     "error".to_string(),
                     Some("target server unreachable".to_string()),
                 ),
-                Ok(t) if t.contains(&d.name) => {
+                Ok(t) => {
+                    let planned = db_plan::decide(
+                        &d.name,
+                        t.get(&d.name).map(String::as_str),
+                        &loaded.plan.name,
+                        rule.conflict,
+                    );
                     let policy = format!("{:?}", rule.conflict).to_lowercase();
-                    let risk = format!(
-                        "database `{}` already exists on `{}`: policy `{policy}`",
+                    let exists = format!(
+                        "database `{}` already exists on `{}` and is not ours",
                         d.name, rule.to.host
                     );
-                    report.risks.push(if policy == "fail" {
-                        Risk::error("database_conflict", d.name.clone(), risk)
-                    } else {
-                        Risk::warning("database_conflict", d.name.clone(), risk)
-                    });
-                    (
-                        "conflict".to_string(),
-                        Some(format!("exists at the target, policy `{policy}`")),
-                    )
+                    let note = match planned.action {
+                        DbAction::Create => None,
+                        DbAction::ReplaceOurs => {
+                            Some("our copy from an earlier sync: replaced".to_string())
+                        }
+                        DbAction::Conflict => {
+                            report.risks.push(Risk::error(
+                                "database_conflict",
+                                d.name.clone(),
+                                format!("{exists}: policy `{policy}` stops its move"),
+                            ));
+                            Some(format!("exists at the target, policy `{policy}`"))
+                        }
+                        DbAction::Skip | DbAction::ReplaceTheirs => {
+                            let what = if planned.action == DbAction::Skip {
+                                "left alone"
+                            } else {
+                                "replaced"
+                            };
+                            report.risks.push(Risk::warning(
+                                "database_conflict",
+                                d.name.clone(),
+                                format!("{exists}: policy `{policy}`, {what}"),
+                            ));
+                            Some(format!("exists at the target, policy `{policy}`: {what}"))
+                        }
+                    };
+                    (planned.action.as_str().to_string(), note)
                 }
-                Ok(_) => ("create".to_string(), None),
             };
             let tables = match (rule.engine, d.tables) {
                 (DbEngine::Postgres, _) => connections
@@ -789,8 +914,13 @@ fn finish(report: &mut DryRunReport, bwlimit: Option<u64>) {
     for s in &report.sites {
         t.files += s.files;
         t.bytes += s.bytes;
-        t.files_to_send += s.new_files + s.changed_files;
+        if s.live.is_some() {
+            continue; // left alone by `sync`
+        }
+        t.files_to_send += s.files_to_send;
         t.bytes_to_send += s.bytes_to_send;
+        t.delete_files += s.delete_files;
+        t.delete_bytes += s.delete_bytes;
     }
     t.databases = report.databases.len() as u64;
     t.database_bytes = report.databases.iter().map(|d| d.bytes).sum();
@@ -848,40 +978,71 @@ mod tests {
         }
     }
 
+    fn listing(entries: Vec<Entry>) -> ScanSummary {
+        ScanSummary {
+            exists: true,
+            root_meta: None,
+            entries,
+            errors: vec![],
+        }
+    }
+
+    /// The counts come from the engine's plan: nanoseconds decide, extra files are deleted
+    /// (the lifecycle mirrors), our partial files are neither extra nor a populated target.
     #[test]
-    fn quick_check_counts_what_would_move() {
-        let src = ScanSummary {
-            exists: true,
-            root_meta: None,
-            entries: vec![
-                entry("a", 10, 5_000_000_000),
-                entry("b", 20, 1),
-                entry("c", 30, 1),
-            ],
-            errors: vec![],
+    fn site_counts_are_the_engine_plan() {
+        let leftover = format!(
+            "{}/{}-1-0",
+            crate::tree::root::TEMP_DIR,
+            crate::tree::root::temp_key(b"c")
+        );
+        let src = listing(vec![
+            entry("a", 10, 5_000_000_000),
+            entry("b", 20, 1),
+            entry("c", 30, 1),
+            entry("d", 40, 1),
+        ]);
+        let dst = listing(vec![
+            entry("a", 10, 5_000_000_001),
+            entry("b", 21, 1),
+            entry("d", 40, 1),
+            entry("z", 1, 1),
+            entry(&leftover, 15, 1),
+        ]);
+        let options = SyncOptions {
+            delete: true,
+            ..SyncOptions::default()
         };
-        let dst = ScanSummary {
-            exists: true,
-            root_meta: None,
-            entries: vec![
-                entry("a", 10, 5_000_000_001),
-                entry("b", 21, 1),
-                entry("z", 1, 1),
-            ],
-            errors: vec![],
-        };
+        let plan = sync_plan::decide(&src, &dst, &options, None);
         let mut r = SiteReport::default();
-        compare(&src, &dst, &mut r);
+        render_site_plan(&plan, &src, &dst, false, &mut r);
         assert_eq!(
             (
                 r.new_files,
                 r.changed_files,
                 r.unchanged_files,
                 r.bytes_to_send,
-                r.extra_at_target
+                r.extra_at_target,
+                r.delete_files,
+                r.delete_bytes
             ),
-            (1, 1, 1, 50, 1)
+            (1, 2, 1, 60, 1, 1, 1)
         );
         assert_eq!(r.target_state, "populated");
+        let mut only_ours = SiteReport::default();
+        let partial = listing(vec![
+            Entry {
+                kind: EntryKind::Dir,
+                ..entry(crate::tree::root::TEMP_DIR, 0, 1)
+            },
+            entry(&leftover, 15, 1),
+        ]);
+        let plan = sync_plan::decide(&src, &partial, &options, None);
+        render_site_plan(&plan, &src, &partial, false, &mut only_ours);
+        assert_eq!(
+            (only_ours.target_state.as_str(), only_ours.extra_at_target),
+            ("empty", 0)
+        );
+        assert_eq!(only_ours.delete_files, 0);
     }
 }

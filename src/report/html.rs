@@ -53,6 +53,14 @@ pub fn render(r: &DryRunReport) -> String {
         t.files_to_send.to_string(),
         human_bytes(t.bytes_to_send),
     );
+    if t.delete_files > 0 {
+        card(
+            &mut o,
+            "to delete",
+            t.delete_files.to_string(),
+            human_bytes(t.delete_bytes),
+        );
+    }
     card(
         &mut o,
         "databases",
@@ -100,22 +108,23 @@ pub fn render(r: &DryRunReport) -> String {
         o.push_str("</table>");
     }
     if !r.sites.is_empty() {
-        o.push_str("<h2>Sites</h2><table><tr><th>site</th><th>source</th><th>target</th><th>files</th><th>size</th><th>to send</th><th>target state</th></tr>");
+        o.push_str("<h2>Sites</h2><table><tr><th>site</th><th>source</th><th>target</th><th>files</th><th>size</th><th>to send</th><th>to delete</th><th>target state</th></tr>");
         for s in &r.sites {
             let state = match &s.error {
                 Some(e) => format!("<span class=\"error\">{}</span>", esc(e)),
-                None => esc(&s.target_state),
+                None => esc(&s.target_label()),
             };
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} ({} files)</td><td>{state}</td></tr>",
+                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} ({} files)</td><td class=\"n\">{}</td><td>{state}</td></tr>",
                 esc(&s.name),
                 esc(&s.source),
                 esc(&s.target),
                 s.files,
                 human_bytes(s.bytes),
                 human_bytes(s.bytes_to_send),
-                s.new_files + s.changed_files
+                s.files_to_send,
+                esc(&s.delete_label())
             );
         }
         o.push_str("</table>");

@@ -28,6 +28,14 @@ pub fn render(r: &DryRunReport) -> String {
         t.files_to_send,
         human_bytes(t.bytes_to_send)
     );
+    if t.delete_files > 0 {
+        let _ = writeln!(
+            o,
+            "| files to delete at the targets | {} | {} |",
+            t.delete_files,
+            human_bytes(t.delete_bytes)
+        );
+    }
     let _ = writeln!(
         o,
         "| databases | {} | {} |",
@@ -67,24 +75,25 @@ pub fn render(r: &DryRunReport) -> String {
     if !r.sites.is_empty() {
         let _ = writeln!(
             o,
-            "## Sites\n\n| site | source | target | files | size | to send | target state |\n|---|---|---|---:|---:|---:|---|"
+            "## Sites\n\n| site | source | target | files | size | to send | to delete | target state |\n|---|---|---|---:|---:|---:|---:|---|"
         );
         for s in &r.sites {
             let state = s
                 .error
                 .as_deref()
                 .map(|e| format!("error: {e}"))
-                .unwrap_or_else(|| s.target_state.clone());
+                .unwrap_or_else(|| s.target_label());
             let _ = writeln!(
                 o,
-                "| {} | `{}` | `{}` | {} | {} | {} ({} files) | {} |",
+                "| {} | `{}` | `{}` | {} | {} | {} ({} files) | {} | {} |",
                 cell(&s.name),
                 cell(&s.source),
                 cell(&s.target),
                 s.files,
                 human_bytes(s.bytes),
                 human_bytes(s.bytes_to_send),
-                s.new_files + s.changed_files,
+                s.files_to_send,
+                s.delete_label(),
                 cell(&state)
             );
         }

@@ -2,6 +2,7 @@
 //!
 //! The JSON form is a stable interface for CI gates: fields are only ever added, and
 //! `schema_version` changes if one is removed or changes meaning (see README).
+pub mod files;
 pub mod html;
 pub mod lifecycle;
 pub mod markdown;
@@ -52,9 +53,12 @@ pub struct Totals {
     pub sites: u64,
     pub files: u64,
     pub bytes: u64,
-    /// Files that a sync would send (new or changed at the target).
+    /// Files whose content a sync would send (whole or by delta; not local copies or links).
     pub files_to_send: u64,
     pub bytes_to_send: u64,
+    /// Files the syncs would delete at the targets, and their bytes.
+    pub delete_files: u64,
+    pub delete_bytes: u64,
     pub databases: u64,
     pub database_bytes: u64,
     pub mailboxes: u64,
@@ -83,18 +87,67 @@ pub struct SiteReport {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
-    /// `missing`, `empty` or `populated`; `unknown` when the target could not be read.
+    /// `missing`, `empty` (nothing but our own temp files), `populated` (holds files the
+    /// source lacks) or `partial copy`; `unknown` when the target could not be read.
     pub target_state: String,
+    /// Files written at the target that were not there (sent, copied locally or linked).
     pub new_files: u64,
+    /// Files whose content is rewritten at the target.
     pub changed_files: u64,
     pub unchanged_files: u64,
+    /// Files whose owner, permissions or time only change.
+    pub metadata_only: u64,
+    /// Files whose content crosses the wire (whole or by delta), and those bytes at most.
+    pub files_to_send: u64,
     pub bytes_to_send: u64,
-    /// Files at the target that are not at the source (kept unless `--delete`).
+    pub delta_files: u64,
+    /// Files copied from another name at the target (renames): nothing sent.
+    pub local_copies: u64,
+    /// Hard links made at the target: nothing sent.
+    pub hardlinks: u64,
+    /// Files at the target that are not at the source (our own temp files never count).
     pub extra_at_target: u64,
+    /// What the sync deletes at the target (it mirrors the source), files and bytes.
+    pub delete_files: u64,
+    pub delete_bytes: u64,
     pub unreadable: u64,
+    /// Why the site may be live on the new side (from the journal): `sync` then leaves it
+    /// alone, and its plan is what `--allow-live` would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<String>,
+    /// Why the sync would refuse to run (such as deleting over 30 % of the target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// The file engine's own plan (JSON only): its totals, its deletes path by path, and
+    /// every other action too with `plan --itemize`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<files::PlanSummary>,
     /// Why the site could not be looked at, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl SiteReport {
+    /// The target's state, or `live: left alone` when `sync` will not touch it.
+    pub fn target_label(&self) -> String {
+        match &self.live {
+            Some(_) => "live: left alone".into(),
+            None => self.target_state.clone(),
+        }
+    }
+
+    /// What the sync deletes at the target: `3 files, 1.2 KiB`, or `-`.
+    pub fn delete_label(&self) -> String {
+        if self.delete_files == 0 {
+            "-".into()
+        } else {
+            format!(
+                "{}, {}",
+                plural(self.delete_files, "file", "files"),
+                crate::plan::units::human_bytes(self.delete_bytes)
+            )
+        }
+    }
 }
 
 /// One database at the source.
@@ -120,7 +173,10 @@ pub struct DatabaseReport {
     /// PostgreSQL owner and roles granted on it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
-    /// `create`, `conflict` (exists at the target, policy applies) or `error`.
+    /// The transfer's own decision (`db::plan`): `create`, `replace_ours` (our earlier copy),
+    /// `replace_theirs`, `skip` or `conflict` (exists, not ours, `conflict: fail`);
+    /// `left_alone` when it may be live on the new side (the lifecycle's guard); `error` when
+    /// the target could not be read.
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

@@ -46,6 +46,14 @@ pub fn render(r: &DryRunReport) -> String {
         plural(t.files_to_send, "file", "files"),
         human_bytes(t.bytes_to_send)
     );
+    if t.delete_files > 0 {
+        let _ = writeln!(
+            o,
+            "The syncs will delete {}, {} at the targets (not at the sources)",
+            plural(t.delete_files, "file", "files"),
+            human_bytes(t.delete_bytes)
+        );
+    }
     if !r.sites.is_empty() {
         // Owners and marks come from a panel inventory: shown only when a site has them.
         let owners = r
@@ -68,15 +76,12 @@ pub fn render(r: &DryRunReport) -> String {
                     format!("{} -> {}", s.source, s.target),
                     s.files.to_string(),
                     human_bytes(s.bytes),
-                    format!(
-                        "{} ({})",
-                        human_bytes(s.bytes_to_send),
-                        s.new_files + s.changed_files
-                    ),
+                    format!("{} ({})", human_bytes(s.bytes_to_send), s.files_to_send),
+                    s.delete_label(),
                     s.error
                         .clone()
                         .map(|e| format!("error: {e}"))
-                        .unwrap_or_else(|| s.target_state.clone()),
+                        .unwrap_or_else(|| s.target_label()),
                 ]
             })
             .collect();
@@ -88,6 +93,7 @@ pub fn render(r: &DryRunReport) -> String {
                 "FILES",
                 "SIZE",
                 "TO SEND (FILES)",
+                "TO DELETE",
                 "TARGET",
             ],
             &rows,

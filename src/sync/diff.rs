@@ -1,9 +1,9 @@
-//! Compares two listings and decides what to do at the target, without touching anything.
+//! Compares two listings path by path: what to write, link, copy or leave at the target
+//! (`plan::decide` adds deletions and the safety refusal on top).
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-
+use super::plan::{FileJob, SyncPlan};
 use crate::transport::protocol::Basis;
 use crate::tree::root::{Meta, key_of_temp, temp_key};
 use crate::tree::{Entry, EntryKind};
@@ -11,107 +11,6 @@ use crate::tree::{Entry, EntryKind};
 /// Files this large or larger, already at the target, move as a delta (rsync deltas every
 /// file; below a few blocks the signature costs more than it saves).
 pub const DELTA_MIN: u64 = 4 * 1024;
-
-/// What happens to one path, for itemized dry runs and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    Mkdir,
-    /// Whole content sent.
-    Send,
-    /// Only the differences sent, against the target's old copy or a partial file.
-    Delta,
-    /// Content found elsewhere at the target (a rename): copied there, nothing sent.
-    CopyLocal,
-    Symlink,
-    Hardlink,
-    Mknod,
-    /// Only owner, permissions or time change.
-    Meta,
-    Delete,
-}
-
-/// One file to send.
-#[derive(Debug, Clone)]
-pub struct FileJob {
-    pub path: Vec<u8>,
-    pub size: u64,
-    pub meta: Meta,
-    pub basis: Basis,
-    /// A target file with the same content, to copy locally instead of sending.
-    pub copy_from: Option<Vec<u8>>,
-}
-
-/// Everything a sync would do, in the order it must be done.
-#[derive(Debug, Default)]
-pub struct SyncPlan {
-    pub mkdirs: Vec<(Vec<u8>, Meta)>,
-    pub files: Vec<FileJob>,
-    pub symlinks: Vec<(Vec<u8>, Vec<u8>, Meta)>,
-    pub nodes: Vec<(Vec<u8>, Meta, u64)>,
-    /// (existing leader, new link).
-    pub hardlinks: Vec<(Vec<u8>, Vec<u8>)>,
-    pub metas: Vec<(Vec<u8>, Meta, bool)>,
-    pub deletes: Vec<Vec<u8>>,
-    /// Directory metadata, applied last and deepest first (writing inside changes mtimes).
-    pub dir_metas: Vec<(Vec<u8>, Meta)>,
-    /// Files at the target that the source lacks (deleted only with `--delete`).
-    pub extra: Vec<Vec<u8>>,
-    /// Target files (ignoring our own temp files), for the `--delete` safety ratio.
-    pub target_files: u64,
-    pub source_files: u64,
-    pub source_bytes: u64,
-    /// Entries the plan cannot recreate (devices without root), with the reason.
-    pub skipped: Vec<(Vec<u8>, String)>,
-}
-
-impl SyncPlan {
-    /// Every action with its path, in execution order (the dry run's itemized list).
-    pub fn itemize(&self) -> Vec<(ActionKind, Vec<u8>, u64)> {
-        let mut out = Vec::new();
-        out.extend(
-            self.mkdirs
-                .iter()
-                .map(|(p, _)| (ActionKind::Mkdir, p.clone(), 0)),
-        );
-        for f in &self.files {
-            let kind = if f.copy_from.is_some() {
-                ActionKind::CopyLocal
-            } else if f.basis != Basis::None {
-                ActionKind::Delta
-            } else {
-                ActionKind::Send
-            };
-            out.push((kind, f.path.clone(), f.size));
-        }
-        out.extend(
-            self.symlinks
-                .iter()
-                .map(|(p, _, _)| (ActionKind::Symlink, p.clone(), 0)),
-        );
-        out.extend(
-            self.nodes
-                .iter()
-                .map(|(p, _, _)| (ActionKind::Mknod, p.clone(), 0)),
-        );
-        out.extend(
-            self.hardlinks
-                .iter()
-                .map(|(_, p)| (ActionKind::Hardlink, p.clone(), 0)),
-        );
-        out.extend(
-            self.metas
-                .iter()
-                .map(|(p, _, _)| (ActionKind::Meta, p.clone(), 0)),
-        );
-        out.extend(
-            self.deletes
-                .iter()
-                .map(|p| (ActionKind::Delete, p.clone(), 0)),
-        );
-        out
-    }
-}
 
 /// Our own temp directory at the top of a root (with the partial files in it): never user
 /// data, never compared, never copied. Any other name is user data, whatever it looks like.
@@ -203,7 +102,10 @@ pub fn plan(
                         // A leader written anew gets a new inode: its links must be made again.
                         let leader_rewritten = rewritten.contains(&(s.dev, s.ino));
                         if !linked || leader_rewritten {
-                            p.hardlinks.push((leader.path.clone(), s.path.clone()));
+                            p.hardlinks
+                                .push((leader.path.clone(), s.path.clone(), s.size));
+                        } else {
+                            p.unchanged_files += 1;
                         }
                         continue;
                     }
@@ -224,21 +126,25 @@ pub fn plan(
                                 } else {
                                     Basis::None
                                 },
+                                true,
                             ));
                         } else if !same_meta(s, t, owners) {
                             p.metas.push((s.path.clone(), s.meta(), false));
+                        } else {
+                            p.unchanged_files += 1;
                         }
                     }
                     Some(t) if t.kind == EntryKind::File && t.size >= DELTA_MIN => {
-                        p.files.push(job(s, Basis::Final))
+                        p.files.push(job(s, Basis::Final, true))
                     }
                     _ => {
                         let key = temp_key(&s.path);
-                        let mut j = if partials.contains(key.as_bytes()) && t.is_none() {
-                            job(s, Basis::Partial)
+                        let basis = if partials.contains(key.as_bytes()) && t.is_none() {
+                            Basis::Partial
                         } else {
-                            job(s, Basis::None)
+                            Basis::None
                         };
+                        let mut j = job(s, basis, t.is_some());
                         if t.is_none()
                             && s.size > 0
                             && let Some(candidates) = extra_by_key.get(&(s.size, s.mtime_ns))
@@ -321,13 +227,14 @@ pub fn plan(
     p
 }
 
-fn job(s: &Entry, basis: Basis) -> FileJob {
+fn job(s: &Entry, basis: Basis, replaces: bool) -> FileJob {
     FileJob {
         path: s.path.clone(),
         size: s.size,
         meta: s.meta(),
         basis,
         copy_from: None,
+        replaces,
     }
 }
 
@@ -354,6 +261,7 @@ pub fn deletions(extra: &[Vec<u8>]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::plan::ActionKind;
 
     fn f(path: &str, size: u64, mtime: i128) -> Entry {
         Entry {
@@ -389,16 +297,16 @@ mod tests {
         ];
         let p = plan(None, &src, &dst, false, false, None);
         let items: Vec<(ActionKind, String)> = p
-            .itemize()
+            .actions()
             .into_iter()
-            .map(|(k, p, _)| (k, String::from_utf8(p).unwrap()))
+            .map(|a| (a.action, a.path))
             .collect();
         assert_eq!(
             items,
             vec![
                 (ActionKind::Delta, "changed".into()),
-                (ActionKind::Send, "small".into()),
-                (ActionKind::CopyLocal, "renamed".into())
+                (ActionKind::CopyLocal, "renamed".into()),
+                (ActionKind::Send, "small".into())
             ]
         );
         assert_eq!(p.extra, vec![b"old-name".to_vec(), b"gone".to_vec()]);

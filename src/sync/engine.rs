@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::diff::{self, ActionKind, FileJob, SyncPlan};
+use super::plan::{self, ActionKind, FileJob, PlannedAction, SyncPlan};
 use super::side::Side;
 use crate::event::{Event, Observer};
 use crate::transport::channel::Pending;
@@ -63,8 +63,8 @@ pub struct FileError {
     pub error: String,
 }
 
-/// One itemized action (dry run).
-#[derive(Debug, Clone, Serialize)]
+/// One itemized action: planned (dry run) or done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
     pub action: ActionKind,
     pub path: String,
@@ -97,6 +97,20 @@ pub struct SyncReport {
     pub skipped: Vec<FileError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub itemized: Vec<Item>,
+    /// Every action that succeeded, path by path, in no particular order (for callers that
+    /// compare with the plan; not serialized, a big tree would swamp the report).
+    #[serde(skip)]
+    pub done: Vec<Item>,
+}
+
+impl From<PlannedAction> for Item {
+    fn from(a: PlannedAction) -> Item {
+        Item {
+            action: a.action,
+            path: a.path,
+            size: a.size,
+        }
+    }
 }
 
 /// Why a sync could not run at all.
@@ -131,12 +145,7 @@ pub fn sync(
         phase: "scan".into(),
         total: 0,
     });
-    let (source, target) = std::thread::scope(|s| {
-        let t = s.spawn(|| dst.transport.scan(&dst.root, &opts.exclude));
-        let source = src.transport.scan(&src.root, &opts.exclude);
-        (source, t.join().expect("scan thread"))
-    });
-    let (source, target) = (source?, target?);
+    let (source, target) = plan::scan_both(src, dst, opts)?;
     observer.on_event(&Event::PhaseFinished {
         phase: "scan".into(),
     });
@@ -167,11 +176,7 @@ pub fn sync_listed(
     wire_before: u64,
 ) -> Result<SyncReport, SyncError> {
     if !source.exists {
-        return Err(SyncError::SourceMissing(format!(
-            "{}:{}",
-            src.transport.host(),
-            src.root.display()
-        )));
+        return Err(source_missing(src));
     }
     let mut report = SyncReport::default();
     for (p, e) in &source.errors {
@@ -180,13 +185,12 @@ pub fn sync_listed(
             error: e.clone(),
         });
     }
-    let mut src_side = Side::open(src, false)?;
-    let mut dst_side = if opts.dry_run && !target.exists {
+    let src_side = Side::open(src, false)?;
+    let dst_side = if opts.dry_run && !target.exists {
         None
     } else {
         Some(Side::open(dst, !opts.dry_run)?)
     };
-
     // In checksum mode, same-size files are hashed on both sides (in parallel) before planning.
     let differing: Option<std::collections::HashSet<Vec<u8>>> = match (&dst_side, opts.checksum) {
         (Some(dst_side), true) => Some(checksum_differences(
@@ -194,62 +198,93 @@ pub fn sync_listed(
             &target.entries,
             &src_side,
             dst_side,
-            &mut report,
+            &mut report.errors,
         )),
         _ => None,
     };
     let differs = |p: &[u8]| differing.as_ref().is_some_and(|d| d.contains(p));
-    // SAFETY: geteuid has no preconditions.
-    let is_root = unsafe { libc::geteuid() } == 0;
-    let mut plan = diff::plan(
-        source.root_meta,
-        &source.entries,
-        &target.entries,
-        is_root,
-        is_root,
+    let plan = plan::decide(
+        source,
+        target,
+        opts,
         if opts.checksum { Some(&differs) } else { None },
     );
+    run(
+        &plan,
+        src_side,
+        dst_side,
+        opts,
+        observer,
+        report,
+        wire_before,
+    )
+}
+
+/// The source root named with its host, as a refusal to sync from it.
+pub(crate) fn source_missing(src: &Endpoint) -> SyncError {
+    SyncError::SourceMissing(format!("{}:{}", src.transport.host(), src.root.display()))
+}
+
+/// Carries out a plan made earlier by `plan::plan` (the dry run's own value).
+///
+/// # Errors
+/// A host cannot be reached, or the plan is refused (`refusal`).
+pub fn apply(
+    plan: &SyncPlan,
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+) -> Result<SyncReport, SyncError> {
+    let wire_before = wire_bytes_of(src) + wire_bytes_of(dst);
+    let src_side = Side::open(src, false)?;
+    let dst_side = if opts.dry_run {
+        None
+    } else {
+        Some(Side::open(dst, true)?)
+    };
+    run(
+        plan,
+        src_side,
+        dst_side,
+        opts,
+        observer,
+        SyncReport::default(),
+        wire_before,
+    )
+}
+
+/// Reports a plan (dry run) or carries it out on opened sides.
+fn run(
+    plan: &SyncPlan,
+    mut src_side: Side,
+    dst_side: Option<Side>,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+    mut report: SyncReport,
+    wire_before: u64,
+) -> Result<SyncReport, SyncError> {
     report.source_files = plan.source_files;
     report.source_bytes = plan.source_bytes;
-    for (p, why) in plan.skipped.drain(..) {
+    for (p, why) in &plan.skipped {
         report.skipped.push(FileError {
-            path: show(&p),
-            error: why,
+            path: show(p),
+            error: why.clone(),
         });
     }
-    if opts.delete {
-        plan.deletes = diff::deletions(&plan.extra);
-        let dirs: std::collections::HashSet<&[u8]> = target
-            .entries
-            .iter()
-            .filter(|e| e.kind == crate::tree::EntryKind::Dir)
-            .map(|e| e.path.as_slice())
-            .collect();
-        let doomed = plan
-            .extra
-            .iter()
-            .filter(|p| !dirs.contains(p.as_slice()))
-            .count() as u64;
-        if plan.target_files > 0 && doomed * 10 > plan.target_files * 3 && !opts.force {
-            return Err(SyncError::Unsafe(format!(
-                "--delete would remove {doomed} of the {} files at the target (over 30 %); check the source path, or add --force",
-                plan.target_files
-            )));
-        }
+    if let Some(why) = &plan.refusal {
+        return Err(SyncError::Unsafe(why.clone()));
     }
     if opts.dry_run {
         report.itemized = plan
-            .itemize()
+            .actions()
             .into_iter()
-            .map(|(action, path, size)| Item {
-                action,
-                path: show(&path),
-                size,
-            })
+            .filter(|a| a.action != ActionKind::Skip)
+            .map(Item::from)
             .collect();
         return Ok(report);
     }
-    let mut dst_side = dst_side.take().expect("opened when not a dry run");
+    let mut dst_side = dst_side.expect("opened when not a dry run");
     // More streams only when there are files to move in parallel.
     let streams = default_streams()
         .min(opts.jobs)
@@ -257,7 +292,7 @@ pub fn sync_listed(
         .max(1);
     src_side.grow(streams)?;
     dst_side.grow(streams)?;
-    execute(&plan, &src_side, &dst_side, opts, observer, &mut report);
+    execute(plan, &src_side, &dst_side, opts, observer, &mut report);
     // A dropped connection fails the run as a whole, so the caller can reconnect and run again
     // (what was written stays; partial files become delta bases).
     if let Some(e) = src_side.lost().or_else(|| dst_side.lost()) {
@@ -270,12 +305,12 @@ pub fn sync_listed(
 }
 
 /// Same-size files hashed on both sides at once; the paths whose content differs.
-fn checksum_differences(
+pub(super) fn checksum_differences(
     source: &[crate::tree::Entry],
     target: &[crate::tree::Entry],
     src: &Side,
     dst: &Side,
-    report: &mut SyncReport,
+    errors: &mut Vec<FileError>,
 ) -> std::collections::HashSet<Vec<u8>> {
     let by_path: std::collections::HashMap<&[u8], &crate::tree::Entry> =
         target.iter().map(|e| (e.path.as_slice(), e)).collect();
@@ -300,7 +335,7 @@ fn checksum_differences(
             (Ok(_), Ok(_)) => {
                 differ.insert(path.clone());
             }
-            (Err(e), _) | (_, Err(e)) => report.errors.push(FileError {
+            (Err(e), _) | (_, Err(e)) => errors.push(FileError {
                 path: show(path),
                 error: e,
             }),
@@ -309,17 +344,26 @@ fn checksum_differences(
     differ
 }
 
-/// Waits for many calls in parallel and collects their failures.
-fn wait_all(
-    calls: Vec<(Vec<u8>, Result<Pending, TransportError>)>,
-    host: &str,
-    errors: &mut Vec<FileError>,
-) -> u64 {
+/// Calls in flight, each with its path and the bytes it concerns.
+type Calls = Vec<(Vec<u8>, u64, Result<Pending, TransportError>)>;
+
+/// Waits for many calls in parallel, collects their failures and records what was done as
+/// `action` (when it is an action of the plan).
+fn wait_all(calls: Calls, host: &str, report: &mut SyncReport, action: Option<ActionKind>) -> u64 {
     let mut ok = 0;
-    for (path, pending) in calls {
+    for (path, size, pending) in calls {
         match pending.and_then(|p| p.wait(host)) {
-            Ok(_) => ok += 1,
-            Err(e) => errors.push(FileError {
+            Ok(_) => {
+                ok += 1;
+                if let Some(action) = action {
+                    report.done.push(Item {
+                        action,
+                        path: show(&path),
+                        size,
+                    });
+                }
+            }
+            Err(e) => report.errors.push(FileError {
                 path: show(&path),
                 error: e.to_string(),
             }),
@@ -356,10 +400,22 @@ struct Shared<'a> {
     bytes_sent: AtomicU64,
     bytes_matched: AtomicU64,
     verified: AtomicU64,
+    done: Mutex<Vec<Item>>,
     observer: &'a dyn Observer,
 }
 
 impl Shared<'_> {
+    fn did(&self, action: ActionKind, path: &[u8], size: u64) {
+        self.done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Item {
+                action,
+                path: show(path),
+                size,
+            });
+    }
+
     fn fail(&self, path: &[u8], error: String) {
         self.observer.on_event(&Event::UnitFailed {
             phase: "files".into(),
@@ -380,6 +436,7 @@ impl Shared<'_> {
 struct Completion {
     path: Vec<u8>,
     size: u64,
+    action: ActionKind,
     pending: Pending,
     host: String,
 }
@@ -401,6 +458,7 @@ fn execute(
         .map(|(p, meta)| {
             (
                 p.clone(),
+                0,
                 ch.call(Call::Mkdir {
                     root: *root,
                     path: p.clone(),
@@ -409,7 +467,7 @@ fn execute(
             )
         })
         .collect();
-    report.dirs_created = wait_all(calls, &host, &mut report.errors);
+    report.dirs_created = wait_all(calls, &host, report, Some(ActionKind::Mkdir));
 
     let shared = Shared {
         limiter: opts.bwlimit.map(|rate| Limiter {
@@ -425,6 +483,7 @@ fn execute(
         bytes_sent: AtomicU64::new(0),
         bytes_matched: AtomicU64::new(0),
         verified: AtomicU64::new(0),
+        done: Mutex::new(Vec::new()),
         observer,
     };
     observer.on_event(&Event::PhaseStarted {
@@ -446,6 +505,7 @@ fn execute(
                 match c.pending.wait(&c.host) {
                     Ok(Reply::Done(_)) => {
                         shared.verified.fetch_add(1, Ordering::Relaxed);
+                        shared.did(c.action, &c.path, c.size);
                         shared.observer.on_event(&Event::UnitDone {
                             phase: "files".into(),
                             unit: show(&c.path),
@@ -482,6 +542,9 @@ fn execute(
     report.bytes_sent = shared.bytes_sent.load(Ordering::Relaxed);
     report.bytes_matched = shared.bytes_matched.load(Ordering::Relaxed);
     report.verified = shared.verified.load(Ordering::Relaxed);
+    report
+        .done
+        .extend(shared.done.into_inner().unwrap_or_else(|p| p.into_inner()));
     report.errors.extend(
         shared
             .errors
@@ -496,6 +559,7 @@ fn execute(
         .map(|(p, t, m)| {
             (
                 p.clone(),
+                0,
                 ch.call(Call::Symlink {
                     root: r,
                     path: p.clone(),
@@ -505,13 +569,14 @@ fn execute(
             )
         })
         .collect();
-    report.symlinks = wait_all(calls, &host, &mut report.errors);
+    report.symlinks = wait_all(calls, &host, report, Some(ActionKind::Symlink));
     let calls = plan
         .nodes
         .iter()
         .map(|(p, m, rdev)| {
             (
                 p.clone(),
+                0,
                 ch.call(Call::Mknod {
                     root: r,
                     path: p.clone(),
@@ -521,13 +586,14 @@ fn execute(
             )
         })
         .collect();
-    report.nodes = wait_all(calls, &host, &mut report.errors);
+    report.nodes = wait_all(calls, &host, report, Some(ActionKind::Mknod));
     let calls = plan
         .hardlinks
         .iter()
-        .map(|(e, p)| {
+        .map(|(e, p, size)| {
             (
                 p.clone(),
+                *size,
                 ch.call(Call::Hardlink {
                     root: r,
                     existing: e.clone(),
@@ -536,13 +602,14 @@ fn execute(
             )
         })
         .collect();
-    report.hardlinks = wait_all(calls, &host, &mut report.errors);
+    report.hardlinks = wait_all(calls, &host, report, Some(ActionKind::Hardlink));
     let calls = plan
         .metas
         .iter()
         .map(|(p, m, l)| {
             (
                 p.clone(),
+                0,
                 ch.call(Call::SetMeta {
                     root: r,
                     path: p.clone(),
@@ -552,27 +619,29 @@ fn execute(
             )
         })
         .collect();
-    report.metadata_updates = wait_all(calls, &host, &mut report.errors);
+    report.metadata_updates = wait_all(calls, &host, report, Some(ActionKind::Meta));
     let calls = plan
         .deletes
         .iter()
-        .map(|p| {
+        .map(|d| {
             (
-                p.clone(),
+                d.path.clone(),
+                d.bytes,
                 ch.call(Call::Remove {
                     root: r,
-                    path: p.clone(),
+                    path: d.path.clone(),
                 }),
             )
         })
         .collect();
-    report.deleted = wait_all(calls, &host, &mut report.errors);
+    report.deleted = wait_all(calls, &host, report, Some(ActionKind::Delete));
     let calls = plan
         .dir_metas
         .iter()
         .map(|(p, m)| {
             (
                 p.clone(),
+                0,
                 ch.call(Call::SetMeta {
                     root: r,
                     path: p.clone(),
@@ -582,7 +651,7 @@ fn execute(
             )
         })
         .collect();
-    wait_all(calls, &host, &mut report.errors);
+    wait_all(calls, &host, report, None);
 }
 
 /// Streams per remote side: each costs a core of cipher at both ends, so half the cores (up to
@@ -672,6 +741,7 @@ fn transfer(
         {
             shared.local.fetch_add(1, Ordering::Relaxed);
             shared.verified.fetch_add(1, Ordering::Relaxed);
+            shared.did(ActionKind::CopyLocal, &job.path, job.size);
             shared.observer.on_event(&Event::UnitDone {
                 phase: "files".into(),
                 unit: show(&job.path),
@@ -731,6 +801,11 @@ fn transfer(
                     .send(Completion {
                         path: job.path.clone(),
                         size: job.size,
+                        action: if signature.is_some() {
+                            ActionKind::Delta
+                        } else {
+                            ActionKind::Send
+                        },
                         pending,
                         host: dch.host().into(),
                     })

@@ -1,7 +1,10 @@
-//! Syncing one tree onto another over transports: diff, then pipelines, then verification.
+//! Syncing one tree onto another over transports: a plan (diff of the listings), then its
+//! application through pipelines, then verification.
 pub mod diff;
 pub mod engine;
+pub mod plan;
 pub mod side;
 pub mod verify;
 
-pub use engine::{Endpoint, SyncError, SyncOptions, SyncReport, sync};
+pub use engine::{Endpoint, SyncError, SyncOptions, SyncReport, apply, sync};
+pub use plan::{PlannedAction, SyncPlan, plan};

@@ -331,6 +331,8 @@ fn local_dry_run_renders_in_four_formats_and_its_json_is_stable() {
     )
     .unwrap();
     let before = tree_state(w);
+    // Exit 1: the sync mirrors, and deleting 1 of alpha's 2 target files is over 30 %, so the
+    // engine's plan refuses it (without --force) and the dry run says so.
     let run = |format: &str| {
         let out = bin()
             .args(["plan", "--format", format])
@@ -339,7 +341,7 @@ fn local_dry_run_renders_in_four_formats_and_its_json_is_stable() {
             .unwrap();
         assert_eq!(
             out.status.code(),
-            Some(0),
+            Some(1),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -349,7 +351,9 @@ fn local_dry_run_renders_in_four_formats_and_its_json_is_stable() {
     assert!(
         text.contains("Dry run of plan `local-demo`")
             && text.contains("alpha.test")
-            && text.contains("populated"),
+            && text.contains("populated")
+            && text.contains("1 file, 9 B")
+            && text.contains("unsafe_delete"),
         "{text}"
     );
     let md = run("markdown");

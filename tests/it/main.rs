@@ -9,5 +9,6 @@ mod harness_selftest;
 mod layers;
 mod lifecycle;
 mod mail;
+mod plan_agrees;
 mod recovery;
 mod vhffs;

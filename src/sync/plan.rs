@@ -1,0 +1,472 @@
+//! The file engine's plan: every decision a sync makes, as a value the dry run renders and
+//! `apply` carries out, so that what is announced and what is done come from one place.
+
+use std::collections::HashMap;
+
+use serde::{Serialize, Serializer};
+
+use super::diff::{self, ContentDiffers};
+use super::engine::{Endpoint, SyncError, SyncOptions};
+pub use crate::report::files::{ActionKind, PlanSummary, PlanTotals, PlannedAction};
+use crate::transport::protocol::Basis;
+use crate::tree::root::Meta;
+use crate::tree::{EntryKind, ScanSummary};
+
+/// One file to write at the target.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    pub path: Vec<u8>,
+    pub size: u64,
+    pub meta: Meta,
+    pub basis: Basis,
+    /// A target file with the same content, to copy locally instead of sending.
+    pub copy_from: Option<Vec<u8>>,
+    /// A file of that name is at the target already (an update, not a creation).
+    pub replaces: bool,
+}
+
+/// One path removed at the target, with what goes with it (a directory takes its content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    pub path: Vec<u8>,
+    /// Non-directory entries removed (the path itself and everything under it).
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Everything a sync would do, in the order it must be done.
+#[derive(Debug, Default, Clone)]
+pub struct SyncPlan {
+    pub mkdirs: Vec<(Vec<u8>, Meta)>,
+    pub files: Vec<FileJob>,
+    pub symlinks: Vec<(Vec<u8>, Vec<u8>, Meta)>,
+    pub nodes: Vec<(Vec<u8>, Meta, u64)>,
+    /// (existing leader, new link, size).
+    pub hardlinks: Vec<(Vec<u8>, Vec<u8>, u64)>,
+    pub metas: Vec<(Vec<u8>, Meta, bool)>,
+    /// Filled only with `delete`; deepest first.
+    pub deletes: Vec<Delete>,
+    /// Directory metadata, applied last and deepest first (writing inside changes mtimes).
+    pub dir_metas: Vec<(Vec<u8>, Meta)>,
+    /// Entries at the target that the source lacks (our own temp files never count).
+    pub extra: Vec<Vec<u8>>,
+    /// Non-directory entries among `extra`, and their bytes.
+    pub extra_files: u64,
+    pub extra_bytes: u64,
+    /// Target files (ignoring our own temp files), for the `--delete` safety ratio.
+    pub target_files: u64,
+    pub source_files: u64,
+    pub source_bytes: u64,
+    /// Source files already identical at the target (content and metadata).
+    pub unchanged_files: u64,
+    /// Entries the plan cannot recreate (devices without root), with the reason.
+    pub skipped: Vec<(Vec<u8>, String)>,
+    /// Why a run of this plan is refused (`--delete` removing too much), when it is.
+    pub refusal: Option<String>,
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+impl SyncPlan {
+    /// Every action with its path, sorted by path (then by action): a stable order.
+    pub fn actions(&self) -> Vec<PlannedAction> {
+        let act = |path: &[u8], action, size, send| PlannedAction {
+            path: show(path),
+            action,
+            size,
+            send,
+            replaces: false,
+            from: None,
+            files: None,
+            note: None,
+        };
+        let mut out = Vec::new();
+        out.extend(
+            self.mkdirs
+                .iter()
+                .map(|(p, _)| act(p, ActionKind::Mkdir, 0, 0)),
+        );
+        for f in &self.files {
+            let (kind, send) = if f.copy_from.is_some() {
+                (ActionKind::CopyLocal, 0)
+            } else if f.basis != Basis::None {
+                (ActionKind::Delta, f.size)
+            } else {
+                (ActionKind::Send, f.size)
+            };
+            out.push(PlannedAction {
+                replaces: f.replaces,
+                from: f.copy_from.as_deref().map(show),
+                ..act(&f.path, kind, f.size, send)
+            });
+        }
+        out.extend(
+            self.symlinks
+                .iter()
+                .map(|(p, _, _)| act(p, ActionKind::Symlink, 0, 0)),
+        );
+        out.extend(
+            self.nodes
+                .iter()
+                .map(|(p, _, _)| act(p, ActionKind::Mknod, 0, 0)),
+        );
+        out.extend(self.hardlinks.iter().map(|(l, p, size)| PlannedAction {
+            from: Some(show(l)),
+            ..act(p, ActionKind::Hardlink, *size, 0)
+        }));
+        out.extend(
+            self.metas
+                .iter()
+                .map(|(p, _, _)| act(p, ActionKind::Meta, 0, 0)),
+        );
+        out.extend(self.deletes.iter().map(|d| PlannedAction {
+            files: Some(d.files),
+            ..act(&d.path, ActionKind::Delete, d.bytes, 0)
+        }));
+        out.extend(self.skipped.iter().map(|(p, why)| PlannedAction {
+            note: Some(why.clone()),
+            ..act(p, ActionKind::Skip, 0, 0)
+        }));
+        out.sort_by(|a, b| (&a.path, a.action).cmp(&(&b.path, b.action)));
+        out
+    }
+
+    pub fn totals(&self) -> PlanTotals {
+        let mut t = PlanTotals {
+            source_files: self.source_files,
+            source_bytes: self.source_bytes,
+            unchanged_files: self.unchanged_files,
+            metadata_only: self.metas.len() as u64,
+            dirs_to_create: self.mkdirs.len() as u64,
+            symlinks: self.symlinks.len() as u64,
+            nodes: self.nodes.len() as u64,
+            hardlinks: self.hardlinks.len() as u64,
+            extra_files: self.extra_files,
+            extra_bytes: self.extra_bytes,
+            delete_files: self.deletes.iter().map(|d| d.files).sum(),
+            delete_bytes: self.deletes.iter().map(|d| d.bytes).sum(),
+            skipped: self.skipped.len() as u64,
+            ..PlanTotals::default()
+        };
+        for f in &self.files {
+            if f.replaces {
+                t.changed_files += 1;
+            } else {
+                t.new_files += 1;
+            }
+            if f.copy_from.is_some() {
+                t.local_copies += 1;
+            } else {
+                t.files_to_send += 1;
+                t.bytes_to_send += f.size;
+                if f.basis != Basis::None {
+                    t.delta_files += 1;
+                }
+            }
+        }
+        t.new_files += self.hardlinks.len() as u64;
+        t
+    }
+}
+
+impl SyncPlan {
+    pub fn summary(&self, itemized: bool) -> PlanSummary {
+        let mut actions = self.actions();
+        if !itemized {
+            actions.retain(|a| matches!(a.action, ActionKind::Delete | ActionKind::Skip));
+        }
+        PlanSummary {
+            totals: self.totals(),
+            refusal: self.refusal.clone(),
+            itemized,
+            actions,
+        }
+    }
+}
+
+/// A plan serializes as its itemized summary.
+impl Serialize for SyncPlan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.summary(true).serialize(s)
+    }
+}
+
+/// Whether this process may recreate device nodes and owners at a target.
+pub(crate) fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Decides the whole sync of `source` onto `target` from their listings: the one place where
+/// the engine and the dry run learn what will be sent, linked, copied, deleted or refused.
+/// `differs` answers for same-size files with `--checksum` (both sides hashed by the caller).
+pub fn decide(
+    source: &ScanSummary,
+    target: &ScanSummary,
+    opts: &SyncOptions,
+    differs: Option<ContentDiffers>,
+) -> SyncPlan {
+    let root = running_as_root();
+    let mut plan = diff::plan(
+        source.root_meta,
+        &source.entries,
+        &target.entries,
+        root,
+        root,
+        differs,
+    );
+    let sizes: HashMap<&[u8], (EntryKind, u64)> = target
+        .entries
+        .iter()
+        .filter(|e| !diff::is_internal(&e.path))
+        .map(|e| (e.path.as_slice(), (e.kind, e.size)))
+        .collect();
+    let counted = |p: &[u8]| match sizes.get(p) {
+        Some((EntryKind::Dir, _)) | None => None,
+        Some((_, size)) => Some(*size),
+    };
+    for p in &plan.extra {
+        if let Some(size) = counted(p) {
+            plan.extra_files += 1;
+            plan.extra_bytes += size;
+        }
+    }
+    if !opts.delete {
+        return plan;
+    }
+    // Each delete carries what goes with it: every extra entry at or under its path.
+    let doomed = diff::deletions(&plan.extra);
+    let mut by_root: HashMap<&[u8], (u64, u64)> = HashMap::new();
+    let roots: std::collections::HashSet<&[u8]> = doomed.iter().map(|d| d.as_slice()).collect();
+    for p in &plan.extra {
+        let Some(size) = counted(p) else { continue };
+        let mut cut = p.as_slice();
+        let owner = loop {
+            if roots.contains(cut) {
+                break Some(cut);
+            }
+            match cut.iter().rposition(|b| *b == b'/') {
+                Some(i) => cut = &cut[..i],
+                None => break None,
+            }
+        };
+        if let Some(owner) = owner {
+            let e = by_root.entry(owner).or_default();
+            e.0 += 1;
+            e.1 += size;
+        }
+    }
+    plan.deletes = doomed
+        .iter()
+        .map(|d| {
+            let (files, bytes) = by_root.get(d.as_slice()).copied().unwrap_or_default();
+            Delete {
+                path: d.clone(),
+                files,
+                bytes,
+            }
+        })
+        .collect();
+    if plan.target_files > 0 && plan.extra_files * 10 > plan.target_files * 3 && !opts.force {
+        plan.refusal = Some(format!(
+            "--delete would remove {} of the {} files at the target (over 30 %); check the source path, or add --force",
+            plan.extra_files, plan.target_files
+        ));
+    }
+    plan
+}
+
+/// Lists both sides (at once) with the options' excludes.
+///
+/// # Errors
+/// A host cannot be reached or a root cannot be listed.
+pub fn scan_both(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+) -> Result<(ScanSummary, ScanSummary), SyncError> {
+    let (source, target) = std::thread::scope(|s| {
+        let t = s.spawn(|| dst.transport.scan(&dst.root, &opts.exclude));
+        let source = src.transport.scan(&src.root, &opts.exclude);
+        (source, t.join().expect("scan thread"))
+    });
+    Ok((source?, target?))
+}
+
+/// What a sync of `src` onto `dst` with `opts` would do, changing nothing anywhere: both sides
+/// listed once (and hashed with `--checksum`), then `decide`.
+///
+/// # Errors
+/// The source is missing, or a host cannot be reached.
+pub fn plan(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+) -> Result<(SyncPlan, ScanSummary), SyncError> {
+    let (source, target) = scan_both(src, dst, opts)?;
+    let plan = plan_listed(src, dst, opts, &source, &target)?;
+    Ok((plan, source))
+}
+
+/// As `plan`, from listings the caller already has.
+///
+/// # Errors
+/// As `plan`.
+pub fn plan_listed(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    source: &ScanSummary,
+    target: &ScanSummary,
+) -> Result<SyncPlan, SyncError> {
+    if !source.exists {
+        return Err(super::engine::source_missing(src));
+    }
+    if !(opts.checksum && target.exists) {
+        return Ok(decide(source, target, opts, None));
+    }
+    let src_side = super::side::Side::open(src, false)?;
+    let dst_side = super::side::Side::open(dst, false)?;
+    let mut ignored = Vec::new();
+    let differing = super::engine::checksum_differences(
+        &source.entries,
+        &target.entries,
+        &src_side,
+        &dst_side,
+        &mut ignored,
+    );
+    let differs = |p: &[u8]| differing.contains(p);
+    Ok(decide(source, target, opts, Some(&differs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Entry;
+
+    fn entry(path: &str, kind: EntryKind, size: u64, mtime: i128) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            size,
+            mtime_ns: mtime,
+            mode: if kind == EntryKind::Dir {
+                0o040755
+            } else {
+                0o100644
+            },
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            dev: 1,
+            ino: mtime as u64,
+            rdev: 0,
+            link_target: None,
+        }
+    }
+
+    fn listing(entries: Vec<Entry>) -> ScanSummary {
+        ScanSummary {
+            exists: true,
+            entries,
+            ..ScanSummary::default()
+        }
+    }
+
+    fn mirror() -> SyncOptions {
+        SyncOptions {
+            delete: true,
+            ..SyncOptions::default()
+        }
+    }
+
+    #[test]
+    fn deletes_carry_their_files_and_bytes_and_skip_our_temp_files() {
+        let src = listing(vec![entry("keep", EntryKind::File, 5, 1)]);
+        let dst = listing(vec![
+            entry("keep", EntryKind::File, 5, 1),
+            entry("old", EntryKind::Dir, 0, 2),
+            entry("old/a", EntryKind::File, 10, 3),
+            entry("old/b", EntryKind::File, 20, 4),
+            entry("stale", EntryKind::File, 7, 5),
+            entry(crate::tree::root::TEMP_DIR, EntryKind::Dir, 0, 6),
+            entry(
+                &format!(
+                    "{}/{}-1-0",
+                    crate::tree::root::TEMP_DIR,
+                    crate::tree::root::temp_key(b"x")
+                ),
+                EntryKind::File,
+                99,
+                7,
+            ),
+        ]);
+        let p = decide(
+            &src,
+            &dst,
+            &SyncOptions {
+                force: true,
+                ..mirror()
+            },
+            None,
+        );
+        let deletes: Vec<(String, u64, u64)> = p
+            .deletes
+            .iter()
+            .map(|d| (show(&d.path), d.files, d.bytes))
+            .collect();
+        assert_eq!(deletes, vec![("stale".into(), 1, 7), ("old".into(), 2, 30)]);
+        let t = p.totals();
+        assert_eq!((t.delete_files, t.delete_bytes), (3, 37));
+        assert_eq!((t.extra_files, t.unchanged_files), (3, 1));
+        // Without --force, removing 3 of 4 target files is refused by the plan itself.
+        assert!(decide(&src, &dst, &mirror(), None).refusal.is_some());
+    }
+
+    #[test]
+    fn nanoseconds_decide_and_renames_and_links_send_nothing() {
+        let mut linked_a = entry("a", EntryKind::File, 100, 10);
+        let mut linked_b = entry("b", EntryKind::File, 100, 10);
+        linked_a.nlink = 2;
+        linked_b.nlink = 2;
+        let src = listing(vec![
+            linked_a,
+            linked_b,
+            entry("renamed", EntryKind::File, 50, 20),
+            entry("touched", EntryKind::File, 8, 5_000_000_001),
+        ]);
+        let dst = listing(vec![
+            entry("old-name", EntryKind::File, 50, 20),
+            entry("touched", EntryKind::File, 8, 5_000_000_000),
+        ]);
+        let p = decide(
+            &src,
+            &dst,
+            &SyncOptions {
+                force: true,
+                ..mirror()
+            },
+            None,
+        );
+        let got: Vec<(String, ActionKind, u64)> = p
+            .actions()
+            .into_iter()
+            .map(|a| (a.path, a.action, a.send))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), ActionKind::Send, 100),
+                ("b".into(), ActionKind::Hardlink, 0),
+                ("old-name".into(), ActionKind::Delete, 0),
+                ("renamed".into(), ActionKind::CopyLocal, 0),
+                ("touched".into(), ActionKind::Send, 8),
+            ]
+        );
+        let t = p.totals();
+        assert_eq!((t.files_to_send, t.bytes_to_send), (2, 108));
+        assert_eq!((t.new_files, t.changed_files), (3, 1));
+    }
+}
