@@ -25,7 +25,7 @@ use crate::journal::{JournalError, now};
 use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
-use crate::sync::{Endpoint, SyncOptions, sync};
+use crate::sync::{Endpoint, sync};
 use crate::transport::{ExecRequest, Transport};
 use crate::unit::UnitId;
 use std::sync::Arc;
@@ -411,15 +411,8 @@ impl<'a> Migration<'a> {
     /// Files of the site, then its databases: bytes moved and milliseconds spent.
     fn move_site(&self, site: &Site, final_sync: bool) -> Result<(u64, u64), String> {
         let start = Instant::now();
-        let options = SyncOptions {
-            // The target mirrors the source: it serves no one before the switch.
-            delete: true,
-            jobs: self.loaded.plan.defaults.jobs.max(1),
-            exclude: site.exclude.clone(),
-            force: self.force,
-            bwlimit: self.loaded.plan.defaults.bwlimit,
-            ..SyncOptions::default()
-        };
+        // The dry run plans with these very options: one source for both.
+        let options = super::dry_run::site_sync_options(&self.loaded.plan, site, self.force);
         let report = self
             .on_hosts(site, |src, dst| {
                 sync(

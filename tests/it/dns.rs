@@ -173,6 +173,7 @@ fn a_crash_between_two_changes_is_rolled_back_from_the_journal() {
     let journal = work.path().join("state/journal.jsonl");
     let text = std::fs::read_to_string(&journal).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.pop().unwrap().contains("run_end"));
     assert!(lines.pop().unwrap().contains("dns_applied"));
     std::fs::write(
         &journal,
