@@ -1821,3 +1821,49 @@ fn children_of(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reading a whole zone back (the chaos test compares every record before and after)
+
+/// One record of a zone transfer: absolute owner name (lowercase, trailing dot), TTL, type and
+/// rdata as `dig` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ZoneRecord {
+    pub owner: String,
+    pub ttl: u32,
+    pub rtype: String,
+    pub rdata: String,
+}
+
+impl Bind {
+    /// Every record of `zone` by AXFR (unsigned, from 127.0.0.1), SOA left out (its serial moves
+    /// with every update), sorted.
+    pub fn axfr(&self, zone: &str) -> Vec<ZoneRecord> {
+        let text = dig_output(self.port, &["+noall", "+answer"], zone, "AXFR");
+        let mut records: Vec<ZoneRecord> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+            .map(|line| {
+                let mut fields = line.split_whitespace();
+                let owner = fields.next().unwrap_or_default().to_ascii_lowercase();
+                let ttl = fields
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_else(|| panic!("no TTL in AXFR line {line:?}"));
+                let _class = fields.next();
+                let rtype = fields.next().unwrap_or_default().to_ascii_uppercase();
+                let rdata = fields.collect::<Vec<_>>().join(" ");
+                ZoneRecord {
+                    owner,
+                    ttl,
+                    rtype,
+                    rdata,
+                }
+            })
+            .filter(|r| r.rtype != "SOA")
+            .collect();
+        records.sort();
+        records.dedup();
+        records
+    }
+}
