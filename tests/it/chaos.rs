@@ -297,7 +297,15 @@ impl Lab {
     }
 
     /// Runs `args PLAN`, SIGKILLed `kill_at` after its start when it is still running then.
-    fn run(&mut self, trial: &Trial, args: &[String], kill_at: Option<(Duration, Duration)>) -> Ran {
+    /// `measure`: its duration, when it is not killed, becomes the yardstick of its kind (only
+    /// scenario steps: a recovery's `rollback` often has nothing left to do).
+    fn run(
+        &mut self,
+        trial: &Trial,
+        args: &[String],
+        kill_at: Option<(Duration, Duration)>,
+        measure: bool,
+    ) -> Ran {
         let index = trial.commands.get();
         trial.commands.set(index + 1);
         let log = |ext: &str| {
@@ -345,7 +353,7 @@ impl Lab {
             stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
             stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
         };
-        if !killed && args[0] != "status" {
+        if measure && !killed {
             let sites = trial.names_in(args);
             let verb = if args[0] == "dns" { &args[1] } else { &args[0] };
             self.durations.insert((verb.clone(), sites), elapsed);
@@ -357,7 +365,7 @@ impl Lab {
     fn run_step(&mut self, trial: &Trial, rng: &mut Rng, step: &Step, kill: bool) -> Ran {
         let args = step.args();
         let kill_at = kill.then(|| self.kill_instant(trial, rng, &args));
-        self.run(trial, &args, kill_at)
+        self.run(trial, &args, kill_at, true)
     }
 
     fn kill_instant(&self, trial: &Trial, rng: &mut Rng, args: &[String]) -> (Duration, Duration) {
@@ -514,12 +522,7 @@ fn write_site(rng: &mut Rng, root: &Path, title: &str, max_files: usize) {
 impl Lab {
     /// A fresh world for trial `number`: trees, zone, plan, web servers (returned: they stop
     /// when dropped).
-    fn new_trial(
-        &self,
-        number: usize,
-        seed: u64,
-        rng: &mut Rng,
-    ) -> (Trial, WebServer, WebServer) {
+    fn new_trial(&self, number: usize, seed: u64, rng: &mut Rng) -> (Trial, WebServer, WebServer) {
         let dir = self.dir.path().join(format!("trial-{number:03}"));
         for sub in ["old/www", "new/www", "markers", "logs"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -557,8 +560,13 @@ cutover:\n  batch: {BATCH}\n  freeze: {{ run: \"touch {d}/markers/{{name}}.froze
             .iter()
             .map(|s| (s.clone(), read_tree(&dir.join("old/www").join(s))))
             .collect();
-        let old = WebServer::start(OLD.parse::<IpAddr>().unwrap(), self.port, dir.join("old/www"), vec![])
-            .expect("old web server");
+        let old = WebServer::start(
+            OLD.parse::<IpAddr>().unwrap(),
+            self.port,
+            dir.join("old/www"),
+            vec![],
+        )
+        .expect("old web server");
         let new = WebServer::start(
             NEW.parse::<IpAddr>().unwrap(),
             self.port,
@@ -666,9 +674,13 @@ impl Story {
 
 /// The site states `status --json` reports, with their reasons.
 fn read_status(lab: &mut Lab, trial: &Trial) -> Result<BTreeMap<String, (String, String)>, String> {
-    let ran = lab.run(trial, &["status".into(), "--json".into()], None);
+    let ran = lab.run(trial, &["status".into(), "--json".into()], None, false);
     if ran.code != Some(0) {
-        return Err(format!("`status --json` exited {:?}: {}", ran.code, ran.tail()));
+        return Err(format!(
+            "`status --json` exited {:?}: {}",
+            ran.code,
+            ran.tail()
+        ));
     }
     let json: serde_json::Value =
         serde_json::from_str(&ran.stdout).map_err(|e| format!("`status --json`: {e}"))?;
@@ -693,7 +705,13 @@ fn read_status(lab: &mut Lab, trial: &Trial) -> Result<BTreeMap<String, (String,
 
 /// Runs `scenario` with its last step killed (none when `kill` is false: the baseline), then
 /// recovers and checks. Returns the story with its violations.
-fn run_trial(lab: &mut Lab, trial: &Trial, rng: &mut Rng, scenario: &Scenario, kill: bool) -> Story {
+fn run_trial(
+    lab: &mut Lab,
+    trial: &Trial,
+    rng: &mut Rng,
+    scenario: &Scenario,
+    kill: bool,
+) -> Story {
     let mut story = Story {
         scenario: Vec::new(),
         recovery: Vec::new(),
@@ -713,7 +731,12 @@ fn run_trial(lab: &mut Lab, trial: &Trial, rng: &mut Rng, scenario: &Scenario, k
             Step::Cutover(_) => matches!(ran.code, Some(0 | 1)),
         };
         if !ok {
-            story.flag(format!("`{}` exited {:?}: {}", ran.line, ran.code, ran.tail()));
+            story.flag(format!(
+                "`{}` exited {:?}: {}",
+                ran.line,
+                ran.code,
+                ran.tail()
+            ));
         }
         if matches!(step, Step::LowerTtl) {
             // Resolvers may cache the old TTL this long: the cutover refuses before.
@@ -727,7 +750,7 @@ fn run_trial(lab: &mut Lab, trial: &Trial, rng: &mut Rng, scenario: &Scenario, k
             let args = vec!["resume".to_string()];
             let kill_at = (kill && attempt == 0 && scenario.kill_resume)
                 .then(|| lab.kill_instant(trial, rng, &args));
-            let ran = lab.run(trial, &args, kill_at);
+            let ran = lab.run(trial, &args, kill_at, false);
             story.recovery.push(ran.describe());
             if ran.killed {
                 continue;
@@ -753,10 +776,15 @@ fn run_trial(lab: &mut Lab, trial: &Trial, rng: &mut Rng, scenario: &Scenario, k
         }
     }
     if let Some(Step::Rollback(scope)) = scenario.steps.last() {
-        let ran = lab.run(trial, &Step::Rollback(scope.clone()).args(), None);
+        let ran = lab.run(trial, &Step::Rollback(scope.clone()).args(), None, false);
         story.recovery.push(ran.describe());
         if ran.code != Some(0) {
-            story.flag(format!("`{}` exited {:?}: {}", ran.line, ran.code, ran.tail()));
+            story.flag(format!(
+                "`{}` exited {:?}: {}",
+                ran.line,
+                ran.code,
+                ran.tail()
+            ));
         }
     }
     check_world(lab, trial, scenario, &mut story);
@@ -798,10 +826,16 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
     };
     let (before, after) = (others(&trial.initial_zone), others(&zone));
     for r in before.difference(&after) {
-        story.flag(format!("zone record gone or changed: {} {} {} {}", r.owner, r.ttl, r.rtype, r.rdata));
+        story.flag(format!(
+            "zone record gone or changed: {} {} {} {}",
+            r.owner, r.ttl, r.rtype, r.rdata
+        ));
     }
     for r in after.difference(&before) {
-        story.flag(format!("zone record appeared: {} {} {} {}", r.owner, r.ttl, r.rtype, r.rdata));
+        story.flag(format!(
+            "zone record appeared: {} {} {} {}",
+            r.owner, r.ttl, r.rtype, r.rdata
+        ));
     }
     let states = match read_status(lab, trial) {
         Ok(s) => s,
@@ -841,7 +875,10 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
     for site in &trial.sites {
         let source = read_tree(&trial.source(site));
         if source != trial.sources[site] {
-            story.flag(format!("{site}: source changed: {}", tree_diff(&trial.sources[site], &source)));
+            story.flag(format!(
+                "{site}: source changed: {}",
+                tree_diff(&trial.sources[site], &source)
+            ));
         }
         let target = read_tree(&trial.target(site));
         for (path, node) in &target {
@@ -850,10 +887,16 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
             }
             match (node, trial.sources[site].get(path)) {
                 (Node::File { hash, .. }, Some(Node::File { hash: want, .. })) if hash != want => {
-                    story.flag(format!("{site}: torn or wrong file at the target under its final name: {}", path.display()));
+                    story.flag(format!(
+                        "{site}: torn or wrong file at the target under its final name: {}",
+                        path.display()
+                    ));
                 }
                 (Node::File { .. }, None) => {
-                    story.flag(format!("{site}: file at the target that is not the source's nor ours: {}", path.display()));
+                    story.flag(format!(
+                        "{site}: file at the target that is not the source's nor ours: {}",
+                        path.display()
+                    ));
                 }
                 _ => {}
             }
@@ -949,10 +992,12 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
 /// last cutover never started).
 fn earlier_cut(scenario: &Scenario, trial: &Trial, site: &str) -> bool {
     let n = scenario.steps.len();
-    scenario.steps[..n.saturating_sub(1)].iter().any(|s| match s {
-        Step::Cutover(scope) => scope.sites(&trial.sites).iter().any(|x| x == site),
-        _ => false,
-    })
+    scenario.steps[..n.saturating_sub(1)]
+        .iter()
+        .any(|s| match s {
+            Step::Cutover(scope) => scope.sites(&trial.sites).iter().any(|x| x == site),
+            _ => false,
+        })
 }
 
 /// The first few differences between two trees, for a violation line.
@@ -1070,5 +1115,8 @@ fn random_sigkills_leave_every_site_confirmed_or_rolled_back() {
     let seed = env_number("CHAOS_SEED", DEFAULT_SEED);
     let max_files = env_number("CHAOS_FILES", 120) as usize;
     let violations = chaos(trials, seed, max_files);
-    assert_eq!(violations, 0, "{trials} trials, {violations} violations (lines above)");
+    assert_eq!(
+        violations, 0,
+        "{trials} trials, {violations} violations (lines above)"
+    );
 }
