@@ -1047,6 +1047,30 @@ fn progress(line: &str) {
     eprintln!("{line}");
 }
 
+/// The baseline trial: every site synced, TTLs lowered, every site cut over (the broken one
+/// rolls back by itself), then one confirmed site rolled back on request; nothing killed.
+fn baseline(lab: &mut Lab, seed: u64) -> (Trial, Scenario, Story, (WebServer, WebServer)) {
+    let mut rng = Rng(seed);
+    let (trial, old, new) = lab.new_trial(0, seed, &mut rng);
+    let asked = trial
+        .sites
+        .iter()
+        .find(|s| **s != trial.broken)
+        .unwrap()
+        .clone();
+    let scenario = Scenario {
+        steps: vec![
+            Step::Sync(Scope::All),
+            Step::LowerTtl,
+            Step::Cutover(Scope::All),
+            Step::Rollback(Scope::Only(vec![asked])),
+        ],
+        kill_resume: false,
+    };
+    let story = run_trial(lab, &trial, &mut rng, &scenario, false);
+    (trial, scenario, story, (old, new))
+}
+
 /// Runs a baseline trial (nothing killed: the checker must find nothing, and the durations are
 /// measured), then `trials` random ones; prints one line per violation and the closing count.
 fn chaos(trials: usize, seed: u64, max_files: usize) -> usize {
@@ -1065,19 +1089,7 @@ fn chaos(trials: usize, seed: u64, max_files: usize) -> usize {
         story.violations.len()
     };
     {
-        let mut rng = Rng(seed.wrapping_sub(1));
-        let (trial, _old, _new) = lab.new_trial(0, seed.wrapping_sub(1), &mut rng);
-        let one = vec![trial.sites[0].clone()];
-        let baseline = Scenario {
-            steps: vec![
-                Step::Sync(Scope::All),
-                Step::LowerTtl,
-                Step::Cutover(Scope::All),
-                Step::Rollback(Scope::Only(one)),
-            ],
-            kill_resume: false,
-        };
-        let story = run_trial(&mut lab, &trial, &mut rng, &baseline, false);
+        let (trial, _, story, _servers) = baseline(&mut lab, seed.wrapping_sub(1));
         violations += print("baseline (no kill)".into(), &story, &trial);
         progress(&format!(
             "chaos: baseline done, {} violation(s); measured {:?}",
@@ -1119,4 +1131,70 @@ fn random_sigkills_leave_every_site_confirmed_or_rolled_back() {
         violations, 0,
         "{trials} trials, {violations} violations (lines above)"
     );
+}
+
+/// The checker itself: after a clean baseline, each kind of damage it must see is made by hand
+/// in the world (a TTL left lowered, a source left frozen, DNS back on the old address under a
+/// `confirmed` status, a torn target file, a changed source, a changed record of no site), and
+/// each is flagged once; a partial file of ours at a target is not.
+#[test]
+fn the_checker_flags_every_kind_of_damage_and_nothing_else() {
+    let mut lab = Lab::start(40);
+    let (trial, scenario, story, _servers) = baseline(&mut lab, DEFAULT_SEED);
+    assert!(story.violations.is_empty(), "{:#?}", story.violations);
+    let Some(Step::Rollback(Scope::Only(asked))) = scenario.steps.last() else {
+        unreachable!("the baseline ends with a rollback of one site")
+    };
+    let asked = &asked[0];
+    let confirmed = trial
+        .sites
+        .iter()
+        .find(|s| **s != trial.broken && *s != asked)
+        .unwrap();
+    let broken = &trial.broken;
+    let key = |site: &str| fqdn(site);
+    let ttl = trial.initial_rrset(asked)[0].0;
+    assert!(ttl > LOWER_TTL);
+    lab.bind.nsupdate(&format!(
+        "update delete {0} A\nupdate add {0} {LOWER_TTL} A {OLD}\n\
+         update delete {1} A\nupdate add {1} {ttl} A {OLD}\n\
+         update delete f0.{ZONE}. A\nupdate add f0.{ZONE}. 60 A 192.0.2.250",
+        key(asked),
+        key(confirmed),
+    ));
+    std::fs::write(trial.marker(broken), b"").unwrap();
+    let index = trial.target(asked).join("index.html");
+    let text = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &text[..text.len() / 2]).unwrap();
+    std::fs::write(trial.source(broken).join("index.html"), b"changed").unwrap();
+    std::fs::write(
+        trial.target(confirmed).join(".index.html.th-partial"),
+        b"half",
+    )
+    .unwrap();
+
+    let mut story = Story {
+        scenario: Vec::new(),
+        recovery: Vec::new(),
+        violations: Vec::new(),
+    };
+    check_world(&mut lab, &trial, &scenario, &mut story);
+    let v = &story.violations;
+    let expect = [
+        format!("{asked}: asked to roll back but not rolled back"),
+        format!("{asked}: torn or wrong file at the target under its final name: index.html"),
+        format!("{broken}: neither confirmed nor rolled back: status rolled_back"),
+        format!("{broken}: source changed: index.html changed"),
+        format!("{confirmed}: neither confirmed nor rolled back: status confirmed"),
+        format!("zone record gone or changed: f0.{ZONE}. 60 A 192.0.2.100"),
+        format!("zone record appeared: f0.{ZONE}. 60 A 192.0.2.250"),
+    ];
+    for e in &expect {
+        assert_eq!(
+            v.iter().filter(|l| l.starts_with(e.as_str())).count(),
+            1,
+            "{e:?} in {v:#?}"
+        );
+    }
+    assert_eq!(v.len(), expect.len(), "{v:#?}");
 }
