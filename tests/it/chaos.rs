@@ -6,9 +6,11 @@
 //! must agree with it.
 //!
 //! `CHAOS_TRIALS` (default 4), `CHAOS_SEED` (default fixed) and `CHAOS_FILES` (most files per
-//! site, default 120) set the run; `CHAOS_KEEP=1` keeps the trial dirs and their logs; trial `i` of seed
-//! `S` draws everything from seed `S + i`, so `CHAOS_SEED=S+i CHAOS_TRIALS=1` replays it (the
-//! kill lands at the same share of the command's duration, not at the same instruction).
+//! site, default 120) set the run; `CHAOS_KEEP=1` keeps the trial dirs and their logs. Trial `i`
+//! of seed `S` draws everything from seed `S + i`, so `CHAOS_SEED=S+i CHAOS_TRIALS=1` with the
+//! same `CHAOS_FILES` replays it (the kill lands at the same share of the command's measured
+//! duration, not at the same instruction). A trial whose command ended before its kill instant
+//! starts again in a fresh world (at most `KILL_ATTEMPTS` times).
 //! `scripts/chaos` runs the same test with 100 trials.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +38,8 @@ const BATCH: usize = 2;
 /// `resume` runs at most this many times while it exits non-zero with work left.
 const RESUME_ATTEMPTS: usize = 4;
 const DEFAULT_SEED: u64 = 0x7a11_5eed;
+/// Fresh starts of a trial whose killed command ended before its kill instant.
+const KILL_ATTEMPTS: usize = 3;
 
 /// Sites in the middle of a command: `resume` must not leave any of them so.
 const INTERMEDIATE: [&str; 9] = [
@@ -522,8 +526,14 @@ fn write_site(rng: &mut Rng, root: &Path, title: &str, max_files: usize) {
 impl Lab {
     /// A fresh world for trial `number`: trees, zone, plan, web servers (returned: they stop
     /// when dropped).
-    fn new_trial(&self, number: usize, seed: u64, rng: &mut Rng) -> (Trial, WebServer, WebServer) {
-        let dir = self.dir.path().join(format!("trial-{number:03}"));
+    fn new_trial(
+        &self,
+        number: usize,
+        label: &str,
+        seed: u64,
+        rng: &mut Rng,
+    ) -> (Trial, WebServer, WebServer) {
+        let dir = self.dir.path().join(format!("trial-{number:03}{label}"));
         for sub in ["old/www", "new/www", "markers", "logs"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -664,6 +674,8 @@ struct Story {
     scenario: Vec<String>,
     recovery: Vec<String>,
     violations: Vec<String>,
+    /// The planned kill of the last step landed (it had not exited yet).
+    killed: bool,
 }
 
 impl Story {
@@ -716,6 +728,7 @@ fn run_trial(
         scenario: Vec::new(),
         recovery: Vec::new(),
         violations: Vec::new(),
+        killed: false,
     };
     let mut killed_any = false;
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -787,6 +800,7 @@ fn run_trial(
             ));
         }
     }
+    story.killed = killed_any;
     check_world(lab, trial, scenario, &mut story);
     story
 }
@@ -1051,7 +1065,7 @@ fn progress(line: &str) {
 /// rolls back by itself), then one confirmed site rolled back on request; nothing killed.
 fn baseline(lab: &mut Lab, seed: u64) -> (Trial, Scenario, Story, (WebServer, WebServer)) {
     let mut rng = Rng(seed);
-    let (trial, old, new) = lab.new_trial(0, seed, &mut rng);
+    let (trial, old, new) = lab.new_trial(0, "", seed, &mut rng);
     let asked = trial
         .sites
         .iter()
@@ -1100,17 +1114,33 @@ fn chaos(trials: usize, seed: u64, max_files: usize) -> usize {
     for i in 0..trials {
         let trial_seed = seed.wrapping_add(i as u64);
         let mut rng = Rng(trial_seed);
-        let (trial, _old, _new) = lab.new_trial(i + 1, trial_seed, &mut rng);
-        let scenario = draw_scenario(&mut rng, &trial.sites);
-        let story = run_trial(&mut lab, &trial, &mut rng, &scenario, true);
-        violations += print(format!("trial {}", trial.number), &story, &trial);
-        progress(&format!(
-            "chaos: trial {}/{trials} seed {trial_seed:#x} [{}] [{}]: {} violation(s)",
-            trial.number,
-            story.scenario.join("; "),
-            story.recovery.join("; "),
-            story.violations.len()
-        ));
+        // A command that ends before its kill instant (durations vary) tested no crash: the
+        // trial starts again in a fresh world with new draws, a bounded number of times.
+        for attempt in 1..=KILL_ATTEMPTS {
+            let label = if attempt == 1 {
+                String::new()
+            } else {
+                format!("-{attempt}")
+            };
+            let (trial, _old, _new) = lab.new_trial(i + 1, &label, trial_seed, &mut rng);
+            let scenario = draw_scenario(&mut rng, &trial.sites);
+            let story = run_trial(&mut lab, &trial, &mut rng, &scenario, true);
+            let name = if attempt == 1 {
+                format!("trial {}", trial.number)
+            } else {
+                format!("trial {} (attempt {attempt})", trial.number)
+            };
+            violations += print(name.clone(), &story, &trial);
+            progress(&format!(
+                "chaos: {name}/{trials} seed {trial_seed:#x} [{}] [{}]: {} violation(s)",
+                story.scenario.join("; "),
+                story.recovery.join("; "),
+                story.violations.len()
+            ));
+            if story.killed {
+                break;
+            }
+        }
     }
     report_line(&format!("{trials} trials, {violations} violations"));
     if std::env::var_os("CHAOS_KEEP").is_some() {
@@ -1177,6 +1207,7 @@ fn the_checker_flags_every_kind_of_damage_and_nothing_else() {
         scenario: Vec::new(),
         recovery: Vec::new(),
         violations: Vec::new(),
+        killed: false,
     };
     check_world(&mut lab, &trial, &scenario, &mut story);
     let v = &story.violations;
