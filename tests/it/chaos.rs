@@ -1150,8 +1150,11 @@ fn chaos(trials: usize, seed: u64, max_files: usize) -> usize {
     violations
 }
 
+// Ignored while main has the recovery defects of issue 12 that it finds (resume leaves the sites
+// a killed `sync` or `cutover` had not reached; a rollback killed after its DNS intent is
+// journaled rolled back with the records still new): un-ignore once they are fixed.
 #[test]
-#[ignore = "finds violations until the lead's recovery fixes of issue 12 land; scripts/chaos runs it"]
+#[ignore = "finds issue 12's recovery defects on today's main; scripts/chaos runs it"]
 fn random_sigkills_leave_every_site_confirmed_or_rolled_back() {
     let trials = env_number("CHAOS_TRIALS", 4) as usize;
     let seed = env_number("CHAOS_SEED", DEFAULT_SEED);
@@ -1228,4 +1231,20 @@ fn the_checker_flags_every_kind_of_damage_and_nothing_else() {
         );
     }
     assert_eq!(v.len(), expect.len(), "{v:#?}");
+}
+
+/// Replays depend on it: one seed, one scenario; and `--batch N` names the plan's N-th chunk.
+#[test]
+fn a_seed_draws_the_same_scenario_and_batches_follow_plan_order() {
+    let sites: Vec<String> = (1..=5).map(|i| format!("s{i}.{ZONE}")).collect();
+    let draw = |seed| format!("{:?}", draw_scenario(&mut Rng(seed), &sites));
+    assert_eq!(draw(DEFAULT_SEED), draw(DEFAULT_SEED));
+    let distinct: BTreeSet<String> = (0..50).map(|i| draw(DEFAULT_SEED + i)).collect();
+    assert!(distinct.len() > 20, "{distinct:#?}");
+    assert_eq!(Scope::Batch(3).sites(&sites), vec![sites[4].clone()]);
+    assert_eq!(Scope::Batch(4).sites(&sites), Vec::<String>::new());
+    assert_eq!(
+        Step::Cutover(Scope::Only(vec![sites[1].clone()])).args(),
+        ["cutover", "--only", "s2.example.test"]
+    );
 }
