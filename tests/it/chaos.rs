@@ -928,7 +928,8 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
             },
         );
     }
-    // A killed command that touched nothing of its sites never started: nothing to finish.
+    // A site no cutover changed: old address (TTL as before, or as `lower-ttl` left it), not
+    // frozen, and a status from before any cutover.
     let untouched = |site: &str, s: &Seen| {
         let lowered_dns: Vec<(u32, String)> = trial
             .initial_rrset(site)
