@@ -26,9 +26,8 @@ use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
 use crate::plan::{Loaded, Site};
 use crate::sync::{Endpoint, sync};
-use crate::transport::{ExecRequest, Transport};
+use crate::transport::ExecRequest;
 use crate::unit::UnitId;
-use std::sync::Arc;
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
@@ -415,19 +414,7 @@ impl<'a> Migration<'a> {
         let options = super::dry_run::site_sync_options(&self.loaded.plan, site, self.force);
         let report = self
             .on_hosts(site, |src, dst| {
-                sync(
-                    &Endpoint {
-                        transport: src,
-                        root: site.source_path.clone(),
-                    },
-                    &Endpoint {
-                        transport: dst,
-                        root: site.target_path.clone(),
-                    },
-                    &options,
-                    &crate::event::Silent,
-                )
-                .map_err(|e| e.to_string())
+                sync(src, dst, &options, &crate::event::Silent).map_err(|e| e.to_string())
             })
             .map_err(|e| format!("files: {e}"))?;
         if let Some(first) = report.errors.first() {
@@ -446,13 +433,13 @@ impl<'a> Migration<'a> {
         Ok((bytes, start.elapsed().as_millis() as u64))
     }
 
-    /// Runs `op` on the site's source and target transports, again on fresh connections with
+    /// Runs `op` on the site's source and target trees, again on fresh connections with
     /// backoff when one of them dropped under it (a transient failure, told by the transport,
     /// not by the message). `op` must be safe to repeat: syncs and verifications are.
     fn on_hosts<T>(
         &self,
         site: &Site,
-        op: impl Fn(Arc<dyn Transport>, Arc<dyn Transport>) -> Result<T, String>,
+        op: impl Fn(&Endpoint, &Endpoint) -> Result<T, String>,
     ) -> Result<T, String> {
         let backoff = self.connections.backoff();
         let mut wait = backoff.base;
@@ -466,7 +453,17 @@ impl<'a> Migration<'a> {
                 .connections
                 .get(&site.target_host)
                 .map_err(|e| e.to_string())?;
-            match op(src.clone(), dst.clone()) {
+            let ends = (
+                Endpoint {
+                    transport: src.clone(),
+                    root: site.source_path.clone(),
+                },
+                Endpoint {
+                    transport: dst.clone(),
+                    root: site.target_path.clone(),
+                },
+            );
+            match op(&ends.0, &ends.1) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let dropped = src.lost().or_else(|| dst.lost());
@@ -786,14 +783,8 @@ impl<'a> Migration<'a> {
     fn verify_site(&self, site: &Site) -> Result<String, String> {
         let report = self.on_hosts(site, |src, dst| {
             crate::sync::verify::verify(
-                &Endpoint {
-                    transport: src,
-                    root: site.source_path.clone(),
-                },
-                &Endpoint {
-                    transport: dst,
-                    root: site.target_path.clone(),
-                },
+                src,
+                dst,
                 &site.exclude,
                 self.loaded.plan.defaults.jobs.max(1),
                 &crate::event::Silent,

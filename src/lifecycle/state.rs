@@ -43,6 +43,24 @@ pub enum SiteState {
 }
 
 impl SiteState {
+    /// Every state, in the order of the lifecycle.
+    pub const ALL: [SiteState; 14] = [
+        SiteState::Discovered,
+        SiteState::Syncing,
+        SiteState::PreSynced,
+        SiteState::Freezing,
+        SiteState::Frozen,
+        SiteState::FinalSynced,
+        SiteState::Verified,
+        SiteState::Switching,
+        SiteState::Switched,
+        SiteState::Confirmed,
+        SiteState::Paused,
+        SiteState::RollingBack,
+        SiteState::RolledBack,
+        SiteState::Failed,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             SiteState::Discovered => "discovered",
@@ -338,26 +356,9 @@ mod tests {
         assert_eq!(fold(&again)["a"].reason, None);
     }
 
-    const ALL: [SiteState; 14] = [
-        SiteState::Discovered,
-        SiteState::Syncing,
-        SiteState::PreSynced,
-        SiteState::Freezing,
-        SiteState::Frozen,
-        SiteState::FinalSynced,
-        SiteState::Verified,
-        SiteState::Switching,
-        SiteState::Switched,
-        SiteState::Confirmed,
-        SiteState::Paused,
-        SiteState::RollingBack,
-        SiteState::RolledBack,
-        SiteState::Failed,
-    ];
-
     #[test]
     fn no_transition_skips_a_guard() {
-        for from in ALL {
+        for from in SiteState::ALL {
             // DNS moves only after verification.
             if from.next(SiteState::Switching).is_ok() {
                 assert!(matches!(from, SiteState::Verified | SiteState::Switching));

@@ -10,24 +10,6 @@ use crate::report::lifecycle::{
     DnsRow, MigrationReport, ProbeRow, SiteRow, StateView, StepRow, Tone, UnitRow,
 };
 
-/// Every state in lifecycle order.
-const ORDER: [SiteState; 14] = [
-    SiteState::Discovered,
-    SiteState::Syncing,
-    SiteState::PreSynced,
-    SiteState::Freezing,
-    SiteState::Frozen,
-    SiteState::FinalSynced,
-    SiteState::Verified,
-    SiteState::Switching,
-    SiteState::Switched,
-    SiteState::Confirmed,
-    SiteState::Paused,
-    SiteState::RollingBack,
-    SiteState::RolledBack,
-    SiteState::Failed,
-];
-
 /// How reports show a state.
 pub fn view(s: SiteState) -> StateView {
     let tone = match s {
@@ -136,7 +118,7 @@ pub fn build(
             .get(super::migrate::PLATFORM)
             .map(|s| s.units.iter().map(unit_row).collect())
             .unwrap_or_default(),
-        states: ORDER.iter().map(|s| view(*s)).collect(),
+        states: SiteState::ALL.iter().map(|s| view(*s)).collect(),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::tree::delta::{DeltaOp, Signature};
 use crate::tree::root::Meta;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;
@@ -70,6 +70,10 @@ pub enum Call {
     OpenRoot {
         root: PathBuf,
         create: bool,
+    },
+    /// Releases a root (its descriptors): a run over thousands of sites opens thousands.
+    CloseRoot {
+        root: RootId,
     },
     /// Streams a file's content as `Data`, then `Done` with its BLAKE3.
     ReadFile {

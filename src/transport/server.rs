@@ -32,7 +32,8 @@ struct Write {
 /// Roots and writes in progress for one stream of calls (or for the local channel).
 #[derive(Default)]
 pub struct Server {
-    roots: RwLock<Vec<Arc<SafeRoot>>>,
+    /// Open roots by handle; a closed one leaves its slot empty so handles stay stable.
+    roots: RwLock<Vec<Option<Arc<SafeRoot>>>>,
     writes: Mutex<HashMap<u64, Arc<Mutex<Write>>>>,
     /// Commands fed by `ExecStdin` frames, by call id.
     feeds: Mutex<HashMap<u64, Feed>>,
@@ -91,6 +92,7 @@ impl Server {
             .unwrap_or_else(|p| p.into_inner())
             .get(id as usize)
             .cloned()
+            .flatten()
             .ok_or_else(|| format!("unknown root handle {id}"))
     }
 
@@ -137,10 +139,22 @@ impl Server {
             Call::OpenRoot { root, create } => SafeRoot::open(&root, create)
                 .map(|r| {
                     let mut roots = self.roots.write().unwrap_or_else(|p| p.into_inner());
-                    roots.push(Arc::new(r));
+                    roots.push(Some(Arc::new(r)));
                     Some(Reply::Opened((roots.len() - 1) as RootId))
                 })
                 .map_err(|e| format!("{}: {e}", root.display())),
+            Call::CloseRoot { root } => {
+                // Writes in progress keep their own reference; the descriptors go with the last.
+                if let Some(slot) = self
+                    .roots
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(root as usize)
+                {
+                    *slot = None;
+                }
+                Ok(Some(Reply::Done(Outcome::default())))
+            }
             Call::ReadFile {
                 root,
                 path,
