@@ -4,6 +4,7 @@ pub mod diff;
 pub mod engine;
 pub mod plan;
 pub mod side;
+pub mod unit;
 pub mod verify;
 
 pub use engine::{Endpoint, SyncError, SyncOptions, SyncReport, apply, sync};
