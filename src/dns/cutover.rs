@@ -39,6 +39,10 @@ pub struct ZonePlan {
     pub unsafe_reasons: Vec<String>,
     /// Name servers of the zone's NS set that `verify` will not check (not in `nameservers`).
     pub unverified_servers: Vec<String>,
+    /// RRsets that already serve a new address of the plan (switched before): what `verify`
+    /// expects of them on every server.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settled: Vec<(RrKey, RrState)>,
 }
 
 /// Why a DNS command stopped.
@@ -246,6 +250,17 @@ fn plan_records(spec: &DnsSpec, zone: &str, records: &[Rr]) -> ZonePlan {
         values.sort();
         values.dedup();
         if values == state.values {
+            let new_addresses: Vec<String> = switch.values().map(ToString::to_string).collect();
+            if state.values.iter().any(|v| new_addresses.contains(v)) {
+                plan.settled.push((
+                    RrKey {
+                        zone: zone.to_string(),
+                        name: name.clone(),
+                        rtype: rtype.clone(),
+                    },
+                    state.clone(),
+                ));
+            }
             continue;
         }
         if ns_targets.contains(name) {
@@ -553,6 +568,12 @@ pub fn restrict(plans: &[ZonePlan], names: &[String]) -> Vec<ZonePlan> {
                 changes,
                 unsafe_reasons,
                 unverified_servers: p.unverified_servers.clone(),
+                settled: p
+                    .settled
+                    .iter()
+                    .filter(|(k, _)| names.contains(&k.name))
+                    .cloned()
+                    .collect(),
             }
         })
         .filter(|p| !p.changes.is_empty())

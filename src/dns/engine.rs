@@ -75,6 +75,12 @@ impl UnitOfWork for DnsEngine<'_> {
             .into_iter()
             .next()
             .unwrap_or(ZonePlan {
+                // Nothing left to switch for these names: what was switched stays to verify.
+                settled: plan
+                    .settled
+                    .into_iter()
+                    .filter(|(k, _)| unit.names.contains(&k.name))
+                    .collect(),
                 zone: plan.zone,
                 rrsets: plan.rrsets,
                 ..ZonePlan::default()
@@ -96,12 +102,14 @@ impl UnitOfWork for DnsEngine<'_> {
     }
 
     fn verify(&self, unit: &DnsUnit) -> Result<DnsCheck, UnitError> {
-        // What the zone should serve once switched: the plan's targets, or nothing to check.
-        let expected: Vec<_> = self
-            .plan(unit)?
+        // What every server should serve once switched: the targets of what is left to switch,
+        // and what was switched before as the primary serves it now.
+        let plan = self.plan(unit)?;
+        let expected: Vec<_> = plan
             .changes
             .into_iter()
             .map(|c| (c.key, c.to))
+            .chain(plan.settled)
             .collect();
         Ok(
             match cutover::verify(self.spec, &expected, self.spec.verify_timeout) {

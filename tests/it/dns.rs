@@ -379,3 +379,59 @@ fn only_narrows_a_switch_to_some_names() {
         vec!["192.0.2.10", "192.0.2.11"]
     );
 }
+
+/// DNS through the unit-of-work contract on a real BIND: the plan of one name, applying it
+/// through a change log, then verifying every server; once switched, verify still checks the
+/// switched RRsets (nothing is left to switch, so it must not pass vacuously).
+#[test]
+fn the_dns_engine_plans_applies_and_verifies_one_name() {
+    use transhumance::dns::engine::{DnsEngine, DnsUnit};
+    use transhumance::lifecycle::ledger::Ledger;
+    use transhumance::unit::UnitOfWork;
+    let bind = Bind::start(&[("example.test", RECORDS)]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        work.path(),
+        &bind,
+        "{ from: 192.0.2.10, to: 198.51.100.10 }",
+    );
+    // The secret from a file (this process's environment is shared by parallel tests).
+    let secret = work.path().join("tsig.secret");
+    std::fs::write(&secret, &bind.tsig_secret).unwrap();
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace(
+            "  resolvers:",
+            &format!("  nameservers: [\"127.0.0.1:{}\"]\n  resolvers:", bind.port),
+        )
+        .replace(
+            "secret_env: IT_TSIG",
+            &format!("secret_file: \"{}\"", secret.display()),
+        );
+    std::fs::write(&plan, text).unwrap();
+    let loaded = transhumance::plan::validate::load(&plan).unwrap();
+    let spec = loaded.plan.dns.as_ref().unwrap();
+    let engine = DnsEngine { spec, force: true };
+    let unit = DnsUnit {
+        zone: "example.test".into(),
+        names: vec!["www.example.test.".into()],
+    };
+    let planned = engine.plan(&unit).unwrap();
+    assert_eq!(planned.changes.len(), 1, "only www, not shop: {planned:?}");
+    assert!(!engine.verify(&unit).unwrap().ok, "not switched yet");
+    let ledger = Ledger::open(&work.path().join("state")).unwrap();
+    let done = engine
+        .apply(&planned, &transhumance::event::Silent, &ledger)
+        .unwrap();
+    assert_eq!(done.applied.len(), 1);
+    assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
+    assert_eq!(
+        bind.dig("shop.example.test", "A").len(),
+        2,
+        "shop untouched"
+    );
+    let again = engine.plan(&unit).unwrap();
+    assert!(again.changes.is_empty());
+    assert_eq!(again.settled.len(), 1, "{again:?}");
+    assert!(engine.verify(&unit).unwrap().ok);
+}
