@@ -1,5 +1,6 @@
 //! Databases: talking to MariaDB/MySQL and PostgreSQL through their own client tools on the host.
 pub mod discover;
+pub mod engine;
 pub mod plan;
 pub mod transfer;
 pub mod verify;

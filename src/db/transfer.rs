@@ -12,6 +12,7 @@ use crate::transport::Transport;
 use crate::transport::pipe::pipe;
 
 /// One side of a move.
+#[derive(Clone, Copy)]
 pub struct Endpoint<'a> {
     pub transport: &'a dyn Transport,
     pub server: &'a DbServer,
@@ -78,7 +79,11 @@ pub fn marker(plan: &str) -> String {
 }
 
 /// The comment of database `name` at `end`: `None` when it does not exist.
-fn comment(engine: DbEngine, end: &Endpoint<'_>, name: &str) -> Result<Option<String>, String> {
+/// The comment database `name` carries at `end` (`None` when it does not exist).
+///
+/// # Errors
+/// The server cannot be queried.
+pub fn comment(engine: DbEngine, end: &Endpoint<'_>, name: &str) -> Result<Option<String>, String> {
     let q = match engine {
         // A `=` in front, so an empty comment is still a line of output.
         DbEngine::Postgres => format!(

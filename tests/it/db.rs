@@ -880,3 +880,55 @@ fn a_database_move_whose_connection_drops_is_done_again_on_a_new_connection() {
     assert!(result.clean(), "{result:?}");
     assert_eq!(dst.sql("SELECT COUNT(*) FROM big.t"), "200000");
 }
+
+/// A database through the unit-of-work contract on real MariaDB servers: the plan says create,
+/// applying it copies, verify compares every table; once copied, the plan says replace ours.
+#[test]
+fn the_database_engine_plans_applies_and_verifies_one_database() {
+    use transhumance::db::engine::{DbEngineRun, DbUnit};
+    use transhumance::db::plan::DbAction;
+    use transhumance::db::transfer::{Endpoint, Options};
+    use transhumance::plan::raw::ConflictPolicy;
+    use transhumance::unit::UnitOfWork;
+    let (a, b) = (MariaDb::start(), MariaDb::start());
+    a.sql("CREATE DATABASE site_unit; USE site_unit; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_500;");
+    let local = LocalTransport::new("local");
+    let (from, to) = (
+        server(Some(a.socket.display().to_string()), None, "root"),
+        server(Some(b.socket.display().to_string()), None, "root"),
+    );
+    let unit = DbUnit {
+        engine: DbEngine::Mariadb,
+        from: Endpoint {
+            transport: &local,
+            server: &from,
+        },
+        to: Endpoint {
+            transport: &local,
+            server: &to,
+        },
+        name: "site_unit".into(),
+    };
+    let engine = DbEngineRun {
+        options: Options::new(ConflictPolicy::Fail, "unit-it"),
+        chunk_rows: 100,
+    };
+    let plan = engine.plan(&unit).unwrap();
+    assert_eq!(plan.plan.action, DbAction::Create);
+    assert!(
+        serde_json::to_string(&plan)
+            .unwrap()
+            .contains("\"action\":\"create\"")
+    );
+    engine
+        .apply(&plan, &transhumance::event::Silent, &())
+        .unwrap();
+    assert_eq!(b.sql("SELECT COUNT(*) FROM site_unit.t"), "500");
+    assert!(engine.verify(&unit).unwrap().is_clean());
+    assert_eq!(
+        engine.plan(&unit).unwrap().plan.action,
+        DbAction::ReplaceOurs
+    );
+    b.sql("UPDATE site_unit.t SET v = 'tampered' WHERE id = 7");
+    assert!(!engine.verify(&unit).unwrap().is_clean());
+}
