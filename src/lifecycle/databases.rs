@@ -23,6 +23,8 @@ pub struct LiveSkip {
     /// The site whose DNS may have moved, and its state.
     pub site: String,
     pub state: SiteState,
+    /// Why, in words (a site's state, or a DNS name switched outside any site).
+    pub because: String,
     /// The refusal in full, naming the database and the override.
     pub message: String,
 }
@@ -44,6 +46,7 @@ impl LiveGate for Live {
         Ok(self.check(&unit, &[]).err().map(|refusal| LiveSkip {
             site: refusal.because.site.clone(),
             state: refusal.because.state,
+            because: refusal.because.to_string(),
             message: refusal.to_string(),
         }))
     }
@@ -61,6 +64,7 @@ impl LiveGate for Mutex<Guarded> {
         match guard.check(&unit) {
             Ok(()) => Ok(None),
             Err(e) if e.kind == ErrorKind::Unsafe => Ok(Some(LiveSkip {
+                because: because.to_string(),
                 site: because.site,
                 state: because.state,
                 message: e.message,

@@ -311,13 +311,14 @@ fn live_units(plan: &Plan, sites: &[Site], risks: &mut Vec<Risk>) -> Live {
             Vec::new()
         }
     };
+    let switched = super::ledger::switched_names_of(&entries);
     let mut states = BTreeMap::new();
     for e in entries {
         if let super::ledger::Entry::Site { site, state, .. } = e {
             states.insert(site, state);
         }
     }
-    Live::new(states, sites)
+    Live::new(states, sites).with_switched_names(switched, sites)
 }
 
 /// The file sync the lifecycle runs for a site (`sync`, `cutover`): the target mirrors the

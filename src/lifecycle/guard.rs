@@ -13,18 +13,27 @@ pub struct Live {
     states: BTreeMap<String, SiteState>,
     /// Which site names which database (from the inventory).
     owners: BTreeMap<String, String>,
+    /// Names no site owns whose DNS switch may have started (`dns switch` of the whole plan,
+    /// an MX host's address): the platform's shared units may be live from then on.
+    foreign_switches: Vec<String>,
 }
 
-/// Why a unit may be live: the site whose DNS may have moved, and its state.
+/// Why a unit may be live: the site whose DNS may have moved and its state, or a name of no
+/// site whose DNS switch may have started (then `site` is that name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveBecause {
     pub site: String,
     pub state: SiteState,
+    /// The DNS name switched outside any site, when that is the reason.
+    pub dns_name: Option<String>,
 }
 
 impl std::fmt::Display for LiveBecause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "site `{}` is {}", self.site, self.state.label())
+        match &self.dns_name {
+            Some(name) => write!(f, "the DNS of `{name}`, no site's, may have been switched"),
+            None => write!(f, "site `{}` is {}", self.site, self.state.label()),
+        }
     }
 }
 
@@ -46,7 +55,23 @@ impl Live {
             .iter()
             .flat_map(|s| s.databases.iter().map(|d| (d.clone(), s.name.clone())))
             .collect();
-        Live { states, owners }
+        Live {
+            states,
+            owners,
+            foreign_switches: Vec::new(),
+        }
+    }
+
+    /// Adds the names whose DNS switch may have started (from the journal's switch intents);
+    /// those no site owns make the platform's shared units live.
+    pub fn with_switched_names(mut self, names: Vec<String>, sites: &[Site]) -> Live {
+        let owned: std::collections::HashSet<String> = sites
+            .iter()
+            .flat_map(|s| s.domains.iter().map(|d| crate::dns::query::fqdn(d)))
+            .collect();
+        self.foreign_switches = names.into_iter().filter(|n| !owned.contains(n)).collect();
+        self.foreign_switches.sort();
+        self
     }
 
     /// The first site (in name order) whose DNS may have moved.
@@ -57,6 +82,14 @@ impl Live {
             .map(|(site, state)| LiveBecause {
                 site: site.clone(),
                 state: *state,
+                dns_name: None,
+            })
+            .or_else(|| {
+                self.foreign_switches.first().map(|name| LiveBecause {
+                    site: name.clone(),
+                    state: SiteState::Switching,
+                    dns_name: Some(name.clone()),
+                })
             })
     }
 
@@ -71,6 +104,7 @@ impl Live {
                 .map(|state| LiveBecause {
                     site: site.to_string(),
                     state: *state,
+                    dns_name: None,
                 })
         };
         match unit {
@@ -134,6 +168,7 @@ impl Guarded {
     ) -> Result<Guarded, crate::journal::JournalError> {
         let ledger = super::ledger::Ledger::open(&plan.state_dir)?;
         let states = ledger.states().into_iter().collect();
+        let switched = ledger.switched_names();
         let run = ledger.start_run(
             super::ledger::RunCommand::Other {
                 name: command.to_string(),
@@ -142,7 +177,7 @@ impl Guarded {
         )?;
         Ok(Guarded {
             ledger,
-            live: Live::new(states, sites),
+            live: Live::new(states, sites).with_switched_names(switched, sites),
             allowed,
             command: command.to_string(),
             run,
@@ -255,5 +290,31 @@ mod tests {
                 "{state:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_name_of_no_site_switched_makes_shared_units_live_not_site_units() {
+        let mut a = site("a", &["a_wp"]);
+        a.domains = vec!["a.example.test".into()];
+        let sites = [a];
+        let states = BTreeMap::from([("a".to_string(), SiteState::PreSynced)]);
+        // The site's own name switching (say by `dns switch`) is the site's business, read from
+        // its state; the MX host's name belongs to no site.
+        let live = Live::new(states.clone(), &sites).with_switched_names(
+            vec!["a.example.test.".into(), "mx.example.test.".into()],
+            &sites,
+        );
+        let because = live.why(&UnitId::Mail(0)).unwrap();
+        assert_eq!(because.dns_name.as_deref(), Some("mx.example.test."));
+        assert!(
+            because.to_string().contains("`mx.example.test.`"),
+            "{because}"
+        );
+        assert!(live.why(&UnitId::Database("shared".into())).is_some());
+        assert!(live.why(&UnitId::Database("a_wp".into())).is_none());
+        assert!(live.why(&UnitId::Site("a".into())).is_none());
+        let only_site_name =
+            Live::new(states, &sites).with_switched_names(vec!["a.example.test.".into()], &sites);
+        assert!(only_site_name.why(&UnitId::Mail(0)).is_none());
     }
 }

@@ -108,6 +108,8 @@ struct Index {
     by_name: HashMap<String, Vec<usize>>,
     zone_wide: Vec<usize>,
     states: HashMap<String, SiteState>,
+    /// Per DNS name, the phase of its last change intent.
+    dns_last: HashMap<String, crate::dns::provider::DnsPhase>,
 }
 
 impl Index {
@@ -120,10 +122,15 @@ impl Index {
             Entry::Probe { site, .. } | Entry::Unit { site, .. } => {
                 self.by_site.entry(site.clone()).or_default().push(at);
             }
-            Entry::Dns(d) => match d.key() {
-                Some(k) => self.by_name.entry(k.name.clone()).or_default().push(at),
-                None => self.zone_wide.push(at),
-            },
+            Entry::Dns(d) => {
+                if let DnsEvent::DnsIntent { key, phase, .. } = d {
+                    self.dns_last.insert(key.name.clone(), *phase);
+                }
+                match d.key() {
+                    Some(k) => self.by_name.entry(k.name.clone()).or_default().push(at),
+                    None => self.zone_wide.push(at),
+                }
+            }
             Entry::Override { .. } | Entry::Run { .. } | Entry::RunEnd { .. } => {}
         }
     }
@@ -204,6 +211,13 @@ impl Ledger {
     /// Every site's latest state.
     pub fn states(&self) -> HashMap<String, SiteState> {
         self.lock().index.states.clone()
+    }
+
+    /// The DNS names whose last change may have left them on the new side (a switch, or a TTL
+    /// restored on switched values), whether or not it was applied: only the server could say,
+    /// and for deciding what may be live the cautious answer is yes.
+    pub fn switched_names(&self) -> Vec<String> {
+        switched_names(self.lock().index.dns_last.iter().map(|(n, p)| (n, *p)))
     }
 
     /// The entries about `site`, in order.
@@ -360,6 +374,29 @@ impl DnsLog for Ledger {
     }
 }
 
+fn switched_names<'n>(
+    last: impl Iterator<Item = (&'n String, crate::dns::provider::DnsPhase)>,
+) -> Vec<String> {
+    use crate::dns::provider::DnsPhase;
+    let mut out: Vec<String> = last
+        .filter(|(_, p)| matches!(p, DnsPhase::Switch | DnsPhase::RestoreTtl))
+        .map(|(n, _)| n.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// As `Ledger::switched_names`, from entries read without the lock.
+pub fn switched_names_of(entries: &[Entry]) -> Vec<String> {
+    let mut last: HashMap<String, crate::dns::provider::DnsPhase> = HashMap::new();
+    for e in entries {
+        if let Entry::Dns(DnsEvent::DnsIntent { key, phase, .. }) = e {
+            last.insert(key.name.clone(), *phase);
+        }
+    }
+    switched_names(last.iter().map(|(n, p)| (n, *p)))
+}
+
 /// The DNS events of a journal read without its lock (`status`, `dns verify`).
 pub fn dns_events(entries: &[Entry]) -> Vec<DnsEvent> {
     entries
@@ -472,5 +509,35 @@ mod tests {
             l.unfinished_runs(),
             vec![(b, RunCommand::Rollback { only: vec![] }, 1)]
         );
+    }
+
+    #[test]
+    fn names_whose_last_change_may_have_switched_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path()).unwrap();
+        let st = |v: &str| RrState {
+            ttl: 60,
+            values: vec![v.into()],
+        };
+        let intent = |name: &str, phase| {
+            DnsLog::record(
+                &l,
+                DnsEvent::DnsIntent {
+                    key: key(name),
+                    phase,
+                    from: st("192.0.2.1"),
+                    to: st("198.51.100.1"),
+                    at: 1,
+                },
+            )
+            .unwrap()
+        };
+        intent("mx.example.test.", DnsPhase::LowerTtl);
+        intent("mx.example.test.", DnsPhase::Switch);
+        intent("www.example.test.", DnsPhase::Switch);
+        intent("www.example.test.", DnsPhase::Rollback);
+        // No outcome for mx's switch: it may have happened, so it counts.
+        assert_eq!(l.switched_names(), vec!["mx.example.test.".to_string()]);
+        assert_eq!(switched_names_of(&l.entries()), l.switched_names());
     }
 }

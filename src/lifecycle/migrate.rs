@@ -181,6 +181,7 @@ impl<'a> Migration<'a> {
     /// Which units may be live on the new side now.
     fn live(&self) -> super::guard::Live {
         super::guard::Live::new(self.ledger.states().into_iter().collect(), &self.sites)
+            .with_switched_names(self.ledger.switched_names(), &self.sites)
     }
 
     fn state_of(&self, site: &str) -> SiteState {
@@ -516,9 +517,8 @@ impl<'a> Migration<'a> {
         let detail = match (&r.error, different.is_empty()) {
             _ if r.live.is_some() => r.live.as_ref().map(|l| {
                 format!(
-                    "skipped: may be live on the new side (site `{}` is {}), left as it is there",
-                    l.site,
-                    l.state.label()
+                    "skipped: may be live on the new side ({}), left as it is there",
+                    l.because
                 )
             }),
             (Some(e), _) => Some(e.clone()),
