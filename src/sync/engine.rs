@@ -714,45 +714,32 @@ fn transfer(
     let (dch, droot) = dst.pick(worker);
     if let Some(from) = &job.copy_from {
         // A source that cannot be hashed quietly (it is changing) goes the way of a send, which
-        // reads it again or reports it.
-        let Ok(source_hash) = src.hash_one(worker, &job.path) else {
-            return transfer(
-                &FileJob {
-                    copy_from: None,
-                    ..job.clone()
-                },
-                signature,
-                src,
-                dst,
-                worker,
-                shared,
-                done,
-            );
-        };
-        let copied = dch.call_wait(Call::LocalCopy {
-            root: *droot,
-            from: from.clone(),
-            path: job.path.clone(),
-            meta: job.meta,
-            hash: source_hash,
-        });
-        if let Ok(Reply::Done(Outcome { hash: Some(h), .. })) = copied
-            && h == source_hash
-        {
-            shared.local.fetch_add(1, Ordering::Relaxed);
-            shared.verified.fetch_add(1, Ordering::Relaxed);
-            shared.did(ActionKind::CopyLocal, &job.path, job.size);
-            shared.observer.on_event(&Event::UnitDone {
-                phase: "files".into(),
-                unit: show(&job.path),
+        // reads it again or reports it; so does a copy whose content turns out different.
+        if let Ok(source_hash) = src.hash_one(worker, &job.path) {
+            let copied = dch.call_wait(Call::LocalCopy {
+                root: *droot,
+                from: from.clone(),
+                path: job.path.clone(),
+                meta: job.meta,
+                hash: source_hash,
             });
-            shared.observer.on_event(&Event::BytesDone {
-                phase: "files".into(),
-                bytes: job.size,
-            });
-            return Ok(());
+            if let Ok(Reply::Done(Outcome { hash: Some(h), .. })) = copied
+                && h == source_hash
+            {
+                shared.local.fetch_add(1, Ordering::Relaxed);
+                shared.verified.fetch_add(1, Ordering::Relaxed);
+                shared.did(ActionKind::CopyLocal, &job.path, job.size);
+                shared.observer.on_event(&Event::UnitDone {
+                    phase: "files".into(),
+                    unit: show(&job.path),
+                });
+                shared.observer.on_event(&Event::BytesDone {
+                    phase: "files".into(),
+                    bytes: job.size,
+                });
+                return Ok(());
+            }
         }
-        // Not the same content after all: send it.
         return transfer(
             &FileJob {
                 copy_from: None,
