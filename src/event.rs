@@ -27,6 +27,15 @@ pub enum Event {
     BytesDone { phase: String, bytes: u64 },
     /// A phase ends.
     PhaseFinished { phase: String },
+    /// A safety check refused and was let through by the operator (`--allow NAME`, `--force`):
+    /// always shown.
+    CheckOverridden {
+        check: String,
+        subject: String,
+        reason: String,
+        /// `--allow` or `--force`.
+        by: String,
+    },
     /// A note worth showing, such as a connection being made.
     Info { message: String },
 }

@@ -1,4 +1,5 @@
 //! transhumance: move a web-hosting platform (sites, databases, mail, DNS) to a new datacenter.
+pub mod check;
 pub mod cli;
 pub mod db;
 pub mod demo;

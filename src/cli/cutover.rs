@@ -11,7 +11,7 @@ pub fn run(
     plan: &Path,
     batch: Option<usize>,
     only: &[String],
-    force: bool,
+    allowed: crate::check::Allowed,
     printer: &Printer,
 ) -> u8 {
     let s = match session(plan, printer) {
@@ -23,8 +23,13 @@ pub fn run(
         (None, false) => Selection::Only(only.to_vec()),
         (None, true) => Selection::All,
     };
-    let result = Migration::open(&s.loaded, &s.connections, s.observer.as_ref(), force)
-        .and_then(|m| m.cutover(&selection));
+    let result = Migration::open(
+        &s.loaded,
+        &s.connections,
+        s.observer.as_ref(),
+        allowed.clone(),
+    )
+    .and_then(|m| m.cutover(&selection));
     match result {
         Ok(outcomes) => finish("cutover", &outcomes, printer),
         Err(e) => failed(&e, printer),

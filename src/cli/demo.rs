@@ -68,8 +68,13 @@ fn demo(printer: &Printer) -> Result<u8, String> {
         dry.risks.len()
     );
 
-    let m = Migration::open(&loaded, &connections, observer.as_ref(), false)
-        .map_err(|e| e.to_string())?;
+    let m = Migration::open(
+        &loaded,
+        &connections,
+        observer.as_ref(),
+        crate::check::Allowed::none(),
+    )
+    .map_err(|e| e.to_string())?;
     outln!("\n== 2. pre-sync, twice (the second one moves only what changed)");
     for _ in 0..2 {
         let o = m.sync(&[]).map_err(|e| e.to_string())?;

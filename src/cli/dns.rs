@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::exit;
 use super::printer::Printer;
+use crate::check::{Check, Finding, Refused, Verdict};
 use crate::dns::cutover::{self, CutoverError, Outcome, ZonePlan};
 use crate::lifecycle::ledger::{self, Ledger};
 
@@ -31,7 +32,8 @@ pub struct DnsArgs<'a> {
     pub plan: &'a Path,
     pub zones: &'a [String],
     pub only: &'a [String],
-    pub force: bool,
+    /// The safety checks let through (`--allow`, `--force`).
+    pub allowed: crate::check::Allowed,
     /// The checksum of the reviewed plan (`--plan-checksum`).
     pub reviewed: Option<&'a str>,
     pub format: crate::report::Format,
@@ -43,7 +45,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         plan: plan_path,
         zones,
         only,
-        force,
+        allowed,
         reviewed,
         format,
     } = args;
@@ -79,10 +81,52 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             .map(|z| crate::plan::validate::normalize_zone(z))
             .collect()
     };
+    // A plan with sites switches their names only, as `cutover` does: names of no site (an MX
+    // host sharing the old address) are left alone unless named with `--only`.
+    let site_names = || -> Result<Option<Vec<String>>, CutoverError> {
+        if !only.is_empty()
+            || (loaded.plan.site_rules.is_empty() && loaded.plan.inventory.is_none())
+        {
+            return Ok(None);
+        }
+        let connections = crate::lifecycle::Connections::new(
+            &loaded.plan.hosts,
+            crate::lifecycle::default_agent_binary(),
+        );
+        let inventory = crate::lifecycle::inventory::expand_sites(&loaded, &connections);
+        if let Some(i) = inventory.unreachable.first() {
+            return Err(CutoverError::NotSupported(format!(
+                "expanding the sites (their names are what switches): {}",
+                i.message
+            )));
+        }
+        Ok(Some(
+            inventory
+                .sites
+                .iter()
+                .flat_map(|s| s.domains.iter().map(|d| crate::dns::query::fqdn(d)))
+                .collect(),
+        ))
+    };
     let plans = || -> Result<Vec<ZonePlan>, CutoverError> {
         let mut plans: Vec<ZonePlan> = cutover::plan_zones(&spec, &selected)
             .into_iter()
             .collect::<Result<_, _>>()?;
+        if let Some(names) = site_names()? {
+            let left: usize = plans
+                .iter()
+                .flat_map(|p| &p.changes)
+                .filter(|c| !names.contains(&c.key.name))
+                .count();
+            if left > 0 {
+                printer.status(format!(
+                    "{left} RRset(s) of names no site of the plan has are left alone (name them with --only to include them)"
+                ));
+            }
+            for p in &mut plans {
+                p.changes.retain(|c| names.contains(&c.key.name));
+            }
+        }
         if !only.is_empty() {
             // `--only www.example.org`: just these names (relative to their zone or absolute).
             for p in &mut plans {
@@ -95,15 +139,37 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
                 });
             }
         }
+        Ok(plans)
+    };
+    // Every check of this command on exactly the plans it would apply: `plan-changed` against
+    // the reviewed checksum, then the switch's own.
+    let findings = |plans: &[ZonePlan], ledger: Option<&Ledger>| -> Vec<Finding> {
+        let mut out = Vec::new();
         if let Some(expected) = reviewed {
-            let now = cutover::checksum(&plans);
+            let now = cutover::checksum(plans);
             if now != expected {
-                return Err(CutoverError::Unsafe(format!(
-                    "the plan changed since it was reviewed (checksum {now}, reviewed {expected}): run `dns plan` again"
-                )));
+                out.push(Finding::new(
+                    Check::PlanChanged,
+                    "the DNS plan",
+                    format!(
+                        "checksum {now} now, {expected} when reviewed: run `dns plan` again and review it"
+                    ),
+                ));
             }
         }
-        Ok(plans)
+        let history = match ledger {
+            Some(l) => crate::dns::provider::DnsLog::history(l, &cutover::names_of(plans)),
+            None => ledger::read(&loaded.plan.state_dir)
+                .map(|e| ledger::dns_events(&e))
+                .unwrap_or_default(),
+        };
+        out.extend(cutover::checks(
+            &spec,
+            plans,
+            &history,
+            crate::journal::now(),
+        ));
+        out
     };
     let log_error = |e: crate::journal::JournalError| {
         CutoverError::Log(crate::unit::UnitError::io(e.to_string()))
@@ -111,11 +177,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
     // The plan's journal, with this command journaled as a run (command line, user, overrides).
     let journal = |name: &str| -> Result<(Ledger, u64), CutoverError> {
         let ledger = Ledger::open(&loaded.plan.state_dir).map_err(log_error)?;
-        let overrides = if force {
-            vec!["force".to_string()]
-        } else {
-            Vec::new()
-        };
+        let overrides = allowed.journaled();
         let run = ledger
             .start_run(ledger::RunCommand::Dns { step: name.into() }, overrides)
             .map_err(log_error)?;
@@ -158,9 +220,6 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
                                 c.to.values.join(" ")
                             );
                         }
-                        for r in &p.unsafe_reasons {
-                            outln!("\n**Refused without `--force`:** {r}");
-                        }
                         for n in &p.unverified_servers {
                             outln!("\n*Not verified:* name server {n}");
                         }
@@ -186,9 +245,6 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
                                 c.to.values.join(" ")
                             );
                         }
-                        for r in &p.unsafe_reasons {
-                            outln!("  ! unsafe without --force: {r}");
-                        }
                         for n in &p.unverified_servers {
                             outln!("  ? name server not verified: {n}");
                         }
@@ -201,12 +257,22 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
                     cutover::checksum(&plans)
                 );
             }
-            let unsafe_plan = plans.iter().any(|p| !p.unsafe_reasons.is_empty());
-            Ok(if unsafe_plan && !force {
-                exit::UNSAFE
-            } else {
-                exit::OK
-            })
+            let verdict = allowed.judge(findings(&plans, None));
+            if !printer.json {
+                print_verdict(&verdict, true);
+            }
+            // A TTL still high is a wait before the switch, not a fault of the plan.
+            Ok(
+                if verdict
+                    .refused
+                    .iter()
+                    .any(|f| f.check != Check::TtlNotExpired)
+                {
+                    exit::UNSAFE
+                } else {
+                    exit::OK
+                },
+            )
         }
         Step::LowerTtl => {
             let plans = plans()?;
@@ -218,7 +284,15 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         Step::Switch => {
             let plans = plans()?;
             let j = journal("switch")?;
-            let o = cutover::switch(&spec, &plans, &j.0, force)?;
+            let verdict = allowed.judge(findings(&plans, Some(&j.0)));
+            j.0.record_verdict("dns switch", &verdict)
+                .map_err(log_error)?;
+            print_verdict(&verdict, false);
+            if !verdict.ok() {
+                j.0.end_run(j.1, false).map_err(log_error)?;
+                return Err(Refused(verdict.refused).into());
+            }
+            let o = cutover::switch(&spec, &plans, &j.0, &allowed)?;
             end(j, &o)?;
             Ok(report(&o, false, printer))
         }
@@ -268,8 +342,8 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
     })();
     match result {
         Ok(code) => code,
-        Err(CutoverError::Unsafe(m)) => {
-            printer.error(format!("refused without --force: {m}"));
+        Err(CutoverError::Refused(r)) => {
+            printer.error(r.to_string());
             exit::UNSAFE
         }
         Err(CutoverError::NotSupported(m)) => {
@@ -280,6 +354,23 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             printer.error(e.to_string());
             exit::FAILURES
         }
+    }
+}
+
+/// The checks' findings: refusals (on stdout with the plan, as part of it) and overrides
+/// (always, on stderr).
+fn print_verdict(verdict: &Verdict, with_refusals: bool) {
+    if with_refusals {
+        for f in &verdict.refused {
+            if f.check == Check::TtlNotExpired {
+                outln!("  ~ not yet: {f}");
+            } else {
+                outln!("  ! refused: {f} (to go on anyway: --allow {})", f.check);
+            }
+        }
+    }
+    for o in &verdict.overridden {
+        eprintln!("warning: {o}");
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::exit;
 use super::printer::Printer;
-use super::progress::{Bars, JsonLines};
-use crate::event::{Observer, Silent};
+use super::progress::{Bars, JsonLines, Plain};
+use crate::event::Observer;
 use crate::lifecycle::migrate::{LifecycleError, SiteOutcome};
 use crate::lifecycle::{Connections, default_agent_binary};
 use crate::plan::Loaded;
@@ -27,7 +27,7 @@ pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
     } else if printer.json && printer.verbose {
         Box::new(JsonLines)
     } else {
-        Box::new(Silent)
+        Box::new(Plain)
     };
     Ok(Session {
         loaded,
@@ -41,7 +41,7 @@ pub fn failed(e: &LifecycleError, printer: &Printer) -> u8 {
     printer.error(e.to_string());
     match e {
         LifecycleError::Invalid(_) => exit::INVALID,
-        LifecycleError::Unsafe(_) => exit::UNSAFE,
+        LifecycleError::Refused(_) => exit::UNSAFE,
         LifecycleError::Journal(_) | LifecycleError::Unreachable(_) => exit::FAILURES,
     }
 }

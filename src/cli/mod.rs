@@ -105,9 +105,8 @@ pub enum Command {
         /// Only these sites (repeatable).
         #[arg(long = "only", value_name = "SITE")]
         only: Vec<String>,
-        /// Allow deletes of more than 30 % of a target's files.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        safety: Safety,
         /// Overwrite this site even though it may be live on the new side (`site:NAME`,
         /// repeatable; journaled).
         #[arg(long = "allow-live", value_name = "site:NAME")]
@@ -124,9 +123,8 @@ pub enum Command {
         /// Only these sites (repeatable).
         #[arg(long = "only", value_name = "SITE")]
         only: Vec<String>,
-        /// Go on despite a safety check (DNS share, TTLs not expired, mass deletes).
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        safety: Safety,
     },
     /// Put sites back on the old side: DNS restored exactly, sources unfrozen.
     Rollback {
@@ -153,9 +151,8 @@ pub enum Command {
         /// Wait for the old TTLs up to this long, such as `10m`; a longer wait stops the run.
         #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = crate::plan::units::parse_duration)]
         max_wait: std::time::Duration,
-        /// Go on despite safety checks.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        safety: Safety,
     },
     /// The migration report: per-site timelines, bytes, verification, DNS changes, probes.
     Report {
@@ -214,9 +211,8 @@ pub enum Command {
         /// Only these names, such as `www.example.org` or `www` (repeatable).
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
-        /// Go on despite a safety check (share of the zone, NS addresses, TTL not expired).
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        safety: Safety,
         /// Apply only if the plan still has this checksum (printed by `dns plan`).
         #[arg(long, value_name = "CHECKSUM")]
         plan_checksum: Option<String>,
@@ -285,6 +281,24 @@ pub enum Command {
     },
 }
 
+/// The safety-check overrides of a command.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Safety {
+    /// Let this named safety check through, printed and journaled (repeatable): ttl-not-expired,
+    /// zone-share, nameserver-address, plan-changed, delete-share, live-unit.
+    #[arg(long = "allow", value_name = "CHECK")]
+    pub allow: Vec<crate::check::Check>,
+    /// Let every safety check through; each one it lets through is still printed and journaled.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl Safety {
+    pub fn allowed(&self) -> crate::check::Allowed {
+        crate::check::Allowed::new(self.allow.iter().copied(), self.force)
+    }
+}
+
 /// Exit codes, stable for scripts.
 pub mod exit {
     pub const OK: u8 = 0;
@@ -292,7 +306,7 @@ pub mod exit {
     pub const FAILURES: u8 = 1;
     /// The input is invalid (plan, arguments).
     pub const INVALID: u8 = 2;
-    /// Refused as unsafe without `--force`.
+    /// Refused by a safety check (see `--allow CHECK`).
     pub const UNSAFE: u8 = 3;
 }
 
@@ -313,23 +327,23 @@ pub fn run(cli: Cli) -> u8 {
         Command::Sync {
             plan,
             only,
-            force,
+            safety,
             allow_live,
-        } => sync::run(&plan, &only, force, allow_live, &printer),
+        } => sync::run(&plan, &only, safety.allowed(), allow_live, &printer),
         Command::Cutover {
             plan,
             batch,
             only,
-            force,
-        } => cutover::run(&plan, batch, &only, force, &printer),
+            safety,
+        } => cutover::run(&plan, batch, &only, safety.allowed(), &printer),
         Command::Rollback { plan, only } => rollback::run(&plan, &only, &printer),
         Command::Status { plan } => status::run(&plan, &printer),
         Command::Resume { plan } => resume::run(&plan, &printer),
         Command::Run {
             plan,
             max_wait,
-            force,
-        } => run::run(&plan, max_wait, force, &printer),
+            safety,
+        } => run::run(&plan, max_wait, safety.allowed(), &printer),
         Command::Report {
             plan,
             format,
@@ -351,7 +365,7 @@ pub fn run(cli: Cli) -> u8 {
             step,
             plan,
             zones,
-            force,
+            safety,
             plan_checksum,
             format,
             only,
@@ -361,7 +375,7 @@ pub fn run(cli: Cli) -> u8 {
                 plan: &plan,
                 zones: &zones,
                 only: &only,
-                force,
+                allowed: safety.allowed(),
                 reviewed: plan_checksum.as_deref(),
                 format,
             },

@@ -88,6 +88,44 @@ impl Observer for Bars {
             Event::Info { message } => {
                 let _ = self.multi.println(message);
             }
+            Event::CheckOverridden { .. } => {
+                if let Some(line) = overridden_line(event) {
+                    let _ = self.multi.println(line);
+                }
+            }
+        }
+    }
+}
+
+/// The line every overridden check gets, whatever else is shown.
+pub fn overridden_line(event: &Event) -> Option<String> {
+    match event {
+        Event::CheckOverridden {
+            check,
+            subject,
+            reason,
+            by,
+        } => {
+            let how = if by == "--allow" {
+                format!("--allow {check}")
+            } else {
+                by.clone()
+            };
+            Some(format!(
+                "warning: check `{check}` overridden by {how}: {subject}: {reason}"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Without progress bars: only what must always be said (overridden checks).
+pub struct Plain;
+
+impl Observer for Plain {
+    fn on_event(&self, event: &Event) {
+        if let Some(line) = overridden_line(event) {
+            eprintln!("{line}");
         }
     }
 }

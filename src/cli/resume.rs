@@ -11,8 +11,13 @@ pub fn run(plan: &Path, printer: &Printer) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let result = Migration::open(&s.loaded, &s.connections, s.observer.as_ref(), false)
-        .and_then(|m| m.resume());
+    let result = Migration::open(
+        &s.loaded,
+        &s.connections,
+        s.observer.as_ref(),
+        crate::check::Allowed::none(),
+    )
+    .and_then(|m| m.resume());
     match result {
         Ok(outcomes) => finish("resume", &outcomes, printer),
         Err(e) => failed(&e, printer),

@@ -12,8 +12,13 @@ pub fn run(plan: &Path, only: &[String], printer: &Printer) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let result = Migration::open(&s.loaded, &s.connections, s.observer.as_ref(), false)
-        .and_then(|m| m.rollback(only));
+    let result = Migration::open(
+        &s.loaded,
+        &s.connections,
+        s.observer.as_ref(),
+        crate::check::Allowed::none(),
+    )
+    .and_then(|m| m.rollback(only));
     match result {
         Ok(outcomes) => finish("rollback", &outcomes, printer),
         Err(e) => failed(&e, printer),

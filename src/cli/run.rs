@@ -11,12 +11,22 @@ use crate::lifecycle::migrate::{Migration, Selection, report};
 use crate::plan::units::human_duration;
 use crate::report::Format;
 
-pub fn run(plan: &Path, max_wait: Duration, force: bool, printer: &Printer) -> u8 {
+pub fn run(
+    plan: &Path,
+    max_wait: Duration,
+    allowed: crate::check::Allowed,
+    printer: &Printer,
+) -> u8 {
     let s = match session(plan, printer) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let m = match Migration::open(&s.loaded, &s.connections, s.observer.as_ref(), force) {
+    let m = match Migration::open(
+        &s.loaded,
+        &s.connections,
+        s.observer.as_ref(),
+        allowed.clone(),
+    ) {
         Ok(m) => m,
         Err(e) => return failed(&e, printer),
     };
@@ -44,7 +54,7 @@ pub fn run(plan: &Path, max_wait: Duration, force: bool, printer: &Printer) -> u
         Ok(w) => Duration::from_secs(w),
         Err(e) => return failed(&e, printer),
     };
-    if wait > max_wait && !force {
+    if wait > max_wait && !allowed.all {
         printer.status(format!(
             "resolvers may cache the old TTLs for {} more: run `transhumance run` again then (or raise --max-wait)",
             human_duration(wait)
@@ -63,6 +73,21 @@ pub fn run(plan: &Path, max_wait: Duration, force: bool, printer: &Printer) -> u
         Ok(o) => finish("cutover", &o, printer),
         Err(e) => return failed(&e, printer),
     };
+    if code == exit::OK || m.any_confirmed() {
+        printer.status("== DNS: original TTLs back on the confirmed sites' records");
+        match m.restore_ttl() {
+            Ok(o) => {
+                for (k, why) in o.failed.iter().chain(&o.skipped) {
+                    printer.error(format!(
+                        "TTL of {} {} not restored: {why} (run `dns restore-ttl` once sorted out)",
+                        k.name, k.rtype
+                    ));
+                }
+                printer.status(format!("{} RRset(s) back to their TTL", o.applied.len()));
+            }
+            Err(e) => printer.error(format!("{e} (run `dns restore-ttl` later)")),
+        }
+    }
     drop(m);
     let html = s.loaded.plan.state_dir.join("report.html");
     if let Ok(r) = report(&s.loaded, &s.connections) {

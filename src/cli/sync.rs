@@ -10,7 +10,7 @@ use crate::lifecycle::migrate::Migration;
 pub fn run(
     plan: &Path,
     only: &[String],
-    force: bool,
+    allowed: crate::check::Allowed,
     allow_live: Vec<crate::unit::UnitId>,
     printer: &Printer,
 ) -> u8 {
@@ -18,8 +18,13 @@ pub fn run(
         Ok(s) => s,
         Err(code) => return code,
     };
-    let result = Migration::open(&s.loaded, &s.connections, s.observer.as_ref(), force)
-        .and_then(|m| m.allow_live(allow_live).sync(only));
+    let result = Migration::open(
+        &s.loaded,
+        &s.connections,
+        s.observer.as_ref(),
+        allowed.clone(),
+    )
+    .and_then(|m| m.allow_live(allow_live).sync(only));
     match result {
         Ok(outcomes) => finish("sync", &outcomes, printer),
         Err(e) => failed(&e, printer),

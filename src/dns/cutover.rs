@@ -14,11 +14,9 @@ use serde::Serialize;
 use super::provider::{DnsError, DnsEvent, DnsLog, DnsPhase, Provider, RrKey, RrState, Swap, now};
 use super::query::{self, Rr};
 use super::rfc2136::Rfc2136;
+use crate::check::{Allowed, Check, Finding, Override, Refused};
 use crate::plan::{DnsProvider, DnsSpec};
 use crate::unit::UnitError;
-
-/// Share of a zone's RRsets a plan may change without `--force`.
-pub const MAX_SHARE: f64 = 0.30;
 
 /// One RRset to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,8 +33,10 @@ pub struct ZonePlan {
     /// RRsets in the zone (the base of the safety share).
     pub rrsets: usize,
     pub changes: Vec<Change>,
-    /// Why the plan is unsafe without `--force` (too large a share, a name server's address).
-    pub unsafe_reasons: Vec<String>,
+    /// The names the zone's NS set names (lowercase, absolute): their addresses are the
+    /// delegation, which the `nameserver-address` check guards.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nameserver_names: Vec<String>,
     /// Name servers of the zone's NS set that `verify` will not check (not in `nameservers`).
     pub unverified_servers: Vec<String>,
     /// RRsets that already serve a new address of the plan (switched before): what `verify`
@@ -53,8 +53,9 @@ pub enum CutoverError {
     /// The change log (the caller's journal) could not record an intent or outcome.
     #[error(transparent)]
     Log(#[from] UnitError),
-    #[error("refused without --force: {0}")]
-    Unsafe(String),
+    /// A safety check refused, and was not allowed by name (`--allow`) or `--force`.
+    #[error(transparent)]
+    Refused(#[from] Refused),
     #[error("{0}")]
     NotSupported(String),
 }
@@ -230,6 +231,12 @@ fn plan_records(spec: &DnsSpec, zone: &str, records: &[Rr]) -> ZonePlan {
     let mut plan = ZonePlan {
         zone: zone.to_string(),
         rrsets: sets.len(),
+        nameserver_names: {
+            let mut n = ns_targets.clone();
+            n.sort();
+            n.dedup();
+            n
+        },
         ..Default::default()
     };
     for ((name, rtype), state) in &sets {
@@ -262,11 +269,6 @@ fn plan_records(spec: &DnsSpec, zone: &str, records: &[Rr]) -> ZonePlan {
                 ));
             }
             continue;
-        }
-        if ns_targets.contains(name) {
-            plan.unsafe_reasons.push(format!(
-                "{name} {rtype} is the address of a name server of the zone"
-            ));
         }
         let ttl = spec.lower_ttl.map_or(state.ttl, |l| l.min(state.ttl));
         plan.changes.push(Change {
@@ -307,16 +309,6 @@ fn plan_records(spec: &DnsSpec, zone: &str, records: &[Rr]) -> ZonePlan {
             ));
         }
     }
-    let share = plan.changes.len() as f64 / plan.rrsets.max(1) as f64;
-    if share > MAX_SHARE {
-        plan.unsafe_reasons.push(format!(
-            "{} of the zone's {} RRsets would change ({:.0} %, over {:.0} %)",
-            plan.changes.len(),
-            plan.rrsets,
-            share * 100.0,
-            MAX_SHARE * 100.0
-        ));
-    }
     plan
 }
 
@@ -348,6 +340,9 @@ pub struct Outcome {
     /// Unix time after which the switch is safe (after `lower-ttl`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub safe_after: Option<u64>,
+    /// Checks that refused and were let through (`--allow`, `--force`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<Override>,
 }
 
 /// Whether a failed update certainly changed nothing: the server answered. A timeout or a
@@ -528,122 +523,202 @@ pub fn lower_ttl(
     Ok(out)
 }
 
-/// The latest `safe_after` recorded for a zone.
-fn safe_after(entries: &[DnsEvent], zone: &str) -> Option<u64> {
-    entries.iter().rev().find_map(|e| match e {
-        DnsEvent::DnsSafeAfter {
-            zone: z,
-            safe_after,
-        } if z == zone => Some(*safe_after),
-        _ => None,
-    })
-}
-
-/// The plans cut down to the RRsets of `names` (absolute, with the final dot). The share check
-/// belongs to the whole plan (one site's records are often most of its own zone), so only the
-/// reasons about the names kept stay.
+/// The plans cut down to the RRsets of `names` (absolute, with the final dot): what a command
+/// of those names will change, and what its checks are evaluated on.
 pub fn restrict(plans: &[ZonePlan], names: &[String]) -> Vec<ZonePlan> {
     plans
         .iter()
-        .map(|p| {
-            let changes: Vec<Change> = p
+        .map(|p| ZonePlan {
+            changes: p
                 .changes
                 .iter()
                 .filter(|c| names.contains(&c.key.name))
                 .cloned()
-                .collect();
-            let unsafe_reasons: Vec<String> = p
-                .unsafe_reasons
+                .collect(),
+            settled: p
+                .settled
                 .iter()
-                .filter(|r| {
-                    changes
-                        .iter()
-                        .any(|c| r.starts_with(&format!("{} ", c.key.name)))
-                })
+                .filter(|(k, _)| names.contains(&k.name))
                 .cloned()
-                .collect();
-            ZonePlan {
-                zone: p.zone.clone(),
-                rrsets: p.rrsets,
-                changes,
-                unsafe_reasons,
-                unverified_servers: p.unverified_servers.clone(),
-                settled: p
-                    .settled
-                    .iter()
-                    .filter(|(k, _)| names.contains(&k.name))
-                    .cloned()
-                    .collect(),
-            }
+                .collect(),
+            ..p.clone()
         })
         .filter(|p| !p.changes.is_empty())
         .collect()
 }
 
-/// Whether the plans may switch now: no unsafe reason, and TTLs lowered long enough ago for
-/// resolvers to have dropped the old ones. The reason when not.
-///
-/// # Errors
-/// The first reason found, naming its zone.
-pub fn ready_to_switch(plans: &[ZonePlan], entries: &[DnsEvent]) -> Result<(), String> {
-    let t = now();
-    for plan in plans {
-        if let Some(reason) = plan.unsafe_reasons.first() {
-            return Err(format!("zone {}: {reason}", plan.zone));
-        }
-        let waiting = plan.changes.iter().any(|c| c.from.ttl > c.to.ttl);
-        match safe_after(entries, &plan.zone) {
-            Some(s) if s > t => {
-                return Err(format!(
-                    "zone {}: resolvers may still cache the old TTL for {} s (until the time `lower-ttl` recorded)",
-                    plan.zone,
-                    s - t
-                ));
+/// Whether resolvers may still cache a TTL higher than the one an RRset will switch with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TtlReadiness {
+    /// Nothing higher than the switch's TTL may be cached anywhere.
+    Ready,
+    /// The servers serve a higher TTL now (never lowered, or put back by a rollback).
+    Served { ttl: u32 },
+    /// Lowered by us; resolvers may keep the old TTL until `until` (unix seconds).
+    Until { until: u64, ttl: u32 },
+    /// A change of ours set a higher TTL at `at` and it is low now: someone else lowered it,
+    /// at an unknown time.
+    LoweredElsewhere { ttl: u32, at: u64 },
+}
+
+/// The readiness of one change, from the TTL served now (`change.from`, read just before) and
+/// our past changes of that RRset (their times and TTLs). A high TTL served by the servers
+/// always wins over an old journal entry: after a rollback put 3600 back, nothing is ready.
+pub fn ttl_readiness(change: &Change, history: &[DnsEvent], now: u64) -> TtlReadiness {
+    let target = change.to.ttl;
+    if change.from.ttl > target {
+        return TtlReadiness::Served {
+            ttl: change.from.ttl,
+        };
+    }
+    // Our changes of this RRset with when they landed (an open intent may have landed at once).
+    let mut changes: Vec<(RrState, RrState, u64)> = Vec::new();
+    for e in history {
+        match e {
+            DnsEvent::DnsIntent {
+                key, from, to, at, ..
+            } if *key == change.key => changes.push((from.clone(), to.clone(), *at)),
+            DnsEvent::DnsApplied { key, at, .. } if *key == change.key => {
+                if let Some(last) = changes.last_mut() {
+                    last.2 = *at;
+                }
             }
-            None if waiting => {
-                return Err(format!(
-                    "zone {}: TTLs were not lowered yet: run `dns lower-ttl` and wait the old TTL",
-                    plan.zone
-                ));
+            DnsEvent::DnsFailed { key, .. } if *key == change.key => {
+                changes.pop();
             }
             _ => {}
         }
     }
-    Ok(())
+    let mut until = 0u64;
+    let mut high_ttl = 0u32;
+    let mut raised: Option<(u32, u64)> = None;
+    for (from, to, at) in &changes {
+        if from.ttl > target {
+            // A high TTL was served until this change landed.
+            if at + u64::from(from.ttl) > until {
+                until = at + u64::from(from.ttl);
+                high_ttl = from.ttl;
+            }
+            raised = None;
+        }
+        if to.ttl > target {
+            raised = Some((to.ttl, *at));
+        }
+    }
+    if let Some((ttl, at)) = raised {
+        return TtlReadiness::LoweredElsewhere { ttl, at };
+    }
+    if until > now {
+        TtlReadiness::Until {
+            until,
+            ttl: high_ttl,
+        }
+    } else {
+        TtlReadiness::Ready
+    }
 }
 
-/// Seconds until every zone's lowered TTL is safe (0 when already safe or never lowered).
-pub fn seconds_until_safe(entries: &[DnsEvent], zones: &[String]) -> u64 {
-    let t = now();
-    zones
+/// Every safety check of a switch of exactly these plans (already cut to the selection), now:
+/// `ttl-not-expired` per RRset, `nameserver-address` per RRset, `zone-share` per zone.
+pub fn checks(spec: &DnsSpec, plans: &[ZonePlan], history: &[DnsEvent], now: u64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for plan in plans {
+        for c in &plan.changes {
+            let subject = format!("{} {}", c.key.name, c.key.rtype);
+            if plan
+                .nameserver_names
+                .contains(&c.key.name.to_ascii_lowercase())
+            {
+                out.push(Finding::new(
+                    Check::NameserverAddress,
+                    subject.clone(),
+                    "is the address of a name server of the zone",
+                ));
+            }
+            let why = match ttl_readiness(c, history, now) {
+                TtlReadiness::Ready => continue,
+                TtlReadiness::Served { ttl } => format!(
+                    "served with TTL {ttl} now, the switch sets {}: lower it (`dns lower-ttl`) and wait {ttl} s",
+                    c.to.ttl
+                ),
+                TtlReadiness::Until { until, ttl } => format!(
+                    "resolvers may cache it with TTL {ttl} for {} s more (it was lowered less than {ttl} s ago)",
+                    until - now
+                ),
+                TtlReadiness::LoweredElsewhere { ttl, at } => format!(
+                    "a change of ours set TTL {ttl} at {}, and it was lowered since by someone else at a time we cannot know: wait {ttl} s after that change",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_secs(at)
+                    )
+                ),
+            };
+            out.push(Finding::new(Check::TtlNotExpired, subject, why));
+        }
+        let share = spec.zone_share;
+        let changed = plan.changes.len() as f64 / plan.rrsets.max(1) as f64;
+        if plan.rrsets >= share.min_rrsets && changed > share.max {
+            out.push(Finding::new(
+                Check::ZoneShare,
+                format!("zone {}", plan.zone),
+                format!(
+                    "{} of its {} RRsets would change ({:.0} %, over the plan's {:.0} % for zones of {} RRsets or more)",
+                    plan.changes.len(),
+                    plan.rrsets,
+                    changed * 100.0,
+                    share.max * 100.0,
+                    share.min_rrsets
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Seconds until no RRset of the plans may be cached with a higher TTL than its switch sets,
+/// counting only RRsets already lowered (0 when all are ready).
+pub fn seconds_until_safe(plans: &[ZonePlan], history: &[DnsEvent], now: u64) -> u64 {
+    plans
         .iter()
-        .filter_map(|z| safe_after(entries, z))
-        .map(|s| s.saturating_sub(t))
+        .flat_map(|p| &p.changes)
+        .map(|c| match ttl_readiness(c, history, now) {
+            TtlReadiness::Until { until, .. } => until - now,
+            _ => 0,
+        })
         .max()
         .unwrap_or(0)
+}
+
+/// The names a plan's changes touch.
+pub fn names_of(plans: &[ZonePlan]) -> Vec<String> {
+    let mut names: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.changes.iter().map(|c| c.key.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Switches every planned RRset by compare-and-swap. A failure undoes what this run applied.
 ///
 /// # Errors
-/// Too early after `lower-ttl` (unless `force`), an unsafe plan (unless `force`), a rejected
-/// key, or journal failures.
+/// A check that refuses and is not in `allowed`, a rejected key, or journal failures.
 pub fn switch(
     spec: &DnsSpec,
     plans: &[ZonePlan],
     log: &dyn DnsLog,
-    force: bool,
+    allowed: &Allowed,
 ) -> Result<Outcome, CutoverError> {
-    if !force {
-        let names: Vec<String> = plans
-            .iter()
-            .flat_map(|p| p.changes.iter().map(|c| c.key.name.clone()))
-            .collect();
-        ready_to_switch(plans, &log.history(&names)).map_err(CutoverError::Unsafe)?;
+    let verdict = allowed.judge(checks(spec, plans, &log.history(&names_of(plans)), now()));
+    if !verdict.ok() {
+        return Err(Refused(verdict.refused).into());
     }
     let client = provider(spec)?;
     let client = client.as_ref();
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        overridden: verdict.overridden,
+        ..Outcome::default()
+    };
     let mut done: Vec<&Change> = Vec::new();
     for plan in plans {
         let mut items: Vec<Item> = Vec::new();

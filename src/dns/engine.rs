@@ -26,8 +26,8 @@ pub struct DnsCheck {
 /// The plan's DNS section, driving its provider.
 pub struct DnsEngine<'a> {
     pub spec: &'a DnsSpec,
-    /// Skip the TTL and share checks (journaled by the caller as an override).
-    pub force: bool,
+    /// The checks the operator let through (journaled by the caller).
+    pub allowed: crate::check::Allowed,
 }
 
 impl From<CutoverError> for UnitError {
@@ -35,7 +35,7 @@ impl From<CutoverError> for UnitError {
         match e {
             CutoverError::Dns(d) => UnitError::from(d),
             CutoverError::Log(u) => u,
-            CutoverError::Unsafe(m) => UnitError::unsafe_(m),
+            CutoverError::Refused(r) => UnitError::unsafe_(r.to_string()),
             CutoverError::NotSupported(m) => UnitError::invalid(m),
         }
     }
@@ -97,7 +97,7 @@ impl UnitOfWork for DnsEngine<'_> {
             self.spec,
             std::slice::from_ref(plan),
             log,
-            self.force,
+            &self.allowed,
         )?)
     }
 

@@ -222,6 +222,16 @@ pub fn dry_run_with(
         } else {
             dns.zones.iter().map(|_| None).collect()
         };
+        // The cutover switches the sites' names only (all of a zone in a DNS-only plan), and
+        // its checks are judged on those: so are the dry run's.
+        let names: Vec<String> = inventory
+            .sites
+            .iter()
+            .flat_map(|s| s.domains.iter().map(|d| query::fqdn(d)))
+            .collect();
+        let history = super::ledger::read(&plan.state_dir)
+            .map(|e| super::ledger::dns_events(&e))
+            .unwrap_or_default();
         for (i, zone) in dns.zones.iter().enumerate() {
             let pre = planned[i].take();
             report.dns.push(zone_report(
@@ -229,6 +239,7 @@ pub fn dry_run_with(
                 dns,
                 pre,
                 plan.cutover.at,
+                (&names, &history),
                 &mut report.risks,
             ));
             observer.on_event(&Event::UnitDone {
@@ -812,6 +823,7 @@ fn zone_report(
     dns: &DnsSpec,
     pre_planned: Option<Result<crate::dns::cutover::ZonePlan, crate::dns::cutover::CutoverError>>,
     cutover_at: Option<SystemTime>,
+    (names, history): (&[String], &[crate::dns::provider::DnsEvent]),
     risks: &mut Vec<Risk>,
 ) -> ZoneReport {
     let timeout = Duration::from_secs(3);
@@ -876,12 +888,32 @@ fn zone_report(
             format!("name server {n} is not checked after the switch"),
         ));
     }
-    for r in &plan.unsafe_reasons {
-        risks.push(Risk::warning(
-            "dns_unsafe",
-            zone,
-            format!("refused without --force: {r}"),
-        ));
+    let selected = if names.is_empty() {
+        vec![plan.clone()]
+    } else {
+        crate::dns::cutover::restrict(std::slice::from_ref(&plan), names)
+    };
+    for f in crate::dns::cutover::checks(dns, &selected, history, crate::journal::now()) {
+        // TTLs are lowered by `run` (or `dns lower-ttl`) after the dry run: a wait, not a fault.
+        if f.check == crate::check::Check::TtlNotExpired {
+            risks.push(Risk::warning(
+                "ttl_not_expired",
+                f.subject.clone(),
+                format!(
+                    "{}: `cutover` refuses it until then (`run` lowers and waits)",
+                    f.reason
+                ),
+            ));
+        } else {
+            risks.push(Risk::error(
+                "check_refuses",
+                f.subject.clone(),
+                format!(
+                    "the cutover would refuse it: {f} (a plan key or `--allow {}` lets it through)",
+                    f.check
+                ),
+            ));
+        }
     }
     for c in plan.changes {
         let (name, rtype, ttl, new_ttl) = (c.key.name, c.key.rtype, c.from.ttl, c.to.ttl);

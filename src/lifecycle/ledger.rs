@@ -48,6 +48,13 @@ pub enum Entry {
         command: String,
         at: u64,
     },
+    /// A named safety check refused, or was let through by `--allow NAME` or `--force`.
+    Check {
+        finding: crate::check::Finding,
+        verdict: CheckVerdict,
+        command: String,
+        at: u64,
+    },
     /// A unit that belongs to a site (a database, a mail store) moved or was checked.
     Unit {
         site: String,
@@ -92,6 +99,17 @@ pub enum RunCommand {
     Other { name: String },
 }
 
+/// What became of a check's finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckVerdict {
+    Refused,
+    /// Let through by `--allow NAME`.
+    Allowed,
+    /// Let through by `--force`.
+    Forced,
+}
+
 /// Which sites a cutover took, as journaled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,7 +149,10 @@ impl Index {
                     None => self.zone_wide.push(at),
                 }
             }
-            Entry::Override { .. } | Entry::Run { .. } | Entry::RunEnd { .. } => {}
+            Entry::Override { .. }
+            | Entry::Check { .. }
+            | Entry::Run { .. }
+            | Entry::RunEnd { .. } => {}
         }
     }
 }
@@ -230,6 +251,36 @@ impl Ledger {
             .get(site)
             .map(|v| v.iter().map(|i| all[*i].clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Journals what the checks decided for `command`: every refusal and every override, each
+    /// with its finding, before anything acts on them.
+    ///
+    /// # Errors
+    /// An entry is not durable.
+    pub fn record_verdict(
+        &self,
+        command: &str,
+        verdict: &crate::check::Verdict,
+    ) -> Result<(), JournalError> {
+        let refused = verdict.refused.iter().map(|f| (f, CheckVerdict::Refused));
+        let overridden = verdict.overridden.iter().map(|o| {
+            let how = if o.by == "--allow" {
+                CheckVerdict::Allowed
+            } else {
+                CheckVerdict::Forced
+            };
+            (&o.finding, how)
+        });
+        for (finding, verdict) in refused.chain(overridden) {
+            self.record(Entry::Check {
+                finding: finding.clone(),
+                verdict,
+                command: command.to_string(),
+                at: now(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Starts a journaled run of `command`; its number goes to `end_run`.

@@ -15,8 +15,9 @@ use super::databases::{DbResult, one as move_database};
 use super::inventory::expand_sites;
 use super::ledger::{Entry, Ledger, RunCommand, Selected};
 use super::mail::{MailStep, run as run_mail};
-use super::probe::{ProbeResult, ProbeSpec, banner, parse_banner_url, probe};
+use super::probe::{ProbeResult, ProbeRound, ProbeSpec, banner, parse_banner_url, probe};
 use super::state::{ResumeStep, SiteState, SiteStatus, fold};
+use crate::check::{Allowed, Check, Refused, Verdict};
 use crate::db::discover::selected;
 use crate::dns::cutover::{self, ZonePlan};
 use crate::dns::provider::{DnsEvent, DnsLog, RrKey, RrState};
@@ -28,6 +29,7 @@ use crate::plan::{Loaded, Site};
 use crate::sync::{Endpoint, sync};
 use crate::transport::ExecRequest;
 use crate::unit::UnitId;
+use hickory_proto::rr::RecordType;
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
@@ -40,9 +42,9 @@ pub enum LifecycleError {
     /// Bad arguments or a plan that expands badly (exit 2).
     #[error("{0}")]
     Invalid(String),
-    /// Refused without `--force` (exit 3).
-    #[error("refused without --force: {0}")]
-    Unsafe(String),
+    /// Refused by a named safety check not allowed (exit 3).
+    #[error(transparent)]
+    Refused(#[from] Refused),
     /// A host or server needed before anything starts is unreachable (exit 1).
     #[error("{0}")]
     Unreachable(String),
@@ -99,11 +101,12 @@ pub struct Migration<'a> {
     pub sites: Vec<Site>,
     ledger: Ledger,
     observer: &'a dyn Observer,
-    force: bool,
+    /// The safety checks the operator let through (`--allow NAME`, `--force`).
+    checks: Allowed,
     /// Zone plans read once per command: the switch of each site is cut from them.
     zone_plans: Mutex<Option<Vec<ZonePlan>>>,
     /// Live units the operator allowed this run to overwrite at the target (`--allow-live`).
-    allowed: Vec<UnitId>,
+    allowed_live: Vec<UnitId>,
 }
 
 type Stop = Result<(), String>;
@@ -117,7 +120,7 @@ impl<'a> Migration<'a> {
         loaded: &'a Loaded,
         connections: &'a Connections,
         observer: &'a dyn Observer,
-        force: bool,
+        checks: Allowed,
     ) -> Result<Migration<'a>, LifecycleError> {
         let ledger = Ledger::open(&loaded.plan.state_dir)?.with_hook(fault_point);
         let inventory = expand_sites(loaded, connections);
@@ -153,16 +156,16 @@ impl<'a> Migration<'a> {
             connections,
             sites: inventory.sites,
             ledger,
-            allowed: Vec::new(),
+            allowed_live: Vec::new(),
             observer,
-            force,
+            checks,
             zone_plans: Mutex::new(None),
         })
     }
 
     /// Lets this run overwrite these live units at the target (each use is journaled).
     pub fn allow_live(mut self, units: Vec<UnitId>) -> Self {
-        self.allowed = units;
+        self.allowed_live = units;
         self
     }
 
@@ -362,7 +365,12 @@ impl<'a> Migration<'a> {
     fn sync_live_site(&self, site: &Site, named: bool) -> SiteOutcome {
         let unit = UnitId::Site(site.name.clone());
         let live = self.live();
-        let Err(refusal) = live.check(&unit, &self.allowed) else {
+        let allowed: Vec<UnitId> = if self.checks.allows(Check::LiveUnit) {
+            vec![unit.clone()]
+        } else {
+            self.allowed_live.clone()
+        };
+        let Err(refusal) = live.check(&unit, &allowed) else {
             let because = live.why(&unit).map(|b| b.to_string()).unwrap_or_default();
             let done = self
                 .record(&Entry::Override {
@@ -374,7 +382,7 @@ impl<'a> Migration<'a> {
                 .and_then(|()| self.move_site(site, false));
             let detail = match &done {
                 Ok((bytes, _)) => format!(
-                    "live on the new side, overwritten there by --allow-live {unit} (journaled); {bytes} byte(s) sent"
+                    "live on the new side, overwritten there on the operator's word (journaled); {bytes} byte(s) sent"
                 ),
                 Err(e) => e.clone(),
             };
@@ -412,7 +420,11 @@ impl<'a> Migration<'a> {
     fn move_site(&self, site: &Site, final_sync: bool) -> Result<(u64, u64), String> {
         let start = Instant::now();
         // The dry run plans with these very options: one source for both.
-        let options = super::dry_run::site_sync_options(&self.loaded.plan, site, self.force);
+        let options = super::dry_run::site_sync_options(
+            &self.loaded.plan,
+            site,
+            self.checks.allows(Check::DeleteShare),
+        );
         let report = self
             .on_hosts(site, |src, dst| {
                 sync(src, dst, &options, &crate::event::Silent).map_err(|e| e.to_string())
@@ -871,27 +883,56 @@ impl<'a> Migration<'a> {
         Ok(plans)
     }
 
-    /// Refuses the cutover before anything is frozen when the switch itself would be refused.
-    fn check_dns_ready(&self, sites: &[&Site]) -> Result<(), LifecycleError> {
-        if self.loaded.plan.dns.is_none() || self.force {
-            return Ok(());
+    /// Evaluates the DNS checks of a switch of `names` on exactly what it would change, and
+    /// journals what they decided (refusals and overrides) before anything acts on it.
+    fn dns_verdict(&self, names: &[String], command: &str) -> Result<Verdict, String> {
+        let Some(spec) = &self.loaded.plan.dns else {
+            return Ok(Verdict::default());
+        };
+        let mine = cutover::restrict(&self.zone_plans()?, names);
+        let findings = cutover::checks(spec, &mine, &self.ledger.history(names), now());
+        let verdict = self.checks.judge(findings);
+        self.ledger
+            .record_verdict(command, &verdict)
+            .map_err(|e| e.to_string())?;
+        for o in &verdict.overridden {
+            self.observer.on_event(&Event::CheckOverridden {
+                check: o.finding.check.to_string(),
+                subject: o.finding.subject.clone(),
+                reason: o.finding.reason.clone(),
+                by: o.by.to_string(),
+            });
         }
-        let plans = self.zone_plans().map_err(LifecycleError::Unreachable)?;
-        let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
-        let mine = cutover::restrict(&plans, &names);
-        for p in &plans {
-            if mine.iter().any(|m| m.zone == p.zone)
-                && let Some(reason) = p.unsafe_reasons.first()
-            {
-                return Err(LifecycleError::Unsafe(format!("zone {}: {reason}", p.zone)));
-            }
-        }
-        cutover::ready_to_switch(&mine, &self.ledger.history(&names))
-            .map_err(LifecycleError::Unsafe)
+        Ok(verdict)
     }
 
-    /// Switch, DNS verification and probes; then confirmed, rolled back or paused.
+    /// Refuses the cutover before anything is frozen when the switch of the selected sites
+    /// would be refused by a check the operator did not allow.
+    fn check_dns_ready(&self, sites: &[&Site]) -> Result<(), LifecycleError> {
+        if self.loaded.plan.dns.is_none() {
+            return Ok(());
+        }
+        let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
+        let verdict = self
+            .dns_verdict(&names, "cutover")
+            .map_err(LifecycleError::Unreachable)?;
+        if verdict.ok() {
+            Ok(())
+        } else {
+            Err(Refused(verdict.refused).into())
+        }
+    }
+
+    /// Probes through the new address before the switch (never switched when they fail), the
+    /// switch, DNS verification, probes through resolution; then confirmed, rolled back or
+    /// paused.
     fn go_live(&self, site: &Site) -> SiteOutcome {
+        if self.state_of(&site.name) == SiteState::Verified
+            && let Err(reason) = self.prove(site)
+        {
+            let detail = self.give_up(site, &reason).err().unwrap_or(reason);
+            return self.outcome(site, Some(detail));
+        }
         match self.switch_and_probe(site) {
             Ok(None) => self.outcome(site, None),
             Ok(Some(reason)) => match self.on_failure() {
@@ -912,6 +953,43 @@ impl<'a> Migration<'a> {
         self.loaded.plan.cutover.on_failure
     }
 
+    /// Before anything is switched: the site's own DNS checks, and every probe through the new
+    /// address the switch will give each domain (Host and SNI set, compared with the old side).
+    fn prove(&self, site: &Site) -> Stop {
+        let names = names_of(site);
+        let verdict = self.dns_verdict(&names, "cutover")?;
+        if !verdict.ok() {
+            return Err(Refused(verdict.refused).to_string());
+        }
+        let plans = cutover::restrict(&self.zone_plans()?, &names);
+        let planned: Vec<(RrKey, RrState)> = plans
+            .iter()
+            .flat_map(|p| {
+                p.changes
+                    .iter()
+                    .map(|c| (c.key.clone(), c.to.clone()))
+                    .chain(p.settled.iter().cloned())
+            })
+            .collect();
+        let results = self.probe_site(site, ProbeRound::BeforeSwitch, &|name| {
+            Ok(address_in(&planned, name))
+        });
+        for r in &results {
+            self.record(&Entry::Probe {
+                site: site.name.clone(),
+                result: r.clone(),
+                at: now(),
+            })?;
+        }
+        match results.iter().find(|r| !r.ok) {
+            Some(bad) => Err(format!(
+                "probe of {} through the new address, before the switch: {} (DNS not switched)",
+                bad.domain, bad.detail
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// `Ok(None)` when the site is confirmed, `Ok(Some(reason))` when a check failed.
     fn switch_and_probe(&self, site: &Site) -> Result<Option<String>, String> {
         let names = names_of(site);
@@ -926,7 +1004,7 @@ impl<'a> Migration<'a> {
                 SiteState::Switching,
                 Some(format!("{count} RRset(s)")),
             )?;
-            let outcome = cutover::switch(spec, &plans, &self.ledger, self.force)
+            let outcome = cutover::switch(spec, &plans, &self.ledger, &self.checks)
                 .map_err(|e| format!("DNS switch: {e}"))?;
             if let Some((key, e)) = outcome.failed.first() {
                 return Err(format!("DNS switch of {} {}: {e}", key.name, key.rtype));
@@ -953,7 +1031,10 @@ impl<'a> Migration<'a> {
                 wrong.first().cloned().unwrap_or_default()
             )));
         }
-        let results = self.probe_site(site, &expected);
+        // The second round goes where visitors will: the address DNS gives each domain now.
+        let results = self.probe_site(site, ProbeRound::AfterSwitch, &|name| {
+            self.resolved_address(name, &expected)
+        });
         for r in &results {
             self.record(&Entry::Probe {
                 site: site.name.clone(),
@@ -962,15 +1043,52 @@ impl<'a> Migration<'a> {
             })?;
         }
         if let Some(bad) = results.iter().find(|r| !r.ok) {
-            return Ok(Some(format!("probe of {}: {}", bad.domain, bad.detail)));
+            return Ok(Some(format!(
+                "probe of {} after the switch: {}",
+                bad.domain, bad.detail
+            )));
         }
         let detail = if results.is_empty() {
             "no probe configured".to_string()
         } else {
-            format!("{} probe(s) passed", results.len())
+            format!(
+                "{} probe(s) passed before and after the switch",
+                results.len()
+            )
         };
         self.set(&site.name, SiteState::Confirmed, Some(detail))?;
         Ok(None)
+    }
+
+    /// The address DNS gives `name` now: through the plan's resolvers when it lists some, else
+    /// its authoritative servers; without servers (zone files, panel tables), what our switch
+    /// set. `Ok(None)` when nothing names an address for it.
+    fn resolved_address(
+        &self,
+        name: &str,
+        switched: &[(RrKey, RrState)],
+    ) -> Result<Option<IpAddr>, String> {
+        let ours = address_in(switched, name);
+        let Some(spec) = &self.loaded.plan.dns else {
+            return Ok(ours);
+        };
+        let timeout = std::time::Duration::from_secs(3);
+        let fqdn = crate::dns::query::fqdn(name);
+        let answer = if let Some(resolver) = spec.resolvers.first() {
+            crate::dns::query::resolve(*resolver, &fqdn, RecordType::A, timeout)
+        } else if let Some(server) = spec.nameservers.first() {
+            crate::dns::query::lookup(*server, &fqdn, RecordType::A, timeout)
+        } else {
+            return Ok(ours);
+        }?;
+        let given: Vec<IpAddr> = answer.iter().filter_map(|r| r.data.parse().ok()).collect();
+        match (given.first(), ours) {
+            (None, _) => Ok(ours),
+            (Some(g), Some(o)) if !given.contains(&o) => Err(format!(
+                "DNS gives {g} for {name}, not the new address {o} (a resolver may still cache the old one)"
+            )),
+            (Some(g), _) => Ok(Some(*g)),
+        }
     }
 
     /// The RRsets of `names` as our switch left them (from the journal).
@@ -982,7 +1100,14 @@ impl<'a> Migration<'a> {
             .collect())
     }
 
-    fn probe_site(&self, site: &Site, switched: &[(RrKey, RrState)]) -> Vec<ProbeResult> {
+    /// Probes every domain of the site (and the plan's banners) through the address
+    /// `address_of` gives its name.
+    fn probe_site(
+        &self,
+        site: &Site,
+        round: ProbeRound,
+        address_of: &dyn Fn(&str) -> Result<Option<IpAddr>, String>,
+    ) -> Vec<ProbeResult> {
         let Some(probe_spec) = self.loaded.plan.cutover.probe.as_ref() else {
             return Vec::new();
         };
@@ -998,14 +1123,9 @@ impl<'a> Migration<'a> {
         } else {
             probe_spec.expect.clone()
         };
-        // The address DNS now gives a name, else the plan's first new address.
-        let new_address_of = |name: &str| -> Option<IpAddr> {
-            let fqdn = crate::dns::query::fqdn(name);
-            switched
-                .iter()
-                .find(|(k, _)| k.name == fqdn)
-                .and_then(|(_, s)| s.values.iter().find_map(|v| v.parse::<IpAddr>().ok()))
-                .or_else(|| pairs.first().map(|p| p.1))
+        // The address for a name, else the plan's first new address.
+        let new_address_of = |name: &str| -> Result<Option<IpAddr>, String> {
+            Ok(address_of(name)?.or_else(|| pairs.first().map(|p| p.1)))
         };
         let render = |t: &Template, domain: &str| {
             t.render(|v| match v {
@@ -1014,32 +1134,49 @@ impl<'a> Migration<'a> {
                 _ => None,
             })
         };
+        let failed = |domain: &str, url: String, detail: String| ProbeResult {
+            domain: domain.to_string(),
+            url,
+            ok: false,
+            detail,
+            round,
+        };
         let mut results: Vec<ProbeResult> = site
             .domains
             .iter()
             .map(|domain| {
                 let url = render(&probe_spec.url, domain);
-                let Some(new) = new_address_of(domain) else {
-                    return ProbeResult {
-                        domain: domain.clone(),
-                        url,
-                        ok: false,
-                        detail: "no new address known for this domain (no DNS switch in the plan)"
-                            .into(),
-                    };
+                let new = match new_address_of(domain) {
+                    Ok(Some(new)) => new,
+                    Ok(None) => {
+                        return failed(
+                            domain,
+                            url,
+                            "no new address known for this domain (no DNS switch in the plan)"
+                                .into(),
+                        );
+                    }
+                    Err(e) => return failed(domain, url, e),
                 };
                 let old = pairs.iter().find(|p| p.1 == new).map(|p| p.0);
-                probe(&ProbeSpec {
-                    url,
-                    domain,
-                    new_address: new,
-                    old_address: old.filter(|_| probe_spec.compare_with_old),
-                    expect: &expect,
-                    timeout: probe_spec.timeout,
-                    compare_body: probe_spec.compare_body,
-                })
+                ProbeResult {
+                    round,
+                    ..probe(&ProbeSpec {
+                        url,
+                        domain,
+                        new_address: new,
+                        old_address: old.filter(|_| probe_spec.compare_with_old),
+                        expect: &expect,
+                        timeout: probe_spec.timeout,
+                        compare_body: probe_spec.compare_body,
+                    })
+                }
             })
             .collect();
+        // Banners check the services of the new server itself: once, through its address.
+        if round != ProbeRound::BeforeSwitch {
+            return results;
+        }
         let mut greeted: Vec<String> = Vec::new();
         for t in &probe_spec.banners {
             for domain in &site.domains {
@@ -1051,23 +1188,21 @@ impl<'a> Migration<'a> {
                 let parsed = match parse_banner_url(&url) {
                     Ok(p) => p,
                     Err(e) => {
-                        results.push(ProbeResult {
-                            domain: domain.clone(),
-                            url,
-                            ok: false,
-                            detail: e,
-                        });
+                        results.push(failed(domain, url, e));
                         continue;
                     }
                 };
                 match new_address_of(&parsed.host) {
-                    Some(address) => results.push(banner(&parsed, address, probe_spec.timeout)),
-                    None => results.push(ProbeResult {
-                        domain: domain.clone(),
-                        url,
-                        ok: false,
-                        detail: "no new address known for this host".into(),
+                    Ok(Some(address)) => results.push(ProbeResult {
+                        round,
+                        ..banner(&parsed, address, probe_spec.timeout)
                     }),
+                    Ok(None) => results.push(failed(
+                        domain,
+                        url,
+                        "no new address known for this host".into(),
+                    )),
+                    Err(e) => results.push(failed(domain, url, e)),
                 }
             }
         }
@@ -1156,13 +1291,11 @@ impl<'a> Migration<'a> {
         work: impl FnOnce() -> Result<Vec<SiteOutcome>, LifecycleError>,
     ) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let mut overrides: Vec<String> = self
-            .allowed
+            .allowed_live
             .iter()
             .map(|u| format!("allow-live {u}"))
             .collect();
-        if self.force {
-            overrides.push("force".to_string());
-        }
+        overrides.extend(self.checks.journaled());
         let run = self.ledger.start_run(command, overrides)?;
         let out = work();
         // A refusal before anything started ends the run too: there is nothing to finish.
@@ -1304,8 +1437,18 @@ impl<'a> Migration<'a> {
         Ok(self.ledger.entries())
     }
 
-    /// Lowers the TTLs of the switching records (once) and says how long until the switch is
-    /// safe, in seconds.
+    /// The names the plan's sites switch (the only RRsets a cutover lowers, switches and
+    /// restores).
+    fn site_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.sites.iter().flat_map(names_of).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Lowers the TTLs of the RRsets the sites will switch, wherever the servers serve a higher
+    /// one now (the first time, or after a rollback put the old TTL back), and says how long
+    /// until the switch is safe, in seconds.
     ///
     /// # Errors
     /// The DNS server refuses or the journal cannot be written.
@@ -1313,23 +1456,55 @@ impl<'a> Migration<'a> {
         let Some(spec) = &self.loaded.plan.dns else {
             return Ok(0);
         };
-        let plans = self.zone_plans().map_err(LifecycleError::Unreachable)?;
-        let entries = self.ledger.history(&[]);
-        let lowered = spec.zones.iter().all(|z| {
-            entries
-                .iter()
-                .any(|e| matches!(e, DnsEvent::DnsSafeAfter { zone, .. } if zone == z))
-        });
-        if spec.lower_ttl.is_some() && !lowered {
+        let names = self.site_names();
+        let plans = cutover::restrict(
+            &self.zone_plans().map_err(LifecycleError::Unreachable)?,
+            &names,
+        );
+        if spec.lower_ttl.is_some() {
             cutover::lower_ttl(spec, &plans, &self.ledger)
                 .map_err(|e| LifecycleError::Unreachable(format!("lowering TTLs: {e}")))?;
         }
         // Plans read before the TTLs were lowered are stale now.
         *self.zone_plans.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let plans = cutover::restrict(
+            &self.zone_plans().map_err(LifecycleError::Unreachable)?,
+            &names,
+        );
         Ok(cutover::seconds_until_safe(
-            &self.ledger.history(&[]),
-            &spec.zones,
+            &plans,
+            &self.ledger.history(&names),
+            now(),
         ))
+    }
+
+    /// Whether any site of the plan is confirmed on the new side.
+    pub fn any_confirmed(&self) -> bool {
+        self.sites
+            .iter()
+            .any(|s| self.state_of(&s.name) == SiteState::Confirmed)
+    }
+
+    /// Puts the original TTLs back on the new values of every confirmed site's RRsets (the
+    /// soak is over once the sites are confirmed). Returns what it did.
+    ///
+    /// # Errors
+    /// The DNS server refuses a key or the journal cannot be written.
+    pub fn restore_ttl(&self) -> Result<cutover::Outcome, LifecycleError> {
+        let Some(spec) = &self.loaded.plan.dns else {
+            return Ok(cutover::Outcome::default());
+        };
+        let names: Vec<String> = self
+            .sites
+            .iter()
+            .filter(|s| self.state_of(&s.name) == SiteState::Confirmed)
+            .flat_map(names_of)
+            .collect();
+        if names.is_empty() {
+            return Ok(cutover::Outcome::default());
+        }
+        cutover::rollback(spec, &self.ledger, &[], &names, true)
+            .map_err(|e| LifecycleError::Unreachable(format!("restoring TTLs: {e}")))
     }
 }
 
@@ -1357,6 +1532,15 @@ pub fn report(
         &statuses,
         &super::ledger::dns_events(&entries),
     ))
+}
+
+/// The first address `records` give `name` (A or AAAA).
+fn address_in(records: &[(RrKey, RrState)], name: &str) -> Option<IpAddr> {
+    let fqdn = crate::dns::query::fqdn(name);
+    records
+        .iter()
+        .find(|(k, _)| k.name == fqdn)
+        .and_then(|(_, s)| s.values.iter().find_map(|v| v.parse::<IpAddr>().ok()))
 }
 
 /// The site's domains as absolute DNS names.

@@ -84,6 +84,25 @@ pub fn title(body: &[u8]) -> Option<String> {
     )
 }
 
+/// When a probe ran: through the new address before DNS moves (the proof that allows the
+/// switch), or through what DNS gives once it has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeRound {
+    BeforeSwitch,
+    #[default]
+    AfterSwitch,
+}
+
+impl ProbeRound {
+    pub fn label(self) -> &'static str {
+        match self {
+            ProbeRound::BeforeSwitch => "before the switch",
+            ProbeRound::AfterSwitch => "after the switch",
+        }
+    }
+}
+
 /// How one domain of a site fared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeResult {
@@ -92,6 +111,8 @@ pub struct ProbeResult {
     pub ok: bool,
     /// What was seen, or why it failed.
     pub detail: String,
+    #[serde(default)]
+    pub round: ProbeRound,
 }
 
 /// What to check for one domain.
@@ -113,6 +134,7 @@ pub fn probe(spec: &ProbeSpec<'_>) -> ProbeResult {
         url: spec.url.clone(),
         ok,
         detail,
+        round: ProbeRound::default(),
     };
     let new = match fetch(&spec.url, spec.new_address, spec.timeout) {
         Ok(p) => p,
@@ -200,6 +222,7 @@ pub fn banner(url: &BannerUrl, address: IpAddr, timeout: Duration) -> ProbeResul
         url: shown.clone(),
         ok,
         detail,
+        round: ProbeRound::default(),
     };
     let target = SocketAddr::new(address, url.port);
     let stream = match std::net::TcpStream::connect_timeout(&target, timeout) {

@@ -254,6 +254,25 @@ pub struct DnsSpec {
     pub switch: Vec<(IpAddr, IpAddr)>,
     pub lower_ttl: Option<u32>,
     pub verify_timeout: Duration,
+    pub zone_share: ZoneShare,
+}
+
+/// The `zone-share` check's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZoneShare {
+    /// Largest share (0 to 1) of a zone's RRsets one command may change.
+    pub max: f64,
+    /// Zones with fewer RRsets are not checked.
+    pub min_rrsets: usize,
+}
+
+impl Default for ZoneShare {
+    fn default() -> Self {
+        ZoneShare {
+            max: 0.30,
+            min_rrsets: 10,
+        }
+    }
 }
 
 /// The `cutover:` section with defaults filled in.

@@ -390,6 +390,23 @@ pub struct RawDns {
     /// How long to wait for every authoritative server to serve new values, such as `2m`.
     #[serde(default)]
     pub verify_timeout: Option<String>,
+    /// The `zone-share` check: how much of a zone one command may change.
+    #[serde(default)]
+    pub zone_share: Option<RawZoneShare>,
+}
+
+/// The `zone-share` safety check's thresholds (octoDNS's defaults: 30 %, zones of 10 RRsets
+/// or more).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawZoneShare {
+    /// Largest share of a zone's RRsets one command may change, from 0 to 1 (default 0.30).
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Zones with fewer RRsets than this are not checked (default 10): a small hosting zone
+    /// switches half of itself for one site.
+    #[serde(default)]
+    pub min_rrsets: Option<usize>,
 }
 
 /// A DNS provider.

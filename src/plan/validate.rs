@@ -1119,6 +1119,22 @@ impl Validator<'_> {
                 .unwrap_or_default(),
             None => Duration::from_secs(120),
         };
+        let mut zone_share = ZoneShare::default();
+        if let Some(z) = &raw.zone_share {
+            if let Some(max) = z.max {
+                if (0.0..=1.0).contains(&max) {
+                    zone_share.max = max;
+                } else {
+                    self.error(
+                        &path.key("zone_share").key("max"),
+                        format!("`{max}` is not a share: expected 0 to 1, such as 0.30"),
+                    );
+                }
+            }
+            if let Some(min) = z.min_rrsets {
+                zone_share.min_rrsets = min;
+            }
+        }
         Some(DnsSpec {
             provider,
             zones: raw.zones.iter().map(|z| normalize_zone(z)).collect(),
@@ -1127,6 +1143,7 @@ impl Validator<'_> {
             switch,
             lower_ttl: raw.lower_ttl,
             verify_timeout,
+            zone_share,
         })
     }
 

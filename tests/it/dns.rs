@@ -411,7 +411,10 @@ fn the_dns_engine_plans_applies_and_verifies_one_name() {
     std::fs::write(&plan, text).unwrap();
     let loaded = transhumance::plan::validate::load(&plan).unwrap();
     let spec = loaded.plan.dns.as_ref().unwrap();
-    let engine = DnsEngine { spec, force: true };
+    let engine = DnsEngine {
+        spec,
+        allowed: transhumance::check::Allowed::new([], true),
+    };
     let unit = DnsUnit {
         zone: "example.test".into(),
         names: vec!["www.example.test.".into()],

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("journal", 5),
     ("event", 5),
     ("unit", 5),
+    ("check", 5),
     ("tree", 6),
 ];
 
