@@ -20,8 +20,8 @@ const SITES: &[(&str, &str)] = &[
     ("gamma.demo.test", "Gamma choir"),
 ];
 
-/// The site whose new web server is not ready (its PHP backend was forgotten): its probe
-/// fails and it is rolled back, the others go on.
+/// The site whose new web server is not ready (its PHP backend was forgotten): its probe through
+/// the new address fails before the switch, so its DNS never moves; the others go on.
 pub const BROKEN_SITE: &str = "gamma.demo.test";
 
 /// A demo world on disk.

@@ -1,5 +1,6 @@
 //! `transhumance demo`: the whole lifecycle on a small old and new datacenter built in a temp
-//! dir, with no server and no network; one site fails its probe and is rolled back.
+//! dir, with no server and no network; one site fails its probe through the new address before
+//! the switch and is never switched.
 
 use std::time::{Duration, Instant};
 
@@ -88,9 +89,16 @@ fn demo(printer: &Printer) -> Result<u8, String> {
     outln!("  waiting {wait} s");
     std::thread::sleep(Duration::from_secs(wait + 1));
 
-    outln!("\n== 4. cutover: freeze, final sync, verify, DNS switch, probes");
+    outln!(
+        "\n== 4. cutover: freeze, final sync, verify, probes through the new address, DNS switch, probes through DNS"
+    );
     let outcomes = m.cutover(&Selection::All).map_err(|e| e.to_string())?;
     finish("cutover", &outcomes, printer);
+    let restored = m.restore_ttl().map_err(|e| e.to_string())?;
+    outln!(
+        "  original TTLs back on {} confirmed record(s)",
+        restored.applied.len()
+    );
     drop(m);
 
     outln!("\n== 5. where things are");
@@ -125,8 +133,8 @@ fn demo(printer: &Printer) -> Result<u8, String> {
         started.elapsed().as_secs_f64()
     );
     let confirmed = r.counts.get("confirmed").copied().unwrap_or(0);
-    let rolled_back = r.counts.get("rolled_back").copied().unwrap_or(0);
-    Ok(if confirmed == 2 && rolled_back == 1 {
+    let failed = r.counts.get("failed").copied().unwrap_or(0);
+    Ok(if confirmed == 2 && failed == 1 {
         exit::OK
     } else {
         exit::FAILURES

@@ -95,8 +95,8 @@ pub enum Command {
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
     /// Run the whole lifecycle on a small old and new datacenter built in a temp dir (no
-    /// server, no network): dry run, pre-syncs, TTLs, cutover with probes, one automatic
-    /// rollback, and the HTML report.
+    /// server, no network): dry run, pre-syncs, TTLs, cutover with probes, one site failing its
+    /// probe before the switch (never switched), and the HTML report.
     Demo,
     /// Pre-sync sites and their databases while the old side still serves (repeatable).
     Sync {
@@ -112,8 +112,9 @@ pub enum Command {
         #[arg(long = "allow-live", value_name = "site:NAME")]
         allow_live: Vec<crate::unit::UnitId>,
     },
-    /// Cut sites over: freeze, final sync, verify, DNS switch, probes; a failing site is
-    /// rolled back (or paused) alone.
+    /// Cut sites over: freeze, final sync, verify, probes through the new address, DNS switch,
+    /// probes through DNS; a site failing before its switch is unfrozen and marked failed, one
+    /// failing after it is rolled back (or paused) alone.
     Cutover {
         /// The plan file (YAML).
         plan: PathBuf,

@@ -1224,6 +1224,150 @@ mod tests {
         );
     }
 
+    fn at(mut e: DnsEvent, t: u64) -> DnsEvent {
+        match &mut e {
+            DnsEvent::DnsIntent { at, .. }
+            | DnsEvent::DnsApplied { at, .. }
+            | DnsEvent::DnsFailed { at, .. } => *at = t,
+            DnsEvent::DnsSafeAfter { .. } => {}
+        }
+        e
+    }
+
+    fn change(served: &RrState) -> Change {
+        Change {
+            key: key(),
+            from: served.clone(),
+            to: st(60, "198.51.100.10"),
+        }
+    }
+
+    /// Readiness follows what is served now and when our changes landed: an old "safe after"
+    /// never outlives a rollback that put the high TTL back.
+    #[test]
+    fn ttl_readiness_comes_from_the_served_ttl_and_the_times_of_our_changes() {
+        let original = st(3600, "192.0.2.10");
+        let lowered = st(60, "192.0.2.10");
+        let switched = st(60, "198.51.100.10");
+        assert_eq!(
+            ttl_readiness(&change(&original), &[], 0),
+            TtlReadiness::Served { ttl: 3600 }
+        );
+        // A TTL never higher than the switch's (as far as we know): nothing to wait for.
+        assert_eq!(
+            ttl_readiness(&change(&lowered), &[], 0),
+            TtlReadiness::Ready
+        );
+        let mut h = vec![
+            at(intent(DnsPhase::LowerTtl, &original, &lowered), 1000),
+            at(applied(DnsPhase::LowerTtl), 1001),
+        ];
+        assert_eq!(
+            ttl_readiness(&change(&lowered), &h, 2000),
+            TtlReadiness::Until {
+                until: 4601,
+                ttl: 3600
+            }
+        );
+        assert_eq!(
+            ttl_readiness(&change(&lowered), &h, 4601),
+            TtlReadiness::Ready
+        );
+        // Switched, then rolled back: TTL 3600 is served again.
+        h.push(at(intent(DnsPhase::Switch, &lowered, &switched), 5000));
+        h.push(at(applied(DnsPhase::Switch), 5000));
+        h.push(at(intent(DnsPhase::Rollback, &switched, &original), 6000));
+        h.push(at(applied(DnsPhase::Rollback), 6000));
+        assert_eq!(
+            ttl_readiness(&change(&original), &h, 99_999),
+            TtlReadiness::Served { ttl: 3600 }
+        );
+        // Low again, but not by us: since when is unknown.
+        assert_eq!(
+            ttl_readiness(&change(&lowered), &h, 99_999),
+            TtlReadiness::LoweredElsewhere {
+                ttl: 3600,
+                at: 6000
+            }
+        );
+        // Lowered again by us: the wait starts again from that change.
+        h.push(at(intent(DnsPhase::LowerTtl, &original, &lowered), 7000));
+        h.push(at(applied(DnsPhase::LowerTtl), 7000));
+        assert_eq!(
+            ttl_readiness(&change(&lowered), &h, 7001),
+            TtlReadiness::Until {
+                until: 10_600,
+                ttl: 3600
+            }
+        );
+        // A refused change changed nothing: it does not count.
+        let refused = vec![
+            at(intent(DnsPhase::LowerTtl, &original, &lowered), 1000),
+            DnsEvent::DnsFailed {
+                key: key(),
+                phase: DnsPhase::LowerTtl,
+                error: "refused".into(),
+                at: 1000,
+            },
+        ];
+        assert_eq!(
+            ttl_readiness(&change(&lowered), &refused, 1001),
+            TtlReadiness::Ready
+        );
+    }
+
+    fn spec(max: f64, min_rrsets: usize) -> DnsSpec {
+        DnsSpec {
+            provider: DnsProvider::ZoneFile {
+                directory: "/nonexistent".into(),
+                reload: None,
+            },
+            zones: vec!["example.test".into()],
+            nameservers: vec![],
+            resolvers: vec![],
+            switch: vec![],
+            lower_ttl: None,
+            verify_timeout: Duration::from_secs(1),
+            zone_share: crate::plan::ZoneShare { max, min_rrsets },
+        }
+    }
+
+    /// The share rule counts what is selected, from the plan's minimum zone size on.
+    #[test]
+    fn the_zone_share_check_counts_the_selection_from_the_minimum_size() {
+        let rr = |name: &str| Change {
+            key: RrKey {
+                zone: "example.test".into(),
+                name: name.into(),
+                rtype: "A".into(),
+            },
+            from: st(60, "192.0.2.10"),
+            to: st(60, "198.51.100.10"),
+        };
+        let plan = ZonePlan {
+            zone: "example.test".into(),
+            rrsets: 6,
+            changes: vec![rr("example.test."), rr("www.example.test.")],
+            ..ZonePlan::default()
+        };
+        let share = |s: &DnsSpec, p: &[ZonePlan]| {
+            checks(s, p, &[], 0)
+                .into_iter()
+                .filter(|f| f.check == Check::ZoneShare)
+                .count()
+        };
+        let all = std::slice::from_ref(&plan);
+        assert_eq!(
+            share(&spec(0.30, 10), all),
+            0,
+            "a small zone is not checked"
+        );
+        assert_eq!(share(&spec(0.30, 6), all), 1, "2 of 6 is over 30 %");
+        assert_eq!(share(&spec(0.50, 6), all), 0);
+        let one = restrict(all, &["www.example.test.".into()]);
+        assert_eq!(share(&spec(0.30, 6), &one), 0, "1 of 6 selected");
+    }
+
     fn switched_is_empty(events: &[DnsEvent]) -> bool {
         switched(events, &[]).is_empty()
     }

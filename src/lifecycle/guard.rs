@@ -40,8 +40,8 @@ impl std::fmt::Display for LiveBecause {
 /// A write refused because its unit may be live on the new side (exit 3).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{unit} may be live on the new side ({because}): refused, nothing was written there; \
-     `--allow-live {unit}` overwrites it anyway (journaled)"
+    "[live-unit] {unit} may be live on the new side ({because}): refused, nothing was written \
+     there; `--allow-live {unit}` overwrites it anyway (journaled)"
 )]
 pub struct LiveRefusal {
     pub unit: UnitId,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -332,9 +332,10 @@ impl<'a> Migration<'a> {
                     )),
                 );
             }
+            let refused = AtomicBool::new(false);
             let result = self
                 .set(&site.name, SiteState::Syncing, None)
-                .and_then(|()| self.move_site(site, false));
+                .and_then(|()| self.move_site_watched(site, false, &refused));
             match result {
                 Ok((bytes, millis)) => {
                     let done = self.set_measured(
@@ -348,7 +349,19 @@ impl<'a> Migration<'a> {
                 }
                 Err(e) => {
                     let _ = self.set(&site.name, SiteState::Failed, Some(e.clone()));
-                    self.outcome(site, Some(e))
+                    let refused = refused.load(Ordering::Relaxed);
+                    if refused {
+                        let finding = crate::check::Finding::new(
+                            Check::DeleteShare,
+                            format!("site {}", site.name),
+                            e.clone(),
+                        );
+                        let _ = self.judged("sync", vec![finding]);
+                    }
+                    SiteOutcome {
+                        error: refused.then_some(crate::unit::ErrorKind::Unsafe),
+                        ..self.outcome(site, Some(e))
+                    }
                 }
             }
         });
@@ -418,6 +431,16 @@ impl<'a> Migration<'a> {
 
     /// Files of the site, then its databases: bytes moved and milliseconds spent.
     fn move_site(&self, site: &Site, final_sync: bool) -> Result<(u64, u64), String> {
+        self.move_site_watched(site, final_sync, &AtomicBool::new(false))
+    }
+
+    /// As `move_site`, setting `refused` when a safety check of the file engine refused it.
+    fn move_site_watched(
+        &self,
+        site: &Site,
+        final_sync: bool,
+        refused: &AtomicBool,
+    ) -> Result<(u64, u64), String> {
         let start = Instant::now();
         // The dry run plans with these very options: one source for both.
         let options = super::dry_run::site_sync_options(
@@ -427,9 +450,22 @@ impl<'a> Migration<'a> {
         );
         let report = self
             .on_hosts(site, |src, dst| {
-                sync(src, dst, &options, &crate::event::Silent).map_err(|e| e.to_string())
+                sync(src, dst, &options, &crate::event::Silent).map_err(|e| {
+                    if matches!(e, crate::sync::SyncError::Unsafe(_)) {
+                        refused.store(true, Ordering::Relaxed);
+                    }
+                    e.to_string()
+                })
             })
             .map_err(|e| format!("files: {e}"))?;
+        if let Some(why) = &report.overridden {
+            let finding = crate::check::Finding::new(
+                Check::DeleteShare,
+                format!("site {}", site.name),
+                why.trim_start_matches("[delete-share] ").to_string(),
+            );
+            self.judged("sync", vec![finding])?;
+        }
         if let Some(first) = report.errors.first() {
             return Err(format!(
                 "files: {} path(s) failed, first `{}`: {}",
@@ -886,11 +922,30 @@ impl<'a> Migration<'a> {
     /// Evaluates the DNS checks of a switch of `names` on exactly what it would change, and
     /// journals what they decided (refusals and overrides) before anything acts on it.
     fn dns_verdict(&self, names: &[String], command: &str) -> Result<Verdict, String> {
+        let findings = self.dns_findings(names)?;
+        self.judged(command, findings)
+    }
+
+    fn dns_findings(&self, names: &[String]) -> Result<Vec<crate::check::Finding>, String> {
         let Some(spec) = &self.loaded.plan.dns else {
-            return Ok(Verdict::default());
+            return Ok(Vec::new());
         };
         let mine = cutover::restrict(&self.zone_plans()?, names);
-        let findings = cutover::checks(spec, &mine, &self.ledger.history(names), now());
+        Ok(cutover::checks(
+            spec,
+            &mine,
+            &self.ledger.history(names),
+            now(),
+        ))
+    }
+
+    /// Judges findings against the operator's overrides, journals the verdict and announces
+    /// every override (always shown, whatever the output settings).
+    fn judged(
+        &self,
+        command: &str,
+        findings: Vec<crate::check::Finding>,
+    ) -> Result<Verdict, String> {
         let verdict = self.checks.judge(findings);
         self.ledger
             .record_verdict(command, &verdict)
@@ -957,8 +1012,11 @@ impl<'a> Migration<'a> {
     /// address the switch will give each domain (Host and SNI set, compared with the old side).
     fn prove(&self, site: &Site) -> Stop {
         let names = names_of(site);
-        let verdict = self.dns_verdict(&names, "cutover")?;
+        // Judged on this site's own RRsets; the overrides were journaled and shown when the
+        // command started, only a new refusal is.
+        let verdict = self.checks.judge(self.dns_findings(&names)?);
         if !verdict.ok() {
+            self.judged("cutover", verdict.refused.clone())?;
             return Err(Refused(verdict.refused).to_string());
         }
         let plans = cutover::restrict(&self.zone_plans()?, &names);

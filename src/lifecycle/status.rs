@@ -7,7 +7,7 @@ use super::state::{SiteState, SiteStatus, Step, UnitStatus};
 use crate::dns::provider::DnsEvent;
 use crate::plan::Site;
 use crate::report::lifecycle::{
-    DnsRow, MigrationReport, ProbeRow, SiteRow, StateView, StepRow, Tone, UnitRow,
+    DnsRow, LoweredTtl, MigrationReport, ProbeRow, SiteRow, StateView, StepRow, Tone, UnitRow,
 };
 
 /// How reports show a state.
@@ -101,6 +101,7 @@ pub fn build(
                     url: p.url.clone(),
                     ok: p.ok,
                     detail: p.detail.clone(),
+                    round: p.round.label().to_string(),
                 })
                 .collect(),
         });
@@ -119,6 +120,18 @@ pub fn build(
             .map(|s| s.units.iter().map(unit_row).collect())
             .unwrap_or_default(),
         states: SiteState::ALL.iter().map(|s| view(*s)).collect(),
+        lowered_ttls: crate::dns::cutover::trails(dns)
+            .into_iter()
+            .filter_map(|(key, trail)| {
+                let (last, _) = trail.last?;
+                (last.ttl < trail.original.ttl).then(|| LoweredTtl {
+                    name: key.name,
+                    rtype: key.rtype,
+                    ttl: last.ttl,
+                    original_ttl: trail.original.ttl,
+                })
+            })
+            .collect(),
     }
 }
 

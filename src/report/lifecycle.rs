@@ -74,6 +74,17 @@ pub struct ProbeRow {
     pub url: String,
     pub ok: bool,
     pub detail: String,
+    /// `before the switch` (through the new address) or `after the switch` (through DNS).
+    pub round: String,
+}
+
+/// An RRset whose TTL a change of ours left below its original one.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoweredTtl {
+    pub name: String,
+    pub rtype: String,
+    pub ttl: u32,
+    pub original_ttl: u32,
 }
 
 /// One DNS change made for a site, from the journal.
@@ -126,6 +137,9 @@ pub struct MigrationReport {
     pub sites: Vec<SiteRow>,
     /// Units that belong to no site (databases no site names).
     pub platform: Vec<UnitRow>,
+    /// TTLs still lowered by us: resolvers re-ask often until `dns restore-ttl` (or `run`)
+    /// puts the original back.
+    pub lowered_ttls: Vec<LoweredTtl>,
     /// Every state in lifecycle order, for the summary line.
     #[serde(skip)]
     pub states: Vec<StateView>,
@@ -206,6 +220,19 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
             u.detail.as_deref().unwrap_or("")
         );
     }
+    if !r.lowered_ttls.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nTTLs still lowered (`dns restore-ttl` puts them back once the sites are confirmed):"
+        );
+        for l in &r.lowered_ttls {
+            let _ = writeln!(
+                o,
+                "  {} {} TTL {} (was {})",
+                l.name, l.rtype, l.ttl, l.original_ttl
+            );
+        }
+    }
     if !timelines {
         return o;
     }
@@ -254,9 +281,10 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
         for p in &s.probes {
             let _ = writeln!(
                 o,
-                "  probe  {} {}: {}",
+                "  probe  {} {} ({}): {}",
                 if p.ok { "ok" } else { "FAILED" },
                 p.url,
+                p.round,
                 p.detail
             );
         }
@@ -354,6 +382,20 @@ fn html(r: &MigrationReport) -> String {
     );
     if let Some(l) = rate_line(r) {
         let _ = write!(o, "<p>{}.</p>", esc(&l));
+    }
+    if !r.lowered_ttls.is_empty() {
+        o.push_str("<h2>TTLs still lowered</h2><p>Put back by <code>dns restore-ttl</code> once the sites are confirmed.</p><ul>");
+        for l in &r.lowered_ttls {
+            let _ = write!(
+                o,
+                "<li><code>{} {}</code> TTL {} (was {})</li>",
+                esc(&l.name),
+                esc(&l.rtype),
+                l.ttl,
+                l.original_ttl
+            );
+        }
+        o.push_str("</ul>");
     }
     o.push_str("<table><tr><th>site</th><th>state</th><th>domains</th><th>pre-syncs</th><th>moved</th><th>reason</th></tr>");
     for s in &r.sites {

@@ -95,6 +95,9 @@ pub struct SyncReport {
     pub verified: u64,
     pub errors: Vec<FileError>,
     pub skipped: Vec<FileError>,
+    /// A safety refusal the operator let through (`--allow delete-share`, `--force`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub itemized: Vec<Item>,
     /// Every action that succeeded, path by path, in no particular order (for callers that
@@ -275,6 +278,7 @@ fn run(
     if let Some(why) = &plan.refusal {
         return Err(SyncError::Unsafe(why.clone()));
     }
+    report.overridden = plan.overridden.clone();
     if opts.dry_run {
         report.itemized = plan
             .actions()

@@ -63,6 +63,8 @@ pub struct SyncPlan {
     pub skipped: Vec<(Vec<u8>, String)>,
     /// Why a run of this plan is refused (`--delete` removing too much), when it is.
     pub refusal: Option<String>,
+    /// The refusal the operator let through (`--allow delete-share`, `--force`), to be said.
+    pub overridden: Option<String>,
 }
 
 fn show(p: &[u8]) -> String {
@@ -269,11 +271,18 @@ pub fn decide(
             }
         })
         .collect();
-    if plan.target_files > 0 && plan.extra_files * 10 > plan.target_files * 3 && !opts.force {
-        plan.refusal = Some(format!(
-            "--delete would remove {} of the {} files at the target (over 30 %); check the source path, or add --force",
+    if plan.target_files > 0 && plan.extra_files * 10 > plan.target_files * 3 {
+        let why = format!(
+            "[delete-share] --delete would remove {} of the {} files at the target (over 30 %): check the source path",
             plan.extra_files, plan.target_files
-        ));
+        );
+        if opts.force {
+            plan.overridden = Some(why);
+        } else {
+            plan.refusal = Some(format!(
+                "{why} (to go on anyway: --allow delete-share, or --force for `copy`)"
+            ));
+        }
     }
     plan
 }

@@ -979,7 +979,10 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
             }
         } else if in_cut {
             let confirmed = new_values && s.complete && s.state == "confirmed";
-            let back = is_back && s.state == "rolled_back";
+            // The broken site fails its probe through the new address before its switch: never
+            // switched, unfrozen, marked failed. Any other site must reach a real verdict.
+            let back = is_back
+                && (s.state == "rolled_back" || (*site == trial.broken && s.state == "failed"));
             if confirmed && *site == trial.broken {
                 story.flag(format!(
                     "{site}: confirmed although its new side answers 502: {world}"
@@ -1063,7 +1066,8 @@ fn progress(line: &str) {
 }
 
 /// The baseline trial: every site synced, TTLs lowered, every site cut over (the broken one
-/// rolls back by itself), then one confirmed site rolled back on request; nothing killed.
+/// fails its probe before its switch and is never switched), then one confirmed site rolled
+/// back on request; nothing killed.
 fn baseline(lab: &mut Lab, seed: u64) -> (Trial, Scenario, Story, (WebServer, WebServer)) {
     let mut rng = Rng(seed);
     let (trial, old, new) = lab.new_trial(0, "", seed, &mut rng);

@@ -84,11 +84,13 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
     );
     assert!(out.contains("switch safe in"), "{out}");
 
-    // Resolvers may still hold the 3600 s TTL: the switch waits unless forced.
+    // Resolvers may still hold the 3600 s TTL: the switch waits unless that check is allowed.
     let (code, _, err) = dns(&plan, s, &["switch"]);
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains("resolvers may still cache the old TTL"),
+        err.contains("[ttl-not-expired]")
+            && err.contains("resolvers may cache it with TTL 3600")
+            && err.contains("--allow ttl-not-expired"),
         "{err}"
     );
     assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
@@ -105,19 +107,36 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
     let (code, _, err) = dns(
         &plan,
         s,
-        &["switch", "--force", "--plan-checksum", "0123456789abcdef"],
+        &[
+            "switch",
+            "--allow",
+            "ttl-not-expired",
+            "--plan-checksum",
+            "0123456789abcdef",
+        ],
     );
     assert_eq!(code, 3, "{err}");
     assert!(
-        err.contains("the plan changed since it was reviewed"),
+        err.contains("error: refused: [plan-changed] the DNS plan: checksum")
+            && !err.contains("--allow ttl-not-expired)"),
         "{err}"
     );
     let (code, out, err) = dns(
         &plan,
         s,
-        &["switch", "--force", "--plan-checksum", &checksum],
+        &[
+            "switch",
+            "--allow",
+            "ttl-not-expired",
+            "--plan-checksum",
+            &checksum,
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("overridden by --allow ttl-not-expired"),
+        "{err}"
+    );
     assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
     assert_eq!(
         bind.dig("shop.example.test", "A"),
@@ -236,8 +255,10 @@ fn a_wrong_tsig_key_is_named_and_changes_nothing() {
     assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
 }
 
+/// The share rule applies from the plan's minimum zone size (10 RRsets by default, as octoDNS),
+/// on what the command selects; `--allow zone-share` lets it through by name.
 #[test]
-fn switching_most_of_a_zone_is_refused_without_force() {
+fn switching_most_of_a_zone_is_refused_from_the_plans_minimum_size() {
     let bind = Bind::start(&[(
         "example.test",
         "www IN A 192.0.2.10\nshop IN A 192.0.2.10\nblog IN A 192.0.2.10\n",
@@ -249,15 +270,75 @@ fn switching_most_of_a_zone_is_refused_without_force() {
         "{ from: 192.0.2.10, to: 198.51.100.10 }",
     );
     let s = &bind.tsig_secret;
+    // 3 of 6 RRsets: a zone smaller than the default minimum, not checked.
+    let (code, out, err) = dns(&plan, s, &["plan"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("zone-share"), "{out}");
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "  zones: [example.test]\n",
+        "  zones: [example.test]\n  zone_share: { max: 0.3, min_rrsets: 6 }\n",
+    );
+    std::fs::write(&plan, text).unwrap();
     let (code, out, _) = dns(&plan, s, &["plan"]);
     assert_eq!(code, 3);
     assert!(
-        out.contains("unsafe without --force") && out.contains("over 30 %"),
+        out.contains("[zone-share] zone example.test: 3 of its 6 RRsets would change (50 %, over the plan's 30 %"),
         "{out}"
     );
     let (code, _, err) = dns(&plan, s, &["switch"]);
     assert_eq!(code, 3, "{err}");
     assert_eq!(bind.dig("www.example.test", "A"), vec!["192.0.2.10"]);
+    // Judged on what is selected: one name of the three is a sixth of the zone, no refusal.
+    let (code, out, err) = dns(&plan, s, &["switch", "--only", "www"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
+    let (code, _, err) = dns(&plan, s, &["switch"]);
+    assert_eq!(code, 3, "the other two are a third of the zone: {err}");
+    let (code, out, err) = dns(&plan, s, &["switch", "--allow", "zone-share"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("overridden by --allow zone-share"), "{err}");
+    assert_eq!(bind.dig("blog.example.test", "A"), vec!["198.51.100.10"]);
+}
+
+/// A switch that would move the address of one of the zone's own name servers is refused as
+/// `nameserver-address`, and goes only by that name.
+#[test]
+fn moving_a_name_servers_address_is_refused_by_name() {
+    let bind = Bind::start(&[("example.test", "www IN A 127.0.0.1\n")]);
+    let work = tempfile::tempdir().unwrap();
+    let plan = write_plan(work.path(), &bind, "{ from: 127.0.0.1, to: 127.0.0.9 }");
+    let s = &bind.tsig_secret;
+    let (code, out, _) = dns(&plan, s, &["plan"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("[nameserver-address] ns1.example.test. A"),
+        "{out}"
+    );
+    let (code, _, err) = dns(&plan, s, &["switch", "--allow", "zone-share"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--allow nameserver-address"), "{err}");
+    let (code, out, err) = dns(
+        &plan,
+        s,
+        &["switch", "--only", "www", "--allow", "nameserver-address"],
+    );
+    assert_eq!(
+        code, 0,
+        "only www selected: the name server's address is not touched: {out}{err}"
+    );
+    assert_eq!(bind.dig("ns1.example.test", "A"), vec!["127.0.0.1"]);
+    let (code, out, err) = dns(&plan, s, &["switch", "--allow", "nameserver-address"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("overridden by --allow nameserver-address"),
+        "{err}"
+    );
+    let journal = std::fs::read_to_string(work.path().join("state/journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"check\":\"nameserver-address\"")
+            && journal.contains("\"verdict\":\"allowed\""),
+        "{journal}"
+    );
 }
 
 #[test]

@@ -112,6 +112,28 @@ pub(crate) fn run(
     )
 }
 
+/// A resolver that still gives gamma its old address once it is switched (a stale cache, a
+/// secondary left behind): gamma passes its probes through the new address, is switched, then
+/// fails DNS verification and goes back. alpha and beta already get the new address there.
+pub(crate) fn stale_resolver() -> Bind {
+    Bind::start(&[(
+        "example.test",
+        &format!("alpha 300 IN A {NEW}\nbeta 300 IN A {NEW}\ngamma 600 IN A {OLD}\n"),
+    )])
+}
+
+/// Makes the plan check DNS through `resolver` too (with a short verification timeout).
+pub(crate) fn check_through(world: &World, resolver: &Bind) {
+    let text = std::fs::read_to_string(&world.plan).unwrap().replace(
+        "  verify_timeout: 10s\n",
+        &format!(
+            "  verify_timeout: 2s\n  resolvers: [\"127.0.0.1:{}\"]\n",
+            resolver.port
+        ),
+    );
+    std::fs::write(&world.plan, text).unwrap();
+}
+
 pub(crate) fn free_port_on_both() -> u16 {
     transhumance::demo::free_port().unwrap()
 }
@@ -131,15 +153,11 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
         }
     });
     let world = world(&bind, &msrc, &mdst, port, smtp_port);
+    let stale = stale_resolver();
+    check_through(&world, &stale);
     let w = world.work.path();
     let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
-    let _new = WebServer::start(
-        NEW.parse().unwrap(),
-        port,
-        w.join("new/www"),
-        vec!["gamma.example.test".into()],
-    )
-    .unwrap();
+    let _new = WebServer::start(NEW.parse().unwrap(), port, w.join("new/www"), vec![]).unwrap();
     let original: Vec<Vec<(u32, String)>> = ["alpha", "beta", "gamma"]
         .iter()
         .map(|s| bind.dig_ttl(&format!("{s}.example.test"), "A"))
@@ -201,15 +219,15 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("confirmed     beta.example.test"), "{out}");
 
-    // Crash 3: gamma dies switched, before its probes; resume probes, the new side answers
-    // 502, gamma alone goes back.
+    // Crash 3: gamma dies switched, before DNS verification; resume verifies, a resolver still
+    // gives the old address, gamma alone goes back.
     let (code, _, _) = run(&world, &["cutover", "--batch", "2"], Some("after:switched"));
     assert_eq!(code, None);
     assert_eq!(bind.dig("gamma.example.test", "A"), vec![NEW]);
     let (code, out, _) = run(&world, &["resume"], None);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("rolled-back   gamma.example.test: probe of gamma.example.test: status 502"),
+        out.contains("rolled-back   gamma.example.test: DNS not served everywhere: resolver"),
         "{out}"
     );
 
@@ -331,7 +349,10 @@ fn cutover_refuses_when_ttls_were_not_lowered_and_names_unknown_sites() {
     std::fs::write(&world.plan, text).unwrap();
     let (code, _, err) = run(&world, &["cutover"], None);
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("TTLs were not lowered yet"), "{err}");
+    assert!(
+        err.contains("[ttl-not-expired]") && err.contains("--allow ttl-not-expired"),
+        "{err}"
+    );
     assert!(
         !world
             .work
@@ -364,8 +385,11 @@ fn demo_runs_the_whole_lifecycle_with_one_rollback() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("confirmed     alpha.demo.test"), "{text}");
-    assert!(text.contains("rolled-back   gamma.demo.test"), "{text}");
-    assert!(text.contains("gamma.demo.test. 3 IN A 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("failed        gamma.demo.test: probe of gamma.demo.test through the new address, before the switch"),
+        "{text}"
+    );
+    assert!(text.contains("gamma.demo.test. 1 IN A 127.0.0.1"), "{text}");
     assert!(text.contains("HTML report:"), "{text}");
 }
 
@@ -375,6 +399,8 @@ fn a_failing_probe_under_pause_waits_for_a_human_then_rolls_back_on_request() {
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
     let port = free_port_on_both();
     let world = world(&bind, &msrc, &mdst, port, 25);
+    let stale = stale_resolver();
+    check_through(&world, &stale);
     let text = std::fs::read_to_string(&world.plan)
         .unwrap()
         .replace("on_failure: rollback", "on_failure: pause")
@@ -382,18 +408,12 @@ fn a_failing_probe_under_pause_waits_for_a_human_then_rolls_back_on_request() {
     std::fs::write(&world.plan, text).unwrap();
     let w = world.work.path();
     let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
-    let _new = WebServer::start(
-        NEW.parse().unwrap(),
-        port,
-        w.join("new/www"),
-        vec!["gamma.example.test".into()],
-    )
-    .unwrap();
+    let _new = WebServer::start(NEW.parse().unwrap(), port, w.join("new/www"), vec![]).unwrap();
     let original = bind.dig_ttl("gamma.example.test", "A");
     let (code, out, err) = run(&world, &["cutover", "--only", "gamma.example.test"], None);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(
-        out.contains("paused        gamma.example.test: probe"),
+        out.contains("paused        gamma.example.test: DNS not served everywhere"),
         "{out}"
     );
     // Paused: the switch stays and the source stays frozen until someone decides.
@@ -445,7 +465,7 @@ fn run_goes_through_every_phase_and_writes_the_html_report() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("confirmed     beta.demo.test"), "{text}");
-    assert!(text.contains("rolled-back   gamma.demo.test"), "{text}");
+    assert!(text.contains("failed        gamma.demo.test"), "{text}");
     let html = std::fs::read_to_string(tmp.path().join("state/report.html")).unwrap();
     assert!(
         html.contains("gamma.demo.test") && html.contains("502"),

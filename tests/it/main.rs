@@ -1,5 +1,6 @@
 //! One integration test binary (faster to build than many), with one shared harness of real servers.
 mod chaos;
+mod checks;
 mod cli;
 mod copy;
 mod db;

@@ -5,21 +5,36 @@
 use transhumance::demo::WebServer;
 
 use crate::harness::{Bind, MariaDb};
-use crate::lifecycle::{NEW, OLD, World, free_port_on_both, run, world, zone};
+use crate::lifecycle::{
+    NEW, OLD, World, check_through, free_port_on_both, run, stale_resolver, world, zone,
+};
 
 struct Setup {
     bind: Bind,
     world: World,
-    _servers: (MariaDb, MariaDb, WebServer, WebServer),
+    _servers: (MariaDb, MariaDb, WebServer, WebServer, Bind),
 }
 
-/// The lifecycle test's world (alpha, beta, gamma; gamma's new side answers 502), without the
-/// SMTP banner, with `edit` applied to the plan.
-fn setup(edit: impl Fn(String) -> String) -> Setup {
+/// How gamma fails in a setup.
+#[derive(PartialEq)]
+enum Gamma {
+    /// Its new side answers 502: its probe before the switch fails, it is never switched.
+    BrokenBackend,
+    /// A resolver keeps its old address: it is switched, then fails DNS verification.
+    StaleResolver,
+}
+
+/// The lifecycle test's world (alpha, beta, gamma failing as `gamma` says), without the SMTP
+/// banner, with `edit` applied to the plan.
+fn setup(gamma: Gamma, edit: impl Fn(String) -> String) -> Setup {
     let bind = Bind::start(&[("example.test", &zone())]);
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
     let port = free_port_on_both();
     let world = world(&bind, &msrc, &mdst, port, 25);
+    let stale = stale_resolver();
+    if gamma == Gamma::StaleResolver {
+        check_through(&world, &stale);
+    }
     let text = std::fs::read_to_string(&world.plan)
         .unwrap()
         .replace(", banners: [\"smtp://mx.example.test:25\"]", "");
@@ -30,21 +45,26 @@ fn setup(edit: impl Fn(String) -> String) -> Setup {
         NEW.parse().unwrap(),
         port,
         w.join("new/www"),
-        vec!["gamma.example.test".into()],
+        if gamma == Gamma::BrokenBackend {
+            vec!["gamma.example.test".into()]
+        } else {
+            Vec::new()
+        },
     )
     .unwrap();
     Setup {
         bind,
         world,
-        _servers: (msrc, mdst, old, new),
+        _servers: (msrc, mdst, old, new, stale),
     }
 }
 
 #[test]
 fn a_kill_between_the_rollback_intent_and_its_update_never_reads_as_rolled_back() {
-    let s = setup(|t| t);
+    let s = setup(Gamma::StaleResolver, |t| t);
     let original = s.bind.dig_ttl("gamma.example.test", "A");
-    // gamma fails its probe; its automatic rollback dies after the DNS intent, before the update.
+    // gamma fails its DNS verification; its automatic rollback dies after the DNS intent,
+    // before the update.
     let (code, _, _) = run(
         &s.world,
         &["cutover", "--only", "gamma.example.test"],
@@ -79,10 +99,10 @@ fn a_kill_between_the_rollback_intent_and_its_update_never_reads_as_rolled_back(
 
 #[test]
 fn a_kill_between_the_switch_intent_and_its_update_rolls_back_to_the_original_ttl() {
-    let s = setup(|t| {
+    let s = setup(Gamma::StaleResolver, |t| {
         t.replace(
-            "  verify_timeout: 10s\n",
-            "  verify_timeout: 10s\n  lower_ttl: 5\n",
+            "  zones: [example.test]\n",
+            "  zones: [example.test]\n  lower_ttl: 5\n",
         )
     });
     let original = s.bind.dig_ttl("gamma.example.test", "A");
@@ -109,17 +129,22 @@ fn a_kill_between_the_switch_intent_and_its_update_rolls_back_to_the_original_tt
 
 #[test]
 fn resume_finishes_the_batches_a_killed_cutover_had_not_reached() {
-    let s = setup(|t| t.replace("  batch: 2\n", "  batch: 1\n"));
+    let s = setup(Gamma::BrokenBackend, |t| {
+        t.replace("  batch: 2\n", "  batch: 1\n")
+    });
     let (code, out, err) = run(&s.world, &["sync"], None);
     assert_eq!(code, Some(0), "{out}{err}");
     // Killed when the first batch (alpha) is final-synced: beta and gamma were never reached.
     let (code, _, _) = run(&s.world, &["cutover"], Some("after:final_synced"));
     assert_eq!(code, None);
     let (code, out, err) = run(&s.world, &["resume"], None);
-    assert_eq!(code, Some(1), "gamma is rolled back: {out}{err}");
+    assert_eq!(code, Some(1), "gamma failed its probe: {out}{err}");
     assert!(out.contains("confirmed     alpha.example.test"), "{out}");
     assert!(out.contains("confirmed     beta.example.test"), "{out}");
-    assert!(out.contains("rolled-back   gamma.example.test"), "{out}");
+    assert!(
+        out.contains("failed        gamma.example.test: probe of gamma.example.test through the new address, before the switch"),
+        "{out}"
+    );
     assert_eq!(s.bind.dig("beta.example.test", "A"), vec![NEW]);
     // Nothing is left: a second resume has nothing to do.
     let (code, out, err) = run(&s.world, &["resume"], None);
@@ -129,7 +154,9 @@ fn resume_finishes_the_batches_a_killed_cutover_had_not_reached() {
 
 #[test]
 fn resume_finishes_the_sites_a_killed_rollback_had_not_reached() {
-    let s = setup(|t| t.replace("defaults: { jobs: 2 }", "defaults: { jobs: 1 }"));
+    let s = setup(Gamma::BrokenBackend, |t| {
+        t.replace("defaults: { jobs: 2 }", "defaults: { jobs: 1 }")
+    });
     let original: Vec<_> = ["alpha", "beta"]
         .iter()
         .map(|n| s.bind.dig_ttl(&format!("{n}.example.test"), "A"))
@@ -239,7 +266,7 @@ sites:\n  - name: site.example.test\n    from: {{ host: local, path: \"{}/\" }}\
 /// `--allow-live site:NAME` overwrites it on purpose, journaled.
 #[test]
 fn a_pre_sync_never_overwrites_a_live_site_unless_allowed_by_name() {
-    let s = setup(|t| t);
+    let s = setup(Gamma::BrokenBackend, |t| t);
     let (code, out, err) = run(&s.world, &["cutover", "--only", "alpha.example.test"], None);
     assert_eq!(code, Some(0), "{out}{err}");
     let w = s.world.work.path();
@@ -290,7 +317,7 @@ fn a_pre_sync_never_overwrites_a_live_site_unless_allowed_by_name() {
 /// exits 1, names it, and leaves the site `rolling-back` for `status` and a later `rollback`.
 #[test]
 fn a_rollback_that_leaves_a_record_alone_is_not_a_rolled_back_site() {
-    let s = setup(|t| t);
+    let s = setup(Gamma::BrokenBackend, |t| t);
     let original = s.bind.dig_ttl("alpha.example.test", "A");
     let (code, out, err) = run(&s.world, &["cutover", "--only", "alpha.example.test"], None);
     assert_eq!(code, Some(0), "{out}{err}");
