@@ -124,7 +124,7 @@ pub fn build(
             .into_iter()
             .filter_map(|(key, trail)| {
                 let (last, _) = trail.last?;
-                (last.ttl < trail.original.ttl).then(|| LoweredTtl {
+                (last.ttl < trail.original.ttl).then_some(LoweredTtl {
                     name: key.name,
                     rtype: key.rtype,
                     ttl: last.ttl,
