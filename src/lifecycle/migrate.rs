@@ -1589,6 +1589,7 @@ pub fn report(
         &inventory.sites,
         &statuses,
         &super::ledger::dns_events(&entries),
+        super::status::overrides(&entries),
     ))
 }
 

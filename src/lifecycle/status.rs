@@ -7,7 +7,8 @@ use super::state::{SiteState, SiteStatus, Step, UnitStatus};
 use crate::dns::provider::DnsEvent;
 use crate::plan::Site;
 use crate::report::lifecycle::{
-    DnsRow, LoweredTtl, MigrationReport, ProbeRow, SiteRow, StateView, StepRow, Tone, UnitRow,
+    CheckRow, DnsRow, LoweredTtl, MigrationReport, ProbeRow, SiteRow, StateView, StepRow, Tone,
+    UnitRow,
 };
 
 /// How reports show a state.
@@ -55,6 +56,7 @@ pub fn build(
     sites: &[Site],
     statuses: &BTreeMap<String, SiteStatus>,
     dns: &[DnsEvent],
+    overrides: Vec<CheckRow>,
 ) -> MigrationReport {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let (mut pre_bytes, mut pre_millis, mut pending_bytes) = (0u64, 0u64, 0u64);
@@ -132,7 +134,34 @@ pub fn build(
                 })
             })
             .collect(),
+        overrides,
     }
+}
+
+/// The checks the operator let through, from the journal's entries.
+pub fn overrides(entries: &[super::ledger::Entry]) -> Vec<CheckRow> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            super::ledger::Entry::Check {
+                finding,
+                verdict,
+                command,
+                at,
+            } if *verdict != super::ledger::CheckVerdict::Refused => Some(CheckRow {
+                check: finding.check.to_string(),
+                subject: finding.subject.clone(),
+                reason: finding.reason.clone(),
+                verdict: serde_json::to_value(verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                command: command.clone(),
+                at: *at,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every DNS change, grouped by owner name, in journal order (one pass over the events).

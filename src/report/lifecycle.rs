@@ -78,6 +78,18 @@ pub struct ProbeRow {
     pub round: String,
 }
 
+/// A safety check that refused or was let through, from the journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRow {
+    pub check: String,
+    pub subject: String,
+    pub reason: String,
+    /// `refused`, `allowed` (`--allow`) or `forced` (`--force`).
+    pub verdict: String,
+    pub command: String,
+    pub at: u64,
+}
+
 /// An RRset whose TTL a change of ours left below its original one.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoweredTtl {
@@ -140,6 +152,8 @@ pub struct MigrationReport {
     /// TTLs still lowered by us: resolvers re-ask often until `dns restore-ttl` (or `run`)
     /// puts the original back.
     pub lowered_ttls: Vec<LoweredTtl>,
+    /// Safety checks let through by the operator, in journal order.
+    pub overrides: Vec<CheckRow>,
     /// Every state in lifecycle order, for the summary line.
     #[serde(skip)]
     pub states: Vec<StateView>,
@@ -219,6 +233,21 @@ pub fn text(r: &MigrationReport, timelines: bool) -> String {
             u.step,
             u.detail.as_deref().unwrap_or("")
         );
+    }
+    if !r.overrides.is_empty() {
+        let _ = writeln!(o, "\nSafety checks let through:");
+        for c in &r.overrides {
+            let _ = writeln!(
+                o,
+                "  {}  {} [{}] {}: {} ({})",
+                clock(c.at),
+                c.command,
+                c.check,
+                c.subject,
+                c.reason,
+                c.verdict
+            );
+        }
     }
     if !r.lowered_ttls.is_empty() {
         let _ = writeln!(
@@ -382,6 +411,22 @@ fn html(r: &MigrationReport) -> String {
     );
     if let Some(l) = rate_line(r) {
         let _ = write!(o, "<p>{}.</p>", esc(&l));
+    }
+    if !r.overrides.is_empty() {
+        o.push_str("<h2>Safety checks let through</h2><ul>");
+        for c in &r.overrides {
+            let _ = write!(
+                o,
+                "<li>{} <code>{}</code> <b>[{}]</b> {}: {} ({})</li>",
+                esc(&clock(c.at)),
+                esc(&c.command),
+                esc(&c.check),
+                esc(&c.subject),
+                esc(&c.reason),
+                esc(&c.verdict)
+            );
+        }
+        o.push_str("</ul>");
     }
     if !r.lowered_ttls.is_empty() {
         o.push_str("<h2>TTLs still lowered</h2><p>Put back by <code>dns restore-ttl</code> once the sites are confirmed.</p><ul>");

@@ -980,9 +980,16 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
         } else if in_cut {
             let confirmed = new_values && s.complete && s.state == "confirmed";
             // The broken site fails its probe through the new address before its switch: never
-            // switched, unfrozen, marked failed. Any other site must reach a real verdict.
-            let back = is_back
-                && (s.state == "rolled_back" || (*site == trial.broken && s.state == "failed"));
+            // switched (its values as before; the TTL `lower-ttl` set stays low for the retry),
+            // unfrozen, marked failed. Any other site must reach a real verdict.
+            let same_values = s
+                .dns
+                .iter()
+                .map(|(_, v)| v)
+                .eq(initial.iter().map(|(_, v)| v));
+            let never_switched =
+                *site == trial.broken && s.state == "failed" && same_values && !s.frozen;
+            let back = (is_back && s.state == "rolled_back") || never_switched;
             if confirmed && *site == trial.broken {
                 story.flag(format!(
                     "{site}: confirmed although its new side answers 502: {world}"
@@ -1221,7 +1228,7 @@ fn the_checker_flags_every_kind_of_damage_and_nothing_else() {
     let expect = [
         format!("{asked}: asked to roll back but not rolled back"),
         format!("{asked}: torn or wrong file at the target under its final name: index.html"),
-        format!("{broken}: neither confirmed nor rolled back: status rolled_back"),
+        format!("{broken}: neither confirmed nor rolled back: status failed"),
         format!("{broken}: source changed: index.html changed"),
         format!("{confirmed}: neither confirmed nor rolled back: status confirmed"),
         format!("zone record gone or changed: f0.{ZONE}. 60 A 192.0.2.100"),

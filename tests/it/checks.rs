@@ -279,6 +279,13 @@ fn each_named_check_refuses_then_passes_with_its_own_allow() {
             .any(|e| e["kind"] == "override" && e["unit"] == "site:small.test"),
         "the live overwrite is journaled"
     );
+    let (_, report, _) = z.run(&["report"]);
+    assert!(
+        report.contains("Safety checks let through")
+            && report.contains("[zone-share] zone small.test")
+            && report.contains("(forced)"),
+        "{report}"
+    );
     let runs: Vec<&serde_json::Value> = journal.iter().filter(|e| e["kind"] == "run").collect();
     assert!(
         runs.iter().any(|r| r["overrides"][0] == "allow zone-share"),

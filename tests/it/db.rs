@@ -645,7 +645,7 @@ fn db_sync_refuses_databases_live_on_the_new_side_unless_allowed_by_name() {
     for (db, site) in [("one_db", "one"), ("two_pg", "two"), ("shared_db", "one")] {
         assert!(
             out.contains(&format!(
-                "REFUSED   {db}: db:{db} may be live on the new side (site `{site}` is confirmed)"
+                "REFUSED   {db}: [live-unit] db:{db} may be live on the new side (site `{site}` is confirmed)"
             )),
             "{db}: {out}"
         );
