@@ -1,7 +1,9 @@
 //! Databases: talking to MariaDB/MySQL and PostgreSQL through their own client tools on the host.
 pub mod discover;
 pub mod engine;
+mod mariadb;
 pub mod plan;
+mod postgres;
 pub mod transfer;
 pub mod verify;
 

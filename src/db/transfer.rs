@@ -1,11 +1,11 @@
 //! Moves one database: dump on the source host with the server's own tool, streamed into the
-//! target's restore tool, under a temporary name where the engine can rename it afterwards.
+//! target's restore tool; the engine-specific halves live in `mariadb.rs` and `postgres.rs`.
 
 use serde::Serialize;
 
 use super::discover::{find_tool, query, tool_request};
 use super::plan::DbAction;
-use super::{ident, sql_literal as lit};
+use super::sql_literal as lit;
 use crate::plan::DbServer;
 use crate::plan::raw::{ConflictPolicy, DbEngine};
 use crate::transport::Transport;
@@ -46,9 +46,9 @@ impl<'a> Options<'a> {
 }
 
 /// The programs that dump at the source and restore at the target, as they are named there.
-struct Tools {
-    dump: String,
-    restore: String,
+pub(super) struct Tools {
+    pub(super) dump: String,
+    pub(super) restore: String,
 }
 
 /// What happened to one database.
@@ -69,7 +69,11 @@ pub struct Moved {
     pub note: Option<String>,
 }
 
-fn sql(engine: DbEngine, end: &Endpoint<'_>, statement: &str) -> Result<Vec<Vec<String>>, String> {
+pub(super) fn sql(
+    engine: DbEngine,
+    end: &Endpoint<'_>,
+    statement: &str,
+) -> Result<Vec<Vec<String>>, String> {
     query(end.transport, engine, end.server, None, statement)
 }
 
@@ -161,7 +165,7 @@ pub fn transfer(
     let big = big_tables(engine, from, name, options.split_tables_above)
         .map_err(|e| format!("{}: {e}", at(from)))?;
     match engine {
-        DbEngine::Postgres => transfer_postgres(
+        DbEngine::Postgres => super::postgres::transfer(
             from,
             to,
             name,
@@ -171,7 +175,7 @@ pub fn transfer(
             &big,
             options,
         ),
-        _ => transfer_mysql(engine, from, to, name, &ours, &tools, &big, options),
+        _ => super::mariadb::transfer(engine, from, to, name, &ours, &tools, &big, options),
     }
     .map_err(|e| format!("{}: {e}", at(to)))
 }
@@ -225,7 +229,7 @@ fn ensure_space(
 }
 
 /// A table big enough to move as a stream of its own: `(schema, table)`.
-type TableName = (String, String);
+pub(super) type TableName = (String, String);
 
 /// Tables of `name` above `threshold` bytes, biggest first.
 fn big_tables(
@@ -268,7 +272,7 @@ fn big_tables(
 }
 
 /// One dump piped into one restore; the bytes that went through.
-fn stream(
+pub(super) fn stream(
     engine: DbEngine,
     from: &Endpoint<'_>,
     to: &Endpoint<'_>,
@@ -285,7 +289,7 @@ fn stream(
 }
 
 /// Runs `streams` at most `jobs` at a time; the total bytes, or the first error.
-fn parallel_streams(
+pub(super) fn parallel_streams(
     jobs: usize,
     streams: Vec<Box<dyn Fn() -> Result<u64, String> + Send + Sync + '_>>,
 ) -> Result<u64, String> {
@@ -321,7 +325,7 @@ fn parallel_streams(
     }
 }
 
-fn check(what: &str, out: &crate::transport::ExecOutput) -> Result<(), String> {
+pub(super) fn check(what: &str, out: &crate::transport::ExecOutput) -> Result<(), String> {
     if out.success() {
         return Ok(());
     }
@@ -339,439 +343,4 @@ fn check(what: &str, out: &crate::transport::ExecOutput) -> Result<(), String> {
         "{what} failed ({}): {said}",
         out.code.map_or("killed".into(), |c| format!("exit {c}"))
     ))
-}
-
-/// MariaDB/MySQL cannot rename a database: the copy is restored under its final name and
-/// dropped again if the restore fails (said so in the error).
-/// Users reaching `name` (privileges on it, or definers of its views and routines), recreated
-/// at the target with their password hashes and grants, before the restore needs them.
-fn copy_mysql_users(
-    engine: DbEngine,
-    from: &Endpoint<'_>,
-    to: &Endpoint<'_>,
-    name: &str,
-) -> Result<Vec<String>, String> {
-    let n = lit(name);
-    let q = format!(
-        "SELECT DISTINCT GRANTEE FROM information_schema.SCHEMA_PRIVILEGES WHERE TABLE_SCHEMA = {n} \
-         UNION SELECT DISTINCT CONCAT(\"'\", SUBSTRING_INDEX(DEFINER, '@', 1), \"'@'\", SUBSTRING_INDEX(DEFINER, '@', -1), \"'\") FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {n} \
-         UNION SELECT DISTINCT CONCAT(\"'\", SUBSTRING_INDEX(DEFINER, '@', 1), \"'@'\", SUBSTRING_INDEX(DEFINER, '@', -1), \"'\") FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {n} \
-         UNION SELECT DISTINCT CONCAT(\"'\", SUBSTRING_INDEX(DEFINER, '@', 1), \"'@'\", SUBSTRING_INDEX(DEFINER, '@', -1), \"'\") FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {n}"
-    );
-    let mut users: Vec<String> = sql(engine, from, &q)?
-        .into_iter()
-        .filter_map(|r| r.into_iter().next())
-        .collect();
-    // The administrator running the move exists on both sides already.
-    users.retain(|u| !super::discover::is_admin_account(u));
-    users.sort();
-    users.dedup();
-    for user in &users {
-        let create = sql(engine, from, &format!("SHOW CREATE USER {user}"))?;
-        let grants = sql(engine, from, &format!("SHOW GRANTS FOR {user}"))?;
-        let mut statements: Vec<String> = create
-            .into_iter()
-            .filter_map(|r| r.into_iter().next())
-            .map(|c| c.replacen("CREATE USER ", "CREATE USER IF NOT EXISTS ", 1))
-            .collect();
-        statements.extend(grants.into_iter().filter_map(|r| r.into_iter().next()));
-        let script = statements
-            .iter()
-            .map(|s| format!("{s};"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        // The statements carry password hashes: an error names the user, never the statement.
-        sql(engine, to, &script).map_err(|e| {
-            format!(
-                "recreating user {user} failed ({})",
-                e.lines()
-                    .last()
-                    .unwrap_or("")
-                    .split(" at line")
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .take(120)
-                    .collect::<String>()
-            )
-        })?;
-    }
-    Ok(users)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn transfer_mysql(
-    engine: DbEngine,
-    from: &Endpoint<'_>,
-    to: &Endpoint<'_>,
-    name: &str,
-    ours: &str,
-    tools: &Tools,
-    big: &[TableName],
-    options: &Options<'_>,
-) -> Result<Moved, String> {
-    let charset = sql(
-        engine,
-        from,
-        &format!(
-            "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata WHERE schema_name = {}",
-            lit(name)
-        ),
-    )?;
-    let (cs, coll) = charset
-        .first()
-        .map(|r| (r[0].clone(), r.get(1).cloned().unwrap_or_default()))
-        .unwrap_or(("utf8mb4".into(), "utf8mb4_general_ci".into()));
-    let db = ident(engine, name);
-    sql(
-        engine,
-        to,
-        &format!(
-            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db} CHARACTER SET {cs} COLLATE {coll} COMMENT {}",
-            lit(ours)
-        ),
-    )?;
-    let users = copy_mysql_users(engine, from, to, name)?;
-    let args = |extra: &[&str], tail: &[&str]| -> Vec<String> {
-        [
-            "--single-transaction",
-            "--hex-blob",
-            "--default-character-set=utf8mb4",
-            "--skip-comments",
-        ]
-        .iter()
-        .chain(extra)
-        .chain([&name])
-        .chain(tail)
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let restore = || {
-        vec![
-            "--default-character-set=utf8mb4".to_string(),
-            name.to_string(),
-        ]
-    };
-    let moved = if big.is_empty() {
-        stream(
-            engine,
-            from,
-            to,
-            tools,
-            args(&["--routines", "--triggers", "--events"], &[]),
-            restore(),
-        )
-    } else {
-        // Tables first without their triggers, so loading rows fires none; then the rows in
-        // parallel streams; then triggers, routines and events.
-        let ignored: Vec<String> = big
-            .iter()
-            .map(|(_, t)| format!("--ignore-table={name}.{t}"))
-            .collect();
-        let rest: Vec<&str> = ["--no-create-info", "--skip-triggers"]
-            .into_iter()
-            .chain(ignored.iter().map(String::as_str))
-            .collect();
-        let mut streams: Vec<Box<dyn Fn() -> Result<u64, String> + Send + Sync + '_>> =
-            vec![Box::new(move || {
-                stream(engine, from, to, tools, args(&rest, &[]), restore())
-            })];
-        for (_, table) in big {
-            streams.push(Box::new(move || {
-                stream(
-                    engine,
-                    from,
-                    to,
-                    tools,
-                    args(&["--no-create-info", "--skip-triggers"], &[table]),
-                    restore(),
-                )
-            }));
-        }
-        stream(
-            engine,
-            from,
-            to,
-            tools,
-            args(&["--no-data", "--skip-triggers"], &[]),
-            restore(),
-        )
-        .and_then(|a| parallel_streams(options.jobs, streams).map(|b| a + b))
-        .and_then(|ab| {
-            stream(
-                engine,
-                from,
-                to,
-                tools,
-                args(
-                    &[
-                        "--no-data",
-                        "--no-create-info",
-                        "--triggers",
-                        "--routines",
-                        "--events",
-                    ],
-                    &[],
-                ),
-                restore(),
-            )
-            .map(|c| ab + c)
-        })
-    };
-    let bytes = match moved {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let dropped = sql(engine, to, &format!("DROP DATABASE IF EXISTS {db}")).is_ok();
-            return Err(format!(
-                "{e}{}",
-                if dropped {
-                    "; the partial copy was dropped"
-                } else {
-                    "; the partial copy could NOT be dropped"
-                }
-            ));
-        }
-    };
-    Ok(Moved {
-        name: name.into(),
-        outcome: "copied".into(),
-        bytes,
-        split_tables: big.iter().map(|(_, t)| t.clone()).collect(),
-        users,
-        note: None,
-    })
-}
-
-/// Roles that own or are granted anything in database `name` (and its owner), recreated at the
-/// target from `pg_dumpall --roles-only` (password hashes included) before the restore.
-fn copy_pg_roles(
-    from: &Endpoint<'_>,
-    to: &Endpoint<'_>,
-    name: &str,
-) -> Result<Vec<String>, String> {
-    let engine = DbEngine::Postgres;
-    let needed_sql = "SELECT DISTINCT quote_ident(r.rolname) FROM pg_roles r WHERE r.oid IN (\
-        SELECT datdba FROM pg_database WHERE datname = current_database() \
-        UNION SELECT relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
-        UNION SELECT nspowner FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' AND nspname <> 'information_schema' \
-        UNION SELECT (aclexplode(relacl)).grantee FROM pg_class WHERE relacl IS NOT NULL \
-        UNION SELECT (aclexplode(nspacl)).grantee FROM pg_namespace WHERE nspacl IS NOT NULL) \
-        AND r.rolname NOT LIKE 'pg\\_%' AND NOT r.rolsuper ORDER BY 1";
-    let needed: Vec<String> = query(from.transport, engine, from.server, Some(name), needed_sql)?
-        .into_iter()
-        .filter_map(|r| r.into_iter().next())
-        .collect();
-    if needed.is_empty() {
-        return Ok(needed);
-    }
-    let dumpall = tool_request(
-        engine,
-        from.server,
-        "pg_dumpall",
-        &["--roles-only".to_string()],
-    )?;
-    let out = from.transport.exec(&dumpall).map_err(|e| e.to_string())?;
-    check("pg_dumpall --roles-only", &out)?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    for role in &needed {
-        let exists = !query(
-            to.transport,
-            engine,
-            to.server,
-            None,
-            &format!(
-                "SELECT 1 FROM pg_roles WHERE quote_ident(rolname) = {}",
-                lit(role)
-            ),
-        )?
-        .is_empty();
-        let mut statements: Vec<&str> = Vec::new();
-        for line in text.lines() {
-            let is_create = line == format!("CREATE ROLE {role};");
-            if (is_create && !exists) || line.starts_with(&format!("ALTER ROLE {role} WITH ")) {
-                statements.push(line);
-            }
-        }
-        if statements.is_empty() {
-            return Err(format!("role {role} not found in pg_dumpall's output"));
-        }
-        // The statements carry password hashes: an error names the role, never the statement.
-        query(to.transport, engine, to.server, None, &statements.join(" "))
-            .map_err(|_| format!("recreating role {role} at the target failed"))?;
-    }
-    Ok(needed)
-}
-
-/// A `pg_dump --table` pattern that matches exactly `schema.table`, whatever their characters.
-fn pg_table_pattern((schema, table): &TableName) -> String {
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    format!("{}.{}", quote(schema), quote(table))
-}
-
-/// PostgreSQL restores into `<name>__th_new`, then renames: the final name only ever holds a
-/// complete copy.
-#[allow(clippy::too_many_arguments)]
-fn transfer_postgres(
-    from: &Endpoint<'_>,
-    to: &Endpoint<'_>,
-    name: &str,
-    ours: &str,
-    exists: bool,
-    tools: &Tools,
-    big: &[TableName],
-    options: &Options<'_>,
-) -> Result<Moved, String> {
-    let engine = DbEngine::Postgres;
-    let (tmp, old) = (format!("{name}__th_new"), format!("{name}__th_old"));
-    let info = sql(
-        engine,
-        from,
-        &format!(
-            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = {}",
-            lit(name)
-        ),
-    )?;
-    let (enc, coll, ctype) = info
-        .first()
-        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
-        .ok_or("no encoding")?;
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {}", ident(engine, &tmp)),
-        format!(
-            "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-            ident(engine, &tmp),
-            lit(&enc),
-            lit(&coll),
-            lit(&ctype)
-        ),
-        format!(
-            "COMMENT ON DATABASE {} IS {}",
-            ident(engine, &tmp),
-            lit(ours)
-        ),
-    ] {
-        sql(engine, to, &statement)?;
-    }
-    // Owners and privileges are restored as they were: the roles come first.
-    let users = copy_pg_roles(from, to, name)?;
-    let dump = |extra: &[String]| -> Vec<String> {
-        ["-Fc".to_string(), format!("--dbname={name}")]
-            .into_iter()
-            .chain(extra.iter().cloned())
-            .collect()
-    };
-    let restore = || vec!["--exit-on-error".to_string(), format!("--dbname={tmp}")];
-    let moved = if big.is_empty() {
-        stream(engine, from, to, tools, dump(&[]), restore())
-    } else {
-        // Definitions, then rows in parallel streams (big tables alone, the rest together with
-        // sequences and large objects), then indexes and constraints.
-        let rest: Vec<String> = std::iter::once("--section=data".to_string())
-            .chain(
-                big.iter()
-                    .map(|t| format!("--exclude-table-data={}", pg_table_pattern(t))),
-            )
-            .collect();
-        let mut streams: Vec<Box<dyn Fn() -> Result<u64, String> + Send + Sync + '_>> =
-            vec![Box::new(move || {
-                stream(engine, from, to, tools, dump(&rest), restore())
-            })];
-        for t in big {
-            streams.push(Box::new(move || {
-                stream(
-                    engine,
-                    from,
-                    to,
-                    tools,
-                    dump(&[
-                        "--section=data".into(),
-                        format!("--table={}", pg_table_pattern(t)),
-                    ]),
-                    restore(),
-                )
-            }));
-        }
-        stream(
-            engine,
-            from,
-            to,
-            tools,
-            dump(&["--section=pre-data".into()]),
-            restore(),
-        )
-        .and_then(|a| parallel_streams(options.jobs, streams).map(|b| a + b))
-        .and_then(|ab| {
-            stream(
-                engine,
-                from,
-                to,
-                tools,
-                dump(&["--section=post-data".into()]),
-                restore(),
-            )
-            .map(|c| ab + c)
-        })
-    };
-    let bytes = match moved {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let _ = sql(
-                engine,
-                to,
-                &format!("DROP DATABASE IF EXISTS {}", ident(engine, &tmp)),
-            );
-            return Err(format!(
-                "{e}; the copy under `{tmp}` was dropped, `{name}` is untouched"
-            ));
-        }
-    };
-    if exists {
-        sql(
-            engine,
-            to,
-            &format!("DROP DATABASE IF EXISTS {}", ident(engine, &old)),
-        )?;
-        sql(
-            engine,
-            to,
-            &format!(
-                "ALTER DATABASE {} RENAME TO {}",
-                ident(engine, name),
-                ident(engine, &old)
-            ),
-        )?;
-    }
-    sql(
-        engine,
-        to,
-        &format!(
-            "ALTER DATABASE {} RENAME TO {}",
-            ident(engine, &tmp),
-            ident(engine, name)
-        ),
-    )?;
-    sql(
-        engine,
-        to,
-        &format!(
-            "COMMENT ON DATABASE {} IS {}",
-            ident(engine, name),
-            lit(ours)
-        ),
-    )?;
-    if exists {
-        sql(
-            engine,
-            to,
-            &format!("DROP DATABASE IF EXISTS {}", ident(engine, &old)),
-        )?;
-    }
-    Ok(Moved {
-        name: name.into(),
-        outcome: "copied".into(),
-        bytes,
-        split_tables: big.iter().map(|(s, t)| format!("{s}.{t}")).collect(),
-        users,
-        note: None,
-    })
 }
