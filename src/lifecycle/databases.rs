@@ -107,6 +107,14 @@ impl DbResult {
     }
 }
 
+/// The rule that moves database `db`: the first whose names select it, among the rules of its
+/// engine when the inventory knows the engine (a panel does).
+pub fn rule_for<'p>(plan: &'p Plan, db: &crate::plan::SiteDatabase) -> Option<&'p DatabaseRule> {
+    plan.databases
+        .iter()
+        .find(|r| db.fits(r.engine) && selected(&db.name, &r.names, &r.exclude))
+}
+
 /// The databases a rule selects on its source server.
 ///
 /// # Errors

@@ -53,7 +53,7 @@ impl Live {
     pub fn new(states: BTreeMap<String, SiteState>, sites: &[Site]) -> Live {
         let owners = sites
             .iter()
-            .flat_map(|s| s.databases.iter().map(|d| (d.clone(), s.name.clone())))
+            .flat_map(|s| s.databases.iter().map(|d| (d.name.clone(), s.name.clone())))
             .collect();
         Live {
             states,
@@ -232,7 +232,10 @@ mod tests {
             target_host: "new".into(),
             target_path: "/b".into(),
             domains: vec![],
-            databases: dbs.iter().map(|d| d.to_string()).collect(),
+            databases: dbs
+                .iter()
+                .map(|d| crate::plan::SiteDatabase::named(*d))
+                .collect(),
             exclude: vec![],
             owner: None,
             marks: vec![],

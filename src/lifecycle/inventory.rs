@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::panel::{PanelError, PanelInventory};
-use crate::plan::{INVENTORY_RULE, InventorySource, Issue, Loaded, NodePath, Site, SiteSource};
+use crate::plan::{
+    INVENTORY_RULE, InventorySource, Issue, Loaded, NodePath, Site, SiteDatabase, SiteSource,
+};
 
 use super::connections::Connections;
 
@@ -89,7 +91,7 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
                 databases: rule
                     .databases
                     .iter()
-                    .map(|d| d.render_name(&name))
+                    .map(|d| SiteDatabase::named(d.render_name(&name)))
                     .collect(),
                 name,
                 rule: rule.index,
@@ -189,10 +191,12 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
         }
     }
     // A database moves with one site: two sites claiming it would copy it twice at once.
-    let mut databases: HashMap<&str, &Site> = HashMap::new();
+    // A MariaDB and a PostgreSQL database of one name are two databases.
+    let mut databases: HashMap<(&str, Option<bool>), &Site> = HashMap::new();
     for s in sites {
         for d in &s.databases {
-            if let Some(first) = databases.insert(d, s)
+            let family = d.engine.map(|e| e == crate::plan::raw::DbEngine::Postgres);
+            if let Some(first) = databases.insert((d.name.as_str(), family), s)
                 && first.name != s.name
             {
                 issues.push(at(

@@ -18,14 +18,13 @@ use super::mail::{MailStep, run as run_mail};
 use super::probe::{ProbeResult, ProbeRound, ProbeSpec, banner, parse_banner_url, probe};
 use super::state::{ResumeStep, SiteState, SiteStatus, fold};
 use crate::check::{Allowed, Check, Refused, Verdict};
-use crate::db::discover::selected;
 use crate::dns::cutover::{self, ZonePlan};
 use crate::dns::provider::{DnsEvent, DnsLog, RrKey, RrState};
 use crate::event::{Event, Observer};
 use crate::journal::{JournalError, now};
 use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
-use crate::plan::{Loaded, Site};
+use crate::plan::{Loaded, Site, SiteDatabase};
 use crate::sync::{Endpoint, sync};
 use crate::transport::ExecRequest;
 use crate::unit::UnitId;
@@ -138,15 +137,16 @@ impl<'a> Migration<'a> {
         }
         for site in &inventory.sites {
             for db in &site.databases {
-                if !loaded
-                    .plan
-                    .databases
-                    .iter()
-                    .any(|r| selected(db, &r.names, &r.exclude))
-                {
+                if super::databases::rule_for(&loaded.plan, db).is_none() {
                     return Err(LifecycleError::Invalid(format!(
-                        "site `{}` names database `{db}`, which no `databases:` rule selects",
-                        site.name
+                        "site `{}` names {} database `{db}`, which no `databases:` rule{} selects",
+                        site.name,
+                        db.engine.map(|e| format!("{e:?}")).unwrap_or_default(),
+                        if db.engine.is_some() {
+                            " of its engine"
+                        } else {
+                            ""
+                        }
                     )));
                 }
             }
@@ -531,17 +531,13 @@ impl<'a> Migration<'a> {
     fn move_database(
         &self,
         owner: &str,
-        name: &str,
+        db: &SiteDatabase,
         final_sync: bool,
         copy: bool,
     ) -> Result<DbResult, String> {
-        let rule = self
-            .loaded
-            .plan
-            .databases
-            .iter()
-            .find(|r| selected(name, &r.names, &r.exclude))
-            .ok_or_else(|| format!("database `{name}`: no rule selects it"))?;
+        let name = db.name.as_str();
+        let rule = super::databases::rule_for(&self.loaded.plan, db)
+            .ok_or_else(|| format!("database `{name}`: no rule of its engine selects it"))?;
         // A database that may be live at the target (its site, or any site for one no site
         // names, may have switched) is left alone: users may have written to it there.
         let live = self.live();
@@ -592,7 +588,7 @@ impl<'a> Migration<'a> {
     /// Databases no site names (and, as they land, other platform-wide units), moved after
     /// the sites of a run are frozen so their copy is never older than the freeze.
     fn move_platform_units(&self, final_sync: bool) -> Vec<String> {
-        let tied: Vec<&String> = self.sites.iter().flat_map(|s| &s.databases).collect();
+        let tied: Vec<&SiteDatabase> = self.sites.iter().flat_map(|s| &s.databases).collect();
         let mut failures = Vec::new();
         for rule in &self.loaded.plan.databases {
             let names = match super::databases::names(rule, self.connections, &[]) {
@@ -603,8 +599,15 @@ impl<'a> Migration<'a> {
                 }
             };
             // A shared database live on the new side is left there by `move_database`.
-            for name in names.iter().filter(|n| !tied.contains(n)) {
-                if let Err(e) = self.move_database(PLATFORM, name, final_sync, true) {
+            let untied = names
+                .into_iter()
+                .filter(|n| !tied.iter().any(|d| d.name == *n && d.fits(rule.engine)));
+            for name in untied {
+                let db = SiteDatabase {
+                    name,
+                    engine: Some(rule.engine),
+                };
+                if let Err(e) = self.move_database(PLATFORM, &db, final_sync, true) {
                     failures.push(e);
                 }
             }

@@ -111,7 +111,10 @@ pub fn parse(text: &str, file: &Path, source: &CsvSource) -> Result<PanelInvento
                 .into_iter()
                 .map(|d| d.to_ascii_lowercase())
                 .collect(),
-            databases: list(get(4)),
+            databases: list(get(4))
+                .into_iter()
+                .map(crate::plan::SiteDatabase::named)
+                .collect(),
             exclude: source.exclude.clone(),
             owner: None,
             marks: Vec::new(),

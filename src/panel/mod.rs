@@ -108,7 +108,7 @@ impl SiteUnit {
             target: format!("{}:{}", s.target_host, s.target_path.display()),
             owner: s.owner.map(|(u, g)| format!("{u}:{g}")),
             domains: s.domains.clone(),
-            databases: s.databases.clone(),
+            databases: s.databases.iter().map(|d| d.name.clone()).collect(),
             marks: s.marks.clone(),
         }
     }

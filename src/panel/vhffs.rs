@@ -212,7 +212,16 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
             };
             let site = first_site_of_group.get(&gid).cloned();
             match &site {
-                Some(s) => inv.sites[site_index[s]].databases.push(name.clone()),
+                Some(s) => inv.sites[site_index[s]]
+                    .databases
+                    .push(crate::plan::SiteDatabase {
+                        name: name.clone(),
+                        engine: Some(if engine == "postgres" {
+                            crate::plan::raw::DbEngine::Postgres
+                        } else {
+                            crate::plan::raw::DbEngine::Mariadb
+                        }),
+                    }),
                 None => inv.risks.push(Risk::warning(
                     "panel_no_site",
                     &name,

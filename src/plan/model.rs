@@ -103,12 +103,49 @@ pub struct Site {
     pub target_path: PathBuf,
     pub domains: Vec<String>,
     /// Databases that move with the site's final sync.
-    pub databases: Vec<String>,
+    pub databases: Vec<SiteDatabase>,
     pub exclude: Vec<String>,
     /// Owner by number (uid, gid) as the panel knows it, for sites from a panel inventory.
     pub owner: Option<(u32, u32)>,
     /// What the review must know, such as `suspended` (moved, but suspended in the panel).
     pub marks: Vec<String>,
+}
+
+/// A database that moves with a site, with its engine when the inventory knows it (a panel
+/// does; a `sites:` rule's name template does not): the engine travels with the name, so a
+/// PostgreSQL database is never looked for on a MariaDB server of the same name pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SiteDatabase {
+    pub name: String,
+    pub engine: Option<super::raw::DbEngine>,
+}
+
+impl SiteDatabase {
+    pub fn named(name: impl Into<String>) -> SiteDatabase {
+        SiteDatabase {
+            name: name.into(),
+            engine: None,
+        }
+    }
+
+    /// Whether a rule of `engine` may hold it (MariaDB and MySQL are one family).
+    pub fn fits(&self, engine: super::raw::DbEngine) -> bool {
+        use super::raw::DbEngine::Postgres;
+        self.engine
+            .is_none_or(|mine| (mine == Postgres) == (engine == Postgres))
+    }
+}
+
+impl std::fmt::Display for SiteDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl PartialEq<&str> for SiteDatabase {
+    fn eq(&self, other: &&str) -> bool {
+        self.name == *other
+    }
 }
 
 /// `Site::rule` of sites that come from the `inventory:` section rather than a `sites:` rule.

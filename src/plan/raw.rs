@@ -147,7 +147,9 @@ pub struct RawSiteTarget {
 }
 
 /// Database engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DbEngine {
     /// MariaDB or MySQL (`mariadb-dump`/`mysqldump`).

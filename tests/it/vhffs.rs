@@ -72,7 +72,9 @@ fn groups() -> Vec<Group> {
                 gid: 10_000 + g,
                 uid: 20_000 + g,
                 mysql: (g < 120).then(|| format!("{name}_wp")),
-                pgsql: (g >= 120).then(|| format!("{name}_pg")),
+                // g000 has both: its PostgreSQL database must go to the PostgreSQL rule, though
+                // the MariaDB rule (listed first) selects every name.
+                pgsql: (g >= 120 || g == 0).then(|| format!("{name}_pg")),
                 boxes: if g % 2 == 0 {
                     vec!["alice", "bob"]
                 } else {
@@ -388,13 +390,16 @@ cutover:\n  batch: 20\n",
     // A group's databases move with its first site (by name: `blog.` before `www.`).
     assert_eq!(
         by_name["blog.g000.test"]["databases"],
-        serde_json::json!(["g000_wp"])
+        serde_json::json!(["g000_wp", "g000_pg"])
     );
     assert_eq!(
         by_name["www.g199.test"]["databases"],
         serde_json::json!(["g199_pg"])
     );
-    assert_eq!(inv["databases"].as_array().unwrap().len(), GROUPS as usize);
+    assert_eq!(
+        inv["databases"].as_array().unwrap().len(),
+        GROUPS as usize + 1
+    );
     assert!(!out.contains("pw-g0"), "stored passwords are never printed");
     let boxes = inv["mailboxes"].as_array().unwrap();
     assert_eq!(boxes.len(), 300);
@@ -480,7 +485,7 @@ cutover:\n  batch: 20\n",
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
-    assert_eq!(dbs.len(), GROUPS as usize, "{dbs:?}");
+    assert_eq!(dbs.len(), GROUPS as usize + 1, "{dbs:?}");
     assert_eq!(report["mail"].as_array().unwrap().len(), 300);
     // The zones switch by address: the error-state site's record is planned too (300 A records).
     assert_eq!(report["totals"]["dns_changes"], 300);
@@ -516,6 +521,20 @@ cutover:\n  batch: 20\n",
         my_dst.sql("SELECT COUNT(*) FROM mysql.user WHERE user = 'g000'"),
         "1",
         "the database's user came along"
+    );
+    // The engine travels with the database: g000's PostgreSQL database went to PostgreSQL.
+    assert_eq!(
+        pg_dst.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'g000_pg'"
+        ),
+        "1",
+        "{out}{err}"
+    );
+    assert_eq!(
+        my_dst
+            .sql("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'g000_pg'"),
+        "0"
     );
     // Sites of later batches did not move, and their records still hold the old address.
     assert!(!p.web(&w.join("newdata"), "www.g150.test").exists());
