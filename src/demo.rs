@@ -114,7 +114,7 @@ pub fn build(root: &Path, port: u16) -> std::io::Result<Scenario> {
              \x20 - from: {{ host: local, glob: \"old-dc/www/*/\" }}\n\
              \x20   to: {{ host: local, path: \"new-dc/www/{{name}}/\" }}\n\
              \x20   domains: [\"{{name}}\"]\n\
-             \x20   exclude: [\"cache/\", \".maintenance\"]\n\
+             \x20   exclude: [\"cache/\"]\n\
              mail:\n\
              \x20 - layout: maildir\n\
              \x20   from: {{ host: local, path: old-dc/vmail }}\n\
@@ -128,6 +128,7 @@ pub fn build(root: &Path, port: u16) -> std::io::Result<Scenario> {
              cutover:\n\
              \x20 batch: 10\n\
              \x20 freeze: {{ run: \"touch {{path}}/.maintenance\" }}\n\
+             \x20 freeze_files: [\".maintenance\"]\n\
              \x20 unfreeze: {{ run: \"rm -f {{path}}/.maintenance\" }}\n\
              \x20 probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, compare_body: true }}\n\
              \x20 on_failure: rollback\n"

@@ -255,6 +255,11 @@ pub enum Command {
         /// Limit file data to RATE, such as `50MiB/s` or `10MB/s`.
         #[arg(long, value_name = "RATE", value_parser = crate::plan::units::parse_rate)]
         bwlimit: Option<u64>,
+        /// Recreate block and character device nodes (as root), as rsync's `--devices`.
+        /// Without it each device node is refused: not created, reported, exit 1. FIFOs are
+        /// always recreated (rsync's `--specials`); sockets are never copied.
+        #[arg(long)]
+        devices: bool,
     },
     /// Re-read both sides and list every difference: `verify SRC DST`, or `verify PLAN` for
     /// every site of a plan. Exit 1 when anything differs.
@@ -272,6 +277,10 @@ pub enum Command {
         /// Files hashed in parallel.
         #[arg(short = 'j', long, default_value_t = 4)]
         jobs: usize,
+        /// Expect device nodes at the target (a `copy --devices`); without it each device
+        /// node of the source is reported as refused (pairs only: a plan says it per site).
+        #[arg(long)]
+        devices: bool,
     },
     /// Serve the remote side of the ssh transport on stdin/stdout (started by transhumance itself).
     #[command(hide = true)]
@@ -394,6 +403,7 @@ pub fn run(cli: Cli) -> u8 {
             force,
             compress,
             bwlimit,
+            devices,
         } => copy::run(
             copy::CopyArgs {
                 src,
@@ -408,6 +418,7 @@ pub fn run(cli: Cli) -> u8 {
                     force,
                     compress,
                     bwlimit,
+                    devices,
                 },
             },
             &printer,
@@ -418,12 +429,17 @@ pub fn run(cli: Cli) -> u8 {
             rsh,
             exclude,
             jobs,
+            devices,
         } => verify::run(
             &first,
             second.as_deref(),
             rsh.as_deref(),
-            &exclude,
-            jobs.max(1),
+            &crate::sync::SyncOptions {
+                exclude,
+                jobs: jobs.max(1),
+                devices,
+                ..crate::sync::SyncOptions::default()
+            },
             &printer,
         ),
         Command::Agent { stdio } => agent::run(stdio, &printer),

@@ -6,20 +6,20 @@ use super::endpoint::{connect, parse_location};
 use super::exit;
 use super::printer::Printer;
 use crate::event::Silent;
+use crate::lifecycle::dry_run::site_sync_options;
 use crate::lifecycle::{Connections, default_agent_binary, expand_sites};
-use crate::sync::Endpoint;
 use crate::sync::verify::{VerifyReport, verify};
+use crate::sync::{Endpoint, SyncOptions};
 
 pub fn run(
     first: &str,
     second: Option<&str>,
     rsh: Option<&str>,
-    exclude: &[String],
-    jobs: usize,
+    options: &SyncOptions,
     printer: &Printer,
 ) -> u8 {
     let mut db_clean = true;
-    let pairs: Vec<(String, Endpoint, Endpoint, Vec<String>)> = match second {
+    let pairs: Vec<(String, Endpoint, Endpoint, SyncOptions)> = match second {
         Some(dst) => {
             let (s, d) = match (parse_location(first), parse_location(dst)) {
                 (Ok(s), Ok(d)) => (s, d),
@@ -29,7 +29,7 @@ pub fn run(
                 }
             };
             match connect(&s, rsh).and_then(|s| connect(&d, rsh).map(|d| (s, d))) {
-                Ok((s, d)) => vec![(format!("{first} -> {dst}"), s, d, exclude.to_vec())],
+                Ok((s, d)) => vec![(format!("{first} -> {dst}"), s, d, options.clone())],
                 Err(e) => {
                     printer.error(e.to_string());
                     return exit::FAILURES;
@@ -59,7 +59,11 @@ pub fn run(
                             transport: d,
                             root: site.target_path.clone(),
                         },
-                        site.exclude.clone(),
+                        // Judged with the options its sync runs with (freeze files, devices).
+                        SyncOptions {
+                            jobs: options.jobs,
+                            ..site_sync_options(&loaded.plan, &site, false)
+                        },
                     )),
                     (Err(e), _) | (_, Err(e)) => {
                         printer.error(format!("site `{}`: {e}", site.name));
@@ -104,8 +108,8 @@ pub fn run(
     };
     let mut all_clean = db_clean;
     let mut reports = Vec::new();
-    for (name, s, d, excl) in pairs {
-        match verify(&s, &d, &excl, jobs, &Silent) {
+    for (name, s, d, opts) in pairs {
+        match verify(&s, &d, &opts, &Silent) {
             Ok(r) => {
                 all_clean &= r.is_clean();
                 reports.push((name, r));
@@ -132,6 +136,7 @@ pub fn run(
 
 fn print_one(name: &str, r: &VerifyReport) {
     for (what, list) in [
+        ("refused", &r.refused),
         ("missing", &r.missing),
         ("extra", &r.extra),
         ("different", &r.different),

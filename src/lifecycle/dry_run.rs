@@ -13,10 +13,11 @@ use crate::db::plan::{self as db_plan, DbAction};
 use crate::dns::query;
 use crate::event::{Event, Observer};
 use crate::mail::{imap_move, maildir, maildir_pass};
-use crate::plan::raw::DbEngine;
+use crate::plan::raw::{DbEngine, DevicePolicy};
 use crate::plan::secret::SecretRef;
 use crate::plan::units::human_bytes;
 use crate::plan::{DnsSpec, Loaded, MailRule, Plan, Severity, Site};
+use crate::report::files::ActionKind;
 use crate::report::*;
 use crate::sync::diff::is_internal;
 use crate::sync::plan::{self as sync_plan, SyncPlan};
@@ -59,7 +60,7 @@ pub fn dry_run_with(
     };
     for w in &loaded.warnings {
         report.risks.push(Risk::warning(
-            "plan_warning",
+            w.code.unwrap_or("plan_warning"),
             w.path.clone(),
             w.message.clone(),
         ));
@@ -170,6 +171,15 @@ pub fn dry_run_with(
                     "unsafe_delete",
                     site.name.clone(),
                     format!("the sync would refuse: {why}"),
+                ));
+            }
+            // Each device node the sync refuses, by path and numbers: the site would fail.
+            let refused = site.plan.iter().flat_map(|p| &p.actions);
+            for a in refused.filter(|a| a.action == ActionKind::Refuse) {
+                report.risks.push(Risk::error(
+                    "device_refused",
+                    site.name.clone(),
+                    format!("`{}`: {}", a.path, a.note.as_deref().unwrap_or_default()),
                 ));
             }
             if site.unreadable > 0 {
@@ -333,14 +343,22 @@ fn live_units(plan: &Plan, sites: &[Site], risks: &mut Vec<Risk>) -> Live {
 }
 
 /// The file sync the lifecycle runs for a site (`sync`, `cutover`): the target mirrors the
-/// source, it serves no one before the switch. The dry run plans with exactly these options.
+/// source, it serves no one before the switch. The dry run plans, and verification judges,
+/// with exactly these options.
 pub fn site_sync_options(plan: &Plan, site: &Site, force: bool) -> SyncOptions {
+    // What the freeze creates at the source is never carried over, compared or deleted there.
+    let freeze_files = plan
+        .cutover
+        .freeze_files
+        .iter()
+        .map(|f| crate::tree::exclude::literal(&f.render_name(&site.name)));
     SyncOptions {
         delete: true,
         jobs: plan.defaults.jobs.max(1),
-        exclude: site.exclude.clone(),
+        exclude: site.exclude.iter().cloned().chain(freeze_files).collect(),
         force,
         bwlimit: plan.defaults.bwlimit,
+        devices: plan.devices(site) == DevicePolicy::Keep,
         ..SyncOptions::default()
     }
 }

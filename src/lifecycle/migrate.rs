@@ -832,28 +832,29 @@ impl<'a> Migration<'a> {
     }
 
     fn verify_site(&self, site: &Site) -> Result<String, String> {
+        // What the sync left out (excludes, freeze files, refused devices) is judged alike.
+        let options = super::dry_run::site_sync_options(&self.loaded.plan, site, false);
         let report = self.on_hosts(site, |src, dst| {
-            crate::sync::verify::verify(
-                src,
-                dst,
-                &site.exclude,
-                self.loaded.plan.defaults.jobs.max(1),
-                &crate::event::Silent,
-            )
-            .map_err(|e| e.to_string())
+            crate::sync::verify::verify(src, dst, &options, &crate::event::Silent)
+                .map_err(|e| e.to_string())
         })?;
         if !report.is_clean() {
             let first = report
-                .missing
+                .refused
                 .iter()
+                .chain(&report.missing)
                 .chain(&report.different)
                 .chain(&report.extra)
                 .chain(&report.errors)
                 .next()
                 .cloned()
                 .unwrap_or_default();
+            let refused = match report.refused.len() {
+                0 => String::new(),
+                n => format!("{n} device node(s) refused, "),
+            };
             return Err(format!(
-                "{} missing, {} different, {} extra file(s) at the target (first: {first})",
+                "{refused}{} missing, {} different, {} extra file(s) at the target (first: {first})",
                 report.missing.len(),
                 report.different.len(),
                 report.extra.len()

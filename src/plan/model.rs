@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::node::NodePath;
-use super::raw::{ConflictPolicy, DbEngine, ImapSecurity, OnFailure, VerifyMode};
+use super::raw::{ConflictPolicy, DbEngine, DevicePolicy, ImapSecurity, OnFailure, VerifyMode};
 use super::secret::SecretRef;
 use super::template::Template;
 use super::units::SshTarget;
@@ -34,6 +34,14 @@ impl Plan {
     /// The host named `name` (validation guarantees every reference exists).
     pub fn host(&self, name: &str) -> &Host {
         &self.hosts[name]
+    }
+
+    /// What a site's sync does with device nodes: its rule's policy, else the defaults'.
+    pub fn devices(&self, site: &Site) -> DevicePolicy {
+        self.site_rules
+            .iter()
+            .find(|r| r.index == site.rule)
+            .map_or(self.defaults.devices, |r| r.devices)
     }
 }
 
@@ -67,6 +75,8 @@ pub struct Defaults {
     /// Bytes per second, when limited.
     pub bwlimit: Option<u64>,
     pub verify: VerifyMode,
+    /// Device nodes in site trees, for sites whose rule does not say (inventory sites too).
+    pub devices: DevicePolicy,
 }
 
 /// Where a site rule finds its sites.
@@ -88,6 +98,8 @@ pub struct SiteRule {
     pub domains: Vec<Template>,
     pub databases: Vec<Template>,
     pub exclude: Vec<String>,
+    /// Device nodes in these sites' trees (the rule's own, else `defaults.devices`).
+    pub devices: DevicePolicy,
     /// Where the rule stands in the plan, for errors found after expansion.
     pub origin: NodePath,
 }
@@ -319,6 +331,8 @@ pub struct Cutover {
     pub at: Option<SystemTime>,
     pub freeze: Option<Template>,
     pub unfreeze: Option<Template>,
+    /// Files the freeze creates in a site's tree (relative, `{name}`): never carried over.
+    pub freeze_files: Vec<Template>,
     pub probe: Option<Probe>,
     pub on_failure: OnFailure,
 }

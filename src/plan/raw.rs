@@ -86,6 +86,21 @@ pub struct RawDefaults {
     /// End-to-end verification of what was written: `blake3` (default) or `none`.
     #[serde(default)]
     pub verify: Option<VerifyMode>,
+    /// Block and character device nodes found in a site's tree: `refuse` (default: not
+    /// created at the target, an error for the site) or `keep` (recreated, as root).
+    #[serde(default)]
+    pub devices: Option<DevicePolicy>,
+}
+
+/// What a site's sync does with block and character device nodes in its tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DevicePolicy {
+    /// Not created at the target; each is an error of its site (a `/dev/mem`-numbered node in
+    /// a docroot would be a hole on the new server).
+    Refuse,
+    /// Recreated with their numbers and mode (needs root at the target).
+    Keep,
 }
 
 /// Verification applied to written data.
@@ -120,6 +135,9 @@ pub struct RawSiteRule {
     /// Paths to leave out, rsync style: `cache/` (a directory), `*.tmp`, `/logs/` (anchored).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Device nodes in these sites' trees: `refuse` or `keep`. Default: `defaults.devices`.
+    #[serde(default)]
+    pub devices: Option<DevicePolicy>,
 }
 
 /// The source of a site rule: one directory (`path`) or many (`glob`).
@@ -499,6 +517,11 @@ pub struct RawCutover {
     /// Command run on the source host to unfreeze a site after a rollback.
     #[serde(default)]
     pub unfreeze: Option<RawHook>,
+    /// Files the `freeze` command creates in a site's tree (such as `.maintenance`), relative
+    /// to the site's source directory, `{name}` allowed: never copied to the target, never
+    /// compared by verification, never deleted there.
+    #[serde(default)]
+    pub freeze_files: Vec<String>,
     /// Checks run after the switch.
     #[serde(default)]
     pub probe: Option<RawProbe>,

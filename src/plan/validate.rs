@@ -9,7 +9,8 @@ use super::diagnostic::{Issue, closest, sort_issues};
 use super::model::*;
 use super::node::{Loc, Node, NodePath};
 use super::raw::{
-    self, ConflictPolicy, DnsProviderKind, ImapSecurity, MailLayout, OnFailure, RawPlan, VerifyMode,
+    self, ConflictPolicy, DevicePolicy, DnsProviderKind, ImapSecurity, MailLayout, OnFailure,
+    RawPlan, VerifyMode,
 };
 use super::secret::SecretRef;
 use super::template::Template;
@@ -212,7 +213,7 @@ impl Validator<'_> {
             .sites
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| self.site_rule(i, s, &hosts, base_dir))
+            .filter_map(|(i, s)| self.site_rule(i, s, &hosts, base_dir, defaults.devices))
             .collect::<Vec<_>>();
         self.explicit_site_overlaps(&site_rules);
         let databases = raw
@@ -384,6 +385,7 @@ impl Validator<'_> {
             jobs,
             bwlimit,
             verify: raw.verify.unwrap_or(VerifyMode::Blake3),
+            devices: raw.devices.unwrap_or(DevicePolicy::Refuse),
         }
     }
 
@@ -393,6 +395,7 @@ impl Validator<'_> {
         raw: &raw::RawSiteRule,
         hosts: &BTreeMap<String, Host>,
         base_dir: &Path,
+        devices: DevicePolicy,
     ) -> Option<SiteRule> {
         let path = NodePath::root().key("sites").index(index);
         let from_local = hosts
@@ -503,6 +506,7 @@ impl Validator<'_> {
             domains,
             databases,
             exclude: raw.exclude.clone(),
+            devices: raw.devices.unwrap_or(devices),
             origin: path,
         })
     }
@@ -1182,6 +1186,35 @@ impl Validator<'_> {
         };
         let freeze = hook(self, "freeze", &raw.freeze);
         let unfreeze = hook(self, "unfreeze", &raw.unfreeze);
+        let mut freeze_files = Vec::new();
+        for (i, f) in raw.freeze_files.iter().enumerate() {
+            let at = path.key("freeze_files").index(i);
+            match freeze_file(f) {
+                Ok(t) => freeze_files.push(t),
+                Err((message, help)) => {
+                    self.error(&at, message).help = help;
+                }
+            }
+        }
+        if let Some(h) = &raw.freeze {
+            let at = path.key("freeze").key("run");
+            for named in named_in_site(&h.run) {
+                if !covered(&named, &raw.freeze_files) {
+                    let issue = Issue::warning(
+                        self.tree.locate(&at),
+                        &at,
+                        format!(
+                            "the freeze command names `{{path}}/{named}`, which `cutover.freeze_files` does not declare: a file the freeze creates there is carried to the new side by the final sync (a maintenance marker would be served there)"
+                        ),
+                    )
+                    .with_help(format!(
+                        "if the freeze creates it, add `freeze_files: [\"{named}\"]` under `cutover:` (never copied, compared or deleted at the target)"
+                    ))
+                    .with_code("freeze_file_undeclared");
+                    self.issues.push(issue);
+                }
+            }
+        }
         if freeze.is_some() && unfreeze.is_none() {
             self.warning(
                 &path.key("freeze"),
@@ -1262,10 +1295,72 @@ impl Validator<'_> {
             at,
             freeze,
             unfreeze,
+            freeze_files,
             probe,
             on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback),
         }
     }
+}
+
+/// A `freeze_files` entry: a path relative to the site's directory, `{name}` allowed; the
+/// message and a hint when it is not.
+fn freeze_file(f: &str) -> Result<Template, (String, Option<String>)> {
+    let bare = f.trim_end_matches('/');
+    if let Some(rest) = bare.strip_prefix("{path}/") {
+        return Err((
+            format!("`{f}`: freeze files are relative to the site's directory"),
+            Some(format!("write `{rest}`")),
+        ));
+    }
+    let wrong = if bare.is_empty() {
+        Some("an empty path")
+    } else if bare.starts_with('/') {
+        Some("an absolute path")
+    } else if bare
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        Some("`.`, `..` or an empty component")
+    } else {
+        None
+    };
+    if let Some(what) = wrong {
+        return Err((
+            format!(
+                "`{f}` is {what}: expected a path relative to the site's directory, such as `.maintenance`"
+            ),
+            None,
+        ));
+    }
+    Template::parse(bare, SITE_VARS).map_err(|e| (e, None))
+}
+
+/// The paths a freeze command names inside the site's directory (`{path}/X`), as written.
+fn named_in_site(command: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = command;
+    while let Some(i) = rest.find("{path}/") {
+        // `{{path}}` is a literal brace in a template, not the variable.
+        let escaped = rest[..i].ends_with('{');
+        rest = &rest[i + "{path}/".len()..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || "'\";&|<>()`$".contains(c))
+            .unwrap_or(rest.len());
+        let named = rest[..end].trim_start_matches("./").trim_end_matches('/');
+        // A glob names no file of its own: nothing to declare.
+        if !escaped && !named.is_empty() && !named.contains(['*', '?', '[']) {
+            out.push(named.to_string());
+        }
+    }
+    out
+}
+
+/// Whether `named` is a declared freeze file or lies under one.
+fn covered(named: &str, declared: &[String]) -> bool {
+    declared.iter().any(|d| {
+        let d = d.trim_end_matches('/');
+        named == d || named.strip_prefix(d).is_some_and(|r| r.starts_with('/'))
+    })
 }
 
 /// Zone names are compared without the trailing dot and in lower case.
@@ -1310,6 +1405,7 @@ pub fn paths_overlap(a: &Path, b: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::diagnostic::Severity;
     use super::*;
 
     fn errors(text: &str) -> Vec<Issue> {
@@ -1369,6 +1465,102 @@ mod tests {
             super::super::diagnostic::Severity::Warning
         );
         assert!(issues[0].message.contains("TRANSHUMANCE_TEST_UNSET_PW"));
+    }
+
+    fn plan(text: &str) -> Plan {
+        parse(text, "plan.yaml", Path::new("plan.yaml"), Path::new("/tmp"))
+            .unwrap()
+            .plan
+    }
+
+    const TWO_SITES: &str = "sites:\n  - { name: a, from: { host: local, path: /a }, to: { host: local, path: /srv/a } }\n  - { name: b, devices: refuse, from: { host: local, path: /b }, to: { host: local, path: /srv/b } }\n";
+
+    #[test]
+    fn devices_are_refused_unless_a_plan_key_keeps_them() {
+        let p = plan(&format!("version: 1\nname: t\n{TWO_SITES}"));
+        assert_eq!(p.defaults.devices, DevicePolicy::Refuse);
+        assert_eq!(p.site_rules[0].devices, DevicePolicy::Refuse);
+        let p = plan(&format!(
+            "version: 1\nname: t\ndefaults: {{ devices: keep }}\n{TWO_SITES}"
+        ));
+        assert_eq!(p.site_rules[0].devices, DevicePolicy::Keep);
+        assert_eq!(p.site_rules[1].devices, DevicePolicy::Refuse, "a rule says");
+        let issues = errors(&format!(
+            "version: 1\nname: t\ndefaults:\n  devices: maybe\n{TWO_SITES}"
+        ));
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert!(issues[0].is_error());
+        assert_eq!((issues[0].loc.line, issues[0].loc.column), (4, 12));
+        assert!(issues[0].message.contains("keep"), "{issues:#?}");
+    }
+
+    const FREEZE: &str = "version: 1\nname: t\ncutover:\n  freeze: { run: \"touch {path}/.maintenance && echo 1 > '{path}/run/{name}.lock'; cp {path}/*.html /tmp\" }\n";
+
+    /// Issue 13: the README's own freeze shipped its marker to the new side; a marker the
+    /// plan does not declare is a warning placed on the command, one per path it names.
+    #[test]
+    fn a_freeze_naming_undeclared_files_in_the_site_is_a_warning() {
+        let issues = errors(FREEZE);
+        let undeclared: Vec<_> = issues
+            .iter()
+            .filter(|i| i.code == Some("freeze_file_undeclared"))
+            .collect();
+        assert_eq!(undeclared.len(), 2, "{issues:#?}");
+        assert_eq!(undeclared[0].severity, Severity::Warning);
+        assert_eq!(
+            (undeclared[0].loc.line, undeclared[0].path.as_str()),
+            (4, "cutover.freeze.run")
+        );
+        assert!(undeclared[0].loc.column > 0);
+        assert!(undeclared[0].message.contains("`{path}/.maintenance`"));
+        assert!(undeclared[1].message.contains("`{path}/run/{name}.lock`"));
+        assert!(
+            undeclared[0]
+                .help
+                .as_deref()
+                .is_some_and(|h| h.contains("freeze_files: [\".maintenance\"]"))
+        );
+        // Declared (a directory covers what is under it): no warning, and the plan has them.
+        let text = format!("{FREEZE}  freeze_files: [\".maintenance\", \"run/\"]\n");
+        assert!(
+            !errors(&text)
+                .iter()
+                .any(|i| i.code == Some("freeze_file_undeclared")),
+            "{:#?}",
+            errors(&text)
+        );
+        let p = plan(&text);
+        let files: Vec<String> = p
+            .cutover
+            .freeze_files
+            .iter()
+            .map(|f| f.render_name("x"))
+            .collect();
+        assert_eq!(files, vec![".maintenance", "run"]);
+    }
+
+    #[test]
+    fn freeze_files_are_relative_paths_in_the_site() {
+        let issues = errors(
+            "version: 1\nname: t\ncutover:\n  freeze_files: [\"{path}/.maintenance\", /etc/x, \"a/../b\", \"{domain}\", \"{name}.lock\"]\n",
+        );
+        let msgs: Vec<(&str, &str)> = issues
+            .iter()
+            .map(|i| (i.path.as_str(), i.message.as_str()))
+            .collect();
+        assert_eq!(issues.len(), 4, "{msgs:#?}");
+        assert!(
+            msgs[0].1.contains("relative to the site's directory"),
+            "{msgs:#?}"
+        );
+        assert_eq!(issues[0].help.as_deref(), Some("write `.maintenance`"));
+        assert!(msgs[1].1.contains("an absolute path"), "{msgs:#?}");
+        assert!(msgs[2].1.contains("`..`"), "{msgs:#?}");
+        assert!(
+            msgs[3].1.contains("unknown variable `{domain}`"),
+            "{msgs:#?}"
+        );
+        assert_eq!(msgs[3].0, "cutover.freeze_files[3]");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum ActionKind {
     Delete,
     /// Left alone: the engine cannot recreate it here (the reason is in the plan).
     Skip,
+    /// Not created, and an error of the run: a device node without `--devices` /
+    /// `devices: keep` (the reason is in the plan).
+    Refuse,
 }
 
 /// One action of a plan, as the dry run shows it and the engine reports it.
@@ -44,7 +47,7 @@ pub struct PlannedAction {
     /// Non-directory entries a delete removes (the path and everything under it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<u64>,
-    /// Why a path is skipped.
+    /// Why a path is skipped or refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -76,6 +79,8 @@ pub struct PlanTotals {
     pub delete_files: u64,
     pub delete_bytes: u64,
     pub skipped: u64,
+    /// Entries not created because they are refused (device nodes): errors of the run.
+    pub refused: u64,
 }
 
 /// A plan as a report keeps it: totals, refusal, and its actions (every one, or only the
@@ -86,7 +91,7 @@ pub struct PlanSummary {
     pub totals: PlanTotals,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
-    /// Whether `actions` holds every action (itemized) or only deletes and skips.
+    /// Whether `actions` holds every action (itemized) or only deletes, skips and refusals.
     pub itemized: bool,
     pub actions: Vec<PlannedAction>,
 }

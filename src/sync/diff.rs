@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::plan::{FileJob, SyncPlan};
+use super::plan::{FileJob, Special, SyncPlan};
 use crate::transport::protocol::Basis;
 use crate::tree::root::{Meta, key_of_temp, temp_key};
 use crate::tree::{Entry, EntryKind};
@@ -34,7 +34,7 @@ pub fn plan(
     source: &[Entry],
     target: &[Entry],
     owners: bool,
-    can_mknod: bool,
+    special: &dyn Fn(&Entry) -> Special,
     checksum: Option<ContentDiffers>,
 ) -> SyncPlan {
     let mut p = SyncPlan::default();
@@ -158,32 +158,26 @@ pub fn plan(
                     rewritten.insert((s.dev, s.ino));
                 }
             }
-            EntryKind::Other => {
-                let kind = s.mode & libc::S_IFMT;
-                let is_fifo = kind == libc::S_IFIFO;
-                if !(is_fifo || can_mknod) {
-                    p.skipped.push((
-                        s.path.clone(),
-                        "device nodes are recreated only when running as root".into(),
-                    ));
-                    continue;
+            // What becomes of it is `plan::special`'s decision, not this walk's.
+            EntryKind::Other => match special(s) {
+                Special::Skip(why) => p.skipped.push((s.path.clone(), why)),
+                Special::Refuse(why) => p.refused.push((s.path.clone(), why)),
+                Special::Create => {
+                    let same = matches!(t, Some(t) if t.kind == EntryKind::Other && t.mode == s.mode && t.rdev == s.rdev);
+                    if !same {
+                        p.nodes.push((s.path.clone(), s.meta(), s.rdev));
+                    }
                 }
-                if kind == libc::S_IFSOCK {
-                    p.skipped.push((
-                        s.path.clone(),
-                        "sockets are not copied (the program that owns one recreates it)".into(),
-                    ));
-                    continue;
-                }
-                let same = matches!(t, Some(t) if t.kind == EntryKind::Other && t.mode == s.mode && t.rdev == s.rdev);
-                if !same {
-                    p.nodes.push((s.path.clone(), s.meta(), s.rdev));
-                }
-            }
+            },
         }
     }
+    // A refused path holds nothing of the source at the target: whatever is there (a device
+    // an earlier run made) is extra.
+    let refused: std::collections::HashSet<&[u8]> =
+        p.refused.iter().map(|(r, _)| r.as_slice()).collect();
     for t in target.iter().filter(|e| !is_internal(&e.path)) {
-        if !source_paths.contains(t.path.as_slice()) {
+        let path = t.path.as_slice();
+        if !source_paths.contains(path) || refused.contains(path) {
             p.extra.push(t.path.clone());
         }
     }
@@ -263,6 +257,11 @@ mod tests {
     use super::*;
     use crate::sync::plan::ActionKind;
 
+    /// These listings hold no special files.
+    fn none(_: &Entry) -> Special {
+        Special::Create
+    }
+
     fn f(path: &str, size: u64, mtime: i128) -> Entry {
         Entry {
             path: path.into(),
@@ -295,7 +294,7 @@ mod tests {
             f("old-name", 50, 9),
             f("gone", 1, 1),
         ];
-        let p = plan(None, &src, &dst, false, false, None);
+        let p = plan(None, &src, &dst, false, &none, None);
         let items: Vec<(ActionKind, String)> = p
             .actions()
             .into_iter()
@@ -317,7 +316,7 @@ mod tests {
         let src = vec![f("video.mp4", 100_000, 1), f("other", 100_000, 1)];
         let key = crate::tree::root::temp_key(b"video.mp4");
         let dst = vec![f(&format!(".transhumance-tmp/{key}-7b-0"), 40_000, 1)];
-        let p = plan(None, &src, &dst, false, false, None);
+        let p = plan(None, &src, &dst, false, &none, None);
         let bases: Vec<_> = p.files.iter().map(|j| (j.path.clone(), j.basis)).collect();
         assert_eq!(
             bases,
@@ -332,7 +331,7 @@ mod tests {
             p.extra
         );
         // A source that holds such a directory (a tree that was once a target) does not send it.
-        let p = plan(None, &dst, &[], false, false, None);
+        let p = plan(None, &dst, &[], false, &none, None);
         assert!(p.files.is_empty());
     }
 
@@ -341,12 +340,12 @@ mod tests {
         let src = vec![f("a", 10, 1)];
         let dst = vec![f("a", 10, 1)];
         assert!(
-            plan(None, &src, &dst, false, false, Some(&|_| false))
+            plan(None, &src, &dst, false, &none, Some(&|_| false))
                 .files
                 .is_empty()
         );
         assert_eq!(
-            plan(None, &src, &dst, false, false, Some(&|_| true))
+            plan(None, &src, &dst, false, &none, Some(&|_| true))
                 .files
                 .len(),
             1

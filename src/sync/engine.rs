@@ -39,6 +39,9 @@ pub struct SyncOptions {
     pub compress: bool,
     /// Bytes per second of file data at most.
     pub bwlimit: Option<u64>,
+    /// Recreate block and character device nodes (rsync's `--devices`); without it each is
+    /// refused: not created, and reported as an error of the run.
+    pub devices: bool,
 }
 
 impl Default for SyncOptions {
@@ -52,6 +55,7 @@ impl Default for SyncOptions {
             force: false,
             compress: false,
             bwlimit: None,
+            devices: false,
         }
     }
 }
@@ -275,6 +279,13 @@ fn run(
             error: why.clone(),
         });
     }
+    // Refused entries fail the run (exit 1, the site fails) while the rest is still copied.
+    for (p, why) in &plan.refused {
+        report.errors.push(FileError {
+            path: show(p),
+            error: why.clone(),
+        });
+    }
     if let Some(why) = &plan.refusal {
         return Err(SyncError::Unsafe(why.clone()));
     }
@@ -283,7 +294,7 @@ fn run(
         report.itemized = plan
             .actions()
             .into_iter()
-            .filter(|a| a.action != ActionKind::Skip)
+            .filter(|a| !matches!(a.action, ActionKind::Skip | ActionKind::Refuse))
             .map(Item::from)
             .collect();
         return Ok(report);

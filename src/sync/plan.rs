@@ -10,7 +10,7 @@ use super::engine::{Endpoint, SyncError, SyncOptions};
 pub use crate::report::files::{ActionKind, PlanSummary, PlanTotals, PlannedAction};
 use crate::transport::protocol::Basis;
 use crate::tree::root::Meta;
-use crate::tree::{EntryKind, ScanSummary};
+use crate::tree::{Entry, EntryKind, ScanSummary};
 
 /// One file to write at the target.
 #[derive(Debug, Clone)]
@@ -59,6 +59,10 @@ pub struct SyncPlan {
     pub source_bytes: u64,
     /// Source files already identical at the target (content and metadata).
     pub unchanged_files: u64,
+    /// Entries the plan refuses to create (device nodes without `devices`), with the reason:
+    /// errors of the run, and the target's entry at such a path is extra (deleted with
+    /// `delete`), so no device is left behind there by an earlier run.
+    pub refused: Vec<(Vec<u8>, String)>,
     /// Entries the plan cannot recreate (devices without root), with the reason.
     pub skipped: Vec<(Vec<u8>, String)>,
     /// Why a run of this plan is refused (`--delete` removing too much), when it is.
@@ -131,6 +135,10 @@ impl SyncPlan {
             note: Some(why.clone()),
             ..act(p, ActionKind::Skip, 0, 0)
         }));
+        out.extend(self.refused.iter().map(|(p, why)| PlannedAction {
+            note: Some(why.clone()),
+            ..act(p, ActionKind::Refuse, 0, 0)
+        }));
         out.sort_by(|a, b| (&a.path, a.action).cmp(&(&b.path, b.action)));
         out
     }
@@ -150,6 +158,7 @@ impl SyncPlan {
             delete_files: self.deletes.iter().map(|d| d.files).sum(),
             delete_bytes: self.deletes.iter().map(|d| d.bytes).sum(),
             skipped: self.skipped.len() as u64,
+            refused: self.refused.len() as u64,
             ..PlanTotals::default()
         };
         for f in &self.files {
@@ -177,7 +186,12 @@ impl SyncPlan {
     pub fn summary(&self, itemized: bool) -> PlanSummary {
         let mut actions = self.actions();
         if !itemized {
-            actions.retain(|a| matches!(a.action, ActionKind::Delete | ActionKind::Skip));
+            actions.retain(|a| {
+                matches!(
+                    a.action,
+                    ActionKind::Delete | ActionKind::Skip | ActionKind::Refuse
+                )
+            });
         }
         PlanSummary {
             totals: self.totals(),
@@ -201,6 +215,58 @@ pub(crate) fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// What the engine does with an entry that is neither a file, a directory nor a symlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Special {
+    /// Recreated at the target: a FIFO (as rsync's `--specials`), a device node with
+    /// `devices` when this process may create one.
+    Create,
+    /// Left out, and not an error: a socket (meaningless on a copy), a device node this
+    /// process cannot create (rsync skips those silently; we say so).
+    Skip(String),
+    /// Not created, and an error of the run: a device node without `devices`.
+    Refuse(String),
+}
+
+/// `major:minor` of a device number (Linux's encoding, as `major(3)` and `minor(3)`).
+pub fn device_numbers(rdev: u64) -> (u64, u64) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & 0xffff_f000);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & 0xffff_ff00);
+    (major, minor)
+}
+
+/// The one decision on special files: the sync plan (`decide`) and verification both ask
+/// here, so what is not copied is never then reported as missing, and a refusal stays one.
+pub fn special(e: &Entry, devices: bool, can_mknod: bool) -> Special {
+    let kind = e.mode & libc::S_IFMT;
+    match kind {
+        libc::S_IFIFO => Special::Create,
+        libc::S_IFSOCK => {
+            Special::Skip("sockets are not copied (the program that owns one recreates it)".into())
+        }
+        libc::S_IFCHR | libc::S_IFBLK => {
+            let (major, minor) = device_numbers(e.rdev);
+            let what = if kind == libc::S_IFCHR {
+                "character"
+            } else {
+                "block"
+            };
+            if !devices {
+                Special::Refuse(format!(
+                    "{what} device {major}:{minor} refused: device nodes are not copied unless asked for (in a web root one is a hole on the new server); remove it at the source, or keep it with `devices: keep` in the plan (`--devices` for `copy`)"
+                ))
+            } else if !can_mknod {
+                Special::Skip(format!(
+                    "{what} device {major}:{minor}: device nodes are recreated only when running as root"
+                ))
+            } else {
+                Special::Create
+            }
+        }
+        _ => Special::Skip(format!("unknown file type (mode {:o})", e.mode)),
+    }
+}
+
 /// Decides the whole sync of `source` onto `target` from their listings: the one place where
 /// the engine and the dry run learn what will be sent, linked, copied, deleted or refused.
 /// `differs` answers for same-size files with `--checksum` (both sides hashed by the caller).
@@ -216,7 +282,7 @@ pub fn decide(
         &source.entries,
         &target.entries,
         root,
-        root,
+        &|e| special(e, opts.devices, root),
         differs,
     );
     let sizes: HashMap<&[u8], (EntryKind, u64)> = target
@@ -477,5 +543,119 @@ mod tests {
         let t = p.totals();
         assert_eq!((t.files_to_send, t.bytes_to_send), (2, 108));
         assert_eq!((t.new_files, t.changed_files), (3, 1));
+    }
+
+    fn node(path: &str, kind: u32, rdev: u64) -> Entry {
+        Entry {
+            mode: kind | 0o600,
+            rdev,
+            ..entry(path, EntryKind::Other, 0, 1)
+        }
+    }
+
+    #[test]
+    fn device_numbers_read_like_major_and_minor() {
+        assert_eq!(device_numbers(libc::makedev(1, 1)), (1, 1));
+        assert_eq!(device_numbers(libc::makedev(259, 70_000)), (259, 70_000));
+        assert_eq!(
+            device_numbers(libc::makedev(4095 + 1, 255 + 1)),
+            (4096, 256)
+        );
+    }
+
+    /// Issue 13: device nodes are refused unless asked for, whoever runs; FIFOs are kept,
+    /// sockets left out; a kept device needs root.
+    #[test]
+    fn the_special_file_decision() {
+        let mem = node("dev/mem", libc::S_IFCHR, libc::makedev(1, 1));
+        let sda = node("sda", libc::S_IFBLK, libc::makedev(8, 0));
+        for root in [false, true] {
+            match special(&mem, false, root) {
+                Special::Refuse(why) => {
+                    assert!(why.starts_with("character device 1:1 refused"), "{why}");
+                    assert!(why.contains("devices: keep") && why.contains("--devices"));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                matches!(special(&sda, false, root), Special::Refuse(why) if why.starts_with("block device 8:0 refused"))
+            );
+            assert_eq!(
+                special(&node("fifo", libc::S_IFIFO, 0), false, root),
+                Special::Create
+            );
+            assert!(matches!(
+                special(&node("sock", libc::S_IFSOCK, 0), true, root),
+                Special::Skip(_)
+            ));
+        }
+        assert_eq!(special(&mem, true, true), Special::Create);
+        assert!(
+            matches!(special(&mem, true, false), Special::Skip(why) if why.contains("only when running as root"))
+        );
+    }
+
+    /// A refused device is neither created nor left at the target by an earlier run: there it
+    /// is extra, and the mirror deletes it. With `devices`, it is recreated (as root).
+    #[test]
+    fn decide_refuses_devices_unless_kept() {
+        let src = listing(vec![
+            entry("index.html", EntryKind::File, 5, 1),
+            node("mem", libc::S_IFCHR, libc::makedev(1, 1)),
+            node("pipe", libc::S_IFIFO, 0),
+        ]);
+        let dst = listing(vec![
+            entry("index.html", EntryKind::File, 5, 1),
+            node("mem", libc::S_IFCHR, libc::makedev(1, 1)),
+        ]);
+        let p = decide(
+            &src,
+            &dst,
+            &SyncOptions {
+                force: true,
+                ..mirror()
+            },
+            None,
+        );
+        let refused: Vec<String> = p.refused.iter().map(|(r, _)| show(r)).collect();
+        assert_eq!(refused, vec!["mem"]);
+        let got: Vec<(String, ActionKind)> = p
+            .actions()
+            .into_iter()
+            .map(|a| (a.path, a.action))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("mem".into(), ActionKind::Delete),
+                ("mem".into(), ActionKind::Refuse),
+                ("pipe".into(), ActionKind::Mknod),
+            ]
+        );
+        assert_eq!(p.totals().refused, 1);
+        // The dry run's summary keeps the refusal path by path.
+        assert!(
+            p.summary(false)
+                .actions
+                .iter()
+                .any(|a| a.action == ActionKind::Refuse && a.path == "mem")
+        );
+        let kept = decide(
+            &src,
+            &listing(vec![]),
+            &SyncOptions {
+                devices: true,
+                ..mirror()
+            },
+            None,
+        );
+        assert!(kept.refused.is_empty());
+        let nodes: Vec<String> = kept.nodes.iter().map(|(n, _, _)| show(n)).collect();
+        if running_as_root() {
+            assert_eq!(nodes, vec!["mem", "pipe"]);
+        } else {
+            assert_eq!(nodes, vec!["pipe"]);
+            assert_eq!(kept.skipped.len(), 1);
+        }
     }
 }

@@ -71,8 +71,7 @@ impl UnitOfWork for FileEngine {
         Ok(verify(
             &unit.src,
             &unit.dst,
-            &self.options.exclude,
-            self.options.jobs.max(1),
+            &self.options,
             &crate::event::Silent,
         )?)
     }

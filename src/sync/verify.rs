@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::engine::{Endpoint, SyncError};
+use super::engine::{Endpoint, SyncError, SyncOptions};
+use super::plan::{Special, special};
 use super::side::Side;
 use crate::event::{Event, Observer};
 use crate::tree::{Entry, EntryKind};
@@ -19,11 +20,16 @@ pub struct VerifyReport {
     pub extra: Vec<String>,
     pub different: Vec<String>,
     pub errors: Vec<String>,
+    /// Entries of the source a sync refuses to copy (device nodes without `devices`), with
+    /// why: the target is not a copy of the source while they are there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.missing.is_empty()
+            && self.refused.is_empty()
             && self.extra.is_empty()
             && self.different.is_empty()
             && self.errors.is_empty()
@@ -34,17 +40,19 @@ fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-/// Compares `src` and `dst` entry by entry, hashing every file on both sides.
+/// Compares `src` and `dst` entry by entry, hashing every file on both sides, with the
+/// options of the sync that made the copy (`exclude`, `devices`, `jobs`): special files are
+/// judged by the sync's own decision (`plan::special`).
 ///
 /// # Errors
 /// A side cannot be reached or the source does not exist.
 pub fn verify(
     src: &Endpoint,
     dst: &Endpoint,
-    exclude: &[String],
-    jobs: usize,
+    opts: &SyncOptions,
     observer: &dyn Observer,
 ) -> Result<VerifyReport, SyncError> {
+    let (exclude, jobs) = (&opts.exclude, opts.jobs.max(1));
     let source = src.transport.scan(&src.root, exclude)?;
     if !source.exists {
         return Err(SyncError::SourceMissing(format!(
@@ -62,11 +70,23 @@ pub fn verify(
         .map(|e| (e.path.as_slice(), e))
         .collect();
     let mut to_hash = Vec::new();
+    let root = super::plan::running_as_root();
     for s in source
         .entries
         .iter()
         .filter(|e| !super::diff::is_internal(&e.path))
     {
+        if s.kind == EntryKind::Other {
+            match special(s, opts.devices, root) {
+                Special::Create => {}
+                // Not copied by design: nothing to expect at the target.
+                Special::Skip(_) => continue,
+                Special::Refuse(why) => {
+                    report.refused.push(format!("{}: {why}", show(&s.path)));
+                    continue;
+                }
+            }
+        }
         match by_path.get(s.path.as_slice()) {
             None => report.missing.push(show(&s.path)),
             Some(t) if t.kind != s.kind => {
@@ -79,6 +99,14 @@ pub fn verify(
                 report.different.push(format!("{} (size)", show(&s.path)))
             }
             Some(_) if s.kind == EntryKind::File => to_hash.push(s.path.as_slice()),
+            Some(t)
+                if s.kind == EntryKind::Other
+                    && (t.mode & libc::S_IFMT != s.mode & libc::S_IFMT || t.rdev != s.rdev) =>
+            {
+                report
+                    .different
+                    .push(format!("{} (node type or device number)", show(&s.path)))
+            }
             Some(_) => {}
         }
     }

@@ -61,6 +61,13 @@ impl ExcludeSet {
     }
 }
 
+/// The pattern that leaves out exactly `rel` (relative to the root, whatever characters its
+/// name holds), file or directory: for paths known by name, such as a freeze's marker.
+pub fn literal(rel: &str) -> String {
+    let rel = rel.trim_matches('/');
+    format!("/{}", globset::escape(&rel.replace('\\', "\\\\")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +81,18 @@ mod tests {
         assert!(set.is_excluded(Path::new("x/y.tmp"), false));
         assert!(set.is_excluded(Path::new("logs"), true));
         assert!(!set.is_excluded(Path::new("a/logs"), true));
+    }
+
+    #[test]
+    fn a_literal_matches_that_path_only() {
+        let set =
+            ExcludeSet::new(&[literal(".maintenance"), literal("run/x*[1]{a}\\.lock")]).unwrap();
+        assert!(set.is_excluded(Path::new(".maintenance"), false));
+        assert!(set.is_excluded(Path::new(".maintenance"), true));
+        assert!(!set.is_excluded(Path::new("blog/.maintenance"), false));
+        assert!(!set.is_excluded(Path::new(".maintenance2"), false));
+        assert!(set.is_excluded(Path::new("run/x*[1]{a}\\.lock"), false));
+        assert!(!set.is_excluded(Path::new("run/xy[1]{a}\\.lock"), false));
+        assert!(!set.is_excluded(Path::new("run/x*1a.lock"), false));
     }
 }

@@ -191,11 +191,60 @@ fn push_and_pull_over_ssh_keep_everything() {
         work.path().join("pulled"),
     );
     make_rich_tree(&src);
+    // Issue 13: without `--devices` (rsync's name), the device node is refused: not created,
+    // named with its numbers, exit 1; everything else is copied, the FIFO included.
     let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &remote(&pushed), &[]);
+    assert_eq!(code, 1, "{err}\n{report:#}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report:#}");
+    assert_eq!(errors[0]["path"], "site/null.dev");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("character device 1:3 refused"),
+        "{report:#}"
+    );
+    assert!(report["verified"].as_u64().unwrap() >= 5, "{report:#}");
+    assert!(std::fs::symlink_metadata(pushed.join("site/null.dev")).is_err());
+    let mut without = describe(&src);
+    without.remove(&b"site/null.dev"[..]);
+    assert_eq!(
+        without,
+        describe(&pushed),
+        "push without --devices changed something else"
+    );
+    let out = bin()
+        .args(["verify", "-e", &ssh(&sshd)])
+        .arg(&src)
+        .arg(remote(&pushed))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("refused   ") && text.contains("site/null.dev: character device 1:3 refused"),
+        "{text}"
+    );
+
+    let (code, report, err) = copy(
+        &sshd,
+        src.to_str().unwrap(),
+        &remote(&pushed),
+        &["--devices"],
+    );
     assert_eq!(code, 0, "{err}\n{report:#}");
     assert_eq!(describe(&src), describe(&pushed), "push changed something");
-    assert!(report["verified"].as_u64().unwrap() >= 5, "{report:#}");
-    let (code, _, err) = copy(&sshd, &remote(&pushed), pulled.to_str().unwrap(), &[]);
+    assert_eq!(
+        report["nodes"], 1,
+        "only the device was left to make: {report:#}"
+    );
+    let (code, _, err) = copy(
+        &sshd,
+        &remote(&pushed),
+        pulled.to_str().unwrap(),
+        &["--devices"],
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(describe(&src), describe(&pulled), "pull changed something");
     let sparse = std::fs::metadata(pulled.join("site/sparse.db")).unwrap();
@@ -206,7 +255,12 @@ fn push_and_pull_over_ssh_keep_everything() {
     );
 
     // A second run has nothing to send.
-    let (code, report, _) = copy(&sshd, src.to_str().unwrap(), &remote(&pushed), &[]);
+    let (code, report, _) = copy(
+        &sshd,
+        src.to_str().unwrap(),
+        &remote(&pushed),
+        &["--devices"],
+    );
     assert_eq!(code, 0);
     assert_eq!(
         (report["files_sent"].as_u64(), report["bytes_sent"].as_u64()),
@@ -216,7 +270,7 @@ fn push_and_pull_over_ssh_keep_everything() {
 
     // And verify agrees, over ssh too.
     let out = bin()
-        .args(["verify", "-e", &ssh(&sshd)])
+        .args(["verify", "--devices", "-e", &ssh(&sshd)])
         .arg(&src)
         .arg(remote(&pushed))
         .output()
@@ -438,7 +492,7 @@ fn dry_run_itemizes_and_changes_nothing() {
     let (src, dst) = (work.path().join("src"), work.path().join("dst"));
     make_rich_tree(&src);
     let out = bin()
-        .args(["copy", "--dry-run"])
+        .args(["copy", "--dry-run", "--devices"])
         .arg(&src)
         .arg(&dst)
         .output()
@@ -448,8 +502,28 @@ fn dry_run_itemizes_and_changes_nothing() {
     assert!(
         text.contains("mkdir      site/html")
             && text.contains("send       site/html/index.html")
-            && text.contains("hardlink   site/index-hardlink.html"),
+            && text.contains("hardlink   site/index-hardlink.html")
+            && text.contains("mknod      site/null.dev")
+            && text.contains("mknod      site/queue.fifo"),
         "{text}"
+    );
+    assert!(!dst.exists());
+    // Without `--devices`, the dry run says the device would be refused, and fails like the run.
+    let out = bin()
+        .args(["copy", "--dry-run"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(!text.contains("site/null.dev"), "{text}");
+    assert!(
+        err.contains("site/null.dev: character device 1:3 refused"),
+        "{err}"
     );
     assert!(!dst.exists());
 }

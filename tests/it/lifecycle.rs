@@ -69,11 +69,11 @@ pub(crate) fn world(
         &plan,
         format!(
             "version: 1\nname: lifecycle-it\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
-sites:\n  - name: alpha.example.test\n    from: {{ host: local, path: \"old/www/alpha.example.test/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    databases: [\"alpha_wp\"]\n    exclude: [\".maintenance\"]\n  - from: {{ host: local, glob: \"old/www/[bg]*/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    exclude: [\".maintenance\"]\n\
+sites:\n  - name: alpha.example.test\n    from: {{ host: local, path: \"old/www/alpha.example.test/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    databases: [\"alpha_wp\"]\n  - from: {{ host: local, glob: \"old/www/[bg]*/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n\
 databases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n    names: [\"alpha_wp\", \"shared_*\"]\n    conflict: replace\n\
 mail:\n  - layout: maildir\n    from: {{ host: local, path: old/vmail }}\n    to: {{ host: local, path: new/vmail }}\n\
 dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 10s\n\
-cutover:\n  batch: 2\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze {{name}} >> {}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze {{name}} >> {}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, banners: [\"smtp://mx.example.test:{smtp}\"] }}\n  on_failure: rollback\n",
+cutover:\n  batch: 2\n  freeze_files: [\".maintenance\"]\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze {{name}} >> {}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze {{name}} >> {}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, banners: [\"smtp://mx.example.test:{smtp}\"] }}\n  on_failure: rollback\n",
             maria_src.socket.display(),
             maria_dst.socket.display(),
             bind.port,
@@ -533,4 +533,186 @@ fn a_shared_database_is_not_copied_again_once_a_site_using_it_is_live() {
         })
         .count();
     assert_eq!(skipped, 2, "{journal}");
+}
+
+/// Issue 13: a device node in a web root was recreated at the target as root, silently. It is
+/// refused by default: an `error` risk in the dry run (path, major:minor), the site's sync
+/// fails with it while the other sites go on, nothing is created for it at the target; the
+/// plan key `devices: keep` recreates it, and verification then agrees.
+#[test]
+fn a_device_node_in_a_site_is_refused_unless_the_plan_keeps_it() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !crate::harness::root_or_skip("a_device_node_in_a_site_is_refused_unless_the_plan_keeps_it")
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for site in ["holed", "clean"] {
+        write(
+            &w.join(format!("old/{site}/index.html")),
+            b"<title>hi</title>",
+        );
+    }
+    std::fs::create_dir_all(w.join("old/holed/dev")).unwrap();
+    crate::harness::mknod_char(&w.join("old/holed/dev/mem"), 1, 1);
+    let plan = w.join("plan.yaml");
+    let write_plan = |devices: &str| {
+        std::fs::write(
+            &plan,
+            format!(
+                "version: 1\nname: devices-it\nstate_dir: state\n\
+sites:\n  - from: {{ host: local, glob: \"old/*/\" }}\n    to: {{ host: local, path: \"new/{{name}}/\" }}\n{devices}"
+            ),
+        )
+        .unwrap();
+    };
+    let cli = |args: &[&str]| {
+        let out = bin().args(args).arg(&plan).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    write_plan("");
+
+    // The dry run: one error risk naming the node and its numbers.
+    let (code, out, err) = cli(&["plan", "--json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let risks: Vec<&serde_json::Value> = report["risks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "device_refused")
+        .collect();
+    assert_eq!(risks.len(), 1, "{report:#}");
+    assert_eq!(
+        (risks[0]["severity"].as_str(), risks[0]["subject"].as_str()),
+        (Some("error"), Some("holed"))
+    );
+    let message = risks[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("`dev/mem`: character device 1:1 refused")
+            && message.contains("devices: keep"),
+        "{message}"
+    );
+
+    // The sync: the site fails with the reason, the other one is synced, no node is made.
+    let (code, out, err) = cli(&["sync"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let both = format!("{out}{err}");
+    assert!(
+        both.contains("holed") && both.contains("`dev/mem`: character device 1:1 refused"),
+        "{both}"
+    );
+    assert!(std::fs::symlink_metadata(w.join("new/holed/dev/mem")).is_err());
+    assert!(w.join("new/clean/index.html").exists());
+    let (_, out, _) = cli(&["status"]);
+    assert!(out.contains("failed") && out.contains("holed"), "{out}");
+    // Verification says why the site is not a copy, in words.
+    let (code, out, _) = cli(&["verify"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("refused   holed: dev/mem: character device 1:1 refused"),
+        "{out}"
+    );
+
+    // A bad value is invalid input, placed in the file.
+    write_plan("    devices: sometimes\n");
+    let (code, _, err) = cli(&["validate"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:7:14: error", plan.display())),
+        "{err}"
+    );
+
+    // Kept on the operator's word: recreated with its numbers, verified, no risk left.
+    write_plan("    devices: keep\n");
+    let (code, out, err) = cli(&["plan", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = cli(&["sync"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let node = std::fs::symlink_metadata(w.join("new/holed/dev/mem")).unwrap();
+    assert!(node.file_type().is_char_device());
+    assert_eq!(node.rdev(), libc::makedev(1, 1));
+    let (code, out, _) = cli(&["verify"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// Issue 13: the README's freeze (`touch {path}/.maintenance`) ran before the final sync, so
+/// the marker went to the new side, which then served its maintenance page. Declared in
+/// `cutover.freeze_files`, it is never copied, compared or deleted there: the site verifies and
+/// is confirmed with no marker at the target. Undeclared, `validate` and the dry run warn.
+#[test]
+fn a_declared_freeze_marker_never_reaches_the_new_side() {
+    let bind = Bind::start(&[("example.test", &zone())]);
+    let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
+    let port = free_port_on_both();
+    let world = world(&bind, &msrc, &mdst, port, 25);
+    let text = std::fs::read_to_string(&world.plan)
+        .unwrap()
+        .replace(", banners: [\"smtp://mx.example.test:25\"]", "");
+    std::fs::write(&world.plan, &text).unwrap();
+    let w = world.work.path();
+    let _old = WebServer::start(OLD.parse().unwrap(), port, w.join("old/www"), vec![]).unwrap();
+    let _new = WebServer::start(NEW.parse().unwrap(), port, w.join("new/www"), vec![]).unwrap();
+    let (code, _, err) = run(&world, &["validate"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("freeze_files"), "{err}");
+
+    // Pre-synced, then cut over: the freeze writes the marker at the source before the final
+    // sync, as the README's example does.
+    let (code, out, err) = run(&world, &["sync", "--only", "alpha.example.test"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&world, &["cutover", "--only", "alpha.example.test"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("confirmed     alpha.example.test"), "{out}");
+    assert!(
+        w.join("old/www/alpha.example.test/.maintenance").exists(),
+        "the source stays frozen"
+    );
+    assert!(
+        !w.join("new/www/alpha.example.test/.maintenance").exists(),
+        "the freeze marker reached the new side"
+    );
+    assert!(w.join("new/www/alpha.example.test/index.html").exists());
+    let journal = std::fs::read_to_string(w.join("state/journal.jsonl")).unwrap();
+    let verified = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .any(|e| {
+            e["kind"] == "site" && e["site"] == "alpha.example.test" && e["state"] == "verified"
+        });
+    assert!(verified, "{journal}");
+
+    // A marker the plan does not declare: a warning on the freeze command, and in the dry run.
+    let undeclared = text.replace("  freeze_files: [\".maintenance\"]\n", "");
+    assert_ne!(undeclared, text);
+    std::fs::write(&world.plan, &undeclared).unwrap();
+    let line = undeclared
+        .lines()
+        .position(|l| l.starts_with("  freeze:"))
+        .unwrap()
+        + 1;
+    let (code, _, err) = run(&world, &["validate"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("{}:{line}:", world.plan.display()))
+            && err.contains("warning: the freeze command names `{path}/.maintenance`")
+            && err.contains("freeze_files: [\".maintenance\"]"),
+        "{err}"
+    );
+    let (_, out, err) = run(&world, &["plan", "--json"], None);
+    let report: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let risk = report["risks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "freeze_file_undeclared")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(risk["severity"], "warning");
+    assert_eq!(risk["subject"], "cutover.freeze.run");
 }
