@@ -54,9 +54,9 @@ impl Small {
             w.join("plan.yaml"),
             format!(
                 "version: 1\nname: checks-it\nstate_dir: state\n\
-sites:\n  - name: small.test\n    from: {{ host: local, path: \"old/www/small.test/\" }}\n    to: {{ host: local, path: \"new/www/small.test/\" }}\n    domains: [\"small.test\", \"www.small.test\"]\n    exclude: [\".maintenance\"]\n\
+sites:\n  - name: small.test\n    from: {{ host: local, path: \"old/www/small.test/\" }}\n    to: {{ host: local, path: \"new/www/small.test/\" }}\n    domains: [\"small.test\", \"www.small.test\"]\n\
 dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{p}\", tsig: {{ name: {k}, secret_env: IT_TSIG }} }}\n  zones: [small.test]\n  nameservers: [\"127.0.0.1:{p}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 5s\n{dns_extra}\
-cutover:\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze >> {w}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze >> {w}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s }}\n  on_failure: rollback\n",
+cutover:\n  freeze_files: [\".maintenance\"]\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze >> {w}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze >> {w}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s }}\n  on_failure: rollback\n",
                 p = bind.port,
                 k = bind.tsig_name,
                 w = w.display(),
