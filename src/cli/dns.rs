@@ -188,16 +188,31 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
     };
     let result: Result<u8, CutoverError> = (|| match step {
         Step::Plan => {
+            // A transfer may succeed unsigned: the key is checked by itself, so a wrong secret
+            // fails here and not at `lower-ttl`.
+            if let Err(e @ crate::dns::provider::DnsError::TsigRejected { .. }) =
+                crate::dns::tsig::check_plan_key(&spec)
+            {
+                return Err(e.into());
+            }
             let plans = plans()?;
             let format = if printer.json {
                 crate::report::Format::Json
             } else {
                 format
             };
+            let verdict = allowed.judge(findings(&plans, None));
             match format {
-                crate::report::Format::Json => {
-                    outln!("{}", serde_json::to_string_pretty(&plans).expect("json"))
-                }
+                // One document: the checksum and the checks' refusals are fields of it.
+                crate::report::Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "checksum": cutover::checksum(&plans),
+                        "zones": plans,
+                        "refused": verdict.refused,
+                    }))
+                    .expect("json")
+                ),
                 crate::report::Format::Markdown | crate::report::Format::Html => {
                     for p in &plans {
                         outln!(
@@ -222,6 +237,9 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
                         }
                         for n in &p.unverified_servers {
                             outln!("\n*Not verified:* name server {n}");
+                        }
+                        for r in &p.txt_risks {
+                            outln!("\n*Risk:* `{}` {r}", r.name);
                         }
                         outln!("");
                     }
@@ -248,19 +266,19 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
                         for n in &p.unverified_servers {
                             outln!("  ? name server not verified: {n}");
                         }
+                        for r in &p.txt_risks {
+                            outln!("  ! {} {r}", r.name);
+                        }
                     }
                 }
             }
-            if !printer.json {
+            if format != crate::report::Format::Json {
                 outln!(
                     "plan checksum: {} (apply exactly this plan with --plan-checksum)",
                     cutover::checksum(&plans)
                 );
             }
-            let verdict = allowed.judge(findings(&plans, None));
-            if !printer.json {
-                print_verdict(&verdict, true);
-            }
+            print_verdict(&verdict, format != crate::report::Format::Json);
             // A TTL still high is a wait before the switch, not a fault of the plan.
             Ok(
                 if verdict

@@ -57,6 +57,38 @@ fn report_issues(source: &SourceFile, issues: &[Issue], printer: &Printer, valid
     }
 }
 
+/// The plan's TSIG key checked with a signed SOA query to its primary: a rejected key (or a
+/// secret that cannot be read) is an error now rather than at `lower-ttl`; an unreachable
+/// server is a warning, as unreachable hosts are.
+fn tsig_issue(loaded: &plan::Loaded) -> Option<Issue> {
+    use crate::dns::provider::DnsError;
+    let dns = loaded.plan.dns.as_ref()?;
+    let at = plan::NodePath::root()
+        .key("dns")
+        .key("provider")
+        .key("tsig");
+    let result = crate::dns::tsig::check_plan_key(dns);
+    let loc = || loaded.tree.locate(&at);
+    match result {
+        // Like the plan's other secrets, one not set yet is needed only when the plan runs.
+        Ok(crate::dns::tsig::KeyCheck::SecretUnavailable(why)) => Some(Issue::warning(
+            loc(),
+            &at,
+            format!("{why} (needed when the plan runs; the key is not checked)"),
+        )),
+        Ok(_) => None,
+        Err(e @ (DnsError::TsigRejected { .. } | DnsError::Invalid(_))) => Some(
+            Issue::error(loc(), &at, e.to_string())
+                .with_code("tsig_rejected")
+                .with_help("the key's name, algorithm and secret must be those of the server's `key` statement"),
+        ),
+        Err(e) => Some(
+            Issue::warning(loc(), &at, format!("the TSIG key could not be checked: {e}"))
+                .with_code("unreachable"),
+        ),
+    }
+}
+
 pub fn run(path: &Path, offline: bool, printer: &Printer) -> u8 {
     let loaded = match load_or_report(path, printer) {
         Ok(l) => l,
@@ -78,6 +110,7 @@ pub fn run(path: &Path, offline: bool, printer: &Printer) -> u8 {
         i.severity = plan::Severity::Warning;
         i
     }));
+    issues.extend(tsig_issue(&loaded));
     plan::diagnostic::sort_issues(&mut issues);
     let valid = !issues.iter().any(Issue::is_error);
     report_issues(&loaded.source, &issues, printer, valid);

@@ -43,6 +43,8 @@ pub struct ZonePlan {
     /// expects of them on every server.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub settled: Vec<(RrKey, RrState)>,
+    /// TXT records naming an old address of the switch (SPF): they keep naming it after.
+    pub txt_risks: Vec<super::txt::TxtRisk>,
 }
 
 /// Why a DNS command stopped.
@@ -210,12 +212,12 @@ pub fn plan_zone_from(
     zone: &str,
     server: std::net::SocketAddr,
 ) -> Result<ZonePlan, CutoverError> {
-    let records = query::axfr(server, zone, Duration::from_secs(10)).map_err(|message| {
-        DnsError::Unreachable {
-            server: server.to_string(),
-            message,
-        }
-    })?;
+    // Signed with the plan's key when the server allows transfers only with it.
+    let key = super::tsig::plan_key(spec)?;
+    let auth = key
+        .as_ref()
+        .map_or(super::tsig::Auth::None, super::tsig::PlanKey::auth);
+    let records = query::axfr(server, zone, Duration::from_secs(10), auth)?;
     Ok(plan_records(spec, zone, &records))
 }
 
@@ -237,6 +239,12 @@ fn plan_records(spec: &DnsSpec, zone: &str, records: &[Rr]) -> ZonePlan {
             n.dedup();
             n
         },
+        txt_risks: super::txt::risks(
+            sets.iter()
+                .filter(|((_, t), _)| t == "TXT")
+                .flat_map(|((n, _), s)| s.values.iter().map(move |v| (n.as_str(), v.as_str()))),
+            &spec.switch,
+        ),
         ..Default::default()
     };
     for ((name, rtype), state) in &sets {
@@ -784,6 +792,11 @@ pub fn verify(
     } else {
         None
     };
+    // Servers that answer only signed questions are asked with the plan's key.
+    let plan_key = super::tsig::plan_key(spec).ok().flatten();
+    let auth = plan_key
+        .as_ref()
+        .map_or(super::tsig::Auth::None, super::tsig::PlanKey::auth);
     let deadline = Instant::now() + timeout;
     loop {
         let mut wrong = Vec::new();
@@ -806,7 +819,7 @@ pub fn verify(
         }
         for server in &spec.nameservers {
             for (key, want) in expected {
-                match query::read_rrset(*server, key) {
+                match query::read_rrset_with(*server, key, auth) {
                     Ok(s) if s.values == want.values => {}
                     Ok(s) => wrong.push(format!(
                         "{server}: {} {} serves {:?}, expected {:?}",
@@ -820,11 +833,11 @@ pub fn verify(
                 .map(|(k, _)| &k.zone)
                 .collect::<std::collections::BTreeSet<_>>()
             {
-                match query::soa_serial(*server, zone, Duration::from_secs(3)) {
+                match query::soa_serial_with(*server, zone, Duration::from_secs(3), auth) {
                     Ok(s) => {
                         serials.insert((zone.clone(), s));
                     }
-                    Err(e) => wrong.push(e),
+                    Err(e) => wrong.push(e.to_string()),
                 }
             }
         }

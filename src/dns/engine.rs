@@ -50,10 +50,13 @@ impl From<DnsError> for UnitError {
             DnsError::TsigRejected { server, .. }
             | DnsError::ApiKeyRejected { server, .. }
             | DnsError::Refused { server, .. }
+            | DnsError::TransferRefused { server, .. }
             | DnsError::NotAuthoritative { server, .. } => {
                 UnitError::invalid(message).on_host(server)
             }
-            DnsError::Failed { server, .. } => UnitError::io(message).on_host(server),
+            DnsError::Failed { server, .. } | DnsError::Query { server, .. } => {
+                UnitError::io(message).on_host(server)
+            }
             DnsError::Invalid(_) => UnitError::invalid(message),
         }
     }

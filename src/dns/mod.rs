@@ -5,5 +5,7 @@ pub mod powerdns;
 pub mod provider;
 pub mod query;
 pub mod rfc2136;
+pub mod tsig;
+pub mod txt;
 pub mod vhffs;
 pub mod zonefile;

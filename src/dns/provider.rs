@@ -58,6 +58,16 @@ pub enum DnsError {
     Refused { zone: String, server: String },
     #[error("{server} is not authoritative for zone {zone}")]
     NotAuthoritative { zone: String, server: String },
+    /// A zone transfer was refused; `hint` says how it was asked (signed or not) and what to check.
+    #[error("{server} refused a zone transfer of {zone} ({hint})")]
+    TransferRefused {
+        zone: String,
+        server: String,
+        hint: String,
+    },
+    /// A query got an error code or an answer that does not decode.
+    #[error("{server}: {message}")]
+    Query { server: String, message: String },
     #[error("{server} answered {code} to the update of {name} {rtype}")]
     Failed {
         name: String,
@@ -187,6 +197,10 @@ impl Provider for super::rfc2136::Rfc2136 {
 
     fn read_server(&self) -> SocketAddr {
         self.server()
+    }
+
+    fn read(&self, key: &RrKey) -> Result<RrState, String> {
+        super::rfc2136::Rfc2136::read(self, key)
     }
 
     fn swap_all(&self, zone: &str, swaps: &[Swap<'_>]) -> Result<(), DnsError> {

@@ -9,31 +9,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode, UpdateMessage, update_message};
-use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType, TSigner};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
 
 use super::provider::{DnsError, RrKey, RrState, Swap};
+use super::tsig::{Auth, TsigKey};
 
 /// A primary server that takes signed updates.
 pub struct Rfc2136 {
     server: SocketAddr,
-    signer: Option<TSigner>,
-    key_name: String,
+    key: Option<TsigKey>,
     timeout: Duration,
     /// One TCP connection reused for every update (servers take many messages on one).
     stream: std::sync::Mutex<Option<TcpStream>>,
-}
-
-/// Maps a plan's algorithm name to hickory's.
-fn algorithm(name: &str) -> Result<TsigAlgorithm, DnsError> {
-    match name.to_ascii_lowercase().as_str() {
-        "hmac-sha256" => Ok(TsigAlgorithm::HmacSha256),
-        "hmac-sha384" => Ok(TsigAlgorithm::HmacSha384),
-        "hmac-sha512" => Ok(TsigAlgorithm::HmacSha512),
-        other => Err(DnsError::Invalid(format!(
-            "unsupported TSIG algorithm `{other}`"
-        ))),
-    }
 }
 
 impl Rfc2136 {
@@ -42,28 +29,26 @@ impl Rfc2136 {
     /// # Errors
     /// A key that does not decode or an unsupported algorithm.
     pub fn new(server: SocketAddr, tsig: Option<(&str, &str, &str)>) -> Result<Rfc2136, DnsError> {
-        let (signer, key_name) = match tsig {
-            None => (None, String::new()),
-            Some((name, alg, secret)) => {
-                let key = data_encoding::BASE64
-                    .decode(secret.trim().as_bytes())
-                    .map_err(|e| {
-                        DnsError::Invalid(format!("TSIG secret of `{name}` is not base64: {e}"))
-                    })?;
-                let signer_name = Name::from_str(name)
-                    .map_err(|e| DnsError::Invalid(format!("TSIG key name `{name}`: {e}")))?;
-                let signer = TSigner::new(key, algorithm(alg)?, signer_name, 300)
-                    .map_err(|e| DnsError::Invalid(e.to_string()))?;
-                (Some(signer), name.to_string())
-            }
+        let key = match tsig {
+            None => None,
+            Some((name, alg, secret)) => Some(TsigKey::new(name, alg, secret)?),
         };
         Ok(Rfc2136 {
             server,
-            signer,
-            key_name,
+            key,
             timeout: Duration::from_secs(10),
             stream: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The RRset as the server serves it now, asked with the key when the server refuses an
+    /// unsigned question.
+    ///
+    /// # Errors
+    /// The server does not answer, or rejects the key.
+    pub fn read(&self, key: &RrKey) -> Result<RrState, String> {
+        let auth = self.key.as_ref().map_or(Auth::None, Auth::OnRefusal);
+        super::query::read_rrset_with(self.server, key, auth).map_err(|e| e.to_string())
     }
 
     pub fn server(&self) -> SocketAddr {
@@ -145,7 +130,7 @@ impl Rfc2136 {
                         name: s.name.into(),
                         rtype: s.rtype.into(),
                     };
-                    super::query::read_rrset(self.server, &key)
+                    self.read(&key)
                         .is_ok_and(|now| now.values == s.new.values && now.ttl == s.new.ttl)
                 });
                 if landed {
@@ -203,10 +188,8 @@ impl Rfc2136 {
             server: server.clone(),
             message: e.to_string(),
         };
-        let mut verifier = match &self.signer {
-            Some(signer) => message
-                .finalize(signer, super::provider::now())
-                .map_err(|e| DnsError::Invalid(e.to_string()))?,
+        let mut verifier = match &self.key {
+            Some(key) => Some(key.sign(message, self.server, super::provider::now())?),
             None => None,
         };
         let bytes = message
@@ -260,31 +243,20 @@ impl Rfc2136 {
         };
         let answer = Message::from_vec(&buf)
             .map_err(|e| DnsError::Invalid(format!("answer from {server}: {e}")))?;
-        // A rejected key comes back NOTAUTH with a TSIG error and no valid signature: name it
-        // plainly instead of the verifier's confusing failure.
-        if answer.metadata.response_code == ResponseCode::NotAuth {
-            let reason = answer
-                .signature()
-                .map(|s| format!("{:?}", s.data.error))
-                .unwrap_or_else(|| "NOTAUTH".into());
-            if self.signer.is_some() {
-                return Err(DnsError::TsigRejected {
-                    key: self.key_name.clone(),
+        // A rejected key comes back NOTAUTH with a TSIG error and no valid signature: named
+        // plainly by the verifier.
+        match verifier.as_mut() {
+            Some(v) => {
+                v.verify(&buf, &answer, super::provider::now())?;
+                v.finish()?;
+            }
+            None if answer.metadata.response_code == ResponseCode::NotAuth => {
+                return Err(DnsError::Refused {
+                    zone: String::new(),
                     server,
-                    reason,
                 });
             }
-            return Err(DnsError::Refused {
-                zone: String::new(),
-                server,
-            });
-        }
-        if let Some(v) = verifier.as_mut() {
-            v.verify(&buf).map_err(|e| DnsError::TsigRejected {
-                key: self.key_name.clone(),
-                server: server.clone(),
-                reason: format!("answer not signed by the key: {e}"),
-            })?;
+            None => {}
         }
         Ok(answer)
     }

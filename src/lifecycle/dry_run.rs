@@ -242,13 +242,16 @@ pub fn dry_run_with(
         let history = super::ledger::read(&plan.state_dir)
             .map(|e| super::ledger::dns_events(&e))
             .unwrap_or_default();
+        // The TSIG key is checked once, before the zones: a wrong secret is an error now, not
+        // at `lower-ttl`; transfers signed with a rejected key are not tried zone by zone.
+        let key_usable = tsig_risks(dns, &mut report.risks);
         for (i, zone) in dns.zones.iter().enumerate() {
             let pre = planned[i].take();
             report.dns.push(zone_report(
                 zone,
                 dns,
                 pre,
-                plan.cutover.at,
+                (plan.cutover.at, key_usable),
                 (&names, &history),
                 &mut report.risks,
             ));
@@ -836,11 +839,46 @@ pub fn read_users(path: &std::path::Path) -> Result<Vec<ImapUser>, String> {
     Ok(users)
 }
 
+/// The plan's TSIG key checked against its primary (a signed SOA query): a rejected key or a
+/// secret that cannot be read is an `error` risk. Whether the key can be used for transfers.
+fn tsig_risks(dns: &DnsSpec, risks: &mut Vec<Risk>) -> bool {
+    use crate::dns::provider::DnsError;
+    match crate::dns::tsig::check_plan_key(dns) {
+        Ok(crate::dns::tsig::KeyCheck::SecretUnavailable(why)) => {
+            risks.push(Risk::error(
+                "tsig_secret",
+                "dns.provider.tsig",
+                format!("{why}: zone transfers and every DNS change need it"),
+            ));
+            false
+        }
+        Ok(_) => true,
+        Err(e @ DnsError::TsigRejected { .. }) => {
+            risks.push(Risk::error(
+                "tsig_rejected",
+                "dns.provider.tsig",
+                format!("{e}: zone transfers and every DNS change would fail"),
+            ));
+            false
+        }
+        Err(e @ DnsError::Invalid(_)) => {
+            risks.push(Risk::error(
+                "tsig_secret",
+                "dns.provider.tsig",
+                e.to_string(),
+            ));
+            false
+        }
+        // An unreachable primary: its zones' reads say so, each with its own risk.
+        Err(_) => true,
+    }
+}
+
 fn zone_report(
     zone: &str,
     dns: &DnsSpec,
     pre_planned: Option<Result<crate::dns::cutover::ZonePlan, crate::dns::cutover::CutoverError>>,
-    cutover_at: Option<SystemTime>,
+    (cutover_at, key_usable): (Option<SystemTime>, bool),
     (names, history): (&[String], &[crate::dns::provider::DnsEvent]),
     risks: &mut Vec<Risk>,
 ) -> ZoneReport {
@@ -849,22 +887,29 @@ fn zone_report(
         zone: zone.into(),
         ..Default::default()
     };
+    // Servers that answer only signed questions are asked with the plan's key.
+    let plan_key = crate::dns::tsig::plan_key(dns).ok().flatten();
+    let auth = plan_key.as_ref().filter(|_| key_usable).map_or(
+        crate::dns::tsig::Auth::None,
+        crate::dns::tsig::PlanKey::auth,
+    );
     for server in &dns.nameservers {
-        let state = match query::soa_serial(*server, zone, timeout) {
-            Ok(serial) => ServerState {
-                server: server.to_string(),
-                serial: Some(serial),
-                error: None,
-            },
-            Err(e) => {
-                risks.push(Risk::error("unreachable", zone, e.clone()));
-                ServerState {
+        let state =
+            match query::soa_serial_with(*server, zone, timeout, auth).map_err(|e| e.to_string()) {
+                Ok(serial) => ServerState {
                     server: server.to_string(),
-                    serial: None,
-                    error: Some(e),
+                    serial: Some(serial),
+                    error: None,
+                },
+                Err(e) => {
+                    risks.push(Risk::error("unreachable", zone, e.clone()));
+                    ServerState {
+                        server: server.to_string(),
+                        serial: None,
+                        error: Some(e),
+                    }
                 }
-            }
-        };
+            };
         z.servers.push(state);
     }
     let serials: HashSet<u32> = z.servers.iter().filter_map(|s| s.serial).collect();
@@ -880,6 +925,9 @@ fn zone_report(
         .iter()
         .position(|s| s.serial.is_some())
         .map(|i| dns.nameservers[i]);
+    if !key_usable {
+        return z;
+    }
     let planned = match server {
         Some(server) => crate::dns::cutover::plan_zone_from(dns, zone, server),
         // No server listed (zone files): the provider's own copy is what will switch.
@@ -888,10 +936,11 @@ fn zone_report(
         }
         None => return z,
     };
+    // A zone that cannot be read cannot be switched either: the cutover would fail on it.
     let plan = match planned {
         Ok(p) => p,
         Err(e) => {
-            risks.push(Risk::warning(
+            risks.push(Risk::error(
                 "discovery_failed",
                 zone,
                 format!("{e}: cannot list the records that would switch"),
@@ -899,6 +948,13 @@ fn zone_report(
             return z;
         }
     };
+    for r in &plan.txt_risks {
+        risks.push(Risk::warning(
+            "txt_names_old_address",
+            r.name.clone(),
+            format!("{r}: update it by hand with the switch"),
+        ));
+    }
     for n in &plan.unverified_servers {
         risks.push(Risk::warning(
             "unverified_nameserver",

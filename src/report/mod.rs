@@ -282,7 +282,8 @@ pub struct Risk {
     pub severity: String,
     /// Stable code: `target_not_empty`, `insufficient_space`, `ttl_too_high`, `duplicate_name`,
     /// `duplicate_domain`, `unreachable`, `servers_disagree`, `database_conflict`,
-    /// `unreadable_files`, `overlapping_targets`, `not_supported_yet`, `discovery_failed`.
+    /// `unreadable_files`, `overlapping_targets`, `not_supported_yet`, `discovery_failed`,
+    /// `tsig_rejected`, `tsig_secret`, `txt_names_old_address`.
     pub kind: String,
     /// The site, database, mailbox, zone or host concerned.
     pub subject: String,

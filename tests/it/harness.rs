@@ -1066,7 +1066,19 @@ impl Bind {
         let checkconf = require("named-checkconf", "bind9");
         require_dns_clients();
         start_with_retries("BIND", || {
-            Self::try_start(&named, &keygen, &checkconf, zones)
+            Self::try_start(&named, &keygen, &checkconf, zones, false)
+        })
+    }
+
+    /// As [`Bind::start`], but zone transfers are allowed only when signed with the TSIG key
+    /// (`allow-transfer { key migkey; };`), as production primaries usually do.
+    pub fn start_transfer_with_key(zones: &[(&str, &str)]) -> Bind {
+        let named = require("/usr/sbin/named", "bind9");
+        let keygen = require("/usr/sbin/tsig-keygen", "bind9");
+        let checkconf = require("named-checkconf", "bind9");
+        require_dns_clients();
+        start_with_retries("BIND", || {
+            Self::try_start(&named, &keygen, &checkconf, zones, true)
         })
     }
 
@@ -1075,6 +1087,7 @@ impl Bind {
         keygen: &Path,
         checkconf: &Path,
         zones: &[(&str, &str)],
+        transfer_with_key_only: bool,
     ) -> Result<Bind, StartError> {
         let (dir, owner) = harness_dir("dns");
         let d = dir.path();
@@ -1104,16 +1117,28 @@ impl Bind {
              \x20 recursion no;\n\
              \x20 dnssec-validation no;\n\
              \x20 notify no;\n\
+             {small_messages}\
              }};\n\
              controls {{ }}; // no rndc channel on 127.0.0.1:953, which instances would share\n",
             key_file = key_file.display(),
+            // Small transfer messages: a transfer of a few records spans several signed messages.
+            small_messages = if transfer_with_key_only {
+                "  transfer-message-size 512;\n"
+            } else {
+                ""
+            },
         );
+        let transfer = if transfer_with_key_only {
+            format!("  allow-transfer {{ key {tsig_name}; }};\n")
+        } else {
+            String::new()
+        };
         for (zone, records) in zones {
             let zone_file = d.join(format!("{zone}.zone"));
             write_file(&zone_file, zone_file_text(zone, records));
             config.push_str(&format!(
                 "zone \"{zone}\" {{\n  type primary;\n  file \"{}\";\n  \
-                 allow-update {{ key {tsig_name}; }};\n}};\n",
+                 allow-update {{ key {tsig_name}; }};\n{transfer}}};\n",
                 zone_file.display()
             ));
         }

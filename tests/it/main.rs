@@ -5,6 +5,7 @@ mod cli;
 mod copy;
 mod db;
 mod dns;
+mod dns_tsig;
 mod dry_run;
 mod harness;
 mod harness_selftest;
