@@ -121,6 +121,10 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
             && !err.contains("--allow ttl-not-expired)"),
         "{err}"
     );
+    // The reviewed checksum is the plan's: `dns plan` finds nothing changed.
+    let (code, out, err) = dns(&plan, s, &["plan", "--plan-checksum", &checksum]);
+    assert!(!out.contains("plan-changed"), "{code} {out}{err}");
+    // An operator who knows why the plan changed lets that one check through by its name.
     let (code, out, err) = dns(
         &plan,
         s,
@@ -128,14 +132,24 @@ fn lower_switch_verify_rollback_restores_exactly_and_spares_a_concurrent_edit() 
             "switch",
             "--allow",
             "ttl-not-expired",
+            "--allow",
+            "plan-changed",
             "--plan-checksum",
-            &checksum,
+            "0123456789abcdef",
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        err.contains("overridden by --allow ttl-not-expired"),
+        err.contains("overridden by --allow ttl-not-expired")
+            && err.contains("overridden by --allow plan-changed"),
         "{err}"
+    );
+    let journal = std::fs::read_to_string(work.path().join("state/journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"check\":\"plan-changed\"")
+            && journal.contains("\"verdict\":\"refused\"")
+            && journal.contains("\"verdict\":\"allowed\""),
+        "{journal}"
     );
     assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
     assert_eq!(
