@@ -2,6 +2,7 @@
 mod chaos;
 mod checks;
 mod cli;
+mod confirm;
 mod copy;
 mod db;
 mod dns;
