@@ -20,9 +20,10 @@ pub fn can_ask(what: &str, printer: &Printer) -> Result<(), u8> {
     }
 }
 
-/// Shows `summary` and asks; `Err(2)` when the answer is not yes. Nothing to do asks nothing.
-pub fn ask(what: &str, summary: &str, empty: bool, printer: &Printer) -> Result<(), u8> {
-    if printer.yes || empty {
+/// Shows `summary` and asks; `Err(2)` when the answer is not yes. `nothing` (nothing to do, or
+/// a refusal coming anyway) asks nothing.
+pub fn ask(what: &str, summary: &str, nothing: bool, printer: &Printer) -> Result<(), u8> {
+    if printer.yes || nothing {
         return Ok(());
     }
     can_ask(what, printer)?;
@@ -57,7 +58,11 @@ pub fn render(title: &str, dns_title: &str, preview: &Preview) -> String {
 
 /// DNS records that will change (name, type, from -> to, TTL) and those left alone.
 pub fn render_dns(title: &str, changes: &[Change], left_alone: &[(RrKey, String)]) -> String {
-    let mut out = format!("{title} ({}):\n", changes.len());
+    let mut out = if changes.is_empty() {
+        format!("{title}: none\n")
+    } else {
+        format!("{title} ({}):\n", changes.len())
+    };
     for c in changes {
         let ttl = if c.from.ttl == c.to.ttl {
             format!("TTL {}", c.to.ttl)

@@ -322,9 +322,14 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
                 &changes,
                 &[],
             );
-            if let Err(code) =
-                super::confirm::ask("the DNS switch", &summary, changes.is_empty(), printer)
-            {
+            // A switch its checks will refuse asks nothing: the refusal below says why.
+            let refused = !allowed.judge(findings(&plans, None)).ok();
+            if let Err(code) = super::confirm::ask(
+                "the DNS switch",
+                &summary,
+                changes.is_empty() || refused,
+                printer,
+            ) {
                 return Ok(code);
             }
             let j = journal("switch")?;

@@ -276,7 +276,7 @@ fn ctrl_c_during_a_freeze_over_ssh_unfreezes_the_site_and_starts_nothing_new() {
         log = log.display()
     );
     let plan = world(w, &bind, &hosts, "old", &cutover);
-    let out = interrupted_when(&plan, &bind.tsig_secret, "froze alpha", || {
+    let out = interrupted_when(&plan, &bind.tsig_secret, "froze alpha", 1, || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("begin alpha.example.test"))
     });
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -330,14 +330,27 @@ fn ctrl_c_during_a_freeze_over_ssh_unfreezes_the_site_and_starts_nothing_new() {
         out.contains("interrupted by the operator (SIGINT)"),
         "{out}"
     );
+
+    // A second Ctrl-C is not caught: the process dies at once (what `resume` is for).
+    let out = interrupted_when(&plan, &bind.tsig_secret, "froze alpha again", 2, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.matches("begin").count() == 2)
+    });
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGINT),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `cutover --yes PLAN` in a process group of its own and, once `ready` holds, sends
-/// SIGINT to the whole group, as a terminal's Ctrl-C does.
+/// SIGINT to the whole group `times` times, as a terminal's Ctrl-C does.
 fn interrupted_when(
     plan: &Path,
     secret: &str,
     what: &str,
+    times: usize,
     ready: impl Fn() -> bool,
 ) -> std::process::Output {
     let child = Command::new(env!("CARGO_BIN_EXE_transhumance"))
@@ -355,9 +368,11 @@ fn interrupted_when(
         assert!(Instant::now() < deadline, "never {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling the process group of the child we spawned.
-    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
+    for _ in 0..times {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling the process group of the child we spawned.
+        assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -388,7 +403,7 @@ fn ctrl_c_during_a_switch_finishes_that_site_and_starts_no_new_batch() {
         "  batch: 1\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 10s, compare_with_old: false }}\n"
     );
     let plan = world(w, &bind, "", "local", &cutover);
-    let out = interrupted_when(&plan, &bind.tsig_secret, "switched alpha", || {
+    let out = interrupted_when(&plan, &bind.tsig_secret, "switched alpha", 1, || {
         journal(w)
             .iter()
             .any(|e| e["kind"] == "site" && e["site"] == SITES[0] && e["state"] == "switching")
