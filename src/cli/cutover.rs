@@ -37,7 +37,12 @@ pub fn run(
         Ok(m) => m.interruptible(&interrupt::STOP),
         Err(e) => return failed(&e, printer),
     };
-    if !printer.yes {
+    // A cutover its checks refuse has nothing to confirm: it refuses (and journals why) at once.
+    let refused = match m.cutover_refused(&selection) {
+        Ok(r) => r,
+        Err(e) => return failed(&e, printer),
+    };
+    if !printer.yes && !refused {
         // The very zone plans the cutover will apply (read once, kept by the migration).
         let preview = match m.preview_cutover(&selection) {
             Ok(p) => p,

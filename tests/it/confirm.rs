@@ -254,6 +254,19 @@ fn destructive_commands_ask_on_a_terminal_and_refuse_without_one() {
     let (code, out) = scripted(&plan, secret, &["rollback", "--yes"]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(bind.dig("alpha.example.test", "A"), vec![OLD]);
+
+    // A cutover its checks refuse has nothing to confirm: no question, the refusal at once.
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "  verify_timeout: 10s\n",
+        "  verify_timeout: 10s\n  lower_ttl: 30\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    let (code, shown) = on_terminal(&plan, secret, &["cutover"], "y\n");
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(
+        !shown.contains("Proceed?") && shown.contains("[ttl-not-expired]"),
+        "{shown}"
+    );
 }
 
 #[test]

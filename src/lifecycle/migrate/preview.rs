@@ -63,6 +63,24 @@ impl Migration<'_> {
         })
     }
 
+    /// Whether the cutover of `selection` will be refused by a check the operator did not allow
+    /// (then there is nothing to confirm: the cutover refuses and journals why).
+    ///
+    /// # Errors
+    /// A bad selection; a zone that cannot be read.
+    pub fn cutover_refused(&self, selection: &Selection) -> Result<bool, LifecycleError> {
+        let names: Vec<String> = self
+            .selected_batches(selection)?
+            .concat()
+            .iter()
+            .flat_map(|s| names_of(s))
+            .collect();
+        let findings = self
+            .dns_findings(&names)
+            .map_err(LifecycleError::Unreachable)?;
+        Ok(!self.checks.judge(findings).ok())
+    }
+
     /// What `rollback(only)` would take: the sites whose DNS may have moved or whose source may
     /// be frozen, and per RRset of theirs we changed, what the rollback would decide from what
     /// the servers serve now (the same trails and decision it applies).
