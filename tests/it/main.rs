@@ -4,6 +4,7 @@ mod checks;
 mod cli;
 mod copy;
 mod db;
+mod db_postgres;
 mod dns;
 mod dry_run;
 mod harness;
