@@ -399,7 +399,29 @@ fn postgres_resync_with_a_client_connected_and_a_source_account_that_is_not_supe
     );
     assert_eq!(leftovers(&dst, "shop"), "");
 
-    // `terminate` ends the session once the wait is over, and the copy goes in.
+    // A new copy that cannot be dropped (a client got onto it) is reported: where, how big,
+    // and how to drop it.
+    let stuck = std::thread::scope(|s| {
+        let run = s.spawn(|| db_sync(&wait, &[]));
+        wait_until(Duration::from_secs(60), "the new copy to appear", || {
+            leftovers(&dst, "shop") == "shop__th_new"
+        });
+        let on_new_copy = Session::open(&dst, "shop__th_new");
+        let (code, out) = run.join().unwrap();
+        drop(on_new_copy);
+        assert_eq!(code, Some(1), "{out}");
+        out
+    });
+    assert!(
+        stuck.contains("the previous copy was left in place, serving")
+            && stuck.contains("the new copy is still at the target as `shop__th_new` (")
+            && stuck.contains("drop it with `DROP DATABASE \"shop__th_new\";`"),
+        "{stuck}"
+    );
+    assert_eq!(dst.psql("shop", "SELECT count(*) FROM t"), "500");
+
+    // `terminate` ends the session once the wait is over, and the copy goes in (the stray copy
+    // left above is dropped first).
     let (code, out) = db_sync(&terminate, &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
