@@ -291,8 +291,9 @@ pub fn list_databases(
     Ok(found)
 }
 
-/// The comment of every database of the server (empty when it has none), by name: what
-/// `db::plan::decide` reads to tell our own earlier copies from someone else's databases.
+/// The ownership mark of every database of the server (as `transfer::comment` reads it: the
+/// comment, or PostgreSQL's `transhumance.plan` setting), by name: what `db::plan::decide`
+/// reads to tell our own earlier copies from someone else's databases.
 ///
 /// # Errors
 /// As `query`.
@@ -303,11 +304,14 @@ pub fn database_comments(
 ) -> Result<std::collections::HashMap<String, String>, String> {
     // A `=` in front, so an empty comment is still a field.
     let sql = if engine == DbEngine::Postgres {
-        "SELECT datname, '=' || coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE NOT datistemplate"
+        format!(
+            "SELECT datname, '=' || {} FROM pg_database d WHERE NOT datistemplate",
+            super::postgres::mark_sql()
+        )
     } else {
-        "SELECT schema_name, CONCAT('=', COALESCE(schema_comment, '')) FROM information_schema.schemata"
+        "SELECT schema_name, CONCAT('=', COALESCE(schema_comment, '')) FROM information_schema.schemata".into()
     };
-    Ok(query(transport, engine, server, None, sql)?
+    Ok(query(transport, engine, server, None, &sql)?
         .into_iter()
         .filter_map(|r| match r.as_slice() {
             [name, comment, ..] => {

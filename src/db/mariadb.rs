@@ -204,5 +204,6 @@ pub(super) fn transfer(
         split_tables: big.iter().map(|(_, t)| t.clone()).collect(),
         users,
         note: None,
+        warnings: Vec::new(),
     })
 }

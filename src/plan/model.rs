@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::node::NodePath;
+<<<<<<< HEAD
 use super::raw::{ConflictPolicy, DbEngine, DevicePolicy, ImapSecurity, OnFailure, VerifyMode};
+=======
+use super::raw::{ConflictPolicy, ConnectedClients, DbEngine, ImapSecurity, OnFailure, VerifyMode};
+>>>>>>> pg
 use super::secret::SecretRef;
 use super::template::Template;
 use super::units::SshTarget;
@@ -229,6 +233,9 @@ pub struct DatabaseRule {
     pub min_free_space: u64,
     /// Tables above this size move as streams of their own.
     pub split_tables_above: u64,
+    /// PostgreSQL: clients connected to the copy being replaced, and how long to wait for them.
+    pub connected_clients: ConnectedClients,
+    pub connected_clients_timeout: Duration,
 }
 
 /// An IMAP server address with its security.

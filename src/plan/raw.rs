@@ -206,6 +206,27 @@ pub struct RawDatabaseRule {
     /// with the rest of the database, such as `256MiB`. Default `512MiB`.
     #[serde(default)]
     pub split_tables_above: Option<String>,
+    /// PostgreSQL: clients connected to the target's previous copy when the new one is swapped
+    /// in. `wait` (default): until they leave, at most `connected_clients_timeout`, then refuse;
+    /// `terminate`: the same wait, then their sessions are ended; `refuse`: at once. A refused
+    /// swap leaves the previous copy serving and drops the new one.
+    #[serde(default)]
+    pub connected_clients: Option<ConnectedClients>,
+    /// How long to wait for connected clients to leave, such as `2m`. Default `30s`.
+    #[serde(default)]
+    pub connected_clients_timeout: Option<String>,
+}
+
+/// What to do with clients connected to a target database about to be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectedClients {
+    /// Wait for them to leave (at most the timeout), then refuse.
+    Wait,
+    /// Wait (at most the timeout), then end their sessions.
+    Terminate,
+    /// Refuse at once.
+    Refuse,
 }
 
 /// What to do with a target database that exists and is not ours.

@@ -9,7 +9,8 @@ use super::diagnostic::{Issue, closest, sort_issues};
 use super::model::*;
 use super::node::{Loc, Node, NodePath};
 use super::raw::{
-    self, ConflictPolicy, DevicePolicy, DnsProviderKind, ImapSecurity, MailLayout, OnFailure,
+    self, ConflictPolicy, ConnectedClients, DevicePolicy, DnsProviderKind, ImapSecurity,
+    MailLayout, OnFailure,
     RawPlan, VerifyMode,
 };
 use super::secret::SecretRef;
@@ -642,6 +643,16 @@ impl Validator<'_> {
                 raw.split_tables_above.as_deref(),
                 512 << 20,
             ),
+            connected_clients: raw.connected_clients.unwrap_or(ConnectedClients::Wait),
+            connected_clients_timeout: match &raw.connected_clients_timeout {
+                Some(t) => units::parse_duration(t)
+                    .map_err(|e| {
+                        self.error(&path.key("connected_clients_timeout"), e)
+                            .clone()
+                    })
+                    .unwrap_or_default(),
+                None => Duration::from_secs(30),
+            },
         }
     }
 
@@ -1561,6 +1572,47 @@ mod tests {
             "{msgs:#?}"
         );
         assert_eq!(msgs[3].0, "cutover.freeze_files[3]");
+    }
+
+    #[test]
+    fn connected_clients_policy_and_timeout() {
+        let rule = |extra: &str| {
+            format!(
+                "version: 1\nname: t\ndatabases:\n  - engine: postgres\n    from: {{ host: local }}\n    to: {{ host: local }}\n{extra}"
+            )
+        };
+        let plan = parse(
+            &rule(""),
+            "plan.yaml",
+            Path::new("plan.yaml"),
+            Path::new("/tmp"),
+        )
+        .unwrap()
+        .plan;
+        assert_eq!(plan.databases[0].connected_clients, ConnectedClients::Wait);
+        assert_eq!(
+            plan.databases[0].connected_clients_timeout,
+            Duration::from_secs(30)
+        );
+        let plan = parse(
+            &rule("    connected_clients: terminate\n    connected_clients_timeout: 2m\n"),
+            "plan.yaml",
+            Path::new("plan.yaml"),
+            Path::new("/tmp"),
+        )
+        .unwrap()
+        .plan;
+        assert_eq!(
+            plan.databases[0].connected_clients,
+            ConnectedClients::Terminate
+        );
+        assert_eq!(
+            plan.databases[0].connected_clients_timeout,
+            Duration::from_secs(120)
+        );
+        let issues = errors(&rule("    connected_clients_timeout: soon\n"));
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!(issues[0].loc.line, 7);
     }
 
     #[test]

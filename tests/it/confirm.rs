@@ -138,7 +138,12 @@ fn on_terminal(plan: &Path, secret: &str, args: &[&str], answer: &str) -> (Optio
     let text = || String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !text().contains("Proceed? [y/N]") {
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+        if child.try_wait().unwrap().is_some() {
+            // Ended without asking (nothing to confirm, or a refusal): what it said is the result.
+            reader.join().unwrap();
+            return (child.wait().unwrap().code(), text());
+        }
+        if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!("no question on the terminal: {}", text());

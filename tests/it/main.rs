@@ -5,6 +5,7 @@ mod cli;
 mod confirm;
 mod copy;
 mod db;
+mod db_postgres;
 mod dns;
 mod dns_tsig;
 mod dry_run;
