@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::node::NodePath;
-<<<<<<< HEAD
-use super::raw::{ConflictPolicy, DbEngine, DevicePolicy, ImapSecurity, OnFailure, VerifyMode};
-=======
-use super::raw::{ConflictPolicy, ConnectedClients, DbEngine, ImapSecurity, OnFailure, VerifyMode};
->>>>>>> pg
+use super::raw::{
+    ConflictPolicy, ConnectedClients, DbEngine, DevicePolicy, ImapSecurity, OnFailure, VerifyMode,
+};
 use super::secret::SecretRef;
 use super::template::Template;
 use super::units::SshTarget;

@@ -10,8 +10,7 @@ use super::model::*;
 use super::node::{Loc, Node, NodePath};
 use super::raw::{
     self, ConflictPolicy, ConnectedClients, DevicePolicy, DnsProviderKind, ImapSecurity,
-    MailLayout, OnFailure,
-    RawPlan, VerifyMode,
+    MailLayout, OnFailure, RawPlan, VerifyMode,
 };
 use super::secret::SecretRef;
 use super::template::Template;
