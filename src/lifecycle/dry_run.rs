@@ -216,6 +216,10 @@ pub fn dry_run_with(
         }
     }
 
+    // The sites' certificates, judged as the probe before the switch will judge them.
+    report.certificates = pool.install(|| {
+        super::tls_files::certificates(plan, &inventory.sites, connections, &mut report.risks)
+    });
     databases(loaded, connections, &live, observer, &mut report);
     mail(loaded, connections, observer, &mut report);
     if let Some(dns) = &plan.dns {

@@ -494,6 +494,11 @@ impl<'a> Migration<'a> {
                 first.error
             ));
         }
+        // Its certificate and key go with its files (modes kept, the key never shown).
+        if let Some(files) = self.loaded.plan.tls_files(site) {
+            super::tls_files::carry(self.connections, site, &files)
+                .map_err(|e| format!("certificate: {e}"))?;
+        }
         let mut bytes = report.bytes_sent;
         for db in &site.databases {
             let r = self.move_database(&site.name, db, final_sync, true)?;
@@ -1239,25 +1244,35 @@ impl<'a> Migration<'a> {
             detail,
             round,
         };
+        // TLS expected at the new side: its certificate is judged before the page (issue 15).
+        let tls = super::certificate::Wanted::for_site(&self.loaded.plan, site);
+        let ca = tls.as_ref().map_or(&[][..], |t| t.ca_certificates());
         let mut results: Vec<ProbeResult> = site
             .domains
             .iter()
-            .map(|domain| {
+            .flat_map(|domain| {
                 let url = render(&probe_spec.url, domain);
                 let new = match new_address_of(domain) {
                     Ok(Some(new)) => new,
                     Ok(None) => {
-                        return failed(
+                        return vec![failed(
                             domain,
                             url,
                             "no new address known for this domain (no DNS switch in the plan)"
                                 .into(),
-                        );
+                        )];
                     }
-                    Err(e) => return failed(domain, url, e),
+                    Err(e) => return vec![failed(domain, url, e)],
                 };
+                let mut checks = Vec::new();
+                if let Some(tls) = tls.as_ref().filter(|_| round == ProbeRound::BeforeSwitch) {
+                    checks.push(tls.check(domain, &url, new));
+                    if !checks[0].ok {
+                        return checks;
+                    }
+                }
                 let old = pairs.iter().find(|p| p.1 == new).map(|p| p.0);
-                ProbeResult {
+                checks.push(ProbeResult {
                     round,
                     ..probe(&ProbeSpec {
                         url,
@@ -1267,8 +1282,10 @@ impl<'a> Migration<'a> {
                         expect: &expect,
                         timeout: probe_spec.timeout,
                         compare_body: probe_spec.compare_body,
+                        ca,
                     })
-                }
+                });
+                checks
             })
             .collect();
         // Banners check the services of the new server itself: once, through its address.
