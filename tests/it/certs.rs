@@ -372,6 +372,7 @@ cutover:\n  probe: {{ http: \"https://{{domain}}:{port}/\", expect: [200], timeo
     fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
         let out = bin()
             .args(args)
+            .arg("--yes")
             .arg(self.path().join("plan.yaml"))
             .env("IT_TSIG", &self.bind.tsig_secret)
             .output()
@@ -612,7 +613,12 @@ cutover:\n  probe: {{ http: \"https://{{domain}}/\", ca_file: {ca} }}\n",
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let out = bin().args(args).arg(w.join("plan.yaml")).output().unwrap();
+        let out = bin()
+            .args(args)
+            .arg("--yes")
+            .arg(w.join("plan.yaml"))
+            .output()
+            .unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),
