@@ -1164,13 +1164,12 @@ fn run_statements(
         .collect();
     req.stdin = script.into_bytes();
     let out = end.transport.exec(&req).map_err(|e| e.to_string())?;
-    if out.success() {
-        return Ok(Vec::new());
-    }
-    let said = out.stderr_text();
-    let mut failed: Vec<Failed> = said
+    // The client echoes a failing statement on stderr (and with `--force` exits 0 whatever
+    // failed): only its `ERROR` lines are read, never the rest.
+    let mut failed: Vec<Failed> = out
+        .stderr_text()
         .lines()
-        .filter(|l| l.starts_with("ERROR ") && l.contains(" at line "))
+        .filter(|l| l.starts_with("ERROR "))
         .map(|l| Failed {
             index: l
                 .split(" at line ")
@@ -1186,11 +1185,14 @@ fn run_statements(
             message: client_error(l),
         })
         .collect();
-    if failed.is_empty() {
+    if failed.is_empty() && !out.success() {
         failed.push(Failed {
             index: None,
             code: 0,
-            message: check(tool, &out).err().unwrap_or_default(),
+            message: format!(
+                "`{tool}` failed ({})",
+                out.code.map_or("killed".into(), |c| format!("exit {c}"))
+            ),
         });
     }
     Ok(failed)
