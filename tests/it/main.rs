@@ -6,6 +6,7 @@ mod cli;
 mod confirm;
 mod copy;
 mod db;
+mod db_mariadb;
 mod db_postgres;
 mod dns;
 mod dns_tsig;
