@@ -3,6 +3,7 @@ mod chaos;
 mod checks;
 mod cli;
 mod copy;
+mod courier;
 mod db;
 mod dns;
 mod dns_tsig;
