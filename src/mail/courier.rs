@@ -126,13 +126,13 @@ impl UidList {
         Ok(list)
     }
 
-    /// UID by base name (the part before `:2,`); the first line wins a name listed twice.
+    /// UID by base name (the part before `:2,`); the last line wins a name listed twice, as in
+    /// Dovecot's `maildir_uidlist_next` (the older UID is dropped).
     pub fn by_base(&self) -> HashMap<&str, u64> {
-        let mut out = HashMap::new();
-        for e in &self.entries {
-            out.entry(unique_part(&e.name)).or_insert(e.uid);
-        }
-        out
+        self.entries
+            .iter()
+            .map(|e| (unique_part(&e.name), e.uid))
+            .collect()
     }
 
     /// The list as `maildir::Uidlist` (what verification compares).

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::courier::{self, CourierKeywords, DovecotKeywords, KeywordFile, TargetMessage, UidList};
 use super::maildir::{self, FolderCheck, Rename};
-use super::maildir_pass::read_small;
+use super::maildir_pass::{read_small, rename_all};
 use crate::sync::side::Side;
 use crate::sync::{Endpoint, SyncError};
 use crate::transport::protocol::{Basis, Call, Reply};
@@ -462,7 +462,7 @@ impl Conversion {
             .filter(|(from, _)| sent.contains(*from))
             .map(|(from, to)| (from.clone(), to.clone()))
             .collect();
-        let outcome = rename_at(dst, &renames)?;
+        let outcome = rename_all(dst, &renames)?;
         let mut not_renamed: HashSet<&[u8]> = HashSet::new();
         for ((from, to), r) in renames.iter().zip(&outcome) {
             if let Err(e) = r {
@@ -684,38 +684,6 @@ fn write_files(dst: &Endpoint, files: &[Generated]) -> Result<Vec<(String, Strin
         return Err(SyncError::Transport(e));
     }
     Ok(failures)
-}
-
-/// Renames at `dst` (never over an existing file), all in flight at once; each one's outcome.
-fn rename_at(dst: &Endpoint, renames: &[Rename]) -> Result<Vec<Result<(), String>>, SyncError> {
-    if renames.is_empty() {
-        return Ok(Vec::new());
-    }
-    let side = Side::open(dst, false)?;
-    let (ch, root) = side.pick(0);
-    let host = ch.host().to_string();
-    let pending: Vec<_> = renames
-        .iter()
-        .map(|(from, to)| {
-            ch.call(Call::Rename {
-                root: *root,
-                from: from.clone(),
-                path: to.clone(),
-            })
-        })
-        .collect();
-    let out = pending
-        .into_iter()
-        .map(|p| {
-            p.and_then(|p| p.wait(&host))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .collect();
-    if let Some(e) = side.lost() {
-        return Err(SyncError::Transport(e));
-    }
-    Ok(out)
 }
 
 /// Sets directories' metadata at `dst`; (path, why) of each that failed.

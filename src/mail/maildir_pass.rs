@@ -621,13 +621,43 @@ fn apply_renames(
     names: &[String],
     by_box: &mut BTreeMap<String, MailboxPass>,
 ) -> Result<Vec<Rename>, SyncError> {
-    if wanted.is_empty() {
+    let mut done = Vec::new();
+    for ((from, to), outcome) in wanted.iter().zip(rename_all(dst, wanted)?) {
+        let m = owner(&show(to), names).and_then(|n| by_box.get_mut(n));
+        match outcome {
+            Ok(()) => {
+                if let Some(m) = m {
+                    m.renamed += 1;
+                }
+                done.push((from.clone(), to.clone()));
+            }
+            Err(e) => {
+                // The message is then sent under its new name by the file engine.
+                if let Some(m) = m {
+                    m.failures
+                        .push(format!("rename {} → {}: {e}", show(from), show(to)));
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Renames at `dst` (never over an existing file), all in flight at once; each one's outcome.
+///
+/// # Errors
+/// The target cannot be reached.
+pub(super) fn rename_all(
+    dst: &Endpoint,
+    renames: &[Rename],
+) -> Result<Vec<Result<(), String>>, SyncError> {
+    if renames.is_empty() {
         return Ok(Vec::new());
     }
     let side = Side::open(dst, false)?;
     let (ch, root) = side.pick(0);
     let host = ch.host().to_string();
-    let pending: Vec<_> = wanted
+    let pending: Vec<_> = renames
         .iter()
         .map(|(from, to)| {
             ch.call(Call::Rename {
@@ -637,29 +667,18 @@ fn apply_renames(
             })
         })
         .collect();
-    let mut done = Vec::new();
-    for ((from, to), p) in wanted.iter().zip(pending) {
-        let box_of = owner(&show(to), names).cloned();
-        match p.and_then(|p| p.wait(&host)) {
-            Ok(_) => {
-                if let Some(m) = box_of.and_then(|n| by_box.get_mut(&n)) {
-                    m.renamed += 1;
-                }
-                done.push((from.clone(), to.clone()));
-            }
-            Err(e) => {
-                // The message is then sent under its new name by the file engine.
-                if let Some(m) = box_of.and_then(|n| by_box.get_mut(&n)) {
-                    m.failures
-                        .push(format!("rename {} → {}: {e}", show(from), show(to)));
-                }
-            }
-        }
-    }
+    let out = pending
+        .into_iter()
+        .map(|p| {
+            p.and_then(|p| p.wait(&host))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .collect();
     if let Some(e) = side.lost() {
         return Err(SyncError::Transport(e));
     }
-    Ok(done)
+    Ok(out)
 }
 
 /// Compares both trees folder by folder (unique parts and sizes), by mailbox. With
