@@ -12,6 +12,7 @@ use crate::event::{Event, Observer};
 use crate::mail::imap_move::{self, Account, ImapStep};
 use crate::mail::maildir::FolderCheck;
 use crate::mail::maildir_pass::{self, Pass};
+use crate::plan::raw::MailConvert;
 use crate::plan::{MailRule, Plan};
 use crate::sync::{Endpoint, SyncError};
 
@@ -170,6 +171,7 @@ fn run_rule(
             from_path,
             to_host,
             to_path,
+            convert,
         } => {
             let mut r = RuleResult {
                 rule: *index,
@@ -191,7 +193,7 @@ fn run_rule(
                 })
             });
             match ends {
-                Ok((src, dst)) => maildir(&mut r, &src, &dst, step, plan, observer),
+                Ok((src, dst)) => maildir(&mut r, (&src, &dst), *convert, step, plan, observer),
                 Err(e) => r.error = Some(e.to_string()),
             }
             r
@@ -235,8 +237,8 @@ fn run_rule(
 
 fn maildir(
     r: &mut RuleResult,
-    src: &Endpoint,
-    dst: &Endpoint,
+    (src, dst): (&Endpoint, &Endpoint),
+    convert: Option<MailConvert>,
     step: MailStep,
     plan: &Plan,
     observer: &dyn Observer,
@@ -253,7 +255,7 @@ fn maildir(
     };
     let pass = match step {
         MailStep::Verify => {
-            match maildir_pass::verify(src, dst) {
+            match maildir_pass::verify(src, dst, convert) {
                 Ok(boxes) => {
                     r.mailboxes = boxes
                         .into_iter()
@@ -279,6 +281,7 @@ fn maildir(
         src,
         dst,
         pass,
+        convert,
         plan.defaults.jobs.max(1),
         Some(&record),
         observer,

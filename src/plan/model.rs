@@ -271,6 +271,9 @@ pub enum MailRule {
         from_path: PathBuf,
         to_host: String,
         to_path: PathBuf,
+        /// `None`: not set in the plan (files copied as they are, the dry run warns about
+        /// Courier files).
+        convert: Option<crate::plan::raw::MailConvert>,
     },
     Imap {
         index: usize,

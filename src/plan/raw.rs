@@ -395,6 +395,25 @@ pub struct RawMailRule {
     /// IMAP only: connections per server at most. Default 4.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// Maildir only: what the source's IMAP server files become at the target.
+    /// `courier-to-dovecot`: Courier-IMAP's `courierimapuiddb`, `courierimapkeywords/` and
+    /// `courierimapsubscribed` are converted, as the Maildir is written, into Dovecot's
+    /// `dovecot-uidlist` (UIDs and UIDVALIDITY kept), `dovecot-keywords` with keyword letters in
+    /// the file names, and `subscriptions`; `none`: every file is copied as it is (a Courier
+    /// target). Unset: copied as they are, and the dry run warns when the source has Courier
+    /// files.
+    #[serde(default)]
+    pub convert: Option<MailConvert>,
+}
+
+/// What a Maildir rule converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailConvert {
+    /// Files copied as they are.
+    None,
+    /// Courier-IMAP's files turned into Dovecot's.
+    CourierToDovecot,
 }
 
 /// A Maildir tree (`host` + `path`) or an IMAP server (`server`).

@@ -801,6 +801,7 @@ impl Validator<'_> {
                     from_path,
                     to_host,
                     to_path,
+                    convert: raw.convert,
                 })
             }
             MailLayout::Imap => {
@@ -845,6 +846,12 @@ impl Validator<'_> {
                         }
                     }
                 };
+                if raw.convert.is_some() {
+                    self.error(
+                        &path.key("convert"),
+                        "`convert` is for `layout: maildir` (an IMAP move goes through the servers)",
+                    );
+                }
                 let from = side(self, "from", &raw.from);
                 let to = side(self, "to", &raw.to);
                 let users_file = match &raw.users {

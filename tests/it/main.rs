@@ -5,6 +5,7 @@ mod checks;
 mod cli;
 mod confirm;
 mod copy;
+mod courier;
 mod db;
 mod db_mariadb;
 mod db_postgres;
