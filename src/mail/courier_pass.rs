@@ -143,7 +143,7 @@ pub struct Conversion {
 
 /// Metadata for a file written now in place of `from` (owner and mode kept, mtime now, so
 /// Dovecot sees the change).
-fn meta_now(from: &Entry) -> Meta {
+pub(super) fn meta_now(from: &Entry) -> Meta {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
@@ -687,7 +687,7 @@ fn write_files(dst: &Endpoint, files: &[Generated]) -> Result<Vec<(String, Strin
 }
 
 /// Sets directories' metadata at `dst`; (path, why) of each that failed.
-fn touch_dirs(
+pub(super) fn touch_dirs(
     dst: &Endpoint,
     dirs: &[(Vec<u8>, Meta)],
 ) -> Result<Vec<(String, String)>, SyncError> {

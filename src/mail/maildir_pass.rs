@@ -301,6 +301,9 @@ pub fn run(
         Vec::new()
     };
     report.files = sync_listed(src, dst, &opts, observer, &listing, seen, wire_before)?;
+    if !opts.dry_run {
+        touch_changed_folders(dst, &doomed, &planned, &listing, &target)?;
+    }
     let failed: HashSet<&str> = report
         .files
         .errors
@@ -779,6 +782,51 @@ pub fn planned_listings(
     let conv = Conversion::read(src, dst, &source, &target)?;
     Ok((conv.wanted(&dirs.strip(&source)), dirs.strip(&target)))
 }
+
+/// The engine gives directories the source's mtime; Dovecot rescans a folder's `cur/` or `new/`
+/// only when its mtime moved since it indexed it, so a message this pass removed or added in the
+/// second the source changed would go unseen there. Those directories get the time of our change.
+fn touch_changed_folders(
+    dst: &Endpoint,
+    doomed: &[String],
+    planned: &[String],
+    listing: &ScanSummary,
+    target: &ScanSummary,
+) -> Result<(), SyncError> {
+    let dirs: std::collections::BTreeSet<&[u8]> = doomed
+        .iter()
+        .chain(planned)
+        .filter_map(|p| {
+            let p = p.as_bytes();
+            let cut = p.iter().rposition(|b| *b == b'/')?;
+            let dir = &p[..cut];
+            let name = dir.rsplit(|b| *b == b'/').next()?;
+            (name == b"cur" || name == b"new").then_some(dir)
+        })
+        .collect();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let metas: std::collections::HashMap<&[u8], &crate::tree::Entry> = target
+        .entries
+        .iter()
+        .chain(&listing.entries)
+        .filter(|e| e.kind == EntryKind::Dir)
+        .map(|e| (e.path.as_slice(), e))
+        .collect();
+    let touch: Vec<(Vec<u8>, crate::tree::root::Meta)> = dirs
+        .into_iter()
+        .filter_map(|d| {
+            metas
+                .get(d)
+                .map(|e| (d.to_vec(), super::courier_pass::meta_now(e)))
+        })
+        .collect();
+    // A directory whose time cannot be set is not a lost message: Dovecot finds it later.
+    let _ = super::courier_pass::touch_dirs(dst, &touch)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
