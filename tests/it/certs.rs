@@ -496,7 +496,7 @@ fn a_site_whose_new_side_serves_no_valid_certificate_is_never_switched() {
 
     // Watched the whole time: the failing sites' names never give the new address.
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("transhumance"))
-        .arg("cutover")
+        .args(["cutover", "--yes"])
         .arg(z.path().join("plan.yaml"))
         .env("IT_TSIG", &z.bind.tsig_secret)
         .stdout(std::process::Stdio::piped())
