@@ -170,6 +170,7 @@ fn run_rule(
             from_path,
             to_host,
             to_path,
+            exclude,
         } => {
             let mut r = RuleResult {
                 rule: *index,
@@ -191,7 +192,7 @@ fn run_rule(
                 })
             });
             match ends {
-                Ok((src, dst)) => maildir(&mut r, &src, &dst, step, plan, observer),
+                Ok((src, dst)) => maildir(&mut r, (&src, &dst, exclude), step, plan, observer),
                 Err(e) => r.error = Some(e.to_string()),
             }
             r
@@ -235,8 +236,7 @@ fn run_rule(
 
 fn maildir(
     r: &mut RuleResult,
-    src: &Endpoint,
-    dst: &Endpoint,
+    (src, dst, exclude): (&Endpoint, &Endpoint, &[String]),
     step: MailStep,
     plan: &Plan,
     observer: &dyn Observer,
@@ -253,7 +253,7 @@ fn maildir(
     };
     let pass = match step {
         MailStep::Verify => {
-            match maildir_pass::verify(src, dst) {
+            match maildir_pass::verify(src, dst, exclude) {
                 Ok(boxes) => {
                     r.mailboxes = boxes
                         .into_iter()
@@ -281,6 +281,7 @@ fn maildir(
         pass,
         plan.defaults.jobs.max(1),
         Some(&record),
+        exclude,
         observer,
     ) {
         Ok(report) => {

@@ -15,3 +15,4 @@ pub mod migrate;
 pub mod probe;
 pub mod state;
 pub mod status;
+pub mod unmigrated;

@@ -68,13 +68,14 @@ impl UnitOfWork for MaildirEngine {
             self.pass,
             self.jobs,
             self.delivered.as_deref(),
+            &[],
             observer,
         )?)
     }
 
     fn verify(&self, unit: &TreeUnit) -> Result<MaildirCheck, UnitError> {
         Ok(MaildirCheck {
-            mailboxes: verify(&unit.src, &unit.dst)?,
+            mailboxes: verify(&unit.src, &unit.dst, &[])?,
         })
     }
 }

@@ -138,13 +138,15 @@ fn write_delivered(path: &Path, keys: &HashSet<Vec<u8>>) -> Result<(), String> {
 ///
 /// # Errors
 /// The source is missing, a host cannot be reached, `--delete` would remove too much, or the
-/// record cannot be read. Single files that fail are in the report, by mailbox.
+/// record cannot be read. Single files that fail are in the report, by mailbox. Trees that
+/// match `exclude` (relative to the roots: what an inventory leaves out) are not touched.
 pub fn run(
     src: &Endpoint,
     dst: &Endpoint,
     pass: Pass,
     jobs: usize,
     delivered: Option<&Path>,
+    exclude: &[String],
     observer: &dyn Observer,
 ) -> Result<PassReport, SyncError> {
     let mut known = match delivered {
@@ -154,7 +156,10 @@ pub fn run(
     let opts = SyncOptions {
         delete: matches!(pass, Pass::Sync { delete: true }),
         jobs,
-        exclude: maildir::excludes(),
+        exclude: maildir::excludes()
+            .into_iter()
+            .chain(exclude.iter().cloned())
+            .collect(),
         ..SyncOptions::default()
     };
     let wire_before = wire_bytes_of(src) + wire_bytes_of(dst);
@@ -553,15 +558,20 @@ fn apply_renames(
     Ok(done)
 }
 
-/// Compares both trees folder by folder (unique parts and sizes), by mailbox.
+/// Compares both trees folder by folder (unique parts and sizes), by mailbox, leaving out the
+/// trees that match `exclude`.
 ///
 /// # Errors
 /// A host cannot be reached, or the source is missing.
 pub fn verify(
     src: &Endpoint,
     dst: &Endpoint,
+    exclude: &[String],
 ) -> Result<BTreeMap<String, Vec<FolderCheck>>, SyncError> {
-    let exclude = maildir::excludes();
+    let exclude: Vec<String> = maildir::excludes()
+        .into_iter()
+        .chain(exclude.iter().cloned())
+        .collect();
     let (source, target) = std::thread::scope(|s| {
         let t = s.spawn(|| dst.transport.scan(&dst.root, &exclude));
         let source = src.transport.scan(&src.root, &exclude);

@@ -631,6 +631,7 @@ impl Validator<'_> {
             to,
             names: raw.names.clone(),
             exclude: raw.exclude.clone(),
+            left_out: Default::default(),
             conflict: raw.conflict.unwrap_or(ConflictPolicy::Fail),
             min_free_space: self.size(
                 &path.key("min_free_space"),
@@ -718,6 +719,7 @@ impl Validator<'_> {
                     from_path,
                     to_host,
                     to_path,
+                    exclude: Vec::new(),
                 })
             }
             MailLayout::Imap => {
