@@ -129,6 +129,9 @@ pub fn print(results: &[DbResult], printer: &Printer) {
                     .map(|n| format!(": {n}"))
                     .unwrap_or_default()
             );
+            for w in &m.warnings {
+                outln!("warning   {}: {w}", r.name);
+            }
         }
         for t in &r.tables {
             let full = if t.hashed_in_full {

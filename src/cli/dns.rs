@@ -49,6 +49,16 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         reviewed,
         format,
     } = args;
+    let asks = match step {
+        Step::Switch => Some("the DNS switch"),
+        Step::Rollback => Some("the DNS rollback"),
+        _ => None,
+    };
+    if let Some(what) = asks
+        && let Err(code) = super::confirm::can_ask(what, printer)
+    {
+        return code;
+    }
     let loaded = match super::validate::load_or_report(plan_path, printer) {
         Ok(l) => l,
         Err(code) => return code,
@@ -301,6 +311,27 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Step::Switch => {
             let plans = plans()?;
+            // The question shows the very plans the switch applies.
+            let changes: Vec<cutover::Change> =
+                plans.iter().flat_map(|p| p.changes.clone()).collect();
+            let summary = super::confirm::render_dns(
+                &format!(
+                    "dns switch: DNS records that will switch in zone(s) {}",
+                    selected.join(", ")
+                ),
+                &changes,
+                &[],
+            );
+            // A switch its checks will refuse asks nothing: the refusal below says why.
+            let refused = !allowed.judge(findings(&plans, None)).ok();
+            if let Err(code) = super::confirm::ask(
+                "the DNS switch",
+                &summary,
+                changes.is_empty() || refused,
+                printer,
+            ) {
+                return Ok(code);
+            }
             let j = journal("switch")?;
             let verdict = allowed.judge(findings(&plans, Some(&j.0)));
             j.0.record_verdict("dns switch", &verdict)
@@ -351,6 +382,26 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             } else {
                 "rollback"
             };
+            if step == Step::Rollback && !printer.yes {
+                // What the rollback will decide, from the same journal and the servers now.
+                let history = ledger::read(&loaded.plan.state_dir)
+                    .map(|e| ledger::dns_events(&e))
+                    .map_err(log_error)?;
+                let p = crate::dns::preview::rollback(&spec, &history, &selected, &[], false)?;
+                let summary = super::confirm::render_dns(
+                    &format!(
+                        "dns rollback: DNS records put back as before our first change in zone(s) {}",
+                        selected.join(", ")
+                    ),
+                    &p.changes,
+                    &p.left_alone,
+                );
+                let empty = p.changes.is_empty() && p.left_alone.is_empty();
+                if let Err(code) = super::confirm::ask("the DNS rollback", &summary, empty, printer)
+                {
+                    return Ok(code);
+                }
+            }
             let j = journal(name)?;
             let o = cutover::rollback(&spec, &j.0, &selected, &[], step == Step::RestoreTtl)?;
             end(j, &o)?;

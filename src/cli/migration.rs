@@ -7,7 +7,7 @@ use super::exit;
 use super::printer::Printer;
 use super::progress::{Bars, JsonLines, Plain};
 use crate::event::Observer;
-use crate::lifecycle::migrate::{LifecycleError, SiteOutcome};
+use crate::lifecycle::migrate::{LifecycleError, SiteOutcome, StopSummary, signal_name};
 use crate::lifecycle::{Connections, default_agent_binary};
 use crate::plan::Loaded;
 
@@ -93,4 +93,30 @@ pub fn finish(verb: &str, outcomes: &[SiteOutcome], printer: &Printer) -> u8 {
     } else {
         exit::FAILURES
     }
+}
+
+/// As `finish`, for a command the operator may have stopped (Ctrl-C): then exit 1, and the last
+/// line says what the stop left.
+pub fn finish_interruptible(verb: &str, outcomes: &[SiteOutcome], printer: &Printer) -> u8 {
+    let code = finish(verb, outcomes, printer);
+    let Some(signal) = super::interrupt::STOP.signal() else {
+        return code;
+    };
+    let s = StopSummary::of(outcomes);
+    let mut line = format!(
+        "interrupted: {} site(s) unfrozen and marked failed, {} finished",
+        s.undone, s.finished
+    );
+    if s.not_started > 0 {
+        line.push_str(&format!(", {} not started", s.not_started));
+    }
+    if s.still_frozen > 0 {
+        line.push_str(&format!(
+            "; {} marked failed but still frozen (their unfreeze failed, see above)",
+            s.still_frozen
+        ));
+    }
+    line.push_str(&format!(" ({})", signal_name(signal)));
+    printer.notice(line);
+    exit::FAILURES
 }

@@ -9,6 +9,7 @@ macro_rules! outln {
 }
 
 pub mod agent;
+pub mod confirm;
 pub mod copy;
 pub mod cutover;
 pub mod db;
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod diagnostics;
 pub mod dns;
 pub mod endpoint;
+pub mod interrupt;
 pub mod inventory;
 pub mod mail;
 pub mod migration;
@@ -55,6 +57,10 @@ pub struct Cli {
     /// No progress bars (they are also off when stderr is not a terminal).
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Do not ask before acting: `cutover`, `rollback`, `run`, `dns switch` and `dns rollback`
+    /// show what they will do and ask on a terminal, and refuse without one unless given this.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -10,6 +10,8 @@ pub struct Printer {
     pub quiet: bool,
     pub verbose: bool,
     pub progress: bool,
+    /// `--yes`: the confirmation questions are answered yes (scripts).
+    pub yes: bool,
 }
 
 impl Printer {
@@ -22,6 +24,7 @@ impl Printer {
                 && !cli.quiet
                 && !cli.json
                 && std::io::stderr().is_terminal(),
+            yes: cli.yes,
         }
     }
 
@@ -35,6 +38,31 @@ impl Printer {
     /// An error on stderr, always.
     pub fn error(&self, message: impl AsRef<str>) {
         eprintln!("error: {}", message.as_ref());
+    }
+
+    /// A line on stderr even when quiet: what a question or a stop needs the operator to read.
+    pub fn notice(&self, message: impl AsRef<str>) {
+        eprintln!("{}", message.as_ref());
+    }
+
+    /// Whether a question can be asked: stdin and stderr are both terminals.
+    pub fn interactive(&self) -> bool {
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
+    /// Shows `summary` and asks `question [y/N]` on stderr, reading the answer from the terminal
+    /// (stdin): true only for `y` or `yes`; end of input is no.
+    pub fn ask(&self, summary: &str, question: &str) -> bool {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{summary}{question} [y/N] ");
+        let _ = err.flush();
+        drop(err);
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err() {
+            return false;
+        }
+        matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
     }
 }
 

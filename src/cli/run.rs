@@ -1,12 +1,15 @@
 //! `transhumance run PLAN`: every phase in order (pre-sync, TTL lowering, cutover of every
-//! batch, report), stopping where the plan says to wait.
+//! batch, report), stopping where the plan says to wait. A run that will cut over asks once, up
+//! front, on a terminal (the sites and the DNS records that will switch); Ctrl-C during its
+//! cutover stops it between steps.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::exit;
-use super::migration::{failed, finish, session};
+use super::migration::{failed, finish, finish_interruptible, session};
 use super::printer::Printer;
+use super::{confirm, interrupt};
 use crate::lifecycle::migrate::{Migration, Selection, report};
 use crate::plan::units::human_duration;
 use crate::report::Format;
@@ -21,15 +24,40 @@ pub fn run(
         Ok(s) => s,
         Err(code) => return code,
     };
+    // A cutover planned later: this run only pre-syncs, nothing to confirm.
+    let cuts_over = s
+        .loaded
+        .plan
+        .cutover
+        .at
+        .is_none_or(|at| at <= SystemTime::now());
+    if cuts_over && let Err(code) = confirm::can_ask("the run (it cuts over)", printer) {
+        return code;
+    }
     let m = match Migration::open(
         &s.loaded,
         &s.connections,
         s.observer.as_ref(),
         allowed.clone(),
     ) {
-        Ok(m) => m,
+        Ok(m) => m.interruptible(&interrupt::STOP),
         Err(e) => return failed(&e, printer),
     };
+    if cuts_over && !printer.yes {
+        // Asked once, before the pre-sync: the operator need not stay for the TTL wait.
+        let preview = match m.preview_cutover(&Selection::All) {
+            Ok(p) => p,
+            Err(e) => return failed(&e, printer),
+        };
+        let summary = confirm::render(
+            "run (pre-sync, lower TTLs, wait, then cut over)",
+            "DNS records that will switch",
+            &preview,
+        );
+        if let Err(code) = confirm::ask("the run", &summary, preview.is_empty(), printer) {
+            return code;
+        }
+    }
     printer.status("== pre-sync");
     let synced = match m.sync(&[]) {
         Ok(o) => o,
@@ -69,10 +97,15 @@ pub fn run(
         std::thread::sleep(wait + Duration::from_secs(1));
     }
     printer.status("== cutover");
+    interrupt::install();
     let code = match m.cutover(&Selection::All) {
-        Ok(o) => finish("cutover", &o, printer),
+        Ok(o) => finish_interruptible("cutover", &o, printer),
         Err(e) => return failed(&e, printer),
     };
+    if interrupt::STOP.signal().is_some() {
+        // Stopped by the operator: no TTL restore, no report run; `status` tells the rest.
+        return code;
+    }
     if code == exit::OK || m.any_confirmed() {
         printer.status("== DNS: original TTLs back on the confirmed sites' records");
         match m.restore_ttl() {

@@ -16,8 +16,9 @@ pub struct DbInfo {
     pub collation: Option<String>,
     /// Storage engines of the tables (MariaDB), sorted.
     pub engines: Vec<String>,
-    /// Accounts that reach the database: MariaDB grantees and definers (`'user'@'host'`),
-    /// PostgreSQL owner and roles granted on the database.
+    /// Accounts that reach the database: for MariaDB/MySQL those a move carries (grantees at
+    /// every level, members and proxies of them, definers, the roles they hold: `'user'@'host'`,
+    /// `'role'`), PostgreSQL owner and roles granted on the database.
     pub users: Vec<String>,
 }
 
@@ -26,13 +27,6 @@ s.default_character_set_name, s.default_collation_name, COALESCE(GROUP_CONCAT(DI
 FROM information_schema.schemata s LEFT JOIN information_schema.tables t ON t.table_schema = s.schema_name \
 WHERE s.schema_name NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
 GROUP BY s.schema_name ORDER BY s.schema_name";
-
-/// Who reaches which database (MariaDB): grants on the schema or its tables, and definers.
-const MYSQL_USERS: &str = "SELECT TABLE_SCHEMA, GRANTEE FROM information_schema.SCHEMA_PRIVILEGES \
-UNION SELECT TABLE_SCHEMA, GRANTEE FROM information_schema.TABLE_PRIVILEGES \
-UNION SELECT ROUTINE_SCHEMA, DEFINER FROM information_schema.ROUTINES \
-UNION SELECT TABLE_SCHEMA, DEFINER FROM information_schema.VIEWS \
-UNION SELECT TRIGGER_SCHEMA, DEFINER FROM information_schema.TRIGGERS";
 
 const PG_LIST: &str = "SELECT datname, pg_database_size(datname), '', pg_encoding_to_char(encoding), datcollate, '', \
 concat_ws(',', VARIADIC ARRAY(SELECT DISTINCT r FROM (SELECT pg_get_userbyid(datdba) AS r UNION \
@@ -274,25 +268,22 @@ pub fn list_databases(
         })
         .collect();
     if engine != DbEngine::Postgres {
-        let mut by_db: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for r in query(transport, engine, server, None, MYSQL_USERS)? {
-            if let [db, who, ..] = r.as_slice() {
-                by_db.entry(db.clone()).or_default().push(account(who));
+        // The accounts a move would carry: every grant level, roles, proxies, definers. An
+        // account that may not read the grant tables lists none (a move would say why).
+        let names: Vec<String> = found.iter().map(|d| d.name.clone()).collect();
+        let end = super::transfer::Endpoint { transport, server };
+        if let Ok(mut by_db) = super::mariadb::accounts_by_database(&end, engine, &names) {
+            for d in &mut found {
+                d.users = by_db.remove(&d.name).unwrap_or_default();
             }
-        }
-        for d in &mut found {
-            let mut users = by_db.remove(&d.name).unwrap_or_default();
-            users.retain(|u| !is_admin_account(u));
-            users.sort();
-            users.dedup();
-            d.users = users;
         }
     }
     Ok(found)
 }
 
-/// The comment of every database of the server (empty when it has none), by name: what
-/// `db::plan::decide` reads to tell our own earlier copies from someone else's databases.
+/// The ownership mark of every database of the server (as `transfer::comment` reads it: the
+/// comment, or PostgreSQL's `transhumance.plan` setting), by name: what `db::plan::decide`
+/// reads to tell our own earlier copies from someone else's databases.
 ///
 /// # Errors
 /// As `query`.
@@ -303,11 +294,14 @@ pub fn database_comments(
 ) -> Result<std::collections::HashMap<String, String>, String> {
     // A `=` in front, so an empty comment is still a field.
     let sql = if engine == DbEngine::Postgres {
-        "SELECT datname, '=' || coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE NOT datistemplate"
+        format!(
+            "SELECT datname, '=' || {} FROM pg_database d WHERE NOT datistemplate",
+            super::postgres::mark_sql()
+        )
     } else {
-        "SELECT schema_name, CONCAT('=', COALESCE(schema_comment, '')) FROM information_schema.schemata"
+        "SELECT schema_name, CONCAT('=', COALESCE(schema_comment, '')) FROM information_schema.schemata".into()
     };
-    Ok(query(transport, engine, server, None, sql)?
+    Ok(query(transport, engine, server, None, &sql)?
         .into_iter()
         .filter_map(|r| match r.as_slice() {
             [name, comment, ..] => {
@@ -317,17 +311,6 @@ pub fn database_comments(
             _ => None,
         })
         .collect())
-}
-
-/// A grantee (`'u'@'h'`) or a definer (`u@h`) written the same way: `'u'@'h'`.
-fn account(who: &str) -> String {
-    if who.starts_with('\'') {
-        return who.to_string();
-    }
-    match who.rsplit_once('@') {
-        Some((u, h)) => format!("'{u}'@'{h}'"),
-        None => format!("'{who}'"),
-    }
 }
 
 /// Accounts that exist on every server already and never move with a database.

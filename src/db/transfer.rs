@@ -7,7 +7,7 @@ use super::discover::{find_tool, query, tool_request};
 use super::plan::DbAction;
 use super::sql_literal as lit;
 use crate::plan::DbServer;
-use crate::plan::raw::{ConflictPolicy, DbEngine};
+use crate::plan::raw::{ConflictPolicy, ConnectedClients, DbEngine};
 use crate::transport::Transport;
 use crate::transport::pipe::pipe;
 
@@ -30,10 +30,14 @@ pub struct Options<'a> {
     pub split_tables_above: u64,
     /// Streams at once when a database is split.
     pub jobs: usize,
+    /// PostgreSQL: clients connected to the copy being replaced, and how long to wait for them.
+    pub connected_clients: ConnectedClients,
+    pub connected_clients_timeout: std::time::Duration,
 }
 
 impl<'a> Options<'a> {
-    /// The plan's defaults: 1 GiB kept free, tables above 512 MiB split, 4 streams.
+    /// The plan's defaults: 1 GiB kept free, tables above 512 MiB split, 4 streams, 30 s of
+    /// waiting for connected clients to leave.
     pub fn new(conflict: ConflictPolicy, plan: &'a str) -> Self {
         Options {
             conflict,
@@ -41,6 +45,8 @@ impl<'a> Options<'a> {
             min_free_space: 1 << 30,
             split_tables_above: 512 << 20,
             jobs: 4,
+            connected_clients: ConnectedClients::Wait,
+            connected_clients_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -67,6 +73,10 @@ pub struct Moved {
     pub users: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What the move could not carry or left behind, for the operator (passwords the source
+    /// would not let us read, sessions ended, a copy that could not be dropped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub(super) fn sql(
@@ -77,13 +87,15 @@ pub(super) fn sql(
     query(end.transport, engine, end.server, None, statement)
 }
 
-/// The marker comment that says a target database is ours (so a re-run may replace it).
+/// The mark that says a target database is ours (so a re-run may replace it): MariaDB keeps it
+/// as the database's comment, PostgreSQL in a `transhumance.plan` setting (`postgres::mark_sql`).
 pub fn marker(plan: &str) -> String {
     format!("created by transhumance for plan {plan}")
 }
 
-/// The comment of database `name` at `end`: `None` when it does not exist.
-/// The comment database `name` carries at `end` (`None` when it does not exist).
+/// The ownership mark of database `name` at `end` (`None` when it does not exist): its comment
+/// for MariaDB; for PostgreSQL our `transhumance.plan` setting spelled as `marker`, else its
+/// comment.
 ///
 /// # Errors
 /// The server cannot be queried.
@@ -91,7 +103,8 @@ pub fn comment(engine: DbEngine, end: &Endpoint<'_>, name: &str) -> Result<Optio
     let q = match engine {
         // A `=` in front, so an empty comment is still a line of output.
         DbEngine::Postgres => format!(
-            "SELECT '=' || coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = {}",
+            "SELECT '=' || {} FROM pg_database d WHERE datname = {}",
+            super::postgres::mark_sql(),
             lit(name)
         ),
         _ => format!(
@@ -156,6 +169,7 @@ pub fn transfer(
                 split_tables: Vec::new(),
                 users: Vec::new(),
                 note: Some("exists at the target and is not ours (conflict: skip)".into()),
+                warnings: Vec::new(),
             });
         }
         DbAction::Create | DbAction::ReplaceOurs | DbAction::ReplaceTheirs => {}
@@ -165,16 +179,9 @@ pub fn transfer(
     let big = big_tables(engine, from, name, options.split_tables_above)
         .map_err(|e| format!("{}: {e}", at(from)))?;
     match engine {
-        DbEngine::Postgres => super::postgres::transfer(
-            from,
-            to,
-            name,
-            &ours,
-            existing.is_some(),
-            &tools,
-            &big,
-            options,
-        ),
+        DbEngine::Postgres => {
+            super::postgres::transfer(from, to, name, existing.is_some(), &tools, &big, options)
+        }
         _ => super::mariadb::transfer(engine, from, to, name, &ours, &tools, &big, options),
     }
     .map_err(|e| format!("{}: {e}", at(to)))

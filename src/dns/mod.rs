@@ -2,6 +2,7 @@
 pub mod cutover;
 pub mod engine;
 pub mod powerdns;
+pub mod preview;
 pub mod provider;
 pub mod query;
 pub mod rfc2136;

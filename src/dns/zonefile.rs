@@ -360,7 +360,7 @@ impl Provider for ZoneFiles {
         write().map_err(|e| DnsError::Invalid(format!("{}: {e}", path.display())))?;
         if let Some(reload) = &self.reload {
             let cmd = reload.render(|v| (v == "zone").then(|| zone.to_string()));
-            let status = std::process::Command::new("sh")
+            let status = crate::transport::own_process_group(&mut std::process::Command::new("sh"))
                 .arg("-c")
                 .arg(&cmd)
                 .status();

@@ -309,6 +309,8 @@ fn attempt(
                 min_free_space: rule.min_free_space,
                 split_tables_above: rule.split_tables_above,
                 jobs: plan.defaults.jobs.max(1),
+                connected_clients: rule.connected_clients,
+                connected_clients_timeout: rule.connected_clients_timeout,
             },
         ) {
             Ok(m) => {

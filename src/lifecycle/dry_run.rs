@@ -12,6 +12,7 @@ use crate::db::discover as db;
 use crate::db::plan::{self as db_plan, DbAction};
 use crate::dns::query;
 use crate::event::{Event, Observer};
+use crate::mail::courier_pass::CourierDirs;
 use crate::mail::{imap_move, maildir, maildir_pass};
 use crate::plan::raw::{DbEngine, DevicePolicy};
 use crate::plan::secret::SecretRef;
@@ -223,6 +224,10 @@ pub fn dry_run_with(
         }
     }
 
+    // The sites' certificates, judged as the probe before the switch will judge them.
+    report.certificates = pool.install(|| {
+        super::tls_files::certificates(plan, &inventory.sites, connections, &mut report.risks)
+    });
     databases(&restricted, connections, &live, observer, &mut report);
     mail(&restricted, connections, observer, &mut report);
     observer.on_event(&Event::PhaseStarted {
@@ -670,6 +675,7 @@ fn mail(
                 to_host,
                 to_path,
                 exclude,
+                convert,
             } => {
                 observer.on_event(&Event::PhaseStarted {
                     phase: format!("mail[{index}]"),
@@ -715,6 +721,47 @@ fn mail(
                             e.to_string(),
                         ));
                         ScanSummary::default()
+                    }
+                };
+                let courier = CourierDirs::of(&source);
+                if convert.is_none() && !courier.uiddb.is_empty() {
+                    report.risks.push(Risk::warning(
+                        "courier_not_converted",
+                        format!("mail[{index}]"),
+                        format!(
+                            "{} Courier-IMAP folder(s) (`courierimapuiddb`) under `{}` would be copied as they are: a Dovecot target numbers their messages anew (clients download everything again); set `convert: courier-to-dovecot` on the rule, or `convert: none` for a Courier target",
+                            courier.uiddb.len(),
+                            from_path.display()
+                        ),
+                    ));
+                }
+                // With a conversion, the same listings the pass compares (names at the target).
+                let ends = connections.get(from_host).and_then(|s| {
+                    connections.get(to_host).map(|d| {
+                        (
+                            Endpoint {
+                                transport: s,
+                                root: from_path.clone(),
+                            },
+                            Endpoint {
+                                transport: d,
+                                root: to_path.clone(),
+                            },
+                        )
+                    })
+                });
+                let planned = ends.map_err(SyncError::from).and_then(|(s, d)| {
+                    maildir_pass::planned_listings(&s, &d, source.clone(), target.clone(), *convert)
+                });
+                let (source, target) = match planned {
+                    Ok(l) => l,
+                    Err(e) => {
+                        report.risks.push(Risk::error(
+                            "unreachable",
+                            format!("mail[{index}]"),
+                            e.to_string(),
+                        ));
+                        (source, target)
                     }
                 };
                 for b in maildir_pass::plan_sync(&source, &target) {

@@ -12,6 +12,7 @@ use crate::event::{Event, Observer};
 use crate::mail::imap_move::{self, Account, ImapStep};
 use crate::mail::maildir::FolderCheck;
 use crate::mail::maildir_pass::{self, Pass};
+use crate::plan::raw::MailConvert;
 use crate::plan::{MailRule, Plan};
 use crate::sync::{Endpoint, SyncError};
 
@@ -171,6 +172,7 @@ fn run_rule(
             to_host,
             to_path,
             exclude,
+            convert,
         } => {
             let mut r = RuleResult {
                 rule: *index,
@@ -192,7 +194,14 @@ fn run_rule(
                 })
             });
             match ends {
-                Ok((src, dst)) => maildir(&mut r, (&src, &dst, exclude), step, plan, observer),
+                Ok((src, dst)) => maildir(
+                    &mut r,
+                    (&src, &dst, exclude),
+                    *convert,
+                    step,
+                    plan,
+                    observer,
+                ),
                 Err(e) => r.error = Some(e.to_string()),
             }
             r
@@ -237,6 +246,7 @@ fn run_rule(
 fn maildir(
     r: &mut RuleResult,
     (src, dst, exclude): (&Endpoint, &Endpoint, &[String]),
+    convert: Option<MailConvert>,
     step: MailStep,
     plan: &Plan,
     observer: &dyn Observer,
@@ -253,7 +263,7 @@ fn maildir(
     };
     let pass = match step {
         MailStep::Verify => {
-            match maildir_pass::verify(src, dst, exclude) {
+            match maildir_pass::verify(src, dst, convert, exclude) {
                 Ok(boxes) => {
                     r.mailboxes = boxes
                         .into_iter()
@@ -279,6 +289,7 @@ fn maildir(
         src,
         dst,
         pass,
+        convert,
         plan.defaults.jobs.max(1),
         Some(&record),
         exclude,

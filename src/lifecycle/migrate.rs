@@ -30,6 +30,11 @@ use crate::transport::ExecRequest;
 use crate::unit::UnitId;
 use hickory_proto::rr::RecordType;
 
+mod interrupt;
+mod preview;
+pub use interrupt::{Interrupt, Interrupted, StopSummary, signal_name};
+pub use preview::{Preview, PreviewSite};
+
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
 
@@ -67,12 +72,15 @@ pub struct SiteOutcome {
     /// (a refusal as unsafe: exit 3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::unit::ErrorKind>,
+    /// What the operator's stop (Ctrl-C) did to the site, when the command was stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
 }
 
 impl SiteOutcome {
     /// Whether the site ended where the command meant it to.
     pub fn ok(&self) -> bool {
-        if self.error.is_some() {
+        if self.error.is_some() || self.interrupted.is_some() {
             return false;
         }
         match self.state {
@@ -111,6 +119,9 @@ pub struct Migration<'a> {
     zone_plans: Mutex<Option<Vec<ZonePlan>>>,
     /// Live units the operator allowed this run to overwrite at the target (`--allow-live`).
     allowed_live: Vec<UnitId>,
+    /// The operator's stop (Ctrl-C), read between steps, and what it did to each site.
+    interrupt: Option<&'a Interrupt>,
+    interrupted: Mutex<BTreeMap<String, Interrupted>>,
 }
 
 type Stop = Result<(), String>;
@@ -166,7 +177,15 @@ impl<'a> Migration<'a> {
             observer,
             checks,
             zone_plans: Mutex::new(None),
+            interrupt: None,
+            interrupted: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Lets the operator stop this run's cutover between steps (see `Interrupt`).
+    pub fn interruptible(mut self, interrupt: &'a Interrupt) -> Self {
+        self.interrupt = Some(interrupt);
+        self
     }
 
     /// Lets this run overwrite these live units at the target (each use is journaled).
@@ -306,6 +325,7 @@ impl<'a> Migration<'a> {
             detail,
             rollback_asked: false,
             error: None,
+            interrupted: None,
         }
     }
 
@@ -479,6 +499,11 @@ impl<'a> Migration<'a> {
                 first.path,
                 first.error
             ));
+        }
+        // Its certificate and key go with its files (modes kept, the key never shown).
+        if let Some(files) = self.plan.tls_files(site) {
+            super::tls_files::carry(self.connections, site, &files)
+                .map_err(|e| format!("certificate: {e}"))?;
         }
         let mut bytes = report.bytes_sent;
         for db in &site.databases {
@@ -761,8 +786,13 @@ impl<'a> Migration<'a> {
             || {
                 let mut out = Vec::new();
                 for (i, batch) in batches.iter().enumerate() {
+                    if self.stopped() {
+                        out.extend(self.not_started(&batches[i..].concat()));
+                        break;
+                    }
                     out.extend(self.cutover_batch(batch, &format!("batch {}", i + 1)));
                 }
+                self.mark_interrupted(&mut out);
                 Ok(out)
             },
         )
@@ -792,19 +822,22 @@ impl<'a> Migration<'a> {
         let prepared = self.each(
             &format!("{label}: freeze, final sync, verify"),
             batch,
-            |site| match self.prepare(site) {
+            |site| match self.checkpoint(site).and_then(|()| self.prepare(site)) {
                 Ok(()) => self.outcome(site, None),
                 Err(e) => self.outcome(site, Some(e)),
             },
         );
-        let platform_failures = if self.plan.databases.is_empty() {
+        // After a stop, nothing new starts: the sites not yet switched are reopened below.
+        let platform_failures = if self.plan.databases.is_empty() || self.stopped() {
             Vec::new()
         } else {
             self.move_platform_units(true)
         };
         // Mail follows every run's freezes; a mailbox that fails is reported, it does not
         // hold the sites back.
-        self.move_mail(true);
+        if !self.stopped() {
+            self.move_mail(true);
+        }
         let ready: Vec<&Site> = batch
             .iter()
             .copied()
@@ -819,6 +852,9 @@ impl<'a> Migration<'a> {
             })
             .collect();
         let mut finished = self.each(&format!("{label}: switch and probe"), &ready, |site| {
+            if let Err(e) = self.checkpoint(site) {
+                return self.outcome(site, Some(e));
+            }
             if let Some(e) = platform_failures.first() {
                 // A shared unit did not make it: the site must not go live without it.
                 let reason = format!("a unit of no site failed its final sync: {e}");
@@ -831,7 +867,7 @@ impl<'a> Migration<'a> {
                 finished.push(p);
             }
         }
-        if finished.iter().any(|o| o.state == SiteState::Confirmed) {
+        if finished.iter().any(|o| o.state == SiteState::Confirmed) && !self.stopped() {
             // Mail that reached the old server while DNS changed goes over too.
             self.move_mail(true);
             // After the plan's last site, the panel that describes them all.
@@ -874,6 +910,7 @@ impl<'a> Migration<'a> {
                 return Err(format!("freeze: {e}"));
             }
             self.set(&site.name, SiteState::Frozen, None)?;
+            self.checkpoint(site)?;
         }
         let state = self.state_of(&site.name);
         if matches!(state, SiteState::Frozen | SiteState::Freezing) {
@@ -887,6 +924,7 @@ impl<'a> Migration<'a> {
                 )?,
                 Err(e) => return self.give_up(site, &format!("final sync: {e}")),
             }
+            self.checkpoint(site)?;
         }
         match self.verify_site(site) {
             Ok(detail) => self.set(&site.name, SiteState::Verified, Some(detail)),
@@ -1065,6 +1103,9 @@ impl<'a> Migration<'a> {
         {
             let detail = self.give_up(site, &reason).err().unwrap_or(reason);
             return self.outcome(site, Some(detail));
+        }
+        if let Err(e) = self.checkpoint(site) {
+            return self.outcome(site, Some(e));
         }
         match self.switch_and_probe(site) {
             Ok(None) => self.outcome(site, None),
@@ -1276,25 +1317,35 @@ impl<'a> Migration<'a> {
             detail,
             round,
         };
+        // TLS expected at the new side: its certificate is judged before the page (issue 15).
+        let tls = super::certificate::Wanted::for_site(&self.plan, site);
+        let ca = tls.as_ref().map_or(&[][..], |t| t.ca_certificates());
         let mut results: Vec<ProbeResult> = site
             .domains
             .iter()
-            .map(|domain| {
+            .flat_map(|domain| {
                 let url = render(&probe_spec.url, domain);
                 let new = match new_address_of(domain) {
                     Ok(Some(new)) => new,
                     Ok(None) => {
-                        return failed(
+                        return vec![failed(
                             domain,
                             url,
                             "no new address known for this domain (no DNS switch in the plan)"
                                 .into(),
-                        );
+                        )];
                     }
-                    Err(e) => return failed(domain, url, e),
+                    Err(e) => return vec![failed(domain, url, e)],
                 };
+                let mut checks = Vec::new();
+                if let Some(tls) = tls.as_ref().filter(|_| round == ProbeRound::BeforeSwitch) {
+                    checks.push(tls.check(domain, &url, new));
+                    if !checks[0].ok {
+                        return checks;
+                    }
+                }
                 let old = pairs.iter().find(|p| p.1 == new).map(|p| p.0);
-                ProbeResult {
+                checks.push(ProbeResult {
                     round,
                     ..probe(&ProbeSpec {
                         url,
@@ -1304,8 +1355,10 @@ impl<'a> Migration<'a> {
                         expect: &expect,
                         timeout: probe_spec.timeout,
                         compare_body: probe_spec.compare_body,
+                        ca,
                     })
-                }
+                });
+                checks
             })
             .collect();
         // Banners check the services of the new server itself: once, through its address.
@@ -1404,15 +1457,21 @@ impl<'a> Migration<'a> {
         )
     }
 
-    fn rollback_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
-        let sites: Vec<&Site> = self
+    /// The sites `rollback(only)` takes: those whose DNS may have moved or whose source may be
+    /// frozen.
+    fn rollback_selection(&self, only: &[String]) -> Result<Vec<&Site>, LifecycleError> {
+        Ok(self
             .select(only)?
             .into_iter()
             .filter(|s| {
                 let st = self.state_of(&s.name);
                 st.in_flight() || st.may_have_switched()
             })
-            .collect();
+            .collect())
+    }
+
+    fn rollback_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let sites = self.rollback_selection(only)?;
         Ok(self.each("rollback", &sites, |site| {
             self.roll_back(site, ROLLBACK_ASKED)
         }))

@@ -1,10 +1,12 @@
 //! Orchestration over the engines: connections, inventory expansion, the dry run, and the
 //! migration lifecycle (state machine, cutover, probes, rollback, resume).
+pub mod certificate;
 pub mod connections;
 pub mod databases;
 pub mod dry_run;
 pub mod guard;
 pub mod inventory;
+pub mod issuance;
 pub mod ledger;
 pub mod mail;
 
@@ -15,4 +17,5 @@ pub mod migrate;
 pub mod probe;
 pub mod state;
 pub mod status;
+pub mod tls_files;
 pub mod unmigrated;

@@ -41,15 +41,34 @@ impl Resolver for Pinned {
 }
 
 /// Fetches `url` from the server at `address` (redirects are not followed: a 301 is an answer).
+/// `https://` certificates must chain to `ca` (the plan's CA file), or to the public web roots
+/// when it is empty.
 ///
 /// # Errors
 /// The connection, TLS or the HTTP exchange failed (the reason, with the address).
-pub fn fetch(url: &str, address: IpAddr, timeout: Duration) -> Result<Page, String> {
-    let config = ureq::Agent::config_builder()
+pub fn fetch(
+    url: &str,
+    address: IpAddr,
+    timeout: Duration,
+    ca: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<Page, String> {
+    let mut config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .max_redirects(0)
-        .http_status_as_error(false)
-        .build();
+        .http_status_as_error(false);
+    if !ca.is_empty() {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let roots: Vec<Certificate<'static>> = ca
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        config = config.tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .build(),
+        );
+    }
+    let config = config.build();
     let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), Pinned(address));
     let mut response = agent
         .get(url)
@@ -125,6 +144,8 @@ pub struct ProbeSpec<'a> {
     pub expect: &'a [u16],
     pub timeout: Duration,
     pub compare_body: bool,
+    /// The plan's CA file's certificates for `https://` (empty: the public web roots).
+    pub ca: &'a [rustls::pki_types::CertificateDer<'static>],
 }
 
 /// Probes the new side, and compares with the old side when asked.
@@ -136,7 +157,7 @@ pub fn probe(spec: &ProbeSpec<'_>) -> ProbeResult {
         detail,
         round: ProbeRound::default(),
     };
-    let new = match fetch(&spec.url, spec.new_address, spec.timeout) {
+    let new = match fetch(&spec.url, spec.new_address, spec.timeout, spec.ca) {
         Ok(p) => p,
         Err(e) => return result(false, e),
     };
@@ -155,7 +176,7 @@ pub fn probe(spec: &ProbeSpec<'_>) -> ProbeResult {
             format!("status {} through {}", new.status, spec.new_address),
         );
     };
-    let old = match fetch(&spec.url, old_address, spec.timeout) {
+    let old = match fetch(&spec.url, old_address, spec.timeout, spec.ca) {
         Ok(p) => p,
         // The old side gone is not the new side's fault: say so, and pass on the new side.
         Err(e) => {
@@ -326,6 +347,7 @@ mod tests {
             &format!("http://shop.example.test:{port}/"),
             "127.0.0.1".parse().unwrap(),
             Duration::from_secs(5),
+            &[],
         )
         .unwrap();
         assert_eq!(page.status, 200);

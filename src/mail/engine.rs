@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::maildir::{self, FolderCheck};
-use super::maildir_pass::{MailboxPlan, Pass, PassReport, plan_sync, run, verify};
+use super::maildir_pass::{
+    MailboxPlan, Pass, PassReport, plan_sync, planned_listings, run, verify,
+};
 use crate::sync::unit::TreeUnit;
 use crate::unit::{UnitError, UnitOfWork};
 
@@ -17,6 +19,8 @@ pub struct MaildirEngine {
     pub jobs: usize,
     /// The delivered record that keeps sweeps from bringing back what the user deleted.
     pub delivered: Option<PathBuf>,
+    /// The rule's `convert:` (Courier's files into Dovecot's).
+    pub convert: Option<crate::plan::raw::MailConvert>,
 }
 
 /// What a pass would do, mailbox by mailbox, with the trees it was made for.
@@ -50,6 +54,8 @@ impl UnitOfWork for MaildirEngine {
         let exclude = maildir::excludes();
         let source = unit.src.transport.scan(&unit.src.root, &exclude)?;
         let target = unit.dst.transport.scan(&unit.dst.root, &exclude)?;
+        let (source, target) =
+            planned_listings(&unit.src, &unit.dst, source, target, self.convert)?;
         Ok(MaildirPlan {
             mailboxes: plan_sync(&source, &target),
             unit: unit.clone(),
@@ -66,6 +72,7 @@ impl UnitOfWork for MaildirEngine {
             &plan.unit.src,
             &plan.unit.dst,
             self.pass,
+            self.convert,
             self.jobs,
             self.delivered.as_deref(),
             &[],
@@ -75,7 +82,7 @@ impl UnitOfWork for MaildirEngine {
 
     fn verify(&self, unit: &TreeUnit) -> Result<MaildirCheck, UnitError> {
         Ok(MaildirCheck {
-            mailboxes: verify(&unit.src, &unit.dst, &[])?,
+            mailboxes: verify(&unit.src, &unit.dst, self.convert, &[])?,
         })
     }
 }
@@ -117,6 +124,7 @@ mod tests {
             pass: Pass::Sync { delete: false },
             jobs: 2,
             delivered: None,
+            convert: None,
         };
         let plan = engine.plan(&unit).unwrap();
         let to_copy: u64 = plan.mailboxes.iter().map(|m| m.to_copy).sum();

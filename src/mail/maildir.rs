@@ -260,43 +260,12 @@ pub struct Uidlist {
 }
 
 impl Uidlist {
-    /// Reads versions 1 and 3 of the format; `None` when the header cannot be read.
+    /// Reads versions 1, 2 and 3 of the format (`courier::UidList::parse`); `None` when the
+    /// header cannot be read.
     pub fn parse(bytes: &[u8]) -> Option<Uidlist> {
-        let text = String::from_utf8_lossy(bytes);
-        let mut lines = text.lines();
-        let mut header = lines.next()?.split_whitespace();
-        let version = header.next()?;
-        let mut list = Uidlist::default();
-        if version == "1" {
-            list.validity = header.next()?.parse().ok()?;
-            list.next_uid = header.next()?.parse().ok()?;
-        } else {
-            for w in header {
-                if let Some(v) = w.strip_prefix('V') {
-                    list.validity = v.parse().ok()?;
-                } else if let Some(n) = w.strip_prefix('N') {
-                    list.next_uid = n.parse().ok()?;
-                }
-            }
-        }
-        for line in lines {
-            let Some((uid, rest)) = line.split_once(' ') else {
-                continue;
-            };
-            let Ok(uid) = uid.parse::<u64>() else {
-                continue;
-            };
-            let name = if version == "1" {
-                Some(rest)
-            } else {
-                rest.strip_prefix(':')
-                    .or_else(|| rest.split_once(" :").map(|(_, n)| n))
-            };
-            if let Some(name) = name {
-                list.uids.insert(unique_part(name.trim()).to_string(), uid);
-            }
-        }
-        Some(list)
+        super::courier::UidList::parse(bytes)
+            .ok()
+            .map(|l| l.to_uidlist())
     }
 
     /// The next UID this list gives: its header's, or past its highest entry.

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::courier_pass::{Conversion, CourierDirs, Done};
 use super::maildir::{self, FolderCheck, Rename};
 use crate::event::{Event, Observer};
+use crate::plan::raw::MailConvert;
 use crate::sync::engine::{SyncReport, sync_listed, wire_bytes_of};
 use crate::sync::side::Side;
 use crate::sync::{Endpoint, SyncError, SyncOptions};
@@ -136,14 +138,21 @@ fn write_delivered(path: &Path, keys: &HashSet<Vec<u8>>) -> Result<(), String> {
 /// a pass records every message it put at the target and a sweep skips messages recorded
 /// before, so a message the user deleted at the target after the cutover is not swept back.
 ///
+/// With `convert: courier-to-dovecot`, Courier's files become Dovecot's at the target as the
+/// messages are written (`courier_pass`); unset, they are copied as they are and each mailbox
+/// holding some says so.
+///
 /// # Errors
 /// The source is missing, a host cannot be reached, `--delete` would remove too much, or the
 /// record cannot be read. Single files that fail are in the report, by mailbox. Trees that
 /// match `exclude` (relative to the roots: what an inventory leaves out) are not touched.
+// Each argument is an independent choice of the caller (rule, step, record, inventory).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     src: &Endpoint,
     dst: &Endpoint,
     pass: Pass,
+    convert: Option<MailConvert>,
     jobs: usize,
     delivered: Option<&Path>,
     exclude: &[String],
@@ -172,7 +181,7 @@ pub fn run(
         let source = src.transport.scan(&src.root, &opts.exclude);
         (source, t.join().expect("scan thread"))
     });
-    let (source, mut target) = (source?, target?);
+    let (source, target) = (source?, target?);
     observer.on_event(&Event::PhaseFinished {
         phase: "scan".into(),
     });
@@ -183,6 +192,18 @@ pub fn run(
             src.root.display()
         )));
     }
+    let dirs = CourierDirs::of(&source);
+    let converting = convert == Some(MailConvert::CourierToDovecot) && !dirs.is_empty();
+    // Read before the listings lose Courier's files; a sweep only leaves them out.
+    let mut conv = match pass {
+        Pass::Sync { .. } if converting => Some(Conversion::read(src, dst, &source, &target)?),
+        _ => None,
+    };
+    let (source, mut target) = if converting {
+        (dirs.strip(&source), dirs.strip(&target))
+    } else {
+        (source, target)
+    };
     let mut report = PassReport::default();
     let boxes = maildir::mailboxes(&source);
     // Sorted (`mailboxes` comes from a sorted map): `owner` searches it.
@@ -200,15 +221,66 @@ pub fn run(
             )
         })
         .collect();
+    // Notes of the conversion are about a folder directory: its mailbox is found directly.
+    let note = |by_box: &mut BTreeMap<String, MailboxPass>, folder: &str, what: String| {
+        if let Some(m) = by_box.get_mut(&maildir::mailbox_of(folder).0) {
+            m.notes.push(what);
+        }
+    };
+    if convert.is_none() {
+        let unconverted: std::collections::BTreeSet<String> = dirs
+            .uiddb
+            .iter()
+            .map(|d| maildir::mailbox_of(&show(d)).0)
+            .collect();
+        for mailbox in unconverted {
+            note(
+                &mut by_box,
+                &mailbox,
+                "Courier-IMAP files copied as they are (`convert` not set on the rule): a Dovecot target numbers these messages anew; `convert: courier-to-dovecot` keeps their UIDs, `convert: none` says the target is Courier".to_string(),
+            );
+        }
+    }
+    let fail = |by_box: &mut BTreeMap<String, MailboxPass>, path: &str, what: String| {
+        if let Some(m) = owner(path, &names).and_then(|n| by_box.get_mut(n)) {
+            m.failures.push(what);
+        }
+    };
+    if let Some(c) = &conv {
+        for (path, what) in &c.notes {
+            note(&mut by_box, path, what.clone());
+        }
+    }
     let mut seen_folders = maildir::folders(&source);
+    let mut renamed_before = Vec::new();
     let listing = match pass {
         Pass::Sync { delete } if target.exists => {
-            let wanted = maildir::renames(&source.entries, &target.entries);
+            // With a conversion, target names carry keyword letters: renames compare the
+            // target with the source named as at the target.
+            let wanted = match &mut conv {
+                Some(c) => {
+                    for (path, why) in c.write_keywords_before(dst, &target)? {
+                        fail(&mut by_box, &path, format!("{path}: {why}"));
+                    }
+                    maildir::renames(&c.wanted(&source).entries, &target.entries)
+                }
+                None => maildir::renames(&source.entries, &target.entries),
+            };
             let done = apply_renames(dst, &wanted, &names, &mut by_box)?;
             report.renamed = done.len() as u64;
             maildir::apply_renames(&mut target, &done);
+            renamed_before = done;
             let mut listing = source;
-            keep_target_uids(src, dst, &mut listing, &target, delete, &names, &mut by_box)?;
+            let seen = conv.as_ref().map(|c| c.engine_view(&target));
+            keep_target_uids(
+                src,
+                dst,
+                &mut listing,
+                seen.as_ref().unwrap_or(&target),
+                delete,
+                &names,
+                &mut by_box,
+            )?;
             listing
         }
         Pass::Sync { .. } => source,
@@ -226,19 +298,55 @@ pub fn run(
             sweep.listing
         }
     };
-    let planned = new_messages(&listing, &target);
+    // The target as the file engine sees it: converted names shown as the source's.
+    let seen = conv.as_ref().map(|c| c.engine_view(&target));
+    let seen = seen.as_ref().unwrap_or(&target);
+    let planned = new_messages(&listing, seen);
     let doomed = if opts.delete {
-        doomed_messages(&listing, &target)
+        doomed_messages(&listing, seen)
     } else {
         Vec::new()
     };
-    report.files = sync_listed(src, dst, &opts, observer, &listing, &target, wire_before)?;
+    report.files = sync_listed(src, dst, &opts, observer, &listing, seen, wire_before)?;
     let failed: HashSet<&str> = report
         .files
         .errors
         .iter()
         .map(|e| e.path.as_str())
         .collect();
+    if let Some(c) = &conv {
+        use crate::sync::plan::ActionKind;
+        let sent: HashSet<Vec<u8>> = report
+            .files
+            .done
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.action,
+                    ActionKind::Send | ActionKind::Delta | ActionKind::CopyLocal
+                )
+            })
+            .map(|i| i.path.as_bytes().to_vec())
+            .collect();
+        let failed: HashSet<Vec<u8>> = failed.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let finished = c.finish(
+            dst,
+            &Done {
+                listing: &listing,
+                target: &target,
+                sent: &sent,
+                failed: &failed,
+                delete: opts.delete,
+                renamed_before: &renamed_before,
+            },
+        )?;
+        for (path, why) in finished.failures {
+            fail(&mut by_box, &path, format!("{path}: {why}"));
+        }
+        for (path, what) in finished.notes {
+            note(&mut by_box, &path, what);
+        }
+    }
     if let Some(path) = delivered {
         known.extend(
             listing
@@ -365,7 +473,10 @@ fn doomed_messages(listing: &ScanSummary, target: &ScanSummary) -> Vec<String> {
 
 /// The whole content of small files (`dovecot-uidlist`s) of one end, all asked at once; a
 /// file that cannot be read is `None`.
-fn read_small(end: &Endpoint, paths: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, SyncError> {
+pub(super) fn read_small(
+    end: &Endpoint,
+    paths: &[Vec<u8>],
+) -> Result<Vec<Option<Vec<u8>>>, SyncError> {
     if paths.is_empty() {
         return Ok(Vec::new());
     }
@@ -517,13 +628,43 @@ fn apply_renames(
     names: &[String],
     by_box: &mut BTreeMap<String, MailboxPass>,
 ) -> Result<Vec<Rename>, SyncError> {
-    if wanted.is_empty() {
+    let mut done = Vec::new();
+    for ((from, to), outcome) in wanted.iter().zip(rename_all(dst, wanted)?) {
+        let m = owner(&show(to), names).and_then(|n| by_box.get_mut(n));
+        match outcome {
+            Ok(()) => {
+                if let Some(m) = m {
+                    m.renamed += 1;
+                }
+                done.push((from.clone(), to.clone()));
+            }
+            Err(e) => {
+                // The message is then sent under its new name by the file engine.
+                if let Some(m) = m {
+                    m.failures
+                        .push(format!("rename {} → {}: {e}", show(from), show(to)));
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Renames at `dst` (never over an existing file), all in flight at once; each one's outcome.
+///
+/// # Errors
+/// The target cannot be reached.
+pub(super) fn rename_all(
+    dst: &Endpoint,
+    renames: &[Rename],
+) -> Result<Vec<Result<(), String>>, SyncError> {
+    if renames.is_empty() {
         return Ok(Vec::new());
     }
     let side = Side::open(dst, false)?;
     let (ch, root) = side.pick(0);
     let host = ch.host().to_string();
-    let pending: Vec<_> = wanted
+    let pending: Vec<_> = renames
         .iter()
         .map(|(from, to)| {
             ch.call(Call::Rename {
@@ -533,39 +674,32 @@ fn apply_renames(
             })
         })
         .collect();
-    let mut done = Vec::new();
-    for ((from, to), p) in wanted.iter().zip(pending) {
-        let box_of = owner(&show(to), names).cloned();
-        match p.and_then(|p| p.wait(&host)) {
-            Ok(_) => {
-                if let Some(m) = box_of.and_then(|n| by_box.get_mut(&n)) {
-                    m.renamed += 1;
-                }
-                done.push((from.clone(), to.clone()));
-            }
-            Err(e) => {
-                // The message is then sent under its new name by the file engine.
-                if let Some(m) = box_of.and_then(|n| by_box.get_mut(&n)) {
-                    m.failures
-                        .push(format!("rename {} → {}: {e}", show(from), show(to)));
-                }
-            }
-        }
-    }
+    let out = pending
+        .into_iter()
+        .map(|p| {
+            p.and_then(|p| p.wait(&host))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .collect();
     if let Some(e) = side.lost() {
         return Err(SyncError::Transport(e));
     }
-    Ok(done)
+    Ok(out)
 }
 
 /// Compares both trees folder by folder (unique parts and sizes), by mailbox, leaving out the
-/// trees that match `exclude`.
+/// trees that match `exclude`. With `convert: courier-to-dovecot`, Courier's folders are
+/// compared as converted: message names with their keyword letters, Courier's UIDs and
+/// UIDVALIDITY with the target's `dovecot-uidlist`, subscriptions and keywords with the
+/// target's files.
 ///
 /// # Errors
 /// A host cannot be reached, or the source is missing.
 pub fn verify(
     src: &Endpoint,
     dst: &Endpoint,
+    convert: Option<MailConvert>,
     exclude: &[String],
 ) -> Result<BTreeMap<String, Vec<FolderCheck>>, SyncError> {
     let exclude: Vec<String> = maildir::excludes()
@@ -577,14 +711,21 @@ pub fn verify(
         let source = src.transport.scan(&src.root, &exclude);
         (source, t.join().expect("scan thread"))
     });
-    let (source, target) = (source?, target?);
-    if !source.exists {
+    let (raw_source, raw_target) = (source?, target?);
+    if !raw_source.exists {
         return Err(SyncError::SourceMissing(format!(
             "{}:{}",
             src.transport.host(),
             src.root.display()
         )));
     }
+    let dirs = CourierDirs::of(&raw_source);
+    let converting = convert == Some(MailConvert::CourierToDovecot) && !dirs.is_empty();
+    let (source, target) = if converting {
+        (dirs.strip(&raw_source), dirs.strip(&raw_target))
+    } else {
+        (raw_source.clone(), raw_target.clone())
+    };
     let paths: Vec<Vec<u8>> = source
         .entries
         .iter()
@@ -620,11 +761,35 @@ pub fn verify(
             )
         })
         .collect();
+    if converting {
+        return super::courier_pass::verify(src, dst, &raw_source, &raw_target, uidlists);
+    }
     Ok(maildir::compare(
         &source.entries,
         &target.entries,
         &uidlists,
     ))
+}
+
+/// The listings a sync pass compares (`plan_sync`), from scans of both ends made with
+/// `maildir::excludes()`: with `convert: courier-to-dovecot`, the source named as at the target
+/// and both without Courier's files and the Dovecot files they become.
+///
+/// # Errors
+/// A host cannot be reached while Courier's files are read.
+pub fn planned_listings(
+    src: &Endpoint,
+    dst: &Endpoint,
+    source: ScanSummary,
+    target: ScanSummary,
+    convert: Option<MailConvert>,
+) -> Result<(ScanSummary, ScanSummary), SyncError> {
+    let dirs = CourierDirs::of(&source);
+    if convert != Some(MailConvert::CourierToDovecot) || dirs.is_empty() {
+        return Ok((source, target));
+    }
+    let conv = Conversion::read(src, dst, &source, &target)?;
+    Ok((conv.wanted(&dirs.strip(&source)), dirs.strip(&target)))
 }
 #[cfg(test)]
 mod tests {

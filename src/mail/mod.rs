@@ -1,4 +1,6 @@
 //! Mail: Maildir trees and IMAP accounts.
+pub mod courier;
+pub mod courier_pass;
 pub mod engine;
 pub mod imap;
 pub mod imap_move;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::node::NodePath;
-use super::raw::{ConflictPolicy, DbEngine, DevicePolicy, ImapSecurity, OnFailure, VerifyMode};
+use super::raw::{
+    ConflictPolicy, ConnectedClients, DbEngine, DevicePolicy, ImapSecurity, OnFailure, VerifyMode,
+};
 use super::secret::SecretRef;
 use super::template::Template;
 use super::units::SshTarget;
@@ -34,6 +36,20 @@ impl Plan {
     /// The host named `name` (validation guarantees every reference exists).
     pub fn host(&self, name: &str) -> &Host {
         &self.hosts[name]
+    }
+
+    /// The site's certificate and key files, rendered: its rule's own, else `cutover.tls`'s;
+    /// `None` when the plan names none for it.
+    pub fn tls_files(&self, site: &Site) -> Option<SiteTls> {
+        // Rules sit at their index in a valid plan: no scan per site over 50,000 rules.
+        let rule = self
+            .site_rules
+            .get(site.rule)
+            .filter(|r| r.index == site.rule)
+            .or_else(|| self.site_rules.iter().find(|r| r.index == site.rule));
+        rule.and_then(|r| r.tls.as_ref())
+            .or(self.cutover.tls.files.as_ref())
+            .map(|f| f.render(site))
     }
 
     /// What a site's sync does with device nodes: its rule's policy, else the defaults'.
@@ -100,6 +116,8 @@ pub struct SiteRule {
     pub exclude: Vec<String>,
     /// Device nodes in these sites' trees (the rule's own, else `defaults.devices`).
     pub devices: DevicePolicy,
+    /// The sites' certificate and key (`None`: `cutover.tls`'s, if any).
+    pub tls: Option<TlsFiles>,
     /// Where the rule stands in the plan, for errors found after expansion.
     pub origin: NodePath,
 }
@@ -233,6 +251,9 @@ pub struct DatabaseRule {
     pub min_free_space: u64,
     /// Tables above this size move as streams of their own.
     pub split_tables_above: u64,
+    /// PostgreSQL: clients connected to the copy being replaced, and how long to wait for them.
+    pub connected_clients: ConnectedClients,
+    pub connected_clients_timeout: Duration,
 }
 
 /// An IMAP server address with its security.
@@ -257,6 +278,9 @@ pub enum MailRule {
         /// Trees under `from_path` an inventory leaves out (exclude patterns relative to it):
         /// never moved. Empty as the plan is written; see `DatabaseRule::left_out`.
         exclude: Vec<String>,
+        /// `None`: not set in the plan (files copied as they are, the dry run warns about
+        /// Courier files).
+        convert: Option<crate::plan::raw::MailConvert>,
     },
     Imap {
         index: usize,
@@ -342,6 +366,61 @@ pub struct Cutover {
     pub freeze_files: Vec<Template>,
     pub probe: Option<Probe>,
     pub on_failure: OnFailure,
+    pub tls: CutoverTls,
+}
+
+/// Where sites' certificates and keys are (templates `{name}`, `{domain}`), and where they go.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: Template,
+    pub key: Template,
+    pub target_cert: Template,
+    pub target_key: Template,
+}
+
+impl TlsFiles {
+    /// The paths for one site: `{name}` its name, `{domain}` its first domain.
+    pub fn render(&self, site: &Site) -> SiteTls {
+        let fill = |t: &Template| {
+            PathBuf::from(t.render(|v| match v {
+                "name" => Some(site.name.clone()),
+                "domain" => site.domains.first().cloned(),
+                _ => None,
+            }))
+        };
+        SiteTls {
+            cert: fill(&self.cert),
+            key: fill(&self.key),
+            target_cert: fill(&self.target_cert),
+            target_key: fill(&self.target_key),
+        }
+    }
+}
+
+/// One site's certificate and key: on its source host, and where they go on its target host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub target_cert: PathBuf,
+    pub target_key: PathBuf,
+}
+
+/// `cutover.tls`: default files per site, and the validity the served certificate must keep.
+#[derive(Debug, Clone)]
+pub struct CutoverTls {
+    pub files: Option<TlsFiles>,
+    /// Least validity left on the certificate served at the new address before the switch.
+    pub min_validity: Duration,
+}
+
+impl Default for CutoverTls {
+    fn default() -> Self {
+        CutoverTls {
+            files: None,
+            min_validity: Duration::from_secs(14 * 86_400),
+        }
+    }
 }
 
 /// Post-switch HTTP probe.
@@ -355,4 +434,7 @@ pub struct Probe {
     pub compare_body: bool,
     /// `smtp://host:port` or `imap://host:port` templates: greetings checked after the switch.
     pub banners: Vec<Template>,
+    /// CA certificates (PEM) the served certificates must chain to, instead of the public web
+    /// roots.
+    pub ca_file: Option<PathBuf>,
 }

@@ -138,6 +138,30 @@ pub struct RawSiteRule {
     /// Device nodes in these sites' trees: `refuse` or `keep`. Default: `defaults.devices`.
     #[serde(default)]
     pub devices: Option<DevicePolicy>,
+    /// The sites' TLS certificate and key on the source host, carried to the target with the
+    /// site. Default: the files of `cutover.tls`.
+    #[serde(default)]
+    pub tls: Option<RawTlsFiles>,
+}
+
+/// A site's certificate and private key files. Templates: `{name}` (the site's name) and
+/// `{domain}` (its first domain); absolute paths.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsFiles {
+    /// Certificate chain (PEM, leaf first) on the source host, such as
+    /// `/etc/ssl/sites/{name}/fullchain.pem`.
+    pub cert: String,
+    /// Private key (PEM) on the source host, such as `/etc/ssl/sites/{name}/privkey.pem`. Its
+    /// mode and owner are kept at the target; its content is never printed, logged or
+    /// journaled.
+    pub key: String,
+    /// Where the certificate goes on the target host. Default: the same path as `cert`.
+    #[serde(default)]
+    pub target_cert: Option<String>,
+    /// Where the key goes on the target host. Default: the same path as `key`.
+    #[serde(default)]
+    pub target_key: Option<String>,
 }
 
 /// The source of a site rule: one directory (`path`) or many (`glob`).
@@ -206,6 +230,27 @@ pub struct RawDatabaseRule {
     /// with the rest of the database, such as `256MiB`. Default `512MiB`.
     #[serde(default)]
     pub split_tables_above: Option<String>,
+    /// PostgreSQL: clients connected to the target's previous copy when the new one is swapped
+    /// in. `wait` (default): until they leave, at most `connected_clients_timeout`, then refuse;
+    /// `terminate`: the same wait, then their sessions are ended; `refuse`: at once. A refused
+    /// swap leaves the previous copy serving and drops the new one.
+    #[serde(default)]
+    pub connected_clients: Option<ConnectedClients>,
+    /// How long to wait for connected clients to leave, such as `2m`. Default `30s`.
+    #[serde(default)]
+    pub connected_clients_timeout: Option<String>,
+}
+
+/// What to do with clients connected to a target database about to be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectedClients {
+    /// Wait for them to leave (at most the timeout), then refuse.
+    Wait,
+    /// Wait (at most the timeout), then end their sessions.
+    Terminate,
+    /// Refuse at once.
+    Refuse,
 }
 
 /// What to do with a target database that exists and is not ours.
@@ -350,6 +395,25 @@ pub struct RawMailRule {
     /// IMAP only: connections per server at most. Default 4.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// Maildir only: what the source's IMAP server files become at the target.
+    /// `courier-to-dovecot`: Courier-IMAP's `courierimapuiddb`, `courierimapkeywords/` and
+    /// `courierimapsubscribed` are converted, as the Maildir is written, into Dovecot's
+    /// `dovecot-uidlist` (UIDs and UIDVALIDITY kept), `dovecot-keywords` with keyword letters in
+    /// the file names, and `subscriptions`; `none`: every file is copied as it is (a Courier
+    /// target). Unset: copied as they are, and the dry run warns when the source has Courier
+    /// files.
+    #[serde(default)]
+    pub convert: Option<MailConvert>,
+}
+
+/// What a Maildir rule converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailConvert {
+    /// Files copied as they are.
+    None,
+    /// Courier-IMAP's files turned into Dovecot's.
+    CourierToDovecot,
 }
 
 /// A Maildir tree (`host` + `path`) or an IMAP server (`server`).
@@ -525,9 +589,37 @@ pub struct RawCutover {
     /// Checks run after the switch.
     #[serde(default)]
     pub probe: Option<RawProbe>,
+    /// TLS certificates: the files of every site that does not name its own (`sites[].tls`),
+    /// and how long the certificate served at the new address must still be valid.
+    #[serde(default)]
+    pub tls: Option<RawCutoverTls>,
     /// `rollback` (default) or `pause` when a check fails.
     #[serde(default)]
     pub on_failure: Option<OnFailure>,
+}
+
+/// Certificates at the cutover: default files per site and the validity margin.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCutoverTls {
+    /// Certificate chain (PEM) of every site on its source host, templates `{name}` and
+    /// `{domain}`, such as `/etc/ssl/sites/{name}/fullchain.pem`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Private key (PEM) of every site on its source host, such as
+    /// `/etc/ssl/sites/{name}/privkey.pem` (mode and owner kept, content never shown).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Where certificates go on the target host. Default: the same path as `cert`.
+    #[serde(default)]
+    pub target_cert: Option<String>,
+    /// Where keys go on the target host. Default: the same path as `key`.
+    #[serde(default)]
+    pub target_key: Option<String>,
+    /// Validity the certificate served at the new address must still have before the switch,
+    /// such as `14d` (default); the dry run applies it to the certificates at the source.
+    #[serde(default)]
+    pub min_validity: Option<String>,
 }
 
 /// A command run on a host.
@@ -562,6 +654,10 @@ pub struct RawProbe {
     /// `smtp://mx.{domain}:25` (expects `220`) or `imap://mail.{domain}:143` (expects `* OK`).
     #[serde(default)]
     pub banners: Vec<String>,
+    /// A PEM file of CA certificates the certificates served through the new address must
+    /// chain to, instead of the public web roots (a private CA). Relative to the plan file.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// What happens when a post-switch check fails.

@@ -9,8 +9,8 @@ use super::diagnostic::{Issue, closest, sort_issues};
 use super::model::*;
 use super::node::{Loc, Node, NodePath};
 use super::raw::{
-    self, ConflictPolicy, DevicePolicy, DnsProviderKind, ImapSecurity, MailLayout, OnFailure,
-    RawPlan, VerifyMode,
+    self, ConflictPolicy, ConnectedClients, DevicePolicy, DnsProviderKind, ImapSecurity,
+    MailLayout, OnFailure, RawPlan, VerifyMode,
 };
 use super::secret::SecretRef;
 use super::template::Template;
@@ -183,6 +183,7 @@ struct Validator<'t> {
 const SITE_VARS: &[&str] = &["name"];
 const HOOK_VARS: &[&str] = &["name", "path", "host", "target_path", "target_host"];
 const PROBE_VARS: &[&str] = &["name", "domain"];
+const TLS_VARS: &[&str] = &["name", "domain"];
 
 impl Validator<'_> {
     fn error(&mut self, path: &NodePath, message: impl Into<String>) -> &mut Issue {
@@ -236,7 +237,18 @@ impl Validator<'_> {
             .dns
             .as_ref()
             .and_then(|d| self.dns(d, base_dir, inventory.as_ref(), &hosts));
-        let cutover = self.cutover(raw.cutover.as_ref().unwrap_or(&raw::RawCutover::default()));
+        let cutover = self.cutover(
+            raw.cutover.as_ref().unwrap_or(&raw::RawCutover::default()),
+            base_dir,
+        );
+        if cutover.probe.is_none()
+            && (cutover.tls.files.is_some() || site_rules.iter().any(|r| r.tls.is_some()))
+        {
+            self.warning(
+                &root.key("cutover"),
+                "certificates are carried to the target but the one the new address serves is not checked before the switch without `cutover.probe`",
+            );
+        }
         let state_dir = match &raw.state_dir {
             Some(d) => resolve(base_dir, d),
             None => base_dir.join(".transhumance").join(&raw.name),
@@ -496,6 +508,17 @@ impl Validator<'_> {
         {
             self.error(&path.key("name"), "expected a site name without `/`");
         }
+        let tls = raw.tls.as_ref().and_then(|t| {
+            self.tls_files(
+                &path.key("tls"),
+                [
+                    Some(&t.cert),
+                    Some(&t.key),
+                    t.target_cert.as_ref(),
+                    t.target_key.as_ref(),
+                ],
+            )
+        });
         (ok && target_path.is_some()).then(|| SiteRule {
             index,
             name: raw.name.clone(),
@@ -507,7 +530,57 @@ impl Validator<'_> {
             databases,
             exclude: raw.exclude.clone(),
             devices: raw.devices.unwrap_or(devices),
+            tls,
             origin: path,
+        })
+    }
+
+    /// Certificate and key templates (`cert`, `key`, `target_cert`, `target_key`): absolute
+    /// paths, `{name}` and `{domain}`; the targets default to the sources.
+    fn tls_files(&mut self, path: &NodePath, paths: [Option<&String>; 4]) -> Option<TlsFiles> {
+        const KEYS: [&str; 4] = ["cert", "key", "target_cert", "target_key"];
+        let mut parsed: [Option<Template>; 4] = [None, None, None, None];
+        let mut ok = true;
+        for (i, p) in paths.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let at = path.key(KEYS[i]);
+            if !p.starts_with('/') {
+                self.error(&at, format!("expected an absolute path, found `{p}`"));
+                ok = false;
+                continue;
+            }
+            match Template::parse(p, TLS_VARS) {
+                Ok(t) => parsed[i] = Some(t),
+                Err(e) => {
+                    self.error(&at, e);
+                    ok = false;
+                }
+            }
+        }
+        match (&parsed[0], &parsed[1]) {
+            (Some(_), Some(_)) => {}
+            (None, None) if ok => {
+                if paths[2].is_some() || paths[3].is_some() {
+                    self.error(path, "`target_cert`/`target_key` need `cert` and `key`");
+                }
+                return None;
+            }
+            _ if !ok => return None,
+            _ => {
+                self.error(path, "a certificate needs both `cert` and `key`");
+                return None;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let [cert, key, target_cert, target_key] = parsed;
+        let (cert, key) = (cert.expect("checked"), key.expect("checked"));
+        Some(TlsFiles {
+            target_cert: target_cert.unwrap_or_else(|| cert.clone()),
+            target_key: target_key.unwrap_or_else(|| key.clone()),
+            cert,
+            key,
         })
     }
 
@@ -643,6 +716,16 @@ impl Validator<'_> {
                 raw.split_tables_above.as_deref(),
                 512 << 20,
             ),
+            connected_clients: raw.connected_clients.unwrap_or(ConnectedClients::Wait),
+            connected_clients_timeout: match &raw.connected_clients_timeout {
+                Some(t) => units::parse_duration(t)
+                    .map_err(|e| {
+                        self.error(&path.key("connected_clients_timeout"), e)
+                            .clone()
+                    })
+                    .unwrap_or_default(),
+                None => Duration::from_secs(30),
+            },
         }
     }
 
@@ -720,6 +803,7 @@ impl Validator<'_> {
                     to_host,
                     to_path,
                     exclude: Vec::new(),
+                    convert: raw.convert,
                 })
             }
             MailLayout::Imap => {
@@ -764,6 +848,12 @@ impl Validator<'_> {
                         }
                     }
                 };
+                if raw.convert.is_some() {
+                    self.error(
+                        &path.key("convert"),
+                        "`convert` is for `layout: maildir` (an IMAP move goes through the servers)",
+                    );
+                }
                 let from = side(self, "from", &raw.from);
                 let to = side(self, "to", &raw.to);
                 let users_file = match &raw.users {
@@ -1164,7 +1254,7 @@ impl Validator<'_> {
         }
     }
 
-    fn cutover(&mut self, raw: &raw::RawCutover) -> Cutover {
+    fn cutover(&mut self, raw: &raw::RawCutover, base_dir: &Path) -> Cutover {
         let path = NodePath::root().key("cutover");
         let batch = match raw.batch {
             Some(0) => {
@@ -1280,6 +1370,7 @@ impl Validator<'_> {
                 }
             }
             Some(Probe {
+                ca_file: p.ca_file.as_ref().map(|f| resolve(base_dir, f)),
                 compare_body: p.compare_body.unwrap_or(false),
                 banners,
                 url: url?,
@@ -1292,6 +1383,31 @@ impl Validator<'_> {
                 compare_with_old: p.compare_with_old.unwrap_or(true),
             })
         });
+        let tls = match &raw.tls {
+            None => CutoverTls::default(),
+            Some(t) => {
+                let tp = path.key("tls");
+                let files = self.tls_files(
+                    &tp,
+                    [
+                        t.cert.as_ref(),
+                        t.key.as_ref(),
+                        t.target_cert.as_ref(),
+                        t.target_key.as_ref(),
+                    ],
+                );
+                let min_validity = match &t.min_validity {
+                    Some(d) => units::parse_duration(d)
+                        .map_err(|e| self.error(&tp.key("min_validity"), e).clone())
+                        .unwrap_or(CutoverTls::default().min_validity),
+                    None => CutoverTls::default().min_validity,
+                };
+                CutoverTls {
+                    files,
+                    min_validity,
+                }
+            }
+        };
         Cutover {
             batch,
             at,
@@ -1300,6 +1416,7 @@ impl Validator<'_> {
             freeze_files,
             probe,
             on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback),
+            tls,
         }
     }
 }
@@ -1563,6 +1680,135 @@ mod tests {
             "{msgs:#?}"
         );
         assert_eq!(msgs[3].0, "cutover.freeze_files[3]");
+    }
+
+    /// Issue 15: certificate files per site (its rule's, else `cutover.tls`'s), templates
+    /// rendered per site, targets defaulting to the sources, the margin, the probe's CA file.
+    #[test]
+    fn certificate_files_and_margin_are_plan_keys() {
+        let text = "version: 1\nname: t\nsites:\n  - { name: a, from: { host: local, path: /a }, to: { host: local, path: /srv/a }, domains: [a.test] }\n  - name: b\n    from: { host: local, path: /b }\n    to: { host: local, path: /srv/b }\n    tls: { cert: /etc/b.pem, key: /etc/b.key, target_key: /etc/private/b.key }\n\
+cutover:\n  probe: { http: \"https://{domain}/\", ca_file: ca.pem }\n  tls:\n    cert: \"/etc/ssl/{name}/fullchain.pem\"\n    key: \"/etc/ssl/{domain}/privkey.pem\"\n    target_cert: \"/srv/ssl/{name}.pem\"\n    min_validity: 30d\n";
+        let p = plan(text);
+        assert_eq!(p.cutover.tls.min_validity, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            p.cutover.probe.as_ref().unwrap().ca_file.as_deref(),
+            Some(Path::new("/tmp/ca.pem"))
+        );
+        let site = |rule: usize, name: &str| Site {
+            name: name.into(),
+            rule,
+            source_host: "local".into(),
+            source_path: PathBuf::from("/a"),
+            target_host: "local".into(),
+            target_path: PathBuf::from("/srv/a"),
+            domains: vec![format!("{name}.test")],
+            databases: Vec::new(),
+            exclude: Vec::new(),
+            owner: None,
+            marks: Vec::new(),
+        };
+        let a = p.tls_files(&site(0, "a")).unwrap();
+        assert_eq!(a.cert, Path::new("/etc/ssl/a/fullchain.pem"));
+        assert_eq!(a.key, Path::new("/etc/ssl/a.test/privkey.pem"));
+        assert_eq!(a.target_cert, Path::new("/srv/ssl/a.pem"));
+        assert_eq!(
+            a.target_key, a.key,
+            "the target defaults to the source path"
+        );
+        let b = p.tls_files(&site(1, "b")).unwrap();
+        assert_eq!(b.cert, Path::new("/etc/b.pem"));
+        assert_eq!(b.target_cert, Path::new("/etc/b.pem"));
+        assert_eq!(b.target_key, Path::new("/etc/private/b.key"));
+        assert!(
+            p.tls_files(&site(crate::plan::INVENTORY_RULE, "inv"))
+                .is_some_and(|f| f.cert == Path::new("/etc/ssl/inv/fullchain.pem")),
+            "inventory sites take `cutover.tls`"
+        );
+        assert_eq!(
+            plan("version: 1\nname: t\n").cutover.tls.min_validity,
+            Duration::from_secs(14 * 86_400)
+        );
+
+        let issues = errors(
+            "version: 1\nname: t\ncutover:\n  tls: { cert: relative.pem, key: \"/k/{nmae}\", min_validity: soon }\n",
+        );
+        let msgs: Vec<(&str, &str)> = issues
+            .iter()
+            .map(|i| (i.path.as_str(), i.message.as_str()))
+            .collect();
+        assert!(
+            msgs.contains(&(
+                "cutover.tls.cert",
+                "expected an absolute path, found `relative.pem`"
+            )),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|(p, m)| *p == "cutover.tls.key" && m.contains("unknown variable `{nmae}`")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter().any(|(p, _)| *p == "cutover.tls.min_validity"),
+            "{msgs:#?}"
+        );
+        let issues = errors("version: 1\nname: t\ncutover:\n  tls: { cert: /c.pem }\n");
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.is_error() && i.message.contains("both `cert` and `key`")),
+            "{issues:#?}"
+        );
+        // Carried but never checked: a warning.
+        let issues =
+            errors("version: 1\nname: t\ncutover:\n  tls: { cert: /c.pem, key: /k.pem }\n");
+        assert!(
+            issues
+                .iter()
+                .any(|i| !i.is_error() && i.message.contains("not checked before the switch")),
+            "{issues:#?}"
+        );
+    }
+
+    #[test]
+    fn connected_clients_policy_and_timeout() {
+        let rule = |extra: &str| {
+            format!(
+                "version: 1\nname: t\ndatabases:\n  - engine: postgres\n    from: {{ host: local }}\n    to: {{ host: local }}\n{extra}"
+            )
+        };
+        let plan = parse(
+            &rule(""),
+            "plan.yaml",
+            Path::new("plan.yaml"),
+            Path::new("/tmp"),
+        )
+        .unwrap()
+        .plan;
+        assert_eq!(plan.databases[0].connected_clients, ConnectedClients::Wait);
+        assert_eq!(
+            plan.databases[0].connected_clients_timeout,
+            Duration::from_secs(30)
+        );
+        let plan = parse(
+            &rule("    connected_clients: terminate\n    connected_clients_timeout: 2m\n"),
+            "plan.yaml",
+            Path::new("plan.yaml"),
+            Path::new("/tmp"),
+        )
+        .unwrap()
+        .plan;
+        assert_eq!(
+            plan.databases[0].connected_clients,
+            ConnectedClients::Terminate
+        );
+        assert_eq!(
+            plan.databases[0].connected_clients_timeout,
+            Duration::from_secs(120)
+        );
+        let issues = errors(&rule("    connected_clients_timeout: soon\n"));
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!(issues[0].loc.line, 7);
     }
 
     #[test]

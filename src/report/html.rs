@@ -207,6 +207,36 @@ pub fn render(r: &DryRunReport) -> String {
             o.push_str("</table>");
         }
     }
+    if let Some(c) = &r.certificates {
+        let _ = write!(
+            o,
+            "<h2>Certificates</h2><p>{}</p><table><tr><th>site</th><th>certificate</th><th>status</th><th>not after</th><th>detail</th></tr>",
+            esc(&c.headline())
+        );
+        for s in &c.sites {
+            let class = if s.status == "usable" { "add" } else { "error" };
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td><code>{}</code></td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.site),
+                esc(&s.cert),
+                esc(&s.status),
+                esc(s.not_after.as_deref().unwrap_or("-")),
+                esc(&s.detail)
+            );
+        }
+        o.push_str("</table>");
+        if let Some(s) = &c.schedule {
+            let _ = write!(o, "<h3>Issuance schedule ({})</h3><ul>", esc(&s.ca));
+            for line in &s.summary {
+                let _ = write!(o, "<li>{}</li>", esc(line));
+            }
+            if let Some(line) = c.orders_line(20) {
+                let _ = write!(o, "<li>new orders: {}</li>", esc(&line));
+            }
+            let _ = write!(o, "<li>limits: {}</li></ul>", esc(&s.limits.join("; ")));
+        }
+    }
     let u = &r.unmigrated;
     if !u.kinds.is_empty() {
         let size = |b: Option<u64>| b.map_or_else(|| "–".to_string(), human_bytes);

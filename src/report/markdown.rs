@@ -188,6 +188,35 @@ pub fn render(r: &DryRunReport) -> String {
             let _ = writeln!(o, "```\n");
         }
     }
+    if let Some(c) = &r.certificates {
+        let _ = writeln!(
+            o,
+            "## Certificates\n\n{}\n\n| site | certificate | status | not after | detail |\n|---|---|---|---|---|",
+            cell(&c.headline())
+        );
+        for s in &c.sites {
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} | {} | {} |",
+                cell(&s.site),
+                cell(&s.cert),
+                s.status,
+                s.not_after.as_deref().unwrap_or("-"),
+                cell(&s.detail)
+            );
+        }
+        if let Some(s) = &c.schedule {
+            let _ = writeln!(o, "\n### Issuance schedule ({})\n", cell(&s.ca));
+            for line in &s.summary {
+                let _ = writeln!(o, "- {}", cell(line));
+            }
+            if let Some(line) = c.orders_line(20) {
+                let _ = writeln!(o, "- new orders: {}", cell(&line));
+            }
+            let _ = writeln!(o, "- limits: {}", cell(&s.limits.join("; ")));
+        }
+        o.push('\n');
+    }
     unmigrated(&mut o, &r.unmigrated);
     let _ = writeln!(
         o,

@@ -43,10 +43,125 @@ pub struct DryRunReport {
     pub databases: Vec<DatabaseReport>,
     pub mail: Vec<MailboxReport>,
     pub dns: Vec<ZoneReport>,
+    /// The sites' certificates at the source, when the plan names certificate files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificateReport>,
     pub risks: Vec<Risk>,
     pub estimate: Estimate,
     /// What the plan leaves at the source.
     pub unmigrated: Unmigrated,
+}
+
+/// The certificates the plan carries with its sites (`cutover.tls`, `sites[].tls`), read at
+/// the source: which will do at the new address, and an issuance schedule for the others.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CertificateReport {
+    /// Validity the cutover requires of a served certificate (`cutover.tls.min_validity`).
+    pub min_validity_seconds: u64,
+    /// What certificates must chain to: the public web roots, or the plan's CA file.
+    pub trust: String,
+    pub sites: Vec<SiteCertificate>,
+    /// Orders for the sites without a usable certificate, within the CA's rate limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<IssuanceSchedule>,
+}
+
+impl CertificateReport {
+    /// `3 sites · 1 usable · 2 to issue (at least 14days left required, trusted: …)`.
+    pub fn headline(&self) -> String {
+        let usable = self.sites.iter().filter(|s| s.status == "usable").count();
+        format!(
+            "{} · {} usable · {} not (at least {} of validity required; chains checked against {})",
+            plural(self.sites.len() as u64, "site", "sites"),
+            usable,
+            self.sites.len() - usable,
+            match self.min_validity_seconds {
+                s if s > 0 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+                s => humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
+            },
+            self.trust
+        )
+    }
+
+    /// The schedule's orders in a line: `expired.test +0s, wrong.test +36s, … (N more)`.
+    pub fn orders_line(&self, shown: usize) -> Option<String> {
+        let s = self.schedule.as_ref()?;
+        if s.new_orders.is_empty() {
+            return None;
+        }
+        let mut line = s
+            .new_orders
+            .iter()
+            .take(shown)
+            .map(|o| format!("{} +{}s", o.site, o.at_seconds))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if s.new_orders.len() > shown {
+            line.push_str(&format!(", … ({} more)", s.new_orders.len() - shown));
+        }
+        Some(line)
+    }
+}
+
+/// One site's certificate at the source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SiteCertificate {
+    pub site: String,
+    pub domains: Vec<String>,
+    /// `host:path` of the certificate at the source.
+    pub cert: String,
+    /// `usable`, or why not: `missing`, `key_missing`, `unreadable`, `untrusted`,
+    /// `wrong_name`, `expired`, `not_yet_valid`, `expiring`; `unknown` when the host could not
+    /// be read.
+    pub status: String,
+    pub detail: String,
+    /// DNS names the certificate holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// End of validity, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// The issuer's organization and common name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// When to order certificates so that the CA's rate limits are never hit (Let's Encrypt's).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IssuanceSchedule {
+    pub ca: String,
+    /// The limits the schedule keeps, in words, with where they are documented.
+    pub limits: Vec<String>,
+    /// Sites whose certificate from this CA already holds every name of theirs: an order for
+    /// exactly its names is a renewal, exempt from the limits below: order it now.
+    pub renewals: Vec<String>,
+    /// Sites that need a new order, and when it can be placed (seconds from the start).
+    pub new_orders: Vec<ScheduledOrder>,
+    /// When the last new order can be placed, seconds from the start.
+    pub seconds: u64,
+    /// Registered domains with more new certificates than their weekly limit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub busy_domains: Vec<DomainLoad>,
+    /// The schedule in sentences, as the text report prints it.
+    pub summary: Vec<String>,
+}
+
+/// One new order of the schedule.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ScheduledOrder {
+    pub site: String,
+    pub names: Vec<String>,
+    /// Earliest time it can be placed, seconds from the start of the schedule.
+    pub at_seconds: u64,
+}
+
+/// A registered domain's share of the new orders.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DomainLoad {
+    pub domain: String,
+    pub orders: u64,
+    /// When its last order can be placed, seconds from the start.
+    pub seconds: u64,
 }
 
 /// Sums over the whole plan.

@@ -201,6 +201,37 @@ pub fn render(r: &DryRunReport) -> String {
             let _ = writeln!(o, "    (no record holds a switched address)");
         }
     }
+    if let Some(c) = &r.certificates {
+        let _ = writeln!(o, "\nCertificates: {}", c.headline());
+        let rows: Vec<Vec<String>> = c
+            .sites
+            .iter()
+            .map(|s| {
+                vec![
+                    s.site.clone(),
+                    s.cert.clone(),
+                    s.status.clone(),
+                    s.not_after.clone().unwrap_or_else(|| "-".into()),
+                    s.detail.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &["SITE", "CERTIFICATE", "STATUS", "NOT AFTER", "DETAIL"],
+            &rows,
+        );
+        if let Some(s) = &c.schedule {
+            let _ = writeln!(o, "  Issuance schedule ({}):", s.ca);
+            for line in &s.summary {
+                let _ = writeln!(o, "    {line}");
+            }
+            if let Some(line) = c.orders_line(10) {
+                let _ = writeln!(o, "    new orders: {line}");
+            }
+            let _ = writeln!(o, "    limits: {}", s.limits.join("; "));
+        }
+    }
     o.push('\n');
     o.push_str(&unmigrated(&r.unmigrated));
     let _ = writeln!(

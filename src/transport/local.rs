@@ -141,7 +141,8 @@ impl Transport for LocalTransport {
 
     fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError> {
         let mut cmd = Command::new(&request.program);
-        cmd.args(&request.args)
+        super::own_process_group(&mut cmd)
+            .args(&request.args)
             .envs(request.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

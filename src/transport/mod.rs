@@ -17,6 +17,14 @@ use serde::{Deserialize, Serialize};
 use crate::tree::ScanSummary;
 
 pub use hosts::{Backoff, Connections, default_agent_binary};
+
+/// Puts the child in a process group of its own: a Ctrl-C at the terminal then reaches only
+/// us, so an ssh session, a freeze hook or a dump is never killed half-way by it, and the
+/// lifecycle decides what stops (it finishes or undoes the step it is in).
+pub fn own_process_group(command: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0)
+}
 pub use local::LocalTransport;
 pub use ssh::SshTransport;
 

@@ -11,7 +11,9 @@ const CHUNK: usize = 256 * 1024;
 
 fn local_command(req: &ExecRequest) -> Command {
     let mut c = Command::new(&req.program);
-    c.args(&req.args).envs(req.env.iter().map(|(k, v)| (k, v)));
+    super::own_process_group(&mut c)
+        .args(&req.args)
+        .envs(req.env.iter().map(|(k, v)| (k, v)));
     c
 }
 

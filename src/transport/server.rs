@@ -67,7 +67,8 @@ fn tail_of(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<
 
 fn command(req: &crate::transport::ExecRequest) -> std::process::Command {
     let mut cmd = std::process::Command::new(&req.program);
-    cmd.args(&req.args)
+    super::own_process_group(&mut cmd)
+        .args(&req.args)
         .envs(req.env.iter().map(|(k, v)| (k, v)));
     cmd
 }

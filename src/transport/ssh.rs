@@ -92,6 +92,7 @@ impl SshCommand {
     /// A `Command` that runs `remote` (a shell command line) on the host.
     pub fn command(&self, remote: &str) -> Command {
         let mut c = Command::new(&self.base[0]);
+        super::own_process_group(&mut c);
         c.args(&self.base[1..])
             .arg("--")
             .arg(&self.destination)
@@ -220,7 +221,8 @@ impl Drop for SshTransport {
         }
         // Close the ControlMaster we may have started, so no ssh lingers after us.
         let mut exit = Command::new(&self.ssh.base[0]);
-        exit.args(&self.ssh.base[1..])
+        super::own_process_group(&mut exit)
+            .args(&self.ssh.base[1..])
             .args(["-O", "exit", &self.ssh.destination])
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -320,7 +320,9 @@ impl Lab {
         };
         let (out_path, err_path) = (log("out"), log("err"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_transhumance"));
-        cmd.args(args)
+        // A script, not a terminal: `cutover` and `rollback` are answered with `--yes`.
+        cmd.arg("--yes")
+            .args(args)
             .arg(&trial.plan)
             .current_dir(&trial.dir)
             .env("CHAOS_TSIG", &self.bind.tsig_secret)

@@ -75,7 +75,9 @@ cutover:\n  freeze_files: [\".maintenance\"]\n  freeze: {{ run: \"touch {{path}}
     }
 
     fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        // A script, not a terminal: the commands that ask are answered with `--yes`.
         let out = bin()
+            .arg("--yes")
             .args(args)
             .arg(self.path().join("plan.yaml"))
             .env("IT_TSIG", &self.bind.tsig_secret)
@@ -153,7 +155,7 @@ fn a_typical_small_zone_cuts_over_one_site_without_any_override() {
 fn a_site_failing_its_probe_through_the_new_address_is_never_switched() {
     let z = Small::start(300, &["small.test"], "");
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("transhumance"))
-        .args(["cutover", "--only", "small.test"])
+        .args(["cutover", "--yes", "--only", "small.test"])
         .arg(z.path().join("plan.yaml"))
         .env("IT_TSIG", &z.bind.tsig_secret)
         .stdout(std::process::Stdio::piped())

@@ -606,7 +606,8 @@ databases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user:
 fn run_plan(world: &LiveWorld, args: &[&str]) -> (Option<i32>, String) {
     let mut cmd = crate::cli::bin();
     let (verb, rest) = args.split_at(if args[0] == "db" { 2 } else { 1 });
-    cmd.args(verb).arg(&world.plan).args(rest);
+    // A script, not a terminal: the commands that ask are answered with `--yes`.
+    cmd.arg("--yes").args(verb).arg(&world.plan).args(rest);
     let out = cmd.output().unwrap();
     (
         out.status.code(),

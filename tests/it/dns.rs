@@ -30,8 +30,9 @@ fn write_plan(dir: &Path, bind: &Bind, switch: &str) -> PathBuf {
 }
 
 fn dns(plan: &Path, secret: &str, args: &[&str]) -> (i32, String, String) {
+    // A script, not a terminal: `switch` and `rollback` are answered with `--yes`.
     let out = bin()
-        .arg("dns")
+        .args(["dns", "--yes"])
         .args(args)
         .arg(plan)
         .env("IT_TSIG", secret)

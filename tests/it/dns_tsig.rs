@@ -198,7 +198,7 @@ fn rollback_leaves_a_ttl_only_edit_alone_and_exits_1() {
     let work = tempfile::tempdir().unwrap();
     let plan = write_plan(work.path(), &bind, &bind.tsig_name, &bind.tsig_secret, true);
     let shop_before = bind.dig_ttl("shop.example.test", "A");
-    let (code, out, err) = run(&["dns", "switch", "--force"], &plan);
+    let (code, out, err) = run(&["dns", "switch", "--force", "--yes"], &plan);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(bind.dig("www.example.test", "A"), vec!["198.51.100.10"]);
 
@@ -206,7 +206,7 @@ fn rollback_leaves_a_ttl_only_edit_alone_and_exits_1() {
     bind.nsupdate(
         "update delete www.example.test. A\nupdate add www.example.test. 900 A 198.51.100.10\n",
     );
-    let (code, out, err) = run(&["dns", "rollback"], &plan);
+    let (code, out, err) = run(&["dns", "rollback", "--yes"], &plan);
     assert_eq!(code, 1, "a record left alone is not back: {out}{err}");
     assert!(
         out.contains(

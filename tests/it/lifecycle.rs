@@ -98,7 +98,9 @@ pub(crate) fn run(
     fault: Option<&str>,
 ) -> (Option<i32>, String, String) {
     let mut cmd = bin();
-    cmd.args(args)
+    // A script, not a terminal: the commands that ask are answered with `--yes`.
+    cmd.arg("--yes")
+        .args(args)
         .arg(&world.plan)
         .env("IT_TSIG", &world.secret);
     if let Some(f) = fault {
@@ -451,7 +453,7 @@ fn run_goes_through_every_phase_and_writes_the_html_report() {
     .unwrap();
     // A TTL wait longer than allowed stops the run after the pre-sync and the lowering.
     let out = bin()
-        .args(["run", "--max-wait", "0s"])
+        .args(["run", "--yes", "--max-wait", "0s"])
         .arg(&scenario.plan)
         .output()
         .unwrap();
@@ -461,7 +463,11 @@ fn run_goes_through_every_phase_and_writes_the_html_report() {
     let zone = std::fs::read_to_string(&scenario.zone_file).unwrap();
     assert!(zone.contains("alpha.demo.test. 1 IN A 127.0.0.1"), "{zone}");
     // Run again: the wait is short enough now, every phase runs.
-    let out = bin().arg("run").arg(&scenario.plan).output().unwrap();
+    let out = bin()
+        .args(["run", "--yes"])
+        .arg(&scenario.plan)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("confirmed     beta.demo.test"), "{text}");

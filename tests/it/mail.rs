@@ -14,7 +14,7 @@ use crate::cli::bin;
 use crate::harness::{Dovecot, DovecotOptions, Sshd};
 
 /// A message with a Message-ID, padded to about `size` bytes.
-fn message(id: &str, size: usize) -> Vec<u8> {
+pub(crate) fn message(id: &str, size: usize) -> Vec<u8> {
     let mut m = format!(
         "From: sender@example.test\r\nTo: user@example.test\r\nSubject: {id}\r\nMessage-ID: <{id}@example.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
     )
@@ -46,10 +46,10 @@ fn flag(server: &Dovecot, user: &str, folder: &str, uid: u32, flag: &str) {
 }
 
 /// What a client sees of one folder: UIDVALIDITY, then (UID, Message-ID, flags, date, size).
-type FolderView = (u64, Vec<(u32, String, Vec<String>, i64, u64)>);
+pub(crate) type FolderView = (u64, Vec<(u32, String, Vec<String>, i64, u64)>);
 
 /// Every folder of an account, read through IMAP (read-only).
-fn view(server: &Dovecot, user: &str, password: &str) -> BTreeMap<String, FolderView> {
+pub(crate) fn view(server: &Dovecot, user: &str, password: &str) -> BTreeMap<String, FolderView> {
     let plain = ImapServer {
         host: "127.0.0.1".into(),
         port: server.port,
@@ -106,7 +106,7 @@ fn content(v: &BTreeMap<String, FolderView>) -> BTreeMap<String, Vec<Content>> {
         .collect()
 }
 
-fn subscriptions(server: &Dovecot, user: &str, password: &str) -> Vec<String> {
+pub(crate) fn subscriptions(server: &Dovecot, user: &str, password: &str) -> Vec<String> {
     let plain = ImapServer {
         host: "127.0.0.1".into(),
         port: server.port,
@@ -120,7 +120,11 @@ fn subscriptions(server: &Dovecot, user: &str, password: &str) -> Vec<String> {
 }
 
 /// Runs `transhumance --json mail STEP plan` with `env`; (exit code, JSON, stderr).
-fn mail(step: &str, plan: &Path, env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
+pub(crate) fn mail(
+    step: &str,
+    plan: &Path,
+    env: &[(&str, &str)],
+) -> (i32, serde_json::Value, String) {
     let mut cmd = bin();
     cmd.args(["--json", "mail", step]).arg(plan);
     for (k, v) in env {
@@ -137,7 +141,7 @@ fn mail(step: &str, plan: &Path, env: &[(&str, &str)]) -> (i32, serde_json::Valu
     (out.status.code().unwrap_or(-1), json, stderr)
 }
 
-fn mailbox<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+pub(crate) fn mailbox<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     json[0]["mailboxes"]
         .as_array()
         .unwrap()
@@ -705,7 +709,7 @@ fn imap_folders_cross_namespace_prefixes_and_separators() {
 }
 
 /// The dry run's mail figures, per mailbox: (to copy, flag updates, already at the target).
-fn planned(plan: &Path, env: &[(&str, &str)]) -> Vec<(u64, u64, u64)> {
+pub(crate) fn planned(plan: &Path, env: &[(&str, &str)]) -> Vec<(u64, u64, u64)> {
     let mut cmd = bin();
     cmd.args(["--json", "plan"]).arg(plan);
     for (k, v) in env {

@@ -1,9 +1,14 @@
 //! One integration test binary (faster to build than many), with one shared harness of real servers.
+mod certs;
 mod chaos;
 mod checks;
 mod cli;
+mod confirm;
 mod copy;
+mod courier;
 mod db;
+mod db_mariadb;
+mod db_postgres;
 mod dns;
 mod dns_tsig;
 mod dry_run;

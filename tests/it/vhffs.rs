@@ -731,7 +731,8 @@ fn web_port() -> u16 {
 // Helpers
 
 fn run(plan: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = bin().args(args).arg(plan).output().unwrap();
+    // A script, not a terminal: the commands that ask are answered with `--yes`.
+    let out = bin().arg("--yes").args(args).arg(plan).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into(),
