@@ -56,18 +56,19 @@ pub fn run(
     } else {
         Box::new(Silent)
     };
+    // What the inventory leaves out is selected by no rule (`Inventory::restricted`); a plan
+    // without an inventory is expanded only by `sync`, which needs the sites' databases.
+    let inventory = (step == Step::Sync || loaded.plan.inventory.is_some())
+        .then(|| expand_sites(&loaded, &connections));
+    let plan = inventory
+        .as_ref()
+        .map_or_else(|| loaded.plan.clone(), |i| i.restricted(&loaded.plan));
     let results = match step {
-        Step::Verify => run_databases(
-            &loaded.plan,
-            &connections,
-            only,
-            Mode::Verify,
-            observer.as_ref(),
-        ),
+        Step::Verify => run_databases(&plan, &connections, only, Mode::Verify, observer.as_ref()),
         Step::Sync => {
             // Which site names which database: a database whose site could not be expanded
             // counts as one no site names, live as soon as any site may have switched.
-            let inventory = expand_sites(&loaded, &connections);
+            let inventory = inventory.unwrap_or_default();
             if let Some(i) = inventory.unreachable.first() {
                 printer.status(format!(
                     "warning: {}: the databases of sites not expanded count as shared (live once any site may have switched)",
@@ -76,7 +77,7 @@ pub fn run(
             }
             let sites = inventory.sites;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let guard = match Guarded::open(&loaded.plan, &sites, allow_live.to_vec(), &command) {
+            let guard = match Guarded::open(&plan, &sites, allow_live.to_vec(), &command) {
                 Ok(g) => Mutex::new(g),
                 Err(e) => {
                     printer.error(e.to_string());
@@ -84,7 +85,7 @@ pub fn run(
                 }
             };
             run_databases(
-                &loaded.plan,
+                &plan,
                 &connections,
                 only,
                 Mode::Copy(&guard),

@@ -28,16 +28,26 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
     if inventory.issues.iter().any(|i| i.is_error()) {
         return exit::INVALID;
     }
+    // What the plan leaves at the source: from the panel and the database servers, without
+    // scanning the data roots (the dry run measures them).
+    let unmigrated = crate::lifecycle::unmigrated::find(
+        &inventory.restricted(&loaded.plan),
+        &inventory,
+        &connections,
+        false,
+    );
     let panel = inventory.panel.as_ref();
     let export = InventoryExport {
         source: panel.map_or("the plan's `sites:` rules", |p| p.source.as_str()),
         groups: panel.map_or(0, |p| p.groups),
+        users: panel.map_or(0, |p| p.users),
         sites: inventory.sites.iter().map(SiteUnit::of).collect(),
         databases: panel.map_or(&[], |p| &p.databases),
         mail_domains: panel.map_or(&[], |p| &p.mail_domains),
         mailboxes: panel.map_or(&[], |p| &p.mailboxes),
         zones: panel.map_or(&[], |p| &p.zones),
         risks: panel.map_or(&[], |p| &p.risks),
+        unmigrated: Some(&unmigrated),
     };
     if printer.json {
         outln!(
@@ -68,10 +78,11 @@ fn render(e: &InventoryExport<'_>) -> String {
     let suspended = e.sites.iter().filter(|s| !s.marks.is_empty()).count();
     let _ = writeln!(
         o,
-        "Inventory from {}: {} site(s) ({suspended} marked), {} group(s), {} database(s), {} mail domain(s), {} mail box(es), {} zone(s)\n",
+        "Inventory from {}: {} site(s) ({suspended} marked), {} group(s), {} user(s), {} database(s), {} mail domain(s), {} mail box(es), {} zone(s)\n",
         e.source,
         e.sites.len(),
         e.groups,
+        e.users,
         e.databases.len(),
         e.mail_domains.len(),
         e.mailboxes.len(),
@@ -150,6 +161,10 @@ fn render(e: &InventoryExport<'_>) -> String {
             })
             .collect();
         table(&mut o, &["ZONE", "SERIAL", "RECORDS", "MARKS"], &rows);
+    }
+    if let Some(u) = e.unmigrated {
+        o.push('\n');
+        o.push_str(&crate::report::text::unmigrated(u));
     }
     if !e.risks.is_empty() {
         let _ = writeln!(o, "\nRisks: {}", e.risks.len());

@@ -49,12 +49,18 @@ pub fn run(
         return exit::INVALID;
     }
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
-    // Writing verbs hold the plan's run lock and ask the journal which units may be live.
+    // Writing verbs hold the plan's run lock and ask the journal which units may be live;
+    // with an inventory, what it leaves out is excluded from the trees (`restricted`).
+    let inventory = (step != Step::Verify || loaded.plan.inventory.is_some())
+        .then(|| expand_sites(&loaded, &connections));
+    let plan = inventory
+        .as_ref()
+        .map_or_else(|| loaded.plan.clone(), |i| i.restricted(&loaded.plan));
     let mut guard = if step == Step::Verify {
         None
     } else {
-        let sites = expand_sites(&loaded, &connections).sites;
-        match Guarded::open(&loaded.plan, &sites, allow_live.clone(), "mail") {
+        let sites = inventory.map(|i| i.sites).unwrap_or_default();
+        match Guarded::open(&plan, &sites, allow_live.clone(), "mail") {
             Ok(g) => Some(g),
             Err(e) => {
                 printer.error(format!("{e}"));
@@ -96,7 +102,7 @@ pub fn run(
         Step::Sweep => MailStep::Sweep,
         Step::Verify => MailStep::Verify,
     };
-    let results = run_mail(&loaded.plan, &connections, step, &live, observer.as_ref());
+    let results = run_mail(&plan, &connections, step, &live, observer.as_ref());
     drop(observer);
     drop(guard);
     print(&results, printer);

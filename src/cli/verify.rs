@@ -43,6 +43,7 @@ pub fn run(
             };
             let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
             let inventory = expand_sites(&loaded, &connections);
+            let plan = inventory.restricted(&loaded.plan);
             let mut pairs = Vec::new();
             for site in inventory.sites {
                 match (
@@ -71,9 +72,9 @@ pub fn run(
                     }
                 }
             }
-            if !loaded.plan.databases.is_empty() {
+            if !plan.databases.is_empty() {
                 let results = crate::lifecycle::databases::run(
-                    &loaded.plan,
+                    &plan,
                     &connections,
                     &[],
                     crate::lifecycle::databases::Mode::Verify,
@@ -87,9 +88,9 @@ pub fn run(
                     db_clean = false;
                 }
             }
-            if !loaded.plan.mail.is_empty() {
+            if !plan.mail.is_empty() {
                 let results = crate::lifecycle::mail::run(
-                    &loaded.plan,
+                    &plan,
                     &connections,
                     crate::lifecycle::mail::MailStep::Verify,
                     &|_| None,

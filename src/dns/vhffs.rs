@@ -5,6 +5,7 @@
 //! Names as the panel stores them: relative to the zone (`www`), the apex as `''` or `@`, a name
 //! ending with a dot absolute. Data is text; MX and SRV keep their priority in `aux`, so read
 //! back as `<aux> <data>`. Targets of NS, CNAME, MX and SRV without a final dot are relative.
+//! A swap bumps the zone's serial the way VHFFS does (date-based, `YYYYMMDDnn`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -272,7 +273,12 @@ impl VhffsDns {
                 ));
             }
         }
-        b.push_str("UPDATE vhffs_dns SET serial = serial + 1 WHERE dns_id = z; END $th$");
+        // The serial as VHFFS bumps it (`Vhffs::Services::DNS::get_next_serial`): today's
+        // `YYYYMMDD01`, or one more when the serial is that far already.
+        b.push_str(
+            "UPDATE vhffs_dns SET serial = CASE WHEN serial >= to_char(now(), 'YYYYMMDD00')::int \
+             THEN serial + 1 ELSE to_char(now(), 'YYYYMMDD01')::int END WHERE dns_id = z; END $th$",
+        );
         Ok(b)
     }
 }
@@ -409,7 +415,7 @@ mod tests {
             "kept values stay"
         );
         assert!(block.contains("SET ttl = 60"));
-        assert!(block.contains("serial = serial + 1"));
+        assert!(block.contains("THEN serial + 1 ELSE to_char(now(), 'YYYYMMDD01')"));
         assert!(
             VhffsDns::swap_block(
                 "example.org",

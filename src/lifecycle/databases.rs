@@ -107,12 +107,39 @@ impl DbResult {
     }
 }
 
+/// Whether `rule` moves database `name`: its `names` and `exclude`, and never a database the
+/// inventory left out (`DatabaseRule::left_out`). Every selection of a database goes through
+/// here, so the review and the move agree.
+pub fn selects(rule: &DatabaseRule, name: &str) -> bool {
+    !rule.left_out.contains(name) && selected(name, &rule.names, &rule.exclude)
+}
+
 /// The rule that moves database `db`: the first whose names select it, among the rules of its
 /// engine when the inventory knows the engine (a panel does).
 pub fn rule_for<'p>(plan: &'p Plan, db: &crate::plan::SiteDatabase) -> Option<&'p DatabaseRule> {
     plan.databases
         .iter()
-        .find(|r| db.fits(r.engine) && selected(&db.name, &r.names, &r.exclude))
+        .find(|r| db.fits(r.engine) && selects(r, &db.name))
+}
+
+/// The VHFFS panel's own database, when a `databases:` rule moves it: that rule and the name.
+/// It describes every other object, so it moves last (see `Migration`).
+pub fn panel_database(plan: &Plan) -> Option<(&DatabaseRule, String)> {
+    let Some(crate::plan::InventorySource::Vhffs(v)) = &plan.inventory else {
+        return None;
+    };
+    let p = &v.panel;
+    plan.databases
+        .iter()
+        .find(|r| {
+            r.engine == crate::plan::raw::DbEngine::Postgres
+                && r.from.host == p.host
+                && r.from.socket == p.socket
+                && r.from.address == p.address
+                && r.from.port == p.port
+                && selects(r, &v.database)
+        })
+        .map(|r| (r, v.database.clone()))
 }
 
 /// The databases a rule selects on its source server.
@@ -130,9 +157,7 @@ pub fn names(
     Ok(list_databases(t.as_ref(), rule.engine, &rule.from)?
         .into_iter()
         .map(|d| d.name)
-        .filter(|n| {
-            selected(n, &rule.names, &rule.exclude) && (only.is_empty() || only.contains(n))
-        })
+        .filter(|n| selects(rule, n) && (only.is_empty() || only.contains(n)))
         .collect())
 }
 

@@ -26,6 +26,10 @@ use crate::sync::{Endpoint, SyncError, SyncOptions};
 use crate::tree::{EntryKind, ScanSummary};
 use crate::unit::UnitId;
 
+/// The note of the VHFFS panel's own database in the dry run.
+pub const PANEL_LAST: &str =
+    "the panel: moved last, by the cutover that confirms the plan's last site";
+
 /// Throughput assumed until pre-syncs measure real figures.
 const ASSUMED_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
 const ASSUMED_FILES_PER_SEC: u64 = 2_000;
@@ -90,8 +94,11 @@ pub fn dry_run_with(
         };
         report.risks.push(risk);
     }
+    // Databases and mail as the inventory's verdicts restrict them: what it leaves out is
+    // moved by no rule, and listed under `unmigrated` instead.
+    let restricted = inventory.restricted(plan);
     if let Some(panel) = &inventory.panel {
-        panel_risks(loaded, panel, &mut report.risks);
+        panel_risks(&restricted, panel, &mut report.risks);
     }
     let live = live_units(plan, &inventory.sites, &mut report.risks);
 
@@ -221,8 +228,16 @@ pub fn dry_run_with(
     report.certificates = pool.install(|| {
         super::tls_files::certificates(plan, &inventory.sites, connections, &mut report.risks)
     });
-    databases(loaded, connections, &live, observer, &mut report);
-    mail(loaded, connections, observer, &mut report);
+    databases(&restricted, connections, &live, observer, &mut report);
+    mail(&restricted, connections, observer, &mut report);
+    observer.on_event(&Event::PhaseStarted {
+        phase: "unmigrated".into(),
+        total: 0,
+    });
+    report.unmigrated = super::unmigrated::find(&restricted, &inventory, connections, true);
+    observer.on_event(&Event::PhaseFinished {
+        phase: "unmigrated".into(),
+    });
     if let Some(dns) = &plan.dns {
         observer.on_event(&Event::PhaseStarted {
             phase: "dns".into(),
@@ -275,8 +290,7 @@ pub fn dry_run_with(
 
 /// What the panel holds that the plan's other sections must carry: its databases need a
 /// `databases:` rule, its Maildirs a `mail:` rule; plus the panel's own findings.
-fn panel_risks(loaded: &Loaded, panel: &crate::panel::PanelInventory, risks: &mut Vec<Risk>) {
-    let plan = &loaded.plan;
+fn panel_risks(plan: &Plan, panel: &crate::panel::PanelInventory, risks: &mut Vec<Risk>) {
     risks.extend(panel.risks.iter().cloned());
     for d in &panel.databases {
         let engine_matches = |e: DbEngine| match d.engine.as_str() {
@@ -286,7 +300,7 @@ fn panel_risks(loaded: &Loaded, panel: &crate::panel::PanelInventory, risks: &mu
         if !plan
             .databases
             .iter()
-            .any(|r| engine_matches(r.engine) && db::selected(&d.name, &r.names, &r.exclude))
+            .any(|r| engine_matches(r.engine) && super::databases::selects(r, &d.name))
         {
             let message = format!(
                 "{} database `{}` of the panel is selected by no `databases:` rule of its engine",
@@ -492,13 +506,14 @@ fn engine_name(e: DbEngine) -> &'static str {
 }
 
 fn databases(
-    loaded: &Loaded,
+    plan: &Plan,
     connections: &Connections,
     live: &Live,
     observer: &dyn Observer,
     report: &mut DryRunReport,
 ) {
-    for rule in &loaded.plan.databases {
+    let panel = super::databases::panel_database(plan).map(|(r, name)| (r.index, name));
+    for rule in &plan.databases {
         let engine = engine_name(rule.engine);
         observer.on_event(&Event::PhaseStarted {
             phase: format!("databases[{}]", rule.index),
@@ -534,7 +549,7 @@ fn databases(
         let mut matched = 0;
         for d in source
             .into_iter()
-            .filter(|d| db::selected(&d.name, &rule.names, &rule.exclude))
+            .filter(|d| super::databases::selects(rule, &d.name))
         {
             matched += 1;
             let (action, note) = match &target {
@@ -553,7 +568,7 @@ fn databases(
                     let planned = db_plan::decide(
                         &d.name,
                         t.get(&d.name).map(String::as_str),
-                        &loaded.plan.name,
+                        &plan.name,
                         rule.conflict,
                     );
                     let policy = format!("{:?}", rule.conflict).to_lowercase();
@@ -590,6 +605,15 @@ fn databases(
                     };
                     (planned.action.as_str().to_string(), note)
                 }
+            };
+            // The panel describes every other object: the cutover moves it once they all have.
+            let note = if panel.as_ref() == Some(&(rule.index, d.name.clone())) {
+                Some(match note {
+                    Some(n) => format!("{PANEL_LAST}; {n}"),
+                    None => PANEL_LAST.to_string(),
+                })
+            } else {
+                note
             };
             let tables = match (rule.engine, d.tables) {
                 (DbEngine::Postgres, _) => connections
@@ -637,12 +661,12 @@ fn databases(
 }
 
 fn mail(
-    loaded: &Loaded,
+    plan: &Plan,
     connections: &Connections,
     observer: &dyn Observer,
     report: &mut DryRunReport,
 ) {
-    for rule in &loaded.plan.mail {
+    for rule in &plan.mail {
         match rule {
             MailRule::Maildir {
                 index,
@@ -650,13 +674,18 @@ fn mail(
                 from_path,
                 to_host,
                 to_path,
+                exclude,
                 convert,
             } => {
                 observer.on_event(&Event::PhaseStarted {
                     phase: format!("mail[{index}]"),
                     total: 0,
                 });
-                let skip = maildir::excludes();
+                // The pass's own excludes, and what the inventory leaves out of the tree.
+                let skip: Vec<String> = maildir::excludes()
+                    .into_iter()
+                    .chain(exclude.iter().cloned())
+                    .collect();
                 let source = connections
                     .get(from_host)
                     .and_then(|t| t.scan(from_path, &skip));
@@ -1082,6 +1111,8 @@ fn finish(report: &mut DryRunReport, bwlimit: Option<u64>) {
     t.messages = report.mail.iter().map(|m| m.messages).sum();
     t.mail_bytes = report.mail.iter().map(|m| m.bytes).sum();
     t.dns_changes = report.dns.iter().map(|z| z.changes.len() as u64).sum();
+    t.unmigrated = report.unmigrated.kinds.iter().map(|k| k.count).sum();
+    t.unmigrated_bytes = report.unmigrated.kinds.iter().filter_map(|k| k.bytes).sum();
     report.risks.sort_by(|a, b| {
         (&a.severity, &a.kind, &a.subject).cmp(&(&b.severity, &b.kind, &b.subject))
     });

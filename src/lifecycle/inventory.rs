@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::panel::{PanelError, PanelInventory};
+use crate::panel::{LeftOutKind, PanelError, PanelInventory};
+use crate::plan::raw::DbEngine;
 use crate::plan::{
-    INVENTORY_RULE, InventorySource, Issue, Loaded, NodePath, Site, SiteDatabase, SiteSource,
+    INVENTORY_RULE, InventorySource, Issue, Loaded, MailRule, NodePath, Plan, Site, SiteDatabase,
+    SiteSource,
 };
 
 use super::connections::Connections;
@@ -20,6 +22,53 @@ pub struct Inventory {
     pub unreachable: Vec<Issue>,
     /// What the plan's `inventory:` section expanded to (its sites are in `sites` too).
     pub panel: Option<PanelInventory>,
+}
+
+impl Inventory {
+    /// The plan as the inventory's verdicts restrict it: a database the panel leaves out is
+    /// left out of every rule of its engine, a tree it leaves out (a box, a mail domain being
+    /// deleted, a Maildir it does not know) is excluded from the Maildir rules that hold it.
+    /// The one place where a verdict becomes a rule's exclusion: the dry run, `sync`,
+    /// `cutover`, `db`, `mail` and `verify` take their databases and mail from this plan, so
+    /// what the review lists as left out is moved by no rule.
+    pub fn restricted(&self, plan: &Plan) -> Plan {
+        let mut plan = plan.clone();
+        let Some(panel) = &self.panel else {
+            return plan;
+        };
+        for l in &panel.left_out {
+            if matches!(l.kind, LeftOutKind::Mysql | LeftOutKind::Pgsql) {
+                let postgres = l.kind == LeftOutKind::Pgsql;
+                for r in &mut plan.databases {
+                    if (r.engine == DbEngine::Postgres) == postgres {
+                        r.left_out.insert(l.name.clone());
+                    }
+                }
+            }
+            let (Some(host), Some(path)) = (&l.host, &l.path) else {
+                continue;
+            };
+            for m in &mut plan.mail {
+                if let MailRule::Maildir {
+                    from_host,
+                    from_path,
+                    exclude,
+                    ..
+                } = m
+                    && from_host == host
+                    && let Ok(rel) = path.strip_prefix(from_path)
+                    && !rel.as_os_str().is_empty()
+                {
+                    let pattern =
+                        format!("{}/", crate::tree::exclude::literal(&rel.to_string_lossy()));
+                    if !exclude.contains(&pattern) {
+                        exclude.push(pattern);
+                    }
+                }
+            }
+        }
+        plan
+    }
 }
 
 /// Expands every site rule (globs run read-only on their hosts) and checks that targets do not

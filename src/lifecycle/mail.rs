@@ -171,6 +171,7 @@ fn run_rule(
             from_path,
             to_host,
             to_path,
+            exclude,
             convert,
         } => {
             let mut r = RuleResult {
@@ -193,7 +194,14 @@ fn run_rule(
                 })
             });
             match ends {
-                Ok((src, dst)) => maildir(&mut r, (&src, &dst), *convert, step, plan, observer),
+                Ok((src, dst)) => maildir(
+                    &mut r,
+                    (&src, &dst, exclude),
+                    *convert,
+                    step,
+                    plan,
+                    observer,
+                ),
                 Err(e) => r.error = Some(e.to_string()),
             }
             r
@@ -237,7 +245,7 @@ fn run_rule(
 
 fn maildir(
     r: &mut RuleResult,
-    (src, dst): (&Endpoint, &Endpoint),
+    (src, dst, exclude): (&Endpoint, &Endpoint, &[String]),
     convert: Option<MailConvert>,
     step: MailStep,
     plan: &Plan,
@@ -255,7 +263,7 @@ fn maildir(
     };
     let pass = match step {
         MailStep::Verify => {
-            match maildir_pass::verify(src, dst, convert) {
+            match maildir_pass::verify(src, dst, convert, exclude) {
                 Ok(boxes) => {
                     r.mailboxes = boxes
                         .into_iter()
@@ -284,6 +292,7 @@ fn maildir(
         convert,
         plan.defaults.jobs.max(1),
         Some(&record),
+        exclude,
         observer,
     ) {
         Ok(report) => {

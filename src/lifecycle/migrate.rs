@@ -38,6 +38,9 @@ pub use preview::{Preview, PreviewSite};
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
 
+/// The journal's step of the VHFFS panel's database, moved once after the last site.
+pub const PANEL_STEP: &str = "final sync (the panel, last)";
+
 /// Why a lifecycle command could not run (per-site failures are outcomes, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -103,7 +106,9 @@ pub enum Selection {
 
 /// One plan's migration: its sites, its journal (held locked), its hosts.
 pub struct Migration<'a> {
-    loaded: &'a Loaded,
+    /// The plan as the inventory's verdicts restrict it (`Inventory::restricted`): its
+    /// databases and mail never include what the inventory leaves out.
+    plan: crate::plan::Plan,
     connections: &'a Connections,
     pub sites: Vec<Site>,
     ledger: Ledger,
@@ -134,6 +139,7 @@ impl<'a> Migration<'a> {
     ) -> Result<Migration<'a>, LifecycleError> {
         let ledger = Ledger::open(&loaded.plan.state_dir)?.with_hook(fault_point);
         let inventory = expand_sites(loaded, connections);
+        let plan = inventory.restricted(&loaded.plan);
         if let Some(i) = inventory.unreachable.first() {
             return Err(LifecycleError::Unreachable(format!(
                 "expanding the sites: {}",
@@ -148,7 +154,7 @@ impl<'a> Migration<'a> {
         }
         for site in &inventory.sites {
             for db in &site.databases {
-                if super::databases::rule_for(&loaded.plan, db).is_none() {
+                if super::databases::rule_for(&plan, db).is_none() {
                     return Err(LifecycleError::Invalid(format!(
                         "site `{}` names {} database `{db}`, which no `databases:` rule{} selects",
                         site.name,
@@ -163,7 +169,7 @@ impl<'a> Migration<'a> {
             }
         }
         Ok(Migration {
-            loaded,
+            plan,
             connections,
             sites: inventory.sites,
             ledger,
@@ -260,7 +266,7 @@ impl<'a> Migration<'a> {
 
     /// The plan's batches, in order.
     pub fn batches(&self) -> Vec<Vec<&Site>> {
-        let size = self.loaded.plan.cutover.batch.max(1);
+        let size = self.plan.cutover.batch.max(1);
         self.sites
             .chunks(size)
             .map(|c| c.iter().collect())
@@ -282,7 +288,7 @@ impl<'a> Migration<'a> {
         let next = AtomicUsize::new(0);
         let out = Mutex::new(Vec::new());
         std::thread::scope(|s| {
-            for _ in 0..self.loaded.plan.defaults.jobs.clamp(1, sites.len().max(1)) {
+            for _ in 0..self.plan.defaults.jobs.clamp(1, sites.len().max(1)) {
                 s.spawn(|| {
                     while let Some(site) = sites.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let o = work(site);
@@ -464,7 +470,7 @@ impl<'a> Migration<'a> {
         let start = Instant::now();
         // The dry run plans with these very options: one source for both.
         let options = super::dry_run::site_sync_options(
-            &self.loaded.plan,
+            &self.plan,
             site,
             self.checks.allows(Check::DeleteShare),
         );
@@ -495,7 +501,7 @@ impl<'a> Migration<'a> {
             ));
         }
         // Its certificate and key go with its files (modes kept, the key never shown).
-        if let Some(files) = self.loaded.plan.tls_files(site) {
+        if let Some(files) = self.plan.tls_files(site) {
             super::tls_files::carry(self.connections, site, &files)
                 .map_err(|e| format!("certificate: {e}"))?;
         }
@@ -561,7 +567,7 @@ impl<'a> Migration<'a> {
         copy: bool,
     ) -> Result<DbResult, String> {
         let name = db.name.as_str();
-        let rule = super::databases::rule_for(&self.loaded.plan, db)
+        let rule = super::databases::rule_for(&self.plan, db)
             .ok_or_else(|| format!("database `{name}`: no rule of its engine selects it"))?;
         // A database that may be live at the target (its site, or any site for one no site
         // names, may have switched) is left alone: users may have written to it there.
@@ -571,7 +577,7 @@ impl<'a> Migration<'a> {
         } else {
             super::databases::Mode::Verify
         };
-        let r = move_database(&self.loaded.plan, rule, name, self.connections, mode);
+        let r = move_database(&self.plan, rule, name, self.connections, mode);
         let step = match (copy, final_sync) {
             (false, _) => "verify",
             (true, false) => "pre-sync",
@@ -614,8 +620,10 @@ impl<'a> Migration<'a> {
     /// the sites of a run are frozen so their copy is never older than the freeze.
     fn move_platform_units(&self, final_sync: bool) -> Vec<String> {
         let tied: Vec<&SiteDatabase> = self.sites.iter().flat_map(|s| &s.databases).collect();
+        // The panel describes every other object: it waits for `move_panel_last`.
+        let panel = super::databases::panel_database(&self.plan).map(|(r, n)| (r.index, n));
         let mut failures = Vec::new();
-        for rule in &self.loaded.plan.databases {
+        for rule in &self.plan.databases {
             let names = match super::databases::names(rule, self.connections, &[]) {
                 Ok(n) => n,
                 Err(e) => {
@@ -624,9 +632,10 @@ impl<'a> Migration<'a> {
                 }
             };
             // A shared database live on the new side is left there by `move_database`.
-            let untied = names
-                .into_iter()
-                .filter(|n| !tied.iter().any(|d| d.name == *n && d.fits(rule.engine)));
+            let untied = names.into_iter().filter(|n| {
+                !tied.iter().any(|d| d.name == *n && d.fits(rule.engine))
+                    && panel.as_ref() != Some(&(rule.index, n.clone()))
+            });
             for name in untied {
                 let db = SiteDatabase {
                     name,
@@ -640,11 +649,68 @@ impl<'a> Migration<'a> {
         failures
     }
 
+    /// The VHFFS panel's own database, once every site of the plan is confirmed: it describes
+    /// every object (and holds the DNS rows the switches wrote), so it moves after all of
+    /// them, once. The rule that any site's switch makes a shared database live does not hold
+    /// back this copy: the new side's panel is not in service before it. A failure is
+    /// journaled and returned; the next `cutover` or `resume` tries again.
+    fn move_panel_last(&self) -> Option<String> {
+        let (rule, name) = super::databases::panel_database(&self.plan)?;
+        let all_confirmed = self
+            .sites
+            .iter()
+            .all(|s| self.state_of(&s.name) == SiteState::Confirmed);
+        let unit = format!("database {name}");
+        let moved = || {
+            self.ledger.entries().iter().any(|e| {
+                matches!(e, Entry::Unit { site, unit: u, step, ok: true, .. }
+                    if site == PLATFORM && *u == unit && step == PANEL_STEP)
+            })
+        };
+        if !all_confirmed || moved() {
+            return None;
+        }
+        /// Admits the panel's copy: see above.
+        struct Last;
+        impl super::databases::LiveGate for Last {
+            fn admit(
+                &self,
+                _: &str,
+            ) -> Result<Option<super::databases::LiveSkip>, crate::unit::UnitError> {
+                Ok(None)
+            }
+        }
+        let r = move_database(
+            &self.plan,
+            rule,
+            &name,
+            self.connections,
+            super::databases::Mode::Copy(&Last),
+        );
+        let detail = match &r.error {
+            Some(e) => e.clone(),
+            None => format!(
+                "every site confirmed: the panel moved last, {} table(s) verified",
+                r.tables.len()
+            ),
+        };
+        let _ = self.record(&Entry::Unit {
+            site: PLATFORM.to_string(),
+            unit,
+            step: PANEL_STEP.into(),
+            ok: r.clean(),
+            detail: Some(detail.clone()),
+            bytes: r.moved.as_ref().map(|m| m.bytes),
+            at: now(),
+        });
+        (!r.clean()).then(|| format!("database `{name}` (the panel): {detail}"))
+    }
+
     /// The plan's mail rules, journaled as units of no site. Before any site's DNS moved, the
     /// target follows the source (renames, deletes); once one may have moved, users may be
     /// working on the new side, so only messages it lacks are added (a sweep).
     fn move_mail(&self, final_sync: bool) {
-        if self.loaded.plan.mail.is_empty() {
+        if self.plan.mail.is_empty() {
             return;
         }
         // One liveness rule for every unit: the guard's.
@@ -656,7 +722,7 @@ impl<'a> Migration<'a> {
             (false, true) => (MailStep::Sync { delete: true }, "final sync"),
         };
         for rule in run_mail(
-            &self.loaded.plan,
+            &self.plan,
             self.connections,
             step,
             &|rule| guard.why(&UnitId::Mail(rule)).map(|b| b.to_string()),
@@ -742,7 +808,7 @@ impl<'a> Migration<'a> {
                 vec![all.into_iter().nth(n.wrapping_sub(1)).ok_or_else(|| {
                     LifecycleError::Invalid(format!(
                         "batch {n} does not exist: the plan has {count} batch(es) of {} site(s)",
-                        self.loaded.plan.cutover.batch
+                        self.plan.cutover.batch
                     ))
                 })?]
             }
@@ -762,7 +828,7 @@ impl<'a> Migration<'a> {
             },
         );
         // After a stop, nothing new starts: the sites not yet switched are reopened below.
-        let platform_failures = if self.loaded.plan.databases.is_empty() || self.stopped() {
+        let platform_failures = if self.plan.databases.is_empty() || self.stopped() {
             Vec::new()
         } else {
             self.move_platform_units(true)
@@ -804,6 +870,14 @@ impl<'a> Migration<'a> {
         if finished.iter().any(|o| o.state == SiteState::Confirmed) && !self.stopped() {
             // Mail that reached the old server while DNS changed goes over too.
             self.move_mail(true);
+            // After the plan's last site, the panel that describes them all.
+            if let Some(e) = self.move_panel_last() {
+                self.observer.on_event(&Event::UnitFailed {
+                    phase: format!("{label}: panel"),
+                    unit: PLATFORM.into(),
+                    error: e,
+                });
+            }
         }
         finished.sort_by(|a, b| a.site.cmp(&b.site));
         finished
@@ -871,7 +945,7 @@ impl<'a> Migration<'a> {
 
     fn verify_site(&self, site: &Site) -> Result<String, String> {
         // What the sync left out (excludes, freeze files, refused devices) is judged alike.
-        let options = super::dry_run::site_sync_options(&self.loaded.plan, site, false);
+        let options = super::dry_run::site_sync_options(&self.plan, site, false);
         let report = self.on_hosts(site, |src, dst| {
             crate::sync::verify::verify(src, dst, &options, &crate::event::Silent)
                 .map_err(|e| e.to_string())
@@ -914,7 +988,7 @@ impl<'a> Migration<'a> {
 
     /// Runs the freeze (or unfreeze) command of the plan on the site's source host.
     fn hook(&self, site: &Site, freeze: bool) -> Stop {
-        let cutover = &self.loaded.plan.cutover;
+        let cutover = &self.plan.cutover;
         let Some(template) = (if freeze {
             &cutover.freeze
         } else {
@@ -946,7 +1020,7 @@ impl<'a> Migration<'a> {
     // ---------------------------------------------------------------- DNS and probes
 
     fn zone_plans(&self) -> Result<Vec<ZonePlan>, String> {
-        let Some(spec) = &self.loaded.plan.dns else {
+        let Some(spec) = &self.plan.dns else {
             return Ok(Vec::new());
         };
         let mut cached = self.zone_plans.lock().unwrap_or_else(|p| p.into_inner());
@@ -969,7 +1043,7 @@ impl<'a> Migration<'a> {
     }
 
     fn dns_findings(&self, names: &[String]) -> Result<Vec<crate::check::Finding>, String> {
-        let Some(spec) = &self.loaded.plan.dns else {
+        let Some(spec) = &self.plan.dns else {
             return Ok(Vec::new());
         };
         let mine = cutover::restrict(&self.zone_plans()?, names);
@@ -1006,7 +1080,7 @@ impl<'a> Migration<'a> {
     /// Refuses the cutover before anything is frozen when the switch of the selected sites
     /// would be refused by a check the operator did not allow.
     fn check_dns_ready(&self, sites: &[&Site]) -> Result<(), LifecycleError> {
-        if self.loaded.plan.dns.is_none() {
+        if self.plan.dns.is_none() {
             return Ok(());
         }
         let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
@@ -1050,7 +1124,7 @@ impl<'a> Migration<'a> {
     }
 
     fn on_failure(&self) -> OnFailure {
-        self.loaded.plan.cutover.on_failure
+        self.plan.cutover.on_failure
     }
 
     /// Before anything is switched: the site's own DNS checks, and every probe through the new
@@ -1097,7 +1171,7 @@ impl<'a> Migration<'a> {
     fn switch_and_probe(&self, site: &Site) -> Result<Option<String>, String> {
         let names = names_of(site);
         let state = self.state_of(&site.name);
-        if let Some(spec) = &self.loaded.plan.dns
+        if let Some(spec) = &self.plan.dns
             && matches!(state, SiteState::Verified | SiteState::Switching)
         {
             let plans = cutover::restrict(&self.zone_plans()?, &names);
@@ -1125,7 +1199,7 @@ impl<'a> Migration<'a> {
             )?;
         }
         let expected = self.switched_records(&names)?;
-        if let Some(spec) = &self.loaded.plan.dns
+        if let Some(spec) = &self.plan.dns
             && !expected.is_empty()
             && let Err(wrong) = cutover::verify(spec, &expected, spec.verify_timeout)
         {
@@ -1172,7 +1246,7 @@ impl<'a> Migration<'a> {
         switched: &[(RrKey, RrState)],
     ) -> Result<Option<IpAddr>, String> {
         let ours = address_in(switched, name);
-        let Some(spec) = &self.loaded.plan.dns else {
+        let Some(spec) = &self.plan.dns else {
             return Ok(ours);
         };
         let timeout = std::time::Duration::from_secs(3);
@@ -1211,11 +1285,10 @@ impl<'a> Migration<'a> {
         round: ProbeRound,
         address_of: &dyn Fn(&str) -> Result<Option<IpAddr>, String>,
     ) -> Vec<ProbeResult> {
-        let Some(probe_spec) = self.loaded.plan.cutover.probe.as_ref() else {
+        let Some(probe_spec) = self.plan.cutover.probe.as_ref() else {
             return Vec::new();
         };
         let pairs: Vec<(IpAddr, IpAddr)> = self
-            .loaded
             .plan
             .dns
             .as_ref()
@@ -1245,7 +1318,7 @@ impl<'a> Migration<'a> {
             round,
         };
         // TLS expected at the new side: its certificate is judged before the page (issue 15).
-        let tls = super::certificate::Wanted::for_site(&self.loaded.plan, site);
+        let tls = super::certificate::Wanted::for_site(&self.plan, site);
         let ca = tls.as_ref().map_or(&[][..], |t| t.ca_certificates());
         let mut results: Vec<ProbeResult> = site
             .domains
@@ -1334,7 +1407,7 @@ impl<'a> Migration<'a> {
         let result = (|| -> Stop {
             let before = self.state_of(&site.name);
             self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
-            if let Some(spec) = &self.loaded.plan.dns {
+            if let Some(spec) = &self.plan.dns {
                 let names = names_of(site);
                 let outcome = cutover::rollback(spec, &self.ledger, &[], &names, false)
                     .map_err(|e| format!("DNS rollback: {e}"))?;
@@ -1574,7 +1647,7 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS server refuses or the journal cannot be written.
     pub fn lower_ttl(&self) -> Result<u64, LifecycleError> {
-        let Some(spec) = &self.loaded.plan.dns else {
+        let Some(spec) = &self.plan.dns else {
             return Ok(0);
         };
         let names = self.site_names();
@@ -1612,7 +1685,7 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS server refuses a key or the journal cannot be written.
     pub fn restore_ttl(&self) -> Result<cutover::Outcome, LifecycleError> {
-        let Some(spec) = &self.loaded.plan.dns else {
+        let Some(spec) = &self.plan.dns else {
             return Ok(cutover::Outcome::default());
         };
         let names: Vec<String> = self

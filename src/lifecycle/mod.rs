@@ -18,3 +18,4 @@ pub mod probe;
 pub mod state;
 pub mod status;
 pub mod tls_files;
+pub mod unmigrated;

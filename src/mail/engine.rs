@@ -75,13 +75,14 @@ impl UnitOfWork for MaildirEngine {
             self.convert,
             self.jobs,
             self.delivered.as_deref(),
+            &[],
             observer,
         )?)
     }
 
     fn verify(&self, unit: &TreeUnit) -> Result<MaildirCheck, UnitError> {
         Ok(MaildirCheck {
-            mailboxes: verify(&unit.src, &unit.dst, self.convert)?,
+            mailboxes: verify(&unit.src, &unit.dst, self.convert, &[])?,
         })
     }
 }

@@ -144,7 +144,10 @@ fn write_delivered(path: &Path, keys: &HashSet<Vec<u8>>) -> Result<(), String> {
 ///
 /// # Errors
 /// The source is missing, a host cannot be reached, `--delete` would remove too much, or the
-/// record cannot be read. Single files that fail are in the report, by mailbox.
+/// record cannot be read. Single files that fail are in the report, by mailbox. Trees that
+/// match `exclude` (relative to the roots: what an inventory leaves out) are not touched.
+// Each argument is an independent choice of the caller (rule, step, record, inventory).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     src: &Endpoint,
     dst: &Endpoint,
@@ -152,6 +155,7 @@ pub fn run(
     convert: Option<MailConvert>,
     jobs: usize,
     delivered: Option<&Path>,
+    exclude: &[String],
     observer: &dyn Observer,
 ) -> Result<PassReport, SyncError> {
     let mut known = match delivered {
@@ -161,7 +165,10 @@ pub fn run(
     let opts = SyncOptions {
         delete: matches!(pass, Pass::Sync { delete: true }),
         jobs,
-        exclude: maildir::excludes(),
+        exclude: maildir::excludes()
+            .into_iter()
+            .chain(exclude.iter().cloned())
+            .collect(),
         ..SyncOptions::default()
     };
     let wire_before = wire_bytes_of(src) + wire_bytes_of(dst);
@@ -684,10 +691,11 @@ pub(super) fn rename_all(
     Ok(out)
 }
 
-/// Compares both trees folder by folder (unique parts and sizes), by mailbox. With
-/// `convert: courier-to-dovecot`, Courier's folders are compared as converted: message names
-/// with their keyword letters, Courier's UIDs and UIDVALIDITY with the target's
-/// `dovecot-uidlist`, subscriptions and keywords with the target's files.
+/// Compares both trees folder by folder (unique parts and sizes), by mailbox, leaving out the
+/// trees that match `exclude`. With `convert: courier-to-dovecot`, Courier's folders are
+/// compared as converted: message names with their keyword letters, Courier's UIDs and
+/// UIDVALIDITY with the target's `dovecot-uidlist`, subscriptions and keywords with the
+/// target's files.
 ///
 /// # Errors
 /// A host cannot be reached, or the source is missing.
@@ -695,8 +703,12 @@ pub fn verify(
     src: &Endpoint,
     dst: &Endpoint,
     convert: Option<MailConvert>,
+    exclude: &[String],
 ) -> Result<BTreeMap<String, Vec<FolderCheck>>, SyncError> {
-    let exclude = maildir::excludes();
+    let exclude: Vec<String> = maildir::excludes()
+        .into_iter()
+        .chain(exclude.iter().cloned())
+        .collect();
     let (source, target) = std::thread::scope(|s| {
         let t = s.spawn(|| dst.transport.scan(&dst.root, &exclude));
         let source = src.transport.scan(&src.root, &exclude);

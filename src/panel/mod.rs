@@ -18,8 +18,11 @@ use crate::report::Risk;
 pub struct PanelInventory {
     /// Where the units were read, such as `vhffs database `vhffs` on host `panel``.
     pub source: String,
-    /// Owner groups in the panel.
+    /// Owner groups in the panel (users' private groups not counted).
     pub groups: u64,
+    /// Users (each with a private group of their name).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub users: u64,
     /// The sites, as the lifecycle moves them (rendered by `export`).
     #[serde(skip)]
     pub sites: Vec<Site>,
@@ -29,6 +32,74 @@ pub struct PanelInventory {
     pub zones: Vec<PanelZone>,
     /// Objects left out or worth a look: error states, missing directories, orphans.
     pub risks: Vec<Risk>,
+    /// Everything the inventory leaves out, each with why: no rule of the plan moves them
+    /// (`lifecycle::inventory::Inventory::restricted` turns them into the rules' exclusions).
+    pub left_out: Vec<LeftOut>,
+    /// Panel objects of kinds no unit of this tool moves yet, counted by kind.
+    pub other_objects: Vec<KindCount>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What a left-out object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftOutKind {
+    Group,
+    Site,
+    Mysql,
+    Pgsql,
+    MailDomain,
+    Mailbox,
+    Zone,
+    /// A directory under the web root that no site of the panel names.
+    Directory,
+    /// A Maildir the panel has no box for.
+    Maildir,
+}
+
+impl LeftOutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftOutKind::Group => "group",
+            LeftOutKind::Site => "site",
+            LeftOutKind::Mysql => "mysql",
+            LeftOutKind::Pgsql => "pgsql",
+            LeftOutKind::MailDomain => "mail_domain",
+            LeftOutKind::Mailbox => "mailbox",
+            LeftOutKind::Zone => "zone",
+            LeftOutKind::Directory => "directory",
+            LeftOutKind::Maildir => "maildir",
+        }
+    }
+}
+
+/// One object the inventory leaves out of the move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeftOut {
+    pub kind: LeftOutKind,
+    pub name: String,
+    /// The panel's state of the object (or of what it belongs to), when that is the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<i32>,
+    /// The state in words, as the panel shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_label: Option<String>,
+    pub reason: String,
+    /// Where it is on disk, when it has a directory of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+/// How many panel objects of one kind there are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KindCount {
+    pub kind: String,
+    pub count: u64,
 }
 
 /// A database the panel knows, with the site it moves with.
@@ -119,12 +190,17 @@ impl SiteUnit {
 pub struct InventoryExport<'a> {
     pub source: &'a str,
     pub groups: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub users: u64,
     pub sites: Vec<SiteUnit>,
     pub databases: &'a [PanelDatabase],
     pub mail_domains: &'a [PanelMailDomain],
     pub mailboxes: &'a [PanelMailbox],
     pub zones: &'a [PanelZone],
     pub risks: &'a [Risk],
+    /// What the plan leaves at the source (`lifecycle::unmigrated`), when it was looked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmigrated: Option<&'a crate::report::Unmigrated>,
 }
 
 impl PanelInventory {
@@ -132,12 +208,14 @@ impl PanelInventory {
         InventoryExport {
             source: &self.source,
             groups: self.groups,
+            users: self.users,
             sites: self.sites.iter().map(SiteUnit::of).collect(),
             databases: &self.databases,
             mail_domains: &self.mail_domains,
             mailboxes: &self.mailboxes,
             zones: &self.zones,
             risks: &self.risks,
+            unmigrated: None,
         }
     }
 }

@@ -1,14 +1,18 @@
-//! The VHFFS panel as an inventory: its PostgreSQL tables read in one `psql` round trip, and
-//! the paths its data directory layout gives sites (`web/<md5 prefix>/<name>`) and Maildirs.
+//! The VHFFS panel as an inventory: its PostgreSQL tables (VHFFS 4.5's own schema) read in
+//! one `psql` round trip, and the paths its data directory layout gives sites
+//! (`web/<md5 prefix>/<servername>`) and Maildirs.
 //!
 //! Objects move when the panel has them activated (state 6) or suspended (state 15, marked);
-//! any other state is transitional or an error: left out and listed as a risk.
+//! any other state is transitional or an error: the object is left out, listed with its state,
+//! and so are the objects of a group, and the boxes of a mail domain, that are left out. Every
+//! site serves `servername` and `www.servername`, as VHFFS's web server aliases them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::{
-    PanelDatabase, PanelError, PanelInventory, PanelMailDomain, PanelMailbox, PanelZone, confined,
+    KindCount, LeftOut, LeftOutKind, PanelDatabase, PanelError, PanelInventory, PanelMailDomain,
+    PanelMailbox, PanelZone, confined,
 };
 use crate::db::discover::query_many;
 use crate::plan::raw::DbEngine;
@@ -25,8 +29,10 @@ pub const SUSPENDED: i32 = 15;
 
 /// Every statement tags its rows, so one `psql` run answers them all.
 const STATEMENTS: &[&str] = &[
-    "SELECT 'group', g.gid, g.groupname, o.state FROM vhffs_groups g \
-     JOIN vhffs_object o ON o.object_id = g.object_id",
+    // A user's private group has the user's gid: counted as a user, not a group.
+    "SELECT 'group', g.gid, g.groupname, o.state, CASE WHEN u.gid IS NULL THEN '' ELSE 'user' END \
+     FROM vhffs_groups g JOIN vhffs_object o ON o.object_id = g.object_id \
+     LEFT JOIN (SELECT DISTINCT gid FROM vhffs_users) u ON u.gid = g.gid",
     // md5 computed by the server: the hashed web layout needs it and we carry no MD5 of our own.
     "SELECT 'site', h.servername, md5(h.servername), o.owner_uid, o.owner_gid, o.state \
      FROM vhffs_httpd h JOIN vhffs_object o ON o.object_id = h.object_id ORDER BY h.servername",
@@ -43,13 +49,52 @@ const STATEMENTS: &[&str] = &[
      JOIN vhffs_object o ON o.object_id = m.object_id LEFT JOIN (SELECT l.mx_id, count(*) AS n \
      FROM vhffs_mx_localpart l JOIN vhffs_mx_redirect r ON r.localpart_id = l.localpart_id \
      GROUP BY l.mx_id) c ON c.mx_id = m.mx_id ORDER BY m.domain",
-    "SELECT 'box', m.domain, l.localpart, b.state FROM vhffs_mx_box b \
+    // A box has a state of its own (no object row); its domain's object decides too.
+    "SELECT 'box', m.domain, l.localpart, b.state, o.state, o.owner_gid FROM vhffs_mx_box b \
      JOIN vhffs_mx_localpart l ON l.localpart_id = b.localpart_id \
-     JOIN vhffs_mx m ON m.mx_id = l.mx_id ORDER BY m.domain, l.localpart",
+     JOIN vhffs_mx m ON m.mx_id = l.mx_id JOIN vhffs_object o ON o.object_id = m.object_id \
+     ORDER BY m.domain, l.localpart",
     "SELECT 'zone', d.domain, d.serial, o.owner_gid, o.state, COALESCE(c.n, 0) FROM vhffs_dns d \
      JOIN vhffs_object o ON o.object_id = d.object_id LEFT JOIN (SELECT zone, count(*) AS n \
      FROM vhffs_dns_rr GROUP BY zone) c ON c.zone = d.dns_id ORDER BY d.domain",
+    // Every object by type (Vhffs::Constants TYPE_*), for the kinds no unit moves.
+    "SELECT 'type', o.type, count(*) FROM vhffs_object o GROUP BY o.type ORDER BY o.type",
 ];
+
+/// Panel object types (`Vhffs::Constants`) no unit of this tool moves yet, with their names.
+const TYPES_WITHOUT_UNIT: &[(i32, &str)] = &[
+    (10, "user"),
+    (11, "group"),
+    (21, "repository"),
+    (40, "cvs"),
+    (41, "svn"),
+    (42, "git"),
+    (43, "mercurial"),
+    (44, "bazaar"),
+    (61, "mailing_list"),
+    (70, "cron"),
+];
+
+/// A state in words, as the panel shows it (`Vhffs::Constants::STATUS_STRINGS`).
+pub fn state_label(state: i32) -> &'static str {
+    match state {
+        1 => "waiting for validation",
+        2 => "validation refused",
+        3 => "waiting for creation",
+        4 => "creation error",
+        5 => "waiting for activation",
+        6 => "activated",
+        7 => "activation error",
+        9 => "waiting for modification",
+        10 => "modification error",
+        12 => "will be deleted",
+        13 => "deletion error",
+        14 => "waiting for suspension",
+        15 => "suspended",
+        16 => "suspension error",
+        _ => "unknown state",
+    }
+}
 
 /// `<datadir>/web/<h[0:2]>/<h[2:4]>/<h[4:6]>/<servername>`, `h` the MD5 of the server name in
 /// hex; `None` for a name that would leave the directory.
@@ -69,15 +114,28 @@ pub fn web_path(datadir: &Path, servername: &str, md5_hex: &str) -> Option<PathB
     )
 }
 
-/// `<datadir>/mail/boxes/<d[0]>/<d[1]>/<domain>/<l[0]>/<localpart>/Maildir`.
-pub fn maildir_path(datadir: &Path, domain: &str, localpart: &str) -> Option<PathBuf> {
+/// `<datadir>/mail/boxes/<d[0]>/<d[1]>/<domain>`, a mail domain's directory.
+pub fn mail_domain_path(datadir: &Path, domain: &str) -> Option<PathBuf> {
     let mut d = domain.chars();
     let (d0, d1) = (d.next()?.to_string(), d.next()?.to_string());
+    confined(datadir, &["mail", "boxes", &d0, &d1, domain])
+}
+
+/// `<datadir>/mail/boxes/<d[0]>/<d[1]>/<domain>/<l[0]>/<localpart>/Maildir`.
+pub fn maildir_path(datadir: &Path, domain: &str, localpart: &str) -> Option<PathBuf> {
     let l0 = localpart.chars().next()?.to_string();
-    confined(
-        datadir,
-        &["mail", "boxes", &d0, &d1, domain, &l0, localpart, "Maildir"],
-    )
+    let domain_dir = mail_domain_path(datadir, domain)?;
+    confined(&domain_dir, &[&l0, localpart, "Maildir"])
+}
+
+/// The names a site is served under: VHFFS's web server aliases `www.<servername>` to every
+/// server name (its panel tells users so), except one that starts with `www.` already.
+pub fn site_domains(servername: &str) -> Vec<String> {
+    if servername.starts_with("www.") {
+        vec![servername.to_string()]
+    } else {
+        vec![servername.to_string(), format!("www.{servername}")]
+    }
 }
 
 /// What the move does with an object in `state`: `Some(marks)` to move it, `None` to leave it.
@@ -94,7 +152,8 @@ fn state_risk(what: &str, name: &str, state: i32) -> Risk {
         "panel_state",
         name,
         format!(
-            "{what} `{name}` is in panel state {state} (neither activated nor suspended): left out of the move; settle it in the panel first or move it by hand"
+            "{what} `{name}` is in panel state {state} ({}, neither activated nor suspended): left out of the move; settle it in the panel first or move it by hand",
+            state_label(state)
         ),
     )
 }
@@ -143,6 +202,59 @@ pub fn read(source: &VhffsSource, connections: &Connections) -> Result<PanelInve
     Ok(inv)
 }
 
+/// Why an object is left out: its own state, or the state of what it belongs to.
+struct Verdict {
+    state: i32,
+    reason: String,
+}
+
+/// Collects the verdicts while the rows are expanded.
+struct Judge<'a> {
+    source: &'a VhffsSource,
+    /// Groups left out, by gid: name and state.
+    groups: HashMap<u32, (String, i32)>,
+}
+
+impl Judge<'_> {
+    /// The object's marks when it moves, or why it does not.
+    fn judge(&self, state: i32, gid: Option<u32>) -> Result<Vec<String>, Verdict> {
+        let Some(marks) = disposition(state) else {
+            return Err(Verdict {
+                state,
+                reason: format!("panel state {state} ({})", state_label(state)),
+            });
+        };
+        match gid.and_then(|g| self.groups.get(&g)) {
+            Some((name, gs)) => Err(Verdict {
+                state: *gs,
+                reason: format!(
+                    "its group `{name}` is in panel state {gs} ({})",
+                    state_label(*gs)
+                ),
+            }),
+            None => Ok(marks),
+        }
+    }
+
+    fn left_out(
+        &self,
+        kind: LeftOutKind,
+        name: &str,
+        verdict: Verdict,
+        path: Option<PathBuf>,
+    ) -> LeftOut {
+        LeftOut {
+            kind,
+            name: name.to_string(),
+            state: Some(verdict.state),
+            state_label: Some(state_label(verdict.state).into()),
+            reason: verdict.reason,
+            host: path.as_ref().map(|_| self.source.data_host.clone()),
+            path,
+        }
+    }
+}
+
 /// The units of the panel's rows (tagged as `STATEMENTS` tags them).
 pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
     let mut inv = PanelInventory::default();
@@ -151,11 +263,29 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
         by_tag.entry(field(r, 0)).or_default().push(&r[1..]);
     }
     let tagged = |t: &str| by_tag.get(t).cloned().unwrap_or_default();
+    let mut judge = Judge {
+        source,
+        groups: HashMap::new(),
+    };
     for g in tagged("group") {
-        inv.groups += 1;
-        let state: i32 = number(g, 2);
+        if field(g, 3) == "user" {
+            inv.users += 1;
+        } else {
+            inv.groups += 1;
+        }
+        let (gid, name, state): (u32, &str, i32) = (number(g, 0), field(g, 1), number(g, 2));
         if disposition(state).is_none() {
-            inv.risks.push(state_risk("group", field(g, 1), state));
+            inv.risks.push(state_risk("group", name, state));
+            inv.left_out.push(judge.left_out(
+                LeftOutKind::Group,
+                name,
+                Verdict {
+                    state,
+                    reason: format!("panel state {state} ({})", state_label(state)),
+                },
+                None,
+            ));
+            judge.groups.insert(gid, (name.to_string(), state));
         }
     }
     // Sites first: a group's databases move with its first site.
@@ -163,12 +293,18 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
     for s in tagged("site") {
         let (name, md5) = (field(s, 0).to_ascii_lowercase(), field(s, 1));
         let (uid, gid, state): (u32, u32, i32) = (number(s, 2), number(s, 3), number(s, 4));
-        let Some(marks) = disposition(state) else {
-            inv.risks.push(state_risk("site", &name, state));
-            continue;
+        let source_path = web_path(&source.datadir, &name, md5);
+        let marks = match judge.judge(state, Some(gid)) {
+            Ok(m) => m,
+            Err(v) => {
+                inv.risks.push(state_risk("site", &name, v.state));
+                inv.left_out
+                    .push(judge.left_out(LeftOutKind::Site, &name, v, source_path));
+                continue;
+            }
         };
         let (Some(source_path), Some(target_path)) = (
-            web_path(&source.datadir, &name, md5),
+            source_path,
             match &source.target {
                 VhffsTarget::Datadir(d) => web_path(d, &name, md5),
                 VhffsTarget::Path(t) => Some(PathBuf::from(t.render_name(&name))),
@@ -183,7 +319,7 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
         };
         first_site_of_group.entry(gid).or_insert(name.clone());
         inv.sites.push(Site {
-            domains: vec![name.clone()],
+            domains: site_domains(&name),
             name,
             rule: INVENTORY_RULE,
             source_host: source.data_host.clone(),
@@ -202,13 +338,20 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
         .enumerate()
         .map(|(i, s)| (s.name.clone(), i))
         .collect();
-    for (tag, engine) in [("mysql", "mysql"), ("pgsql", "postgres")] {
+    for (tag, engine, kind) in [
+        ("mysql", "mysql", LeftOutKind::Mysql),
+        ("pgsql", "postgres", LeftOutKind::Pgsql),
+    ] {
         for d in tagged(tag) {
             let (name, user) = (field(d, 0).to_string(), field(d, 1).to_string());
             let (gid, state): (u32, i32) = (number(d, 3), number(d, 4));
-            let Some(marks) = disposition(state) else {
-                inv.risks.push(state_risk("database", &name, state));
-                continue;
+            let marks = match judge.judge(state, Some(gid)) {
+                Ok(m) => m,
+                Err(v) => {
+                    inv.risks.push(state_risk("database", &name, v.state));
+                    inv.left_out.push(judge.left_out(kind, &name, v, None));
+                    continue;
+                }
             };
             let site = first_site_of_group.get(&gid).cloned();
             match &site {
@@ -217,9 +360,9 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
                     .push(crate::plan::SiteDatabase {
                         name: name.clone(),
                         engine: Some(if engine == "postgres" {
-                            crate::plan::raw::DbEngine::Postgres
+                            DbEngine::Postgres
                         } else {
-                            crate::plan::raw::DbEngine::Mariadb
+                            DbEngine::Mariadb
                         }),
                     }),
                 None => inv.risks.push(Risk::warning(
@@ -247,12 +390,36 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
     for b in tagged("box") {
         let (domain, localpart) = (field(b, 0), field(b, 1));
         let address = format!("{localpart}@{domain}");
-        let state: i32 = number(b, 2);
-        let Some(marks) = disposition(state) else {
-            inv.risks.push(state_risk("mail box", &address, state));
-            continue;
+        let (state, domain_state, gid): (i32, i32, u32) =
+            (number(b, 2), number(b, 3), number(b, 4));
+        let path = maildir_path(&source.datadir, domain, localpart);
+        let verdict = judge.judge(state, Some(gid)).and_then(|marks| {
+            // A box of a domain that does not move stays with its domain.
+            match judge.judge(domain_state, None) {
+                Ok(_) => Ok(marks),
+                Err(_) => Err(Verdict {
+                    state: domain_state,
+                    reason: format!(
+                        "its mail domain `{domain}` is in panel state {domain_state} ({})",
+                        state_label(domain_state)
+                    ),
+                }),
+            }
+        });
+        let marks = match verdict {
+            Ok(m) => m,
+            Err(v) => {
+                inv.risks.push(state_risk("mail box", &address, v.state));
+                let dir = path
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf);
+                inv.left_out
+                    .push(judge.left_out(LeftOutKind::Mailbox, &address, v, dir));
+                continue;
+            }
         };
-        let Some(path) = maildir_path(&source.datadir, domain, localpart) else {
+        let Some(path) = path else {
             inv.risks.push(Risk::error(
                 "panel_invalid",
                 &address,
@@ -270,9 +437,15 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
     for m in tagged("mx") {
         let domain = field(m, 0);
         let (gid, state): (u32, i32) = (number(m, 1), number(m, 2));
-        let Some(marks) = disposition(state) else {
-            inv.risks.push(state_risk("mail domain", domain, state));
-            continue;
+        let marks = match judge.judge(state, Some(gid)) {
+            Ok(m) => m,
+            Err(v) => {
+                inv.risks.push(state_risk("mail domain", domain, v.state));
+                let dir = mail_domain_path(&source.datadir, domain);
+                inv.left_out
+                    .push(judge.left_out(LeftOutKind::MailDomain, domain, v, dir));
+                continue;
+            }
         };
         inv.mail_domains.push(PanelMailDomain {
             domain: domain.to_string(),
@@ -285,9 +458,14 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
     for z in tagged("zone") {
         let zone = field(z, 0).trim_end_matches('.').to_ascii_lowercase();
         let (gid, state): (u32, i32) = (number(z, 2), number(z, 3));
-        let Some(marks) = disposition(state) else {
-            inv.risks.push(state_risk("zone", &zone, state));
-            continue;
+        let marks = match judge.judge(state, Some(gid)) {
+            Ok(m) => m,
+            Err(v) => {
+                inv.risks.push(state_risk("zone", &zone, v.state));
+                inv.left_out
+                    .push(judge.left_out(LeftOutKind::Zone, &zone, v, None));
+                continue;
+            }
         };
         inv.zones.push(PanelZone {
             zone,
@@ -296,6 +474,15 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
             gid,
             marks,
         });
+    }
+    for t in tagged("type") {
+        let (kind, count): (i32, u64) = (number(t, 0), number(t, 1));
+        if let Some((_, name)) = TYPES_WITHOUT_UNIT.iter().find(|(k, _)| *k == kind) {
+            inv.other_objects.push(KindCount {
+                kind: name.to_string(),
+                count,
+            });
+        }
     }
     inv
 }
@@ -348,27 +535,43 @@ fn check_on_disk(source: &VhffsSource, connections: &Connections, inv: &mut Pane
                 ));
             }
         }
+        // A left-out site's directory is listed with its site, not again as a stranger.
+        let left_out: HashSet<&Path> = inv
+            .left_out
+            .iter()
+            .filter_map(|l| l.path.as_deref())
+            .collect();
         let mut orphans: Vec<&PathBuf> = on_disk
             .iter()
-            .filter(|p| !known.contains(p.as_path()))
+            .filter(|p| !known.contains(p.as_path()) && !left_out.contains(p.as_path()))
             .collect();
         orphans.sort();
+        let mut strays = Vec::new();
         for p in orphans {
             inv.risks.push(Risk::warning(
                 "not_in_panel",
                 p.display().to_string(),
                 format!(
-                    "`{}` on `{}` belongs to no site the panel moves: not moved",
+                    "`{}` on `{}` belongs to no site of the panel: not moved",
                     p.display(),
                     source.data_host
                 ),
             ));
+            strays.push(stray(
+                source,
+                LeftOutKind::Directory,
+                p,
+                "under the web root, named by no site of the panel",
+            ));
         }
+        inv.left_out.extend(strays);
     }
     if let Some(on_disk) = maildirs {
         let prefix = format!("{}:", source.data_host);
+        let mut known: HashSet<&Path> = HashSet::new();
         for b in &inv.mailboxes {
             let path = Path::new(b.maildir.strip_prefix(&prefix).unwrap_or(&b.maildir));
+            known.insert(path);
             if !on_disk.contains(path) {
                 inv.risks.push(Risk::warning(
                     "missing_maildir",
@@ -381,6 +584,51 @@ fn check_on_disk(source: &VhffsSource, connections: &Connections, inv: &mut Pane
                 ));
             }
         }
+        // Boxes and domains left out are listed already; their Maildirs are no strangers.
+        let left_out: Vec<&Path> = inv
+            .left_out
+            .iter()
+            .filter(|l| matches!(l.kind, LeftOutKind::Mailbox | LeftOutKind::MailDomain))
+            .filter_map(|l| l.path.as_deref())
+            .collect();
+        let mut orphans: Vec<&PathBuf> = on_disk
+            .iter()
+            .filter(|p| !known.contains(p.as_path()) && !left_out.iter().any(|l| p.starts_with(l)))
+            .collect();
+        orphans.sort();
+        let mut strays = Vec::new();
+        for p in orphans {
+            let dir = p.parent().unwrap_or(p);
+            inv.risks.push(Risk::warning(
+                "not_in_panel",
+                dir.display().to_string(),
+                format!(
+                    "`{}` on `{}` is the Maildir of no box of the panel: not moved",
+                    p.display(),
+                    source.data_host
+                ),
+            ));
+            strays.push(stray(
+                source,
+                LeftOutKind::Maildir,
+                dir,
+                "a Maildir of no box of the panel",
+            ));
+        }
+        inv.left_out.extend(strays);
+    }
+}
+
+/// A directory on disk the panel does not know.
+fn stray(source: &VhffsSource, kind: LeftOutKind, path: &Path, reason: &str) -> LeftOut {
+    LeftOut {
+        kind,
+        name: path.display().to_string(),
+        state: None,
+        state_label: None,
+        reason: reason.into(),
+        host: Some(source.data_host.clone()),
+        path: Some(path.to_path_buf()),
     }
 }
 
@@ -435,8 +683,10 @@ mod tests {
     #[test]
     fn states_decide_what_moves_and_databases_follow_the_group_s_first_site() {
         let rows = vec![
-            row(&["group", "1001", "alpha", "6"]),
-            row(&["group", "1002", "beta", "4"]),
+            row(&["group", "10001", "alice", "6", "user"]),
+            row(&["group", "1001", "alpha", "6", ""]),
+            row(&["group", "1002", "beta", "4", ""]),
+            row(&["group", "1003", "gamma", "12", ""]),
             row(&[
                 "site",
                 "b.example.org",
@@ -458,19 +708,34 @@ mod tests {
                 "broken.example.org",
                 "abcdef0123456789abcdef0123456789",
                 "2002",
-                "1002",
-                "3",
+                "1001",
+                "4",
+            ]),
+            // Activated, but its group is being deleted.
+            row(&[
+                "site",
+                "going.example.org",
+                "fedcba9876543210fedcba9876543210",
+                "2003",
+                "1003",
+                "6",
             ]),
             // "s3cret" hex-encoded.
-            row(&["mysql", "alpha_wp", "alpha", "733363726574", "1001", "6"]),
+            row(&["mysql", "alpha_wp", "alpha_wp", "733363726574", "1001", "6"]),
+            row(&["mysql", "alpha_old", "alpha_old", "", "1001", "12"]),
             row(&["pgsql", "lonely", "lonely", "", "1009", "6"]),
-            row(&["box", "example.org", "alice", "6"]),
-            row(&["box", "example.org", "bob", "15"]),
+            row(&["box", "example.org", "alice", "6", "6", "1001"]),
+            row(&["box", "example.org", "bob", "15", "6", "1001"]),
+            row(&["box", "gone.example", "carol", "6", "12", "1001"]),
             row(&["mx", "example.org", "1001", "6", "2"]),
+            row(&["mx", "gone.example", "1001", "12", "0"]),
             row(&["zone", "example.org.", "2026112301", "1001", "6", "12"]),
+            row(&["type", "10", "1"]),
+            row(&["type", "20", "4"]),
+            row(&["type", "42", "3"]),
         ];
         let inv = expand(&source(), &rows);
-        assert_eq!(inv.groups, 2);
+        assert_eq!((inv.groups, inv.users), (3, 1));
         let names: Vec<&str> = inv.sites.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["b.example.org", "a.example.org"]);
         let b = &inv.sites[0];
@@ -483,6 +748,7 @@ mod tests {
             b.target_path,
             PathBuf::from("/srv/data/web/01/23/45/b.example.org")
         );
+        assert_eq!(b.domains, ["b.example.org", "www.b.example.org"]);
         assert_eq!(b.owner, Some((2001, 1001)));
         assert_eq!(b.databases, ["alpha_wp"]);
         assert_eq!(inv.sites[1].marks, ["suspended"]);
@@ -498,6 +764,43 @@ mod tests {
             "{kinds:?}"
         );
         assert!(kinds.contains(&("panel_no_site", "lonely")), "{kinds:?}");
+        // Every object left out, with the state that decided it.
+        let left: Vec<(&str, &str, Option<i32>)> = inv
+            .left_out
+            .iter()
+            .map(|l| (l.kind.as_str(), l.name.as_str(), l.state))
+            .collect();
+        for expected in [
+            ("group", "beta", Some(4)),
+            ("site", "broken.example.org", Some(4)),
+            ("site", "going.example.org", Some(12)),
+            ("mysql", "alpha_old", Some(12)),
+            ("mailbox", "carol@gone.example", Some(12)),
+            ("mail_domain", "gone.example", Some(12)),
+        ] {
+            assert!(left.contains(&expected), "{expected:?} in {left:?}");
+        }
+        let carol = inv
+            .left_out
+            .iter()
+            .find(|l| l.name == "carol@gone.example")
+            .unwrap();
+        assert_eq!(
+            carol.path.as_deref(),
+            Some(Path::new("/data/mail/boxes/g/o/gone.example/c/carol"))
+        );
+        assert!(
+            carol.reason.contains("mail domain `gone.example`"),
+            "{}",
+            carol.reason
+        );
+        let going = inv
+            .left_out
+            .iter()
+            .find(|l| l.name == "going.example.org")
+            .unwrap();
+        assert!(going.reason.contains("group `gamma`"), "{}", going.reason);
+        assert_eq!(going.state_label.as_deref(), Some("will be deleted"));
         let db = &inv.databases[0];
         assert_eq!(db.password.as_ref().map(Secret::expose), Some("s3cret"));
         assert!(!format!("{:?}", inv).contains("s3cret"));
@@ -516,9 +819,29 @@ mod tests {
             (inv.mail_domains[0].boxes, inv.mail_domains[0].redirects),
             (2, 2)
         );
+        assert_eq!(inv.mail_domains.len(), 1);
         assert_eq!(
             (inv.zones[0].zone.as_str(), inv.zones[0].records),
             ("example.org", 12)
         );
+        let other: Vec<(&str, u64)> = inv
+            .other_objects
+            .iter()
+            .map(|k| (k.kind.as_str(), k.count))
+            .collect();
+        assert_eq!(other, [("user", 1), ("git", 3)]);
+    }
+
+    #[test]
+    fn www_is_served_with_every_server_name() {
+        assert_eq!(
+            site_domains("example.org"),
+            ["example.org", "www.example.org"]
+        );
+        assert_eq!(
+            site_domains("blog.example.org"),
+            ["blog.example.org", "www.blog.example.org"]
+        );
+        assert_eq!(site_domains("www.example.org"), ["www.example.org"]);
     }
 }

@@ -1,6 +1,6 @@
 //! The validated plan: names resolved, values parsed, ready for the engines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -242,6 +242,10 @@ pub struct DatabaseRule {
     pub to: DbServer,
     pub names: Vec<String>,
     pub exclude: Vec<String>,
+    /// Names an inventory leaves out (a panel's verdict on their state): never selected,
+    /// whatever `names` says. Empty as the plan is written; filled by
+    /// `lifecycle::inventory::Inventory::restricted` once the panel is read.
+    pub left_out: BTreeSet<String>,
     pub conflict: ConflictPolicy,
     /// Bytes to keep free on the target's data directory after a copy.
     pub min_free_space: u64,
@@ -271,6 +275,9 @@ pub enum MailRule {
         from_path: PathBuf,
         to_host: String,
         to_path: PathBuf,
+        /// Trees under `from_path` an inventory leaves out (exclude patterns relative to it):
+        /// never moved. Empty as the plan is written; see `DatabaseRule::left_out`.
+        exclude: Vec<String>,
         /// `None`: not set in the plan (files copied as they are, the dry run warns about
         /// Courier files).
         convert: Option<crate::plan::raw::MailConvert>,

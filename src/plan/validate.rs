@@ -704,6 +704,7 @@ impl Validator<'_> {
             to,
             names: raw.names.clone(),
             exclude: raw.exclude.clone(),
+            left_out: Default::default(),
             conflict: raw.conflict.unwrap_or(ConflictPolicy::Fail),
             min_free_space: self.size(
                 &path.key("min_free_space"),
@@ -801,6 +802,7 @@ impl Validator<'_> {
                     from_path,
                     to_host,
                     to_path,
+                    exclude: Vec::new(),
                     convert: raw.convert,
                 })
             }

@@ -87,6 +87,12 @@ pub fn render(r: &DryRunReport) -> String {
     );
     card(
         &mut o,
+        "left at the source",
+        t.unmigrated.to_string(),
+        human_bytes(t.unmigrated_bytes),
+    );
+    card(
+        &mut o,
         "estimate",
         human_duration(std::time::Duration::from_secs(r.estimate.seconds)),
         "first full sync".into(),
@@ -229,6 +235,38 @@ pub fn render(r: &DryRunReport) -> String {
                 let _ = write!(o, "<li>new orders: {}</li>", esc(&line));
             }
             let _ = write!(o, "<li>limits: {}</li></ul>", esc(&s.limits.join("; ")));
+        }
+    }
+    let u = &r.unmigrated;
+    if !u.kinds.is_empty() {
+        let size = |b: Option<u64>| b.map_or_else(|| "–".to_string(), human_bytes);
+        o.push_str("<h2>Left at the source</h2><p>Found at the source and moved by no rule.</p><table><tr><th>kind</th><th>count</th><th>size</th><th>note</th></tr>");
+        for k in &u.kinds {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                esc(&k.kind),
+                k.count,
+                size(k.bytes),
+                esc(k.note.as_deref().unwrap_or(""))
+            );
+        }
+        o.push_str("</table>");
+        if !u.items.is_empty() {
+            o.push_str("<table><tr><th>kind</th><th>name</th><th>panel state</th><th>size</th><th>where</th><th>why</th></tr>");
+            for i in &u.items {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                    esc(&i.kind),
+                    esc(&i.name),
+                    esc(&i.state_text()),
+                    size(i.bytes),
+                    esc(i.source.as_deref().unwrap_or("")),
+                    esc(&i.reason)
+                );
+            }
+            o.push_str("</table>");
         }
     }
     let _ = writeln!(

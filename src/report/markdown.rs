@@ -52,6 +52,12 @@ pub fn render(r: &DryRunReport) -> String {
     let _ = writeln!(o, "| DNS changes | {} | |", t.dns_changes);
     let _ = writeln!(
         o,
+        "| left at the source | {} | {} |",
+        t.unmigrated,
+        human_bytes(t.unmigrated_bytes)
+    );
+    let _ = writeln!(
+        o,
         "| risks | {} errors, {} warnings | |\n",
         t.errors, t.warnings
     );
@@ -211,6 +217,7 @@ pub fn render(r: &DryRunReport) -> String {
         }
         o.push('\n');
     }
+    unmigrated(&mut o, &r.unmigrated);
     let _ = writeln!(
         o,
         "## Estimate\n\nA first full sync: about **{}** ({}).",
@@ -218,4 +225,48 @@ pub fn render(r: &DryRunReport) -> String {
         r.estimate.basis
     );
     o
+}
+
+/// What the plan leaves at the source, per kind then object by object.
+fn unmigrated(o: &mut String, u: &super::Unmigrated) {
+    if u.kinds.is_empty() {
+        return;
+    }
+    let size = |b: Option<u64>| b.map_or_else(|| "–".to_string(), human_bytes);
+    let _ = writeln!(
+        o,
+        "## Left at the source\n\nFound at the source and moved by no rule.\n\n| kind | count | size | note |\n|---|---:|---:|---|"
+    );
+    for k in &u.kinds {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            cell(&k.kind),
+            k.count,
+            size(k.bytes),
+            cell(k.note.as_deref().unwrap_or(""))
+        );
+    }
+    if !u.items.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n| kind | name | panel state | size | where | why |\n|---|---|---|---:|---|---|"
+        );
+        for i in &u.items {
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} | {} | {} | {} |",
+                cell(&i.kind),
+                cell(&i.name),
+                cell(&i.state_text()),
+                size(i.bytes),
+                i.source
+                    .as_deref()
+                    .map(|s| format!("`{}`", cell(s)))
+                    .unwrap_or_default(),
+                cell(&i.reason)
+            );
+        }
+    }
+    o.push('\n');
 }

@@ -48,6 +48,8 @@ pub struct DryRunReport {
     pub certificates: Option<CertificateReport>,
     pub risks: Vec<Risk>,
     pub estimate: Estimate,
+    /// What the plan leaves at the source.
+    pub unmigrated: Unmigrated,
 }
 
 /// The certificates the plan carries with its sites (`cutover.tls`, `sites[].tls`), read at
@@ -182,6 +184,9 @@ pub struct Totals {
     pub dns_changes: u64,
     pub errors: u64,
     pub warnings: u64,
+    /// Objects found at the source that nothing in the plan moves, and their measured bytes.
+    pub unmigrated: u64,
+    pub unmigrated_bytes: u64,
 }
 
 /// One site: what is at the source, what the target has, what would move.
@@ -419,6 +424,66 @@ impl Risk {
         Risk {
             severity: "error".into(),
             ..Risk::warning(kind, subject, message)
+        }
+    }
+}
+
+/// Every object found at the source that the plan does not move, so that nothing is left
+/// behind by silence: panel objects left out (with their state), directories under the data
+/// roots no unit covers, databases of the source servers no rule selects, Maildirs no mail
+/// rule covers, and panel objects of kinds no unit moves yet.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unmigrated {
+    /// Per kind: how many, and their size where it was measured.
+    pub kinds: Vec<UnmigratedKind>,
+    /// Each object, with why it stays.
+    pub items: Vec<UnmigratedItem>,
+    /// Whether directories were measured (the dry run scans them; `inventory` does not).
+    pub sized: bool,
+}
+
+/// One kind of object the plan leaves at the source.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UnmigratedKind {
+    /// `site`, `mysql`, `pgsql`, `mail_domain`, `mailbox`, `zone`, `group`, `directory`,
+    /// `maildir`, `database`, or a panel object kind without a unit (`user`, `svn`, ...).
+    pub kind: String,
+    pub count: u64,
+    /// Sum of the measured sizes (absent when none was measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Why the whole kind stays, when it does (no unit moves it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One object the plan leaves at the source.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UnmigratedItem {
+    pub kind: String,
+    pub name: String,
+    /// `host:path` of a directory, or the server of a database (`postgres on old-db`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The panel's state, when the object is left out because of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    pub reason: String,
+}
+
+impl UnmigratedItem {
+    /// `state 4 (creation error)`, or empty.
+    pub fn state_text(&self) -> String {
+        match (self.state, &self.state_label) {
+            (Some(s), Some(l)) => format!("{s} ({l})"),
+            (Some(s), None) => s.to_string(),
+            _ => String::new(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{DryRunReport, plural};
+use super::{DryRunReport, Unmigrated, plural};
 use crate::plan::units::{human_bytes, human_duration};
 
 pub(crate) fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
@@ -232,6 +232,8 @@ pub fn render(r: &DryRunReport) -> String {
             let _ = writeln!(o, "    limits: {}", s.limits.join("; "));
         }
     }
+    o.push('\n');
+    o.push_str(&unmigrated(&r.unmigrated));
     let _ = writeln!(
         o,
         "\nRisks: {} error(s), {} warning(s)",
@@ -250,5 +252,64 @@ pub fn render(r: &DryRunReport) -> String {
         human_duration(std::time::Duration::from_secs(r.estimate.seconds)),
         r.estimate.basis
     );
+    o
+}
+
+/// What the plan leaves at the source: per kind, then each object with why it stays (shared by
+/// the dry run and `inventory`).
+pub fn unmigrated(u: &Unmigrated) -> String {
+    let mut o = String::new();
+    let count: u64 = u.kinds.iter().map(|k| k.count).sum();
+    let bytes: u64 = u.kinds.iter().filter_map(|k| k.bytes).sum();
+    let _ = writeln!(
+        o,
+        "Left at the source, moved by no rule: {} · {}{}",
+        plural(count, "object", "objects"),
+        human_bytes(bytes),
+        if u.sized {
+            ""
+        } else {
+            " measured (directories are measured by `plan`)"
+        }
+    );
+    if count == 0 {
+        return o;
+    }
+    let size = |b: Option<u64>| b.map_or_else(|| "-".to_string(), human_bytes);
+    let rows: Vec<Vec<String>> = u
+        .kinds
+        .iter()
+        .map(|k| {
+            vec![
+                k.kind.clone(),
+                k.count.to_string(),
+                size(k.bytes),
+                k.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&mut o, &["KIND", "COUNT", "SIZE", "NOTE"], &rows);
+    if !u.items.is_empty() {
+        o.push('\n');
+        let rows: Vec<Vec<String>> = u
+            .items
+            .iter()
+            .map(|i| {
+                vec![
+                    i.kind.clone(),
+                    i.name.clone(),
+                    i.state_text(),
+                    size(i.bytes),
+                    i.source.clone().unwrap_or_default(),
+                    i.reason.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &["KIND", "NAME", "PANEL STATE", "SIZE", "WHERE", "WHY"],
+            &rows,
+        );
+    }
     o
 }

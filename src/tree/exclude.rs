@@ -1,11 +1,18 @@
 //! rsync-style exclude patterns: `cache/` (directories), `*.tmp` (any depth), `/logs/` (anchored).
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
 use globset::{GlobBuilder, GlobMatcher};
 
 /// A compiled list of exclude patterns.
 #[derive(Debug, Clone, Default)]
 pub struct ExcludeSet {
     rules: Vec<Rule>,
+    /// Anchored patterns without a wildcard, looked up instead of matched: an inventory leaves
+    /// out thousands of paths by name, and each entry of a tree is checked against them all.
+    exact: HashSet<PathBuf>,
+    exact_dirs: HashSet<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -22,28 +29,41 @@ impl ExcludeSet {
     /// # Errors
     /// A pattern that is not a valid glob, named in the message.
     pub fn new(patterns: &[String]) -> Result<ExcludeSet, String> {
-        let mut rules = Vec::new();
+        let mut set = ExcludeSet::default();
         for p in patterns {
             let dir_only = p.ends_with('/');
             let body = p.trim_end_matches('/');
             let anchored = body.starts_with('/');
             let body = body.trim_start_matches('/');
+            if anchored && !body.is_empty() && !body.contains(['*', '?', '[', ']', '{', '}', '\\'])
+            {
+                let exact = if dir_only {
+                    &mut set.exact_dirs
+                } else {
+                    &mut set.exact
+                };
+                exact.insert(PathBuf::from(body));
+                continue;
+            }
             let whole_path = anchored || body.contains('/');
             let glob = GlobBuilder::new(body)
                 .literal_separator(true)
                 .build()
                 .map_err(|e| format!("invalid exclude pattern `{p}`: {e}"))?;
-            rules.push(Rule {
+            set.rules.push(Rule {
                 matcher: glob.compile_matcher(),
                 dir_only,
                 whole_path,
             });
         }
-        Ok(ExcludeSet { rules })
+        Ok(set)
     }
 
     /// Whether `rel` (relative to the tree's root) is excluded.
     pub fn is_excluded(&self, rel: &std::path::Path, is_dir: bool) -> bool {
+        if self.exact.contains(rel) || (is_dir && self.exact_dirs.contains(rel)) {
+            return true;
+        }
         self.rules.iter().any(|r| {
             if r.dir_only && !is_dir {
                 return false;
@@ -57,7 +77,7 @@ impl ExcludeSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.exact.is_empty() && self.exact_dirs.is_empty()
     }
 }
 
@@ -81,6 +101,20 @@ mod tests {
         assert!(set.is_excluded(Path::new("x/y.tmp"), false));
         assert!(set.is_excluded(Path::new("logs"), true));
         assert!(!set.is_excluded(Path::new("a/logs"), true));
+    }
+
+    #[test]
+    fn anchored_names_are_looked_up_and_match_as_globs_would() {
+        let set = ExcludeSet::new(&["/e/x/example.org/a/alice/".into(), "/top".into()]).unwrap();
+        assert!(set.is_excluded(Path::new("e/x/example.org/a/alice"), true));
+        assert!(!set.is_excluded(Path::new("e/x/example.org/a/alice"), false));
+        assert!(!set.is_excluded(Path::new("x/e/x/example.org/a/alice"), true));
+        assert!(!set.is_excluded(Path::new("e/x/example.org/a/alicia"), true));
+        assert!(
+            set.is_excluded(Path::new("top"), false) && set.is_excluded(Path::new("top"), true)
+        );
+        assert!(!set.is_excluded(Path::new("a/top"), false));
+        assert!(!set.is_empty());
     }
 
     #[test]

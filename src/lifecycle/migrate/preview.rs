@@ -45,7 +45,7 @@ impl Migration<'_> {
     pub fn preview_cutover(&self, selection: &Selection) -> Result<Preview, LifecycleError> {
         let sites: Vec<&Site> = self.selected_batches(selection)?.concat();
         let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
-        let dns = if self.loaded.plan.dns.is_some() {
+        let dns = if self.plan.dns.is_some() {
             cutover::restrict(
                 &self.zone_plans().map_err(LifecycleError::Unreachable)?,
                 &names,
@@ -93,7 +93,7 @@ impl Migration<'_> {
             sites: self.preview_sites(&sites),
             ..Preview::default()
         };
-        let Some(spec) = &self.loaded.plan.dns else {
+        let Some(spec) = &self.plan.dns else {
             return Ok(preview);
         };
         let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
