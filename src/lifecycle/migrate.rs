@@ -577,12 +577,7 @@ impl<'a> Migration<'a> {
             (true, false) => "pre-sync",
             (true, true) => "final sync",
         };
-        let different: Vec<&str> = r
-            .tables
-            .iter()
-            .filter(|t| t.status != "same")
-            .map(|t| t.table.as_str())
-            .collect();
+        let different = r.differences();
         let detail = match (&r.error, different.is_empty()) {
             _ if r.live.is_some() => r.live.as_ref().map(|l| {
                 format!(
@@ -591,7 +586,7 @@ impl<'a> Migration<'a> {
                 )
             }),
             (Some(e), _) => Some(e.clone()),
-            (None, false) => Some(format!("tables differ: {}", different.join(", "))),
+            (None, false) => Some(format!("differ: {}", different.join(", "))),
             (None, true) => Some(format!("{} table(s) verified", r.tables.len())),
         };
         self.record(&Entry::Unit {

@@ -7,6 +7,7 @@ mod confirm;
 mod copy;
 mod db;
 mod db_postgres;
+mod db_verify;
 mod dns;
 mod dns_tsig;
 mod dry_run;
