@@ -221,6 +221,13 @@ pub fn verify(
         src.map_err(|e| format!("source: {e}"))?,
         dst.map_err(|e| format!("target: {e}"))?,
     );
+    // Key bounds travel as quoted literals: only safe with standard strings.
+    if engine == DbEngine::Postgres && src.pins.get(6).map(String::as_str) != Some("on") {
+        return Err(format!(
+            "database `{}`: standard_conforming_strings could not be turned on",
+            source.database
+        ));
+    }
     if src.pins != dst.pins {
         return Err(format!(
             "database `{}`: the session settings could not be pinned alike on both servers (source {:?}, target {:?})",
@@ -579,7 +586,7 @@ fn compare_table(p: &Planned<'_>, at_src: &Ran, at_dst: &Ran) -> TableCheck {
             .map(|k| k.iter().map(|c| c.name.clone()).collect())
             .unwrap_or_default(),
         key_from: p.key.as_ref().and(p.src.key.as_ref()).map(|k| k.by.clone()),
-        hashed_in_full: p.key.is_none(),
+        hashed_in_full: p.key.is_none() && (p.dst.is_some() || p.src.key.is_none()),
         chunks: p.bounds.len() + 1,
         note: None,
     };

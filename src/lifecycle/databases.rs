@@ -135,6 +135,20 @@ impl DbResult {
         }
         out
     }
+
+    /// What a clean verification covered, in a few words (journaled with the unit).
+    pub fn verified(&self) -> String {
+        let mut s = format!(
+            "{} table(s) and {} catalog fact(s) verified",
+            self.tables.len(),
+            self.properties_compared
+        );
+        if !self.skipped.is_empty() {
+            let names: Vec<&str> = self.skipped.iter().map(|k| k.object.as_str()).collect();
+            s.push_str(&format!("; skipped: {}", names.join(", ")));
+        }
+        s
+    }
 }
 
 fn is_zero(n: &usize) -> bool {

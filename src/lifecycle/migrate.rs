@@ -587,7 +587,7 @@ impl<'a> Migration<'a> {
             }),
             (Some(e), _) => Some(e.clone()),
             (None, false) => Some(format!("differ: {}", different.join(", "))),
-            (None, true) => Some(format!("{} table(s) verified", r.tables.len())),
+            (None, true) => Some(r.verified()),
         };
         self.record(&Entry::Unit {
             site: owner.to_string(),

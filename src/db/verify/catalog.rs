@@ -254,6 +254,7 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm')
         s.tagged(tag, &query);
         labels.push((tag.to_string(), label.to_string()));
     };
+    // Settings leave out our ownership mark (`transhumance.plan`, set on every copy we make).
     fact(
         s,
         "f-db",
@@ -263,10 +264,11 @@ JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm')
 ('database owner', pg_get_userbyid(d.datdba)), ('database encoding', pg_encoding_to_char(d.encoding)), \
 ('database collation', d.datcollate::text), ('database ctype', d.datctype::text), \
 ('database locale provider', coalesce(to_jsonb(d)->>'datlocprovider', 'c') || ' ' || coalesce(to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale', '')), \
-('database connection limit', d.datconnlimit::text), ('database privileges', {acl})) f(k, v) WHERE d.datname = current_database() \
-UNION ALL SELECT json_build_array('fact', '', CASE WHEN s.setrole = 0 THEN 'settings of the database' ELSE 'settings of role ' || pg_get_userbyid(s.setrole) || ' in the database' END, \
-array_to_string(ARRAY(SELECT x FROM unnest(s.setconfig) x ORDER BY x), ', ')) FROM pg_db_role_setting s \
-WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+('database connection limit', d.datconnlimit::text), ('database privileges', {acl}), \
+('database comment', coalesce(shobj_description(d.oid, 'pg_database'), ''))) f(k, v) WHERE d.datname = current_database() \
+UNION ALL SELECT json_build_array('fact', '', k, v) FROM (SELECT CASE WHEN s.setrole = 0 THEN 'settings of the database' ELSE 'settings of role ' || pg_get_userbyid(s.setrole) || ' in the database' END AS k, \
+array_to_string(ARRAY(SELECT x FROM unnest(s.setconfig) x WHERE x NOT LIKE 'transhumance.%' ORDER BY x), ', ') AS v FROM pg_db_role_setting s \
+WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())) rs WHERE v <> '' \
 UNION ALL SELECT json_build_array('fact', '', 'extension ' || e.extname, 'in schema ' || n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace",
             acl = pg_acl("d.datacl", "'d'", "d.datdba")
         ),
