@@ -300,6 +300,11 @@ pub fn verify(
         for p in sql::pins(engine) {
             s.plain(p);
         }
+        if engine == DbEngine::Postgres {
+            // The planner cannot count the buckets of an expression and would sort every row
+            // to group them (measured: a quarter of the statement's CPU); hashing groups them.
+            s.plain("SET enable_sort = off;");
+        }
         for p in &planned {
             if !for_source && p.dst.is_none() {
                 continue;
@@ -742,4 +747,53 @@ fn compare_facts(
         skipped.insert(Skipped { object: label, why });
     }
     out.skipped = skipped.into_iter().collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_come_back_in_key_order_as_literals_and_as_shown() {
+        let key = [Col {
+            name: "code".into(),
+            enc: Enc::Text,
+            collatable: false,
+            lit: Lit::Hex(Some("utf8mb4".into())),
+        }];
+        let rows = [
+            serde_json::json!(["bound", "t0", "1001", ["6B32"]]),
+            serde_json::json!(["bound", "t0", "501", ["6B31"]]),
+            serde_json::json!(["bound", "t0", "1501", ["zz"]]),
+            serde_json::json!(["bound", "t0", "2001", ["FF"]]),
+        ];
+        let rows: Vec<Vec<serde_json::Value>> =
+            rows.iter().map(|r| r.as_array().unwrap().clone()).collect();
+        let bounds = read_bounds(DbEngine::Mariadb, &key, rows.iter());
+        assert_eq!(
+            bounds,
+            vec![
+                ("_utf8mb4 X'6B31'".to_string(), "'k1'".to_string()),
+                ("_utf8mb4 X'6B32'".to_string(), "'k2'".to_string()),
+                // Not hex: never trusted into SQL. Not UTF-8: shown in hex.
+                ("_utf8mb4 X'FF'".to_string(), "0xFF".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_read_as_from_and_before() {
+        let r = KeyRange {
+            from: Some("1501".into()),
+            before: Some("2001".into()),
+            rows_source: 500,
+            rows_target: 499,
+        };
+        assert_eq!(
+            r.to_string(),
+            "keys 1501 to before 2001 (500 rows at the source, 499 at the target)"
+        );
+        let last = KeyRange { before: None, ..r };
+        assert!(last.to_string().starts_with("keys from 1501 ("));
+    }
 }

@@ -234,6 +234,8 @@ fn postgres_verification_sees_every_schema_key_shape_and_catalog_fact() {
         "UPDATE notes SET note = '\\N' WHERE id = 40",
         "UPDATE ukeyed SET v = -1 WHERE email = 'e55@x'",
         "REVOKE SELECT ON tkey FROM readers",
+        // A column only the target has: the rows agree on the others, the table does not.
+        "ALTER TABLE nokey ADD COLUMN extra int",
         "ALTER DATABASE shop SET statement_timeout = '5s'",
     ];
     for p in plant {
@@ -253,6 +255,7 @@ fn postgres_verification_sees_every_schema_key_shape_and_catalog_fact() {
         [
             "audit.events",
             "public.ckey",
+            "public.nokey",
             "public.notes",
             "public.skew",
             "public.tkey",
@@ -277,10 +280,17 @@ fn postgres_verification_sees_every_schema_key_shape_and_catalog_fact() {
             "{name}: {key} in {r:?}"
         );
     }
+    let nokey = table(&found, "public.nokey");
+    assert!(nokey.differing_ranges.is_empty(), "{nokey:#?}");
+    assert_eq!(
+        nokey.note.as_deref(),
+        Some("columns only at the target: extra")
+    );
     let facts: Vec<&str> = found.properties.iter().map(|p| p.fact.as_str()).collect();
     assert_eq!(
         facts,
         [
+            "column public.nokey.extra",
             "membership of app in readers",
             "settings of the database",
             "table public.tkey"
@@ -288,12 +298,12 @@ fn postgres_verification_sees_every_schema_key_shape_and_catalog_fact() {
         "{:#?}",
         found.properties
     );
-    let settings = &found.properties[1];
+    let settings = &found.properties[2];
     assert_eq!(
         settings.target.as_deref(),
         Some("search_path=public, audit, statement_timeout=5s")
     );
-    assert_eq!(found.properties[0].target, None);
+    assert_eq!(found.properties[1].target, None);
 }
 
 /// The same MariaDB database on both servers.
