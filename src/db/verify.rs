@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use self::catalog::{Catalog, Fact, Table, grants_fact};
+use self::catalog::{Catalog, Fact, Table, grant_concerns, grants_fact};
 use self::session::{Line, Ran, Script, field, run, text};
 pub use self::sql::HashFn;
 use self::sql::{Col, Enc, Lit};
@@ -390,7 +390,16 @@ pub fn verify(
         });
     }
     out.tables.sort_by(|a, b| a.table.cmp(&b.table));
-    compare_facts(engine, &src, &dst, &accounts, &at_src, &at_dst, &mut out);
+    compare_facts(
+        engine,
+        source.database,
+        &src,
+        &dst,
+        &accounts,
+        &at_src,
+        &at_dst,
+        &mut out,
+    );
     Ok(out)
 }
 
@@ -638,8 +647,10 @@ fn compare_table(p: &Planned<'_>, at_src: &Ran, at_dst: &Ran) -> TableCheck {
 
 /// Compares the catalog facts (MariaDB grants read in the hashing sessions added), leaving
 /// out on both sides what either could not read.
+#[allow(clippy::too_many_arguments)]
 fn compare_facts(
     engine: DbEngine,
+    database: &str,
     src: &Catalog,
     dst: &Catalog,
     accounts: &[(String, String)],
@@ -665,7 +676,13 @@ fn compare_facts(
                         .collect()
                 })
                 .unwrap_or_default();
-            if lines.is_empty() {
+            // An account absent from a side prints no line there at all.
+            let exists = !lines.is_empty();
+            let lines: Vec<String> = lines
+                .into_iter()
+                .filter(|l| grant_concerns(l, database))
+                .collect();
+            if !exists {
                 continue;
             }
             let who = if host.is_empty() {

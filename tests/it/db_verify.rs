@@ -335,6 +335,8 @@ CREATE ROLE editor;
 GRANT UPDATE ON shop.* TO editor;
 CREATE USER 'ed'@'%' IDENTIFIED BY 'ed-pw';
 GRANT editor TO 'ed'@'%';
+CREATE DATABASE blog;
+GRANT SELECT ON blog.* TO 'app'@'%';
 ANALYZE TABLE orders, ukey, tkey, ckey, skew;
 ";
 
@@ -383,6 +385,10 @@ fn mariadb_verification_sees_every_key_shape_null_time_zones_and_grants() {
         dst.sql("SELECT SUM(UNIX_TIMESTAMP(at)) FROM shop.orders"),
         "the same instants at both ends"
     );
+
+    // Another database's grants are that database's business, not a difference of this one.
+    dst.sql("REVOKE SELECT ON blog.* FROM 'app'@'%'");
+    assert!(run(DbEngine::Mariadb, &a, &b, "shop", &[]).is_clean());
 
     let plant = [
         "UPDATE shop.orders SET note = '\\\\N' WHERE id = 40",

@@ -941,6 +941,66 @@ fn my_parse(ran: &Ran, cat: &mut Catalog) {
     cat.accounts = reach;
 }
 
+/// Whether a `SHOW GRANTS` line concerns database `db`: account-wide lines (`ON *.*`, roles
+/// granted, default roles, proxies) and grants on `db`, its tables, columns and routines, or on
+/// a pattern that matches it. Grants on other databases are theirs to verify.
+pub(super) fn grant_concerns(line: &str, db: &str) -> bool {
+    if line.starts_with("GRANT PROXY ") {
+        return true;
+    }
+    let Some(i) = line.find(" ON ") else {
+        return true;
+    };
+    let mut spec = &line[i + 4..];
+    for kw in [
+        "PROCEDURE ",
+        "FUNCTION ",
+        "PACKAGE BODY ",
+        "PACKAGE ",
+        "TABLE ",
+    ] {
+        spec = spec.strip_prefix(kw).unwrap_or(spec);
+    }
+    if spec.starts_with("*.*") {
+        return true;
+    }
+    // The database part: `name` (backticks doubled inside), or a bare name.
+    let pattern = match spec.strip_prefix('`') {
+        Some(rest) => {
+            let mut name = String::new();
+            let mut chars = rest.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '`' {
+                    if chars.peek() == Some(&'`') {
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                name.push(c);
+            }
+            name
+        }
+        None => spec.split(['.', ' ']).next().unwrap_or("").to_string(),
+    };
+    pattern == db || like(db, &pattern)
+}
+
+/// SQL `LIKE` with `\` escapes, as MariaDB matches database patterns in grants.
+fn like(text: &str, pattern: &str) -> bool {
+    let (t, p): (Vec<char>, Vec<char>) = (text.chars().collect(), pattern.chars().collect());
+    fn go(t: &[char], p: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('%') => (0..=t.len()).any(|k| go(&t[k..], &p[1..])),
+            Some('_') => !t.is_empty() && go(&t[1..], &p[1..]),
+            Some('\\') if p.len() > 1 => t.first() == Some(&p[1]) && go(&t[1..], &p[2..]),
+            Some(c) => t.first() == Some(c) && go(&t[1..], &p[1..]),
+        }
+    }
+    go(&t, &p)
+}
+
 /// `SHOW GRANTS` of one account, as a fact: lines sorted, secrets (password hashes,
 /// authentication strings) cut out and returned apart, to be compared but never shown.
 pub(super) fn grants_fact(lines: &[String]) -> (String, String) {
@@ -1009,6 +1069,25 @@ mod tests {
             "{shown}"
         );
         assert_eq!(secret, "a''b\n");
+    }
+
+    #[test]
+    fn only_grants_concerning_the_database_count() {
+        let on = |l: &str| grant_concerns(l, "site_1");
+        assert!(on(
+            "GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*A'"
+        ));
+        assert!(on("GRANT SELECT ON `site_1`.* TO `u`@`%`"));
+        assert!(on("GRANT SELECT (`a`) ON `site_1`.`t` TO `u`@`%`"));
+        assert!(on("GRANT EXECUTE ON PROCEDURE `site_1`.`p` TO `u`@`%`"));
+        assert!(on("GRANT `editor` TO `u`@`%`"));
+        assert!(on("SET DEFAULT ROLE `editor` FOR `u`@`%`"));
+        assert!(on("GRANT PROXY ON `a`@`%` TO `u`@`%`"));
+        assert!(on("GRANT ALL PRIVILEGES ON `site\\_%`.* TO `u`@`%`"));
+        assert!(!on("GRANT SELECT ON `blog`.* TO `u`@`%`"));
+        assert!(!on("GRANT ALL PRIVILEGES ON `site\\_2`.* TO `u`@`%`"));
+        assert!(!on("GRANT SELECT ON `site_10`.`t` TO `u`@`%`"));
+        assert!(like("site_1", "site_1") && like("site_1", "s%") && !like("site_1", "site\\_2"));
     }
 
     #[test]
