@@ -697,6 +697,14 @@ impl Validator<'_> {
                 );
             }
         }
+        for (i, n) in raw.schemas.iter().enumerate() {
+            if globset::Glob::new(n).is_err() {
+                self.error(
+                    &path.key("schemas").index(i),
+                    format!("invalid schema name pattern `{n}`"),
+                );
+            }
+        }
         DatabaseRule {
             index,
             engine: raw.engine,
@@ -726,6 +734,7 @@ impl Validator<'_> {
                     .unwrap_or_default(),
                 None => Duration::from_secs(30),
             },
+            schemas: raw.schemas.clone(),
         }
     }
 
