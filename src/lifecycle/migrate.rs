@@ -583,7 +583,12 @@ impl<'a> Migration<'a> {
             (true, false) => "pre-sync",
             (true, true) => "final sync",
         };
-        let different = r.differences();
+        let different: Vec<&str> = r
+            .tables
+            .iter()
+            .filter(|t| t.status != "same")
+            .map(|t| t.table.as_str())
+            .collect();
         let detail = match (&r.error, different.is_empty()) {
             _ if r.live.is_some() => r.live.as_ref().map(|l| {
                 format!(
@@ -592,8 +597,8 @@ impl<'a> Migration<'a> {
                 )
             }),
             (Some(e), _) => Some(e.clone()),
-            (None, false) => Some(format!("differ: {}", different.join(", "))),
-            (None, true) => Some(r.verified()),
+            (None, false) => Some(format!("tables differ: {}", different.join(", "))),
+            (None, true) => Some(format!("{} table(s) verified", r.tables.len())),
         };
         self.record(&Entry::Unit {
             site: owner.to_string(),
