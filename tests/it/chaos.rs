@@ -973,24 +973,25 @@ fn check_world(lab: &mut Lab, trial: &Trial, scenario: &Scenario, story: &mut St
             format!("status {} ({})", s.state, s.reason)
         };
         let in_cut = cut.contains(site) && (!never_started || earlier_cut(scenario, trial, site));
+        // The broken site fails its probe through the new address before its switch: never
+        // switched (its values as before; the TTL `lower-ttl` set stays low for the retry),
+        // unfrozen, marked failed; a rollback has nothing to put back for it. Any other site
+        // must reach a real verdict.
+        let same_values = s
+            .dns
+            .iter()
+            .map(|(_, v)| v)
+            .eq(initial.iter().map(|(_, v)| v));
+        let never_switched =
+            *site == trial.broken && s.state == "failed" && same_values && !s.frozen;
         if rolled.contains(site) {
-            if !(is_back && s.state == "rolled_back") {
+            if !((is_back && s.state == "rolled_back") || never_switched) {
                 story.flag(format!(
                     "{site}: asked to roll back but not rolled back: {status}; {world}"
                 ));
             }
         } else if in_cut {
             let confirmed = new_values && s.complete && s.state == "confirmed";
-            // The broken site fails its probe through the new address before its switch: never
-            // switched (its values as before; the TTL `lower-ttl` set stays low for the retry),
-            // unfrozen, marked failed. Any other site must reach a real verdict.
-            let same_values = s
-                .dns
-                .iter()
-                .map(|(_, v)| v)
-                .eq(initial.iter().map(|(_, v)| v));
-            let never_switched =
-                *site == trial.broken && s.state == "failed" && same_values && !s.frozen;
             let back = (is_back && s.state == "rolled_back") || never_switched;
             if confirmed && *site == trial.broken {
                 story.flag(format!(
