@@ -637,9 +637,11 @@ fn databases(
                 note,
             });
         }
+        // A set, not a search per name: a rule may list thousands of databases by name.
+        let found: std::collections::HashSet<&str> =
+            report.databases.iter().map(|d| d.name.as_str()).collect();
         for name in &rule.names {
-            if !name.contains(['*', '?', '[']) && !report.databases.iter().any(|d| &d.name == name)
-            {
+            if !name.contains(['*', '?', '[']) && !found.contains(name.as_str()) {
                 report.risks.push(Risk::error(
                     "discovery_failed",
                     name.clone(),

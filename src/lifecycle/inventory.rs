@@ -182,9 +182,7 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
         if s.rule == INVENTORY_RULE {
             return NodePath::root().key("inventory");
         }
-        plan.site_rules
-            .iter()
-            .find(|r| r.index == s.rule)
+        plan.rule(s.rule)
             .map(|r| r.origin.clone())
             .unwrap_or_default()
     };
@@ -261,28 +259,34 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
         }
     }
     // Sorted by host then path, an overlap is always with an entry still on the ancestor stack.
-    let mut roots: Vec<(&str, String, bool, &Site)> = Vec::with_capacity(sites.len() * 2);
+    // An entry: host, directory key, whether it is a target, its site.
+    type Root<'a> = (&'a str, String, bool, &'a Site);
+    let mut roots: Vec<Root> = Vec::with_capacity(sites.len() * 2);
     for s in sites {
         roots.push((&s.target_host, dir_key(&s.target_path), true, s));
         roots.push((&s.source_host, dir_key(&s.source_path), false, s));
     }
     roots.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let mut stack: Vec<&(&str, String, bool, &Site)> = Vec::new();
+    // Each frame: the entry, and the nearest target at or below it on the stack (a source
+    // overlapping a source is no problem, and many sources may share one directory).
+    let mut stack: Vec<(&Root, Option<usize>)> = Vec::new();
     for entry in &roots {
-        while let Some(top) = stack.last() {
+        while let Some((top, _)) = stack.last() {
             if top.0 == entry.0 && entry.1.starts_with(&top.1) {
                 break;
             }
             stack.pop();
         }
-        if let Some(top) = stack.iter().rev().find(|t| t.2 || entry.2)
+        let nearest_target = stack.last().and_then(|(_, t)| *t);
+        let other = if entry.2 {
+            stack.last().map(|(t, _)| *t)
+        } else {
+            nearest_target.map(|i| stack[i].0)
+        };
+        if let Some(top) = other
             && !(std::ptr::eq(top.3, entry.3) && top.2 == entry.2)
         {
-            let (target, other) = if entry.2 {
-                (entry, *top)
-            } else {
-                (*top, entry)
-            };
+            let (target, other) = if entry.2 { (entry, top) } else { (top, entry) };
             let what = if other.2 { "target" } else { "source" };
             issues.push(at(
                 target.3,
@@ -298,17 +302,14 @@ fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {
                 ),
             ));
         }
-        stack.push(entry);
+        let here = stack.len();
+        stack.push((entry, if entry.2 { Some(here) } else { nearest_target }));
     }
 }
 
+/// Directories compared by components (`/srv/a/` holds `/srv/a/b/`, not `/srv/ab/`).
 fn dir_key(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    if s.ends_with('/') {
-        s.into_owned()
-    } else {
-        format!("{s}/")
-    }
+    crate::plan::overlap::dir_key(p)
 }
 
 #[cfg(test)]

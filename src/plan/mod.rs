@@ -4,8 +4,10 @@
 //! transports and lives in `discover`.
 pub mod banner;
 pub mod diagnostic;
+mod fast_yaml;
 pub mod model;
 pub mod node;
+pub mod overlap;
 pub mod raw;
 pub mod schema_check;
 pub mod secret;

@@ -54,10 +54,17 @@ impl Plan {
 
     /// What a site's sync does with device nodes: its rule's policy, else the defaults'.
     pub fn devices(&self, site: &Site) -> DevicePolicy {
-        self.site_rules
-            .iter()
-            .find(|r| r.index == site.rule)
+        self.rule(site.rule)
             .map_or(self.defaults.devices, |r| r.devices)
+    }
+
+    /// The site rule written at `index` under `sites:` (a binary search: rules are kept in
+    /// the plan's order, and a plan may list 50,000 of them).
+    pub fn rule(&self, index: usize) -> Option<&SiteRule> {
+        self.site_rules
+            .binary_search_by_key(&index, |r| r.index)
+            .ok()
+            .map(|i| &self.site_rules[i])
     }
 }
 

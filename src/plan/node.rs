@@ -9,6 +9,29 @@ use serde::Serialize;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+/// The parser's options for a plan of this size: its budget grows with the file.
+///
+/// serde-saphyr's default budget (250,000 nodes, 1,000,000 events) refuses a plan listing
+/// about 13,900 sites, while a platform has 50,000. Without aliases a node or an event takes
+/// at least one byte of the file, so limits proportionate to its length refuse nothing
+/// written out by hand or by a script; what aliases replay keeps the parser's absolute caps,
+/// which are what bounds an alias bomb. The anchor/alias ratio check is off: it refuses a
+/// plan where many sites name one anchor (`host: *new`), and replays are capped anyway.
+pub fn yaml_options(text: &str) -> serde_saphyr::Options {
+    let len = text.len();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(len);
+    // A collection is two events (start, end), a scalar or an alias one, a comment one.
+    budget.max_events = budget.max_events.max(2 * len);
+    budget.max_aliases = budget.max_aliases.max(len / 2);
+    budget.max_anchors = budget.max_anchors.max(len / 2);
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
+    budget.enforce_alias_anchor_ratio = false;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// A position in the plan file: 1-based line and column, byte range for snippets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Loc {
@@ -134,8 +157,11 @@ impl Node {
     /// # Errors
     /// Malformed YAML, with serde-saphyr's location.
     pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
+        if let Some(tree) = super::fast_yaml::parse(text) {
+            return Ok(tree);
+        }
         // serde-saphyr refuses duplicate keys by default, which a plan wants.
-        serde_saphyr::from_str::<Node>(text)
+        serde_saphyr::from_str_with_options::<Node>(text, yaml_options(text))
     }
 
     /// The child under `key` of a mapping node, with the key node.
@@ -318,6 +344,103 @@ impl<'de> Visitor<'de> for ValueVisitor {
             entries.push((k, v));
         }
         Ok(Value::Map(entries))
+    }
+}
+
+/// The located tree read as a serde type (the plan's `raw` structs), so a large plan is not
+/// parsed a second time for them. Scalars are taken as the tree holds them: a checked plan
+/// has the schema's types; an empty value (`key:`) reads as an empty list or mapping.
+impl<'de> Deserializer<'de> for &'de Node {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match &self.value {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Int(n) => match i64::try_from(*n) {
+                Ok(n) => visitor.visit_i64(n),
+                Err(_) => visitor.visit_i128(*n),
+            },
+            Value::Float(f) => visitor.visit_f64(*f),
+            Value::Str(s) => visitor.visit_borrowed_str(s),
+            Value::Seq(items) => {
+                let mut seq = de::value::SeqDeserializer::new(items.iter());
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Value::Map(entries) => {
+                let mut map = de::value::MapDeserializer::new(entries.iter().map(|(k, v)| (k, v)));
+                let value = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(value)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Null => visitor.visit_seq(de::value::SeqDeserializer::<
+                std::iter::Empty<&Node>,
+                Self::Error,
+            >::new(std::iter::empty())),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.value {
+            Value::Null => visitor.visit_map(de::value::MapDeserializer::<
+                std::iter::Empty<(&Node, &Node)>,
+                Self::Error,
+            >::new(std::iter::empty())),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        // The plan's enums are all unit variants, written as their name.
+        match &self.value {
+            Value::Str(s) => visitor.visit_enum(de::value::BorrowedStrDeserializer::new(s)),
+            _ => Err(de::Error::invalid_type(
+                de::Unexpected::Other(self.value.kind()),
+                &visitor,
+            )),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct newtype_struct tuple tuple_struct identifier ignored_any
+    }
+}
+
+impl<'de> de::IntoDeserializer<'de, de::value::Error> for &'de Node {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
     }
 }
 

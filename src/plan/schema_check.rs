@@ -3,6 +3,10 @@
 //! The schema is generated from the serde types in `raw`, so this checker and the
 //! deserializer cannot drift apart; it only understands the subset schemars emits.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use serde_json::Value as Json;
 
 use super::diagnostic::{Issue, closest};
@@ -11,13 +15,65 @@ use super::node::{Node, NodePath, Value};
 /// Every structural mismatch between `root` and `schema`.
 pub fn check(root: &Node, schema: &Json) -> Vec<Issue> {
     let mut issues = Vec::new();
-    let checker = Checker { schema };
-    checker.check(root, schema, &NodePath::root(), &mut issues);
+    let checker = Checker {
+        schema,
+        facts: RefCell::new(HashMap::new()),
+    };
+    checker.check(root, schema, At::Root, &mut issues);
     issues
+}
+
+/// Where a node is, as links to its parent: the `NodePath` is written out only for an issue
+/// (a plan of 50,000 sites has a million nodes, and almost never an issue on them).
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn path(&self) -> NodePath {
+        let mut steps = Vec::new();
+        let mut at = self;
+        loop {
+            match at {
+                At::Root => break,
+                At::Key(parent, k) => {
+                    steps.push(super::node::Step::Key(k.to_string()));
+                    at = parent;
+                }
+                At::Index(parent, i) => {
+                    steps.push(super::node::Step::Index(*i));
+                    at = parent;
+                }
+            }
+        }
+        steps.reverse();
+        NodePath(steps)
+    }
+}
+
+/// What one schema object says, read once (`$ref` followed) rather than looked up by name at
+/// every node it checks.
+struct Facts<'s> {
+    all_of: &'s [Json],
+    /// The `anyOf` then `oneOf` branches, each followed through `$ref`, with whether it is the
+    /// `null` branch (how schemars spells `Option`).
+    alternatives: Vec<Vec<(&'s Json, bool)>>,
+    constant: Option<&'s Json>,
+    types: Option<&'s Json>,
+    items: Option<&'s Json>,
+    minimum: Option<i64>,
+    maximum: Option<i64>,
+    properties: Option<&'s serde_json::Map<String, Json>>,
+    additional: Option<&'s Json>,
+    required: Vec<&'s str>,
 }
 
 struct Checker<'s> {
     schema: &'s Json,
+    facts: RefCell<HashMap<*const Json, Rc<Facts<'s>>>>,
 }
 
 impl<'s> Checker<'s> {
@@ -32,34 +88,73 @@ impl<'s> Checker<'s> {
         s
     }
 
-    fn check(&self, node: &Node, schema: &'s Json, path: &NodePath, out: &mut Vec<Issue>) {
-        let schema = self.resolve(schema);
-        if let Some(all) = schema.get("allOf").and_then(Json::as_array) {
-            for s in all {
-                self.check(node, s, path, out);
-            }
+    fn facts(&self, schema: &'s Json) -> Rc<Facts<'s>> {
+        if let Some(f) = self.facts.borrow().get(&(schema as *const Json)) {
+            return Rc::clone(f);
         }
-        for combinator in ["anyOf", "oneOf"] {
-            if let Some(branches) = schema.get(combinator).and_then(Json::as_array) {
-                self.check_alternatives(node, branches, path, out);
-            }
+        let s = self.resolve(schema);
+        let alternatives = ["anyOf", "oneOf"]
+            .iter()
+            .filter_map(|c| s.get(*c).and_then(Json::as_array))
+            .map(|branches| {
+                branches
+                    .iter()
+                    .map(|b| {
+                        let b = self.resolve(b);
+                        (b, b.get("type") == Some(&Json::from("null")))
+                    })
+                    .collect()
+            })
+            .collect();
+        let facts = Rc::new(Facts {
+            all_of: s
+                .get("allOf")
+                .and_then(Json::as_array)
+                .map_or(&[], Vec::as_slice),
+            alternatives,
+            constant: s.get("const"),
+            types: s.get("type"),
+            items: s.get("items"),
+            minimum: s.get("minimum").and_then(Json::as_i64),
+            maximum: s.get("maximum").and_then(Json::as_i64),
+            properties: s.get("properties").and_then(Json::as_object),
+            additional: s.get("additionalProperties"),
+            required: s
+                .get("required")
+                .and_then(Json::as_array)
+                .map(|r| r.iter().filter_map(Json::as_str).collect())
+                .unwrap_or_default(),
+        });
+        self.facts
+            .borrow_mut()
+            .insert(schema as *const Json, Rc::clone(&facts));
+        facts
+    }
+
+    fn check(&self, node: &Node, schema: &'s Json, at: At<'_>, out: &mut Vec<Issue>) {
+        let facts = self.facts(schema);
+        for s in facts.all_of {
+            self.check(node, s, at, out);
         }
-        if let Some(constant) = schema.get("const") {
+        for branches in &facts.alternatives {
+            self.check_alternatives(node, branches, at, out);
+        }
+        if let Some(constant) = facts.constant {
             if !json_eq(node, constant) {
                 out.push(Issue::error(
                     node.loc,
-                    path,
+                    at.path(),
                     format!("expected `{}`, found {}", plain(constant), describe(node)),
                 ));
             }
             return;
         }
-        if let Some(types) = schema.get("type")
+        if let Some(types) = facts.types
             && !type_matches(node, types)
         {
             out.push(Issue::error(
                 node.loc,
-                path,
+                at.path(),
                 format!(
                     "expected {}, found {}",
                     expected_types(types),
@@ -69,30 +164,30 @@ impl<'s> Checker<'s> {
             return;
         }
         match &node.value {
-            Value::Map(entries) => self.check_map(node, entries, schema, path, out),
+            Value::Map(entries) => self.check_map(node, entries, &facts, at, out),
             Value::Seq(items) => {
-                if let Some(item_schema) = schema.get("items") {
+                if let Some(item_schema) = facts.items {
                     for (i, item) in items.iter().enumerate() {
-                        self.check(item, item_schema, &path.index(i), out);
+                        self.check(item, item_schema, At::Index(&at, i), out);
                     }
                 }
             }
             Value::Int(n) => {
-                if let Some(min) = schema.get("minimum").and_then(Json::as_i64)
+                if let Some(min) = facts.minimum
                     && *n < i128::from(min)
                 {
                     out.push(Issue::error(
                         node.loc,
-                        path,
+                        at.path(),
                         format!("expected a number of at least {min}, found {n}"),
                     ));
                 }
-                if let Some(max) = schema.get("maximum").and_then(Json::as_i64)
+                if let Some(max) = facts.maximum
                     && *n > i128::from(max)
                 {
                     out.push(Issue::error(
                         node.loc,
-                        path,
+                        at.path(),
                         format!("expected a number of at most {max}, found {n}"),
                     ));
                 }
@@ -104,32 +199,30 @@ impl<'s> Checker<'s> {
     fn check_alternatives(
         &self,
         node: &Node,
-        branches: &'s [Json],
-        path: &NodePath,
+        branches: &[(&'s Json, bool)],
+        at: At<'_>,
         out: &mut Vec<Issue>,
     ) {
         // `null` branches are how schemars spells Option: try the real one for better errors.
-        let branches: Vec<&Json> = branches
-            .iter()
-            .map(|b| self.resolve(b))
-            .filter(|b| {
-                b.get("type") != Some(&Json::from("null")) || matches!(node.value, Value::Null)
-            })
-            .collect();
-        let constants: Vec<String> = branches
-            .iter()
-            .filter_map(|b| b.get("const"))
-            .map(plain)
-            .collect();
-        if !constants.is_empty() && constants.len() == branches.len() {
-            if !branches
+        let is_null = matches!(node.value, Value::Null);
+        let branches = || {
+            branches
                 .iter()
-                .any(|b| b.get("const").is_some_and(|c| json_eq(node, c)))
-            {
+                .filter(move |(_, null)| !null || is_null)
+                .map(|(b, _)| *b)
+        };
+        let count = branches().count();
+        let constants = branches().filter(|b| b.get("const").is_some()).count();
+        if constants > 0 && constants == count {
+            if !branches().any(|b| b.get("const").is_some_and(|c| json_eq(node, c))) {
+                let constants: Vec<String> = branches()
+                    .filter_map(|b| b.get("const"))
+                    .map(plain)
+                    .collect();
                 let found = scalar_text(node);
                 let mut issue = Issue::error(
                     node.loc,
-                    path,
+                    at.path(),
                     format!(
                         "expected one of {}, found {}",
                         constants
@@ -151,9 +244,9 @@ impl<'s> Checker<'s> {
             return;
         }
         let mut best: Option<Vec<Issue>> = None;
-        for branch in branches {
+        for branch in branches() {
             let mut attempt = Vec::new();
-            self.check(node, branch, path, &mut attempt);
+            self.check(node, branch, at, &mut attempt);
             if attempt.is_empty() {
                 return;
             }
@@ -168,35 +261,36 @@ impl<'s> Checker<'s> {
         &self,
         node: &Node,
         entries: &[(Node, Node)],
-        schema: &'s Json,
-        path: &NodePath,
+        facts: &Facts<'s>,
+        at: At<'_>,
         out: &mut Vec<Issue>,
     ) {
-        let properties = schema.get("properties").and_then(Json::as_object);
-        let additional = schema.get("additionalProperties");
+        let properties = facts.properties;
+        let additional = facts.additional;
         for (key, value) in entries {
             let Value::Str(name) = &key.value else {
                 out.push(Issue::error(
                     key.loc,
-                    path,
+                    at.path(),
                     format!("expected a text key, found {}", describe(key)),
                 ));
                 continue;
             };
-            let child_path = path.key(name);
+            let child = At::Key(&at, name);
             if let Some(prop) = properties.and_then(|p| p.get(name)) {
-                self.check(value, prop, &child_path, out);
+                self.check(value, prop, child, out);
                 continue;
             }
             match additional {
                 Some(Json::Bool(false)) => {
+                    let path = at.path();
                     let known: Vec<&str> = properties
                         .map(|p| p.keys().map(String::as_str).collect())
                         .unwrap_or_default();
                     let mut issue = Issue::error(
                         key.loc,
-                        &child_path,
-                        format!("unknown key `{name}`{}", where_(path)),
+                        child.path(),
+                        format!("unknown key `{name}`{}", where_(&path)),
                     );
                     issue = match closest(name, known.iter().copied()) {
                         Some(best) => issue.with_help(format!("did you mean `{best}`?")),
@@ -211,19 +305,18 @@ impl<'s> Checker<'s> {
                     };
                     out.push(issue);
                 }
-                Some(s @ Json::Object(_)) => self.check(value, s, &child_path, out),
+                Some(s @ Json::Object(_)) => self.check(value, s, child, out),
                 _ => {}
             }
         }
-        if let Some(required) = schema.get("required").and_then(Json::as_array) {
-            for name in required.iter().filter_map(Json::as_str) {
-                if node.get(name).is_none() {
-                    out.push(Issue::error(
-                        node.loc,
-                        path.key(name),
-                        format!("missing key `{name}`{}", where_(path)),
-                    ));
-                }
+        for name in &facts.required {
+            if node.get(name).is_none() {
+                let path = at.path();
+                out.push(Issue::error(
+                    node.loc,
+                    path.key(name),
+                    format!("missing key `{name}`{}", where_(&path)),
+                ));
             }
         }
     }

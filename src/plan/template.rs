@@ -99,7 +99,21 @@ impl Template {
 
     /// Fills `{name}` only (the common case for site paths and domains).
     pub fn render_name(&self, name: &str) -> String {
-        self.render(|v| (v == "name").then(|| name.to_string()))
+        // Without `render`'s lookup, which allocates each value: this runs for every field of
+        // every site of a plan.
+        let mut out = String::with_capacity(self.source.len() + name.len());
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Var(v) if v == "name" => out.push_str(name),
+                Part::Var(v) => {
+                    out.push('{');
+                    out.push_str(v);
+                    out.push('}');
+                }
+            }
+        }
+        out
     }
 
     pub fn as_str(&self) -> &str {

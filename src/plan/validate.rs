@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::diagnostic::{Issue, closest, sort_issues};
 use super::model::*;
 use super::node::{Loc, Node, NodePath};
@@ -29,8 +31,11 @@ pub struct Loaded {
     pub plan: Plan,
     pub source: SourceFile,
     pub warnings: Vec<Issue>,
-    /// The located YAML tree, to place problems found later (after expansion).
-    pub tree: Node,
+    /// The located YAML tree, to place problems found later (after expansion). Shared, so
+    /// the CLI can keep it until the process exits rather than free it node by node.
+    pub tree: std::sync::Arc<Node>,
+    /// How long each step of the load took, in order (`validate -v` shows them).
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 /// Why a plan could not be loaded.
@@ -82,10 +87,18 @@ pub fn parse(text: &str, name: &str, file: &Path, base_dir: &Path) -> Result<Loa
         source_file: source.clone(),
         issues,
     };
+    let mut phases = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut phase = |name: &'static str| {
+        let now = std::time::Instant::now();
+        phases.push((name, now - clock));
+        clock = now;
+    };
     let tree = match Node::parse(text) {
         Ok(t) => t,
         Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
     };
+    phase("yaml parse");
     if matches!(tree.value, super::node::Value::Null) {
         return Err(invalid(vec![Issue::error(
             Loc::default(),
@@ -94,10 +107,18 @@ pub fn parse(text: &str, name: &str, file: &Path, base_dir: &Path) -> Result<Loa
         )]));
     }
     let structural = super::schema_check::check(&tree, &super::json_schema());
+    phase("schema check");
     let raw: RawPlan = if structural.is_empty() {
-        match serde_saphyr::from_str(text) {
+        // Read from the tree already parsed; the text again (with serde-saphyr's own located
+        // message) only if the tree does not fit, which a checked tree should not do.
+        match RawPlan::deserialize(&tree) {
             Ok(r) => r,
-            Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
+            Err(_) => {
+                match serde_saphyr::from_str_with_options(text, super::node::yaml_options(text)) {
+                    Ok(r) => r,
+                    Err(e) => return Err(invalid(vec![yaml_issue(&e, text)])),
+                }
+            }
         }
     } else {
         // Check the meaning of what is well-formed too, so every mistake shows in one run.
@@ -115,9 +136,11 @@ pub fn parse(text: &str, name: &str, file: &Path, base_dir: &Path) -> Result<Loa
         tree: &tree,
         issues: structural,
     };
+    phase("typed read");
     let plan = v.plan(raw, file, base_dir);
     let mut issues = v.issues;
     sort_issues(&mut issues);
+    phase("meaning checks");
     if issues.iter().any(Issue::is_error) {
         return Err(invalid(issues));
     }
@@ -125,7 +148,8 @@ pub fn parse(text: &str, name: &str, file: &Path, base_dir: &Path) -> Result<Loa
         plan,
         source,
         warnings: issues,
-        tree,
+        tree: std::sync::Arc::new(tree),
+        phases,
     })
 }
 
@@ -347,11 +371,18 @@ impl Validator<'_> {
         hosts
     }
 
-    fn host_ref(&mut self, path: &NodePath, name: &str, hosts: &BTreeMap<String, Host>) -> bool {
+    /// Whether host `name` exists; an error at `at` when not (the path is written out only
+    /// then: a plan checks two host names per site, 100,000 on a platform).
+    fn host_ref(
+        &mut self,
+        at: impl FnOnce() -> NodePath,
+        name: &str,
+        hosts: &BTreeMap<String, Host>,
+    ) -> bool {
         if hosts.contains_key(name) {
             return true;
         }
-        let issue = self.error(path, format!("unknown host `{name}`"));
+        let issue = self.error(&at(), format!("unknown host `{name}`"));
         let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
         match closest(name, known.iter().copied()) {
             Some(best) => {
@@ -416,15 +447,15 @@ impl Validator<'_> {
         let to_local = hosts
             .get(&raw.to.host)
             .is_some_and(|h| h.access == HostAccess::Local);
-        let mut ok = self.host_ref(&path.key("from").key("host"), &raw.from.host, hosts);
-        ok &= self.host_ref(&path.key("to").key("host"), &raw.to.host, hosts);
+        let mut ok = self.host_ref(|| path.key("from").key("host"), &raw.from.host, hosts);
+        ok &= self.host_ref(|| path.key("to").key("host"), &raw.to.host, hosts);
         let source = match (&raw.from.path, &raw.from.glob) {
             (Some(p), None) => {
                 if raw.name.is_none() {
                     self.error(&path, "a site with `from.path` needs a `name`");
                     ok = false;
                 }
-                let p = self.site_path(&path.key("from").key("path"), p, from_local, base_dir);
+                let p = self.site_path(|| path.key("from").key("path"), p, from_local, base_dir);
                 SiteSource::Path(PathBuf::from(p))
             }
             (None, Some(g)) => {
@@ -436,7 +467,7 @@ impl Validator<'_> {
                     ok = false;
                 }
                 SiteSource::Glob(self.site_path(
-                    &path.key("from").key("glob"),
+                    || path.key("from").key("glob"),
                     g,
                     from_local,
                     base_dir,
@@ -458,7 +489,7 @@ impl Validator<'_> {
             }
         };
         let to_path = self.site_path(
-            &path.key("to").key("path"),
+            || path.key("to").key("path"),
             &raw.to.path,
             to_local,
             base_dir,
@@ -585,13 +616,19 @@ impl Validator<'_> {
     }
 
     /// On this machine a relative path is relative to the plan file; elsewhere it is an error.
-    fn site_path(&mut self, path: &NodePath, p: &str, local: bool, base_dir: &Path) -> String {
+    fn site_path(
+        &mut self,
+        at: impl FnOnce() -> NodePath,
+        p: &str,
+        local: bool,
+        base_dir: &Path,
+    ) -> String {
         if p.starts_with('/') {
             return p.to_string();
         }
         if !local {
             self.error(
-                path,
+                &at(),
                 format!("expected an absolute path on a remote host, found `{p}`"),
             );
             return p.to_string();
@@ -604,6 +641,8 @@ impl Validator<'_> {
         }
     }
 
+    /// Each explicit site whose target holds, or lies in, an earlier one's on the same host is
+    /// an error, named once against the first such site (sorted, not every pair compared).
     fn explicit_site_overlaps(&mut self, rules: &[SiteRule]) {
         let explicit: Vec<(&SiteRule, String)> = rules
             .iter()
@@ -615,19 +654,21 @@ impl Validator<'_> {
                 )
             })
             .collect();
-        for (i, (a, pa)) in explicit.iter().enumerate() {
-            for (b, pb) in &explicit[i + 1..] {
-                if a.target_host == b.target_host && paths_overlap(Path::new(pa), Path::new(pb)) {
-                    let other = b.origin.clone();
-                    self.error(
-                        &other.key("to").key("path"),
-                        format!(
-                            "target `{pb}` overlaps the target `{pa}` of `{}` on host `{}`",
-                            a.origin, a.target_host
-                        ),
-                    );
-                }
-            }
+        let entries: Vec<(&str, &Path)> = explicit
+            .iter()
+            .map(|(r, p)| (r.target_host.as_str(), Path::new(p.as_str())))
+            .collect();
+        let overlaps = super::overlap::earliest_overlaps(&entries);
+        for ((b, pb), first) in explicit.iter().zip(overlaps) {
+            let Some(first) = first else { continue };
+            let (a, pa) = &explicit[first];
+            self.error(
+                &b.origin.key("to").key("path"),
+                format!(
+                    "target `{pb}` overlaps the target `{pa}` of `{}` on host `{}`",
+                    a.origin, a.target_host
+                ),
+            );
         }
     }
 
@@ -669,7 +710,7 @@ impl Validator<'_> {
         let path = NodePath::root().key("databases").index(index);
         let server = |v: &mut Self, side: &str, s: &raw::RawDbServer| {
             let p = path.key(side);
-            v.host_ref(&p.key("host"), &s.host, hosts);
+            v.host_ref(|| p.key("host"), &s.host, hosts);
             let password = v.secret(
                 &p.key("password_env"),
                 &s.password_env,
@@ -766,7 +807,7 @@ impl Validator<'_> {
                         v.error(&p, "`security` and `ca_file` are for `layout: imap`");
                     }
                     let host = match &e.host {
-                        Some(h) => v.host_ref(&p.key("host"), h, hosts).then(|| h.clone()),
+                        Some(h) => v.host_ref(|| p.key("host"), h, hosts).then(|| h.clone()),
                         None => {
                             v.error(&p, "a Maildir store needs `host`");
                             None
@@ -780,7 +821,7 @@ impl Validator<'_> {
                                 .and_then(|h| hosts.get(h))
                                 .is_some_and(|h| h.access == HostAccess::Local);
                             Some(PathBuf::from(v.site_path(
-                                &p.key("path"),
+                                || p.key("path"),
                                 d,
                                 local,
                                 base_dir,
@@ -889,16 +930,16 @@ impl Validator<'_> {
         base_dir: &Path,
     ) -> Option<InventorySource> {
         let path = NodePath::root().key("inventory");
-        let mut ok = self.host_ref(&path.key("host"), &raw.host, hosts);
-        ok &= self.host_ref(&path.key("to").key("host"), &raw.to.host, hosts);
+        let mut ok = self.host_ref(|| path.key("host"), &raw.host, hosts);
+        ok &= self.host_ref(|| path.key("to").key("host"), &raw.to.host, hosts);
         let is_local = |h: &str| hosts.get(h).is_some_and(|h| h.access == HostAccess::Local);
         match raw.kind {
             raw::InventoryKind::Vhffs => {
                 let data_host = raw.data_host.clone().unwrap_or_else(|| raw.host.clone());
-                ok &= self.host_ref(&path.key("data_host"), &data_host, hosts);
+                ok &= self.host_ref(|| path.key("data_host"), &data_host, hosts);
                 let datadir = raw.datadir.clone().unwrap_or_else(|| "/data".into());
                 let datadir = self.site_path(
-                    &path.key("datadir"),
+                    || path.key("datadir"),
                     &datadir,
                     is_local(&data_host),
                     base_dir,
@@ -912,7 +953,7 @@ impl Validator<'_> {
                         return None;
                     }
                     (Some(d), None) => VhffsTarget::Datadir(PathBuf::from(self.site_path(
-                        &path.key("to").key("datadir"),
+                        || path.key("to").key("datadir"),
                         d,
                         is_local(&raw.to.host),
                         base_dir,
@@ -920,7 +961,7 @@ impl Validator<'_> {
                     (None, None) => VhffsTarget::Datadir(PathBuf::from(&datadir)),
                     (None, Some(p)) => {
                         let at = path.key("to").key("path");
-                        let p = self.site_path(&at, p, is_local(&raw.to.host), base_dir);
+                        let p = self.site_path(|| at.clone(), p, is_local(&raw.to.host), base_dir);
                         match Template::parse(&p, SITE_VARS) {
                             Ok(t) if t.uses("name") => VhffsTarget::Path(t),
                             Ok(_) => {

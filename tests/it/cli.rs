@@ -103,3 +103,114 @@ fn every_example_plan_validates() {
         "expected at least three example plans, found {seen}"
     );
 }
+
+/// A plan listing `n` sites one by one, as a script writing out a platform would: name, source,
+/// target, two domains and a database each. Site `i` starts on line `4 + 5 * i`.
+fn explicit_plan(n: usize, extra: &str) -> String {
+    let mut text = String::from("version: 1\nname: platform\nsites:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - name: site{i:05}.example\n    from: {{ host: local, path: /var/www/site{i:05}.example/ }}\n    to: {{ host: local, path: /srv/www/site{i:05}.example/ }}\n    domains: [site{i:05}.example, www.site{i:05}.example]\n    databases: [db{i:05}_wp]\n"
+        ));
+    }
+    text.push_str(extra);
+    text
+}
+
+/// Issue 15: a plan listing its sites explicitly was refused above about 13,900 of them by the
+/// YAML parser's node budget, and its checks compared every pair of sites.
+#[test]
+fn a_plan_listing_20000_sites_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, explicit_plan(20_000, "")).unwrap();
+    for offline in [true, false] {
+        let mut cmd = bin();
+        cmd.arg("validate").arg(&plan);
+        if offline {
+            cmd.arg("--offline");
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        if !offline {
+            assert!(err.contains("20000 site(s) from 20000 rule(s)"), "{err}");
+        }
+    }
+    // The review of what the plan moves reads it too.
+    let out = bin()
+        .args(["--json", "inventory"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sites"].as_array().map(Vec::len), Some(20_000));
+}
+
+/// At that size, mistakes are still named by line and column: in the meaning (an unknown host,
+/// a target inside another site's) and in the YAML itself.
+#[test]
+fn mistakes_in_a_large_plan_keep_their_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    let n = 20_000;
+    let extra = "  - name: late\n    from: { host: olld, path: /var/www/late/ }\n    to: { host: local, path: /srv/www/late/ }\n    domains: [late.example]\n    databases: []\n  - name: later\n    from: { host: local, path: /var/www/later/ }\n    to: { host: local, path: /srv/www/site00007.example/later/ }\n";
+    std::fs::write(&plan, explicit_plan(n, extra)).unwrap();
+    let line = 4 + 5 * n;
+    let out = bin().arg("validate").arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = plan.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{name}:{}:19: error: unknown host `olld`",
+            line + 1
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{name}:{}:30: error: target `/srv/www/site00007.example/later/` overlaps the target `/srv/www/site00007.example/` of `sites[7]` on host `local`",
+            line + 7
+        )),
+        "{err}"
+    );
+    // A YAML mistake on the last line of a large file.
+    std::fs::write(&plan, explicit_plan(n, "  - name: [unclosed\n")).unwrap();
+    let out = bin().arg("validate").arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{name}:{line}:11: error: invalid YAML")),
+        "{err}"
+    );
+}
+
+/// Sites naming their hosts through one anchor each (`host: *old`): the parser's alias/anchor
+/// ratio check refused such a plan from 100 aliases on.
+#[test]
+fn sites_may_share_an_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    let mut text = String::from(
+        "version: 1\nname: anchors\nhosts:\n  old: { local: true }\n  new: { local: true }\ndefaults: { jobs: &jobs 4 }\nsites:\n",
+    );
+    for i in 0..500 {
+        let host = if i == 0 { "&old old" } else { "*old" };
+        text.push_str(&format!(
+            "  - {{ name: s{i}, from: {{ host: {host}, path: /a/s{i} }}, to: {{ host: new, path: /b/s{i} }} }}\n"
+        ));
+    }
+    std::fs::write(&plan, text).unwrap();
+    let out = bin()
+        .args(["validate", "--offline"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
