@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use self::catalog::{Catalog, Fact, Table, grant_concerns, grants_fact};
+use self::catalog::{Catalog, Fact, Table, account_facts, grant_concerns, granted_table};
 use self::session::{Line, Ran, Script, field, run, text};
 pub use self::sql::HashFn;
 use self::sql::{Col, Enc, Lit};
@@ -658,61 +658,121 @@ fn compare_facts(
     at_dst: &Ran,
     out: &mut Verification,
 ) {
-    let with_grants = |cat: &Catalog, ran: &Ran| -> BTreeMap<String, Fact> {
-        let mut facts = cat.facts.clone();
-        if engine == DbEngine::Postgres {
-            return facts;
-        }
+    // What is left out of the comparison of accounts, and why: said, never a difference.
+    let mut noted: BTreeSet<Skipped> = BTreeSet::new();
+    let grant_lines = |ran: &Ran, i: usize| -> Vec<String> {
+        ran.done
+            .get(&format!("g{i}"))
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| match l {
+                        Line::Text(t) => Some(t.clone()),
+                        Line::Row(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut a = src.facts.clone();
+    let mut b = dst.facts.clone();
+    if engine != DbEngine::Postgres {
         for (i, (user, host)) in accounts.iter().enumerate() {
-            let lines: Vec<String> = ran
-                .done
-                .get(&format!("g{i}"))
-                .map(|ls| {
-                    ls.iter()
-                        .filter_map(|l| match l {
-                            Line::Text(t) => Some(t.clone()),
-                            Line::Row(_) => None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            // An account absent from a side prints no line there at all.
-            let exists = !lines.is_empty();
-            let lines: Vec<String> = lines
-                .into_iter()
-                .filter(|l| grant_concerns(l, database))
-                .collect();
-            if !exists {
-                continue;
-            }
             let who = if host.is_empty() {
                 format!("role '{user}'")
             } else {
                 format!("'{user}'@'{host}'")
             };
-            let (shown, secrets) = grants_fact(&lines);
-            facts.insert(
-                format!("grants of {who}"),
-                Fact {
-                    value: shown,
-                    secret: false,
-                    origin: "accounts".into(),
-                },
-            );
-            if !secrets.is_empty() {
-                facts.insert(
-                    format!("credentials of {who}"),
-                    Fact {
-                        value: blake3::hash(secrets.as_bytes()).to_hex().to_string(),
-                        secret: true,
-                        origin: "accounts".into(),
-                    },
-                );
+            // An account absent from a side prints no line there at all.
+            let (at_s, at_t) = (grant_lines(at_src, i), grant_lines(at_dst, i));
+            if at_s.is_empty() {
+                if !at_t.is_empty() {
+                    noted.insert(Skipped {
+                        object: who.clone(),
+                        why: "exists at the target only and holds grants on the database there: left as it is".into(),
+                    });
+                }
+                continue;
             }
+            // A grant on a table a side no longer has cannot be carried: said, not compared.
+            let keep =
+                |lines: Vec<String>, cat: &Catalog, side: &str, noted: &mut BTreeSet<Skipped>| {
+                    lines
+                        .into_iter()
+                        .filter(|l| grant_concerns(l, database))
+                        .filter(|l| match granted_table(l, database) {
+                            Some(t)
+                                if !cat.tables.contains_key(&t)
+                                    && !cat.skipped.iter().any(|s| s.object == t) =>
+                            {
+                                noted.insert(Skipped {
+                                    object: format!("grant of {who} on `{t}`"),
+                                    why: format!(
+                                        "the {side} has no such table: not carried, not compared"
+                                    ),
+                                });
+                                false
+                            }
+                            _ => true,
+                        })
+                        .collect::<Vec<_>>()
+                };
+            let (fs, ft) = (
+                account_facts(&keep(at_s, src, "source", &mut noted)),
+                account_facts(&keep(at_t, dst, "target", &mut noted)),
+            );
+            let insert =
+                |facts: &mut BTreeMap<String, Fact>, f: &catalog::AccountFacts, auth: bool| {
+                    facts.insert(
+                        format!("grants of {who}"),
+                        Fact {
+                            value: f.grants.clone(),
+                            secret: false,
+                            origin: "accounts".into(),
+                        },
+                    );
+                    if !auth {
+                        return;
+                    }
+                    facts.insert(
+                        format!("authentication of {who}"),
+                        Fact {
+                            value: f.authentication.clone(),
+                            secret: false,
+                            origin: "accounts".into(),
+                        },
+                    );
+                    if !f.secrets.is_empty() {
+                        facts.insert(
+                            format!("credentials of {who}"),
+                            Fact {
+                                value: blake3::hash(f.secrets.as_bytes()).to_hex().to_string(),
+                                secret: true,
+                                origin: "accounts".into(),
+                            },
+                        );
+                    }
+                };
+            // A plugin the target lacks: the account was created locked there, to be given a
+            // new password; its authentication cannot be equal.
+            let missing: Vec<String> = fs
+                .plugins()
+                .into_iter()
+                .filter(|p| !dst.auth_plugins.is_empty() && !dst.auth_plugins.contains(p))
+                .collect();
+            let auth = missing.is_empty();
+            if !auth {
+                noted.insert(Skipped {
+                    object: format!("authentication of {who}"),
+                    why: format!(
+                        "{} not active at the target: the account needs a new password there",
+                        missing.join(", ")
+                    ),
+                });
+            }
+            insert(&mut a, &fs, auth);
+            insert(&mut b, &ft, auth);
         }
-        facts
-    };
-    let (a, b) = (with_grants(src, at_src), with_grants(dst, at_dst));
+    }
     // A statement of facts that failed on either side: its facts are compared on neither.
     let mut unread: BTreeMap<&String, (String, String)> = BTreeMap::new();
     for (side, cat) in [("source", src), ("target", dst)] {
@@ -763,6 +823,7 @@ fn compare_facts(
     for (label, why) in unread.into_values() {
         skipped.insert(Skipped { object: label, why });
     }
+    skipped.extend(noted);
     out.skipped = skipped.into_iter().collect();
 }
 

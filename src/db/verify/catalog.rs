@@ -81,6 +81,8 @@ pub(super) struct Catalog {
     /// MariaDB: accounts and roles (`user`, `host`; roles have an empty host) that reach the
     /// database; their grants are read in the hashing session.
     pub accounts: BTreeSet<(String, String)>,
+    /// MariaDB: the authentication plugins the server has active (`mysql_native_password`…).
+    pub auth_plugins: BTreeSet<String>,
 }
 
 /// Reads `side`'s catalog. `schemas` (PostgreSQL): the schemas whose tables are compared
@@ -731,6 +733,13 @@ UNION SELECT JSON_ARRAY('definer', DEFINER) FROM information_schema.EVENTS WHERE
         "roles",
         "SELECT JSON_ARRAY('role', User, Host, Role) FROM mysql.roles_mapping",
     );
+    // Authentication plugins the server can use: an account whose plugin a side lacks was
+    // created locked there, and its credentials cannot be compared.
+    s.tagged(
+        "plugins",
+        "SELECT JSON_ARRAY('plugin', PLUGIN_NAME) FROM information_schema.PLUGINS \
+WHERE PLUGIN_TYPE = 'AUTHENTICATION' AND PLUGIN_STATUS = 'ACTIVE'",
+    );
     labels
 }
 
@@ -939,6 +948,7 @@ fn my_parse(ran: &Ran, cat: &mut Catalog) {
     }
     reach.retain(|(u, h)| !is_admin_account(&format!("'{u}'@'{h}'")) && !u.is_empty());
     cat.accounts = reach;
+    cat.auth_plugins = rows(ran, "plugins").iter().map(|r| field(r, 1)).collect();
 }
 
 /// Whether a `SHOW GRANTS` line concerns database `db`: account-wide lines (`ON *.*`, roles
@@ -1001,48 +1011,170 @@ fn like(text: &str, pattern: &str) -> bool {
     go(&t, &p)
 }
 
-/// `SHOW GRANTS` of one account, as a fact: lines sorted, secrets (password hashes,
-/// authentication strings) cut out and returned apart, to be compared but never shown.
-pub(super) fn grants_fact(lines: &[String]) -> (String, String) {
-    let mut shown = Vec::new();
+/// `SHOW GRANTS` of one account, split into what is compared apart: the grants themselves,
+/// how the account authenticates (secrets cut out: `<secret>`), and the secrets, to be compared
+/// but never shown.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct AccountFacts {
+    pub grants: String,
+    pub authentication: String,
+    pub secrets: String,
+}
+
+impl AccountFacts {
+    /// The plugins the authentication names (`IDENTIFIED BY PASSWORD` is
+    /// `mysql_native_password`).
+    pub(super) fn plugins(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let words: Vec<&str> = self.authentication.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            match *w {
+                "VIA" | "OR" => {
+                    if let Some(p) = words.get(i + 1) {
+                        out.push(p.trim_matches(|c| c == '`' || c == '\'').to_string());
+                    }
+                }
+                "BY" if words.get(i + 1) == Some(&"PASSWORD") => {
+                    out.push("mysql_native_password".into());
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+pub(super) fn account_facts(lines: &[String]) -> AccountFacts {
+    let mut grants = Vec::new();
+    let mut auth = Vec::new();
     let mut secrets = String::new();
     for l in lines {
-        let mut out = String::new();
-        let mut rest = l.as_str();
-        while let Some(at) = ["PASSWORD '", "USING '", "AS '"]
-            .iter()
-            .filter_map(|m| rest.find(m).map(|i| (i, m.len())))
-            .min()
-        {
-            let (i, len) = at;
-            out.push_str(&rest[..i + len]);
-            let body = &rest[i + len..];
-            // The literal ends at an unescaped quote that is not doubled.
-            let mut end = body.len();
-            let bytes = body.as_bytes();
-            let mut j = 0;
-            while j < bytes.len() {
-                match bytes[j] {
-                    b'\\' => j += 2,
-                    b'\'' if bytes.get(j + 1) == Some(&b'\'') => j += 2,
-                    b'\'' => {
-                        end = j;
-                        break;
-                    }
-                    _ => j += 1,
-                }
-            }
-            secrets.push_str(&body[..end.min(body.len())]);
-            secrets.push('\n');
-            out.push_str("<secret>");
-            rest = &body[end.min(body.len())..];
+        let (grant, clause) = split_authentication(l);
+        grants.push(grant);
+        if let Some(clause) = clause {
+            let (shown, secret) = cut_secrets(&clause);
+            auth.push(shown);
+            secrets.push_str(&secret);
         }
-        out.push_str(rest);
-        shown.push(out);
     }
-    shown.sort();
-    shown.dedup();
-    (shown.join("\n"), secrets)
+    grants.sort();
+    grants.dedup();
+    auth.sort();
+    AccountFacts {
+        grants: grants.join("\n"),
+        authentication: auth.join("\n"),
+        secrets,
+    }
+}
+
+/// A `SHOW GRANTS` line without its `IDENTIFIED …` clause, and that clause (up to `WITH`, which
+/// begins the grant option and resource limits, outside quotes).
+fn split_authentication(line: &str) -> (String, Option<String>) {
+    let Some(start) = outside_quotes(line, " IDENTIFIED ", 0) else {
+        return (line.to_string(), None);
+    };
+    let end = outside_quotes(line, " WITH ", start).unwrap_or(line.len());
+    (
+        format!("{}{}", &line[..start], &line[end..]),
+        Some(line[start + 1..end].to_string()),
+    )
+}
+
+/// Where `needle` first occurs in `line` at or after `from`, outside `'…'` literals.
+fn outside_quotes(line: &str, needle: &str, from: usize) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted => i += 1,
+            b'\'' => quoted = !quoted,
+            _ if !quoted && i >= from && line[i..].starts_with(needle) => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Cuts the literals after `PASSWORD '`, `USING '` and `AS '` out of `text`: (shown, secrets).
+fn cut_secrets(text: &str) -> (String, String) {
+    let mut out = String::new();
+    let mut secrets = String::new();
+    let mut rest = text;
+    while let Some(at) = ["PASSWORD '", "USING '", "AS '"]
+        .iter()
+        .filter_map(|m| rest.find(m).map(|i| (i, m.len())))
+        .min()
+    {
+        let (i, len) = at;
+        out.push_str(&rest[..i + len]);
+        let body = &rest[i + len..];
+        // The literal ends at an unescaped quote that is not doubled.
+        let mut end = body.len();
+        let bytes = body.as_bytes();
+        let mut j = 0;
+        while j < bytes.len() {
+            match bytes[j] {
+                b'\\' => j += 2,
+                b'\'' if bytes.get(j + 1) == Some(&b'\'') => j += 2,
+                b'\'' => {
+                    end = j;
+                    break;
+                }
+                _ => j += 1,
+            }
+        }
+        secrets.push_str(&body[..end.min(body.len())]);
+        secrets.push('\n');
+        out.push_str("<secret>");
+        rest = &body[end.min(body.len())..];
+    }
+    out.push_str(rest);
+    (out, secrets)
+}
+
+/// The table a table- or column-level grant line names in database `db` (`None` for grants on
+/// the database, routines, `*.*`, other databases or proxies).
+pub(super) fn granted_table(line: &str, db: &str) -> Option<String> {
+    if line.starts_with("GRANT PROXY ") {
+        return None;
+    }
+    let i = line.find(" ON ")?;
+    let mut spec = &line[i + 4..];
+    if ["PROCEDURE ", "FUNCTION ", "PACKAGE "]
+        .iter()
+        .any(|k| spec.starts_with(k))
+    {
+        return None;
+    }
+    spec = spec.strip_prefix("TABLE ").unwrap_or(spec);
+    let (schema, rest) = backticked(spec)?;
+    let rest = rest.strip_prefix('.')?;
+    if schema != db || rest.starts_with('*') {
+        return None;
+    }
+    backticked(rest).map(|(t, _)| t)
+}
+
+/// A leading `` `name` `` (backticks doubled inside) and what follows it.
+fn backticked(s: &str) -> Option<(String, &str)> {
+    let rest = s.strip_prefix('`')?;
+    let mut name = String::new();
+    let mut iter = rest.char_indices().peekable();
+    while let Some((i, c)) = iter.next() {
+        if c == '`' {
+            if iter.peek().map(|(_, c)| *c) == Some('`') {
+                iter.next();
+            } else {
+                return Some((name, &rest[i + 1..]));
+            }
+        }
+        name.push(c);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -1050,25 +1182,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grants_are_compared_without_showing_secrets() {
-        let (shown, secret) = grants_fact(&[
-            "GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*ABC'".into(),
+    fn grants_authentication_and_secrets_are_compared_apart() {
+        let f = account_facts(&[
+            "GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*ABC' WITH MAX_USER_CONNECTIONS 7"
+                .into(),
             "GRANT SELECT ON `shop`.* TO `u`@`%`".into(),
         ]);
         assert_eq!(
-            shown,
-            "GRANT SELECT ON `shop`.* TO `u`@`%`\nGRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '<secret>'"
+            f.grants,
+            "GRANT SELECT ON `shop`.* TO `u`@`%`\nGRANT USAGE ON *.* TO `u`@`%` WITH MAX_USER_CONNECTIONS 7"
         );
-        assert_eq!(secret, "*ABC\n");
-        let (shown, secret) = grants_fact(&[
-            "GRANT USAGE ON *.* TO `v`@`%` IDENTIFIED VIA ed25519 USING 'a''b' OR unix_socket"
+        assert_eq!(f.authentication, "IDENTIFIED BY PASSWORD '<secret>'");
+        assert_eq!(f.secrets, "*ABC\n");
+        assert_eq!(f.plugins(), ["mysql_native_password"]);
+        let f = account_facts(&[
+            "GRANT USAGE ON *.* TO `v`@`%` IDENTIFIED VIA ed25519 USING 'a''b WITH x' OR unix_socket"
                 .into(),
         ]);
-        assert!(
-            shown.ends_with("USING '<secret>' OR unix_socket"),
-            "{shown}"
+        assert_eq!(f.grants, "GRANT USAGE ON *.* TO `v`@`%`");
+        assert_eq!(
+            f.authentication,
+            "IDENTIFIED VIA ed25519 USING '<secret>' OR unix_socket"
         );
-        assert_eq!(secret, "a''b\n");
+        assert_eq!(f.secrets, "a''b WITH x\n");
+        assert_eq!(f.plugins(), ["ed25519", "unix_socket"]);
+        assert_eq!(account_facts(&[]), AccountFacts::default());
+    }
+
+    #[test]
+    fn table_grants_name_their_table() {
+        let t = |l: &str| granted_table(l, "shop");
+        assert_eq!(
+            t("GRANT SELECT ON `shop`.`legacy` TO `tab`@`%`").as_deref(),
+            Some("legacy")
+        );
+        assert_eq!(
+            t("GRANT SELECT (`a`), UPDATE (`a`) ON `shop`.`o``dd` TO `c`@`localhost`").as_deref(),
+            Some("o`dd")
+        );
+        assert_eq!(t("GRANT SELECT ON `shop`.* TO `u`@`%`"), None);
+        assert_eq!(t("GRANT EXECUTE ON PROCEDURE `shop`.`p` TO `e`@`%`"), None);
+        assert_eq!(t("GRANT SELECT ON `other`.`t` TO `u`@`%`"), None);
+        assert_eq!(t("GRANT PROXY ON `tab`@`%` TO `prx`@`%`"), None);
     }
 
     #[test]
