@@ -135,10 +135,15 @@ pub fn print(results: &[DbResult], printer: &Printer) {
         }
         for t in &r.tables {
             let full = if t.hashed_in_full {
-                " (no primary key: hashed in full)"
+                " (no primary key nor unique NOT NULL index: hashed in full)"
             } else {
                 ""
             };
+            let note = t
+                .note
+                .as_deref()
+                .map(|n| format!("; {n}"))
+                .unwrap_or_default();
             match t.status.as_str() {
                 "same" => outln!(
                     "same      {}.{}: {} rows{full}",
@@ -147,20 +152,25 @@ pub fn print(results: &[DbResult], printer: &Printer) {
                     t.rows_source
                 ),
                 _ => {
-                    let ranges = t
-                        .differing_ranges
-                        .iter()
-                        .map(|(a, b)| {
-                            if b.is_empty() {
-                                a.clone()
-                            } else {
-                                format!("{a}..{b}")
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    const SHOWN: usize = 10;
+                    let mut ranges: Vec<String> = if t.chunks == 1 && !t.differing_ranges.is_empty()
+                    {
+                        vec!["in its only chunk (the whole table)".into()]
+                    } else {
+                        t.differing_ranges
+                            .iter()
+                            .take(SHOWN)
+                            .map(|r| format!("in {r}"))
+                            .collect()
+                    };
+                    if t.differing_ranges.len() > SHOWN {
+                        ranges.push(format!(
+                            "and {} more ranges",
+                            t.differing_ranges.len() - SHOWN
+                        ));
+                    }
                     outln!(
-                        "DIFFERENT {}.{}: {} rows at the source, {} at the target; {}{full}",
+                        "DIFFERENT {}.{}: {} rows at the source, {} at the target; {}{note}{full}",
                         r.name,
                         t.table,
                         t.rows_source,
@@ -168,11 +178,30 @@ pub fn print(results: &[DbResult], printer: &Printer) {
                         if ranges.is_empty() {
                             t.status.clone()
                         } else {
-                            format!("keys {ranges}")
+                            ranges.join(", ")
                         }
                     );
                 }
             }
+        }
+        for p in &r.properties {
+            outln!(
+                "DIFFERENT {}: {}: source {}, target {}",
+                r.name,
+                p.fact,
+                p.source.as_deref().unwrap_or("(absent)"),
+                p.target.as_deref().unwrap_or("(absent)")
+            );
+        }
+        if r.properties_compared > 0 && r.properties.is_empty() {
+            outln!(
+                "same      {}: {} catalog facts (owners, privileges, settings, grants)",
+                r.name,
+                r.properties_compared
+            );
+        }
+        for s in &r.skipped {
+            outln!("skipped   {}: {}: {}", r.name, s.object, s.why);
         }
     }
 }

@@ -233,6 +233,79 @@ pub fn query(
         .collect())
 }
 
+/// What one client session printed: its rows (stdout) and its errors (stderr), for the caller
+/// to attribute; a statement that failed does not stop the ones after it.
+#[derive(Debug, Default)]
+pub struct ScriptOutput {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `script` (statements separated by `;` and newlines) in ONE client session, fed on
+/// stdin (no argument length limit, one connection, one round trip over the transport).
+/// Errors do not stop the session (psql `ON_ERROR_STOP=0` with `ON_ERROR_ROLLBACK`, so a
+/// failed statement inside a transaction leaves it usable; mariadb `--force`); output is raw
+/// (`-At` / `-NBr`): statements should print one self-delimiting field per row (JSON).
+///
+/// # Errors
+/// The client cannot run at all (missing tool, unreachable host).
+pub fn run_script(
+    transport: &dyn Transport,
+    engine: DbEngine,
+    server: &DbServer,
+    database: &str,
+    script: &str,
+) -> Result<ScriptOutput, String> {
+    let args: Vec<String> = match engine {
+        DbEngine::Postgres => vec![
+            "-X".into(),
+            "-q".into(),
+            "-A".into(),
+            "-t".into(),
+            "-v".into(),
+            "ON_ERROR_STOP=0".into(),
+            "-v".into(),
+            "ON_ERROR_ROLLBACK=on".into(),
+            // From a file, so errors carry their line (`psql:<stdin>:N:`).
+            "-f".into(),
+            "-".into(),
+            // A conninfo string: a database name holding `=` is still a name.
+            format!(
+                "--dbname=dbname='{}'",
+                database.replace('\\', "\\\\").replace('\'', "\\'")
+            ),
+        ],
+        _ => vec![
+            "-N".into(),
+            "-B".into(),
+            "-r".into(),
+            "--force".into(),
+            "--default-character-set=utf8mb4".into(),
+            database.into(),
+        ],
+    };
+    let program = if engine == DbEngine::Postgres {
+        "psql"
+    } else {
+        "mariadb"
+    };
+    let mut req = tool_request(engine, server, program, &args)?;
+    req.stdin = script.as_bytes().to_vec();
+    let mut out = transport.exec(&req).map_err(|e| e.to_string())?;
+    if out.code.is_none() && engine != DbEngine::Postgres {
+        // Older hosts ship only the `mysql` name of the client.
+        req.program = req.program.replace("mariadb", "mysql");
+        out = transport.exec(&req).map_err(|e| e.to_string())?;
+    }
+    if out.code.is_none() {
+        return Err(missing_tool(&req.program, transport.host(), server));
+    }
+    Ok(ScriptOutput {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: out.stderr_text(),
+    })
+}
+
 /// Every user database of the server.
 ///
 /// # Errors

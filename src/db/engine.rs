@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::plan::{DbAction, DbPlan, decide};
 use super::transfer::{Endpoint, Moved, Options, comment, transfer};
-use super::verify::{Side, TableCheck, verify_database};
+use super::verify::{Side, Verification, VerifyOptions, verify};
 use crate::plan::raw::DbEngine;
 use crate::unit::{UnitError, UnitOfWork};
 
@@ -31,17 +31,8 @@ pub struct DbUnitPlan<'a> {
     pub to: Endpoint<'a>,
 }
 
-/// Every table compared.
-#[derive(Debug, Clone, Serialize)]
-pub struct DbCheck {
-    pub tables: Vec<TableCheck>,
-}
-
-impl DbCheck {
-    pub fn is_clean(&self) -> bool {
-        self.tables.iter().all(|t| t.status == "same")
-    }
-}
+/// Every table and catalog fact compared (`is_clean`: all equal).
+pub type DbCheck = Verification;
 
 /// The database engine with a run's options.
 pub struct DbEngineRun<'a> {
@@ -105,13 +96,15 @@ impl<'a> UnitOfWork for DbEngineRun<'a> {
             server: e.server,
             database: &unit.name,
         };
-        verify_database(
+        verify(
             unit.engine,
             &side(&unit.from),
             &side(&unit.to),
-            self.chunk_rows,
+            &VerifyOptions {
+                chunk_rows: self.chunk_rows,
+                schemas: Vec::new(),
+            },
         )
-        .map(|tables| DbCheck { tables })
         .map_err(UnitError::io)
     }
 }

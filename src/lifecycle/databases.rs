@@ -11,7 +11,9 @@ use super::guard::{Guarded, Live};
 use super::state::SiteState;
 use crate::db::discover::{list_databases, selected};
 use crate::db::transfer::{Endpoint, Moved, Options, transfer};
-use crate::db::verify::{Side, TableCheck, verify_database};
+use crate::db::verify::{
+    DEFAULT_CHUNK_ROWS, FactDiff, Side, Skipped, TableCheck, VerifyOptions, verify,
+};
 use crate::event::{Event, Observer};
 use crate::plan::{DatabaseRule, Plan};
 use crate::unit::{ErrorKind, UnitError, UnitId};
@@ -92,6 +94,15 @@ pub struct DbResult {
     pub moved: Option<Moved>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableCheck>,
+    /// Catalog facts that differ (owners, privileges, settings, roles, grants).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<FactDiff>,
+    /// Catalog facts compared.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub properties_compared: usize,
+    /// What verification left out, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Left alone because it may be live at the target.
@@ -103,8 +114,45 @@ impl DbResult {
     /// Whether the database is identical at both ends (when it was verified); one left alone
     /// because it may be live is clean too (callers that must refuse look at `live`).
     pub fn clean(&self) -> bool {
-        self.error.is_none() && self.tables.iter().all(|t| t.status == "same")
+        self.error.is_none()
+            && self.tables.iter().all(|t| t.status == "same")
+            && self.properties.is_empty()
     }
+
+    /// What differs, in a few words: the tables, then the count of catalog facts.
+    pub fn differences(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|t| t.status != "same")
+            .map(|t| t.table.clone())
+            .collect();
+        if !self.properties.is_empty() {
+            out.push(format!(
+                "{} catalog fact(s) (owners, privileges, settings, grants)",
+                self.properties.len()
+            ));
+        }
+        out
+    }
+
+    /// What a clean verification covered, in a few words (journaled with the unit).
+    pub fn verified(&self) -> String {
+        let mut s = format!(
+            "{} table(s) and {} catalog fact(s) verified",
+            self.tables.len(),
+            self.properties_compared
+        );
+        if !self.skipped.is_empty() {
+            let names: Vec<&str> = self.skipped.iter().map(|k| k.object.as_str()).collect();
+            s.push_str(&format!("; skipped: {}", names.join(", ")));
+        }
+        s
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Whether `rule` moves database `name`: its `names` and `exclude`, and never a database the
@@ -180,6 +228,9 @@ pub fn run(
                 name: format!("databases[{}]", rule.index),
                 moved: None,
                 tables: Vec::new(),
+                properties: Vec::new(),
+                properties_compared: 0,
+                skipped: Vec::new(),
                 error: Some(e),
                 live: None,
             }),
@@ -242,6 +293,9 @@ pub fn one(
         name: name.to_string(),
         moved: None,
         tables: Vec::new(),
+        properties: Vec::new(),
+        properties_compared: 0,
+        skipped: Vec::new(),
         error: None,
         live: None,
     };
@@ -326,7 +380,7 @@ fn attempt(
             }
         }
     }
-    match verify_database(
+    match verify(
         rule.engine,
         &Side {
             transport: from.as_ref(),
@@ -338,9 +392,17 @@ fn attempt(
             server: &rule.to,
             database: name,
         },
-        10_000,
+        &VerifyOptions {
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            schemas: rule.schemas.clone(),
+        },
     ) {
-        Ok(t) => r.tables = t,
+        Ok(v) => {
+            r.tables = v.tables;
+            r.properties = v.properties;
+            r.properties_compared = v.properties_compared;
+            r.skipped = v.skipped;
+        }
         Err(e) => {
             r.error = Some(e);
             return (r, dropped());

@@ -583,12 +583,7 @@ impl<'a> Migration<'a> {
             (true, false) => "pre-sync",
             (true, true) => "final sync",
         };
-        let different: Vec<&str> = r
-            .tables
-            .iter()
-            .filter(|t| t.status != "same")
-            .map(|t| t.table.as_str())
-            .collect();
+        let different = r.differences();
         let detail = match (&r.error, different.is_empty()) {
             _ if r.live.is_some() => r.live.as_ref().map(|l| {
                 format!(
@@ -597,8 +592,8 @@ impl<'a> Migration<'a> {
                 )
             }),
             (Some(e), _) => Some(e.clone()),
-            (None, false) => Some(format!("tables differ: {}", different.join(", "))),
-            (None, true) => Some(format!("{} table(s) verified", r.tables.len())),
+            (None, false) => Some(format!("differ: {}", different.join(", "))),
+            (None, true) => Some(r.verified()),
         };
         self.record(&Entry::Unit {
             site: owner.to_string(),

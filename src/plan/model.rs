@@ -261,6 +261,8 @@ pub struct DatabaseRule {
     /// PostgreSQL: clients connected to the copy being replaced, and how long to wait for them.
     pub connected_clients: ConnectedClients,
     pub connected_clients_timeout: Duration,
+    /// PostgreSQL schemas verified (names or globs); empty: every schema.
+    pub schemas: Vec<String>,
 }
 
 /// An IMAP server address with its security.

@@ -239,6 +239,10 @@ pub struct RawDatabaseRule {
     /// How long to wait for connected clients to leave, such as `2m`. Default `30s`.
     #[serde(default)]
     pub connected_clients_timeout: Option<String>,
+    /// PostgreSQL: the schemas whose tables verification compares, names or globs. Default:
+    /// every schema; the tables of the others are reported as skipped.
+    #[serde(default)]
+    pub schemas: Vec<String>,
 }
 
 /// What to do with clients connected to a target database about to be replaced.

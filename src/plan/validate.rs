@@ -738,6 +738,14 @@ impl Validator<'_> {
                 );
             }
         }
+        for (i, n) in raw.schemas.iter().enumerate() {
+            if globset::Glob::new(n).is_err() {
+                self.error(
+                    &path.key("schemas").index(i),
+                    format!("invalid schema name pattern `{n}`"),
+                );
+            }
+        }
         DatabaseRule {
             index,
             engine: raw.engine,
@@ -767,6 +775,7 @@ impl Validator<'_> {
                     .unwrap_or_default(),
                 None => Duration::from_secs(30),
             },
+            schemas: raw.schemas.clone(),
         }
     }
 

@@ -9,6 +9,7 @@ mod courier;
 mod db;
 mod db_mariadb;
 mod db_postgres;
+mod db_verify;
 mod dns;
 mod dns_tsig;
 mod dry_run;
