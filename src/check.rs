@@ -25,16 +25,20 @@ pub enum Check {
     DeleteShare,
     /// The unit may serve from the new side already: overwriting it there loses live writes.
     LiveUnit,
+    /// A uid or gid the copies keep has no name at the target (its files would belong to no
+    /// one there).
+    UnresolvedIds,
 }
 
 impl Check {
-    pub const ALL: [Check; 6] = [
+    pub const ALL: [Check; 7] = [
         Check::TtlNotExpired,
         Check::ZoneShare,
         Check::NameserverAddress,
         Check::PlanChanged,
         Check::DeleteShare,
         Check::LiveUnit,
+        Check::UnresolvedIds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Check {
             Check::PlanChanged => "plan-changed",
             Check::DeleteShare => "delete-share",
             Check::LiveUnit => "live-unit",
+            Check::UnresolvedIds => "unresolved-ids",
         }
     }
 
@@ -59,6 +64,9 @@ impl Check {
             Check::PlanChanged => "the reviewed DNS plan: the servers changed since the review",
             Check::DeleteShare => "a target from a wrong source path mirrored with --delete",
             Check::LiveUnit => "writes made on the new side after its switch",
+            Check::UnresolvedIds => {
+                "the copies' owners: numeric ids the target's name service does not know"
+            }
         }
     }
 }

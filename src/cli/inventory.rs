@@ -46,6 +46,9 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
         mail_domains: panel.map_or(&[], |p| &p.mail_domains),
         mailboxes: panel.map_or(&[], |p| &p.mailboxes),
         zones: panel.map_or(&[], |p| &p.zones),
+        lists: panel.map_or(&[], |p| &p.lists),
+        cron_jobs: panel.map_or(&[], |p| &p.cron_jobs),
+        quotas: panel.map_or(&[], |p| &p.quotas),
         risks: panel.map_or(&[], |p| &p.risks),
         unmigrated: Some(&unmigrated),
     };
@@ -78,7 +81,7 @@ fn render(e: &InventoryExport<'_>) -> String {
     let suspended = e.sites.iter().filter(|s| !s.marks.is_empty()).count();
     let _ = writeln!(
         o,
-        "Inventory from {}: {} site(s) ({suspended} marked), {} group(s), {} user(s), {} database(s), {} mail domain(s), {} mail box(es), {} zone(s)\n",
+        "Inventory from {}: {} site(s) ({suspended} marked), {} group(s), {} user(s), {} database(s), {} mail domain(s), {} mail box(es), {} zone(s), {} mailing list(s), {} cron job(s)\n",
         e.source,
         e.sites.len(),
         e.groups,
@@ -86,7 +89,9 @@ fn render(e: &InventoryExport<'_>) -> String {
         e.databases.len(),
         e.mail_domains.len(),
         e.mailboxes.len(),
-        e.zones.len()
+        e.zones.len(),
+        e.lists.len(),
+        e.cron_jobs.len()
     );
     let marks = |m: &[String]| m.join(", ");
     let rows: Vec<Vec<String>> = e

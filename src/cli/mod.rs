@@ -301,7 +301,7 @@ pub enum Command {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Safety {
     /// Let this named safety check through, printed and journaled (repeatable): ttl-not-expired,
-    /// zone-share, nameserver-address, plan-changed, delete-share, live-unit.
+    /// zone-share, nameserver-address, plan-changed, delete-share, live-unit, unresolved-ids.
     #[arg(long = "allow", value_name = "CHECK")]
     pub allow: Vec<crate::check::Check>,
     /// Let every safety check through; each one it lets through is still printed and journaled.
@@ -425,6 +425,7 @@ pub fn run(cli: Cli) -> u8 {
                     compress,
                     bwlimit,
                     devices,
+                    relink: None,
                 },
             },
             &printer,

@@ -110,36 +110,44 @@ pub fn dry_run_with(
         phase: "sites".into(),
         total: inventory.sites.len() as u64,
     });
-    let sites: Vec<(SiteReport, Option<TargetSpace>)> = pool.install(|| {
-        inventory
-            .sites
-            .par_iter()
-            .map(|s| {
-                let mut r = site_report(plan, s, connections, itemize);
-                r.0.live = live
-                    .why(&UnitId::Site(s.name.clone()))
-                    .map(|b| b.to_string());
-                match &r.0.error {
-                    Some(e) => observer.on_event(&Event::UnitFailed {
-                        phase: "sites".into(),
-                        unit: s.name.clone(),
-                        error: e.clone(),
-                    }),
-                    None => observer.on_event(&Event::UnitDone {
-                        phase: "sites".into(),
-                        unit: s.name.clone(),
-                    }),
-                }
-                r
-            })
-            .collect()
-    });
+    let sites: Vec<(SiteReport, Option<TargetSpace>, crate::panel::PanelIds)> =
+        pool.install(|| {
+            inventory
+                .sites
+                .par_iter()
+                .map(|s| {
+                    let mut r = site_report(plan, s, connections, itemize);
+                    r.0.live = live
+                        .why(&UnitId::Site(s.name.clone()))
+                        .map(|b| b.to_string());
+                    match &r.0.error {
+                        Some(e) => observer.on_event(&Event::UnitFailed {
+                            phase: "sites".into(),
+                            unit: s.name.clone(),
+                            error: e.clone(),
+                        }),
+                        None => observer.on_event(&Event::UnitDone {
+                            phase: "sites".into(),
+                            unit: s.name.clone(),
+                        }),
+                    }
+                    r
+                })
+                .collect()
+        });
     observer.on_event(&Event::PhaseFinished {
         phase: "sites".into(),
     });
     // Free space per target file system: identified by host, size and free bytes.
     let mut needs: BTreeMap<(String, u64, u64), u64> = BTreeMap::new();
-    for (site, space) in sites {
+    // The owners the copies keep, by target host: what the panel knows and what the scans saw.
+    let site_refs: Vec<&Site> = inventory.sites.iter().collect();
+    let mut ids = super::ids::known(inventory.panel.as_ref(), &site_refs);
+    for ((_, _, seen), s) in sites.iter().zip(&inventory.sites) {
+        ids.entry(s.target_host.clone()).or_default().extend(seen);
+    }
+    report.risks.extend(super::ids::risks(&ids, connections));
+    for (site, space, _) in sites {
         if let Some(because) = &site.live {
             // The lifecycle's sync leaves a site that may serve from the new side alone.
             report.risks.push(Risk::warning(
@@ -235,6 +243,16 @@ pub fn dry_run_with(
         total: 0,
     });
     report.unmigrated = super::unmigrated::find(&restricted, &inventory, connections, true);
+    if let Some(panel) = &inventory.panel {
+        report.panel_rows = super::panel_rows::rows(&restricted, panel);
+        if let Some(crate::plan::InventorySource::Vhffs(v)) = &plan.inventory
+            && !panel.quotas.is_empty()
+        {
+            let (rows, risk) = super::quotas::review(v, &panel.quotas, connections);
+            report.panel_rows.push(rows);
+            report.risks.extend(risk);
+        }
+    }
     observer.on_event(&Event::PhaseFinished {
         phase: "unmigrated".into(),
     });
@@ -254,7 +272,7 @@ pub fn dry_run_with(
         };
         // The cutover switches the sites' names only (all of a zone in a DNS-only plan), and
         // its checks are judged on those: so are the dry run's.
-        let names: Vec<String> = inventory
+        let names: HashSet<String> = inventory
             .sites
             .iter()
             .flat_map(|s| s.domains.iter().map(|d| query::fqdn(d)))
@@ -381,6 +399,7 @@ pub fn site_sync_options(plan: &Plan, site: &Site, force: bool) -> SyncOptions {
         force,
         bwlimit: plan.defaults.bwlimit,
         devices: plan.devices(site) == DevicePolicy::Keep,
+        relink: site.relink.clone(),
         ..SyncOptions::default()
     }
 }
@@ -390,7 +409,7 @@ fn site_report(
     s: &Site,
     connections: &Connections,
     itemize: bool,
-) -> (SiteReport, Option<TargetSpace>) {
+) -> (SiteReport, Option<TargetSpace>, crate::panel::PanelIds) {
     let mut r = SiteReport {
         name: s.name.clone(),
         source: format!("{}:{}", s.source_host, s.source_path.display()),
@@ -398,6 +417,12 @@ fn site_report(
         domains: s.domains.clone(),
         owner: s.owner.map(|(u, g)| format!("{u}:{g}")),
         marks: s.marks.clone(),
+        kind: (s.kind != crate::plan::UnitKind::Web).then(|| s.kind.as_str().to_string()),
+        check: super::repo_check::command(s),
+        relink: s
+            .relink
+            .as_ref()
+            .map(|r| format!("{} -> {}", r.from.display(), r.to.display())),
         target_state: "unknown".into(),
         ..Default::default()
     };
@@ -419,7 +444,7 @@ fn site_report(
         Ok(e) => e,
         Err(e) => {
             r.error = Some(e.to_string());
-            return (r, None);
+            return (r, None, Default::default());
         }
     };
     let options = site_sync_options(plan, s, false);
@@ -434,11 +459,11 @@ fn site_report(
                 s.source_path.display(),
                 s.source_host
             ));
-            return (r, None);
+            return (r, None, Default::default());
         }
         Err(e) => {
             r.error = Some(e.to_string());
-            return (r, None);
+            return (r, None, Default::default());
         }
     };
     render_site_plan(&files, &source, &target, itemize, &mut r);
@@ -447,7 +472,7 @@ fn site_report(
         .space(&s.target_path)
         .ok()
         .map(|sp| (s.target_host.clone(), sp.total_bytes, sp.free_bytes));
-    (r, space)
+    (r, space, crate::panel::PanelIds::of_scan(&source))
 }
 
 /// Fills the counts of `r` from the engine's plan (and facts of the listings: what is at the
@@ -957,7 +982,7 @@ fn zone_report(
     dns: &DnsSpec,
     pre_planned: Option<Result<crate::dns::cutover::ZonePlan, crate::dns::cutover::CutoverError>>,
     (cutover_at, key_usable): (Option<SystemTime>, bool),
-    (names, history): (&[String], &[crate::dns::provider::DnsEvent]),
+    (names, history): (&HashSet<String>, &[crate::dns::provider::DnsEvent]),
     risks: &mut Vec<Risk>,
 ) -> ZoneReport {
     let timeout = Duration::from_secs(3);
@@ -1040,10 +1065,16 @@ fn zone_report(
             format!("name server {n} is not checked after the switch"),
         ));
     }
-    let selected = if names.is_empty() {
-        vec![plan.clone()]
+    // Only the selection's records: a left-out site's names are neither judged nor shown.
+    let mut plan = plan;
+    if !names.is_empty() {
+        plan.changes.retain(|c| names.contains(&c.key.name));
+        plan.settled.retain(|(k, _)| names.contains(&k.name));
+    }
+    let selected = if plan.changes.is_empty() && !names.is_empty() {
+        Vec::new()
     } else {
-        crate::dns::cutover::restrict(std::slice::from_ref(&plan), names)
+        vec![plan.clone()]
     };
     for f in crate::dns::cutover::checks(dns, &selected, history, crate::journal::now()) {
         // TTLs are lowered by `run` (or `dns lower-ttl`) after the dry run: a wait, not a fault.

@@ -225,6 +225,8 @@ mod tests {
 
     fn site(name: &str, dbs: &[&str]) -> Site {
         Site {
+            kind: crate::plan::UnitKind::Web,
+            relink: None,
             name: name.into(),
             rule: 0,
             source_host: "old".into(),
@@ -239,6 +241,7 @@ mod tests {
             exclude: vec![],
             owner: None,
             marks: vec![],
+            tls: None,
         }
     }
 

@@ -131,6 +131,8 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
         };
         for (name, source_path) in found {
             inv.sites.push(Site {
+                kind: crate::plan::UnitKind::Web,
+                relink: None,
                 target_path: PathBuf::from(rule.target_path.render_name(&name)),
                 domains: rule
                     .domains
@@ -150,6 +152,7 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
                 exclude: rule.exclude.clone(),
                 owner: None,
                 marks: Vec::new(),
+                tls: None,
             });
         }
     }
@@ -162,6 +165,7 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
         match read {
             Ok(panel) => {
                 inv.sites.extend(panel.sites.iter().cloned());
+                zones_left_out(loaded, &panel, &mut inv.issues);
                 inv.panel = Some(panel);
             }
             Err(PanelError::Unreachable(m)) => inv
@@ -172,8 +176,49 @@ pub fn expand_sites(loaded: &Loaded, connections: &Connections) -> Inventory {
                 .push(Issue::error(loaded.tree.locate(&at), at, m).with_code("discovery_failed")),
         }
     }
+    if plan.cutover.tls.discover.is_some() {
+        let found = super::tls_discover::discover(plan, &inv.sites, connections);
+        let at = NodePath::root().key("cutover").key("tls").key("discover");
+        for problem in super::tls_discover::apply(plan, &mut inv.sites, &found) {
+            inv.issues.push(
+                Issue::warning(loaded.tree.locate(&at), at.clone(), problem)
+                    .with_code("tls_discovery"),
+            );
+        }
+    }
     check_sites(loaded, &inv.sites, &mut inv.issues);
     inv
+}
+
+/// A zone of `dns.zones` the inventory leaves out (its panel state, or its group's) would be
+/// switched while nothing of it moves: refused where the plan names it.
+fn zones_left_out(loaded: &Loaded, panel: &crate::panel::PanelInventory, issues: &mut Vec<Issue>) {
+    let Some(dns) = &loaded.plan.dns else {
+        return;
+    };
+    let left: std::collections::HashMap<&str, &crate::panel::LeftOut> = panel
+        .left_out
+        .iter()
+        .filter(|l| l.kind == LeftOutKind::Zone)
+        .map(|l| (l.name.as_str(), l))
+        .collect();
+    for (i, zone) in dns.zones.iter().enumerate() {
+        let name = zone.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(l) = left.get(name.as_str()) {
+            let at = NodePath::root().key("dns").key("zones").index(i);
+            issues.push(
+                Issue::error(
+                    loaded.tree.locate(&at),
+                    at,
+                    format!(
+                        "zone `{name}` is left out by the inventory ({}): nothing of it moves, so no switch may touch it; remove it from `dns.zones` or settle it in the panel",
+                        l.reason
+                    ),
+                )
+                .with_code("zone_left_out"),
+            );
+        }
+    }
 }
 
 fn check_sites(loaded: &Loaded, sites: &[Site], issues: &mut Vec<Issue>) {

@@ -122,6 +122,8 @@ pub struct Migration<'a> {
     /// The operator's stop (Ctrl-C), read between steps, and what it did to each site.
     interrupt: Option<&'a Interrupt>,
     interrupted: Mutex<BTreeMap<String, Interrupted>>,
+    /// What the panel expanded to, when the plan reads one (its users' and groups' ids).
+    panel: Option<crate::panel::PanelInventory>,
 }
 
 type Stop = Result<(), String>;
@@ -179,6 +181,7 @@ impl<'a> Migration<'a> {
             zone_plans: Mutex::new(None),
             interrupt: None,
             interrupted: Mutex::new(BTreeMap::new()),
+            panel: inventory.panel,
         })
     }
 
@@ -394,6 +397,7 @@ impl<'a> Migration<'a> {
         if only.is_empty() {
             self.move_platform_units(false);
             self.move_mail(false);
+            self.move_list_archives("pre-sync");
         }
         Ok(out)
     }
@@ -701,6 +705,105 @@ impl<'a> Migration<'a> {
         (!r.clean()).then(|| format!("database `{name}` (the panel): {detail}"))
     }
 
+    /// The archives of the panel's mailing lists that move, journaled as units of no site
+    /// (`list <address>`): added to at the target, never pruned. A list with no archives yet
+    /// has nothing to copy. A failure is journaled and does not hold the sites back (as mail).
+    fn move_list_archives(&self, step: &str) {
+        let Some(panel) = &self.panel else {
+            return;
+        };
+        let options = super::panel_rows::archive_options(&self.plan);
+        for a in super::panel_rows::archives(&self.plan, panel) {
+            let ends = self.connections.get(&a.source_host).and_then(|src| {
+                self.connections.get(&a.target_host).map(|dst| {
+                    (
+                        Endpoint {
+                            transport: src,
+                            root: a.source.clone(),
+                        },
+                        Endpoint {
+                            transport: dst,
+                            root: a.target.clone(),
+                        },
+                    )
+                })
+            });
+            let done = match ends {
+                Err(e) => Err(e.to_string()),
+                Ok((src, dst)) => match sync(&src, &dst, &options, &crate::event::Silent) {
+                    Err(crate::sync::SyncError::SourceMissing(_)) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                    Ok(r) => match r.errors.first() {
+                        Some(first) => Err(format!(
+                            "{} path(s) failed, first `{}`: {}",
+                            r.errors.len(),
+                            first.path,
+                            first.error
+                        )),
+                        None => Ok(Some(r.bytes_sent)),
+                    },
+                },
+            };
+            let _ = self.record(&Entry::Unit {
+                site: PLATFORM.to_string(),
+                unit: format!("list {}", a.list),
+                step: format!("{step} (archives)"),
+                ok: done.is_ok(),
+                detail: Some(match &done {
+                    Ok(Some(_)) => format!("{} -> {}", a.source.display(), a.target.display()),
+                    Ok(None) => "no archives yet".into(),
+                    Err(e) => e.clone(),
+                }),
+                bytes: done.as_ref().ok().copied().flatten(),
+                at: now(),
+            });
+        }
+    }
+
+    /// The panel's group quotas at the target (one `setquota` batch, idempotent), journaled as
+    /// the unit `quotas` of no site; when the target does not enforce them, journaled as not
+    /// applied with why (the dry run warned), without holding the sites back.
+    fn apply_quotas(&self) {
+        let (Some(panel), Some(crate::plan::InventorySource::Vhffs(v))) =
+            (&self.panel, &self.plan.inventory)
+        else {
+            return;
+        };
+        if panel.quotas.is_empty() {
+            return;
+        }
+        let path = super::quotas::target_datadir(v);
+        let done = self
+            .connections
+            .get(&v.target_host)
+            .map_err(|e| e.to_string())
+            .and_then(|t| super::quotas::apply(t.as_ref(), &path, &panel.quotas));
+        let detail = match &done {
+            Ok(mount) => format!(
+                "{} group quota(s) set on `{}`",
+                panel.quotas.len(),
+                mount.display()
+            ),
+            Err(e) => format!("{} group quota(s) {e}", panel.quotas.len()),
+        };
+        if let Err(e) = &done {
+            self.observer.on_event(&Event::UnitFailed {
+                phase: "quotas".into(),
+                unit: "quotas".into(),
+                error: e.clone(),
+            });
+        }
+        let _ = self.record(&Entry::Unit {
+            site: PLATFORM.to_string(),
+            unit: "quotas".into(),
+            step: "final sync (quotas)".into(),
+            ok: done.is_ok(),
+            detail: Some(detail),
+            bytes: None,
+            at: now(),
+        });
+    }
+
     /// The plan's mail rules, journaled as units of no site. Before any site's DNS moved, the
     /// target follows the source (renames, deletes); once one may have moved, users may be
     /// working on the new side, so only messages it lacks are added (a sweep).
@@ -774,6 +877,7 @@ impl<'a> Migration<'a> {
         };
         let batches = self.selected_batches(selection)?;
         self.check_dns_ready(&batches.concat())?;
+        self.check_ids_resolve(&batches.concat())?;
         self.journaled(
             RunCommand::Cutover {
                 selection: journaled,
@@ -832,6 +936,8 @@ impl<'a> Migration<'a> {
         // hold the sites back.
         if !self.stopped() {
             self.move_mail(true);
+            self.move_list_archives("final sync");
+            self.apply_quotas();
         }
         let ready: Vec<&Site> = batch
             .iter()
@@ -970,8 +1076,12 @@ impl<'a> Migration<'a> {
         for db in &site.databases {
             self.move_database(&site.name, db, true, false)?;
         }
+        // A repository must open at the target, not only hold the same bytes.
+        let usable = super::repo_check::check(self.connections, site)?
+            .map(|c| format!(", {c}"))
+            .unwrap_or_default();
         Ok(format!(
-            "{} file(s) hashed on both sides{}",
+            "{} file(s) hashed on both sides{usable}{}",
             report.files_hashed,
             if site.databases.is_empty() {
                 String::new()
@@ -1081,6 +1191,30 @@ impl<'a> Migration<'a> {
         let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
         let verdict = self
             .dns_verdict(&names, "cutover")
+            .map_err(LifecycleError::Unreachable)?;
+        if verdict.ok() {
+            Ok(())
+        } else {
+            Err(Refused(verdict.refused).into())
+        }
+    }
+
+    /// Refuses the cutover before anything is frozen when a uid or gid the selected sites'
+    /// copies keep (their trees' owners, the panel's users and groups) has no name at the
+    /// target (check `unresolved-ids`).
+    fn check_ids_resolve(&self, sites: &[&Site]) -> Result<(), LifecycleError> {
+        let ids = super::ids::of_sites(
+            self.panel.as_ref(),
+            sites,
+            self.connections,
+            self.plan.defaults.jobs,
+        );
+        let findings = super::ids::findings(&ids, self.connections);
+        if findings.is_empty() {
+            return Ok(());
+        }
+        let verdict = self
+            .judged("cutover", findings)
             .map_err(LifecycleError::Unreachable)?;
         if verdict.ok() {
             Ok(())
@@ -1752,6 +1886,7 @@ fn render_shell(template: &Template, site: &Site) -> String {
             "host" => site.source_host.clone(),
             "target_path" => site.target_path.display().to_string(),
             "target_host" => site.target_host.clone(),
+            "kind" => site.kind.as_str().to_string(),
             _ => return None,
         }))
     })
@@ -1796,6 +1931,8 @@ mod tests {
     fn hook_values_are_quoted_for_the_shell() {
         let t = Template::parse("touch {path}/.maintenance # {name}", &["path", "name"]).unwrap();
         let site = Site {
+            kind: crate::plan::UnitKind::Web,
+            relink: None,
             name: "it's".into(),
             rule: 0,
             source_host: "old".into(),
@@ -1807,6 +1944,7 @@ mod tests {
             exclude: vec![],
             owner: None,
             marks: vec![],
+            tls: None,
         };
         assert_eq!(
             render_shell(&t, &site),

@@ -353,7 +353,16 @@ pub fn certificates(
         .iter()
         .filter_map(|s| plan.tls_files(s).map(|f| (s, f)))
         .collect();
-    if with_files.is_empty() {
+    // Discovery on, and no virtual host found: the site serves no TLS as far as its web
+    // server says; listed, and scheduled, should it need a certificate at the new side.
+    let undiscovered: Vec<&Site> = match &plan.cutover.tls.discover {
+        Some(_) => sites
+            .iter()
+            .filter(|s| plan.tls_files(s).is_none())
+            .collect(),
+        None => Vec::new(),
+    };
+    if with_files.is_empty() && undiscovered.is_empty() {
         return None;
     }
     let ca_file = plan
@@ -379,6 +388,41 @@ pub fn certificates(
         ..Default::default()
     };
     let mut needs = Vec::new();
+    let config = plan
+        .cutover
+        .tls
+        .discover
+        .as_ref()
+        .map(super::tls_discover::shown)
+        .unwrap_or_default();
+    for site in undiscovered {
+        let domains = if site.domains.is_empty() {
+            vec![site.name.clone()]
+        } else {
+            site.domains.clone()
+        };
+        let detail = format!(
+            "no TLS virtual host for `{}` in the web server configuration ({config}) on host `{}`",
+            domains[0], site.source_host
+        );
+        risks.push(Risk::warning(
+            "certificate_not_found",
+            site.name.clone(),
+            format!("{detail}: no certificate moves with this site"),
+        ));
+        needs.push(Need {
+            site: site.name.clone(),
+            names: domains.clone(),
+            renewal: false,
+        });
+        report.sites.push(SiteCertificate {
+            site: site.name.clone(),
+            domains,
+            status: "not_found".into(),
+            detail,
+            ..Default::default()
+        });
+    }
     for (site, need) in judged {
         match site.status.as_str() {
             "usable" => {}
@@ -459,6 +503,8 @@ mod tests {
             target_key: d.join("new/ssl/shop/privkey.pem"),
         };
         let site = Site {
+            kind: crate::plan::UnitKind::Web,
+            relink: None,
             name: "shop".into(),
             rule: 0,
             source_host: "local".into(),
@@ -470,6 +516,7 @@ mod tests {
             exclude: Vec::new(),
             owner: None,
             marks: Vec::new(),
+            tls: None,
         };
         let local = crate::plan::Host {
             name: "local".into(),

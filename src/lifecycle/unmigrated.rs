@@ -50,6 +50,8 @@ pub fn find(
                 reason: l.reason.clone(),
             });
         }
+        // Rows of moving objects that stay when the panel's database does not move.
+        items.extend(super::panel_rows::unmigrated(plan, panel));
         // The panel's boxes whose Maildir no `mail:` rule holds.
         for b in &panel.mailboxes {
             let Some((host, path)) = b.maildir.split_once(':') else {
@@ -190,6 +192,15 @@ fn measure(
                         .flatten()
                 }),
         );
+        // The archives of the lists that move are copied by `sync` and `cutover`.
+        if let Some(panel) = &inventory.panel {
+            covered.extend(
+                super::panel_rows::archives(plan, panel)
+                    .into_iter()
+                    .filter(|a| &a.source_host == host)
+                    .filter_map(|a| a.source.strip_prefix(root).ok().map(Path::to_path_buf)),
+            );
+        }
         covered.retain(|p| !p.as_os_str().is_empty());
         let exclude: Vec<String> = covered
             .iter()

@@ -97,10 +97,13 @@ pub fn parse(text: &str, file: &Path, source: &CsvSource) -> Result<PanelInvento
                 gid: 0,
                 boxes: 0,
                 redirects: 0,
+                catchalls: 0,
                 marks: vec![format!("site {name}")],
             });
         }
         inv.sites.push(Site {
+            kind: crate::plan::UnitKind::Web,
+            relink: None,
             name: name.to_string(),
             rule: INVENTORY_RULE,
             source_host: source.source_host.clone(),
@@ -118,6 +121,7 @@ pub fn parse(text: &str, file: &Path, source: &CsvSource) -> Result<PanelInvento
             exclude: source.exclude.clone(),
             owner: None,
             marks: Vec::new(),
+            tls: None,
         });
     }
     if errors.is_empty() {

@@ -30,6 +30,12 @@ pub struct PanelInventory {
     pub mail_domains: Vec<PanelMailDomain>,
     pub mailboxes: Vec<PanelMailbox>,
     pub zones: Vec<PanelZone>,
+    /// Mailing lists that move (their rows with the panel, their archives as trees).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lists: Vec<PanelList>,
+    /// Cron jobs that move (their rows with the panel, their scripts with the group).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cron_jobs: Vec<PanelCron>,
     /// Objects left out or worth a look: error states, missing directories, orphans.
     pub risks: Vec<Risk>,
     /// Everything the inventory leaves out, each with why: no rule of the plan moves them
@@ -37,6 +43,57 @@ pub struct PanelInventory {
     pub left_out: Vec<LeftOut>,
     /// Panel objects of kinds no unit of this tool moves yet, counted by kind.
     pub other_objects: Vec<KindCount>,
+    /// Per-group disk quotas (`vhffs_groups.quota`, MB) of the groups that move, by gid: the
+    /// robots set them as filesystem group quotas on the data directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<GroupQuota>,
+    /// The host the panel's data moves to: where its users' and groups' ids must resolve.
+    #[serde(skip)]
+    pub target_host: Option<String>,
+    /// The uids and gids of the users and groups that move (the owners their files keep).
+    #[serde(skip)]
+    pub ids: PanelIds,
+}
+
+/// A group's quota as the panel sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupQuota {
+    pub gid: u32,
+    pub group: String,
+    /// Megabytes (10^6 bytes), as `vhffs_groups.quota`.
+    pub mb: u64,
+}
+
+/// Numeric owners the panel's moving objects keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PanelIds {
+    pub uids: std::collections::BTreeSet<u32>,
+    pub gids: std::collections::BTreeSet<u32>,
+}
+
+impl PanelIds {
+    pub fn is_empty(&self) -> bool {
+        self.uids.is_empty() && self.gids.is_empty()
+    }
+
+    pub fn extend(&mut self, other: &PanelIds) {
+        self.uids.extend(&other.uids);
+        self.gids.extend(&other.gids);
+    }
+
+    /// The owners of every entry of a listing (and of its root).
+    pub fn of_scan(scan: &crate::tree::ScanSummary) -> PanelIds {
+        let mut ids = PanelIds::default();
+        for e in &scan.entries {
+            ids.uids.insert(e.uid);
+            ids.gids.insert(e.gid);
+        }
+        if let Some(m) = &scan.root_meta {
+            ids.uids.insert(m.uid);
+            ids.gids.insert(m.gid);
+        }
+        ids
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -58,6 +115,17 @@ pub enum LeftOutKind {
     Directory,
     /// A Maildir the panel has no box for.
     Maildir,
+    /// A user's home directory.
+    Home,
+    Svn,
+    Git,
+    Mercurial,
+    Bazaar,
+    Cvs,
+    /// A group's download area.
+    Download,
+    MailingList,
+    Cron,
 }
 
 impl LeftOutKind {
@@ -72,6 +140,15 @@ impl LeftOutKind {
             LeftOutKind::Zone => "zone",
             LeftOutKind::Directory => "directory",
             LeftOutKind::Maildir => "maildir",
+            LeftOutKind::Home => "home",
+            LeftOutKind::Svn => "svn",
+            LeftOutKind::Git => "git",
+            LeftOutKind::Mercurial => "mercurial",
+            LeftOutKind::Bazaar => "bazaar",
+            LeftOutKind::Cvs => "cvs",
+            LeftOutKind::Download => "download",
+            LeftOutKind::MailingList => "mailing_list",
+            LeftOutKind::Cron => "cron",
         }
     }
 }
@@ -129,6 +206,9 @@ pub struct PanelMailDomain {
     pub gid: u32,
     pub boxes: u64,
     pub redirects: u64,
+    /// Catchall boxes (`vhffs_mx_catchall`): rows that move with the domain.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub catchalls: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<String>,
 }
@@ -139,6 +219,36 @@ pub struct PanelMailbox {
     pub address: String,
     /// `host:path` of the Maildir.
     pub maildir: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<String>,
+}
+
+/// A mailing list (`vhffs_mx_ml`) and where listengine keeps its archives.
+#[derive(Debug, Clone, Serialize)]
+pub struct PanelList {
+    pub address: String,
+    pub gid: u32,
+    /// Rows of `vhffs_mx_ml_subscribers`.
+    pub subscribers: u64,
+    /// `host:path` of `<listengine>/archives/<domain>/<localpart>`, the tree that moves.
+    pub archives: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<String>,
+}
+
+/// A cron job (`vhffs_cron`): a script under its group's directory, run as its owner.
+#[derive(Debug, Clone, Serialize)]
+pub struct PanelCron {
+    /// `cronpath`, as the scheduler sees it (`/home/<group>/...` in its chroot).
+    pub path: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds between runs.
+    pub interval: u64,
+    /// `host:path` of the script on disk, where vhffs-fs shows `/home/<group>` (the group's
+    /// directory, or a user's home for a private group): it moves with that tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<String>,
 }
@@ -197,6 +307,12 @@ pub struct InventoryExport<'a> {
     pub mail_domains: &'a [PanelMailDomain],
     pub mailboxes: &'a [PanelMailbox],
     pub zones: &'a [PanelZone],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub lists: &'a [PanelList],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub cron_jobs: &'a [PanelCron],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub quotas: &'a [GroupQuota],
     pub risks: &'a [Risk],
     /// What the plan leaves at the source (`lifecycle::unmigrated`), when it was looked at.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,6 +330,9 @@ impl PanelInventory {
             mail_domains: &self.mail_domains,
             mailboxes: &self.mailboxes,
             zones: &self.zones,
+            lists: &self.lists,
+            cron_jobs: &self.cron_jobs,
+            quotas: &self.quotas,
             risks: &self.risks,
             unmigrated: None,
         }

@@ -7,17 +7,19 @@
 //! and so are the objects of a group, and the boxes of a mail domain, that are left out. Every
 //! site serves `servername` and `www.servername`, as VHFFS's web server aliases them.
 
+mod units;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::{
-    KindCount, LeftOut, LeftOutKind, PanelDatabase, PanelError, PanelInventory, PanelMailDomain,
-    PanelMailbox, PanelZone, confined,
+    KindCount, LeftOut, LeftOutKind, PanelCron, PanelDatabase, PanelError, PanelInventory,
+    PanelList, PanelMailDomain, PanelMailbox, PanelZone, confined,
 };
 use crate::db::discover::query_many;
 use crate::plan::raw::DbEngine;
 use crate::plan::secret::Secret;
-use crate::plan::{INVENTORY_RULE, Site, VhffsSource, VhffsTarget};
+use crate::plan::{INVENTORY_RULE, Site, UnitKind, VhffsSource, VhffsTarget};
 use crate::report::Risk;
 use crate::transport::Connections;
 use crate::transport::TransportError;
@@ -57,6 +59,23 @@ const STATEMENTS: &[&str] = &[
     "SELECT 'zone', d.domain, d.serial, o.owner_gid, o.state, COALESCE(c.n, 0) FROM vhffs_dns d \
      JOIN vhffs_object o ON o.object_id = d.object_id LEFT JOIN (SELECT zone, count(*) AS n \
      FROM vhffs_dns_rr GROUP BY zone) c ON c.zone = d.dns_id ORDER BY d.domain",
+    // Users' ids (and their private groups'): the owners of what moves must resolve at the
+    // target (`lifecycle::ids`).
+    "SELECT 'uid', u.uid, u.gid, o.state FROM vhffs_users u \
+     JOIN vhffs_object o ON o.object_id = u.object_id",
+    // Mailing lists with their subscriber counts; the domain's state decides too.
+    "SELECT 'ml', m.domain, l.localpart, o.owner_gid, o.state, mo.state, COALESCE(c.n, 0) \
+     FROM vhffs_mx_ml ml JOIN vhffs_object o ON o.object_id = ml.object_id \
+     JOIN vhffs_mx_localpart l ON l.localpart_id = ml.localpart_id \
+     JOIN vhffs_mx m ON m.mx_id = l.mx_id JOIN vhffs_object mo ON mo.object_id = m.object_id \
+     LEFT JOIN (SELECT ml_id, count(*) AS n FROM vhffs_mx_ml_subscribers GROUP BY ml_id) c \
+     ON c.ml_id = ml.ml_id ORDER BY m.domain, l.localpart",
+    "SELECT 'catchall', m.domain, count(*) FROM vhffs_mx_catchall c \
+     JOIN vhffs_mx m ON m.mx_id = c.mx_id GROUP BY m.domain",
+    "SELECT 'cron', c.cronpath, o.owner_uid, o.owner_gid, o.state, c.interval FROM vhffs_cron c \
+     JOIN vhffs_object o ON o.object_id = c.object_id ORDER BY c.cronpath",
+    // Each group's quota in MB, as `group_quota.pl` applies it to the data directory.
+    "SELECT 'quota', g.gid, g.groupname, g.quota FROM vhffs_groups g ORDER BY g.gid",
     // Every object by type (Vhffs::Constants TYPE_*), for the kinds no unit moves.
     "SELECT 'type', o.type, count(*) FROM vhffs_object o GROUP BY o.type ORDER BY o.type",
 ];
@@ -71,8 +90,6 @@ const TYPES_WITHOUT_UNIT: &[(i32, &str)] = &[
     (42, "git"),
     (43, "mercurial"),
     (44, "bazaar"),
-    (61, "mailing_list"),
-    (70, "cron"),
 ];
 
 /// A state in words, as the panel shows it (`Vhffs::Constants::STATUS_STRINGS`).
@@ -126,6 +143,43 @@ pub fn maildir_path(datadir: &Path, domain: &str, localpart: &str) -> Option<Pat
     let l0 = localpart.chars().next()?.to_string();
     let domain_dir = mail_domain_path(datadir, domain)?;
     confined(&domain_dir, &[&l0, localpart, "Maildir"])
+}
+
+/// Where listengine keeps its data at the source: VHFFS's default, `<datadir>/listengine`
+/// (`<listengine> datadir` of `vhffs.conf`).
+pub fn listengine_dir(source: &VhffsSource) -> PathBuf {
+    source.datadir.join("listengine")
+}
+
+/// Where listengine's data goes at the target: under the new data directory, or where it was.
+pub fn target_listengine_dir(source: &VhffsSource) -> PathBuf {
+    match &source.target {
+        VhffsTarget::Datadir(d) => d.join("listengine"),
+        VhffsTarget::Path(_) => listengine_dir(source),
+    }
+}
+
+/// `<listengine>/archives/<domain>/<localpart>`, a list's archives (listengine's `archive_it`).
+pub fn list_archives_path(listengine: &Path, domain: &str, localpart: &str) -> Option<PathBuf> {
+    confined(listengine, &["archives", domain, localpart])
+}
+
+/// Where a cron job's script lies: `cronpath` is `/home/<name>/<rest>` as vhffs-fs shows it
+/// (`Vhffs::Panel::Cron::create`), `/home/<name>` being the group's directory
+/// (`<datadir>/groups/<n0>/<n1>/<name>`, `Vhffs::Group::get_dir`) or, for a user's private
+/// group, the user's home (`<datadir>/home/<n0>/<n1>/<name>`); `None` for another shape.
+pub fn cron_script_path(datadir: &Path, cronpath: &str, user: bool) -> Option<PathBuf> {
+    let rest = cronpath.strip_prefix("/home/")?;
+    let mut parts = rest.split('/');
+    let name = parts.next()?;
+    let mut n = name.chars();
+    let (n0, n1) = (n.next()?.to_string(), n.next()?.to_string());
+    let top = if user { "home" } else { "groups" };
+    let mut path = confined(datadir, &[top, &n0, &n1, name])?;
+    for p in parts.filter(|p| !p.is_empty()) {
+        path = confined(&path, &[p])?;
+    }
+    Some(path)
 }
 
 /// The names a site is served under: VHFFS's web server aliases `www.<servername>` to every
@@ -187,7 +241,17 @@ pub fn read(source: &VhffsSource, connections: &Connections) -> Result<PanelInve
         TransportError::Connect { .. } => PanelError::Unreachable(format!("{label}: {e}")),
         e => PanelError::Failed(format!("{label}: {e}")),
     })?;
-    let statements: Vec<String> = STATEMENTS.iter().map(|s| s.to_string()).collect();
+    // Homes, groups' directories and repositories are read only when the plan moves them.
+    let more: &[&str] = if source.units.is_empty() {
+        &[]
+    } else {
+        units::STATEMENTS
+    };
+    let statements: Vec<String> = STATEMENTS
+        .iter()
+        .chain(more)
+        .map(|s| s.to_string())
+        .collect();
     let rows = query_many(
         transport.as_ref(),
         DbEngine::Postgres,
@@ -257,7 +321,10 @@ impl Judge<'_> {
 
 /// The units of the panel's rows (tagged as `STATEMENTS` tags them).
 pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
-    let mut inv = PanelInventory::default();
+    let mut inv = PanelInventory {
+        target_host: Some(source.target_host.clone()),
+        ..PanelInventory::default()
+    };
     let mut by_tag: BTreeMap<&str, Vec<&[String]>> = BTreeMap::new();
     for r in rows {
         by_tag.entry(field(r, 0)).or_default().push(&r[1..]);
@@ -286,6 +353,25 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
                 None,
             ));
             judge.groups.insert(gid, (name.to_string(), state));
+        } else {
+            inv.ids.gids.insert(gid);
+        }
+    }
+    for q in tagged("quota") {
+        let (gid, group, mb): (u32, &str, u64) = (number(q, 0), field(q, 1), number(q, 2));
+        if mb > 0 && !judge.groups.contains_key(&gid) {
+            inv.quotas.push(super::GroupQuota {
+                gid,
+                group: group.to_string(),
+                mb,
+            });
+        }
+    }
+    for u in tagged("uid") {
+        let (uid, gid, state): (u32, u32, i32) = (number(u, 0), number(u, 1), number(u, 2));
+        if disposition(state).is_some() {
+            inv.ids.uids.insert(uid);
+            inv.ids.gids.insert(gid);
         }
     }
     // Sites first: a group's databases move with its first site.
@@ -319,6 +405,8 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
         };
         first_site_of_group.entry(gid).or_insert(name.clone());
         inv.sites.push(Site {
+            kind: crate::plan::UnitKind::Web,
+            relink: None,
             domains: site_domains(&name),
             name,
             rule: INVENTORY_RULE,
@@ -330,6 +418,7 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
             exclude: source.exclude.clone(),
             owner: Some((uid, gid)),
             marks,
+            tls: None,
         });
     }
     let site_index: HashMap<String, usize> = inv
@@ -434,6 +523,10 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
             marks,
         });
     }
+    let catchalls: HashMap<&str, u64> = tagged("catchall")
+        .into_iter()
+        .map(|c| (field(c, 0), number(c, 1)))
+        .collect();
     for m in tagged("mx") {
         let domain = field(m, 0);
         let (gid, state): (u32, i32) = (number(m, 1), number(m, 2));
@@ -452,6 +545,83 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
             gid,
             boxes: boxes.get(domain).copied().unwrap_or(0),
             redirects: number(m, 3),
+            catchalls: catchalls.get(domain).copied().unwrap_or(0),
+            marks,
+        });
+    }
+    let listengine = listengine_dir(source);
+    for l in tagged("ml") {
+        let (domain, localpart) = (field(l, 0), field(l, 1));
+        let address = format!("{localpart}@{domain}");
+        let (gid, state, domain_state, subscribers): (u32, i32, i32, u64) =
+            (number(l, 2), number(l, 3), number(l, 4), number(l, 5));
+        let path = list_archives_path(&listengine, domain, localpart);
+        // A list of a domain that does not move stays with its domain, as a box does.
+        let verdict =
+            judge
+                .judge(state, Some(gid))
+                .and_then(|marks| match judge.judge(domain_state, None) {
+                    Ok(_) => Ok(marks),
+                    Err(_) => Err(Verdict {
+                        state: domain_state,
+                        reason: format!(
+                            "its mail domain `{domain}` is in panel state {domain_state} ({})",
+                            state_label(domain_state)
+                        ),
+                    }),
+                });
+        let marks = match verdict {
+            Ok(m) => m,
+            Err(v) => {
+                inv.risks
+                    .push(state_risk("mailing list", &address, v.state));
+                inv.left_out
+                    .push(judge.left_out(LeftOutKind::MailingList, &address, v, path));
+                continue;
+            }
+        };
+        let Some(path) = path else {
+            inv.risks.push(Risk::error(
+                "panel_invalid",
+                &address,
+                format!("mailing list `{address}`: the address cannot be a directory name"),
+            ));
+            continue;
+        };
+        inv.lists.push(PanelList {
+            address,
+            gid,
+            subscribers,
+            archives: format!("{}:{}", source.data_host, path.display()),
+            marks,
+        });
+    }
+    let private_groups: HashSet<&str> = tagged("group")
+        .into_iter()
+        .filter(|g| field(g, 3) == "user")
+        .map(|g| field(g, 1))
+        .collect();
+    for c in tagged("cron") {
+        let path = field(c, 0);
+        let (uid, gid, state, interval): (u32, u32, i32, u64) =
+            (number(c, 1), number(c, 2), number(c, 3), number(c, 4));
+        let marks = match judge.judge(state, Some(gid)) {
+            Ok(m) => m,
+            Err(v) => {
+                inv.risks.push(state_risk("cron job", path, v.state));
+                inv.left_out
+                    .push(judge.left_out(LeftOutKind::Cron, path, v, None));
+                continue;
+            }
+        };
+        let user = private_groups.contains(path.split('/').nth(2).unwrap_or_default());
+        inv.cron_jobs.push(PanelCron {
+            path: path.to_string(),
+            uid,
+            gid,
+            interval,
+            script: cron_script_path(&source.datadir, path, user)
+                .map(|p| format!("{}:{}", source.data_host, p.display())),
             marks,
         });
     }
@@ -475,8 +645,12 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
             marks,
         });
     }
+    units::expand(source, &by_tag, &judge, &mut inv);
     for t in tagged("type") {
         let (kind, count): (i32, u64) = (number(t, 0), number(t, 1));
+        if units::covers(&source.units, kind) {
+            continue;
+        }
         if let Some((_, name)) = TYPES_WITHOUT_UNIT.iter().find(|(k, _)| *k == kind) {
             inv.other_objects.push(KindCount {
                 kind: name.to_string(),
@@ -504,6 +678,7 @@ fn check_on_disk(source: &VhffsSource, connections: &Connections, inv: &mut Pane
     };
     let datadir = source.datadir.display().to_string();
     let datadir = datadir.trim_end_matches('/');
+    units::check_on_disk(source, transport.as_ref(), inv);
     let mut listed = |pattern: String| -> Option<HashSet<PathBuf>> {
         match transport.glob_dirs(&pattern) {
             Ok(dirs) => Some(dirs.into_iter().collect()),
@@ -521,7 +696,8 @@ fn check_on_disk(source: &VhffsSource, connections: &Connections, inv: &mut Pane
     let maildirs = listed(format!("{datadir}/mail/boxes/*/*/*/*/*/Maildir"));
     if let Some(on_disk) = web {
         let known: HashSet<&Path> = inv.sites.iter().map(|s| s.source_path.as_path()).collect();
-        for s in &inv.sites {
+        // Units of other kinds are looked for in their own layouts (`units::check_on_disk`).
+        for s in inv.sites.iter().filter(|s| s.kind == UnitKind::Web) {
             if !on_disk.contains(&s.source_path) {
                 inv.risks.push(Risk::warning(
                     "missing_source",
@@ -654,6 +830,7 @@ mod tests {
             target_host: "new".into(),
             target: VhffsTarget::Datadir("/srv/data".into()),
             exclude: vec![],
+            units: Default::default(),
         }
     }
 
@@ -830,6 +1007,21 @@ mod tests {
             .map(|k| (k.kind.as_str(), k.count))
             .collect();
         assert_eq!(other, [("user", 1), ("git", 3)]);
+    }
+
+    #[test]
+    fn cron_scripts_lie_in_the_group_s_directory_or_the_user_s_home() {
+        let d = Path::new("/data");
+        assert_eq!(
+            cron_script_path(d, "/home/lists/bin/backup.sh", false),
+            Some("/data/groups/l/i/lists/bin/backup.sh".into())
+        );
+        assert_eq!(
+            cron_script_path(d, "/home/alice/run.sh", true),
+            Some("/data/home/a/l/alice/run.sh".into())
+        );
+        assert_eq!(cron_script_path(d, "/home/lists/../../etc/x", false), None);
+        assert_eq!(cron_script_path(d, "/srv/x.sh", false), None);
     }
 
     #[test]

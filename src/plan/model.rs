@@ -38,9 +38,16 @@ impl Plan {
         &self.hosts[name]
     }
 
-    /// The site's certificate and key files, rendered: its rule's own, else `cutover.tls`'s;
-    /// `None` when the plan names none for it.
+    /// The site's certificate and key files, rendered: its rule's own, else `cutover.tls`'s,
+    /// else what `cutover.tls.discover` found in the web server's configuration; `None` when
+    /// none is known for it.
     pub fn tls_files(&self, site: &Site) -> Option<SiteTls> {
+        self.tls_templates(site).or_else(|| site.tls.clone())
+    }
+
+    /// The site's certificate and key from the plan's templates (its rule's, else
+    /// `cutover.tls`'s), leaving discovery out.
+    pub fn tls_templates(&self, site: &Site) -> Option<SiteTls> {
         // Rules sit at their index in a valid plan: no scan per site over 50,000 rules.
         let rule = self
             .site_rules
@@ -146,6 +153,110 @@ pub struct Site {
     pub owner: Option<(u32, u32)>,
     /// What the review must know, such as `suspended` (moved, but suspended in the panel).
     pub marks: Vec<String>,
+    /// Certificate and key found in the web server's configuration (`cutover.tls.discover`).
+    pub tls: Option<SiteTls>,
+    /// What the tree is: a web area, or another kind of a panel's objects (a home, a group's
+    /// directory, a repository, a download area) moved by the same lifecycle.
+    pub kind: UnitKind,
+    /// Symlinks that point into the old data directory point into the new one at the target.
+    pub relink: Option<Relink>,
+}
+
+/// What a unit's tree is. Every kind moves through the same pre-sync, freeze, final sync,
+/// verification and rollback; repositories are also checked usable at the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    #[default]
+    Web,
+    /// A user's home directory.
+    Home,
+    /// A group's directory: shared files, links to its web areas and download area, dumps.
+    Group,
+    /// A group's download area (`vhffs_repository`).
+    Download,
+    Svn,
+    Git,
+    Mercurial,
+    Bazaar,
+    Cvs,
+}
+
+impl UnitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitKind::Web => "web",
+            UnitKind::Home => "home",
+            UnitKind::Group => "group",
+            UnitKind::Download => "download",
+            UnitKind::Svn => "svn",
+            UnitKind::Git => "git",
+            UnitKind::Mercurial => "mercurial",
+            UnitKind::Bazaar => "bazaar",
+            UnitKind::Cvs => "cvs",
+        }
+    }
+
+    /// The tool's own check that a repository of this kind is usable where it lies (run in
+    /// the repository's directory, read-only): `None` for kinds that have none.
+    pub fn check_command(self) -> Option<&'static [&'static str]> {
+        match self {
+            // Named explicitly: git refuses to discover a repository another user owns.
+            UnitKind::Git => Some(&[
+                "git",
+                "--git-dir=.",
+                "-c",
+                "safe.directory=*",
+                "fsck",
+                "--no-progress",
+                "--no-dangling",
+            ]),
+            UnitKind::Svn => Some(&["svnadmin", "verify", "--quiet", "."]),
+            UnitKind::Mercurial => Some(&["hg", "verify", "--quiet"]),
+            UnitKind::Bazaar => Some(&["bzr", "check", "."]),
+            _ => None,
+        }
+    }
+}
+
+/// Symlink targets under `from` (whole components) are rewritten under `to` at the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relink {
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+impl Relink {
+    /// `target` with `from` replaced by `to`, when it starts with `from` (whole components);
+    /// `None` otherwise. Relative targets are never touched: they move with their tree.
+    pub fn rewrite(&self, target: &[u8]) -> Option<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt;
+        let from = self.from.as_os_str().as_bytes();
+        let from = if from.len() > 1 {
+            from.strip_suffix(b"/").unwrap_or(from)
+        } else {
+            from
+        };
+        let rest = target.strip_prefix(from)?;
+        if !(rest.is_empty() || rest.starts_with(b"/"))
+            || from.is_empty()
+            || !from.starts_with(b"/")
+        {
+            return None;
+        }
+        let to = self.to.as_os_str().as_bytes();
+        let to = if to.len() > 1 {
+            to.strip_suffix(b"/").unwrap_or(to)
+        } else {
+            to
+        };
+        if to == from {
+            return None;
+        }
+        let mut out = to.to_vec();
+        out.extend_from_slice(rest);
+        Some(out)
+    }
 }
 
 /// A database that moves with a site, with its engine when the inventory knows it (a panel
@@ -207,6 +318,8 @@ pub struct VhffsSource {
     pub target_host: String,
     pub target: VhffsTarget,
     pub exclude: Vec<String>,
+    /// Kinds of objects moved besides web areas (`units:`), only with a target data directory.
+    pub units: BTreeSet<super::raw::VhffsUnits>,
 }
 
 /// Where a VHFFS site lands.
@@ -415,10 +528,22 @@ pub struct SiteTls {
     pub target_key: PathBuf,
 }
 
+/// `cutover.tls.discover`: web server configuration on each site's source host (files,
+/// directories of files, globs), and where the files found go at the target.
+#[derive(Debug, Clone)]
+pub struct TlsDiscovery {
+    pub config: Vec<PathBuf>,
+    /// Default: the same path as found.
+    pub target_cert: Option<Template>,
+    pub target_key: Option<Template>,
+}
+
 /// `cutover.tls`: default files per site, and the validity the served certificate must keep.
 #[derive(Debug, Clone)]
 pub struct CutoverTls {
     pub files: Option<TlsFiles>,
+    /// Read each site's files from the web server's configuration (sites without templates).
+    pub discover: Option<TlsDiscovery>,
     /// Least validity left on the certificate served at the new address before the switch.
     pub min_validity: Duration,
 }
@@ -427,6 +552,7 @@ impl Default for CutoverTls {
     fn default() -> Self {
         CutoverTls {
             files: None,
+            discover: None,
             min_validity: Duration::from_secs(14 * 86_400),
         }
     }
@@ -446,4 +572,36 @@ pub struct Probe {
     /// CA certificates (PEM) the served certificates must chain to, instead of the public web
     /// roots.
     pub ca_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relink_rewrites_whole_components_of_absolute_targets_only() {
+        let r = Relink {
+            from: "/data/".into(),
+            to: "/srv/data".into(),
+        };
+        let w = |t: &str| {
+            r.rewrite(t.as_bytes())
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(
+            w("/data/groups/a/l/alpha").as_deref(),
+            Some("/srv/data/groups/a/l/alpha")
+        );
+        assert_eq!(w("/data").as_deref(), Some("/srv/data"));
+        // Another directory that merely starts alike, relative links, and unrelated paths.
+        assert_eq!(w("/database/x"), None);
+        assert_eq!(w("../data/x"), None);
+        assert_eq!(w("data/x"), None);
+        assert_eq!(w("/etc/passwd"), None);
+        let same = Relink {
+            from: "/data".into(),
+            to: "/data/".into(),
+        };
+        assert_eq!(same.rewrite(b"/data/x"), None);
+    }
 }

@@ -351,11 +351,33 @@ pub struct RawInventory {
     /// csv: the file, relative to the plan file.
     #[serde(default)]
     pub file: Option<String>,
+    /// vhffs: the panel's objects moved besides web areas, each as a unit of its own, in the
+    /// same layout under the target's data directory: `homes` (users' home directories),
+    /// `groups` (groups' directories), `repositories` (SVN, Git, Mercurial, Bazaar, CVS),
+    /// `downloads` (download areas). Default: none (web areas only).
+    #[serde(default)]
+    pub units: Vec<VhffsUnits>,
     /// Where the sites go.
     pub to: RawInventoryTarget,
     /// Paths to leave out in every site, rsync style.
     #[serde(default)]
     pub exclude: Vec<String>,
+}
+
+/// The kinds of a VHFFS panel's objects that move as units besides web areas.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum VhffsUnits {
+    /// Users' home directories (`<datadir>/home/<u0>/<u1>/<user>`).
+    Homes,
+    /// Groups' directories (`<datadir>/groups/<g0>/<g1>/<group>`).
+    Groups,
+    /// SVN, Git, Mercurial, Bazaar and CVS repositories (`<datadir>/<kind>/<kind>root/...`).
+    Repositories,
+    /// Download areas (`<datadir>/repository/<name>`).
+    Downloads,
 }
 
 /// The target of an inventory's sites.
@@ -620,6 +642,14 @@ pub struct RawCutoverTls {
     /// Where keys go on the target host. Default: the same path as `key`.
     #[serde(default)]
     pub target_key: Option<String>,
+    /// Find each site's certificate and key in the web server's configuration on its source
+    /// host instead of a template: Apache (`SSLCertificateFile`, `SSLCertificateKeyFile`) and
+    /// nginx (`ssl_certificate`, `ssl_certificate_key`) files, directories of them (such as
+    /// `/etc/apache2/sites-enabled`) or globs. A site takes the TLS virtual host naming its
+    /// first domain (else a `*.` wildcard covering it). `target_cert`/`target_key` (templates)
+    /// say where the files go; default: the same paths. Not with `cert`/`key`.
+    #[serde(default)]
+    pub discover: Option<Vec<String>>,
     /// Validity the certificate served at the new address must still have before the switch,
     /// such as `14d` (default); the dry run applies it to the certificates at the source.
     #[serde(default)]

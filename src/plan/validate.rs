@@ -205,7 +205,7 @@ struct Validator<'t> {
 }
 
 const SITE_VARS: &[&str] = &["name"];
-const HOOK_VARS: &[&str] = &["name", "path", "host", "target_path", "target_host"];
+const HOOK_VARS: &[&str] = &["name", "path", "host", "target_path", "target_host", "kind"];
 const PROBE_VARS: &[&str] = &["name", "domain"];
 const TLS_VARS: &[&str] = &["name", "domain"];
 
@@ -266,7 +266,9 @@ impl Validator<'_> {
             base_dir,
         );
         if cutover.probe.is_none()
-            && (cutover.tls.files.is_some() || site_rules.iter().any(|r| r.tls.is_some()))
+            && (cutover.tls.files.is_some()
+                || cutover.tls.discover.is_some()
+                || site_rules.iter().any(|r| r.tls.is_some()))
         {
             self.warning(
                 &root.key("cutover"),
@@ -612,6 +614,54 @@ impl Validator<'_> {
             target_key: target_key.unwrap_or_else(|| key.clone()),
             cert,
             key,
+        })
+    }
+
+    /// `cutover.tls.discover`: absolute paths (globs allowed), target templates checked.
+    fn tls_discovery(
+        &mut self,
+        path: &NodePath,
+        t: &raw::RawCutoverTls,
+        config: &[String],
+    ) -> Option<TlsDiscovery> {
+        let at = path.key("discover");
+        let mut ok = !config.is_empty();
+        if config.is_empty() {
+            self.error(
+                &at,
+                "expected the web server's configuration files or directories, such as `/etc/apache2/sites-enabled`",
+            );
+        }
+        for (i, c) in config.iter().enumerate() {
+            if !c.starts_with('/') {
+                self.error(
+                    &at.index(i),
+                    format!("expected an absolute path, found `{c}`"),
+                );
+                ok = false;
+            }
+        }
+        let mut target = |key: &str, v: Option<&String>| -> Option<Template> {
+            let v = v?;
+            let at = path.key(key);
+            if !v.starts_with('/') {
+                self.error(&at, format!("expected an absolute path, found `{v}`"));
+                ok = false;
+                return None;
+            }
+            Template::parse(v, TLS_VARS)
+                .map_err(|e| {
+                    self.error(&at, e);
+                    ok = false;
+                })
+                .ok()
+        };
+        let target_cert = target("target_cert", t.target_cert.as_ref());
+        let target_key = target("target_key", t.target_key.as_ref());
+        ok.then(|| TlsDiscovery {
+            config: config.iter().map(PathBuf::from).collect(),
+            target_cert,
+            target_key,
         })
     }
 
@@ -991,6 +1041,13 @@ impl Validator<'_> {
                         "`file` is ignored by a `vhffs` inventory",
                     );
                 }
+                if !raw.units.is_empty() && matches!(target, VhffsTarget::Path(_)) {
+                    self.error(
+                        &path.key("units"),
+                        "homes, groups, repositories and download areas keep the panel's layout: they need `to: { datadir }`, not `to: { path }`",
+                    );
+                    return None;
+                }
                 let password = self.secret(
                     &path.key("password_env"),
                     &raw.password_env,
@@ -1015,6 +1072,7 @@ impl Validator<'_> {
                         target_host: raw.to.host.clone(),
                         target,
                         exclude: raw.exclude.clone(),
+                        units: raw.units.iter().copied().collect(),
                     }))
                 })
             }
@@ -1034,6 +1092,7 @@ impl Validator<'_> {
                     ("bin_dir", raw.bin_dir.is_some()),
                     ("datadir", raw.datadir.is_some()),
                     ("data_host", raw.data_host.is_some()),
+                    ("units", !raw.units.is_empty()),
                 ];
                 for (k, set) in vhffs_only {
                     if set {
@@ -1437,15 +1496,29 @@ impl Validator<'_> {
             None => CutoverTls::default(),
             Some(t) => {
                 let tp = path.key("tls");
-                let files = self.tls_files(
-                    &tp,
-                    [
-                        t.cert.as_ref(),
-                        t.key.as_ref(),
-                        t.target_cert.as_ref(),
-                        t.target_key.as_ref(),
-                    ],
-                );
+                let discover = t
+                    .discover
+                    .as_ref()
+                    .map(|config| self.tls_discovery(&tp, t, config));
+                let files = if discover.is_some() {
+                    if t.cert.is_some() || t.key.is_some() {
+                        self.error(
+                            &tp.key("discover"),
+                            "`discover` finds the files that `cert` and `key` name: give one or the other",
+                        );
+                    }
+                    None
+                } else {
+                    self.tls_files(
+                        &tp,
+                        [
+                            t.cert.as_ref(),
+                            t.key.as_ref(),
+                            t.target_cert.as_ref(),
+                            t.target_key.as_ref(),
+                        ],
+                    )
+                };
                 let min_validity = match &t.min_validity {
                     Some(d) => units::parse_duration(d)
                         .map_err(|e| self.error(&tp.key("min_validity"), e).clone())
@@ -1454,6 +1527,7 @@ impl Validator<'_> {
                 };
                 CutoverTls {
                     files,
+                    discover: discover.flatten(),
                     min_validity,
                 }
             }
@@ -1745,6 +1819,8 @@ cutover:\n  probe: { http: \"https://{domain}/\", ca_file: ca.pem }\n  tls:\n   
             Some(Path::new("/tmp/ca.pem"))
         );
         let site = |rule: usize, name: &str| Site {
+            kind: crate::plan::UnitKind::Web,
+            relink: None,
             name: name.into(),
             rule,
             source_host: "local".into(),
@@ -1756,6 +1832,7 @@ cutover:\n  probe: { http: \"https://{domain}/\", ca_file: ca.pem }\n  tls:\n   
             exclude: Vec::new(),
             owner: None,
             marks: Vec::new(),
+            tls: None,
         };
         let a = p.tls_files(&site(0, "a")).unwrap();
         assert_eq!(a.cert, Path::new("/etc/ssl/a/fullchain.pem"));

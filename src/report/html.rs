@@ -123,7 +123,7 @@ pub fn render(r: &DryRunReport) -> String {
             let _ = write!(
                 o,
                 "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} ({} files)</td><td class=\"n\">{}</td><td>{state}</td></tr>",
-                esc(&s.name),
+                esc(&s.title()),
                 esc(&s.source),
                 esc(&s.target),
                 s.files,
@@ -236,6 +236,20 @@ pub fn render(r: &DryRunReport) -> String {
             }
             let _ = write!(o, "<li>limits: {}</li></ul>", esc(&s.limits.join("; ")));
         }
+    }
+    if !r.panel_rows.is_empty() {
+        o.push_str("<h2>Panel rows</h2><p>Rows of the panel no tree carries.</p><table><tr><th>kind</th><th>count</th><th>moved</th><th>how</th></tr>");
+        for row in super::panel_rows_table(&r.panel_rows) {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&row[0]),
+                row[1],
+                row[2],
+                esc(&row[3])
+            );
+        }
+        o.push_str("</table>");
     }
     let u = &r.unmigrated;
     if !u.kinds.is_empty() {

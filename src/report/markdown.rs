@@ -92,7 +92,7 @@ pub fn render(r: &DryRunReport) -> String {
             let _ = writeln!(
                 o,
                 "| {} | `{}` | `{}` | {} | {} | {} ({} files) | {} | {} |",
-                cell(&s.name),
+                cell(&s.title()),
                 cell(&s.source),
                 cell(&s.target),
                 s.files,
@@ -214,6 +214,23 @@ pub fn render(r: &DryRunReport) -> String {
                 let _ = writeln!(o, "- new orders: {}", cell(&line));
             }
             let _ = writeln!(o, "- limits: {}", cell(&s.limits.join("; ")));
+        }
+        o.push('\n');
+    }
+    if !r.panel_rows.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Panel rows\n\nRows of the panel no tree carries.\n\n| kind | count | moved | how |\n|---|---:|---|---|"
+        );
+        for row in super::panel_rows_table(&r.panel_rows) {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                cell(&row[0]),
+                row[1],
+                row[2],
+                cell(&row[3])
+            );
         }
         o.push('\n');
     }

@@ -50,6 +50,36 @@ pub struct DryRunReport {
     pub estimate: Estimate,
     /// What the plan leaves at the source.
     pub unmigrated: Unmigrated,
+    /// The panel's own rows (mailing lists, subscribers, cron jobs, catchalls, redirects) and
+    /// how each kind moves.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub panel_rows: Vec<PanelRows>,
+}
+
+/// One kind of a panel's rows that no tree carries, and what moves it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PanelRows {
+    /// `mailing_list`, `subscriber`, `cron`, `catchall`, `redirect`.
+    pub kind: String,
+    pub count: u64,
+    /// Whether the rows reach the target (in the panel's database, moved last).
+    pub moved: bool,
+    /// How, or why not, in words.
+    pub how: String,
+}
+
+/// `panel_rows` in lines for a terminal: `KIND COUNT MOVED HOW`.
+pub fn panel_rows_table(rows: &[PanelRows]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| {
+            vec![
+                r.kind.clone(),
+                r.count.to_string(),
+                if r.moved { "yes" } else { "no" }.to_string(),
+                r.how.clone(),
+            ]
+        })
+        .collect()
 }
 
 /// The certificates the plan carries with its sites (`cutover.tls`, `sites[].tls`), read at
@@ -110,7 +140,8 @@ pub struct SiteCertificate {
     pub domains: Vec<String>,
     /// `host:path` of the certificate at the source.
     pub cert: String,
-    /// `usable`, or why not: `missing`, `key_missing`, `unreadable`, `untrusted`,
+    /// `usable`, or why not: `not_found` (no TLS virtual host in the configuration
+    /// `cutover.tls.discover` reads), `missing`, `key_missing`, `unreadable`, `untrusted`,
     /// `wrong_name`, `expired`, `not_yet_valid`, `expiring`; `unknown` when the host could not
     /// be read.
     pub status: String,
@@ -203,6 +234,15 @@ pub struct SiteReport {
     /// Such as `suspended` (moved, but suspended in the panel).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<String>,
+    /// What the unit is when not a web area: `home`, `group`, `download`, `svn`, `git`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The repository tool's check the cutover runs at the target before the switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// `old -> new`: symlinks into the old data directory are rewritten into the new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relink: Option<String>,
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
@@ -248,6 +288,24 @@ pub struct SiteReport {
 }
 
 impl SiteReport {
+    /// The name with what a unit of another kind than a web area is, its check at the
+    /// target and its rewritten links, as every renderer shows it.
+    pub fn title(&self) -> String {
+        let notes: Vec<String> = [
+            self.kind.clone(),
+            self.check.as_ref().map(|c| format!("checked: `{c}`")),
+            self.relink.as_ref().map(|r| format!("links {r}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if notes.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{} ({})", self.name, notes.join("; "))
+        }
+    }
+
     /// The target's state, or `live: left alone` when `sync` will not touch it.
     pub fn target_label(&self) -> String {
         match &self.live {

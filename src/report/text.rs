@@ -64,7 +64,7 @@ pub fn render(r: &DryRunReport) -> String {
             .sites
             .iter()
             .map(|s| {
-                let mut name = s.name.clone();
+                let mut name = s.title();
                 if owners {
                     name = format!("{name} [{}]", s.owner.as_deref().unwrap_or("-"));
                     for m in &s.marks {
@@ -231,6 +231,14 @@ pub fn render(r: &DryRunReport) -> String {
             }
             let _ = writeln!(o, "    limits: {}", s.limits.join("; "));
         }
+    }
+    if !r.panel_rows.is_empty() {
+        let _ = writeln!(o, "\nPanel rows (no tree carries them):");
+        table(
+            &mut o,
+            &["KIND", "COUNT", "MOVED", "HOW"],
+            &super::panel_rows_table(&r.panel_rows),
+        );
     }
     o.push('\n');
     o.push_str(&unmigrated(&r.unmigrated));

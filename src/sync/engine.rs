@@ -42,6 +42,9 @@ pub struct SyncOptions {
     /// Recreate block and character device nodes (rsync's `--devices`); without it each is
     /// refused: not created, and reported as an error of the run.
     pub devices: bool,
+    /// Symlinks into the source's data directory point into the target's (`Relink`): the
+    /// source listing is read as rewritten, so plans, writes and verification agree.
+    pub relink: Option<crate::plan::Relink>,
 }
 
 impl Default for SyncOptions {
@@ -56,6 +59,7 @@ impl Default for SyncOptions {
             compress: false,
             bwlimit: None,
             devices: false,
+            relink: None,
         }
     }
 }

@@ -367,7 +367,24 @@ pub fn scan_both(
         let source = src.transport.scan(&src.root, &opts.exclude);
         (source, t.join().expect("scan thread"))
     });
-    Ok((source?, target?))
+    let mut source = source?;
+    relinked(&mut source, opts);
+    Ok((source, target?))
+}
+
+/// Rewrites the source's symlinks into the old data directory as the target must hold them
+/// (`SyncOptions::relink`); the links are values, never followed on either side.
+pub fn relinked(source: &mut ScanSummary, opts: &SyncOptions) {
+    let Some(relink) = &opts.relink else {
+        return;
+    };
+    for e in &mut source.entries {
+        if e.kind == EntryKind::Symlink
+            && let Some(t) = e.link_target.as_deref().and_then(|t| relink.rewrite(t))
+        {
+            e.link_target = Some(t);
+        }
+    }
 }
 
 /// What a sync of `src` onto `dst` with `opts` would do, changing nothing anywhere: both sides
@@ -448,6 +465,42 @@ mod tests {
             entries,
             ..ScanSummary::default()
         }
+    }
+
+    #[test]
+    fn links_into_the_old_data_directory_are_planned_as_rewritten() {
+        let link = |path: &str, to: &str| Entry {
+            link_target: Some(to.as_bytes().to_vec()),
+            ..entry(path, EntryKind::Symlink, 0, 1)
+        };
+        let mut source = listing(vec![
+            link("g000", "/data/groups/g/0/g000"),
+            link("rel", "../data/x"),
+            link("etc", "/etc/passwd"),
+        ]);
+        // The target already holds the rewritten link: nothing to do for it.
+        let target = listing(vec![link("g000", "/srv/data/groups/g/0/g000")]);
+        let opts = SyncOptions {
+            relink: Some(crate::plan::Relink {
+                from: "/data".into(),
+                to: "/srv/data".into(),
+            }),
+            ..mirror()
+        };
+        relinked(&mut source, &opts);
+        let plan = decide(&source, &target, &opts, None);
+        let links: Vec<(&[u8], &[u8])> = plan
+            .symlinks
+            .iter()
+            .map(|(p, t, _)| (p.as_slice(), t.as_slice()))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                (b"rel".as_slice(), b"../data/x".as_slice()),
+                (b"etc".as_slice(), b"/etc/passwd".as_slice())
+            ]
+        );
     }
 
     fn mirror() -> SyncOptions {

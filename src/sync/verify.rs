@@ -53,7 +53,8 @@ pub fn verify(
     observer: &dyn Observer,
 ) -> Result<VerifyReport, SyncError> {
     let (exclude, jobs) = (&opts.exclude, opts.jobs.max(1));
-    let source = src.transport.scan(&src.root, exclude)?;
+    let mut source = src.transport.scan(&src.root, exclude)?;
+    super::plan::relinked(&mut source, opts);
     if !source.exists {
         return Err(SyncError::SourceMissing(format!(
             "{}:{}",

@@ -660,3 +660,135 @@ cutover:\n  probe: {{ http: \"https://{{domain}}/\", ca_file: {ca} }}\n",
     let body = body.lines().nth(1).unwrap();
     assert!(!out.contains(body) && !err.contains(body));
 }
+
+#[test]
+fn certificates_are_found_in_the_web_servers_configuration() {
+    let z = World::start();
+    let w = z.path();
+    let ssl = w.join("old/ssl");
+    std::fs::create_dir_all(w.join("old/apache")).unwrap();
+    std::fs::create_dir_all(w.join("old/nginx")).unwrap();
+    // Apache: one file per site, the site named by an alias; nginx: both in one file.
+    for site in [GOOD, EXPIRED] {
+        std::fs::write(
+            w.join("old/apache").join(format!("{site}.conf")),
+            format!(
+                "<VirtualHost *:80>\n  ServerName {site}\n</VirtualHost>\n<VirtualHost *:443>\n  ServerName other-name.tls.test\n  ServerAlias www.{site} {site}\n  SSLCertificateFile {d}/fullchain.pem\n  SSLCertificateKeyFile {d}/privkey.pem\n</VirtualHost>\n",
+                d = ssl.join(site).display()
+            ),
+        )
+        .unwrap();
+    }
+    let nginx: String = [WRONG, SOON]
+        .iter()
+        .map(|site| {
+            format!(
+                "server {{\n  listen 443 ssl;\n  server_name {site} www.{site};\n  ssl_certificate \"{d}/fullchain.pem\";\n  ssl_certificate_key {d}/privkey.pem; # key\n}}\n",
+                d = ssl.join(site).display()
+            )
+        })
+        .collect();
+    std::fs::write(
+        w.join("old/nginx/sites.conf"),
+        format!("http {{\n{nginx}}}\n"),
+    )
+    .unwrap();
+    let plan = std::fs::read_to_string(w.join("plan.yaml")).unwrap();
+    let templates = format!(
+        "    cert: \"{d}/old/ssl/{{name}}/fullchain.pem\"\n    key: \"{d}/old/ssl/{{name}}/privkey.pem\"\n",
+        d = w.display()
+    );
+    assert!(plan.contains(&templates));
+    let plan = plan.replace(
+        &templates,
+        &format!(
+            "    discover: [\"{d}/old/apache\", \"{d}/old/nginx/*.conf\"]\n",
+            d = w.display()
+        ),
+    );
+    std::fs::write(w.join("plan.yaml"), plan).unwrap();
+
+    let (code, out, err) = z.run(&["plan", "--json"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "unusable certificates are errors: {out}{err}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let certs = &report["certificates"];
+    let site = |name: &str| {
+        certs["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["site"] == name)
+            .unwrap_or_else(|| panic!("{name} in {certs}"))
+            .clone()
+    };
+    for (name, status) in [
+        (GOOD, "usable"),
+        (EXPIRED, "expired"),
+        (WRONG, "wrong_name"),
+        (SOON, "expiring"),
+    ] {
+        let s = site(name);
+        assert_eq!(s["status"], status, "{s}");
+        assert_eq!(
+            s["cert"],
+            format!("local:{}", ssl.join(name).join("fullchain.pem").display()),
+            "the path the web server names: {s}"
+        );
+    }
+    let bare = site(BARE);
+    assert_eq!(bare["status"], "not_found", "{bare}");
+    assert!(
+        bare["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("no TLS virtual host for `{BARE}`")),
+        "{bare}"
+    );
+    assert!(
+        report["risks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "certificate_not_found"
+                && r["severity"] == "warning"
+                && r["subject"] == BARE),
+        "{}",
+        report["risks"]
+    );
+    // The bare site is scheduled with the three unusable ones.
+    assert_eq!(
+        certs["schedule"]["new_orders"].as_array().unwrap().len(),
+        4,
+        "{}",
+        certs["schedule"]
+    );
+    assert!(!out.contains(&z.key_body(GOOD)) && !err.contains(&z.key_body(GOOD)));
+
+    // The discovered files travel with the site to the target's templates.
+    let (code, out, err) = z.run(&["sync", "--only", GOOD]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let key = w.join("new/ssl").join(GOOD).join("privkey.pem");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        std::fs::read(ssl.join(GOOD).join("privkey.pem")).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    // Both `discover` and `cert`: refused with where.
+    let plan = std::fs::read_to_string(w.join("plan.yaml")).unwrap();
+    let both = plan.replace("    discover:", &format!("{templates}    discover:"));
+    std::fs::write(w.join("plan.yaml"), both).unwrap();
+    let (code, out, err) = z.run(&["validate"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("cutover.tls.discover") && err.contains("give one or the other"),
+        "{err}"
+    );
+}

@@ -247,25 +247,13 @@ dns:
         (Some("imap"), Some(3))
     );
 
-    // DNS read from the authoritative server: only RRsets holding the old address change.
+    // DNS read from the authoritative server. The cutover switches the sites' names only, and
+    // the dry run shows what it would do: `shop` and `www` hold the old address but belong to
+    // no site of this plan, so nothing of the zone changes (they stay as they are).
     let zone = &report["dns"][0];
     assert_eq!(zone["servers"][0]["serial"], 1);
     let changes = zone["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 2, "{zone:#}");
-    assert_eq!(changes[0]["name"], "shop.example.test.");
-    assert_eq!(
-        changes[0]["from"],
-        serde_json::json!(["192.0.2.10", "192.0.2.11"])
-    );
-    assert_eq!(
-        changes[0]["to"],
-        serde_json::json!(["192.0.2.11", "198.51.100.10"])
-    );
-    assert_eq!(
-        (changes[0]["ttl"].as_u64(), changes[0]["new_ttl"].as_u64()),
-        (Some(3600), Some(60))
-    );
-    assert_eq!(changes[1]["name"], "www.example.test.");
+    assert!(changes.is_empty(), "{zone:#}");
 
     // Risks: the database conflict and the populated target; exit 1 because of the conflict.
     let kinds: Vec<&str> = report["risks"]

@@ -21,3 +21,5 @@ mod mail;
 mod plan_agrees;
 mod recovery;
 mod vhffs;
+mod vhffs_rows;
+mod vhffs_units;
