@@ -15,6 +15,7 @@ use super::transfer::{
     stream,
 };
 use crate::plan::raw::{ConnectedClients, DbEngine};
+use crate::transport::session::Session;
 
 const PG: DbEngine = DbEngine::Postgres;
 
@@ -901,6 +902,39 @@ fn pg_table_pattern((schema, table): &TableName) -> String {
     format!("{}.{}", quote(schema), quote(table))
 }
 
+/// A read-only transaction opened on the source and its exported snapshot id, for
+/// `pg_dump --snapshot`; the transaction lasts as long as the session.
+fn exported_snapshot(from: &Endpoint<'_>, name: &str) -> Result<(Session, String), String> {
+    let req = tool_request(
+        PG,
+        from.server,
+        "psql",
+        &[
+            "-XAtq".into(),
+            "-v".into(),
+            "ON_ERROR_STOP=1".into(),
+            format!("--dbname={name}"),
+        ],
+    )?;
+    let failed = |e: String| format!("exporting a snapshot of `{name}` on the source: {e}");
+    let mut session = Session::open(from.transport, &req).map_err(|e| failed(e.to_string()))?;
+    session
+        .send(
+            "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n",
+        )
+        .map_err(|e| failed(e.to_string()))?;
+    match session.read_line().map_err(|e| failed(e.to_string()))? {
+        Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') => {
+            Ok((session, id))
+        }
+        Some(other) => Err(failed(format!("unexpected answer `{other}`"))),
+        None => {
+            let out = session.close().map_err(|e| failed(e.to_string()))?;
+            Err(failed(out.stderr_text().trim().to_string()))
+        }
+    }
+}
+
 /// PostgreSQL restores into `<name>__th_new`, sets the database's properties there, then swaps
 /// it in: the final name only ever holds a complete copy.
 pub(super) fn transfer(
@@ -959,9 +993,20 @@ pub(super) fn transfer(
     warnings.extend(roles.warnings);
     sql(engine, to, &format!("DROP DATABASE IF EXISTS {}", id(&tmp)))?;
     sql(engine, to, &create_statement(&db, &tmp))?;
+    // Split streams share one snapshot of the source, held open until the last has run, so
+    // they see one state of the database even while it is written (a pre-sync).
+    let snapshot = if big.is_empty() {
+        None
+    } else {
+        Some(exported_snapshot(from, name)?)
+    };
+    let snapshot_arg = snapshot.as_ref().map(|(_, id)| format!("--snapshot={id}"));
+    // Uncompressed: the dump never lands on disk, and a stream crossing hosts is compressed
+    // on the wire with zstd, several times cheaper than pg_dump's gzip.
     let dump = |extra: &[String]| -> Vec<String> {
-        ["-Fc".to_string(), format!("--dbname={name}")]
+        ["-Fc".to_string(), "-Z0".into(), format!("--dbname={name}")]
             .into_iter()
+            .chain(snapshot_arg.clone())
             .chain(extra.iter().cloned())
             .collect()
     };
@@ -1017,6 +1062,10 @@ pub(super) fn transfer(
             .map(|c| ab + c)
         })
     };
+    if let Some((session, _)) = snapshot {
+        // Its end changes nothing: the transaction only read.
+        let _ = session.close();
+    }
     let bytes = moved
         .and_then(|bytes| {
             script(to, "postgres", &properties_script(&db, &tmp, options.plan))

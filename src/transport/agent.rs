@@ -66,7 +66,7 @@ pub fn serve(
             }
             Request::Call {
                 id,
-                call: call @ (Call::Exec(_) | Call::ExecRead(_)),
+                call: call @ (Call::Exec(_) | Call::ExecRead(_) | Call::ExecReadZstd(_)),
             } => {
                 // A command may run for minutes (a database query, a dump): it runs on its own
                 // thread, so other commands and the calls queued behind it go on meanwhile.
@@ -81,6 +81,26 @@ pub fn serve(
                         }
                     });
                 });
+            }
+            Request::Call {
+                id,
+                call: Call::ExecSession(req),
+            } => {
+                // Started here, so the input frames behind it find it; pumped on its own thread.
+                let started = server.session_start(id, &req);
+                let output = output.clone();
+                let mut send = move |reply| {
+                    let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+                    if write_frame(&mut *out, &Response::Reply { id, reply }).is_ok() {
+                        let _ = out.flush();
+                    }
+                };
+                match started {
+                    Ok(run) => {
+                        std::thread::spawn(move || run.pump(&mut send));
+                    }
+                    Err(e) => send(super::protocol::Reply::Error(e)),
+                }
             }
             Request::Call { id, call } => {
                 let mut output = output.lock().unwrap_or_else(|p| p.into_inner());

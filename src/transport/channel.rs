@@ -310,7 +310,14 @@ impl Channel for RemoteChannel {
     }
 
     fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
-        let flush = matches!(call, Call::WriteEnd { .. } | Call::ExecStdinEnd);
+        // A command's input goes out at once: a session waits for its answer.
+        let flush = matches!(
+            call,
+            Call::WriteEnd { .. }
+                | Call::ExecStdinEnd
+                | Call::ExecStdin { .. }
+                | Call::ExecStdinZstd { .. }
+        );
         self.send(&Request::Call { id, call }, flush)
     }
 

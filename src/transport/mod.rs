@@ -8,6 +8,7 @@ pub mod local;
 pub mod pipe;
 pub mod protocol;
 pub mod server;
+pub mod session;
 pub mod ssh;
 
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use super::protocol::{Call, Reply};
+use super::session::StreamLease;
 use super::{ExecOutput, ExecRequest, Transport, TransportError};
 
 const CHUNK: usize = 256 * 1024;
@@ -27,6 +28,7 @@ enum Sink {
     Remote {
         channel: std::sync::Arc<dyn super::channel::Channel>,
         pending: super::channel::Pending,
+        _lease: StreamLease,
     },
 }
 
@@ -39,11 +41,7 @@ fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
 }
 
 impl Sink {
-    fn open(
-        host: &dyn Transport,
-        req: &ExecRequest,
-        channel_index: usize,
-    ) -> Result<Sink, TransportError> {
+    fn open(host: &dyn Transport, req: &ExecRequest) -> Result<Sink, TransportError> {
         if host.is_local() {
             let mut child = local_command(req)
                 .stdin(Stdio::piped())
@@ -61,9 +59,14 @@ impl Sink {
                 stderr,
             });
         }
-        let channel = host.channel(channel_index)?;
+        let lease = StreamLease::take(host.host());
+        let channel = host.channel(lease.index)?;
         let pending = channel.call(Call::ExecWrite(req.clone()))?;
-        Ok(Sink::Remote { channel, pending })
+        Ok(Sink::Remote {
+            channel,
+            pending,
+            _lease: lease,
+        })
     }
 
     fn write(&mut self, data: Vec<u8>) -> Result<(), String> {
@@ -73,8 +76,17 @@ impl Sink {
                 .ok_or("input closed")?
                 .write_all(&data)
                 .map_err(|e| format!("the receiving command stopped reading: {e}")),
-            Sink::Remote { channel, pending } => channel
-                .follow(pending.id, Call::ExecStdin { data })
+            // Crossing hosts, the stream goes compressed (a dump's text shrinks several times).
+            Sink::Remote {
+                channel, pending, ..
+            } => channel
+                .follow(
+                    pending.id,
+                    Call::ExecStdinZstd {
+                        len: data.len() as u32,
+                        data: super::protocol::compress(&data),
+                    },
+                )
                 .map_err(|e| e.to_string()),
         }
     }
@@ -97,7 +109,9 @@ impl Sink {
                     stderr: stderr.join().unwrap_or_default(),
                 })
             }
-            Sink::Remote { channel, pending } => {
+            Sink::Remote {
+                channel, pending, ..
+            } => {
                 channel.follow(pending.id, Call::ExecStdinEnd)?;
                 match pending.wait(host)? {
                     Reply::Exec(o) => Ok(o),
@@ -123,9 +137,9 @@ pub fn pipe(
     to: &dyn Transport,
     to_req: &ExecRequest,
 ) -> Result<(ExecOutput, ExecOutput, u64), TransportError> {
-    // On one remote host the two commands use two streams: the agent serves one call at a time.
-    let same_remote = !from.is_local() && from.host() == to.host();
-    let mut sink = Sink::open(to, to_req, usize::from(same_remote))?;
+    // Each remote end gets an agent stream of its own: a restore that stalls its stream (the
+    // agent writes its input in order) holds up no other dump.
+    let mut sink = Sink::open(to, to_req)?;
     let mut moved = 0u64;
     let mut broken: Option<String> = None;
     let source = if from.is_local() {
@@ -164,9 +178,24 @@ pub fn pipe(
             stderr: stderr.join().unwrap_or_default(),
         }
     } else {
-        let pending = from.channel(0)?.call(Call::ExecRead(from_req.clone()))?;
+        let lease = StreamLease::take(from.host());
+        let pending = from
+            .channel(lease.index)?
+            .call(Call::ExecReadZstd(from_req.clone()))?;
         let mut result = None;
         for reply in pending.replies.iter() {
+            let reply = match reply {
+                Reply::DataZstd { data, len } => match super::protocol::decompress(&data, len) {
+                    Ok(plain) => Reply::Data(plain),
+                    Err(e) => {
+                        return Err(TransportError::Protocol {
+                            host: from.host().into(),
+                            message: format!("a compressed chunk of the dump was refused: {e}"),
+                        });
+                    }
+                },
+                r => r,
+            };
             match reply {
                 Reply::Data(data) => {
                     moved += data.len() as u64;

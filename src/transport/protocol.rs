@@ -16,7 +16,7 @@ use crate::tree::delta::{DeltaOp, Signature};
 use crate::tree::root::Meta;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;
@@ -211,6 +211,18 @@ pub enum Call {
     Lock {
         root: RootId,
     },
+    /// `ExecRead` whose stdout chunks come back as `DataZstd`: a dump crossing hosts.
+    ExecReadZstd(ExecRequest),
+    /// `ExecStdin` compressed with zstd; `len` is the size once decompressed.
+    ExecStdinZstd {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        len: u32,
+    },
+    /// Starts a long-lived command fed by `ExecStdin` frames whose stdout streams back as
+    /// `Data` while it runs, then `Exec` when it exits; `ExecStdinEnd` only closes its stdin.
+    /// A database client holding a snapshot open for the dumps that use it.
+    ExecSession(ExecRequest),
 }
 
 /// One signature wanted by `Signatures`.

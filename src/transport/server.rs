@@ -37,6 +37,36 @@ pub struct Server {
     writes: Mutex<HashMap<u64, Arc<Mutex<Write>>>>,
     /// Commands fed by `ExecStdin` frames, by call id.
     feeds: Mutex<HashMap<u64, Feed>>,
+    /// The stdin of long-lived commands (`ExecSession`), by call id.
+    sessions: Mutex<HashMap<u64, std::process::ChildStdin>>,
+}
+
+/// A long-lived command started by `ExecSession`: its output still to be pumped back.
+pub struct SessionRun {
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl SessionRun {
+    /// Streams the command's stdout as `Data` as it comes, then `Exec` once it has exited.
+    pub fn pump(mut self, reply: &mut dyn FnMut(Reply)) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply(Reply::Data(buf[..n].to_vec())),
+            }
+        }
+        match self.child.wait() {
+            Ok(status) => reply(Reply::Exec(crate::transport::ExecOutput {
+                code: status.code(),
+                stdout: Vec::new(),
+                stderr: self.stderr.join().unwrap_or_default(),
+            })),
+            Err(e) => reply(Reply::Error(e.to_string())),
+        }
+    }
 }
 
 /// A running command whose stdin we feed; its stderr is kept (the tail) for the final reply.
@@ -113,26 +143,38 @@ impl Server {
                 .space(&path)
                 .map(|s| Some(Reply::Space(s)))
                 .map_err(failure),
-            Call::ExecRead(req) => self.exec_read(&req, reply).map(Some),
+            Call::ExecRead(req) => self.exec_read(&req, false, reply).map(Some),
+            Call::ExecReadZstd(req) => self.exec_read(&req, true, reply).map(Some),
+            Call::ExecSession(_) => Err("a session is served by the agent's loop".into()),
+            Call::ExecStdinZstd { data, len } => {
+                match super::protocol::decompress(&data, len) {
+                    Ok(plain) => self.feed(id, &plain),
+                    Err(e) => self.feed_failed(id, format!("a compressed chunk was refused: {e}")),
+                }
+                Ok(None)
+            }
             Call::ExecWrite(req) => {
                 self.exec_write(id, &req);
                 Ok(None)
             }
             Call::ExecStdin { data } => {
-                if let Some(f) = self
-                    .feeds
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&id)
-                    && f.error.is_none()
-                    && let Some(stdin) = f.stdin.as_mut()
-                    && let Err(e) = std::io::Write::write_all(stdin, &data)
-                {
-                    f.error = Some(format!("the command stopped reading its input: {e}"));
-                }
+                self.feed(id, &data);
                 Ok(None)
             }
-            Call::ExecStdinEnd => self.exec_end(id).map(Some),
+            Call::ExecStdinEnd => {
+                // A session's end only closes its input: its pump answers when it exits.
+                if self
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id)
+                    .is_some()
+                {
+                    Ok(None)
+                } else {
+                    self.exec_end(id).map(Some)
+                }
+            }
             Call::Exec(req) => local
                 .exec(&req)
                 .map(|o| Some(Reply::Exec(o)))
@@ -286,9 +328,79 @@ impl Server {
         }
     }
 
+    /// Writes a chunk to the stdin of the command started by call `id` (a feed or a session).
+    fn feed(&self, id: u64, data: &[u8]) {
+        if let Some(stdin) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+        {
+            // A session that stopped reading has exited: its pump reports how.
+            let _ = std::io::Write::write_all(stdin, data);
+            return;
+        }
+        if let Some(f) = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+            && f.error.is_none()
+            && let Some(stdin) = f.stdin.as_mut()
+            && let Err(e) = std::io::Write::write_all(stdin, data)
+        {
+            f.error = Some(format!("the command stopped reading its input: {e}"));
+        }
+    }
+
+    /// Marks the feed of call `id` as failed: its input is closed, the end reports why.
+    fn feed_failed(&self, id: u64, why: String) {
+        if let Some(f) = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+            && f.error.is_none()
+        {
+            f.stdin = None;
+            f.error = Some(why);
+        }
+    }
+
+    /// Starts the long-lived command of `ExecSession` call `id`; its input is then fed by
+    /// `ExecStdin` frames and its output pumped by the caller (on a thread of its own).
+    ///
+    /// # Errors
+    /// The command cannot start.
+    pub fn session_start(
+        &self,
+        id: u64,
+        req: &crate::transport::ExecRequest,
+    ) -> Result<SessionRun, String> {
+        use std::process::Stdio;
+        let mut child = command(req)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", req.program))?;
+        let stderr = tail_of(child.stderr.take().expect("piped"));
+        let stdout = child.stdout.take().expect("piped");
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, child.stdin.take().expect("piped"));
+        Ok(SessionRun {
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
     fn exec_read(
         &self,
         req: &crate::transport::ExecRequest,
+        zstd: bool,
         reply: &mut dyn FnMut(Reply),
     ) -> Result<Reply, String> {
         use std::process::Stdio;
@@ -307,7 +419,14 @@ impl Server {
                 break;
             }
             buf.truncate(n);
-            reply(Reply::Data(buf));
+            if zstd {
+                reply(Reply::DataZstd {
+                    data: super::protocol::compress(&buf),
+                    len: n as u32,
+                });
+            } else {
+                reply(Reply::Data(buf));
+            }
         }
         let status = child.wait().map_err(|e| e.to_string())?;
         Ok(Reply::Exec(crate::transport::ExecOutput {

@@ -1,5 +1,7 @@
 //! Databases between two real servers: verification that locates a single changed row.
 
+use std::time::Duration;
+
 use transhumance::db::verify::{KeyRange, Side, TableCheck, verify_database};
 use transhumance::plan::DbServer;
 use transhumance::plan::raw::DbEngine;
@@ -240,6 +242,68 @@ fn a_dump_streams_between_hosts_through_the_agents() {
         );
         assert_eq!(std::fs::metadata(&out).unwrap().len(), 5_000_000, "{name}");
     }
+    // Dumps to one host at once each get an agent stream: a consumer that stalls (reads
+    // nothing until a gate opens) holds up no other. Were they queued behind it, only the
+    // watchdog would open the gate.
+    let gate = work.path().join("gate");
+    let by_watchdog = std::sync::atomic::AtomicBool::new(false);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stalled = s.spawn(|| {
+            pipe(
+                &local,
+                &produce,
+                remote.transport.as_ref(),
+                &ExecRequest::new(
+                    "sh",
+                    [
+                        "-c",
+                        &format!(
+                            "while [ ! -e {} ]; do sleep 0.1; done; cat > /dev/null",
+                            gate.display()
+                        ),
+                    ],
+                ),
+            )
+            .unwrap()
+        });
+        s.spawn(|| {
+            for _ in 0..600 {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            by_watchdog.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::fs::write(&gate, "").unwrap();
+        });
+        let (_, b, moved) = pipe(
+            &local,
+            &produce,
+            remote.transport.as_ref(),
+            &ExecRequest::new("sh", ["-c", "cat > /dev/null"]),
+        )
+        .unwrap();
+        assert_eq!((b.code, moved), (Some(0), 5_000_000));
+        assert!(
+            !by_watchdog.load(std::sync::atomic::Ordering::SeqCst),
+            "the second dump waited for the stalled one"
+        );
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::fs::write(&gate, "").unwrap();
+        assert_eq!(stalled.join().unwrap().1.code, Some(0));
+    });
+    // A session through the agent answers line by line while it runs.
+    let mut session = transhumance::transport::session::Session::open(
+        remote.transport.as_ref(),
+        &ExecRequest::new("sh", ["-c", "while read l; do echo \"got $l\"; done"]),
+    )
+    .unwrap();
+    session.send("one\n").unwrap();
+    assert_eq!(session.read_line().unwrap().as_deref(), Some("got one"));
+    session.send("two\n").unwrap();
+    assert_eq!(session.read_line().unwrap().as_deref(), Some("got two"));
+    assert_eq!(session.close().unwrap().code, Some(0));
     // A failing consumer is reported with its message, not hidden.
     let (_, b, _) = pipe(
         &local,
