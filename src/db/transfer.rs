@@ -36,14 +36,14 @@ pub struct Options<'a> {
 }
 
 impl<'a> Options<'a> {
-    /// The plan's defaults: 1 GiB kept free, tables above 512 MiB split, 4 streams, 30 s of
+    /// The plan's defaults: 1 GiB kept free, tables above 64 MiB split, 4 streams, 30 s of
     /// waiting for connected clients to leave.
     pub fn new(conflict: ConflictPolicy, plan: &'a str) -> Self {
         Options {
             conflict,
             plan,
             min_free_space: 1 << 30,
-            split_tables_above: 512 << 20,
+            split_tables_above: 64 << 20,
             jobs: 4,
             connected_clients: ConnectedClients::Wait,
             connected_clients_timeout: std::time::Duration::from_secs(30),

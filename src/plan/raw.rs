@@ -227,7 +227,7 @@ pub struct RawDatabaseRule {
     #[serde(default)]
     pub min_free_space: Option<String>,
     /// Tables larger than this are dumped and restored as streams of their own, in parallel
-    /// with the rest of the database, such as `256MiB`. Default `512MiB`.
+    /// with the rest of the database, such as `256MiB`. Default `64MiB`.
     #[serde(default)]
     pub split_tables_above: Option<String>,
     /// PostgreSQL: clients connected to the target's previous copy when the new one is swapped

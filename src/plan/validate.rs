@@ -813,7 +813,7 @@ impl Validator<'_> {
             split_tables_above: self.size(
                 &path.key("split_tables_above"),
                 raw.split_tables_above.as_deref(),
-                512 << 20,
+                64 << 20,
             ),
             connected_clients: raw.connected_clients.unwrap_or(ConnectedClients::Wait),
             connected_clients_timeout: match &raw.connected_clients_timeout {
