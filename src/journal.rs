@@ -2,12 +2,15 @@
 //! group commit and torn-tail repair. It knows no entry type: the lifecycle owns those.
 //!
 //! Written *before* a change (intent) and after it (outcome), so a crash at any instant leaves
-//! enough to finish or undo. One run per plan at a time (a lock file).
+//! enough to finish or undo. One run per plan at a time (a lock file): its holder writes who it
+//! is into it (PID, host, command, start), so a refused run can name it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,7 +23,7 @@ impl<T: Serialize + DeserializeOwned + Clone> Record for T {}
 pub struct Journal<E> {
     path: PathBuf,
     file: File,
-    _lock: File,
+    lock: File,
     /// Every entry, read once at open and kept in step with appends: readers need not parse
     /// the file again (only this process writes it while the lock is held).
     cache: Vec<E>,
@@ -65,14 +68,143 @@ pub enum JournalError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("another transhumance run holds the lock `{}`: wait for it, or check no process is left", path.display())]
-    Locked { path: PathBuf },
+    #[error("{}", locked_message(path, holder.as_ref()))]
+    Locked {
+        path: PathBuf,
+        /// Who the lock file says holds it, when it says (and whether that process runs).
+        holder: Option<(LockHolder, Liveness)>,
+    },
     #[error("journal `{}` line {line}: {message}", path.display())]
     Corrupt {
         path: PathBuf,
         line: usize,
         message: String,
     },
+}
+
+/// Who holds a plan's run lock, as the holder wrote it into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: u32,
+    pub host: String,
+    /// The command's verbs (`cutover`, `db sync`), never its other arguments.
+    pub command: String,
+    /// RFC 3339, UTC.
+    pub started: String,
+}
+
+/// Whether a recorded holder still runs, as far as this host can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Its PID runs on this host.
+    Running,
+    /// Its PID runs on no process of this host: the lock is held by another process.
+    Gone,
+    /// It ran on another host (a shared state directory): not checkable from here.
+    ElsewhereUnknown,
+}
+
+/// What this process is doing, recorded in the lock as its holder's command.
+static COMMAND: OnceLock<String> = OnceLock::new();
+
+/// Names this process's command for the lock record (its verbs, such as `cutover` or
+/// `db sync`; never arguments, which may name secrets' files or hosts). Set once, by the CLI.
+pub fn set_command(verbs: &str) {
+    let _ = COMMAND.set(verbs.to_string());
+}
+
+impl LockHolder {
+    /// This process.
+    pub fn this_process() -> LockHolder {
+        LockHolder {
+            pid: std::process::id(),
+            host: host_name(),
+            // A program using the library names itself, unless it said what it does.
+            command: COMMAND.get().cloned().unwrap_or_else(|| {
+                std::env::args_os()
+                    .next()
+                    .map(std::path::PathBuf::from)
+                    .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| "unknown".into())
+            }),
+            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        format!(
+            "pid: {}\nhost: {}\ncommand: {}\nstarted: {}\n",
+            self.pid, self.host, self.command, self.started
+        )
+    }
+
+    /// Reads a lock file's record; `None` when it holds none (an older version, a run that
+    /// ended cleanly, or one that is still writing it).
+    fn parse(text: &str) -> Option<LockHolder> {
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+                .map(str::to_string)
+        };
+        Some(LockHolder {
+            pid: field("pid")?.parse().ok()?,
+            host: field("host")?,
+            command: field("command")?,
+            started: field("started")?,
+        })
+    }
+
+    /// Whether this holder still runs, checked only on its own host.
+    pub fn liveness(&self) -> Liveness {
+        if self.host != host_name() {
+            return Liveness::ElsewhereUnknown;
+        }
+        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
+            return Liveness::Gone;
+        };
+        // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+        let alive = pid > 0
+            && (unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+        if alive {
+            Liveness::Running
+        } else {
+            Liveness::Gone
+        }
+    }
+}
+
+/// This host's name, as `hostname` prints it.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length, which is passed.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The refusal, naming the holder and what to do.
+fn locked_message(path: &Path, holder: Option<&(LockHolder, Liveness)>) -> String {
+    let path = path.display();
+    match holder {
+        None => format!(
+            "another transhumance run holds the lock `{path}` (it did not record who it is): wait for it to finish; `fuser -v {path}` names the process"
+        ),
+        Some((h, Liveness::Running)) => format!(
+            "another transhumance run holds the lock `{path}`: PID {} on {} (`{}`, started {}): wait for it to finish",
+            h.pid, h.host, h.command, h.started
+        ),
+        Some((h, Liveness::ElsewhereUnknown)) => format!(
+            "another transhumance run holds the lock `{path}`: PID {} on host {} (`{}`, started {}), not this host, so it cannot be checked from here: wait for it to finish",
+            h.pid, h.host, h.command, h.started
+        ),
+        Some((h, Liveness::Gone)) => format!(
+            "the lock `{path}` is held, but the run recorded in it, PID {} on this host (`{}`, started {}), is no longer running: another process holds the lock; `fuser -v {path}` names it; let it finish or stop it (deleting the lock file would not free it, only let two runs in)",
+            h.pid, h.command, h.started
+        ),
+    }
 }
 
 /// Seconds since the epoch, for journal stamps.
@@ -103,8 +235,19 @@ impl<E: Record> Journal<E> {
             .map_err(io)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(JournalError::Locked { path: lock_path });
+            return Err(JournalError::Locked {
+                holder: read_holder(&lock_path).map(|h| {
+                    let alive = h.liveness();
+                    (h, alive)
+                }),
+                path: lock_path,
+            });
         }
+        // The kernel releases a flock when its holder dies, so a record found here is from a
+        // run that is gone: it is replaced. The record is informative only (no fsync).
+        lock.set_len(0).map_err(io)?;
+        lock.write_all_at(LockHolder::this_process().to_text().as_bytes(), 0)
+            .map_err(io)?;
         let path = state_dir.join("journal.jsonl");
         let existed = path.exists();
         let file = OpenOptions::new()
@@ -129,7 +272,7 @@ impl<E: Record> Journal<E> {
         Ok(Journal {
             path,
             file,
-            _lock: lock,
+            lock,
             cache,
             syncer,
         })
@@ -215,6 +358,28 @@ impl<E: Record> Journal<E> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+impl<E> Drop for Journal<E> {
+    fn drop(&mut self) {
+        // Cleared while still held: a record in a free lock then means a run that died.
+        let _ = self.lock.set_len(0);
+    }
+}
+
+/// The holder recorded in a lock file held by another process. Its holder writes the record
+/// right after taking the lock: an empty or partial one is read again a few times first.
+fn read_holder(lock_path: &Path) -> Option<LockHolder> {
+    for _ in 0..5 {
+        if let Some(h) = std::fs::read_to_string(lock_path)
+            .ok()
+            .and_then(|t| LockHolder::parse(&t))
+        {
+            return Some(h);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
 }
 
 /// A crash in the middle of a line leaves it without its newline: cut it, so the next entry
@@ -311,6 +476,53 @@ mod tests {
         let on_disk: Vec<Note> = read_entries(&dir.path().join("journal.jsonl")).unwrap();
         assert_eq!(on_disk.len(), 100);
         assert_eq!(j.lock().unwrap().entries().unwrap(), on_disk);
+    }
+
+    #[test]
+    fn the_lock_names_its_holder_and_tells_a_gone_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        let held = Journal::<Note>::open(dir.path()).unwrap();
+        let me = LockHolder::parse(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+        assert_eq!((me.pid, me.host.clone()), (std::process::id(), host_name()));
+        let Err(JournalError::Locked {
+            holder: Some((h, Liveness::Running)),
+            ..
+        }) = Journal::<Note>::open(dir.path())
+        else {
+            panic!("a second open is refused, naming the running holder");
+        };
+        assert_eq!(h, me);
+        // The record names a process that has exited, yet the lock is held (by us here).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let gone = LockHolder { pid: dead, ..me };
+        std::fs::write(&lock, gone.to_text()).unwrap();
+        let err = Journal::<Note>::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(
+                &err,
+                JournalError::Locked {
+                    holder: Some((_, Liveness::Gone)),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("PID {dead} on this host")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("fuser -v"), "{err}");
+        // Released: the record is cleared, and a record left by a dead run never blocks.
+        drop(held);
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), "");
+        std::fs::write(&lock, gone.to_text()).unwrap();
+        let _again = Journal::<Note>::open(dir.path()).unwrap();
+        let now = LockHolder::parse(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+        assert_eq!(now.pid, std::process::id());
     }
 
     #[test]

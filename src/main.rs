@@ -9,8 +9,13 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            // clap's own codes: 0 for --help/--version, 2 for usage errors, as ours.
-            return ExitCode::from(e.exit_code() as u8);
+            // clap's own codes: 0 for --help/--version, 2 for usage errors, as ours; with
+            // `plan --detailed-exitcode`, 2 means changes pending, so a usage error is 1.
+            let code = match e.exit_code() {
+                2 if std::env::args_os().any(|a| a == "--detailed-exitcode") => 1,
+                c => c as u8,
+            };
+            return ExitCode::from(code);
         }
     };
     ExitCode::from(transhumance::cli::run(cli))

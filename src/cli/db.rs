@@ -51,11 +51,11 @@ pub fn run(
         return exit::INVALID;
     }
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
-    let observer: Box<dyn Observer> = if printer.progress {
+    let observer: Box<dyn Observer> = Box::new(super::run_log::Logged(if printer.progress {
         Box::new(Bars::new())
     } else {
         Box::new(Silent)
-    };
+    }));
     // What the inventory leaves out is selected by no rule (`Inventory::restricted`); a plan
     // without an inventory is expanded only by `sync`, which needs the sites' databases.
     let inventory = (step == Step::Sync || loaded.plan.inventory.is_some())
@@ -81,7 +81,7 @@ pub fn run(
                 Ok(g) => Mutex::new(g),
                 Err(e) => {
                     printer.error(e.to_string());
-                    return exit::FAILURES;
+                    return super::migration::journal_failed(&e);
                 }
             };
             run_databases(

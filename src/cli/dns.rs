@@ -181,7 +181,10 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         ));
         out
     };
+    // The change log's error type has no room for the lock's holder: remembered here.
+    let locked = std::cell::Cell::new(false);
     let log_error = |e: crate::journal::JournalError| {
+        locked.set(locked.get() || matches!(e, crate::journal::JournalError::Locked { .. }));
         CutoverError::Log(crate::unit::UnitError::io(e.to_string()))
     };
     // The plan's journal, with this command journaled as a run (command line, user, overrides).
@@ -421,7 +424,11 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Err(e) => {
             printer.error(e.to_string());
-            exit::FAILURES
+            if locked.get() {
+                exit::LOCKED
+            } else {
+                exit::FAILURES
+            }
         }
     }
 }
@@ -439,6 +446,7 @@ fn print_verdict(verdict: &Verdict, with_refusals: bool) {
         }
     }
     for o in &verdict.overridden {
+        super::run_log::record("notice", &format!("warning: {o}"));
         eprintln!("warning: {o}");
     }
 }

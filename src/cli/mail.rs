@@ -64,7 +64,7 @@ pub fn run(
             Ok(g) => Some(g),
             Err(e) => {
                 printer.error(format!("{e}"));
-                return exit::FAILURES;
+                return super::migration::journal_failed(&e);
             }
         }
     };
@@ -92,11 +92,11 @@ pub fn run(
             .filter(|_| !allowed.contains(&unit))
             .map(|because| because.to_string())
     };
-    let observer: Box<dyn Observer> = if printer.progress {
+    let observer: Box<dyn Observer> = Box::new(super::run_log::Logged(if printer.progress {
         Box::new(Bars::new())
     } else {
         Box::new(Silent)
-    };
+    }));
     let step = match step {
         Step::Sync => MailStep::Sync { delete },
         Step::Sweep => MailStep::Sweep,

@@ -7,6 +7,7 @@ use super::exit;
 use super::printer::Printer;
 use super::progress::{Bars, JsonLines, Plain};
 use crate::event::Observer;
+use crate::journal::JournalError;
 use crate::lifecycle::migrate::{LifecycleError, SiteOutcome, StopSummary, signal_name};
 use crate::lifecycle::{Connections, default_agent_binary};
 use crate::plan::Loaded;
@@ -32,7 +33,7 @@ pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
     Ok(Session {
         loaded,
         connections,
-        observer,
+        observer: Box::new(super::run_log::Logged(observer)),
     })
 }
 
@@ -40,9 +41,20 @@ pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
 pub fn failed(e: &LifecycleError, printer: &Printer) -> u8 {
     printer.error(e.to_string());
     match e {
+        LifecycleError::Journal(JournalError::Locked { .. }) => exit::LOCKED,
         LifecycleError::Invalid(_) => exit::INVALID,
         LifecycleError::Refused(_) => exit::UNSAFE,
         LifecycleError::Journal(_) | LifecycleError::Unreachable(_) => exit::FAILURES,
+    }
+}
+
+/// The exit code of a command whose journal could not be opened: its own for a lock another
+/// run holds, 1 otherwise.
+pub fn journal_failed(e: &JournalError) -> u8 {
+    if matches!(e, JournalError::Locked { .. }) {
+        exit::LOCKED
+    } else {
+        exit::FAILURES
     }
 }
 

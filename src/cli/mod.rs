@@ -9,6 +9,7 @@ macro_rules! outln {
 }
 
 pub mod agent;
+pub mod completions;
 pub mod confirm;
 pub mod copy;
 pub mod cutover;
@@ -20,6 +21,7 @@ pub mod endpoint;
 pub mod interrupt;
 pub mod inventory;
 pub mod mail;
+pub mod man;
 pub mod migration;
 pub mod plan;
 pub mod printer;
@@ -28,6 +30,7 @@ pub mod report;
 pub mod resume;
 pub mod rollback;
 pub mod run;
+pub mod run_log;
 pub mod schema;
 pub mod status;
 pub mod sync;
@@ -40,10 +43,21 @@ use clap::{Parser, Subcommand};
 
 use crate::report::Format;
 
+/// What `--version` prints after the name: the crate version, the commit built (`+dirty` when
+/// tracked files differed from it; `unknown` without git) and the build date (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TRANSHUMANCE_COMMIT"),
+    ", built ",
+    env!("TRANSHUMANCE_BUILD_DATE"),
+    ")"
+);
+
 /// Move a web-hosting platform (sites, databases, mail, DNS) to a new datacenter, with a dry
 /// run, verification and rollback.
 #[derive(Debug, Parser)]
-#[command(name = "transhumance", version, about, max_term_width = 100)]
+#[command(name = "transhumance", version = VERSION, about, max_term_width = 100)]
 pub struct Cli {
     /// Machine-readable output: JSON on stdout, JSON lines for progress.
     #[arg(long, global = true)]
@@ -88,6 +102,10 @@ pub enum Command {
         /// List every file action of each site in the JSON report (not only its deletes).
         #[arg(long)]
         itemize: bool,
+        /// Exit 0 when nothing is left to do, 2 when changes are pending, 1 on any error
+        /// (Terraform's `-detailed-exitcode`; invalid input is 1 then too).
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// List every unit the plan expands to (its `sites:` rules and its `inventory:` source:
     /// sites with owners, databases, mail boxes, zones) for review; changes nothing.
@@ -100,6 +118,23 @@ pub enum Command {
     },
     /// Print the plan's JSON Schema (draft-07), for editor completion.
     Schema,
+    /// Print the completion script for SHELL, such as
+    /// `transhumance completions bash > /etc/bash_completion.d/transhumance`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `transhumance(1)`, or `transhumance-VERB(1)` for one command;
+    /// `--out-dir` writes them all. Read it with `transhumance man | man -l -`.
+    Man {
+        /// The command whose page to print, such as `cutover` (all commands are listed on the
+        /// main page).
+        verb: Option<String>,
+        /// Write every page (`transhumance.1`, `transhumance-VERB.1`, ...) into this directory.
+        #[arg(long, value_name = "DIR", conflicts_with = "verb")]
+        out_dir: Option<PathBuf>,
+    },
     /// Run the whole lifecycle on a small old and new datacenter built in a temp dir (no
     /// server, no network): dry run, pre-syncs, TTLs, cutover with probes, one site failing its
     /// probe before the switch (never switched), and the HTML report.
@@ -324,10 +359,82 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     /// Refused by a safety check (see `--allow CHECK`).
     pub const UNSAFE: u8 = 3;
+    /// Another run holds the plan's lock (its holder is named); nothing was done.
+    pub const LOCKED: u8 = 4;
+}
+
+impl Command {
+    /// The verbs typed (`cutover`, `db sync`), never the other arguments: what the plan's lock
+    /// records of its holder and what the run's log is named after.
+    pub fn verbs(&self) -> String {
+        use clap::ValueEnum;
+        fn step(s: &impl ValueEnum) -> String {
+            s.to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
+        }
+        let (verb, step) = match self {
+            Command::Validate { .. } => ("validate", None),
+            Command::Plan { .. } => ("plan", None),
+            Command::Inventory { .. } => ("inventory", None),
+            Command::Schema => ("schema", None),
+            Command::Completions { .. } => ("completions", None),
+            Command::Man { .. } => ("man", None),
+            Command::Demo => ("demo", None),
+            Command::Sync { .. } => ("sync", None),
+            Command::Cutover { .. } => ("cutover", None),
+            Command::Rollback { .. } => ("rollback", None),
+            Command::Status { .. } => ("status", None),
+            Command::Resume { .. } => ("resume", None),
+            Command::Run { .. } => ("run", None),
+            Command::Report { .. } => ("report", None),
+            Command::Db { step: s, .. } => ("db", Some(step(s))),
+            Command::Mail { step: s, .. } => ("mail", Some(step(s))),
+            Command::Dns { step: s, .. } => ("dns", Some(step(s))),
+            Command::Copy { .. } => ("copy", None),
+            Command::Verify { .. } => ("verify", None),
+            Command::Agent { .. } => ("agent", None),
+        };
+        match step {
+            Some(s) => format!("{verb} {s}"),
+            None => verb.to_string(),
+        }
+    }
+
+    /// Whether a run of this command changes the world under a plan (and so gets a log file
+    /// in its state directory). `copy` changes a target too, but has no plan to keep a log by.
+    pub fn changes_world(&self) -> bool {
+        match self {
+            Command::Sync { .. }
+            | Command::Cutover { .. }
+            | Command::Rollback { .. }
+            | Command::Resume { .. }
+            | Command::Run { .. } => true,
+            Command::Db { step, .. } => *step == db::Step::Sync,
+            Command::Mail { step, .. } => *step != mail::Step::Verify,
+            Command::Dns { step, .. } => !matches!(step, dns::Step::Plan | dns::Step::Verify),
+            _ => false,
+        }
+    }
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
+    let verbs = cli.command.verbs();
+    crate::journal::set_command(&verbs);
+    if cli.command.changes_world() {
+        run_log::expect(&verbs);
+    }
+    let verbose = cli.verbose;
+    let code = dispatch(cli);
+    run_log::finish(code);
+    if verbose && let Some(log) = run_log::path() {
+        eprintln!("log: {}", log.display());
+    }
+    code
+}
+
+fn dispatch(cli: Cli) -> u8 {
     let printer = printer::Printer::new(&cli);
     match cli.command {
         Command::Validate { plan, offline } => validate::run(&plan, offline, &printer),
@@ -336,9 +443,21 @@ pub fn run(cli: Cli) -> u8 {
             format,
             output,
             itemize,
-        } => plan::run(&plan, format, output.as_deref(), itemize, &printer),
+            detailed_exitcode,
+        } => plan::run(
+            &plan,
+            plan::Options {
+                format,
+                output: output.as_deref(),
+                itemize,
+                detailed_exitcode,
+            },
+            &printer,
+        ),
         Command::Inventory { plan, yaml } => inventory::run(&plan, yaml, &printer),
         Command::Schema => schema::run(),
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man { verb, out_dir } => man::run(verb.as_deref(), out_dir.as_deref(), &printer),
         Command::Demo => demo::run(&printer),
         Command::Sync {
             plan,

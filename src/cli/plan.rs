@@ -1,4 +1,5 @@
-//! `transhumance plan PLAN`: the dry run, rendered as text, Markdown, JSON or HTML.
+//! `transhumance plan PLAN`: the dry run, rendered as text, Markdown, JSON or HTML; with
+//! `--detailed-exitcode`, whether anything is left to do, as Terraform's exit codes say it.
 
 use std::path::Path;
 
@@ -10,17 +11,32 @@ use crate::lifecycle::dry_run::dry_run_with;
 use crate::lifecycle::{Connections, default_agent_binary};
 use crate::report::{self, Format};
 
-pub fn run(
-    path: &Path,
-    format: Format,
-    output: Option<&Path>,
-    itemize: bool,
-    printer: &Printer,
-) -> u8 {
-    let loaded = match super::validate::load_or_report(path, printer) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
+/// `--detailed-exitcode`: changes are pending (Terraform's 2; invalid input is 1 then).
+pub const CHANGES_PENDING: u8 = 2;
+
+/// The options of `plan`.
+pub struct Options<'a> {
+    pub format: Format,
+    pub output: Option<&'a Path>,
+    pub itemize: bool,
+    pub detailed_exitcode: bool,
+}
+
+pub fn run(path: &Path, options: Options<'_>, printer: &Printer) -> u8 {
+    match dry_run(path, &options, printer) {
+        Ok(false) => exit::OK,
+        Ok(true) if options.detailed_exitcode => CHANGES_PENDING,
+        Ok(true) => exit::OK,
+        // Every failure is 1 with the flag: 2 means changes pending there.
+        Err(_) if options.detailed_exitcode => exit::FAILURES,
+        Err(code) => code,
+    }
+}
+
+/// Runs the dry run and prints its report: whether changes are pending, or the exit code of
+/// what went wrong.
+fn dry_run(path: &Path, options: &Options<'_>, printer: &Printer) -> Result<bool, u8> {
+    let loaded = super::validate::load_or_report(path, printer)?;
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
@@ -29,17 +45,21 @@ pub fn run(
     } else {
         Box::new(Silent)
     };
-    let report = dry_run_with(&loaded, &connections, observer.as_ref(), itemize);
-    let format = if printer.json { Format::Json } else { format };
+    let report = dry_run_with(&loaded, &connections, observer.as_ref(), options.itemize);
+    let format = if printer.json {
+        Format::Json
+    } else {
+        options.format
+    };
     let rendered = report::render(&report, format);
-    match output {
+    match options.output {
         Some(file) => {
             if let Err(e) = std::fs::write(file, rendered) {
                 printer.error(format!(
                     "cannot write the report to `{}`: {e}",
                     file.display()
                 ));
-                return exit::FAILURES;
+                return Err(exit::FAILURES);
             }
             printer.status(format!("report written to {}", file.display()));
         }
@@ -50,8 +70,15 @@ pub fn run(
             "{} risk(s) would make the migration fail",
             report.totals.errors
         ));
-        exit::FAILURES
-    } else {
-        exit::OK
+        return Err(exit::FAILURES);
     }
+    let pending = report.pending();
+    if options.detailed_exitcode {
+        if pending.any() {
+            printer.status(format!("changes pending: {}", pending.summary()));
+        } else {
+            printer.status("no changes pending");
+        }
+    }
+    Ok(pending.any())
 }

@@ -28,8 +28,9 @@ impl Printer {
         }
     }
 
-    /// A status line on stderr, unless quiet.
+    /// A status line on stderr, unless quiet (in the run's log in any case).
     pub fn status(&self, message: impl AsRef<str>) {
+        super::run_log::record("status", message.as_ref());
         if !self.quiet {
             eprintln!("{}", message.as_ref());
         }
@@ -37,11 +38,13 @@ impl Printer {
 
     /// An error on stderr, always.
     pub fn error(&self, message: impl AsRef<str>) {
+        super::run_log::record("error", message.as_ref());
         eprintln!("error: {}", message.as_ref());
     }
 
     /// A line on stderr even when quiet: what a question or a stop needs the operator to read.
     pub fn notice(&self, message: impl AsRef<str>) {
+        super::run_log::record("notice", message.as_ref());
         eprintln!("{}", message.as_ref());
     }
 
@@ -70,6 +73,7 @@ impl Printer {
 /// Unix tools do. (SIGPIPE stays ignored: pipes to ssh must fail as errors, not kill us.)
 pub fn out(text: &str) {
     use std::io::Write;
+    super::run_log::record("out", text);
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout
         .write_all(text.as_bytes())

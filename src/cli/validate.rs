@@ -12,6 +12,11 @@ pub fn load_or_report(path: &Path, printer: &Printer) -> Result<plan::Loaded, u8
     match plan::load(path) {
         Ok(l) => {
             keep_until_exit(std::sync::Arc::clone(&l.tree));
+            // The state directory is known from here: a command that changes the world
+            // starts its run log.
+            if let Some(warning) = super::run_log::start(&l) {
+                printer.status(warning);
+            }
             Ok(l)
         }
         Err(e @ PlanError::Read { .. }) => {

@@ -38,6 +38,26 @@ impl Plan {
         &self.hosts[name]
     }
 
+    /// Every secret the plan itself refers to (database passwords, the TSIG key, the DNS API
+    /// key), so that their values can be kept out of what is written down. IMAP passwords are
+    /// in the users files (`lifecycle::dry_run::read_users`).
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        let mut refs: Vec<&SecretRef> = self
+            .databases
+            .iter()
+            .flat_map(|d| [&d.from.password, &d.to.password])
+            .flatten()
+            .collect();
+        match self.dns.as_ref().map(|d| &d.provider) {
+            Some(DnsProvider::Rfc2136 {
+                tsig: Some(tsig), ..
+            }) => refs.push(&tsig.secret),
+            Some(DnsProvider::PowerDns { api_key, .. }) => refs.push(api_key),
+            _ => {}
+        }
+        refs
+    }
+
     /// The site's certificate and key files, rendered: its rule's own, else `cutover.tls`'s,
     /// else what `cutover.tls.discover` found in the web server's configuration; `None` when
     /// none is known for it.

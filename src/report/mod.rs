@@ -56,6 +56,68 @@ pub struct DryRunReport {
     pub panel_rows: Vec<PanelRows>,
 }
 
+impl DryRunReport {
+    /// What applying the plan would still change (`plan --detailed-exitcode`).
+    pub fn pending(&self) -> Pending {
+        Pending {
+            sites: self.sites.iter().filter(|s| s.changes_pending()).count() as u64,
+            // A sync copies such a database again: the dry run cannot tell whether its rows
+            // changed since the last copy, so it is pending until it is live (left alone).
+            databases: self
+                .databases
+                .iter()
+                .filter(|d| {
+                    matches!(
+                        d.action.as_str(),
+                        "create" | "replace_ours" | "replace_theirs"
+                    )
+                })
+                .count() as u64,
+            mailboxes: self
+                .mail
+                .iter()
+                .filter(|m| m.to_copy + m.flag_updates > 0)
+                .count() as u64,
+            dns_changes: self.totals.dns_changes,
+        }
+    }
+}
+
+/// What applying a plan would still change, per kind of unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Sites whose target differs from the source (files, links, directories, metadata,
+    /// deletes); sites live on the new side are left alone by `sync`, so never pending.
+    pub sites: u64,
+    /// Databases a sync would copy (created, or replaced).
+    pub databases: u64,
+    /// Mailboxes with messages to copy or flags to carry.
+    pub mailboxes: u64,
+    /// RRsets the switch would change.
+    pub dns_changes: u64,
+}
+
+impl Pending {
+    pub fn any(&self) -> bool {
+        self.sites + self.databases + self.mailboxes + self.dns_changes > 0
+    }
+
+    /// `2 sites, 1 DNS change`, naming only the kinds with something pending.
+    pub fn summary(&self) -> String {
+        [
+            (self.sites, "site", "sites"),
+            (self.databases, "database", "databases"),
+            (self.mailboxes, "mailbox", "mailboxes"),
+            (self.dns_changes, "DNS change", "DNS changes"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| plural(n, one, many))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
 /// One kind of a panel's rows that no tree carries, and what moves it.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct PanelRows {
@@ -314,6 +376,19 @@ impl SiteReport {
         }
     }
 
+    /// Whether a sync would change anything at the target (a live site: no, it is left alone).
+    pub fn changes_pending(&self) -> bool {
+        if self.live.is_some() {
+            return false;
+        }
+        let made = self.plan.as_ref().map_or(0, |p| {
+            p.totals.dirs_to_create + p.totals.symlinks + p.totals.nodes + p.totals.hardlinks
+        });
+        self.target_state == "missing"
+            || self.new_files + self.changed_files + self.metadata_only + self.delete_files + made
+                > 0
+    }
+
     /// What the sync deletes at the target: `3 files, 1.2 KiB`, or `-`.
     pub fn delete_label(&self) -> String {
         if self.delete_files == 0 {
@@ -555,4 +630,73 @@ pub struct Estimate {
 
 pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synced_site() -> SiteReport {
+        SiteReport {
+            name: "a.test".into(),
+            target_state: "populated".into(),
+            unchanged_files: 3,
+            ..SiteReport::default()
+        }
+    }
+
+    #[test]
+    fn a_synced_plan_has_nothing_pending() {
+        let r = DryRunReport {
+            sites: vec![synced_site()],
+            mail: vec![MailboxReport {
+                messages: 4,
+                messages_at_target: 4,
+                ..MailboxReport::default()
+            }],
+            databases: vec![DatabaseReport {
+                action: "left_alone".into(),
+                ..DatabaseReport::default()
+            }],
+            ..DryRunReport::default()
+        };
+        assert!(!r.pending().any(), "{:?}", r.pending());
+    }
+
+    #[test]
+    fn each_kind_of_change_is_pending_and_counted() {
+        let mut changed = synced_site();
+        changed.changed_files = 1;
+        let mut live = synced_site();
+        live.delete_files = 9;
+        live.live = Some("switched".into());
+        let missing = SiteReport {
+            target_state: "missing".into(),
+            ..synced_site()
+        };
+        let mut r = DryRunReport {
+            sites: vec![changed, live, missing],
+            databases: vec![DatabaseReport {
+                action: "replace_ours".into(),
+                ..DatabaseReport::default()
+            }],
+            mail: vec![MailboxReport {
+                flag_updates: 2,
+                ..MailboxReport::default()
+            }],
+            ..DryRunReport::default()
+        };
+        r.totals.dns_changes = 1;
+        let p = r.pending();
+        assert_eq!(
+            p,
+            Pending {
+                sites: 2,
+                databases: 1,
+                mailboxes: 1,
+                dns_changes: 1
+            }
+        );
+        assert_eq!(p.summary(), "2 sites, 1 database, 1 mailbox, 1 DNS change");
+    }
 }
