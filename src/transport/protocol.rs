@@ -14,9 +14,10 @@ use super::{ExecOutput, ExecRequest, FsSpace};
 use crate::tree::ScanSummary;
 use crate::tree::delta::{DeltaOp, Signature};
 use crate::tree::root::Meta;
+use crate::tree::xattr;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Refuse frames above this size: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: u32 = 1 << 30;
@@ -50,6 +51,8 @@ pub enum Call {
     Scan {
         root: PathBuf,
         exclude: Vec<String>,
+        /// The extended attributes and ACLs to list with the entries.
+        keep: xattr::Keep,
     },
     Space {
         path: PathBuf,
@@ -123,6 +126,8 @@ pub enum Call {
         meta: Meta,
         basis: Basis,
         block_len: u32,
+        /// Set on the temp file before its rename (`None`: the temp file's own are kept).
+        xattrs: Option<xattr::Wanted>,
     },
     WriteData {
         #[serde(with = "serde_bytes")]
@@ -176,6 +181,8 @@ pub enum Call {
         path: Vec<u8>,
         meta: Meta,
         is_symlink: bool,
+        /// Extended attributes and ACLs to make the entry's (`None`: left as they are).
+        xattrs: Option<xattr::Wanted>,
     },
     Remove {
         root: RootId,
@@ -191,6 +198,7 @@ pub enum Call {
         path: Vec<u8>,
         meta: Meta,
         hash: [u8; 32],
+        xattrs: Option<xattr::Wanted>,
     },
     /// Renames `from` to `path` at the target, refused when `path` exists (Maildir flag
     /// changes and `new/` to `cur/` moves, applied without sending the message).

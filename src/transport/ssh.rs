@@ -244,10 +244,16 @@ impl Transport for SshTransport {
         }
     }
 
-    fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError> {
+    fn scan_with(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: crate::tree::xattr::Keep,
+    ) -> Result<ScanSummary, TransportError> {
         match self.first().call_wait(Call::Scan {
             root: root.into(),
             exclude: exclude.to_vec(),
+            keep,
         })? {
             Reply::Scan(packed) => {
                 super::protocol::unpack_scan(&packed).map_err(|e| TransportError::Protocol {
