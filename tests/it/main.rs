@@ -23,3 +23,4 @@ mod recovery;
 mod vhffs;
 mod vhffs_rows;
 mod vhffs_units;
+mod xattrs;
