@@ -199,7 +199,8 @@ pub fn wire_bytes_of(e: &Endpoint) -> u64 {
         .unwrap_or(0)
 }
 
-/// Syncs `src` onto `dst` from listings the caller already has (scanned with `opts.exclude`),
+/// Syncs `src` onto `dst` from listings the caller already has (scanned with `opts.exclude`,
+/// and `opts.keep()`: attributes kept but not listed would be removed at the target),
 /// such as a Maildir pass that renamed messages at the target first and updated `target`.
 /// `wire_before` is `wire_bytes_of` both ends before those listings were made.
 ///
