@@ -18,6 +18,7 @@ mod harness_selftest;
 mod layers;
 mod lifecycle;
 mod mail;
+mod peer_bounds;
 mod plan_agrees;
 mod recovery;
 mod vhffs;
