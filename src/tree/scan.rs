@@ -1,6 +1,7 @@
 //! Walks a tree without following symlinks and lists what is there, for diffs and dry runs.
 
 use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -124,9 +125,7 @@ struct Stat {
 
 impl Stat {
     /// `lstat` semantics: a symlink is described, never followed.
-    fn of(path: &Path) -> std::io::Result<Stat> {
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::other("NUL in a path"))?;
+    fn of(c: &CStr) -> std::io::Result<Stat> {
         // SAFETY: an all-zero statx is a valid value to be filled.
         let mut sx: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: valid NUL-terminated path and a writable statx buffer.
@@ -198,11 +197,11 @@ pub fn scan_with(
         listed_as_root: unsafe { libc::geteuid() } == 0,
         ..ScanSummary::default()
     };
-    let read_xattrs = |summary: &mut ScanSummary, path: &Path, rel: &[u8]| {
+    let read_xattrs = |summary: &mut ScanSummary, path: &CStr, rel: &[u8]| {
         if !keep.any() {
             return;
         }
-        match xattr::read_path(path, keep) {
+        match xattr::Handle::Path(path).read(keep) {
             Ok(list) if list.is_empty() => {}
             Ok(list) => {
                 summary.xattrs.insert(rel.to_vec(), list);
@@ -221,7 +220,9 @@ pub fn scan_with(
                 gid: m.gid(),
                 mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             });
-            read_xattrs(&mut summary, root, b"");
+            if let Ok(c) = CString::new(root.as_os_str().as_bytes()) {
+                read_xattrs(&mut summary, &c, b"");
+            }
         }
         Ok(_) => {
             summary.errors.push((
@@ -261,7 +262,9 @@ pub fn scan_with(
             }
             continue;
         }
-        let meta = match Stat::of(entry.path()) {
+        // A path from the walk holds no NUL; one that did would go std's way below.
+        let c_path = CString::new(entry.path().as_os_str().as_bytes()).unwrap_or_default();
+        let meta = match Stat::of(&c_path) {
             Ok(st) => st,
             // No statx here (or the entry went): std's way, for its result or its error.
             Err(_) => match entry.metadata() {
@@ -289,7 +292,7 @@ pub fn scan_with(
             summary.flagged.push((rel.to_vec(), meta.flags));
         }
         if matches!(kind, EntryKind::File | EntryKind::Dir) {
-            read_xattrs(&mut summary, entry.path(), rel);
+            read_xattrs(&mut summary, &c_path, rel);
         }
         summary.entries.push(Entry {
             path: rel.to_vec(),
