@@ -129,6 +129,15 @@ fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
     for e in &r.skipped {
         printer.status(format!("skipped {}: {}", e.path, e.error));
     }
+    for e in &r.warnings {
+        printer.notice(format!("warning: {}: {}", e.path, e.error));
+    }
+    if r.xattrs_left_out > 0 {
+        printer.status(format!(
+            "{} entries keep their security.* or trusted.* attributes (file capabilities among them) at the source only: the target does not run as root",
+            r.xattrs_left_out
+        ));
+    }
     for e in &r.errors {
         printer.error(format!("{}: {}", e.path, e.error));
     }

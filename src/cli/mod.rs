@@ -301,6 +301,13 @@ pub enum Command {
         /// always recreated (rsync's `--specials`); sockets are never copied.
         #[arg(long)]
         devices: bool,
+        /// Keep POSIX ACLs, access and default (rsync's `-A`).
+        #[arg(short = 'A', long)]
+        acls: bool,
+        /// Keep extended attributes (rsync's `-X`): `user.*`, and `security.*` (file
+        /// capabilities) and `trusted.*` when the target runs as root.
+        #[arg(short = 'X', long)]
+        xattrs: bool,
     },
     /// Re-read both sides and list every difference: `verify SRC DST`, or `verify PLAN` for
     /// every site of a plan. Exit 1 when anything differs.
@@ -322,6 +329,12 @@ pub enum Command {
         /// node of the source is reported as refused (pairs only: a plan says it per site).
         #[arg(long)]
         devices: bool,
+        /// Compare POSIX ACLs too (a `copy -A`; pairs only: a plan says it per site).
+        #[arg(short = 'A', long)]
+        acls: bool,
+        /// Compare extended attributes too (a `copy -X`; pairs only).
+        #[arg(short = 'X', long)]
+        xattrs: bool,
     },
     /// Serve the remote side of the ssh transport on stdin/stdout (started by transhumance itself).
     #[command(hide = true)]
@@ -529,6 +542,8 @@ fn dispatch(cli: Cli) -> u8 {
             compress,
             bwlimit,
             devices,
+            acls,
+            xattrs,
         } => copy::run(
             copy::CopyArgs {
                 src,
@@ -545,6 +560,8 @@ fn dispatch(cli: Cli) -> u8 {
                     bwlimit,
                     devices,
                     relink: None,
+                    xattrs,
+                    acls,
                 },
             },
             &printer,
@@ -556,6 +573,8 @@ fn dispatch(cli: Cli) -> u8 {
             exclude,
             jobs,
             devices,
+            acls,
+            xattrs,
         } => verify::run(
             &first,
             second.as_deref(),
@@ -564,6 +583,8 @@ fn dispatch(cli: Cli) -> u8 {
                 exclude,
                 jobs: jobs.max(1),
                 devices,
+                acls,
+                xattrs,
                 ..crate::sync::SyncOptions::default()
             },
             &printer,

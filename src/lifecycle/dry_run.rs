@@ -198,6 +198,12 @@ pub fn dry_run_with(
                     format!("`{}`: {}", a.path, a.note.as_deref().unwrap_or_default()),
                 ));
             }
+            // Copied, but without the flag: the operator sets it again at the target.
+            for f in &site.flagged {
+                report
+                    .risks
+                    .push(Risk::warning("flag_not_kept", site.name.clone(), f.clone()));
+            }
             if site.unreadable > 0 {
                 report.risks.push(Risk::error(
                     "unreadable_files",
@@ -400,6 +406,8 @@ pub fn site_sync_options(plan: &Plan, site: &Site, force: bool) -> SyncOptions {
         bwlimit: plan.defaults.bwlimit,
         devices: plan.devices(site) == DevicePolicy::Keep,
         relink: site.relink.clone(),
+        xattrs: plan.keep_xattrs(site).xattrs,
+        acls: plan.keep_xattrs(site).acls,
         ..SyncOptions::default()
     }
 }
@@ -485,6 +493,11 @@ fn render_site_plan(
     r: &mut SiteReport,
 ) {
     r.unreadable = source.errors.len() as u64;
+    r.flagged = plan
+        .flagged
+        .iter()
+        .map(|(p, what)| format!("{}: {what}", String::from_utf8_lossy(p)))
+        .collect();
     for e in &source.entries {
         match e.kind {
             EntryKind::Dir => r.dirs += 1,
@@ -1202,6 +1215,7 @@ mod tests {
             root_meta: None,
             entries,
             errors: vec![],
+            ..ScanSummary::default()
         }
     }
 

@@ -481,6 +481,7 @@ mod tests {
                 entry("README", File, 3),
                 entry("empty", Dir, 0),
             ],
+            ..ScanSummary::default()
         };
         // `web/aa/bb/site` is a site (left unread), `web/aa/bb/stray` an item.
         let mut items = vec![UnmigratedItem::default()];

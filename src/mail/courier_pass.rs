@@ -653,6 +653,7 @@ fn write_files(dst: &Endpoint, files: &[Generated]) -> Result<Vec<(String, Strin
             meta: g.meta,
             basis: Basis::None,
             block_len: crate::tree::delta::block_len_for(g.bytes.len() as u64),
+            xattrs: None,
         });
         let started = started.and_then(|p| {
             ch.follow(
@@ -705,6 +706,7 @@ pub(super) fn touch_dirs(
                 path: p.clone(),
                 meta: *meta,
                 is_symlink: false,
+                xattrs: None,
             })
         })
         .collect();

@@ -244,7 +244,7 @@ pub fn sweep_listing(
             exists: source.exists,
             entries,
             errors: source.errors.clone(),
-            root_meta: None,
+            ..ScanSummary::default()
         },
         gone_at_target,
     }

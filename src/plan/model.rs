@@ -85,6 +85,17 @@ impl Plan {
             .map_or(self.defaults.devices, |r| r.devices)
     }
 
+    /// Whether a site's sync copies POSIX ACLs and extended attributes: its rule's choice,
+    /// else the defaults'.
+    pub fn keep_xattrs(&self, site: &Site) -> crate::tree::xattr::Keep {
+        let (acls, xattrs) = self
+            .rule(site.rule)
+            .map_or((self.defaults.acls, self.defaults.xattrs), |r| {
+                (r.acls, r.xattrs)
+            });
+        crate::tree::xattr::Keep { xattrs, acls }
+    }
+
     /// The site rule written at `index` under `sites:` (a binary search: rules are kept in
     /// the plan's order, and a plan may list 50,000 of them).
     pub fn rule(&self, index: usize) -> Option<&SiteRule> {
@@ -127,6 +138,9 @@ pub struct Defaults {
     pub verify: VerifyMode,
     /// Device nodes in site trees, for sites whose rule does not say (inventory sites too).
     pub devices: DevicePolicy,
+    /// POSIX ACLs and extended attributes copied, for sites whose rule does not say.
+    pub acls: bool,
+    pub xattrs: bool,
 }
 
 /// Where a site rule finds its sites.
@@ -150,6 +164,9 @@ pub struct SiteRule {
     pub exclude: Vec<String>,
     /// Device nodes in these sites' trees (the rule's own, else `defaults.devices`).
     pub devices: DevicePolicy,
+    /// POSIX ACLs and extended attributes copied (the rule's own, else the defaults').
+    pub acls: bool,
+    pub xattrs: bool,
     /// The sites' certificate and key (`None`: `cutover.tls`'s, if any).
     pub tls: Option<TlsFiles>,
     /// Where the rule stands in the plan, for errors found after expansion.

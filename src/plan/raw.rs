@@ -90,6 +90,14 @@ pub struct RawDefaults {
     /// created at the target, an error for the site) or `keep` (recreated, as root).
     #[serde(default)]
     pub devices: Option<DevicePolicy>,
+    /// Copy POSIX ACLs, access and default (as `rsync -A`). Default `true`; `false` leaves
+    /// them out (the target's own are then left alone).
+    #[serde(default)]
+    pub acls: Option<bool>,
+    /// Copy extended attributes (as `rsync -X`): `user.*`, and `security.*` (file
+    /// capabilities) and `trusted.*` when the target runs as root. Default `true`.
+    #[serde(default)]
+    pub xattrs: Option<bool>,
 }
 
 /// What a site's sync does with block and character device nodes in its tree.
@@ -138,6 +146,12 @@ pub struct RawSiteRule {
     /// Device nodes in these sites' trees: `refuse` or `keep`. Default: `defaults.devices`.
     #[serde(default)]
     pub devices: Option<DevicePolicy>,
+    /// Copy POSIX ACLs. Default: `defaults.acls`.
+    #[serde(default)]
+    pub acls: Option<bool>,
+    /// Copy extended attributes. Default: `defaults.xattrs`.
+    #[serde(default)]
+    pub xattrs: Option<bool>,
     /// The sites' TLS certificate and key on the source host, carried to the target with the
     /// site. Default: the files of `cutover.tls`.
     #[serde(default)]

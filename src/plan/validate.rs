@@ -238,7 +238,7 @@ impl Validator<'_> {
             .sites
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| self.site_rule(i, s, &hosts, base_dir, defaults.devices))
+            .filter_map(|(i, s)| self.site_rule(i, s, &hosts, base_dir, &defaults))
             .collect::<Vec<_>>();
         self.explicit_site_overlaps(&site_rules);
         let databases = raw
@@ -431,6 +431,8 @@ impl Validator<'_> {
             bwlimit,
             verify: raw.verify.unwrap_or(VerifyMode::Blake3),
             devices: raw.devices.unwrap_or(DevicePolicy::Refuse),
+            acls: raw.acls.unwrap_or(true),
+            xattrs: raw.xattrs.unwrap_or(true),
         }
     }
 
@@ -440,7 +442,7 @@ impl Validator<'_> {
         raw: &raw::RawSiteRule,
         hosts: &BTreeMap<String, Host>,
         base_dir: &Path,
-        devices: DevicePolicy,
+        defaults: &Defaults,
     ) -> Option<SiteRule> {
         let path = NodePath::root().key("sites").index(index);
         let from_local = hosts
@@ -562,7 +564,9 @@ impl Validator<'_> {
             domains,
             databases,
             exclude: raw.exclude.clone(),
-            devices: raw.devices.unwrap_or(devices),
+            devices: raw.devices.unwrap_or(defaults.devices),
+            acls: raw.acls.unwrap_or(defaults.acls),
+            xattrs: raw.xattrs.unwrap_or(defaults.xattrs),
             tls,
             origin: path,
         })
@@ -1735,6 +1739,22 @@ mod tests {
         assert!(issues[0].is_error());
         assert_eq!((issues[0].loc.line, issues[0].loc.column), (4, 12));
         assert!(issues[0].message.contains("keep"), "{issues:#?}");
+    }
+
+    #[test]
+    fn acls_and_xattrs_are_kept_unless_a_plan_key_leaves_them_out() {
+        let keep = |p: &Plan, i: usize| (p.site_rules[i].acls, p.site_rules[i].xattrs);
+        let p = plan(&format!("version: 1\nname: t\n{TWO_SITES}"));
+        assert_eq!((keep(&p, 0), keep(&p, 1)), ((true, true), (true, true)));
+        let p = plan(
+            "version: 1\nname: t\ndefaults: { acls: false }\nsites:\n  - { name: a, xattrs: false, from: { host: local, path: /a }, to: { host: local, path: /srv/a } }\n  - { name: b, acls: true, from: { host: local, path: /b }, to: { host: local, path: /srv/b } }\n",
+        );
+        assert_eq!(
+            keep(&p, 0),
+            (false, false),
+            "the default, and the rule's own"
+        );
+        assert_eq!(keep(&p, 1), (true, true), "a rule says");
     }
 
     const FREEZE: &str = "version: 1\nname: t\ncutover:\n  freeze: { run: \"touch {path}/.maintenance && echo 1 > '{path}/run/{name}.lock'; cp {path}/*.html /tmp\" }\n";

@@ -333,6 +333,10 @@ pub struct SiteReport {
     pub delete_files: u64,
     pub delete_bytes: u64,
     pub unreadable: u64,
+    /// Source files with the immutable or append-only flag, which the copy does not carry:
+    /// `path: what`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flagged: Vec<String>,
     /// Why the site may be live on the new side (from the journal): `sync` then leaves it
     /// alone, and its plan is what `--allow-live` would do.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -536,7 +540,7 @@ pub struct Risk {
     /// Stable code: `target_not_empty`, `insufficient_space`, `ttl_too_high`, `duplicate_name`,
     /// `duplicate_domain`, `unreachable`, `servers_disagree`, `database_conflict`,
     /// `unreadable_files`, `overlapping_targets`, `not_supported_yet`, `discovery_failed`,
-    /// `tsig_rejected`, `tsig_secret`, `txt_names_old_address`.
+    /// `tsig_rejected`, `tsig_secret`, `txt_names_old_address`, `flag_not_kept`.
     pub kind: String,
     /// The site, database, mailbox, zone or host concerned.
     pub subject: String,

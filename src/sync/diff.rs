@@ -1,11 +1,12 @@
 //! Compares two listings path by path: what to write, link, copy or leave at the target
 //! (`plan::decide` adds deletions and the safety refusal on top).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::plan::{FileJob, Special, SyncPlan};
 use crate::transport::protocol::Basis;
 use crate::tree::root::{Meta, key_of_temp, temp_key};
+use crate::tree::xattr::{self, Keep, Wanted, Xattr};
 use crate::tree::{Entry, EntryKind};
 
 /// Files this large or larger, already at the target, move as a delta (rsync deltas every
@@ -18,10 +19,53 @@ pub fn is_internal(path: &[u8]) -> bool {
     crate::tree::root::is_temp(path)
 }
 
-fn same_meta(a: &Entry, b: &Entry, owners: bool) -> bool {
+fn same_basic_meta(a: &Entry, b: &Entry, owners: bool) -> bool {
     a.mode & 0o7777 == b.mode & 0o7777
         && a.mtime_ns == b.mtime_ns
         && (!owners || (a.uid == b.uid && a.gid == b.gid))
+}
+
+static NO_XATTRS: BTreeMap<Vec<u8>, Vec<Xattr>> = BTreeMap::new();
+
+/// The extended attributes and ACLs both listings carry, and what of them a sync keeps.
+#[derive(Clone, Copy)]
+pub struct AttrLists<'a> {
+    pub keep: Keep,
+    /// Whether the target's writer is root (it then sets `security.*` and `trusted.*`).
+    pub root: bool,
+    pub source: &'a BTreeMap<Vec<u8>, Vec<Xattr>>,
+    pub target: &'a BTreeMap<Vec<u8>, Vec<Xattr>>,
+}
+
+impl AttrLists<'_> {
+    /// Attributes left out of the comparison and the copy.
+    pub fn none() -> AttrLists<'static> {
+        AttrLists {
+            keep: Keep::NONE,
+            root: false,
+            source: &NO_XATTRS,
+            target: &NO_XATTRS,
+        }
+    }
+
+    /// Whether `path` has the same kept attributes on both sides.
+    fn same(&self, path: &[u8]) -> bool {
+        fn of<'m>(m: &'m BTreeMap<Vec<u8>, Vec<Xattr>>, path: &[u8]) -> &'m [Xattr] {
+            m.get(path).map_or(&[], Vec::as_slice)
+        }
+        !self.keep.any()
+            || xattr::same(
+                of(self.source, path),
+                of(self.target, path),
+                self.keep,
+                self.root,
+            )
+    }
+
+    /// What the target's copy of `path` must have (`None` when attributes are not kept).
+    pub fn wanted(&self, path: &[u8]) -> Option<Wanted> {
+        Wanted::of(self.keep, self.source, path)
+    }
 }
 
 /// Answers whether a path's content differs between the sides (both hashed).
@@ -29,6 +73,7 @@ pub type ContentDiffers<'a> = &'a dyn Fn(&[u8]) -> bool;
 
 /// Plans the sync of `source` onto `target`. With `checksum`, it answers whether same-size
 /// files differ in content (the caller hashed both sides); otherwise size and mtime decide.
+/// A file or directory whose kept attributes (`attrs`) differ gets its metadata again.
 pub fn plan(
     source_root: Option<Meta>,
     source: &[Entry],
@@ -36,8 +81,17 @@ pub fn plan(
     owners: bool,
     special: &dyn Fn(&Entry) -> Special,
     checksum: Option<ContentDiffers>,
+    attrs: AttrLists,
 ) -> SyncPlan {
     let mut p = SyncPlan::default();
+    // Files and directories: their attributes count (symlinks and nodes keep their own).
+    let same_meta = |a: &Entry, b: &Entry, owners: bool| {
+        same_basic_meta(a, b, owners) && (a.kind == EntryKind::Symlink || attrs.same(&a.path))
+    };
+    let job = |s: &Entry, basis: Basis, replaces: bool| FileJob {
+        xattrs: attrs.wanted(&s.path),
+        ..job_without_xattrs(s, basis, replaces)
+    };
     let target_by_path: HashMap<&[u8], &Entry> = target
         .iter()
         .filter(|e| !is_internal(&e.path))
@@ -221,7 +275,7 @@ pub fn plan(
     p
 }
 
-fn job(s: &Entry, basis: Basis, replaces: bool) -> FileJob {
+fn job_without_xattrs(s: &Entry, basis: Basis, replaces: bool) -> FileJob {
     FileJob {
         path: s.path.clone(),
         size: s.size,
@@ -229,6 +283,7 @@ fn job(s: &Entry, basis: Basis, replaces: bool) -> FileJob {
         basis,
         copy_from: None,
         replaces,
+        xattrs: None,
     }
 }
 
@@ -294,7 +349,7 @@ mod tests {
             f("old-name", 50, 9),
             f("gone", 1, 1),
         ];
-        let p = plan(None, &src, &dst, false, &none, None);
+        let p = plan(None, &src, &dst, false, &none, None, AttrLists::none());
         let items: Vec<(ActionKind, String)> = p
             .actions()
             .into_iter()
@@ -316,7 +371,7 @@ mod tests {
         let src = vec![f("video.mp4", 100_000, 1), f("other", 100_000, 1)];
         let key = crate::tree::root::temp_key(b"video.mp4");
         let dst = vec![f(&format!(".transhumance-tmp/{key}-7b-0"), 40_000, 1)];
-        let p = plan(None, &src, &dst, false, &none, None);
+        let p = plan(None, &src, &dst, false, &none, None, AttrLists::none());
         let bases: Vec<_> = p.files.iter().map(|j| (j.path.clone(), j.basis)).collect();
         assert_eq!(
             bases,
@@ -331,7 +386,7 @@ mod tests {
             p.extra
         );
         // A source that holds such a directory (a tree that was once a target) does not send it.
-        let p = plan(None, &dst, &[], false, &none, None);
+        let p = plan(None, &dst, &[], false, &none, None, AttrLists::none());
         assert!(p.files.is_empty());
     }
 
@@ -340,16 +395,105 @@ mod tests {
         let src = vec![f("a", 10, 1)];
         let dst = vec![f("a", 10, 1)];
         assert!(
-            plan(None, &src, &dst, false, &none, Some(&|_| false))
-                .files
-                .is_empty()
+            plan(
+                None,
+                &src,
+                &dst,
+                false,
+                &none,
+                Some(&|_| false),
+                AttrLists::none()
+            )
+            .files
+            .is_empty()
         );
         assert_eq!(
-            plan(None, &src, &dst, false, &none, Some(&|_| true))
-                .files
-                .len(),
+            plan(
+                None,
+                &src,
+                &dst,
+                false,
+                &none,
+                Some(&|_| true),
+                AttrLists::none()
+            )
+            .files
+            .len(),
             1
         );
+    }
+
+    #[test]
+    fn an_acl_or_xattr_change_alone_reapplies_metadata_and_sends_nothing() {
+        let x = |name: &str, value: &str| Xattr {
+            name: name.into(),
+            value: value.into(),
+        };
+        let dir = |path: &str| Entry {
+            kind: EntryKind::Dir,
+            mode: 0o040755,
+            ..f(path, 0, 1)
+        };
+        let src = vec![dir("d"), f("d/a", 10, 1), f("d/b", 10, 1), f("new", 5, 1)];
+        let dst = vec![dir("d"), f("d/a", 10, 1), f("d/b", 10, 1)];
+        let source: BTreeMap<Vec<u8>, Vec<Xattr>> = [
+            (b"d".to_vec(), vec![x("system.posix_acl_default", "new")]),
+            (b"d/a".to_vec(), vec![x("system.posix_acl_access", "new")]),
+            (b"d/b".to_vec(), vec![x("security.capability", "cap")]),
+            (b"new".to_vec(), vec![x("user.mime", "text/plain")]),
+        ]
+        .into();
+        let target: BTreeMap<Vec<u8>, Vec<Xattr>> = [
+            (b"d".to_vec(), vec![x("system.posix_acl_default", "old")]),
+            (b"d/a".to_vec(), vec![x("system.posix_acl_access", "old")]),
+        ]
+        .into();
+        let attrs = AttrLists {
+            keep: Keep::ALL,
+            root: false,
+            source: &source,
+            target: &target,
+        };
+        let p = plan(None, &src, &dst, false, &none, None, attrs);
+        let metas: Vec<&[u8]> = p.metas.iter().map(|m| m.0.as_slice()).collect();
+        assert_eq!(
+            metas,
+            [b"d/a"],
+            "d/b's capability is not the target's to set"
+        );
+        assert!(p.dir_metas.iter().any(|d| d.0 == b"d"));
+        let jobs: Vec<(&[u8], Option<Wanted>)> = p
+            .files
+            .iter()
+            .map(|j| (j.path.as_slice(), j.xattrs.clone()))
+            .collect();
+        assert_eq!(
+            jobs,
+            [(
+                &b"new"[..],
+                Some(Wanted {
+                    keep: Keep::ALL,
+                    list: vec![x("user.mime", "text/plain")]
+                })
+            )],
+            "only the new file is sent, with its attributes"
+        );
+        // As root, the capability counts; without keeping attributes, nothing does.
+        let p = plan(
+            None,
+            &src,
+            &dst,
+            false,
+            &none,
+            None,
+            AttrLists {
+                root: true,
+                ..attrs
+            },
+        );
+        assert_eq!(p.metas.len(), 2);
+        let p = plan(None, &src, &dst, false, &none, None, AttrLists::none());
+        assert!(p.metas.is_empty() && p.files[0].xattrs.is_none());
     }
 
     #[test]

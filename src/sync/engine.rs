@@ -45,6 +45,21 @@ pub struct SyncOptions {
     /// Symlinks into the source's data directory point into the target's (`Relink`): the
     /// source listing is read as rewritten, so plans, writes and verification agree.
     pub relink: Option<crate::plan::Relink>,
+    /// Keep extended attributes (rsync's `-X`): `user.*`, and `security.*` (file
+    /// capabilities) and `trusted.*` where the target runs as root.
+    pub xattrs: bool,
+    /// Keep POSIX ACLs, access and default (rsync's `-A`).
+    pub acls: bool,
+}
+
+impl SyncOptions {
+    /// The extended attributes and ACLs listed, compared and copied.
+    pub fn keep(&self) -> crate::tree::xattr::Keep {
+        crate::tree::xattr::Keep {
+            xattrs: self.xattrs,
+            acls: self.acls,
+        }
+    }
 }
 
 impl Default for SyncOptions {
@@ -60,6 +75,8 @@ impl Default for SyncOptions {
             bwlimit: None,
             devices: false,
             relink: None,
+            xattrs: false,
+            acls: false,
         }
     }
 }
@@ -103,6 +120,13 @@ pub struct SyncReport {
     pub verified: u64,
     pub errors: Vec<FileError>,
     pub skipped: Vec<FileError>,
+    /// Source entries whose `security.*`/`trusted.*` attributes were not copied (the target
+    /// does not run as root): left out as rsync does, and said.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub xattrs_left_out: u64,
+    /// What a copy could not carry, path by path (immutable and append-only flags).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FileError>,
     /// A safety refusal the operator let through (`--allow delete-share`, `--force`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overridden: Option<String>,
@@ -139,6 +163,10 @@ fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Syncs `src` onto `dst`.
 ///
 /// # Errors
@@ -171,7 +199,8 @@ pub fn wire_bytes_of(e: &Endpoint) -> u64 {
         .unwrap_or(0)
 }
 
-/// Syncs `src` onto `dst` from listings the caller already has (scanned with `opts.exclude`),
+/// Syncs `src` onto `dst` from listings the caller already has (scanned with `opts.exclude`,
+/// and `opts.keep()`: attributes kept but not listed would be removed at the target),
 /// such as a Maildir pass that renamed messages at the target first and updated `target`.
 /// `wire_before` is `wire_bytes_of` both ends before those listings were made.
 ///
@@ -286,6 +315,13 @@ fn run(
     // Refused entries fail the run (exit 1, the site fails) while the rest is still copied.
     for (p, why) in &plan.refused {
         report.errors.push(FileError {
+            path: show(p),
+            error: why.clone(),
+        });
+    }
+    report.xattrs_left_out = plan.xattrs_left_out;
+    for (p, why) in &plan.flagged {
+        report.warnings.push(FileError {
             path: show(p),
             error: why.clone(),
         });
@@ -634,6 +670,7 @@ fn execute(
                     path: p.clone(),
                     meta: *m,
                     is_symlink: *l,
+                    xattrs: if *l { None } else { plan.wanted_xattrs(p) },
                 }),
             )
         })
@@ -666,6 +703,7 @@ fn execute(
                     path: p.clone(),
                     meta: *m,
                     is_symlink: false,
+                    xattrs: plan.wanted_xattrs(p),
                 }),
             )
         })
@@ -741,6 +779,7 @@ fn transfer(
                 path: job.path.clone(),
                 meta: job.meta,
                 hash: source_hash,
+                xattrs: job.xattrs.clone(),
             });
             if let Ok(Reply::Done(Outcome { hash: Some(h), .. })) = copied
                 && h == source_hash
@@ -787,6 +826,7 @@ fn transfer(
                 meta: job.meta,
                 basis,
                 block_len,
+                xattrs: job.xattrs.clone(),
             })
             .map_err(|e| e.to_string())?;
         let id = pending.id;

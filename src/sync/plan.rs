@@ -1,7 +1,7 @@
 //! The file engine's plan: every decision a sync makes, as a value the dry run renders and
 //! `apply` carries out, so that what is announced and what is done come from one place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Serialize, Serializer};
 
@@ -10,6 +10,7 @@ use super::engine::{Endpoint, SyncError, SyncOptions};
 pub use crate::report::files::{ActionKind, PlanSummary, PlanTotals, PlannedAction};
 use crate::transport::protocol::Basis;
 use crate::tree::root::Meta;
+use crate::tree::xattr::{self, Keep, Wanted, Xattr};
 use crate::tree::{Entry, EntryKind, ScanSummary};
 
 /// One file to write at the target.
@@ -23,6 +24,8 @@ pub struct FileJob {
     pub copy_from: Option<Vec<u8>>,
     /// A file of that name is at the target already (an update, not a creation).
     pub replaces: bool,
+    /// Extended attributes and ACLs set on it before its rename (when kept).
+    pub xattrs: Option<crate::tree::xattr::Wanted>,
 }
 
 /// One path removed at the target, with what goes with it (a directory takes its content).
@@ -69,6 +72,16 @@ pub struct SyncPlan {
     pub refusal: Option<String>,
     /// The refusal the operator let through (`--allow delete-share`, `--force`), to be said.
     pub overridden: Option<String>,
+    /// The extended attributes and ACLs kept, and the source's (files and directories that
+    /// have any; `b""` is the root): what `SetMeta` makes a target entry's.
+    pub keep: Keep,
+    pub source_xattrs: BTreeMap<Vec<u8>, Vec<Xattr>>,
+    /// Source entries whose `security.*` or `trusted.*` attributes (file capabilities among
+    /// them) are not copied: the target does not run as root.
+    pub xattrs_left_out: u64,
+    /// Source entries with the immutable or append-only flag, which a copy does not carry:
+    /// warnings naming each.
+    pub flagged: Vec<(Vec<u8>, String)>,
 }
 
 fn show(p: &[u8]) -> String {
@@ -76,6 +89,11 @@ fn show(p: &[u8]) -> String {
 }
 
 impl SyncPlan {
+    /// What the target's `path` must have of the kept attributes (`None`: not kept).
+    pub fn wanted_xattrs(&self, path: &[u8]) -> Option<Wanted> {
+        Wanted::of(self.keep, &self.source_xattrs, path)
+    }
+
     /// Every action with its path, sorted by path (then by action): a stable order.
     pub fn actions(&self) -> Vec<PlannedAction> {
         let act = |path: &[u8], action, size, send| PlannedAction {
@@ -277,6 +295,14 @@ pub fn decide(
     differs: Option<ContentDiffers>,
 ) -> SyncPlan {
     let root = running_as_root();
+    let keep = opts.keep();
+    let attrs = diff::AttrLists {
+        keep,
+        // The target's own lister says whether its writer may set root's namespaces.
+        root: target.listed_as_root,
+        source: &source.xattrs,
+        target: &target.xattrs,
+    };
     let mut plan = diff::plan(
         source.root_meta,
         &source.entries,
@@ -284,7 +310,32 @@ pub fn decide(
         root,
         &|e| special(e, opts.devices, root),
         differs,
+        attrs,
     );
+    if keep.any() {
+        plan.keep = keep;
+        plan.source_xattrs = source.xattrs.clone();
+        if !target.listed_as_root {
+            plan.xattrs_left_out = source
+                .xattrs
+                .values()
+                .filter(|l| xattr::root_only(l, keep) > 0)
+                .count() as u64;
+        }
+    }
+    plan.flagged = source
+        .flagged
+        .iter()
+        .map(|(p, flags)| {
+            (
+                p.clone(),
+                format!(
+                    "{}: the copy does not carry this flag (set it again at the target with chattr if it must stay)",
+                    crate::tree::scan::describe_flags(*flags)
+                ),
+            )
+        })
+        .collect();
     let sizes: HashMap<&[u8], (EntryKind, u64)> = target
         .entries
         .iter()
@@ -362,9 +413,10 @@ pub fn scan_both(
     dst: &Endpoint,
     opts: &SyncOptions,
 ) -> Result<(ScanSummary, ScanSummary), SyncError> {
+    let keep = opts.keep();
     let (source, target) = std::thread::scope(|s| {
-        let t = s.spawn(|| dst.transport.scan(&dst.root, &opts.exclude));
-        let source = src.transport.scan(&src.root, &opts.exclude);
+        let t = s.spawn(|| dst.transport.scan_with(&dst.root, &opts.exclude, keep));
+        let source = src.transport.scan_with(&src.root, &opts.exclude, keep);
         (source, t.join().expect("scan thread"))
     });
     let mut source = source?;
@@ -596,6 +648,50 @@ mod tests {
         let t = p.totals();
         assert_eq!((t.files_to_send, t.bytes_to_send), (2, 108));
         assert_eq!((t.new_files, t.changed_files), (3, 1));
+    }
+
+    #[test]
+    fn root_only_attributes_are_counted_and_flags_named_when_not_kept() {
+        let cap = Xattr {
+            name: b"security.capability".to_vec(),
+            value: b"c".to_vec(),
+        };
+        let mut src = listing(vec![
+            entry("ping", EntryKind::File, 5, 1),
+            entry("log", EntryKind::File, 5, 1),
+        ]);
+        src.xattrs.insert(b"ping".to_vec(), vec![cap]);
+        src.flagged
+            .push((b"log".to_vec(), libc::STATX_ATTR_APPEND as u64));
+        let dst = listing(vec![]);
+        let keep = SyncOptions {
+            xattrs: true,
+            ..SyncOptions::default()
+        };
+        let p = decide(&src, &dst, &keep, None);
+        assert_eq!(p.xattrs_left_out, 1, "the target does not run as root");
+        assert_eq!(p.flagged.len(), 1);
+        assert_eq!(p.flagged[0].0, b"log");
+        assert!(
+            p.flagged[0].1.starts_with("append-only"),
+            "{}",
+            p.flagged[0].1
+        );
+        let as_root = listing_as_root(vec![]);
+        assert_eq!(decide(&src, &as_root, &keep, None).xattrs_left_out, 0);
+        let p = decide(&src, &dst, &SyncOptions::default(), None);
+        assert_eq!(
+            p.xattrs_left_out, 0,
+            "attributes not kept: nothing left out"
+        );
+        assert!(p.wanted_xattrs(b"ping").is_none());
+    }
+
+    fn listing_as_root(entries: Vec<Entry>) -> ScanSummary {
+        ScanSummary {
+            listed_as_root: true,
+            ..listing(entries)
+        }
     }
 
     fn node(path: &str, kind: u32, rdev: u64) -> Entry {

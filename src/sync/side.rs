@@ -95,14 +95,10 @@ impl Side {
             .sum()
     }
 
-    /// A connection error when any stream of this side is gone.
+    /// A connection error when any stream of this side is gone (a protocol error when its
+    /// peer broke the protocol: a frame over the limit, bytes that do not decode).
     pub fn lost(&self) -> Option<TransportError> {
-        self.channels.iter().find_map(|(c, _)| {
-            c.lost().map(|why| TransportError::Connect {
-                host: c.host().into(),
-                message: format!("connection lost: {why}"),
-            })
-        })
+        self.channels.iter().find_map(|(c, _)| c.lost_as_error())
     }
 
     pub fn pick(&self, worker: usize) -> &(Arc<dyn Channel>, RootId) {

@@ -53,7 +53,8 @@ pub fn verify(
     observer: &dyn Observer,
 ) -> Result<VerifyReport, SyncError> {
     let (exclude, jobs) = (&opts.exclude, opts.jobs.max(1));
-    let mut source = src.transport.scan(&src.root, exclude)?;
+    let keep = opts.keep();
+    let mut source = src.transport.scan_with(&src.root, exclude, keep)?;
     super::plan::relinked(&mut source, opts);
     if !source.exists {
         return Err(SyncError::SourceMissing(format!(
@@ -62,7 +63,7 @@ pub fn verify(
             src.root.display()
         )));
     }
-    let target = dst.transport.scan(&dst.root, exclude)?;
+    let target = dst.transport.scan_with(&dst.root, exclude, keep)?;
     let mut report = VerifyReport::default();
     let by_path: HashMap<&[u8], &Entry> = target
         .entries
@@ -88,6 +89,20 @@ pub fn verify(
                 }
             }
         }
+        if let Some(t) = by_path.get(s.path.as_slice())
+            && t.kind == s.kind
+            && matches!(s.kind, EntryKind::File | EntryKind::Dir)
+            && !crate::tree::xattr::same(
+                source.xattrs_of(&s.path),
+                target.xattrs_of(&t.path),
+                keep,
+                target.listed_as_root,
+            )
+        {
+            report
+                .different
+                .push(format!("{} (ACLs or extended attributes)", show(&s.path)));
+        }
         match by_path.get(s.path.as_slice()) {
             None => report.missing.push(show(&s.path)),
             Some(t) if t.kind != s.kind => {
@@ -110,6 +125,16 @@ pub fn verify(
             }
             Some(_) => {}
         }
+    }
+    if !crate::tree::xattr::same(
+        source.xattrs_of(b""),
+        target.xattrs_of(b""),
+        keep,
+        target.listed_as_root,
+    ) {
+        report
+            .different
+            .push(". (ACLs or extended attributes)".into());
     }
     let src_paths: std::collections::HashSet<&[u8]> =
         source.entries.iter().map(|e| e.path.as_slice()).collect();

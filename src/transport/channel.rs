@@ -13,10 +13,39 @@ use super::server::Server;
 /// How many replies of one call may wait unread before the stream pauses (bounds memory).
 const REPLY_BUFFER: usize = 64;
 
+/// Why a stream to an agent is gone.
+#[derive(Debug, Clone)]
+struct Broken {
+    message: String,
+    /// The peer broke the protocol (a frame over the limit, bytes that do not decode): a
+    /// protocol error, not a lost connection worth another try.
+    protocol: bool,
+}
+
+type BrokenState = Arc<Mutex<Option<Broken>>>;
+
+impl Broken {
+    fn error(&self, host: &str) -> TransportError {
+        if self.protocol {
+            TransportError::Protocol {
+                host: host.into(),
+                message: self.message.clone(),
+            }
+        } else {
+            TransportError::Connect {
+                host: host.into(),
+                message: format!("connection lost: {}", self.message),
+            }
+        }
+    }
+}
+
 /// A call in flight: its id (for follow-up frames such as `WriteData`) and its replies.
 pub struct Pending {
     pub id: u64,
     pub replies: Receiver<Reply>,
+    /// Why the stream went, once it did (remote streams only).
+    broken: Option<BrokenState>,
 }
 
 impl Pending {
@@ -36,9 +65,16 @@ impl Pending {
                 Ok(r) if r.is_terminal() => return Ok(r),
                 Ok(_) => {}
                 Err(_) => {
-                    return Err(TransportError::Connect {
-                        host: host.into(),
-                        message: "connection lost while waiting for a reply".into(),
+                    let broken = self
+                        .broken
+                        .as_ref()
+                        .and_then(|b| b.lock().unwrap_or_else(|e| e.into_inner()).clone());
+                    return Err(match broken {
+                        Some(b) if b.protocol => b.error(host),
+                        _ => TransportError::Connect {
+                            host: host.into(),
+                            message: "connection lost while waiting for a reply".into(),
+                        },
                     });
                 }
             }
@@ -78,6 +114,15 @@ pub trait Channel: Send + Sync {
     /// Why the stream is gone, when it is (the connection dropped or the agent died).
     fn lost(&self) -> Option<String> {
         None
+    }
+
+    /// The error a gone stream means: a protocol error when the peer broke the protocol, a
+    /// lost connection otherwise.
+    fn lost_as_error(&self) -> Option<TransportError> {
+        self.lost().map(|why| TransportError::Connect {
+            host: self.host().into(),
+            message: format!("connection lost: {why}"),
+        })
     }
 }
 
@@ -147,7 +192,11 @@ impl Channel for LocalChannel {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, tx);
         }
-        Ok(Pending { id, replies: rx })
+        Ok(Pending {
+            id,
+            replies: rx,
+            broken: None,
+        })
     }
 
     fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
@@ -176,7 +225,7 @@ pub struct RemoteChannel {
     writer: Mutex<Box<dyn Write + Send>>,
     pending: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>>,
     next: AtomicU64,
-    broken: Arc<Mutex<Option<String>>>,
+    broken: BrokenState,
     sent: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
 }
@@ -190,7 +239,7 @@ impl RemoteChannel {
         stderr: Arc<Mutex<Vec<u8>>>,
     ) -> RemoteChannel {
         let pending: Arc<Mutex<HashMap<u64, SyncSender<Reply>>>> = Arc::default();
-        let broken: Arc<Mutex<Option<String>>> = Arc::default();
+        let broken: BrokenState = Arc::default();
         let (p, b) = (pending.clone(), broken.clone());
         let (sent, received) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let counter = received.clone();
@@ -219,18 +268,22 @@ impl RemoteChannel {
                         }
                     }
                     Ok(Some(Response::Hello { .. })) => {}
-                    Ok(None) => break "the agent closed the stream".to_string(),
-                    Err(e) => break e.to_string(),
+                    Ok(None) => break ("the agent closed the stream".to_string(), false),
+                    Err(e) => break (e.to_string(), e.kind() == std::io::ErrorKind::InvalidData),
                 }
             };
+            let (reason, protocol) = reason;
             let said = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
                 .trim()
                 .to_string();
             let mut waiting = p.lock().unwrap_or_else(|e| e.into_inner());
-            *b.lock().unwrap_or_else(|e| e.into_inner()) = Some(if said.is_empty() {
-                reason
-            } else {
-                format!("{reason} (ssh: {said})")
+            *b.lock().unwrap_or_else(|e| e.into_inner()) = Some(Broken {
+                message: if said.is_empty() {
+                    reason
+                } else {
+                    format!("{reason} (ssh: {said})")
+                },
+                protocol,
             });
             // Waking every waiter with a closed channel reports the loss to each call.
             waiting.clear();
@@ -254,15 +307,21 @@ impl RemoteChannel {
     }
 
     fn lost_error(&self) -> TransportError {
-        let why = self
+        match self
             .broken
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .unwrap_or_else(|| "connection lost".into());
-        TransportError::Connect {
-            host: self.host.clone(),
-            message: why,
+        {
+            Some(b) if b.protocol => b.error(&self.host),
+            Some(b) => TransportError::Connect {
+                host: self.host.clone(),
+                message: b.message,
+            },
+            None => TransportError::Connect {
+                host: self.host.clone(),
+                message: "connection lost".into(),
+            },
         }
     }
 
@@ -306,7 +365,11 @@ impl Channel for RemoteChannel {
         // A write start is followed by data frames at once: no need to flush yet.
         let flush = !matches!(call, Call::WriteBegin { .. });
         self.send(&Request::Call { id, call }, flush)?;
-        Ok(Pending { id, replies: rx })
+        Ok(Pending {
+            id,
+            replies: rx,
+            broken: Some(self.broken.clone()),
+        })
     }
 
     fn follow(&self, id: u64, call: Call) -> Result<(), TransportError> {
@@ -325,7 +388,16 @@ impl Channel for RemoteChannel {
         self.broken
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
+            .map(|b| b.message.clone())
+    }
+
+    fn lost_as_error(&self) -> Option<TransportError> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| b.error(&self.host))
     }
 
     fn wire_bytes(&self) -> (u64, u64) {

@@ -97,8 +97,13 @@ impl Transport for LocalTransport {
         Ok(current)
     }
 
-    fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError> {
-        tree::scan(root, exclude).map_err(|e| self.path_error(root, e))
+    fn scan_with(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: tree::xattr::Keep,
+    ) -> Result<ScanSummary, TransportError> {
+        tree::scan_with(root, exclude, keep).map_err(|e| self.path_error(root, e))
     }
 
     fn space(&self, path: &Path) -> Result<FsSpace, TransportError> {

@@ -154,7 +154,20 @@ pub trait Transport: Send + Sync {
     ///
     /// # Errors
     /// An unreachable host or invalid excludes; unreadable entries are in the summary.
-    fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError>;
+    fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError> {
+        self.scan_with(root, exclude, crate::tree::xattr::Keep::NONE)
+    }
+
+    /// Lists the tree under `root` with the extended attributes and ACLs `keep` covers.
+    ///
+    /// # Errors
+    /// As `scan`.
+    fn scan_with(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: crate::tree::xattr::Keep,
+    ) -> Result<ScanSummary, TransportError>;
 
     /// Space of the file system that holds `path` (or its nearest existing parent).
     ///

@@ -12,6 +12,7 @@ use super::protocol::{Basis, Call, Outcome, Reply, RootId};
 use super::{LocalTransport, Transport, TransportError};
 use crate::tree::delta::{self, DeltaOp};
 use crate::tree::root::{Meta, SafeRoot, TempFile};
+use crate::tree::xattr::Wanted;
 
 const CHUNK: usize = 256 * 1024;
 /// Literal bytes gathered before a batch of delta ops is sent.
@@ -23,6 +24,8 @@ struct Write {
     basis: Option<(File, u64)>,
     block_len: u32,
     meta: Meta,
+    /// Set on the temp file before its rename.
+    xattrs: Option<Wanted>,
     hasher: blake3::Hasher,
     len: u64,
     error: Option<String>,
@@ -135,8 +138,12 @@ impl Server {
                 .glob_dirs(&pattern)
                 .map(|d| Some(Reply::Dirs(d)))
                 .map_err(failure),
-            Call::Scan { root, exclude } => local
-                .scan(&root, &exclude)
+            Call::Scan {
+                root,
+                exclude,
+                keep,
+            } => local
+                .scan_with(&root, &exclude, keep)
                 .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
                 .map_err(failure),
             Call::Space { path } => local
@@ -234,8 +241,9 @@ impl Server {
                 meta,
                 basis,
                 block_len,
+                xattrs,
             } => {
-                self.write_begin(id, root, path, meta, basis, block_len);
+                self.write_begin(id, root, path, meta, basis, block_len, xattrs);
                 Ok(None)
             }
             Call::WriteData { data } => {
@@ -286,7 +294,10 @@ impl Server {
                 path,
                 meta,
                 is_symlink,
-            } => self.done(root, &path, |r| r.set_meta(&path, &meta, is_symlink)),
+                xattrs,
+            } => self.done(root, &path, |r| {
+                r.set_meta_with(&path, &meta, is_symlink, xattrs.as_ref())
+            }),
             Call::Remove { root, path } => self.done(root, &path, |r| r.remove(&path)),
             Call::LocalCopy {
                 root,
@@ -294,10 +305,11 @@ impl Server {
                 path,
                 meta,
                 hash,
+                xattrs,
             } => self
                 .root(root)
                 .and_then(|r| {
-                    r.local_copy(&from, &path, &meta, &hash)
+                    r.local_copy(&from, &path, &meta, &hash, xattrs.as_ref())
                         .map_err(|e| format!("{}: {e}", show(&path)))
                 })
                 .map(|h| {
@@ -619,6 +631,7 @@ impl Server {
         }))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_begin(
         &self,
         id: u64,
@@ -627,6 +640,7 @@ impl Server {
         meta: Meta,
         basis: Basis,
         block_len: u32,
+        xattrs: Option<Wanted>,
     ) {
         let mut w = Write {
             root: None,
@@ -634,6 +648,7 @@ impl Server {
             basis: None,
             block_len,
             meta,
+            xattrs,
             hasher: blake3::Hasher::new(),
             len: 0,
             error: None,
@@ -718,8 +733,12 @@ impl Server {
                 show(&w.path)
             ));
         }
-        temp.commit(&w.meta, w.root.as_ref().is_some_and(|r| r.set_owner))
-            .map_err(|e| format!("{}: {e}", show(&w.path)))?;
+        temp.commit_with(
+            &w.meta,
+            w.root.as_ref().is_some_and(|r| r.set_owner),
+            w.xattrs.as_ref(),
+        )
+        .map_err(|e| format!("{}: {e}", show(&w.path)))?;
         Ok(Reply::Done(Outcome {
             hash: Some(hash),
             len: w.len,

@@ -244,19 +244,18 @@ impl Transport for SshTransport {
         }
     }
 
-    fn scan(&self, root: &Path, exclude: &[String]) -> Result<ScanSummary, TransportError> {
-        match self.first().call_wait(Call::Scan {
+    fn scan_with(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: crate::tree::xattr::Keep,
+    ) -> Result<ScanSummary, TransportError> {
+        let reply = self.first().call_wait(Call::Scan {
             root: root.into(),
             exclude: exclude.to_vec(),
-        })? {
-            Reply::Scan(packed) => {
-                super::protocol::unpack_scan(&packed).map_err(|e| TransportError::Protocol {
-                    host: self.host.clone(),
-                    message: format!("listing: {e}"),
-                })
-            }
-            r => Err(self.unexpected(r)),
-        }
+            keep,
+        })?;
+        scan_reply(&self.host, reply)
     }
 
     fn space(&self, path: &Path) -> Result<FsSpace, TransportError> {
@@ -307,6 +306,25 @@ impl Transport for SshTransport {
             channels.push(Arc::new(channel));
         }
         Ok(channels[index].clone())
+    }
+}
+
+/// The listing a `Scan` call's reply holds, unpacked within the bounds a peer's data gets
+/// (`protocol::inflate`); anything else from `host` is a protocol error naming it.
+///
+/// # Errors
+/// `TransportError::Protocol`: an unexpected reply, or a listing that is corrupt or would
+/// inflate past its bound.
+pub fn scan_reply(host: &str, reply: Reply) -> Result<ScanSummary, TransportError> {
+    let protocol = |message: String| TransportError::Protocol {
+        host: host.into(),
+        message,
+    };
+    match reply {
+        Reply::Scan(packed) => {
+            super::protocol::unpack_scan(&packed).map_err(|e| protocol(e.to_string()))
+        }
+        r => Err(protocol(format!("unexpected answer {r:?}"))),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod exclude;
 pub mod root;
 pub mod scan;
 pub mod stamp;
+pub mod xattr;
 
 pub use exclude::ExcludeSet;
-pub use scan::{Entry, EntryKind, ScanSummary, scan};
+pub use scan::{Entry, EntryKind, ScanSummary, scan, scan_with};

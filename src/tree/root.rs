@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::xattr::{Handle, Wanted};
+
 /// Metadata applied to what we create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -579,6 +581,21 @@ impl SafeRoot {
     /// # Errors
     /// Unsafe path or I/O errors.
     pub fn set_meta(&self, rel: &[u8], meta: &Meta, is_symlink: bool) -> io::Result<()> {
+        self.set_meta_with(rel, meta, is_symlink, None)
+    }
+
+    /// As `set_meta`, also making the entry's extended attributes and ACLs `xattrs` (on files
+    /// and directories; a symlink keeps its own).
+    ///
+    /// # Errors
+    /// As `set_meta`, or an attribute that cannot be set.
+    pub fn set_meta_with(
+        &self,
+        rel: &[u8],
+        meta: &Meta,
+        is_symlink: bool,
+        xattrs: Option<&Wanted>,
+    ) -> io::Result<()> {
         let (dir, name) = if rel.is_empty() {
             (
                 std::sync::Arc::new(self.open_beneath(b"", libc::O_PATH | libc::O_DIRECTORY, 0)?),
@@ -587,7 +604,7 @@ impl SafeRoot {
         } else {
             self.parent(rel)?
         };
-        apply_meta(&dir, &name, meta, is_symlink, self.set_owner)
+        apply_meta(&dir, &name, meta, is_symlink, self.set_owner, xattrs)
     }
 
     /// Removes a file, symlink, or a directory with everything under it.
@@ -611,6 +628,7 @@ impl SafeRoot {
         to: &[u8],
         meta: &Meta,
         expected: &[u8; 32],
+        xattrs: Option<&Wanted>,
     ) -> io::Result<blake3::Hash> {
         let mut src = self.open_read(from)?;
         let (mut temp, _) = self.create_temp(to, false)?;
@@ -633,7 +651,7 @@ impl SafeRoot {
                 "content differs from the source's (BLAKE3): not copied",
             ));
         }
-        temp.commit(meta, self.set_owner)?;
+        temp.commit_with(meta, self.set_owner, xattrs)?;
         Ok(hash)
     }
 
@@ -758,11 +776,25 @@ impl TempFile {
     /// # Errors
     /// I/O errors; `AlreadyExists` for a conflict.
     pub fn commit(self, meta: &Meta, set_owner: bool) -> io::Result<()> {
+        self.commit_with(meta, set_owner, None)
+    }
+
+    /// As `commit`, with the extended attributes and ACLs `xattrs` set on the temp file first:
+    /// the file appears under its name with all of them, or not at all.
+    ///
+    /// # Errors
+    /// As `commit`, or an attribute that cannot be set.
+    pub fn commit_with(
+        self,
+        meta: &Meta,
+        set_owner: bool,
+        xattrs: Option<&Wanted>,
+    ) -> io::Result<()> {
         if self.trailing_hole {
             let len = self.file.stream_position_len()?;
             self.file.set_len(len)?;
         }
-        apply_meta_fd(&self.file, meta, set_owner)?;
+        apply_meta_fd(&self.file, meta, set_owner, xattrs)?;
         let mut ours: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid fd and stat buffer.
         check(unsafe { libc::fstat(self.file.as_raw_fd(), &mut ours) })?;
@@ -989,6 +1021,7 @@ fn apply_meta(
     meta: &Meta,
     is_symlink: bool,
     set_owner: bool,
+    xattrs: Option<&Wanted>,
 ) -> io::Result<()> {
     // Pin the entry itself (O_PATH, never following a link), then change it through that fd:
     // an entry swapped for a symlink after the check cannot redirect a chmod outside the root.
@@ -1048,6 +1081,10 @@ fn apply_meta(
     }
     // /proc/self/fd/N names the pinned inode: chmod and times reach it and nothing else.
     let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+    if let Some(wanted) = xattrs {
+        // Before the chmod: setting an ACL rewrites the group bits, the mode then puts them back.
+        Handle::Pinned(&proc_path).apply(wanted, set_owner)?;
+    }
     // SAFETY: valid path.
     check(unsafe { libc::chmod(proc_path.as_ptr(), (meta.mode & 0o7777) as libc::mode_t) })?;
     // SAFETY: valid path and two timespecs.
@@ -1055,7 +1092,12 @@ fn apply_meta(
         .map(|_| ())
 }
 
-fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
+fn apply_meta_fd(
+    file: &File,
+    meta: &Meta,
+    set_owner: bool,
+    xattrs: Option<&Wanted>,
+) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: geteuid and getegid have no preconditions.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -1063,6 +1105,10 @@ fn apply_meta_fd(file: &File, meta: &Meta, set_owner: bool) -> io::Result<()> {
     if set_owner && (meta.uid != uid || meta.gid != gid) {
         // SAFETY: valid fd.
         check(unsafe { libc::fchown(fd, meta.uid, meta.gid) })?;
+    }
+    if let Some(wanted) = xattrs {
+        // After chown (it clears file capabilities), before chmod (an ACL rewrites group bits).
+        Handle::Fd(fd).apply(wanted, set_owner)?;
     }
     // After chown: changing the owner clears setuid bits, so the mode comes second.
     // SAFETY: valid fd.
@@ -1152,6 +1198,78 @@ mod tests {
             1,
             "no temp left"
         );
+    }
+
+    /// A POSIX ACL as the kernel stores it: version 2, then (tag, perm, id) entries.
+    fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in entries {
+            v.extend(tag.to_le_bytes());
+            v.extend(perm.to_le_bytes());
+            v.extend(id.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn acls_and_xattrs_land_with_the_file_and_are_made_exact() {
+        use crate::tree::xattr::{ACL_ACCESS, ACL_DEFAULT, Keep, Xattr, read_path};
+        const ANY: u32 = u32::MAX;
+        let x = |name: &[u8], value: &[u8]| Xattr {
+            name: name.to_vec(),
+            value: value.to_vec(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        root.mkdir(b"d", 0o755).unwrap();
+        // user rw-, user 1000 rw-, group r--, mask rw-, other r--: mode 0664.
+        let access = acl(&[
+            (0x01, 6, ANY),
+            (0x02, 6, 1000),
+            (0x04, 4, ANY),
+            (0x10, 6, ANY),
+            (0x20, 4, ANY),
+        ]);
+        let wanted = Wanted {
+            keep: Keep::ALL,
+            list: vec![x(ACL_ACCESS, &access), x(b"user.origin", b"old-web")],
+        };
+        let (mut t, _) = root.create_temp(b"d/f", false).unwrap();
+        t.write_data(b"shared").unwrap();
+        match t.commit_with(&meta(0o664), false, Some(&wanted)) {
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return,
+            r => r.unwrap(),
+        }
+        let f = dir.path().join("d/f");
+        assert_eq!(read_path(&f, Keep::ALL).unwrap(), wanted.list);
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o664);
+        // A default ACL on a directory, then one the source no longer has: removed.
+        let default = acl(&[
+            (0x01, 7, ANY),
+            (0x04, 5, ANY),
+            (0x08, 5, 100),
+            (0x10, 5, ANY),
+            (0x20, 5, ANY),
+        ]);
+        let on_dir = Wanted {
+            keep: Keep::ALL,
+            list: vec![x(ACL_DEFAULT, &default)],
+        };
+        let dir_meta = meta(0o040755);
+        root.set_meta_with(b"d", &dir_meta, false, Some(&on_dir))
+            .unwrap();
+        assert_eq!(
+            read_path(&dir.path().join("d"), Keep::ALL).unwrap(),
+            on_dir.list
+        );
+        let none = Wanted {
+            keep: Keep::ALL,
+            list: Vec::new(),
+        };
+        root.set_meta_with(b"d/f", &meta(0o644), false, Some(&none))
+            .unwrap();
+        assert!(read_path(&f, Keep::ALL).unwrap().is_empty());
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o644);
     }
 
     /// A pid no process has: a child that ran and was reaped.
@@ -1334,6 +1452,7 @@ mod tests {
             name('c').as_bytes(),
             &meta(0o644),
             blake3::hash(b"long").as_bytes(),
+            None,
         )
         .unwrap();
         assert_eq!(std::fs::read(dir.path().join(name('c'))).unwrap(), b"long");

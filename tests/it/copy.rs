@@ -1193,6 +1193,7 @@ fn two_writers_of_one_path_never_commit_each_others_bytes() {
                 meta,
                 basis: Basis::None,
                 block_len: 4096,
+                xattrs: None,
             })
             .unwrap()
         };
