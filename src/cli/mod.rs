@@ -107,6 +107,11 @@ pub enum Command {
         /// (Terraform's `-detailed-exitcode`; invalid input is 1 then too).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Save the reviewed plan to FILE (Terraform's `-out`): the plan file's checksum, the
+        /// journal's state, the sites and the DNS changes with the values read; `cutover PLAN
+        /// --plan FILE` applies exactly that or refuses. Not saved when a risk is an error.
+        #[arg(long = "out", value_name = "FILE")]
+        save: Option<PathBuf>,
     },
     /// List every unit the plan expands to (its `sites:` rules and its `inventory:` source:
     /// sites with owners, databases, mail boxes, zones) for review; changes nothing.
@@ -166,6 +171,11 @@ pub enum Command {
         /// Only these sites (repeatable).
         #[arg(long = "only", value_name = "SITE")]
         only: Vec<String>,
+        /// Apply exactly the plan reviewed and saved by `plan --out FILE`: refused (exit 3,
+        /// check `plan-changed`) when the plan's files, the journal, the sites or the DNS
+        /// values read changed since.
+        #[arg(long = "plan", value_name = "FILE")]
+        saved: Option<PathBuf>,
         #[command(flatten)]
         safety: Safety,
     },
@@ -496,6 +506,7 @@ fn dispatch(cli: Cli) -> u8 {
             output,
             itemize,
             detailed_exitcode,
+            save,
         } => plan::run(
             &plan,
             plan::Options {
@@ -503,6 +514,7 @@ fn dispatch(cli: Cli) -> u8 {
                 output: output.as_deref(),
                 itemize,
                 detailed_exitcode,
+                save: save.as_deref(),
             },
             &printer,
         ),
@@ -521,8 +533,18 @@ fn dispatch(cli: Cli) -> u8 {
             plan,
             batch,
             only,
+            saved,
             safety,
-        } => cutover::run(&plan, batch, &only, safety.allowed(), &printer),
+        } => cutover::run(
+            &plan,
+            cutover::Options {
+                batch,
+                only: &only,
+                saved: saved.as_deref(),
+                allowed: safety.allowed(),
+            },
+            &printer,
+        ),
         Command::Rollback { plan, only } => rollback::run(&plan, &only, &printer),
         Command::Status { plan } => status::run(&plan, &printer),
         Command::Resume { plan } => resume::run(&plan, &printer),
