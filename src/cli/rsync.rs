@@ -260,7 +260,7 @@ pub fn stats(r: &SyncReport, elapsed: std::time::Duration, dry_run: bool) -> Str
         thousands(r.bytes_matched)
     ));
     line(format!(
-        "Verified (BLAKE3 on both ends): {} files",
+        "Files verified (BLAKE3 on both ends): {}",
         thousands(r.verified)
     ));
     line(format!("Total bytes sent: {}", thousands(sent)));

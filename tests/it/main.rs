@@ -21,6 +21,7 @@ mod mail;
 mod ops_basics;
 mod plan_agrees;
 mod recovery;
+mod rsync_habits;
 mod vhffs;
 mod vhffs_rows;
 mod vhffs_units;
