@@ -12,7 +12,7 @@ use super::dry_run::Reviewed;
 use super::ledger::{CheckVerdict, Entry};
 use crate::check::{Check, Finding};
 use crate::dns::cutover::Change;
-use crate::dns::provider::RrState;
+use crate::dns::provider::{RrKey, RrState};
 use crate::plan::{Loaded, MailRule, Plan, Site};
 
 /// What the file says it is, so a report or another JSON file is not taken for a saved plan.
@@ -235,14 +235,15 @@ impl SavedPlan {
     /// Every way the world the cutover would act on differs from this reviewed plan: the plan
     /// and its files (`files`, digested now), the journal (`journal`, its entries now), the
     /// sites (all of them now, in order) and the DNS changes of the selected `names` (`dns`,
-    /// as the cutover computed them now). Empty: the cutover applies exactly what was reviewed.
+    /// as the cutover computed them now; `served` reads what the servers hold of a reviewed
+    /// RRset that would not change now). Empty: the cutover applies exactly what was reviewed.
     pub fn differences(
         &self,
         files: &[FileDigest],
         journal: &[Entry],
         sites: &[SavedSite],
-        dns: &[Change],
-        names: &[String],
+        (dns, names): (&[Change], &[String]),
+        served: &dyn Fn(&RrKey) -> Option<RrState>,
     ) -> Vec<Finding> {
         let mut out = file_differences(&self.files, files);
         out.extend(journal_difference(&self.journal, journal));
@@ -253,7 +254,7 @@ impl SavedPlan {
             .filter(|c| names.contains(&c.key.name))
             .cloned()
             .collect();
-        out.extend(dns_differences(&reviewed, dns));
+        out.extend(dns_differences(&reviewed, dns, served));
         out
     }
 }
@@ -423,7 +424,11 @@ fn state(s: &RrState) -> String {
     format!("{} (TTL {})", s.values.join(", "), s.ttl)
 }
 
-fn dns_differences(then: &[Change], now: &[Change]) -> Vec<Finding> {
+fn dns_differences(
+    then: &[Change],
+    now: &[Change],
+    served: &dyn Fn(&RrKey) -> Option<RrState>,
+) -> Vec<Finding> {
     let key = |c: &Change| (c.key.name.clone(), c.key.rtype.clone());
     let then_by: BTreeMap<_, &Change> = then.iter().map(|c| (key(c), c)).collect();
     let now_by: BTreeMap<_, &Change> = now.iter().map(|c| (key(c), c)).collect();
@@ -460,10 +465,15 @@ fn dns_differences(then: &[Change], now: &[Change]) -> Vec<Finding> {
     }
     for (k, t) in &then_by {
         if !now_by.contains_key(k) {
+            let now = match served(&t.key) {
+                Some(s) if s.values.is_empty() => "it is gone now".to_string(),
+                Some(s) => format!("the servers serve {} now", state(&s)),
+                None => "it cannot be read now".to_string(),
+            };
             out.push(finding(
                 format!("{} {}", k.0, k.1),
                 format!(
-                    "reviewed to switch ({} -> {}), the cutover would not change it now",
+                    "reviewed to switch ({} -> {}), {now}: the cutover would not change it",
                     state(&t.from),
                     state(&t.to)
                 ),
@@ -476,7 +486,6 @@ fn dns_differences(then: &[Change], now: &[Change]) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::provider::RrKey;
 
     fn change(name: &str, from: &str, ttl: u32) -> Change {
         Change {
@@ -528,6 +537,17 @@ mod tests {
         }
     }
 
+    fn nothing(_: &RrKey) -> Option<RrState> {
+        None
+    }
+
+    fn served(_: &RrKey) -> Option<RrState> {
+        Some(RrState {
+            ttl: 60,
+            values: vec!["192.0.2.77".into()],
+        })
+    }
+
     fn digest(path: &str, hash: &str) -> FileDigest {
         FileDigest {
             path: path.into(),
@@ -553,13 +573,13 @@ mod tests {
         let s = saved(files.clone(), &journal);
         let names = vec!["a.test.".to_string(), "b.test.".to_string()];
         assert!(
-            s.differences(&files, &journal, &s.sites, &s.dns, &names)
+            s.differences(&files, &journal, &s.sites, (&s.dns, &names), &nothing)
                 .is_empty()
         );
         // A selection compares only its own records.
         let only_a = vec!["a.test.".to_string()];
         assert!(
-            s.differences(&files, &journal, &s.sites, &s.dns[..1], &only_a)
+            s.differences(&files, &journal, &s.sites, (&s.dns[..1], &only_a), &nothing)
                 .is_empty()
         );
         // A refused check journaled since changes nothing.
@@ -571,7 +591,7 @@ mod tests {
             at: 2,
         });
         assert!(
-            s.differences(&files, &refused, &s.sites, &s.dns, &names)
+            s.differences(&files, &refused, &s.sites, (&s.dns, &names), &nothing)
                 .is_empty()
         );
     }
@@ -589,7 +609,7 @@ mod tests {
             digest("/users.csv", "dd"),
         ];
         assert_eq!(
-            reasons(s.differences(&edited, &journal, &s.sites, &s.dns, &names)),
+            reasons(s.differences(&edited, &journal, &s.sites, (&s.dns, &names), &nothing)),
             vec![
                 "[plan-changed] plan file `/elsewhere/p.yaml`: edited since the plan was reviewed (BLAKE3 aa then, cc now)",
                 "[plan-changed] file `/users.csv` (included by the plan): edited since the plan was reviewed (BLAKE3 bb then, dd now)",
@@ -599,13 +619,13 @@ mod tests {
         let mut moved = journal.clone();
         moved.push(entry("b.test", 2));
         assert_eq!(
-            reasons(s.differences(&files, &moved, &s.sites, &s.dns, &names)),
+            reasons(s.differences(&files, &moved, &s.sites, (&s.dns, &names), &nothing)),
             vec![
                 "[plan-changed] the journal: moved on since the plan was reviewed: 1 entry recorded since (the last: `site` b.test pre_synced)"
             ]
         );
         assert!(
-            reasons(s.differences(&files, &[], &s.sites, &s.dns, &names))[0]
+            reasons(s.differences(&files, &[], &s.sites, (&s.dns, &names), &nothing))[0]
                 .contains("not a continuation")
         );
 
@@ -614,7 +634,7 @@ mod tests {
             site("c.test", "local:/c"),
         ];
         assert_eq!(
-            reasons(s.differences(&files, &journal, &sites, &s.dns, &names)),
+            reasons(s.differences(&files, &journal, &sites, (&s.dns, &names), &nothing)),
             vec![
                 "[plan-changed] site `a.test`: source `local:/old/a` then, `local:/old/elsewhere` now",
                 "[plan-changed] site `c.test`: not in the reviewed plan (the sites expand to more now)",
@@ -629,11 +649,11 @@ mod tests {
         let mut all = names.clone();
         all.push("c.test.".into());
         assert_eq!(
-            reasons(s.differences(&files, &journal, &s.sites, &dns, &all)),
+            reasons(s.differences(&files, &journal, &s.sites, (&dns, &all), &served)),
             vec![
                 "[plan-changed] a.test. A: DNS serves other values than reviewed: 192.0.2.10 (TTL 300) then, 192.0.2.99 (TTL 300) now",
                 "[plan-changed] c.test. A: would switch now (192.0.2.10 (TTL 300) -> 198.51.100.10 (TTL 300)), not in the reviewed plan",
-                "[plan-changed] b.test. A: reviewed to switch (192.0.2.10 (TTL 300) -> 198.51.100.10 (TTL 300)), the cutover would not change it now",
+                "[plan-changed] b.test. A: reviewed to switch (192.0.2.10 (TTL 300) -> 198.51.100.10 (TTL 300)), the servers serve 192.0.2.77 (TTL 60) now: the cutover would not change it",
             ]
         );
     }

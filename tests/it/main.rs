@@ -22,6 +22,7 @@ mod ops_basics;
 mod plan_agrees;
 mod recovery;
 mod rsync_habits;
+mod saved_plan;
 mod vhffs;
 mod vhffs_rows;
 mod vhffs_units;

@@ -260,6 +260,41 @@ fn stats_summarize_the_transfer_as_rsync_does() {
     });
 }
 
+/// Over ssh, `--stats` counts the protocol's bytes each way, as rsync counts its own.
+#[test]
+fn stats_over_ssh_count_the_wire_both_ways() {
+    let sshd = crate::harness::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("data.bin"), vec![3u8; 300_000]).unwrap();
+    let target = format!("root@127.0.0.1:{}", dir.path().join("dst").display());
+    let (code, out, err) = run(&[
+        "copy",
+        "--stats",
+        "-e",
+        &sshd.ssh_command(),
+        s(&src),
+        &target,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let number = |label: &str| -> u64 {
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` in\n{out}"));
+        line.trim()
+            .trim_end_matches(" bytes")
+            .replace(',', "")
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(number("Literal data:"), 300_000, "{out}");
+    // The file list and the data go out, the replies come back.
+    assert!(number("Total bytes sent:") > 300_000, "{out}");
+    assert!(number("Total bytes received:") > 0, "{out}");
+}
+
 #[test]
 fn rsync_exit_codes_on_request() {
     let dir = tempfile::tempdir().unwrap();

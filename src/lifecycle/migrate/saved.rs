@@ -5,6 +5,7 @@
 use super::{LifecycleError, Migration, Selection, names_of};
 use crate::check::{Finding, Refused};
 use crate::dns::cutover;
+use crate::dns::provider::RrKey;
 use crate::lifecycle::saved_plan::{self, SavedPlan, SavedSite};
 
 impl Migration<'_> {
@@ -39,7 +40,14 @@ impl Migration<'_> {
         } else {
             Vec::new()
         };
-        Ok(saved.differences(&files, &journal, &sites, &dns, &names))
+        // What the servers hold of a reviewed RRset the cutover would leave alone now.
+        let provider = self
+            .plan
+            .dns
+            .as_ref()
+            .and_then(|spec| cutover::provider(spec).ok());
+        let served = |key: &RrKey| provider.as_ref().and_then(|p| p.read(key).ok());
+        Ok(saved.differences(&files, &journal, &sites, (&dns, &names), &served))
     }
 
     /// Refuses the cutover of `selection` (check `plan-changed`, journaled) unless it would
