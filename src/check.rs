@@ -19,7 +19,8 @@ pub enum Check {
     ZoneShare,
     /// The switch would change the address of one of the zone's own name servers.
     NameserverAddress,
-    /// The DNS plan differs from the one reviewed (`--plan-checksum`).
+    /// The plan differs from the one reviewed: `dns switch --plan-checksum`, or `cutover
+    /// --plan FILE` (the plan's files, the journal, the sites or the DNS values changed).
     PlanChanged,
     /// A `--delete` would remove more than 30 % of a target's files.
     DeleteShare,
@@ -61,7 +62,7 @@ impl Check {
             }
             Check::ZoneShare => "a zone from a plan that would rewrite most of it by mistake",
             Check::NameserverAddress => "the zone's own delegation (a name server's address)",
-            Check::PlanChanged => "the reviewed DNS plan: the servers changed since the review",
+            Check::PlanChanged => "the reviewed plan: the world changed since the review",
             Check::DeleteShare => "a target from a wrong source path mirrored with --delete",
             Check::LiveUnit => "writes made on the new side after its switch",
             Check::UnresolvedIds => {

@@ -1,18 +1,21 @@
 //! Command-line entry point: parse, run, exit with a stable code.
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = match transhumance::cli::Cli::try_parse() {
+    let cli = match transhumance::cli::Cli::try_parse_ordered(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             // clap's own codes: 0 for --help/--version, 2 for usage errors, as ours; with
             // `plan --detailed-exitcode`, 2 means changes pending, so a usage error is 1.
+            // With `--rsync-exit-codes`, a usage error is rsync's 1 (syntax or usage error).
             let code = match e.exit_code() {
-                2 if std::env::args_os().any(|a| a == "--detailed-exitcode") => 1,
+                2 if std::env::args_os()
+                    .any(|a| a == "--detailed-exitcode" || a == "--rsync-exit-codes") =>
+                {
+                    1
+                }
                 c => c as u8,
             };
             return ExitCode::from(code);

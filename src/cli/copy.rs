@@ -1,14 +1,15 @@
-//! `transhumance copy SRC DST`: the file engine for ad hoc use and benchmarks.
+//! `transhumance copy SRC DST`: the file engine for ad hoc use and benchmarks, with rsync's
+//! habits (filter rules, `-i`, `--stats`, `-P`, `--bwlimit` in KiB/s, `--rsync-exit-codes`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::endpoint::{Location, connect, parse_location};
-use super::exit;
 use super::printer::Printer;
-use super::progress::{Bars, JsonLines};
+use super::progress::{Bars, FileLines, JsonLines};
+use super::rsync::{Ending, FilterArgs};
 use crate::event::{Event, Observer, Silent};
 use crate::plan::units::human_bytes;
-use crate::sync::{Endpoint, SyncError, SyncOptions, SyncReport, sync};
+use crate::sync::{Endpoint, Itemize, SyncError, SyncOptions, SyncReport, sync};
 use crate::transport::TransportError;
 use crate::transport::protocol::{Call, Reply};
 
@@ -17,31 +18,54 @@ pub struct CopyArgs {
     pub src: String,
     pub dst: String,
     pub rsh: Option<String>,
+    /// Filter rules as typed; they become `options.exclude`.
+    pub filters: FilterArgs,
     pub options: SyncOptions,
+    /// `--stats`: rsync's statistics at the end.
+    pub stats: bool,
+    /// `--progress` / `-P`: progress even without a terminal (a line per file).
+    pub progress: bool,
+    /// `--rsync-exit-codes`.
+    pub rsync_exit_codes: bool,
 }
 
 /// Attempts after a dropped connection (the next run reuses what was already written).
 const ATTEMPTS: u32 = 3;
 
 pub fn run(args: CopyArgs, printer: &Printer) -> u8 {
+    let rsync = args.rsync_exit_codes;
+    copy(args, printer).code(rsync)
+}
+
+fn copy(mut args: CopyArgs, printer: &Printer) -> Ending {
     let (src, dst) = match (parse_location(&args.src), parse_location(&args.dst)) {
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => {
             printer.error(e);
-            return exit::INVALID;
+            return Ending::Usage;
         }
     };
     if let Some(why) = overlap(&src, &dst) {
         printer.error(why);
-        return exit::INVALID;
+        return Ending::Usage;
+    }
+    match args.filters.rules() {
+        Ok(rules) => args.options.exclude = rules,
+        Err(e) => {
+            printer.error(e);
+            return Ending::Usage;
+        }
     }
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
     } else if printer.json && printer.verbose {
         Box::new(JsonLines)
+    } else if args.progress && !printer.json {
+        Box::new(FileLines::default())
     } else {
         Box::new(Silent)
     };
+    let started = Instant::now();
     let mut attempt = 0;
     let report = loop {
         attempt += 1;
@@ -79,29 +103,28 @@ pub fn run(args: CopyArgs, printer: &Printer) -> u8 {
                 }
                 std::thread::sleep(wait);
             }
-            Err(e @ SyncError::Unsafe(_)) => {
-                printer.error(e.to_string());
-                return exit::UNSAFE;
-            }
-            Err(e @ SyncError::SourceMissing(_)) => {
-                printer.error(e.to_string());
-                return exit::INVALID;
-            }
             Err(e) => {
                 printer.error(e.to_string());
-                return exit::FAILURES;
+                return match e {
+                    SyncError::Unsafe(_) if locked => Ending::TargetLocked,
+                    SyncError::Unsafe(_) => Ending::DeleteShare,
+                    SyncError::SourceMissing(_) => Ending::SourceMissing,
+                    SyncError::Transport(TransportError::Connect { .. }) => Ending::Unreachable,
+                    SyncError::Transport(_) => Ending::Protocol,
+                };
             }
         }
     };
-    print_report(&report, args.options.dry_run, printer);
+    print_report(&report, &args, started.elapsed(), printer);
     if report.errors.is_empty() {
-        exit::OK
+        Ending::Done
     } else {
-        exit::FAILURES
+        Ending::Partial
     }
 }
 
-fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
+fn print_report(r: &SyncReport, args: &CopyArgs, elapsed: Duration, printer: &Printer) {
+    let dry_run = args.options.dry_run;
     if printer.json {
         outln!(
             "{}",
@@ -109,7 +132,11 @@ fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
         );
         return;
     }
-    if dry_run {
+    if args.options.itemize != Itemize::Off {
+        for c in &r.changes {
+            outln!("{}", c.line());
+        }
+    } else if dry_run {
         for item in &r.itemized {
             let kind = serde_json::to_value(item.action)
                 .ok()
@@ -125,6 +152,12 @@ fn print_report(r: &SyncReport, dry_run: bool, printer: &Printer) {
                 }
             );
         }
+    }
+    if args.stats {
+        if args.options.itemize != Itemize::Off || dry_run {
+            outln!("");
+        }
+        super::printer::out(&super::rsync::stats(r, elapsed, dry_run));
     }
     for e in &r.skipped {
         printer.status(format!("skipped {}: {}", e.path, e.error));

@@ -29,6 +29,7 @@ pub mod progress;
 pub mod report;
 pub mod resume;
 pub mod rollback;
+pub mod rsync;
 pub mod run;
 pub mod run_log;
 pub mod schema;
@@ -106,6 +107,11 @@ pub enum Command {
         /// (Terraform's `-detailed-exitcode`; invalid input is 1 then too).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Save the reviewed plan to FILE (Terraform's `-out`): the plan file's checksum, the
+        /// journal's state, the sites and the DNS changes with the values read; `cutover PLAN
+        /// --plan FILE` applies exactly that or refuses. Not saved when a risk is an error.
+        #[arg(long = "out", value_name = "FILE")]
+        save: Option<PathBuf>,
     },
     /// List every unit the plan expands to (its `sites:` rules and its `inventory:` source:
     /// sites with owners, databases, mail boxes, zones) for review; changes nothing.
@@ -165,6 +171,11 @@ pub enum Command {
         /// Only these sites (repeatable).
         #[arg(long = "only", value_name = "SITE")]
         only: Vec<String>,
+        /// Apply exactly the plan reviewed and saved by `plan --out FILE`: refused (exit 3,
+        /// check `plan-changed`) when the plan's files, the journal, the sites or the DNS
+        /// values read changed since.
+        #[arg(long = "plan", value_name = "FILE")]
+        saved: Option<PathBuf>,
         #[command(flatten)]
         safety: Safety,
     },
@@ -284,17 +295,18 @@ pub enum Command {
         /// Files moved in parallel.
         #[arg(short = 'j', long, default_value_t = 4)]
         jobs: usize,
-        /// Leave out paths matching PATTERN (rsync style: `dir/`, `*.tmp`, `/anchored`).
-        #[arg(long, value_name = "PATTERN")]
-        exclude: Vec<String>,
+        #[command(flatten)]
+        filters: rsync::FilterArgs,
         /// Allow --delete to remove more than 30 % of the target's files.
         #[arg(long)]
         force: bool,
         /// Compress file data on the wire with zstd (already-compressed formats are sent as they are).
         #[arg(short = 'z', long)]
         compress: bool,
-        /// Limit file data to RATE, such as `50MiB/s` or `10MB/s`.
-        #[arg(long, value_name = "RATE", value_parser = crate::plan::units::parse_rate)]
+        /// Limit file data to RATE, as rsync's `--bwlimit`: a bare number is KiB/s (`5000`);
+        /// suffixes `K`, `M`, `G` (1024) or `KB`, `MB`, `GB` (1000), `/s` optional
+        /// (`50MiB/s`); `0` is no limit.
+        #[arg(long, value_name = "RATE", value_parser = crate::plan::units::parse_bwlimit)]
         bwlimit: Option<u64>,
         /// Recreate block and character device nodes (as root), as rsync's `--devices`.
         /// Without it each device node is refused: not created, reported, exit 1. FIFOs are
@@ -308,6 +320,29 @@ pub enum Command {
         /// capabilities) and `trusted.*` when the target runs as root.
         #[arg(short = 'X', long)]
         xattrs: bool,
+        /// List each change with rsync's 11-letter code saying why it is made (`>f+++++++++`
+        /// new file, `>f.st......` size and time differ, `*deleting`); twice (`-ii`), the
+        /// entries left as they are too.
+        #[arg(short = 'i', long = "itemize-changes", action = clap::ArgAction::Count)]
+        itemize: u8,
+        /// Print rsync's transfer statistics at the end (files, sizes, bytes sent and
+        /// received, speedup).
+        #[arg(long)]
+        stats: bool,
+        /// Show progress: bars on a terminal, else one line per file written (on stderr).
+        #[arg(long)]
+        progress: bool,
+        /// Keep partially written files for the next run (always so: they wait in the target's
+        /// temp directory, never under their final name, and the next run resumes from them).
+        #[arg(long)]
+        partial: bool,
+        /// Same as `--partial --progress`.
+        #[arg(short = 'P')]
+        partial_progress: bool,
+        /// Exit with rsync's codes instead of ours (23 partial transfer, 255 ssh failed, ...;
+        /// see the README's table), for scripts written around rsync.
+        #[arg(long)]
+        rsync_exit_codes: bool,
     },
     /// Re-read both sides and list every difference: `verify SRC DST`, or `verify PLAN` for
     /// every site of a plan. Exit 1 when anything differs.
@@ -319,9 +354,8 @@ pub enum Command {
         /// The ssh command line to use, as rsync's `-e`.
         #[arg(short = 'e', long = "rsh")]
         rsh: Option<String>,
-        /// Leave out paths matching PATTERN.
-        #[arg(long, value_name = "PATTERN")]
-        exclude: Vec<String>,
+        #[command(flatten)]
+        filters: rsync::FilterArgs,
         /// Files hashed in parallel.
         #[arg(short = 'j', long, default_value_t = 4)]
         jobs: usize,
@@ -335,6 +369,10 @@ pub enum Command {
         /// Compare extended attributes too (a `copy -X`; pairs only).
         #[arg(short = 'X', long)]
         xattrs: bool,
+        /// Exit with rsync's codes instead of ours (23 when anything differs, 255 when ssh
+        /// failed, ...; see the README's table).
+        #[arg(long)]
+        rsync_exit_codes: bool,
     },
     /// Serve the remote side of the ssh transport on stdin/stdout (started by transhumance itself).
     #[command(hide = true)]
@@ -374,6 +412,30 @@ pub mod exit {
     pub const UNSAFE: u8 = 3;
     /// Another run holds the plan's lock (its holder is named); nothing was done.
     pub const LOCKED: u8 = 4;
+}
+
+impl Cli {
+    /// Parses `args` as `Cli::try_parse_from` does, and also keeps the order in which
+    /// `copy`'s and `verify`'s filter rules were typed (rsync's rule: the first match decides).
+    ///
+    /// # Errors
+    /// A usage error, `--help` or `--version` (clap's, to print).
+    pub fn try_parse_ordered<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let Some((_, sub)) = matches.subcommand()
+            && let Command::Copy { filters, .. } | Command::Verify { filters, .. } =
+                &mut cli.command
+        {
+            filters.order(sub);
+        }
+        Ok(cli)
+    }
 }
 
 impl Command {
@@ -457,6 +519,7 @@ fn dispatch(cli: Cli) -> u8 {
             output,
             itemize,
             detailed_exitcode,
+            save,
         } => plan::run(
             &plan,
             plan::Options {
@@ -464,6 +527,7 @@ fn dispatch(cli: Cli) -> u8 {
                 output: output.as_deref(),
                 itemize,
                 detailed_exitcode,
+                save: save.as_deref(),
             },
             &printer,
         ),
@@ -482,8 +546,18 @@ fn dispatch(cli: Cli) -> u8 {
             plan,
             batch,
             only,
+            saved,
             safety,
-        } => cutover::run(&plan, batch, &only, safety.allowed(), &printer),
+        } => cutover::run(
+            &plan,
+            cutover::Options {
+                batch,
+                only: &only,
+                saved: saved.as_deref(),
+                allowed: safety.allowed(),
+            },
+            &printer,
+        ),
         Command::Rollback { plan, only } => rollback::run(&plan, &only, &printer),
         Command::Status { plan } => status::run(&plan, &printer),
         Command::Resume { plan } => resume::run(&plan, &printer),
@@ -537,32 +611,48 @@ fn dispatch(cli: Cli) -> u8 {
             checksum,
             dry_run,
             jobs,
-            exclude,
+            filters,
             force,
             compress,
             bwlimit,
             devices,
             acls,
             xattrs,
+            itemize,
+            stats,
+            progress,
+            partial: _,
+            partial_progress,
+            rsync_exit_codes,
         } => copy::run(
             copy::CopyArgs {
                 src,
                 dst,
                 rsh,
+                filters,
                 options: crate::sync::SyncOptions {
                     delete,
                     checksum,
                     dry_run,
                     jobs: jobs.max(1),
-                    exclude,
+                    exclude: Vec::new(),
                     force,
                     compress,
-                    bwlimit,
+                    // `--bwlimit 0` is no limit, as rsync's.
+                    bwlimit: bwlimit.filter(|b| *b > 0),
                     devices,
                     relink: None,
                     xattrs,
                     acls,
+                    itemize: match itemize {
+                        0 => crate::sync::Itemize::Off,
+                        1 => crate::sync::Itemize::Changes,
+                        _ => crate::sync::Itemize::All,
+                    },
                 },
+                stats,
+                progress: progress || partial_progress,
+                rsync_exit_codes,
             },
             &printer,
         ),
@@ -570,22 +660,26 @@ fn dispatch(cli: Cli) -> u8 {
             first,
             second,
             rsh,
-            exclude,
+            filters,
             jobs,
             devices,
             acls,
             xattrs,
+            rsync_exit_codes,
         } => verify::run(
-            &first,
-            second.as_deref(),
-            rsh.as_deref(),
-            &crate::sync::SyncOptions {
-                exclude,
-                jobs: jobs.max(1),
-                devices,
-                acls,
-                xattrs,
-                ..crate::sync::SyncOptions::default()
+            verify::VerifyArgs {
+                first: &first,
+                second: second.as_deref(),
+                rsh: rsh.as_deref(),
+                filters: &filters,
+                options: crate::sync::SyncOptions {
+                    jobs: jobs.max(1),
+                    devices,
+                    acls,
+                    xattrs,
+                    ..crate::sync::SyncOptions::default()
+                },
+                rsync_exit_codes,
             },
             &printer,
         ),

@@ -1,5 +1,6 @@
 //! `transhumance plan PLAN`: the dry run, rendered as text, Markdown, JSON or HTML; with
-//! `--detailed-exitcode`, whether anything is left to do, as Terraform's exit codes say it.
+//! `--detailed-exitcode`, whether anything is left to do, as Terraform's exit codes say it; with
+//! `--out FILE`, the reviewed plan saved for `cutover --plan FILE` (Terraform's `-out`).
 
 use std::path::Path;
 
@@ -7,7 +8,8 @@ use super::exit;
 use super::printer::Printer;
 use super::progress::{Bars, JsonLines};
 use crate::event::{Observer, Silent};
-use crate::lifecycle::dry_run::dry_run_with;
+use crate::lifecycle::dry_run::reviewed;
+use crate::lifecycle::saved_plan::SavedPlan;
 use crate::lifecycle::{Connections, default_agent_binary};
 use crate::report::{self, Format};
 
@@ -20,6 +22,8 @@ pub struct Options<'a> {
     pub output: Option<&'a Path>,
     pub itemize: bool,
     pub detailed_exitcode: bool,
+    /// `--out FILE`: save the reviewed plan there.
+    pub save: Option<&'a Path>,
 }
 
 pub fn run(path: &Path, options: Options<'_>, printer: &Printer) -> u8 {
@@ -45,13 +49,14 @@ fn dry_run(path: &Path, options: &Options<'_>, printer: &Printer) -> Result<bool
     } else {
         Box::new(Silent)
     };
-    let report = dry_run_with(&loaded, &connections, observer.as_ref(), options.itemize);
+    let reviewed = reviewed(&loaded, &connections, observer.as_ref(), options.itemize);
+    let report = &reviewed.report;
     let format = if printer.json {
         Format::Json
     } else {
         options.format
     };
-    let rendered = report::render(&report, format);
+    let rendered = report::render(report, format);
     match options.output {
         Some(file) => {
             if let Err(e) = std::fs::write(file, rendered) {
@@ -70,7 +75,40 @@ fn dry_run(path: &Path, options: &Options<'_>, printer: &Printer) -> Result<bool
             "{} risk(s) would make the migration fail",
             report.totals.errors
         ));
+        if let Some(file) = options.save {
+            printer.error(format!(
+                "the plan was not saved to `{}`: a cutover would not go through it",
+                file.display()
+            ));
+        }
         return Err(exit::FAILURES);
+    }
+    if let Some(file) = options.save {
+        // The journal as the plan was computed on it, read without the lock (as `status`).
+        let journal = match crate::lifecycle::ledger::read(&loaded.plan.state_dir) {
+            Ok(j) => j,
+            Err(e) => {
+                printer.error(format!("the plan was not saved: {e}"));
+                return Err(exit::FAILURES);
+            }
+        };
+        let saved = SavedPlan::capture(&loaded, &reviewed, &journal);
+        if let Err(e) = saved.write(file) {
+            printer.error(format!(
+                "cannot write the saved plan to `{}`: {e}",
+                file.display()
+            ));
+            return Err(exit::FAILURES);
+        }
+        printer.status(format!(
+            "reviewed plan saved to {} (checksum {}, {} site(s), {} DNS change(s)): apply exactly it with `transhumance cutover {} --plan {}`",
+            file.display(),
+            saved.checksum,
+            saved.sites.len(),
+            saved.dns.len(),
+            path.display(),
+            file.display()
+        ));
     }
     let pending = report.pending();
     if options.detailed_exitcode {

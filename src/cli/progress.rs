@@ -130,6 +130,38 @@ impl Observer for Plain {
     }
 }
 
+/// Progress without a terminal (`copy --progress`, `-P`): one line per file written, on
+/// stderr, with how many of the phase's files are done.
+#[derive(Default)]
+pub struct FileLines {
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl Observer for FileLines {
+    fn on_event(&self, event: &Event) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match event {
+            Event::PhaseStarted { phase, total } if phase == "files" => {
+                self.total.store(*total, Relaxed);
+                self.done.store(0, Relaxed);
+            }
+            Event::UnitDone { phase, unit } if phase == "files" => {
+                let n = self.done.fetch_add(1, Relaxed) + 1;
+                eprintln!("{unit} ({n}/{} files)", self.total.load(Relaxed));
+            }
+            Event::UnitFailed { phase, unit, error } => {
+                eprintln!("{phase}: {unit}: {error}");
+            }
+            _ => {
+                if let Some(line) = overridden_line(event) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
 /// Writes every event as one JSON line on stderr (stdout stays for the result).
 pub struct JsonLines;
 

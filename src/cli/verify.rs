@@ -3,43 +3,65 @@
 use std::path::Path;
 
 use super::endpoint::{connect, parse_location};
-use super::exit;
 use super::printer::Printer;
+use super::rsync::{Ending, FilterArgs};
 use crate::event::Silent;
 use crate::lifecycle::dry_run::site_sync_options;
 use crate::lifecycle::{Connections, default_agent_binary, expand_sites};
 use crate::sync::verify::{VerifyReport, verify};
 use crate::sync::{Endpoint, SyncOptions};
 
-pub fn run(
-    first: &str,
-    second: Option<&str>,
-    rsh: Option<&str>,
-    options: &SyncOptions,
-    printer: &Printer,
-) -> u8 {
+/// Options of `verify`, from the command line.
+pub struct VerifyArgs<'a> {
+    pub first: &'a str,
+    pub second: Option<&'a str>,
+    pub rsh: Option<&'a str>,
+    /// Filter rules for a pair (a plan's sites use their own).
+    pub filters: &'a FilterArgs,
+    pub options: SyncOptions,
+    /// `--rsync-exit-codes`.
+    pub rsync_exit_codes: bool,
+}
+
+pub fn run(args: VerifyArgs<'_>, printer: &Printer) -> u8 {
+    let rsync = args.rsync_exit_codes;
+    check(args, printer).code(rsync)
+}
+
+fn check(args: VerifyArgs<'_>, printer: &Printer) -> Ending {
+    let (first, rsh) = (args.first, args.rsh);
     let mut db_clean = true;
-    let pairs: Vec<(String, Endpoint, Endpoint, SyncOptions)> = match second {
+    let pairs: Vec<(String, Endpoint, Endpoint, SyncOptions)> = match args.second {
         Some(dst) => {
             let (s, d) = match (parse_location(first), parse_location(dst)) {
                 (Ok(s), Ok(d)) => (s, d),
                 (Err(e), _) | (_, Err(e)) => {
                     printer.error(e);
-                    return exit::INVALID;
+                    return Ending::Usage;
+                }
+            };
+            let options = match args.filters.rules() {
+                Ok(exclude) => SyncOptions {
+                    exclude,
+                    ..args.options.clone()
+                },
+                Err(e) => {
+                    printer.error(e);
+                    return Ending::Usage;
                 }
             };
             match connect(&s, rsh).and_then(|s| connect(&d, rsh).map(|d| (s, d))) {
-                Ok((s, d)) => vec![(format!("{first} -> {dst}"), s, d, options.clone())],
+                Ok((s, d)) => vec![(format!("{first} -> {dst}"), s, d, options)],
                 Err(e) => {
                     printer.error(e.to_string());
-                    return exit::FAILURES;
+                    return Ending::Unreachable;
                 }
             }
         }
         None => {
             let loaded = match super::validate::load_or_report(Path::new(first), printer) {
                 Ok(l) => l,
-                Err(code) => return code,
+                Err(_) => return Ending::Usage,
             };
             let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
             let inventory = expand_sites(&loaded, &connections);
@@ -62,13 +84,13 @@ pub fn run(
                         },
                         // Judged with the options its sync runs with (freeze files, devices).
                         SyncOptions {
-                            jobs: options.jobs,
+                            jobs: args.options.jobs,
                             ..site_sync_options(&loaded.plan, &site, false)
                         },
                     )),
                     (Err(e), _) | (_, Err(e)) => {
                         printer.error(format!("site `{}`: {e}", site.name));
-                        return exit::FAILURES;
+                        return Ending::Unreachable;
                     }
                 }
             }
@@ -132,7 +154,11 @@ pub fn run(
             print_one(name, r);
         }
     }
-    if all_clean { exit::OK } else { exit::FAILURES }
+    if all_clean {
+        Ending::Done
+    } else {
+        Ending::Partial
+    }
 }
 
 fn print_one(name: &str, r: &VerifyReport) {

@@ -19,7 +19,7 @@ use crate::plan::{DnsProvider, DnsSpec};
 use crate::unit::UnitError;
 
 /// One RRset to change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Change {
     pub key: RrKey,
     pub from: RrState,

@@ -55,7 +55,26 @@ pub fn dry_run_with(
     observer: &dyn Observer,
     itemize: bool,
 ) -> DryRunReport {
+    reviewed(loaded, connections, observer, itemize).report
+}
+
+/// What a dry run showed, with the values a saved plan keeps of it (`plan --out`): the sites it
+/// expanded and the DNS changes of their names, as the cutover's own computation made them.
+pub struct Reviewed {
+    pub report: DryRunReport,
+    pub sites: Vec<Site>,
+    pub dns: Vec<crate::dns::cutover::Change>,
+}
+
+/// The dry run, keeping what it reviewed (see `Reviewed`).
+pub fn reviewed(
+    loaded: &Loaded,
+    connections: &Connections,
+    observer: &dyn Observer,
+    itemize: bool,
+) -> Reviewed {
     let plan = &loaded.plan;
+    let mut dns_changes = Vec::new();
     let mut report = DryRunReport {
         schema_version: 2,
         plan: plan.name.clone(),
@@ -267,8 +286,12 @@ pub fn dry_run_with(
             phase: "dns".into(),
             total: dns.zones.len() as u64,
         });
-        // Without servers to read, the provider's copy is planned, all zones in one go if it can.
-        let mut planned: Vec<Option<_>> = if dns.nameservers.is_empty() {
+        // The TSIG key is checked once, before the zones: a wrong secret is an error now, not
+        // at `lower-ttl`; transfers signed with a rejected key are not tried zone by zone.
+        let key_usable = tsig_risks(dns, &mut report.risks);
+        // The zones as the cutover plans them (`Migration::zone_plans`, one computation): what
+        // the dry run shows is what a cutover would switch, read from the same server.
+        let mut planned: Vec<Option<_>> = if key_usable {
             crate::dns::cutover::plan_zones(dns, &dns.zones)
                 .into_iter()
                 .map(Some)
@@ -286,19 +309,18 @@ pub fn dry_run_with(
         let history = super::ledger::read(&plan.state_dir)
             .map(|e| super::ledger::dns_events(&e))
             .unwrap_or_default();
-        // The TSIG key is checked once, before the zones: a wrong secret is an error now, not
-        // at `lower-ttl`; transfers signed with a rejected key are not tried zone by zone.
-        let key_usable = tsig_risks(dns, &mut report.risks);
         for (i, zone) in dns.zones.iter().enumerate() {
             let pre = planned[i].take();
-            report.dns.push(zone_report(
+            let (zone_report, changes) = zone_report(
                 zone,
                 dns,
                 pre,
                 (plan.cutover.at, key_usable),
                 (&names, &history),
                 &mut report.risks,
-            ));
+            );
+            report.dns.push(zone_report);
+            dns_changes.extend(changes);
             observer.on_event(&Event::UnitDone {
                 phase: "dns".into(),
                 unit: zone.clone(),
@@ -309,7 +331,11 @@ pub fn dry_run_with(
         });
     }
     finish(&mut report, plan.defaults.bwlimit);
-    report
+    Reviewed {
+        report,
+        sites: inventory.sites,
+        dns: dns_changes,
+    }
 }
 
 /// What the panel holds that the plan's other sections must carry: its databases need a
@@ -997,7 +1023,7 @@ fn zone_report(
     (cutover_at, key_usable): (Option<SystemTime>, bool),
     (names, history): (&HashSet<String>, &[crate::dns::provider::DnsEvent]),
     risks: &mut Vec<Risk>,
-) -> ZoneReport {
+) -> (ZoneReport, Vec<crate::dns::cutover::Change>) {
     let timeout = Duration::from_secs(3);
     let mut z = ZoneReport {
         zone: zone.into(),
@@ -1041,17 +1067,12 @@ fn zone_report(
         .iter()
         .position(|s| s.serial.is_some())
         .map(|i| dns.nameservers[i]);
-    if !key_usable {
-        return z;
+    if !key_usable || (server.is_none() && !dns.nameservers.is_empty()) {
+        return (z, Vec::new());
     }
-    let planned = match server {
-        Some(server) => crate::dns::cutover::plan_zone_from(dns, zone, server),
-        // No server listed (zone files): the provider's own copy is what will switch.
-        None if dns.nameservers.is_empty() => {
-            pre_planned.unwrap_or_else(|| crate::dns::cutover::plan_zone(dns, zone))
-        }
-        None => return z,
-    };
+    // What the cutover would switch, planned as it plans it (no server listed: the provider's
+    // own copy, such as zone files).
+    let planned = pre_planned.unwrap_or_else(|| crate::dns::cutover::plan_zone(dns, zone));
     // A zone that cannot be read cannot be switched either: the cutover would fail on it.
     let plan = match planned {
         Ok(p) => p,
@@ -1061,7 +1082,7 @@ fn zone_report(
                 zone,
                 format!("{e}: cannot list the records that would switch"),
             ));
-            return z;
+            return (z, Vec::new());
         }
     };
     for r in &plan.txt_risks {
@@ -1111,6 +1132,7 @@ fn zone_report(
             ));
         }
     }
+    let changes = plan.changes.clone();
     for c in plan.changes {
         let (name, rtype, ttl, new_ttl) = (c.key.name, c.key.rtype, c.from.ttl, c.to.ttl);
         if let Some(at) = cutover_at {
@@ -1134,7 +1156,7 @@ fn zone_report(
             to: c.to.values,
         });
     }
-    z
+    (z, changes)
 }
 
 fn finish(report: &mut DryRunReport, bwlimit: Option<u64>) {

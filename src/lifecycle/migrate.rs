@@ -32,6 +32,7 @@ use hickory_proto::rr::RecordType;
 
 mod interrupt;
 mod preview;
+mod saved;
 pub use interrupt::{Interrupt, Interrupted, StopSummary, signal_name};
 pub use preview::{Preview, PreviewSite};
 

@@ -80,7 +80,8 @@ pub struct RawDefaults {
     /// Units moved in parallel (sites, databases, mailboxes). Default 4.
     #[serde(default)]
     pub jobs: Option<u32>,
-    /// Bandwidth limit per host pair, such as `200MiB/s` or `50MB/s`. Default: none.
+    /// Bandwidth limit per host pair, such as `200MiB/s` or `50MB/s`; a bare number is KiB/s
+    /// (rsync's `--bwlimit` unit), `0` no limit. Default: none.
     #[serde(default)]
     pub bwlimit: Option<String>,
     /// End-to-end verification of what was written: `blake3` (default) or `none`.

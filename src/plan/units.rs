@@ -100,14 +100,48 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((value * factor).round() as u64)
 }
 
-/// Parses a rate such as `200MiB/s` into bytes per second.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let body = s.trim().strip_suffix("/s").unwrap_or(s.trim());
-    match parse_size(body) {
-        Ok(0) => Err(format!("`{s}` is a rate of zero")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("`{s}` is not a rate such as `200MiB/s`")),
+/// Parses a bandwidth limit as rsync's `--bwlimit` reads it, into bytes per second; `0` means
+/// no limit, as in rsync. A bare number is KiB/s (rsync's unit, so `--bwlimit 5000` is about
+/// 5 MB/s, not 5 kB/s). Suffixes, in any case, as rsync accepts them: `B` (bytes), `K`, `M`,
+/// `G`, `T`, `P` (powers of 1024, also written `KiB`, `MiB`, ...), `KB`, `MB`, `GB`, ... (powers
+/// of 1000); a fraction is allowed (`1.5M`), and so is a trailing `/s` (`200MiB/s`).
+pub fn parse_bwlimit(s: &str) -> Result<u64, String> {
+    let body = s.trim();
+    let body = body.strip_suffix("/s").unwrap_or(body).trim_end();
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (num, suffix) = body.split_at(split);
+    let bad = || {
+        format!(
+            "`{s}` is not a bandwidth limit such as `5000` (KiB/s, as rsync), `50M`, `10MB` or `200MiB/s`"
+        )
+    };
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let suffix = suffix.trim().to_ascii_lowercase();
+    let mut chars = suffix.chars();
+    // rsync's `parse_size_arg`: a power letter (K by default), then `b` for 1000 or `ib` (or
+    // nothing) for 1024.
+    let power = match chars.next() {
+        None => 1,
+        Some('b') => 0,
+        Some('k') => 1,
+        Some('m') => 2,
+        Some('g') => 3,
+        Some('t') => 4,
+        Some('p') => 5,
+        Some(_) => return Err(bad()),
+    };
+    let base: f64 = match chars.as_str() {
+        "" | "ib" => 1024.0,
+        "b" if power > 0 => 1000.0,
+        _ => return Err(bad()),
+    };
+    let bytes = value * base.powi(power);
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
     }
+    Ok(bytes.round() as u64)
 }
 
 /// Parses a duration such as `10s`, `2m`, `1h30m`.
@@ -187,13 +221,45 @@ mod tests {
 
     #[test]
     fn sizes_rates_durations() {
-        assert_eq!(parse_rate("200MiB/s").unwrap(), 200 * 1024 * 1024);
-        assert_eq!(parse_rate("50MB/s").unwrap(), 50_000_000);
-        assert!(parse_rate("fast").is_err());
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_time("2026-11-28T22:00:00Z").is_ok());
         assert_eq!(parse_server("192.0.2.53", 53).unwrap().port(), 53);
         assert_eq!(parse_server("127.0.0.1:5353", 53).unwrap().port(), 5353);
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn bwlimit_units_are_rsyncs() {
+        // A bare number is KiB/s, as rsync's `--bwlimit`.
+        assert_eq!(parse_bwlimit("5000").unwrap(), 5000 * 1024);
+        assert_eq!(parse_bwlimit("1.5").unwrap(), 1536);
+        assert_eq!(parse_bwlimit("0").unwrap(), 0, "no limit, as rsync");
+        for (text, bytes) in [
+            ("512b", 512),
+            ("512B", 512),
+            ("100k", 100 * 1024),
+            ("100K", 100 * 1024),
+            ("100KiB", 100 * 1024),
+            ("100KB", 100_000),
+            ("100kb", 100_000),
+            ("2m", 2 << 20),
+            ("2M", 2 << 20),
+            ("2MiB", 2 << 20),
+            ("2MB", 2_000_000),
+            ("1.5M", 1536 * 1024),
+            ("1G", 1 << 30),
+            ("1GB", 1_000_000_000),
+            ("1t", 1 << 40),
+            ("1P", 1 << 50),
+            // Our plans' own spelling stays valid.
+            ("200MiB/s", 200 << 20),
+            ("50MB/s", 50_000_000),
+            ("10 MiB/s", 10 << 20),
+        ] {
+            assert_eq!(parse_bwlimit(text).unwrap(), bytes, "{text}");
+        }
+        for bad in ["", "fast", "5x", "1Mx", "1bb", "-1", "1e3", "M"] {
+            assert!(parse_bwlimit(bad).is_err(), "{bad}");
+        }
     }
 }

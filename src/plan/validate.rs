@@ -419,7 +419,9 @@ impl Validator<'_> {
         let bwlimit = raw
             .bwlimit
             .as_deref()
-            .and_then(|b| match units::parse_rate(b) {
+            .and_then(|b| match units::parse_bwlimit(b) {
+                // `0` is no limit, as rsync's `--bwlimit 0`.
+                Ok(0) => None,
                 Ok(r) => Some(r),
                 Err(e) => {
                     self.error(&path.key("bwlimit"), e);

@@ -50,6 +50,8 @@ pub struct SyncOptions {
     pub xattrs: bool,
     /// Keep POSIX ACLs, access and default (rsync's `-A`).
     pub acls: bool,
+    /// List each change with rsync's itemize code (`SyncReport::changes`).
+    pub itemize: Itemize,
 }
 
 impl SyncOptions {
@@ -58,6 +60,63 @@ impl SyncOptions {
         crate::tree::xattr::Keep {
             xattrs: self.xattrs,
             acls: self.acls,
+        }
+    }
+}
+
+/// Which entries `SyncReport::changes` lists (rsync's `-i` and `-ii`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Itemize {
+    #[default]
+    Off,
+    /// Every entry the sync changes, with why.
+    Changes,
+    /// Every entry, those left as they are included.
+    All,
+}
+
+/// Entries by type, as rsync's `--stats` counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub devices: u64,
+    pub specials: u64,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.files + self.dirs + self.symlinks + self.devices + self.specials
+    }
+
+    fn add(&mut self, e: &crate::tree::Entry) {
+        use crate::tree::EntryKind;
+        match e.kind {
+            EntryKind::File => self.files += 1,
+            EntryKind::Dir => self.dirs += 1,
+            EntryKind::Symlink => self.symlinks += 1,
+            EntryKind::Other if matches!(e.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK) => {
+                self.devices += 1
+            }
+            EntryKind::Other => self.specials += 1,
+        }
+    }
+}
+
+/// Protocol bytes through ssh so far, each way (both 0 when both sides are local).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireBytes {
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl std::ops::Add for WireBytes {
+    type Output = WireBytes;
+    fn add(self, o: WireBytes) -> WireBytes {
+        WireBytes {
+            sent: self.sent + o.sent,
+            received: self.received + o.received,
         }
     }
 }
@@ -77,6 +136,7 @@ impl Default for SyncOptions {
             relink: None,
             xattrs: false,
             acls: false,
+            itemize: Itemize::Off,
         }
     }
 }
@@ -110,6 +170,13 @@ pub struct SyncReport {
     pub bytes_matched: u64,
     /// Protocol bytes through ssh, both directions (0 when both sides are local).
     pub wire_bytes: u64,
+    /// Of `wire_bytes`, those this process wrote, and those it read.
+    pub wire_sent: u64,
+    pub wire_received: u64,
+    /// The source's entries by type, its root directory included (rsync's "Number of files").
+    pub listed: Counts,
+    /// Entries the plan creates at the target, by type.
+    pub created: Counts,
     pub dirs_created: u64,
     pub symlinks: u64,
     pub hardlinks: u64,
@@ -132,6 +199,9 @@ pub struct SyncReport {
     pub overridden: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub itemized: Vec<Item>,
+    /// With `itemize`: each change with rsync's code (why it is made); failed paths left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<super::itemize::Change>,
     /// Every action that succeeded, path by path, in no particular order (for callers that
     /// compare with the plan; not serialized, a big tree would swamp the report).
     #[serde(skip)]
@@ -192,11 +262,14 @@ pub fn sync(
 }
 
 /// Protocol bytes through the first stream of an endpoint so far (0 when local).
-pub fn wire_bytes_of(e: &Endpoint) -> u64 {
+pub fn wire_bytes_of(e: &Endpoint) -> WireBytes {
     e.transport
         .channel(0)
-        .map(|c| c.wire_bytes().0 + c.wire_bytes().1)
-        .unwrap_or(0)
+        .map(|c| {
+            let (sent, received) = c.wire_bytes();
+            WireBytes { sent, received }
+        })
+        .unwrap_or_default()
 }
 
 /// Syncs `src` onto `dst` from listings the caller already has (scanned with `opts.exclude`,
@@ -213,7 +286,7 @@ pub fn sync_listed(
     observer: &dyn Observer,
     source: &crate::tree::ScanSummary,
     target: &crate::tree::ScanSummary,
-    wire_before: u64,
+    wire_before: WireBytes,
 ) -> Result<SyncReport, SyncError> {
     if !source.exists {
         return Err(source_missing(src));
@@ -249,7 +322,28 @@ pub fn sync_listed(
         opts,
         if opts.checksum { Some(&differs) } else { None },
     );
-    run(
+    let changes = match opts.itemize {
+        Itemize::Off => Vec::new(),
+        how => super::itemize::changes(
+            &plan,
+            source,
+            target,
+            plan::running_as_root(),
+            opts.checksum,
+            how == Itemize::All,
+        ),
+    };
+    for e in source
+        .entries
+        .iter()
+        .filter(|e| !super::diff::is_internal(&e.path))
+    {
+        report.listed.add(e);
+    }
+    if source.root_meta.is_some() {
+        report.listed.dirs += 1;
+    }
+    let mut report = run(
         &plan,
         src_side,
         dst_side,
@@ -257,7 +351,15 @@ pub fn sync_listed(
         observer,
         report,
         wire_before,
-    )
+    )?;
+    let failed: std::collections::HashSet<&str> =
+        report.errors.iter().map(|e| e.path.as_str()).collect();
+    let changes: Vec<_> = changes
+        .into_iter()
+        .filter(|c| !failed.contains(c.path.trim_end_matches('/')))
+        .collect();
+    report.changes = changes;
+    Ok(report)
 }
 
 /// The source root named with its host, as a refusal to sync from it.
@@ -302,7 +404,7 @@ fn run(
     opts: &SyncOptions,
     observer: &dyn Observer,
     mut report: SyncReport,
-    wire_before: u64,
+    wire_before: WireBytes,
 ) -> Result<SyncReport, SyncError> {
     report.source_files = plan.source_files;
     report.source_bytes = plan.source_bytes;
@@ -330,6 +432,20 @@ fn run(
         return Err(SyncError::Unsafe(why.clone()));
     }
     report.overridden = plan.overridden.clone();
+    report.created = Counts {
+        files: plan.files.iter().filter(|f| !f.replaces).count() as u64
+            + plan.hardlinks.len() as u64,
+        dirs: plan.mkdirs.len() as u64,
+        symlinks: plan.symlinks.len() as u64,
+        ..Counts::default()
+    };
+    for (_, meta, _) in &plan.nodes {
+        if matches!(meta.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK) {
+            report.created.devices += 1;
+        } else {
+            report.created.specials += 1;
+        }
+    }
     if opts.dry_run {
         report.itemized = plan
             .actions()
@@ -355,7 +471,10 @@ fn run(
     }
     let (ch, root) = dst_side.pick(0);
     let _ = ch.call_wait(Call::Sync { root: *root });
-    report.wire_bytes = src_side.wire_bytes() + dst_side.wire_bytes() - wire_before;
+    let wire = src_side.wire_bytes() + dst_side.wire_bytes();
+    report.wire_sent = wire.sent - wire_before.sent;
+    report.wire_received = wire.received - wire_before.received;
+    report.wire_bytes = report.wire_sent + report.wire_received;
     Ok(report)
 }
 

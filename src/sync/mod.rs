@@ -2,10 +2,11 @@
 //! application through pipelines, then verification.
 pub mod diff;
 pub mod engine;
+pub mod itemize;
 pub mod plan;
 pub mod side;
 pub mod unit;
 pub mod verify;
 
-pub use engine::{Endpoint, SyncError, SyncOptions, SyncReport, apply, sync};
+pub use engine::{Endpoint, Itemize, SyncError, SyncOptions, SyncReport, apply, sync};
 pub use plan::{PlannedAction, SyncPlan, plan};

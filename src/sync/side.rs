@@ -85,14 +85,14 @@ impl Side {
         self.local.is_none()
     }
 
-    pub fn wire_bytes(&self) -> u64 {
+    pub fn wire_bytes(&self) -> super::engine::WireBytes {
         self.channels
             .iter()
             .map(|(c, _)| {
-                let (a, b) = c.wire_bytes();
-                a + b
+                let (sent, received) = c.wire_bytes();
+                super::engine::WireBytes { sent, received }
             })
-            .sum()
+            .fold(Default::default(), |a, b| a + b)
     }
 
     /// A connection error when any stream of this side is gone (a protocol error when its

@@ -1,18 +1,28 @@
-//! rsync-style exclude patterns: `cache/` (directories), `*.tmp` (any depth), `/logs/` (anchored).
+//! rsync-style filter rules: `cache/` (directories), `*.tmp` (any depth), `/logs/` (anchored),
+//! and rsync's `+ PATTERN` / `- PATTERN` prefixes for include and exclude rules. As in rsync's
+//! filter list, the first rule that matches a path decides; a path no rule matches is kept.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use globset::{GlobBuilder, GlobMatcher};
 
-/// A compiled list of exclude patterns.
+/// A compiled, ordered list of filter rules (excludes, and includes written `+ PATTERN`).
 #[derive(Debug, Clone, Default)]
 pub struct ExcludeSet {
     rules: Vec<Rule>,
     /// Anchored patterns without a wildcard, looked up instead of matched: an inventory leaves
     /// out thousands of paths by name, and each entry of a tree is checked against them all.
-    exact: HashSet<PathBuf>,
-    exact_dirs: HashSet<PathBuf>,
+    /// Each keeps the position of its earliest rule, so the first match still decides.
+    exact: HashMap<PathBuf, Decision>,
+    exact_dirs: HashMap<PathBuf, Decision>,
+}
+
+/// What a rule says of the paths it matches, and where it stands in the list.
+#[derive(Debug, Clone, Copy)]
+struct Decision {
+    position: usize,
+    include: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -21,18 +31,60 @@ struct Rule {
     dir_only: bool,
     /// Matched against the whole relative path instead of the last component.
     whole_path: bool,
+    decision: Decision,
+}
+
+/// Splits rsync's rule prefix off a pattern: `+ PATTERN` includes, `- PATTERN` excludes, and a
+/// pattern without a prefix is an exclude (rsync's `--exclude`).
+fn split_rule(p: &str) -> (bool, &str) {
+    if let Some(rest) = p.strip_prefix("+ ") {
+        (true, rest)
+    } else if let Some(rest) = p.strip_prefix("- ") {
+        (false, rest)
+    } else {
+        (false, p)
+    }
+}
+
+/// The rule that keeps what `pattern` matches (rsync's `--include PATTERN`): it wins over any
+/// exclude after it in the list. A pattern that already has a rule prefix is kept as it is.
+pub fn include(pattern: &str) -> String {
+    if pattern.starts_with("+ ") || pattern.starts_with("- ") {
+        pattern.to_string()
+    } else {
+        format!("+ {pattern}")
+    }
+}
+
+/// The rules of a file read by `--exclude-from` (`include` false) or `--include-from`, as rsync
+/// reads them: one pattern per line, blank lines and lines starting with `;` or `#` skipped, a
+/// `+ ` or `- ` prefix taken as written.
+pub fn rules_from(text: &str, include_by_default: bool) -> Vec<String> {
+    text.lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty() && !l.starts_with(';') && !l.starts_with('#'))
+        .map(|l| {
+            if include_by_default {
+                include(l)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect()
 }
 
 impl ExcludeSet {
-    /// Compiles `patterns`.
+    /// Compiles `patterns`, in order.
     ///
     /// # Errors
     /// A pattern that is not a valid glob, named in the message.
     pub fn new(patterns: &[String]) -> Result<ExcludeSet, String> {
         let mut set = ExcludeSet::default();
-        for p in patterns {
-            let dir_only = p.ends_with('/');
-            let body = p.trim_end_matches('/');
+        for (position, p) in patterns.iter().enumerate() {
+            let (include, pattern) = split_rule(p);
+            let decision = Decision { position, include };
+            let dir_only = pattern.ends_with('/');
+            let body = pattern.trim_end_matches('/');
             let anchored = body.starts_with('/');
             let body = body.trim_start_matches('/');
             if anchored && !body.is_empty() && !body.contains(['*', '?', '[', ']', '{', '}', '\\'])
@@ -42,7 +94,7 @@ impl ExcludeSet {
                 } else {
                     &mut set.exact
                 };
-                exact.insert(PathBuf::from(body));
+                exact.entry(PathBuf::from(body)).or_insert(decision);
                 continue;
             }
             let whole_path = anchored || body.contains('/');
@@ -54,26 +106,42 @@ impl ExcludeSet {
                 matcher: glob.compile_matcher(),
                 dir_only,
                 whole_path,
+                decision,
             });
         }
         Ok(set)
     }
 
-    /// Whether `rel` (relative to the tree's root) is excluded.
+    /// Whether `rel` (relative to the tree's root) is excluded: the first rule matching it
+    /// decides, and no rule matching keeps it.
     pub fn is_excluded(&self, rel: &std::path::Path, is_dir: bool) -> bool {
-        if self.exact.contains(rel) || (is_dir && self.exact_dirs.contains(rel)) {
-            return true;
-        }
-        self.rules.iter().any(|r| {
-            if r.dir_only && !is_dir {
-                return false;
-            }
-            if r.whole_path {
-                r.matcher.is_match(rel)
-            } else {
-                rel.file_name().is_some_and(|n| r.matcher.is_match(n))
-            }
-        })
+        let looked_up = [
+            self.exact.get(rel),
+            is_dir.then(|| self.exact_dirs.get(rel)).flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|d| d.position)
+        .copied();
+        let before = looked_up.map_or(usize::MAX, |d| d.position);
+        let matched = self
+            .rules
+            .iter()
+            .take_while(|r| r.decision.position < before)
+            .find(|r| {
+                if r.dir_only && !is_dir {
+                    return false;
+                }
+                if r.whole_path {
+                    r.matcher.is_match(rel)
+                } else {
+                    rel.file_name().is_some_and(|n| r.matcher.is_match(n))
+                }
+            })
+            .map(|r| r.decision);
+        matched
+            .or(looked_up)
+            .is_some_and(|decision| !decision.include)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,6 +183,51 @@ mod tests {
         );
         assert!(!set.is_excluded(Path::new("a/top"), false));
         assert!(!set.is_empty());
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_as_in_rsync() {
+        let rules = |r: &[&str]| {
+            ExcludeSet::new(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        };
+        // rsync's classic: every directory, the PHP files, nothing else.
+        let set = rules(&["+ */", &include("*.php"), "*"]);
+        assert!(!set.is_excluded(Path::new("a/b"), true));
+        assert!(!set.is_excluded(Path::new("a/b/index.php"), false));
+        assert!(set.is_excluded(Path::new("a/b/style.css"), false));
+        // An include before an exclude wins for what it matches; after it, it comes too late.
+        let set = rules(&[&include("keep.log"), "*.log"]);
+        assert!(!set.is_excluded(Path::new("x/keep.log"), false));
+        assert!(set.is_excluded(Path::new("x/other.log"), false));
+        let set = rules(&["*.log", &include("keep.log")]);
+        assert!(set.is_excluded(Path::new("x/keep.log"), false));
+        // Looked-up anchored names keep their place in the list.
+        let set = rules(&[&include("/top/"), "- /top/", "/other"]);
+        assert!(!set.is_excluded(Path::new("top"), true));
+        assert!(set.is_excluded(Path::new("other"), false));
+        let set = rules(&["/top/", &include("*")]);
+        assert!(set.is_excluded(Path::new("top"), true));
+        assert!(
+            !set.is_excluded(Path::new("top"), false),
+            "a file is no `top/`"
+        );
+        let set = rules(&[&include("t*"), "/top"]);
+        assert!(!set.is_excluded(Path::new("top"), false));
+        // No rule matching: kept.
+        assert!(!rules(&["+ a"]).is_excluded(Path::new("b"), false));
+    }
+
+    #[test]
+    fn rule_files_read_as_rsync_reads_them() {
+        let text = "# comment\n; another\n\ncache/\n+ keep.tmp\r\n*.tmp\n- /secret\n";
+        assert_eq!(
+            rules_from(text, false),
+            vec!["cache/", "+ keep.tmp", "*.tmp", "- /secret"]
+        );
+        assert_eq!(
+            rules_from("*.php\n- *.bak\n", true),
+            vec!["+ *.php", "- *.bak"]
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ mod ops_basics;
 mod peer_bounds;
 mod plan_agrees;
 mod recovery;
+mod rsync_habits;
+mod saved_plan;
 mod vhffs;
 mod vhffs_rows;
 mod vhffs_units;
