@@ -84,10 +84,14 @@ pub fn serve(
             }
             Request::Call {
                 id,
-                call: Call::ExecSession(req),
+                call: call @ (Call::ExecSession(_) | Call::ExecSessionMerged(_)),
             } => {
                 // Started here, so the input frames behind it find it; pumped on its own thread.
-                let started = server.session_start(id, &req);
+                let started = match &call {
+                    Call::ExecSessionMerged(req) => server.session_start(id, req, true),
+                    Call::ExecSession(req) => server.session_start(id, req, false),
+                    _ => unreachable!("matched above"),
+                };
                 let output = output.clone();
                 let mut send = move |reply| {
                     let mut out = output.lock().unwrap_or_else(|p| p.into_inner());

@@ -17,7 +17,7 @@ use crate::tree::root::Meta;
 use crate::tree::xattr;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Refuse frames above this size; below it, a frame's buffer grows with the bytes that
 /// arrive, never with the length announced (`read_frame`).
@@ -244,6 +244,9 @@ pub enum Call {
     /// `Data` while it runs, then `Exec` when it exits; `ExecStdinEnd` only closes its stdin.
     /// A database client holding a snapshot open for the dumps that use it.
     ExecSession(ExecRequest),
+    /// `ExecSession` with the command's stderr written into its stdout (one pipe): a
+    /// verification client's errors come back between the rows they follow.
+    ExecSessionMerged(ExecRequest),
 }
 
 /// One signature wanted by `Signatures`.

@@ -47,8 +47,9 @@ pub struct Server {
 /// A long-lived command started by `ExecSession`: its output still to be pumped back.
 pub struct SessionRun {
     child: std::process::Child,
-    stdout: std::process::ChildStdout,
-    stderr: std::thread::JoinHandle<Vec<u8>>,
+    stdout: Box<dyn Read + Send>,
+    /// `None` when stderr is merged into stdout.
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
 impl SessionRun {
@@ -65,7 +66,10 @@ impl SessionRun {
             Ok(status) => reply(Reply::Exec(crate::transport::ExecOutput {
                 code: status.code(),
                 stdout: Vec::new(),
-                stderr: self.stderr.join().unwrap_or_default(),
+                stderr: self
+                    .stderr
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default(),
             })),
             Err(e) => reply(Reply::Error(e.to_string())),
         }
@@ -152,7 +156,9 @@ impl Server {
                 .map_err(failure),
             Call::ExecRead(req) => self.exec_read(&req, false, reply).map(Some),
             Call::ExecReadZstd(req) => self.exec_read(&req, true, reply).map(Some),
-            Call::ExecSession(_) => Err("a session is served by the agent's loop".into()),
+            Call::ExecSession(_) | Call::ExecSessionMerged(_) => {
+                Err("a session is served by the agent's loop".into())
+            }
             Call::ExecStdinZstd { data, len } => {
                 match super::protocol::decompress(&data, len) {
                     Ok(plain) => self.feed(id, &plain),
@@ -388,16 +394,29 @@ impl Server {
         &self,
         id: u64,
         req: &crate::transport::ExecRequest,
+        merged: bool,
     ) -> Result<SessionRun, String> {
         use std::process::Stdio;
-        let mut child = command(req)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run `{}`: {e}", req.program))?;
-        let stderr = tail_of(child.stderr.take().expect("piped"));
-        let stdout = child.stdout.take().expect("piped");
+        let cannot = |e: std::io::Error| format!("cannot run `{}`: {e}", req.program);
+        let mut cmd = command(req);
+        cmd.stdin(Stdio::piped());
+        let (mut child, stdout, stderr): (_, Box<dyn Read + Send>, _) = if merged {
+            let (reader, writer) = std::io::pipe().map_err(cannot)?;
+            cmd.stdout(writer.try_clone().map_err(cannot)?).stderr(writer);
+            let child = cmd.spawn().map_err(cannot)?;
+            // Our copies of the write end go, so the output ends when the command does.
+            drop(cmd);
+            (child, Box::new(reader), None)
+        } else {
+            let mut child = cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(cannot)?;
+            let stderr = tail_of(child.stderr.take().expect("piped"));
+            let stdout = child.stdout.take().expect("piped");
+            (child, Box::new(stdout), Some(stderr))
+        };
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -3,8 +3,9 @@
 //! the dumps so one slow restore never holds up another.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use super::channel::{Channel, Pending};
@@ -47,8 +48,12 @@ enum Inner {
     Local {
         child: Child,
         stdin: Option<ChildStdin>,
-        stdout: BufReader<ChildStdout>,
-        stderr: std::thread::JoinHandle<Vec<u8>>,
+        /// Output chunks, read on a thread of their own so a long input never waits for us
+        /// to read what the command already printed.
+        output: Receiver<Vec<u8>>,
+        buffered: Vec<u8>,
+        /// `None` when stderr is merged into the output.
+        stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
     },
     Remote {
         channel: Arc<dyn Channel>,
@@ -74,36 +79,77 @@ impl Session {
     /// # Errors
     /// The host cannot be reached or the command cannot start.
     pub fn open(host: &dyn Transport, req: &ExecRequest) -> Result<Session, TransportError> {
+        Session::start(host, req, false)
+    }
+
+    /// As `open`, with the command's stderr written into its stdout (one pipe): its errors
+    /// come back in-band, between the lines they follow.
+    ///
+    /// # Errors
+    /// As `open`.
+    pub fn open_merged(
+        host: &dyn Transport,
+        req: &ExecRequest,
+    ) -> Result<Session, TransportError> {
+        Session::start(host, req, true)
+    }
+
+    fn start(
+        host: &dyn Transport,
+        req: &ExecRequest,
+        merged: bool,
+    ) -> Result<Session, TransportError> {
         let name = host.host().to_string();
+        let cannot = |e: std::io::Error| TransportError::Remote {
+            host: name.clone(),
+            message: format!("cannot run `{}`: {e}", req.program),
+        };
         let inner = if host.is_local() {
             let mut c = std::process::Command::new(&req.program);
-            let mut child = super::own_process_group(&mut c)
+            super::own_process_group(&mut c)
                 .args(&req.args)
                 .envs(req.env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| TransportError::Remote {
-                    host: name.clone(),
-                    message: format!("cannot run `{}`: {e}", req.program),
-                })?;
-            let mut err = child.stderr.take().expect("piped");
-            let stderr = std::thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut err, &mut v);
-                v
+                .stdin(Stdio::piped());
+            let (mut child, reader): (Child, Box<dyn Read + Send>) = if merged {
+                let (reader, writer) = std::io::pipe().map_err(&cannot)?;
+                c.stdout(writer.try_clone().map_err(&cannot)?)
+                    .stderr(writer);
+                let child = c.spawn().map_err(&cannot)?;
+                // Our copies of the write end go, so the output ends when the command does.
+                drop(c);
+                (child, Box::new(reader))
+            } else {
+                let mut child = c
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(&cannot)?;
+                let out = child.stdout.take().expect("piped");
+                (child, Box::new(out))
+            };
+            let stderr = child.stderr.take().map(|mut err| {
+                std::thread::spawn(move || {
+                    let mut v = Vec::new();
+                    let _ = err.read_to_end(&mut v);
+                    v
+                })
             });
             Inner::Local {
                 stdin: child.stdin.take(),
-                stdout: BufReader::new(child.stdout.take().expect("piped")),
+                output: pump(reader),
+                buffered: Vec::new(),
                 child,
                 stderr,
             }
         } else {
             let lease = StreamLease::take(&name);
             let channel = host.channel(lease.index)?;
-            let pending = channel.call(Call::ExecSession(req.clone()))?;
+            let call = if merged {
+                Call::ExecSessionMerged(req.clone())
+            } else {
+                Call::ExecSession(req.clone())
+            };
+            let pending = channel.call(call)?;
             Inner::Remote {
                 channel,
                 pending,
@@ -147,25 +193,31 @@ impl Session {
     pub fn read_line(&mut self) -> Result<Option<String>, TransportError> {
         let host = self.host.clone();
         match &mut self.inner {
-            Inner::Local { stdout, .. } => {
-                let mut line = String::new();
-                match stdout.read_line(&mut line) {
-                    Ok(0) => Ok(None),
-                    Ok(_) => Ok(Some(line.trim_end_matches('\n').to_string())),
-                    Err(e) => Err(gone(&host, &e.to_string())),
+            Inner::Local {
+                output, buffered, ..
+            } => loop {
+                if let Some(line) = take_line(buffered) {
+                    return Ok(Some(line));
                 }
-            }
+                match output.recv() {
+                    Ok(d) => buffered.extend_from_slice(&d),
+                    // The command's output ended: a last line without its newline counts.
+                    Err(_) if buffered.is_empty() => return Ok(None),
+                    Err(_) => {
+                        let last = String::from_utf8_lossy(buffered).into_owned();
+                        buffered.clear();
+                        return Ok(Some(last));
+                    }
+                }
+            },
             Inner::Remote {
                 pending,
                 buffered,
                 ended,
                 ..
             } => loop {
-                if let Some(at) = buffered.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buffered.drain(..=at).collect();
-                    return Ok(Some(
-                        String::from_utf8_lossy(&line[..line.len() - 1]).into_owned(),
-                    ));
+                if let Some(line) = take_line(buffered) {
+                    return Ok(Some(line));
                 }
                 if ended.is_some() {
                     return Ok(None);
@@ -203,11 +255,13 @@ impl Session {
             } => {
                 drop(stdin.take());
                 let status = child.wait().map_err(|e| gone(&host, &e.to_string()))?;
-                let stderr = std::mem::replace(stderr, std::thread::spawn(Vec::new));
                 Ok(ExecOutput {
                     code: status.code(),
                     stdout: Vec::new(),
-                    stderr: stderr.join().unwrap_or_default(),
+                    stderr: stderr
+                        .take()
+                        .map(|h| h.join().unwrap_or_default())
+                        .unwrap_or_default(),
                 })
             }
             Inner::Remote {
@@ -262,6 +316,32 @@ impl Drop for Session {
     }
 }
 
+/// Reads `from` on a thread of its own, chunk by chunk, until it ends.
+fn pump(mut from: Box<dyn Read + Send>) -> Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The first whole line of `buffered`, without its newline, taken out of it.
+fn take_line(buffered: &mut Vec<u8>) -> Option<String> {
+    let at = buffered.iter().position(|b| *b == b'\n')?;
+    let line: Vec<u8> = buffered.drain(..=at).collect();
+    Some(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned())
+}
+
 fn gone(host: &str, why: &str) -> TransportError {
     TransportError::Remote {
         host: host.into(),
@@ -293,5 +373,20 @@ mod tests {
         assert_eq!(s.read_line().unwrap().as_deref(), Some("one"));
         assert_eq!(s.read_line().unwrap().as_deref(), Some("two"));
         assert!(s.close().unwrap().success());
+    }
+
+    #[test]
+    fn a_merged_session_reads_errors_between_the_lines_they_follow() {
+        let local = super::super::LocalTransport::new("local");
+        let script = "while read l; do echo \"out $l\"; echo \"err $l\" >&2; done";
+        let req = ExecRequest::new("sh", vec!["-c".to_string(), script.to_string()]);
+        let mut s = Session::open_merged(&local, &req).unwrap();
+        s.send("a\nb\n").unwrap();
+        let lines: Vec<String> = (0..4).map(|_| s.read_line().unwrap().unwrap()).collect();
+        assert_eq!(lines, ["out a", "err a", "out b", "err b"]);
+        s.send("c\n").unwrap();
+        assert_eq!(s.read_line().unwrap().as_deref(), Some("out c"));
+        let end = s.close().unwrap();
+        assert!(end.success() && end.stderr.is_empty());
     }
 }
