@@ -13,6 +13,7 @@
 //! both sides, and the row encoding tells NULL from any text.
 
 mod catalog;
+mod pool;
 mod session;
 mod sql;
 
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use self::catalog::{Catalog, Fact, Table, account_facts, grant_concerns, granted_table};
+pub use self::pool::SessionPool;
 use self::session::{Line, Ran, Script, field, run, text};
 pub use self::sql::HashFn;
 use self::sql::{Col, Enc, Lit};
@@ -212,10 +214,25 @@ pub fn verify(
     target: &Side<'_>,
     options: &VerifyOptions,
 ) -> Result<Verification, String> {
+    verify_in(&SessionPool::new(), engine, source, target, options)
+}
+
+/// As `verify`, on the clients of `pool`: a run verifying many databases keeps one client
+/// per server and worker instead of one per script.
+///
+/// # Errors
+/// As `verify`.
+pub fn verify_in(
+    pool: &SessionPool,
+    engine: DbEngine,
+    source: &Side<'_>,
+    target: &Side<'_>,
+    options: &VerifyOptions,
+) -> Result<Verification, String> {
     let chunk_rows = options.chunk_rows.max(2);
     let (src, dst) = both(
-        || catalog::read(engine, source, &options.schemas),
-        || catalog::read(engine, target, &options.schemas),
+        || catalog::read(pool, engine, source, &options.schemas),
+        || catalog::read(pool, engine, target, &options.schemas),
     );
     let (src, dst) = (
         src.map_err(|e| format!("source: {e}"))?,
@@ -271,7 +288,7 @@ pub fn verify(
         wanted += 1;
     }
     if wanted > 0 {
-        let ran = run(engine, source, &bounds_script).map_err(|e| format!("source: {e}"))?;
+        let ran = run(pool, engine, source, &bounds_script).map_err(|e| format!("source: {e}"))?;
         for p in &mut planned {
             let Some(key) = &p.key else { continue };
             if let Some(rows) = ran.rows(&p.tag) {
@@ -353,8 +370,8 @@ pub fn verify(
         s
     };
     let (at_src, at_dst) = both(
-        || run(engine, source, &hash_script(true)),
-        || run(engine, target, &hash_script(false)),
+        || run(pool, engine, source, &hash_script(true)),
+        || run(pool, engine, target, &hash_script(false)),
     );
     let (at_src, at_dst) = (
         at_src.map_err(|e| format!("source: {e}"))?,

@@ -12,7 +12,7 @@ use super::state::SiteState;
 use crate::db::discover::{list_databases, selected};
 use crate::db::transfer::{Endpoint, Moved, Options, transfer};
 use crate::db::verify::{
-    DEFAULT_CHUNK_ROWS, FactDiff, Side, Skipped, TableCheck, VerifyOptions, verify,
+    DEFAULT_CHUNK_ROWS, FactDiff, SessionPool, Side, Skipped, TableCheck, VerifyOptions, verify_in,
 };
 use crate::event::{Event, Observer};
 use crate::plan::{DatabaseRule, Plan};
@@ -246,13 +246,15 @@ pub fn run(
     });
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out = Mutex::new(results);
+    // Verification clients kept for the whole run: one per server and worker.
+    let pool = SessionPool::new();
     std::thread::scope(|s| {
         for _ in 0..plan.defaults.jobs.max(1) {
             s.spawn(|| {
                 while let Some((rule, name)) =
                     work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                 {
-                    let r = one(plan, rule, name, connections, mode);
+                    let r = one_in(&pool, plan, rule, name, connections, mode);
                     match &r.error {
                         Some(e) => observer.on_event(&Event::UnitFailed {
                             phase: phase.into(),
@@ -288,6 +290,18 @@ pub fn one(
     connections: &Connections,
     mode: Mode<'_>,
 ) -> DbResult {
+    one_in(&SessionPool::new(), plan, rule, name, connections, mode)
+}
+
+/// As `one`, verifying on the clients of `pool`.
+fn one_in(
+    pool: &SessionPool,
+    plan: &Plan,
+    rule: &DatabaseRule,
+    name: &str,
+    connections: &Connections,
+    mode: Mode<'_>,
+) -> DbResult {
     let mut r = DbResult {
         rule: rule.index,
         name: name.to_string(),
@@ -315,10 +329,13 @@ pub fn one(
     let backoff = connections.backoff();
     let mut wait = backoff.base;
     for tries_left in (0..backoff.attempts.max(1)).rev() {
-        let (result, dropped) = attempt(plan, rule, name, connections, mode, r.clone());
+        let (result, dropped) = attempt(pool, plan, rule, name, connections, mode, r.clone());
         if !(dropped && tries_left > 0) {
             return result;
         }
+        // Clients on the lost connection are gone; none may stay connected to the database
+        // about to be written again.
+        pool.clear();
         std::thread::sleep(wait);
         wait = wait.saturating_mul(2);
     }
@@ -327,6 +344,7 @@ pub fn one(
 
 /// One try of `one`: its result, and whether it failed because a connection dropped.
 fn attempt(
+    pool: &SessionPool,
     plan: &Plan,
     rule: &DatabaseRule,
     name: &str,
@@ -380,7 +398,8 @@ fn attempt(
             }
         }
     }
-    match verify(
+    match verify_in(
+        pool,
         rule.engine,
         &Side {
             transport: from.as_ref(),

@@ -402,7 +402,8 @@ impl Server {
         cmd.stdin(Stdio::piped());
         let (mut child, stdout, stderr): (_, Box<dyn Read + Send>, _) = if merged {
             let (reader, writer) = std::io::pipe().map_err(cannot)?;
-            cmd.stdout(writer.try_clone().map_err(cannot)?).stderr(writer);
+            cmd.stdout(writer.try_clone().map_err(cannot)?)
+                .stderr(writer);
             let child = cmd.spawn().map_err(cannot)?;
             // Our copies of the write end go, so the output ends when the command does.
             drop(cmd);

@@ -87,10 +87,7 @@ impl Session {
     ///
     /// # Errors
     /// As `open`.
-    pub fn open_merged(
-        host: &dyn Transport,
-        req: &ExecRequest,
-    ) -> Result<Session, TransportError> {
+    pub fn open_merged(host: &dyn Transport, req: &ExecRequest) -> Result<Session, TransportError> {
         Session::start(host, req, true)
     }
 

@@ -91,6 +91,7 @@ pub(super) struct Catalog {
 /// # Errors
 /// The session could not run or its settings could not be read.
 pub(super) fn read(
+    pool: &super::pool::SessionPool,
     engine: DbEngine,
     side: &Side<'_>,
     schemas: &[String],
@@ -103,7 +104,7 @@ pub(super) fn read(
         DbEngine::Postgres => pg_statements(&mut script),
         _ => my_statements(&mut script, side.database),
     };
-    let ran = run(engine, side, &script)?;
+    let ran = run(pool, engine, side, &script)?;
     let mut cat = Catalog::default();
     let pins: Vec<String> = ran
         .rows("pins")

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::Side;
-use crate::db::discover::run_script;
+use super::pool::SessionPool;
 use crate::plan::raw::DbEngine;
 
 /// A script under construction: one statement per line, so a server's error (which names its
@@ -126,13 +126,18 @@ impl Ran {
     }
 }
 
-/// Runs `script` in one session on `side`.
+/// Runs `script` in one session on `side`, on a client of `pool`.
 ///
 /// # Errors
 /// The client could not run, or the session never started (refused connection, unknown
 /// database): nothing at all came back.
-pub(super) fn run(engine: DbEngine, side: &Side<'_>, script: &Script) -> Result<Ran, String> {
-    let out = run_script(
+pub(super) fn run(
+    pool: &SessionPool,
+    engine: DbEngine,
+    side: &Side<'_>,
+    script: &Script,
+) -> Result<Ran, String> {
+    let out = pool.run(
         side.transport,
         engine,
         side.server,
