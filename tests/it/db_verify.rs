@@ -4,7 +4,9 @@
 //! identical data never reported different, skipped objects named. "Same" is checked against
 //! the servers' own answers, not only our verifier's.
 
-use transhumance::db::verify::{KeyRange, Side, TableCheck, Verification, VerifyOptions, verify};
+use transhumance::db::verify::{
+    KeyRange, SessionPool, Side, TableCheck, Verification, VerifyOptions, verify, verify_in,
+};
 use transhumance::plan::DbServer;
 use transhumance::plan::raw::DbEngine;
 use transhumance::transport::LocalTransport;
@@ -448,4 +450,168 @@ fn mariadb_verification_sees_every_key_shape_null_time_zones_and_grants() {
     let shown = format!("{:?}", found);
     let hash = src.sql("SELECT authentication_string FROM mysql.user WHERE user = 'ed'");
     assert!(!hash.is_empty() && !shown.contains(&hash));
+}
+
+/// A `bin_dir` whose `psql` and `mariadb` log each start (their pid) to `starts`, then run
+/// the real client: counts the client processes a verification spawns.
+fn counting_clients() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    for (name, real) in [("psql", "/usr/bin/psql"), ("mariadb", "/usr/bin/mariadb")] {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho $$ >> '{}'\nexec {real} \"$@\"\n",
+                starts.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    (dir, starts)
+}
+
+/// Verifies `dbs` on two worker threads sharing one pool; returns the verifications.
+fn verify_all(
+    engine: DbEngine,
+    a: &DbServer,
+    b: &DbServer,
+    dbs: &[String],
+) -> Vec<(String, Verification)> {
+    let local = LocalTransport::new("local");
+    let pool = SessionPool::new();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while let Some(db) = dbs.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+                {
+                    let side = |s| Side {
+                        transport: &local,
+                        server: s,
+                        database: db,
+                    };
+                    let v = verify_in(
+                        &pool,
+                        engine,
+                        &side(a),
+                        &side(b),
+                        &VerifyOptions {
+                            chunk_rows: CHUNK,
+                            schemas: Vec::new(),
+                        },
+                    )
+                    .unwrap();
+                    out.lock().unwrap().push((db.clone(), v));
+                }
+            });
+        }
+    });
+    drop(pool);
+    let mut out = out.into_inner().unwrap();
+    out.sort_by(|x, y| x.0.cmp(&y.0));
+    out
+}
+
+/// Pids logged in `starts`, and whether any of them still runs.
+fn starts(path: &std::path::Path) -> (usize, bool) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let pids: Vec<&str> = text.lines().collect();
+    let alive = pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+    (pids.len(), alive)
+}
+
+#[test]
+fn verification_keeps_one_client_per_server_and_worker_and_still_finds_differences() {
+    let (my_a, my_b) = (MariaDb::start(), MariaDb::start());
+    let (pg_a, pg_b) = (Postgres::start(), Postgres::start());
+    let (bin, log) = counting_clients();
+    let dbs: Vec<String> = (0..6).map(|i| format!("db{i}")).collect();
+    for my in [&my_a, &my_b] {
+        for db in &dbs {
+            my.sql(&format!("CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT PRIMARY KEY, v TEXT); INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_2000; CREATE TABLE u (id INT PRIMARY KEY, v TEXT); INSERT INTO u VALUES (1, 'x');"));
+        }
+    }
+    for pg in [&pg_a, &pg_b] {
+        for db in &dbs {
+            pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+            pg.psql(db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g; CREATE TABLE u (id int PRIMARY KEY, v text); INSERT INTO u VALUES (1, 'x');");
+        }
+    }
+    // A planted difference, and a table gone from one side (its statement's error named).
+    my_b.sql("UPDATE db3.t SET v = 'changed' WHERE id = 1234; DROP TABLE db4.u");
+    pg_b.psql("db3", "UPDATE t SET v = 'changed' WHERE id = 1234");
+    pg_b.psql("db4", "DROP TABLE u");
+    // A table the catalog still lists but no statement can read: the hashing statement's
+    // own error is named, in a session that ran scripts before.
+    my_b.sql("ALTER TABLE db5.u DISCARD TABLESPACE");
+
+    let with_bin = |mut s: DbServer| {
+        s.bin_dir = Some(bin.path().display().to_string());
+        s
+    };
+    let my = |m: &MariaDb| with_bin(server(Some(m.socket.display().to_string()), None, "root"));
+    let pg = |p: &Postgres| with_bin(server(None, Some(p.port), "postgres"));
+    for (engine, a, b) in [
+        (DbEngine::Mariadb, my(&my_a), my(&my_b)),
+        (DbEngine::Postgres, pg(&pg_a), pg(&pg_b)),
+    ] {
+        let _ = std::fs::remove_file(&log);
+        let results = verify_all(engine, &a, &b, &dbs);
+        let (spawned, alive) = starts(&log);
+        eprintln!(
+            "{engine:?}: {spawned} clients started for {} databases",
+            dbs.len()
+        );
+        // Before: one client per stage, side and database (5 per database here).
+        assert!(
+            (2..=4).contains(&spawned),
+            "{engine:?}: one client per server and worker, {spawned} started"
+        );
+        assert!(!alive, "{engine:?}: every client ended with the pool");
+        for (db, v) in &results {
+            match db.as_str() {
+                "db3" => {
+                    let t = table(
+                        v,
+                        if engine == DbEngine::Postgres {
+                            "public.t"
+                        } else {
+                            "t"
+                        },
+                    );
+                    assert_eq!(t.status, "different", "{engine:?} {t:#?}");
+                    assert_eq!(t.differing_ranges.len(), 1, "{t:#?}");
+                }
+                "db4" => {
+                    let u = table(
+                        v,
+                        if engine == DbEngine::Postgres {
+                            "public.u"
+                        } else {
+                            "u"
+                        },
+                    );
+                    assert_eq!(u.status, "missing", "{engine:?} {u:#?}");
+                }
+                "db5" if engine == DbEngine::Mariadb => {
+                    let u = table(v, "u");
+                    assert_eq!(u.status, "error", "{u:#?}");
+                    let note = u.note.as_deref().unwrap_or_default();
+                    assert!(
+                        note.starts_with("the target could not hash it:")
+                            && note.contains("discarded"),
+                        "{u:#?}"
+                    );
+                    assert_eq!(table(v, "t").status, "same");
+                }
+                _ => assert!(v.is_clean(), "{engine:?} {db}: {v:#?}"),
+            }
+        }
+    }
 }
