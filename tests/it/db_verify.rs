@@ -564,11 +564,8 @@ fn verification_keeps_one_client_per_server_and_worker_and_still_finds_differenc
         let _ = std::fs::remove_file(&log);
         let results = verify_all(engine, &a, &b, &dbs);
         let (spawned, alive) = starts(&log);
-        eprintln!(
-            "{engine:?}: {spawned} clients started for {} databases",
-            dbs.len()
-        );
-        // Before: one client per stage, side and database (5 per database here).
+        // Two servers, two workers. Before: one client per stage, side and database (5 per
+        // database here, 30 in all).
         assert!(
             (2..=4).contains(&spawned),
             "{engine:?}: one client per server and worker, {spawned} started"
