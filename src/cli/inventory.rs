@@ -17,11 +17,12 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
     };
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
     let inventory = expand_sites(&loaded, &connections);
-    for i in inventory.unreachable.iter().chain(&inventory.issues) {
-        if i.is_error() || !printer.quiet {
-            eprintln!("{}", super::diagnostics::render(i, &loaded.source));
-        }
-    }
+    let shown = inventory
+        .unreachable
+        .iter()
+        .chain(&inventory.issues)
+        .filter(|i| i.is_error() || !printer.quiet);
+    eprint!("{}", super::diagnostics::render_all(shown, &loaded.source));
     if !inventory.unreachable.is_empty() {
         return exit::FAILURES;
     }
@@ -66,7 +67,7 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
             }
         }
     } else {
-        super::printer::out(&render(&export));
+        super::printer::out(&render(&export, super::printer::text_width()));
     }
     if export.risks.iter().any(|r| r.severity == "error") {
         exit::FAILURES
@@ -76,7 +77,7 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
 }
 
 /// The inventory as tables for a terminal.
-fn render(e: &InventoryExport<'_>) -> String {
+fn render(e: &InventoryExport<'_>, width: Option<usize>) -> String {
     let mut o = String::new();
     let suspended = e.sites.iter().filter(|s| !s.marks.is_empty()).count();
     let _ = writeln!(
@@ -119,6 +120,7 @@ fn render(e: &InventoryExport<'_>) -> String {
             "MARKS",
         ],
         &rows,
+        width,
     );
     if !e.databases.is_empty() {
         o.push('\n');
@@ -140,6 +142,7 @@ fn render(e: &InventoryExport<'_>) -> String {
             &mut o,
             &["DATABASE", "ENGINE", "USER", "GID", "MOVES WITH", "MARKS"],
             &rows,
+            width,
         );
     }
     if !e.mailboxes.is_empty() {
@@ -149,7 +152,7 @@ fn render(e: &InventoryExport<'_>) -> String {
             .iter()
             .map(|b| vec![b.address.clone(), b.maildir.clone(), marks(&b.marks)])
             .collect();
-        table(&mut o, &["MAIL BOX", "MAILDIR", "MARKS"], &rows);
+        table(&mut o, &["MAIL BOX", "MAILDIR", "MARKS"], &rows, width);
     }
     if !e.zones.is_empty() {
         o.push('\n');
@@ -165,11 +168,16 @@ fn render(e: &InventoryExport<'_>) -> String {
                 ]
             })
             .collect();
-        table(&mut o, &["ZONE", "SERIAL", "RECORDS", "MARKS"], &rows);
+        table(
+            &mut o,
+            &["ZONE", "SERIAL", "RECORDS", "MARKS"],
+            &rows,
+            width,
+        );
     }
     if let Some(u) = e.unmigrated {
         o.push('\n');
-        o.push_str(&crate::report::text::unmigrated(u));
+        o.push_str(&crate::report::text::unmigrated(u, width));
     }
     if !e.risks.is_empty() {
         let _ = writeln!(o, "\nRisks: {}", e.risks.len());

@@ -19,10 +19,15 @@ pub enum Format {
     Html,
 }
 
-/// Renders `report` in `format`.
+/// Renders `report` in `format`; text fits no width (a file, a pipe).
 pub fn render(report: &DryRunReport, format: Format) -> String {
+    render_width(report, format, None)
+}
+
+/// Renders `report` in `format`, its text tables fitted to `width` columns when given.
+pub fn render_width(report: &DryRunReport, format: Format, width: Option<usize>) -> String {
     match format {
-        Format::Text => text::render(report),
+        Format::Text => text::render(report, width),
         Format::Markdown => markdown::render(report),
         Format::Json => serde_json::to_string_pretty(report).expect("report serializes") + "\n",
         Format::Html => html::render(report),
@@ -628,7 +633,8 @@ pub struct Estimate {
     pub basis: String,
 }
 
-pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+/// `1 site`, `2 sites`: counts in words for people (never `site(s)`).
+pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
