@@ -129,8 +129,12 @@ impl DbResult {
             .collect();
         if !self.properties.is_empty() {
             out.push(format!(
-                "{} catalog fact(s) (owners, privileges, settings, grants)",
-                self.properties.len()
+                "{} (owners, privileges, settings, grants)",
+                crate::report::plural(
+                    self.properties.len() as u64,
+                    "catalog fact",
+                    "catalog facts"
+                )
             ));
         }
         out
@@ -139,9 +143,13 @@ impl DbResult {
     /// What a clean verification covered, in a few words (journaled with the unit).
     pub fn verified(&self) -> String {
         let mut s = format!(
-            "{} table(s) and {} catalog fact(s) verified",
-            self.tables.len(),
-            self.properties_compared
+            "{} and {} verified",
+            crate::report::plural(self.tables.len() as u64, "table", "tables"),
+            crate::report::plural(
+                self.properties_compared as u64,
+                "catalog fact",
+                "catalog facts"
+            )
         );
         if !self.skipped.is_empty() {
             let names: Vec<&str> = self.skipped.iter().map(|k| k.object.as_str()).collect();

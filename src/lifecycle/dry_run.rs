@@ -522,7 +522,7 @@ fn render_site_plan(
     r.plan = Some(plan.summary(itemize));
 }
 
-fn engine_name(e: DbEngine) -> &'static str {
+pub(crate) fn engine_name(e: DbEngine) -> &'static str {
     match e {
         DbEngine::Mysql => "mysql",
         DbEngine::Mariadb => "mariadb",
@@ -1020,7 +1020,14 @@ fn zone_report(
         risks.push(Risk::warning(
             "servers_disagree",
             zone,
-            format!("authoritative servers give different SOA serials: {serials:?}"),
+            format!(
+                "authoritative servers give different SOA serials: {}",
+                z.servers
+                    .iter()
+                    .filter_map(|s| s.serial.map(|n| format!("{} {n}", s.server)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     }
     let server = z

@@ -25,6 +25,7 @@ use crate::journal::{JournalError, now};
 use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
 use crate::plan::{Loaded, Site, SiteDatabase};
+use crate::report::plural;
 use crate::sync::{Endpoint, sync};
 use crate::transport::ExecRequest;
 use crate::unit::UnitId;
@@ -160,7 +161,9 @@ impl<'a> Migration<'a> {
                     return Err(LifecycleError::Invalid(format!(
                         "site `{}` names {} database `{db}`, which no `databases:` rule{} selects",
                         site.name,
-                        db.engine.map(|e| format!("{e:?}")).unwrap_or_default(),
+                        db.engine
+                            .map(|e| super::dry_run::engine_name(e).to_string())
+                            .unwrap_or_default(),
                         if db.engine.is_some() {
                             " of its engine"
                         } else {
@@ -845,10 +848,14 @@ impl<'a> Migration<'a> {
                 .collect();
             let detail = match (&rule.error, failed.first()) {
                 (Some(e), _) => e.clone(),
-                (None, Some(f)) => format!("{} mailbox(es) failed, first {f}", failed.len()),
+                (None, Some(f)) => format!(
+                    "{} failed, first {f}",
+                    plural(failed.len() as u64, "mailbox", "mailboxes")
+                ),
                 (None, None) => format!(
-                    "{} mailbox(es), {copied} message(s) copied, {renamed} renamed",
-                    rule.mailboxes.len()
+                    "{}, {} copied, {renamed} renamed",
+                    plural(rule.mailboxes.len() as u64, "mailbox", "mailboxes"),
+                    plural(copied, "message", "messages")
                 ),
             };
             let _ = self.record(&Entry::Unit {
@@ -1081,12 +1088,15 @@ impl<'a> Migration<'a> {
             .map(|c| format!(", {c}"))
             .unwrap_or_default();
         Ok(format!(
-            "{} file(s) hashed on both sides{usable}{}",
-            report.files_hashed,
+            "{} hashed on both sides{usable}{}",
+            plural(report.files_hashed as u64, "file", "files"),
             if site.databases.is_empty() {
                 String::new()
             } else {
-                format!(", {} database(s) compared", site.databases.len())
+                format!(
+                    ", {} compared",
+                    plural(site.databases.len() as u64, "database", "databases")
+                )
             }
         ))
     }
@@ -1308,7 +1318,7 @@ impl<'a> Migration<'a> {
             self.set(
                 &site.name,
                 SiteState::Switching,
-                Some(format!("{count} RRset(s)")),
+                Some(plural(count as u64, "RRset", "RRsets")),
             )?;
             let outcome = cutover::switch(spec, &plans, &self.ledger, &self.checks)
                 .map_err(|e| format!("DNS switch: {e}"))?;
@@ -1318,7 +1328,10 @@ impl<'a> Migration<'a> {
             self.set(
                 &site.name,
                 SiteState::Switched,
-                Some(format!("{count} RRset(s) switched")),
+                Some(format!(
+                    "{} switched",
+                    plural(count as u64, "RRset", "RRsets")
+                )),
             )?;
         } else if state == SiteState::Verified {
             self.set(
@@ -1358,8 +1371,8 @@ impl<'a> Migration<'a> {
             "no probe configured".to_string()
         } else {
             format!(
-                "{} probe(s) passed before and after the switch",
-                results.len()
+                "{} passed before and after the switch",
+                plural(results.len() as u64, "probe", "probes")
             )
         };
         self.set(&site.name, SiteState::Confirmed, Some(detail))?;
@@ -1852,6 +1865,7 @@ pub fn report(
     Ok(super::status::build(
         &loaded.plan.name,
         &inventory.sites,
+        loaded.plan.cutover.batch,
         &statuses,
         &super::ledger::dns_events(&entries),
         super::status::overrides(&entries),
