@@ -403,7 +403,13 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
         wrapped_line(&mut o, "  ", &l, 4, width);
     }
     if let Some((all, batches)) = r.downtime.split_first() {
-        let _ = writeln!(o, "  {DOWNTIME}: {}", all.line());
+        wrapped_line(
+            &mut o,
+            "  ",
+            &format!("{DOWNTIME}: {}", all.line()),
+            4,
+            width,
+        );
         for b in batches {
             let _ = writeln!(o, "    {}: {}", b.title(), b.line());
         }
@@ -416,12 +422,15 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
     if !troubled.is_empty() {
         let _ = writeln!(o, "\nNeeds attention:");
         for s in troubled {
-            let why = match (s.reason.as_deref(), s.state.tone == Tone::InFlight) {
+            let mut why = match (s.reason.as_deref(), s.state.tone == Tone::InFlight) {
                 (Some(r), true) => format!(": {r}; run `resume` (or `rollback`)"),
                 (Some(r), false) => format!(": {r}"),
                 (None, true) => ": interrupted, run `resume`".into(),
                 (None, false) => String::new(),
             };
+            if let Some(since) = s.frozen_since {
+                why.push_str(&format!(" (source frozen since {})", clock(since)));
+            }
             wrapped_line(
                 &mut o,
                 &format!("  {:<14} ", s.state.label),
