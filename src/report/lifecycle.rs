@@ -924,6 +924,10 @@ mod tests {
             (d.min_secs, d.median_secs, d.p95_secs, d.max_secs),
             (1, 10, 19, 20)
         );
+        assert_eq!(
+            d.line(),
+            "20 sites · min 1s · median 10s · p95 19s · max 20s"
+        );
         let one = Downtime::of(Some(2), vec![7]).unwrap();
         assert_eq!((one.median_secs, one.p95_secs, one.sites), (7, 7, 1));
         assert!(Downtime::of(None, vec![]).is_none());

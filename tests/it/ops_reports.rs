@@ -31,6 +31,9 @@ fn snapshot(name: &str, dir: &Path, text: &str) {
     let tmp = dir.display().to_string().replace('.', r"\.");
     insta::with_settings!({filters => vec![
         (tmp.as_str(), "[TMP]"),
+        // Lines whose wrapping depends on measured figures.
+        (r"Pre-syncs moved [^\n]*\n(    [^\n]*\n)?", "[PRE-SYNC RATE]\n"),
+        (r"Downtime \(source frozen[^\n]*\n(    [^\n]*\n)?", "[DOWNTIME DISTRIBUTION]\n"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
         (r":\d{2,5}/", ":[PORT]/"),
         (r"\b\d+s\b", "[SECS]"),
