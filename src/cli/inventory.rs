@@ -7,7 +7,8 @@ use std::path::Path;
 use super::exit;
 use super::printer::Printer;
 use crate::lifecycle::{Connections, default_agent_binary, expand_sites};
-use crate::panel::{InventoryExport, SiteUnit};
+use crate::panel::{InventoryExport, MovedDatabase, SiteUnit};
+use crate::report::plural;
 use crate::report::text::table;
 
 pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
@@ -37,6 +38,10 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
         &connections,
         false,
     );
+    let (moved_databases, unlisted) = moved_databases(&loaded.plan, &inventory, &connections);
+    for why in &unlisted {
+        printer.status(format!("warning: {why}"));
+    }
     let panel = inventory.panel.as_ref();
     let export = InventoryExport {
         source: panel.map_or("the plan's `sites:` rules", |p| p.source.as_str()),
@@ -51,6 +56,7 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
         cron_jobs: panel.map_or(&[], |p| &p.cron_jobs),
         quotas: panel.map_or(&[], |p| &p.quotas),
         risks: panel.map_or(&[], |p| &p.risks),
+        moved_databases,
         unmigrated: Some(&unmigrated),
     };
     if printer.json {
@@ -76,23 +82,66 @@ pub fn run(path: &Path, yaml: bool, printer: &Printer) -> u8 {
     }
 }
 
+/// The databases the plan's rules select on their source servers, each with the site that
+/// names it; and the rules whose server could not be listed, in words.
+fn moved_databases(
+    plan: &crate::plan::Plan,
+    inventory: &crate::lifecycle::Inventory,
+    connections: &Connections,
+) -> (Vec<MovedDatabase>, Vec<String>) {
+    let restricted = inventory.restricted(plan);
+    let mut out = Vec::new();
+    let mut unlisted = Vec::new();
+    for rule in &restricted.databases {
+        match crate::lifecycle::databases::names(rule, connections, &[]) {
+            Ok(names) => out.extend(names.into_iter().map(|name| {
+                MovedDatabase {
+                    site: inventory
+                        .sites
+                        .iter()
+                        .find(|s| {
+                            s.databases
+                                .iter()
+                                .any(|d| d.name == name && d.fits(rule.engine))
+                        })
+                        .map(|s| s.name.clone()),
+                    engine: crate::lifecycle::dry_run::engine_name(rule.engine).to_string(),
+                    rule: format!("databases[{}]", rule.index),
+                    name,
+                }
+            })),
+            Err(e) => unlisted.push(format!(
+                "databases[{}]: the databases of `{}` could not be listed: {e}",
+                rule.index, rule.from.host
+            )),
+        }
+    }
+    (out, unlisted)
+}
+
 /// The inventory as tables for a terminal.
 fn render(e: &InventoryExport<'_>, width: Option<usize>) -> String {
     let mut o = String::new();
     let suspended = e.sites.iter().filter(|s| !s.marks.is_empty()).count();
+    let n = |n: usize, one: &str, many: &str| plural(n as u64, one, many);
+    let in_panel = if e.databases.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} in the panel)", e.databases.len())
+    };
     let _ = writeln!(
         o,
-        "Inventory from {}: {} site(s) ({suspended} marked), {} group(s), {} user(s), {} database(s), {} mail domain(s), {} mail box(es), {} zone(s), {} mailing list(s), {} cron job(s)\n",
+        "Inventory from {}: {} ({suspended} marked), {}, {}, {} moved{in_panel}, {}, {}, {}, {}, {}\n",
         e.source,
-        e.sites.len(),
-        e.groups,
-        e.users,
-        e.databases.len(),
-        e.mail_domains.len(),
-        e.mailboxes.len(),
-        e.zones.len(),
-        e.lists.len(),
-        e.cron_jobs.len()
+        n(e.sites.len(), "site", "sites"),
+        plural(e.groups, "group", "groups"),
+        plural(e.users, "user", "users"),
+        n(e.moved_databases.len(), "database", "databases"),
+        n(e.mail_domains.len(), "mail domain", "mail domains"),
+        n(e.mailboxes.len(), "mail box", "mail boxes"),
+        n(e.zones.len(), "zone", "zones"),
+        n(e.lists.len(), "mailing list", "mailing lists"),
+        n(e.cron_jobs.len(), "cron job", "cron jobs")
     );
     let marks = |m: &[String]| m.join(", ");
     let rows: Vec<Vec<String>> = e
@@ -109,19 +158,42 @@ fn render(e: &InventoryExport<'_>, width: Option<usize>) -> String {
             ]
         })
         .collect();
-    table(
-        &mut o,
-        &[
-            "SITE",
-            "OWNER",
-            "SOURCE -> TARGET",
-            "DOMAINS",
-            "DATABASES",
-            "MARKS",
-        ],
-        &rows,
-        width,
-    );
+    if !rows.is_empty() {
+        table(
+            &mut o,
+            &[
+                "SITE",
+                "OWNER",
+                "SOURCE -> TARGET",
+                "DOMAINS",
+                "DATABASES",
+                "MARKS",
+            ],
+            &rows,
+            width,
+        );
+    }
+    if !e.moved_databases.is_empty() {
+        o.push('\n');
+        let rows: Vec<Vec<String>> = e
+            .moved_databases
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    d.engine.clone(),
+                    d.rule.clone(),
+                    d.site.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &["DATABASE MOVED", "ENGINE", "RULE", "MOVES WITH"],
+            &rows,
+            width,
+        );
+    }
     if !e.databases.is_empty() {
         o.push('\n');
         let rows: Vec<Vec<String>> = e

@@ -105,6 +105,9 @@ pub struct DbResult {
     pub skipped: Vec<Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is (`authentication`, `unreachable`, `missing`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<crate::unit::ErrorKind>,
     /// Left alone because it may be live at the target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveSkip>,
@@ -239,6 +242,7 @@ pub fn run(
                 properties: Vec::new(),
                 properties_compared: 0,
                 skipped: Vec::new(),
+                error_kind: Some(crate::db::failure_kind(&e)),
                 error: Some(e),
                 live: None,
             }),
@@ -285,11 +289,29 @@ pub fn run(
     results
 }
 
+impl DbResult {
+    /// Sorts `error` into its kind, read once from the client's message.
+    fn classified(mut self) -> DbResult {
+        self.error_kind = self.error.as_deref().map(crate::db::failure_kind);
+        self
+    }
+}
+
 /// Moves (under `Mode::Copy`, when the gate admits it) and verifies one database. One the gate
 /// holds back is neither written nor compared: its result carries `live`. A move whose
 /// connection dropped under it (a transport reports itself lost) is done again on fresh
 /// connections, with the backoff of `connections`: a copy of ours is replaced by the next one.
 pub fn one(
+    plan: &Plan,
+    rule: &DatabaseRule,
+    name: &str,
+    connections: &Connections,
+    mode: Mode<'_>,
+) -> DbResult {
+    moved(plan, rule, name, connections, mode).classified()
+}
+
+fn moved(
     plan: &Plan,
     rule: &DatabaseRule,
     name: &str,
@@ -305,6 +327,7 @@ pub fn one(
         properties_compared: 0,
         skipped: Vec::new(),
         error: None,
+        error_kind: None,
         live: None,
     };
     if let Mode::Copy(gate) = mode {

@@ -552,7 +552,7 @@ fn databases(
             Ok(list) => list,
             Err(e) => {
                 report.risks.push(Risk::error(
-                    "unreachable",
+                    crate::db::failure_kind(&e).label(),
                     format!("{engine} on {}", rule.from.host),
                     e,
                 ));
@@ -564,9 +564,10 @@ fn databases(
             .get(&rule.to.host)
             .map_err(|e| e.to_string())
             .and_then(|t| db::database_comments(t.as_ref(), rule.engine, &rule.to));
-        if let Err(e) = &target {
+        let target_kind = target.as_ref().err().map(|e| crate::db::failure_kind(e));
+        if let (Err(e), Some(kind)) = (&target, target_kind) {
             report.risks.push(Risk::error(
-                "unreachable",
+                kind.label(),
                 format!("{engine} on {}", rule.to.host),
                 e.clone(),
             ));
@@ -587,7 +588,15 @@ fn databases(
                 ),
                 Err(_) => (
                     "error".to_string(),
-                    Some("target server unreachable".to_string()),
+                    Some(match target_kind {
+                        Some(crate::unit::ErrorKind::Authentication) => {
+                            "the target server refused our login".to_string()
+                        }
+                        Some(crate::unit::ErrorKind::Unreachable) => {
+                            "target server unreachable".to_string()
+                        }
+                        _ => "the target server could not be read".to_string(),
+                    }),
                 ),
                 Ok(t) => {
                     let planned = db_plan::decide(

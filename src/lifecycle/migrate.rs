@@ -340,6 +340,29 @@ impl<'a> Migration<'a> {
     /// Pre-syncs the sites (repeatable while the sources still serve), their databases, and
     /// the units that belong to no site.
     pub fn sync(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let sites = self.select(only)?;
+        let needs = if only.is_empty() {
+            super::secrets::Needs {
+                dns: false,
+                ..super::secrets::Needs::all(&self.plan)
+            }
+        } else {
+            // The named sites' own databases only: the shared units wait for a full sync.
+            let mut databases: Vec<&crate::plan::DatabaseRule> = Vec::new();
+            for db in sites.iter().flat_map(|s| &s.databases) {
+                if let Some(rule) = super::databases::rule_for(&self.plan, db)
+                    && !databases.iter().any(|r| r.index == rule.index)
+                {
+                    databases.push(rule);
+                }
+            }
+            super::secrets::Needs {
+                databases,
+                mail: false,
+                dns: false,
+            }
+        };
+        self.check_secrets(&needs)?;
         self.journaled(
             RunCommand::Sync {
                 only: only.to_vec(),
@@ -883,6 +906,7 @@ impl<'a> Migration<'a> {
             Selection::Only(v) => Selected::Only(v.clone()),
         };
         let batches = self.selected_batches(selection)?;
+        self.check_secrets(&super::secrets::Needs::all(&self.plan))?;
         self.check_dns_ready(&batches.concat())?;
         self.check_ids_resolve(&batches.concat())?;
         self.journaled(
@@ -1619,6 +1643,15 @@ impl<'a> Migration<'a> {
         }))
     }
 
+    /// Refuses the command (invalid input) when a secret it needs cannot be read now, before
+    /// anything moves.
+    fn check_secrets(&self, needs: &super::secrets::Needs<'_>) -> Result<(), LifecycleError> {
+        match super::secrets::refusal(&self.plan, needs) {
+            Some(why) => Err(LifecycleError::Invalid(why)),
+            None => Ok(()),
+        }
+    }
+
     /// Runs a command between a journaled start and end: a run without an end is what
     /// `resume` finishes.
     fn journaled(
@@ -1644,6 +1677,7 @@ impl<'a> Migration<'a> {
     /// flight go on with their cutover, then every command that started and never ended is
     /// finished over all of its sites (the batches and sites it had not reached too).
     pub fn resume(&self) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        self.check_secrets(&super::secrets::Needs::all(&self.plan))?;
         let unfinished = self.ledger.unfinished_runs();
         self.journaled(RunCommand::Resume, || self.resume_runs(&unfinished))
     }

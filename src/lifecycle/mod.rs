@@ -19,6 +19,7 @@ pub mod panel_rows;
 pub mod probe;
 pub mod quotas;
 pub mod repo_check;
+pub mod secrets;
 pub mod state;
 pub mod status;
 pub mod tls_discover;

@@ -539,7 +539,8 @@ pub struct Risk {
     /// `error` (the run would fail) or `warning`.
     pub severity: String,
     /// Stable code: `target_not_empty`, `insufficient_space`, `ttl_too_high`, `duplicate_name`,
-    /// `duplicate_domain`, `unreachable`, `servers_disagree`, `database_conflict`,
+    /// `duplicate_domain`, `unreachable`, `authentication` (a server refused our login),
+    /// `missing` (a database or tool that does not exist), `servers_disagree`, `database_conflict`,
     /// `unreadable_files`, `overlapping_targets`, `not_supported_yet`, `discovery_failed`,
     /// `tsig_rejected`, `tsig_secret`, `txt_names_old_address`.
     pub kind: String,

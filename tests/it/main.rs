@@ -19,6 +19,7 @@ mod layers;
 mod lifecycle;
 mod mail;
 mod ops_basics;
+mod ops_diagnostics;
 mod ops_reports;
 mod plan_agrees;
 mod recovery;
