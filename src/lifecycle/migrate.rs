@@ -1645,7 +1645,7 @@ impl<'a> Migration<'a> {
 
     /// Refuses the command (invalid input) when a secret it needs cannot be read now, before
     /// anything moves.
-    fn check_secrets(&self, needs: &super::secrets::Needs<'_>) -> Result<(), LifecycleError> {
+    pub fn check_secrets(&self, needs: &super::secrets::Needs<'_>) -> Result<(), LifecycleError> {
         match super::secrets::refusal(&self.plan, needs) {
             Some(why) => Err(LifecycleError::Invalid(why)),
             None => Ok(()),

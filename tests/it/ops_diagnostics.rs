@@ -130,7 +130,13 @@ fn missing_secrets_are_named_before_anything_moves() {
         "sites:\n  - from: { host: local, glob: \"old/www/*/\" }\n    to: { host: local, path: \"new/{name}/\" }\n    databases: [shop]\n\
 dns:\n  provider: { kind: rfc2136, server: \"127.0.0.1:53\", tsig: { name: k., secret_env: IT_DIAG_TSIG } }\n  zones: [site.test]\n  switch: [{ from: 192.0.2.1, to: 192.0.2.2 }]\n",
     );
-    for verbs in [&["sync"][..], &["cutover", "--yes"], &["db", "sync"]] {
+    for verbs in [
+        &["sync"][..],
+        &["cutover", "--yes"],
+        &["run", "--yes"],
+        &["resume"],
+        &["db", "sync"],
+    ] {
         let (code, out, err) = run(verbs, &plan, &[]);
         assert_eq!(code, Some(2), "{verbs:?}: {out}{err}");
         assert!(
