@@ -244,6 +244,8 @@ fn floor_boundary(text: &str, mut at: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::plan::node::Loc;
 
@@ -323,5 +325,35 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("plan.yaml: warning: another mistake"), "{out}");
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+
+        /// Whatever the plan holds (wrong types, unknown keys, tabs, long lines, any
+        /// characters), every issue renders without a panic, each message once.
+        #[test]
+        fn any_plan_renders_without_a_panic(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[a-z_]{1,8}: [\\[\\]{}\"'a-z0-9 ,:.é\t-]{0,40}").unwrap(),
+                    proptest::string::string_regex("  - [{}a-z: ,\"0-9]{0,30}").unwrap(),
+                    (0usize..3000).prop_map(|n| format!("sites: [{}{{ from: x }}]", " ".repeat(n * 30))),
+                    proptest::string::string_regex("\\PC{0,20}").unwrap(),
+                ],
+                0..12,
+            )
+        ) {
+            let text = format!("version: 1\nname: p\n{}\n", lines.join("\n"));
+            let path = std::path::Path::new("plan.yaml");
+            if let Err(crate::plan::PlanError::Invalid { source_file, issues }) =
+                crate::plan::parse(&text, "plan.yaml", path, std::path::Path::new("."))
+            {
+                let out = render_all(&issues, &source_file);
+                for i in &issues {
+                    prop_assert!(out.contains(&i.message) || out.contains("more like it"));
+                }
+            }
+        }
     }
 }
