@@ -1113,7 +1113,7 @@ impl<'a> Migration<'a> {
             .unwrap_or_default();
         Ok(format!(
             "{} hashed on both sides{usable}{}",
-            plural(report.files_hashed as u64, "file", "files"),
+            plural(report.files_hashed, "file", "files"),
             if site.databases.is_empty() {
                 String::new()
             } else {

@@ -690,9 +690,8 @@ fn markdown(r: &MigrationReport) -> String {
         for u in &s.units {
             let _ = writeln!(
                 o,
-                "- {} {} `{}` ({}): {}",
+                "- {} unit `{}` ({}): {}",
                 if u.ok { "✅" } else { "❌" },
-                "unit",
                 cell(&u.unit),
                 cell(&u.step),
                 cell(u.detail.as_deref().unwrap_or(""))
