@@ -9,7 +9,13 @@ use std::path::Path;
 use crate::cli::bin;
 use crate::harness::{Bind, MariaDb};
 
-fn run(args: &[&str], plan: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+/// Runs `transhumance ARGS PLAN` with `env`, without the caller's `COLUMNS` (a pipe: lines
+/// stay whole unless a test sets it): exit code, stdout, stderr.
+pub(crate) fn run(
+    args: &[&str],
+    plan: &Path,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let mut cmd = bin();
     cmd.args(args).arg(plan).env_remove("COLUMNS");
     for (k, v) in env {

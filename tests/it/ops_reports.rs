@@ -9,21 +9,7 @@ use std::path::Path;
 
 use transhumance::demo::{BROKEN_SITE, NEW_ADDRESS, OLD_ADDRESS, WebServer};
 
-use crate::cli::bin;
-
-fn run(plan: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = bin();
-    cmd.args(args).arg(plan).env_remove("COLUMNS");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use crate::ops_diagnostics::run;
 
 /// Snapshots `text` with what changes from run to run replaced: the temp dir, times, the port,
 /// durations, rates and the user.
@@ -67,26 +53,26 @@ fn reports_show_mail_ttls_downtime_every_attempt_and_the_marks_of_a_weekend() {
     .unwrap();
     let plan = &scenario.plan;
     // Pre-sync, TTLs lowered, their wait, the cutover: gamma fails its probe (attempt 1).
-    let (code, out, err) = run(plan, &["run", "--yes"], &[]);
+    let (code, out, err) = run(&["run", "--yes"], plan, &[]);
     assert_eq!(code, Some(1), "{out}{err}");
     // Attempt 2: the same failure, its probes kept beside the first ones.
     let gamma = ["--only", BROKEN_SITE];
-    let (code, out, err) = run(plan, &[&["cutover", "--yes"][..], &gamma].concat(), &[]);
+    let (code, out, err) = run(&[&["cutover", "--yes"][..], &gamma].concat(), plan, &[]);
     assert_eq!(code, Some(1), "{out}{err}");
     // Attempt 3: killed right after the freeze, finished by `resume`.
     let (code, _, _) = run(
-        plan,
         &[&["cutover", "--yes"][..], &gamma].concat(),
+        plan,
         &[("TRANSHUMANCE_FAULT", "after:frozen")],
     );
     assert_eq!(code, None, "killed by the fault");
-    let (code, status, _) = run(plan, &["status"], &[("COLUMNS", "100")]);
+    let (code, status, _) = run(&["status"], plan, &[("COLUMNS", "100")]);
     assert_eq!(code, Some(0));
     assert!(status.contains("frozen since"), "{status}");
-    let (code, out, err) = run(plan, &["resume"], &[]);
+    let (code, out, err) = run(&["resume"], plan, &[]);
     assert_eq!(code, Some(1), "gamma fails again: {out}{err}");
 
-    let (code, status, err) = run(plan, &["status"], &[("COLUMNS", "100")]);
+    let (code, status, err) = run(&["status"], plan, &[("COLUMNS", "100")]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         status.contains("mail[0] (maildir)"),
@@ -94,7 +80,7 @@ fn reports_show_mail_ttls_downtime_every_attempt_and_the_marks_of_a_weekend() {
     );
     snapshot("status", dir, &status);
 
-    let (code, text, err) = run(plan, &["report"], &[("COLUMNS", "100")]);
+    let (code, text, err) = run(&["report"], plan, &[("COLUMNS", "100")]);
     assert_eq!(code, Some(0), "{err}");
     for line in text.lines() {
         assert!(
@@ -122,14 +108,14 @@ fn reports_show_mail_ttls_downtime_every_attempt_and_the_marks_of_a_weekend() {
     }
     snapshot("report_text", dir, &text);
 
-    let (_, markdown, _) = run(plan, &["report", "--format", "markdown"], &[]);
+    let (_, markdown, _) = run(&["report", "--format", "markdown"], plan, &[]);
     assert!(
         markdown.contains("## Mail and databases of no site"),
         "{markdown}"
     );
     snapshot("report_markdown", dir, &markdown);
 
-    let (_, html, _) = run(plan, &["report", "--format", "html"], &[]);
+    let (_, html, _) = run(&["report", "--format", "html"], plan, &[]);
     for needle in [
         "<h2>Mail and databases of no site</h2>",
         "<code>mail[0] (maildir)</code>",
@@ -142,7 +128,7 @@ fn reports_show_mail_ttls_downtime_every_attempt_and_the_marks_of_a_weekend() {
         assert!(html.contains(needle), "`{needle}` missing from the HTML");
     }
 
-    let (_, json, _) = run(plan, &["report", "--format", "json"], &[]);
+    let (_, json, _) = run(&["report", "--format", "json"], plan, &[]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let gamma = v["sites"]
         .as_array()
@@ -201,13 +187,13 @@ fn text_tables_fit_the_terminal_width() {
         "version: 1\nname: narrow\nstate_dir: state\nsites:\n  - from: { host: local, glob: \"old/www/*/\" }\n    to: { host: local, path: \"new/srv/customers/hosting/www/{name}/htdocs/\" }\n",
     )
     .unwrap();
-    let (code, wide, _) = run(&plan, &["plan"], &[]);
+    let (code, wide, _) = run(&["plan"], &plan, &[]);
     assert_eq!(code, Some(0), "{wide}");
     assert!(
         wide.lines().any(|l| l.chars().count() > 120),
         "a pipe keeps lines whole: {wide}"
     );
-    let (code, narrow, _) = run(&plan, &["plan"], &[("COLUMNS", "100")]);
+    let (code, narrow, _) = run(&["plan"], &plan, &[("COLUMNS", "100")]);
     assert_eq!(code, Some(0));
     for line in narrow.lines().filter(|l| l.starts_with("  ")) {
         assert!(line.chars().count() <= 100, "wider than 100: {line}");
