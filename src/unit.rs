@@ -65,6 +65,10 @@ impl TryFrom<String> for UnitId {
 pub enum ErrorKind {
     /// A host, server or service did not answer (or dropped the connection).
     Unreachable,
+    /// A server answered and refused our credentials (a wrong password, an unknown account).
+    Authentication,
+    /// What we were asked to read does not exist (a database, a tool on a host).
+    Missing,
     /// The plan or the arguments are wrong.
     Invalid,
     /// Refused by a safety check.
@@ -107,6 +111,8 @@ impl ErrorKind {
     pub fn label(self) -> &'static str {
         match self {
             ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Authentication => "authentication",
+            ErrorKind::Missing => "missing",
             ErrorKind::Invalid => "invalid",
             ErrorKind::Unsafe => "unsafe",
             ErrorKind::Conflict => "conflict",
@@ -144,6 +150,12 @@ impl UnitError {
 
     pub fn unreachable(message: impl Into<String>) -> UnitError {
         UnitError::new(ErrorKind::Unreachable, message)
+    }
+    pub fn authentication(message: impl Into<String>) -> UnitError {
+        UnitError::new(ErrorKind::Authentication, message)
+    }
+    pub fn missing(message: impl Into<String>) -> UnitError {
+        UnitError::new(ErrorKind::Missing, message)
     }
     pub fn invalid(message: impl Into<String>) -> UnitError {
         UnitError::new(ErrorKind::Invalid, message)

@@ -50,6 +50,26 @@ pub fn run(
         ));
         return exit::INVALID;
     }
+    // The passwords of the rules that may select what is asked, read before anything moves.
+    let needs = crate::lifecycle::secrets::Needs {
+        databases: loaded
+            .plan
+            .databases
+            .iter()
+            .filter(|r| {
+                only.is_empty()
+                    || only
+                        .iter()
+                        .any(|n| crate::lifecycle::databases::selects(r, n))
+            })
+            .collect(),
+        mail: false,
+        dns: false,
+    };
+    if let Some(why) = crate::lifecycle::secrets::refusal(&loaded.plan, &needs) {
+        printer.error(why);
+        return exit::INVALID;
+    }
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
     let observer: Box<dyn Observer> = Box::new(super::run_log::Logged(if printer.progress {
         Box::new(Bars::new())
@@ -111,7 +131,10 @@ pub fn print(results: &[DbResult], printer: &Printer) {
     }
     for r in results {
         if let Some(e) = &r.error {
-            outln!("FAILED    {}: {e}", r.name);
+            match r.error_kind {
+                Some(kind) => outln!("FAILED    {} ({}): {e}", r.name, kind.label()),
+                None => outln!("FAILED    {}: {e}", r.name),
+            }
             continue;
         }
         if let Some(live) = &r.live {

@@ -12,7 +12,7 @@ use crate::demo::{self, BROKEN_SITE, NEW_ADDRESS, OLD_ADDRESS, WebServer};
 use crate::event::{Observer, Silent};
 use crate::lifecycle::migrate::{Migration, Selection, report};
 use crate::lifecycle::{Connections, default_agent_binary, dry_run};
-use crate::report::Format;
+use crate::report::{Format, plural};
 
 pub fn run(printer: &Printer) -> u8 {
     match demo(printer) {
@@ -61,12 +61,12 @@ fn demo(printer: &Printer) -> Result<u8, String> {
     outln!("\n== 1. dry run (reads everything, writes nothing)");
     let dry = dry_run(&loaded, &connections, observer.as_ref());
     outln!(
-        "  {} sites, {} files, {} to send; {} DNS change(s); {} risk(s)",
-        dry.totals.sites,
-        dry.totals.files,
+        "  {}, {}, {} to send; {}; {}",
+        plural(dry.totals.sites, "site", "sites"),
+        plural(dry.totals.files, "file", "files"),
         crate::plan::units::human_bytes(dry.totals.bytes_to_send),
-        dry.totals.dns_changes,
-        dry.risks.len()
+        plural(dry.totals.dns_changes, "DNS change", "DNS changes"),
+        plural(dry.risks.len() as u64, "risk", "risks")
     );
 
     let m = Migration::open(
@@ -96,26 +96,22 @@ fn demo(printer: &Printer) -> Result<u8, String> {
     finish("cutover", &outcomes, printer);
     let restored = m.restore_ttl().map_err(|e| e.to_string())?;
     outln!(
-        "  original TTLs back on {} confirmed record(s)",
-        restored.applied.len()
+        "  original TTLs back on {}",
+        plural(
+            restored.applied.len() as u64,
+            "confirmed record",
+            "confirmed records"
+        )
     );
     drop(m);
 
     outln!("\n== 5. where things are");
     let r = report(&loaded, &connections).map_err(|e| e.to_string())?;
-    super::printer::out(&crate::report::lifecycle::text(&r, false));
-    if !r.platform.is_empty() {
-        outln!("  units of no site (mail, shared databases):");
-    }
-    for u in &r.platform {
-        outln!(
-            "    {} {} ({}): {}",
-            if u.ok { "ok" } else { "FAILED" },
-            u.unit,
-            u.step,
-            u.detail.as_deref().unwrap_or("")
-        );
-    }
+    super::printer::out(&crate::report::lifecycle::text(
+        &r,
+        false,
+        super::printer::text_width(),
+    ));
     let zone = std::fs::read_to_string(&scenario.zone_file).map_err(|e| e.to_string())?;
     outln!("  zone file now:");
     for line in zone

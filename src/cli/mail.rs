@@ -48,6 +48,15 @@ pub fn run(
         printer.error("`--delete` goes with `mail sync` only");
         return exit::INVALID;
     }
+    let needs = crate::lifecycle::secrets::Needs {
+        databases: Vec::new(),
+        mail: true,
+        dns: false,
+    };
+    if let Some(why) = crate::lifecycle::secrets::refusal(&loaded.plan, &needs) {
+        printer.error(why);
+        return exit::INVALID;
+    }
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
     // Writing verbs hold the plan's run lock and ask the journal which units may be live;
     // with an inventory, what it leaves out is excluded from the trees (`restricted`).

@@ -89,15 +89,17 @@ pub fn finish(verb: &str, outcomes: &[SiteOutcome], printer: &Printer) -> u8 {
     if outcomes.is_empty() {
         printer.status(format!("{verb}: nothing to do"));
     } else {
-        printer.status(format!(
-            "{verb}: {} site(s), {} ok, {bad} not",
-            outcomes.len(),
-            outcomes.len() - bad
-        ));
+        let sites = crate::report::plural(outcomes.len() as u64, "site", "sites");
+        printer.status(if bad == 0 {
+            format!("{verb}: {sites}, all ok")
+        } else {
+            format!("{verb}: {sites}, {} ok, {bad} not ok", outcomes.len() - bad)
+        });
     }
     if refused > 0 {
         printer.error(format!(
-            "{verb}: {refused} site(s) refused as unsafe (may be live on the new side)"
+            "{verb}: {} refused as unsafe (may be live on the new side)",
+            crate::report::plural(refused as u64, "site", "sites")
         ));
         exit::UNSAFE
     } else if bad == 0 {
@@ -116,8 +118,9 @@ pub fn finish_interruptible(verb: &str, outcomes: &[SiteOutcome], printer: &Prin
     };
     let s = StopSummary::of(outcomes);
     let mut line = format!(
-        "interrupted: {} site(s) unfrozen and marked failed, {} finished",
-        s.undone, s.finished
+        "interrupted: {} unfrozen and marked failed, {} finished",
+        crate::report::plural(s.undone as u64, "site", "sites"),
+        s.finished
     );
     if s.not_started > 0 {
         line.push_str(&format!(", {} not started", s.not_started));

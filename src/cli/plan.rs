@@ -56,7 +56,12 @@ fn dry_run(path: &Path, options: &Options<'_>, printer: &Printer) -> Result<bool
     } else {
         options.format
     };
-    let rendered = report::render(report, format);
+    let width = options
+        .output
+        .is_none()
+        .then(super::printer::text_width)
+        .flatten();
+    let rendered = report::render_width(report, format, width);
     match options.output {
         Some(file) => {
             if let Err(e) = std::fs::write(file, rendered) {

@@ -69,6 +69,30 @@ impl Printer {
     }
 }
 
+/// The width text output fits: `COLUMNS` when set, else the width of the terminal stdout is;
+/// none for a file or a pipe (lines stay whole for the tools reading them).
+pub fn text_width() -> Option<usize> {
+    if let Some(cols) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c > 0)
+    {
+        return Some(cols.max(40));
+    }
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize we pass; stdout is a terminal (checked above).
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then(|| usize::from(size.ws_col).max(40))
+}
+
 /// Writes data to stdout; when the reader went away (`| head`), ends quietly with success, as
 /// Unix tools do. (SIGPIPE stays ignored: pipes to ssh must fail as errors, not kill us.)
 pub fn out(text: &str) {

@@ -8,7 +8,7 @@ use super::migration::{failed, session};
 use super::printer::Printer;
 use crate::lifecycle::migrate::report;
 use crate::report::Format;
-use crate::report::lifecycle::render;
+use crate::report::lifecycle::render_width;
 
 pub fn run(plan: &Path, format: Format, output: Option<&Path>, printer: &Printer) -> u8 {
     let s = match session(plan, printer) {
@@ -20,7 +20,9 @@ pub fn run(plan: &Path, format: Format, output: Option<&Path>, printer: &Printer
         Err(e) => return failed(&e, printer),
     };
     let format = if printer.json { Format::Json } else { format };
-    let rendered = render(&r, format);
+    // Text for a terminal fits its width; written to a file, lines stay whole.
+    let width = output.is_none().then(super::printer::text_width).flatten();
+    let rendered = render_width(&r, format, width);
     match output {
         Some(file) => {
             if let Err(e) = std::fs::write(file, rendered) {

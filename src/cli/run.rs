@@ -43,6 +43,13 @@ pub fn run(
         Ok(m) => m.interruptible(&interrupt::STOP),
         Err(e) => return failed(&e, printer),
     };
+    // Every secret of the whole run (the TTLs and the switch need the DNS key), read before
+    // the pre-sync moves anything.
+    if cuts_over
+        && let Err(e) = m.check_secrets(&crate::lifecycle::secrets::Needs::all(&s.loaded.plan))
+    {
+        return failed(&e, printer);
+    }
     if cuts_over && !printer.yes {
         // Asked once, before the pre-sync: the operator need not stay for the TTL wait.
         let preview = match m.preview_cutover(&Selection::All) {

@@ -19,7 +19,7 @@ pub fn run(plan: &Path, printer: &Printer) -> u8 {
             if printer.json {
                 outln!("{}", serde_json::to_string_pretty(&r).expect("json"));
             } else {
-                super::printer::out(&text(&r, false));
+                super::printer::out(&text(&r, false, super::printer::text_width()));
             }
             exit::OK
         }

@@ -61,17 +61,15 @@ fn report_issues(source: &SourceFile, issues: &[Issue], printer: &Printer, valid
         );
         return;
     }
-    for i in issues {
-        if i.is_error() || !printer.quiet {
-            eprintln!("{}", super::diagnostics::render(i, source));
-        }
-    }
-    let errors = issues.iter().filter(|i| i.is_error()).count();
+    let shown = issues.iter().filter(|i| i.is_error() || !printer.quiet);
+    eprint!("{}", super::diagnostics::render_all(shown, source));
+    let errors = issues.iter().filter(|i| i.is_error()).count() as u64;
     if errors > 0 {
         printer.error(format!(
-            "{}: {errors} error(s), {} warning(s)",
+            "{}: {}, {}",
             source.name,
-            issues.len() - errors
+            crate::report::plural(errors, "error", "errors"),
+            crate::report::plural(issues.len() as u64 - errors, "warning", "warnings")
         ));
     }
 }
@@ -131,10 +129,13 @@ pub fn run(path: &Path, offline: bool, printer: &Printer) -> u8 {
     if offline {
         report_issues(&loaded.source, &loaded.warnings, printer, true);
         print_phases(&loaded, None, printer);
-        printer.status(format!(
-            "{}: valid plan `{}` (offline: globs not expanded)",
-            loaded.source.name, loaded.plan.name
-        ));
+        if !printer.quiet && !printer.json {
+            outln!(
+                "{}: valid plan `{}` (offline: globs not expanded)",
+                loaded.source.name,
+                loaded.plan.name
+            );
+        }
         return exit::OK;
     }
     let connections = Connections::new(&loaded.plan.hosts, default_agent_binary());
@@ -155,23 +156,29 @@ pub fn run(path: &Path, offline: bool, printer: &Printer) -> u8 {
     if !valid {
         return exit::INVALID;
     }
-    if !printer.json {
+    if !printer.json && !printer.quiet {
+        // The verdict is what `validate` was asked for: data, on stdout.
         let p = &loaded.plan;
-        printer.status(format!(
-            "{}: valid plan `{}`: {} site(s) from {} rule(s){}, {} database rule(s), {} mail rule(s), {} DNS zone(s)",
+        let n = |n: usize, one: &str, many: &str| crate::report::plural(n as u64, one, many);
+        outln!(
+            "{}: valid plan `{}`: {} from {}{}, {}, {}, {}",
             loaded.source.name,
             p.name,
-            inventory.sites.len(),
-            p.site_rules.len(),
+            n(inventory.sites.len(), "site", "sites"),
+            n(p.site_rules.len(), "rule", "rules"),
             if p.inventory.is_some() {
                 " and the inventory"
             } else {
                 ""
             },
-            p.databases.len(),
-            p.mail.len(),
-            p.dns.as_ref().map_or(0, |d| d.zones.len())
-        ));
+            n(p.databases.len(), "database rule", "database rules"),
+            n(p.mail.len(), "mail rule", "mail rules"),
+            n(
+                p.dns.as_ref().map_or(0, |d| d.zones.len()),
+                "DNS zone",
+                "DNS zones"
+            )
+        );
     }
     exit::OK
 }

@@ -49,10 +49,8 @@ impl<'a> UnitOfWork for DbEngineRun<'a> {
     type Log = ();
 
     fn plan(&self, unit: &DbUnit<'a>) -> Result<DbUnitPlan<'a>, UnitError> {
-        let at = |host: &str| UnitError::unreachable(String::new()).on_host(host);
-        let existing = comment(unit.engine, &unit.to, &unit.name).map_err(|e| UnitError {
-            message: e,
-            ..at(unit.to.transport.host())
+        let existing = comment(unit.engine, &unit.to, &unit.name).map_err(|e| {
+            UnitError::new(super::failure_kind(&e), e).on_host(unit.to.transport.host())
         })?;
         Ok(DbUnitPlan {
             plan: decide(
@@ -87,7 +85,7 @@ impl<'a> UnitOfWork for DbEngineRun<'a> {
             &plan.plan.name,
             &self.options,
         )
-        .map_err(|e| UnitError::io(e).on_host(plan.to.transport.host()))
+        .map_err(|e| UnitError::new(super::failure_kind(&e), e).on_host(plan.to.transport.host()))
     }
 
     fn verify(&self, unit: &DbUnit<'a>) -> Result<DbCheck, UnitError> {

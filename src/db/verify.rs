@@ -247,8 +247,10 @@ pub fn verify_in(
     }
     if src.pins != dst.pins {
         return Err(format!(
-            "database `{}`: the session settings could not be pinned alike on both servers (source {:?}, target {:?})",
-            source.database, src.pins, dst.pins
+            "database `{}`: the session settings could not be pinned alike on both servers (source {}, target {})",
+            source.database,
+            src.pins.join(" "),
+            dst.pins.join(" ")
         ));
     }
     let hash = match engine {

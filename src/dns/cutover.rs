@@ -806,12 +806,12 @@ pub fn verify(
                 match p.read(key) {
                     Ok(s) if s.values == want.values => {}
                     Ok(s) => wrong.push(format!(
-                        "{}: {} {} holds {:?}, expected {:?}",
+                        "{}: {} {} holds {}, expected {}",
                         p.label(),
                         key.name,
                         key.rtype,
-                        s.values,
-                        want.values
+                        shown(&s.values),
+                        shown(&want.values)
                     )),
                     Err(e) => wrong.push(e),
                 }
@@ -822,8 +822,11 @@ pub fn verify(
                 match query::read_rrset_with(*server, key, auth) {
                     Ok(s) if s.values == want.values => {}
                     Ok(s) => wrong.push(format!(
-                        "{server}: {} {} serves {:?}, expected {:?}",
-                        key.name, key.rtype, s.values, want.values
+                        "{server}: {} {} serves {}, expected {}",
+                        key.name,
+                        key.rtype,
+                        shown(&s.values),
+                        shown(&want.values)
                     )),
                     Err(e) => wrong.push(format!("{server}: {e}")),
                 }
@@ -849,7 +852,7 @@ pub fn verify(
                         let mut values: Vec<String> = rrs.iter().map(|r| r.data.clone()).collect();
                         values.sort();
                         if values != want.values {
-                            wrong.push(format!("resolver {resolver}: {} {} gives {values:?} (cached until its TTL runs out), expected {:?}", key.name, key.rtype, want.values));
+                            wrong.push(format!("resolver {resolver}: {} {} gives {} (cached until its TTL runs out), expected {}", key.name, key.rtype, shown(&values), shown(&want.values)));
                         }
                     }
                     Err(e) => wrong.push(e),
@@ -1043,8 +1046,13 @@ pub fn restored(spec: &DnsSpec, log: &dyn DnsLog, names: &[String]) -> Result<()
         match client.read(&key) {
             Ok(now) if now == trail.original => {}
             Ok(now) => wrong.push(format!(
-                "{} {} serves TTL {} {:?}, before it was TTL {} {:?}",
-                key.name, key.rtype, now.ttl, now.values, trail.original.ttl, trail.original.values
+                "{} {} serves TTL {} {}, before it was TTL {} {}",
+                key.name,
+                key.rtype,
+                now.ttl,
+                shown(&now.values),
+                trail.original.ttl,
+                shown(&trail.original.values)
             )),
             Err(e) => wrong.push(format!("{} {}: {e}", key.name, key.rtype)),
         }
@@ -1092,8 +1100,9 @@ pub fn rollback(
             Revert::LeftAlone { current } => out.skipped.push((
                 key,
                 format!(
-                    "changed by someone since our change (now TTL {} {:?}): left alone",
-                    current.ttl, current.values
+                    "changed by someone since our change (now TTL {} {}): left alone",
+                    current.ttl,
+                    shown(&current.values)
                 ),
             )),
             Revert::Put { current, target } => by_zone
@@ -1117,6 +1126,15 @@ pub fn rollback(
         }
     }
     Ok(out)
+}
+
+/// An RRset's values for people: `192.0.2.1 192.0.2.2`, or `nothing` (the name is gone).
+fn shown(values: &[String]) -> String {
+    if values.is_empty() {
+        "nothing".into()
+    } else {
+        values.join(" ")
+    }
 }
 
 #[cfg(test)]

@@ -450,7 +450,7 @@ pub fn read_rrset_with(
     let rt = key
         .rtype
         .parse()
-        .map_err(|e| DnsError::Invalid(format!("type `{}`: {e:?}", key.rtype)))?;
+        .map_err(|e| DnsError::Invalid(format!("type `{}`: {e}", key.rtype)))?;
     let rrs = lookup_with(server, &key.name, rt, Duration::from_secs(3), auth)?;
     let mut values: Vec<String> = rrs.iter().map(|r| r.data.clone()).collect();
     values.sort();

@@ -213,8 +213,27 @@ pub fn classify(e: &rustls::Error, name: &str, trust: &Trust) -> Problem {
         CertificateError::BadEncoding => {
             Problem::Unreadable("not a certificate rustls can parse".into())
         }
-        other => Problem::Untrusted(format!("does not chain to {} ({other:?})", trust.label)),
+        other => Problem::Untrusted(format!(
+            "does not chain to {} ({})",
+            trust.label,
+            in_words(&other.to_string())
+        )),
     }
+}
+
+/// rustls names some errors by their variant only (`UnknownIssuer`): `unknown issuer`.
+fn in_words(error: &str) -> String {
+    if !error.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return error.to_string();
+    }
+    let mut out = String::new();
+    for c in error.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// Judges a chain (leaf first) for `name` at `now`: rustls's verifier for the chain and the

@@ -105,6 +105,9 @@ pub struct DbResult {
     pub skipped: Vec<Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure `error` is (`authentication`, `unreachable`, `missing`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<crate::unit::ErrorKind>,
     /// Left alone because it may be live at the target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveSkip>,
@@ -129,8 +132,12 @@ impl DbResult {
             .collect();
         if !self.properties.is_empty() {
             out.push(format!(
-                "{} catalog fact(s) (owners, privileges, settings, grants)",
-                self.properties.len()
+                "{} (owners, privileges, settings, grants)",
+                crate::report::plural(
+                    self.properties.len() as u64,
+                    "catalog fact",
+                    "catalog facts"
+                )
             ));
         }
         out
@@ -139,9 +146,13 @@ impl DbResult {
     /// What a clean verification covered, in a few words (journaled with the unit).
     pub fn verified(&self) -> String {
         let mut s = format!(
-            "{} table(s) and {} catalog fact(s) verified",
-            self.tables.len(),
-            self.properties_compared
+            "{} and {} verified",
+            crate::report::plural(self.tables.len() as u64, "table", "tables"),
+            crate::report::plural(
+                self.properties_compared as u64,
+                "catalog fact",
+                "catalog facts"
+            )
         );
         if !self.skipped.is_empty() {
             let names: Vec<&str> = self.skipped.iter().map(|k| k.object.as_str()).collect();
@@ -231,6 +242,7 @@ pub fn run(
                 properties: Vec::new(),
                 properties_compared: 0,
                 skipped: Vec::new(),
+                error_kind: Some(crate::db::failure_kind(&e)),
                 error: Some(e),
                 live: None,
             }),
@@ -279,6 +291,14 @@ pub fn run(
     results
 }
 
+impl DbResult {
+    /// Sorts `error` into its kind, read once from the client's message.
+    fn classified(mut self) -> DbResult {
+        self.error_kind = self.error.as_deref().map(crate::db::failure_kind);
+        self
+    }
+}
+
 /// Moves (under `Mode::Copy`, when the gate admits it) and verifies one database. One the gate
 /// holds back is neither written nor compared: its result carries `live`. A move whose
 /// connection dropped under it (a transport reports itself lost) is done again on fresh
@@ -302,6 +322,17 @@ fn one_in(
     connections: &Connections,
     mode: Mode<'_>,
 ) -> DbResult {
+    moved(pool, plan, rule, name, connections, mode).classified()
+}
+
+fn moved(
+    pool: &SessionPool,
+    plan: &Plan,
+    rule: &DatabaseRule,
+    name: &str,
+    connections: &Connections,
+    mode: Mode<'_>,
+) -> DbResult {
     let mut r = DbResult {
         rule: rule.index,
         name: name.to_string(),
@@ -311,6 +342,7 @@ fn one_in(
         properties_compared: 0,
         skipped: Vec::new(),
         error: None,
+        error_kind: None,
         live: None,
     };
     if let Mode::Copy(gate) = mode {

@@ -561,7 +561,7 @@ fn render_site_plan(
     r.plan = Some(plan.summary(itemize));
 }
 
-fn engine_name(e: DbEngine) -> &'static str {
+pub(crate) fn engine_name(e: DbEngine) -> &'static str {
     match e {
         DbEngine::Mysql => "mysql",
         DbEngine::Mariadb => "mariadb",
@@ -591,7 +591,7 @@ fn databases(
             Ok(list) => list,
             Err(e) => {
                 report.risks.push(Risk::error(
-                    "unreachable",
+                    crate::db::failure_kind(&e).label(),
                     format!("{engine} on {}", rule.from.host),
                     e,
                 ));
@@ -603,9 +603,10 @@ fn databases(
             .get(&rule.to.host)
             .map_err(|e| e.to_string())
             .and_then(|t| db::database_comments(t.as_ref(), rule.engine, &rule.to));
-        if let Err(e) = &target {
+        let target_kind = target.as_ref().err().map(|e| crate::db::failure_kind(e));
+        if let (Err(e), Some(kind)) = (&target, target_kind) {
             report.risks.push(Risk::error(
-                "unreachable",
+                kind.label(),
                 format!("{engine} on {}", rule.to.host),
                 e.clone(),
             ));
@@ -626,7 +627,15 @@ fn databases(
                 ),
                 Err(_) => (
                     "error".to_string(),
-                    Some("target server unreachable".to_string()),
+                    Some(match target_kind {
+                        Some(crate::unit::ErrorKind::Authentication) => {
+                            "the target server refused our login".to_string()
+                        }
+                        Some(crate::unit::ErrorKind::Unreachable) => {
+                            "target server unreachable".to_string()
+                        }
+                        _ => "the target server could not be read".to_string(),
+                    }),
                 ),
                 Ok(t) => {
                     let planned = db_plan::decide(
@@ -1059,7 +1068,14 @@ fn zone_report(
         risks.push(Risk::warning(
             "servers_disagree",
             zone,
-            format!("authoritative servers give different SOA serials: {serials:?}"),
+            format!(
+                "authoritative servers give different SOA serials: {}",
+                z.servers
+                    .iter()
+                    .filter_map(|s| s.serial.map(|n| format!("{} {n}", s.server)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     }
     let server = z

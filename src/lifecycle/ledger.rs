@@ -110,6 +110,17 @@ pub enum CheckVerdict {
     Forced,
 }
 
+impl CheckVerdict {
+    /// The flag that let the check through, as the operator typed it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            CheckVerdict::Refused => "nothing (refused)",
+            CheckVerdict::Allowed => "`--allow`",
+            CheckVerdict::Forced => "`--force`",
+        }
+    }
+}
+
 /// Which sites a cutover took, as journaled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

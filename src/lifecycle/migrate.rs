@@ -25,6 +25,7 @@ use crate::journal::{JournalError, now};
 use crate::plan::raw::OnFailure;
 use crate::plan::template::Template;
 use crate::plan::{Loaded, Site, SiteDatabase};
+use crate::report::plural;
 use crate::sync::{Endpoint, sync};
 use crate::transport::ExecRequest;
 use crate::unit::UnitId;
@@ -161,7 +162,9 @@ impl<'a> Migration<'a> {
                     return Err(LifecycleError::Invalid(format!(
                         "site `{}` names {} database `{db}`, which no `databases:` rule{} selects",
                         site.name,
-                        db.engine.map(|e| format!("{e:?}")).unwrap_or_default(),
+                        db.engine
+                            .map(|e| super::dry_run::engine_name(e).to_string())
+                            .unwrap_or_default(),
                         if db.engine.is_some() {
                             " of its engine"
                         } else {
@@ -338,6 +341,29 @@ impl<'a> Migration<'a> {
     /// Pre-syncs the sites (repeatable while the sources still serve), their databases, and
     /// the units that belong to no site.
     pub fn sync(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        let sites = self.select(only)?;
+        let needs = if only.is_empty() {
+            super::secrets::Needs {
+                dns: false,
+                ..super::secrets::Needs::all(&self.plan)
+            }
+        } else {
+            // The named sites' own databases only: the shared units wait for a full sync.
+            let mut databases: Vec<&crate::plan::DatabaseRule> = Vec::new();
+            for db in sites.iter().flat_map(|s| &s.databases) {
+                if let Some(rule) = super::databases::rule_for(&self.plan, db)
+                    && !databases.iter().any(|r| r.index == rule.index)
+                {
+                    databases.push(rule);
+                }
+            }
+            super::secrets::Needs {
+                databases,
+                mail: false,
+                dns: false,
+            }
+        };
+        self.check_secrets(&needs)?;
         self.journaled(
             RunCommand::Sync {
                 only: only.to_vec(),
@@ -846,10 +872,14 @@ impl<'a> Migration<'a> {
                 .collect();
             let detail = match (&rule.error, failed.first()) {
                 (Some(e), _) => e.clone(),
-                (None, Some(f)) => format!("{} mailbox(es) failed, first {f}", failed.len()),
+                (None, Some(f)) => format!(
+                    "{} failed, first {f}",
+                    plural(failed.len() as u64, "mailbox", "mailboxes")
+                ),
                 (None, None) => format!(
-                    "{} mailbox(es), {copied} message(s) copied, {renamed} renamed",
-                    rule.mailboxes.len()
+                    "{}, {} copied, {renamed} renamed",
+                    plural(rule.mailboxes.len() as u64, "mailbox", "mailboxes"),
+                    plural(copied, "message", "messages")
                 ),
             };
             let _ = self.record(&Entry::Unit {
@@ -877,6 +907,7 @@ impl<'a> Migration<'a> {
             Selection::Only(v) => Selected::Only(v.clone()),
         };
         let batches = self.selected_batches(selection)?;
+        self.check_secrets(&super::secrets::Needs::all(&self.plan))?;
         self.check_dns_ready(&batches.concat())?;
         self.check_ids_resolve(&batches.concat())?;
         self.journaled(
@@ -1082,12 +1113,15 @@ impl<'a> Migration<'a> {
             .map(|c| format!(", {c}"))
             .unwrap_or_default();
         Ok(format!(
-            "{} file(s) hashed on both sides{usable}{}",
-            report.files_hashed,
+            "{} hashed on both sides{usable}{}",
+            plural(report.files_hashed, "file", "files"),
             if site.databases.is_empty() {
                 String::new()
             } else {
-                format!(", {} database(s) compared", site.databases.len())
+                format!(
+                    ", {} compared",
+                    plural(site.databases.len() as u64, "database", "databases")
+                )
             }
         ))
     }
@@ -1309,7 +1343,7 @@ impl<'a> Migration<'a> {
             self.set(
                 &site.name,
                 SiteState::Switching,
-                Some(format!("{count} RRset(s)")),
+                Some(plural(count as u64, "RRset", "RRsets")),
             )?;
             let outcome = cutover::switch(spec, &plans, &self.ledger, &self.checks)
                 .map_err(|e| format!("DNS switch: {e}"))?;
@@ -1319,7 +1353,10 @@ impl<'a> Migration<'a> {
             self.set(
                 &site.name,
                 SiteState::Switched,
-                Some(format!("{count} RRset(s) switched")),
+                Some(format!(
+                    "{} switched",
+                    plural(count as u64, "RRset", "RRsets")
+                )),
             )?;
         } else if state == SiteState::Verified {
             self.set(
@@ -1359,8 +1396,8 @@ impl<'a> Migration<'a> {
             "no probe configured".to_string()
         } else {
             format!(
-                "{} probe(s) passed before and after the switch",
-                results.len()
+                "{} passed before and after the switch",
+                plural(results.len() as u64, "probe", "probes")
             )
         };
         self.set(&site.name, SiteState::Confirmed, Some(detail))?;
@@ -1607,6 +1644,15 @@ impl<'a> Migration<'a> {
         }))
     }
 
+    /// Refuses the command (invalid input) when a secret it needs cannot be read now, before
+    /// anything moves.
+    pub fn check_secrets(&self, needs: &super::secrets::Needs<'_>) -> Result<(), LifecycleError> {
+        match super::secrets::refusal(&self.plan, needs) {
+            Some(why) => Err(LifecycleError::Invalid(why)),
+            None => Ok(()),
+        }
+    }
+
     /// Runs a command between a journaled start and end: a run without an end is what
     /// `resume` finishes.
     fn journaled(
@@ -1632,6 +1678,7 @@ impl<'a> Migration<'a> {
     /// flight go on with their cutover, then every command that started and never ended is
     /// finished over all of its sites (the batches and sites it had not reached too).
     pub fn resume(&self) -> Result<Vec<SiteOutcome>, LifecycleError> {
+        self.check_secrets(&super::secrets::Needs::all(&self.plan))?;
         let unfinished = self.ledger.unfinished_runs();
         self.journaled(RunCommand::Resume, || self.resume_runs(&unfinished))
     }
@@ -1853,6 +1900,7 @@ pub fn report(
     Ok(super::status::build(
         &loaded.plan.name,
         &inventory.sites,
+        loaded.plan.cutover.batch,
         &statuses,
         &super::ledger::dns_events(&entries),
         super::status::overrides(&entries),

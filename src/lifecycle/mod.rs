@@ -20,6 +20,7 @@ pub mod probe;
 pub mod quotas;
 pub mod repo_check;
 pub mod saved_plan;
+pub mod secrets;
 pub mod state;
 pub mod status;
 pub mod tls_discover;

@@ -165,8 +165,14 @@ pub fn probe(spec: &ProbeSpec<'_>) -> ProbeResult {
         return result(
             false,
             format!(
-                "status {} through {} (expected {:?})",
-                new.status, spec.new_address, spec.expect
+                "status {} through {} (expected {})",
+                new.status,
+                spec.new_address,
+                spec.expect
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
         );
     }

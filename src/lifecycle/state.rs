@@ -200,6 +200,9 @@ pub struct Step {
     pub bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub millis: Option<u64>,
+    /// The journaled run the step belongs to (none for entries written outside a run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
 }
 
 /// A unit of the site (database, mail) as the journal saw it last.
@@ -212,6 +215,48 @@ pub struct UnitStatus {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+}
+
+/// What the states alone do not tell: a run that stopped without its end, a resume, an
+/// operator's override, a new attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkKind {
+    /// The run the site was in ended without a record (killed, crashed).
+    Interrupted,
+    /// `resume` took the site up.
+    Resumed,
+    /// A safety check or a live unit let through by the operator.
+    Override,
+    /// A new cutover attempt after an earlier one ended (failed, rolled back).
+    Attempt,
+}
+
+/// A mark in a site's timeline, placed before step `before` (`timeline.len()`: after the last).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mark {
+    pub at: u64,
+    pub before: usize,
+    pub kind: MarkKind,
+    pub text: String,
+}
+
+/// One probe as journaled, with the cutover attempt it belongs to (1 for the first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeAttempt {
+    pub attempt: u32,
+    pub at: u64,
+    #[serde(flatten)]
+    pub result: ProbeResult,
+}
+
+/// A time the source was frozen: from the `freezing` intent to the site's verdict (confirmed
+/// on the new side, or unfrozen after a failure or a rollback); `to` is `None` while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Frozen {
+    pub from: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
 }
 
 /// Everything the journal says about one site.
@@ -227,8 +272,13 @@ pub struct SiteStatus {
     pub bytes: u64,
     /// Time the engines worked on the site, in milliseconds.
     pub millis: u64,
-    pub probes: Vec<ProbeResult>,
+    /// Every probe of every attempt, in journal order (a re-cutover hides none).
+    pub probes: Vec<ProbeAttempt>,
     pub units: Vec<UnitStatus>,
+    /// Cutover attempts (freezes that did not continue an interrupted one).
+    pub attempts: u32,
+    pub frozen: Vec<Frozen>,
+    pub marks: Vec<Mark>,
 }
 
 impl Default for SiteStatus {
@@ -242,15 +292,107 @@ impl Default for SiteStatus {
             millis: 0,
             probes: Vec::new(),
             units: Vec::new(),
+            attempts: 0,
+            frozen: Vec::new(),
+            marks: Vec::new(),
         }
     }
 }
 
-/// Every site the journal mentions, with its latest state.
+impl SiteStatus {
+    /// Seconds the source was frozen over every attempt (freeze to confirmed, or to unfrozen),
+    /// once no freeze lasts any more; `None` when it was never frozen or still is.
+    pub fn downtime(&self) -> Option<u64> {
+        if self.frozen.is_empty() {
+            return None;
+        }
+        self.frozen
+            .iter()
+            .map(|f| f.to.map(|to| to.saturating_sub(f.from)))
+            .sum()
+    }
+
+    /// Since when the source is frozen, while it is.
+    pub fn frozen_since(&self) -> Option<u64> {
+        self.frozen
+            .last()
+            .filter(|f| f.to.is_none())
+            .map(|f| f.from)
+    }
+
+    fn mark(&mut self, at: u64, kind: MarkKind, text: String) {
+        let before = self.timeline.len();
+        self.marks.push(Mark {
+            at,
+            before,
+            kind,
+            text,
+        });
+    }
+}
+
+/// A journaled run, as marks name it.
+#[derive(Debug, Clone)]
+struct RunSeen {
+    run: u64,
+    label: String,
+    user: String,
+    /// Sites that had a step in it.
+    sites: Vec<String>,
+}
+
+impl RunSeen {
+    fn name(&self) -> String {
+        format!("run {} (`{}` by {})", self.run, self.label, self.user)
+    }
+}
+
+/// Every site the journal mentions, with its latest state, its timeline and the marks that
+/// explain it (the one reader `status`, `report` and `resume` share).
 pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
     let mut out: BTreeMap<String, SiteStatus> = BTreeMap::new();
+    // Runs started and not ended, the latest last: a run that starts while others are open
+    // finds them interrupted (one run per plan at a time holds the lock).
+    let mut open: Vec<RunSeen> = Vec::new();
+    let mut current: Option<u64> = None;
     for e in entries {
         match e {
+            Entry::Run {
+                run,
+                command,
+                user,
+                at,
+                ..
+            } => {
+                for stopped in open.iter().filter(|r| Some(r.run) == current) {
+                    for site in &stopped.sites {
+                        let s = out.entry(site.clone()).or_default();
+                        if s.state.in_flight() || s.state == SiteState::Syncing {
+                            s.mark(
+                                *at,
+                                MarkKind::Interrupted,
+                                format!(
+                                    "{} stopped here without an end (killed or crashed)",
+                                    stopped.name()
+                                ),
+                            );
+                        }
+                    }
+                }
+                open.push(RunSeen {
+                    run: *run,
+                    label: command.label(),
+                    user: user.clone(),
+                    sites: Vec::new(),
+                });
+                current = Some(*run);
+            }
+            Entry::RunEnd { run, .. } => {
+                open.retain(|r| r.run != *run);
+                if current == Some(*run) {
+                    current = None;
+                }
+            }
             Entry::Site {
                 site,
                 state,
@@ -260,13 +402,47 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
                 millis,
             } => {
                 let s = out.entry(site.clone()).or_default();
+                let this_run = open.iter_mut().find(|r| Some(r.run) == current);
+                if let Some(r) = this_run {
+                    let previous = s.timeline.last().and_then(|t| t.run);
+                    if previous != Some(r.run) && r.label == "resume" {
+                        s.mark(*at, MarkKind::Resumed, format!("taken up by {}", r.name()));
+                    }
+                    if !r.sites.contains(site) {
+                        r.sites.push(site.clone());
+                    }
+                }
                 if *state == SiteState::PreSynced {
                     s.presyncs += 1;
                 }
                 if matches!(*state, SiteState::Freezing | SiteState::Syncing) {
-                    // A new attempt: the last one's probes and reason no longer describe it.
-                    s.probes.clear();
+                    // A new attempt: the last one's reason no longer describes it.
                     s.reason = None;
+                }
+                if *state == SiteState::Freezing && s.frozen_since().is_none() {
+                    s.attempts += 1;
+                    if s.attempts > 1 {
+                        s.mark(
+                            *at,
+                            MarkKind::Attempt,
+                            format!(
+                                "attempt {} (the one before ended {})",
+                                s.attempts,
+                                s.state.label()
+                            ),
+                        );
+                    }
+                    s.frozen.push(Frozen {
+                        from: *at,
+                        to: None,
+                    });
+                }
+                if matches!(
+                    *state,
+                    SiteState::Confirmed | SiteState::Failed | SiteState::RolledBack
+                ) && let Some(f) = s.frozen.last_mut().filter(|f| f.to.is_none())
+                {
+                    f.to = Some(*at);
                 }
                 if matches!(
                     *state,
@@ -286,13 +462,17 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
                     detail: detail.clone(),
                     bytes: *bytes,
                     millis: *millis,
+                    run: current,
                 });
             }
-            Entry::Probe { site, result, .. } => {
-                out.entry(site.clone())
-                    .or_default()
-                    .probes
-                    .push(result.clone());
+            Entry::Probe { site, result, at } => {
+                let s = out.entry(site.clone()).or_default();
+                let attempt = s.attempts.max(1);
+                s.probes.push(ProbeAttempt {
+                    attempt,
+                    at: *at,
+                    result: result.clone(),
+                });
             }
             Entry::Unit {
                 site,
@@ -312,6 +492,37 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
                     detail: detail.clone(),
                     bytes: *bytes,
                 });
+            }
+            Entry::Override {
+                unit: crate::unit::UnitId::Site(site),
+                because,
+                command,
+                at,
+            } => out.entry(site.clone()).or_default().mark(
+                *at,
+                MarkKind::Override,
+                format!(
+                    "`--allow-live site:{site}` in `{command}`: overwritten at the target although {because}"
+                ),
+            ),
+            Entry::Check {
+                finding,
+                verdict,
+                command,
+                at,
+            } if *verdict != super::ledger::CheckVerdict::Refused => {
+                if let Some(site) = finding.subject.strip_prefix("site ") {
+                    out.entry(site.to_string()).or_default().mark(
+                        *at,
+                        MarkKind::Override,
+                        format!(
+                            "[{}] let through by {} in `{command}`: {}",
+                            finding.check,
+                            verdict.flag(),
+                            finding.reason
+                        ),
+                    );
+                }
             }
             _ => {}
         }
@@ -354,6 +565,159 @@ mod tests {
         let mut again = entries.clone();
         again.push(at("a", SiteState::Freezing, None));
         assert_eq!(fold(&again)["a"].reason, None);
+    }
+
+    fn run(n: u64, command: super::super::ledger::RunCommand, at: u64) -> Entry {
+        Entry::Run {
+            run: n,
+            command,
+            argv: vec![],
+            version: "0".into(),
+            user: "ops".into(),
+            overrides: vec![],
+            at,
+        }
+    }
+
+    fn step(site: &str, state: SiteState, at: u64) -> Entry {
+        Entry::Site {
+            site: site.into(),
+            state,
+            at,
+            detail: None,
+            bytes: None,
+            millis: None,
+        }
+    }
+
+    fn probe(site: &str, ok: bool, at: u64) -> Entry {
+        Entry::Probe {
+            site: site.into(),
+            result: ProbeResult {
+                domain: site.into(),
+                url: format!("http://{site}/"),
+                ok,
+                detail: if ok { "200" } else { "502" }.into(),
+                round: super::super::probe::ProbeRound::BeforeSwitch,
+            },
+            at,
+        }
+    }
+
+    /// A cutover killed after `freezing`, its resume, a failed probe, then a second cutover
+    /// that goes through: each is marked, every probe kept, the downtime summed.
+    #[test]
+    fn interruptions_resumes_attempts_and_every_probe_are_kept() {
+        use super::super::ledger::{RunCommand, Selected};
+        use SiteState::*;
+        let cutover = || RunCommand::Cutover {
+            selection: Selected::All,
+        };
+        let entries = vec![
+            run(1, cutover(), 100),
+            step("a", Freezing, 100),
+            // killed here: no run_end
+            run(2, RunCommand::Resume, 130),
+            step("a", Freezing, 130),
+            step("a", Frozen, 131),
+            step("a", FinalSynced, 132),
+            step("a", Verified, 133),
+            probe("a", false, 134),
+            step("a", Failed, 135),
+            Entry::RunEnd {
+                run: 1,
+                ok: true,
+                at: 135,
+            },
+            Entry::RunEnd {
+                run: 2,
+                ok: false,
+                at: 135,
+            },
+            run(3, cutover(), 200),
+            step("a", Freezing, 200),
+            step("a", Frozen, 201),
+            step("a", FinalSynced, 202),
+            step("a", Verified, 203),
+            probe("a", true, 204),
+            step("a", Switching, 205),
+            step("a", Switched, 206),
+            step("a", Confirmed, 210),
+            Entry::RunEnd {
+                run: 3,
+                ok: true,
+                at: 210,
+            },
+        ];
+        let a = &fold(&entries)["a"];
+        assert_eq!(a.state, Confirmed);
+        assert_eq!(a.attempts, 2, "the resumed freeze is the same attempt");
+        let kinds: Vec<(usize, MarkKind)> = a.marks.iter().map(|m| (m.before, m.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, MarkKind::Interrupted),
+                (1, MarkKind::Resumed),
+                (6, MarkKind::Attempt)
+            ],
+            "{:#?}",
+            a.marks
+        );
+        assert_eq!(
+            a.marks[0].text,
+            "run 1 (`cutover` by ops) stopped here without an end (killed or crashed)"
+        );
+        assert_eq!(a.marks[1].text, "taken up by run 2 (`resume` by ops)");
+        assert_eq!(
+            a.probes
+                .iter()
+                .map(|p| (p.attempt, p.result.ok))
+                .collect::<Vec<_>>(),
+            vec![(1, false), (2, true)],
+            "the first attempt's failed probe stays"
+        );
+        // Frozen 100 → 135 (failed, unfrozen), then 200 → 210 (confirmed).
+        assert_eq!(a.downtime(), Some(45));
+        assert_eq!(a.frozen_since(), None);
+        let mut still = entries.clone();
+        still.push(step("a", RollingBack, 300));
+        assert_eq!(fold(&still)["a"].downtime(), Some(45), "no new freeze");
+        let mut frozen = entries[..3].to_vec();
+        frozen.truncate(2);
+        assert_eq!(fold(&frozen)["a"].frozen_since(), Some(100));
+        assert_eq!(fold(&frozen)["a"].downtime(), None);
+    }
+
+    #[test]
+    fn overrides_of_a_site_are_marked_where_they_happened() {
+        use crate::check::{Check, Finding};
+        let entries = vec![
+            step("a", SiteState::Syncing, 1),
+            step("a", SiteState::PreSynced, 2),
+            Entry::Check {
+                finding: Finding::new(Check::DeleteShare, "site a", "40 % of the target"),
+                verdict: super::super::ledger::CheckVerdict::Forced,
+                command: "sync".into(),
+                at: 3,
+            },
+            Entry::Override {
+                unit: crate::unit::UnitId::Site("a".into()),
+                because: "site a is switched".into(),
+                command: "sync".into(),
+                at: 4,
+            },
+        ];
+        let a = &fold(&entries)["a"];
+        assert_eq!(a.marks.len(), 2);
+        assert!(
+            a.marks
+                .iter()
+                .all(|m| m.before == 2 && m.kind == MarkKind::Override)
+        );
+        assert_eq!(
+            a.marks[0].text,
+            "[delete-share] let through by `--force` in `sync`: 40 % of the target"
+        );
     }
 
     #[test]

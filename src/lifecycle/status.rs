@@ -7,8 +7,8 @@ use super::state::{SiteState, SiteStatus, Step, UnitStatus};
 use crate::dns::provider::DnsEvent;
 use crate::plan::Site;
 use crate::report::lifecycle::{
-    CheckRow, DnsRow, LoweredTtl, MigrationReport, ProbeRow, SiteRow, StateView, StepRow, Tone,
-    UnitRow,
+    CheckRow, DnsRow, Downtime, LoweredTtl, MarkRow, MigrationReport, ProbeRow, SiteRow, StateView,
+    StepRow, Tone, UnitRow,
 };
 
 /// How reports show a state.
@@ -37,6 +37,7 @@ fn step_row(s: &Step) -> StepRow {
         detail: s.detail.clone(),
         bytes: s.bytes,
         millis: s.millis,
+        run: s.run,
     }
 }
 
@@ -50,10 +51,12 @@ fn unit_row(u: &UnitStatus) -> UnitRow {
     }
 }
 
-/// Builds the report from the plan's sites, their folded statuses and the DNS events.
+/// Builds the report from the plan's sites (cut over `batch` at a time), their folded
+/// statuses and the DNS events.
 pub fn build(
     plan: &str,
     sites: &[Site],
+    batch: usize,
     statuses: &BTreeMap<String, SiteStatus>,
     dns: &[DnsEvent],
     overrides: Vec<CheckRow>,
@@ -76,14 +79,51 @@ pub fn build(
         if !matches!(st.state, SiteState::Confirmed) {
             pending_bytes += last_presync;
         }
+        let mut marks: Vec<MarkRow> = st
+            .marks
+            .iter()
+            .map(|m| MarkRow {
+                at: m.at,
+                before: m.before,
+                kind: serde_json::to_value(m.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                text: m.text.clone(),
+            })
+            .collect();
+        // Checks let through about one of the site's names (`www.example.org. A`), placed by
+        // time in its timeline.
+        for c in overrides.iter().filter(|c| {
+            let name = c.subject.split(' ').next().unwrap_or("");
+            site.domains
+                .iter()
+                .any(|d| crate::dns::query::fqdn(d) == name)
+        }) {
+            marks.push(MarkRow {
+                at: c.at,
+                before: st.timeline.iter().take_while(|t| t.at <= c.at).count(),
+                kind: "override".into(),
+                text: format!(
+                    "[{}] {}: let through by {} in `{}`: {}",
+                    c.check, c.subject, c.verdict, c.command, c.reason
+                ),
+            });
+        }
+        marks.sort_by_key(|m| m.before);
         rows.push(SiteRow {
             name: site.name.clone(),
             domains: site.domains.clone(),
+            batch: rows.len() / batch.max(1) + 1,
             state: view(st.state),
             reason: st.reason.clone(),
             presyncs: st.presyncs,
             bytes: st.bytes,
             millis: st.millis,
+            attempts: st.attempts,
+            downtime_secs: st.downtime(),
+            frozen_since: st.frozen_since(),
+            marks,
             timeline: st.timeline.iter().map(step_row).collect(),
             units: st.units.iter().map(unit_row).collect(),
             dns: site
@@ -99,16 +139,19 @@ pub fn build(
                 .probes
                 .iter()
                 .map(|p| ProbeRow {
-                    domain: p.domain.clone(),
-                    url: p.url.clone(),
-                    ok: p.ok,
-                    detail: p.detail.clone(),
-                    round: p.round.label().to_string(),
+                    domain: p.result.domain.clone(),
+                    url: p.result.url.clone(),
+                    ok: p.result.ok,
+                    detail: p.result.detail.clone(),
+                    round: p.result.round.label().to_string(),
+                    attempt: p.attempt,
+                    at: p.at,
                 })
                 .collect(),
         });
     }
     let presync_rate = (pre_millis > 0).then(|| pre_bytes * 1000 / pre_millis);
+    let downtime = Downtime::of_batches(&rows);
     MigrationReport {
         schema_version: 1,
         plan: plan.to_string(),
@@ -135,14 +178,28 @@ pub fn build(
             })
             .collect(),
         overrides,
+        downtime,
     }
 }
 
-/// The checks the operator let through, from the journal's entries.
+/// The checks and live units the operator let through, from the journal's entries.
 pub fn overrides(entries: &[super::ledger::Entry]) -> Vec<CheckRow> {
     entries
         .iter()
         .filter_map(|e| match e {
+            super::ledger::Entry::Override {
+                unit,
+                because,
+                command,
+                at,
+            } => Some(CheckRow {
+                check: "live-unit".into(),
+                subject: unit.to_string(),
+                reason: format!("overwritten at the target although {because}"),
+                verdict: "allowed".into(),
+                command: command.clone(),
+                at: *at,
+            }),
             super::ledger::Entry::Check {
                 finding,
                 verdict,
@@ -188,6 +245,7 @@ fn dns_rows(events: &[DnsEvent]) -> HashMap<String, Vec<DnsRow>> {
                 from: from.values.clone(),
                 to: to.values.clone(),
                 ttl: to.ttl,
+                from_ttl: from.ttl,
                 result: "pending".into(),
                 at: *at,
             }),

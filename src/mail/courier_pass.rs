@@ -592,8 +592,12 @@ impl Conversion {
             differ.push((
                 split(&g.path).0.to_vec(),
                 format!(
-                    "subscriptions: Courier's {:?}, target's differ",
+                    "subscriptions: Courier's {}, target's differ",
                     courier::subscribed_names(&g.bytes)
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }

@@ -281,6 +281,18 @@ pub struct SiteUnit {
     pub marks: Vec<String>,
 }
 
+/// A database a `databases:` rule moves.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MovedDatabase {
+    pub name: String,
+    pub engine: String,
+    /// `databases[N]`.
+    pub rule: String,
+    /// The site that names it, or none (it moves once the sites of a batch are frozen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+}
+
 impl SiteUnit {
     pub fn of(s: &Site) -> SiteUnit {
         SiteUnit {
@@ -314,6 +326,10 @@ pub struct InventoryExport<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub quotas: &'a [GroupQuota],
     pub risks: &'a [Risk],
+    /// The databases the plan's `databases:` rules move, as their source servers list them
+    /// (the sites' own and those no site names), when they were looked at.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved_databases: Vec<MovedDatabase>,
     /// What the plan leaves at the source (`lifecycle::unmigrated`), when it was looked at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unmigrated: Option<&'a crate::report::Unmigrated>,
@@ -334,6 +350,7 @@ impl PanelInventory {
             cron_jobs: &self.cron_jobs,
             quotas: &self.quotas,
             risks: &self.risks,
+            moved_databases: Vec::new(),
             unmigrated: None,
         }
     }

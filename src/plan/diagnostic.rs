@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::node::Loc;
 
 /// How bad a problem is: errors stop the plan, warnings are shown and the plan goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,

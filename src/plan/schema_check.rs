@@ -152,15 +152,23 @@ impl<'s> Checker<'s> {
         if let Some(types) = facts.types
             && !type_matches(node, types)
         {
-            out.push(Issue::error(
+            let mut issue = Issue::error(
                 node.loc,
                 at.path(),
                 format!(
                     "expected {}, found {}",
                     expected_types(types),
-                    describe(node)
+                    match &node.value {
+                        // Text where another type is wanted: say it is text.
+                        Value::Str(s) => format!("the text `{s}`"),
+                        _ => describe(node),
+                    }
                 ),
-            ));
+            );
+            if let Some(help) = quoted_scalar_help(node, types) {
+                issue = issue.with_help(help);
+            }
+            out.push(issue);
             return;
         }
         match &node.value {
@@ -374,6 +382,23 @@ fn expected_types(types: &Json) -> String {
     }
 }
 
+/// A number or `true`/`false` written in quotes is text in YAML: say how to write it.
+fn quoted_scalar_help(node: &Node, types: &Json) -> Option<String> {
+    let Value::Str(s) = &node.value else {
+        return None;
+    };
+    let wants = |t: &str| match types {
+        Json::String(x) => x == t,
+        Json::Array(ts) => ts.iter().any(|x| x.as_str() == Some(t)),
+        _ => false,
+    };
+    let t = s.trim();
+    let fits = (wants("integer") && t.parse::<i64>().is_ok())
+        || (wants("number") && t.parse::<f64>().is_ok())
+        || (wants("boolean") && matches!(t, "true" | "false"));
+    fits.then(|| format!("write {t} without quotes: in quotes, YAML reads it as text"))
+}
+
 fn describe(node: &Node) -> String {
     match &node.value {
         Value::Null => "nothing".into(),
@@ -424,6 +449,20 @@ mod tests {
     #[test]
     fn a_valid_minimal_plan_has_no_issue() {
         assert!(issues("version: 1\nname: x\n").is_empty());
+    }
+
+    #[test]
+    fn a_quoted_number_is_explained() {
+        let found = issues("version: 1\nname: x\ncutover: { batch: \"2\" }\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].message,
+            "expected a whole number, found the text `2`"
+        );
+        assert_eq!(
+            found[0].help.as_deref(),
+            Some("write 2 without quotes: in quotes, YAML reads it as text")
+        );
     }
 
     #[test]

@@ -54,15 +54,57 @@ pub enum PlanError {
     },
 }
 
+/// A plan that is not UTF-8, placed at its first invalid byte: the byte offset (what a hex
+/// editor shows), and the line and column of the text before it.
+fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> Issue {
+    let at = e.valid_up_to();
+    let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+    let line = valid.matches('\n').count() + 1;
+    let column = valid[line_start..].chars().count() + 1;
+    let bad: Vec<String> = bytes[at..]
+        .iter()
+        .take(e.error_len().unwrap_or(bytes.len() - at).max(1))
+        .map(|b| format!("\\x{b:02X}"))
+        .collect();
+    // The lossy text the snippet shows has U+FFFD (3 bytes) where the bad bytes were.
+    Issue::error(
+        Loc {
+            line: line as u32,
+            column: column as u32,
+            offset: at,
+            len: 3,
+        },
+        "",
+        format!(
+            "the plan is not UTF-8 text: the byte at offset {at} (line {line}, column {column}) is `{}`",
+            bad.join("")
+        ),
+    )
+    .with_help("save the plan as UTF-8 (`iconv -f LATIN1 -t UTF-8 plan.yaml`, or your editor's encoding setting)")
+}
+
 /// Reads and validates the plan at `path`.
 ///
 /// # Errors
 /// The file cannot be read, or the plan has errors (all of them, sorted by position).
 pub fn load(path: &Path) -> Result<Loaded, PlanError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+    let bytes = std::fs::read(path).map_err(|source| PlanError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(PlanError::Invalid {
+                issues: vec![not_utf8(e.as_bytes(), e.utf8_error())],
+                source_file: SourceFile {
+                    name: path.display().to_string(),
+                    text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                },
+            });
+        }
+    };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() {
         PathBuf::from(".")

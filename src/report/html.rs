@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::DryRunReport;
+use super::{DryRunReport, plural};
 use crate::plan::units::{human_bytes, human_duration};
 
 /// Text escaped for HTML content and attribute values.
@@ -71,7 +71,7 @@ pub fn render(r: &DryRunReport) -> String {
         &mut o,
         "messages",
         t.messages.to_string(),
-        format!("{} mailboxes", t.mailboxes),
+        plural(t.mailboxes, "mailbox", "mailboxes"),
     );
     card(
         &mut o,
@@ -122,14 +122,14 @@ pub fn render(r: &DryRunReport) -> String {
             };
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} ({} files)</td><td class=\"n\">{}</td><td>{state}</td></tr>",
+                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{} ({})</td><td class=\"n\">{}</td><td>{state}</td></tr>",
                 esc(&s.title()),
                 esc(&s.source),
                 esc(&s.target),
                 s.files,
                 human_bytes(s.bytes),
                 human_bytes(s.bytes_to_send),
-                s.files_to_send,
+                plural(s.files_to_send, "file", "files"),
                 esc(&s.delete_label())
             );
         }

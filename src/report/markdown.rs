@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::DryRunReport;
+use super::{DryRunReport, plural};
 use crate::plan::units::{human_bytes, human_duration};
 
 /// Text made safe for one Markdown table cell.
@@ -91,14 +91,14 @@ pub fn render(r: &DryRunReport) -> String {
                 .unwrap_or_else(|| s.target_label());
             let _ = writeln!(
                 o,
-                "| {} | `{}` | `{}` | {} | {} | {} ({} files) | {} | {} |",
+                "| {} | `{}` | `{}` | {} | {} | {} ({}) | {} | {} |",
                 cell(&s.title()),
                 cell(&s.source),
                 cell(&s.target),
                 s.files,
                 human_bytes(s.bytes),
                 human_bytes(s.bytes_to_send),
-                s.files_to_send,
+                plural(s.files_to_send, "file", "files"),
                 s.delete_label(),
                 cell(&state)
             );

@@ -19,10 +19,15 @@ pub enum Format {
     Html,
 }
 
-/// Renders `report` in `format`.
+/// Renders `report` in `format`; text fits no width (a file, a pipe).
 pub fn render(report: &DryRunReport, format: Format) -> String {
+    render_width(report, format, None)
+}
+
+/// Renders `report` in `format`, its text tables fitted to `width` columns when given.
+pub fn render_width(report: &DryRunReport, format: Format, width: Option<usize>) -> String {
     match format {
-        Format::Text => text::render(report),
+        Format::Text => text::render(report, width),
         Format::Markdown => markdown::render(report),
         Format::Json => serde_json::to_string_pretty(report).expect("report serializes") + "\n",
         Format::Html => html::render(report),
@@ -538,7 +543,8 @@ pub struct Risk {
     /// `error` (the run would fail) or `warning`.
     pub severity: String,
     /// Stable code: `target_not_empty`, `insufficient_space`, `ttl_too_high`, `duplicate_name`,
-    /// `duplicate_domain`, `unreachable`, `servers_disagree`, `database_conflict`,
+    /// `duplicate_domain`, `unreachable`, `authentication` (a server refused our login),
+    /// `missing` (a database or tool that does not exist), `servers_disagree`, `database_conflict`,
     /// `unreadable_files`, `overlapping_targets`, `not_supported_yet`, `discovery_failed`,
     /// `tsig_rejected`, `tsig_secret`, `txt_names_old_address`, `flag_not_kept`.
     pub kind: String,
@@ -632,7 +638,8 @@ pub struct Estimate {
     pub basis: String,
 }
 
-pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+/// `1 site`, `2 sites`: counts in words for people (never `site(s)`).
+pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

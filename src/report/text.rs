@@ -5,23 +5,47 @@ use std::fmt::Write;
 use super::{DryRunReport, Unmigrated, plural};
 use crate::plan::units::{human_bytes, human_duration};
 
-pub(crate) fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+/// Prints an aligned table indented by two spaces, fitted to `width` columns when given: the
+/// last column wraps onto lines of its own (down to 24 characters), then the widest columns
+/// give way, their cells cut in the middle with `…` (the two ends of a
+/// path say the most).
+pub fn table(out: &mut String, header: &[&str], rows: &[Vec<String>], width: Option<usize>) {
+    let count = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| count(h)).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
+            widths[i] = widths[i].max(count(c));
         }
+    }
+    let last = widths.len().saturating_sub(1);
+    if let Some(width) = width {
+        fit(&mut widths, header, width);
     }
     let line = |out: &mut String, cells: Vec<&str>| {
         let mut s = String::from("  ");
+        let mut wrapped: Vec<String> = Vec::new();
         for (i, c) in cells.iter().enumerate() {
-            let pad = widths[i] - c.chars().count();
-            s.push_str(c);
+            if i == last && count(c) > widths[i] && width.is_some() {
+                wrapped = wrap(c, widths[i]);
+                s.push_str(wrapped.first().map_or("", String::as_str));
+                break;
+            }
+            let cell = if count(c) > widths[i] {
+                shorten_middle(c, widths[i])
+            } else {
+                c.to_string()
+            };
+            let pad = widths[i] - count(&cell);
+            s.push_str(&cell);
             if i + 1 < cells.len() {
                 s.push_str(&" ".repeat(pad + 2));
             }
         }
         let _ = writeln!(out, "{}", s.trim_end());
+        let indent = 2 + widths[..last].iter().map(|w| w + 2).sum::<usize>();
+        for more in wrapped.iter().skip(1) {
+            let _ = writeln!(out, "{}{more}", " ".repeat(indent));
+        }
     };
     line(out, header.to_vec());
     for r in rows {
@@ -29,7 +53,108 @@ pub(crate) fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn render(r: &DryRunReport) -> String {
+/// Narrows `widths` until the table (two spaces of indent, two between columns) fits in
+/// `width`: the widest column gives way one character at a time, none below its header or 8.
+fn fit(widths: &mut [usize], header: &[&str], width: usize) {
+    let total = |w: &[usize]| 2 + w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    // The last column wraps, losing nothing: it gives way first, down to a readable width.
+    if let Some(last) = widths.len().checked_sub(1) {
+        let floor = header[last].chars().count().max(24);
+        let over = total(widths).saturating_sub(width);
+        widths[last] = widths[last]
+            .saturating_sub(over)
+            .max(floor.min(widths[last]));
+    }
+    while total(widths) > width {
+        let floor = |i: usize| header[i].chars().count().max(8);
+        let Some(widest) = (0..widths.len())
+            .filter(|i| widths[*i] > floor(*i))
+            .max_by_key(|i| (widths[*i], *i))
+        else {
+            return;
+        };
+        widths[widest] -= 1;
+    }
+}
+
+/// `text` cut to `max` characters by taking out its middle: `/srv/www/a-ve…/htdocs/`.
+pub fn shorten_middle(text: &str, max: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= max {
+        return text.to_string();
+    }
+    if max <= 1 {
+        return "…".chars().take(max).collect();
+    }
+    let keep = max - 1;
+    let head = keep.div_ceil(2);
+    let tail = keep - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces when it can be (a word
+/// longer than a line is cut).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let used = line.chars().count();
+            let sep = usize::from(used > 0);
+            if used + sep + word.len() <= width {
+                if sep == 1 {
+                    line.push(' ');
+                }
+                line.extend(&word);
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word longer than a whole line: cut it.
+            let rest = word.split_off(width);
+            lines.push(word.iter().collect());
+            word = rest;
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// One line of free text, wrapped to `width` when given, continuation lines indented by
+/// `indent` spaces (`first` is written before the text on the first line).
+pub fn wrapped_line(
+    out: &mut String,
+    first: &str,
+    text: &str,
+    indent: usize,
+    width: Option<usize>,
+) {
+    let lead = first.chars().count();
+    match width {
+        Some(w) if lead + text.chars().count() > w && w > lead.max(indent) + 20 => {
+            let mut lines = wrap(text, w - lead).into_iter();
+            let _ = writeln!(out, "{first}{}", lines.next().unwrap_or_default());
+            let rest: Vec<String> = lines.collect();
+            for l in wrap(&rest.join(" "), w - indent) {
+                let _ = writeln!(out, "{}{l}", " ".repeat(indent));
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "{first}{text}");
+        }
+    }
+}
+
+pub fn render(r: &DryRunReport, width: Option<usize>) -> String {
     let mut o = String::new();
     let t = &r.totals;
     let _ = writeln!(
@@ -97,6 +222,7 @@ pub fn render(r: &DryRunReport) -> String {
                 "TARGET",
             ],
             &rows,
+            width,
         );
     }
     let _ = writeln!(
@@ -133,6 +259,7 @@ pub fn render(r: &DryRunReport) -> String {
                 "DATABASE", "ENGINE", "HOSTS", "SIZE", "TABLES", "CHARSET", "USERS", "ACTION",
             ],
             &rows,
+            width,
         );
     }
     let _ = writeln!(
@@ -171,6 +298,7 @@ pub fn render(r: &DryRunReport) -> String {
                 "AT TARGET",
             ],
             &rows,
+            width,
         );
     }
     let _ = writeln!(o, "\nDNS: {}", plural(t.dns_changes, "change", "changes"));
@@ -220,6 +348,7 @@ pub fn render(r: &DryRunReport) -> String {
             &mut o,
             &["SITE", "CERTIFICATE", "STATUS", "NOT AFTER", "DETAIL"],
             &rows,
+            width,
         );
         if let Some(s) = &c.schedule {
             let _ = writeln!(o, "  Issuance schedule ({}):", s.ca);
@@ -238,14 +367,16 @@ pub fn render(r: &DryRunReport) -> String {
             &mut o,
             &["KIND", "COUNT", "MOVED", "HOW"],
             &super::panel_rows_table(&r.panel_rows),
+            width,
         );
     }
     o.push('\n');
-    o.push_str(&unmigrated(&r.unmigrated));
+    o.push_str(&unmigrated(&r.unmigrated, width));
     let _ = writeln!(
         o,
-        "\nRisks: {} error(s), {} warning(s)",
-        t.errors, t.warnings
+        "\nRisks: {}, {}",
+        plural(t.errors, "error", "errors"),
+        plural(t.warnings, "warning", "warnings")
     );
     for k in &r.risks {
         let _ = writeln!(
@@ -265,7 +396,7 @@ pub fn render(r: &DryRunReport) -> String {
 
 /// What the plan leaves at the source: per kind, then each object with why it stays (shared by
 /// the dry run and `inventory`).
-pub fn unmigrated(u: &Unmigrated) -> String {
+pub fn unmigrated(u: &Unmigrated, width: Option<usize>) -> String {
     let mut o = String::new();
     let count: u64 = u.kinds.iter().map(|k| k.count).sum();
     let bytes: u64 = u.kinds.iter().filter_map(|k| k.bytes).sum();
@@ -296,7 +427,7 @@ pub fn unmigrated(u: &Unmigrated) -> String {
             ]
         })
         .collect();
-    table(&mut o, &["KIND", "COUNT", "SIZE", "NOTE"], &rows);
+    table(&mut o, &["KIND", "COUNT", "SIZE", "NOTE"], &rows, width);
     if !u.items.is_empty() {
         o.push('\n');
         let rows: Vec<Vec<String>> = u
@@ -317,6 +448,7 @@ pub fn unmigrated(u: &Unmigrated) -> String {
             &mut o,
             &["KIND", "NAME", "PANEL STATE", "SIZE", "WHERE", "WHY"],
             &rows,
+            width,
         );
     }
     o

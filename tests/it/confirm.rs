@@ -320,9 +320,7 @@ fn ctrl_c_during_a_freeze_over_ssh_unfreezes_the_site_and_starts_nothing_new() {
     );
     assert_eq!(
         stderr.lines().last(),
-        Some(
-            "interrupted: 1 site(s) unfrozen and marked failed, 0 finished, 1 not started (SIGINT)"
-        ),
+        Some("interrupted: 1 site unfrozen and marked failed, 0 finished, 1 not started (SIGINT)"),
         "{stderr}"
     );
     // The journal says so; nothing was switched.
@@ -441,9 +439,7 @@ fn ctrl_c_during_a_switch_finishes_that_site_and_starts_no_new_batch() {
     );
     assert_eq!(
         stderr.lines().last(),
-        Some(
-            "interrupted: 0 site(s) unfrozen and marked failed, 1 finished, 1 not started (SIGINT)"
-        ),
+        Some("interrupted: 0 sites unfrozen and marked failed, 1 finished, 1 not started (SIGINT)"),
         "{stderr}"
     );
     assert_eq!(bind.dig("alpha.example.test", "A"), vec![NEW]);

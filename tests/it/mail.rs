@@ -307,7 +307,8 @@ fn an_unreadable_users_file_is_invalid_input() {
     .unwrap();
     let out = bin().args(["mail", "sync"]).arg(&plan).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let text = String::from_utf8_lossy(&out.stdout);
+    // Said before anything moves, with the other secrets the command needs.
+    let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("cannot read users file"), "{text}");
 }
 

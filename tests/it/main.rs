@@ -19,6 +19,8 @@ mod layers;
 mod lifecycle;
 mod mail;
 mod ops_basics;
+mod ops_diagnostics;
+mod ops_reports;
 mod peer_bounds;
 mod plan_agrees;
 mod recovery;

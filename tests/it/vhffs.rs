@@ -1410,7 +1410,7 @@ fn csv_inventory_feeds_the_dry_run_and_names_bad_rows() {
     let (code, out, _) = run(&plan, &["inventory"]);
     assert_eq!(code, Some(0));
     assert!(
-        out.contains("2 site(s)") && out.contains("1 mail domain(s)"),
+        out.contains("2 sites") && out.contains("1 mail domain,"),
         "{out}"
     );
 

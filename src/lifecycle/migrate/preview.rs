@@ -44,6 +44,7 @@ impl Migration<'_> {
     /// A batch or site that does not exist, a zone that cannot be read.
     pub fn preview_cutover(&self, selection: &Selection) -> Result<Preview, LifecycleError> {
         let sites: Vec<&Site> = self.selected_batches(selection)?.concat();
+        self.check_secrets(&crate::lifecycle::secrets::Needs::all(&self.plan))?;
         let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
         let dns = if self.plan.dns.is_some() {
             cutover::restrict(
@@ -69,6 +70,8 @@ impl Migration<'_> {
     /// # Errors
     /// A bad selection; a zone that cannot be read.
     pub fn cutover_refused(&self, selection: &Selection) -> Result<bool, LifecycleError> {
+        // The secrets the cutover needs, before the zones are read with one of them.
+        self.check_secrets(&crate::lifecycle::secrets::Needs::all(&self.plan))?;
         let names: Vec<String> = self
             .selected_batches(selection)?
             .concat()
