@@ -46,7 +46,8 @@ pub fn failure_kind(message: &str) -> crate::unit::ErrorKind {
     {
         return ErrorKind::Authentication;
     }
-    if any(&["not created by this plan"]) {
+    // A database held by someone else: a foreign copy, clients that would not leave.
+    if any(&["not created by this plan", "client session(s) connected to"]) {
         return ErrorKind::Conflict;
     }
     if any(&[
@@ -118,6 +119,10 @@ mod tests {
             ),
             (
                 "database `shop` on host `new`: exists and was not created by this plan (conflict: fail); set `conflict: replace` or `skip`",
+                ErrorKind::Conflict,
+            ),
+            (
+                "database `shop` on host `newdb`: 1 client session(s) connected to `shop` at the target (pid 7 app from 10.0.0.2) did not leave within 30s (`connected_clients: wait`, timeout 30s)",
                 ErrorKind::Conflict,
             ),
             (

@@ -377,7 +377,7 @@ fn postgres_resync_with_a_client_connected_and_a_source_account_that_is_not_supe
     assert_eq!(code, Some(1), "{out}");
     assert!(started.elapsed() >= Duration::from_secs(2), "it waited");
     assert!(
-        out.contains("FAILED    shop:")
+        out.contains("FAILED    shop (conflict):")
             && out.contains("client session(s) connected to `shop` at the target (pid ")
             && out.contains("(held-open)")
             && out.contains("did not leave within")
