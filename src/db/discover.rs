@@ -241,6 +241,56 @@ pub struct ScriptOutput {
     pub stderr: String,
 }
 
+/// The client that reads a script on stdin, and its arguments: errors carry their script line
+/// (`psql:<stdin>:N:`, `at line N`), a failing statement does not stop the rest. `unbuffered`
+/// makes the mariadb client flush after every statement (a reader waiting for its rows).
+pub fn script_client(
+    engine: DbEngine,
+    database: &str,
+    unbuffered: bool,
+) -> (&'static str, Vec<String>) {
+    match engine {
+        DbEngine::Postgres => (
+            "psql",
+            [
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=0",
+                "-v",
+                "ON_ERROR_ROLLBACK=on",
+                "-f",
+                "-",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            // A conninfo string: a database name holding `=` is still a name.
+            .chain([format!("--dbname={}", pg_conninfo(database))])
+            .collect(),
+        ),
+        _ => (
+            "mariadb",
+            ["-N", "-B", "-r"]
+                .iter()
+                .chain(unbuffered.then_some(&"-n"))
+                .chain(&["--force", "--default-character-set=utf8mb4"])
+                .map(|a| a.to_string())
+                .chain([database.to_string()])
+                .collect(),
+        ),
+    }
+}
+
+/// `dbname='<name>'`, quoted for libpq.
+pub fn pg_conninfo(database: &str) -> String {
+    format!(
+        "dbname='{}'",
+        database.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
 /// Runs `script` (statements separated by `;` and newlines) in ONE client session, fed on
 /// stdin (no argument length limit, one connection, one round trip over the transport).
 /// Errors do not stop the session (psql `ON_ERROR_STOP=0` with `ON_ERROR_ROLLBACK`, so a
@@ -256,39 +306,7 @@ pub fn run_script(
     database: &str,
     script: &str,
 ) -> Result<ScriptOutput, String> {
-    let args: Vec<String> = match engine {
-        DbEngine::Postgres => vec![
-            "-X".into(),
-            "-q".into(),
-            "-A".into(),
-            "-t".into(),
-            "-v".into(),
-            "ON_ERROR_STOP=0".into(),
-            "-v".into(),
-            "ON_ERROR_ROLLBACK=on".into(),
-            // From a file, so errors carry their line (`psql:<stdin>:N:`).
-            "-f".into(),
-            "-".into(),
-            // A conninfo string: a database name holding `=` is still a name.
-            format!(
-                "--dbname=dbname='{}'",
-                database.replace('\\', "\\\\").replace('\'', "\\'")
-            ),
-        ],
-        _ => vec![
-            "-N".into(),
-            "-B".into(),
-            "-r".into(),
-            "--force".into(),
-            "--default-character-set=utf8mb4".into(),
-            database.into(),
-        ],
-    };
-    let program = if engine == DbEngine::Postgres {
-        "psql"
-    } else {
-        "mariadb"
-    };
+    let (program, args) = script_client(engine, database, false);
     let mut req = tool_request(engine, server, program, &args)?;
     req.stdin = script.as_bytes().to_vec();
     let mut out = transport.exec(&req).map_err(|e| e.to_string())?;

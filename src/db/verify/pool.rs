@@ -135,36 +135,7 @@ fn open(
     server: &DbServer,
     database: &str,
 ) -> Option<Client> {
-    let args: Vec<String> = match engine {
-        DbEngine::Postgres => vec![
-            "-X".into(),
-            "-q".into(),
-            "-A".into(),
-            "-t".into(),
-            "-v".into(),
-            "ON_ERROR_STOP=0".into(),
-            "-v".into(),
-            "ON_ERROR_ROLLBACK=on".into(),
-            "-f".into(),
-            "-".into(),
-            format!("--dbname={}", conninfo(database)),
-        ],
-        _ => vec![
-            "-N".into(),
-            "-B".into(),
-            "-r".into(),
-            // Output flushed after every statement: the reader waits for its rows.
-            "-n".into(),
-            "--force".into(),
-            "--default-character-set=utf8mb4".into(),
-            database.into(),
-        ],
-    };
-    let program = if engine == DbEngine::Postgres {
-        "psql"
-    } else {
-        "mariadb"
-    };
+    let (program, args) = crate::db::discover::script_client(engine, database, true);
     let req = tool_request(engine, server, program, &args).ok()?;
     let session = Session::open_merged(transport, &req).ok()?;
     Some(Client {
@@ -176,10 +147,7 @@ fn open(
 
 /// `dbname='…'` as libpq reads it.
 fn conninfo(database: &str) -> String {
-    format!(
-        "dbname='{}'",
-        database.replace('\\', "\\\\").replace('\'', "\\'")
-    )
+    crate::db::discover::pg_conninfo(database)
 }
 
 /// The line that moves a client to `database`: psql's `\c` keeping host, port and user (its
