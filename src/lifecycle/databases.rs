@@ -266,7 +266,7 @@ pub fn run(
                 while let Some((rule, name)) =
                     work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                 {
-                    let r = one_in(&pool, plan, rule, name, connections, mode);
+                    let r = moved(&pool, plan, rule, name, connections, mode).classified();
                     match &r.error {
                         Some(e) => observer.on_event(&Event::UnitFailed {
                             phase: phase.into(),
@@ -310,21 +310,10 @@ pub fn one(
     connections: &Connections,
     mode: Mode<'_>,
 ) -> DbResult {
-    one_in(&SessionPool::new(), plan, rule, name, connections, mode)
+    moved(&SessionPool::new(), plan, rule, name, connections, mode).classified()
 }
 
-/// As `one`, verifying on the clients of `pool`.
-fn one_in(
-    pool: &SessionPool,
-    plan: &Plan,
-    rule: &DatabaseRule,
-    name: &str,
-    connections: &Connections,
-    mode: Mode<'_>,
-) -> DbResult {
-    moved(pool, plan, rule, name, connections, mode).classified()
-}
-
+/// As `one`, verifying on the clients of `pool`; its error not yet sorted by kind.
 fn moved(
     pool: &SessionPool,
     plan: &Plan,

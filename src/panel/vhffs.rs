@@ -280,6 +280,28 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
+    /// As `judge`, for an object of mail domain `domain`: one whose domain does not move
+    /// stays with its domain (a box, a list).
+    fn judge_in_domain(
+        &self,
+        state: i32,
+        gid: u32,
+        domain: &str,
+        domain_state: i32,
+    ) -> Result<Vec<String>, Verdict> {
+        let marks = self.judge(state, Some(gid))?;
+        match self.judge(domain_state, None) {
+            Ok(_) => Ok(marks),
+            Err(_) => Err(Verdict {
+                state: domain_state,
+                reason: format!(
+                    "its mail domain `{domain}` is in panel state {domain_state} ({})",
+                    state_label(domain_state)
+                ),
+            }),
+        }
+    }
+
     /// The object's marks when it moves, or why it does not.
     fn judge(&self, state: i32, gid: Option<u32>) -> Result<Vec<String>, Verdict> {
         let Some(marks) = disposition(state) else {
@@ -482,19 +504,7 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
         let (state, domain_state, gid): (i32, i32, u32) =
             (number(b, 2), number(b, 3), number(b, 4));
         let path = maildir_path(&source.datadir, domain, localpart);
-        let verdict = judge.judge(state, Some(gid)).and_then(|marks| {
-            // A box of a domain that does not move stays with its domain.
-            match judge.judge(domain_state, None) {
-                Ok(_) => Ok(marks),
-                Err(_) => Err(Verdict {
-                    state: domain_state,
-                    reason: format!(
-                        "its mail domain `{domain}` is in panel state {domain_state} ({})",
-                        state_label(domain_state)
-                    ),
-                }),
-            }
-        });
+        let verdict = judge.judge_in_domain(state, gid, domain, domain_state);
         let marks = match verdict {
             Ok(m) => m,
             Err(v) => {
@@ -556,20 +566,7 @@ pub fn expand(source: &VhffsSource, rows: &[Vec<String>]) -> PanelInventory {
         let (gid, state, domain_state, subscribers): (u32, i32, i32, u64) =
             (number(l, 2), number(l, 3), number(l, 4), number(l, 5));
         let path = list_archives_path(&listengine, domain, localpart);
-        // A list of a domain that does not move stays with its domain, as a box does.
-        let verdict =
-            judge
-                .judge(state, Some(gid))
-                .and_then(|marks| match judge.judge(domain_state, None) {
-                    Ok(_) => Ok(marks),
-                    Err(_) => Err(Verdict {
-                        state: domain_state,
-                        reason: format!(
-                            "its mail domain `{domain}` is in panel state {domain_state} ({})",
-                            state_label(domain_state)
-                        ),
-                    }),
-                });
+        let verdict = judge.judge_in_domain(state, gid, domain, domain_state);
         let marks = match verdict {
             Ok(m) => m,
             Err(v) => {
