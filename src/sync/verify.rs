@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::engine::{Endpoint, SyncError, SyncOptions};
 use super::plan::{Special, special};
-use super::side::Side;
 use crate::event::{Event, Observer};
 use crate::tree::{Entry, EntryKind};
 
@@ -52,9 +51,18 @@ pub fn verify(
     opts: &SyncOptions,
     observer: &dyn Observer,
 ) -> Result<VerifyReport, SyncError> {
-    let (exclude, jobs) = (&opts.exclude, opts.jobs.max(1));
-    let keep = opts.keep();
-    let mut source = src.transport.scan_with(&src.root, exclude, keep)?;
+    let (exclude, keep) = (&opts.exclude, opts.keep());
+    observer.on_event(&Event::PhaseStarted {
+        phase: "verify".into(),
+        total: 0,
+    });
+    // Both trees listed and hashed where they are, at once: one round trip per side.
+    let (source, target) = std::thread::scope(|s| {
+        let t = s.spawn(|| dst.transport.scan_digested(&dst.root, exclude, keep));
+        let source = src.transport.scan_digested(&src.root, exclude, keep);
+        (source, t.join().expect("scan thread"))
+    });
+    let mut source = source?;
     super::plan::relinked(&mut source, opts);
     if !source.exists {
         return Err(SyncError::SourceMissing(format!(
@@ -63,20 +71,29 @@ pub fn verify(
             src.root.display()
         )));
     }
-    let target = dst.transport.scan_with(&dst.root, exclude, keep)?;
+    let target = target?;
     let mut report = VerifyReport::default();
-    let by_path: HashMap<&[u8], &Entry> = target
+    let by_path: HashMap<&[u8], (usize, &Entry)> = target
         .entries
         .iter()
-        .filter(|e| !super::diff::is_internal(&e.path))
-        .map(|e| (e.path.as_slice(), e))
+        .enumerate()
+        .filter(|(_, e)| !super::diff::is_internal(&e.path))
+        .map(|(i, e)| (e.path.as_slice(), (i, e)))
         .collect();
-    let mut to_hash = Vec::new();
+    let unreadable = |side: &crate::tree::ScanSummary, host: &str, path: &[u8]| {
+        let why = side
+            .errors
+            .iter()
+            .find(|(p, _)| p.as_slice() == path)
+            .map_or("no hash in the listing", |(_, e)| e.as_str());
+        format!("{host}: {}: {why}", show(path))
+    };
     let root = super::plan::running_as_root();
-    for s in source
+    for (si, s) in source
         .entries
         .iter()
-        .filter(|e| !super::diff::is_internal(&e.path))
+        .enumerate()
+        .filter(|(_, e)| !super::diff::is_internal(&e.path))
     {
         if s.kind == EntryKind::Other {
             match special(s, opts.devices, root) {
@@ -89,7 +106,7 @@ pub fn verify(
                 }
             }
         }
-        if let Some(t) = by_path.get(s.path.as_slice())
+        if let Some((_, t)) = by_path.get(s.path.as_slice())
             && t.kind == s.kind
             && matches!(s.kind, EntryKind::File | EntryKind::Dir)
             && !crate::tree::xattr::same(
@@ -105,17 +122,43 @@ pub fn verify(
         }
         match by_path.get(s.path.as_slice()) {
             None => report.missing.push(show(&s.path)),
-            Some(t) if t.kind != s.kind => {
+            Some((_, t)) if t.kind != s.kind => {
                 report.different.push(format!("{} (type)", show(&s.path)))
             }
-            Some(t) if s.kind == EntryKind::Symlink && t.link_target != s.link_target => report
-                .different
-                .push(format!("{} (link target)", show(&s.path))),
-            Some(t) if s.kind == EntryKind::File && t.size != s.size => {
+            Some((_, t)) if s.kind == EntryKind::Symlink && t.link_target != s.link_target => {
+                report
+                    .different
+                    .push(format!("{} (link target)", show(&s.path)))
+            }
+            Some((_, t)) if s.kind == EntryKind::File && t.size != s.size => {
                 report.different.push(format!("{} (size)", show(&s.path)))
             }
-            Some(_) if s.kind == EntryKind::File => to_hash.push(s.path.as_slice()),
-            Some(t)
+            Some((ti, _)) if s.kind == EntryKind::File => {
+                let x = source.digests.get(si).copied().flatten();
+                let y = target.digests.get(*ti).copied().flatten();
+                match (x, y) {
+                    (Some(x), Some(y)) => {
+                        report.files_hashed += 1;
+                        report.bytes_hashed += s.size;
+                        if x != y {
+                            report
+                                .different
+                                .push(format!("{} (content)", show(&s.path)));
+                        }
+                    }
+                    (None, _) => {
+                        report
+                            .errors
+                            .push(unreadable(&source, src.transport.host(), &s.path))
+                    }
+                    (_, None) => {
+                        report
+                            .errors
+                            .push(unreadable(&target, dst.transport.host(), &s.path))
+                    }
+                }
+            }
+            Some((_, t))
                 if s.kind == EntryKind::Other
                     && (t.mode & libc::S_IFMT != s.mode & libc::S_IFMT || t.rdev != s.rdev) =>
             {
@@ -144,31 +187,6 @@ pub fn verify(
         .map(|p| show(p))
         .collect();
     report.extra.sort();
-    let (mut a, mut b) = (Side::open(src, false)?, Side::open(dst, false)?);
-    let streams = jobs.clamp(1, 4).min(to_hash.len().div_ceil(256).max(1));
-    a.grow(streams)?;
-    b.grow(streams)?;
-    observer.on_event(&Event::PhaseStarted {
-        phase: "verify".into(),
-        total: to_hash.len() as u64,
-    });
-    let paths: Vec<Vec<u8>> = to_hash.iter().map(|p| p.to_vec()).collect();
-    let (x, y) = std::thread::scope(|s| {
-        let t = s.spawn(|| b.hash_all(&paths));
-        (a.hash_all(&paths), t.join().expect("hash thread"))
-    });
-    for ((path, x), y) in paths.iter().zip(x).zip(y) {
-        match (x, y) {
-            (Ok((hx, len)), Ok((hy, _))) => {
-                report.files_hashed += 1;
-                report.bytes_hashed += len;
-                if hx != hy {
-                    report.different.push(format!("{} (content)", show(path)));
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => report.errors.push(e),
-        }
-    }
     report.different.sort();
     observer.on_event(&Event::PhaseFinished {
         phase: "verify".into(),

@@ -106,6 +106,15 @@ impl Transport for LocalTransport {
         tree::scan_with(root, exclude, keep).map_err(|e| self.path_error(root, e))
     }
 
+    fn scan_digested(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: tree::xattr::Keep,
+    ) -> Result<ScanSummary, TransportError> {
+        tree::scan_digested(root, exclude, keep).map_err(|e| self.path_error(root, e))
+    }
+
     fn space(&self, path: &Path) -> Result<FsSpace, TransportError> {
         let mut probe = path.to_path_buf();
         while std::fs::symlink_metadata(&probe).is_err() {

@@ -169,6 +169,18 @@ pub trait Transport: Send + Sync {
         keep: crate::tree::xattr::Keep,
     ) -> Result<ScanSummary, TransportError>;
 
+    /// As `scan_with`, each file's content hashed too (`ScanSummary::digests`), where the
+    /// tree is.
+    ///
+    /// # Errors
+    /// As `scan_with`.
+    fn scan_digested(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: crate::tree::xattr::Keep,
+    ) -> Result<ScanSummary, TransportError>;
+
     /// Space of the file system that holds `path` (or its nearest existing parent).
     ///
     /// # Errors

@@ -17,7 +17,7 @@ use crate::tree::root::Meta;
 use crate::tree::xattr;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Refuse frames above this size; below it, a frame's buffer grows with the bytes that
 /// arrive, never with the length announced (`read_frame`).
@@ -247,6 +247,12 @@ pub enum Call {
     /// `ExecSession` with the command's stderr written into its stdout (one pipe): a
     /// verification client's errors come back between the rows they follow.
     ExecSessionMerged(ExecRequest),
+    /// As `Scan`, each file hashed too (`ScanSummary::digests`), answered by `Scan`.
+    ScanDigested {
+        root: PathBuf,
+        exclude: Vec<String>,
+        keep: xattr::Keep,
+    },
 }
 
 /// One signature wanted by `Signatures`.

@@ -150,6 +150,14 @@ impl Server {
                 .scan_with(&root, &exclude, keep)
                 .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
                 .map_err(failure),
+            Call::ScanDigested {
+                root,
+                exclude,
+                keep,
+            } => local
+                .scan_digested(&root, &exclude, keep)
+                .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
+                .map_err(failure),
             Call::Space { path } => local
                 .space(&path)
                 .map(|s| Some(Reply::Space(s)))
@@ -869,19 +877,12 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// BLAKE3 and length of everything `r` gives.
+/// BLAKE3 and length of a file's content (`tree::digest`).
 ///
 /// # Errors
-/// Read errors.
+/// Read errors, and a file that changed while it was read.
 pub fn hash_reader(file: File) -> std::io::Result<([u8; 32], u64)> {
-    let mut hasher = blake3::Hasher::new();
-    let mut len = 0u64;
-    let mut chunks = Chunks::new(file)?;
-    while let Some(buf) = chunks.next_chunk()? {
-        hasher.update(&buf);
-        len += buf.len() as u64;
-    }
-    Ok((*hasher.finalize().as_bytes(), len))
+    crate::tree::digest::digest(file)
 }
 
 /// Reads a file in chunks sized to what is left: a small file costs one buffer of its own

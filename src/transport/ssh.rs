@@ -258,6 +258,20 @@ impl Transport for SshTransport {
         scan_reply(&self.host, reply)
     }
 
+    fn scan_digested(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: crate::tree::xattr::Keep,
+    ) -> Result<ScanSummary, TransportError> {
+        let reply = self.first().call_wait(Call::ScanDigested {
+            root: root.into(),
+            exclude: exclude.to_vec(),
+            keep,
+        })?;
+        scan_reply(&self.host, reply)
+    }
+
     fn space(&self, path: &Path) -> Result<FsSpace, TransportError> {
         match self.first().call_wait(Call::Space { path: path.into() })? {
             Reply::Space(s) => Ok(s),

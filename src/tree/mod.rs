@@ -1,5 +1,6 @@
 //! Local file primitives with no knowledge of networks: scanning a tree under a root.
 pub mod delta;
+pub mod digest;
 pub mod exclude;
 pub mod root;
 pub mod scan;
@@ -7,4 +8,4 @@ pub mod stamp;
 pub mod xattr;
 
 pub use exclude::ExcludeSet;
-pub use scan::{Entry, EntryKind, ScanSummary, scan, scan_with};
+pub use scan::{Entry, EntryKind, ScanSummary, scan, scan_digested, scan_with};

@@ -19,12 +19,16 @@ impl Stamp {
     /// # Errors
     /// `fstat` fails.
     pub fn of(file: &File) -> io::Result<Stamp> {
-        let m = file.metadata()?;
-        Ok(Stamp {
+        Ok(Stamp::of_metadata(&file.metadata()?))
+    }
+
+    /// The stamp in metadata already read.
+    pub fn of_metadata(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
             size: m.len(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-        })
+        }
     }
 }
 
@@ -68,9 +72,25 @@ impl Watched {
         Ok(Watched { file, before })
     }
 
+    /// As `new`, from the stamp the caller took when it opened `file`.
+    pub fn with_stamp(file: File, before: Stamp) -> Watched {
+        Watched { file, before }
+    }
+
+    /// The file, unwatched.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
     /// The stamp taken when reading started.
     pub fn before(&self) -> Stamp {
         self.before
+    }
+}
+
+impl std::os::fd::AsRawFd for Watched {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
     }
 }
 
