@@ -11,6 +11,8 @@ use crate::event::Event;
 
 /// The rate is measured over about this much of the recent past.
 const WINDOW: Duration = Duration::from_secs(10);
+/// Units in flight remembered at most (engines under a plan run do not say when each is done).
+const IN_FLIGHT: usize = 64;
 /// Rate samples are kept at least this far apart.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// Under this much measured time no rate is given: it would jump about.
@@ -25,14 +27,32 @@ pub struct PhaseProgress {
     /// Bytes done of `total_bytes` (0 when unknown).
     pub bytes: u64,
     pub total_bytes: u64,
-    /// The unit that started last and is not done yet.
-    pub in_flight: Option<String>,
+    /// Units started and not done yet, oldest first.
+    in_flight: VecDeque<String>,
     /// `(when, bytes done then)`, oldest first.
     samples: VecDeque<(Instant, u64)>,
     last_record: Option<Instant>,
 }
 
 impl PhaseProgress {
+    /// The unit that started last and is not done yet.
+    pub fn in_flight(&self) -> Option<&str> {
+        self.in_flight.back().map(String::as_str)
+    }
+
+    fn started(&mut self, unit: &str) {
+        if self.in_flight.len() == IN_FLIGHT {
+            self.in_flight.pop_front();
+        }
+        self.in_flight.push_back(unit.to_string());
+    }
+
+    fn ended(&mut self, unit: &str) {
+        if let Some(i) = self.in_flight.iter().rposition(|u| u == unit) {
+            self.in_flight.remove(i);
+        }
+    }
+
     /// Whether the phase moves bytes (a display then shows bytes, rate and time left).
     pub fn counts_bytes(&self) -> bool {
         self.total_bytes > 0 || self.bytes > 0
@@ -131,15 +151,13 @@ impl Meters {
                 phase
             }
             Event::UnitStarted { phase, unit, .. } => {
-                self.entry(phase).in_flight = Some(unit.clone());
+                self.entry(phase).started(unit);
                 phase
             }
             Event::UnitDone { phase, unit } | Event::UnitFailed { phase, unit, .. } => {
                 let p = self.entry(phase);
                 p.units += 1;
-                if p.in_flight.as_ref() == Some(unit) {
-                    p.in_flight = None;
-                }
+                p.ended(unit);
                 phase
             }
             Event::BytesTotal { phase, bytes } => {
@@ -151,7 +169,7 @@ impl Meters {
                 phase
             }
             Event::PhaseFinished { phase } => {
-                self.entry(phase).in_flight = None;
+                self.entry(phase).in_flight.clear();
                 phase
             }
             Event::CheckOverridden { .. } | Event::Info { .. } => return None,
@@ -186,7 +204,7 @@ impl Meters {
             total_bytes: p.total_bytes,
             bytes_per_sec: p.bytes_per_sec(now),
             eta_s: p.eta_secs(now),
-            file: p.in_flight.clone(),
+            file: p.in_flight().map(str::to_string),
             units: p.units,
             total_units: p.total_units,
         })
@@ -298,17 +316,23 @@ mod tests {
             unit: unit.into(),
             bytes: 10,
         };
+        let finished = |unit: &str| Event::UnitDone {
+            phase: "files".into(),
+            unit: unit.into(),
+        };
         m.apply(&started("a"), t0);
         m.apply(&started("b"), t0);
-        m.apply(
-            &Event::UnitDone {
-                phase: "files".into(),
-                unit: "a".into(),
-            },
-            t0,
-        );
+        m.apply(&finished("a"), t0);
         let r = m.record("files", t0).unwrap();
         assert_eq!((r.file.as_deref(), r.units), (Some("b"), 1));
+        // The last one started ends first: the one still in flight is named again.
+        m.apply(&started("c"), t0);
+        m.apply(&finished("c"), t0);
+        assert_eq!(m.record("files", t0).unwrap().file.as_deref(), Some("b"));
+        for i in 0..1000 {
+            m.apply(&started(&i.to_string()), t0);
+        }
+        assert_eq!(m.phase("files").unwrap().in_flight.len(), IN_FLIGHT);
         m.apply(
             &Event::PhaseStarted {
                 phase: "files".into(),

@@ -32,8 +32,8 @@ struct Shown {
 
 struct Bar {
     bar: ProgressBar,
-    /// How it is drawn now: by bytes or by units, with a known length or as a spinner.
-    style: Option<(bool, bool)>,
+    /// Whether it is drawn as a bar with a length now (else as a spinner).
+    with_length: bool,
     drawn: Option<Instant>,
 }
 
@@ -104,11 +104,13 @@ impl Observer for Bars {
             let _ = self.multi.println(format!("{phase}: {unit}: {error}"));
         }
         let b = shown.bars.entry(phase.clone()).or_insert_with(|| {
-            let bar = self.multi.add(ProgressBar::no_length());
+            // Styled before it is shown: the default style would flash first.
+            let bar = ProgressBar::no_length();
+            bar.set_style(style(false));
             bar.set_prefix(phase.clone());
             Bar {
-                bar,
-                style: None,
+                bar: self.multi.add(bar),
+                with_length: false,
                 drawn: None,
             }
         });
@@ -130,6 +132,18 @@ impl Observer for Bars {
     }
 }
 
+/// A bar with a length, or a spinner; the message says the rest.
+fn style(with_length: bool) -> ProgressStyle {
+    let template = if with_length {
+        "{prefix:>12} [{bar:20}] {wide_msg}"
+    } else {
+        "{prefix:>12} {spinner} {wide_msg}"
+    };
+    ProgressStyle::with_template(template)
+        .expect("template")
+        .progress_chars("=> ")
+}
+
 /// Draws one phase's bar as its progress stands.
 fn draw(b: &mut Bar, p: &PhaseProgress, event: &Event, now: Instant) {
     let by_bytes = p.counts_bytes();
@@ -138,19 +152,9 @@ fn draw(b: &mut Bar, p: &PhaseProgress, event: &Event, now: Instant) {
     } else {
         (p.total_units, p.units.min(p.total_units))
     };
-    let style = (by_bytes, len > 0);
-    if b.style != Some(style) {
-        let template = if len > 0 {
-            "{prefix:>12} [{bar:30}] {wide_msg}"
-        } else {
-            "{prefix:>12} {spinner} {wide_msg}"
-        };
-        b.bar.set_style(
-            ProgressStyle::with_template(template)
-                .expect("template")
-                .progress_chars("=> "),
-        );
-        b.style = Some(style);
+    if b.with_length != (len > 0) {
+        b.with_length = len > 0;
+        b.bar.set_style(style(b.with_length));
     }
     b.bar.set_length(len);
     b.bar.set_position(pos);
@@ -172,8 +176,7 @@ fn draw(b: &mut Bar, p: &PhaseProgress, event: &Event, now: Instant) {
                 human_duration(Duration::from_secs(eta))
             ));
         }
-        m.push_str(&format!(" ({units})"));
-        if let Some(unit) = &p.in_flight {
+        if let Some(unit) = p.in_flight() {
             m.push_str(&format!(" {unit}"));
         }
         m
