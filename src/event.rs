@@ -13,6 +13,13 @@ use serde::Serialize;
 pub enum Event {
     /// A phase starts; `total` units are expected (0 when unknown).
     PhaseStarted { phase: String, total: u64 },
+    /// A unit of a phase starts moving (the file in flight, a database being dumped); `bytes`
+    /// it holds, 0 when unknown.
+    UnitStarted {
+        phase: String,
+        unit: String,
+        bytes: u64,
+    },
     /// One unit of a phase is done.
     UnitDone { phase: String, unit: String },
     /// One unit failed; the run goes on with the others.
@@ -21,9 +28,11 @@ pub enum Event {
         unit: String,
         error: String,
     },
-    /// A phase will move this many bytes in all.
+    /// A phase will move this many bytes in all, as known so far: it may come again, larger,
+    /// when more work is announced (sites of a plan each announce their files).
     BytesTotal { phase: String, bytes: u64 },
-    /// Bytes of a phase are done.
+    /// More bytes of a phase are done (an increment, sent as they stream: a big file reports
+    /// chunk by chunk, before its `UnitDone`).
     BytesDone { phase: String, bytes: u64 },
     /// A phase ends.
     PhaseFinished { phase: String },
@@ -43,6 +52,10 @@ pub enum Event {
 /// Receives events; implementations must be cheap and thread-safe (work runs in parallel).
 pub trait Observer: Send + Sync {
     fn on_event(&self, event: &Event);
+
+    /// The run (or one step of it) is over: whatever is shown of it goes, so what is printed
+    /// next stands alone (progress bars are cleared).
+    fn finish(&self) {}
 }
 
 /// Ignores everything.

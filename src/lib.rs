@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod mail;
 pub mod panel;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod sync;
 pub mod transport;

@@ -59,7 +59,7 @@ fn copy(mut args: CopyArgs, printer: &Printer) -> Ending {
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
     } else if printer.json && printer.verbose {
-        Box::new(JsonLines)
+        Box::new(JsonLines::default())
     } else if args.progress && !printer.json {
         Box::new(FileLines::default())
     } else {
@@ -104,6 +104,7 @@ fn copy(mut args: CopyArgs, printer: &Printer) -> Ending {
                 std::thread::sleep(wait);
             }
             Err(e) => {
+                observer.finish();
                 printer.error(e.to_string());
                 return match e {
                     SyncError::Unsafe(_) if locked => Ending::TargetLocked,
@@ -115,6 +116,7 @@ fn copy(mut args: CopyArgs, printer: &Printer) -> Ending {
             }
         }
     };
+    observer.finish();
     print_report(&report, &args, started.elapsed(), printer);
     if report.errors.is_empty() {
         Ending::Done

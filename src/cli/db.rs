@@ -113,6 +113,7 @@ pub fn run(
             )
         }
     };
+    observer.finish();
     print(&results, printer);
     if results.iter().any(|r| r.live.is_some()) {
         exit::UNSAFE

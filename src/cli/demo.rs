@@ -60,6 +60,7 @@ fn demo(printer: &Printer) -> Result<u8, String> {
 
     outln!("\n== 1. dry run (reads everything, writes nothing)");
     let dry = dry_run(&loaded, &connections, observer.as_ref());
+    observer.finish();
     outln!(
         "  {}, {}, {} to send; {}; {}",
         plural(dry.totals.sites, "site", "sites"),

@@ -26,7 +26,7 @@ pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
     } else if printer.json && printer.verbose {
-        Box::new(JsonLines)
+        Box::new(JsonLines::default())
     } else {
         Box::new(Plain)
     };

@@ -45,11 +45,12 @@ fn dry_run(path: &Path, options: &Options<'_>, printer: &Printer) -> Result<bool
     let observer: Box<dyn Observer> = if printer.progress {
         Box::new(Bars::new())
     } else if printer.json && printer.verbose {
-        Box::new(JsonLines)
+        Box::new(JsonLines::default())
     } else {
         Box::new(Silent)
     };
     let reviewed = reviewed(&loaded, &connections, observer.as_ref(), options.itemize);
+    observer.finish();
     let report = &reviewed.report;
     let format = if printer.json {
         Format::Json

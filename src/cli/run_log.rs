@@ -107,6 +107,10 @@ impl Observer for Logged {
             record("event", &line);
         }
     }
+
+    fn finish(&self) {
+        self.0.finish();
+    }
 }
 
 impl RunLog {
@@ -199,7 +203,7 @@ fn event_line(event: &Event) -> Option<String> {
             "{phase}: {} to move",
             crate::plan::units::human_bytes(*bytes)
         ),
-        Event::BytesDone { .. } => return None,
+        Event::BytesDone { .. } | Event::UnitStarted { .. } => return None,
         Event::PhaseFinished { phase } => format!("{phase}: finished"),
         Event::CheckOverridden { .. } => super::progress::overridden_line(event)?,
         Event::Info { message } => message.clone(),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::plan::{DbAction, DbPlan, decide};
-use super::transfer::{Endpoint, Moved, Options, comment, transfer};
+use super::transfer::{Endpoint, Moved, Options, comment, transfer_observed};
 use super::verify::{Side, Verification, VerifyOptions, verify};
 use crate::plan::raw::DbEngine;
 use crate::unit::{UnitError, UnitOfWork};
@@ -68,7 +68,7 @@ impl<'a> UnitOfWork for DbEngineRun<'a> {
     fn apply(
         &self,
         plan: &DbUnitPlan<'a>,
-        _observer: &dyn crate::event::Observer,
+        observer: &dyn crate::event::Observer,
         _log: &(),
     ) -> Result<Moved, UnitError> {
         if plan.plan.action == DbAction::Conflict {
@@ -78,12 +78,13 @@ impl<'a> UnitOfWork for DbEngineRun<'a> {
             )));
         }
         // The transfer decides again from the target as it is then: the plan may be old.
-        transfer(
+        transfer_observed(
             plan.engine,
             &plan.from,
             &plan.to,
             &plan.plan.name,
             &self.options,
+            observer,
         )
         .map_err(|e| UnitError::new(super::failure_kind(&e), e).on_host(plan.to.transport.host()))
     }

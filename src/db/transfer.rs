@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::discover::{find_tool, query, tool_request};
 use super::plan::DbAction;
 use super::sql_literal as lit;
+use crate::event::{Event, Observer};
 use crate::plan::DbServer;
 use crate::plan::raw::{ConflictPolicy, ConnectedClients, DbEngine};
 use crate::transport::Transport;
@@ -51,10 +52,12 @@ impl<'a> Options<'a> {
     }
 }
 
-/// The programs that dump at the source and restore at the target, as they are named there.
-pub(super) struct Tools {
+/// The programs that dump at the source and restore at the target, as they are named there,
+/// and who hears of the dump's bytes as they stream.
+pub(super) struct Tools<'a> {
     pub(super) dump: String,
     pub(super) restore: String,
+    pub(super) observer: &'a dyn Observer,
 }
 
 /// What happened to one database.
@@ -133,6 +136,22 @@ pub fn transfer(
     name: &str,
     options: &Options<'_>,
 ) -> Result<Moved, String> {
+    transfer_observed(engine, from, to, name, options, &crate::event::Silent)
+}
+
+/// As `transfer`, telling `observer` of the database as it starts streaming and of the dump's
+/// bytes as they pass (phase `databases`; the total is unknown until the dump ends).
+///
+/// # Errors
+/// As `transfer`.
+pub fn transfer_observed(
+    engine: DbEngine,
+    from: &Endpoint<'_>,
+    to: &Endpoint<'_>,
+    name: &str,
+    options: &Options<'_>,
+    observer: &dyn Observer,
+) -> Result<Moved, String> {
     let ours = marker(options.plan);
     let at = |e: &Endpoint<'_>| format!("database `{name}` on host `{}`", e.transport.host());
     // A server that is down or refuses us is named with the database we were about to move.
@@ -152,6 +171,7 @@ pub fn transfer(
             .map_err(|e| format!("{}: {e}", at(from)))?,
         restore: find_tool(to.transport, engine, to.server, restore)
             .map_err(|e| format!("{}: {e}", at(to)))?,
+        observer,
     };
     let existing = comment(engine, to, name).map_err(|e| format!("{}: {e}", at(to)))?;
     match super::plan::decide(name, existing.as_deref(), options.plan, options.conflict).action {
@@ -178,6 +198,11 @@ pub fn transfer(
         .map_err(|e| format!("{}: {e}", at(to)))?;
     let big = big_tables(engine, from, name, options.split_tables_above)
         .map_err(|e| format!("{}: {e}", at(from)))?;
+    observer.on_event(&Event::UnitStarted {
+        phase: "databases".into(),
+        unit: name.into(),
+        bytes: 0,
+    });
     match engine {
         DbEngine::Postgres => {
             super::postgres::transfer(from, to, name, existing.is_some(), &tools, &big, options)
@@ -289,8 +314,14 @@ pub(super) fn stream(
 ) -> Result<u64, String> {
     let dump = tool_request(engine, from.server, &tools.dump, &dump_args)?;
     let restore = tool_request(engine, to.server, &tools.restore, &restore_args)?;
+    let moving = |n| {
+        tools.observer.on_event(&Event::BytesDone {
+            phase: "databases".into(),
+            bytes: n,
+        })
+    };
     let (a, b, bytes) =
-        pipe(from.transport, &dump, to.transport, &restore).map_err(|e| e.to_string())?;
+        pipe(from.transport, &dump, to.transport, &restore, &moving).map_err(|e| e.to_string())?;
     check(&tools.dump, &a).and_then(|()| check(&tools.restore, &b))?;
     Ok(bytes)
 }

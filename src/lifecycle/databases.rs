@@ -10,7 +10,7 @@ use super::Connections;
 use super::guard::{Guarded, Live};
 use super::state::SiteState;
 use crate::db::discover::{list_databases, selected};
-use crate::db::transfer::{Endpoint, Moved, Options, transfer};
+use crate::db::transfer::{Endpoint, Moved, Options, transfer_observed};
 use crate::db::verify::{
     DEFAULT_CHUNK_ROWS, FactDiff, SessionPool, Side, Skipped, TableCheck, VerifyOptions, verify_in,
 };
@@ -266,7 +266,8 @@ pub fn run(
                 while let Some((rule, name)) =
                     work.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                 {
-                    let r = moved(&pool, plan, rule, name, connections, mode).classified();
+                    let r =
+                        moved(&pool, plan, rule, name, connections, mode, observer).classified();
                     match &r.error {
                         Some(e) => observer.on_event(&Event::UnitFailed {
                             phase: phase.into(),
@@ -303,14 +304,25 @@ impl DbResult {
 /// holds back is neither written nor compared: its result carries `live`. A move whose
 /// connection dropped under it (a transport reports itself lost) is done again on fresh
 /// connections, with the backoff of `connections`: a copy of ours is replaced by the next one.
+/// `observer` hears of the dump's bytes as they stream.
 pub fn one(
     plan: &Plan,
     rule: &DatabaseRule,
     name: &str,
     connections: &Connections,
     mode: Mode<'_>,
+    observer: &dyn Observer,
 ) -> DbResult {
-    moved(&SessionPool::new(), plan, rule, name, connections, mode).classified()
+    moved(
+        &SessionPool::new(),
+        plan,
+        rule,
+        name,
+        connections,
+        mode,
+        observer,
+    )
+    .classified()
 }
 
 /// As `one`, verifying on the clients of `pool`; its error not yet sorted by kind.
@@ -321,6 +333,7 @@ fn moved(
     name: &str,
     connections: &Connections,
     mode: Mode<'_>,
+    observer: &dyn Observer,
 ) -> DbResult {
     let mut r = DbResult {
         rule: rule.index,
@@ -350,7 +363,16 @@ fn moved(
     let backoff = connections.backoff();
     let mut wait = backoff.base;
     for tries_left in (0..backoff.attempts.max(1)).rev() {
-        let (result, dropped) = attempt(pool, plan, rule, name, connections, mode, r.clone());
+        let (result, dropped) = attempt(
+            pool,
+            plan,
+            rule,
+            name,
+            connections,
+            mode,
+            r.clone(),
+            observer,
+        );
         if !(dropped && tries_left > 0) {
             return result;
         }
@@ -364,6 +386,7 @@ fn moved(
 }
 
 /// One try of `one`: its result, and whether it failed because a connection dropped.
+#[allow(clippy::too_many_arguments)]
 fn attempt(
     pool: &SessionPool,
     plan: &Plan,
@@ -372,6 +395,7 @@ fn attempt(
     connections: &Connections,
     mode: Mode<'_>,
     mut r: DbResult,
+    observer: &dyn Observer,
 ) -> (DbResult, bool) {
     let (from, to) = match (
         connections.get(&rule.from.host),
@@ -385,7 +409,7 @@ fn attempt(
     };
     let dropped = || from.lost().is_some() || to.lost().is_some();
     if let Mode::Copy(_) = mode {
-        match transfer(
+        match transfer_observed(
             rule.engine,
             &Endpoint {
                 transport: from.as_ref(),
@@ -405,6 +429,7 @@ fn attempt(
                 connected_clients: rule.connected_clients,
                 connected_clients_timeout: rule.connected_clients_timeout,
             },
+            observer,
         ) {
             Ok(m) => {
                 let skipped = m.outcome == "skipped";

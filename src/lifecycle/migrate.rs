@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::connections::Connections;
 use super::databases::{DbResult, one as move_database};
+use super::folded::{DATABASES, FILES, MAIL, PhaseFold};
 use super::inventory::expand_sites;
 use super::ledger::{Entry, Ledger, RunCommand, Selected};
 use super::mail::{MailStep, run as run_mail};
@@ -115,6 +116,8 @@ pub struct Migration<'a> {
     pub sites: Vec<Site>,
     ledger: Ledger,
     observer: &'a dyn Observer,
+    /// The engines' bytes, one phase per kind of unit over every site at work.
+    engines: PhaseFold<'a>,
     /// The safety checks the operator let through (`--allow NAME`, `--force`).
     checks: Allowed,
     /// Zone plans read once per command: the switch of each site is cut from them.
@@ -181,6 +184,7 @@ impl<'a> Migration<'a> {
             ledger,
             allowed_live: Vec::new(),
             observer,
+            engines: PhaseFold::new(observer),
             checks,
             zone_plans: Mutex::new(None),
             interrupt: None,
@@ -281,7 +285,8 @@ impl<'a> Migration<'a> {
     }
 
     /// Runs `work` on every site, `jobs` at a time, in one phase of the progress display (the
-    /// engines under it report to no one: one bar per site phase would drown the display).
+    /// engines under it report their bytes through `engines`, folded: one bar per site phase
+    /// would drown the display).
     fn each<'s>(
         &self,
         phase: &str,
@@ -426,6 +431,7 @@ impl<'a> Migration<'a> {
             self.move_mail(false);
             self.move_list_archives("pre-sync");
         }
+        self.engines.finish();
         Ok(out)
     }
 
@@ -507,7 +513,7 @@ impl<'a> Migration<'a> {
         );
         let report = self
             .on_hosts(site, |src, dst| {
-                sync(src, dst, &options, &crate::event::Silent).map_err(|e| {
+                sync(src, dst, &options, &self.engines.view(FILES, &site.name)).map_err(|e| {
                     if matches!(e, crate::sync::SyncError::Unsafe(_)) {
                         refused.store(true, Ordering::Relaxed);
                     }
@@ -608,7 +614,14 @@ impl<'a> Migration<'a> {
         } else {
             super::databases::Mode::Verify
         };
-        let r = move_database(&self.plan, rule, name, self.connections, mode);
+        let r = move_database(
+            &self.plan,
+            rule,
+            name,
+            self.connections,
+            mode,
+            &self.engines.view(DATABASES, owner),
+        );
         let step = match (copy, final_sync) {
             (false, _) => "verify",
             (true, false) => "pre-sync",
@@ -712,6 +725,7 @@ impl<'a> Migration<'a> {
             &name,
             self.connections,
             super::databases::Mode::Copy(&Last),
+            &self.engines.view(DATABASES, PLATFORM),
         );
         let detail = match &r.error {
             Some(e) => e.clone(),
@@ -757,7 +771,12 @@ impl<'a> Migration<'a> {
             });
             let done = match ends {
                 Err(e) => Err(e.to_string()),
-                Ok((src, dst)) => match sync(&src, &dst, &options, &crate::event::Silent) {
+                Ok((src, dst)) => match sync(
+                    &src,
+                    &dst,
+                    &options,
+                    &self.engines.view(MAIL, &format!("list {}", a.list)),
+                ) {
                     Err(crate::sync::SyncError::SourceMissing(_)) => Ok(None),
                     Err(e) => Err(e.to_string()),
                     Ok(r) => match r.errors.first() {
@@ -851,7 +870,7 @@ impl<'a> Migration<'a> {
             self.connections,
             step,
             &|rule| guard.why(&UnitId::Mail(rule)).map(|b| b.to_string()),
-            &crate::event::Silent,
+            &self.engines.view(MAIL, "mail"),
         ) {
             let copied: u64 = rule.mailboxes.iter().map(|m| m.copied).sum();
             let renamed: u64 = rule.mailboxes.iter().map(|m| m.renamed).sum();
@@ -1012,6 +1031,7 @@ impl<'a> Migration<'a> {
                 });
             }
         }
+        self.engines.finish();
         finished.sort_by(|a, b| a.site.cmp(&b.site));
         finished
     }
@@ -1668,6 +1688,9 @@ impl<'a> Migration<'a> {
         overrides.extend(self.checks.journaled());
         let run = self.ledger.start_run(command, overrides)?;
         let out = work();
+        // Nothing of the run stays on screen over what is printed next.
+        self.engines.finish();
+        self.observer.finish();
         // A refusal before anything started ends the run too: there is nothing to finish.
         let ok = out.as_ref().is_ok_and(|o| o.iter().all(SiteOutcome::ok));
         self.ledger.end_run(run, ok)?;

@@ -4,6 +4,7 @@ pub mod certificate;
 pub mod connections;
 pub mod databases;
 pub mod dry_run;
+pub mod folded;
 pub mod guard;
 pub mod ids;
 pub mod inventory;

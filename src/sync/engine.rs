@@ -684,10 +684,6 @@ fn execute(
                             phase: "files".into(),
                             unit: show(&c.path),
                         });
-                        shared.observer.on_event(&Event::BytesDone {
-                            phase: "files".into(),
-                            bytes: c.size,
-                        });
                     }
                     Ok(r) => shared.fail(&c.path, format!("unexpected {r:?}")),
                     Err(e) => shared.fail(&c.path, e.to_string()),
@@ -698,6 +694,11 @@ fn execute(
             let (next, done_tx, signatures) = (&next, done_tx.clone(), &signatures);
             s.spawn(move || {
                 while let Some((i, job)) = next_job(next, &plan.files) {
+                    shared.observer.on_event(&Event::UnitStarted {
+                        phase: "files".into(),
+                        unit: show(&job.path),
+                        bytes: job.size,
+                    });
                     if let Err(e) =
                         transfer(job, signatures[i].as_ref(), src, dst, w, shared, &done_tx)
                     {
@@ -906,13 +907,10 @@ fn transfer(
                 shared.local.fetch_add(1, Ordering::Relaxed);
                 shared.verified.fetch_add(1, Ordering::Relaxed);
                 shared.did(ActionKind::CopyLocal, &job.path, job.size);
+                Covered::new(job.size, shared.observer).complete();
                 shared.observer.on_event(&Event::UnitDone {
                     phase: "files".into(),
                     unit: show(&job.path),
-                });
-                shared.observer.on_event(&Event::BytesDone {
-                    phase: "files".into(),
-                    bytes: job.size,
                 });
                 return Ok(());
             }
@@ -932,7 +930,9 @@ fn transfer(
     }
     let block_len = delta::block_len_for(job.size);
     let mut signature = signature;
+    let covered = Covered::new(job.size, shared.observer);
     for attempt in 1..=READ_ATTEMPTS {
+        covered.restart();
         let basis = if signature.is_some() {
             job.basis
         } else {
@@ -951,12 +951,13 @@ fn transfer(
         let id = pending.id;
         let send = |call: Call| dch.follow(id, call).map_err(|e| e.to_string());
         let streamed = match signature {
-            Some(sig) => stream_delta(job, src, worker, sig, &send, shared),
-            None => stream_whole(job, src, worker, &send, shared, dst.is_remote()),
+            Some(sig) => stream_delta(job, src, worker, sig, &send, shared, &covered),
+            None => stream_whole(job, src, worker, &send, shared, dst.is_remote(), &covered),
         };
         match streamed {
             Ok(Streamed::Complete(hash)) => {
                 send(Call::WriteEnd { hash })?;
+                covered.complete();
                 if signature.is_some() {
                     shared.delta.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -1004,6 +1005,77 @@ fn transfer(
 /// Reads of a source file that keeps changing before it is reported instead of copied.
 const READ_ATTEMPTS: u32 = 3;
 
+/// How much of one file's source was streamed, told as `BytesDone` as it grows. A retry reads
+/// again from the start and tells nothing until it passes what an earlier read reached, and
+/// what is told stops at the planned size: a file counts its size once, however it is read.
+struct Covered<'a> {
+    size: u64,
+    read: std::cell::Cell<u64>,
+    told: std::cell::Cell<u64>,
+    observer: &'a dyn Observer,
+}
+
+impl<'a> Covered<'a> {
+    fn new(size: u64, observer: &'a dyn Observer) -> Self {
+        Covered {
+            size,
+            read: 0.into(),
+            told: 0.into(),
+            observer,
+        }
+    }
+
+    /// `n` more bytes of the source were read (sent, or matched at the target).
+    fn add(&self, n: u64) {
+        let read = self.read.get().saturating_add(n);
+        self.read.set(read);
+        self.tell(read.min(self.size));
+    }
+
+    fn restart(&self) {
+        self.read.set(0);
+    }
+
+    /// All of it is read: the rest of the planned size is told.
+    fn complete(&self) {
+        self.tell(self.size);
+    }
+
+    fn tell(&self, upto: u64) {
+        let told = self.told.get();
+        if upto > told {
+            self.told.set(upto);
+            self.observer.on_event(&Event::BytesDone {
+                phase: "files".into(),
+                bytes: upto - told,
+            });
+        }
+    }
+}
+
+/// A source read, counted as it goes.
+struct CountedRead<'a, R> {
+    inner: R,
+    covered: &'a Covered<'a>,
+}
+
+impl<R: std::io::Read> std::io::Read for CountedRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.covered.add(n as u64);
+        Ok(n)
+    }
+}
+
+/// Source bytes one delta operation stands for (a last short block counts whole: `Covered`
+/// stops at the file's size).
+fn op_len(op: &DeltaOp, block_len: u32) -> u64 {
+    match op {
+        DeltaOp::Literal(d) => d.len() as u64,
+        DeltaOp::Copy { count, .. } => u64::from(*count) * u64::from(block_len),
+    }
+}
+
 /// How reading the source for one write ended.
 enum Streamed {
     /// All of it was sent; the BLAKE3 of what was read.
@@ -1019,6 +1091,7 @@ fn stream_whole(
     send: &dyn Fn(Call) -> Result<(), String>,
     shared: &Shared,
     dst_remote: bool,
+    covered: &Covered,
 ) -> Result<Streamed, String> {
     let compress = shared.compress && !crate::transport::protocol::precompressed(&job.path);
     let wire = |n: usize| {
@@ -1044,6 +1117,7 @@ fn stream_whole(
                 Err(e) => return Err(format!("{}: {e}", show(&job.path))),
             };
             let n = buf.len();
+            covered.add(n as u64);
             hasher.update(&buf);
             if compress && dst_remote {
                 let data = crate::transport::protocol::compress(&buf);
@@ -1071,10 +1145,12 @@ fn stream_whole(
         match reply {
             Reply::Data(data) => {
                 wire(data.len());
+                covered.add(data.len() as u64);
                 send(Call::WriteData { data })?;
             }
             Reply::DataZstd { data, len } => {
                 wire(data.len());
+                covered.add(u64::from(len));
                 if dst_remote {
                     send(Call::WriteDataZstd { data, len })?;
                 } else {
@@ -1099,6 +1175,7 @@ fn stream_delta(
     sig: &delta::Signature,
     send: &dyn Fn(Call) -> Result<(), String>,
     shared: &Shared,
+    covered: &Covered,
 ) -> Result<Streamed, String> {
     let count = |ops: &[DeltaOp]| {
         for op in ops {
@@ -1125,6 +1202,8 @@ fn stream_delta(
         let mut batch = Vec::new();
         let mut literal = 0usize;
         let mut send_err = None;
+        // Counted as read: a run of matching blocks is one operation, sent when it ends.
+        let f = CountedRead { inner: f, covered };
         let stats = delta::diff(std::io::BufReader::with_capacity(CHUNK, f), sig, |op| {
             if let DeltaOp::Literal(d) = &op {
                 literal += d.len();
@@ -1169,6 +1248,7 @@ fn stream_delta(
         match reply {
             Reply::DeltaOps(ops) => {
                 count(&ops);
+                covered.add(ops.iter().map(|op| op_len(op, sig.block_len)).sum());
                 send(Call::WriteDelta { ops })?;
             }
             Reply::Done(Outcome { hash: Some(h), .. }) => return Ok(Streamed::Complete(h)),

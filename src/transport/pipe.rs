@@ -126,7 +126,8 @@ impl Sink {
 }
 
 /// Runs `from_req` on `from` and feeds its output to `to_req` on `to`; returns both outcomes
-/// (exit codes and stderr) and the bytes that went through.
+/// (exit codes and stderr) and the bytes that went through, each chunk told to `moving` as it
+/// passes.
 ///
 /// # Errors
 /// A host cannot be reached or a program cannot start; a command that fails is an `Ok` with its
@@ -136,6 +137,7 @@ pub fn pipe(
     from_req: &ExecRequest,
     to: &dyn Transport,
     to_req: &ExecRequest,
+    moving: &dyn Fn(u64),
 ) -> Result<(ExecOutput, ExecOutput, u64), TransportError> {
     // Each remote end gets an agent stream of its own: a restore that stalls its stream (the
     // agent writes its input in order) holds up no other dump.
@@ -162,6 +164,7 @@ pub fn pipe(
             }
             buf.truncate(n);
             moved += n as u64;
+            moving(n as u64);
             if broken.is_none()
                 && let Err(e) = sink.write(buf)
             {
@@ -199,6 +202,7 @@ pub fn pipe(
             match reply {
                 Reply::Data(data) => {
                     moved += data.len() as u64;
+                    moving(data.len() as u64);
                     if broken.is_none()
                         && let Err(e) = sink.write(data)
                     {
@@ -248,14 +252,19 @@ mod tests {
         let here = LocalTransport::new("local");
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("copy");
+        let told = std::sync::Mutex::new(Vec::new());
         let (a, b, moved) = pipe(
             &here,
             &ExecRequest::new("sh", ["-c", "head -c 3000000 /dev/zero; echo done >&2"]),
             &here,
             &ExecRequest::new("sh", ["-c", &format!("cat > {}", out.display())]),
+            &|n| told.lock().unwrap().push(n),
         )
         .unwrap();
         assert_eq!((a.code, b.code, moved), (Some(0), Some(0), 3_000_000));
+        let told = told.into_inner().unwrap();
+        assert!(told.len() > 1, "told as it streams: {told:?}");
+        assert_eq!(told.iter().sum::<u64>(), 3_000_000);
         assert_eq!(String::from_utf8_lossy(&a.stderr).trim(), "done");
         assert_eq!(std::fs::metadata(&out).unwrap().len(), 3_000_000);
     }

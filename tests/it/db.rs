@@ -229,12 +229,20 @@ fn a_dump_streams_between_hosts_through_the_agents() {
             "sh",
             ["-c", &format!("cat > {}; echo stored >&2", out.display())],
         );
-        let (a, b, moved) = pipe(from, &produce, to, &consume).unwrap();
+        // The dump's bytes are told as they pass, not once at the end.
+        let told = std::sync::Mutex::new(Vec::new());
+        let (a, b, moved) = pipe(from, &produce, to, &consume, &|n| {
+            told.lock().unwrap().push(n)
+        })
+        .unwrap();
         assert_eq!(
             (a.code, b.code, moved),
             (Some(0), Some(0), 5_000_000),
             "{name}"
         );
+        let told = told.into_inner().unwrap();
+        assert!(told.len() > 1, "{name}: {told:?}");
+        assert_eq!(told.iter().sum::<u64>(), moved, "{name}");
         assert_eq!(
             String::from_utf8_lossy(&b.stderr).trim(),
             "stored",
@@ -264,6 +272,7 @@ fn a_dump_streams_between_hosts_through_the_agents() {
                         ),
                     ],
                 ),
+                &|_| {},
             )
             .unwrap()
         });
@@ -282,6 +291,7 @@ fn a_dump_streams_between_hosts_through_the_agents() {
             &produce,
             remote.transport.as_ref(),
             &ExecRequest::new("sh", ["-c", "cat > /dev/null"]),
+            &|_| {},
         )
         .unwrap();
         assert_eq!((b.code, moved), (Some(0), 5_000_000));
@@ -310,6 +320,7 @@ fn a_dump_streams_between_hosts_through_the_agents() {
         &produce,
         remote.transport.as_ref(),
         &ExecRequest::new("sh", ["-c", "echo 'ERROR 1045: access denied' >&2; exit 1"]),
+        &|_| {},
     )
     .unwrap();
     assert_eq!(b.code, Some(1));
@@ -943,6 +954,7 @@ fn a_database_move_whose_connection_drops_is_done_again_on_a_new_connection() {
             "big",
             &connections,
             Mode::Copy(&Live::default()),
+            &transhumance::event::Silent,
         );
         done.store(true, Ordering::SeqCst);
         assert!(

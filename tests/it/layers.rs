@@ -15,6 +15,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("db", 4),
     ("dns", 4),
     ("panel", 4),
+    // Over `event`: what a display makes of the events (rate, time left).
+    ("progress", 4),
     ("transport", 5),
     ("plan", 5),
     ("report", 5),

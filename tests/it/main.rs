@@ -23,6 +23,7 @@ mod ops_diagnostics;
 mod ops_reports;
 mod peer_bounds;
 mod plan_agrees;
+mod progress;
 mod recovery;
 mod rsync_habits;
 mod saved_plan;
