@@ -9,7 +9,8 @@ use super::progress::{Bars, FileLines, JsonLines};
 use super::rsync::{Ending, FilterArgs};
 use crate::event::{Event, Observer, Silent};
 use crate::plan::units::human_bytes;
-use crate::sync::{Endpoint, Itemize, SyncError, SyncOptions, SyncReport, sync};
+use crate::sync::plan::scan_source;
+use crate::sync::{Endpoint, Itemize, SyncError, SyncOptions, SyncReport, sync, sync_with_source};
 use crate::transport::TransportError;
 use crate::transport::protocol::{Call, Reply};
 
@@ -70,18 +71,34 @@ fn copy(mut args: CopyArgs, printer: &Printer) -> Ending {
     let report = loop {
         attempt += 1;
         let mut locked = false;
-        let result = connect(&src, args.rsh.as_deref())
-            .and_then(|s| connect(&dst, args.rsh.as_deref()).map(|d| (s, d)))
-            .map_err(SyncError::from)
-            .and_then(|(s, d)| {
-                // The lock lives as long as `d`'s session: the whole sync, not a moment longer.
-                if !args.options.dry_run && source_exists(&s) {
-                    lock_target(&d, &args.dst).inspect_err(|e| {
-                        locked = matches!(e, SyncError::Unsafe(_));
-                    })?;
-                }
-                sync(&s, &d, &args.options, observer.as_ref())
+        // A local source is listed while the ssh connection to the target is being made (the
+        // handshake is most of a no-change run); never the target, listed only once locked.
+        let (listed, connected) = std::thread::scope(|scope| {
+            let connecting = scope.spawn(|| {
+                connect(&src, args.rsh.as_deref())
+                    .and_then(|s| connect(&dst, args.rsh.as_deref()).map(|d| (s, d)))
             });
+            let listed = match (&src, &dst) {
+                (Location::Local(_), Location::Remote(..)) => connect(&src, None)
+                    .ok()
+                    .filter(source_exists)
+                    .and_then(|s| scan_source(&s, &args.options).ok()),
+                _ => None,
+            };
+            (listed, connecting.join().expect("connect thread"))
+        });
+        let result = connected.map_err(SyncError::from).and_then(|(s, d)| {
+            // The lock lives as long as `d`'s session: the whole sync, not a moment longer.
+            if !args.options.dry_run && source_exists(&s) {
+                lock_target(&d, &args.dst).inspect_err(|e| {
+                    locked = matches!(e, SyncError::Unsafe(_));
+                })?;
+            }
+            match &listed {
+                Some(source) => sync_with_source(&s, &d, &args.options, observer.as_ref(), source),
+                None => sync(&s, &d, &args.options, observer.as_ref()),
+            }
+        });
         match result {
             Ok(r) => break r,
             // After a dropped connection, the agent of the lost session may still hold the

@@ -261,6 +261,30 @@ pub fn sync(
     sync_listed(src, dst, opts, observer, &source, &target, wire_before)
 }
 
+/// As `sync`, with the source listed already (`plan::scan_source`), such as a local source
+/// listed while the target's connection was being made.
+///
+/// # Errors
+/// As `sync`.
+pub fn sync_with_source(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+    source: &crate::tree::ScanSummary,
+) -> Result<SyncReport, SyncError> {
+    let wire_before = wire_bytes_of(src) + wire_bytes_of(dst);
+    observer.on_event(&Event::PhaseStarted {
+        phase: "scan".into(),
+        total: 0,
+    });
+    let target = plan::scan_target(dst, opts)?;
+    observer.on_event(&Event::PhaseFinished {
+        phase: "scan".into(),
+    });
+    sync_listed(src, dst, opts, observer, source, &target, wire_before)
+}
+
 /// Protocol bytes through the first stream of an endpoint so far (0 when local).
 pub fn wire_bytes_of(e: &Endpoint) -> WireBytes {
     e.transport

@@ -8,5 +8,7 @@ pub mod side;
 pub mod unit;
 pub mod verify;
 
-pub use engine::{Endpoint, Itemize, SyncError, SyncOptions, SyncReport, apply, sync};
+pub use engine::{
+    Endpoint, Itemize, SyncError, SyncOptions, SyncReport, apply, sync, sync_with_source,
+};
 pub use plan::{PlannedAction, SyncPlan, plan};

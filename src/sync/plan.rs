@@ -413,15 +413,33 @@ pub fn scan_both(
     dst: &Endpoint,
     opts: &SyncOptions,
 ) -> Result<(ScanSummary, ScanSummary), SyncError> {
-    let keep = opts.keep();
     let (source, target) = std::thread::scope(|s| {
-        let t = s.spawn(|| dst.transport.scan_with(&dst.root, &opts.exclude, keep));
-        let source = src.transport.scan_with(&src.root, &opts.exclude, keep);
-        (source, t.join().expect("scan thread"))
+        let t = s.spawn(|| scan_target(dst, opts));
+        (scan_source(src, opts), t.join().expect("scan thread"))
     });
-    let mut source = source?;
+    Ok((source?, target?))
+}
+
+/// The source's listing as a sync reads it (`opts.exclude`, `opts.keep()`, relinked).
+///
+/// # Errors
+/// The source's host cannot be reached.
+pub fn scan_source(src: &Endpoint, opts: &SyncOptions) -> Result<ScanSummary, SyncError> {
+    let mut source = src
+        .transport
+        .scan_with(&src.root, &opts.exclude, opts.keep())?;
     relinked(&mut source, opts);
-    Ok((source, target?))
+    Ok(source)
+}
+
+/// The target's listing as a sync reads it.
+///
+/// # Errors
+/// The target's host cannot be reached.
+pub fn scan_target(dst: &Endpoint, opts: &SyncOptions) -> Result<ScanSummary, SyncError> {
+    Ok(dst
+        .transport
+        .scan_with(&dst.root, &opts.exclude, opts.keep())?)
 }
 
 /// Rewrites the source's symlinks into the old data directory as the target must hold them

@@ -150,14 +150,14 @@ impl SshTransport {
         agent_binary: &Path,
         control_dir: Option<tempfile::TempDir>,
     ) -> Result<SshTransport, TransportError> {
-        let binary = std::fs::read(agent_binary).map_err(|e| TransportError::Connect {
+        let unreadable = |e: std::io::Error| TransportError::Connect {
             host: host.into(),
             message: format!(
                 "cannot read the agent binary `{}` to upload: {e}",
                 agent_binary.display()
             ),
-        })?;
-        let digest = blake3::hash(&binary).to_hex();
+        };
+        let digest = agent_digest(agent_binary).map_err(unreadable)?;
         let remote_path = format!(
             "{}/transhumance-{}-{}",
             agent_dir.trim_end_matches('/'),
@@ -167,6 +167,7 @@ impl SshTransport {
         let (child, channel) = match start_session(host, &ssh, &remote_path)? {
             Some(s) => s,
             None => {
+                let binary = std::fs::read(agent_binary).map_err(unreadable)?;
                 upload(host, &ssh, agent_dir, &remote_path, &binary)?;
                 start_session(host, &ssh, &remote_path)?.ok_or_else(|| TransportError::Connect {
                     host: host.into(),
@@ -340,6 +341,23 @@ pub fn scan_reply(host: &str, reply: Reply) -> Result<ScanSummary, TransportErro
         }
         r => Err(protocol(format!("unexpected answer {r:?}"))),
     }
+}
+
+/// The agent binary's BLAKE3 (hex), read and hashed once per process and binary version: a
+/// run that connects to many hosts would read the whole binary again for each.
+fn agent_digest(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    type Known = Vec<(PathBuf, (u64, i64, i64), String)>;
+    static KNOWN: Mutex<Known> = Mutex::new(Vec::new());
+    let m = std::fs::metadata(path)?;
+    let version = (m.len(), m.mtime(), m.mtime_nsec());
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, d)) = known.iter().find(|(p, v, _)| p == path && *v == version) {
+        return Ok(d.clone());
+    }
+    let digest = blake3::hash(&std::fs::read(path)?).to_hex().to_string();
+    known.push((path.to_path_buf(), version, digest.clone()));
+    Ok(digest)
 }
 
 fn control_dir(host: &str) -> Result<tempfile::TempDir, TransportError> {
