@@ -321,11 +321,16 @@ impl Validator<'_> {
             Some(d) => resolve(base_dir, d),
             None => base_dir.join(".transhumance").join(&raw.name),
         };
+        let state = match &raw.state {
+            Some(s) => self.state(s, base_dir),
+            None => StateStore::File,
+        };
         Plan {
             name: raw.name,
             file: file.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             state_dir,
+            state,
             hosts,
             defaults,
             site_rules,
@@ -796,6 +801,61 @@ impl Validator<'_> {
             (None, Some(f)) => Some(SecretRef::File(resolve(base_dir, f))),
             (None, None) => None,
         }
+    }
+
+    /// The `state:` key: the journal in PostgreSQL.
+    fn state(&mut self, raw: &raw::RawState, base_dir: &Path) -> StateStore {
+        let path = NodePath::root().key("state");
+        match raw.postgres.parse::<postgres::Config>() {
+            Ok(c) if c.get_password().is_some() => {
+                self.error(
+                    &path.key("postgres"),
+                    "the connection settings hold a password: put it in `password_env` or `password_file` (a plan is read and shared by many)",
+                );
+            }
+            Ok(c) if c.get_hosts().is_empty() => {
+                self.error(
+                    &path.key("postgres"),
+                    "no `host=` in the connection settings: every controller must reach the same server",
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.error(
+                    &path.key("postgres"),
+                    format!("not PostgreSQL connection settings ({e}): expected `host=… dbname=… user=…` or `postgresql://user@host/dbname`"),
+                );
+            }
+        }
+        let password = self.secret(
+            &path.key("password_env"),
+            &raw.password_env,
+            &raw.password_file,
+            base_dir,
+            "password of `state`",
+        );
+        let lease = match &raw.lease {
+            Some(t) => match units::parse_duration(t) {
+                Ok(d) if d < Duration::from_secs(1) => {
+                    self.error(
+                        &path.key("lease"),
+                        "a lease under 1s would expire between two renewals: expected `30s` or so",
+                    );
+                    d
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(&path.key("lease"), e);
+                    Duration::from_secs(30)
+                }
+            },
+            None => Duration::from_secs(30),
+        };
+        StateStore::Postgres(PostgresState {
+            conninfo: raw.postgres.clone(),
+            password,
+            lease,
+        })
     }
 
     fn database(
