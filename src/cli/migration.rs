@@ -41,8 +41,12 @@ pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
 pub fn failed(e: &LifecycleError, printer: &Printer) -> u8 {
     printer.error(e.to_string());
     match e {
-        LifecycleError::Journal(JournalError::Locked { .. }) => exit::LOCKED,
-        LifecycleError::Invalid(_) => exit::INVALID,
+        LifecycleError::Journal(JournalError::Locked { .. } | JournalError::Busy(_)) => {
+            exit::LOCKED
+        }
+        LifecycleError::Journal(JournalError::Invalid(_)) | LifecycleError::Invalid(_) => {
+            exit::INVALID
+        }
         LifecycleError::Refused(_) => exit::UNSAFE,
         LifecycleError::Journal(_) | LifecycleError::Unreachable(_) => exit::FAILURES,
     }
@@ -51,10 +55,10 @@ pub fn failed(e: &LifecycleError, printer: &Printer) -> u8 {
 /// The exit code of a command whose journal could not be opened: its own for a lock another
 /// run holds, 1 otherwise.
 pub fn journal_failed(e: &JournalError) -> u8 {
-    if matches!(e, JournalError::Locked { .. }) {
-        exit::LOCKED
-    } else {
-        exit::FAILURES
+    match e {
+        JournalError::Locked { .. } | JournalError::Busy(_) => exit::LOCKED,
+        JournalError::Invalid(_) => exit::INVALID,
+        _ => exit::FAILURES,
     }
 }
 
