@@ -15,6 +15,7 @@ mod dns_tsig;
 mod dry_run;
 mod harness;
 mod harness_selftest;
+mod journal_pg;
 mod layers;
 mod lifecycle;
 mod mail;
