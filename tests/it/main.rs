@@ -30,4 +30,5 @@ mod saved_plan;
 mod vhffs;
 mod vhffs_rows;
 mod vhffs_units;
+mod workers;
 mod xattrs;
