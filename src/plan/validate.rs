@@ -1818,6 +1818,52 @@ mod tests {
         assert!(issues[0].message.contains("TRANSHUMANCE_TEST_UNSET_PW"));
     }
 
+    #[test]
+    fn the_journal_in_postgresql_is_checked_where_it_is_written() {
+        let p = plan(
+            "version: 1\nname: t\nstate: { postgres: \"host=db.example dbname=moves user=migrator\", password_file: pw, lease: 5s }\n",
+        );
+        assert_eq!(
+            p.state,
+            StateStore::Postgres(PostgresState {
+                conninfo: "host=db.example dbname=moves user=migrator".into(),
+                password: Some(SecretRef::File("/tmp/pw".into())),
+                lease: Duration::from_secs(5),
+            })
+        );
+        assert!(
+            p.secret_refs()
+                .contains(&&SecretRef::File("/tmp/pw".into()))
+        );
+        assert_eq!(plan("version: 1\nname: t\n").state, StateStore::File);
+        let issues = errors(
+            "version: 1\nname: t\nstate:\n  postgres: \"postgresql://migrator:hunter2@db/moves\"\n  lease: 300ms\n  passwd_env: X\n",
+        );
+        let found: Vec<(u32, u32, &str)> = issues
+            .iter()
+            .map(|i| (i.loc.line, i.loc.column, i.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "every problem at once: {found:#?}");
+        assert_eq!(found[2], (6, 3, "unknown key `passwd_env` in `state`"));
+        assert!(
+            found[0].0 == 4 && found[0].1 == 13 && found[0].2.contains("password_env"),
+            "{found:#?}"
+        );
+        assert!(
+            issues.iter().all(|i| !i.message.contains("hunter2")),
+            "the password is never repeated"
+        );
+        assert!(
+            found[1].0 == 5 && found[1].2.contains("under 1s"),
+            "{found:#?}"
+        );
+        let issues = errors("version: 1\nname: t\nstate: { postgres: \"dbname=moves\" }\n");
+        assert!(
+            issues.len() == 1 && issues[0].message.contains("no `host=`"),
+            "{issues:#?}"
+        );
+    }
+
     fn plan(text: &str) -> Plan {
         parse(text, "plan.yaml", Path::new("plan.yaml"), Path::new("/tmp"))
             .unwrap()
