@@ -505,8 +505,9 @@ impl Migration<'_> {
         Some(self.roll_back(site, &reason))
     }
 
-    /// The run's TTL step: stops the run when a pre-sync failed (nothing was frozen), else
-    /// lowers the TTLs and holds every later step until resolvers forgot the old ones.
+    /// The run's TTL step: stops the run when a pre-sync failed (nothing was frozen) or the
+    /// cutover is planned later, else lowers the TTLs and holds every later step until
+    /// resolvers forgot the old ones.
     fn lower_ttl_step(
         &self,
         leases: &Leases,
@@ -529,6 +530,15 @@ impl Migration<'_> {
                 "{} did not pre-sync ({}): fix them, then start the workers again (nothing was frozen)",
                 crate::report::plural(unsynced.len() as u64, "site", "sites"),
                 unsynced.join(", ")
+            ));
+        }
+        // A cutover planned later: the run only pre-syncs (as `run` does).
+        if let Some(at) = self.plan.cutover.at
+            && at > std::time::SystemTime::now()
+        {
+            return stop(format!(
+                "the cutover is planned at {}: pre-sync done, start the workers again then",
+                humantime::format_rfc3339_seconds(at)
             ));
         }
         match self.lower_ttl() {
