@@ -64,7 +64,15 @@ pub fn run(plan: &Path, options: Options<'_>, printer: &Printer) -> u8 {
         WorkerVerb::Run => "worker run",
     };
     match m.work(verb, &selection) {
-        Ok(outcomes) => finish_interruptible(label, &outcomes, printer),
+        Ok(worked) => {
+            let code = finish_interruptible(label, &worked.outcomes, printer);
+            if let Some(why) = worked.stopped {
+                printer.notice(format!(
+                    "{label}: the workers stopped after the pre-sync: {why}"
+                ));
+            }
+            code
+        }
         Err(e) => failed(&e, printer),
     }
 }

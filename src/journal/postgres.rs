@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS transhumance_queues (
     kind text NOT NULL,
     run bigint,
     open boolean NOT NULL DEFAULT true,
+    stopped text,
     created timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (plan, queue)
 );
@@ -1026,14 +1027,38 @@ impl Leases {
         stage: i32,
         reason: &str,
     ) -> Result<(), JournalError> {
-        self.client()
-            .execute(
-                "UPDATE transhumance_queue_items SET done = true, outcome = $4
-                 WHERE plan = $1 AND queue = $2 AND stage > $3 AND NOT done",
-                &[&self.0.plan, &queue, &stage, &reason],
+        let mut client = self.client();
+        let conninfo = self.0.conninfo.clone();
+        let err = |e: postgres::Error| store_error(&conninfo, &e);
+        let mut tx = client.transaction().map_err(err)?;
+        tx.execute(
+            "UPDATE transhumance_queue_items SET done = true, outcome = $4
+             WHERE plan = $1 AND queue = $2 AND stage > $3 AND NOT done",
+            &[&self.0.plan, &queue, &stage, &reason],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "UPDATE transhumance_queues SET stopped = $3 WHERE plan = $1 AND queue = $2",
+            &[&self.0.plan, &queue, &reason],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(())
+    }
+
+    /// Why the queue's later steps were dropped, if they were.
+    ///
+    /// # Errors
+    /// The server cannot be asked.
+    pub fn stopped(&self, queue: i64) -> Result<Option<String>, JournalError> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT stopped FROM transhumance_queues WHERE plan = $1 AND queue = $2",
+                &[&self.0.plan, &queue],
             )
             .map_err(|e| self.err(&e))?;
-        Ok(())
+        Ok(row.and_then(|r| r.get(0)))
     }
 
     /// Closes the queue when every item is done. `Some(run)` for the one caller that closed it

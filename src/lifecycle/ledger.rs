@@ -19,6 +19,10 @@ use crate::journal::{Journal, JournalError, now};
 use crate::plan::{Plan, StateStore};
 use crate::unit::{UnitError, UnitId};
 
+/// The lease under which a shared journal's controllers change the TTLs of every site's
+/// records at once (lowering them, restoring them).
+pub const DNS_UNIT: &str = "(dns)";
+
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -282,12 +286,19 @@ impl Ledger {
                 unit: UnitId::Site(site),
                 ..
             } => Some(site.clone()),
+            // A name's change belongs to its site, unless this controller changes the names of
+            // many sites at once (TTLs) under the plan's DNS lease instead.
             Entry::Dns(d) => d.key().and_then(|k| {
-                self.owners
+                let site = self
+                    .owners
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&k.name)
-                    .cloned()
+                    .cloned()?;
+                match &self.leases {
+                    Some(l) if !l.holds(&site) && l.holds(DNS_UNIT) => Some(DNS_UNIT.to_string()),
+                    _ => Some(site),
+                }
             }),
             Entry::Override { .. }
             | Entry::Check { .. }

@@ -37,14 +37,12 @@ mod saved;
 mod worker;
 pub use interrupt::{Interrupt, Interrupted, StopSummary, signal_name};
 pub use preview::{Preview, PreviewSite};
-pub use worker::WorkerVerb;
+pub use worker::{Worked, WorkerVerb};
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
 
-/// The lease under which a shared journal's controllers change the TTLs of every site's
-/// records at once (lowering them, restoring them).
-pub const DNS_UNIT: &str = "(dns)";
+pub use super::ledger::DNS_UNIT;
 
 /// The journal's step of the VHFFS panel's database, moved once after the last site.
 pub const PANEL_STEP: &str = "final sync (the panel, last)";

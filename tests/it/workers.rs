@@ -46,9 +46,14 @@ struct Move {
 /// Twelve sites, a Maildir, BIND and a resolver that keeps `STALE` old; `freeze_gate` adds to
 /// the freeze command.
 fn setup(freeze_gate: &str) -> Move {
+    setup_with(freeze_gate, 300, "")
+}
+
+/// As `setup`, the sites' records with TTL `ttl` and `dns_extra` added to the plan's `dns:`.
+fn setup_with(freeze_gate: &str, ttl: u32, dns_extra: &str) -> Move {
     let shared = shared_journal();
     let zone: String = (1..=SITES)
-        .map(|i| format!("s{i:02} 300 IN A {OLD}\n"))
+        .map(|i| format!("s{i:02} {ttl} IN A {OLD}\n"))
         .collect();
     let bind = Bind::start(&[("example.test", &zone)]);
     let stale_zone: String = (1..=SITES)
@@ -88,7 +93,7 @@ fn setup(freeze_gate: &str) -> Move {
             "version: 1\nname: {PLAN_NAME}\nstate_dir: state\n{}defaults: {{ jobs: 2 }}\n\
 sites:\n  - from: {{ host: local, glob: \"old/www/*/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n\
 mail:\n  - layout: maildir\n    from: {{ host: local, path: old/vmail }}\n    to: {{ host: local, path: new/vmail }}\n\
-dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  resolvers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 2s\n  zone_share: {{ max: 1.0 }}\n\
+dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  resolvers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 2s\n  zone_share: {{ max: 1.0 }}\n{dns_extra}\
 cutover:\n  batch: 6\n  freeze_files: [\".maintenance\"]\n  freeze: {{ run: \"touch {{path}}/.maintenance{freeze_gate}\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s }}\n  on_failure: rollback\n",
             shared.state_key("3s"),
             bind.port,
@@ -124,10 +129,14 @@ impl Move {
         cmd
     }
 
-    /// Starts worker `n`, its output in `worker<n>.log`.
+    /// Starts worker `n` of a cutover, its output in `worker<n>.log`.
     fn worker(&self, n: usize) -> Child {
+        self.worker_of(n, "cutover")
+    }
+
+    fn worker_of(&self, n: usize, verb: &str) -> Child {
         let log = std::fs::File::create(self.log(n)).unwrap();
-        self.command(&["worker", "--verb", "cutover"])
+        self.command(&["worker", "--verb", verb])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -409,4 +418,89 @@ fn a_worker_killed_at_a_random_instant_leaves_every_site_confirmed_or_rolled_bac
         "seed {seed} (WORKERS_SEED replays it): worker {victim} killed after {after_steps} site steps\n"
     );
     m.check_the_end(pid);
+}
+
+#[test]
+fn workers_of_a_run_pre_sync_wait_for_the_lowered_ttls_together_then_cut_over() {
+    let m = setup_with("", 2, "  lower_ttl: 1\n");
+    let workers: Vec<Child> = (0..2).map(|n| m.worker_of(n, "run")).collect();
+    for code in m.finish(workers) {
+        assert!(matches!(code, Some(0 | 1)), "{code:?}\n{}", m.logs());
+    }
+    let journal = m.shared.entries(PLAN_NAME);
+    // Every site pre-synced before any was frozen, and frozen only once the lowered TTL was
+    // safe, whichever worker did what.
+    let position = |f: &dyn Fn(&Value) -> bool| journal.iter().position(f);
+    let last_presync = journal
+        .iter()
+        .rposition(|e| e["kind"] == "site" && e["state"] == "pre_synced")
+        .unwrap_or_else(|| panic!("no pre-sync: {journal:?}"));
+    let safe_after = journal
+        .iter()
+        .filter_map(|e| e["safe_after"].as_u64())
+        .max()
+        .unwrap_or_else(|| {
+            panic!(
+                "no TTL lowered: {}\n{}",
+                m.shared.pg.psql(
+                    "moves",
+                    "SELECT item, outcome FROM transhumance_queue_items WHERE outcome IS NOT NULL"
+                ),
+                m.logs()
+            )
+        });
+    let first_freeze = position(&|e| e["kind"] == "site" && e["state"] == "freezing").unwrap();
+    assert!(last_presync < first_freeze, "{journal:?}");
+    assert!(
+        journal[first_freeze]["at"].as_u64().unwrap() >= safe_after,
+        "frozen before the old TTL ran out: {journal:?}"
+    );
+    for i in 1..=SITES {
+        assert_eq!(
+            journal
+                .iter()
+                .filter(|e| e["site"] == site(i).as_str() && e["state"] == "pre_synced")
+                .count(),
+            1,
+            "one pre-sync of {} for both workers",
+            site(i)
+        );
+    }
+    // The confirmed sites' records carry their original TTL again; the rolled back one is as
+    // it was.
+    m.check_the_end(0);
+    for i in 1..=SITES {
+        assert_eq!(m.bind.dig_ttl(&site(i), "A")[0].0, 2, "{}", site(i));
+    }
+}
+
+#[test]
+fn workers_of_a_run_planned_later_stop_after_the_pre_sync_and_say_why() {
+    let m = setup_with("", 2, "  lower_ttl: 1\n");
+    let text = std::fs::read_to_string(&m.plan)
+        .unwrap()
+        .replace("cutover:\n", "cutover:\n  at: \"2099-01-01T00:00:00Z\"\n");
+    std::fs::write(&m.plan, text).unwrap();
+    let workers: Vec<Child> = (0..2).map(|n| m.worker_of(n, "run")).collect();
+    assert_eq!(m.finish(workers), vec![Some(0), Some(0)], "{}", m.logs());
+    for n in 0..2 {
+        let log = std::fs::read_to_string(m.log(n)).unwrap();
+        assert!(
+            log.contains("the workers stopped after the pre-sync: the cutover is planned at 2099-01-01T00:00:00Z"),
+            "worker {n}: {log}"
+        );
+    }
+    let journal = m.shared.entries(PLAN_NAME);
+    let pre_synced = journal
+        .iter()
+        .filter(|e| e["kind"] == "site" && e["state"] == "pre_synced")
+        .count();
+    assert_eq!(pre_synced, SITES, "{journal:?}");
+    assert!(
+        !journal
+            .iter()
+            .any(|e| e["state"] == "freezing" || e["kind"] == "dns_intent"),
+        "nothing frozen, no DNS touched: {journal:?}"
+    );
+    assert_eq!(journal.iter().filter(|e| e["kind"] == "run_end").count(), 1);
 }

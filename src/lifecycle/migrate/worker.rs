@@ -32,6 +32,14 @@ pub enum WorkerVerb {
     Run,
 }
 
+/// What a worker did: its sites' outcomes, and why the queue stopped early when it did (a run
+/// whose pre-sync failed, or whose cutover is planned later).
+#[derive(Debug)]
+pub struct Worked {
+    pub outcomes: Vec<SiteOutcome>,
+    pub stopped: Option<String>,
+}
+
 /// A queue's kind as stored: workers join only a queue of the same verb and selection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Kind {
@@ -125,11 +133,7 @@ impl Migration<'_> {
     /// # Errors
     /// The journal is not shared (`state:` absent), a check refuses, another verb's queue is
     /// open, or the store fails.
-    pub fn work(
-        &self,
-        verb: WorkerVerb,
-        selection: &Selection,
-    ) -> Result<Vec<SiteOutcome>, LifecycleError> {
+    pub fn work(&self, verb: WorkerVerb, selection: &Selection) -> Result<Worked, LifecycleError> {
         let Some(leases) = self.ledger.leases() else {
             return Err(LifecycleError::Invalid(
                 "`worker` shares the move with other controllers through a journal in PostgreSQL: add `state: { postgres: \"host=… dbname=… user=…\", password_env: … }` to the plan (with the file journal, run `sync`, `cutover` or `run`)".into(),
@@ -195,7 +199,8 @@ impl Migration<'_> {
             }],
             _ => self.selected_batches(&selection)?,
         };
-        self.work_queue(leases, &kind, &batches).map(Some)
+        self.work_queue(leases, &kind, &batches)
+            .map(|w| Some(w.outcomes))
     }
 
     fn work_queue(
@@ -203,7 +208,7 @@ impl Migration<'_> {
         leases: &Leases,
         kind: &Kind,
         batches: &[Vec<&Site>],
-    ) -> Result<Vec<SiteOutcome>, LifecycleError> {
+    ) -> Result<Worked, LifecycleError> {
         let stages = Stages {
             verb: kind.verb,
             batches: batches.len(),
@@ -317,7 +322,10 @@ impl Migration<'_> {
             });
             self.ledger.end_run(run as u64, ok)?;
         }
-        Ok(out)
+        Ok(Worked {
+            outcomes: out,
+            stopped: leases.stopped(queue.id)?,
+        })
     }
 
     /// The queue of a verb over its batches: (item, unit, stage), in the order one controller
