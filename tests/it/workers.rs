@@ -504,3 +504,61 @@ fn workers_of_a_run_planned_later_stop_after_the_pre_sync_and_say_why() {
     );
     assert_eq!(journal.iter().filter(|e| e["kind"] == "run_end").count(), 1);
 }
+
+#[test]
+fn a_worker_stopped_by_sigterm_gives_its_site_back_and_the_other_cuts_it_over() {
+    let m0 = tempfile::tempdir().unwrap();
+    let gate = m0.path().join("gate");
+    let release = m0.path().join("release");
+    let hook = format!(
+        " && if [ {{name}} = {GATED} ] && mkdir {} 2>/dev/null; then echo $PPID > {}/pid; while [ ! -e {} ]; do sleep 0.05; done; fi",
+        gate.display(),
+        gate.display(),
+        release.display()
+    );
+    let m = setup(&hook);
+    let workers: Vec<Child> = (0..2).map(|n| m.worker(n)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let holder: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(gate.join("pid"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no gate:\n{}", m.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stopped = workers.iter().position(|w| w.id() == holder).unwrap();
+    // SAFETY: a signal to a child this test started.
+    assert_eq!(unsafe { libc::kill(holder as i32, libc::SIGTERM) }, 0);
+    std::fs::write(&release, b"").unwrap();
+    let codes = m.finish(workers);
+    assert_eq!(
+        codes[stopped],
+        Some(1),
+        "a stopped worker exits 1\n{}",
+        m.logs()
+    );
+    let log = std::fs::read_to_string(m.log(stopped)).unwrap();
+    assert!(
+        log.contains("interrupted:") && log.contains("SIGTERM"),
+        "{log}"
+    );
+    // The other finished everything, the gated site included, with no lease to wait for.
+    m.check_the_end(0);
+    let journal = m.shared.entries(PLAN_NAME);
+    assert!(
+        !journal.iter().any(|e| e["kind"] == "takeover"),
+        "the stopped worker gave its leases back: {journal:?}"
+    );
+    let gated: Vec<&str> = journal
+        .iter()
+        .filter(|e| e["kind"] == "site" && e["site"] == GATED)
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert!(
+        gated.windows(2).any(|w| w == ["failed", "freezing"]),
+        "undone by the stop, then frozen again by the other worker: {gated:?}"
+    );
+}

@@ -267,14 +267,27 @@ impl Migration<'_> {
                             Next::Done => return,
                             Next::Wait => std::thread::sleep(poll),
                             Next::Item { item, lease } => {
-                                let done = self
-                                    .took(&lease)
-                                    .map_err(|e| (None, Some(format!("taking over: {e}")), None));
-                                let (next_stage, note, outcome) = match done {
-                                    Ok(()) => {
-                                        self.work_item(leases, queue.id, &stages, &sites, &item)
-                                    }
-                                    Err(e) => e,
+                                if let Err(e) = self.took(&lease) {
+                                    // Not a step done: given back for another worker.
+                                    let _ = leases.release(&item.unit);
+                                    *failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                                        Some(JournalError::Store {
+                                            store: "journal".into(),
+                                            message: format!("taking over `{}`: {e}", item.unit),
+                                        });
+                                    return;
+                                }
+                                let (next_stage, note, outcome) =
+                                    self.work_item(leases, queue.id, &stages, &sites, &item);
+                                // A step the operator's stop cut short goes back to the queue
+                                // for the other workers, from where it must start again.
+                                let redo = self
+                                    .stopped()
+                                    .then(|| self.redo_stage(&stages, &item, outcome.as_ref()))
+                                    .flatten();
+                                let (next_stage, note) = match redo {
+                                    Some(stage) => (Some(stage), None),
+                                    None => (next_stage, note),
                                 };
                                 let finished =
                                     leases.finish(queue.id, &item, next_stage, note.as_deref());
@@ -326,6 +339,30 @@ impl Migration<'_> {
             outcomes: out,
             stopped: leases.stopped(queue.id)?,
         })
+    }
+
+    /// Where a step the operator's stop cut short starts again (`None`: it was done): a site
+    /// undone or not started by the stop goes back to its freeze; a step of no site skips its
+    /// work once stopped, so it is done again whole.
+    fn redo_stage(
+        &self,
+        stages: &Stages,
+        item: &QueueItem,
+        outcome: Option<&SiteOutcome>,
+    ) -> Option<i32> {
+        match stages.step(item.stage) {
+            Step::Prepare(b) | Step::GoLive(b) => {
+                let site = &outcome?.site;
+                let cut = self
+                    .interrupted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(site);
+                cut.then(|| stages.stage(Step::Prepare(b)))
+            }
+            Step::Platform(_) | Step::After(_) => Some(item.stage),
+            Step::SyncSite | Step::SyncPlatform | Step::LowerTtl | Step::RestoreTtl => None,
+        }
     }
 
     /// The queue of a verb over its batches: (item, unit, stage), in the order one controller
