@@ -8,7 +8,9 @@ use super::printer::Printer;
 use super::progress::{Bars, JsonLines, Plain};
 use crate::event::Observer;
 use crate::journal::JournalError;
-use crate::lifecycle::migrate::{LifecycleError, SiteOutcome, StopSummary, signal_name};
+use crate::lifecycle::migrate::{
+    LifecycleError, Migration, Selection, SiteOutcome, StopSummary, signal_name,
+};
 use crate::lifecycle::{Connections, default_agent_binary};
 use crate::plan::Loaded;
 
@@ -35,6 +37,25 @@ pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
         connections,
         observer: Box::new(super::run_log::Logged(observer)),
     })
+}
+
+/// Shows the sites and DNS records a cutover of `selection` will change (the very zone plans it
+/// will apply, read once and kept by the migration) under `title`, and asks for `action`.
+///
+/// # Errors
+/// The exit code: declined, or the preview could not be computed (its reason printed).
+pub fn ask_before_cutover(
+    m: &Migration<'_>,
+    selection: &Selection,
+    title: &str,
+    action: &str,
+    printer: &Printer,
+) -> Result<(), u8> {
+    let preview = m
+        .preview_cutover(selection)
+        .map_err(|e| failed(&e, printer))?;
+    let summary = super::confirm::render(title, "DNS records that will switch", &preview);
+    super::confirm::ask(action, &summary, preview.is_empty(), printer)
 }
 
 /// The exit code of a command that could not run, with its reason printed.

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::migration::{failed, finish_interruptible, session};
+use super::migration::{ask_before_cutover, failed, finish_interruptible, session};
 use super::printer::Printer;
 use super::{confirm, interrupt};
 use crate::lifecycle::migrate::{Migration, Selection, WorkerVerb};
@@ -43,19 +43,17 @@ pub fn run(plan: &Path, options: Options<'_>, printer: &Printer) -> u8 {
         Ok(m) => m.interruptible(&interrupt::STOP),
         Err(e) => return failed(&e, printer),
     };
-    if cuts_over && !printer.yes {
-        let preview = match m.preview_cutover(&selection) {
-            Ok(p) => p,
-            Err(e) => return failed(&e, printer),
-        };
-        let summary = confirm::render(
+    if cuts_over
+        && !printer.yes
+        && let Err(code) = ask_before_cutover(
+            &m,
+            &selection,
             "cutover shared by the workers (freeze, final sync, verify, probe, then switch)",
-            "DNS records that will switch",
-            &preview,
-        );
-        if let Err(code) = confirm::ask("the cutover", &summary, preview.is_empty(), printer) {
-            return code;
-        }
+            "the cutover",
+            printer,
+        )
+    {
+        return code;
     }
     interrupt::install();
     let label = match verb {

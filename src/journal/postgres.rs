@@ -91,6 +91,10 @@ CREATE TABLE IF NOT EXISTS transhumance_queue_items (
 );
 ";
 
+/// Frees a lease still held with token `$3` (a lease taken since is left to its holder).
+const FREE_LEASE: &str = "UPDATE transhumance_leases SET holder = NULL, holder_info = NULL,
+    expires_at = NULL WHERE plan = $1 AND unit = $2 AND token = $3";
+
 /// Connects with the plan's settings (the password never leaves this process but to the server).
 fn connect(config: &PgConfig, role: &str) -> Result<postgres::Client, JournalError> {
     let mut pg: postgres::Config = config
@@ -637,11 +641,7 @@ impl Leases {
             token
         };
         self.client()
-            .execute(
-                "UPDATE transhumance_leases SET holder = NULL, holder_info = NULL, expires_at = NULL
-                 WHERE plan = $1 AND unit = $2 AND token = $3",
-                &[&self.0.plan, &unit, &token],
-            )
+            .execute(FREE_LEASE, &[&self.0.plan, &unit, &token])
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
@@ -694,11 +694,9 @@ impl Leases {
             .map(|(u, h)| (u, h.token))
             .collect();
         for (unit, token) in held {
-            let _ = self.client().execute(
-                "UPDATE transhumance_leases SET holder = NULL, holder_info = NULL, expires_at = NULL
-                 WHERE plan = $1 AND unit = $2 AND token = $3",
-                &[&self.0.plan, &unit, &token],
-            );
+            let _ = self
+                .client()
+                .execute(FREE_LEASE, &[&self.0.plan, &unit, &token]);
         }
     }
 
@@ -943,11 +941,7 @@ impl Leases {
         let err = |e: postgres::Error| store_error(&conninfo, &e);
         let mut tx = client.transaction().map_err(err)?;
         let freed = tx
-            .execute(
-                "UPDATE transhumance_leases SET holder = NULL, holder_info = NULL, expires_at = NULL
-                 WHERE plan = $1 AND unit = $2 AND token = $3",
-                &[plan, &item.unit, &token],
-            )
+            .execute(FREE_LEASE, &[plan, &item.unit, &token])
             .map_err(err)?;
         if freed == 0 {
             drop(tx);

@@ -110,6 +110,26 @@ pub enum Selection {
     Only(Vec<String>),
 }
 
+impl From<&Selection> for Selected {
+    fn from(s: &Selection) -> Selected {
+        match s {
+            Selection::All => Selected::All,
+            Selection::Batch(n) => Selected::Batch(*n),
+            Selection::Only(v) => Selected::Only(v.clone()),
+        }
+    }
+}
+
+impl From<&Selected> for Selection {
+    fn from(s: &Selected) -> Selection {
+        match s {
+            Selected::All => Selection::All,
+            Selected::Batch(n) => Selection::Batch(*n),
+            Selected::Only(v) => Selection::Only(v.clone()),
+        }
+    }
+}
+
 /// One plan's migration: its sites, its journal (held locked), its hosts.
 pub struct Migration<'a> {
     /// The plan as the inventory's verdicts restrict it (`Inventory::restricted`): its
@@ -981,11 +1001,7 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS plan is unsafe or its TTLs are not ready (unless `force`), a zone cannot be read.
     pub fn cutover(&self, selection: &Selection) -> Result<Vec<SiteOutcome>, LifecycleError> {
-        let journaled = match selection {
-            Selection::All => Selected::All,
-            Selection::Batch(n) => Selected::Batch(*n),
-            Selection::Only(v) => Selected::Only(v.clone()),
-        };
+        let journaled = Selected::from(selection);
         let batches = self.selected_batches(selection)?;
         self.check_secrets(&super::secrets::Needs::all(&self.plan))?;
         self.check_dns_ready(&batches.concat())?;
@@ -1855,11 +1871,7 @@ impl<'a> Migration<'a> {
             };
             let done = match command {
                 RunCommand::Cutover { selection } => {
-                    let selection = match selection {
-                        Selected::All => Selection::All,
-                        Selected::Batch(n) => Selection::Batch(*n),
-                        Selected::Only(v) => Selection::Only(v.clone()),
-                    };
+                    let selection = Selection::from(selection);
                     let mut done = Vec::new();
                     for (i, batch) in self.selected_batches(&selection)?.into_iter().enumerate() {
                         // Confirmed and paused sites have their verdict: nothing to finish.

@@ -300,37 +300,59 @@ impl Move {
     }
 }
 
+/// A gate in the freeze command of `GATED`: the first freeze of it writes its caller's PID (the
+/// worker's) and blocks until the gate opens; later ones go through.
+struct Gate(tempfile::TempDir);
+
+impl Gate {
+    fn new() -> Gate {
+        Gate(tempfile::tempdir().unwrap())
+    }
+
+    /// What the plan's freeze command gets appended.
+    fn hook(&self) -> String {
+        let (gate, release) = (self.0.path().join("gate"), self.0.path().join("release"));
+        format!(
+            " && if [ {{name}} = {GATED} ] && mkdir {} 2>/dev/null; then echo $PPID > {}/pid; while [ ! -e {} ]; do sleep 0.05; done; fi",
+            gate.display(),
+            gate.display(),
+            release.display()
+        )
+    }
+
+    /// Waits (bounded) until a worker is held at the gate; its PID.
+    fn reached(&self, m: &Move) -> u32 {
+        let pid_file = self.0.path().join("gate/pid");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no worker reached the gate:\n{}",
+                m.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn open(&self) {
+        std::fs::write(self.0.path().join("release"), b"").unwrap();
+    }
+}
+
 #[test]
 fn a_worker_killed_while_it_holds_a_site_is_taken_over_and_the_others_finish() {
     // The gated site's first freeze blocks until the test has killed the worker running it; its
     // taker freezes it again (freeze commands are idempotent) without blocking.
-    let m0 = tempfile::tempdir().unwrap();
-    let gate = m0.path().join("gate");
-    let release = m0.path().join("release");
-    let hook = format!(
-        " && if [ {{name}} = {GATED} ] && mkdir {} 2>/dev/null; then echo $PPID > {}/pid; while [ ! -e {} ]; do sleep 0.05; done; fi",
-        gate.display(),
-        gate.display(),
-        release.display()
-    );
-    let m = setup(&hook);
+    let gate = Gate::new();
+    let m = setup(&gate.hook());
     let mut workers: Vec<Child> = (0..3).map(|n| m.worker(n)).collect();
-    let pid_file = gate.join("pid");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let holder: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no worker reached the gate:\n{}",
-            m.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let holder = gate.reached(&m);
     let victim = workers
         .iter()
         .position(|w| w.id() == holder)
@@ -338,7 +360,7 @@ fn a_worker_killed_while_it_holds_a_site_is_taken_over_and_the_others_finish() {
     let mut killed = workers.remove(victim);
     killed.kill().unwrap(); // SIGKILL
     let status = killed.wait().unwrap();
-    std::fs::write(&release, b"").unwrap();
+    gate.open();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)
@@ -507,32 +529,14 @@ fn workers_of_a_run_planned_later_stop_after_the_pre_sync_and_say_why() {
 
 #[test]
 fn a_worker_stopped_by_sigterm_gives_its_site_back_and_the_other_cuts_it_over() {
-    let m0 = tempfile::tempdir().unwrap();
-    let gate = m0.path().join("gate");
-    let release = m0.path().join("release");
-    let hook = format!(
-        " && if [ {{name}} = {GATED} ] && mkdir {} 2>/dev/null; then echo $PPID > {}/pid; while [ ! -e {} ]; do sleep 0.05; done; fi",
-        gate.display(),
-        gate.display(),
-        release.display()
-    );
-    let m = setup(&hook);
+    let gate = Gate::new();
+    let m = setup(&gate.hook());
     let workers: Vec<Child> = (0..2).map(|n| m.worker(n)).collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let holder: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(gate.join("pid"))
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "no gate:\n{}", m.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let holder = gate.reached(&m);
     let stopped = workers.iter().position(|w| w.id() == holder).unwrap();
     // SAFETY: a signal to a child this test started.
     assert_eq!(unsafe { libc::kill(holder as i32, libc::SIGTERM) }, 0);
-    std::fs::write(&release, b"").unwrap();
+    gate.open();
     let codes = m.finish(workers);
     assert_eq!(
         codes[stopped],

@@ -139,13 +139,7 @@ impl Migration<'_> {
                 "`worker` shares the move with other controllers through a journal in PostgreSQL: add `state: { postgres: \"host=… dbname=… user=…\", password_env: … }` to the plan (with the file journal, run `sync`, `cutover` or `run`)".into(),
             ));
         };
-        let batches = match verb {
-            WorkerVerb::Sync => vec![match selection {
-                Selection::Only(names) => self.select(names)?,
-                _ => self.select(&[])?,
-            }],
-            _ => self.selected_batches(selection)?,
-        };
+        let batches = self.verb_batches(verb, selection)?;
         let all: Vec<&Site> = batches.concat();
         match verb {
             WorkerVerb::Sync => self.check_secrets(&crate::lifecycle::secrets::Needs {
@@ -163,14 +157,9 @@ impl Migration<'_> {
                 self.check_ids_resolve(&all)?;
             }
         }
-        let selected = match selection {
-            Selection::All => Selected::All,
-            Selection::Batch(n) => Selected::Batch(*n),
-            Selection::Only(v) => Selected::Only(v.clone()),
-        };
         let kind = Kind {
             verb,
-            selection: selected.clone(),
+            selection: Selected::from(selection),
         };
         self.work_queue(leases, &kind, &batches)
     }
@@ -187,20 +176,22 @@ impl Migration<'_> {
         let kind: Kind = serde_json::from_str(&queue.kind).map_err(|e| {
             LifecycleError::Invalid(format!("the open work queue `{}`: {e}", queue.kind))
         })?;
-        let selection = match &kind.selection {
-            Selected::All => Selection::All,
-            Selected::Batch(n) => Selection::Batch(*n),
-            Selected::Only(v) => Selection::Only(v.clone()),
-        };
-        let batches = match kind.verb {
-            WorkerVerb::Sync => vec![match &selection {
-                Selection::Only(names) => self.select(names)?,
-                _ => self.select(&[])?,
-            }],
-            _ => self.selected_batches(&selection)?,
-        };
+        let batches = self.verb_batches(kind.verb, &Selection::from(&kind.selection))?;
         self.work_queue(leases, &kind, &batches)
             .map(|w| Some(w.outcomes))
+    }
+
+    /// The sites a verb's queue takes, by batch (a pre-sync has one).
+    fn verb_batches(
+        &self,
+        verb: WorkerVerb,
+        selection: &Selection,
+    ) -> Result<Vec<Vec<&Site>>, LifecycleError> {
+        Ok(match (verb, selection) {
+            (WorkerVerb::Sync, Selection::Only(names)) => vec![self.select(names)?],
+            (WorkerVerb::Sync, _) => vec![self.select(&[])?],
+            _ => self.selected_batches(selection)?,
+        })
     }
 
     fn work_queue(
