@@ -1,9 +1,13 @@
-//! Durable append-only storage for the record of every side effect: JSON lines, a run lock,
-//! group commit and torn-tail repair. It knows no entry type: the lifecycle owns those.
+//! Durable append-only storage for the record of every side effect. It knows no entry type:
+//! the lifecycle owns those. Two stores keep it (`Store`): JSON lines in a file on this machine
+//! (the embedded default: a run lock, group commit, torn-tail repair) and a PostgreSQL table
+//! shared by several controllers (`postgres`: leases with fencing tokens instead of one lock).
 //!
 //! Written *before* a change (intent) and after it (outcome), so a crash at any instant leaves
-//! enough to finish or undo. One run per plan at a time (a lock file): its holder writes who it
-//! is into it (PID, host, command, start), so a refused run can name it.
+//! enough to finish or undo. With the file, one run per plan at a time (a lock file): its holder
+//! writes who it is into it (PID, host, command, start), so a refused run can name it.
+
+pub mod postgres;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -19,14 +23,64 @@ use serde::de::DeserializeOwned;
 pub trait Record: Serialize + DeserializeOwned + Clone {}
 impl<T: Serialize + DeserializeOwned + Clone> Record for T {}
 
-/// An open journal, holding the plan's run lock until dropped.
+/// An open journal: its store, and every entry read or written so far, in the store's order.
 pub struct Journal<E> {
+    store: Box<dyn Store>,
+    /// Every entry up to the last one read from or written to the store: readers need not
+    /// parse the store again. With the file only this process writes while the lock is held;
+    /// a shared store is read again (`refresh`) before deciding on what others may have written.
+    cache: Vec<E>,
+    /// The store's number of the last entry in `cache`.
+    seen: u64,
+}
+
+/// Where a journal's lines are kept. Lines are JSON, each about one unit or none (`unit`, which
+/// a shared store checks against the writer's lease before it accepts the line).
+pub trait Store: Send {
+    /// Writes `lines` after every line already in the store. Returns the lines others wrote
+    /// after number `seen` and before these (with their numbers, in order), the number of the
+    /// last of these, and a ticket for `Syncer::sync_to`.
+    ///
+    /// # Errors
+    /// Nothing was written: I/O, the store unreachable, or a unit's lease no longer ours.
+    fn append(&mut self, seen: u64, lines: &[Line<'_>]) -> Result<Appended, JournalError>;
+
+    /// The lines written after number `seen`, in order (by others: ours are known).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    fn read_since(&mut self, seen: u64) -> Result<Vec<(u64, String)>, JournalError>;
+
+    /// Makes written lines durable (a no-op where a write is durable when it returns).
+    fn syncer(&self) -> Syncer;
+
+    /// The leases of a shared store (none for the file: its lock covers every unit).
+    fn leases(&self) -> Option<postgres::Leases> {
+        None
+    }
+
+    /// Where the journal is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// One line to append and the unit it is about.
+pub struct Line<'a> {
+    pub json: String,
+    pub unit: Option<&'a str>,
+}
+
+/// What an append returns: see `Store::append`.
+pub struct Appended {
+    pub others: Vec<(u64, String)>,
+    pub last: u64,
+    pub ticket: u64,
+}
+
+/// The embedded store: `journal.jsonl` in the state directory, under the plan's run lock.
+struct FileStore {
     path: PathBuf,
     file: File,
     lock: File,
-    /// Every entry, read once at open and kept in step with appends: readers need not parse
-    /// the file again (only this process writes it while the lock is held).
-    cache: Vec<E>,
     syncer: Syncer,
 }
 
@@ -34,24 +88,38 @@ pub struct Journal<E> {
 /// for their entry while another thread syncs find it already on disk (group commit).
 #[derive(Clone)]
 pub struct Syncer {
-    file: std::sync::Arc<File>,
+    /// `None` for a store whose writes are durable when they return.
+    file: Option<std::sync::Arc<File>>,
     path: PathBuf,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     synced: std::sync::Arc<std::sync::Mutex<u64>>,
 }
 
 impl Syncer {
+    /// The syncer of a store whose writes are durable when they return.
+    pub fn durable() -> Syncer {
+        Syncer {
+            file: None,
+            path: PathBuf::new(),
+            written: Default::default(),
+            synced: Default::default(),
+        }
+    }
+
     /// Returns once entry number `seq` (from `Journal::write`) is on disk.
     ///
     /// # Errors
     /// fsync failed: the entry may not be durable, the caller must not act on it.
     pub fn sync_to(&self, seq: u64) -> Result<(), JournalError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
         let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
         if *synced >= seq {
             return Ok(());
         }
         let upto = self.written.load(std::sync::atomic::Ordering::Acquire);
-        self.file.sync_data().map_err(|source| JournalError::Io {
+        file.sync_data().map_err(|source| JournalError::Io {
             path: self.path.clone(),
             source,
         })?;
@@ -80,6 +148,33 @@ pub enum JournalError {
         line: usize,
         message: String,
     },
+    /// The shared store cannot be reached or refused a statement.
+    #[error("journal {store}: {message}")]
+    Store { store: String, message: String },
+    /// The store's settings cannot be used (its password cannot be read, its address does not
+    /// parse): invalid input.
+    #[error("journal: {0}")]
+    Invalid(String),
+    /// This process no longer holds the lease of `unit` (it expired and another controller took
+    /// it, or it was never taken): the entry was refused, and nothing more may change the unit.
+    #[error("{}", lease_lost_message(unit, holder.as_deref()))]
+    LeaseLost {
+        unit: String,
+        /// Who holds it now, when someone does.
+        holder: Option<String>,
+    },
+    /// Another controller runs a different command on the plan's shared work queue.
+    #[error("{0}")]
+    Busy(String),
+}
+
+fn lease_lost_message(unit: &str, holder: Option<&str>) -> String {
+    match holder {
+        Some(h) => format!(
+            "the lease on `{unit}` was lost (held now by {h}): this run no longer changes it"
+        ),
+        None => format!("this run holds no lease on `{unit}`: it does not change it"),
+    }
 }
 
 /// Who holds a plan's run lock, as the holder wrote it into the lock file.
@@ -221,6 +316,152 @@ impl<E: Record> Journal<E> {
     /// # Errors
     /// The directory cannot be created, or another run holds the lock.
     pub fn open(state_dir: &Path) -> Result<Journal<E>, JournalError> {
+        Journal::over(Box::new(FileStore::open(state_dir)?))
+    }
+
+    /// A journal kept by `store`, every entry so far read.
+    ///
+    /// # Errors
+    /// The store cannot be read, or holds a corrupt entry.
+    pub fn over(mut store: Box<dyn Store>) -> Result<Journal<E>, JournalError> {
+        let mut journal = Journal {
+            cache: Vec::new(),
+            seen: 0,
+            store: Box::new(NoStore),
+        };
+        let lines = store.read_since(0)?;
+        journal.store = store;
+        journal.take_lines(lines)?;
+        Ok(journal)
+    }
+
+    fn take_lines(&mut self, lines: Vec<(u64, String)>) -> Result<(), JournalError> {
+        for (seq, line) in lines {
+            let entry = serde_json::from_str(&line).map_err(|e| JournalError::Corrupt {
+                path: PathBuf::from(self.store.describe()),
+                line: seq as usize,
+                message: e.to_string(),
+            })?;
+            self.cache.push(entry);
+            self.seen = seq;
+        }
+        Ok(())
+    }
+
+    /// Appends an entry and waits until it is durable.
+    ///
+    /// # Errors
+    /// Write or fsync errors: the caller must not make the change then.
+    pub fn append(&mut self, entry: &E) -> Result<(), JournalError> {
+        self.append_all(std::slice::from_ref(entry))
+    }
+
+    /// Writes an entry without waiting for the disk; its number goes to `Syncer::sync_to`,
+    /// which must return before the change the entry announces is made.
+    ///
+    /// # Errors
+    /// Write errors.
+    pub fn write(&mut self, entry: &E) -> Result<u64, JournalError> {
+        self.write_about(entry, None)
+    }
+
+    /// As `write`, for an entry about `unit` (a shared store checks this process's lease on it).
+    ///
+    /// # Errors
+    /// Write errors, or the unit's lease is no longer ours.
+    pub fn write_about(&mut self, entry: &E, unit: Option<&str>) -> Result<u64, JournalError> {
+        let line = Line {
+            json: serde_json::to_string(entry).expect("journal entries serialize"),
+            unit,
+        };
+        let done = self.store.append(self.seen, &[line])?;
+        self.take_lines(done.others)?;
+        self.cache.push(entry.clone());
+        self.seen = done.last;
+        Ok(done.ticket)
+    }
+
+    /// Reads what others appended since this process last read or wrote (nothing with the file:
+    /// its lock keeps others out). Returns how many entries came in.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn refresh(&mut self) -> Result<usize, JournalError> {
+        let before = self.cache.len();
+        let lines = self.store.read_since(self.seen)?;
+        self.take_lines(lines)?;
+        Ok(self.cache.len() - before)
+    }
+
+    /// The handle that makes written entries durable, usable without this journal's lock.
+    pub fn syncer(&self) -> Syncer {
+        self.store.syncer()
+    }
+
+    /// The leases of a shared store.
+    pub fn leases(&self) -> Option<postgres::Leases> {
+        self.store.leases()
+    }
+
+    /// Appends several entries with one wait for the disk (a batch sent in one update).
+    ///
+    /// # Errors
+    /// As `append`.
+    pub fn append_all(&mut self, entries: &[E]) -> Result<(), JournalError> {
+        let lines: Vec<Line<'_>> = entries
+            .iter()
+            .map(|e| Line {
+                json: serde_json::to_string(e).expect("journal entries serialize"),
+                unit: None,
+            })
+            .collect();
+        let done = self.store.append(self.seen, &lines)?;
+        self.store.syncer().sync_to(done.ticket)?;
+        self.take_lines(done.others)?;
+        self.cache.extend_from_slice(entries);
+        self.seen = done.last;
+        Ok(())
+    }
+
+    /// Every entry so far, in order. A torn last line (a crash mid-write) is ignored.
+    ///
+    /// # Errors
+    /// Unreadable file, or a corrupt line that is not the last one.
+    pub fn entries(&self) -> Result<Vec<E>, JournalError> {
+        Ok(self.cache.clone())
+    }
+
+    /// Every entry so far, borrowed (no copy of the whole journal).
+    pub fn all(&self) -> &[E] {
+        &self.cache
+    }
+
+    /// Where the journal is, for messages.
+    pub fn describe(&self) -> String {
+        self.store.describe()
+    }
+}
+
+/// The store of a journal being opened (never written to).
+struct NoStore;
+
+impl Store for NoStore {
+    fn append(&mut self, _: u64, _: &[Line<'_>]) -> Result<Appended, JournalError> {
+        unreachable!("a journal is opened before it is written")
+    }
+    fn read_since(&mut self, _: u64) -> Result<Vec<(u64, String)>, JournalError> {
+        Ok(Vec::new())
+    }
+    fn syncer(&self) -> Syncer {
+        Syncer::durable()
+    }
+    fn describe(&self) -> String {
+        String::new()
+    }
+}
+
+impl FileStore {
+    fn open(state_dir: &Path) -> Result<FileStore, JournalError> {
         let io = |source| JournalError::Io {
             path: state_dir.to_path_buf(),
             source,
@@ -262,105 +503,64 @@ impl<E: Record> Journal<E> {
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;
         }
-        let cache = read_entries(&path)?;
         let syncer = Syncer {
-            file: std::sync::Arc::new(file.try_clone().map_err(io)?),
+            file: Some(std::sync::Arc::new(file.try_clone().map_err(io)?)),
             path: path.clone(),
             written: Default::default(),
             synced: Default::default(),
         };
-        Ok(Journal {
+        Ok(FileStore {
             path,
             file,
             lock,
-            cache,
             syncer,
         })
     }
+}
 
-    /// Appends an entry and waits until it is on disk.
-    ///
-    /// # Errors
-    /// Write or fsync errors: the caller must not make the change then.
-    pub fn append(&mut self, entry: &E) -> Result<(), JournalError> {
-        let mut line = serde_json::to_string(entry).expect("journal entries serialize");
-        line.push('\n');
-        let io = |source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        self.cache.push(entry.clone());
-        Ok(())
-    }
-
-    /// Writes an entry without waiting for the disk; its number goes to `Syncer::sync_to`,
-    /// which must return before the change the entry announces is made.
-    ///
-    /// # Errors
-    /// Write errors.
-    pub fn write(&mut self, entry: &E) -> Result<u64, JournalError> {
-        let mut line = serde_json::to_string(entry).expect("journal entries serialize");
-        line.push('\n');
+impl Store for FileStore {
+    fn append(&mut self, seen: u64, lines: &[Line<'_>]) -> Result<Appended, JournalError> {
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(&l.json);
+            text.push('\n');
+        }
         self.file
-            .write_all(line.as_bytes())
+            .write_all(text.as_bytes())
             .map_err(|source| JournalError::Io {
                 path: self.path.clone(),
                 source,
             })?;
-        self.cache.push(entry.clone());
-        Ok(self
+        let ticket = self
             .syncer
             .written
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
-            + 1)
+            .fetch_add(lines.len() as u64, std::sync::atomic::Ordering::AcqRel)
+            + lines.len() as u64;
+        Ok(Appended {
+            others: Vec::new(),
+            last: seen + lines.len() as u64,
+            ticket,
+        })
     }
 
-    /// The handle that makes written entries durable, usable without this journal's lock.
-    pub fn syncer(&self) -> Syncer {
+    fn read_since(&mut self, seen: u64) -> Result<Vec<(u64, String)>, JournalError> {
+        if seen > 0 {
+            // Only this process writes while it holds the lock.
+            return Ok(Vec::new());
+        }
+        read_lines(&self.path)
+    }
+
+    fn syncer(&self) -> Syncer {
         self.syncer.clone()
     }
 
-    /// Appends several entries with one wait for the disk (a batch sent in one update).
-    ///
-    /// # Errors
-    /// As `append`.
-    pub fn append_all(&mut self, entries: &[E]) -> Result<(), JournalError> {
-        let mut text = String::new();
-        for e in entries {
-            text.push_str(&serde_json::to_string(e).expect("journal entries serialize"));
-            text.push('\n');
-        }
-        let io = |source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(text.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        self.cache.extend_from_slice(entries);
-        Ok(())
-    }
-
-    /// Every entry so far, in order. A torn last line (a crash mid-write) is ignored.
-    ///
-    /// # Errors
-    /// Unreadable file, or a corrupt line that is not the last one.
-    pub fn entries(&self) -> Result<Vec<E>, JournalError> {
-        Ok(self.cache.clone())
-    }
-
-    /// Every entry so far, borrowed (no copy of the whole journal).
-    pub fn all(&self) -> &[E] {
-        &self.cache
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
-impl<E> Drop for Journal<E> {
+impl Drop for FileStore {
     fn drop(&mut self) {
         // Cleared while still held: a record in a free lock then means a run that died.
         let _ = self.lock.set_len(0);
@@ -400,6 +600,21 @@ fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
 /// # Errors
 /// As `Journal::entries`.
 pub fn read_entries<E: Record>(path: &Path) -> Result<Vec<E>, JournalError> {
+    read_lines(path)?
+        .into_iter()
+        .map(|(n, line)| {
+            serde_json::from_str(&line).map_err(|e| JournalError::Corrupt {
+                path: path.to_path_buf(),
+                line: n as usize,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The lines of a journal file, numbered from 1 (blank lines skipped, their numbers kept out),
+/// checked to be JSON; a torn last line is ignored.
+fn read_lines(path: &Path) -> Result<Vec<(u64, String)>, JournalError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -418,13 +633,14 @@ pub fn read_entries<E: Record>(path: &Path) -> Result<Vec<E>, JournalError> {
             source,
         })?;
     let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
+    let count = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
-            Ok(e) => out.push(e),
-            Err(_) if i + 1 == lines.len() => {}
+        match serde_json::from_str::<serde::de::IgnoredAny>(&line) {
+            Ok(_) => out.push((out.len() as u64 + 1, line)),
+            Err(_) if i + 1 == count => {}
             Err(e) => {
                 return Err(JournalError::Corrupt {
                     path: path.to_path_buf(),

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::exit;
-use super::migration::{failed, finish_interruptible, session};
+use super::migration::{ask_before_cutover, failed, finish_interruptible, session};
 use super::printer::Printer;
 use super::{confirm, interrupt};
 use crate::lifecycle::migrate::{LifecycleError, Migration, Selection};
@@ -77,20 +77,17 @@ pub fn run(plan: &Path, options: Options<'_>, printer: &Printer) -> u8 {
         Ok(r) => r,
         Err(e) => return failed(&e, printer),
     };
-    if !printer.yes && !refused {
-        // The very zone plans the cutover will apply (read once, kept by the migration).
-        let preview = match m.preview_cutover(&selection) {
-            Ok(p) => p,
-            Err(e) => return failed(&e, printer),
-        };
-        let summary = confirm::render(
+    if !printer.yes
+        && !refused
+        && let Err(code) = ask_before_cutover(
+            &m,
+            &selection,
             "cutover (freeze, final sync, verify, probe, then switch)",
-            "DNS records that will switch",
-            &preview,
-        );
-        if let Err(code) = confirm::ask("the cutover", &summary, preview.is_empty(), printer) {
-            return code;
-        }
+            "the cutover",
+            printer,
+        )
+    {
+        return code;
     }
     interrupt::install();
     match m.cutover(&selection) {

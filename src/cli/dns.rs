@@ -169,7 +169,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         let history = match ledger {
             Some(l) => crate::dns::provider::DnsLog::history(l, &cutover::names_of(plans)),
-            None => ledger::read(&loaded.plan.state_dir)
+            None => ledger::read(&loaded.plan)
                 .map(|e| ledger::dns_events(&e))
                 .unwrap_or_default(),
         };
@@ -189,7 +189,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
     };
     // The plan's journal, with this command journaled as a run (command line, user, overrides).
     let journal = |name: &str| -> Result<(Ledger, u64), CutoverError> {
-        let ledger = Ledger::open(&loaded.plan.state_dir).map_err(log_error)?;
+        let ledger = Ledger::for_plan(&loaded.plan).map_err(log_error)?;
         let overrides = allowed.journaled();
         let run = ledger
             .start_run(ledger::RunCommand::Dns { step: name.into() }, overrides)
@@ -350,7 +350,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
         }
         Step::Verify => {
             // What the last switch set, from the journal; before any switch, what the plan wants.
-            let entries = ledger::read(&loaded.plan.state_dir)
+            let entries = ledger::read(&loaded.plan)
                 .map_err(|e| CutoverError::Log(crate::unit::UnitError::io(e.to_string())))?;
             let mut expected = cutover::switched(&ledger::dns_events(&entries), &selected);
             if expected.is_empty() {
@@ -387,7 +387,7 @@ pub fn run(args: DnsArgs<'_>, printer: &Printer) -> u8 {
             };
             if step == Step::Rollback && !printer.yes {
                 // What the rollback will decide, from the same journal and the servers now.
-                let history = ledger::read(&loaded.plan.state_dir)
+                let history = ledger::read(&loaded.plan)
                     .map(|e| ledger::dns_events(&e))
                     .map_err(log_error)?;
                 let p = crate::dns::preview::rollback(&spec, &history, &selected, &[], false)?;

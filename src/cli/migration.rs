@@ -8,7 +8,9 @@ use super::printer::Printer;
 use super::progress::{Bars, JsonLines, Plain};
 use crate::event::Observer;
 use crate::journal::JournalError;
-use crate::lifecycle::migrate::{LifecycleError, SiteOutcome, StopSummary, signal_name};
+use crate::lifecycle::migrate::{
+    LifecycleError, Migration, Selection, SiteOutcome, StopSummary, signal_name,
+};
 use crate::lifecycle::{Connections, default_agent_binary};
 use crate::plan::Loaded;
 
@@ -37,12 +39,35 @@ pub fn session(plan: &Path, printer: &Printer) -> Result<Session, u8> {
     })
 }
 
+/// Shows the sites and DNS records a cutover of `selection` will change (the very zone plans it
+/// will apply, read once and kept by the migration) under `title`, and asks for `action`.
+///
+/// # Errors
+/// The exit code: declined, or the preview could not be computed (its reason printed).
+pub fn ask_before_cutover(
+    m: &Migration<'_>,
+    selection: &Selection,
+    title: &str,
+    action: &str,
+    printer: &Printer,
+) -> Result<(), u8> {
+    let preview = m
+        .preview_cutover(selection)
+        .map_err(|e| failed(&e, printer))?;
+    let summary = super::confirm::render(title, "DNS records that will switch", &preview);
+    super::confirm::ask(action, &summary, preview.is_empty(), printer)
+}
+
 /// The exit code of a command that could not run, with its reason printed.
 pub fn failed(e: &LifecycleError, printer: &Printer) -> u8 {
     printer.error(e.to_string());
     match e {
-        LifecycleError::Journal(JournalError::Locked { .. }) => exit::LOCKED,
-        LifecycleError::Invalid(_) => exit::INVALID,
+        LifecycleError::Journal(JournalError::Locked { .. } | JournalError::Busy(_)) => {
+            exit::LOCKED
+        }
+        LifecycleError::Journal(JournalError::Invalid(_)) | LifecycleError::Invalid(_) => {
+            exit::INVALID
+        }
         LifecycleError::Refused(_) => exit::UNSAFE,
         LifecycleError::Journal(_) | LifecycleError::Unreachable(_) => exit::FAILURES,
     }
@@ -51,10 +76,10 @@ pub fn failed(e: &LifecycleError, printer: &Printer) -> u8 {
 /// The exit code of a command whose journal could not be opened: its own for a lock another
 /// run holds, 1 otherwise.
 pub fn journal_failed(e: &JournalError) -> u8 {
-    if matches!(e, JournalError::Locked { .. }) {
-        exit::LOCKED
-    } else {
-        exit::FAILURES
+    match e {
+        JournalError::Locked { .. } | JournalError::Busy(_) => exit::LOCKED,
+        JournalError::Invalid(_) => exit::INVALID,
+        _ => exit::FAILURES,
     }
 }
 

@@ -37,6 +37,7 @@ pub mod status;
 pub mod sync;
 pub mod validate;
 pub mod verify;
+pub mod worker;
 
 use std::path::PathBuf;
 
@@ -196,6 +197,26 @@ pub enum Command {
     Resume {
         /// The plan file (YAML).
         plan: PathBuf,
+    },
+    /// One of several controllers sharing a move (the journal in PostgreSQL, plan key
+    /// `state:`): takes sites from the plan's work queue (created by the first worker, joined
+    /// by the others) until every step is done, then exits 0, or 1 when a site it worked on
+    /// failed. A killed worker's sites are taken over by the others once its lease expires.
+    Worker {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// What the workers do: `sync`, `cutover` (default) or `run` (pre-sync, lower TTLs,
+        /// wait, cutover, restore TTLs); every worker of a queue gives the same.
+        #[arg(long, value_enum, default_value = "cutover")]
+        verb: crate::lifecycle::migrate::WorkerVerb,
+        /// Only batch N (1-based) of `cutover.batch` sites.
+        #[arg(long, value_name = "N", conflicts_with = "only")]
+        batch: Option<usize>,
+        /// Only these sites (repeatable).
+        #[arg(long = "only", value_name = "SITE")]
+        only: Vec<String>,
+        #[command(flatten)]
+        safety: Safety,
     },
     /// Every phase in order: pre-sync, lower TTLs, wait, cutover, report.
     Run {
@@ -462,6 +483,7 @@ impl Command {
             Command::Status { .. } => ("status", None),
             Command::Resume { .. } => ("resume", None),
             Command::Run { .. } => ("run", None),
+            Command::Worker { verb, .. } => ("worker", Some(step(verb))),
             Command::Report { .. } => ("report", None),
             Command::Db { step: s, .. } => ("db", Some(step(s))),
             Command::Mail { step: s, .. } => ("mail", Some(step(s))),
@@ -484,6 +506,7 @@ impl Command {
             | Command::Cutover { .. }
             | Command::Rollback { .. }
             | Command::Resume { .. }
+            | Command::Worker { .. }
             | Command::Run { .. } => true,
             Command::Db { step, .. } => *step == db::Step::Sync,
             Command::Mail { step, .. } => *step != mail::Step::Verify,
@@ -566,6 +589,22 @@ fn dispatch(cli: Cli) -> u8 {
             max_wait,
             safety,
         } => run::run(&plan, max_wait, safety.allowed(), &printer),
+        Command::Worker {
+            plan,
+            verb,
+            batch,
+            only,
+            safety,
+        } => worker::run(
+            &plan,
+            worker::Options {
+                verb,
+                batch,
+                only: &only,
+                allowed: safety.allowed(),
+            },
+            &printer,
+        ),
         Command::Report {
             plan,
             format,

@@ -91,7 +91,7 @@ fn dry_run(path: &Path, options: &Options<'_>, printer: &Printer) -> Result<bool
     }
     if let Some(file) = options.save {
         // The journal as the plan was computed on it, read without the lock (as `status`).
-        let journal = match crate::lifecycle::ledger::read(&loaded.plan.state_dir) {
+        let journal = match crate::lifecycle::ledger::read(&loaded.plan) {
             Ok(j) => j,
             Err(e) => {
                 printer.error(format!("the plan was not saved: {e}"));

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::exit;
-use super::migration::{failed, finish, finish_interruptible, session};
+use super::migration::{ask_before_cutover, failed, finish, finish_interruptible, session};
 use super::printer::Printer;
 use super::{confirm, interrupt};
 use crate::lifecycle::migrate::{Migration, Selection, report};
@@ -50,20 +50,18 @@ pub fn run(
     {
         return failed(&e, printer);
     }
-    if cuts_over && !printer.yes {
-        // Asked once, before the pre-sync: the operator need not stay for the TTL wait.
-        let preview = match m.preview_cutover(&Selection::All) {
-            Ok(p) => p,
-            Err(e) => return failed(&e, printer),
-        };
-        let summary = confirm::render(
+    // Asked once, before the pre-sync: the operator need not stay for the TTL wait.
+    if cuts_over
+        && !printer.yes
+        && let Err(code) = ask_before_cutover(
+            &m,
+            &Selection::All,
             "run (pre-sync, lower TTLs, wait, then cut over)",
-            "DNS records that will switch",
-            &preview,
-        );
-        if let Err(code) = confirm::ask("the run", &summary, preview.is_empty(), printer) {
-            return code;
-        }
+            "the run",
+            printer,
+        )
+    {
+        return code;
     }
     printer.status("== pre-sync");
     let synced = match m.sync(&[]) {

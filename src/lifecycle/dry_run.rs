@@ -306,7 +306,7 @@ pub fn reviewed(
             .iter()
             .flat_map(|s| s.domains.iter().map(|d| query::fqdn(d)))
             .collect();
-        let history = super::ledger::read(&plan.state_dir)
+        let history = super::ledger::read(plan)
             .map(|e| super::ledger::dns_events(&e))
             .unwrap_or_default();
         for (i, zone) in dns.zones.iter().enumerate() {
@@ -393,7 +393,7 @@ fn panel_risks(plan: &Plan, panel: &crate::panel::PanelInventory, risks: &mut Ve
 /// Which units may be live on the new side, from the journal (read without its lock, as
 /// `status` does): the same rule the lifecycle's verbs apply before they write.
 fn live_units(plan: &Plan, sites: &[Site], risks: &mut Vec<Risk>) -> Live {
-    let entries = match super::ledger::read(&plan.state_dir) {
+    let entries = match super::ledger::read(plan) {
         Ok(e) => e,
         Err(e) => {
             risks.push(Risk::warning(

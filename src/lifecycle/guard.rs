@@ -166,7 +166,7 @@ impl Guarded {
         allowed: Vec<UnitId>,
         command: &str,
     ) -> Result<Guarded, crate::journal::JournalError> {
-        let ledger = super::ledger::Ledger::open(&plan.state_dir)?;
+        let ledger = super::ledger::Ledger::for_plan(plan)?;
         let states = ledger.states().into_iter().collect();
         let switched = ledger.switched_names();
         let run = ledger.start_run(

@@ -1,18 +1,27 @@
 //! The migration's journal entries and the ledger that owns them: durable appends with group
 //! commit, the change log handed to engines, and per-unit indexes so reading one site's or one
-//! RRset's history costs what that unit holds, not the whole journal.
+//! RRset's history costs what that unit holds, not the whole journal. With a journal shared by
+//! several controllers, each entry names the unit it is about (its site, or the units of no
+//! site) for the store to check this controller's lease on it, and readers of other units'
+//! entries read the store again first.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use super::probe::ProbeResult;
 use super::state::SiteState;
 use crate::dns::provider::{DnsEvent, DnsLog};
+use crate::journal::postgres::{Leases, PgConfig, PgStore};
 use crate::journal::{Journal, JournalError, now};
+use crate::plan::{Plan, StateStore};
 use crate::unit::{UnitError, UnitId};
+
+/// The lease under which a shared journal's controllers change the TTLs of every site's
+/// records at once (lowering them, restoring them).
+pub const DNS_UNIT: &str = "(dns)";
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +90,19 @@ pub enum Entry {
     },
     /// The command of `run` finished (with or without failed sites).
     RunEnd { run: u64, ok: bool, at: u64 },
+    /// A controller took a unit's lease from another whose lease had expired (killed, or
+    /// stalled): it goes on from what the journal and the real world say, as `resume` does.
+    Takeover {
+        unit: String,
+        /// Who took it and who held it, as each describes itself (host, PID, command).
+        by: String,
+        from: String,
+        /// When the old lease expired and when it was taken, in milliseconds since the epoch
+        /// by the journal server's clock.
+        expired_ms: i64,
+        taken_ms: i64,
+        at: u64,
+    },
     /// A DNS change's intent or outcome (the `dns_*` kinds).
     #[serde(untagged)]
     Dns(DnsEvent),
@@ -160,6 +182,9 @@ impl Index {
                     None => self.zone_wide.push(at),
                 }
             }
+            Entry::Takeover { unit, .. } => {
+                self.by_site.entry(unit.clone()).or_default().push(at);
+            }
             Entry::Override { .. }
             | Entry::Check { .. }
             | Entry::Run { .. }
@@ -173,11 +198,25 @@ struct Inner {
     index: Index,
 }
 
+impl Inner {
+    /// Indexes the entries the journal took in since it held `from` of them.
+    fn index_from(&mut self, from: usize) {
+        let Inner { journal, index } = self;
+        for (i, e) in journal.all().iter().enumerate().skip(from) {
+            index.add(i, e);
+        }
+    }
+}
+
 /// The plan's journal, held locked for the run, with its indexes.
 pub struct Ledger {
     inner: Mutex<Inner>,
     /// Hook called after each durable entry (crash tests).
     after_record: fn(&Entry),
+    /// The shared store's leases (none with the file journal, whose lock covers every unit).
+    leases: Option<Leases>,
+    /// The site each DNS name belongs to, so a DNS entry is checked against that site's lease.
+    owners: RwLock<HashMap<String, String>>,
 }
 
 impl Ledger {
@@ -186,14 +225,34 @@ impl Ledger {
     /// # Errors
     /// Another run holds the lock, or the journal cannot be read.
     pub fn open(state_dir: &Path) -> Result<Ledger, JournalError> {
-        let journal = Journal::<Entry>::open(state_dir)?;
-        let mut index = Index::default();
-        for (i, e) in journal.all().iter().enumerate() {
-            index.add(i, e);
+        Ledger::over(Journal::<Entry>::open(state_dir)?)
+    }
+
+    /// Opens the plan's journal where the plan keeps it: the file in its state directory (taking
+    /// the run lock), or PostgreSQL (no lock: each unit is leased before it changes).
+    ///
+    /// # Errors
+    /// Another run holds the file's lock, the store is unreachable, or the journal cannot be
+    /// read.
+    pub fn for_plan(plan: &Plan) -> Result<Ledger, JournalError> {
+        match pg_config(plan)? {
+            None => Ledger::open(&plan.state_dir),
+            Some(config) => Ledger::over(Journal::over(Box::new(PgStore::open(config)?))?),
         }
+    }
+
+    fn over(journal: Journal<Entry>) -> Result<Ledger, JournalError> {
+        let leases = journal.leases();
+        let mut inner = Inner {
+            journal,
+            index: Index::default(),
+        };
+        inner.index_from(0);
         Ok(Ledger {
-            inner: Mutex::new(Inner { journal, index }),
+            inner: Mutex::new(inner),
             after_record: |_| {},
+            leases,
+            owners: RwLock::new(HashMap::new()),
         })
     }
 
@@ -203,8 +262,81 @@ impl Ledger {
         self
     }
 
+    /// The shared store's leases (`None` with the file journal).
+    pub fn leases(&self) -> Option<&Leases> {
+        self.leases.as_ref()
+    }
+
+    /// Names the site each DNS name belongs to: its DNS entries then need that site's lease.
+    pub fn set_owners(&self, owners: impl IntoIterator<Item = (String, String)>) {
+        self.owners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(owners);
+    }
+
+    /// The unit an entry is about, for the lease it needs.
+    fn unit_of(&self, entry: &Entry) -> Option<String> {
+        match entry {
+            Entry::Site { site, .. } | Entry::Probe { site, .. } | Entry::Unit { site, .. } => {
+                Some(site.clone())
+            }
+            Entry::Takeover { unit, .. } => Some(unit.clone()),
+            Entry::Override {
+                unit: UnitId::Site(site),
+                ..
+            } => Some(site.clone()),
+            // A name's change belongs to its site, unless this controller changes the names of
+            // many sites at once (TTLs) under the plan's DNS lease instead.
+            Entry::Dns(d) => d.key().and_then(|k| {
+                let site = self
+                    .owners
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&k.name)
+                    .cloned()?;
+                match &self.leases {
+                    Some(l) if !l.holds(&site) && l.holds(DNS_UNIT) => Some(DNS_UNIT.to_string()),
+                    _ => Some(site),
+                }
+            }),
+            Entry::Override { .. }
+            | Entry::Check { .. }
+            | Entry::Run { .. }
+            | Entry::RunEnd { .. } => None,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads what other controllers appended since this one last read or wrote (nothing with
+    /// the file journal). Called before deciding on anything others may have changed.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn refresh(&self) -> Result<(), JournalError> {
+        if self.leases.is_none() {
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        let from = inner.journal.all().len();
+        inner.journal.refresh()?;
+        inner.index_from(from);
+        Ok(())
+    }
+
+    /// As `refresh`, for readers that cannot report an error: they decide on what they have.
+    fn refreshed(&self) -> std::sync::MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        if self.leases.is_some() {
+            let from = inner.journal.all().len();
+            if inner.journal.refresh().is_ok() {
+                inner.index_from(from);
+            }
+        }
+        inner
     }
 
     /// Appends `entry` and returns once it is on disk. Entries from parallel sites share fsyncs:
@@ -213,11 +345,12 @@ impl Ledger {
     /// # Errors
     /// The entry is not durable: the change it announces must not be made.
     pub fn record(&self, entry: Entry) -> Result<(), JournalError> {
+        let unit = self.unit_of(&entry);
         let (seq, syncer) = {
             let mut inner = self.lock();
-            let at = inner.journal.all().len();
-            let seq = inner.journal.write(&entry)?;
-            inner.index.add(at, &entry);
+            let from = inner.journal.all().len();
+            let seq = inner.journal.write_about(&entry, unit.as_deref())?;
+            inner.index_from(from);
             (seq, inner.journal.syncer())
         };
         syncer.sync_to(seq)?;
@@ -227,12 +360,16 @@ impl Ledger {
 
     /// A copy of every entry (reports); prefer the per-unit readers in hot paths.
     pub fn entries(&self) -> Vec<Entry> {
-        self.lock().journal.all().to_vec()
+        self.refreshed().journal.all().to_vec()
     }
 
-    /// The latest state of `site` (`discovered` when the journal never saw it).
+    /// The latest state of `site` (`discovered` when the journal never saw it). A site this
+    /// controller holds the lease of is read as it knows it (only it writes there); any other
+    /// is read from the store again.
     pub fn state(&self, site: &str) -> SiteState {
-        self.lock()
+        let held = self.leases.as_ref().is_none_or(|l| l.holds(site));
+        let inner = if held { self.lock() } else { self.refreshed() };
+        inner
             .index
             .states
             .get(site)
@@ -242,19 +379,19 @@ impl Ledger {
 
     /// Every site's latest state.
     pub fn states(&self) -> HashMap<String, SiteState> {
-        self.lock().index.states.clone()
+        self.refreshed().index.states.clone()
     }
 
     /// The DNS names whose last change may have left them on the new side (a switch, or a TTL
     /// restored on switched values), whether or not it was applied: only the server could say,
     /// and for deciding what may be live the cautious answer is yes.
     pub fn switched_names(&self) -> Vec<String> {
-        switched_names(self.lock().index.dns_last.iter().map(|(n, p)| (n, *p)))
+        switched_names(self.refreshed().index.dns_last.iter().map(|(n, p)| (n, *p)))
     }
 
     /// The entries about `site`, in order.
     pub fn site_history(&self, site: &str) -> Vec<Entry> {
-        let inner = self.lock();
+        let inner = self.refreshed();
         let all = inner.journal.all();
         inner
             .index
@@ -304,7 +441,7 @@ impl Ledger {
         overrides: Vec<String>,
     ) -> Result<u64, JournalError> {
         let run = {
-            let inner = self.lock();
+            let inner = self.refreshed();
             inner
                 .journal
                 .all()
@@ -316,6 +453,11 @@ impl Ledger {
                 .max()
                 .unwrap_or(0)
                 + 1
+        };
+        // Controllers sharing the journal are each given a number of their own.
+        let run = match &self.leases {
+            Some(l) => l.next_run(run)?,
+            None => run,
         };
         self.record(Entry::Run {
             run,
@@ -342,13 +484,13 @@ impl Ledger {
     /// The runs that started and never ended (a crash or a kill), oldest first, with their
     /// commands and the journal position where each started.
     pub fn unfinished_runs(&self) -> Vec<(u64, RunCommand, usize)> {
-        unfinished_runs(self.lock().journal.all())
+        unfinished_runs(self.refreshed().journal.all())
     }
 
     /// The sites that reached a verdict (confirmed, rolled back, failed, paused, pre-synced)
     /// at or after journal position `from`: what a run that started there already finished.
     pub fn verdicts_since(&self, from: usize) -> std::collections::HashSet<String> {
-        let inner = self.lock();
+        let inner = self.refreshed();
         inner.journal.all()[from.min(inner.journal.all().len())..]
             .iter()
             .filter_map(|e| match e {
@@ -405,7 +547,7 @@ impl DnsLog for Ledger {
     }
 
     fn history(&self, names: &[String]) -> Vec<DnsEvent> {
-        let inner = self.lock();
+        let inner = self.refreshed();
         let all = inner.journal.all();
         let mut at: Vec<usize> = if names.is_empty() {
             inner
@@ -470,12 +612,63 @@ pub fn dns_events(entries: &[Entry]) -> Vec<DnsEvent> {
         .collect()
 }
 
-/// Reads a plan's journal without taking the lock (for `status` while a run goes on).
+/// Reads a plan's journal without taking the lock or any lease (for `status` while a run goes
+/// on, from any controller).
+///
+/// # Errors
+/// The file is unreadable or corrupt before its last line; the store is unreachable.
+pub fn read(plan: &Plan) -> Result<Vec<Entry>, JournalError> {
+    match pg_config(plan)? {
+        None => read_dir(&plan.state_dir),
+        Some(config) => crate::journal::postgres::read_lines(&config)?
+            .into_iter()
+            .map(|(seq, line)| {
+                serde_json::from_str(&line).map_err(|e| JournalError::Corrupt {
+                    path: format!("PostgreSQL `{}`", config.conninfo).into(),
+                    line: seq as usize,
+                    message: e.to_string(),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Reads the journal file in `state_dir` without taking the lock.
 ///
 /// # Errors
 /// The file is unreadable or corrupt before its last line.
-pub fn read(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
+pub fn read_dir(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
     crate::journal::read_entries(&state_dir.join("journal.jsonl"))
+}
+
+/// The shared store's settings, its password read now (`None` for the file journal).
+///
+/// # Errors
+/// The password cannot be read (invalid input: nothing was done).
+pub fn pg_config(plan: &Plan) -> Result<Option<PgConfig>, JournalError> {
+    let StateStore::Postgres(pg) = &plan.state else {
+        return Ok(None);
+    };
+    let password = match &pg.password {
+        Some(r) => Some(
+            r.resolve()
+                .map_err(|e| JournalError::Invalid(format!("`state` password: {e}")))?
+                .expose()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let me = crate::journal::LockHolder::this_process();
+    Ok(Some(PgConfig {
+        conninfo: pg.conninfo.clone(),
+        password,
+        plan: plan.name.clone(),
+        lease: pg.lease,
+        holder_info: format!(
+            "`{}` on {} (PID {}, started {})",
+            me.command, me.host, me.pid, me.started
+        ),
+    }))
 }
 
 #[cfg(test)]

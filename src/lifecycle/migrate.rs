@@ -35,11 +35,15 @@ use hickory_proto::rr::RecordType;
 mod interrupt;
 mod preview;
 mod saved;
+mod worker;
 pub use interrupt::{Interrupt, Interrupted, StopSummary, signal_name};
 pub use preview::{Preview, PreviewSite};
+pub use worker::{Worked, WorkerVerb};
 
 /// The journal's name for units that belong to no site (databases no site names, mail).
 pub const PLATFORM: &str = "(platform)";
+
+pub use super::ledger::DNS_UNIT;
 
 /// The journal's step of the VHFFS panel's database, moved once after the last site.
 pub const PANEL_STEP: &str = "final sync (the panel, last)";
@@ -107,6 +111,26 @@ pub enum Selection {
     Only(Vec<String>),
 }
 
+impl From<&Selection> for Selected {
+    fn from(s: &Selection) -> Selected {
+        match s {
+            Selection::All => Selected::All,
+            Selection::Batch(n) => Selected::Batch(*n),
+            Selection::Only(v) => Selected::Only(v.clone()),
+        }
+    }
+}
+
+impl From<&Selected> for Selection {
+    fn from(s: &Selected) -> Selection {
+        match s {
+            Selected::All => Selection::All,
+            Selected::Batch(n) => Selection::Batch(*n),
+            Selected::Only(v) => Selection::Only(v.clone()),
+        }
+    }
+}
+
 /// One plan's migration: its sites, its journal (held locked), its hosts.
 pub struct Migration<'a> {
     /// The plan as the inventory's verdicts restrict it (`Inventory::restricted`): its
@@ -144,8 +168,18 @@ impl<'a> Migration<'a> {
         observer: &'a dyn Observer,
         checks: Allowed,
     ) -> Result<Migration<'a>, LifecycleError> {
-        let ledger = Ledger::open(&loaded.plan.state_dir)?.with_hook(fault_point);
+        let ledger = Ledger::for_plan(&loaded.plan)?.with_hook(fault_point);
         let inventory = expand_sites(loaded, connections);
+        // With a shared journal every entry about a site needs its lease, DNS ones included.
+        ledger.set_owners(
+            inventory
+                .sites
+                .iter()
+                .flat_map(|s| names_of(s).into_iter().map(|n| (n, s.name.clone()))),
+        );
+        if let Some(l) = ledger.leases() {
+            l.require();
+        }
         let plan = inventory.restricted(&loaded.plan);
         if let Some(i) = inventory.unreachable.first() {
             return Err(LifecycleError::Unreachable(format!(
@@ -303,7 +337,12 @@ impl<'a> Migration<'a> {
             for _ in 0..self.plan.defaults.jobs.clamp(1, sites.len().max(1)) {
                 s.spawn(|| {
                     while let Some(site) = sites.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let o = work(site);
+                        let o = self.leased(&site.name, || work(site)).unwrap_or_else(|e| {
+                            SiteOutcome {
+                                error: Some(crate::unit::ErrorKind::Conflict),
+                                ..self.outcome(site, Some(e))
+                            }
+                        });
                         let event = if o.ok() {
                             Event::UnitDone {
                                 phase: phase.into(),
@@ -328,6 +367,57 @@ impl<'a> Migration<'a> {
         let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
         out.sort_by(|a, b| a.site.cmp(&b.site));
         out
+    }
+
+    /// Runs `work` holding `unit`'s lease when the journal is shared (the file journal's lock
+    /// covers every unit). A lease another controller holds is waited for as long as it could
+    /// still expire (a killed controller's), then the unit is left alone (`Err`). A lease taken
+    /// from an expired holder is journaled; the journal is read again before `work` decides.
+    fn leased<T>(&self, unit: &str, work: impl FnOnce() -> T) -> Result<T, String> {
+        let Some(leases) = self.ledger.leases() else {
+            return Ok(work());
+        };
+        let patience = Instant::now() + leases.lease() * 2;
+        let taken = loop {
+            match leases.try_take(unit).map_err(|e| e.to_string())? {
+                Ok(t) => break t,
+                Err(held) if Instant::now() >= patience => {
+                    return Err(format!(
+                        "leased by {} (for {} ms more): left alone",
+                        held.holder, held.expires_in_ms
+                    ));
+                }
+                Err(held) => std::thread::sleep(std::time::Duration::from_millis(
+                    held.expires_in_ms.clamp(50, 500) as u64,
+                )),
+            }
+        };
+        /// Gives the hold back however `work` ends.
+        struct Hold<'l>(&'l crate::journal::postgres::Leases, &'l str);
+        impl Drop for Hold<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.release(self.1);
+            }
+        }
+        let _hold = Hold(leases, unit);
+        self.took(&taken)?;
+        Ok(work())
+    }
+
+    /// Journals a lease taken from an expired holder, and reads the journal again: what the
+    /// last holder wrote decides what comes next.
+    fn took(&self, taken: &crate::journal::postgres::Taken) -> Stop {
+        if let (Some(t), Some(leases)) = (&taken.takeover, self.ledger.leases()) {
+            self.record(&Entry::Takeover {
+                unit: taken.unit.clone(),
+                by: leases.holder_info().to_string(),
+                from: t.from.clone(),
+                expired_ms: t.expired_ms,
+                taken_ms: t.taken_ms,
+                at: now(),
+            })?;
+        }
+        self.ledger.refresh().map_err(|e| e.to_string())
     }
 
     fn outcome(&self, site: &Site, detail: Option<String>) -> SiteOutcome {
@@ -380,59 +470,69 @@ impl<'a> Migration<'a> {
     fn sync_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let sites = self.select(only)?;
         let out = self.each("pre-sync", &sites, |site| {
-            let state = self.state_of(&site.name);
-            if state.may_have_switched() {
-                return self.sync_live_site(site, !only.is_empty());
-            }
-            if state.in_flight() {
-                return self.outcome(
-                    site,
-                    Some(format!(
-                        "{}: a pre-sync would be pointless now",
-                        state.label()
-                    )),
-                );
-            }
-            let refused = AtomicBool::new(false);
-            let result = self
-                .set(&site.name, SiteState::Syncing, None)
-                .and_then(|()| self.move_site_watched(site, false, &refused));
-            match result {
-                Ok((bytes, millis)) => {
-                    let done = self.set_measured(
-                        &site.name,
-                        SiteState::PreSynced,
-                        None,
-                        Some(bytes),
-                        Some(millis),
-                    );
-                    self.outcome(site, done.err())
-                }
-                Err(e) => {
-                    let _ = self.set(&site.name, SiteState::Failed, Some(e.clone()));
-                    let refused = refused.load(Ordering::Relaxed);
-                    if refused {
-                        let finding = crate::check::Finding::new(
-                            Check::DeleteShare,
-                            format!("site {}", site.name),
-                            e.clone(),
-                        );
-                        let _ = self.judged("sync", vec![finding]);
-                    }
-                    SiteOutcome {
-                        error: refused.then_some(crate::unit::ErrorKind::Unsafe),
-                        ..self.outcome(site, Some(e))
-                    }
-                }
-            }
+            self.sync_site(site, !only.is_empty())
         });
         if only.is_empty() {
-            self.move_platform_units(false);
-            self.move_mail(false);
-            self.move_list_archives("pre-sync");
+            let _ = self.leased(PLATFORM, || self.sync_platform());
         }
         self.engines.finish();
         Ok(out)
+    }
+
+    /// The pre-sync of one site (`named`: the operator named it, so a live one is refused).
+    fn sync_site(&self, site: &Site, named: bool) -> SiteOutcome {
+        let state = self.state_of(&site.name);
+        if state.may_have_switched() {
+            return self.sync_live_site(site, named);
+        }
+        if state.in_flight() {
+            return self.outcome(
+                site,
+                Some(format!(
+                    "{}: a pre-sync would be pointless now",
+                    state.label()
+                )),
+            );
+        }
+        let refused = AtomicBool::new(false);
+        let result = self
+            .set(&site.name, SiteState::Syncing, None)
+            .and_then(|()| self.move_site_watched(site, false, &refused));
+        match result {
+            Ok((bytes, millis)) => {
+                let done = self.set_measured(
+                    &site.name,
+                    SiteState::PreSynced,
+                    None,
+                    Some(bytes),
+                    Some(millis),
+                );
+                self.outcome(site, done.err())
+            }
+            Err(e) => {
+                let _ = self.set(&site.name, SiteState::Failed, Some(e.clone()));
+                let refused = refused.load(Ordering::Relaxed);
+                if refused {
+                    let finding = crate::check::Finding::new(
+                        Check::DeleteShare,
+                        format!("site {}", site.name),
+                        e.clone(),
+                    );
+                    let _ = self.judged("sync", vec![finding]);
+                }
+                SiteOutcome {
+                    error: refused.then_some(crate::unit::ErrorKind::Unsafe),
+                    ..self.outcome(site, Some(e))
+                }
+            }
+        }
+    }
+
+    /// The pre-sync of the units of no site: databases no site names, mail, list archives.
+    fn sync_platform(&self) {
+        self.move_platform_units(false);
+        self.move_mail(false);
+        self.move_list_archives("pre-sync");
     }
 
     /// A pre-sync of a site that may serve from the new side: left alone (refused with exit 3
@@ -920,11 +1020,7 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS plan is unsafe or its TTLs are not ready (unless `force`), a zone cannot be read.
     pub fn cutover(&self, selection: &Selection) -> Result<Vec<SiteOutcome>, LifecycleError> {
-        let journaled = match selection {
-            Selection::All => Selected::All,
-            Selection::Batch(n) => Selected::Batch(*n),
-            Selection::Only(v) => Selected::Only(v.clone()),
-        };
+        let journaled = Selected::from(selection);
         let batches = self.selected_batches(selection)?;
         self.check_secrets(&super::secrets::Needs::all(&self.plan))?;
         self.check_dns_ready(&batches.concat())?;
@@ -977,19 +1073,9 @@ impl<'a> Migration<'a> {
                 Err(e) => self.outcome(site, Some(e)),
             },
         );
-        // After a stop, nothing new starts: the sites not yet switched are reopened below.
-        let platform_failures = if self.plan.databases.is_empty() || self.stopped() {
-            Vec::new()
-        } else {
-            self.move_platform_units(true)
-        };
-        // Mail follows every run's freezes; a mailbox that fails is reported, it does not
-        // hold the sites back.
-        if !self.stopped() {
-            self.move_mail(true);
-            self.move_list_archives("final sync");
-            self.apply_quotas();
-        }
+        let platform_failures = self
+            .leased(PLATFORM, || self.final_sync_platform())
+            .unwrap_or_else(|e| vec![format!("units of no site: {e}")]);
         let ready: Vec<&Site> = batch
             .iter()
             .copied()
@@ -1019,21 +1105,53 @@ impl<'a> Migration<'a> {
                 finished.push(p);
             }
         }
-        if finished.iter().any(|o| o.state == SiteState::Confirmed) && !self.stopped() {
-            // Mail that reached the old server while DNS changed goes over too.
-            self.move_mail(true);
-            // After the plan's last site, the panel that describes them all.
-            if let Some(e) = self.move_panel_last() {
-                self.observer.on_event(&Event::UnitFailed {
-                    phase: format!("{label}: panel"),
-                    unit: PLATFORM.into(),
-                    error: e,
-                });
-            }
+        if finished.iter().any(|o| o.state == SiteState::Confirmed) {
+            let _ = self.leased(PLATFORM, || self.after_batch(label));
         }
         self.engines.finish();
         finished.sort_by(|a, b| a.site.cmp(&b.site));
         finished
+    }
+
+    /// The units of no site once a batch's sites are frozen: databases no site names, then
+    /// mail, list archives and quotas. Returns the databases' failures (the sites must not go
+    /// live without them).
+    fn final_sync_platform(&self) -> Vec<String> {
+        // After a stop, nothing new starts: the sites not yet switched are reopened.
+        let failures = if self.plan.databases.is_empty() || self.stopped() {
+            Vec::new()
+        } else {
+            self.move_platform_units(true)
+        };
+        // Mail follows every run's freezes; a mailbox that fails is reported, it does not
+        // hold the sites back.
+        if !self.stopped() {
+            self.move_mail(true);
+            self.move_list_archives("final sync");
+            self.apply_quotas();
+        }
+        failures
+    }
+
+    /// After a batch with confirmed sites: mail that reached the old server while DNS changed,
+    /// and after the plan's last site, the panel that describes them all.
+    fn after_batch(&self, label: &str) {
+        if self.stopped() {
+            return;
+        }
+        self.move_mail(true);
+        if let Some(e) = self.move_panel_last() {
+            self.observer.on_event(&Event::UnitFailed {
+                phase: format!("{label}: panel"),
+                unit: PLATFORM.into(),
+                error: e,
+            });
+        }
+    }
+
+    /// Whether a batch has work for the units of no site (workers skip the steps otherwise).
+    fn has_platform_units(&self) -> bool {
+        !self.plan.databases.is_empty() || !self.plan.mail.is_empty() || self.panel.is_some()
     }
 
     /// Freeze, final sync and verification, from wherever the site stands.
@@ -1156,6 +1274,11 @@ impl<'a> Migration<'a> {
         }) else {
             return Ok(());
         };
+        // No journal entry precedes every hook (a give-up unfreezes, then says failed): with a
+        // shared journal, the site must still be ours.
+        if let Some(l) = self.ledger.leases() {
+            l.check(&site.name).map_err(|e| e.to_string())?;
+        }
         let command = render_shell(template, site);
         // Freeze and unfreeze commands are idempotent by contract: a dropped connection runs
         // them again on a fresh one.
@@ -1700,10 +1823,21 @@ impl<'a> Migration<'a> {
     /// Finishes what a crashed run left. Interrupted rollbacks are completed first, sites in
     /// flight go on with their cutover, then every command that started and never ended is
     /// finished over all of its sites (the batches and sites it had not reached too).
+    ///
+    /// With a shared journal, the workers' open queue is finished first, as one more worker
+    /// would (its run then ends).
     pub fn resume(&self) -> Result<Vec<SiteOutcome>, LifecycleError> {
         self.check_secrets(&super::secrets::Needs::all(&self.plan))?;
+        let queued = self.join_open_queue()?.unwrap_or_default();
         let unfinished = self.ledger.unfinished_runs();
-        self.journaled(RunCommand::Resume, || self.resume_runs(&unfinished))
+        let mut out = self.journaled(RunCommand::Resume, || self.resume_runs(&unfinished))?;
+        for o in queued {
+            if !out.iter().any(|x| x.site == o.site) {
+                out.push(o);
+            }
+        }
+        out.sort_by(|a, b| a.site.cmp(&b.site));
+        Ok(out)
     }
 
     fn resume_runs(
@@ -1760,11 +1894,7 @@ impl<'a> Migration<'a> {
             };
             let done = match command {
                 RunCommand::Cutover { selection } => {
-                    let selection = match selection {
-                        Selected::All => Selection::All,
-                        Selected::Batch(n) => Selection::Batch(*n),
-                        Selected::Only(v) => Selection::Only(v.clone()),
-                    };
+                    let selection = Selection::from(selection);
                     let mut done = Vec::new();
                     for (i, batch) in self.selected_batches(&selection)?.into_iter().enumerate() {
                         // Confirmed and paused sites have their verdict: nothing to finish.
@@ -1847,6 +1977,11 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS server refuses or the journal cannot be written.
     pub fn lower_ttl(&self) -> Result<u64, LifecycleError> {
+        self.leased(DNS_UNIT, || self.lower_ttl_leased())
+            .map_err(LifecycleError::Unreachable)?
+    }
+
+    fn lower_ttl_leased(&self) -> Result<u64, LifecycleError> {
         let Some(spec) = &self.plan.dns else {
             return Ok(0);
         };
@@ -1885,6 +2020,11 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The DNS server refuses a key or the journal cannot be written.
     pub fn restore_ttl(&self) -> Result<cutover::Outcome, LifecycleError> {
+        self.leased(DNS_UNIT, || self.restore_ttl_leased())
+            .map_err(LifecycleError::Unreachable)?
+    }
+
+    fn restore_ttl_leased(&self) -> Result<cutover::Outcome, LifecycleError> {
         let Some(spec) = &self.plan.dns else {
             return Ok(cutover::Outcome::default());
         };
@@ -1918,7 +2058,7 @@ pub fn report(
             i.message
         )));
     }
-    let entries = super::ledger::read(&loaded.plan.state_dir)?;
+    let entries = super::ledger::read(&loaded.plan)?;
     let statuses = fold(&entries);
     Ok(super::status::build(
         &loaded.plan.name,

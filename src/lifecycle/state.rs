@@ -505,6 +505,13 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
                     "`--allow-live site:{site}` in `{command}`: overwritten at the target although {because}"
                 ),
             ),
+            Entry::Takeover {
+                unit, by, from, at, ..
+            } if !unit.starts_with('(') => out.entry(unit.clone()).or_default().mark(
+                *at,
+                MarkKind::Resumed,
+                format!("taken over by {by} once the lease of {from} expired"),
+            ),
             Entry::Check {
                 finding,
                 verdict,

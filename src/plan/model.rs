@@ -21,7 +21,10 @@ pub struct Plan {
     pub file: PathBuf,
     /// Directory relative paths in the plan are resolved against.
     pub base_dir: PathBuf,
+    /// This machine's state: the file journal (unless `state` says otherwise), logs, reports.
     pub state_dir: PathBuf,
+    /// Where the journal is kept.
+    pub state: StateStore,
     pub hosts: BTreeMap<String, Host>,
     pub defaults: Defaults,
     pub site_rules: Vec<SiteRule>,
@@ -30,6 +33,25 @@ pub struct Plan {
     pub inventory: Option<InventorySource>,
     pub dns: Option<DnsSpec>,
     pub cutover: Cutover,
+}
+
+/// Where a plan's journal is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateStore {
+    /// `journal.jsonl` in `state_dir`, under one run lock (the default).
+    File,
+    /// A PostgreSQL database shared by several controllers.
+    Postgres(PostgresState),
+}
+
+/// The journal in PostgreSQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresState {
+    /// libpq-style settings or a URL, without a password.
+    pub conninfo: String,
+    pub password: Option<SecretRef>,
+    /// How long a lease lasts unless renewed.
+    pub lease: Duration,
 }
 
 impl Plan {
@@ -48,6 +70,12 @@ impl Plan {
             .flat_map(|d| [&d.from.password, &d.to.password])
             .flatten()
             .collect();
+        if let StateStore::Postgres(PostgresState {
+            password: Some(p), ..
+        }) = &self.state
+        {
+            refs.push(p);
+        }
         match self.dns.as_ref().map(|d| &d.provider) {
             Some(DnsProvider::Rfc2136 {
                 tsig: Some(tsig), ..

@@ -21,6 +21,11 @@ pub struct RawPlan {
     /// file. Default: `.transhumance/<name>` beside the plan.
     #[serde(default)]
     pub state_dir: Option<String>,
+    /// Where the journal and the work queue live when several controllers share the move
+    /// (`transhumance worker`): a PostgreSQL database every controller reaches. Default: the
+    /// file `journal.jsonl` in `state_dir`, on this machine only.
+    #[serde(default)]
+    pub state: Option<RawState>,
     /// Hosts by name. The name `local` always exists and means this machine.
     #[serde(default)]
     pub hosts: BTreeMap<String, RawHost>,
@@ -46,6 +51,27 @@ pub struct RawPlan {
     /// How the final switch happens.
     #[serde(default)]
     pub cutover: Option<RawCutover>,
+}
+
+/// The journal kept in PostgreSQL, shared by several controllers.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// Connection settings, libpq style (`host=db.example port=5432 dbname=transhumance
+    /// user=migrator`) or a `postgresql://` URL, without the password. The tables are created
+    /// on first use.
+    pub postgres: String,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// How long a controller's lease on a site lasts unless renewed (every third of it while
+    /// it works): a killed controller's sites are taken over by the others once it expires.
+    /// Default `30s`.
+    #[serde(default)]
+    pub lease: Option<String>,
 }
 
 /// How to reach a host: this machine (`local: true`) or OpenSSH.

@@ -321,11 +321,16 @@ impl Validator<'_> {
             Some(d) => resolve(base_dir, d),
             None => base_dir.join(".transhumance").join(&raw.name),
         };
+        let state = match &raw.state {
+            Some(s) => self.state(s, base_dir),
+            None => StateStore::File,
+        };
         Plan {
             name: raw.name,
             file: file.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             state_dir,
+            state,
             hosts,
             defaults,
             site_rules,
@@ -796,6 +801,61 @@ impl Validator<'_> {
             (None, Some(f)) => Some(SecretRef::File(resolve(base_dir, f))),
             (None, None) => None,
         }
+    }
+
+    /// The `state:` key: the journal in PostgreSQL.
+    fn state(&mut self, raw: &raw::RawState, base_dir: &Path) -> StateStore {
+        let path = NodePath::root().key("state");
+        match raw.postgres.parse::<postgres::Config>() {
+            Ok(c) if c.get_password().is_some() => {
+                self.error(
+                    &path.key("postgres"),
+                    "the connection settings hold a password: put it in `password_env` or `password_file` (a plan is read and shared by many)",
+                );
+            }
+            Ok(c) if c.get_hosts().is_empty() => {
+                self.error(
+                    &path.key("postgres"),
+                    "no `host=` in the connection settings: every controller must reach the same server",
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.error(
+                    &path.key("postgres"),
+                    format!("not PostgreSQL connection settings ({e}): expected `host=… dbname=… user=…` or `postgresql://user@host/dbname`"),
+                );
+            }
+        }
+        let password = self.secret(
+            &path.key("password_env"),
+            &raw.password_env,
+            &raw.password_file,
+            base_dir,
+            "password of `state`",
+        );
+        let lease = match &raw.lease {
+            Some(t) => match units::parse_duration(t) {
+                Ok(d) if d < Duration::from_secs(1) => {
+                    self.error(
+                        &path.key("lease"),
+                        "a lease under 1s would expire between two renewals: expected `30s` or so",
+                    );
+                    d
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(&path.key("lease"), e);
+                    Duration::from_secs(30)
+                }
+            },
+            None => Duration::from_secs(30),
+        };
+        StateStore::Postgres(PostgresState {
+            conninfo: raw.postgres.clone(),
+            password,
+            lease,
+        })
     }
 
     fn database(
@@ -1756,6 +1816,52 @@ mod tests {
             super::super::diagnostic::Severity::Warning
         );
         assert!(issues[0].message.contains("TRANSHUMANCE_TEST_UNSET_PW"));
+    }
+
+    #[test]
+    fn the_journal_in_postgresql_is_checked_where_it_is_written() {
+        let p = plan(
+            "version: 1\nname: t\nstate: { postgres: \"host=db.example dbname=moves user=migrator\", password_file: pw, lease: 5s }\n",
+        );
+        assert_eq!(
+            p.state,
+            StateStore::Postgres(PostgresState {
+                conninfo: "host=db.example dbname=moves user=migrator".into(),
+                password: Some(SecretRef::File("/tmp/pw".into())),
+                lease: Duration::from_secs(5),
+            })
+        );
+        assert!(
+            p.secret_refs()
+                .contains(&&SecretRef::File("/tmp/pw".into()))
+        );
+        assert_eq!(plan("version: 1\nname: t\n").state, StateStore::File);
+        let issues = errors(
+            "version: 1\nname: t\nstate:\n  postgres: \"postgresql://migrator:hunter2@db/moves\"\n  lease: 300ms\n  passwd_env: X\n",
+        );
+        let found: Vec<(u32, u32, &str)> = issues
+            .iter()
+            .map(|i| (i.loc.line, i.loc.column, i.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "every problem at once: {found:#?}");
+        assert_eq!(found[2], (6, 3, "unknown key `passwd_env` in `state`"));
+        assert!(
+            found[0].0 == 4 && found[0].1 == 13 && found[0].2.contains("password_env"),
+            "{found:#?}"
+        );
+        assert!(
+            issues.iter().all(|i| !i.message.contains("hunter2")),
+            "the password is never repeated"
+        );
+        assert!(
+            found[1].0 == 5 && found[1].2.contains("under 1s"),
+            "{found:#?}"
+        );
+        let issues = errors("version: 1\nname: t\nstate: { postgres: \"dbname=moves\" }\n");
+        assert!(
+            issues.len() == 1 && issues[0].message.contains("no `host=`"),
+            "{issues:#?}"
+        );
     }
 
     fn plan(text: &str) -> Plan {

@@ -826,6 +826,22 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// Asks every role but `postgres` for its password over TCP (SCRAM), as a production
+    /// server does; `postgres` keeps trust for the harness's own `psql`.
+    pub fn require_passwords(&self) {
+        let hba = self.data.join("pg_hba.conf");
+        let (uid, gid) = postgres_ids();
+        fs::write(
+            &hba,
+            "local all all trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("write pg_hba.conf");
+        lchown(&hba, Some(uid), Some(gid)).expect("chown pg_hba.conf");
+        assert_eq!(self.psql("postgres", "SELECT pg_reload_conf()"), "t");
+    }
+
     /// Runs `query` in database `db`: unaligned, tuples only (`|` between columns).
     pub fn psql(&self, db: &str, query: &str) -> String {
         stdout_text(&run_checked(

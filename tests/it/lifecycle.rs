@@ -8,6 +8,7 @@ use transhumance::demo::WebServer;
 
 use crate::cli::bin;
 use crate::harness::{Bind, MariaDb};
+use crate::journal_pg::SharedJournal;
 
 // Not 127.0.0.1: the harness's BIND names its own server there, and a switch must not move it.
 pub(crate) const OLD: &str = "127.0.0.3";
@@ -32,6 +33,37 @@ pub(crate) struct World {
     pub(crate) work: tempfile::TempDir,
     pub(crate) plan: PathBuf,
     secret: String,
+    /// The journal in PostgreSQL, when the world keeps it there (else the file).
+    pub(crate) shared: Option<SharedJournal>,
+}
+
+/// The journal the lifecycle tests use unless they say: the file, or PostgreSQL when
+/// `TRANSHUMANCE_IT_JOURNAL=postgres` (the whole lifecycle suite then runs on it).
+pub(crate) fn default_journal() -> Option<SharedJournal> {
+    (std::env::var("TRANSHUMANCE_IT_JOURNAL").as_deref() == Ok("postgres"))
+        .then(crate::journal_pg::shared_journal)
+}
+
+impl World {
+    /// Every entry of the plan's journal, wherever it is kept.
+    pub(crate) fn journal(&self) -> Vec<serde_json::Value> {
+        match &self.shared {
+            Some(j) => j.entries(&self.plan_name()),
+            None => std::fs::read_to_string(self.work.path().join("state/journal.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        }
+    }
+
+    fn plan_name(&self) -> String {
+        let text = std::fs::read_to_string(&self.plan).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("name: "))
+            .unwrap()
+            .to_string()
+    }
 }
 
 pub(crate) fn world(
@@ -40,6 +72,17 @@ pub(crate) fn world(
     maria_dst: &MariaDb,
     port: u16,
     smtp: u16,
+) -> World {
+    world_on(bind, maria_src, maria_dst, port, smtp, default_journal())
+}
+
+pub(crate) fn world_on(
+    bind: &Bind,
+    maria_src: &MariaDb,
+    maria_dst: &MariaDb,
+    port: u16,
+    smtp: u16,
+    shared: Option<SharedJournal>,
 ) -> World {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
@@ -68,12 +111,16 @@ pub(crate) fn world(
     std::fs::write(
         &plan,
         format!(
-            "version: 1\nname: lifecycle-it\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
+            "version: 1\nname: lifecycle-it\nstate_dir: state\n{}defaults: {{ jobs: 2 }}\n\
 sites:\n  - name: alpha.example.test\n    from: {{ host: local, path: \"old/www/alpha.example.test/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n    databases: [\"alpha_wp\"]\n  - from: {{ host: local, glob: \"old/www/[bg]*/\" }}\n    to: {{ host: local, path: \"new/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n\
 databases:\n  - engine: mariadb\n    from: {{ host: local, socket: \"{}\", user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n    names: [\"alpha_wp\", \"shared_*\"]\n    conflict: replace\n\
 mail:\n  - layout: maildir\n    from: {{ host: local, path: old/vmail }}\n    to: {{ host: local, path: new/vmail }}\n\
 dns:\n  provider: {{ kind: rfc2136, server: \"127.0.0.1:{}\", tsig: {{ name: {}, secret_env: IT_TSIG }} }}\n  zones: [example.test]\n  nameservers: [\"127.0.0.1:{}\"]\n  switch: [{{ from: {OLD}, to: {NEW} }}]\n  verify_timeout: 10s\n\
 cutover:\n  batch: 2\n  freeze_files: [\".maintenance\"]\n  freeze: {{ run: \"touch {{path}}/.maintenance && echo freeze {{name}} >> {}/hooks.log\" }}\n  unfreeze: {{ run: \"rm -f {{path}}/.maintenance && echo unfreeze {{name}} >> {}/hooks.log\" }}\n  probe: {{ http: \"http://{{domain}}:{port}/\", expect: [200], timeout: 5s, banners: [\"smtp://mx.example.test:{smtp}\"] }}\n  on_failure: rollback\n",
+            shared
+                .as_ref()
+                .map(|j| j.state_key("3s"))
+                .unwrap_or_default(),
             maria_src.socket.display(),
             maria_dst.socket.display(),
             bind.port,
@@ -89,6 +136,7 @@ cutover:\n  batch: 2\n  freeze_files: [\".maintenance\"]\n  freeze: {{ run: \"to
         plan,
         secret: bind.tsig_secret.clone(),
         work,
+        shared,
     }
 }
 
@@ -102,7 +150,8 @@ pub(crate) fn run(
     cmd.arg("--yes")
         .args(args)
         .arg(&world.plan)
-        .env("IT_TSIG", &world.secret);
+        .env("IT_TSIG", &world.secret)
+        .env(crate::journal_pg::PASSWORD_ENV, crate::journal_pg::PASSWORD);
     if let Some(f) = fault {
         cmd.env("TRANSHUMANCE_FAULT", f);
     }
@@ -142,6 +191,16 @@ pub(crate) fn free_port_on_both() -> u16 {
 
 #[test]
 fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly() {
+    lifecycle_story(default_journal());
+}
+
+/// The same lifecycle with the journal in PostgreSQL (every command a controller of its own).
+#[test]
+fn the_lifecycle_story_holds_with_the_journal_in_postgresql() {
+    lifecycle_story(Some(crate::journal_pg::shared_journal()));
+}
+
+fn lifecycle_story(shared: Option<SharedJournal>) {
     let bind = Bind::start(&[("example.test", &zone())]);
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
     let port = free_port_on_both();
@@ -154,7 +213,7 @@ fn lifecycle_survives_crashes_rolls_back_a_failing_site_and_restores_dns_exactly
             let _ = s.write_all(b"220 mx.example.test ESMTP\r\n");
         }
     });
-    let world = world(&bind, &msrc, &mdst, port, smtp_port);
+    let world = world_on(&bind, &msrc, &mdst, port, smtp_port, shared);
     let stale = stale_resolver();
     check_through(&world, &stale);
     let w = world.work.path();
@@ -525,10 +584,9 @@ fn a_shared_database_is_not_copied_again_once_a_site_using_it_is_live() {
     );
 
     // The journal says why it was left alone, each time.
-    let journal = std::fs::read_to_string(w.join("state/journal.jsonl")).unwrap();
+    let journal = world.journal();
     let skipped = journal
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .iter()
         .filter(|e| {
             e["kind"] == "unit"
                 && e["unit"] == "database shared_stats"
@@ -538,7 +596,7 @@ fn a_shared_database_is_not_copied_again_once_a_site_using_it_is_live() {
                 })
         })
         .count();
-    assert_eq!(skipped, 2, "{journal}");
+    assert_eq!(skipped, 2, "{journal:?}");
 }
 
 /// Issue 13: a device node in a web root was recreated at the target as root, silently. It is
@@ -684,14 +742,11 @@ fn a_declared_freeze_marker_never_reaches_the_new_side() {
         "the freeze marker reached the new side"
     );
     assert!(w.join("new/www/alpha.example.test/index.html").exists());
-    let journal = std::fs::read_to_string(w.join("state/journal.jsonl")).unwrap();
-    let verified = journal
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .any(|e| {
-            e["kind"] == "site" && e["site"] == "alpha.example.test" && e["state"] == "verified"
-        });
-    assert!(verified, "{journal}");
+    let journal = world.journal();
+    let verified = journal.iter().any(|e| {
+        e["kind"] == "site" && e["site"] == "alpha.example.test" && e["state"] == "verified"
+    });
+    assert!(verified, "{journal:?}");
 
     // A marker the plan does not declare: a warning on the freeze command, and in the dry run.
     let undeclared = text.replace("  freeze_files: [\".maintenance\"]\n", "");

@@ -5,8 +5,10 @@
 use transhumance::demo::WebServer;
 
 use crate::harness::{Bind, MariaDb};
+use crate::journal_pg::{SharedJournal, shared_journal};
 use crate::lifecycle::{
-    NEW, OLD, World, check_through, free_port_on_both, run, stale_resolver, world, zone,
+    NEW, OLD, World, check_through, default_journal, free_port_on_both, run, stale_resolver,
+    world_on, zone,
 };
 
 struct Setup {
@@ -27,10 +29,15 @@ enum Gamma {
 /// The lifecycle test's world (alpha, beta, gamma failing as `gamma` says), without the SMTP
 /// banner, with `edit` applied to the plan.
 fn setup(gamma: Gamma, edit: impl Fn(String) -> String) -> Setup {
+    setup_on(gamma, edit, default_journal())
+}
+
+/// As `setup`, with the journal kept by `shared` (PostgreSQL) or the file.
+fn setup_on(gamma: Gamma, edit: impl Fn(String) -> String, shared: Option<SharedJournal>) -> Setup {
     let bind = Bind::start(&[("example.test", &zone())]);
     let (msrc, mdst) = (MariaDb::start(), MariaDb::start());
     let port = free_port_on_both();
-    let world = world(&bind, &msrc, &mdst, port, 25);
+    let world = world_on(&bind, &msrc, &mdst, port, 25, shared);
     let stale = stale_resolver();
     if gamma == Gamma::StaleResolver {
         check_through(&world, &stale);
@@ -61,7 +68,16 @@ fn setup(gamma: Gamma, edit: impl Fn(String) -> String) -> Setup {
 
 #[test]
 fn a_kill_between_the_rollback_intent_and_its_update_never_reads_as_rolled_back() {
-    let s = setup(Gamma::StaleResolver, |t| t);
+    a_kill_between_the_rollback_intent_and_its_update(default_journal());
+}
+
+#[test]
+fn a_kill_between_the_rollback_intent_and_its_update_with_the_journal_in_postgresql() {
+    a_kill_between_the_rollback_intent_and_its_update(Some(shared_journal()));
+}
+
+fn a_kill_between_the_rollback_intent_and_its_update(shared: Option<SharedJournal>) {
+    let s = setup_on(Gamma::StaleResolver, |t| t, shared);
     let original = s.bind.dig_ttl("gamma.example.test", "A");
     // gamma fails its DNS verification; its automatic rollback dies after the DNS intent,
     // before the update.
@@ -129,9 +145,20 @@ fn a_kill_between_the_switch_intent_and_its_update_rolls_back_to_the_original_tt
 
 #[test]
 fn resume_finishes_the_batches_a_killed_cutover_had_not_reached() {
-    let s = setup(Gamma::BrokenBackend, |t| {
-        t.replace("  batch: 2\n", "  batch: 1\n")
-    });
+    resume_finishes_the_batches(default_journal());
+}
+
+#[test]
+fn resume_finishes_the_batches_with_the_journal_in_postgresql() {
+    resume_finishes_the_batches(Some(shared_journal()));
+}
+
+fn resume_finishes_the_batches(shared: Option<SharedJournal>) {
+    let s = setup_on(
+        Gamma::BrokenBackend,
+        |t| t.replace("  batch: 2\n", "  batch: 1\n"),
+        shared,
+    );
     let (code, out, err) = run(&s.world, &["sync"], None);
     assert_eq!(code, Some(0), "{out}{err}");
     // Killed when the first batch (alpha) is final-synced: beta and gamma were never reached.
@@ -301,15 +328,18 @@ fn a_pre_sync_never_overwrites_a_live_site_unless_allowed_by_name() {
     );
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!live_write.exists(), "overwritten on purpose: {out}");
-    let journal = std::fs::read_to_string(w.join("state/journal.jsonl")).unwrap();
+    let journal = s.world.journal();
     assert!(
-        journal.contains("\"kind\":\"override\"")
-            && journal.contains("\"unit\":\"site:alpha.example.test\""),
-        "{journal}"
+        journal
+            .iter()
+            .any(|e| e["kind"] == "override" && e["unit"] == "site:alpha.example.test"),
+        "{journal:?}"
     );
     assert!(
-        journal.contains("allow-live site:alpha.example.test"),
-        "{journal}"
+        journal.iter().any(|e| e["overrides"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o == "allow-live site:alpha.example.test"))),
+        "{journal:?}"
     );
 }
 
