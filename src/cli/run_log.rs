@@ -192,18 +192,17 @@ fn secrets_of(loaded: &Loaded) -> Vec<String> {
         .collect()
 }
 
-/// An event in words; byte counts as they go are left out (the totals are said).
+/// An event in words; byte counts are left out: they move as they go, and in a plan run the
+/// total grows as each site announces its own (the report has what moved).
 fn event_line(event: &Event) -> Option<String> {
     Some(match event {
         Event::PhaseStarted { phase, total: 0 } => format!("{phase}: started"),
         Event::PhaseStarted { phase, total } => format!("{phase}: started, {total} unit(s)"),
         Event::UnitDone { phase, unit } => format!("{phase}: {unit}: done"),
         Event::UnitFailed { phase, unit, error } => format!("{phase}: {unit}: failed: {error}"),
-        Event::BytesTotal { phase, bytes } => format!(
-            "{phase}: {} to move",
-            crate::plan::units::human_bytes(*bytes)
-        ),
-        Event::BytesDone { .. } | Event::UnitStarted { .. } => return None,
+        Event::BytesTotal { .. } | Event::BytesDone { .. } | Event::UnitStarted { .. } => {
+            return None;
+        }
         Event::PhaseFinished { phase } => format!("{phase}: finished"),
         Event::CheckOverridden { .. } => super::progress::overridden_line(event)?,
         Event::Info { message } => message.clone(),
