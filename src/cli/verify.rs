@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use super::endpoint::{connect, parse_location};
+use super::endpoint::{Location, connect, parse_location};
 use super::printer::Printer;
 use super::rsync::{Ending, FilterArgs};
 use crate::event::Silent;
 use crate::lifecycle::dry_run::site_sync_options;
 use crate::lifecycle::{Connections, default_agent_binary, expand_sites};
-use crate::sync::verify::{VerifyReport, verify};
+use crate::sync::verify::{VerifyReport, verify, verify_with_source};
 use crate::sync::{Endpoint, SyncOptions};
 
 /// Options of `verify`, from the command line.
@@ -50,8 +50,34 @@ fn check(args: VerifyArgs<'_>, printer: &Printer) -> Ending {
                     return Ending::Usage;
                 }
             };
-            match connect(&s, rsh).and_then(|s| connect(&d, rsh).map(|d| (s, d))) {
-                Ok((s, d)) => vec![(format!("{first} -> {dst}"), s, d, options)],
+            // A local source is hashed while the ssh connection to the target is made.
+            let (hashed, connected) = std::thread::scope(|scope| {
+                let connecting =
+                    scope.spawn(|| connect(&s, rsh).and_then(|s| connect(&d, rsh).map(|d| (s, d))));
+                let hashed = match (&s, &d) {
+                    (Location::Local(_), Location::Remote(..)) => {
+                        connect(&s, None).ok().and_then(|e| {
+                            e.transport
+                                .scan_digested(&e.root, &options.exclude, options.keep())
+                                .ok()
+                        })
+                    }
+                    _ => None,
+                };
+                (hashed, connecting.join().expect("connect thread"))
+            });
+            match connected {
+                Ok((s, d)) => {
+                    if let Some(source) = hashed {
+                        let name = format!("{first} -> {dst}");
+                        return report_all(
+                            vec![(name, verify_with_source(&s, &d, &options, &Silent, source))],
+                            true,
+                            printer,
+                        );
+                    }
+                    vec![(format!("{first} -> {dst}"), s, d, options)]
+                }
                 Err(e) => {
                     printer.error(e.to_string());
                     return Ending::Unreachable;
@@ -129,10 +155,23 @@ fn check(args: VerifyArgs<'_>, printer: &Printer) -> Ending {
             pairs
         }
     };
-    let mut all_clean = db_clean;
+    let results = pairs
+        .into_iter()
+        .map(|(name, s, d, opts)| (name, verify(&s, &d, &opts, &Silent)))
+        .collect();
+    report_all(results, db_clean, printer)
+}
+
+/// Prints each pair's verdict; `Done` when every one (and `clean_so_far`) is clean.
+fn report_all(
+    results: Vec<(String, Result<VerifyReport, crate::sync::SyncError>)>,
+    clean_so_far: bool,
+    printer: &Printer,
+) -> Ending {
+    let mut all_clean = clean_so_far;
     let mut reports = Vec::new();
-    for (name, s, d, opts) in pairs {
-        match verify(&s, &d, &opts, &Silent) {
+    for (name, result) in results {
+        match result {
             Ok(r) => {
                 all_clean &= r.is_clean();
                 reports.push((name, r));

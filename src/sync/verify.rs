@@ -62,7 +62,41 @@ pub fn verify(
         let source = src.transport.scan_digested(&src.root, exclude, keep);
         (source, t.join().expect("scan thread"))
     });
-    let mut source = source?;
+    compare(src, dst, opts, observer, source?, target?)
+}
+
+/// As `verify`, with the source listed and hashed already (`scan_digested`), such as a local
+/// source hashed while the connection to the target was being made.
+///
+/// # Errors
+/// As `verify`.
+pub fn verify_with_source(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+    source: crate::tree::ScanSummary,
+) -> Result<VerifyReport, SyncError> {
+    observer.on_event(&Event::PhaseStarted {
+        phase: "verify".into(),
+        total: 0,
+    });
+    let target = dst
+        .transport
+        .scan_digested(&dst.root, &opts.exclude, opts.keep())?;
+    compare(src, dst, opts, observer, source, target)
+}
+
+/// Compares two digested listings entry by entry.
+fn compare(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+    mut source: crate::tree::ScanSummary,
+    target: crate::tree::ScanSummary,
+) -> Result<VerifyReport, SyncError> {
+    let keep = opts.keep();
     super::plan::relinked(&mut source, opts);
     if !source.exists {
         return Err(SyncError::SourceMissing(format!(
@@ -71,7 +105,6 @@ pub fn verify(
             src.root.display()
         )));
     }
-    let target = target?;
     let mut report = VerifyReport::default();
     let by_path: HashMap<&[u8], (usize, &Entry)> = target
         .entries
