@@ -1284,3 +1284,40 @@ fn a_mount_point_inside_the_target_fails_its_files_with_the_reason() {
     assert_eq!(std::fs::read(dst.join("index.html")).unwrap(), b"home");
     assert!(!dst.join(TEMP_DIR).exists(), "temp directory left behind");
 }
+
+#[test]
+fn verify_hashes_both_ends_where_they_are_and_names_each_difference() {
+    // Listing and hashes come in one pass per side (the local source hashed while the ssh
+    // connection is made): a same-size change, a missing and an extra file are each found,
+    // in both directions.
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    std::fs::create_dir_all(src.join("a/b")).unwrap();
+    for i in 0..300 {
+        std::fs::write(src.join(format!("a/b/f{i}")), format!("body {i:05}")).unwrap();
+    }
+    std::fs::write(src.join("big"), vec![7u8; 6 << 20]).unwrap();
+    let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, text) = verify_code(&sshd, src.to_str().unwrap(), &remote(&dst));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("301 files hashed"), "{text}");
+
+    std::fs::write(dst.join("a/b/f17"), "body 99999").unwrap();
+    let mut big = vec![7u8; 6 << 20];
+    big[5 << 20] = 8;
+    std::fs::write(dst.join("big"), big).unwrap();
+    std::fs::remove_file(dst.join("a/b/f5")).unwrap();
+    std::fs::write(dst.join("a/extra"), "x").unwrap();
+    for (first, second) in [
+        (src.to_str().unwrap().to_string(), remote(&dst)),
+        (remote(&src), dst.to_str().unwrap().to_string()),
+    ] {
+        let (code, text) = verify_code(&sshd, &first, &second);
+        assert_eq!(code, 1, "{text}");
+        for needle in ["a/b/f17 (content)", "big (content)", "a/b/f5", "a/extra"] {
+            assert!(text.contains(needle), "{needle} not named:\n{text}");
+        }
+    }
+}
