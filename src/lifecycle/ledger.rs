@@ -81,6 +81,20 @@ pub enum Entry {
     },
     /// The command of `run` finished (with or without failed sites).
     RunEnd { run: u64, ok: bool, at: u64 },
+    /// A move's restricted key at a target host (the direct data path): journaled before it
+    /// is installed and once it is removed, so what a crash leaves is removed by the next
+    /// command.
+    DirectKey {
+        host: String,
+        /// The authorized_keys file it is in.
+        file: String,
+        marker: String,
+        /// Its stream directory at the host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        streams: Option<std::path::PathBuf>,
+        installed: bool,
+        at: u64,
+    },
     /// A DNS change's intent or outcome (the `dns_*` kinds).
     #[serde(untagged)]
     Dns(DnsEvent),
@@ -163,7 +177,8 @@ impl Index {
             Entry::Override { .. }
             | Entry::Check { .. }
             | Entry::Run { .. }
-            | Entry::RunEnd { .. } => {}
+            | Entry::RunEnd { .. }
+            | Entry::DirectKey { .. } => {}
         }
     }
 }
