@@ -187,6 +187,9 @@ impl Drop for Opened<'_> {
                 Some(&r.streams),
             );
         }
+        if self.checks.is_empty() {
+            return;
+        }
         let (sent, received) = self.connections.wire_bytes();
         self.observer.on_event(&Event::Info {
             message: format!(

@@ -543,3 +543,88 @@ fn a_key_left_by_a_crash_is_removed_by_the_next_command() {
         noise(100_000, 7)
     );
 }
+
+/// The dry run says which path each pair of remote hosts takes, and why, installing nothing:
+/// `direct` where the source reaches the target's sshd; relayed (a warning) where it does
+/// not; an error where the plan asks for `direct` and it cannot be had.
+#[test]
+fn the_dry_run_checks_each_pair_without_installing_anything() {
+    let (old, new) = (Sshd::start(), Sshd::start());
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("src/www/alpha")).unwrap();
+    std::fs::write(w.join("src/www/alpha/index.html"), b"hi").unwrap();
+    let before = std::fs::read_to_string(authorized(&new)).unwrap();
+    let plan = |name: &str, transfer: &str, address: &str| {
+        let path = w.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: {name}\n{transfer}hosts:\n{}{}sites:\n  - from: {{ host: old, glob: \"{src}/www/*\" }}\n    to: {{ host: new, path: \"{dst}/www/{{name}}\" }}\n",
+                host_line("old", &old, &w.join("agent-old"), ""),
+                host_line("new", &new, &w.join("agent-new"), address),
+                src = w.join("src").display(),
+                dst = w.join("dst").display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let report = |path: &Path| -> serde_json::Value {
+        let out = crate::cli::bin()
+            .args(["plan", "--format", "json"])
+            .arg(path)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let risks = |r: &serde_json::Value, kind: &str| -> Vec<String> {
+        r["risks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["kind"] == kind)
+            .map(|k| format!("{} {}", k["severity"], k["message"]))
+            .collect()
+    };
+    let r = report(&plan("reach", "", ""));
+    let paths = r["transfer"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "{r:#}");
+    assert_eq!(
+        (&paths[0]["source"], &paths[0]["target"], &paths[0]["path"]),
+        (
+            &serde_json::json!("old"),
+            &serde_json::json!("new"),
+            &serde_json::json!("direct")
+        ),
+        "{r:#}"
+    );
+    assert!(
+        paths[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("from 127.0.0.1"),
+        "{r:#}"
+    );
+    // A port nothing listens on: relayed, said as a warning.
+    let closed = format!(
+        ", direct: {{ address: \"127.0.0.1:{}\" }}",
+        crate::harness::free_port()
+    );
+    let r = report(&plan("closed", "", &closed));
+    assert_eq!(r["transfer"][0]["path"], "relay", "{r:#}");
+    let warned = risks(&r, "relayed");
+    assert!(
+        warned.len() == 1 && warned[0].starts_with("\"warning\""),
+        "{warned:?}"
+    );
+    // The same, with `transfer: direct`: an error.
+    let r = report(&plan("insist", "defaults: { transfer: direct }\n", &closed));
+    let refused = risks(&r, "direct_path");
+    assert!(
+        refused.len() == 1 && refused[0].starts_with("\"error\""),
+        "{refused:?}"
+    );
+    assert_eq!(std::fs::read_to_string(authorized(&new)).unwrap(), before);
+}
