@@ -192,11 +192,18 @@ impl Drop for Opened<'_> {
         }
         let (sent, received) = self.connections.wire_bytes();
         self.observer.on_event(&Event::Info {
-            message: format!(
-                "this controller's ssh streams carried {} out and {} in during the command",
-                crate::plan::units::human_bytes(sent.saturating_sub(self.wire_before.0)),
-                crate::plan::units::human_bytes(received.saturating_sub(self.wire_before.1)),
-            ),
+            message: {
+                let (out, inn) = (
+                    sent.saturating_sub(self.wire_before.0),
+                    received.saturating_sub(self.wire_before.1),
+                );
+                format!(
+                    "this controller's ssh streams carried {} out and {} in during the command ({} bytes)",
+                    crate::plan::units::human_bytes(out),
+                    crate::plan::units::human_bytes(inn),
+                    out + inn
+                )
+            },
         });
     }
 }
@@ -289,6 +296,10 @@ pub fn open<'a>(
     };
     let mode = plan.defaults.transfer;
     if mode == Some(TransferMode::Relay) {
+        opened.checks = pairs(plan, sites)
+            .into_keys()
+            .map(|(s, t)| relay(&s, &t, "`transfer: relay` in the plan".into(), false))
+            .collect();
         return Ok(opened);
     }
     let required = mode == Some(TransferMode::Direct);
