@@ -130,7 +130,7 @@ fn reach(
         None => (resolved.hostname, resolved.port),
     };
     let src = connections.get(source).map_err(|e| e.to_string())?;
-    let r = route::probe(src.as_ref(), &address, port)
+    let r = route::probe(src.as_ref(), &address, port, true)
         .map_err(|e| format!("`{source}` cannot reach {address}:{port}: {e}"))?;
     Ok(format!(
         "`{source}` reaches {address}:{port} ({}) from {}",
@@ -168,12 +168,25 @@ pub struct Opened<'a> {
     ledger: &'a Ledger,
     observer: &'a dyn Observer,
     grants: Vec<route::Grant>,
+    /// Logins with the move's keys still being tried (source, target, outcome).
+    checking: Vec<Checking>,
     wire_before: (u64, u64),
     pub checks: Vec<PathCheck>,
 }
 
+type Checking = (String, String, std::thread::JoinHandle<Result<(), String>>);
+
 impl Drop for Opened<'_> {
     fn drop(&mut self) {
+        for (source, target, login) in self.checking.drain(..) {
+            if let Ok(Err(e)) = login.join() {
+                self.observer.on_event(&Event::Info {
+                    message: format!(
+                        "`{source}` -> `{target}` relayed through this machine after all: {e}"
+                    ),
+                });
+            }
+        }
         for g in self.grants.drain(..) {
             let r = &g.route;
             self.connections.routes().remove(&r.source, &r.target);
@@ -291,6 +304,7 @@ pub fn open<'a>(
         ledger,
         observer,
         grants: Vec::new(),
+        checking: Vec::new(),
         wire_before: connections.wire_bytes(),
         checks: Vec::new(),
     };
@@ -315,6 +329,32 @@ pub fn open<'a>(
         ) {
             Ok(g) => {
                 connections.routes().set(g.route.clone());
+                let src = connections.get(&source).map_err(|e| e.to_string())?;
+                if required {
+                    // Asked for, the path must work before any work starts.
+                    let login = route::check(src.as_ref(), &g.route);
+                    opened.grants.push(g);
+                    if let Err(e) = login {
+                        return Err(format!("direct path `{source}` -> `{target}`: {e}"));
+                    }
+                } else {
+                    // The first login (an ssh handshake) runs while the work starts; the
+                    // source's agent keeps its connection for the engines. Should it fail,
+                    // the route goes and what had started with it is relayed.
+                    let (routes, route) = (connections.routes().clone(), g.route.clone());
+                    let login = std::thread::spawn(move || {
+                        let r = route::check(src.as_ref(), &route);
+                        if r.is_err() {
+                            routes.remove(&route.source, &route.target);
+                        }
+                        r
+                    });
+                    opened
+                        .checking
+                        .push((source.clone(), target.clone(), login));
+                    opened.grants.push(g);
+                }
+                let g = opened.grants.last().expect("just pushed");
                 let detail = format!(
                     "bytes go host to host, the key confined to {} root(s) and to {}",
                     confine(&roots).len(),
@@ -330,7 +370,6 @@ pub fn open<'a>(
                     detail,
                     refused: false,
                 });
-                opened.grants.push(g);
             }
             Err(e) if required => {
                 return Err(format!(

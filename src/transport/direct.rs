@@ -253,14 +253,21 @@ pub struct Reach {
     pub from: String,
 }
 
-/// Whether `source` reaches an ssh server at `address:port` (without logging in).
+/// The address `source` reaches `address:port` from; with `banner`, whether an ssh server
+/// answers there (without logging in).
 ///
 /// # Errors
 /// The source cannot be asked, or it cannot reach the address (the reason).
-pub fn probe(source: &dyn Transport, address: &str, port: u16) -> Result<Reach, TransportError> {
+pub fn probe(
+    source: &dyn Transport,
+    address: &str,
+    port: u16,
+    banner: bool,
+) -> Result<Reach, TransportError> {
     match source.channel(0)?.call_wait(Call::PeerProbe {
         address: address.to_string(),
         port,
+        banner,
     })? {
         Reply::Probed { banner, local } => Ok(Reach {
             banner,
@@ -337,19 +344,19 @@ pub fn nonce() -> Result<String, String> {
     Ok(data_encoding::HEXLOWER.encode(&bytes))
 }
 
-/// Sets up one direct path: checks the source reaches the target's sshd, installs a fresh
-/// restricted key at the target, and logs in with it from the source once, so the route
-/// returned is known to work.
+/// Sets up one direct path: resolves where the source reaches the target's sshd and installs a
+/// fresh restricted key at the target. Whether the source logs in with it is `check`'s to say.
 ///
 /// # Errors
-/// Why the path cannot be used (nothing is left installed at the target then).
+/// Why the path cannot be set up.
 pub fn grant(req: &Request<'_>) -> Result<Grant, String> {
     let resolved = resolve(req.target_access)?;
     let (address, port) = match &req.address {
         Some((a, p)) => (a.clone(), p.unwrap_or(resolved.port)),
         None => (resolved.hostname.clone(), resolved.port),
     };
-    let reach = probe(req.source, &address, port)
+    // The route's own address: whether sshd answers there is what `check` finds out.
+    let reach = probe(req.source, &address, port, false)
         .map_err(|e| format!("`{}` cannot reach {address}:{port}: {e}", req.source.host()))?;
     let keys = key_pair(&req.marker)?;
     let installed = req
@@ -379,30 +386,6 @@ pub fn grant(req: &Request<'_>) -> Result<Grant, String> {
         key: keys.private.clone(),
         known_hosts: resolved.known_hosts.clone(),
     };
-    let tried = req
-        .source
-        .channel(0)
-        .and_then(|c| c.call_wait(Call::PeerOpen(Box::new(spec.clone()))));
-    if let Err(e) = tried
-        .as_ref()
-        .map_err(ToString::to_string)
-        .and_then(|r| match r {
-            Reply::Opened(_) => Ok(()),
-            r => Err(format!("unexpected {r:?}")),
-        })
-    {
-        let _ = revoke(
-            req.target,
-            &req.authorized_keys,
-            &req.marker,
-            Some(&req.streams),
-        );
-        return Err(format!(
-            "`{}` cannot log in to `{}` with the move's key: {e}",
-            req.source.host(),
-            req.target.host()
-        ));
-    }
     Ok(Grant {
         route: Arc::new(Route {
             source: req.source.host().to_string(),
@@ -414,6 +397,25 @@ pub fn grant(req: &Request<'_>) -> Result<Grant, String> {
         file: req.authorized_keys.clone(),
         marker: req.marker.clone(),
     })
+}
+
+/// Logs in from the source with the route's key once (the source's agent keeps that
+/// connection for the engines that use the route).
+///
+/// # Errors
+/// Why the source cannot log in (unreachable, key refused, host key not the pinned one).
+pub fn check(source: &dyn Transport, route: &Route) -> Result<(), String> {
+    let tried = source
+        .channel(0)
+        .and_then(|c| c.call_wait(Call::PeerOpen(Box::new(route.spec.clone()))));
+    match tried {
+        Ok(Reply::Opened(_)) => Ok(()),
+        Ok(r) => Err(format!("unexpected {r:?}")),
+        Err(e) => Err(format!(
+            "`{}` cannot log in to `{}` with the move's key: {e}",
+            route.source, route.target
+        )),
+    }
 }
 
 /// Removes the keys marked `marker` (a prefix) from the target's authorized_keys file, and

@@ -148,17 +148,35 @@ fn connect(spec: &PeerSpec) -> Result<Peer, String> {
     }
 }
 
-/// Whether `address:port` answers as an ssh server from here; the banner, and the address
-/// this host reached it from (what the peer's `from=` must allow).
+/// The address this host reaches `address:port` from (what the peer's `from=` must allow);
+/// with `banner`, whether it answers as an ssh server, and its banner.
 ///
 /// # Errors
-/// Nothing answers, or what answers is no ssh server.
-pub fn probe(address: &str, port: u16) -> Result<Reply, String> {
-    use std::net::{TcpStream, ToSocketAddrs};
+/// No route, nothing answers, or what answers is no ssh server.
+pub fn probe(address: &str, port: u16, banner: bool) -> Result<Reply, String> {
+    use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
     let addrs: Vec<_> = (address, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve `{address}` here: {e}"))?
         .collect();
+    if !banner {
+        // A connected UDP socket takes its local address from the route: nothing is sent.
+        let a = addrs
+            .first()
+            .ok_or_else(|| format!("`{address}` resolves to no address"))?;
+        let any: std::net::SocketAddr = if a.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let local = UdpSocket::bind(any)
+            .and_then(|s| s.connect(a).and_then(|()| s.local_addr()))
+            .map_err(|e| format!("no route to {a}: {e}"))?;
+        return Ok(Reply::Probed {
+            banner: String::new(),
+            local: local.ip().to_string(),
+        });
+    }
     let mut last = format!("`{address}` resolves to no address");
     for a in addrs {
         let mut stream = match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {

@@ -247,11 +247,13 @@ pub enum Call {
     /// `ExecSession` with the command's stderr written into its stdout (one pipe): a
     /// verification client's errors come back between the rows they follow.
     ExecSessionMerged(ExecRequest),
-    /// Tests from here that a peer host's sshd answers (its banner), without logging in:
-    /// `Probed`. The direct data path's reachability check, safe in a dry run.
+    /// The address this host reaches a peer host from: `Probed`. With `banner`, connects to
+    /// the peer's sshd and reads its banner, without logging in (the dry run's reachability
+    /// check); without, only asks the routing table (no packet sent).
     PeerProbe {
         address: String,
         port: u16,
+        banner: bool,
     },
     /// Opens this agent's own ssh connection to a peer host's agent with a key made for the
     /// move (or finds the one already open for the same spec): `Opened` with a peer handle.

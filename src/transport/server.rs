@@ -368,7 +368,11 @@ impl Server {
                     .root(root)
                     .and_then(|r| r.sync().map_err(|e| e.to_string()))
                     .map(|()| Some(Reply::Done(Outcome::default()))),
-                Call::PeerProbe { address, port } => super::peer::probe(&address, port).map(Some),
+                Call::PeerProbe {
+                    address,
+                    port,
+                    banner,
+                } => super::peer::probe(&address, port, banner).map(Some),
                 Call::PeerOpen(spec) => self
                     .peers
                     .open(&spec)

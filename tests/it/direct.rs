@@ -168,6 +168,10 @@ impl Lab {
         let w = self.work.path();
         let dst = w.join(format!("dst-{name}"));
         for (site, files) in [("alpha", 3usize), ("beta", 2)] {
+            assert!(
+                !dst.join(format!("www/{site}/.transhumance-tmp")).exists(),
+                "{name}: temp directory left"
+            );
             for i in 0..files {
                 let rel = format!("www/{site}/uploads/f{i}.bin");
                 assert_eq!(
@@ -627,4 +631,76 @@ fn the_dry_run_checks_each_pair_without_installing_anything() {
         "{refused:?}"
     );
     assert_eq!(std::fs::read_to_string(authorized(&new)).unwrap(), before);
+}
+
+/// A key the target's sshd does not read (the plan names the wrong file): unasked, the data is
+/// relayed and said so; under `transfer: direct`, the command fails before any work. Either
+/// way the key is removed.
+#[test]
+fn a_path_whose_login_fails_is_relayed_unless_the_plan_asks_for_direct() {
+    let (old, new) = (Sshd::start(), Sshd::start());
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("src/www/alpha")).unwrap();
+    std::fs::write(w.join("src/www/alpha/a.bin"), noise(200_000, 3)).unwrap();
+    let unread = w.join("keys-sshd-does-not-read");
+    let plan = |name: &str, transfer: &str| {
+        let path = w.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: {name}\n{transfer}hosts:\n{}{}sites:\n  - from: {{ host: old, glob: \"{src}/www/*\" }}\n    to: {{ host: new, path: \"{dst}/www/{{name}}\" }}\n",
+                host_line("old", &old, &w.join("agent-old"), ""),
+                host_line(
+                    "new",
+                    &new,
+                    &w.join("agent-new"),
+                    &format!(", direct: {{ authorized_keys: \"{}\" }}", unread.display())
+                ),
+                src = w.join("src").display(),
+                dst = w.join(format!("dst-{name}")).display(),
+            ),
+        )
+        .unwrap();
+        transhumance::plan::load(&path).unwrap()
+    };
+    let run = |loaded: &transhumance::plan::Loaded| {
+        let connections = Connections::new(
+            &loaded.plan.hosts,
+            PathBuf::from(env!("CARGO_BIN_EXE_transhumance")),
+        );
+        let recorder = Recorder::default();
+        let done = Migration::open(
+            loaded,
+            &connections,
+            &recorder,
+            transhumance::check::Allowed::none(),
+        )
+        .unwrap()
+        .sync(&[]);
+        let said = infos(&recorder.events.lock().unwrap());
+        (done, said)
+    };
+    let (done, said) = run(&plan("unasked", ""));
+    assert!(done.unwrap().iter().all(|o| o.ok()));
+    assert_eq!(
+        std::fs::read(w.join("dst-unasked/www/alpha/a.bin")).unwrap(),
+        noise(200_000, 3)
+    );
+    assert!(
+        said.iter()
+            .any(|m| m.contains("relayed through this machine after all")
+                && m.contains("cannot log in")),
+        "{said:#?}"
+    );
+    let (done, _) = run(&plan("asked", "defaults: { transfer: direct }\n"));
+    let e = done.err().expect("refused").to_string();
+    assert!(e.contains("cannot log in"), "{e}");
+    assert!(!w.join("dst-asked/www/alpha/a.bin").exists());
+    assert!(
+        !std::fs::read_to_string(&unread)
+            .unwrap()
+            .contains("transhumance-direct"),
+        "keys removed"
+    );
 }
