@@ -163,28 +163,23 @@ pub fn check(plan: &Plan, sites: &[Site], connections: &Connections) -> Vec<Path
 }
 
 /// The direct paths of a command, removed (keys revoked, routes dropped) when it ends.
-pub struct Opened<'a> {
-    connections: &'a Connections,
-    ledger: &'a Ledger,
-    observer: &'a dyn Observer,
+pub struct Opened<'scope> {
+    connections: &'scope Connections,
+    ledger: &'scope Ledger,
+    observer: &'scope dyn Observer,
     grants: Vec<route::Grant>,
-    /// Logins with the move's keys still being tried (source, target, outcome).
-    checking: Vec<Checking>,
+    /// Paths being set up while the work starts: their key, when one was installed.
+    setting_up: Vec<std::thread::ScopedJoinHandle<'scope, Option<route::Grant>>>,
     wire_before: (u64, u64),
-    pub checks: Vec<PathCheck>,
+    /// Pairs of remote hosts this command moves data between.
+    pairs: usize,
 }
-
-type Checking = (String, String, std::thread::JoinHandle<Result<(), String>>);
 
 impl Drop for Opened<'_> {
     fn drop(&mut self) {
-        for (source, target, login) in self.checking.drain(..) {
-            if let Ok(Err(e)) = login.join() {
-                self.observer.on_event(&Event::Info {
-                    message: format!(
-                        "`{source}` -> `{target}` relayed through this machine after all: {e}"
-                    ),
-                });
+        for setup in self.setting_up.drain(..) {
+            if let Ok(Some(g)) = setup.join() {
+                self.grants.push(g);
             }
         }
         for g in self.grants.drain(..) {
@@ -200,23 +195,21 @@ impl Drop for Opened<'_> {
                 Some(&r.streams),
             );
         }
-        if self.checks.is_empty() {
+        if self.pairs == 0 {
             return;
         }
         let (sent, received) = self.connections.wire_bytes();
+        let (out, inn) = (
+            sent.saturating_sub(self.wire_before.0),
+            received.saturating_sub(self.wire_before.1),
+        );
         self.observer.on_event(&Event::Info {
-            message: {
-                let (out, inn) = (
-                    sent.saturating_sub(self.wire_before.0),
-                    received.saturating_sub(self.wire_before.1),
-                );
-                format!(
-                    "this controller's ssh streams carried {} out and {} in during the command ({} bytes)",
-                    crate::plan::units::human_bytes(out),
-                    crate::plan::units::human_bytes(inn),
-                    out + inn
-                )
-            },
+            message: format!(
+                "this controller's ssh streams carried {} out and {} in during the command ({} bytes)",
+                crate::plan::units::human_bytes(out),
+                crate::plan::units::human_bytes(inn),
+                out + inn
+            ),
         });
     }
 }
@@ -286,105 +279,108 @@ pub fn clean_stale(connections: &Connections, ledger: &Ledger, observer: &dyn Ob
 }
 
 /// Sets up the direct path of every pair the plan moves data between (unless `transfer:
-/// relay`); where one cannot be had, its data is relayed, or with `transfer: direct` the
-/// command fails before any work.
+/// relay`). Unasked (`transfer` unset), each path is set up on a thread of `scope` while the
+/// work starts (an engine that wants it waits for it), and one that cannot be had leaves its
+/// data relayed, said; under `transfer: direct`, every path is set up and tried first, and
+/// one that cannot be had stops the command before any work.
 ///
 /// # Errors
 /// `transfer: direct` and a pair whose path cannot be set up (nothing stays installed).
-pub fn open<'a>(
-    plan: &Plan,
+pub fn open<'scope, 'env: 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    plan: &'env Plan,
     sites: &[Site],
-    connections: &'a Connections,
-    ledger: &'a Ledger,
-    observer: &'a dyn Observer,
-) -> Result<Opened<'a>, String> {
+    connections: &'env Connections,
+    ledger: &'env Ledger,
+    observer: &'env dyn Observer,
+) -> Result<Opened<'scope>, String> {
     clean_stale(connections, ledger, observer);
+    let pairs = pairs(plan, sites);
     let mut opened = Opened {
         connections,
         ledger,
         observer,
         grants: Vec::new(),
-        checking: Vec::new(),
+        setting_up: Vec::new(),
         wire_before: connections.wire_bytes(),
-        checks: Vec::new(),
+        pairs: pairs.len(),
     };
     let mode = plan.defaults.transfer;
     if mode == Some(TransferMode::Relay) {
-        opened.checks = pairs(plan, sites)
-            .into_keys()
-            .map(|(s, t)| relay(&s, &t, "`transfer: relay` in the plan".into(), false))
-            .collect();
         return Ok(opened);
     }
     let required = mode == Some(TransferMode::Direct);
-    for ((source, target), roots) in pairs(plan, sites) {
-        match grant(
-            plan,
-            connections,
-            ledger,
-            &source,
-            &target,
-            &roots,
-            required,
-        ) {
-            Ok(g) => {
-                connections.routes().set(g.route.clone());
-                let src = connections.get(&source).map_err(|e| e.to_string())?;
-                if required {
-                    // Asked for, the path must work before any work starts.
-                    let login = route::check(src.as_ref(), &g.route);
-                    opened.grants.push(g);
-                    if let Err(e) = login {
-                        return Err(format!("direct path `{source}` -> `{target}`: {e}"));
-                    }
-                } else {
-                    // The first login (an ssh handshake) runs while the work starts; the
-                    // source's agent keeps its connection for the engines. Should it fail,
-                    // the route goes and what had started with it is relayed.
-                    let (routes, route) = (connections.routes().clone(), g.route.clone());
-                    let login = std::thread::spawn(move || {
-                        let r = route::check(src.as_ref(), &route);
-                        if r.is_err() {
-                            routes.remove(&route.source, &route.target);
-                        }
-                        r
-                    });
-                    opened
-                        .checking
-                        .push((source.clone(), target.clone(), login));
-                    opened.grants.push(g);
-                }
-                let g = opened.grants.last().expect("just pushed");
-                let detail = format!(
-                    "bytes go host to host, the key confined to {} root(s) and to {}",
-                    confine(&roots).len(),
-                    g.route.spec.address
-                );
-                observer.on_event(&Event::Info {
-                    message: format!("direct path `{source}` -> `{target}`: {detail}"),
-                });
-                opened.checks.push(PathCheck {
-                    source,
-                    target,
-                    path: "direct".into(),
-                    detail,
-                    refused: false,
-                });
-            }
-            Err(e) if required => {
-                return Err(format!(
-                    "direct path `{source}` -> `{target}`: {e} (`transfer: direct` in the plan; `relay` sends the data through this machine)"
-                ));
-            }
-            Err(e) => {
-                observer.on_event(&Event::Info {
-                    message: format!("`{source}` -> `{target}` relayed through this machine: {e}"),
-                });
-                opened.checks.push(relay(&source, &target, e, false));
-            }
+    for ((source, target), roots) in pairs {
+        if required {
+            let g = grant(plan, connections, ledger, &source, &target, &roots, true)
+                .map_err(|e| format!("direct path `{source}` -> `{target}`: {e} (`transfer: direct` in the plan; `relay` sends the data through this machine)"))?;
+            let src = connections.get(&source).map_err(|e| e.to_string());
+            let login = src.and_then(|src| route::check(src.as_ref(), &g.route));
+            connections.routes().set(g.route.clone());
+            said_direct(observer, &g, &roots);
+            opened.grants.push(g);
+            login.map_err(|e| format!("direct path `{source}` -> `{target}`: {e}"))?;
+            continue;
         }
+        connections.routes().pend(&source, &target);
+        opened.setting_up.push(scope.spawn(move || {
+            // However this ends (a panic too), nobody waits for the route afterwards.
+            let _settle = Settle(connections.routes(), &source, &target);
+            let granted = grant(plan, connections, ledger, &source, &target, &roots, false);
+            let g = match granted {
+                Ok(g) => g,
+                Err(e) => {
+                    connections.routes().settle(&source, &target);
+                    observer.on_event(&Event::Info {
+                        message: format!(
+                            "`{source}` -> `{target}` relayed through this machine: {e}"
+                        ),
+                    });
+                    return None;
+                }
+            };
+            connections.routes().set(g.route.clone());
+            said_direct(observer, &g, &roots);
+            // The first login (an ssh handshake); the source's agent keeps the connection
+            // for the engines. Should it fail, the route goes: what had started with it
+            // falls back to the relay, and so does what comes after.
+            let login = connections
+                .get(&source)
+                .map_err(|e| e.to_string())
+                .and_then(|src| route::check(src.as_ref(), &g.route));
+            if let Err(e) = login {
+                connections.routes().remove(&source, &target);
+                observer.on_event(&Event::Info {
+                    message: format!(
+                        "`{source}` -> `{target}` relayed through this machine after all: {e}"
+                    ),
+                });
+            }
+            Some(g)
+        }));
     }
     Ok(opened)
+}
+
+/// Gives up a pair's route if it is still pending when dropped.
+struct Settle<'a>(&'a route::Routes, &'a str, &'a str);
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        self.0.settle(self.1, self.2);
+    }
+}
+
+fn said_direct(observer: &dyn Observer, g: &route::Grant, roots: &BTreeSet<PathBuf>) {
+    observer.on_event(&Event::Info {
+        message: format!(
+            "direct path `{}` -> `{}`: bytes go host to host, the key confined to {} root(s) and to {}",
+            g.route.source,
+            g.route.target,
+            confine(roots).len(),
+            g.route.spec.address
+        ),
+    });
 }
 
 /// One pair's key: journaled before it is installed; a failure leaves nothing installed.

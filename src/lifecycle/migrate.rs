@@ -1670,26 +1670,27 @@ impl<'a> Migration<'a> {
         let run = self.ledger.start_run(command, overrides)?;
         // Keys of the direct data path live as long as the work: removed when it ends, by a
         // panic too (the guard's drop); a crash leaves them journaled for the next command.
-        let paths = if moves_data {
-            match super::direct::open(
-                &self.plan,
-                &self.sites,
-                self.connections,
-                &self.ledger,
-                self.observer,
-            ) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.ledger.end_run(run, false)?;
-                    return Err(LifecycleError::Unreachable(e));
-                }
-            }
-        } else {
-            super::direct::clean_stale(self.connections, &self.ledger, self.observer);
-            None
-        };
-        let out = work();
-        drop(paths);
+        // Their set-up runs on threads of this scope while the work starts.
+        let out = std::thread::scope(|scope| {
+            let paths = if moves_data {
+                super::direct::open(
+                    scope,
+                    &self.plan,
+                    &self.sites,
+                    self.connections,
+                    &self.ledger,
+                    self.observer,
+                )
+                .map(Some)
+                .map_err(LifecycleError::Unreachable)?
+            } else {
+                super::direct::clean_stale(self.connections, &self.ledger, self.observer);
+                None
+            };
+            let out = work();
+            drop(paths);
+            out
+        });
         // A refusal before anything started ends the run too: there is nothing to finish.
         let ok = out.as_ref().is_ok_and(|o| o.iter().all(SiteOutcome::ok));
         self.ledger.end_run(run, ok)?;

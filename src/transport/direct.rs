@@ -26,26 +26,44 @@ pub struct Route {
     pub required: bool,
 }
 
-/// The routes of a run, by (source, target) host name.
+/// The routes of a run, by (source, target) host name. A route being set up is pending: who
+/// asks for it waits until it is there or given up (the set-up runs while the work starts).
 #[derive(Debug, Default)]
 pub struct Routes {
-    map: Mutex<BTreeMap<(String, String), Arc<Route>>>,
+    map: Mutex<BTreeMap<(String, String), Option<Arc<Route>>>>,
+    changed: std::sync::Condvar,
 }
 
 impl Routes {
+    /// The route from `source` to `target`, once it is no longer pending.
     pub fn get(&self, source: &str, target: &str) -> Option<Arc<Route>> {
+        let key = (source.to_string(), target.to_string());
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match map.get(&key) {
+                None => return None,
+                Some(Some(r)) => return Some(r.clone()),
+                Some(None) => {
+                    map = self.changed.wait(map).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Marks the pair's route as being set up: `set` or `remove` must follow.
+    pub fn pend(&self, source: &str, target: &str) {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(source.to_string(), target.to_string()))
-            .cloned()
+            .insert((source.to_string(), target.to_string()), None);
     }
 
     pub fn set(&self, route: Arc<Route>) {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((route.source.clone(), route.target.clone()), route);
+            .insert((route.source.clone(), route.target.clone()), Some(route));
+        self.changed.notify_all();
     }
 
     pub fn remove(&self, source: &str, target: &str) {
@@ -53,6 +71,18 @@ impl Routes {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(source.to_string(), target.to_string()));
+        self.changed.notify_all();
+    }
+
+    /// Gives up a pair still pending (its set-up ended without a route).
+    pub fn settle(&self, source: &str, target: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (source.to_string(), target.to_string());
+        if matches!(map.get(&key), Some(None)) {
+            map.remove(&key);
+        }
+        drop(map);
+        self.changed.notify_all();
     }
 }
 

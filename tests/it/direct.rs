@@ -493,7 +493,7 @@ fn the_moves_key_is_confined_tied_to_the_source_and_refused_once_revoked() {
     );
 }
 
-/// A run killed while its key is installed leaves it journaled; the next command of the plan
+/// A run killed while its key is installed (its site moved with it) leaves it journaled; the next command of the plan
 /// removes it before anything else (and its own key when it ends).
 #[test]
 fn a_key_left_by_a_crash_is_removed_by_the_next_command() {
@@ -526,7 +526,7 @@ fn a_key_left_by_a_crash_is_removed_by_the_next_command() {
     let killed = crate::cli::bin()
         .args(["sync"])
         .arg(&plan)
-        .env("TRANSHUMANCE_FAULT", "after:syncing")
+        .env("TRANSHUMANCE_FAULT", "after:pre_synced")
         .output()
         .unwrap();
     assert!(!killed.status.success(), "{killed:?}");

@@ -18,7 +18,7 @@ use crate::tree::delta;
 
 /// Pushes in flight at once: each worker waits for its file's verdict from the far side, so
 /// more of them than the relay's keep both hosts busy.
-pub(super) const WORKERS: usize = 16;
+pub(super) const WORKERS: usize = 64;
 
 /// The source's streams, each with its source root and the peer root it writes to.
 pub(super) struct Link {
