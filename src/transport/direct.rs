@@ -26,11 +26,14 @@ pub struct Route {
     pub required: bool,
 }
 
+/// A (source, target) pair of host names.
+type Pair = (String, String);
+
 /// The routes of a run, by (source, target) host name. A route being set up is pending: who
 /// asks for it waits until it is there or given up (the set-up runs while the work starts).
 #[derive(Debug, Default)]
 pub struct Routes {
-    map: Mutex<BTreeMap<(String, String), Option<Arc<Route>>>>,
+    map: Mutex<BTreeMap<Pair, Option<Arc<Route>>>>,
     changed: std::sync::Condvar,
 }
 
