@@ -694,7 +694,7 @@ fn a_path_whose_login_fails_is_relayed_unless_the_plan_asks_for_direct() {
         "{said:#?}"
     );
     let (done, _) = run(&plan("asked", "defaults: { transfer: direct }\n"));
-    let e = done.err().expect("refused").to_string();
+    let e = done.expect_err("refused").to_string();
     assert!(e.contains("cannot log in"), "{e}");
     assert!(!w.join("dst-asked/www/alpha/a.bin").exists());
     assert!(
