@@ -401,6 +401,13 @@ pub enum Command {
         /// Speak the framed protocol on stdin/stdout.
         #[arg(long)]
         stdio: bool,
+        /// Serve only writes beneath this root (repeatable): the command a move's restricted
+        /// key forces at a target host (the direct data path).
+        #[arg(long, value_name = "ROOT")]
+        confine: Vec<std::path::PathBuf>,
+        /// With `--confine`: the private directory of the move's streams (database restores).
+        #[arg(long, value_name = "DIR")]
+        streams: Option<std::path::PathBuf>,
     },
 }
 
@@ -722,7 +729,11 @@ fn dispatch(cli: Cli) -> u8 {
             },
             &printer,
         ),
-        Command::Agent { stdio } => agent::run(stdio, &printer),
+        Command::Agent {
+            stdio,
+            confine,
+            streams,
+        } => agent::run(stdio, confine, streams, &printer),
     }
 }
 

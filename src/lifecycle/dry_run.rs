@@ -261,6 +261,29 @@ pub fn reviewed(
     report.certificates = pool.install(|| {
         super::tls_files::certificates(plan, &inventory.sites, connections, &mut report.risks)
     });
+    // Each pair of remote hosts: direct (the source reaches the target's sshd) or relayed.
+    for p in super::direct::check(&restricted, &inventory.sites, connections) {
+        let subject = format!("{} -> {}", p.source, p.target);
+        if p.refused {
+            report.risks.push(Risk::error(
+                "direct_path",
+                subject,
+                format!("`transfer: direct`, but {}", p.detail),
+            ));
+        } else if p.path == "relay" && restricted.defaults.transfer.is_none() {
+            report.risks.push(Risk::warning(
+                "relayed",
+                subject,
+                format!("the data goes through this machine: {}", p.detail),
+            ));
+        }
+        report.transfer.push(crate::report::TransferPath {
+            source: p.source,
+            target: p.target,
+            path: p.path,
+            detail: p.detail,
+        });
+    }
     databases(&restricted, connections, &live, observer, &mut report);
     mail(&restricted, connections, observer, &mut report);
     observer.on_event(&Event::PhaseStarted {

@@ -103,6 +103,20 @@ pub enum Entry {
         taken_ms: i64,
         at: u64,
     },
+    /// A move's restricted key at a target host (the direct data path): journaled before it
+    /// is installed and once it is removed, so what a crash leaves is removed by the next
+    /// command.
+    DirectKey {
+        host: String,
+        /// The authorized_keys file it is in.
+        file: String,
+        marker: String,
+        /// Its stream directory at the host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        streams: Option<std::path::PathBuf>,
+        installed: bool,
+        at: u64,
+    },
     /// A DNS change's intent or outcome (the `dns_*` kinds).
     #[serde(untagged)]
     Dns(DnsEvent),
@@ -188,7 +202,8 @@ impl Index {
             Entry::Override { .. }
             | Entry::Check { .. }
             | Entry::Run { .. }
-            | Entry::RunEnd { .. } => {}
+            | Entry::RunEnd { .. }
+            | Entry::DirectKey { .. } => {}
         }
     }
 }
@@ -303,7 +318,9 @@ impl Ledger {
             Entry::Override { .. }
             | Entry::Check { .. }
             | Entry::Run { .. }
-            | Entry::RunEnd { .. } => None,
+            | Entry::RunEnd { .. }
+            // A move's key belongs to the controller that made it, not to one site.
+            | Entry::DirectKey { .. } => None,
         }
     }
 

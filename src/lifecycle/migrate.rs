@@ -1809,8 +1809,31 @@ impl<'a> Migration<'a> {
             .map(|u| format!("allow-live {u}"))
             .collect();
         overrides.extend(self.checks.journaled());
+        let moves_data = !matches!(command, RunCommand::Rollback { .. });
         let run = self.ledger.start_run(command, overrides)?;
-        let out = work();
+        // Keys of the direct data path live as long as the work: removed when it ends, by a
+        // panic too (the guard's drop); a crash leaves them journaled for the next command.
+        // Their set-up runs on threads of this scope while the work starts.
+        let out = std::thread::scope(|scope| {
+            let paths = if moves_data {
+                super::direct::open(
+                    scope,
+                    &self.plan,
+                    &self.sites,
+                    self.connections,
+                    &self.ledger,
+                    self.observer,
+                )
+                .map(Some)
+                .map_err(LifecycleError::Unreachable)?
+            } else {
+                super::direct::clean_stale(self.connections, &self.ledger, self.observer);
+                None
+            };
+            let out = work();
+            drop(paths);
+            out
+        });
         // Nothing of the run stays on screen over what is printed next.
         self.engines.finish();
         self.observer.finish();

@@ -3,6 +3,7 @@
 pub mod certificate;
 pub mod connections;
 pub mod databases;
+pub mod direct;
 pub mod dry_run;
 pub mod folded;
 pub mod guard;

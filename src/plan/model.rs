@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use super::node::NodePath;
 use super::raw::{
-    ConflictPolicy, ConnectedClients, DbEngine, DevicePolicy, ImapSecurity, OnFailure, VerifyMode,
+    ConflictPolicy, ConnectedClients, DbEngine, DevicePolicy, ImapSecurity, OnFailure,
+    TransferMode, VerifyMode,
 };
 use super::secret::SecretRef;
 use super::template::Template;
@@ -26,6 +27,8 @@ pub struct Plan {
     /// Where the journal is kept.
     pub state: StateStore,
     pub hosts: BTreeMap<String, Host>,
+    /// How sources reach each ssh host directly (every ssh host has one).
+    pub direct: BTreeMap<String, DirectHost>,
     pub defaults: Defaults,
     pub site_rules: Vec<SiteRule>,
     pub databases: Vec<DatabaseRule>,
@@ -157,6 +160,24 @@ pub struct SshAccess {
     pub agent_dir: String,
 }
 
+/// How source hosts reach a host for the direct data path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectHost {
+    /// The address and port sources reach its sshd at; `None`: the one this machine uses.
+    pub address: Option<(String, Option<u16>)>,
+    /// The ssh user's authorized_keys file (absolute, or `~/`).
+    pub authorized_keys: String,
+}
+
+impl Default for DirectHost {
+    fn default() -> Self {
+        DirectHost {
+            address: None,
+            authorized_keys: "~/.ssh/authorized_keys".into(),
+        }
+    }
+}
+
 /// Defaults every unit inherits.
 #[derive(Debug, Clone)]
 pub struct Defaults {
@@ -169,6 +190,8 @@ pub struct Defaults {
     /// POSIX ACLs and extended attributes copied, for sites whose rule does not say.
     pub acls: bool,
     pub xattrs: bool,
+    /// Data between two remote hosts: `None` direct where it can be set up, else as said.
+    pub transfer: Option<TransferMode>,
 }
 
 /// Where a site rule finds its sites.

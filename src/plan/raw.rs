@@ -97,6 +97,26 @@ pub struct RawHost {
     /// Where the agent binary is kept on that host. Default `~/.cache/transhumance`.
     #[serde(default)]
     pub agent_dir: Option<String>,
+    /// How other remote hosts reach this one for the direct data path (when it is the target
+    /// of a remote source and `defaults.transfer` is not `relay`).
+    #[serde(default)]
+    pub direct: Option<RawDirectHost>,
+}
+
+/// The direct data path to a host: where sources reach its sshd, where it keeps the keys it
+/// accepts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectHost {
+    /// `host[:port]` the source hosts reach this host's sshd at, when not the address this
+    /// machine uses (a private network between the data centres, say).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The authorized_keys file of the ssh user, as this host's sshd reads it (the first
+    /// file of its `AuthorizedKeysFile`): a move's restricted key is added there and removed
+    /// when the move is done. Absolute or `~/`. Default `~/.ssh/authorized_keys`.
+    #[serde(default)]
+    pub authorized_keys: Option<String>,
 }
 
 /// Settings inherited by every unit.
@@ -125,6 +145,22 @@ pub struct RawDefaults {
     /// capabilities) and `trusted.*` when the target runs as root. Default `true`.
     #[serde(default)]
     pub xattrs: Option<bool>,
+    /// How data goes between two remote hosts: `direct` (source host to target host over ssh,
+    /// with a key made for the move; this machine sees listings, hashes and progress) or
+    /// `relay` (through this machine). Unset: `direct` where the source reaches the target's
+    /// sshd (checked by the dry run and at the start of each command), `relay` elsewhere.
+    #[serde(default)]
+    pub transfer: Option<TransferMode>,
+}
+
+/// The path of data between two remote hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferMode {
+    /// Source host to target host; a path that cannot be set up is an error.
+    Direct,
+    /// Through this machine.
+    Relay,
 }
 
 /// What a site's sync does with block and character device nodes in its tree.

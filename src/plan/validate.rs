@@ -325,12 +325,14 @@ impl Validator<'_> {
             Some(s) => self.state(s, base_dir),
             None => StateStore::File,
         };
+        let direct = self.direct_hosts(&raw.hosts, &hosts);
         Plan {
             name: raw.name,
             file: file.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             state_dir,
             state,
+            direct,
             hosts,
             defaults,
             site_rules,
@@ -482,7 +484,65 @@ impl Validator<'_> {
             devices: raw.devices.unwrap_or(DevicePolicy::Refuse),
             acls: raw.acls.unwrap_or(true),
             xattrs: raw.xattrs.unwrap_or(true),
+            transfer: raw.transfer,
         }
+    }
+
+    /// How sources reach each ssh host directly.
+    fn direct_hosts(
+        &mut self,
+        raw: &BTreeMap<String, raw::RawHost>,
+        hosts: &BTreeMap<String, Host>,
+    ) -> BTreeMap<String, DirectHost> {
+        let mut out = BTreeMap::new();
+        for (name, h) in raw {
+            let path = NodePath::root().key("hosts").key(name).key("direct");
+            let ssh = hosts
+                .get(name)
+                .is_some_and(|h| matches!(h.access, HostAccess::Ssh(_)));
+            let Some(d) = &h.direct else {
+                if ssh {
+                    out.insert(name.clone(), DirectHost::default());
+                }
+                continue;
+            };
+            if !ssh {
+                self.error(
+                    &path,
+                    format!("host `{name}` is not reached over ssh: `direct` applies to ssh hosts"),
+                );
+                continue;
+            }
+            let mut direct = DirectHost::default();
+            if let Some(a) = &d.address {
+                match units::parse_ssh_target(a) {
+                    Ok(t) if t.user.is_none() => direct.address = Some((t.host, t.port)),
+                    Ok(_) => {
+                        self.error(
+                            &path.key("address"),
+                            format!(
+                                "expected `host[:port]` (the user is the one of `ssh`), found `{a}`"
+                            ),
+                        );
+                    }
+                    Err(e) => {
+                        self.error(&path.key("address"), e);
+                    }
+                }
+            }
+            if let Some(k) = &d.authorized_keys {
+                if k.starts_with('/') || k.starts_with("~/") {
+                    direct.authorized_keys = k.clone();
+                } else {
+                    self.error(
+                        &path.key("authorized_keys"),
+                        format!("expected an absolute path or one starting with `~/`, found `{k}`"),
+                    );
+                }
+            }
+            out.insert(name.clone(), direct);
+        }
+        out
     }
 
     fn site_rule(

@@ -237,6 +237,20 @@ pub fn render(r: &DryRunReport) -> String {
             let _ = write!(o, "<li>limits: {}</li></ul>", esc(&s.limits.join("; ")));
         }
     }
+    if !r.transfer.is_empty() {
+        o.push_str("<h2>Data paths</h2><p>Between remote hosts: <code>direct</code> host to host, <code>relay</code> through this machine.</p><table><tr><th>source</th><th>target</th><th>path</th><th>why</th></tr>");
+        for p in &r.transfer {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&p.source),
+                esc(&p.target),
+                esc(&p.path),
+                esc(&p.detail)
+            );
+        }
+        o.push_str("</table>");
+    }
     if !r.panel_rows.is_empty() {
         o.push_str("<h2>Panel rows</h2><p>Rows of the panel no tree carries.</p><table><tr><th>kind</th><th>count</th><th>moved</th><th>how</th></tr>");
         for row in super::panel_rows_table(&r.panel_rows) {

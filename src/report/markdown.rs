@@ -217,6 +217,23 @@ pub fn render(r: &DryRunReport) -> String {
         }
         o.push('\n');
     }
+    if !r.transfer.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Data paths\n\nBetween remote hosts: `direct` host to host, `relay` through this machine.\n\n| source | target | path | why |\n|---|---|---|---|"
+        );
+        for p in &r.transfer {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                cell(&p.source),
+                cell(&p.target),
+                p.path,
+                cell(&p.detail)
+            );
+        }
+        o.push('\n');
+    }
     if !r.panel_rows.is_empty() {
         let _ = writeln!(
             o,

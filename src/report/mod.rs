@@ -59,6 +59,20 @@ pub struct DryRunReport {
     /// how each kind moves.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub panel_rows: Vec<PanelRows>,
+    /// How data goes between each pair of remote hosts: `direct` (host to host) or `relay`
+    /// (through this machine), and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transfer: Vec<TransferPath>,
+}
+
+/// The data path between two remote hosts, as the dry run found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TransferPath {
+    pub source: String,
+    pub target: String,
+    /// `direct` or `relay`.
+    pub path: String,
+    pub detail: String,
 }
 
 impl DryRunReport {

@@ -361,6 +361,16 @@ pub fn render(r: &DryRunReport, width: Option<usize>) -> String {
             let _ = writeln!(o, "    limits: {}", s.limits.join("; "));
         }
     }
+    if !r.transfer.is_empty() {
+        let _ = writeln!(o, "\nData paths between remote hosts:");
+        for p in &r.transfer {
+            let _ = writeln!(
+                o,
+                "  {} -> {}: {} ({})",
+                p.source, p.target, p.path, p.detail
+            );
+        }
+    }
     if !r.panel_rows.is_empty() {
         let _ = writeln!(o, "\nPanel rows (no tree carries them):");
         table(

@@ -16,6 +16,8 @@ use crate::transport::protocol::{Basis, Call, Outcome, Reply};
 use crate::transport::{Transport, TransportError};
 use crate::tree::delta::{self, DeltaOp};
 
+mod direct;
+
 const CHUNK: usize = 256 * 1024;
 
 /// One side of a sync: a host and a directory on it.
@@ -487,7 +489,16 @@ fn run(
         .max(1);
     src_side.grow(streams)?;
     dst_side.grow(streams)?;
-    execute(plan, &src_side, &dst_side, opts, observer, &mut report);
+    let direct = direct::Link::open(&src_side, &dst_side, &mut report)?;
+    execute(
+        plan,
+        &src_side,
+        &dst_side,
+        opts,
+        observer,
+        &mut report,
+        direct,
+    );
     // A dropped connection fails the run as a whole, so the caller can reconnect and run again
     // (what was written stays; partial files become delta bases).
     if let Some(e) = src_side.lost().or_else(|| dst_side.lost()) {
@@ -600,6 +611,8 @@ struct Shared<'a> {
     verified: AtomicU64,
     done: Mutex<Vec<Item>>,
     observer: &'a dyn Observer,
+    /// Files go host to host (the source's agent pushes them to the target's).
+    direct: Option<direct::Link>,
 }
 
 impl Shared<'_> {
@@ -646,6 +659,7 @@ fn execute(
     opts: &SyncOptions,
     observer: &dyn Observer,
     report: &mut SyncReport,
+    direct: Option<direct::Link>,
 ) {
     let (ch, root) = dst.pick(0);
     let host = ch.host().to_string();
@@ -683,6 +697,7 @@ fn execute(
         verified: AtomicU64::new(0),
         done: Mutex::new(Vec::new()),
         observer,
+        direct,
     };
     observer.on_event(&Event::PhaseStarted {
         phase: "files".into(),
@@ -692,7 +707,15 @@ fn execute(
         phase: "files".into(),
         bytes: plan.files.iter().map(|f| f.size).sum(),
     });
-    let signatures = prefetch_signatures(&plan.files, dst);
+    // Pushed directly, a delta's signature is asked by the source's agent itself.
+    let signatures = match &shared.direct {
+        Some(_) => vec![None; plan.files.len()],
+        None => prefetch_signatures(&plan.files, dst),
+    };
+    let workers = match &shared.direct {
+        Some(_) => direct::WORKERS.max(opts.jobs),
+        None => opts.jobs.max(1),
+    };
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let (done_tx, done_rx) = mpsc::sync_channel::<Completion>(1024);
@@ -714,7 +737,7 @@ fn execute(
                 }
             }
         });
-        for w in 0..opts.jobs.max(1) {
+        for w in 0..workers {
             let (next, done_tx, signatures) = (&next, done_tx.clone(), &signatures);
             s.spawn(move || {
                 while let Some((i, job)) = next_job(next, &plan.files) {
@@ -951,6 +974,9 @@ fn transfer(
             shared,
             done,
         );
+    }
+    if let Some(link) = &shared.direct {
+        return direct::push(link, job, worker, shared);
     }
     let block_len = delta::block_len_for(job.size);
     let mut signature = signature;

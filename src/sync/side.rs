@@ -81,6 +81,16 @@ impl Side {
         Ok(())
     }
 
+    /// The host and directory of this side.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.end
+    }
+
+    /// The streams opened so far, each with the root opened on it.
+    pub fn streams(&self) -> &[(Arc<dyn Channel>, RootId)] {
+        &self.channels
+    }
+
     pub fn is_remote(&self) -> bool {
         self.local.is_none()
     }

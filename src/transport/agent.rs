@@ -7,17 +7,29 @@ use std::sync::{Arc, Mutex};
 use super::protocol::{Call, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
 use super::server::Server;
 
-/// Serves calls from `input` until `Bye` or end of stream.
-///
-/// # Errors
-/// Broken streams or undecodable frames.
 /// The first bytes the agent writes, before any frame: lets the controller tell the agent
 /// from a login banner on stdout.
 pub const MAGIC: &[u8; 8] = b"THAGENT\n";
 
+/// Serves calls from `input` until `Bye` or end of stream.
+///
+/// # Errors
+/// Broken streams or undecodable frames.
 pub fn serve(
     input: impl Read + Send + 'static,
     output: impl Write + Send + 'static,
+) -> io::Result<()> {
+    serve_with(input, output, Server::default())
+}
+
+/// As `serve`, with the calls answered by `server` (a confined one, for a move's restricted key).
+///
+/// # Errors
+/// As `serve`.
+pub fn serve_with(
+    input: impl Read + Send + 'static,
+    output: impl Write + Send + 'static,
+    server: Server,
 ) -> io::Result<()> {
     grow_pipe(0);
     grow_pipe(1);
@@ -48,11 +60,30 @@ pub fn serve(
         }
     });
     let output = Arc::new(Mutex::new(BufWriter::with_capacity(256 * 1024, output)));
-    let server = Arc::new(Server::default());
+    let server = Arc::new(server);
     while let Ok(request) = rx.recv() {
         let request = request?;
         queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         match request {
+            // A confined agent (a move's restricted key) answers only the calls it serves;
+            // the check comes before any dispatch, so no path around it exists.
+            Request::Call { id, call }
+                if server.confine().is_some_and(|c| c.admit(&call).is_err()) =>
+            {
+                let why = server
+                    .confine()
+                    .and_then(|c| c.admit(&call).err())
+                    .unwrap_or_default();
+                let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+                write_frame(
+                    &mut *output,
+                    &Response::Reply {
+                        id,
+                        reply: super::protocol::Reply::Error(why),
+                    },
+                )?;
+                output.flush()?;
+            }
             Request::Hello { .. } => {
                 let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
                 write_frame(
@@ -66,10 +97,21 @@ pub fn serve(
             }
             Request::Call {
                 id,
-                call: call @ (Call::Exec(_) | Call::ExecRead(_) | Call::ExecReadZstd(_)),
+                call:
+                    call @ (Call::Exec(_)
+                    | Call::ExecRead(_)
+                    | Call::ExecReadZstd(_)
+                    | Call::PeerProbe { .. }
+                    | Call::PeerOpen(_)
+                    | Call::PeerRoot { .. }
+                    | Call::PeerCloseRoot { .. }
+                    | Call::PushFile(_)
+                    | Call::ExecPush { .. }
+                    | Call::ExecFromStream { .. }),
             } => {
-                // A command may run for minutes (a database query, a dump): it runs on its own
-                // thread, so other commands and the calls queued behind it go on meanwhile.
+                // A command may run for minutes (a database query, a dump), a push waits for
+                // its peer: each runs on its own thread, so other calls and the calls queued
+                // behind it go on meanwhile.
                 // Its output frames interleave with other replies, each whole under the lock.
                 let (server, output) = (server.clone(), output.clone());
                 std::thread::spawn(move || {

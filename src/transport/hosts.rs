@@ -60,6 +60,8 @@ pub struct Connections {
     agent_binary: PathBuf,
     backoff: Backoff,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// The run's direct paths between remote hosts, seen by every transport opened here.
+    routes: Arc<super::direct::Routes>,
 }
 
 impl Connections {
@@ -69,6 +71,7 @@ impl Connections {
             agent_binary,
             backoff: Backoff::default(),
             slots: Mutex::new(HashMap::new()),
+            routes: Arc::default(),
         }
     }
 
@@ -76,6 +79,39 @@ impl Connections {
     pub fn with_backoff(mut self, backoff: Backoff) -> Connections {
         self.backoff = backoff;
         self
+    }
+
+    /// The run's direct paths (set up by the lifecycle, looked up by the engines).
+    pub fn routes(&self) -> &Arc<super::direct::Routes> {
+        &self.routes
+    }
+
+    /// Protocol bytes this process wrote to and read from the hosts open now: what went
+    /// through it (a connection dropped and opened again counts from then).
+    pub fn wire_bytes(&self) -> (u64, u64) {
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        slots
+            .iter()
+            .filter_map(|s| {
+                s.state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .open
+                    .clone()
+            })
+            .map(|t| t.wire_bytes())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// The plan's description of host `name`.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.get(name)
     }
 
     /// How hard connections (and operations through `run`) are tried.
@@ -161,7 +197,7 @@ impl Connections {
         let mut last = None;
         retry(self.backoff.attempts, self.backoff.base, || {
             SshTransport::connect(name, access, &self.agent_binary)
-                .map(|t| Arc::new(t) as Arc<dyn Transport>)
+                .map(|t| Arc::new(t.with_routes(self.routes.clone())) as Arc<dyn Transport>)
                 .map_err(|e| {
                     let unit_error = UnitError::from(e.clone());
                     last = Some(e);

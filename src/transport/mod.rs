@@ -2,11 +2,16 @@
 //!
 //! Every operation here is read-only on the host except `exec`, whose command the caller owns.
 pub mod agent;
+pub mod authorized;
 pub mod channel;
+pub mod confine;
+pub mod direct;
 pub mod hosts;
 pub mod local;
+pub mod peer;
 pub mod pipe;
 pub mod protocol;
+pub mod rendezvous;
 pub mod server;
 pub mod session;
 pub mod ssh;
@@ -202,6 +207,18 @@ pub trait Transport: Send + Sync {
     /// Whether this is the machine we run on (files can be read directly).
     fn is_local(&self) -> bool {
         false
+    }
+
+    /// Protocol bytes this process wrote to and read from the host so far, all streams (0
+    /// for this machine).
+    fn wire_bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    /// The direct data path from this host to host `target`, when the run set one up: the
+    /// engines then send bytes host to host instead of through this process.
+    fn direct_to(&self, _target: &str) -> Option<std::sync::Arc<direct::Route>> {
+        None
     }
 
     /// The `index`-th stream of calls to this host (opened on first use); several streams move

@@ -139,6 +139,13 @@ pub fn pipe(
     to_req: &ExecRequest,
     moving: &dyn Fn(u64),
 ) -> Result<(ExecOutput, ExecOutput, u64), TransportError> {
+    if !from.is_local()
+        && !to.is_local()
+        && let Some(route) = from.direct_to(to.host())
+        && let Some(done) = direct(from, from_req, to, to_req, &route)?
+    {
+        return Ok(done);
+    }
     // Each remote end gets an agent stream of its own: a restore that stalls its stream (the
     // agent writes its input in order) holds up no other dump.
     let mut sink = Sink::open(to, to_req)?;
@@ -240,6 +247,106 @@ pub fn pipe(
         }
     }
     Ok((source, target, moved))
+}
+
+/// `pipe` over the run's direct path: the source's agent streams the command's output to the
+/// target's host, where our own agent feeds it to `to_req` (with its secrets, which never
+/// reach the peer); this process only starts both and reads how they ended. `Ok(None)` when
+/// the path cannot be used and the plan allows the relay.
+fn direct(
+    from: &dyn Transport,
+    from_req: &ExecRequest,
+    to: &dyn Transport,
+    to_req: &ExecRequest,
+    route: &super::direct::Route,
+) -> Result<Option<(ExecOutput, ExecOutput, u64)>, TransportError> {
+    let src_lease = StreamLease::take(from.host());
+    let src = from.channel(src_lease.index)?;
+    // The source's agent logs in to the target first: nothing runs before the path is there.
+    let peer = match src.call_wait(Call::PeerOpen(Box::new(route.spec.clone()))) {
+        Ok(Reply::Opened(id)) => id,
+        _ if !route.required => return Ok(None),
+        Ok(r) => {
+            return Err(TransportError::Protocol {
+                host: from.host().into(),
+                message: format!("unexpected {r:?}"),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let sink_lease = StreamLease::take(to.host());
+    let sink_channel = to.channel(sink_lease.index)?;
+    let sink = sink_channel.call(Call::ExecFromStream {
+        req: to_req.clone(),
+        dir: route.streams.clone(),
+    })?;
+    let lost = |host: &str| TransportError::Connect {
+        host: host.into(),
+        message: "connection lost during the stream".into(),
+    };
+    let token = match sink.replies.recv() {
+        Ok(Reply::Rendezvous(t)) => t,
+        Ok(Reply::Error(message)) => {
+            return Err(TransportError::Remote {
+                host: to.host().into(),
+                message,
+            });
+        }
+        Ok(r) => {
+            return Err(TransportError::Protocol {
+                host: to.host().into(),
+                message: format!("unexpected {r:?}"),
+            });
+        }
+        Err(_) => return Err(lost(to.host())),
+    };
+    // A stream that never came or broke off: the command at the target is killed, not left
+    // to finish on part of its input.
+    let cancel = || {
+        let _ = sink_channel.follow(sink.id, Call::ExecStdinEnd);
+    };
+    let pushed = src.call_wait(Call::ExecPush {
+        req: from_req.clone(),
+        peer,
+        token,
+    });
+    let (source, bytes, peer_error) = match pushed {
+        Ok(Reply::ExecPushed {
+            output,
+            bytes,
+            peer_error,
+        }) => (output, bytes, peer_error),
+        other => {
+            cancel();
+            let _ = sink.wait(to.host());
+            return Err(match other {
+                Err(e) => e,
+                Ok(r) => TransportError::Protocol {
+                    host: from.host().into(),
+                    message: format!("unexpected {r:?}"),
+                },
+            });
+        }
+    };
+    if peer_error.is_some() {
+        cancel();
+    }
+    let mut target = match sink.wait(to.host())? {
+        Reply::Exec(o) => o,
+        r => {
+            return Err(TransportError::Protocol {
+                host: to.host().into(),
+                message: format!("unexpected {r:?}"),
+            });
+        }
+    };
+    if let Some(e) = peer_error {
+        target.stderr.extend_from_slice(format!("\n{e}").as_bytes());
+        if target.code == Some(0) {
+            target.code = None;
+        }
+    }
+    Ok(Some((source, target, bytes)))
 }
 
 #[cfg(test)]

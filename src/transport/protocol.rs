@@ -17,7 +17,7 @@ use crate::tree::root::Meta;
 use crate::tree::xattr;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 11;
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// Refuse frames above this size; below it, a frame's buffer grows with the bytes that
 /// arrive, never with the length announced (`read_frame`).
@@ -253,6 +253,141 @@ pub enum Call {
         exclude: Vec<String>,
         keep: xattr::Keep,
     },
+    /// The address this host reaches a peer host from: `Probed`. With `banner`, connects to
+    /// the peer's sshd and reads its banner, without logging in (the dry run's reachability
+    /// check); without, only asks the routing table (no packet sent).
+    PeerProbe {
+        address: String,
+        port: u16,
+        banner: bool,
+    },
+    /// Opens this agent's own ssh connection to a peer host's agent with a key made for the
+    /// move (or finds the one already open for the same spec): `Opened` with a peer handle.
+    PeerOpen(Box<PeerSpec>),
+    /// Opens an existing `root` at the peer (beneath the roots it is confined to): `Opened`
+    /// with the peer's handle of it.
+    PeerRoot {
+        peer: PeerId,
+        root: PathBuf,
+    },
+    /// Releases a root opened by `PeerRoot`.
+    PeerCloseRoot {
+        peer: PeerId,
+        root: RootId,
+    },
+    /// Sends a file of a root here to a root at the peer, whole or as a delta against the
+    /// peer's basis: answered by `Pushed` (the peer verified it before its rename) or
+    /// `Changed`. The bytes go host to host; the caller sees only the verdict.
+    PushFile(Box<Push>),
+    /// Runs a command here and streams its stdout to the rendezvous `token` a command at the
+    /// peer's host reads from (`ExecFromStream`): `ExecPushed`.
+    ExecPush {
+        req: ExecRequest,
+        peer: PeerId,
+        token: String,
+    },
+    /// Starts a command whose stdin comes from a peer through a rendezvous socket in `dir`:
+    /// answered by `Rendezvous` with the token, then `Exec` once it exits. `ExecStdinEnd`
+    /// cancels it (a stream that never came, or broke: the command is killed).
+    ExecFromStream {
+        req: ExecRequest,
+        dir: PathBuf,
+    },
+    /// (A confined agent.) Connects to the rendezvous `token`; `ExecStdin`/`ExecStdinZstd`
+    /// frames follow, `ExecStdinEnd` closes it: `Done` with the bytes passed on.
+    StreamTo {
+        token: String,
+    },
+    /// Lets a peer in: adds an authorized_keys line for `grant` (atomic rewrite) and makes
+    /// its rendezvous directory. `Done`.
+    AuthorizePeer(Box<PeerGrant>),
+    /// Removes every authorized_keys line of `file` whose comment starts with `marker`, and
+    /// the rendezvous directory `streams` when given: `Done` with `len` the lines removed.
+    RevokePeer {
+        file: String,
+        marker: String,
+        streams: Option<PathBuf>,
+    },
+}
+
+/// A peer agent's handle at the agent that opened it.
+pub type PeerId = u32;
+
+/// How an agent reaches a peer host's agent over ssh, with credentials made for one move.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PeerSpec {
+    /// The plan's name of the peer host (for messages).
+    pub host: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// The private key (OpenSSH format): written to a private temp file only while ssh logs
+    /// in, never on a command line, never logged.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The peer's host keys as known_hosts lines for `PEER_HOST_ALIAS`.
+    pub known_hosts: Vec<String>,
+}
+
+/// The name a peer's host keys are pinned under, whatever address reaches it.
+pub const PEER_HOST_ALIAS: &str = "transhumance-peer";
+
+impl std::fmt::Debug for PeerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerSpec")
+            .field("host", &self.host)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authorized_keys line for a peer: the key, restricted to our agent confined to `confine`
+/// and `streams`, from the peer's address only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerGrant {
+    /// The authorized_keys file (`~/` is the agent's home).
+    pub file: String,
+    /// `ssh-ed25519 AAAA...`.
+    pub public_key: String,
+    /// The address the peer comes from (`from=`).
+    pub from: String,
+    pub confine: Vec<PathBuf>,
+    /// The rendezvous directory of the move's streams (made here, mode 0700).
+    pub streams: PathBuf,
+    /// The line's comment: names the move, so cleanup finds it.
+    pub marker: String,
+}
+
+/// One file pushed to a peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Push {
+    pub root: RootId,
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    pub peer: PeerId,
+    pub peer_root: RootId,
+    pub meta: Meta,
+    /// The basis wanted at the peer (its signature is asked there); `None`: the whole file.
+    pub basis: Basis,
+    pub block_len: u32,
+    pub xattrs: Option<xattr::Wanted>,
+    /// Send chunks compressed with zstd.
+    pub compress: bool,
+}
+
+/// The peer's verdict on a pushed file, and what crossed between the hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    pub hash: [u8; 32],
+    pub len: u64,
+    /// Went as a delta against the peer's basis.
+    pub delta: bool,
+    /// File bytes sent (whole data, or delta literals).
+    pub sent: u64,
+    /// Bytes the peer rebuilt from its basis.
+    pub matched: u64,
 }
 
 /// One signature wanted by `Signatures`.
@@ -306,6 +441,22 @@ pub enum Reply {
     Changed(String),
     /// `Lock`: another process holds the root's lock.
     Locked(String),
+    /// `PeerProbe`: the peer's ssh banner, and the address this host reached it from.
+    Probed {
+        banner: String,
+        local: String,
+    },
+    /// `PushFile`: done and verified at the peer.
+    Pushed(Pushed),
+    /// `ExecFromStream`: the token a peer connects with; the call goes on.
+    Rendezvous(String),
+    /// `ExecPush`: how the command ended, the bytes the peer took, and why the peer's side
+    /// failed when it did.
+    ExecPushed {
+        output: ExecOutput,
+        bytes: u64,
+        peer_error: Option<String>,
+    },
 }
 
 impl Reply {
@@ -313,7 +464,7 @@ impl Reply {
     pub fn is_terminal(&self) -> bool {
         !matches!(
             self,
-            Reply::Data(_) | Reply::DataZstd { .. } | Reply::DeltaOps(_)
+            Reply::Data(_) | Reply::DataZstd { .. } | Reply::DeltaOps(_) | Reply::Rendezvous(_)
         )
     }
 }

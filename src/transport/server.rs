@@ -42,6 +42,12 @@ pub struct Server {
     feeds: Mutex<HashMap<u64, Feed>>,
     /// The stdin of long-lived commands (`ExecSession`), by call id.
     sessions: Mutex<HashMap<u64, std::process::ChildStdin>>,
+    /// This agent's own connections to peer agents (the direct data path).
+    pub(super) peers: super::peer::Peers,
+    /// Streams between this host's agents (`ExecFromStream`, `StreamTo`).
+    rendezvous: super::rendezvous::Rendezvous,
+    /// Set when a move's restricted key started this agent: what it may do.
+    confine: Option<super::confine::Confine>,
 }
 
 /// A long-lived command started by `ExecSession`: its output still to be pumped back.
@@ -85,7 +91,7 @@ struct Feed {
 }
 
 /// The last 64 KiB a pipe gives (a failing tool's message is at its end).
-fn tail_of(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+pub(super) fn tail_of(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut kept = Vec::new();
         let mut buf = [0u8; 8192];
@@ -102,7 +108,7 @@ fn tail_of(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<
     })
 }
 
-fn command(req: &crate::transport::ExecRequest) -> std::process::Command {
+pub(super) fn command(req: &crate::transport::ExecRequest) -> std::process::Command {
     let mut cmd = std::process::Command::new(&req.program);
     super::own_process_group(&mut cmd)
         .args(&req.args)
@@ -124,6 +130,18 @@ fn failure(e: TransportError) -> String {
 }
 
 impl Server {
+    /// The server of an agent a move's restricted key started: only what `confine` admits.
+    pub fn confined(confine: super::confine::Confine) -> Server {
+        Server {
+            confine: Some(confine),
+            ..Server::default()
+        }
+    }
+
+    pub fn confine(&self) -> Option<&super::confine::Confine> {
+        self.confine.as_ref()
+    }
+
     fn root(&self, id: RootId) -> Result<Arc<SafeRoot>, String> {
         self.roots
             .read()
@@ -136,217 +154,287 @@ impl Server {
 
     /// Handles one call, answering through `reply` (several times for streamed content).
     pub fn handle(&self, id: u64, call: Call, reply: &mut dyn FnMut(Reply)) {
+        if let Some(c) = &self.confine
+            && let Err(why) = c.admit(&call)
+        {
+            reply(Reply::Error(why));
+            return;
+        }
         let local = LocalTransport::new("agent");
-        let result: Result<Option<Reply>, String> = match call {
-            Call::GlobDirs { pattern } => local
-                .glob_dirs(&pattern)
-                .map(|d| Some(Reply::Dirs(d)))
-                .map_err(failure),
-            Call::Scan {
-                root,
-                exclude,
-                keep,
-            } => local
-                .scan_with(&root, &exclude, keep)
-                .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
-                .map_err(failure),
-            Call::ScanDigested {
-                root,
-                exclude,
-                keep,
-            } => local
-                .scan_digested(&root, &exclude, keep)
-                .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
-                .map_err(failure),
-            Call::Space { path } => local
-                .space(&path)
-                .map(|s| Some(Reply::Space(s)))
-                .map_err(failure),
-            Call::ExecRead(req) => self.exec_read(&req, false, reply).map(Some),
-            Call::ExecReadZstd(req) => self.exec_read(&req, true, reply).map(Some),
-            Call::ExecSession(_) | Call::ExecSessionMerged(_) => {
-                Err("a session is served by the agent's loop".into())
-            }
-            Call::ExecStdinZstd { data, len } => {
-                match super::protocol::decompress(&data, len) {
-                    Ok(plain) => self.feed(id, &plain),
-                    Err(e) => self.feed_failed(id, format!("a compressed chunk was refused: {e}")),
+        let result: Result<Option<Reply>, String> =
+            match call {
+                Call::GlobDirs { pattern } => local
+                    .glob_dirs(&pattern)
+                    .map(|d| Some(Reply::Dirs(d)))
+                    .map_err(failure),
+                Call::Scan {
+                    root,
+                    exclude,
+                    keep,
+                } => local
+                    .scan_with(&root, &exclude, keep)
+                    .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
+                    .map_err(failure),
+                Call::ScanDigested {
+                    root,
+                    exclude,
+                    keep,
+                } => local
+                    .scan_digested(&root, &exclude, keep)
+                    .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
+                    .map_err(failure),
+                Call::Space { path } => local
+                    .space(&path)
+                    .map(|s| Some(Reply::Space(s)))
+                    .map_err(failure),
+                Call::ExecRead(req) => self.exec_read(&req, false, reply).map(Some),
+                Call::ExecReadZstd(req) => self.exec_read(&req, true, reply).map(Some),
+                Call::ExecSession(_) | Call::ExecSessionMerged(_) => {
+                    Err("a session is served by the agent's loop".into())
                 }
-                Ok(None)
-            }
-            Call::ExecWrite(req) => {
-                self.exec_write(id, &req);
-                Ok(None)
-            }
-            Call::ExecStdin { data } => {
-                self.feed(id, &data);
-                Ok(None)
-            }
-            Call::ExecStdinEnd => {
-                // A session's end only closes its input: its pump answers when it exits.
-                if self
-                    .sessions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id)
-                    .is_some()
-                {
+                Call::ExecStdinZstd { data, len } => {
+                    match super::protocol::decompress(&data, len) {
+                        Ok(plain) => self.feed(id, &plain),
+                        Err(e) => {
+                            let why = format!("a compressed chunk was refused: {e}");
+                            if !self.rendezvous.fail(id, why.clone()) {
+                                self.feed_failed(id, why);
+                            }
+                        }
+                    }
                     Ok(None)
-                } else {
-                    self.exec_end(id).map(Some)
                 }
-            }
-            Call::Exec(req) => local
-                .exec(&req)
-                .map(|o| Some(Reply::Exec(o)))
-                .map_err(failure),
-            Call::OpenRoot { root, create } => SafeRoot::open(&root, create)
+                Call::ExecWrite(req) => {
+                    self.exec_write(id, &req);
+                    Ok(None)
+                }
+                Call::ExecStdin { data } => {
+                    self.feed(id, &data);
+                    Ok(None)
+                }
+                Call::ExecStdinEnd => {
+                    if let Some(ended) = self.rendezvous.end(id) {
+                        ended.map(Some)
+                    } else if self.rendezvous.cancel(id) {
+                        // The waiting command answers itself, once cancelled.
+                        Ok(None)
+                    } else if self
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id)
+                        .is_some()
+                    {
+                        Ok(None)
+                    } else {
+                        self.exec_end(id).map(Some)
+                    }
+                }
+                Call::Exec(req) => local
+                    .exec(&req)
+                    .map(|o| Some(Reply::Exec(o)))
+                    .map_err(failure),
+                Call::OpenRoot { root, create } => match &self.confine {
+                    Some(c) => c.open_root(&root),
+                    None => SafeRoot::open(&root, create)
+                        .map_err(|e| format!("{}: {e}", root.display())),
+                }
                 .map(|r| {
                     let mut roots = self.roots.write().unwrap_or_else(|p| p.into_inner());
                     roots.push(Some(Arc::new(r)));
                     Some(Reply::Opened((roots.len() - 1) as RootId))
-                })
-                .map_err(|e| format!("{}: {e}", root.display())),
-            Call::CloseRoot { root } => {
-                // Writes in progress keep their own reference; the descriptors go with the last.
-                if let Some(slot) = self
-                    .roots
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(root as usize)
-                {
-                    *slot = None;
-                }
-                Ok(Some(Reply::Done(Outcome::default())))
-            }
-            Call::ReadFile {
-                root,
-                path,
-                compress,
-            } => self.read_file(root, &path, compress, reply).map(Some),
-            Call::HashFile { root, path } => self.hash_file(root, &path).map(Some),
-            Call::HashFiles { root, paths } => self
-                .root(root)
-                .map(|r| Some(Reply::Hashes(hash_many(&r, &paths)))),
-            Call::Signature {
-                root,
-                path,
-                basis,
-                block_len,
-            } => self
-                .signature(root, &path, basis, block_len)
-                .map(|s| Some(Reply::Sig(s))),
-            Call::Signatures { root, items } => {
-                use rayon::prelude::*;
-                let sigs = items
-                    .par_iter()
-                    .map(|i| self.signature(root, &i.path, i.basis, i.block_len))
-                    .collect();
-                Ok(Some(Reply::Sigs(sigs)))
-            }
-            Call::Delta {
-                root,
-                path,
-                signature,
-            } => self.delta(root, &path, &signature, reply).map(Some),
-            Call::WriteBegin {
-                root,
-                path,
-                meta,
-                basis,
-                block_len,
-                xattrs,
-            } => {
-                self.write_begin(id, root, path, meta, basis, block_len, xattrs);
-                Ok(None)
-            }
-            Call::WriteData { data } => {
-                self.with_write(id, |w| w.data(&data));
-                Ok(None)
-            }
-            Call::WriteDataZstd { data, len } => {
-                self.with_write(id, |w| {
-                    let raw = super::protocol::decompress(&data, len)
-                        .map_err(|e| format!("{}: {e}", show(&w.path)))?;
-                    w.data(&raw)
-                });
-                Ok(None)
-            }
-            Call::WriteDelta { ops } => {
-                self.with_write(id, |w| w.patch(&ops));
-                Ok(None)
-            }
-            Call::WriteEnd { hash } => self.write_end(id, hash).map(Some),
-            Call::Mkdir { root, path, meta } => {
-                self.done(root, &path, |r| r.mkdir(&path, meta.mode | 0o700))
-            }
-            Call::Symlink {
-                root,
-                path,
-                target,
-                meta,
-            } => self.done(root, &path, |r| {
-                r.symlink(&path, &target)
-                    .and_then(|()| r.set_meta(&path, &meta, true))
-            }),
-            Call::Hardlink {
-                root,
-                existing,
-                path,
-            } => self.done(root, &path, |r| r.hardlink(&existing, &path)),
-            Call::Mknod {
-                root,
-                path,
-                meta,
-                rdev,
-            } => self.done(root, &path, |r| {
-                r.mknod(&path, meta.mode, rdev)
-                    .and_then(|()| r.set_meta(&path, &meta, false))
-            }),
-            Call::SetMeta {
-                root,
-                path,
-                meta,
-                is_symlink,
-                xattrs,
-            } => self.done(root, &path, |r| {
-                r.set_meta_with(&path, &meta, is_symlink, xattrs.as_ref())
-            }),
-            Call::Remove { root, path } => self.done(root, &path, |r| r.remove(&path)),
-            Call::LocalCopy {
-                root,
-                from,
-                path,
-                meta,
-                hash,
-                xattrs,
-            } => self
-                .root(root)
-                .and_then(|r| {
-                    r.local_copy(&from, &path, &meta, &hash, xattrs.as_ref())
-                        .map_err(|e| format!("{}: {e}", show(&path)))
-                })
-                .map(|h| {
-                    Some(Reply::Done(Outcome {
-                        hash: Some(*h.as_bytes()),
-                        len: 0,
-                    }))
                 }),
-            Call::Rename { root, from, path } => {
-                self.done(root, &path, |r| r.rename_new(&from, &path))
-            }
-            Call::Sync { root } => self
-                .root(root)
-                .and_then(|r| r.sync().map_err(|e| e.to_string()))
-                .map(|()| Some(Reply::Done(Outcome::default()))),
-            Call::Lock { root } => self.root(root).and_then(|r| match r.lock() {
-                Ok(()) => Ok(Some(Reply::Done(Outcome::default()))),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    Ok(Some(Reply::Locked(e.to_string())))
+                Call::CloseRoot { root } => {
+                    // Writes in progress keep their own reference; the descriptors go with the last.
+                    if let Some(slot) = self
+                        .roots
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(root as usize)
+                    {
+                        *slot = None;
+                    }
+                    Ok(Some(Reply::Done(Outcome::default())))
                 }
-                Err(e) => Err(format!("{}: {e}", r.path().display())),
-            }),
-        };
+                Call::ReadFile {
+                    root,
+                    path,
+                    compress,
+                } => self.read_file(root, &path, compress, reply).map(Some),
+                Call::HashFile { root, path } => self.hash_file(root, &path).map(Some),
+                Call::HashFiles { root, paths } => self
+                    .root(root)
+                    .map(|r| Some(Reply::Hashes(hash_many(&r, &paths)))),
+                Call::Signature {
+                    root,
+                    path,
+                    basis,
+                    block_len,
+                } => self
+                    .signature(root, &path, basis, block_len)
+                    .map(|s| Some(Reply::Sig(s))),
+                Call::Signatures { root, items } => {
+                    use rayon::prelude::*;
+                    let sigs = items
+                        .par_iter()
+                        .map(|i| self.signature(root, &i.path, i.basis, i.block_len))
+                        .collect();
+                    Ok(Some(Reply::Sigs(sigs)))
+                }
+                Call::Delta {
+                    root,
+                    path,
+                    signature,
+                } => self.delta(root, &path, &signature, reply).map(Some),
+                Call::WriteBegin {
+                    root,
+                    path,
+                    meta,
+                    basis,
+                    block_len,
+                    xattrs,
+                } => {
+                    self.write_begin(id, root, path, meta, basis, block_len, xattrs);
+                    Ok(None)
+                }
+                Call::WriteData { data } => {
+                    self.with_write(id, |w| w.data(&data));
+                    Ok(None)
+                }
+                Call::WriteDataZstd { data, len } => {
+                    self.with_write(id, |w| {
+                        let raw = super::protocol::decompress(&data, len)
+                            .map_err(|e| format!("{}: {e}", show(&w.path)))?;
+                        w.data(&raw)
+                    });
+                    Ok(None)
+                }
+                Call::WriteDelta { ops } => {
+                    self.with_write(id, |w| w.patch(&ops));
+                    Ok(None)
+                }
+                Call::WriteEnd { hash } => self.write_end(id, hash).map(Some),
+                Call::Mkdir { root, path, meta } => {
+                    self.done(root, &path, |r| r.mkdir(&path, meta.mode | 0o700))
+                }
+                Call::Symlink {
+                    root,
+                    path,
+                    target,
+                    meta,
+                } => self.done(root, &path, |r| {
+                    r.symlink(&path, &target)
+                        .and_then(|()| r.set_meta(&path, &meta, true))
+                }),
+                Call::Hardlink {
+                    root,
+                    existing,
+                    path,
+                } => self.done(root, &path, |r| r.hardlink(&existing, &path)),
+                Call::Mknod {
+                    root,
+                    path,
+                    meta,
+                    rdev,
+                } => self.done(root, &path, |r| {
+                    r.mknod(&path, meta.mode, rdev)
+                        .and_then(|()| r.set_meta(&path, &meta, false))
+                }),
+                Call::SetMeta {
+                    root,
+                    path,
+                    meta,
+                    is_symlink,
+                    xattrs,
+                } => self.done(root, &path, |r| {
+                    r.set_meta_with(&path, &meta, is_symlink, xattrs.as_ref())
+                }),
+                Call::Remove { root, path } => self.done(root, &path, |r| r.remove(&path)),
+                Call::LocalCopy {
+                    root,
+                    from,
+                    path,
+                    meta,
+                    hash,
+                    xattrs,
+                } => self
+                    .root(root)
+                    .and_then(|r| {
+                        r.local_copy(&from, &path, &meta, &hash, xattrs.as_ref())
+                            .map_err(|e| format!("{}: {e}", show(&path)))
+                    })
+                    .map(|h| {
+                        Some(Reply::Done(Outcome {
+                            hash: Some(*h.as_bytes()),
+                            len: 0,
+                        }))
+                    }),
+                Call::Rename { root, from, path } => {
+                    self.done(root, &path, |r| r.rename_new(&from, &path))
+                }
+                Call::Sync { root } => self
+                    .root(root)
+                    .and_then(|r| r.sync().map_err(|e| e.to_string()))
+                    .map(|()| Some(Reply::Done(Outcome::default()))),
+                Call::PeerProbe {
+                    address,
+                    port,
+                    banner,
+                } => super::peer::probe(&address, port, banner).map(Some),
+                Call::PeerOpen(spec) => self
+                    .peers
+                    .open(&spec)
+                    .map(|id| Some(Reply::Opened(id as RootId))),
+                Call::PeerRoot { peer, root } => self.peers.get(peer).and_then(|p| {
+                    let host = super::channel::Channel::host(p.channel.as_ref()).to_string();
+                    super::channel::Channel::call_wait(
+                        p.channel.as_ref(),
+                        Call::OpenRoot {
+                            root,
+                            create: false,
+                        },
+                    )
+                    .map(Some)
+                    .map_err(|e| format!("peer `{host}`: {}", failure(e)))
+                }),
+                Call::PeerCloseRoot { peer, root } => self.peers.get(peer).map(|p| {
+                    let _ = super::channel::Channel::call_wait(
+                        p.channel.as_ref(),
+                        Call::CloseRoot { root },
+                    );
+                    Some(Reply::Done(Outcome::default()))
+                }),
+                Call::PushFile(push) => super::peer::push(self, &push).map(Some),
+                Call::ExecPush { req, peer, token } => {
+                    super::peer::exec_push(self, &req, peer, &token).map(Some)
+                }
+                Call::ExecFromStream { req, dir } => {
+                    self.rendezvous.receive(id, &req, &dir, reply).map(Some)
+                }
+                Call::StreamTo { token } => self
+                    .rendezvous
+                    .connect(
+                        id,
+                        self.confine.as_ref().and_then(|c| c.streams.as_deref()),
+                        &token,
+                    )
+                    .map(|()| None),
+                Call::AuthorizePeer(grant) => super::authorized::authorize(&grant)
+                    .map(|()| Some(Reply::Done(Outcome::default()))),
+                Call::RevokePeer {
+                    file,
+                    marker,
+                    streams,
+                } => super::authorized::revoke(&file, &marker, streams.as_deref())
+                    .map(|n| Some(Reply::Done(Outcome { hash: None, len: n }))),
+                Call::Lock { root } => self.root(root).and_then(|r| match r.lock() {
+                    Ok(()) => Ok(Some(Reply::Done(Outcome::default()))),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        Ok(Some(Reply::Locked(e.to_string())))
+                    }
+                    Err(e) => Err(format!("{}: {e}", r.path().display())),
+                }),
+            };
         match result {
             Ok(Some(r)) => reply(r),
             Ok(None) => {}
@@ -356,6 +444,9 @@ impl Server {
 
     /// Writes a chunk to the stdin of the command started by call `id` (a feed or a session).
     fn feed(&self, id: u64, data: &[u8]) {
+        if self.rendezvous.feed(id, data) {
+            return;
+        }
         if let Some(stdin) = self
             .sessions
             .lock()
@@ -552,7 +643,7 @@ impl Server {
         Ok(Some(Reply::Done(Outcome::default())))
     }
 
-    fn read_file(
+    pub(super) fn read_file(
         &self,
         root: RootId,
         path: &[u8],
@@ -618,7 +709,7 @@ impl Server {
             .map_err(|e| format!("{}: {e}", show(path)))
     }
 
-    fn delta(
+    pub(super) fn delta(
         &self,
         root: RootId,
         path: &[u8],
@@ -864,7 +955,7 @@ pub fn hash_many(root: &SafeRoot, paths: &[Vec<u8>]) -> Vec<Result<([u8; 32], u6
 }
 
 /// Reads until `buf` is full or the end of the file.
-fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(super) fn read_full(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..]) {

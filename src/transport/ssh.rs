@@ -76,14 +76,7 @@ impl SshCommand {
             "ServerAliveInterval=15".to_string(),
             "ConnectTimeout=15".to_string(),
         ];
-        // With AES instructions, AES-GCM moves about twice what ChaCha20 does per core, and one
-        // core of cipher is what caps an ssh stream. `^` only moves them first in the default list.
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("aes")
-            && std::arch::is_x86_feature_detected!("pclmulqdq")
-        {
-            defaults.push("Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com".to_string());
-        }
+        defaults.extend(fast_ciphers());
         for opt in defaults {
             self.base.extend(["-o".into(), opt]);
         }
@@ -99,6 +92,18 @@ impl SshCommand {
             .arg(remote);
         c
     }
+}
+
+/// With AES instructions, AES-GCM moves about twice what ChaCha20 does per core, and one core
+/// of cipher is what caps an ssh stream. `^` only moves them first in the default list.
+pub fn fast_ciphers() -> Option<String> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        return Some("Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com".to_string());
+    }
+    None
 }
 
 /// Quotes `s` for a POSIX shell; `~/` at the start becomes `"$HOME"/`.
@@ -120,6 +125,8 @@ pub struct SshTransport {
     channels: Mutex<Vec<Arc<RemoteChannel>>>,
     children: Mutex<Vec<Child>>,
     _control_dir: Option<tempfile::TempDir>,
+    /// The run's direct paths (from this host to others), when it has any.
+    routes: Option<Arc<super::direct::Routes>>,
 }
 
 impl SshTransport {
@@ -182,7 +189,14 @@ impl SshTransport {
             channels: Mutex::new(vec![Arc::new(channel)]),
             children: Mutex::new(vec![child]),
             _control_dir: control_dir,
+            routes: None,
         })
+    }
+
+    /// Lets the engines find the run's direct paths from this host.
+    pub fn with_routes(mut self, routes: Arc<super::direct::Routes>) -> SshTransport {
+        self.routes = Some(routes);
+        self
     }
 
     /// The ssh command line in use, for running plain commands alongside the agent.
@@ -306,6 +320,19 @@ impl Transport for SshTransport {
             .find_map(|c| c.lost())
     }
 
+    fn wire_bytes(&self) -> (u64, u64) {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| c.wire_bytes())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    fn direct_to(&self, target: &str) -> Option<Arc<super::direct::Route>> {
+        self.routes.as_ref()?.get(&self.host, target)
+    }
+
     fn channel(&self, index: usize) -> Result<Arc<dyn Channel>, TransportError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         while channels.len() <= index {
@@ -372,7 +399,7 @@ fn control_dir(host: &str) -> Result<tempfile::TempDir, TransportError> {
 }
 
 /// Starts an agent session; `Ok(None)` when the host lacks the agent.
-fn start_session(
+pub(super) fn start_session(
     host: &str,
     ssh: &SshCommand,
     remote_path: &str,

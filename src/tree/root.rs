@@ -204,6 +204,25 @@ impl SafeRoot {
         &self.path
     }
 
+    /// Opens the directory `rel` beneath this root (resolved as every peer path is: no `..`,
+    /// no symlink on the way) as a root of its own: an agent confined to this root serves it.
+    ///
+    /// # Errors
+    /// An unsafe path, a symlink on the way, or no such directory.
+    pub fn open_under(&self, rel: &[u8]) -> io::Result<SafeRoot> {
+        check_rel(rel)?;
+        let fd = self.open_beneath(rel, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        Ok(SafeRoot {
+            fd,
+            path: self.path.join(OsStr::from_bytes(rel)),
+            set_owner: self.set_owner,
+            recent_parents: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            temp_dir: std::sync::Mutex::new(None),
+            leftovers: std::sync::Mutex::new(None),
+            lock: std::sync::Mutex::new(None),
+        })
+    }
+
     /// Opens `rel` beneath the root without following any symlink on the way.
     fn open_beneath(
         &self,

@@ -10,6 +10,7 @@ mod db;
 mod db_mariadb;
 mod db_postgres;
 mod db_verify;
+mod direct;
 mod dns;
 mod dns_tsig;
 mod dry_run;
