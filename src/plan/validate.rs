@@ -1933,6 +1933,61 @@ mod tests {
     const TWO_SITES: &str = "sites:\n  - { name: a, from: { host: local, path: /a }, to: { host: local, path: /srv/a } }\n  - { name: b, devices: refuse, from: { host: local, path: /b }, to: { host: local, path: /srv/b } }\n";
 
     #[test]
+    fn the_direct_path_keys_are_read_and_their_mistakes_located() {
+        let hosts = "hosts:\n  old: { ssh: root@old.example }\n  new:\n    ssh: root@new.example:2222\n    direct: { address: \"10.0.0.5:22\", authorized_keys: /etc/ssh/keys/root }\n";
+        let p = plan(&format!(
+            "version: 1\nname: t\ndefaults: {{ transfer: relay }}\n{hosts}"
+        ));
+        assert_eq!(
+            p.defaults.transfer,
+            Some(crate::plan::raw::TransferMode::Relay)
+        );
+        assert_eq!(
+            p.direct["new"],
+            DirectHost {
+                address: Some(("10.0.0.5".into(), Some(22))),
+                authorized_keys: "/etc/ssh/keys/root".into()
+            }
+        );
+        assert_eq!(p.direct["old"], DirectHost::default());
+        assert!(!p.direct.contains_key("local"));
+        let p = plan(&format!("version: 1\nname: t\n{hosts}"));
+        assert_eq!(
+            p.defaults.transfer, None,
+            "unset: direct where it can be had"
+        );
+        let issues = errors("version: 1\nname: t\ndefaults:\n  transfer: sometimes\n");
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!((issues[0].loc.line, issues[0].loc.column), (4, 13));
+        let issues = errors(
+            "version: 1\nname: t\nhosts:\n  a: { local: true, direct: { address: x } }\n  b:\n    ssh: b.example\n    direct:\n      address: \"root@10.0.0.5\"\n      authorized_keys: keys/root\n",
+        );
+        let messages: Vec<(u32, &str)> = issues
+            .iter()
+            .map(|i| (i.loc.line, i.message.as_str()))
+            .collect();
+        assert_eq!(issues.len(), 3, "{messages:#?}");
+        assert!(
+            messages
+                .iter()
+                .any(|(l, m)| *l == 4 && m.contains("not reached over ssh")),
+            "{messages:#?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|(l, m)| *l == 8 && m.contains("host[:port]")),
+            "{messages:#?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|(l, m)| *l == 9 && m.contains("absolute")),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
     fn devices_are_refused_unless_a_plan_key_keeps_them() {
         let p = plan(&format!("version: 1\nname: t\n{TWO_SITES}"));
         assert_eq!(p.defaults.devices, DevicePolicy::Refuse);
