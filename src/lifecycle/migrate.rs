@@ -1387,7 +1387,14 @@ impl<'a> Migration<'a> {
             self.connections,
             self.plan.defaults.jobs,
         );
-        let findings = super::ids::findings(&ids, self.connections);
+        self.refuse_cutover_unless_allowed(super::ids::findings(&ids, self.connections))
+    }
+
+    /// Journals `findings` of a cutover and refuses it unless each is let through (`--allow`).
+    fn refuse_cutover_unless_allowed(
+        &self,
+        findings: Vec<crate::check::Finding>,
+    ) -> Result<(), LifecycleError> {
         if findings.is_empty() {
             return Ok(());
         }

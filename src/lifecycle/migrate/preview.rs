@@ -37,6 +37,22 @@ impl Preview {
 }
 
 impl Migration<'_> {
+    /// The DNS changes a cutover of `names` would make (none without `dns:`): what the preview
+    /// shows and what a saved plan is held to.
+    ///
+    /// # Errors
+    /// A zone that cannot be read.
+    pub(super) fn dns_changes_of(&self, names: &[String]) -> Result<Vec<Change>, LifecycleError> {
+        if self.plan.dns.is_none() {
+            return Ok(Vec::new());
+        }
+        let plans = self.zone_plans().map_err(LifecycleError::Unreachable)?;
+        Ok(cutover::restrict(&plans, names)
+            .into_iter()
+            .flat_map(|p| p.changes)
+            .collect())
+    }
+
     /// What `cutover(selection)` would take: the selected sites and the DNS changes restricted
     /// to their names, from the zone plans the cutover itself will apply (read once, cached).
     ///
@@ -46,17 +62,7 @@ impl Migration<'_> {
         let sites: Vec<&Site> = self.selected_batches(selection)?.concat();
         self.check_secrets(&crate::lifecycle::secrets::Needs::all(&self.plan))?;
         let names: Vec<String> = sites.iter().flat_map(|s| names_of(s)).collect();
-        let dns = if self.plan.dns.is_some() {
-            cutover::restrict(
-                &self.zone_plans().map_err(LifecycleError::Unreachable)?,
-                &names,
-            )
-            .into_iter()
-            .flat_map(|p| p.changes)
-            .collect()
-        } else {
-            Vec::new()
-        };
+        let dns = self.dns_changes_of(&names)?;
         Ok(Preview {
             sites: self.preview_sites(&sites),
             dns,

@@ -3,7 +3,7 @@
 //! plans), so it applies exactly what was reviewed or refuses (`plan-changed`).
 
 use super::{LifecycleError, Migration, Selection, names_of};
-use crate::check::{Finding, Refused};
+use crate::check::Finding;
 use crate::dns::cutover;
 use crate::dns::provider::RrKey;
 use crate::lifecycle::saved_plan::{self, SavedPlan, SavedSite};
@@ -29,17 +29,7 @@ impl Migration<'_> {
             .iter()
             .flat_map(|s| names_of(s))
             .collect();
-        let dns = if self.plan.dns.is_some() {
-            cutover::restrict(
-                &self.zone_plans().map_err(LifecycleError::Unreachable)?,
-                &names,
-            )
-            .into_iter()
-            .flat_map(|p| p.changes)
-            .collect()
-        } else {
-            Vec::new()
-        };
+        let dns = self.dns_changes_of(&names)?;
         // What the servers hold of a reviewed RRset the cutover would leave alone now.
         let provider = self
             .plan
@@ -57,16 +47,6 @@ impl Migration<'_> {
     /// `Refused` with every difference; a bad selection; a zone that cannot be read.
     pub fn hold_to(&self, saved: &SavedPlan, selection: &Selection) -> Result<(), LifecycleError> {
         let findings = self.saved_plan_findings(saved, selection)?;
-        if findings.is_empty() {
-            return Ok(());
-        }
-        let verdict = self
-            .judged("cutover", findings)
-            .map_err(LifecycleError::Unreachable)?;
-        if verdict.ok() {
-            Ok(())
-        } else {
-            Err(Refused(verdict.refused).into())
-        }
+        self.refuse_cutover_unless_allowed(findings)
     }
 }
