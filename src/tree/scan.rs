@@ -81,6 +81,9 @@ pub struct ScanSummary {
     /// for all but files, and for a file that could not be read: its error is in `errors`).
     #[serde(default)]
     pub digests: Vec<Option<[u8; 32]>>,
+    /// Not listed: read from the target's manifest (`sync::manifest`), never sent.
+    #[serde(skip)]
+    pub from_manifest: bool,
 }
 
 impl ScanSummary {
