@@ -3,7 +3,7 @@
 //! Byte fields use `serde_bytes`: a plain `Vec<u8>` goes through serde one byte at a time.
 //! Every call carries an id and the replies carry it back, so the controller can keep many
 //! calls in flight on one stream (no round trip per file). Replies to one call arrive in order:
-//! zero or more `Data`/`DeltaOps` chunks, then exactly one terminal reply.
+//! zero or more `Data`/`DeltaOps`/`ScanPart` chunks, then exactly one terminal reply.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
