@@ -708,4 +708,58 @@ mod tests {
             .starts_with("cannot reach")
         );
     }
+
+    fn listing_of(paths: &[&str], exists: bool) -> Vec<u8> {
+        let entries = paths
+            .iter()
+            .map(|p| crate::tree::Entry {
+                path: p.as_bytes().to_vec(),
+                kind: crate::tree::EntryKind::File,
+                size: 0,
+                mtime_ns: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                nlink: 1,
+                dev: 0,
+                ino: 0,
+                rdev: 0,
+                link_target: None,
+            })
+            .collect();
+        super::super::protocol::pack_scan(&ScanSummary {
+            exists,
+            entries,
+            errors: vec![(paths.first().unwrap_or(&"").as_bytes().to_vec(), "e".into())],
+            ..ScanSummary::default()
+        })
+    }
+
+    #[test]
+    fn parts_assemble_in_walk_order_with_the_end_last() {
+        let mut parts = ListingParts::new("h");
+        parts
+            .part(Reply::ScanPart(listing_of(&["a", "a/b"], false)))
+            .unwrap();
+        parts.part(Reply::ScanPart(listing_of(&[], false))).unwrap();
+        let whole = parts
+            .finish(Reply::Scan(listing_of(&["a.b", "b/c"], true)))
+            .unwrap();
+        let paths: Vec<&[u8]> = whole.entries.iter().map(|e| e.path.as_slice()).collect();
+        assert_eq!(paths, [&b"a"[..], b"a/b", b"a.b", b"b/c"]);
+        assert!(whole.exists);
+        assert_eq!(whole.errors.len(), 3, "each part's errors are kept");
+        // The order holds across the last part and the end too.
+        let mut parts = ListingParts::new("h");
+        parts
+            .part(Reply::ScanPart(listing_of(&["a.b"], false)))
+            .unwrap();
+        let err = parts
+            .finish(Reply::Scan(listing_of(&["a/b"], true)))
+            .unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Protocol { host, message } if host == "h" && message.contains("out of order")),
+            "{err:?}"
+        );
+    }
 }
