@@ -695,6 +695,7 @@ fn dispatch(cli: Cli) -> u8 {
                         1 => crate::sync::Itemize::Changes,
                         _ => crate::sync::Itemize::All,
                     },
+                    manifest: None,
                 },
                 stats,
                 progress: progress || partial_progress,

@@ -457,6 +457,14 @@ pub fn site_sync_options(plan: &Plan, site: &Site, force: bool) -> SyncOptions {
         relink: site.relink.clone(),
         xattrs: plan.keep_xattrs(site).xattrs,
         acls: plan.keep_xattrs(site).acls,
+        manifest: plan.defaults.manifest_hint.then(|| {
+            crate::sync::manifest::Hint::under(
+                &plan.state_dir,
+                &site.target_host,
+                &site.target_path,
+                true,
+            )
+        }),
         ..SyncOptions::default()
     }
 }

@@ -606,11 +606,15 @@ impl<'a> Migration<'a> {
     ) -> Result<(u64, u64), String> {
         let start = Instant::now();
         // The dry run plans with these very options: one source for both.
-        let options = super::dry_run::site_sync_options(
+        let mut options = super::dry_run::site_sync_options(
             &self.plan,
             site,
             self.checks.allows(Check::DeleteShare),
         );
+        // The final pass lists the target for real: a manifest is a pre-sync's hint only.
+        if final_sync && let Some(hint) = &mut options.manifest {
+            hint.read = false;
+        }
         let report = self
             .on_hosts(site, |src, dst| {
                 sync(src, dst, &options, &self.engines.view(FILES, &site.name)).map_err(|e| {

@@ -192,6 +192,9 @@ pub struct Defaults {
     pub xattrs: bool,
     /// Data between two remote hosts: `None` direct where it can be set up, else as said.
     pub transfer: Option<TransferMode>,
+    /// Pre-syncs read the target's manifest from its last clean verification instead of
+    /// listing it (`sync::manifest`).
+    pub manifest_hint: bool,
 }
 
 /// Where a site rule finds its sites.

@@ -151,6 +151,12 @@ pub struct RawDefaults {
     /// sshd (checked by the dry run and at the start of each command), `relay` elsewhere.
     #[serde(default)]
     pub transfer: Option<TransferMode>,
+    /// Pre-syncs of a site verified before read the manifest its last clean verification
+    /// kept (path, type, size, mtime, mode, owner; under `state_dir/manifests/`) instead of
+    /// listing the target again. A hint only: the final pass and `verify` always list the
+    /// target. Default `false`; needs `verify: blake3` (the manifests come from it).
+    #[serde(default)]
+    pub manifest_hint: Option<bool>,
 }
 
 /// The path of data between two remote hosts.

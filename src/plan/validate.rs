@@ -477,10 +477,19 @@ impl Validator<'_> {
                     None
                 }
             });
+        let verify = raw.verify.unwrap_or(VerifyMode::Blake3);
+        let manifest_hint = raw.manifest_hint.unwrap_or(false);
+        if manifest_hint && verify == VerifyMode::None {
+            self.error(
+                &path.key("manifest_hint"),
+                "a manifest hint comes from a clean verification: with `verify: none` there is none (set `verify: blake3`, or leave `manifest_hint` out)",
+            );
+        }
         Defaults {
             jobs,
             bwlimit,
-            verify: raw.verify.unwrap_or(VerifyMode::Blake3),
+            verify,
+            manifest_hint,
             devices: raw.devices.unwrap_or(DevicePolicy::Refuse),
             acls: raw.acls.unwrap_or(true),
             xattrs: raw.xattrs.unwrap_or(true),

@@ -54,6 +54,9 @@ pub struct SyncOptions {
     pub acls: bool,
     /// List each change with rsync's itemize code (`SyncReport::changes`).
     pub itemize: Itemize,
+    /// The target's manifest (`sync::manifest`): read instead of listing the target when
+    /// the hint says so, written by a clean verification.
+    pub manifest: Option<super::manifest::Hint>,
 }
 
 impl SyncOptions {
@@ -139,6 +142,7 @@ impl Default for SyncOptions {
             xattrs: false,
             acls: false,
             itemize: Itemize::Off,
+            manifest: None,
         }
     }
 }
@@ -161,6 +165,10 @@ pub struct Item {
 /// What a sync did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncReport {
+    /// The target was not listed: its manifest from the last clean verification stood in
+    /// (`SyncOptions::manifest`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub target_from_manifest: bool,
     pub source_files: u64,
     pub source_bytes: u64,
     pub files_sent: u64,
@@ -317,7 +325,10 @@ pub fn sync_listed(
     if !source.exists {
         return Err(source_missing(src));
     }
-    let mut report = SyncReport::default();
+    let mut report = SyncReport {
+        target_from_manifest: target.from_manifest,
+        ..SyncReport::default()
+    };
     for (p, e) in &source.errors {
         report.errors.push(FileError {
             path: show(p),

@@ -3,6 +3,7 @@
 pub mod diff;
 pub mod engine;
 pub mod itemize;
+pub mod manifest;
 pub mod plan;
 pub mod side;
 pub mod unit;

@@ -432,11 +432,15 @@ pub fn scan_source(src: &Endpoint, opts: &SyncOptions) -> Result<ScanSummary, Sy
     Ok(source)
 }
 
-/// The target's listing as a sync reads it.
+/// The target's listing as a sync reads it (its manifest instead, when `opts.manifest`
+/// says so and there is one: `manifest::load`).
 ///
 /// # Errors
 /// The target's host cannot be reached.
 pub fn scan_target(dst: &Endpoint, opts: &SyncOptions) -> Result<ScanSummary, SyncError> {
+    if let Some(hinted) = super::manifest::load(dst, opts) {
+        return Ok(hinted);
+    }
     Ok(dst
         .transport
         .scan_with(&dst.root, &opts.exclude, opts.keep())?)

@@ -224,5 +224,11 @@ fn compare(
     observer.on_event(&Event::PhaseFinished {
         phase: "verify".into(),
     });
+    // A clean verification is what a manifest hint may come from; a failed one leaves none.
+    if report.is_clean() {
+        let _ = super::manifest::save(dst, opts, &target);
+    } else {
+        super::manifest::forget(opts);
+    }
     Ok(report)
 }

@@ -54,6 +54,19 @@ impl Pending {
     /// # Errors
     /// The far side's error, or a lost connection.
     pub fn wait(self, host: &str) -> Result<Reply, TransportError> {
+        self.wait_streaming(host, &mut |_| Ok(()))
+    }
+
+    /// Waits for the terminal reply, handing each streamed chunk to `chunk` as it arrives;
+    /// an error of `chunk` ends the wait (the call's later replies are dropped).
+    ///
+    /// # Errors
+    /// As `wait`, or `chunk`'s.
+    pub fn wait_streaming(
+        self,
+        host: &str,
+        chunk: &mut dyn FnMut(Reply) -> Result<(), TransportError>,
+    ) -> Result<Reply, TransportError> {
         loop {
             match self.replies.recv() {
                 Ok(Reply::Error(message)) => {
@@ -63,7 +76,7 @@ impl Pending {
                     });
                 }
                 Ok(r) if r.is_terminal() => return Ok(r),
-                Ok(_) => {}
+                Ok(r) => chunk(r)?,
                 Err(_) => {
                     let broken = self
                         .broken

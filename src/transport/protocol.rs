@@ -3,7 +3,7 @@
 //! Byte fields use `serde_bytes`: a plain `Vec<u8>` goes through serde one byte at a time.
 //! Every call carries an id and the replies carry it back, so the controller can keep many
 //! calls in flight on one stream (no round trip per file). Replies to one call arrive in order:
-//! zero or more `Data`/`DeltaOps` chunks, then exactly one terminal reply.
+//! zero or more `Data`/`DeltaOps`/`ScanPart` chunks, then exactly one terminal reply.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use crate::tree::root::Meta;
 use crate::tree::xattr;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// Refuse frames above this size; below it, a frame's buffer grows with the bytes that
 /// arrive, never with the length announced (`read_frame`).
@@ -417,7 +417,12 @@ pub struct Outcome {
 pub enum Reply {
     Dirs(Vec<PathBuf>),
     /// A `ScanSummary`, postcard then zstd: listings are most of a no-change run's traffic.
+    /// To `Scan`, the end of the listing (the root's own fields and the last entries).
     Scan(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// `Scan`: a part of the listing as the walk goes (`SCAN_PART` entries, in
+    /// `tree::scan::walk_order`, with their errors, attributes and flags), packed as `Scan`;
+    /// the controller unpacks it while the agent walks on.
+    ScanPart(#[serde(with = "serde_bytes")] Vec<u8>),
     /// One entry per path of `HashFiles`: (BLAKE3, length) or why it failed.
     Hashes(Vec<Result<([u8; 32], u64), String>>),
     Space(FsSpace),
@@ -464,7 +469,11 @@ impl Reply {
     pub fn is_terminal(&self) -> bool {
         !matches!(
             self,
-            Reply::Data(_) | Reply::DataZstd { .. } | Reply::DeltaOps(_) | Reply::Rendezvous(_)
+            Reply::Data(_)
+                | Reply::DataZstd { .. }
+                | Reply::DeltaOps(_)
+                | Reply::Rendezvous(_)
+                | Reply::ScanPart(_)
         )
     }
 }
@@ -528,6 +537,10 @@ pub fn precompressed(path: &[u8]) -> bool {
     }
 }
 
+/// Entries per `Reply::ScanPart`: small enough that the controller's work starts early,
+/// big enough that zstd still finds the repeats of a listing.
+pub const SCAN_PART: usize = 4096;
+
 /// Packs a listing for the wire.
 pub fn pack_scan(scan: &ScanSummary) -> Vec<u8> {
     let raw = postcard::to_stdvec(scan).unwrap_or_default();
@@ -540,7 +553,16 @@ pub fn pack_scan(scan: &ScanSummary) -> Vec<u8> {
 /// # Errors
 /// Corrupt data, or data that inflates past the bound.
 pub fn unpack_scan(data: &[u8]) -> io::Result<ScanSummary> {
-    let raw = inflate(data, MAX_LISTING, "listing")?;
+    unpack_scan_within(data, MAX_LISTING)
+}
+
+/// As `unpack_scan`, within `cap` bytes once inflated (what is left of `MAX_LISTING` when
+/// parts came before).
+///
+/// # Errors
+/// As `unpack_scan`.
+pub fn unpack_scan_within(data: &[u8], cap: u64) -> io::Result<ScanSummary> {
+    let raw = inflate(data, cap, "listing")?;
     postcard::from_bytes(&raw).map_err(|e| refused(format!("listing: {e}")))
 }
 

@@ -171,10 +171,15 @@ impl Server {
                     root,
                     exclude,
                     keep,
-                } => local
-                    .scan_with(&root, &exclude, keep)
-                    .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
-                    .map_err(failure),
+                } => crate::tree::scan::scan_streamed(
+                    &root,
+                    &exclude,
+                    keep,
+                    super::protocol::SCAN_PART,
+                    &mut |part| reply(Reply::ScanPart(super::protocol::pack_scan(&part))),
+                )
+                .map(|s| Some(Reply::Scan(super::protocol::pack_scan(&s))))
+                .map_err(|e| format!("{}: {e}", root.display())),
                 Call::ScanDigested {
                     root,
                     exclude,

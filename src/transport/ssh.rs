@@ -265,12 +265,12 @@ impl Transport for SshTransport {
         exclude: &[String],
         keep: crate::tree::xattr::Keep,
     ) -> Result<ScanSummary, TransportError> {
-        let reply = self.first().call_wait(Call::Scan {
+        let pending = self.first().call(Call::Scan {
             root: root.into(),
             exclude: exclude.to_vec(),
             keep,
         })?;
-        scan_reply(&self.host, reply)
+        scan_streamed(&self.host, pending)
     }
 
     fn scan_digested(
@@ -368,6 +368,128 @@ pub fn scan_reply(host: &str, reply: Reply) -> Result<ScanSummary, TransportErro
         }
         r => Err(protocol(format!("unexpected answer {r:?}"))),
     }
+}
+
+/// A listing assembled from its parts as they arrive (`Reply::ScanPart`, then `Scan`): each
+/// unpacked while the agent walks on, all of them within one `MAX_LISTING`, each within the
+/// bound of its own bytes, and the entries in `walk_order` across parts (the diff pairs
+/// entries by that order); anything else from `host` is a protocol error naming it.
+#[derive(Debug)]
+pub struct ListingParts {
+    host: String,
+    listing: ScanSummary,
+    /// Bytes inflated so far, against `MAX_LISTING`.
+    inflated: u64,
+}
+
+impl ListingParts {
+    pub fn new(host: &str) -> ListingParts {
+        ListingParts {
+            host: host.into(),
+            listing: ScanSummary::default(),
+            inflated: 0,
+        }
+    }
+
+    fn protocol(&self, message: String) -> TransportError {
+        TransportError::Protocol {
+            host: self.host.clone(),
+            message,
+        }
+    }
+
+    fn unpack(&mut self, packed: &[u8]) -> Result<ScanSummary, TransportError> {
+        let cap = super::protocol::MAX_LISTING.saturating_sub(self.inflated);
+        let raw = super::protocol::inflate(packed, cap, "listing")
+            .map_err(|e| self.protocol(e.to_string()))?;
+        self.inflated += raw.len() as u64;
+        postcard::from_bytes(&raw).map_err(|e| self.protocol(format!("listing: {e}")))
+    }
+
+    fn append(&mut self, part: ScanSummary) -> Result<(), TransportError> {
+        let mut last = self.listing.entries.last().map(|e| e.path.as_slice());
+        for e in &part.entries {
+            if last.is_some_and(|l| {
+                crate::tree::scan::walk_order(l, &e.path) != std::cmp::Ordering::Less
+            }) {
+                return Err(self.protocol(format!(
+                    "listing out of order: `{}` after `{}`",
+                    String::from_utf8_lossy(&e.path),
+                    String::from_utf8_lossy(last.unwrap_or_default())
+                )));
+            }
+            last = Some(&e.path);
+        }
+        let l = &mut self.listing;
+        l.entries.extend(part.entries);
+        l.errors.extend(part.errors);
+        l.xattrs.extend(part.xattrs);
+        l.flagged.extend(part.flagged);
+        Ok(())
+    }
+
+    /// Takes one streamed reply of the listing.
+    ///
+    /// # Errors
+    /// A reply that is not a part, or a part refused as above.
+    pub fn part(&mut self, reply: Reply) -> Result<(), TransportError> {
+        match reply {
+            Reply::ScanPart(packed) => {
+                let part = self.unpack(&packed)?;
+                if part.exists || part.root_meta.is_some() || !part.digests.is_empty() {
+                    return Err(self.protocol("a listing part with the root's fields".into()));
+                }
+                self.append(part)
+            }
+            r => Err(self.protocol(format!("unexpected answer {r:?}"))),
+        }
+    }
+
+    /// The whole listing, from its terminal reply.
+    ///
+    /// # Errors
+    /// As `part`.
+    pub fn finish(mut self, reply: Reply) -> Result<ScanSummary, TransportError> {
+        match reply {
+            Reply::Scan(packed) => {
+                let mut end = self.unpack(&packed)?;
+                if !end.digests.is_empty() {
+                    return Err(self.protocol("a streamed listing with digests".into()));
+                }
+                let parts = std::mem::take(&mut self.listing);
+                let rest = ScanSummary {
+                    entries: std::mem::take(&mut end.entries),
+                    errors: std::mem::take(&mut end.errors),
+                    xattrs: std::mem::take(&mut end.xattrs),
+                    flagged: std::mem::take(&mut end.flagged),
+                    ..ScanSummary::default()
+                };
+                self.listing = ScanSummary {
+                    entries: parts.entries,
+                    errors: parts.errors,
+                    xattrs: parts.xattrs,
+                    flagged: parts.flagged,
+                    ..end
+                };
+                self.append(rest)?;
+                Ok(self.listing)
+            }
+            r => Err(self.protocol(format!("unexpected answer {r:?}"))),
+        }
+    }
+}
+
+/// The listing a `Scan` call streams, assembled as its parts arrive (`ListingParts`).
+///
+/// # Errors
+/// The far side's error, a lost connection, or a listing refused by `ListingParts`.
+pub fn scan_streamed(
+    host: &str,
+    pending: super::channel::Pending,
+) -> Result<ScanSummary, TransportError> {
+    let mut parts = ListingParts::new(host);
+    let end = pending.wait_streaming(host, &mut |r| parts.part(r))?;
+    parts.finish(end)
 }
 
 /// The agent binary's BLAKE3 (hex), read and hashed once per process and binary version: a
@@ -584,6 +706,60 @@ mod tests {
                 Some(255)
             )
             .starts_with("cannot reach")
+        );
+    }
+
+    fn listing_of(paths: &[&str], exists: bool) -> Vec<u8> {
+        let entries = paths
+            .iter()
+            .map(|p| crate::tree::Entry {
+                path: p.as_bytes().to_vec(),
+                kind: crate::tree::EntryKind::File,
+                size: 0,
+                mtime_ns: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                nlink: 1,
+                dev: 0,
+                ino: 0,
+                rdev: 0,
+                link_target: None,
+            })
+            .collect();
+        super::super::protocol::pack_scan(&ScanSummary {
+            exists,
+            entries,
+            errors: vec![(paths.first().unwrap_or(&"").as_bytes().to_vec(), "e".into())],
+            ..ScanSummary::default()
+        })
+    }
+
+    #[test]
+    fn parts_assemble_in_walk_order_with_the_end_last() {
+        let mut parts = ListingParts::new("h");
+        parts
+            .part(Reply::ScanPart(listing_of(&["a", "a/b"], false)))
+            .unwrap();
+        parts.part(Reply::ScanPart(listing_of(&[], false))).unwrap();
+        let whole = parts
+            .finish(Reply::Scan(listing_of(&["a.b", "b/c"], true)))
+            .unwrap();
+        let paths: Vec<&[u8]> = whole.entries.iter().map(|e| e.path.as_slice()).collect();
+        assert_eq!(paths, [&b"a"[..], b"a/b", b"a.b", b"b/c"]);
+        assert!(whole.exists);
+        assert_eq!(whole.errors.len(), 3, "each part's errors are kept");
+        // The order holds across the last part and the end too.
+        let mut parts = ListingParts::new("h");
+        parts
+            .part(Reply::ScanPart(listing_of(&["a.b"], false)))
+            .unwrap();
+        let err = parts
+            .finish(Reply::Scan(listing_of(&["a/b"], true)))
+            .unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Protocol { host, message } if host == "h" && message.contains("out of order")),
+            "{err:?}"
         );
     }
 }

@@ -81,6 +81,9 @@ pub struct ScanSummary {
     /// for all but files, and for a file that could not be read: its error is in `errors`).
     #[serde(default)]
     pub digests: Vec<Option<[u8; 32]>>,
+    /// Not listed: read from the target's manifest (`sync::manifest`), never sent.
+    #[serde(skip)]
+    pub from_manifest: bool,
 }
 
 impl ScanSummary {
@@ -128,17 +131,28 @@ struct Stat {
 }
 
 impl Stat {
-    /// `lstat` semantics: a symlink is described, never followed.
-    fn of(c: &CStr) -> std::io::Result<Stat> {
+    /// `lstat` semantics of `name` in the directory `dir` (or of a whole path with
+    /// `AT_FDCWD`): a symlink is described, never followed. Only the fields a listing reads
+    /// are asked for (no atime, ctime, btime or blocks).
+    fn at(dir: libc::c_int, name: &CStr) -> std::io::Result<Stat> {
+        const NEEDED: u32 = libc::STATX_TYPE
+            | libc::STATX_MODE
+            | libc::STATX_NLINK
+            | libc::STATX_UID
+            | libc::STATX_GID
+            | libc::STATX_MTIME
+            | libc::STATX_INO
+            | libc::STATX_SIZE;
         // SAFETY: an all-zero statx is a valid value to be filled.
         let mut sx: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: valid NUL-terminated path and a writable statx buffer.
+        // SAFETY: valid NUL-terminated name, a directory descriptor we hold (or AT_FDCWD) and
+        // a writable statx buffer.
         let rc = unsafe {
             libc::statx(
-                libc::AT_FDCWD,
-                c.as_ptr(),
+                dir,
+                name.as_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT,
-                libc::STATX_BASIC_STATS,
+                NEEDED,
                 &mut sx,
             )
         };
@@ -175,6 +189,23 @@ impl Stat {
             flags: 0,
         }
     }
+
+    fn kind(&self) -> EntryKind {
+        match self.mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFDIR => EntryKind::Dir,
+            libc::S_IFLNK => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        }
+    }
+}
+
+/// The order a listing comes in: by path, component by component (a directory, then what
+/// it holds, then its next sibling: `a`, `a/b`, `a.b`). Byte order with `/` below every other
+/// byte, which names never hold.
+pub fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let rank = |c: u8| if c == b'/' { 0u16 } else { u16::from(c) + 1 };
+    a.iter().map(|c| rank(*c)).cmp(b.iter().map(|c| rank(*c)))
 }
 
 /// Lists `root` recursively, sorted by path, leaving out `exclude`d entries.
@@ -195,25 +226,27 @@ pub fn scan_with(
     exclude: &[String],
     keep: xattr::Keep,
 ) -> Result<ScanSummary, String> {
+    scan_streamed(root, exclude, keep, usize::MAX, &mut |_| {})
+}
+
+/// As `scan_with`, handing the listing out in parts as the walk goes (`part` entries each,
+/// in `walk_order`; each part's errors, attributes and flags with it); what is left, with the
+/// root's own fields, is returned. The parts and the rest, appended in order, are `scan_with`.
+///
+/// # Errors
+/// As `scan`.
+pub fn scan_streamed(
+    root: &Path,
+    exclude: &[String],
+    keep: xattr::Keep,
+    part: usize,
+    on_part: &mut dyn FnMut(ScanSummary),
+) -> Result<ScanSummary, String> {
     let exclude = ExcludeSet::new(exclude)?;
     let mut summary = ScanSummary {
         // SAFETY: geteuid has no preconditions.
         listed_as_root: unsafe { libc::geteuid() } == 0,
         ..ScanSummary::default()
-    };
-    let read_xattrs = |summary: &mut ScanSummary, path: &CStr, rel: &[u8]| {
-        if !keep.any() {
-            return;
-        }
-        match xattr::Handle::Path(path).read(keep) {
-            Ok(list) if list.is_empty() => {}
-            Ok(list) => {
-                summary.xattrs.insert(rel.to_vec(), list);
-            }
-            Err(e) => summary
-                .errors
-                .push((rel.to_vec(), format!("extended attributes: {e}"))),
-        }
     };
     match std::fs::symlink_metadata(root) {
         Ok(m) if m.is_dir() => {
@@ -224,9 +257,6 @@ pub fn scan_with(
                 gid: m.gid(),
                 mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
             });
-            if let Ok(c) = CString::new(root.as_os_str().as_bytes()) {
-                read_xattrs(&mut summary, &c, b"");
-            }
         }
         Ok(_) => {
             summary.errors.push((
@@ -237,69 +267,241 @@ pub fn scan_with(
         }
         Err(_) => return Ok(summary),
     }
-    let mut walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .min_depth(1)
-        .into_iter();
-    while let Some(item) = walker.next() {
-        let entry = match item {
-            Ok(e) => e,
-            Err(err) => {
-                let rel = err
-                    .path()
-                    .and_then(|p| p.strip_prefix(root).ok())
-                    .map(|p| p.as_os_str().as_bytes().to_vec())
-                    .unwrap_or_default();
-                summary.errors.push((rel, err.to_string()));
-                continue;
+    let Ok(c_root) = CString::new(root.as_os_str().as_bytes()) else {
+        summary
+            .errors
+            .push((Vec::new(), "the root's name holds a NUL byte".into()));
+        return Ok(summary);
+    };
+    let mut walk = Walk {
+        root: c_root.as_bytes(),
+        exclude: &exclude,
+        keep,
+        summary,
+        part,
+        on_part,
+    };
+    walk.attributes(&c_root, b"");
+    match open_dir(libc::AT_FDCWD, &c_root) {
+        Ok(fd) => walk.dir(fd, &mut Vec::new(), 0),
+        Err(e) => walk.error(b"", e),
+    }
+    Ok(walk.summary)
+}
+
+/// Directories nested deeper than this are listed without keeping their parents open (by
+/// whole paths), so a deep tree cannot run the process out of descriptors.
+const OPEN_DEPTH: usize = 64;
+
+/// `getdents64`'s buffer: a site's directory comes in one call (plus the one that says the
+/// end), where libc's `readdir` reads 32 KiB at a time.
+const DENTS_BUFFER: usize = 256 * 1024;
+
+fn open_dir(dir: libc::c_int, name: &CStr) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: valid descriptor (or AT_FDCWD) and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened, owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// The names in a directory (without `.` and `..`), sorted as bytes, with the type the
+/// directory entry gives (`DT_UNKNOWN` on file systems that do not say).
+fn read_names(fd: &std::os::fd::OwnedFd) -> std::io::Result<Vec<(CString, u8)>> {
+    use std::os::fd::AsRawFd;
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.resize(DENTS_BUFFER, 0);
+        let mut names = Vec::new();
+        loop {
+            // SAFETY: a directory descriptor we hold and a writable buffer of its length.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        };
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .expect("walkdir stays under its root");
-        let is_dir = entry.file_type().is_dir();
-        if !exclude.is_empty() && exclude.is_excluded(rel, is_dir) {
-            if is_dir {
-                walker.skip_current_dir();
+            if n == 0 {
+                break;
             }
-            continue;
-        }
-        // A path from the walk holds no NUL; one that did would go std's way below.
-        let c_path = CString::new(entry.path().as_os_str().as_bytes()).unwrap_or_default();
-        let meta = match Stat::of(&c_path) {
-            Ok(st) => st,
-            // No statx here (or the entry went): std's way, for its result or its error.
-            Err(_) => match entry.metadata() {
-                Ok(m) => Stat::from_metadata(&m),
-                Err(err) => {
-                    summary
-                        .errors
-                        .push((rel.as_os_str().as_bytes().to_vec(), err.to_string()));
-                    continue;
+            let n = usize::try_from(n).unwrap_or(0).min(buf.len());
+            let mut at = 0;
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name (NUL-ended).
+            while at + 19 < n {
+                let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+                if reclen < 20 || at + reclen > n {
+                    break;
                 }
-            },
+                let d_type = buf[at + 18];
+                let name = &buf[at + 19..at + reclen];
+                let len = name.iter().position(|c| *c == 0).unwrap_or(name.len());
+                let name = &name[..len];
+                if name != b"."
+                    && name != b".."
+                    && let Ok(c) = CString::new(name)
+                {
+                    names.push((c, d_type));
+                }
+                at += reclen;
+            }
+        }
+        names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        Ok(names)
+    })
+}
+
+/// One walk's state: where entries go, and when a part is handed out.
+struct Walk<'a> {
+    root: &'a [u8],
+    exclude: &'a ExcludeSet,
+    keep: xattr::Keep,
+    summary: ScanSummary,
+    part: usize,
+    on_part: &'a mut dyn FnMut(ScanSummary),
+}
+
+impl Walk<'_> {
+    fn full_path(&self, rel: &[u8]) -> CString {
+        let mut p = Vec::with_capacity(self.root.len() + 1 + rel.len());
+        p.extend_from_slice(self.root);
+        if !rel.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(rel);
+        }
+        // Names from getdents hold no NUL.
+        CString::new(p).unwrap_or_default()
+    }
+
+    fn attributes(&mut self, path: &CStr, rel: &[u8]) {
+        if !self.keep.any() {
+            return;
+        }
+        match xattr::Handle::Path(path).read(self.keep) {
+            Ok(list) if list.is_empty() => {}
+            Ok(list) => {
+                self.summary.xattrs.insert(rel.to_vec(), list);
+            }
+            Err(e) => self
+                .summary
+                .errors
+                .push((rel.to_vec(), format!("extended attributes: {e}"))),
+        }
+    }
+
+    fn error(&mut self, rel: &[u8], e: impl std::fmt::Display) {
+        self.summary.errors.push((rel.to_vec(), e.to_string()));
+    }
+
+    /// Hands out a part when the entries reach its size.
+    fn maybe_part(&mut self) {
+        if self.summary.entries.len() < self.part {
+            return;
+        }
+        let part = ScanSummary {
+            entries: std::mem::take(&mut self.summary.entries),
+            errors: std::mem::take(&mut self.summary.errors),
+            xattrs: std::mem::take(&mut self.summary.xattrs),
+            flagged: std::mem::take(&mut self.summary.flagged),
+            ..ScanSummary::default()
         };
-        let ft = entry.file_type();
-        let kind = if ft.is_file() {
-            EntryKind::File
-        } else if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            EntryKind::Symlink
-        } else {
-            EntryKind::Other
+        (self.on_part)(part);
+    }
+
+    /// Lists the directory open as `fd` (at `rel`), depth first, in `walk_order`.
+    fn dir(&mut self, fd: std::os::fd::OwnedFd, rel: &mut Vec<u8>, depth: usize) {
+        use std::os::fd::AsRawFd;
+        let names = match read_names(&fd) {
+            Ok(n) => n,
+            Err(e) => return self.error(rel, e),
         };
-        let rel = rel.as_os_str().as_bytes();
+        // Deep down, names are resolved from the root so this level's descriptor can go.
+        let held = (depth < OPEN_DEPTH).then_some(fd);
+        let dir = held.as_ref().map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+        for (name, d_type) in names {
+            let len = rel.len();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(name.as_bytes());
+            self.entry(dir, held.is_some(), &name, d_type, rel, depth);
+            rel.truncate(len);
+        }
+    }
+
+    /// Lists one name of a directory (`dir`, or by its whole path when `held` is false), and
+    /// what it holds when it is a directory.
+    fn entry(
+        &mut self,
+        dir: libc::c_int,
+        held: bool,
+        name: &CStr,
+        d_type: u8,
+        rel: &mut Vec<u8>,
+        depth: usize,
+    ) {
+        let full = (!held || self.keep.any()).then(|| self.full_path(rel));
+        let (at, at_name) = match (&full, held) {
+            (Some(f), false) => (libc::AT_FDCWD, f.as_c_str()),
+            _ => (dir, name),
+        };
+        if !self.exclude.is_empty() {
+            let is_dir = match d_type {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => Stat::at(at, at_name).is_ok_and(|s| s.kind() == EntryKind::Dir),
+                _ => false,
+            };
+            if self
+                .exclude
+                .is_excluded(Path::new(std::ffi::OsStr::from_bytes(rel)), is_dir)
+            {
+                return;
+            }
+        }
+        let meta = match Stat::at(at, at_name) {
+            Ok(st) => st,
+            // No statx here: std's way, for its result or its error.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                let path = self.full_path(rel);
+                match std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(path.as_bytes())) {
+                    Ok(m) => Stat::from_metadata(&m),
+                    Err(e) => return self.error(rel, e),
+                }
+            }
+            Err(e) => return self.error(rel, e),
+        };
+        let kind = meta.kind();
         if meta.flags != 0 {
-            summary.flagged.push((rel.to_vec(), meta.flags));
+            self.summary.flagged.push((rel.clone(), meta.flags));
         }
-        if matches!(kind, EntryKind::File | EntryKind::Dir) {
-            read_xattrs(&mut summary, &c_path, rel);
+        if matches!(kind, EntryKind::File | EntryKind::Dir)
+            && let Some(f) = &full
+        {
+            self.attributes(f, rel);
         }
-        summary.entries.push(Entry {
-            path: rel.to_vec(),
+        let link_target = if kind == EntryKind::Symlink {
+            read_link_at(at, at_name)
+        } else {
+            None
+        };
+        self.summary.entries.push(Entry {
+            path: rel.clone(),
             kind,
             size: if kind == EntryKind::File {
                 meta.size
@@ -314,16 +516,25 @@ pub fn scan_with(
             dev: meta.dev,
             ino: meta.ino,
             rdev: meta.rdev,
-            link_target: if kind == EntryKind::Symlink {
-                std::fs::read_link(entry.path())
-                    .ok()
-                    .map(|t| t.as_os_str().as_bytes().to_vec())
-            } else {
-                None
-            },
+            link_target,
         });
+        self.maybe_part();
+        if kind == EntryKind::Dir {
+            match open_dir(at, at_name) {
+                Ok(sub) => self.dir(sub, rel, depth + 1),
+                Err(e) => self.error(rel, e),
+            }
+        }
     }
-    Ok(summary)
+}
+
+/// A symlink's target, as stored (never followed).
+fn read_link_at(dir: libc::c_int, name: &CStr) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: valid descriptor (or AT_FDCWD), NUL-terminated name, writable buffer.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    buf.truncate(usize::try_from(n).ok()?);
+    Some(buf)
 }
 
 /// As `scan_with`, also hashing every file (`ScanSummary::digests`) on every core, where the
@@ -400,6 +611,72 @@ mod tests {
         );
         assert_eq!(s.total_bytes(), 5);
         assert!(!scan(&root.join("missing"), &[]).unwrap().exists);
+    }
+
+    #[test]
+    fn walk_order_puts_a_directory_before_its_siblings_that_sort_after_a_slash() {
+        let mut paths: Vec<&[u8]> = vec![b"a.b", b"a/b", b"a", b"a/b/c", b"a-", b"a0", b"b"];
+        paths.sort_by(|x, y| walk_order(x, y));
+        assert_eq!(
+            paths,
+            [&b"a"[..], b"a/b", b"a/b/c", b"a-", b"a.b", b"a0", b"b"]
+        );
+        assert_eq!(walk_order(b"a", b"a"), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn parts_appended_are_the_whole_listing_in_walk_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["a", "a/b", "a.b", "a-c", "z/y/x"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for (i, f) in ["a/f", "a/b/g", "a.b/h", "a-c/i", "a0", "z/y/x/j", "z/k"]
+            .iter()
+            .enumerate()
+        {
+            std::fs::write(root.join(f), vec![b'x'; i]).unwrap();
+        }
+        std::os::unix::fs::symlink("../a0", root.join("a/l")).unwrap();
+        let whole = scan(root, &[]).unwrap();
+        for part in [1, 2, 3, 5] {
+            let mut parts = Vec::new();
+            let rest = scan_streamed(root, &[], xattr::Keep::NONE, part, &mut |p| {
+                assert_eq!(p.entries.len(), part);
+                parts.push(p);
+            })
+            .unwrap();
+            let mut entries: Vec<Entry> = parts.into_iter().flat_map(|p| p.entries).collect();
+            entries.extend(rest.entries);
+            assert_eq!(entries, whole.entries, "parts of {part}");
+            assert!(rest.exists && rest.root_meta == whole.root_meta);
+        }
+        let paths: Vec<&[u8]> = whole.entries.iter().map(|e| e.path.as_slice()).collect();
+        assert!(
+            paths
+                .windows(2)
+                .all(|w| walk_order(w[0], w[1]) == std::cmp::Ordering::Less)
+        );
+        assert_eq!(&paths[..5], [&b"a"[..], b"a/b", b"a/b/g", b"a/f", b"a/l"]);
+        let link = whole.entries.iter().find(|e| e.path == b"a/l").unwrap();
+        assert_eq!(link.link_target.as_deref(), Some(&b"../a0"[..]));
+        assert_eq!(link.kind, EntryKind::Symlink);
+        assert_eq!(whole.total_bytes(), 21);
+    }
+
+    #[test]
+    fn a_deep_tree_is_listed_without_holding_a_descriptor_per_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut deep = dir.path().to_path_buf();
+        for _ in 0..(OPEN_DEPTH + 10) {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), b"deep").unwrap();
+        let s = scan(dir.path(), &["/d/d/d/skipped".into()]).unwrap();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.entries.len(), OPEN_DEPTH + 11);
+        assert_eq!(s.entries.last().unwrap().size, 4);
     }
 
     /// Sets or clears a file's immutable flag (`chattr +i`), as root.

@@ -1321,3 +1321,77 @@ fn verify_hashes_both_ends_where_they_are_and_names_each_difference() {
         }
     }
 }
+
+/// Issue 16: a listing bigger than one streamed part (4,096 entries) is compared right in
+/// both directions: adds, changes and deletes around the parts' edges, directories whose
+/// content straddles an edge, and names that sort differently by bytes and by the walk
+/// (`a`, `a/b`, `a.b`, `a-`, `a0`).
+#[test]
+fn listings_streamed_in_parts_are_compared_across_their_edges() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst, back) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("back"),
+    );
+    // 9,000 files in directories of 97: parts end inside directories, at varied depths.
+    for i in 0..9000u32 {
+        let dir = src.join(format!("d{:03}/e{}", i / 97, (i / 13) % 3));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i:05}")), i.to_le_bytes()).unwrap();
+    }
+    for name in ["a/b/c", "a.b/c", "a-/c", "a0/c"] {
+        std::fs::create_dir_all(src.join(name).parent().unwrap()).unwrap();
+        std::fs::write(src.join(name), name).unwrap();
+    }
+    std::fs::write(src.join("a/b.x"), b"b.x").unwrap();
+    let (code, _, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(describe(&src), describe(&dst));
+    // The no-change pass sends no file.
+    let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["files_sent"], 0, "{report:#}");
+    // Changes around the 4,096th and 8,192nd entries (each directory of 97 files is about
+    // 101 entries), at the first and last entries, and in the names that sort apart.
+    let file = |i: u32| src.join(format!("d{:03}/e{}/f{i:05}", i / 97, (i / 13) % 3));
+    for i in [0u32, 3950, 3960, 3975, 7900, 7925, 8999] {
+        std::fs::write(file(i), format!("changed {i}")).unwrap();
+    }
+    for i in [3961u32, 3962, 7926, 8998] {
+        std::fs::remove_file(file(i)).unwrap();
+    }
+    std::fs::remove_dir_all(src.join("d041")).unwrap();
+    std::fs::write(src.join("d040/e0/zz-new"), b"new").unwrap();
+    std::fs::write(src.join("a/b/c"), b"changed").unwrap();
+    std::fs::remove_file(src.join("a.b/c")).unwrap();
+    std::fs::write(src.join("a.b/d"), b"added").unwrap();
+    std::fs::create_dir(src.join("a/b/new")).unwrap();
+    std::fs::write(src.join("a/b/new/x"), b"x").unwrap();
+    let (code, report, err) = copy(
+        &sshd,
+        src.to_str().unwrap(),
+        &remote(&dst),
+        &["--delete", "--force"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(describe(&src), describe(&dst), "{report:#}");
+    // 7 changed + 1 new in d040 + a/b/c + a.b/d + a/b/new/x.
+    assert_eq!(report["files_sent"], 11, "{report:#}");
+    // Pulled back: the remote side is now the source, listed in parts too.
+    let (code, _, err) = copy(&sshd, &remote(&dst), back.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(describe(&dst), describe(&back));
+    std::fs::remove_file(dst.join("a/b.x")).unwrap();
+    std::fs::write(dst.join("d000/e0/f00000"), b"pulled change").unwrap();
+    let (code, report, err) = copy(
+        &sshd,
+        &remote(&dst),
+        back.to_str().unwrap(),
+        &["--delete", "--force"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["files_sent"], 1, "{report:#}");
+    assert_eq!(describe(&dst), describe(&back));
+}

@@ -20,6 +20,7 @@ mod journal_pg;
 mod layers;
 mod lifecycle;
 mod mail;
+mod manifest_hint;
 mod ops_basics;
 mod ops_diagnostics;
 mod ops_reports;

@@ -120,3 +120,105 @@ fn a_frame_over_the_limit_is_a_protocol_error_naming_the_host() {
         Some(TransportError::Protocol { .. })
     ));
 }
+
+/// A listing part (`ScanPart`) as a hostile agent would craft it.
+fn part_of(paths: &[&str]) -> Vec<u8> {
+    let listing = transhumance::tree::ScanSummary {
+        entries: paths
+            .iter()
+            .map(|p| transhumance::tree::Entry {
+                path: p.as_bytes().to_vec(),
+                kind: transhumance::tree::EntryKind::File,
+                size: 1,
+                mtime_ns: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                nlink: 1,
+                dev: 1,
+                ino: 1,
+                rdev: 0,
+                link_target: None,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    protocol::pack_scan(&listing)
+}
+
+/// An agent that answers a `Scan` with these replies, in order.
+fn streaming_agent(replies: Vec<Reply>) -> RemoteChannel {
+    let replies = std::sync::Mutex::new(Some(replies));
+    hostile_agent(move |id| {
+        let mut bytes = Vec::new();
+        for reply in replies.lock().unwrap().take().unwrap_or_default() {
+            write_frame(&mut bytes, &Response::Reply { id, reply }).unwrap();
+        }
+        bytes
+    })
+}
+
+fn streamed_scan(
+    channel: &RemoteChannel,
+) -> Result<transhumance::tree::ScanSummary, TransportError> {
+    transhumance::transport::ssh::scan_streamed("evil", channel.call(scan_call()).unwrap())
+}
+
+/// Issue 16: a listing comes in parts; one out of the walk's order (the diff pairs entries by
+/// that order), a part that claims the root's fields, or a bomb in a part is refused as a
+/// protocol error naming the host. A well-formed stream assembles whole, "a" < "a/b" < "a.b".
+#[test]
+fn a_crafted_listing_stream_is_a_protocol_error_naming_the_host() {
+    let end = |paths: &[&str]| {
+        let mut last = protocol::unpack_scan(&part_of(paths)).unwrap();
+        last.exists = true;
+        Reply::Scan(protocol::pack_scan(&last))
+    };
+    let good = streaming_agent(vec![
+        Reply::ScanPart(part_of(&["a", "a/b"])),
+        Reply::ScanPart(part_of(&["a/b/c"])),
+        end(&["a.b", "b"]),
+    ]);
+    let listing = streamed_scan(&good).unwrap();
+    let paths: Vec<&[u8]> = listing.entries.iter().map(|e| e.path.as_slice()).collect();
+    assert_eq!(paths, [&b"a"[..], b"a/b", b"a/b/c", b"a.b", b"b"]);
+    assert!(listing.exists);
+
+    let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 19)
+        .unwrap()
+        .repeat(2048);
+    let mut rooted = protocol::unpack_scan(&part_of(&["z"])).unwrap();
+    rooted.exists = true;
+    for (replies, says) in [
+        // Byte order would put "a.b" before "a/b": the walk's order does not.
+        (
+            vec![Reply::ScanPart(part_of(&["a", "a.b"])), end(&["a/b"])],
+            "out of order",
+        ),
+        (
+            vec![Reply::ScanPart(part_of(&["a", "b"])), end(&["b"])],
+            "out of order",
+        ),
+        (
+            vec![Reply::ScanPart(protocol::pack_scan(&rooted)), end(&[])],
+            "root's fields",
+        ),
+        (
+            vec![Reply::ScanPart(bomb), end(&[])],
+            "does not decompress within",
+        ),
+        (vec![Reply::Dirs(Vec::new())], "unexpected answer"),
+        (
+            vec![Reply::Data(vec![1, 2, 3]), end(&[])],
+            "unexpected answer",
+        ),
+    ] {
+        match streamed_scan(&streaming_agent(replies)) {
+            Err(TransportError::Protocol { host, message }) => {
+                assert_eq!(host, "evil");
+                assert!(message.contains(says), "{message}");
+            }
+            other => panic!("expected a protocol error ({says}), got {other:?}"),
+        }
+    }
+}
