@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::node::NodePath;
 use super::raw::{
-    ConflictPolicy, ConnectedClients, DbEngine, DevicePolicy, ImapSecurity, OnFailure,
+    ConflictPolicy, ConnectedClients, DbEngine, DbMode, DevicePolicy, ImapSecurity, OnFailure,
     TransferMode, VerifyMode,
 };
 use super::secret::SecretRef;
@@ -464,6 +464,8 @@ pub struct DatabaseRule {
     pub connected_clients_timeout: Duration,
     /// PostgreSQL schemas verified (names or globs); empty: every schema.
     pub schemas: Vec<String>,
+    /// `dump` (default) or `replicate` (see `db::replication`).
+    pub mode: DbMode,
 }
 
 /// An IMAP server address with its security.
