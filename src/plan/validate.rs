@@ -2250,7 +2250,11 @@ cutover:\n  probe: { http: \"https://{domain}/\", ca_file: ca.pem }\n  tls:\n   
         );
         let issues = errors(&rule("    mode: mirror\n"));
         assert_eq!(issues.len(), 1, "{issues:#?}");
-        assert_eq!((issues[0].loc.line, issues[0].loc.column), (7, 11), "{issues:#?}");
+        assert_eq!(
+            (issues[0].loc.line, issues[0].loc.column),
+            (7, 11),
+            "{issues:#?}"
+        );
         assert!(issues[0].message.contains("mirror"), "{issues:#?}");
     }
 
