@@ -117,6 +117,8 @@ pub enum Step {
     AccountCreated,
     ChannelCreated,
     PositionWaited,
+    /// One database left the connection's filter (its site's cutover or rollback).
+    DatabaseDetached,
     ChannelRemoved,
     AccountDropped,
 }
@@ -127,6 +129,7 @@ impl fmt::Display for Step {
             Step::AccountCreated => "replication account created",
             Step::ChannelCreated => "replication channel set up",
             Step::PositionWaited => "replication caught up",
+            Step::DatabaseDetached => "database taken out of replication",
             Step::ChannelRemoved => "replication channel removed",
             Step::AccountDropped => "replication account dropped",
         })
@@ -563,6 +566,37 @@ fn remove_channel(ch: &Channel<'_>, log: StepLog<'_>) -> Result<(), String> {
         )?;
     }
     log(&Step::ChannelRemoved, true, &ch.name)
+}
+
+/// Takes `database` out of the connection's filter (its site is cut over or rolled back); the
+/// last one out removes the connection and the account.
+///
+/// # Errors
+/// A server refused.
+pub fn detach(ch: &Channel<'_>, database: &str, log: StepLog<'_>) -> Result<(), String> {
+    let s = state(ch)?;
+    let rest: Vec<&str> = s
+        .databases
+        .iter()
+        .map(String::as_str)
+        .filter(|d| *d != database)
+        .collect();
+    if !s.channel || rest.is_empty() {
+        return remove(ch, log);
+    }
+    if rest.len() == s.databases.len() {
+        return Ok(());
+    }
+    log(&Step::DatabaseDetached, false, database)?;
+    let conn = ident(&ch.name);
+    sql(
+        &ch.to,
+        &format!(
+            "STOP SLAVE {conn};\nSET @@default_master_connection = {conn};\nSET GLOBAL replicate_do_db = {};\nSTART SLAVE {conn};",
+            lit(&rest.join(","))
+        ),
+    )?;
+    log(&Step::DatabaseDetached, true, database)
 }
 
 /// Removes whatever the servers hold of `ch` (connection, then account): after the cutover,

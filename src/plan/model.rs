@@ -429,7 +429,7 @@ pub struct CsvSource {
 }
 
 /// How a database server is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbServer {
     pub host: String,
     pub socket: Option<String>,
