@@ -90,14 +90,20 @@ impl<'a> Channel<'a> {
     /// The channel of `plan` between these servers: its names come from the plan and the
     /// source server, so any later command finds it on the servers.
     pub fn new(plan: &str, from: Endpoint<'a>, to: Endpoint<'a>) -> Self {
-        let key = source_key(plan, from.server);
+        let (name, account) = names(plan, from.server);
         Channel {
             from,
             to,
-            name: format!("transhumance_{key}"),
-            account: format!("th_repl_{key}"),
+            name,
+            account,
         }
     }
+}
+
+/// The connection's and the account's names for `plan`'s source server `from`.
+pub fn names(plan: &str, from: &DbServer) -> (String, String) {
+    let key = source_key(plan, from);
+    (format!("transhumance_{key}"), format!("th_repl_{key}"))
 }
 
 /// Eight hex digits naming a plan's source server.

@@ -156,6 +156,8 @@ pub struct Migration<'a> {
     panel: Option<crate::panel::PanelInventory>,
     /// `mode: replicate`: the snapshots this run's pre-sync dumped (rule, database, position).
     snapshots: Mutex<Vec<(usize, String, crate::db::replication::BinlogPosition)>>,
+    /// Held while a replication connection is read or changed.
+    replication_lock: Mutex<()>,
 }
 
 type Stop = Result<(), String>;
@@ -228,6 +230,7 @@ impl<'a> Migration<'a> {
             interrupted: Mutex::new(BTreeMap::new()),
             panel: inventory.panel,
             snapshots: Mutex::new(Vec::new()),
+            replication_lock: Mutex::new(()),
         })
     }
 
@@ -708,7 +711,11 @@ impl<'a> Migration<'a> {
 
     /// Journals what went wrong with the replication connections of a command (a unit of no
     /// site), so `status` shows it.
-    fn replication_failures(&self, step: &str, failures: Vec<String>) -> Result<(), LifecycleError> {
+    fn replication_failures(
+        &self,
+        step: &str,
+        failures: Vec<String>,
+    ) -> Result<(), LifecycleError> {
         for f in failures {
             self.record(&Entry::Unit {
                 site: PLATFORM.to_string(),

@@ -233,3 +233,194 @@ fn a_channel_left_by_a_crash_is_found_on_the_servers_and_removed() {
         "{p:#?}"
     );
 }
+
+/// Two sites whose MariaDB databases are replicated (`mode: replicate`), one database outside
+/// the plan on the same source; no DNS nor probe, so a cutover confirms a verified site.
+struct World {
+    work: tempfile::TempDir,
+    plan: std::path::PathBuf,
+}
+
+fn world(src: &MariaDb, dst: &MariaDb) -> World {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for site in ["one", "two"] {
+        std::fs::create_dir_all(w.join("old").join(site)).unwrap();
+        std::fs::write(w.join("old").join(site).join("index.html"), site).unwrap();
+    }
+    for db in ["one_db", "two_db", "other_db"] {
+        src.sql(&format!("CREATE DATABASE {db}; USE {db}; {TABLE}"));
+    }
+    dst.sql(&format!("CREATE DATABASE other_db; USE other_db; {TABLE}"));
+    let site = |name: &str| {
+        format!(
+            "  - name: {name}\n    from: {{ host: local, path: \"old/{name}/\" }}\n    to: {{ host: local, path: \"new/{name}/\" }}\n    databases: [\"{name}_db\"]\n"
+        )
+    };
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: repl-life\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
+sites:\n{}{}\
+databases:\n  - engine: mariadb\n    mode: replicate\n    from: {{ host: local, socket: \"{}\", address: 127.0.0.1, port: {}, user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n    names: [\"one_db\", \"two_db\"]\n",
+            site("one"),
+            site("two"),
+            src.socket.display(),
+            src.port,
+            dst.socket.display(),
+        ),
+    )
+    .unwrap();
+    World { work, plan }
+}
+
+fn run(world: &World, args: &[&str], fault: Option<&str>) -> (Option<i32>, String) {
+    let mut cmd = crate::cli::bin();
+    cmd.arg("--yes")
+        .arg(args[0])
+        .arg(&world.plan)
+        .args(&args[1..]);
+    if let Some(f) = fault {
+        cmd.env("TRANSHUMANCE_FAULT", f);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The journal's replication steps, as `step:done` words.
+fn journaled_steps(world: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(world.work.path().join("state")) {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["kind"] == "replication"
+            {
+                out.push(format!("{}:{}", v["step"].as_str().unwrap(), v["done"]));
+            }
+        }
+    }
+    out
+}
+
+/// The databases each replication connection at `dst` is filtered to (`Replicate_Do_DB`, the
+/// 15th column of `SHOW ALL SLAVES STATUS` in MariaDB 10.x).
+fn connections(dst: &MariaDb) -> Vec<String> {
+    dst.sql("SHOW ALL SLAVES STATUS")
+        .lines()
+        .filter(|l| l.starts_with("transhumance_"))
+        .map(|l| {
+            let mut dbs: Vec<&str> = l
+                .split('\t')
+                .nth(14)
+                .unwrap_or_default()
+                .split(',')
+                .collect();
+            dbs.sort_unstable();
+            dbs.join(",")
+        })
+        .collect()
+}
+
+fn replication_left(src: &MariaDb, dst: &MariaDb) -> (String, String) {
+    (
+        connections(dst).len().to_string(),
+        src.sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'th\\_repl\\_%'"),
+    )
+}
+
+#[test]
+fn a_replicated_cutover_waits_for_the_freeze_position_site_by_site() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(4),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(replication_left(&src, &dst), ("1".into(), "1".into()));
+    assert_eq!(connections(&dst), ["one_db,two_db"]);
+    for db in ["one_db", "two_db", "other_db"] {
+        src.sql(&format!(
+            "INSERT INTO {db}.t VALUES (2001, 'new'); UPDATE {db}.t SET v = 'changed' WHERE id <= 10; DELETE FROM {db}.t WHERE id BETWEEN 100 AND 109"
+        ));
+    }
+    // Before any cutover, the writes arrive by replication.
+    wait_until(Duration::from_secs(20), "replicated rows", || {
+        rows(&dst, "one_db") == rows(&src, "one_db") && rows(&dst, "two_db") == rows(&src, "two_db")
+    });
+    let (code, out) = run(&w, &["cutover", "--only", "one"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rows(&dst, "one_db"), rows(&src, "one_db"));
+    // Site two still replicates; one left the filter.
+    assert_eq!(connections(&dst), ["two_db"]);
+    src.sql("INSERT INTO two_db.t SELECT seq, 'last' FROM two_db.seq_3000_to_3049; INSERT INTO one_db.t VALUES (9999, 'after its cutover')");
+    let (code, out) = run(&w, &["cutover", "--only", "two"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rows(&dst, "two_db"), rows(&src, "two_db"));
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM two_db.t"), "241");
+    assert_eq!(
+        dst.sql("SELECT COUNT(*) FROM one_db.t WHERE id = 9999"),
+        "0",
+        "a database cut over no longer hears the source"
+    );
+    assert_eq!(
+        dst.sql("SELECT COUNT(*), SUM(v = 'changed') FROM other_db.t"),
+        "200\t0",
+        "writes outside the plan must not arrive"
+    );
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+    let steps = journaled_steps(&w);
+    for s in [
+        "account_created:true",
+        "channel_created:true",
+        "position_waited:true",
+        "database_detached:true",
+        "channel_removed:true",
+        "account_dropped:true",
+    ] {
+        assert!(steps.contains(&s.to_string()), "{s} in {steps:?}");
+    }
+}
+
+#[test]
+fn a_kill_after_the_connection_exists_is_resolved_from_the_servers() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(5),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], Some("before:replication_set_up"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    // The connection and its account exist; the journal holds only the intent.
+    assert_eq!(replication_left(&src, &dst), ("1".into(), "1".into()));
+    let steps = journaled_steps(&w);
+    assert!(
+        steps.contains(&"channel_created:false".to_string()),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.contains(&"channel_created:true".to_string()),
+        "{steps:?}"
+    );
+    src.sql("INSERT INTO one_db.t VALUES (7000, 'while nobody watched'); DELETE FROM two_db.t WHERE id = 1");
+    // The cutover does not trust that connection: removed, both databases dumped frozen.
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    for db in ["one_db", "two_db"] {
+        assert_eq!(rows(&dst, db), rows(&src, db), "{db}");
+    }
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+}

@@ -32,6 +32,11 @@ impl Migration<'_> {
         rule: &DatabaseRule,
         op: impl FnOnce(&Channel<'_>) -> Result<T, String>,
     ) -> Result<T, String> {
+        // Sites cut over in parallel share a connection: one change to it at a time.
+        let _one = self
+            .replication_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let from = self
             .connections
             .get(&rule.from.host)
@@ -54,14 +59,20 @@ impl Migration<'_> {
         op(&ch)
     }
 
-    /// Journals one step of `ch` (intent or outcome).
-    fn journal_step(&self, ch: &Channel<'_>, step: &Step, done: bool, detail: &str) -> super::Stop {
+    /// Journals one step of the channel of `rule` (intent or outcome).
+    fn journal_step_for(
+        &self,
+        rule: &DatabaseRule,
+        step: &Step,
+        done: bool,
+        detail: &str,
+    ) -> super::Stop {
         if done && *step == Step::ChannelCreated {
             fault_before_outcome();
         }
         self.record(&Entry::Replication {
-            channel: ch.name.clone(),
-            host: ch.to.transport.host().to_string(),
+            channel: replication::names(&self.plan.name, &rule.from).0,
+            host: rule.to.host.clone(),
             step: step.clone(),
             done,
             detail: (!detail.is_empty()).then(|| detail.to_string()),
@@ -91,10 +102,6 @@ impl Migration<'_> {
             }
         }
         failures
-    }
-
-    fn journal_step_for(&self, rule: &DatabaseRule, s: &Step, d: bool, w: &str) -> super::Stop {
-        self.on_channel(rule, |ch| self.journal_step(ch, s, d, w))
     }
 
     /// Once a full pre-sync dumped: one connection per source server, from the positions of
