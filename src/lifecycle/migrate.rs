@@ -158,6 +158,8 @@ pub struct Migration<'a> {
     snapshots: Mutex<Vec<(usize, String, crate::db::replication::BinlogPosition)>>,
     /// Held while a replication connection is read or changed.
     replication_lock: Mutex<()>,
+    /// Per `mode: replicate` rule, whether its servers can replicate (checked once per run).
+    replication_checked: Mutex<BTreeMap<usize, bool>>,
 }
 
 type Stop = Result<(), String>;
@@ -231,6 +233,7 @@ impl<'a> Migration<'a> {
             panel: inventory.panel,
             snapshots: Mutex::new(Vec::new()),
             replication_lock: Mutex::new(()),
+            replication_checked: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -793,6 +796,21 @@ impl<'a> Migration<'a> {
                 }
             }
         }
+        // A final sync that dumps (no trusted connection), and servers that cannot replicate:
+        // dumped as under `mode: dump` (the journal says why).
+        let dumped_rule;
+        let rule = if copy
+            && replicate::replicates(rule)
+            && (final_sync || !self.replication_possible(rule))
+        {
+            dumped_rule = crate::plan::DatabaseRule {
+                mode: crate::plan::raw::DbMode::Dump,
+                ..rule.clone()
+            };
+            &dumped_rule
+        } else {
+            rule
+        };
         // A database that may be live at the target (its site, or any site for one no site
         // names, may have switched) is left alone: users may have written to it there.
         let live = self.live();

@@ -424,3 +424,60 @@ fn a_kill_after_the_connection_exists_is_resolved_from_the_servers() {
     }
     assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
 }
+
+/// The dry run's note on each database of the plan, by name.
+fn dry_run_notes(world: &World) -> Vec<(String, String)> {
+    let out = crate::cli::bin()
+        .args(["plan", "--format", "json"])
+        .arg(&world.plan)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let mut notes: Vec<(String, String)> = v["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    notes.sort();
+    notes
+}
+
+#[test]
+fn a_source_without_binary_log_is_dumped_and_the_dry_run_says_why() {
+    let (src, dst) = (MariaDb::start(), MariaDb::start());
+    let w = world(&src, &dst);
+    let notes = dry_run_notes(&w);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    for (_, note) in &notes {
+        assert!(
+            note.contains("dumped at the cutover") && note.contains("binary log is off"),
+            "{notes:?}"
+        );
+    }
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+    src.sql("INSERT INTO one_db.t VALUES (7000, 'at the freeze')");
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rows(&dst, "one_db"), rows(&src, "one_db"));
+
+    // With a binary log, the dry run says the databases will be replicated.
+    let (src, dst) = (
+        MariaDb::start_with(MariaDbOptions {
+            binlog_server_id: Some(6),
+        }),
+        MariaDb::start(),
+    );
+    let w = world(&src, &dst);
+    for (name, note) in dry_run_notes(&w) {
+        assert!(note.contains("final delta: replicated"), "{name}: {note}");
+    }
+}

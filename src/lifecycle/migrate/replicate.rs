@@ -131,6 +131,42 @@ impl Migration<'_> {
         failures
     }
 
+    /// Whether the servers of `rule` can replicate (checked once per run): when they cannot,
+    /// the rule's databases are dumped as under `mode: dump`, and the journal says why.
+    pub(super) fn replication_possible(&self, rule: &DatabaseRule) -> bool {
+        if let Some(known) = self
+            .replication_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&rule.index)
+        {
+            return *known;
+        }
+        let problems = self
+            .on_channel(rule, |ch| Ok(replication::prerequisites(ch).problems))
+            .unwrap_or_else(|e| vec![e]);
+        let possible = problems.is_empty();
+        if !possible {
+            let _ = self.record(&Entry::Unit {
+                site: super::PLATFORM.to_string(),
+                unit: format!("databases[{}]", rule.index),
+                step: "replication".into(),
+                ok: true,
+                detail: Some(format!(
+                    "dumped instead of replicated: {}",
+                    problems.join("; ")
+                )),
+                bytes: None,
+                at: now(),
+            });
+        }
+        self.replication_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rule.index, possible);
+        possible
+    }
+
     /// Whether the journal saw the set-up of `channel` finish after its last intent.
     fn set_up_journaled(&self, channel: &str) -> bool {
         let mut finished = false;
