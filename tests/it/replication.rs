@@ -481,3 +481,27 @@ fn a_source_without_binary_log_is_dumped_and_the_dry_run_says_why() {
         assert!(note.contains("final delta: replicated"), "{name}: {note}");
     }
 }
+
+#[test]
+fn rollback_takes_the_sites_databases_out_of_replication_and_the_last_removes_it() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(7),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    // A cutover killed once site one is freezing: the site is in flight, still replicated.
+    let (code, _) = run(&w, &["cutover", "--only", "one"], Some("after:freezing"));
+    assert_eq!(code, None, "killed by the fault point");
+    assert_eq!(connections(&dst), ["one_db,two_db"]);
+    let (code, out) = run(&w, &["rollback", "--only", "one"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(connections(&dst), ["two_db"]);
+    assert_eq!(replication_left(&src, &dst).1, "1");
+    let (code, _) = run(&w, &["cutover", "--only", "two"], Some("after:freezing"));
+    assert_eq!(code, None, "killed by the fault point");
+    let (code, out) = run(&w, &["rollback"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+}
