@@ -298,6 +298,71 @@ pub fn prerequisites(ch: &Channel<'_>) -> Prerequisites {
     p
 }
 
+/// PostgreSQL: what logical replication of `databases` would need from the source: problems
+/// for the whole server (`wal_level`, free replication slots and WAL senders, one of each per
+/// database), and per database the tables without a replica identity (no primary key, no
+/// `REPLICA IDENTITY` index or `FULL`), which make that database fall back to dump.
+pub fn pg_prerequisites(
+    from: &Endpoint<'_>,
+    databases: &[String],
+) -> (Prerequisites, Vec<(String, Vec<String>)>) {
+    let mut p = Prerequisites::default();
+    let q = |db: Option<&str>, sql: &str| {
+        super::discover::query(from.transport, DbEngine::Postgres, from.server, db, sql)
+    };
+    match q(
+        None,
+        "SELECT current_setting('wal_level'), \
+         current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots), \
+         current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication)",
+    ) {
+        Ok(rows) => {
+            let r = rows.into_iter().next().unwrap_or_default();
+            let get = |i: usize| r.get(i).cloned().unwrap_or_default();
+            if get(0) != "logical" {
+                p.problems.push(format!(
+                    "wal_level is {} at the source: set it to `logical` (a restart)",
+                    get(0)
+                ));
+            }
+            let need = databases.len() as i64;
+            for (i, what) in [(1, "replication slots"), (2, "WAL senders")] {
+                let free: i64 = get(i).parse().unwrap_or(0);
+                if free < need {
+                    p.problems.push(format!(
+                        "{free} free {what} at the source, {need} needed (one per database)"
+                    ));
+                }
+            }
+        }
+        Err(e) => p.problems.push(format!("the source cannot be asked: {e}")),
+    }
+    let per_db = databases
+        .iter()
+        .map(|db| {
+            let tables = q(
+                Some(db),
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND n.nspname NOT LIKE 'pg_toast%' \
+                 AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
+                 (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))) \
+                 ORDER BY 1",
+            )
+            .map(|rows| {
+                rows.into_iter()
+                    .filter_map(|r| r.into_iter().next())
+                    .collect()
+            })
+            .unwrap_or_else(|e| vec![format!("(cannot be read: {e})")]);
+            (db.clone(), tables)
+        })
+        .collect();
+    (p, per_db)
+}
+
 /// What the servers hold of `ch` now.
 ///
 /// # Errors

@@ -606,13 +606,12 @@ fn replication_verdict(
     }
     let subject = format!("databases[{}]", rule.index);
     if rule.engine == DbEngine::Postgres {
-        let why = "PostgreSQL logical replication is not built yet";
-        report.risks.push(Risk::warning(
-            "replication_fallback",
+        return Some(postgres_replication_verdict(
+            rule,
+            connections,
+            report,
             subject,
-            format!("{why}: its databases are dumped at the cutover"),
         ));
-        return Some(format!("final delta: dumped at the cutover ({why})"));
     }
     let (from, to) = match (
         connections.get(&rule.from.host),
@@ -653,6 +652,50 @@ fn replication_verdict(
         format!("replication impossible, dumped at the cutover instead: {why}"),
     ));
     Some(format!("final delta: dumped at the cutover ({why})"))
+}
+
+/// PostgreSQL under `mode: replicate`: dumped at the cutover (logical replication is not
+/// built yet), with what the source would need for it: `wal_level`, slots and senders, and
+/// the tables without a replica identity, named per database.
+fn postgres_replication_verdict(
+    rule: &crate::plan::DatabaseRule,
+    connections: &Connections,
+    report: &mut DryRunReport,
+    subject: String,
+) -> String {
+    let why = "PostgreSQL logical replication is not built yet";
+    let Ok(from) = connections.get(&rule.from.host) else {
+        return format!("final delta: dumped at the cutover ({why})");
+    };
+    let names = db::list_databases(from.as_ref(), rule.engine, &rule.from)
+        .map(|l| {
+            l.into_iter()
+                .map(|d| d.name)
+                .filter(|n| super::databases::selects(rule, n))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let (server, per_db) = crate::db::replication::pg_prerequisites(
+        &crate::db::transfer::Endpoint {
+            transport: from.as_ref(),
+            server: &rule.from,
+        },
+        &names,
+    );
+    let mut said = vec![format!("{why}: its databases are dumped at the cutover")];
+    said.extend(server.problems.iter().cloned());
+    for (db, tables) in per_db.iter().filter(|(_, t)| !t.is_empty()) {
+        said.push(format!(
+            "`{db}` has tables without a replica identity: {}",
+            tables.join(", ")
+        ));
+    }
+    report.risks.push(Risk::warning(
+        "replication_fallback",
+        subject,
+        said.join("; "),
+    ));
+    format!("final delta: dumped at the cutover ({})", said.join("; "))
 }
 
 fn databases(

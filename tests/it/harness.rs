@@ -797,14 +797,27 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// `logical`: a logical replication source (`wal_level=logical`, a few slots and senders);
+    /// the default server keeps `replica`.
+    pub fn start_with(logical: bool) -> Postgres {
         let bin = pg_bin();
         let pg_ctl = require(&bin.join("pg_ctl").to_string_lossy(), "postgresql");
         require(&bin.join("psql").to_string_lossy(), "postgresql");
         let template = postgres_template();
-        start_with_retries("PostgreSQL", || Self::try_start(&bin, &pg_ctl, template))
+        start_with_retries("PostgreSQL", || {
+            Self::try_start(&bin, &pg_ctl, template, logical)
+        })
     }
 
-    fn try_start(bin: &Path, pg_ctl: &Path, template: &Path) -> Result<Postgres, StartError> {
+    fn try_start(
+        bin: &Path,
+        pg_ctl: &Path,
+        template: &Path,
+        logical: bool,
+    ) -> Result<Postgres, StartError> {
         let (dir, owner) = harness_dir("pg");
         let d = dir.path().to_owned();
         let (uid, gid) = postgres_ids();
@@ -823,8 +836,13 @@ impl Postgres {
         let log = d.join("server.log");
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
-            d.display()
+             -c synchronous_commit=off -c full_page_writes=off{}",
+            d.display(),
+            if logical {
+                " -c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4"
+            } else {
+                ""
+            }
         );
         let started = as_postgres(pg_ctl, &d)
             .arg("-D")

@@ -393,6 +393,22 @@ fn a_replicated_cutover_waits_for_the_freeze_position_site_by_site() {
     ] {
         assert!(steps.contains(&s.to_string()), "{s} in {steps:?}");
     }
+    // The account's password is in no journal nor output.
+    for e in walkdir::WalkDir::new(w.work.path().join("state")) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+            assert!(
+                !text.contains("PASSWORD") && !text.contains("IDENTIFIED"),
+                "{}",
+                e.path().display()
+            );
+        }
+    }
+    assert!(
+        !out.contains("PASSWORD") && !out.contains("IDENTIFIED"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -504,4 +520,49 @@ fn rollback_takes_the_sites_databases_out_of_replication_and_the_last_removes_it
     let (code, out) = run(&w, &["rollback"], None);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+}
+
+#[test]
+fn postgres_replicate_rules_are_dumped_and_the_dry_run_names_what_replication_would_need() {
+    let logical = crate::harness::Postgres::start_with(true);
+    let plain = crate::harness::Postgres::start();
+    let dst = crate::harness::Postgres::start();
+    for pg in [&logical, &plain] {
+        pg.psql("postgres", "CREATE DATABASE pg_keyed");
+        pg.psql("postgres", "CREATE DATABASE pg_loose");
+        pg.psql("pg_keyed", "CREATE TABLE t (id int PRIMARY KEY, v text)");
+        pg.psql(
+            "pg_loose",
+            "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE nokey (v text); CREATE TABLE full_row (v text); ALTER TABLE full_row REPLICA IDENTITY FULL",
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    let note = |src: &crate::harness::Postgres| {
+        let plan = work.path().join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!(
+                "version: 1\nname: pg-repl\nstate_dir: state\n\
+databases:\n  - engine: postgres\n    mode: replicate\n    from: {{ host: local, address: 127.0.0.1, port: {}, user: postgres }}\n    to: {{ host: local, address: 127.0.0.1, port: {}, user: postgres }}\n    names: [\"pg_*\"]\n",
+                src.port, dst.port
+            ),
+        )
+        .unwrap();
+        dry_run_notes(&World {
+            work: tempfile::tempdir().unwrap(),
+            plan,
+        })
+    };
+    let notes = note(&logical);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    for (_, n) in &notes {
+        assert!(n.contains("dumped at the cutover"), "{n}");
+        assert!(
+            n.contains("`pg_loose` has tables without a replica identity: public.nokey"),
+            "{n}"
+        );
+        assert!(!n.contains("full_row") && !n.contains("wal_level"), "{n}");
+    }
+    let notes = note(&plain);
+    assert!(notes[0].1.contains("wal_level is replica"), "{notes:?}");
 }
