@@ -142,6 +142,9 @@ pub fn pipe(
     pipe_watched(from, from_req, to, to_req, moving, None)
 }
 
+/// Who is shown a stream's chunks as they pass.
+pub type Watch<'w> = &'w dyn Fn(&[u8]);
+
 /// As `pipe`, showing every chunk to `watch` as it passes (a dump's replication position is
 /// read from its head). A watched stream goes through this process, never the direct path.
 ///
@@ -153,7 +156,7 @@ pub fn pipe_watched(
     to: &dyn Transport,
     to_req: &ExecRequest,
     moving: &dyn Fn(u64),
-    watch: Option<&dyn Fn(&[u8])>,
+    watch: Option<Watch<'_>>,
 ) -> Result<(ExecOutput, ExecOutput, u64), TransportError> {
     if watch.is_none()
         && !from.is_local()
