@@ -237,7 +237,7 @@ pub fn prerequisites(ch: &Channel<'_>) -> Prerequisites {
     let mut p = Prerequisites::default();
     let facts = match sql(
         &ch.from,
-        "SELECT @@log_bin, @@binlog_format, @@server_id, @@have_ssl",
+        "SELECT @@log_bin, @@binlog_format, @@server_id, @@have_ssl, @@version",
     ) {
         Ok(r) => r.into_iter().next().unwrap_or_default(),
         Err(e) => {
@@ -246,6 +246,12 @@ pub fn prerequisites(ch: &Channel<'_>) -> Prerequisites {
         }
     };
     let get = |i: usize| facts.get(i).cloned().unwrap_or_default();
+    let mariadb = |v: String| v.contains("MariaDB");
+    if !mariadb(get(4)) || !one_value(&ch.to, "SELECT @@version").is_ok_and(mariadb) {
+        p.problems.push(
+            "both servers must be MariaDB (named replication connections); MySQL's channels are not supported yet".into(),
+        );
+    }
     if get(0) != "1" {
         p.problems
             .push("the source's binary log is off (set `log_bin` and restart it)".into());
