@@ -208,8 +208,6 @@ impl Migration<'_> {
                 Some(format!("replication stopped on an error: {e}"))
             } else if !(s.io_running && s.sql_running) {
                 Some("replication is not running".to_string())
-            } else if !s.databases.iter().any(|d| d == name) {
-                Some("not in the replication filter".to_string())
             } else {
                 None
             };
@@ -218,6 +216,10 @@ impl Migration<'_> {
                     replication::remove(ch, &log)?;
                 }
                 return Ok(Some(why));
+            }
+            // A database the connection never took (its pre-sync failed): the others keep it.
+            if !s.databases.iter().any(|d| d == name) {
+                return Ok(Some("not in the replication filter".to_string()));
             }
             replication::catch_up(ch, WAIT, &log)?;
             replication::detach(ch, name, &log)?;
