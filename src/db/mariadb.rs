@@ -101,6 +101,7 @@ pub(super) fn transfer(
         users,
         note: None,
         warnings: notes,
+        position: None,
     })
 }
 
@@ -176,14 +177,11 @@ fn restore(
         ]
     };
     if big.is_empty() {
-        return stream(
-            engine,
-            from,
-            to,
-            tools,
-            args(&["--routines", "--triggers"], &[]),
-            into(),
-        );
+        let mut extra = vec!["--routines", "--triggers"];
+        if tools.position.is_some() {
+            extra.extend(super::replication::DUMP_POSITION_ARGS);
+        }
+        return stream(engine, from, to, tools, args(&extra, &[]), into());
     }
     let ignored: Vec<String> = big
         .iter()

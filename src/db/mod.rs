@@ -4,6 +4,7 @@ pub mod engine;
 mod mariadb;
 pub mod plan;
 mod postgres;
+pub mod replication;
 pub mod transfer;
 pub mod verify;
 

@@ -1082,6 +1082,7 @@ pub(super) fn transfer(
         users: roles.names,
         note: None,
         warnings,
+        position: None,
     })
 }
 

@@ -10,7 +10,7 @@ use crate::event::{Event, Observer};
 use crate::plan::DbServer;
 use crate::plan::raw::{ConflictPolicy, ConnectedClients, DbEngine};
 use crate::transport::Transport;
-use crate::transport::pipe::pipe;
+use crate::transport::pipe::pipe_watched;
 
 /// One side of a move.
 #[derive(Clone, Copy)]
@@ -34,6 +34,9 @@ pub struct Options<'a> {
     /// PostgreSQL: clients connected to the copy being replaced, and how long to wait for them.
     pub connected_clients: ConnectedClients,
     pub connected_clients_timeout: std::time::Duration,
+    /// `mode: replicate`: one consistent dump (no table split off), its binlog position read
+    /// (MariaDB/MySQL), for the target to replicate from.
+    pub replicate: bool,
 }
 
 impl<'a> Options<'a> {
@@ -48,6 +51,7 @@ impl<'a> Options<'a> {
             jobs: 4,
             connected_clients: ConnectedClients::Wait,
             connected_clients_timeout: std::time::Duration::from_secs(30),
+            replicate: false,
         }
     }
 }
@@ -58,6 +62,8 @@ pub(super) struct Tools<'a> {
     pub(super) dump: String,
     pub(super) restore: String,
     pub(super) observer: &'a dyn Observer,
+    /// Replication: the dump's snapshot position, read from its head as it streams.
+    pub(super) position: Option<&'a std::sync::Mutex<super::replication::HeadReader>>,
 }
 
 /// What happened to one database.
@@ -80,6 +86,9 @@ pub struct Moved {
     /// would not let us read, sessions ended, a copy that could not be dropped).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// `mode: replicate`: where in the source's binary log the dump's snapshot stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<super::replication::BinlogPosition>,
 }
 
 pub(super) fn sql(
@@ -165,6 +174,8 @@ pub fn transfer_observed(
         DbEngine::Postgres => ("pg_dump", "pg_restore"),
         _ => ("mariadb-dump", "mariadb"),
     };
+    let replicating = options.replicate && engine != DbEngine::Postgres;
+    let head = std::sync::Mutex::new(super::replication::HeadReader::default());
     // Both tools are looked for before the target is touched.
     let tools = Tools {
         dump: find_tool(from.transport, engine, from.server, dump)
@@ -172,6 +183,7 @@ pub fn transfer_observed(
         restore: find_tool(to.transport, engine, to.server, restore)
             .map_err(|e| format!("{}: {e}", at(to)))?,
         observer,
+        position: replicating.then_some(&head),
     };
     let existing = comment(engine, to, name).map_err(|e| format!("{}: {e}", at(to)))?;
     match super::plan::decide(name, existing.as_deref(), options.plan, options.conflict).action {
@@ -190,14 +202,20 @@ pub fn transfer_observed(
                 users: Vec::new(),
                 note: Some("exists at the target and is not ours (conflict: skip)".into()),
                 warnings: Vec::new(),
+                position: None,
             });
         }
         DbAction::Create | DbAction::ReplaceOurs | DbAction::ReplaceTheirs => {}
     }
     ensure_space(engine, from, to, name, options.min_free_space)
         .map_err(|e| format!("{}: {e}", at(to)))?;
-    let big = big_tables(engine, from, name, options.split_tables_above)
-        .map_err(|e| format!("{}: {e}", at(from)))?;
+    // A replicated database is one snapshot: no table is split off into a dump of its own.
+    let big = if replicating {
+        Vec::new()
+    } else {
+        big_tables(engine, from, name, options.split_tables_above)
+            .map_err(|e| format!("{}: {e}", at(from)))?
+    };
     observer.on_event(&Event::UnitStarted {
         phase: "databases".into(),
         unit: name.into(),
@@ -210,6 +228,18 @@ pub fn transfer_observed(
         _ => super::mariadb::transfer(engine, from, to, name, &ours, &tools, &big, options),
     }
     .map_err(|e| format!("{}: {e}", at(to)))
+    .and_then(|mut moved| {
+        if replicating {
+            moved.position = head.into_inner().unwrap_or_else(|e| e.into_inner()).position;
+            if moved.position.is_none() {
+                return Err(format!(
+                    "{}: the dump recorded no binary log position (is `log_bin` on at the source?): it cannot be replicated from",
+                    at(from)
+                ));
+            }
+        }
+        Ok(moved)
+    })
 }
 
 /// Refuses a copy that would leave less than `min_free` on the target's data directory. The
@@ -320,8 +350,20 @@ pub(super) fn stream(
             bytes: n,
         })
     };
-    let (a, b, bytes) =
-        pipe(from.transport, &dump, to.transport, &restore, &moving).map_err(|e| e.to_string())?;
+    let watch = |chunk: &[u8]| {
+        if let Some(p) = tools.position {
+            p.lock().unwrap_or_else(|e| e.into_inner()).feed(chunk);
+        }
+    };
+    let (a, b, bytes) = pipe_watched(
+        from.transport,
+        &dump,
+        to.transport,
+        &restore,
+        &moving,
+        tools.position.map(|_| &watch as &dyn Fn(&[u8])),
+    )
+    .map_err(|e| e.to_string())?;
     check(&tools.dump, &a).and_then(|()| check(&tools.restore, &b))?;
     Ok(bytes)
 }

@@ -428,6 +428,7 @@ fn attempt(
                 jobs: plan.defaults.jobs.max(1),
                 connected_clients: rule.connected_clients,
                 connected_clients_timeout: rule.connected_clients_timeout,
+                replicate: rule.mode == crate::plan::raw::DbMode::Replicate,
             },
             observer,
         ) {

@@ -600,6 +600,112 @@ pub(crate) fn engine_name(e: DbEngine) -> &'static str {
     }
 }
 
+/// Under `mode: replicate`, how the rule's databases will reach the target at the cutover, in
+/// words for each database's note: replicated, or dumped and why (the prerequisites the
+/// servers miss, also reported as risks).
+fn replication_verdict(
+    plan: &Plan,
+    rule: &crate::plan::DatabaseRule,
+    connections: &Connections,
+    report: &mut DryRunReport,
+) -> Option<String> {
+    if rule.mode != crate::plan::raw::DbMode::Replicate {
+        return None;
+    }
+    let subject = format!("databases[{}]", rule.index);
+    if rule.engine == DbEngine::Postgres {
+        return Some(postgres_replication_verdict(
+            rule,
+            connections,
+            report,
+            subject,
+        ));
+    }
+    let (from, to) = match (
+        connections.get(&rule.from.host),
+        connections.get(&rule.to.host),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Some("final delta: replication not checked (a host is unreachable)".into()),
+    };
+    let ch = crate::db::replication::Channel::new(
+        &plan.name,
+        crate::db::transfer::Endpoint {
+            transport: from.as_ref(),
+            server: &rule.from,
+        },
+        crate::db::transfer::Endpoint {
+            transport: to.as_ref(),
+            server: &rule.to,
+        },
+    );
+    let checked = crate::db::replication::prerequisites(&ch);
+    for n in &checked.notes {
+        report.risks.push(Risk::warning(
+            "replication_note",
+            subject.clone(),
+            n.clone(),
+        ));
+    }
+    if checked.problems.is_empty() {
+        return Some(format!(
+            "final delta: replicated (connection `{}`, account `{}` on the source)",
+            ch.name, ch.account
+        ));
+    }
+    let why = checked.problems.join("; ");
+    report.risks.push(Risk::warning(
+        "replication_fallback",
+        subject,
+        format!("replication impossible, dumped at the cutover instead: {why}"),
+    ));
+    Some(format!("final delta: dumped at the cutover ({why})"))
+}
+
+/// PostgreSQL under `mode: replicate`: dumped at the cutover (logical replication is not
+/// built yet), with what the source would need for it: `wal_level`, slots and senders, and
+/// the tables without a replica identity, named per database.
+fn postgres_replication_verdict(
+    rule: &crate::plan::DatabaseRule,
+    connections: &Connections,
+    report: &mut DryRunReport,
+    subject: String,
+) -> String {
+    let why = "PostgreSQL logical replication is not built yet";
+    let Ok(from) = connections.get(&rule.from.host) else {
+        return format!("final delta: dumped at the cutover ({why})");
+    };
+    let names = db::list_databases(from.as_ref(), rule.engine, &rule.from)
+        .map(|l| {
+            l.into_iter()
+                .map(|d| d.name)
+                .filter(|n| super::databases::selects(rule, n))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let (server, per_db) = crate::db::replication::pg_prerequisites(
+        &crate::db::transfer::Endpoint {
+            transport: from.as_ref(),
+            server: &rule.from,
+        },
+        &names,
+    );
+    let mut said = vec![format!("{why}: its databases are dumped at the cutover")];
+    said.extend(server.problems.iter().cloned());
+    for (db, tables) in per_db.iter().filter(|(_, t)| !t.is_empty()) {
+        said.push(format!(
+            "`{db}` has tables without a replica identity: {}",
+            tables.join(", ")
+        ));
+    }
+    report.risks.push(Risk::warning(
+        "replication_fallback",
+        subject,
+        said.join("; "),
+    ));
+    format!("final delta: dumped at the cutover ({})", said.join("; "))
+}
+
 fn databases(
     plan: &Plan,
     connections: &Connections,
@@ -642,6 +748,7 @@ fn databases(
                 e.clone(),
             ));
         }
+        let final_delta = replication_verdict(plan, rule, connections, report);
         let mut matched = 0;
         for d in source
             .into_iter()
@@ -718,6 +825,11 @@ fn databases(
                 })
             } else {
                 note
+            };
+            let note = match (&final_delta, note) {
+                (None, n) => n,
+                (Some(f), None) => Some(f.clone()),
+                (Some(f), Some(n)) => Some(format!("{n}; {f}")),
             };
             let tables = match (rule.engine, d.tables) {
                 (DbEngine::Postgres, _) => connections

@@ -117,6 +117,20 @@ pub enum Entry {
         installed: bool,
         at: u64,
     },
+    /// A step of a replication connection (`mode: replicate`): its intent (`done` false) is
+    /// journaled before the servers are touched, its outcome after. Recovery reads the
+    /// servers; an intent without its outcome is never taken as applied.
+    Replication {
+        /// The connection's name at the target (also names the account on the source).
+        channel: String,
+        /// The target's host.
+        host: String,
+        step: crate::db::replication::Step,
+        done: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        at: u64,
+    },
     /// A DNS change's intent or outcome (the `dns_*` kinds).
     #[serde(untagged)]
     Dns(DnsEvent),
@@ -203,7 +217,8 @@ impl Index {
             | Entry::Check { .. }
             | Entry::Run { .. }
             | Entry::RunEnd { .. }
-            | Entry::DirectKey { .. } => {}
+            | Entry::DirectKey { .. }
+            | Entry::Replication { .. } => {}
         }
     }
 }
@@ -320,7 +335,8 @@ impl Ledger {
             | Entry::Run { .. }
             | Entry::RunEnd { .. }
             // A move's key belongs to the controller that made it, not to one site.
-            | Entry::DirectKey { .. } => None,
+            | Entry::DirectKey { .. }
+            | Entry::Replication { .. } => None,
         }
     }
 

@@ -34,6 +34,7 @@ use hickory_proto::rr::RecordType;
 
 mod interrupt;
 mod preview;
+mod replicate;
 mod saved;
 mod worker;
 pub use interrupt::{Interrupt, Interrupted, StopSummary, signal_name};
@@ -153,6 +154,12 @@ pub struct Migration<'a> {
     interrupted: Mutex<BTreeMap<String, Interrupted>>,
     /// What the panel expanded to, when the plan reads one (its users' and groups' ids).
     panel: Option<crate::panel::PanelInventory>,
+    /// `mode: replicate`: the snapshots this run's pre-sync dumped (rule, database, position).
+    snapshots: Mutex<Vec<(usize, String, crate::db::replication::BinlogPosition)>>,
+    /// Held while a replication connection is read or changed.
+    replication_lock: Mutex<()>,
+    /// Per `mode: replicate` rule, whether its servers can replicate (checked once per run).
+    replication_checked: Mutex<BTreeMap<usize, bool>>,
 }
 
 type Stop = Result<(), String>;
@@ -224,6 +231,9 @@ impl<'a> Migration<'a> {
             interrupt: None,
             interrupted: Mutex::new(BTreeMap::new()),
             panel: inventory.panel,
+            snapshots: Mutex::new(Vec::new()),
+            replication_lock: Mutex::new(()),
+            replication_checked: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -469,11 +479,18 @@ impl<'a> Migration<'a> {
 
     fn sync_sites(&self, only: &[String]) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let sites = self.select(only)?;
+        if only.is_empty() {
+            // Replicated databases are dumped again: their connections go first.
+            let failures = self.stop_replication();
+            self.replication_failures("pre-sync", failures)?;
+        }
         let out = self.each("pre-sync", &sites, |site| {
             self.sync_site(site, !only.is_empty())
         });
         if only.is_empty() {
             let _ = self.leased(PLATFORM, || self.sync_platform());
+            let failures = self.start_replication();
+            self.replication_failures("pre-sync", failures)?;
         }
         self.engines.finish();
         Ok(out)
@@ -699,6 +716,28 @@ impl<'a> Migration<'a> {
         }
     }
 
+    /// Journals what went wrong with the replication connections of a command (a unit of no
+    /// site), so `status` shows it.
+    fn replication_failures(
+        &self,
+        step: &str,
+        failures: Vec<String>,
+    ) -> Result<(), LifecycleError> {
+        for f in failures {
+            self.record(&Entry::Unit {
+                site: PLATFORM.to_string(),
+                unit: "replication".into(),
+                step: step.into(),
+                ok: false,
+                detail: Some(f),
+                bytes: None,
+                at: now(),
+            })
+            .map_err(LifecycleError::Invalid)?;
+        }
+        Ok(())
+    }
+
     /// Moves (when `copy`) and verifies one database, journaled as a unit of `owner`.
     fn move_database(
         &self,
@@ -710,6 +749,72 @@ impl<'a> Migration<'a> {
         let name = db.name.as_str();
         let rule = super::databases::rule_for(&self.plan, db)
             .ok_or_else(|| format!("database `{name}`: no rule of its engine selects it"))?;
+        let mut copy = copy;
+        let mut replicated = false;
+        if copy && replicate::replicates(rule) {
+            if !final_sync && self.replicating_now(rule, name) {
+                // A pre-sync of named sites: the connection keeps this copy current.
+                self.record(&Entry::Unit {
+                    site: owner.to_string(),
+                    unit: format!("database {name}"),
+                    step: "pre-sync".into(),
+                    ok: true,
+                    detail: Some("replicated: left to its connection".into()),
+                    bytes: None,
+                    at: now(),
+                })?;
+                return Ok(DbResult {
+                    rule: rule.index,
+                    name: name.to_string(),
+                    moved: None,
+                    tables: Vec::new(),
+                    properties: Vec::new(),
+                    properties_compared: 0,
+                    skipped: Vec::new(),
+                    error: None,
+                    error_kind: None,
+                    live: None,
+                });
+            }
+            if final_sync {
+                match self.replicated_final(rule, name) {
+                    Ok(None) => {
+                        copy = false;
+                        replicated = true;
+                    }
+                    // Dumped instead, the site frozen.
+                    Ok(Some(_why)) => {}
+                    Err(e) => {
+                        let e = format!("database `{name}`: replication: {e}");
+                        self.record(&Entry::Unit {
+                            site: owner.to_string(),
+                            unit: format!("database {name}"),
+                            step: "final sync".into(),
+                            ok: false,
+                            detail: Some(e.clone()),
+                            bytes: None,
+                            at: now(),
+                        })?;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        // A final sync that dumps (no trusted connection), and servers that cannot replicate:
+        // dumped as under `mode: dump` (the journal says why).
+        let dumped_rule;
+        let rule = if copy
+            && replicate::replicates(rule)
+            && (final_sync || !self.replication_possible(rule))
+        {
+            dumped_rule = crate::plan::DatabaseRule {
+                mode: crate::plan::raw::DbMode::Dump,
+                ..rule.clone()
+            };
+            &dumped_rule
+        } else {
+            rule
+        };
         // A database that may be live at the target (its site, or any site for one no site
         // names, may have switched) is left alone: users may have written to it there.
         let live = self.live();
@@ -726,7 +831,16 @@ impl<'a> Migration<'a> {
             mode,
             &self.engines.view(DATABASES, owner),
         );
+        if let Some(p) = r.moved.as_ref().and_then(|m| m.position.clone())
+            && !final_sync
+        {
+            self.snapshots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((rule.index, name.to_string(), p));
+        }
         let step = match (copy, final_sync) {
+            _ if replicated => "final sync (replicated)",
             (false, _) => "verify",
             (true, false) => "pre-sync",
             (true, true) => "final sync",
@@ -1744,6 +1858,14 @@ impl<'a> Migration<'a> {
                 // Read the servers again: only what they serve says the site is back.
                 cutover::restored(spec, &self.ledger, &names)
                     .map_err(|wrong| format!("DNS not back as before: {}", wrong.join("; ")))?;
+            }
+            for db in &site.databases {
+                if let Some(rule) = super::databases::rule_for(&self.plan, db)
+                    && replicate::replicates(rule)
+                {
+                    self.detach_replication(rule, &db.name)
+                        .map_err(|e| format!("database `{}`: replication: {e}", db.name))?;
+                }
             }
             if before != SiteState::Discovered {
                 self.hook(site, false)

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::node::NodePath;
 use super::raw::{
-    ConflictPolicy, ConnectedClients, DbEngine, DevicePolicy, ImapSecurity, OnFailure,
+    ConflictPolicy, ConnectedClients, DbEngine, DbMode, DevicePolicy, ImapSecurity, OnFailure,
     TransferMode, VerifyMode,
 };
 use super::secret::SecretRef;
@@ -432,7 +432,7 @@ pub struct CsvSource {
 }
 
 /// How a database server is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbServer {
     pub host: String,
     pub socket: Option<String>,
@@ -467,6 +467,8 @@ pub struct DatabaseRule {
     pub connected_clients_timeout: Duration,
     /// PostgreSQL schemas verified (names or globs); empty: every schema.
     pub schemas: Vec<String>,
+    /// `dump` (default) or `replicate` (see `db::replication`).
+    pub mode: DbMode,
 }
 
 /// An IMAP server address with its security.

@@ -326,6 +326,23 @@ pub struct RawDatabaseRule {
     /// every schema; the tables of the others are reported as skipped.
     #[serde(default)]
     pub schemas: Vec<String>,
+    /// How the final delta reaches the target: `dump` (default: dumped again at the cutover)
+    /// or `replicate` (the target replicates from the source from the pre-sync's snapshot on;
+    /// the cutover only waits for it to catch up). MariaDB/MySQL: one replication channel per
+    /// source server, filtered to the rule's databases.
+    #[serde(default)]
+    pub mode: Option<DbMode>,
+}
+
+/// How a database's changes after the pre-sync reach the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DbMode {
+    /// Dumped again at the cutover, sites frozen.
+    #[default]
+    Dump,
+    /// Replicated from the pre-sync's snapshot on; the cutover waits for the target to catch up.
+    Replicate,
 }
 
 /// What to do with clients connected to a target database about to be replaced.

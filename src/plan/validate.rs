@@ -1003,6 +1003,7 @@ impl Validator<'_> {
                 None => Duration::from_secs(30),
             },
             schemas: raw.schemas.clone(),
+            mode: raw.mode.unwrap_or_default(),
         }
     }
 
@@ -2230,6 +2231,40 @@ cutover:\n  probe: { http: \"https://{domain}/\", ca_file: ca.pem }\n  tls:\n   
         let issues = errors(&rule("    connected_clients_timeout: soon\n"));
         assert_eq!(issues.len(), 1, "{issues:#?}");
         assert_eq!(issues[0].loc.line, 7);
+    }
+
+    #[test]
+    fn database_mode_defaults_to_dump_and_is_checked() {
+        let rule = |extra: &str| {
+            format!(
+                "version: 1\nname: t\ndatabases:\n  - engine: mariadb\n    from: {{ host: local }}\n    to: {{ host: local }}\n{extra}"
+            )
+        };
+        let mode = |extra: &str| {
+            parse(
+                &rule(extra),
+                "plan.yaml",
+                Path::new("plan.yaml"),
+                Path::new("/tmp"),
+            )
+            .unwrap()
+            .plan
+            .databases[0]
+                .mode
+        };
+        assert_eq!(mode(""), crate::plan::raw::DbMode::Dump);
+        assert_eq!(
+            mode("    mode: replicate\n"),
+            crate::plan::raw::DbMode::Replicate
+        );
+        let issues = errors(&rule("    mode: mirror\n"));
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!(
+            (issues[0].loc.line, issues[0].loc.column),
+            (7, 11),
+            "{issues:#?}"
+        );
+        assert!(issues[0].message.contains("mirror"), "{issues:#?}");
     }
 
     #[test]

@@ -139,7 +139,27 @@ pub fn pipe(
     to_req: &ExecRequest,
     moving: &dyn Fn(u64),
 ) -> Result<(ExecOutput, ExecOutput, u64), TransportError> {
-    if !from.is_local()
+    pipe_watched(from, from_req, to, to_req, moving, None)
+}
+
+/// Who is shown a stream's chunks as they pass.
+pub type Watch<'w> = &'w dyn Fn(&[u8]);
+
+/// As `pipe`, showing every chunk to `watch` as it passes (a dump's replication position is
+/// read from its head). A watched stream goes through this process, never the direct path.
+///
+/// # Errors
+/// As `pipe`.
+pub fn pipe_watched(
+    from: &dyn Transport,
+    from_req: &ExecRequest,
+    to: &dyn Transport,
+    to_req: &ExecRequest,
+    moving: &dyn Fn(u64),
+    watch: Option<Watch<'_>>,
+) -> Result<(ExecOutput, ExecOutput, u64), TransportError> {
+    if watch.is_none()
+        && !from.is_local()
         && !to.is_local()
         && let Some(route) = from.direct_to(to.host())
         && let Some(done) = direct(from, from_req, to, to_req, &route)?
@@ -172,6 +192,9 @@ pub fn pipe(
             buf.truncate(n);
             moved += n as u64;
             moving(n as u64);
+            if let Some(w) = watch {
+                w(&buf);
+            }
             if broken.is_none()
                 && let Err(e) = sink.write(buf)
             {
@@ -210,6 +233,9 @@ pub fn pipe(
                 Reply::Data(data) => {
                     moved += data.len() as u64;
                     moving(data.len() as u64);
+                    if let Some(w) = watch {
+                        w(&data);
+                    }
                     if broken.is_none()
                         && let Err(e) = sink.write(data)
                     {

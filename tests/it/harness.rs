@@ -665,14 +665,26 @@ fn mariadb_tmpdir(dir: &Path) -> String {
     format!("--tmpdir={}", tmp.display())
 }
 
+/// How a MariaDB starts beyond the defaults every test shares.
+#[derive(Default, Clone, Copy)]
+pub struct MariaDbOptions {
+    /// A replication source: binary log on, row format, this server id (the default server
+    /// has id 1 and no binary log).
+    pub binlog_server_id: Option<u32>,
+}
+
 impl MariaDb {
     pub fn start() -> MariaDb {
+        Self::start_with(MariaDbOptions::default())
+    }
+
+    pub fn start_with(options: MariaDbOptions) -> MariaDb {
         let mariadbd = require("/usr/sbin/mariadbd", "mariadb-server");
         let admin = require("mariadb-admin", "mariadb-client");
         let client = require("mariadb", "mariadb-client");
         let template = mariadb_template();
         start_with_retries("MariaDB", || {
-            Self::try_start(&mariadbd, &admin, &client, template)
+            Self::try_start(&mariadbd, &admin, &client, template, options)
         })
     }
 
@@ -681,6 +693,7 @@ impl MariaDb {
         admin: &Path,
         client: &Path,
         template: &Path,
+        options: MariaDbOptions,
     ) -> Result<MariaDb, StartError> {
         let (dir, owner) = harness_dir("my");
         let d = dir.path();
@@ -705,7 +718,14 @@ impl MariaDb {
                 .arg(MARIADB_LOG_FILE_SIZE)
                 .arg("--innodb-flush-log-at-trx-commit=0")
                 .arg("--skip-innodb-doublewrite")
-                .arg("--character-set-server=utf8mb4"),
+                .arg("--character-set-server=utf8mb4")
+                .args(options.binlog_server_id.map_or_else(Vec::new, |id| {
+                    vec![
+                        format!("--log-bin={}", d.join("binlog").display()),
+                        format!("--server-id={id}"),
+                        "--binlog-format=ROW".to_string(),
+                    ]
+                })),
             &log,
         );
         let mut ping = Command::new(admin);
@@ -777,14 +797,27 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// `logical`: a logical replication source (`wal_level=logical`, a few slots and senders);
+    /// the default server keeps `replica`.
+    pub fn start_with(logical: bool) -> Postgres {
         let bin = pg_bin();
         let pg_ctl = require(&bin.join("pg_ctl").to_string_lossy(), "postgresql");
         require(&bin.join("psql").to_string_lossy(), "postgresql");
         let template = postgres_template();
-        start_with_retries("PostgreSQL", || Self::try_start(&bin, &pg_ctl, template))
+        start_with_retries("PostgreSQL", || {
+            Self::try_start(&bin, &pg_ctl, template, logical)
+        })
     }
 
-    fn try_start(bin: &Path, pg_ctl: &Path, template: &Path) -> Result<Postgres, StartError> {
+    fn try_start(
+        bin: &Path,
+        pg_ctl: &Path,
+        template: &Path,
+        logical: bool,
+    ) -> Result<Postgres, StartError> {
         let (dir, owner) = harness_dir("pg");
         let d = dir.path().to_owned();
         let (uid, gid) = postgres_ids();
@@ -803,8 +836,13 @@ impl Postgres {
         let log = d.join("server.log");
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off",
-            d.display()
+             -c synchronous_commit=off -c full_page_writes=off{}",
+            d.display(),
+            if logical {
+                " -c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4"
+            } else {
+                ""
+            }
         );
         let started = as_postgres(pg_ctl, &d)
             .arg("-D")

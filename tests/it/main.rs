@@ -28,6 +28,7 @@ mod peer_bounds;
 mod plan_agrees;
 mod progress;
 mod recovery;
+mod replication;
 mod rsync_habits;
 mod saved_plan;
 mod vhffs;

@@ -1,0 +1,568 @@
+//! Replication catch-up (`mode: replicate`, issue 19) between two real MariaDB servers: the
+//! target replicates from the pre-sync's dump position, filtered to the plan's databases, waits
+//! at the freeze for the source's position, and leaves no connection nor account behind, even
+//! after a crash between the connection's creation and its journaling.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use transhumance::db::replication::{self, Channel, Step};
+use transhumance::db::transfer::{Endpoint, Options, transfer};
+use transhumance::plan::DbServer;
+use transhumance::plan::raw::{ConflictPolicy, DbEngine};
+use transhumance::transport::LocalTransport;
+
+use crate::harness::{MariaDb, MariaDbOptions, wait_until};
+
+/// A server reached by its socket for our clients, and by 127.0.0.1:port for the target's
+/// replication.
+fn server(db: &MariaDb) -> DbServer {
+    DbServer {
+        host: "local".into(),
+        socket: Some(db.socket.display().to_string()),
+        address: Some("127.0.0.1".into()),
+        port: Some(db.port),
+        user: Some("root".into()),
+        password: None,
+        bin_dir: None,
+    }
+}
+
+const TABLE: &str = "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40)); INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_200;";
+
+/// The steps a channel went through, as a journal would hold them.
+#[derive(Default)]
+struct Journal(Mutex<Vec<(Step, bool)>>);
+
+impl Journal {
+    fn log(&self, step: &Step, done: bool, _what: &str) -> Result<(), String> {
+        self.0.lock().unwrap().push((step.clone(), done));
+        Ok(())
+    }
+    fn steps(&self) -> Vec<(Step, bool)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn rows(db: &MariaDb, name: &str) -> String {
+    db.sql(&format!(
+        "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT(id, v))), 0) FROM {name}.t"
+    ))
+}
+
+#[test]
+fn mariadb_replicates_from_the_pre_sync_position_and_leaves_nothing_behind() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(2),
+    });
+    let dst = MariaDb::start();
+    for db in ["shop", "blog", "other"] {
+        src.sql(&format!("CREATE DATABASE {db}; USE {db}; {TABLE}"));
+    }
+    // `other` is not in the plan: the target's copy must not hear of its writes.
+    dst.sql(&format!("CREATE DATABASE other; USE other; {TABLE}"));
+    let local = LocalTransport::new("local");
+    let (from_server, to_server) = (server(&src), server(&dst));
+    let (from, to) = (
+        Endpoint {
+            transport: &local,
+            server: &from_server,
+        },
+        Endpoint {
+            transport: &local,
+            server: &to_server,
+        },
+    );
+    let ch = Channel::new("repl-it", from, to);
+    let prerequisites = replication::prerequisites(&ch);
+    assert!(prerequisites.problems.is_empty(), "{prerequisites:#?}");
+    let mut options = Options::new(ConflictPolicy::Fail, "repl-it");
+    options.replicate = true;
+    let shop = transfer(DbEngine::Mariadb, &from, &to, "shop", &options).unwrap();
+    // Between the two snapshots: shop's row must come by replication, blog's by its dump (and
+    // not twice).
+    src.sql(
+        "INSERT INTO shop.t VALUES (1001, 'between'); INSERT INTO blog.t VALUES (1001, 'between')",
+    );
+    let blog = transfer(DbEngine::Mariadb, &from, &to, "blog", &options).unwrap();
+    let (p_shop, p_blog) = (shop.position.unwrap(), blog.position.unwrap());
+    assert!(p_shop < p_blog, "{p_shop} {p_blog}");
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM shop.t"), "200");
+
+    let journal = Journal::default();
+    let log = |s: &Step, d: bool, w: &str| journal.log(s, d, w);
+    replication::set_up(
+        &ch,
+        &[("shop".into(), p_shop), ("blog".into(), p_blog)],
+        &log,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let state = replication::state(&ch).unwrap();
+    assert!(
+        state.channel && state.account && state.sql_running,
+        "{state:#?}"
+    );
+    assert_eq!(state.databases, ["shop", "blog"]);
+    // The password is nowhere in what the channel says of itself.
+    assert!(!format!("{state:?}").contains("IDENTIFIED"));
+
+    // Writes after the pre-sync, in both databases and in one outside the plan.
+    for db in ["shop", "blog", "other"] {
+        src.sql(&format!(
+            "INSERT INTO {db}.t VALUES (2001, 'new'); UPDATE {db}.t SET v = 'changed' WHERE id <= 10; DELETE FROM {db}.t WHERE id BETWEEN 100 AND 109"
+        ));
+    }
+    wait_until(Duration::from_secs(20), "replicated rows", || {
+        rows(&dst, "shop") == rows(&src, "shop") && rows(&dst, "blog") == rows(&src, "blog")
+    });
+    // The freeze: last writes, then the wait for the source's position.
+    src.sql("INSERT INTO shop.t SELECT seq, 'last' FROM shop.seq_3000_to_3099; DELETE FROM blog.t WHERE id = 1001");
+    let reached = replication::catch_up(&ch, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(reached, replication::source_position(&ch).unwrap());
+    for db in ["shop", "blog"] {
+        assert_eq!(rows(&dst, db), rows(&src, db), "{db}");
+    }
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM shop.t"), "292");
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM blog.t WHERE id = 1001"), "0");
+    assert_eq!(
+        dst.sql("SELECT COUNT(*), SUM(v = 'changed') FROM other.t"),
+        "200\t0",
+        "writes outside the plan must not arrive"
+    );
+
+    replication::remove(&ch, &log).unwrap();
+    assert_eq!(dst.sql("SHOW ALL SLAVES STATUS"), "");
+    assert_eq!(
+        src.sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'th\\_repl\\_%'"),
+        "0"
+    );
+    assert_eq!(
+        journal.steps(),
+        [
+            (Step::AccountCreated, false),
+            (Step::AccountCreated, true),
+            (Step::ChannelCreated, false),
+            (Step::ChannelCreated, true),
+            (Step::PositionWaited, false),
+            (Step::PositionWaited, true),
+            (Step::ChannelRemoved, false),
+            (Step::ChannelRemoved, true),
+            (Step::AccountDropped, false),
+            (Step::AccountDropped, true),
+        ]
+    );
+    // Removing again finds nothing to do.
+    replication::remove(&ch, &log).unwrap();
+    assert_eq!(journal.steps().len(), 10);
+}
+
+#[test]
+fn a_channel_left_by_a_crash_is_found_on_the_servers_and_removed() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(3),
+    });
+    let dst = MariaDb::start();
+    src.sql(&format!("CREATE DATABASE shop; USE shop; {TABLE}"));
+    let local = LocalTransport::new("local");
+    let (from_server, to_server) = (server(&src), server(&dst));
+    let (from, to) = (
+        Endpoint {
+            transport: &local,
+            server: &from_server,
+        },
+        Endpoint {
+            transport: &local,
+            server: &to_server,
+        },
+    );
+    let ch = Channel::new("repl-crash", from, to);
+    let mut options = Options::new(ConflictPolicy::Fail, "repl-crash");
+    options.replicate = true;
+    let shop = transfer(DbEngine::Mariadb, &from, &to, "shop", &options).unwrap();
+    // The process dies once the connection exists, before its outcome is journaled.
+    let dies = |s: &Step, done: bool, _: &str| {
+        if *s == Step::ChannelCreated && done {
+            Err("killed".to_string())
+        } else {
+            Ok(())
+        }
+    };
+    let shop_position = shop.position.unwrap();
+    assert!(
+        replication::set_up(
+            &ch,
+            &[("shop".into(), shop_position.clone())],
+            &dies,
+            Duration::from_secs(30)
+        )
+        .is_err()
+    );
+    // The next command reads the servers, not the journal's intent.
+    let left = replication::state(&ch).unwrap();
+    assert!(left.channel && left.account, "{left:#?}");
+    // A set-up again replaces what was left (a new password, the same names).
+    let journal = Journal::default();
+    let log = |s: &Step, d: bool, w: &str| journal.log(s, d, w);
+    replication::set_up(
+        &ch,
+        &[("shop".into(), shop_position)],
+        &log,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    src.sql("INSERT INTO shop.t VALUES (5000, 'after')");
+    replication::catch_up(&ch, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(dst.sql("SELECT v FROM shop.t WHERE id = 5000"), "after");
+    // Rollback: whatever is there goes.
+    replication::remove(&ch, &log).unwrap();
+    let gone = replication::state(&ch).unwrap();
+    assert!(!gone.channel && !gone.account, "{gone:#?}");
+
+    // A server without binary log is no source; two servers of one id are refused.
+    let backwards = Channel::new("repl-crash", to, from);
+    let p = replication::prerequisites(&backwards);
+    assert!(
+        p.problems.iter().any(|m| m.contains("binary log is off")),
+        "{p:#?}"
+    );
+    let same = Channel::new("repl-crash", to, to);
+    let p = replication::prerequisites(&same);
+    assert!(
+        p.problems.iter().any(|m| m.contains("same server_id")),
+        "{p:#?}"
+    );
+}
+
+/// Two sites whose MariaDB databases are replicated (`mode: replicate`), one database outside
+/// the plan on the same source; no DNS nor probe, so a cutover confirms a verified site.
+struct World {
+    work: tempfile::TempDir,
+    plan: std::path::PathBuf,
+}
+
+fn world(src: &MariaDb, dst: &MariaDb) -> World {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for site in ["one", "two"] {
+        std::fs::create_dir_all(w.join("old").join(site)).unwrap();
+        std::fs::write(w.join("old").join(site).join("index.html"), site).unwrap();
+    }
+    for db in ["one_db", "two_db", "other_db"] {
+        src.sql(&format!("CREATE DATABASE {db}; USE {db}; {TABLE}"));
+    }
+    dst.sql(&format!("CREATE DATABASE other_db; USE other_db; {TABLE}"));
+    let site = |name: &str| {
+        format!(
+            "  - name: {name}\n    from: {{ host: local, path: \"old/{name}/\" }}\n    to: {{ host: local, path: \"new/{name}/\" }}\n    databases: [\"{name}_db\"]\n"
+        )
+    };
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: repl-life\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
+sites:\n{}{}\
+databases:\n  - engine: mariadb\n    mode: replicate\n    from: {{ host: local, socket: \"{}\", address: 127.0.0.1, port: {}, user: root }}\n    to: {{ host: local, socket: \"{}\", user: root }}\n    names: [\"one_db\", \"two_db\"]\n",
+            site("one"),
+            site("two"),
+            src.socket.display(),
+            src.port,
+            dst.socket.display(),
+        ),
+    )
+    .unwrap();
+    World { work, plan }
+}
+
+fn run(world: &World, args: &[&str], fault: Option<&str>) -> (Option<i32>, String) {
+    let mut cmd = crate::cli::bin();
+    cmd.arg("--yes")
+        .arg(args[0])
+        .arg(&world.plan)
+        .args(&args[1..]);
+    if let Some(f) = fault {
+        cmd.env("TRANSHUMANCE_FAULT", f);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The journal's replication steps, as `step:done` words.
+fn journaled_steps(world: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(world.work.path().join("state")) {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["kind"] == "replication"
+            {
+                out.push(format!("{}:{}", v["step"].as_str().unwrap(), v["done"]));
+            }
+        }
+    }
+    out
+}
+
+/// The databases each replication connection at `dst` is filtered to (`Replicate_Do_DB`, the
+/// 15th column of `SHOW ALL SLAVES STATUS` in MariaDB 10.x).
+fn connections(dst: &MariaDb) -> Vec<String> {
+    dst.sql("SHOW ALL SLAVES STATUS")
+        .lines()
+        .filter(|l| l.starts_with("transhumance_"))
+        .map(|l| {
+            let mut dbs: Vec<&str> = l
+                .split('\t')
+                .nth(14)
+                .unwrap_or_default()
+                .split(',')
+                .collect();
+            dbs.sort_unstable();
+            dbs.join(",")
+        })
+        .collect()
+}
+
+fn replication_left(src: &MariaDb, dst: &MariaDb) -> (String, String) {
+    (
+        connections(dst).len().to_string(),
+        src.sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'th\\_repl\\_%'"),
+    )
+}
+
+#[test]
+fn a_replicated_cutover_waits_for_the_freeze_position_site_by_site() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(4),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(replication_left(&src, &dst), ("1".into(), "1".into()));
+    assert_eq!(connections(&dst), ["one_db,two_db"]);
+    for db in ["one_db", "two_db", "other_db"] {
+        src.sql(&format!(
+            "INSERT INTO {db}.t VALUES (2001, 'new'); UPDATE {db}.t SET v = 'changed' WHERE id <= 10; DELETE FROM {db}.t WHERE id BETWEEN 100 AND 109"
+        ));
+    }
+    // Before any cutover, the writes arrive by replication.
+    wait_until(Duration::from_secs(20), "replicated rows", || {
+        rows(&dst, "one_db") == rows(&src, "one_db") && rows(&dst, "two_db") == rows(&src, "two_db")
+    });
+    let (code, out) = run(&w, &["cutover", "--only", "one"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rows(&dst, "one_db"), rows(&src, "one_db"));
+    // Site two still replicates; one left the filter.
+    assert_eq!(connections(&dst), ["two_db"]);
+    src.sql("INSERT INTO two_db.t SELECT seq, 'last' FROM two_db.seq_3000_to_3049; INSERT INTO one_db.t VALUES (9999, 'after its cutover')");
+    let (code, out) = run(&w, &["cutover", "--only", "two"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rows(&dst, "two_db"), rows(&src, "two_db"));
+    assert_eq!(dst.sql("SELECT COUNT(*) FROM two_db.t"), "241");
+    assert_eq!(
+        dst.sql("SELECT COUNT(*) FROM one_db.t WHERE id = 9999"),
+        "0",
+        "a database cut over no longer hears the source"
+    );
+    assert_eq!(
+        dst.sql("SELECT COUNT(*), SUM(v = 'changed') FROM other_db.t"),
+        "200\t0",
+        "writes outside the plan must not arrive"
+    );
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+    let steps = journaled_steps(&w);
+    for s in [
+        "account_created:true",
+        "channel_created:true",
+        "position_waited:true",
+        "database_detached:true",
+        "channel_removed:true",
+        "account_dropped:true",
+    ] {
+        assert!(steps.contains(&s.to_string()), "{s} in {steps:?}");
+    }
+    // The account's password is in no journal nor output.
+    for e in walkdir::WalkDir::new(w.work.path().join("state")) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+            assert!(
+                !text.contains("PASSWORD") && !text.contains("IDENTIFIED"),
+                "{}",
+                e.path().display()
+            );
+        }
+    }
+    assert!(
+        !out.contains("PASSWORD") && !out.contains("IDENTIFIED"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_kill_after_the_connection_exists_is_resolved_from_the_servers() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(5),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], Some("before:replication_set_up"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    // The connection and its account exist; the journal holds only the intent.
+    assert_eq!(replication_left(&src, &dst), ("1".into(), "1".into()));
+    let steps = journaled_steps(&w);
+    assert!(
+        steps.contains(&"channel_created:false".to_string()),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.contains(&"channel_created:true".to_string()),
+        "{steps:?}"
+    );
+    src.sql("INSERT INTO one_db.t VALUES (7000, 'while nobody watched'); DELETE FROM two_db.t WHERE id = 1");
+    // The cutover does not trust that connection: removed, both databases dumped frozen.
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    for db in ["one_db", "two_db"] {
+        assert_eq!(rows(&dst, db), rows(&src, db), "{db}");
+    }
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+}
+
+/// The dry run's note on each database of the plan, by name.
+fn dry_run_notes(world: &World) -> Vec<(String, String)> {
+    let out = crate::cli::bin()
+        .args(["plan", "--format", "json"])
+        .arg(&world.plan)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let mut notes: Vec<(String, String)> = v["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    notes.sort();
+    notes
+}
+
+#[test]
+fn a_source_without_binary_log_is_dumped_and_the_dry_run_says_why() {
+    let (src, dst) = (MariaDb::start(), MariaDb::start());
+    let w = world(&src, &dst);
+    let notes = dry_run_notes(&w);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    for (_, note) in &notes {
+        assert!(
+            note.contains("dumped at the cutover") && note.contains("binary log is off"),
+            "{notes:?}"
+        );
+    }
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+    src.sql("INSERT INTO one_db.t VALUES (7000, 'at the freeze')");
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rows(&dst, "one_db"), rows(&src, "one_db"));
+
+    // With a binary log, the dry run says the databases will be replicated.
+    let (src, dst) = (
+        MariaDb::start_with(MariaDbOptions {
+            binlog_server_id: Some(6),
+        }),
+        MariaDb::start(),
+    );
+    let w = world(&src, &dst);
+    for (name, note) in dry_run_notes(&w) {
+        assert!(note.contains("final delta: replicated"), "{name}: {note}");
+    }
+}
+
+#[test]
+fn rollback_takes_the_sites_databases_out_of_replication_and_the_last_removes_it() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(7),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    // A cutover killed once site one is freezing: the site is in flight, still replicated.
+    let (code, _) = run(&w, &["cutover", "--only", "one"], Some("after:freezing"));
+    assert_eq!(code, None, "killed by the fault point");
+    assert_eq!(connections(&dst), ["one_db,two_db"]);
+    let (code, out) = run(&w, &["rollback", "--only", "one"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(connections(&dst), ["two_db"]);
+    assert_eq!(replication_left(&src, &dst).1, "1");
+    let (code, _) = run(&w, &["cutover", "--only", "two"], Some("after:freezing"));
+    assert_eq!(code, None, "killed by the fault point");
+    let (code, out) = run(&w, &["rollback"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(replication_left(&src, &dst), ("0".into(), "0".into()));
+}
+
+#[test]
+fn postgres_replicate_rules_are_dumped_and_the_dry_run_names_what_replication_would_need() {
+    let logical = crate::harness::Postgres::start_with(true);
+    let plain = crate::harness::Postgres::start();
+    let dst = crate::harness::Postgres::start();
+    for pg in [&logical, &plain] {
+        pg.psql("postgres", "CREATE DATABASE pg_keyed");
+        pg.psql("postgres", "CREATE DATABASE pg_loose");
+        pg.psql("pg_keyed", "CREATE TABLE t (id int PRIMARY KEY, v text)");
+        pg.psql(
+            "pg_loose",
+            "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE nokey (v text); CREATE TABLE full_row (v text); ALTER TABLE full_row REPLICA IDENTITY FULL",
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    let note = |src: &crate::harness::Postgres| {
+        let plan = work.path().join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!(
+                "version: 1\nname: pg-repl\nstate_dir: state\n\
+databases:\n  - engine: postgres\n    mode: replicate\n    from: {{ host: local, address: 127.0.0.1, port: {}, user: postgres }}\n    to: {{ host: local, address: 127.0.0.1, port: {}, user: postgres }}\n    names: [\"pg_*\"]\n",
+                src.port, dst.port
+            ),
+        )
+        .unwrap();
+        dry_run_notes(&World {
+            work: tempfile::tempdir().unwrap(),
+            plan,
+        })
+    };
+    let notes = note(&logical);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    for (_, n) in &notes {
+        assert!(n.contains("dumped at the cutover"), "{n}");
+        assert!(
+            n.contains("`pg_loose` has tables without a replica identity: public.nokey"),
+            "{n}"
+        );
+        assert!(!n.contains("full_row") && !n.contains("wal_level"), "{n}");
+    }
+    let notes = note(&plain);
+    assert!(notes[0].1.contains("wal_level is replica"), "{notes:?}");
+}
