@@ -280,13 +280,15 @@ impl<'a> Migration<'a> {
         // Every state change goes through the transition function: a step that would skip a
         // guard (a switch before verification) is a bug, refused before it is journaled.
         let state = self.state_of(site).next(state).map_err(|e| e.to_string())?;
+        let at_ms = crate::journal::now_ms();
         self.record(&Entry::Site {
             site: site.to_string(),
             state,
-            at: now(),
+            at: at_ms / 1000,
             detail,
             bytes,
             millis,
+            at_ms: Some(at_ms),
         })
     }
 
@@ -2095,6 +2097,7 @@ pub fn report(
         &inventory.sites,
         loaded.plan.cutover.batch,
         &statuses,
+        &super::window::of_sites(&inventory.sites, &statuses, &entries, now()),
         &super::ledger::dns_events(&entries),
         super::status::overrides(&entries),
     ))

@@ -28,3 +28,4 @@ pub mod status;
 pub mod tls_discover;
 pub mod tls_files;
 pub mod unmigrated;
+pub mod window;
