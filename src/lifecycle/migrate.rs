@@ -1553,7 +1553,52 @@ impl<'a> Migration<'a> {
             )
         };
         self.set(&site.name, SiteState::Confirmed, Some(detail))?;
+        self.forward_confirmed(site, &expected);
         Ok(None)
+    }
+
+    /// Routes a confirmed site through the forwarder on its old host, when the plan has one:
+    /// to the address its switch gave its first domain, until the switch plus the old TTL plus
+    /// the margin. A forwarder that cannot be given the route is said, not a failed site.
+    fn forward_confirmed(&self, site: &Site, switched: &[(RrKey, RrState)]) {
+        let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+        else {
+            return;
+        };
+        let names = names_of(site);
+        let dns: Vec<Entry> = self
+            .ledger
+            .history(&names)
+            .into_iter()
+            .map(Entry::Dns)
+            .collect();
+        let to = site.domains.iter().find_map(|d| address_in(switched, d));
+        let until = super::forward::until(
+            site,
+            &self.ledger.site_history(&site.name),
+            &dns,
+            f.spec.margin,
+        );
+        let result = match (to, until) {
+            (Some(to), Some(until)) => f.route(site, to, until),
+            _ => Err("no record of the site was switched: nothing to forward".into()),
+        };
+        if let Err(e) = result {
+            self.observer.on_event(&Event::Info {
+                message: format!("{}: forwarder: {e}", site.name),
+            });
+        }
+    }
+
+    /// Every old host's forwarder made to match the journal (after a crash too).
+    fn reconcile_forwarders(&self) {
+        if let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+            && let Err(e) = f.reconcile()
+        {
+            self.observer.on_event(&Event::Info {
+                message: format!("forwarder: {e}"),
+            });
+        }
     }
 
     /// The address DNS gives `name` now: through the plan's resolvers when it lists some, else
@@ -1726,6 +1771,13 @@ impl<'a> Migration<'a> {
         let result = (|| -> Stop {
             let before = self.state_of(&site.name);
             self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
+            // Visitors at the old address go to the old side again.
+            if let Some(f) =
+                super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+            {
+                f.unroute(&site.name)
+                    .map_err(|e| format!("forwarder: {e}"))?;
+            }
             if let Some(spec) = &self.plan.dns {
                 let names = names_of(site);
                 let outcome = cutover::rollback(spec, &self.ledger, &[], &names, false)
@@ -1820,6 +1872,7 @@ impl<'a> Migration<'a> {
         overrides.extend(self.checks.journaled());
         let moves_data = !matches!(command, RunCommand::Rollback { .. });
         let run = self.ledger.start_run(command, overrides)?;
+        self.reconcile_forwarders();
         // Keys of the direct data path live as long as the work: removed when it ends, by a
         // panic too (the guard's drop); a crash leaves them journaled for the next command.
         // Their set-up runs on threads of this scope while the work starts.
@@ -1848,6 +1901,7 @@ impl<'a> Migration<'a> {
         self.observer.finish();
         // A refusal before anything started ends the run too: there is nothing to finish.
         let ok = out.as_ref().is_ok_and(|o| o.iter().all(SiteOutcome::ok));
+        self.reconcile_forwarders();
         self.ledger.end_run(run, ok)?;
         out
     }

@@ -6,6 +6,7 @@ pub mod databases;
 pub mod direct;
 pub mod dry_run;
 pub mod folded;
+pub mod forward;
 pub mod guard;
 pub mod ids;
 pub mod inventory;

@@ -306,6 +306,7 @@ impl Validator<'_> {
         let cutover = self.cutover(
             raw.cutover.as_ref().unwrap_or(&raw::RawCutover::default()),
             base_dir,
+            &raw.name,
         );
         if cutover.probe.is_none()
             && (cutover.tls.files.is_some()
@@ -1531,7 +1532,7 @@ impl Validator<'_> {
         }
     }
 
-    fn cutover(&mut self, raw: &raw::RawCutover, base_dir: &Path) -> Cutover {
+    fn cutover(&mut self, raw: &raw::RawCutover, base_dir: &Path, plan_name: &str) -> Cutover {
         let path = NodePath::root().key("cutover");
         let batch = match raw.batch {
             Some(0) => {
@@ -1709,7 +1710,68 @@ impl Validator<'_> {
             probe,
             on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback),
             tls,
+            forward: raw.forward.as_ref().and_then(|f| self.forward(f, plan_name)),
         }
+    }
+
+    /// `cutover.forward`: every address and the margin read, each mistake located.
+    fn forward(
+        &mut self,
+        raw: &raw::RawForward,
+        plan_name: &str,
+    ) -> Option<crate::plan::model::Forward> {
+        let path = NodePath::root().key("cutover").key("forward");
+        let addr = |v: &mut Self, side: &str, proto: &str, text: &str| {
+            text.parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    v.error(
+                        &path.key(side).key(proto),
+                        format!("expected ADDRESS:PORT (such as `0.0.0.0:80` or `[::]:443`), not `{text}`"),
+                    )
+                    .clone()
+                })
+                .ok()
+        };
+        let listen_http = addr(self, "listen", "http", &raw.listen.http);
+        let listen_https = addr(self, "listen", "https", &raw.listen.https);
+        let local_http = addr(self, "local", "http", &raw.local.http);
+        let local_https = addr(self, "local", "https", &raw.local.https);
+        for (proto, l, f) in [
+            ("http", listen_http, local_http),
+            ("https", listen_https, local_https),
+        ] {
+            if l.is_some() && l == f {
+                self.error(
+                    &path.key("local").key(proto),
+                    "the old web server cannot listen where the forwarder does: give it another port",
+                );
+            }
+        }
+        let margin = match &raw.margin {
+            Some(m) => units::parse_duration(m)
+                .map_err(|e| self.error(&path.key("margin"), e).clone())
+                .ok()?,
+            None => std::time::Duration::from_secs(300),
+        };
+        let dir = match &raw.dir {
+            Some(d) if !d.starts_with('/') => {
+                self.error(&path.key("dir"), format!("expected an absolute path, not `{d}`"));
+                return None;
+            }
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(format!("/var/lib/transhumance/forward/{plan_name}")),
+        };
+        let to = raw.to_ports.clone().unwrap_or_default();
+        Some(crate::plan::model::Forward {
+            listen_http: listen_http?,
+            listen_https: listen_https?,
+            local_http: local_http?,
+            local_https: local_https?,
+            to_http: to.http.unwrap_or(80),
+            to_https: to.https.unwrap_or(443),
+            margin,
+            dir,
+        })
     }
 }
 
