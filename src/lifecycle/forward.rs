@@ -194,7 +194,12 @@ impl<'a> Forwarders<'a> {
             }
             return Ok(());
         }
-                write(t.as_ref(), &dir, ROUTES, &serde_json::to_vec_pretty(&routes).unwrap_or_default())?;
+        write(
+            t.as_ref(),
+            &dir,
+            ROUTES,
+            &serde_json::to_vec_pretty(&routes).unwrap_or_default(),
+        )?;
         if running.is_some() {
             return Ok(());
         }
@@ -204,7 +209,12 @@ impl<'a> Forwarders<'a> {
             local_http: self.spec.local_http,
             local_https: self.spec.local_https,
         };
-        write(t.as_ref(), &dir, CONFIG, &serde_json::to_vec_pretty(&config).unwrap_or_default())?;
+        write(
+            t.as_ref(),
+            &dir,
+            CONFIG,
+            &serde_json::to_vec_pretty(&config).unwrap_or_default(),
+        )?;
         // The agent (or, on this machine, the controller) is the shell's parent: the forwarder
         // is that same binary, in a session of its own so it outlives our connection.
         sh(
@@ -273,7 +283,6 @@ impl<'a> Forwarders<'a> {
     }
 }
 
-
 /// Runs `script` with `args` as `$1...` on the host; its stdout.
 fn sh(t: &dyn Transport, script: &str, args: &[&str], stdin: &[u8]) -> Result<String, String> {
     let mut all = vec!["-c".to_string(), script.to_string(), "sh".to_string()];
@@ -285,11 +294,7 @@ fn sh(t: &dyn Transport, script: &str, args: &[&str], stdin: &[u8]) -> Result<St
         })
         .map_err(|e| e.to_string())?;
     if !out.success() {
-        return Err(format!(
-            "forwarder on {}: {}",
-            t.host(),
-            out.stderr_text()
-        ));
+        return Err(format!("forwarder on {}: {}", t.host(), out.stderr_text()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -1710,7 +1710,10 @@ impl Validator<'_> {
             probe,
             on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback),
             tls,
-            forward: raw.forward.as_ref().and_then(|f| self.forward(f, plan_name)),
+            forward: raw
+                .forward
+                .as_ref()
+                .and_then(|f| self.forward(f, plan_name)),
         }
     }
 
@@ -1755,7 +1758,10 @@ impl Validator<'_> {
         };
         let dir = match &raw.dir {
             Some(d) if !d.starts_with('/') => {
-                self.error(&path.key("dir"), format!("expected an absolute path, not `{d}`"));
+                self.error(
+                    &path.key("dir"),
+                    format!("expected an absolute path, not `{d}`"),
+                );
                 return None;
             }
             Some(d) => PathBuf::from(d),

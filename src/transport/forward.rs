@@ -130,9 +130,10 @@ pub fn client_hello(bytes: &[u8]) -> Hello {
             if handshake[0] != 1 {
                 return Hello::Invalid;
             }
-            let need = 4 + (usize::from(handshake[1]) << 16
-                | usize::from(handshake[2]) << 8
-                | usize::from(handshake[3]));
+            let need = 4
+                + (usize::from(handshake[1]) << 16
+                    | usize::from(handshake[2]) << 8
+                    | usize::from(handshake[3]));
             if need > MAX_HELLO {
                 return Hello::Invalid;
             }
@@ -195,9 +196,7 @@ fn server_name(body: &[u8]) -> Option<Option<String>> {
             let n = names.u16()?;
             let name = names.take(n)?;
             if kind == 0 {
-                return std::str::from_utf8(name)
-                    .ok()
-                    .map(|s| Some(s.to_string()));
+                return std::str::from_utf8(name).ok().map(|s| Some(s.to_string()));
             }
         }
         return Some(None);
@@ -398,7 +397,10 @@ mod tests {
     fn lengths_from_the_peer_are_never_trusted() {
         assert_eq!(client_hello(b"GET / HTTP/1.1\r\n"), Hello::Invalid);
         // A handshake announcing 16 MiB.
-        assert_eq!(client_hello(&[22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]), Hello::Invalid);
+        assert_eq!(
+            client_hello(&[22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]),
+            Hello::Invalid
+        );
         // An extension list longer than the body.
         let mut h = hello(Some("a.test"));
         let at = 5 + 4 + 2 + 32 + 1 + 4 + 2;
