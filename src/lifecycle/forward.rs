@@ -23,14 +23,11 @@ struct Journaled {
     routed: bool,
 }
 
-/// Each site's last route entry, and each host's last forwarder entry (PID, start ticks,
-/// running).
-fn folded(
-    entries: &[Entry],
-) -> (
-    BTreeMap<String, Journaled>,
-    BTreeMap<String, (Option<u32>, Option<u64>, bool)>,
-) {
+/// A host's forwarder as last journaled: PID, start ticks, running.
+type Process = (Option<u32>, Option<u64>, bool);
+
+/// Each site's last route entry, and each host's last forwarder entry.
+fn folded(entries: &[Entry]) -> (BTreeMap<String, Journaled>, BTreeMap<String, Process>) {
     let mut routes = BTreeMap::new();
     let mut forwarders = BTreeMap::new();
     for e in entries {

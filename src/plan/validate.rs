@@ -1753,8 +1753,8 @@ impl Validator<'_> {
         let margin = match &raw.margin {
             Some(m) => units::parse_duration(m)
                 .map_err(|e| self.error(&path.key("margin"), e).clone())
-                .ok()?,
-            None => std::time::Duration::from_secs(300),
+                .ok(),
+            None => Some(std::time::Duration::from_secs(300)),
         };
         let dir = match &raw.dir {
             Some(d) if !d.starts_with('/') => {
@@ -1775,7 +1775,7 @@ impl Validator<'_> {
             local_https: local_https?,
             to_http: to.http.unwrap_or(80),
             to_https: to.https.unwrap_or(443),
-            margin,
+            margin: margin?,
             dir,
         })
     }
@@ -1996,6 +1996,42 @@ mod tests {
         parse(text, "plan.yaml", Path::new("plan.yaml"), Path::new("/tmp"))
             .unwrap()
             .plan
+    }
+
+    #[test]
+    fn the_forwarder_keys_are_read_and_their_mistakes_located() {
+        let p = plan(
+            "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"0.0.0.0:80\", https: \"[::]:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"127.0.0.1:8443\" }\n    margin: 10m\n",
+        );
+        let f = p.cutover.forward.unwrap();
+        assert_eq!(f.listen_https, "[::]:443".parse().unwrap());
+        assert_eq!((f.to_http, f.to_https), (80, 443));
+        assert_eq!(f.margin, Duration::from_secs(600));
+        assert_eq!(f.dir, PathBuf::from("/var/lib/transhumance/forward/t"));
+        let issues = errors(
+            "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"80\", https: \"0.0.0.0:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"0.0.0.0:443\" }\n    margin: soon\n    dir: fwd\n",
+        );
+        let found: Vec<(u32, u32, &str)> = issues
+            .iter()
+            .map(|i| (i.loc.line, i.loc.column, i.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(
+            found[0].0 == 5 && found[0].1 == 21 && found[0].2.contains("ADDRESS:PORT"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].0 == 6
+                && found[1]
+                    .2
+                    .contains("cannot listen where the forwarder does"),
+            "{found:#?}"
+        );
+        assert_eq!(found[2].0, 7, "{found:#?}");
+        assert!(
+            found[3].0 == 8 && found[3].2.contains("absolute"),
+            "{found:#?}"
+        );
     }
 
     const TWO_SITES: &str = "sites:\n  - { name: a, from: { host: local, path: /a }, to: { host: local, path: /srv/a } }\n  - { name: b, devices: refuse, from: { host: local, path: /b }, to: { host: local, path: /srv/b } }\n";
