@@ -1580,6 +1580,8 @@ impl<'a> Migration<'a> {
             f.spec.margin,
         );
         let result = match (to, until) {
+            // Its window is over already (a route owed since a crash): nothing to forward.
+            (Some(_), Some(until)) if until <= now() => Ok(()),
             (Some(to), Some(until)) => f.route(site, to, until),
             _ => Err("no record of the site was switched: nothing to forward".into()),
         };
@@ -1590,11 +1592,42 @@ impl<'a> Migration<'a> {
         }
     }
 
-    /// Every old host's forwarder made to match the journal (after a crash too).
+    /// Every old host's forwarder made to match the journal (after a crash too): a site
+    /// confirmed without its route (a crash between the two) is routed first.
     fn reconcile_forwarders(&self) {
-        if let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
-            && let Err(e) = f.reconcile()
-        {
+        let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+        else {
+            return;
+        };
+        for site in self.sites.iter().filter(|_| self.plan.dns.is_some()) {
+            if self.state_of(&site.name) != SiteState::Confirmed {
+                continue;
+            }
+            let history = self.ledger.site_history(&site.name);
+            let switched = history.iter().rposition(|e| {
+                matches!(
+                    e,
+                    Entry::Site {
+                        state: SiteState::Switched,
+                        ..
+                    }
+                )
+            });
+            let routed_since = switched.is_some_and(|at| {
+                history[at..]
+                    .iter()
+                    .any(|e| matches!(e, Entry::ForwardRoute { .. }))
+            });
+            if switched.is_some() && !routed_since {
+                match self.switched_records(&names_of(site)) {
+                    Ok(records) => self.forward_confirmed(site, &records),
+                    Err(e) => self.observer.on_event(&Event::Info {
+                        message: format!("{}: forwarder: {e}", site.name),
+                    }),
+                }
+            }
+        }
+        if let Err(e) = f.reconcile() {
             self.observer.on_event(&Event::Info {
                 message: format!("forwarder: {e}"),
             });

@@ -268,11 +268,28 @@ fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
     let entries = forwarder_entries(&w.join("state"));
     assert_eq!(entries.last().map(|e| e.0), Some(false), "{entries:?}");
 
-    // With a short margin, the route expires and the forwarder exits on its own; the next
+    // A controller killed between the confirmation and the route: `resume` routes the site.
+    // With a short margin the route then expires, the forwarder exits on its own, and the next
     // command journals it stopped.
-    let plan = write_plan(w, &sshd, &ports, "2s");
-    cut_over(&plan, alpha);
-    let last = pid_of(&fwd).expect("started for the new route");
+    let plan = write_plan(w, &sshd, &ports, "6s");
+    ok(&["dns", "lower-ttl"], &plan);
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, _, _) = run(
+        &["cutover", "--yes", "--only", alpha],
+        &plan,
+        &[("TRANSHUMANCE_FAULT", "after:confirmed")],
+    );
+    assert_eq!(code, None, "killed by the fault");
+    assert_eq!(pid_of(&fwd), None, "no route yet");
+    ok(&["resume"], &plan);
+    let last = pid_of(&fwd).expect("started for the route owed since the crash");
+    // (The final sync put the old page back at the new side.)
+    std::fs::write(
+        w.join("new-dc/www").join(alpha).join("index.html"),
+        "NEW again",
+    )
+    .unwrap();
+    assert!(http_get(ports.listen_http, alpha).ends_with("NEW again"));
     wait_until(Duration::from_secs(15), "the window ends", || !alive(last));
     assert_eq!(pid_of(&fwd), None);
     ok(&["sync"], &plan);
