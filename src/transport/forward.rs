@@ -43,7 +43,7 @@ pub const PID_FILE: &str = "forwarder.pid";
 /// A request head or a ClientHello is read within this many bytes, or not routed.
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_HELLO: usize = 64 * 1024;
-/// Connections handled at once; more wait in the kernel's backlog.
+/// Connections handled at once; more are closed at once (the visitor retries).
 const MAX_CONNECTIONS: usize = 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
