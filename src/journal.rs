@@ -304,9 +304,14 @@ fn locked_message(path: &Path, holder: Option<&(LockHolder, Liveness)>) -> Strin
 
 /// Seconds since the epoch, for journal stamps.
 pub fn now() -> u64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the epoch (entries whose figures need less than a second).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 

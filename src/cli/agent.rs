@@ -33,3 +33,14 @@ pub fn run(
         }
     }
 }
+
+/// Runs the stale-resolver forwarder of `dir` until its last route expires.
+pub fn forward(dir: &std::path::Path, printer: &Printer) -> u8 {
+    match crate::transport::forward::run(dir) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            printer.error(format!("forward: {}: {e}", dir.display()));
+            exit::FAILURES
+        }
+    }
+}

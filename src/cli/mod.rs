@@ -409,6 +409,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         streams: Option<std::path::PathBuf>,
     },
+    /// Forward stale resolvers' visitors of confirmed sites to their new address (started on
+    /// an old host by transhumance itself, detached; exits when its last route expires).
+    #[command(hide = true)]
+    Forward {
+        /// The forwarder's directory: `config.json`, `routes.json`, the PID file.
+        #[arg(long, value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// The safety-check overrides of a command.
@@ -498,6 +506,7 @@ impl Command {
             Command::Copy { .. } => ("copy", None),
             Command::Verify { .. } => ("verify", None),
             Command::Agent { .. } => ("agent", None),
+            Command::Forward { .. } => ("forward", None),
         };
         match step {
             Some(s) => format!("{verb} {s}"),
@@ -735,6 +744,7 @@ fn dispatch(cli: Cli) -> u8 {
             confine,
             streams,
         } => agent::run(stdio, confine, streams, &printer),
+        Command::Forward { dir } => agent::forward(&dir, &printer),
     }
 }
 

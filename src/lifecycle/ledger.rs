@@ -41,6 +41,9 @@ pub enum Entry {
         /// How long the step's engine worked, in milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         millis: Option<u64>,
+        /// `at` in milliseconds since the epoch (journals written before it have `at` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<u64>,
     },
     /// A probe of one of a site's domains.
     Probe {
@@ -131,6 +134,36 @@ pub enum Entry {
         detail: Option<String>,
         at: u64,
     },
+    /// A confirmed site's route through the forwarder on its old host (stale resolvers' visitors
+    /// sent on to the new address): journaled before the route is handed to the forwarder
+    /// (`routed`), and once it is taken out (rollback, or its window is over).
+    ForwardRoute {
+        site: String,
+        host: String,
+        names: Vec<String>,
+        /// The new address its connections go to.
+        to: String,
+        /// When the route expires (seconds since the epoch): the switch, plus the old TTL, plus
+        /// the plan's margin.
+        until: u64,
+        margin_secs: u64,
+        routed: bool,
+        at: u64,
+    },
+    /// The forwarder process on an old host: started (its PID and the start time the kernel
+    /// gives it, so a PID reused by another process is not taken for it), or found stopped.
+    Forwarder {
+        host: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_ticks: Option<u64>,
+        running: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        at: u64,
+    },
     /// A DNS change's intent or outcome (the `dns_*` kinds).
     #[serde(untagged)]
     Dns(DnsEvent),
@@ -198,7 +231,9 @@ impl Index {
                 self.by_site.entry(site.clone()).or_default().push(at);
                 self.states.insert(site.clone(), *state);
             }
-            Entry::Probe { site, .. } | Entry::Unit { site, .. } => {
+            Entry::Probe { site, .. }
+            | Entry::Unit { site, .. }
+            | Entry::ForwardRoute { site, .. } => {
                 self.by_site.entry(site.clone()).or_default().push(at);
             }
             Entry::Dns(d) => {
@@ -218,7 +253,8 @@ impl Index {
             | Entry::Run { .. }
             | Entry::RunEnd { .. }
             | Entry::DirectKey { .. }
-            | Entry::Replication { .. } => {}
+            | Entry::Replication { .. }
+            | Entry::Forwarder { .. } => {}
         }
     }
 }
@@ -308,9 +344,10 @@ impl Ledger {
     /// The unit an entry is about, for the lease it needs.
     fn unit_of(&self, entry: &Entry) -> Option<String> {
         match entry {
-            Entry::Site { site, .. } | Entry::Probe { site, .. } | Entry::Unit { site, .. } => {
-                Some(site.clone())
-            }
+            Entry::Site { site, .. }
+            | Entry::Probe { site, .. }
+            | Entry::Unit { site, .. }
+            | Entry::ForwardRoute { site, .. } => Some(site.clone()),
             Entry::Takeover { unit, .. } => Some(unit.clone()),
             Entry::Override {
                 unit: UnitId::Site(site),
@@ -334,9 +371,11 @@ impl Ledger {
             | Entry::Check { .. }
             | Entry::Run { .. }
             | Entry::RunEnd { .. }
-            // A move's key belongs to the controller that made it, not to one site.
+            // A move's key belongs to the controller that made it, not to one site; so does a
+            // host's forwarder, which serves several sites, and a replication connection.
             | Entry::DirectKey { .. }
-            | Entry::Replication { .. } => None,
+            | Entry::Replication { .. }
+            | Entry::Forwarder { .. } => None,
         }
     }
 
@@ -734,6 +773,7 @@ mod tests {
             detail: None,
             bytes: None,
             millis: None,
+            at_ms: None,
         };
         let line = serde_json::to_string(&site).unwrap();
         assert_eq!(serde_json::from_str::<Entry>(&line).unwrap(), site);

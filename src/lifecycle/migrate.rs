@@ -290,13 +290,15 @@ impl<'a> Migration<'a> {
         // Every state change goes through the transition function: a step that would skip a
         // guard (a switch before verification) is a bug, refused before it is journaled.
         let state = self.state_of(site).next(state).map_err(|e| e.to_string())?;
+        let at_ms = crate::journal::now_ms();
         self.record(&Entry::Site {
             site: site.to_string(),
             state,
-            at: now(),
+            at: at_ms / 1000,
             detail,
             bytes,
             millis,
+            at_ms: Some(at_ms),
         })
     }
 
@@ -1669,7 +1671,85 @@ impl<'a> Migration<'a> {
             )
         };
         self.set(&site.name, SiteState::Confirmed, Some(detail))?;
+        self.forward_confirmed(site, &expected);
         Ok(None)
+    }
+
+    /// Routes a confirmed site through the forwarder on its old host, when the plan has one:
+    /// to the address its switch gave its first domain, until the switch plus the old TTL plus
+    /// the margin. A forwarder that cannot be given the route is said, not a failed site.
+    fn forward_confirmed(&self, site: &Site, switched: &[(RrKey, RrState)]) {
+        let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+        else {
+            return;
+        };
+        let names = names_of(site);
+        let dns: Vec<Entry> = self
+            .ledger
+            .history(&names)
+            .into_iter()
+            .map(Entry::Dns)
+            .collect();
+        let to = site.domains.iter().find_map(|d| address_in(switched, d));
+        let until = super::forward::until(
+            site,
+            &self.ledger.site_history(&site.name),
+            &dns,
+            f.spec.margin,
+        );
+        let result = match (to, until) {
+            // Its window is over already (a route owed since a crash): nothing to forward.
+            (Some(_), Some(until)) if until <= now() => Ok(()),
+            (Some(to), Some(until)) => f.route(site, to, until),
+            _ => Err("no record of the site was switched: nothing to forward".into()),
+        };
+        if let Err(e) = result {
+            self.observer.on_event(&Event::Info {
+                message: format!("{}: forwarder: {e}", site.name),
+            });
+        }
+    }
+
+    /// Every old host's forwarder made to match the journal (after a crash too): a site
+    /// confirmed without its route (a crash between the two) is routed first.
+    fn reconcile_forwarders(&self) {
+        let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+        else {
+            return;
+        };
+        for site in self.sites.iter().filter(|_| self.plan.dns.is_some()) {
+            if self.state_of(&site.name) != SiteState::Confirmed {
+                continue;
+            }
+            let history = self.ledger.site_history(&site.name);
+            let switched = history.iter().rposition(|e| {
+                matches!(
+                    e,
+                    Entry::Site {
+                        state: SiteState::Switched,
+                        ..
+                    }
+                )
+            });
+            let routed_since = switched.is_some_and(|at| {
+                history[at..]
+                    .iter()
+                    .any(|e| matches!(e, Entry::ForwardRoute { .. }))
+            });
+            if switched.is_some() && !routed_since {
+                match self.switched_records(&names_of(site)) {
+                    Ok(records) => self.forward_confirmed(site, &records),
+                    Err(e) => self.observer.on_event(&Event::Info {
+                        message: format!("{}: forwarder: {e}", site.name),
+                    }),
+                }
+            }
+        }
+        if let Err(e) = f.reconcile() {
+            self.observer.on_event(&Event::Info {
+                message: format!("forwarder: {e}"),
+            });
+        }
     }
 
     /// The address DNS gives `name` now: through the plan's resolvers when it lists some, else
@@ -1842,6 +1922,13 @@ impl<'a> Migration<'a> {
         let result = (|| -> Stop {
             let before = self.state_of(&site.name);
             self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
+            // Visitors at the old address go to the old side again.
+            if let Some(f) =
+                super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+            {
+                f.unroute(&site.name)
+                    .map_err(|e| format!("forwarder: {e}"))?;
+            }
             if let Some(spec) = &self.plan.dns {
                 let names = names_of(site);
                 let outcome = cutover::rollback(spec, &self.ledger, &[], &names, false)
@@ -1944,6 +2031,7 @@ impl<'a> Migration<'a> {
         overrides.extend(self.checks.journaled());
         let moves_data = !matches!(command, RunCommand::Rollback { .. });
         let run = self.ledger.start_run(command, overrides)?;
+        self.reconcile_forwarders();
         // Keys of the direct data path live as long as the work: removed when it ends, by a
         // panic too (the guard's drop); a crash leaves them journaled for the next command.
         // Their set-up runs on threads of this scope while the work starts.
@@ -1972,6 +2060,7 @@ impl<'a> Migration<'a> {
         self.observer.finish();
         // A refusal before anything started ends the run too: there is nothing to finish.
         let ok = out.as_ref().is_ok_and(|o| o.iter().all(SiteOutcome::ok));
+        self.reconcile_forwarders();
         self.ledger.end_run(run, ok)?;
         out
     }
@@ -2221,6 +2310,7 @@ pub fn report(
         &inventory.sites,
         loaded.plan.cutover.batch,
         &statuses,
+        &super::window::of_sites(&inventory.sites, &statuses, &entries, now()),
         &super::ledger::dns_events(&entries),
         super::status::overrides(&entries),
     ))

@@ -563,6 +563,7 @@ mod tests {
             detail: None,
             bytes: None,
             millis: None,
+            at_ms: None,
         }
     }
 

@@ -193,6 +193,8 @@ pub enum ResumeStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     pub at: u64,
+    /// `at` in milliseconds (from `at` alone in journals older than that figure).
+    pub at_ms: u64,
     pub state: SiteState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -400,6 +402,7 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
                 detail,
                 bytes,
                 millis,
+                at_ms,
             } => {
                 let s = out.entry(site.clone()).or_default();
                 let this_run = open.iter_mut().find(|r| Some(r.run) == current);
@@ -458,6 +461,7 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
                 s.millis += millis.unwrap_or(0);
                 s.timeline.push(Step {
                     at: *at,
+                    at_ms: at_ms.unwrap_or(at * 1000),
                     state: *state,
                     detail: detail.clone(),
                     bytes: *bytes,
@@ -549,6 +553,7 @@ mod tests {
             detail: detail.map(str::to_string),
             bytes: Some(10),
             millis: None,
+            at_ms: None,
         }
     }
 
@@ -594,6 +599,7 @@ mod tests {
             detail: None,
             bytes: None,
             millis: None,
+            at_ms: None,
         }
     }
 

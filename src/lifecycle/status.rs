@@ -7,8 +7,8 @@ use super::state::{SiteState, SiteStatus, Step, UnitStatus};
 use crate::dns::provider::DnsEvent;
 use crate::plan::Site;
 use crate::report::lifecycle::{
-    CheckRow, DnsRow, Downtime, LoweredTtl, MarkRow, MigrationReport, ProbeRow, SiteRow, StateView,
-    StepRow, Tone, UnitRow,
+    CheckRow, DnsRow, Downtime, LoweredTtl, MarkRow, MigrationReport, ProbeRow, SiteRow,
+    SiteWindow, StateView, StepRow, Tone, UnitRow,
 };
 
 /// How reports show a state.
@@ -52,12 +52,13 @@ fn unit_row(u: &UnitStatus) -> UnitRow {
 }
 
 /// Builds the report from the plan's sites (cut over `batch` at a time), their folded
-/// statuses and the DNS events.
+/// statuses, their windows (`window::of_sites`) and the DNS events.
 pub fn build(
     plan: &str,
     sites: &[Site],
     batch: usize,
     statuses: &BTreeMap<String, SiteStatus>,
+    windows: &BTreeMap<String, SiteWindow>,
     dns: &[DnsEvent],
     overrides: Vec<CheckRow>,
 ) -> MigrationReport {
@@ -123,6 +124,7 @@ pub fn build(
             attempts: st.attempts,
             downtime_secs: st.downtime(),
             frozen_since: st.frozen_since(),
+            window: windows.get(&site.name).cloned(),
             marks,
             timeline: st.timeline.iter().map(step_row).collect(),
             units: st.units.iter().map(unit_row).collect(),

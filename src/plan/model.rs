@@ -582,6 +582,23 @@ pub struct Cutover {
     pub probe: Option<Probe>,
     pub on_failure: OnFailure,
     pub tls: CutoverTls,
+    /// The stale-resolver forwarder on the old hosts, when the plan wants one.
+    pub forward: Option<Forward>,
+}
+
+/// The stale-resolver forwarder: where it listens on each old host, where the old web server
+/// keeps serving what is not forwarded, the new side's ports, and how long past the old TTL a
+/// route lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub listen_http: std::net::SocketAddr,
+    pub listen_https: std::net::SocketAddr,
+    pub local_http: std::net::SocketAddr,
+    pub local_https: std::net::SocketAddr,
+    pub to_http: u16,
+    pub to_https: u16,
+    pub margin: Duration,
+    pub dir: PathBuf,
 }
 
 /// Where sites' certificates and keys are (templates `{name}`, `{domain}`), and where they go.

@@ -722,6 +722,53 @@ pub struct RawCutover {
     /// `rollback` (default) or `pause` when a check fails.
     #[serde(default)]
     pub on_failure: Option<OnFailure>,
+    /// A forwarder on each confirmed site's old host, for visitors whose resolvers still hold
+    /// the old address: HTTP by its Host header, HTTPS by its TLS SNI (passed through, never
+    /// decrypted) to the new address, until the old TTL plus `margin` has passed.
+    #[serde(default)]
+    pub forward: Option<RawForward>,
+}
+
+/// The stale-resolver forwarder on the old hosts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    /// Where it listens on the old host, per protocol: `{ http: "0.0.0.0:80", https: "0.0.0.0:443" }`
+    /// (the old web server then listens on `local`'s addresses instead).
+    pub listen: RawForwardPorts,
+    /// Where the old web server keeps serving the names not forwarded (sites not confirmed yet,
+    /// names of no site): `{ http: "127.0.0.1:8080", https: "127.0.0.1:8443" }`.
+    pub local: RawForwardPorts,
+    /// The port each protocol has at the new address (defaults 80 and 443).
+    #[serde(default)]
+    pub to_ports: Option<RawForwardToPorts>,
+    /// How long after the old TTL a route lasts, such as `10m` (default `5m`).
+    #[serde(default)]
+    pub margin: Option<String>,
+    /// The forwarder's directory on each old host (its routes, PID file and log), absolute.
+    /// Default `/var/lib/transhumance/forward/<plan name>`.
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+/// An address and port per forwarded protocol.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardPorts {
+    /// `ADDRESS:PORT` for plain HTTP (routed by the Host header).
+    pub http: String,
+    /// `ADDRESS:PORT` for HTTPS (routed by the TLS ClientHello's server name).
+    pub https: String,
+}
+
+/// The new side's ports.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardToPorts {
+    #[serde(default)]
+    pub http: Option<u16>,
+    #[serde(default)]
+    pub https: Option<u16>,
 }
 
 /// Certificates at the cutover: default files per site and the validity margin.

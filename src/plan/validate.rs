@@ -306,6 +306,7 @@ impl Validator<'_> {
         let cutover = self.cutover(
             raw.cutover.as_ref().unwrap_or(&raw::RawCutover::default()),
             base_dir,
+            &raw.name,
         );
         if cutover.probe.is_none()
             && (cutover.tls.files.is_some()
@@ -1541,7 +1542,7 @@ impl Validator<'_> {
         }
     }
 
-    fn cutover(&mut self, raw: &raw::RawCutover, base_dir: &Path) -> Cutover {
+    fn cutover(&mut self, raw: &raw::RawCutover, base_dir: &Path, plan_name: &str) -> Cutover {
         let path = NodePath::root().key("cutover");
         let batch = match raw.batch {
             Some(0) => {
@@ -1719,7 +1720,74 @@ impl Validator<'_> {
             probe,
             on_failure: raw.on_failure.unwrap_or(OnFailure::Rollback),
             tls,
+            forward: raw
+                .forward
+                .as_ref()
+                .and_then(|f| self.forward(f, plan_name)),
         }
+    }
+
+    /// `cutover.forward`: every address and the margin read, each mistake located.
+    fn forward(
+        &mut self,
+        raw: &raw::RawForward,
+        plan_name: &str,
+    ) -> Option<crate::plan::model::Forward> {
+        let path = NodePath::root().key("cutover").key("forward");
+        let addr = |v: &mut Self, side: &str, proto: &str, text: &str| {
+            text.parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    v.error(
+                        &path.key(side).key(proto),
+                        format!("expected ADDRESS:PORT (such as `0.0.0.0:80` or `[::]:443`), not `{text}`"),
+                    )
+                    .clone()
+                })
+                .ok()
+        };
+        let listen_http = addr(self, "listen", "http", &raw.listen.http);
+        let listen_https = addr(self, "listen", "https", &raw.listen.https);
+        let local_http = addr(self, "local", "http", &raw.local.http);
+        let local_https = addr(self, "local", "https", &raw.local.https);
+        for (proto, l, f) in [
+            ("http", listen_http, local_http),
+            ("https", listen_https, local_https),
+        ] {
+            if l.is_some() && l == f {
+                self.error(
+                    &path.key("local").key(proto),
+                    "the old web server cannot listen where the forwarder does: give it another port",
+                );
+            }
+        }
+        let margin = match &raw.margin {
+            Some(m) => units::parse_duration(m)
+                .map_err(|e| self.error(&path.key("margin"), e).clone())
+                .ok(),
+            None => Some(std::time::Duration::from_secs(300)),
+        };
+        let dir = match &raw.dir {
+            Some(d) if !d.starts_with('/') => {
+                self.error(
+                    &path.key("dir"),
+                    format!("expected an absolute path, not `{d}`"),
+                );
+                return None;
+            }
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(format!("/var/lib/transhumance/forward/{plan_name}")),
+        };
+        let to = raw.to_ports.clone().unwrap_or_default();
+        Some(crate::plan::model::Forward {
+            listen_http: listen_http?,
+            listen_https: listen_https?,
+            local_http: local_http?,
+            local_https: local_https?,
+            to_http: to.http.unwrap_or(80),
+            to_https: to.https.unwrap_or(443),
+            margin: margin?,
+            dir,
+        })
     }
 }
 
@@ -1938,6 +2006,42 @@ mod tests {
         parse(text, "plan.yaml", Path::new("plan.yaml"), Path::new("/tmp"))
             .unwrap()
             .plan
+    }
+
+    #[test]
+    fn the_forwarder_keys_are_read_and_their_mistakes_located() {
+        let p = plan(
+            "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"0.0.0.0:80\", https: \"[::]:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"127.0.0.1:8443\" }\n    margin: 10m\n",
+        );
+        let f = p.cutover.forward.unwrap();
+        assert_eq!(f.listen_https, "[::]:443".parse().unwrap());
+        assert_eq!((f.to_http, f.to_https), (80, 443));
+        assert_eq!(f.margin, Duration::from_secs(600));
+        assert_eq!(f.dir, PathBuf::from("/var/lib/transhumance/forward/t"));
+        let issues = errors(
+            "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"80\", https: \"0.0.0.0:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"0.0.0.0:443\" }\n    margin: soon\n    dir: fwd\n",
+        );
+        let found: Vec<(u32, u32, &str)> = issues
+            .iter()
+            .map(|i| (i.loc.line, i.loc.column, i.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert!(
+            found[0].0 == 5 && found[0].1 == 21 && found[0].2.contains("ADDRESS:PORT"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].0 == 6
+                && found[1]
+                    .2
+                    .contains("cannot listen where the forwarder does"),
+            "{found:#?}"
+        );
+        assert_eq!(found[2].0, 7, "{found:#?}");
+        assert!(
+            found[3].0 == 8 && found[3].2.contains("absolute"),
+            "{found:#?}"
+        );
     }
 
     const TWO_SITES: &str = "sites:\n  - { name: a, from: { host: local, path: /a }, to: { host: local, path: /srv/a } }\n  - { name: b, devices: refuse, from: { host: local, path: /b }, to: { host: local, path: /srv/b } }\n";

@@ -191,6 +191,9 @@ pub struct SiteRow {
     /// When the freeze that still lasts began.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frozen_since: Option<u64>,
+    /// The cutover's windows, once the site reached a switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<SiteWindow>,
     /// Interruptions, resumes, overrides and new attempts, placed in the timeline.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<MarkRow>,
@@ -198,6 +201,63 @@ pub struct SiteRow {
     pub units: Vec<UnitRow>,
     pub dns: Vec<DnsRow>,
     pub probes: Vec<ProbeRow>,
+}
+
+/// A site's cutover windows (see the README's *The window, measured*).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SiteWindow {
+    /// Freeze window: the `freezing` intent to `switched` (DNS changed at the primary: writes
+    /// go to the new side from then on), in milliseconds, for the last attempt that switched.
+    pub freeze_ms: u64,
+    /// When that freeze and that switch were journaled (milliseconds since the epoch).
+    pub frozen_at_ms: u64,
+    pub switched_at_ms: u64,
+    /// The highest TTL the site's records had just before their switch (what resolvers may
+    /// still cache); absent when the plan switched no record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_ttl_secs: Option<u32>,
+    /// The plan's margin, when a forwarder on the old host routes the site.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_margin_secs: Option<u64>,
+    /// DNS exposure: the switch to the end of the old TTL (plus the margin when forwarded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_secs: Option<u64>,
+    /// When the exposure ends (seconds since the epoch), and whether it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_until: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_over: Option<bool>,
+}
+
+impl SiteWindow {
+    /// `freeze window 1.234s`.
+    pub fn freeze_label(&self) -> String {
+        format!("{}.{:03}s", self.freeze_ms / 1000, self.freeze_ms % 1000)
+    }
+
+    /// `300s (TTL 300) until 22:09:10Z, over`, `330s (TTL 300 + margin 30, forwarded) ...`, or
+    /// `none (no record switched)`.
+    pub fn exposure_label(&self) -> String {
+        let (Some(e), Some(ttl), Some(until)) =
+            (self.exposure_secs, self.old_ttl_secs, self.exposure_until)
+        else {
+            return "none (no record switched)".into();
+        };
+        let how = match self.forward_margin_secs {
+            Some(m) => format!("TTL {ttl} + margin {m}, forwarded"),
+            None => format!("TTL {ttl}"),
+        };
+        let state = if self.exposure_over == Some(true) {
+            "over"
+        } else {
+            "lasts"
+        };
+        format!(
+            "{} ({how}) until {}, {state}",
+            human_duration(Duration::from_secs(e)),
+            clock(until)
+        )
+    }
 }
 
 impl SiteRow {
@@ -449,6 +509,26 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
             width,
         );
     }
+    let windows: Vec<(&SiteRow, &SiteWindow)> = r
+        .sites
+        .iter()
+        .filter_map(|s| s.window.as_ref().map(|w| (s, w)))
+        .collect();
+    if !windows.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nWindows (freeze: freeze to switch; DNS exposure: switch to old TTL expired):"
+        );
+        table(
+            &mut o,
+            &["SITE", "FREEZE", "DNS EXPOSURE"],
+            &windows
+                .iter()
+                .map(|(s, w)| vec![s.name.clone(), w.freeze_label(), w.exposure_label()])
+                .collect::<Vec<_>>(),
+            width,
+        );
+    }
     if !r.overrides.is_empty() {
         let _ = writeln!(o, "\nSafety checks let through:");
         for c in &r.overrides {
@@ -514,6 +594,19 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
             human_bytes(s.bytes),
             s.downtime_label()
         );
+        if let Some(w) = &s.window {
+            wrapped_line(
+                &mut o,
+                "  window ",
+                &format!(
+                    "freeze {} · DNS exposure {}",
+                    w.freeze_label(),
+                    w.exposure_label()
+                ),
+                9,
+                width,
+            );
+        }
         let marks_before = |i: usize| s.marks.iter().filter(move |m| m.before == i);
         for (i, step) in s.timeline.iter().enumerate() {
             for m in marks_before(i) {
@@ -632,6 +725,23 @@ fn markdown(r: &MigrationReport) -> String {
             s.downtime_label(),
             cell(s.reason.as_deref().unwrap_or(""))
         );
+    }
+    if r.sites.iter().any(|s| s.window.is_some()) {
+        let _ = writeln!(
+            o,
+            "\n## Windows\n\nFreeze: freeze to switch. DNS exposure: switch to the old TTL expired (plus the margin when forwarded).\n\n| site | freeze | DNS exposure |\n|---|---:|---|"
+        );
+        for s in &r.sites {
+            if let Some(w) = &s.window {
+                let _ = writeln!(
+                    o,
+                    "| `{}` | {} | {} |",
+                    cell(&s.name),
+                    w.freeze_label(),
+                    cell(&w.exposure_label())
+                );
+            }
+        }
     }
     if !r.platform.is_empty() {
         let _ = writeln!(
@@ -839,12 +949,20 @@ fn html(r: &MigrationReport) -> String {
     for s in &r.sites {
         let _ = write!(
             o,
-            "<h2 id=\"site-{}\"><code>{}</code> <span class=\"{}\">{}</span> <small>downtime {}</small></h2><ol>",
+            "<h2 id=\"site-{}\"><code>{}</code> <span class=\"{}\">{}</span> <small>downtime {}{}</small></h2><ol>",
             esc(&s.name),
             esc(&s.name),
             state_class(&s.state),
             s.state.label,
-            esc(&s.downtime_label())
+            esc(&s.downtime_label()),
+            s.window
+                .as_ref()
+                .map(|w| esc(&format!(
+                    " · freeze window {} · DNS exposure {}",
+                    w.freeze_label(),
+                    w.exposure_label()
+                )))
+                .unwrap_or_default()
         );
         let mark = |o: &mut String, m: &MarkRow| {
             let _ = write!(o, "<li class=\"mark\">⚑ {}</li>", esc(&m.text));

@@ -6,6 +6,7 @@ pub mod authorized;
 pub mod channel;
 pub mod confine;
 pub mod direct;
+pub mod forward;
 pub mod hosts;
 pub mod local;
 pub mod peer;

@@ -746,6 +746,7 @@ fn confirm_a_site(plan_dir: &Path, plan_name: &str) {
             detail: None,
             bytes: None,
             millis: None,
+            at_ms: None,
         })
         .unwrap();
 }

@@ -14,6 +14,7 @@ mod direct;
 mod dns;
 mod dns_tsig;
 mod dry_run;
+mod forward;
 mod harness;
 mod harness_selftest;
 mod journal_pg;

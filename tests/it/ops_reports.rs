@@ -22,6 +22,9 @@ fn snapshot(name: &str, dir: &Path, text: &str) {
         (r"Downtime \(source frozen[^\n]*\n(    [^\n]*\n)?", "[DOWNTIME DISTRIBUTION]\n"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
         (r":\d{2,5}/", ":[PORT]/"),
+        (r"\b\d+\.\d{3}s\b", "[MILLIS]"),
+        // Whether an exposure has ended depends on how fast the run went.
+        (r"\], (over|lasts)\b", "], [OVER]"),
         (r"\b\d+s\b", "[SECS]"),
         (r"moved [\d.]+ [KMG]?i?B/s", "moved [RATE]/s"),
         (r"by [a-z0-9_ -]+\)", "by [USER])"),
@@ -77,6 +80,11 @@ fn reports_show_mail_ttls_downtime_every_attempt_and_the_marks_of_a_weekend() {
     assert!(
         status.contains("mail[0] (maildir)"),
         "mail in status: {status}"
+    );
+    // The windows of the confirmed sites: measured, and the same in every form.
+    assert!(
+        status.contains("Windows (freeze: freeze to switch"),
+        "{status}"
     );
     snapshot("status", dir, &status);
 
@@ -156,6 +164,46 @@ fn reports_show_mail_ttls_downtime_every_attempt_and_the_marks_of_a_weekend() {
         "{gamma:#}"
     );
     assert!(gamma["downtime_secs"].is_u64(), "{gamma:#}");
+    assert!(gamma.get("window").is_none(), "never switched: {gamma:#}");
+    let alpha = &v["sites"][0];
+    let w = &alpha["window"];
+    let (frozen, switched) = (
+        w["frozen_at_ms"].as_u64().unwrap(),
+        w["switched_at_ms"].as_u64().unwrap(),
+    );
+    assert!(frozen <= switched, "{w:#}");
+    assert_eq!(w["freeze_ms"].as_u64(), Some(switched - frozen), "{w:#}");
+    assert!(
+        w["freeze_ms"].as_u64().unwrap() <= alpha["downtime_secs"].as_u64().unwrap() * 1000 + 999,
+        "the freeze window is within the downtime: {alpha:#}"
+    );
+    // The demo lowered TTL 3 to 1 before the switch: resolvers may hold 1 s of the old one.
+    assert_eq!(w["old_ttl_secs"].as_u64(), Some(1), "{w:#}");
+    assert_eq!(w["exposure_secs"].as_u64(), Some(1), "{w:#}");
+    assert_eq!(
+        w["exposure_until"].as_u64(),
+        Some(switched / 1000 + 1),
+        "{w:#}"
+    );
+    assert!(w["exposure_over"].is_boolean(), "{w:#}");
+    let freeze = format!(
+        "{}.{:03}s",
+        w["freeze_ms"].as_u64().unwrap() / 1000,
+        w["freeze_ms"].as_u64().unwrap() % 1000
+    );
+    assert!(
+        text.contains(&format!("window freeze {freeze} · DNS exposure 1s (TTL 1)")),
+        "{text}"
+    );
+    assert!(
+        status.contains(&freeze),
+        "status and report agree: {status}"
+    );
+    assert!(markdown.contains(&format!("| {freeze} |")), "{markdown}");
+    assert!(
+        html.contains(&format!("freeze window {freeze}")),
+        "the HTML"
+    );
     let all = &v["downtime"][0];
     assert_eq!(all["sites"], 3, "{v:#}");
     let dns = v["sites"][0]["dns"][0].clone();

@@ -634,6 +634,7 @@ fn a_live_site_is_announced_as_left_alone_and_left_alone() {
             detail: None,
             bytes: None,
             millis: None,
+            at_ms: None,
         })
         .unwrap();
     let before = snapshot(&w.join("dst/live.test"));

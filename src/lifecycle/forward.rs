@@ -1,0 +1,323 @@
+//! The stale-resolver forwarders of a move, driven from the journal: a confirmed site's route
+//! is journaled, then handed to the forwarder on its old host (started there, detached, when
+//! none runs); a rollback takes the route out; and every command reconciles each host's
+//! forwarder with what the journal says (started again after a crash while routes remain,
+//! stopped once none does), reading the real process (PID and start time) before deciding.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use super::ledger::{Entry, Ledger};
+use crate::journal::now;
+use crate::plan::{Forward, Plan, Site};
+use crate::transport::forward::{CONFIG, ForwardConfig, ROUTES, Route};
+use crate::transport::{Connections, ExecRequest, Transport};
+
+/// A route as the journal last left it.
+#[derive(Debug, Clone)]
+struct Journaled {
+    host: String,
+    names: Vec<String>,
+    to: String,
+    until: u64,
+    routed: bool,
+}
+
+/// A host's forwarder as last journaled: PID, start ticks, running.
+type Process = (Option<u32>, Option<u64>, bool);
+
+/// Each site's last route entry, and each host's last forwarder entry.
+fn folded(entries: &[Entry]) -> (BTreeMap<String, Journaled>, BTreeMap<String, Process>) {
+    let mut routes = BTreeMap::new();
+    let mut forwarders = BTreeMap::new();
+    for e in entries {
+        match e {
+            Entry::ForwardRoute {
+                site,
+                host,
+                names,
+                to,
+                until,
+                routed,
+                ..
+            } => {
+                routes.insert(
+                    site.clone(),
+                    Journaled {
+                        host: host.clone(),
+                        names: names.clone(),
+                        to: to.clone(),
+                        until: *until,
+                        routed: *routed,
+                    },
+                );
+            }
+            Entry::Forwarder {
+                host,
+                pid,
+                start_ticks,
+                running,
+                ..
+            } => {
+                forwarders.insert(host.clone(), (*pid, *start_ticks, *running));
+            }
+            _ => {}
+        }
+    }
+    (routes, forwarders)
+}
+
+/// The forwarders of a plan.
+pub struct Forwarders<'a> {
+    pub spec: &'a Forward,
+    pub connections: &'a Connections,
+    pub ledger: &'a Ledger,
+}
+
+impl<'a> Forwarders<'a> {
+    /// The plan's forwarders, when it asks for them.
+    pub fn of(plan: &'a Plan, connections: &'a Connections, ledger: &'a Ledger) -> Option<Self> {
+        plan.cutover.forward.as_ref().map(|spec| Forwarders {
+            spec,
+            connections,
+            ledger,
+        })
+    }
+
+    /// Routes `site`'s names on its old host to `to` until `until`, journaled first.
+    ///
+    /// # Errors
+    /// The route is not durable, or the forwarder cannot be given it.
+    pub fn route(&self, site: &Site, to: IpAddr, until: u64) -> Result<(), String> {
+        self.ledger
+            .record(Entry::ForwardRoute {
+                site: site.name.clone(),
+                host: site.source_host.clone(),
+                names: site.domains.clone(),
+                to: to.to_string(),
+                until,
+                margin_secs: self.spec.margin.as_secs(),
+                routed: true,
+                at: now(),
+            })
+            .map_err(|e| e.to_string())?;
+        self.sync_host(&site.source_host)
+    }
+
+    /// Takes `site`'s route out (a rollback), when it has one.
+    ///
+    /// # Errors
+    /// The removal is not durable, or the forwarder cannot be told.
+    pub fn unroute(&self, site: &str) -> Result<(), String> {
+        let (routes, _) = folded(&self.ledger.site_history(site));
+        let Some(r) = routes.get(site).filter(|r| r.routed) else {
+            return Ok(());
+        };
+        self.ledger
+            .record(Entry::ForwardRoute {
+                site: site.to_string(),
+                host: r.host.clone(),
+                names: r.names.clone(),
+                to: r.to.clone(),
+                until: r.until,
+                margin_secs: self.spec.margin.as_secs(),
+                routed: false,
+                at: now(),
+            })
+            .map_err(|e| e.to_string())?;
+        self.sync_host(&r.host)
+    }
+
+    /// Every host the journal gave a route or a forwarder: its forwarder made to match.
+    ///
+    /// # Errors
+    /// The first host that could not be reconciled (the others are still tried).
+    pub fn reconcile(&self) -> Result<(), String> {
+        let (routes, forwarders) = folded(&self.ledger.entries());
+        let mut hosts: Vec<String> = routes.values().map(|r| r.host.clone()).collect();
+        hosts.extend(forwarders.keys().cloned());
+        hosts.sort();
+        hosts.dedup();
+        let mut first = Ok(());
+        for h in hosts {
+            if let Err(e) = self.sync_host(&h)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// The live routes the journal gives `host`, as the forwarder reads them.
+    fn routes_of(&self, host: &str) -> Vec<Route> {
+        let (routes, _) = folded(&self.ledger.entries());
+        let now = now();
+        routes
+            .into_iter()
+            .filter(|(_, r)| r.host == host && r.routed && r.until > now)
+            .filter_map(|(site, r)| {
+                let ip: IpAddr = r.to.parse().ok()?;
+                Some(Route {
+                    site,
+                    names: r.names,
+                    http: SocketAddr::new(ip, self.spec.to_http),
+                    https: SocketAddr::new(ip, self.spec.to_https),
+                    until: r.until,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes `host`'s forwarder match the journal: routes written, the process started when
+    /// routes remain and none runs, stopped when none remains.
+    fn sync_host(&self, host: &str) -> Result<(), String> {
+        let t = self.connections.get(host).map_err(|e| e.to_string())?;
+        let routes = self.routes_of(host);
+        let dir = self.spec.dir.display().to_string();
+        let running = self.running(t.as_ref(), &dir)?;
+        if routes.is_empty() {
+            if let Some((pid, ticks)) = running {
+                sh(
+                    t.as_ref(),
+                    r#"[ "$(sed 's/.*) //' /proc/$2/stat | cut -d' ' -f20)" = "$3" ] && kill "$2"; rm -f "$1/forwarder.pid" "$1/routes.json""#,
+                    &[&dir, &pid.to_string(), &ticks.to_string()],
+                    &[],
+                )?;
+            }
+            let (_, forwarders) = folded(&self.ledger.entries());
+            if forwarders.get(host).is_some_and(|f| f.2) || running.is_some() {
+                self.journal(host, None, false, "no route left")?;
+            }
+            return Ok(());
+        }
+        write(
+            t.as_ref(),
+            &dir,
+            ROUTES,
+            &serde_json::to_vec_pretty(&routes).unwrap_or_default(),
+        )?;
+        if running.is_some() {
+            return Ok(());
+        }
+        let config = ForwardConfig {
+            listen_http: self.spec.listen_http,
+            listen_https: self.spec.listen_https,
+            local_http: self.spec.local_http,
+            local_https: self.spec.local_https,
+        };
+        write(
+            t.as_ref(),
+            &dir,
+            CONFIG,
+            &serde_json::to_vec_pretty(&config).unwrap_or_default(),
+        )?;
+        // The agent (or, on this machine, the controller) is the shell's parent: the forwarder
+        // is that same binary, in a session of its own so it outlives our connection.
+        sh(
+            t.as_ref(),
+            r#"rm -f "$1/forwarder.pid"; exe=$(readlink /proc/$PPID/exe); setsid "$exe" forward --dir "$1" </dev/null >>"$1/forwarder.log" 2>&1 &"#,
+            &[&dir],
+            &[],
+        )?;
+        for _ in 0..100 {
+            if let Some((pid, ticks)) = self.running(t.as_ref(), &dir)? {
+                return self.journal(host, Some((pid, ticks)), true, "started");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let log = sh(
+            t.as_ref(),
+            r#"tail -n 3 "$1/forwarder.log" 2>/dev/null"#,
+            &[&dir],
+            &[],
+        )
+        .unwrap_or_default();
+        Err(format!(
+            "forwarder on {host} did not start within 10s: {}",
+            log.trim()
+        ))
+    }
+
+    /// The forwarder running in `dir` on the host: its PID file names a live process with the
+    /// same start time whose command line is our forwarder of that directory.
+    fn running(&self, t: &dyn Transport, dir: &str) -> Result<Option<(u32, u64)>, String> {
+        let out = sh(
+            t,
+            r#"[ -f "$1/forwarder.pid" ] || exit 0; read pid ticks < "$1/forwarder.pid"; [ -r "/proc/$pid/stat" ] || exit 0; now=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f20); cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline"); echo "$pid $ticks $now $cmd""#,
+            &[dir],
+            &[],
+        )?;
+        let mut f = out.split_whitespace();
+        let (Some(pid), Some(ticks), Some(now)) = (f.next(), f.next(), f.next()) else {
+            return Ok(None);
+        };
+        let cmd: Vec<&str> = f.collect();
+        let ours = cmd.windows(3).any(|w| w == ["forward", "--dir", dir]);
+        match (pid.parse::<u32>(), ticks.parse::<u64>()) {
+            (Ok(pid), Ok(ticks)) if ticks.to_string() == now && ours => Ok(Some((pid, ticks))),
+            _ => Ok(None),
+        }
+    }
+
+    fn journal(
+        &self,
+        host: &str,
+        process: Option<(u32, u64)>,
+        running: bool,
+        detail: &str,
+    ) -> Result<(), String> {
+        self.ledger
+            .record(Entry::Forwarder {
+                host: host.to_string(),
+                pid: process.map(|p| p.0),
+                start_ticks: process.map(|p| p.1),
+                running,
+                detail: Some(detail.to_string()),
+                at: now(),
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `script` with `args` as `$1...` on the host; its stdout.
+fn sh(t: &dyn Transport, script: &str, args: &[&str], stdin: &[u8]) -> Result<String, String> {
+    let mut all = vec!["-c".to_string(), script.to_string(), "sh".to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = t
+        .exec(&ExecRequest {
+            stdin: stdin.to_vec(),
+            ..ExecRequest::new("sh", all)
+        })
+        .map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!("forwarder on {}: {}", t.host(), out.stderr_text()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Writes `name` in `dir` on the host: a temp name only its owner reads, then renamed.
+fn write(t: &dyn Transport, dir: &str, name: &str, bytes: &[u8]) -> Result<(), String> {
+    sh(
+        t,
+        r#"umask 077; mkdir -p "$1" && cat > "$1/.$2.tmp" && mv -f "$1/.$2.tmp" "$1/$2""#,
+        &[dir, name],
+        bytes,
+    )
+    .map(|_| ())
+}
+
+/// When `site`'s route expires: its switch (from the journal), plus the old TTL, plus the
+/// plan's margin. `None` when the site never switched a record.
+pub fn until(
+    site: &Site,
+    history: &[Entry],
+    dns: &[Entry],
+    margin: std::time::Duration,
+) -> Option<u64> {
+    let statuses = super::state::fold(history);
+    let st = statuses.get(&site.name)?;
+    let facts = super::window::Facts::of(dns);
+    let w = super::window::of_site(&site.name, st, &site.domains, &facts, now())?;
+    Some(w.switched_at_ms / 1000 + u64::from(w.old_ttl_secs?) + margin.as_secs())
+}

@@ -1,0 +1,307 @@
+//! Issue 19, the stale-resolver forwarder, over a real sshd (the old host) with the demo's two
+//! web servers and `openssl s_server` as the old and new HTTPS sides: once a site is confirmed,
+//! its old host forwards its HTTP (by Host) and HTTPS (by SNI, passed through) to the new side
+//! and everything else to the old web server; it outlives the controller, is kept or started
+//! again by the next command as the journal says, stopped by `rollback`, and exits on its own
+//! once the old TTL plus the margin has passed. Its margin shows in the site's DNS exposure.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use transhumance::demo::{NEW_ADDRESS, OLD_ADDRESS, WebServer};
+
+use crate::harness::{Sshd, free_port, wait_until};
+use crate::ops_diagnostics::run;
+
+/// An `openssl s_server -www` serving a certificate for `cn`, stopped on drop.
+struct TlsServer(Child);
+
+impl TlsServer {
+    fn start(dir: &Path, address: &str, port: u16, cn: &str) -> TlsServer {
+        let (key, cert) = (dir.join(format!("{cn}.key")), dir.join(format!("{cn}.pem")));
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .arg("-subj")
+            .arg(format!("/CN={cn}"))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let child = Command::new("openssl")
+            .args(["s_server", "-www", "-quiet", "-accept"])
+            .arg(format!("{address}:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(10), "s_server listening", || {
+            TcpStream::connect((address, port)).is_ok()
+        });
+        TlsServer(child)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The body `GET /` with `Host: host` gets at `port` of the old address.
+fn http_get(port: u16, host: &str) -> String {
+    let mut s = TcpStream::connect((OLD_ADDRESS, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The certificate subject a TLS client asking for `name` at `port` of the old address is shown.
+fn tls_subject(port: u16, name: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("{OLD_ADDRESS}:{port}"))
+        .args(["-servername", name])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn pid_of(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("forwarder.pid"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
+/// The journal's forwarder entries: (running, detail).
+fn forwarder_entries(state: &Path) -> Vec<(bool, String)> {
+    std::fs::read_to_string(state.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "forwarder")
+        .map(|v| {
+            (
+                v["running"].as_bool().unwrap(),
+                v["detail"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+struct Ports {
+    web: u16,
+    listen_http: u16,
+    listen_https: u16,
+    old_https: u16,
+    new_https: u16,
+}
+
+fn write_plan(w: &Path, sshd: &Sshd, p: &Ports, margin: &str) -> PathBuf {
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: forward-it\nstate_dir: state\n\
+hosts:\n  old: {{ ssh: \"root@127.0.0.1:{ssh}\", identity_file: \"{id}\", known_hosts: \"{kh}\", agent_dir: \"{w}/agent\" }}\n\
+sites:\n  - from: {{ host: old, glob: \"{w}/old-dc/www/*/\" }}\n    to: {{ host: local, path: \"new-dc/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n\
+dns:\n  provider: {{ kind: zonefile, directory: zones }}\n  zones: [demo.test]\n  switch: [{{ from: {OLD_ADDRESS}, to: {NEW_ADDRESS} }}]\n  lower_ttl: 1\n  verify_timeout: 5s\n\
+cutover:\n  probe: {{ http: \"http://{{domain}}:{web}/\", expect: [200], timeout: 5s }}\n  forward:\n    listen: {{ http: \"{OLD_ADDRESS}:{lh}\", https: \"{OLD_ADDRESS}:{ls}\" }}\n    local: {{ http: \"{OLD_ADDRESS}:{web}\", https: \"{OLD_ADDRESS}:{os}\" }}\n    to_ports: {{ http: {web}, https: {ns} }}\n    margin: {margin}\n    dir: \"{w}/fwd\"\n",
+            ssh = sshd.port,
+            id = sshd.client_key.display(),
+            kh = sshd.known_hosts.display(),
+            w = w.display(),
+            web = p.web,
+            lh = p.listen_http,
+            ls = p.listen_https,
+            os = p.old_https,
+            ns = p.new_https,
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+fn ok(args: &[&str], plan: &Path) -> String {
+    let (code, out, err) = run(args, plan, &[]);
+    assert_eq!(code, Some(0), "{args:?}: {out}{err}");
+    out
+}
+
+/// Lowers the TTLs, waits out the old one, and cuts `site` over.
+fn cut_over(plan: &Path, site: &str) {
+    ok(&["dns", "lower-ttl"], plan);
+    std::thread::sleep(Duration::from_secs(4));
+    ok(&["cutover", "--yes", "--only", site], plan);
+}
+
+#[test]
+fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let sshd = Sshd::start();
+    let web = transhumance::demo::free_port().unwrap();
+    transhumance::demo::build(w, web).unwrap();
+    let ports = Ports {
+        web,
+        listen_http: free_port(),
+        listen_https: free_port(),
+        old_https: free_port(),
+        new_https: free_port(),
+    };
+    let _old = WebServer::start(
+        OLD_ADDRESS.parse().unwrap(),
+        web,
+        w.join("old-dc/www"),
+        vec![],
+    )
+    .unwrap();
+    let _new = WebServer::start(
+        NEW_ADDRESS.parse().unwrap(),
+        web,
+        w.join("new-dc/www"),
+        vec![],
+    )
+    .unwrap();
+    let _old_tls = TlsServer::start(w, OLD_ADDRESS, ports.old_https, "old.test");
+    let _new_tls = TlsServer::start(w, NEW_ADDRESS, ports.new_https, "new.test");
+    let plan = write_plan(w, &sshd, &ports, "60s");
+    let fwd = w.join("fwd");
+    let (alpha, beta) = ("alpha.demo.test", "beta.demo.test");
+
+    ok(&["sync"], &plan);
+    cut_over(&plan, alpha);
+    // The new side now says so; the old side keeps its pages.
+    for site in [alpha, beta] {
+        std::fs::write(
+            w.join("new-dc/www").join(site).join("index.html"),
+            format!("NEW {site}"),
+        )
+        .unwrap();
+    }
+    let pid = pid_of(&fwd).expect("a forwarder runs after the controller ended");
+    assert!(alive(pid));
+    assert!(http_get(ports.listen_http, alpha).ends_with("NEW alpha.demo.test"));
+    let other = http_get(ports.listen_http, beta);
+    assert!(
+        other.starts_with("HTTP/1.1 200") && !other.contains("NEW"),
+        "not confirmed: the old web server: {other}"
+    );
+    assert!(
+        tls_subject(ports.listen_https, alpha).contains("new.test"),
+        "SNI to the new side"
+    );
+    assert!(
+        tls_subject(ports.listen_https, beta).contains("old.test"),
+        "other names to the old server"
+    );
+    assert!(tls_subject(ports.listen_https, "ALPHA.demo.test").contains("new.test"));
+
+    // The window counts the margin.
+    let (_, json, _) = run(&["report", "--format", "json"], &plan, &[]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let a = v["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == alpha)
+        .unwrap();
+    assert_eq!(
+        a["window"]["forward_margin_secs"].as_u64(),
+        Some(60),
+        "{a:#}"
+    );
+    assert_eq!(a["window"]["exposure_secs"].as_u64(), Some(61), "{a:#}");
+
+    // The next command finds it alive with its start time, and keeps it.
+    ok(&["sync"], &plan);
+    assert_eq!(pid_of(&fwd), Some(pid), "kept");
+    // Killed on the old host: the next command starts it again, the route still being due.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_until(Duration::from_secs(5), "the forwarder dies", || !alive(pid));
+    ok(&["sync"], &plan);
+    let again = pid_of(&fwd).expect("started again");
+    assert_ne!(again, pid);
+    assert!(http_get(ports.listen_http, alpha).ends_with("NEW alpha.demo.test"));
+
+    // Rollback takes the route out: no route left, the forwarder stops.
+    ok(&["rollback", "--yes", "--only", alpha], &plan);
+    wait_until(Duration::from_secs(5), "the forwarder stops", || {
+        !alive(again)
+    });
+    assert_eq!(pid_of(&fwd), None);
+    assert!(TcpStream::connect((OLD_ADDRESS, ports.listen_http)).is_err());
+    let entries = forwarder_entries(&w.join("state"));
+    assert_eq!(entries.last().map(|e| e.0), Some(false), "{entries:?}");
+
+    // A controller killed between the confirmation and the route: `resume` routes the site.
+    // With a short margin the route then expires, the forwarder exits on its own, and the next
+    // command journals it stopped.
+    let plan = write_plan(w, &sshd, &ports, "6s");
+    ok(&["dns", "lower-ttl"], &plan);
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, _, _) = run(
+        &["cutover", "--yes", "--only", alpha],
+        &plan,
+        &[("TRANSHUMANCE_FAULT", "after:confirmed")],
+    );
+    assert_eq!(code, None, "killed by the fault");
+    assert_eq!(pid_of(&fwd), None, "no route yet");
+    ok(&["resume"], &plan);
+    let last = pid_of(&fwd).expect("started for the route owed since the crash");
+    // (The final sync put the old page back at the new side.)
+    std::fs::write(
+        w.join("new-dc/www").join(alpha).join("index.html"),
+        "NEW again",
+    )
+    .unwrap();
+    assert!(http_get(ports.listen_http, alpha).ends_with("NEW again"));
+    wait_until(Duration::from_secs(15), "the window ends", || !alive(last));
+    assert_eq!(pid_of(&fwd), None);
+    ok(&["sync"], &plan);
+    let entries = forwarder_entries(&w.join("state"));
+    assert_eq!(
+        entries.last(),
+        Some(&(false, "no route left".to_string())),
+        "{entries:?}"
+    );
+    assert_eq!(
+        entries.iter().filter(|e| e.0).count(),
+        3,
+        "started three times: {entries:?}"
+    );
+}
