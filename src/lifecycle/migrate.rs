@@ -848,6 +848,14 @@ impl<'a> Migration<'a> {
             (true, true) => "final sync",
         };
         let different = r.differences();
+        // A pre-sync copies a source that still serves: rows written since its dump differ,
+        // as they should. Only the final sync (the site frozen) and `verify` judge their
+        // equality; catalog facts (owners, grants, settings) must match at every sync.
+        let live_source = copy
+            && !final_sync
+            && r.error.is_none()
+            && r.live.is_none()
+            && r.properties.is_empty();
         let detail = match (&r.error, different.is_empty()) {
             _ if r.live.is_some() => r.live.as_ref().map(|l| {
                 format!(
@@ -856,19 +864,24 @@ impl<'a> Migration<'a> {
                 )
             }),
             (Some(e), _) => Some(e.clone()),
+            (None, false) if live_source => Some(format!(
+                "copied; the source, still serving, differs since its dump: {} (the final sync verifies)",
+                different.join(", ")
+            )),
             (None, false) => Some(format!("differ: {}", different.join(", "))),
             (None, true) => Some(r.verified()),
         };
+        let ok = r.clean() || live_source;
         self.record(&Entry::Unit {
             site: owner.to_string(),
             unit: format!("database {name}"),
             step: step.into(),
-            ok: r.clean(),
+            ok,
             detail: detail.clone(),
             bytes: r.moved.as_ref().map(|m| m.bytes),
             at: now(),
         })?;
-        if r.clean() {
+        if ok {
             Ok(r)
         } else {
             Err(format!("database `{name}`: {}", detail.unwrap_or_default()))
