@@ -179,6 +179,7 @@ pub fn build(
             .collect(),
         overrides,
         downtime,
+        leases: Vec::new(),
     }
 }
 
