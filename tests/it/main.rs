@@ -29,6 +29,7 @@ mod progress;
 mod recovery;
 mod rsync_habits;
 mod saved_plan;
+mod scale_memory;
 mod vhffs;
 mod vhffs_rows;
 mod vhffs_units;
