@@ -43,6 +43,7 @@ fn make_sites(root: &Path, n: usize) {
 
 /// Runs the binary in `dir`; its stdout, and its own peak RSS in bytes (from `wait4`, so only
 /// this child counts, whatever other tests run alongside).
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which std's `wait` cannot replace
 fn run_measured(dir: &Path, args: &[&str]) -> (String, u64) {
     let out_path = dir.join(format!("out-{}.txt", args.join("-").replace('/', "_")));
     let child = Command::new(env!("CARGO_BIN_EXE_transhumance"))
@@ -117,6 +118,7 @@ fn move_and_report(n: usize) -> Peaks {
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // the peaks measured, shown with --nocapture
 fn peak_memory_grows_with_the_batch_not_with_the_sites() {
     let small = move_and_report(500);
     let large = move_and_report(2_000);
