@@ -952,6 +952,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_lease_row_rounds_the_time_left_up_and_never_below_zero() {
+        let row = LeaseRow::new("s".into(), "w".into(), 0, 1_001);
+        assert_eq!(row.until, "1970-01-01T00:00:00Z");
+        assert_eq!(row.expires_in_secs, 2);
+        assert_eq!(
+            LeaseRow::new("s".into(), "w".into(), 0, 1_000).expires_in_secs,
+            1
+        );
+        assert_eq!(
+            LeaseRow::new("s".into(), "w".into(), 0, -5).expires_in_secs,
+            0
+        );
+    }
+
+    #[test]
     fn downtime_percentiles_are_nearest_rank() {
         let d = Downtime::of(None, (1..=20).collect()).unwrap();
         assert_eq!(
