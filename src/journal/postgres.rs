@@ -89,6 +89,10 @@ CREATE TABLE IF NOT EXISTS transhumance_queue_items (
     not_before timestamptz,
     PRIMARY KEY (plan, queue, item)
 );
+-- A worker's next item is the first not done of the lowest stage: found through this index in
+-- one step, not by scanning every item of a queue of 50,000 sites at every take.
+CREATE INDEX IF NOT EXISTS transhumance_queue_items_todo
+    ON transhumance_queue_items (plan, queue, stage, ord) WHERE NOT done;
 ";
 
 /// Frees a lease still held with token `$3` (a lease taken since is left to its holder).
@@ -139,11 +143,60 @@ fn lock_key(what: &str, plan: &str) -> i64 {
     i64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
+/// A lease some controller holds now: `status` shows who works on what, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLease {
+    pub unit: String,
+    /// The holder's own words (`holder_info`: host, process, command), else its id.
+    pub holder: String,
+    /// When it expires unless renewed (Unix seconds, the server's clock).
+    pub expires_at: u64,
+    /// Milliseconds left, measured by the server.
+    pub expires_in_ms: i64,
+}
+
+/// The leases of `config`'s plan held and not expired now, by unit; read without taking any.
+///
+/// # Errors
+/// The server is unreachable or refuses the login or the query.
+pub fn held_leases(config: &PgConfig) -> Result<Vec<HeldLease>, JournalError> {
+    let mut client = connect(config, "status")?;
+    // A plan whose tables were never created has no lease.
+    let exists: bool = client
+        .query_one("SELECT to_regclass('transhumance_leases') IS NOT NULL", &[])
+        .map_err(|e| store_error(&config.conninfo, &e))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT unit, coalesce(holder_info, holder),
+                    extract(epoch FROM expires_at)::int8,
+                    (extract(epoch FROM expires_at - now()) * 1000)::int8
+             FROM transhumance_leases
+             WHERE plan = $1 AND holder IS NOT NULL AND expires_at > now()
+             ORDER BY unit",
+            &[&config.plan],
+        )
+        .map_err(|e| store_error(&config.conninfo, &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| HeldLease {
+            unit: r.get(0),
+            holder: r.get(1),
+            expires_at: r.get::<_, i64>(2).max(0) as u64,
+            expires_in_ms: r.get(3),
+        })
+        .collect())
+}
+
 /// The journal's store in PostgreSQL, with this process's leases.
 pub struct PgStore {
     client: postgres::Client,
     config: PgConfig,
     leases: Leases,
+    statements: AppendStatements,
 }
 
 impl PgStore {
@@ -163,25 +216,122 @@ impl PgStore {
         .map_err(err)?;
         tx.batch_execute(SCHEMA).map_err(err)?;
         tx.commit().map_err(err)?;
+        let statements = AppendStatements::prepare(&mut client).map_err(err)?;
         let leases = Leases::start(&config)?;
         Ok(PgStore {
             client,
             config,
             leases,
+            statements,
         })
     }
 
     fn err(&self, e: &postgres::Error) -> JournalError {
         store_error(&self.config.conninfo, e)
     }
+
+    /// The body of `append`, inside the transaction that holds the plan's append lock.
+    fn append_locked(
+        &mut self,
+        seen: u64,
+        lines: &[Line<'_>],
+        fences: &[Option<i64>],
+    ) -> Result<Appended, JournalError> {
+        let fenced: Vec<(&str, i64)> = lines
+            .iter()
+            .zip(fences)
+            .filter_map(|(l, f)| Some((l.unit?, (*f)?)))
+            .collect();
+        if !fenced.is_empty() {
+            let units: Vec<&str> = fenced.iter().map(|f| f.0).collect();
+            let rows = self
+                .client
+                .query(&self.statements.fences, &[&self.config.plan, &units])
+                .map_err(|e| self.err(&e))?;
+            let now: HashMap<String, (i64, Option<String>)> = rows
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                .collect();
+            for (unit, token) in &fenced {
+                let current = now.get(*unit);
+                if current.map(|c| c.0) != Some(*token) {
+                    let holder = current.and_then(|c| c.1.clone());
+                    self.leases.lost(unit);
+                    return Err(JournalError::LeaseLost {
+                        unit: unit.to_string(),
+                        holder,
+                    });
+                }
+            }
+        }
+        let entries: Vec<&str> = lines.iter().map(|l| l.json.as_str()).collect();
+        let units: Vec<Option<&str>> = lines.iter().map(|l| l.unit).collect();
+        let rows = self
+            .client
+            .query(
+                &self.statements.insert,
+                &[
+                    &self.config.plan,
+                    &(seen as i64),
+                    &self.leases.0.holder,
+                    &entries,
+                    &units,
+                    &fences,
+                ],
+            )
+            .map_err(|e| self.err(&e))?;
+        let mut others = Vec::new();
+        let mut last = seen;
+        for r in &rows {
+            let seq = r.get::<_, i64>(0) as u64;
+            match r.get::<_, Option<String>>(1) {
+                Some(entry) => others.push((seq, entry)),
+                None => last = last.max(seq),
+            }
+        }
+        Ok(Appended {
+            others,
+            last,
+            ticket: 0,
+        })
+    }
+}
+
+/// The statements of an append, prepared once per connection.
+struct AppendStatements {
+    /// The current tokens (and holders) of the units an append writes about, locked against a
+    /// take until the append commits.
+    fences: postgres::Statement,
+    /// Inserts the lines in order and returns, in the same snapshot, the entries others wrote
+    /// since `seen` (with their text) and the new lines' seqs (text NULL).
+    insert: postgres::Statement,
+}
+
+impl AppendStatements {
+    fn prepare(client: &mut postgres::Client) -> Result<AppendStatements, postgres::Error> {
+        Ok(AppendStatements {
+            fences: client.prepare(
+                "SELECT unit, token, holder_info FROM transhumance_leases
+                 WHERE plan = $1 AND unit = ANY($2::text[]) FOR SHARE",
+            )?,
+            insert: client.prepare(
+                "WITH ins AS (
+                     INSERT INTO transhumance_journal (plan, entry, unit, fence, holder)
+                     SELECT $1, e.entry::jsonb, e.unit, e.fence, $3
+                     FROM unnest($4::text[], $5::text[], $6::int8[]) WITH ORDINALITY
+                         AS e(entry, unit, fence, n)
+                     ORDER BY e.n
+                     RETURNING seq)
+                 SELECT seq, entry::text FROM transhumance_journal WHERE plan = $1 AND seq > $2
+                 UNION ALL SELECT seq, NULL FROM ins
+                 ORDER BY 1",
+            )?,
+        })
+    }
 }
 
 impl Store for PgStore {
     fn append(&mut self, seen: u64, lines: &[Line<'_>]) -> Result<Appended, JournalError> {
-        let plan = self.config.plan.clone();
-        let me = self.leases.0.holder.clone();
-        let conninfo = self.config.conninfo.clone();
-        let err = |e: postgres::Error| store_error(&conninfo, &e);
         // The fences to check, decided before the transaction (a lost lease fails at once).
         let mut fences: Vec<Option<i64>> = Vec::with_capacity(lines.len());
         for l in lines {
@@ -190,60 +340,25 @@ impl Store for PgStore {
                 None => None,
             });
         }
-        let mut tx = self.client.transaction().map_err(err)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&lock_key("journal", &plan)],
-        )
-        .map_err(err)?;
-        for (l, fence) in lines.iter().zip(&fences) {
-            let (Some(unit), Some(token)) = (l.unit, fence) else {
-                continue;
-            };
-            let row = tx
-                .query_opt(
-                    "SELECT token, holder_info FROM transhumance_leases
-                     WHERE plan = $1 AND unit = $2 FOR SHARE",
-                    &[&plan, &unit],
-                )
-                .map_err(err)?;
-            let now: Option<(i64, Option<String>)> = row.map(|r| (r.get(0), r.get(1)));
-            if now.as_ref().map(|n| n.0) != Some(*token) {
-                drop(tx);
-                self.leases.lost(unit);
-                return Err(JournalError::LeaseLost {
-                    unit: unit.to_string(),
-                    holder: now.and_then(|n| n.1),
-                });
-            }
-        }
-        let others = tx
-            .query(
-                "SELECT seq, entry::text FROM transhumance_journal
-                 WHERE plan = $1 AND seq > $2 ORDER BY seq",
-                &[&plan, &(seen as i64)],
-            )
-            .map_err(err)?
-            .iter()
-            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
-            .collect();
-        let mut last = seen;
-        for (l, fence) in lines.iter().zip(&fences) {
-            let row = tx
-                .query_one(
-                    "INSERT INTO transhumance_journal (plan, entry, unit, fence, holder)
-                     VALUES ($1, $2::text::jsonb, $3, $4, $5) RETURNING seq",
-                    &[&plan, &l.json, &l.unit, fence, &me],
-                )
-                .map_err(err)?;
-            last = row.get::<_, i64>(0) as u64;
-        }
-        tx.commit().map_err(err)?;
-        Ok(Appended {
-            others,
-            last,
-            ticket: 0,
-        })
+        // Four round trips whatever the number of lines: BEGIN with the lock, the fences, the
+        // insert with the others' entries, COMMIT (each statement was two, prepared each time).
+        let begin = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            lock_key("journal", &self.config.plan)
+        );
+        self.client
+            .batch_execute(&begin)
+            .map_err(|e| self.err(&e))?;
+        let appended = self.append_locked(seen, lines, &fences);
+        let end = if appended.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let ended = self.client.batch_execute(end).map_err(|e| self.err(&e));
+        let appended = appended?;
+        ended?;
+        Ok(appended)
     }
 
     fn read_since(&mut self, seen: u64) -> Result<Vec<(u64, String)>, JournalError> {

@@ -2318,7 +2318,7 @@ pub fn report(
     }
     let entries = super::ledger::read(&loaded.plan)?;
     let statuses = fold(&entries);
-    Ok(super::status::build(
+    let mut report = super::status::build(
         &loaded.plan.name,
         &inventory.sites,
         loaded.plan.cutover.batch,
@@ -2326,7 +2326,21 @@ pub fn report(
         &super::window::of_sites(&inventory.sites, &statuses, &entries, now()),
         &super::ledger::dns_events(&entries),
         super::status::overrides(&entries),
-    ))
+    );
+    if let Some(config) = super::ledger::pg_config(&loaded.plan)? {
+        report.leases = crate::journal::postgres::held_leases(&config)?
+            .into_iter()
+            .map(|l| {
+                crate::report::lifecycle::LeaseRow::new(
+                    l.unit,
+                    l.holder,
+                    l.expires_at,
+                    l.expires_in_ms,
+                )
+            })
+            .collect();
+    }
+    Ok(report)
 }
 
 /// The first address `records` give `name` (A or AAAA).

@@ -181,6 +181,7 @@ pub fn build(
             .collect(),
         overrides,
         downtime,
+        leases: Vec::new(),
     }
 }
 

@@ -373,9 +373,34 @@ pub struct MigrationReport {
     pub overrides: Vec<CheckRow>,
     /// Downtime (freeze to confirmed, or to unfrozen) over the plan, then per batch.
     pub downtime: Vec<Downtime>,
+    /// Leases held now by the controllers sharing a journal in PostgreSQL: which one works on
+    /// which unit, until when (absent with the file journal, or when none is held).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<LeaseRow>,
     /// Every state in lifecycle order, for the summary line.
     #[serde(skip)]
     pub states: Vec<StateView>,
+}
+
+/// One lease held now (see `MigrationReport::leases`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub unit: String,
+    pub holder: String,
+    /// RFC 3339, the database server's clock.
+    pub until: String,
+    pub expires_in_secs: u64,
+}
+
+impl LeaseRow {
+    pub fn new(unit: String, holder: String, expires_at: u64, expires_in_ms: i64) -> LeaseRow {
+        LeaseRow {
+            unit,
+            holder,
+            until: clock(expires_at),
+            expires_in_secs: (expires_in_ms.max(0) as u64).div_ceil(1000),
+        }
+    }
 }
 
 fn clock(at: u64) -> String {
@@ -472,6 +497,16 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
         );
         for b in batches {
             let _ = writeln!(o, "    {}: {}", b.title(), b.line());
+        }
+    }
+    if !r.leases.is_empty() {
+        let _ = writeln!(o, "\nLeases held ({}):", r.leases.len());
+        for l in &r.leases {
+            let _ = writeln!(
+                o,
+                "  {}: {} until {} (in {} s)",
+                l.unit, l.holder, l.until, l.expires_in_secs
+            );
         }
     }
     let troubled: Vec<&SiteRow> = r
@@ -1033,6 +1068,21 @@ fn html(r: &MigrationReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_row_rounds_the_time_left_up_and_never_below_zero() {
+        let row = LeaseRow::new("s".into(), "w".into(), 0, 1_001);
+        assert_eq!(row.until, "1970-01-01T00:00:00Z");
+        assert_eq!(row.expires_in_secs, 2);
+        assert_eq!(
+            LeaseRow::new("s".into(), "w".into(), 0, 1_000).expires_in_secs,
+            1
+        );
+        assert_eq!(
+            LeaseRow::new("s".into(), "w".into(), 0, -5).expires_in_secs,
+            0
+        );
+    }
 
     #[test]
     fn downtime_percentiles_are_nearest_rank() {

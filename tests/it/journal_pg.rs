@@ -1,6 +1,7 @@
 //! The journal kept in PostgreSQL, through the library, against a real server that asks for
 //! passwords: one order every controller reads, leases whose loss refuses every later write
-//! about the unit (fencing), takeovers only once a lease expired, and the staged work queue.
+//! about the unit (fencing), takeovers only once a lease expired, the staged work queue, and
+//! `status` showing the leases held.
 
 use std::time::Duration;
 
@@ -245,4 +246,77 @@ fn the_queue_starts_a_stage_once_the_one_before_is_done_everywhere() {
     );
     assert!(la.close(qa.id).unwrap().is_none());
     assert!(la.open_queue().unwrap().is_none());
+}
+
+/// `status` (issue 18) shows which controller holds which site's lease and until when, read
+/// from the shared journal while the holder works; once it lets go, the line is gone.
+#[test]
+fn status_shows_who_holds_which_lease_until_when() {
+    let j = shared_journal();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for site in ["a.example.test", "b.example.test"] {
+        std::fs::create_dir_all(w.join("old").join(site)).unwrap();
+        std::fs::write(w.join("old").join(site).join("index.html"), site).unwrap();
+    }
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: leases-shown\nstate_dir: state\n{}sites:\n  \
+             - from: {{ host: local, glob: \"old/*/\" }}\n    to: {{ host: local, path: \"new/{{name}}/\" }}\n",
+            j.state_key("30s")
+        ),
+    )
+    .unwrap();
+    let status = |json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_transhumance"));
+        cmd.arg("status")
+            .arg(&plan)
+            .current_dir(w)
+            .env(PASSWORD_ENV, PASSWORD);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Nothing held: no leases in either form.
+    let report: Value = serde_json::from_str(&status(true)).unwrap();
+    assert!(report.get("leases").is_none(), "{report}");
+    assert!(!status(false).contains("Leases held"));
+
+    let holder = j.journal(
+        "leases-shown",
+        "controller A (pid 1)",
+        Duration::from_secs(30),
+    );
+    let leases = holder.leases().unwrap();
+    leases.try_take("b.example.test").unwrap().unwrap();
+    let report: Value = serde_json::from_str(&status(true)).unwrap();
+    let shown = report["leases"].as_array().expect("leases shown");
+    assert_eq!(shown.len(), 1, "{report}");
+    assert_eq!(shown[0]["unit"], "b.example.test");
+    assert_eq!(shown[0]["holder"], "controller A (pid 1)");
+    let left = shown[0]["expires_in_secs"].as_u64().unwrap();
+    assert!((1..=30).contains(&left), "{left}");
+    assert!(
+        shown[0]["until"].as_str().unwrap().ends_with('Z'),
+        "{report}"
+    );
+    let text = status(false);
+    assert!(text.contains("Leases held (1):"), "{text}");
+    assert!(
+        text.contains("  b.example.test: controller A (pid 1) until "),
+        "{text}"
+    );
+
+    leases.release("b.example.test").unwrap();
+    let report: Value = serde_json::from_str(&status(true)).unwrap();
+    assert!(report.get("leases").is_none(), "{report}");
 }

@@ -32,6 +32,7 @@ mod recovery;
 mod replication;
 mod rsync_habits;
 mod saved_plan;
+mod scale_memory;
 mod vhffs;
 mod vhffs_rows;
 mod vhffs_units;

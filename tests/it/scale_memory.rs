@@ -1,0 +1,147 @@
+//! Memory bounded by the batch, not by the platform (issue 18, item 4): `sync`, `report` and
+//! `status` of many tiny sites keep no site's file listing once its unit is done, so their peak
+//! RSS barely grows from 500 to 2,000 sites while the listings they move grow fourfold.
+//!
+//! The criterion: each site holds `FILES` entries whose relative paths are ~490 bytes long, so
+//! the 1,500 extra sites' listings weigh at least `1,500 * FILES * 490` bytes (~23 MB) of names
+//! alone. Were they held until the end, the peak would grow by at least that much; we require
+//! it to grow by less than a third of it. What may grow is the plan's own site list and the
+//! folded journal (a few hundred bytes a site), well under that bound. No timing assertions.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// Entries per site; with their long names they make each site's listing heavy.
+const FILES: usize = 32;
+/// One directory and one file name of about 240 bytes each: ~490 bytes of path per entry.
+const LONG: usize = 240;
+
+fn make_sites(root: &Path, n: usize) {
+    let dir_name = format!("d{}", "x".repeat(LONG));
+    for i in 0..n {
+        let base = root
+            .join("old")
+            .join(format!("s{i:05}.test"))
+            .join(&dir_name);
+        std::fs::create_dir_all(&base).unwrap();
+        for j in 0..FILES {
+            let name = format!("f{j:02}{}", "y".repeat(LONG));
+            std::fs::write(base.join(name), format!("{i}/{j}")).unwrap();
+        }
+    }
+    std::fs::create_dir_all(root.join("new")).unwrap();
+    std::fs::write(
+        root.join("plan.yaml"),
+        "version: 1\nname: scale-memory\nstate_dir: state\ndefaults: { jobs: 2 }\nsites:\n  \
+         - from: { host: local, glob: \"old/*/\" }\n    to: { host: local, path: \"new/{name}/\" }\n    \
+         domains: [\"{name}\"]\n",
+    )
+    .unwrap();
+}
+
+/// Runs the binary in `dir`; its stdout, and its own peak RSS in bytes (from `wait4`, so only
+/// this child counts, whatever other tests run alongside).
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which std's `wait` cannot replace
+fn run_measured(dir: &Path, args: &[&str]) -> (String, u64) {
+    let out_path = dir.join(format!("out-{}.txt", args.join("-").replace('/', "_")));
+    let child = Command::new(env!("CARGO_BIN_EXE_transhumance"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child's pid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: pid is our child, not yet waited for; both pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "transhumance {args:?} failed: status {status}"
+    );
+    let peak = usage.ru_maxrss as u64 * 1024; // kilobytes on Linux
+    (std::fs::read_to_string(out_path).unwrap(), peak)
+}
+
+struct Peaks {
+    sync: u64,
+    report_json: u64,
+    report_text: u64,
+}
+
+fn move_and_report(n: usize) -> Peaks {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    make_sites(w, n);
+    let (_, sync) = run_measured(w, &["sync", "plan.yaml"]);
+    let (json, report_json) = run_measured(w, &["report", "--format", "json", "plan.yaml"]);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["counts"]["pre_synced"], n, "{}", report["counts"]);
+    let sites = report["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), n);
+    for (i, s) in sites.iter().enumerate() {
+        assert_eq!(s["name"], format!("s{i:05}.test"));
+        assert_eq!(s["state"], "pre_synced", "{s}");
+        assert_eq!(s["presyncs"], 1, "{s}");
+    }
+    let (text, report_text) = run_measured(w, &["report", "--format", "text", "plan.yaml"]);
+    assert!(text.contains(&format!("{n} pre-synced")), "{text:.400}");
+    let rows = text
+        .lines()
+        .filter(|l| l.starts_with("  s") && l.contains(" pre-synced "))
+        .count();
+    assert_eq!(rows, n, "one row per site in the table");
+    let timelines = text
+        .lines()
+        .filter(|l| l.contains(" [pre-synced] "))
+        .count();
+    assert_eq!(timelines, n, "one timeline per site");
+    let (status, _) = run_measured(w, &["status", "plan.yaml"]);
+    assert!(status.contains(&format!("{n} pre-synced")), "{status}");
+    // Every byte arrived: a site's listing was dropped, not its files.
+    let last = w
+        .join("new")
+        .join(format!("s{:05}.test", n - 1))
+        .join(format!("d{}", "x".repeat(LONG)));
+    assert_eq!(std::fs::read_dir(last).unwrap().count(), FILES);
+    Peaks {
+        sync,
+        report_json,
+        report_text,
+    }
+}
+
+#[test]
+#[allow(clippy::print_stderr)] // the peaks measured, shown with --nocapture
+fn peak_memory_grows_with_the_batch_not_with_the_sites() {
+    let small = move_and_report(500);
+    let large = move_and_report(2_000);
+    let held_listings = 1_500 * FILES as u64 * (2 * LONG as u64 + 10);
+    let bound = held_listings / 3;
+    let mb = |b: u64| b as f64 / 1e6;
+    for (what, a, b) in [
+        ("sync", small.sync, large.sync),
+        ("report json", small.report_json, large.report_json),
+        ("report text", small.report_text, large.report_text),
+    ] {
+        eprintln!(
+            "{what}: peak {:.1} MB at 500 sites, {:.1} MB at 2,000 (listings of the 1,500 more: {:.1} MB)",
+            mb(a),
+            mb(b),
+            mb(held_listings)
+        );
+        assert!(
+            b < a + bound,
+            "{what}: peak grew from {:.1} MB to {:.1} MB, by more than {:.1} MB",
+            mb(a),
+            mb(b),
+            mb(bound)
+        );
+    }
+}
