@@ -504,6 +504,89 @@ impl SafeRoot {
         ))
     }
 
+    /// Writes a whole file whose content is in hand (a small file of a batch), checked against
+    /// `expected` (BLAKE3) first. It is made unnamed (`O_TMPFILE`) in its own directory, so the
+    /// file system places its inode near its siblings (a temp directory shared by every file
+    /// made ext4's inode allocator search, ~30 % of the agent on 200,000 small files), given
+    /// its metadata, then linked under its name: nothing of it is visible before it is
+    /// complete, and a crash leaves no temp file anywhere (an unnamed inode goes with its
+    /// descriptor). A name already taken (a file to replace) gets the finished file through a
+    /// temp name of ours in `TEMP_DIR` and a rename, as any other write; so does every file
+    /// where `O_TMPFILE` or `/proc` is missing.
+    ///
+    /// # Errors
+    /// `InvalidData` when `data` is not the sender's content; unsafe path, I/O errors.
+    pub fn write_whole(
+        &self,
+        rel: &[u8],
+        data: &[u8],
+        meta: &Meta,
+        xattrs: Option<&Wanted>,
+        expected: &[u8; 32],
+    ) -> io::Result<()> {
+        if blake3::hash(data).as_bytes() != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "BLAKE3 of the written file differs from the sender's: not renamed into place",
+            ));
+        }
+        let (dir, name) = self.parent(rel)?;
+        let unnamed = if unnamed_files_link() {
+            openat_file(&dir, c".", libc::O_TMPFILE | libc::O_WRONLY, 0o600)
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        };
+        let mut file = match unnamed {
+            Ok(f) => f,
+            // The file system (or this kernel) cannot make unnamed files: the temp directory.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+                ) =>
+            {
+                let (mut temp, _) = self.create_temp(rel, false)?;
+                temp.write_data(data)?;
+                return temp.commit_with(meta, self.set_owner, xattrs);
+            }
+            Err(e) => return Err(e),
+        };
+        if write_sparse(&mut file, data)? {
+            file.set_len(data.len() as u64)?;
+        }
+        apply_meta_fd(&file, meta, self.set_owner, xattrs)?;
+        let unnamed = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let link_to = |to_dir: &OwnedFd, to: &CStr| {
+            // SAFETY: valid paths and dirfd; AT_SYMLINK_FOLLOW resolves the /proc link to our
+            // inode, and linkat never replaces an existing name.
+            check(unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    unnamed.as_ptr(),
+                    to_dir.as_raw_fd(),
+                    to.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            })
+        };
+        match link_to(&dir, &name) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        // The name is taken: the finished file gets a temp name of ours, then replaces it.
+        let tmp = self.temp_dir()?;
+        let temp = fresh_temp_name(&temp_key(rel));
+        link_to(&tmp, &temp).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EXDEV) {
+                another_file_system()
+            } else {
+                e
+            }
+        })?;
+        rename_into_place(&tmp, &temp, &dir, &name)
+    }
+
     /// Takes the root's lock, held until this process ends (whatever the way it ends): one
     /// writer per target root for runs outside a plan (a plan's runs hold the plan's lock).
     ///
@@ -786,26 +869,8 @@ impl TempFile {
     /// # Errors
     /// I/O errors, such as a full disk.
     pub fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
-        const BLOCK: usize = 4096;
-        // Runs of data go out in one write; whole zero blocks become a seek (a hole).
-        let mut start = 0;
-        let mut run_start = 0;
-        while start < data.len() {
-            let end = (start + BLOCK).min(data.len());
-            let chunk = &data[start..end];
-            if chunk.len() == BLOCK && chunk.iter().all(|b| *b == 0) {
-                if run_start < start {
-                    self.file.write_all(&data[run_start..start])?;
-                }
-                self.file.seek(SeekFrom::Current(BLOCK as i64))?;
-                self.trailing_hole = true;
-                run_start = end;
-            }
-            start = end;
-        }
-        if run_start < data.len() {
-            self.file.write_all(&data[run_start..])?;
-            self.trailing_hole = false;
+        if !data.is_empty() {
+            self.trailing_hole = write_sparse(&mut self.file, data)?;
         }
         Ok(())
     }
@@ -864,6 +929,34 @@ impl TempFile {
             unsafe { libc::unlinkat(self.tmp.as_raw_fd(), b.as_ptr(), 0) };
         }
     }
+}
+
+/// Writes `data` at the file's position, leaving holes where whole 4 KiB blocks are zero
+/// (sparse files stay sparse); whether it ended in a hole (the length is then set at the end).
+fn write_sparse(file: &mut File, data: &[u8]) -> io::Result<bool> {
+    const BLOCK: usize = 4096;
+    // Runs of data go out in one write; whole zero blocks become a seek (a hole).
+    let mut trailing_hole = false;
+    let mut start = 0;
+    let mut run_start = 0;
+    while start < data.len() {
+        let end = (start + BLOCK).min(data.len());
+        let chunk = &data[start..end];
+        if chunk.len() == BLOCK && chunk.iter().all(|b| *b == 0) {
+            if run_start < start {
+                file.write_all(&data[run_start..start])?;
+            }
+            file.seek(SeekFrom::Current(BLOCK as i64))?;
+            trailing_hole = true;
+            run_start = end;
+        }
+        start = end;
+    }
+    if run_start < data.len() {
+        file.write_all(&data[run_start..])?;
+        trailing_hole = false;
+    }
+    Ok(trailing_hole)
 }
 
 trait StreamLen {
@@ -982,14 +1075,25 @@ fn rename_into_place(tmp_dir: &OwnedFd, tmp: &CStr, dir: &OwnedFd, name: &CStr) 
     }
     drop_temp();
     if e.raw_os_error() == Some(libc::EXDEV) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "its directory is on another file system than the target root (a mount point inside the target): files are written in `{TEMP_DIR}` at the root and cannot be renamed across file systems"
-            ),
-        ));
+        return Err(another_file_system());
     }
     Err(e)
+}
+
+fn another_file_system() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "its directory is on another file system than the target root (a mount point inside the target): files are written in `{TEMP_DIR}` at the root and cannot be renamed across file systems"
+        ),
+    )
+}
+
+/// Whether an unnamed (`O_TMPFILE`) file can be given a name: through `/proc/self/fd`, which
+/// a chroot or a container may lack.
+fn unnamed_files_link() -> bool {
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// The names in a directory, `.` and `..` left out.
