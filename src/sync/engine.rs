@@ -1036,17 +1036,20 @@ fn send_small(
             data,
             zstd_len,
         };
-        let sent = dch.call(call).map_err(|e| e.to_string()).and_then(|pending| {
-            done.send(Completion {
-                path: Vec::new(),
-                size: 0,
-                action: ActionKind::Send,
-                pending,
-                host: dch.host().into(),
-                batch: Some(names.clone()),
-            })
-            .map_err(|_| "collector gone".to_string())
-        });
+        let sent = dch
+            .call(call)
+            .map_err(|e| e.to_string())
+            .and_then(|pending| {
+                done.send(Completion {
+                    path: Vec::new(),
+                    size: 0,
+                    action: ActionKind::Send,
+                    pending,
+                    host: dch.host().into(),
+                    batch: Some(names.clone()),
+                })
+                .map_err(|_| "collector gone".to_string())
+            });
         if let Err(e) = sent {
             for (path, _) in &names {
                 shared.fail(path, e.clone());
@@ -1552,4 +1555,30 @@ fn stream_delta(
         }
     }
     Err(format!("{}: connection lost while reading", sch.host()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_take_consecutive_small_files_within_their_limits() {
+        // (batchable, size) per job.
+        let jobs = |v: Vec<(bool, u64)>| move |i: usize| v.get(i).copied();
+        let small = (true, 1000);
+        assert_eq!(batch_end(0, jobs(vec![small; 10])), 10);
+        assert_eq!(batch_end(0, jobs(vec![small; 200])), BATCH_FILES);
+        assert_eq!(batch_end(64, jobs(vec![small; 200])), 128);
+        // One that may not be batched ends the run, and alone is a run of one.
+        let mixed = vec![small, small, (false, 10), small];
+        assert_eq!(batch_end(0, jobs(mixed.clone())), 2);
+        assert_eq!(batch_end(2, jobs(mixed.clone())), 3);
+        assert_eq!(batch_end(3, jobs(mixed)), 4);
+        // Bytes: the file that would pass the limit starts the next batch.
+        let big = (true, SMALL_FILE);
+        assert_eq!(
+            batch_end(0, jobs(vec![big; 20])),
+            (BATCH_BYTES / SMALL_FILE) as usize
+        );
+    }
 }

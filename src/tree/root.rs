@@ -1696,4 +1696,80 @@ mod tests {
         root.remove(b"t").unwrap();
         assert!(!dir.path().join("t").exists());
     }
+
+    #[test]
+    fn a_whole_file_lands_complete_with_its_metadata_and_never_under_a_temp_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        root.mkdir(b"d", 0o755).unwrap();
+        let mut data = vec![0u8; 3 * 4096];
+        data.extend_from_slice(b"tail");
+        let hash = *blake3::hash(&data).as_bytes();
+        root.write_whole(b"d/new", &data, &meta(0o640), None, &hash)
+            .unwrap();
+        let m = std::fs::metadata(dir.path().join("d/new")).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("d/new")).unwrap(), data);
+        assert_eq!(m.mode() & 0o7777, 0o640);
+        assert_eq!(m.mtime_nsec(), 123_456_789);
+        assert!(
+            m.blocks() * 512 < data.len() as u64,
+            "zero blocks stay holes"
+        );
+        // A file of this name, then a symlink there: replaced, the link itself (not its target).
+        std::fs::write(dir.path().join("d/old"), b"before").unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("d/link")).unwrap();
+        for name in [&b"d/old"[..], b"d/link"] {
+            let h = *blake3::hash(b"after").as_bytes();
+            root.write_whole(name, b"after", &meta(0o644), None, &h)
+                .unwrap();
+        }
+        assert_eq!(std::fs::read(dir.path().join("d/old")).unwrap(), b"after");
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("d/link"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(std::fs::read(outside.path()).unwrap(), b"");
+        // Content that is not the sender's is never written.
+        let err = root
+            .write_whole(b"d/bad", b"garbled", &meta(0o644), None, &hash)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(!dir.path().join("d/bad").exists());
+        // A directory with content in the way is left alone; an empty one is replaced.
+        std::fs::create_dir_all(dir.path().join("d/full/x")).unwrap();
+        std::fs::create_dir(dir.path().join("d/empty")).unwrap();
+        let h = *blake3::hash(b"f").as_bytes();
+        let err = root
+            .write_whole(b"d/full", b"f", &meta(0o644), None, &h)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::DirectoryNotEmpty, "{err}");
+        assert!(dir.path().join("d/full/x").is_dir());
+        root.write_whole(b"d/empty", b"f", &meta(0o644), None, &h)
+            .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("d/empty")).unwrap(), b"f");
+        // No temp name anywhere: the directory holds the files, the temp directory nothing.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["empty", "full", "link", "new", "old"]);
+        assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
+    }
+
+    #[test]
+    fn a_whole_file_never_goes_through_a_symlinked_directory() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("evil")).unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let h = *blake3::hash(b"x").as_bytes();
+        let err = root
+            .write_whole(b"evil/owned", b"x", &meta(0o644), None, &h)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
 }
