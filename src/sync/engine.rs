@@ -661,6 +661,45 @@ struct Completion {
     action: ActionKind,
     pending: Pending,
     host: String,
+    /// A batch of small files (`WriteSmall`): their paths and sizes, one verdict each, in
+    /// order; `path` and `size` are then unused.
+    batch: Option<Vec<(Vec<u8>, u64)>>,
+}
+
+impl Shared<'_> {
+    /// One file written and verified by the receiver.
+    fn landed(&self, action: ActionKind, path: &[u8], size: u64) {
+        self.verified.fetch_add(1, Ordering::Relaxed);
+        self.did(action, path, size);
+        self.observer.on_event(&Event::UnitDone {
+            phase: "files".into(),
+            unit: show(path),
+        });
+    }
+
+    /// The receiver's verdicts on a batch: each file lands or fails on its own.
+    fn batch_verdict(&self, files: &[(Vec<u8>, u64)], verdict: Result<Reply, TransportError>) {
+        match verdict {
+            Ok(Reply::Written(results)) if results.len() == files.len() => {
+                for ((path, size), r) in files.iter().zip(results) {
+                    match r {
+                        Ok(_) => self.landed(ActionKind::Send, path, *size),
+                        Err(e) => self.fail(path, e),
+                    }
+                }
+            }
+            Ok(r) => {
+                for (path, _) in files {
+                    self.fail(path, format!("unexpected {r:?}"));
+                }
+            }
+            Err(e) => {
+                for (path, _) in files {
+                    self.fail(path, e.to_string());
+                }
+            }
+        }
+    }
 }
 
 fn execute(
@@ -727,6 +766,20 @@ fn execute(
         Some(_) => direct::WORKERS.max(opts.jobs),
         None => opts.jobs.max(1),
     };
+    // Small whole files read here go in batches, one call for many (no delta basis, no
+    // local copy, not pushed host to host).
+    let batchable: Vec<bool> = plan
+        .files
+        .iter()
+        .zip(&signatures)
+        .map(|(f, sig)| {
+            src.local.is_some()
+                && shared.direct.is_none()
+                && f.copy_from.is_none()
+                && sig.is_none()
+                && f.size <= SMALL_FILE
+        })
+        .collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let (done_tx, done_rx) = mpsc::sync_channel::<Completion>(1024);
@@ -734,15 +787,12 @@ fn execute(
         // The collector takes the receivers' verdicts while workers keep sending.
         s.spawn(move || {
             for c in done_rx {
+                if let Some(files) = &c.batch {
+                    shared.batch_verdict(files, c.pending.wait(&c.host));
+                    continue;
+                }
                 match c.pending.wait(&c.host) {
-                    Ok(Reply::Done(_)) => {
-                        shared.verified.fetch_add(1, Ordering::Relaxed);
-                        shared.did(c.action, &c.path, c.size);
-                        shared.observer.on_event(&Event::UnitDone {
-                            phase: "files".into(),
-                            unit: show(&c.path),
-                        });
-                    }
+                    Ok(Reply::Done(_)) => shared.landed(c.action, &c.path, c.size),
                     Ok(r) => shared.fail(&c.path, format!("unexpected {r:?}")),
                     Err(e) => shared.fail(&c.path, e.to_string()),
                 }
@@ -750,8 +800,14 @@ fn execute(
         });
         for w in 0..workers {
             let (next, done_tx, signatures) = (&next, done_tx.clone(), &signatures);
+            let batchable = &batchable;
             s.spawn(move || {
-                while let Some((i, job)) = next_job(next, &plan.files) {
+                while let Some(run) = next_jobs(next, &plan.files, batchable) {
+                    if batchable[run.start] {
+                        send_small(&plan.files[run], src, dst, w, shared, &done_tx);
+                        continue;
+                    }
+                    let (i, job) = (run.start, &plan.files[run.start]);
                     shared.observer.on_event(&Event::UnitStarted {
                         phase: "files".into(),
                         unit: show(&job.path),
@@ -895,9 +951,199 @@ fn default_streams() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
 }
 
-fn next_job<'a>(next: &AtomicUsize, files: &'a [FileJob]) -> Option<(usize, &'a FileJob)> {
-    let i = next.fetch_add(1, Ordering::Relaxed);
-    files.get(i).map(|f| (i, f))
+/// Files up to this size may go in a batch (`WriteSmall`).
+const SMALL_FILE: u64 = 128 * 1024;
+/// A batch holds at most this many files...
+const BATCH_FILES: usize = 64;
+/// ...and this many bytes (planned sizes; what is read is capped at `MAX_CHUNK`, the most a
+/// compressed batch may inflate to at the receiver).
+const BATCH_BYTES: u64 = 1 << 20;
+
+/// The next jobs for a worker: one, or a run of consecutive batchable ones.
+fn next_jobs(
+    next: &AtomicUsize,
+    files: &[FileJob],
+    batchable: &[bool],
+) -> Option<std::ops::Range<usize>> {
+    let mut start = next.load(Ordering::Acquire);
+    loop {
+        if start >= files.len() {
+            return None;
+        }
+        let end = batch_end(start, |i| files.get(i).map(|f| (batchable[i], f.size)));
+        match next.compare_exchange(start, end, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(start..end),
+            Err(now) => start = now,
+        }
+    }
+}
+
+/// Where the run starting at `start` ends: past one job, or past the batchable jobs that follow
+/// it within `BATCH_FILES` and `BATCH_BYTES`. `job(i)` is (batchable, size), `None` past the end.
+fn batch_end(start: usize, job: impl Fn(usize) -> Option<(bool, u64)>) -> usize {
+    let Some((true, mut bytes)) = job(start) else {
+        return start + 1;
+    };
+    let mut end = start + 1;
+    while end - start < BATCH_FILES
+        && let Some((true, size)) = job(end)
+        && bytes + size <= BATCH_BYTES
+    {
+        bytes += size;
+        end += 1;
+    }
+    end
+}
+
+/// Small whole files read from the local source and sent in `WriteSmall` calls: one frame and
+/// one reply for many files instead of three frames per file. Each file is still read under
+/// watch (read again when it changed, as a single file is), checked by BLAKE3 and put in place
+/// on its own at the receiver, and fails alone.
+fn send_small(
+    jobs: &[FileJob],
+    src: &Side,
+    dst: &Side,
+    worker: usize,
+    shared: &Shared,
+    done: &mpsc::SyncSender<Completion>,
+) {
+    use crate::transport::protocol::{MAX_CHUNK, SmallFile};
+    let Some(root) = &src.local else {
+        unreachable!("batches are read from a local source")
+    };
+    let (dch, droot) = dst.pick(worker);
+    let mut files: Vec<SmallFile> = Vec::with_capacity(jobs.len());
+    let mut data = Vec::new();
+    let flush = |files: &mut Vec<SmallFile>, data: &mut Vec<u8>| {
+        if files.is_empty() {
+            return;
+        }
+        let (files, data) = (std::mem::take(files), std::mem::take(data));
+        let names: Vec<(Vec<u8>, u64)> = files
+            .iter()
+            .map(|f| (f.path.clone(), u64::from(f.len)))
+            .collect();
+        let (data, zstd_len) = match shared.compress && dst.is_remote() {
+            true => {
+                let packed = crate::transport::protocol::compress(&data);
+                if packed.len() < data.len() {
+                    let len = data.len() as u32;
+                    (packed, Some(len))
+                } else {
+                    (data, None)
+                }
+            }
+            false => (data, None),
+        };
+        if let Some(l) = &shared.limiter {
+            l.take(data.len());
+        }
+        shared
+            .bytes_sent
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let call = Call::WriteSmall {
+            root: *droot,
+            files,
+            data,
+            zstd_len,
+        };
+        let sent = dch
+            .call(call)
+            .map_err(|e| e.to_string())
+            .and_then(|pending| {
+                done.send(Completion {
+                    path: Vec::new(),
+                    size: 0,
+                    action: ActionKind::Send,
+                    pending,
+                    host: dch.host().into(),
+                    batch: Some(names.clone()),
+                })
+                .map_err(|_| "collector gone".to_string())
+            });
+        if let Err(e) = sent {
+            for (path, _) in &names {
+                shared.fail(path, e.clone());
+            }
+        }
+    };
+    for job in jobs {
+        shared.observer.on_event(&Event::UnitStarted {
+            phase: "files".into(),
+            unit: show(&job.path),
+            bytes: job.size,
+        });
+        let covered = Covered::new(job.size, shared.observer);
+        let content = match read_small(root, job, &covered) {
+            Ok(Some(content)) => content,
+            // Grown past a batch since it was listed: it goes on its own.
+            Ok(None) => {
+                if let Err(e) = transfer(job, None, src, dst, worker, shared, done) {
+                    shared.fail(&job.path, e);
+                }
+                continue;
+            }
+            Err(e) => {
+                shared.fail(&job.path, e);
+                continue;
+            }
+        };
+        if data.len() + content.len() > MAX_CHUNK as usize {
+            flush(&mut files, &mut data);
+        }
+        files.push(SmallFile {
+            path: job.path.clone(),
+            meta: job.meta,
+            xattrs: job.xattrs.clone(),
+            len: content.len() as u32,
+            hash: *blake3::hash(&content).as_bytes(),
+        });
+        data.extend_from_slice(&content);
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        covered.complete();
+    }
+    flush(&mut files, &mut data);
+}
+
+/// Reads a small file whole, again when it changed while it was read (`READ_ATTEMPTS` times);
+/// `None` when it has grown past what a batch takes.
+fn read_small(
+    root: &crate::tree::root::SafeRoot,
+    job: &FileJob,
+    covered: &Covered,
+) -> Result<Option<Vec<u8>>, String> {
+    let what = |e: std::io::Error| format!("{}: {e}", show(&job.path));
+    let mut last = String::new();
+    for _ in 0..READ_ATTEMPTS {
+        covered.restart();
+        let f = root.open_read(&job.path).map_err(what)?;
+        let mut chunks = crate::transport::server::Chunks::new(f).map_err(what)?;
+        if chunks.left() > crate::transport::protocol::MAX_CHUNK as u64 / 2 {
+            return Ok(None);
+        }
+        let mut content = Vec::new();
+        let changed = loop {
+            match chunks.next_chunk() {
+                Ok(Some(buf)) => {
+                    covered.add(buf.len() as u64);
+                    content.extend_from_slice(&buf);
+                }
+                Ok(None) => break None,
+                Err(e) if crate::tree::stamp::is_changed(&e) => break Some(what(e)),
+                Err(e) => return Err(what(e)),
+            }
+        };
+        match changed {
+            None if content.len() as u64 <= crate::transport::protocol::MAX_CHUNK as u64 / 2 => {
+                return Ok(Some(content));
+            }
+            None => return Ok(None),
+            Some(why) => last = why,
+        }
+    }
+    Err(format!(
+        "{last}; read {READ_ATTEMPTS} times, changing each time: not copied (copy it again once it is quiet)"
+    ))
 }
 
 /// Signatures of every delta basis, asked in batches all in flight at once: a delta then waits
@@ -1035,6 +1281,7 @@ fn transfer(
                         },
                         pending,
                         host: dch.host().into(),
+                        batch: None,
                     })
                     .map_err(|_| "collector gone".to_string());
             }
@@ -1319,4 +1566,30 @@ fn stream_delta(
         }
     }
     Err(format!("{}: connection lost while reading", sch.host()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_take_consecutive_small_files_within_their_limits() {
+        // (batchable, size) per job.
+        let jobs = |v: Vec<(bool, u64)>| move |i: usize| v.get(i).copied();
+        let small = (true, 1000);
+        assert_eq!(batch_end(0, jobs(vec![small; 10])), 10);
+        assert_eq!(batch_end(0, jobs(vec![small; 200])), BATCH_FILES);
+        assert_eq!(batch_end(64, jobs(vec![small; 200])), 128);
+        // One that may not be batched ends the run, and alone is a run of one.
+        let mixed = vec![small, small, (false, 10), small];
+        assert_eq!(batch_end(0, jobs(mixed.clone())), 2);
+        assert_eq!(batch_end(2, jobs(mixed.clone())), 3);
+        assert_eq!(batch_end(3, jobs(mixed)), 4);
+        // Bytes: the file that would pass the limit starts the next batch.
+        let big = (true, SMALL_FILE);
+        assert_eq!(
+            batch_end(0, jobs(vec![big; 20])),
+            (BATCH_BYTES / SMALL_FILE) as usize
+        );
+    }
 }

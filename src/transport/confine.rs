@@ -31,6 +31,7 @@ impl Confine {
             | Call::WriteDataZstd { .. }
             | Call::WriteDelta { .. }
             | Call::WriteEnd { .. }
+            | Call::WriteSmall { .. }
             | Call::StreamTo { .. }
             | Call::ExecStdin { .. }
             | Call::ExecStdinZstd { .. }

@@ -17,7 +17,7 @@ use crate::tree::root::Meta;
 use crate::tree::xattr;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 13;
+pub const PROTOCOL_VERSION: u32 = 14;
 
 /// Refuse frames above this size; below it, a frame's buffer grows with the bytes that
 /// arrive, never with the length announced (`read_frame`).
@@ -159,6 +159,18 @@ pub enum Call {
     /// renames into place only when they match.
     WriteEnd {
         hash: [u8; 32],
+    },
+    /// Many small files written whole in one call: each checked against its BLAKE3, given its
+    /// metadata and put in place on its own (`SafeRoot::write_whole`), answered by one
+    /// `Written` with a result per file, in order (one file failing fails only itself).
+    WriteSmall {
+        root: RootId,
+        files: Vec<SmallFile>,
+        /// The files' contents one after the other (zstd-compressed when `zstd_len` is set:
+        /// the size once decompressed).
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        zstd_len: Option<u32>,
     },
     Mkdir {
         root: RootId,
@@ -399,6 +411,19 @@ pub struct SigRequest {
     pub block_len: u32,
 }
 
+/// One file of a `WriteSmall`: its content is `len` bytes of the call's data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SmallFile {
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    pub meta: Meta,
+    /// Set on the file before it gets its name (`None`: left as created).
+    pub xattrs: Option<xattr::Wanted>,
+    pub len: u32,
+    /// BLAKE3 of the content as the sender read it.
+    pub hash: [u8; 32],
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     Hello { protocol: u32, version: String },
@@ -439,6 +464,8 @@ pub enum Reply {
     Sig(Signature),
     Sigs(Vec<Result<Signature, String>>),
     Done(Outcome),
+    /// `WriteSmall`: per file, in order, what was written or why it failed.
+    Written(Vec<Result<Outcome, String>>),
     /// The call failed on the far side; the message names the path.
     Error(String),
     /// `ReadFile` or `Delta`: the source file changed while it was read, so what was sent is

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::protocol::{Basis, Call, Outcome, Reply, RootId};
+use super::protocol::{Basis, Call, Outcome, Reply, RootId, SmallFile};
 use super::{LocalTransport, Transport, TransportError};
 use crate::tree::delta::{self, DeltaOp};
 use crate::tree::root::{Meta, SafeRoot, TempFile};
@@ -319,6 +319,12 @@ impl Server {
                     Ok(None)
                 }
                 Call::WriteEnd { hash } => self.write_end(id, hash).map(Some),
+                Call::WriteSmall {
+                    root,
+                    files,
+                    data,
+                    zstd_len,
+                } => self.write_small(root, &files, data, zstd_len).map(Some),
                 Call::Mkdir { root, path, meta } => {
                     self.done(root, &path, |r| r.mkdir(&path, meta.mode | 0o700))
                 }
@@ -811,6 +817,46 @@ impl Server {
             .insert(id, Arc::new(Mutex::new(w)));
     }
 
+    /// Writes a batch of small whole files, each on its own: a file that fails is reported in
+    /// its slot and the others land. A batch whose data does not match its files is refused
+    /// as a whole (it comes from a peer).
+    fn write_small(
+        &self,
+        root: RootId,
+        files: &[SmallFile],
+        data: Vec<u8>,
+        zstd_len: Option<u32>,
+    ) -> Result<Reply, String> {
+        let r = self.root(root)?;
+        let data = match zstd_len {
+            Some(len) => super::protocol::decompress(&data, len)
+                .map_err(|e| format!("a compressed batch of files was refused: {e}"))?,
+            None => data,
+        };
+        let total: u64 = files.iter().map(|f| u64::from(f.len)).sum();
+        if total != data.len() as u64 {
+            return Err(format!(
+                "a batch of files announces {total} bytes and carries {}: refused",
+                data.len()
+            ));
+        }
+        let mut at = 0usize;
+        let results = files
+            .iter()
+            .map(|f| {
+                let content = &data[at..at + f.len as usize];
+                at += f.len as usize;
+                r.write_whole(&f.path, content, &f.meta, f.xattrs.as_ref(), &f.hash)
+                    .map(|()| Outcome {
+                        hash: Some(f.hash),
+                        len: u64::from(f.len),
+                    })
+                    .map_err(|e| format!("{}: {e}", show(&f.path)))
+            })
+            .collect();
+        Ok(Reply::Written(results))
+    }
+
     fn with_write(&self, id: u64, f: impl FnOnce(&mut Write) -> Result<(), String>) {
         let w = self
             .writes
@@ -1000,6 +1046,11 @@ impl Chunks {
             file,
             done: false,
         })
+    }
+
+    /// Bytes left to read, from the size the file had when it was opened.
+    pub fn left(&self) -> u64 {
+        self.left
     }
 
     /// The next chunk, or `None` at the end.

@@ -504,6 +504,89 @@ impl SafeRoot {
         ))
     }
 
+    /// Writes a whole file whose content is in hand (a small file of a batch), checked against
+    /// `expected` (BLAKE3) first. It is made unnamed (`O_TMPFILE`) in its own directory, so the
+    /// file system places its inode near its siblings (a temp directory shared by every file
+    /// made ext4's inode allocator search, ~30 % of the agent on 200,000 small files), given
+    /// its metadata, then linked under its name: nothing of it is visible before it is
+    /// complete, and a crash leaves no temp file anywhere (an unnamed inode goes with its
+    /// descriptor). A name already taken (a file to replace) gets the finished file through a
+    /// temp name of ours in `TEMP_DIR` and a rename, as any other write; so does every file
+    /// where `O_TMPFILE` or `/proc` is missing.
+    ///
+    /// # Errors
+    /// `InvalidData` when `data` is not the sender's content; unsafe path, I/O errors.
+    pub fn write_whole(
+        &self,
+        rel: &[u8],
+        data: &[u8],
+        meta: &Meta,
+        xattrs: Option<&Wanted>,
+        expected: &[u8; 32],
+    ) -> io::Result<()> {
+        if blake3::hash(data).as_bytes() != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "BLAKE3 of the written file differs from the sender's: not renamed into place",
+            ));
+        }
+        let (dir, name) = self.parent(rel)?;
+        let unnamed = if unnamed_files_link() {
+            openat_file(&dir, c".", libc::O_TMPFILE | libc::O_WRONLY, 0o600)
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        };
+        let mut file = match unnamed {
+            Ok(f) => f,
+            // The file system (or this kernel) cannot make unnamed files: the temp directory.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+                ) =>
+            {
+                let (mut temp, _) = self.create_temp(rel, false)?;
+                temp.write_data(data)?;
+                return temp.commit_with(meta, self.set_owner, xattrs);
+            }
+            Err(e) => return Err(e),
+        };
+        if write_sparse(&mut file, data)? {
+            file.set_len(data.len() as u64)?;
+        }
+        apply_meta_fd(&file, meta, self.set_owner, xattrs)?;
+        let unnamed = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let link_to = |to_dir: &OwnedFd, to: &CStr| {
+            // SAFETY: valid paths and dirfd; AT_SYMLINK_FOLLOW resolves the /proc link to our
+            // inode, and linkat never replaces an existing name.
+            check(unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    unnamed.as_ptr(),
+                    to_dir.as_raw_fd(),
+                    to.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            })
+        };
+        match link_to(&dir, &name) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        // The name is taken: the finished file gets a temp name of ours, then replaces it.
+        let tmp = self.temp_dir()?;
+        let temp = fresh_temp_name(&temp_key(rel));
+        link_to(&tmp, &temp).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EXDEV) {
+                another_file_system()
+            } else {
+                e
+            }
+        })?;
+        rename_into_place(&tmp, &temp, &dir, &name)
+    }
+
     /// Takes the root's lock, held until this process ends (whatever the way it ends): one
     /// writer per target root for runs outside a plan (a plan's runs hold the plan's lock).
     ///
@@ -786,26 +869,8 @@ impl TempFile {
     /// # Errors
     /// I/O errors, such as a full disk.
     pub fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
-        const BLOCK: usize = 4096;
-        // Runs of data go out in one write; whole zero blocks become a seek (a hole).
-        let mut start = 0;
-        let mut run_start = 0;
-        while start < data.len() {
-            let end = (start + BLOCK).min(data.len());
-            let chunk = &data[start..end];
-            if chunk.len() == BLOCK && chunk.iter().all(|b| *b == 0) {
-                if run_start < start {
-                    self.file.write_all(&data[run_start..start])?;
-                }
-                self.file.seek(SeekFrom::Current(BLOCK as i64))?;
-                self.trailing_hole = true;
-                run_start = end;
-            }
-            start = end;
-        }
-        if run_start < data.len() {
-            self.file.write_all(&data[run_start..])?;
-            self.trailing_hole = false;
+        if !data.is_empty() {
+            self.trailing_hole = write_sparse(&mut self.file, data)?;
         }
         Ok(())
     }
@@ -864,6 +929,34 @@ impl TempFile {
             unsafe { libc::unlinkat(self.tmp.as_raw_fd(), b.as_ptr(), 0) };
         }
     }
+}
+
+/// Writes `data` at the file's position, leaving holes where whole 4 KiB blocks are zero
+/// (sparse files stay sparse); whether it ended in a hole (the length is then set at the end).
+fn write_sparse(file: &mut File, data: &[u8]) -> io::Result<bool> {
+    const BLOCK: usize = 4096;
+    // Runs of data go out in one write; whole zero blocks become a seek (a hole).
+    let mut trailing_hole = false;
+    let mut start = 0;
+    let mut run_start = 0;
+    while start < data.len() {
+        let end = (start + BLOCK).min(data.len());
+        let chunk = &data[start..end];
+        if chunk.len() == BLOCK && chunk.iter().all(|b| *b == 0) {
+            if run_start < start {
+                file.write_all(&data[run_start..start])?;
+            }
+            file.seek(SeekFrom::Current(BLOCK as i64))?;
+            trailing_hole = true;
+            run_start = end;
+        }
+        start = end;
+    }
+    if run_start < data.len() {
+        file.write_all(&data[run_start..])?;
+        trailing_hole = false;
+    }
+    Ok(trailing_hole)
 }
 
 trait StreamLen {
@@ -982,14 +1075,25 @@ fn rename_into_place(tmp_dir: &OwnedFd, tmp: &CStr, dir: &OwnedFd, name: &CStr) 
     }
     drop_temp();
     if e.raw_os_error() == Some(libc::EXDEV) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "its directory is on another file system than the target root (a mount point inside the target): files are written in `{TEMP_DIR}` at the root and cannot be renamed across file systems"
-            ),
-        ));
+        return Err(another_file_system());
     }
     Err(e)
+}
+
+fn another_file_system() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "its directory is on another file system than the target root (a mount point inside the target): files are written in `{TEMP_DIR}` at the root and cannot be renamed across file systems"
+        ),
+    )
+}
+
+/// Whether an unnamed (`O_TMPFILE`) file can be given a name: through `/proc/self/fd`, which
+/// a chroot or a container may lack.
+fn unnamed_files_link() -> bool {
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
 }
 
 /// The names in a directory, `.` and `..` left out.
@@ -1591,5 +1695,81 @@ mod tests {
         std::fs::write(dir.path().join("t/u/v/w"), b"x").unwrap();
         root.remove(b"t").unwrap();
         assert!(!dir.path().join("t").exists());
+    }
+
+    #[test]
+    fn a_whole_file_lands_complete_with_its_metadata_and_never_under_a_temp_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        root.mkdir(b"d", 0o755).unwrap();
+        let mut data = vec![0u8; 3 * 4096];
+        data.extend_from_slice(b"tail");
+        let hash = *blake3::hash(&data).as_bytes();
+        root.write_whole(b"d/new", &data, &meta(0o640), None, &hash)
+            .unwrap();
+        let m = std::fs::metadata(dir.path().join("d/new")).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("d/new")).unwrap(), data);
+        assert_eq!(m.mode() & 0o7777, 0o640);
+        assert_eq!(m.mtime_nsec(), 123_456_789);
+        assert!(
+            m.blocks() * 512 < data.len() as u64,
+            "zero blocks stay holes"
+        );
+        // A file of this name, then a symlink there: replaced, the link itself (not its target).
+        std::fs::write(dir.path().join("d/old"), b"before").unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("d/link")).unwrap();
+        for name in [&b"d/old"[..], b"d/link"] {
+            let h = *blake3::hash(b"after").as_bytes();
+            root.write_whole(name, b"after", &meta(0o644), None, &h)
+                .unwrap();
+        }
+        assert_eq!(std::fs::read(dir.path().join("d/old")).unwrap(), b"after");
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("d/link"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(std::fs::read(outside.path()).unwrap(), b"");
+        // Content that is not the sender's is never written.
+        let err = root
+            .write_whole(b"d/bad", b"garbled", &meta(0o644), None, &hash)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(!dir.path().join("d/bad").exists());
+        // A directory with content in the way is left alone; an empty one is replaced.
+        std::fs::create_dir_all(dir.path().join("d/full/x")).unwrap();
+        std::fs::create_dir(dir.path().join("d/empty")).unwrap();
+        let h = *blake3::hash(b"f").as_bytes();
+        let err = root
+            .write_whole(b"d/full", b"f", &meta(0o644), None, &h)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::DirectoryNotEmpty, "{err}");
+        assert!(dir.path().join("d/full/x").is_dir());
+        root.write_whole(b"d/empty", b"f", &meta(0o644), None, &h)
+            .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("d/empty")).unwrap(), b"f");
+        // No temp name anywhere: the directory holds the files, the temp directory nothing.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["empty", "full", "link", "new", "old"]);
+        assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
+    }
+
+    #[test]
+    fn a_whole_file_never_goes_through_a_symlinked_directory() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("evil")).unwrap();
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        let h = *blake3::hash(b"x").as_bytes();
+        let err = root
+            .write_whole(b"evil/owned", b"x", &meta(0o644), None, &h)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

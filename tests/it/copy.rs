@@ -1256,12 +1256,14 @@ fn two_writers_of_one_path_never_commit_each_others_bytes() {
 
 #[test]
 fn a_mount_point_inside_the_target_fails_its_files_with_the_reason() {
-    // Temp files live at the target root; a rename cannot cross into another file system.
+    // Temp files of big files live at the target root; a rename cannot cross into another file
+    // system. A small new file is made in its own directory (O_TMPFILE) and lands.
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (work.path().join("src"), work.path().join("dst"));
     std::fs::create_dir_all(src.join("uploads")).unwrap();
     std::fs::write(src.join("index.html"), b"home").unwrap();
     std::fs::write(src.join("uploads/photo.jpg"), b"photo").unwrap();
+    std::fs::write(src.join("uploads/video.mp4"), vec![7u8; 300_000]).unwrap();
     let _fs = SmallFs::mount(&dst.join("uploads"), "1m");
     let out = bin()
         .args(["copy", "--json"])
@@ -1273,7 +1275,7 @@ fn a_mount_point_inside_the_target_fails_its_files_with_the_reason() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let errors = r["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{r:#}");
-    assert_eq!(errors[0]["path"], "uploads/photo.jpg");
+    assert_eq!(errors[0]["path"], "uploads/video.mp4");
     assert!(
         errors[0]["error"]
             .as_str()
@@ -1282,6 +1284,10 @@ fn a_mount_point_inside_the_target_fails_its_files_with_the_reason() {
         "{r:#}"
     );
     assert_eq!(std::fs::read(dst.join("index.html")).unwrap(), b"home");
+    assert_eq!(
+        std::fs::read(dst.join("uploads/photo.jpg")).unwrap(),
+        b"photo"
+    );
     assert!(!dst.join(TEMP_DIR).exists(), "temp directory left behind");
 }
 

@@ -1,4 +1,5 @@
 //! One integration test binary (faster to build than many), with one shared harness of real servers.
+mod batches;
 mod certs;
 mod chaos;
 mod checks;

@@ -274,3 +274,48 @@ fn an_immutable_source_file_is_copied_and_named_in_a_warning() {
         b"do not touch"
     );
 }
+
+#[test]
+fn many_small_files_with_acls_and_attributes_keep_them_through_batches() {
+    require("/usr/bin/setfacl", "acl");
+    require("/usr/bin/setfattr", "attr");
+    if !crate::harness::root_or_skip("many_small_files_with_acls_and_attributes") {
+        return;
+    }
+    let sshd = Sshd::start();
+    let src = tempfile::tempdir().unwrap();
+    let far = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("site/pages")).unwrap();
+    // More files than one batch holds; every third with an ACL, every file an attribute.
+    for i in 0..150 {
+        let name = format!("site/pages/p{i}.html");
+        std::fs::write(src.path().join(&name), format!("<p>{i}</p>")).unwrap();
+        run(
+            "setfattr",
+            &["-n", "user.page", "-v", &i.to_string(), &name],
+            src.path(),
+        );
+        if i % 3 == 0 {
+            run(
+                "setfacl",
+                &["-m", &format!("u:{}:rw", 1000 + i), &name],
+                src.path(),
+            );
+        }
+    }
+    let pushed = far.path().join("copy");
+    let (code, report, stderr) = copy(
+        &sshd,
+        &format!("{}/", src.path().display()),
+        &remote(&pushed),
+        &["-A", "-X"],
+    );
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert_eq!(report["files_sent"], 150, "{report:#}");
+    let want = dump(src.path());
+    assert!(
+        want.iter().any(|b| b.contains("user:1147:rw-")),
+        "{want:#?}"
+    );
+    assert_eq!(dump(&pushed), want);
+}
