@@ -485,6 +485,50 @@ pub fn until(
     Some(w.switched_at_ms / 1000 + u64::from(w.old_ttl_secs?) + margin.as_secs())
 }
 
+/// What the dry run says of the mail ports: per old host of `sites`, each forwarded port and
+/// when it is forwarded.
+pub fn mail_ports(spec: &Forward, sites: &[Site]) -> Vec<crate::report::MailForwardHost> {
+    let mut hosts: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in sites {
+        *hosts.entry(s.source_host.as_str()).or_default() += 1;
+    }
+    let margin = humantime::format_duration(spec.margin);
+    hosts
+        .into_iter()
+        .filter(|_| !spec.mail.is_empty())
+        .map(|(host, n)| crate::report::MailForwardHost {
+            host: host.to_string(),
+            sites: n,
+            ports: spec
+                .mail
+                .iter()
+                .map(|m| crate::report::MailForwardPort {
+                    protocol: m.protocol.clone(),
+                    listen: m.listen.to_string(),
+                    local: m.local.to_string(),
+                    to_port: m.to_port,
+                    routing: match m.routing {
+                        MailRouting::Sni => "sni",
+                        MailRouting::WholePort => "whole_port",
+                    }
+                    .to_string(),
+                    when: match m.routing {
+                        MailRouting::Sni => format!(
+                            "each site's names by SNI, from its confirmation until its switch + old TTL + {margin}"
+                        ),
+                        MailRouting::WholePort if n == 1 => format!(
+                            "the whole port, from the site's confirmation until its switch + old TTL + {margin}"
+                        ),
+                        MailRouting::WholePort => format!(
+                            "the whole port, once all {n} sites are confirmed, until the latest switch + old TTL + {margin}"
+                        ),
+                    },
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

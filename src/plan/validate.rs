@@ -2133,7 +2133,8 @@ mod tests {
         assert_eq!(issues.len(), 1, "{issues:#?}");
         assert_eq!(issues[0].loc.line, 8, "{issues:#?}");
         for known in ["smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"] {
-            assert!(issues[0].message.contains(known), "{issues:#?}");
+            let help = issues[0].help.as_deref().unwrap_or_default();
+            assert!(help.contains(&format!("`{known}`")), "{issues:#?}");
         }
     }
 
