@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::ledger::{Entry, Ledger};
-use crate::journal::now;
 use super::state::SiteState;
+use crate::journal::now;
 use crate::plan::{Forward, MailRouting, Plan, Site};
 use crate::transport::forward::{CONFIG, ForwardConfig, MailListener, ROUTES, Route};
 use crate::transport::{Connections, ExecRequest, Transport};

@@ -307,9 +307,8 @@ impl<'s> Checker<'s> {
                         .join(", ");
                     // A short list (the forwarder's mail protocols) is worth reading whole.
                     issue = match closest(name, known.iter().copied()) {
-                        Some(best) if known.len() <= 8 => issue.with_help(format!(
-                            "did you mean `{best}`? (expected one of {list})"
-                        )),
+                        Some(best) if known.len() <= 8 => issue
+                            .with_help(format!("did you mean `{best}`? (expected one of {list})")),
                         Some(best) => issue.with_help(format!("did you mean `{best}`?")),
                         None => issue.with_help(format!("expected one of {list}")),
                     };

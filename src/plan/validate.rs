@@ -1779,13 +1779,11 @@ impl Validator<'_> {
         };
         let to = raw.to_ports.clone().unwrap_or_default();
         let mut mail = Vec::new();
-        let mut taken: Vec<(std::net::SocketAddr, String)> = [
-            (listen_http, "listen.http"),
-            (listen_https, "listen.https"),
-        ]
-        .into_iter()
-        .filter_map(|(a, n)| Some((a?, n.to_string())))
-        .collect();
+        let mut taken: Vec<(std::net::SocketAddr, String)> =
+            [(listen_http, "listen.http"), (listen_https, "listen.https")]
+                .into_iter()
+                .filter_map(|(a, n)| Some((a?, n.to_string())))
+                .collect();
         for (name, l) in raw.mail.iter().flat_map(|m| m.named()) {
             let (_, port, routing) = crate::plan::model::MAIL_PROTOCOLS
                 .iter()
@@ -1798,13 +1796,18 @@ impl Validator<'_> {
                     .map_err(|_| {
                         v.error(
                             &at.key(key),
-                            format!("expected ADDRESS:PORT (such as `0.0.0.0:{port}`), not `{text}`"),
+                            format!(
+                                "expected ADDRESS:PORT (such as `0.0.0.0:{port}`), not `{text}`"
+                            ),
                         )
                         .clone()
                     })
                     .ok()
             };
-            let (listen, local) = (parse(self, "listen", &l.listen), parse(self, "local", &l.local));
+            let (listen, local) = (
+                parse(self, "listen", &l.listen),
+                parse(self, "local", &l.local),
+            );
             if listen.is_some() && listen == local {
                 self.error(
                     &at.key("local"),
@@ -2125,14 +2128,28 @@ mod tests {
             .collect();
         assert_eq!(found.len(), 2, "{found:#?}");
         assert!(found.iter().all(|f| f.0 == 8), "{found:#?}");
-        assert!(found.iter().any(|f| f.1.contains("ADDRESS:PORT")), "{found:#?}");
-        assert!(found.iter().any(|f| f.1.contains("listen.https")), "{found:#?}");
+        assert!(
+            found.iter().any(|f| f.1.contains("ADDRESS:PORT")),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|f| f.1.contains("listen.https")),
+            "{found:#?}"
+        );
         let issues = errors(
             "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"0.0.0.0:80\", https: \"0.0.0.0:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"127.0.0.1:8443\" }\n    mail:\n      lmtp: { listen: \"0.0.0.0:24\", local: \"127.0.0.1:2424\" }\n",
         );
         assert_eq!(issues.len(), 1, "{issues:#?}");
         assert_eq!(issues[0].loc.line, 8, "{issues:#?}");
-        for known in ["smtp", "submission", "smtps", "imap", "imaps", "pop3", "pop3s"] {
+        for known in [
+            "smtp",
+            "submission",
+            "smtps",
+            "imap",
+            "imaps",
+            "pop3",
+            "pop3s",
+        ] {
             let help = issues[0].help.as_deref().unwrap_or_default();
             assert!(help.contains(&format!("`{known}`")), "{issues:#?}");
         }

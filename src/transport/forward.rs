@@ -544,8 +544,14 @@ mod tests {
         };
         let routes = vec![site.clone()];
         let to = |port: u16| SocketAddr::new(new.ip(), port);
-        assert_eq!(mail_destination(&imaps, &routes, Some("A.test"), 1), to(993));
-        assert_eq!(mail_destination(&imaps, &routes, Some("b.test"), 1), imaps.local);
+        assert_eq!(
+            mail_destination(&imaps, &routes, Some("A.test"), 1),
+            to(993)
+        );
+        assert_eq!(
+            mail_destination(&imaps, &routes, Some("b.test"), 1),
+            imaps.local
+        );
         assert_eq!(mail_destination(&imaps, &routes, None, 1), imaps.local);
         // A site's route alone never takes a plain port: its server cannot tell the sites apart.
         assert_eq!(mail_destination(&smtp, &routes, None, 1), smtp.local);
@@ -558,7 +564,14 @@ mod tests {
         };
         let routes = vec![whole];
         assert_eq!(mail_destination(&smtp, &routes, None, 150), to(25));
-        assert_eq!(mail_destination(&smtp, &routes, None, 200), smtp.local, "expired");
-        assert_eq!(mail_destination(&imaps, &routes, Some("a.test"), 1), imaps.local);
+        assert_eq!(
+            mail_destination(&smtp, &routes, None, 200),
+            smtp.local,
+            "expired"
+        );
+        assert_eq!(
+            mail_destination(&imaps, &routes, Some("a.test"), 1),
+            imaps.local
+        );
     }
 }
