@@ -284,6 +284,9 @@ pub fn reviewed(
             detail: p.detail,
         });
     }
+    if let Some(f) = &plan.cutover.forward {
+        report.mail_forward = super::forward::mail_ports(f, &inventory.sites);
+    }
     databases(&restricted, connections, &live, observer, &mut report);
     mail(&restricted, connections, observer, &mut report);
     observer.on_event(&Event::PhaseStarted {

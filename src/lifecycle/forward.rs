@@ -3,14 +3,17 @@
 //! none runs); a rollback takes the route out; and every command reconciles each host's
 //! forwarder with what the journal says (started again after a crash while routes remain,
 //! stopped once none does), reading the real process (PID and start time) before deciding.
+//! Plain mail ports carry no name, so a host gets one whole-port route of its own, journaled
+//! once every site of the host is confirmed and taken out when one is not any more.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::ledger::{Entry, Ledger};
+use super::state::SiteState;
 use crate::journal::now;
-use crate::plan::{Forward, Plan, Site};
-use crate::transport::forward::{CONFIG, ForwardConfig, ROUTES, Route};
+use crate::plan::{Forward, MailRouting, Plan, Site};
+use crate::transport::forward::{CONFIG, ForwardConfig, MailListener, ROUTES, Route};
 use crate::transport::{Connections, ExecRequest, Transport};
 
 /// A route as the journal last left it.
@@ -25,6 +28,74 @@ struct Journaled {
 
 /// A host's forwarder as last journaled: PID, start ticks, running.
 type Process = (Option<u32>, Option<u64>, bool);
+
+/// A host's whole-port route as last journaled: its address, expiry, routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WholePort {
+    sites: Vec<String>,
+    to: String,
+    until: u64,
+    routed: bool,
+}
+
+/// Each host's last whole-port route entry.
+fn whole_ports(entries: &[Entry]) -> BTreeMap<String, WholePort> {
+    let mut out = BTreeMap::new();
+    for e in entries {
+        if let Entry::ForwardPorts {
+            host,
+            sites,
+            to,
+            until,
+            routed,
+            ..
+        } = e
+        {
+            out.insert(
+                host.clone(),
+                WholePort {
+                    sites: sites.clone(),
+                    to: to.clone(),
+                    until: *until,
+                    routed: *routed,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The whole-port route a host should have: when every one of its sites is confirmed, to the
+/// address their routes share, until the latest of them expires. `Err` when the sites went to
+/// different addresses (a whole port has one destination).
+fn whole_port_due(
+    sites: &[String],
+    state: impl Fn(&str) -> SiteState,
+    routes: &BTreeMap<String, Journaled>,
+    now: u64,
+) -> Result<Option<(String, u64)>, String> {
+    if sites.is_empty() || sites.iter().any(|s| state(s) != SiteState::Confirmed) {
+        return Ok(None);
+    }
+    let live: Vec<&Journaled> = sites
+        .iter()
+        .filter_map(|s| routes.get(s))
+        .filter(|r| r.routed && r.until > now)
+        .collect();
+    let Some(until) = live.iter().map(|r| r.until).max() else {
+        return Ok(None);
+    };
+    let mut to: Vec<&str> = live.iter().map(|r| r.to.as_str()).collect();
+    to.sort();
+    to.dedup();
+    match to.as_slice() {
+        [one] => Ok(Some((one.to_string(), until))),
+        many => Err(format!(
+            "plain mail ports not forwarded: the sites of this host went to several addresses ({})",
+            many.join(", ")
+        )),
+    }
+}
 
 /// Each site's last route entry, and each host's last forwarder entry.
 fn folded(entries: &[Entry]) -> (BTreeMap<String, Journaled>, BTreeMap<String, Process>) {
@@ -72,16 +143,73 @@ pub struct Forwarders<'a> {
     pub spec: &'a Forward,
     pub connections: &'a Connections,
     pub ledger: &'a Ledger,
+    /// Every old host's sites in the plan (all of them, not only a command's selection).
+    hosts: BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Forwarders<'a> {
-    /// The plan's forwarders, when it asks for them.
-    pub fn of(plan: &'a Plan, connections: &'a Connections, ledger: &'a Ledger) -> Option<Self> {
+    /// The plan's forwarders, when it asks for them; `sites` are every site of the plan.
+    pub fn of(
+        plan: &'a Plan,
+        sites: &[Site],
+        connections: &'a Connections,
+        ledger: &'a Ledger,
+    ) -> Option<Self> {
+        let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in sites {
+            hosts
+                .entry(s.source_host.clone())
+                .or_default()
+                .push(s.name.clone());
+        }
         plan.cutover.forward.as_ref().map(|spec| Forwarders {
             spec,
             connections,
             ledger,
+            hosts,
         })
+    }
+
+    /// Journals the change `host`'s whole-port route needs, if any (the plan forwards a plain
+    /// mail port): given once every site of the host is confirmed, taken out once one is not.
+    fn settle_whole_port(&self, host: &str) -> Result<(), String> {
+        let entries = self.ledger.entries();
+        let last = whole_ports(&entries).remove(host);
+        let now = now();
+        let sites = self.hosts.get(host).cloned().unwrap_or_default();
+        let due = if self.spec.has_whole_ports() {
+            let (routes, _) = folded(&entries);
+            whole_port_due(&sites, |s| self.ledger.state(s), &routes, now)
+        } else {
+            Ok(None)
+        };
+        let (entry, problem) = match (&due, &last) {
+            (Ok(Some((to, until))), last) => {
+                let same = last
+                    .as_ref()
+                    .is_some_and(|l| l.routed && &l.to == to && l.until == *until);
+                let entry = (!same).then(|| (sites.clone(), to.clone(), *until, true));
+                (entry, None)
+            }
+            (due, Some(l)) if l.routed && l.until > now => (
+                Some((l.sites.clone(), l.to.clone(), l.until, false)),
+                due.as_ref().err().cloned(),
+            ),
+            (due, _) => (None, due.as_ref().err().cloned()),
+        };
+        if let Some((sites, to, until, routed)) = entry {
+            self.ledger
+                .record(Entry::ForwardPorts {
+                    host: host.to_string(),
+                    sites,
+                    to,
+                    until,
+                    routed,
+                    at: now,
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        problem.map_or(Ok(()), Err)
     }
 
     /// Routes `site`'s names on its old host to `to` until `until`, journaled first.
@@ -108,10 +236,16 @@ impl<'a> Forwarders<'a> {
     ///
     /// # Errors
     /// The removal is not durable, or the forwarder cannot be told.
-    pub fn unroute(&self, site: &str) -> Result<(), String> {
+    pub fn unroute(&self, site: &Site) -> Result<(), String> {
+        let host = &site.source_host;
+        let whole = whole_ports(&self.ledger.entries())
+            .get(host)
+            .is_some_and(|w| w.routed);
+        let site = site.name.as_str();
         let (routes, _) = folded(&self.ledger.site_history(site));
         let Some(r) = routes.get(site).filter(|r| r.routed) else {
-            return Ok(());
+            // Its host's whole-port route goes all the same: the old host serves mail again.
+            return if whole { self.sync_host(host) } else { Ok(()) };
         };
         self.ledger
             .record(Entry::ForwardRoute {
@@ -133,9 +267,11 @@ impl<'a> Forwarders<'a> {
     /// # Errors
     /// The first host that could not be reconciled (the others are still tried).
     pub fn reconcile(&self) -> Result<(), String> {
-        let (routes, forwarders) = folded(&self.ledger.entries());
+        let entries = self.ledger.entries();
+        let (routes, forwarders) = folded(&entries);
         let mut hosts: Vec<String> = routes.values().map(|r| r.host.clone()).collect();
         hosts.extend(forwarders.keys().cloned());
+        hosts.extend(whole_ports(&entries).into_keys());
         hosts.sort();
         hosts.dedup();
         let mut first = Ok(());
@@ -151,19 +287,27 @@ impl<'a> Forwarders<'a> {
 
     /// The live routes the journal gives `host`, as the forwarder reads them.
     fn routes_of(&self, host: &str) -> Vec<Route> {
-        let (routes, _) = folded(&self.ledger.entries());
+        let entries = self.ledger.entries();
+        let (routes, _) = folded(&entries);
         let now = now();
+        let whole = whole_ports(&entries)
+            .remove(host)
+            .filter(|w| w.routed && w.until > now)
+            .map(|w| (String::new(), w.to, Vec::new(), w.until, true));
         routes
             .into_iter()
             .filter(|(_, r)| r.host == host && r.routed && r.until > now)
-            .filter_map(|(site, r)| {
-                let ip: IpAddr = r.to.parse().ok()?;
+            .map(|(site, r)| (site, r.to, r.names, r.until, false))
+            .chain(whole)
+            .filter_map(|(site, to, names, until, whole_port)| {
+                let ip: IpAddr = to.parse().ok()?;
                 Some(Route {
                     site,
-                    names: r.names,
+                    names,
                     http: SocketAddr::new(ip, self.spec.to_http),
                     https: SocketAddr::new(ip, self.spec.to_https),
-                    until: r.until,
+                    until,
+                    whole_port,
                 })
             })
             .collect()
@@ -172,6 +316,13 @@ impl<'a> Forwarders<'a> {
     /// Makes `host`'s forwarder match the journal: routes written, the process started when
     /// routes remain and none runs, stopped when none remains.
     fn sync_host(&self, host: &str) -> Result<(), String> {
+        // A whole-port route that cannot be given is said; the sites' routes still go.
+        let whole = self.settle_whole_port(host);
+        self.sync_process(host)?;
+        whole
+    }
+
+    fn sync_process(&self, host: &str) -> Result<(), String> {
         let t = self.connections.get(host).map_err(|e| e.to_string())?;
         let routes = self.routes_of(host);
         let dir = self.spec.dir.display().to_string();
@@ -205,6 +356,18 @@ impl<'a> Forwarders<'a> {
             listen_https: self.spec.listen_https,
             local_http: self.spec.local_http,
             local_https: self.spec.local_https,
+            mail: self
+                .spec
+                .mail
+                .iter()
+                .map(|m| MailListener {
+                    protocol: m.protocol.clone(),
+                    listen: m.listen,
+                    local: m.local,
+                    to_port: m.to_port,
+                    sni: m.routing == MailRouting::Sni,
+                })
+                .collect(),
         };
         write(
             t.as_ref(),
@@ -320,4 +483,99 @@ pub fn until(
     let facts = super::window::Facts::of(dns);
     let w = super::window::of_site(&site.name, st, &site.domains, &facts, now())?;
     Some(w.switched_at_ms / 1000 + u64::from(w.old_ttl_secs?) + margin.as_secs())
+}
+
+/// What the dry run says of the mail ports: per old host of `sites`, each forwarded port and
+/// when it is forwarded.
+pub fn mail_ports(spec: &Forward, sites: &[Site]) -> Vec<crate::report::MailForwardHost> {
+    let mut hosts: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in sites {
+        *hosts.entry(s.source_host.as_str()).or_default() += 1;
+    }
+    let margin = humantime::format_duration(spec.margin);
+    hosts
+        .into_iter()
+        .filter(|_| !spec.mail.is_empty())
+        .map(|(host, n)| crate::report::MailForwardHost {
+            host: host.to_string(),
+            sites: n,
+            ports: spec
+                .mail
+                .iter()
+                .map(|m| crate::report::MailForwardPort {
+                    protocol: m.protocol.clone(),
+                    listen: m.listen.to_string(),
+                    local: m.local.to_string(),
+                    to_port: m.to_port,
+                    routing: match m.routing {
+                        MailRouting::Sni => "sni",
+                        MailRouting::WholePort => "whole_port",
+                    }
+                    .to_string(),
+                    when: match m.routing {
+                        MailRouting::Sni => format!(
+                            "each site's names by SNI, from its confirmation until its switch + old TTL + {margin}"
+                        ),
+                        MailRouting::WholePort if n == 1 => format!(
+                            "the whole port, from the site's confirmation until its switch + old TTL + {margin}"
+                        ),
+                        MailRouting::WholePort => format!(
+                            "the whole port, once all {n} sites are confirmed, until the latest switch + old TTL + {margin}"
+                        ),
+                    },
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(to: &str, until: u64, routed: bool) -> Journaled {
+        Journaled {
+            host: "old".into(),
+            names: vec![],
+            to: to.into(),
+            until,
+            routed,
+        }
+    }
+
+    #[test]
+    fn a_host_gets_its_whole_port_route_once_every_site_is_confirmed_until_the_last_window() {
+        let sites = vec!["a".to_string(), "b".to_string()];
+        let mut routes = BTreeMap::new();
+        routes.insert("a".to_string(), route("192.0.2.9", 100, true));
+        let confirmed = |s: &str| {
+            if s == "a" {
+                SiteState::Confirmed
+            } else {
+                SiteState::PreSynced
+            }
+        };
+        assert_eq!(whole_port_due(&sites, confirmed, &routes, 10), Ok(None));
+        routes.insert("b".to_string(), route("192.0.2.9", 150, true));
+        let all = |_: &str| SiteState::Confirmed;
+        assert_eq!(
+            whole_port_due(&sites, all, &routes, 10),
+            Ok(Some(("192.0.2.9".to_string(), 150)))
+        );
+        // A rolled-back site: the old host serves mail again.
+        let back = |s: &str| {
+            if s == "b" {
+                SiteState::RolledBack
+            } else {
+                SiteState::Confirmed
+            }
+        };
+        assert_eq!(whole_port_due(&sites, back, &routes, 10), Ok(None));
+        // Every window over: nothing to forward.
+        assert_eq!(whole_port_due(&sites, all, &routes, 150), Ok(None));
+        // Sites gone to two addresses: one port cannot follow both.
+        routes.insert("b".to_string(), route("192.0.2.10", 150, true));
+        assert!(whole_port_due(&sites, all, &routes, 10).is_err());
+        assert_eq!(whole_port_due(&[], all, &routes, 10), Ok(None));
+    }
 }

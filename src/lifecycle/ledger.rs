@@ -150,6 +150,19 @@ pub enum Entry {
         routed: bool,
         at: u64,
     },
+    /// An old host's whole-port route (plain mail ports, which carry no name to route by):
+    /// journaled before the forwarder is given it, once every site of the host (`sites`) is
+    /// confirmed, and taken out (`routed` false) when one of them is not any more (rollback).
+    ForwardPorts {
+        host: String,
+        sites: Vec<String>,
+        /// The new address its connections go to.
+        to: String,
+        /// The latest of the sites' route expiries (seconds since the epoch).
+        until: u64,
+        routed: bool,
+        at: u64,
+    },
     /// The forwarder process on an old host: started (its PID and the start time the kernel
     /// gives it, so a PID reused by another process is not taken for it), or found stopped.
     Forwarder {
@@ -254,6 +267,7 @@ impl Index {
             | Entry::RunEnd { .. }
             | Entry::DirectKey { .. }
             | Entry::Replication { .. }
+            | Entry::ForwardPorts { .. }
             | Entry::Forwarder { .. } => {}
         }
     }
@@ -372,9 +386,11 @@ impl Ledger {
             | Entry::Run { .. }
             | Entry::RunEnd { .. }
             // A move's key belongs to the controller that made it, not to one site; so does a
-            // host's forwarder, which serves several sites, and a replication connection.
+            // host's forwarder and its whole-port route, which serve several sites, and a
+            // replication connection.
             | Entry::DirectKey { .. }
             | Entry::Replication { .. }
+            | Entry::ForwardPorts { .. }
             | Entry::Forwarder { .. } => None,
         }
     }

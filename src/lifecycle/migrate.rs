@@ -1692,7 +1692,8 @@ impl<'a> Migration<'a> {
     /// to the address its switch gave its first domain, until the switch plus the old TTL plus
     /// the margin. A forwarder that cannot be given the route is said, not a failed site.
     fn forward_confirmed(&self, site: &Site, switched: &[(RrKey, RrState)]) {
-        let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+        let Some(f) =
+            super::forward::Forwarders::of(&self.plan, &self.sites, self.connections, &self.ledger)
         else {
             return;
         };
@@ -1726,7 +1727,8 @@ impl<'a> Migration<'a> {
     /// Every old host's forwarder made to match the journal (after a crash too): a site
     /// confirmed without its route (a crash between the two) is routed first.
     fn reconcile_forwarders(&self) {
-        let Some(f) = super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
+        let Some(f) =
+            super::forward::Forwarders::of(&self.plan, &self.sites, self.connections, &self.ledger)
         else {
             return;
         };
@@ -1936,11 +1938,13 @@ impl<'a> Migration<'a> {
             let before = self.state_of(&site.name);
             self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
             // Visitors at the old address go to the old side again.
-            if let Some(f) =
-                super::forward::Forwarders::of(&self.plan, self.connections, &self.ledger)
-            {
-                f.unroute(&site.name)
-                    .map_err(|e| format!("forwarder: {e}"))?;
+            if let Some(f) = super::forward::Forwarders::of(
+                &self.plan,
+                &self.sites,
+                self.connections,
+                &self.ledger,
+            ) {
+                f.unroute(site).map_err(|e| format!("forwarder: {e}"))?;
             }
             if let Some(spec) = &self.plan.dns {
                 let names = names_of(site);

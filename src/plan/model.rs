@@ -599,6 +599,48 @@ pub struct Forward {
     pub to_https: u16,
     pub margin: Duration,
     pub dir: PathBuf,
+    /// Mail ports forwarded too (`cutover.forward.mail`), in a fixed protocol order.
+    pub mail: Vec<MailForward>,
+}
+
+/// How a mail port is routed by the forwarder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailRouting {
+    /// TLS from the first byte: routed by the ClientHello's server name, like HTTPS.
+    Sni,
+    /// No name before authentication or STARTTLS: the whole port goes to the new address once
+    /// every site of the old host is confirmed.
+    WholePort,
+}
+
+/// The mail protocols the forwarder knows: name, default port, routing.
+pub const MAIL_PROTOCOLS: [(&str, u16, MailRouting); 7] = [
+    ("smtp", 25, MailRouting::WholePort),
+    ("submission", 587, MailRouting::WholePort),
+    ("smtps", 465, MailRouting::Sni),
+    ("imap", 143, MailRouting::WholePort),
+    ("imaps", 993, MailRouting::Sni),
+    ("pop3", 110, MailRouting::WholePort),
+    ("pop3s", 995, MailRouting::Sni),
+];
+
+/// One mail port of the forwarder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailForward {
+    pub protocol: String,
+    pub listen: std::net::SocketAddr,
+    pub local: std::net::SocketAddr,
+    pub to_port: u16,
+    pub routing: MailRouting,
+}
+
+impl Forward {
+    /// Whether some port is forwarded as a whole (plain mail).
+    pub fn has_whole_ports(&self) -> bool {
+        self.mail
+            .iter()
+            .any(|m| m.routing == MailRouting::WholePort)
+    }
 }
 
 /// Where sites' certificates and keys are (templates `{name}`, `{domain}`), and where they go.

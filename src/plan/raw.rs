@@ -749,6 +749,62 @@ pub struct RawForward {
     /// Default `/var/lib/transhumance/forward/<plan name>`.
     #[serde(default)]
     pub dir: Option<String>,
+    /// Mail ports forwarded too, each optional: TLS-wrapped ones (`smtps`, `imaps`, `pop3s`)
+    /// by SNI like HTTPS, plain ones (`smtp`, `submission`, `imap`, `pop3`) as a whole port
+    /// once every site of the old host is confirmed.
+    #[serde(default)]
+    pub mail: Option<RawForwardMail>,
+}
+
+/// The mail listeners of the forwarder, by protocol (unknown names are refused with this list).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardMail {
+    #[serde(default)]
+    pub smtp: Option<RawMailListener>,
+    #[serde(default)]
+    pub submission: Option<RawMailListener>,
+    #[serde(default)]
+    pub smtps: Option<RawMailListener>,
+    #[serde(default)]
+    pub imap: Option<RawMailListener>,
+    #[serde(default)]
+    pub imaps: Option<RawMailListener>,
+    #[serde(default)]
+    pub pop3: Option<RawMailListener>,
+    #[serde(default)]
+    pub pop3s: Option<RawMailListener>,
+}
+
+impl RawForwardMail {
+    /// The listeners the plan names, with their protocol's name, in a fixed order.
+    pub fn named(&self) -> Vec<(&'static str, &RawMailListener)> {
+        [
+            ("smtp", &self.smtp),
+            ("submission", &self.submission),
+            ("smtps", &self.smtps),
+            ("imap", &self.imap),
+            ("imaps", &self.imaps),
+            ("pop3", &self.pop3),
+            ("pop3s", &self.pop3s),
+        ]
+        .into_iter()
+        .filter_map(|(n, l)| l.as_ref().map(|l| (n, l)))
+        .collect()
+    }
+}
+
+/// One mail port of the forwarder.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailListener {
+    /// `ADDRESS:PORT` where clients arrive at the old host.
+    pub listen: String,
+    /// `ADDRESS:PORT` where the old mail server keeps serving what is not forwarded.
+    pub local: String,
+    /// The port at the new address (default: the protocol's own, such as 25 or 993).
+    #[serde(default)]
+    pub to_port: Option<u16>,
 }
 
 /// An address and port per forwarded protocol.

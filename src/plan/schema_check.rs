@@ -300,16 +300,17 @@ impl<'s> Checker<'s> {
                         child.path(),
                         format!("unknown key `{name}`{}", where_(&path)),
                     );
+                    let list = known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    // A short list (the forwarder's mail protocols) is worth reading whole.
                     issue = match closest(name, known.iter().copied()) {
+                        Some(best) if known.len() <= 8 => issue
+                            .with_help(format!("did you mean `{best}`? (expected one of {list})")),
                         Some(best) => issue.with_help(format!("did you mean `{best}`?")),
-                        None => issue.with_help(format!(
-                            "expected one of {}",
-                            known
-                                .iter()
-                                .map(|k| format!("`{k}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )),
+                        None => issue.with_help(format!("expected one of {list}")),
                     };
                     out.push(issue);
                 }

@@ -1778,6 +1778,61 @@ impl Validator<'_> {
             None => PathBuf::from(format!("/var/lib/transhumance/forward/{plan_name}")),
         };
         let to = raw.to_ports.clone().unwrap_or_default();
+        let mut mail = Vec::new();
+        let mut taken: Vec<(std::net::SocketAddr, String)> =
+            [(listen_http, "listen.http"), (listen_https, "listen.https")]
+                .into_iter()
+                .filter_map(|(a, n)| Some((a?, n.to_string())))
+                .collect();
+        for (name, l) in raw.mail.iter().flat_map(|m| m.named()) {
+            let (_, port, routing) = crate::plan::model::MAIL_PROTOCOLS
+                .iter()
+                .find(|p| p.0 == name)
+                .copied()
+                .expect("every named listener is a known protocol");
+            let at = path.key("mail").key(name);
+            let parse = |v: &mut Self, key: &str, text: &str| {
+                text.parse::<std::net::SocketAddr>()
+                    .map_err(|_| {
+                        v.error(
+                            &at.key(key),
+                            format!(
+                                "expected ADDRESS:PORT (such as `0.0.0.0:{port}`), not `{text}`"
+                            ),
+                        )
+                        .clone()
+                    })
+                    .ok()
+            };
+            let (listen, local) = (
+                parse(self, "listen", &l.listen),
+                parse(self, "local", &l.local),
+            );
+            if listen.is_some() && listen == local {
+                self.error(
+                    &at.key("local"),
+                    "the old mail server cannot listen where the forwarder does: give it another port",
+                );
+            }
+            if let Some(a) = listen {
+                if let Some((_, other)) = taken.iter().find(|(t, _)| *t == a) {
+                    self.error(
+                        &at.key("listen"),
+                        format!("`{a}` is already where the forwarder listens for {other}"),
+                    );
+                }
+                taken.push((a, format!("mail.{name}")));
+            }
+            if let (Some(listen), Some(local)) = (listen, local) {
+                mail.push(crate::plan::model::MailForward {
+                    protocol: name.to_string(),
+                    listen,
+                    local,
+                    to_port: l.to_port.unwrap_or(port),
+                    routing,
+                });
+            }
+        }
         Some(crate::plan::model::Forward {
             listen_http: listen_http?,
             listen_https: listen_https?,
@@ -1787,6 +1842,7 @@ impl Validator<'_> {
             to_https: to.https.unwrap_or(443),
             margin: margin?,
             dir,
+            mail,
         })
     }
 }
@@ -2042,6 +2098,61 @@ mod tests {
             found[3].0 == 8 && found[3].2.contains("absolute"),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn the_forwarders_mail_ports_are_read_and_unknown_protocols_refused() {
+        let p = plan(
+            "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"0.0.0.0:80\", https: \"0.0.0.0:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"127.0.0.1:8443\" }\n    mail:\n      imaps: { listen: \"0.0.0.0:993\", local: \"127.0.0.1:1993\" }\n      smtp: { listen: \"0.0.0.0:25\", local: \"127.0.0.1:2525\", to_port: 2526 }\n",
+        );
+        let f = p.cutover.forward.unwrap();
+        let got: Vec<(&str, u16, crate::plan::MailRouting)> = f
+            .mail
+            .iter()
+            .map(|m| (m.protocol.as_str(), m.to_port, m.routing))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("smtp", 2526, crate::plan::MailRouting::WholePort),
+                ("imaps", 993, crate::plan::MailRouting::Sni)
+            ]
+        );
+        assert!(f.has_whole_ports());
+        let issues = errors(
+            "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"0.0.0.0:80\", https: \"0.0.0.0:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"127.0.0.1:8443\" }\n    mail:\n      smtp: { listen: \"0.0.0.0:443\", local: \"25\" }\n",
+        );
+        let found: Vec<(u32, &str)> = issues
+            .iter()
+            .map(|i| (i.loc.line, i.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found.iter().all(|f| f.0 == 8), "{found:#?}");
+        assert!(
+            found.iter().any(|f| f.1.contains("ADDRESS:PORT")),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|f| f.1.contains("listen.https")),
+            "{found:#?}"
+        );
+        let issues = errors(
+            "version: 1\nname: t\ncutover:\n  forward:\n    listen: { http: \"0.0.0.0:80\", https: \"0.0.0.0:443\" }\n    local: { http: \"127.0.0.1:8080\", https: \"127.0.0.1:8443\" }\n    mail:\n      lmtp: { listen: \"0.0.0.0:24\", local: \"127.0.0.1:2424\" }\n",
+        );
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!(issues[0].loc.line, 8, "{issues:#?}");
+        for known in [
+            "smtp",
+            "submission",
+            "smtps",
+            "imap",
+            "imaps",
+            "pop3",
+            "pop3s",
+        ] {
+            let help = issues[0].help.as_deref().unwrap_or_default();
+            assert!(help.contains(&format!("`{known}`")), "{issues:#?}");
+        }
     }
 
     const TWO_SITES: &str = "sites:\n  - { name: a, from: { host: local, path: /a }, to: { host: local, path: /srv/a } }\n  - { name: b, devices: refuse, from: { host: local, path: /b }, to: { host: local, path: /srv/b } }\n";

@@ -251,6 +251,24 @@ pub fn render(r: &DryRunReport) -> String {
         }
         o.push_str("</table>");
     }
+    if !r.mail_forward.is_empty() {
+        o.push_str("<h2>Mail forwarded by the old hosts</h2><table><tr><th>host</th><th>protocol</th><th>listen</th><th>to port</th><th>else</th><th>when</th></tr>");
+        for h in &r.mail_forward {
+            for p in &h.ports {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&h.host),
+                    esc(&p.protocol),
+                    esc(&p.listen),
+                    p.to_port,
+                    esc(&p.local),
+                    esc(&p.when)
+                );
+            }
+        }
+        o.push_str("</table>");
+    }
     if !r.panel_rows.is_empty() {
         o.push_str("<h2>Panel rows</h2><p>Rows of the panel no tree carries.</p><table><tr><th>kind</th><th>count</th><th>moved</th><th>how</th></tr>");
         for row in super::panel_rows_table(&r.panel_rows) {

@@ -217,6 +217,27 @@ pub fn render(r: &DryRunReport) -> String {
         }
         o.push('\n');
     }
+    if !r.mail_forward.is_empty() {
+        let _ = writeln!(
+            o,
+            "## Mail forwarded by the old hosts\n\n| host | protocol | listen | to port | else | when |\n|---|---|---|---:|---|---|"
+        );
+        for h in &r.mail_forward {
+            for p in &h.ports {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    cell(&h.host),
+                    p.protocol,
+                    cell(&p.listen),
+                    p.to_port,
+                    cell(&p.local),
+                    cell(&p.when)
+                );
+            }
+        }
+        o.push('\n');
+    }
     if !r.transfer.is_empty() {
         let _ = writeln!(
             o,

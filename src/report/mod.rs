@@ -63,6 +63,34 @@ pub struct DryRunReport {
     /// (through this machine), and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transfer: Vec<TransferPath>,
+    /// Per old host, the mail ports its stale-resolver forwarder will take
+    /// (`cutover.forward.mail`), and when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mail_forward: Vec<MailForwardHost>,
+}
+
+/// One old host's forwarded mail ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MailForwardHost {
+    pub host: String,
+    /// The plan's sites on that host.
+    pub sites: u64,
+    pub ports: Vec<MailForwardPort>,
+}
+
+/// One forwarded mail port of an old host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MailForwardPort {
+    /// `smtp`, `submission`, `smtps`, `imap`, `imaps`, `pop3`, `pop3s`.
+    pub protocol: String,
+    pub listen: String,
+    pub local: String,
+    pub to_port: u16,
+    /// `sni` (each confirmed site's names) or `whole_port` (every connection, once every site
+    /// of the host is confirmed).
+    pub routing: String,
+    /// When, in words.
+    pub when: String,
 }
 
 /// The data path between two remote hosts, as the dry run found it.

@@ -371,6 +371,16 @@ pub fn render(r: &DryRunReport, width: Option<usize>) -> String {
             );
         }
     }
+    for h in &r.mail_forward {
+        let _ = writeln!(o, "\nMail forwarded by the old host {}:", h.host);
+        for p in &h.ports {
+            let _ = writeln!(
+                o,
+                "  {} {} -> new address:{} (else {}): {}",
+                p.protocol, p.listen, p.to_port, p.local, p.when
+            );
+        }
+    }
     if !r.panel_rows.is_empty() {
         let _ = writeln!(o, "\nPanel rows (no tree carries them):");
         table(

@@ -2,8 +2,10 @@
 //! whose resolvers still hold the old address are sent on to the new one, HTTP by its Host
 //! header and HTTPS by the server name of its TLS ClientHello (the bytes pass through
 //! untouched: no certificate, nothing decrypted); every other name goes to the old web server
-//! (`local`). Routes come from a file the controller rewrites atomically; each expires on its
-//! own, and the forwarder exits once none is left.
+//! (`local`). Mail ports too, where the plan names them: TLS-wrapped ones (IMAPS, SMTPS, POP3S)
+//! by SNI like HTTPS, plain ones (SMTP, IMAP...) as a whole port once the controller gives the
+//! host its whole-port route. Routes come from a file the controller rewrites atomically; each
+//! expires on its own, and the forwarder exits once none is left.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -21,6 +23,21 @@ pub struct ForwardConfig {
     pub listen_https: SocketAddr,
     pub local_http: SocketAddr,
     pub local_https: SocketAddr,
+    /// Mail ports (none in configs written before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mail: Vec<MailListener>,
+}
+
+/// One mail port: where it listens, where the old mail server serves what is not forwarded,
+/// the new side's port, and whether it is routed by SNI or as a whole port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailListener {
+    pub protocol: String,
+    pub listen: SocketAddr,
+    pub local: SocketAddr,
+    pub to_port: u16,
+    /// TLS from the first byte, routed by the ClientHello's server name; else the whole port.
+    pub sni: bool,
 }
 
 /// One confirmed site's names and where their connections go, until `until` (seconds since the
@@ -32,6 +49,10 @@ pub struct Route {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub until: u64,
+    /// The host-wide route of plain mail ports (no names): every connection to them goes to
+    /// this route's address while it lasts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole_port: bool,
 }
 
 /// The files of a forwarder's directory.
@@ -72,6 +93,28 @@ pub fn normal_name(name: &str) -> String {
             .unwrap_or(name)
     };
     host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Where a connection to a mail port goes: by SNI (`name`, from its ClientHello) to a site's
+/// new address, or, on a plain port, to the host-wide route's address; else to `local`.
+pub fn mail_destination(
+    listener: &MailListener,
+    routes: &[Route],
+    name: Option<&str>,
+    now: u64,
+) -> SocketAddr {
+    let route = if listener.sni {
+        pick(routes, name, now)
+    } else {
+        routes
+            .iter()
+            .find(|r| r.whole_port && r.until > now)
+            .cloned()
+    };
+    match route {
+        Some(r) => SocketAddr::new(r.https.ip(), listener.to_port),
+        None => listener.local,
+    }
 }
 
 fn pick(routes: &[Route], name: Option<&str>, now: u64) -> Option<Route> {
@@ -215,10 +258,14 @@ pub fn run(dir: &Path) -> io::Result<()> {
     let routes = Arc::new(RwLock::new(read_routes(dir)));
     let http = TcpListener::bind(config.listen_http)?;
     let https = TcpListener::bind(config.listen_https)?;
+    let mut listeners = vec![(http, Port::Http), (https, Port::Https)];
+    for m in &config.mail {
+        listeners.push((TcpListener::bind(m.listen)?, Port::Mail(m.clone())));
+    }
     let busy = Arc::new(AtomicUsize::new(0));
-    for (listener, tls) in [(http, false), (https, true)] {
+    for (listener, port) in listeners {
         let (routes, busy, config) = (routes.clone(), busy.clone(), config.clone());
-        std::thread::spawn(move || accept(listener, tls, &config, &routes, &busy));
+        std::thread::spawn(move || accept(listener, &port, &config, &routes, &busy));
     }
     let pid = std::process::id();
     let ticks = start_ticks(pid).unwrap_or(0);
@@ -259,9 +306,17 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// What a listener serves.
+#[derive(Clone)]
+enum Port {
+    Http,
+    Https,
+    Mail(MailListener),
+}
+
 fn accept(
     listener: TcpListener,
-    tls: bool,
+    port: &Port,
     config: &ForwardConfig,
     routes: &Arc<RwLock<Vec<Route>>>,
     busy: &Arc<AtomicUsize>,
@@ -271,9 +326,10 @@ fn accept(
             continue;
         }
         busy.fetch_add(1, Ordering::SeqCst);
-        let (routes, busy, config) = (routes.clone(), busy.clone(), config.clone());
+        let (routes, busy, config, port) =
+            (routes.clone(), busy.clone(), config.clone(), port.clone());
         std::thread::spawn(move || {
-            let _ = serve(client, tls, &config, &routes);
+            let _ = serve(client, &port, &config, &routes);
             busy.fetch_sub(1, Ordering::SeqCst);
         });
     }
@@ -281,12 +337,26 @@ fn accept(
 
 /// Reads enough of the client's first bytes to know its name, connects where that name goes,
 /// hands those bytes on as they came, then relays both ways.
+/// A plain mail port's server speaks first: nothing is read before its connection is made.
 fn serve(
     mut client: TcpStream,
-    tls: bool,
+    port: &Port,
     config: &ForwardConfig,
     routes: &RwLock<Vec<Route>>,
 ) -> io::Result<()> {
+    let tls = match port {
+        Port::Http => false,
+        Port::Https => true,
+        Port::Mail(m) if m.sni => true,
+        Port::Mail(m) => {
+            let to = {
+                let routes = routes.read().unwrap_or_else(|p| p.into_inner());
+                mail_destination(m, &routes, None, now())
+            };
+            let upstream = TcpStream::connect_timeout(&to, CONNECT_TIMEOUT)?;
+            return relay(client, upstream);
+        }
+    };
     client.set_read_timeout(Some(READ_TIMEOUT))?;
     let limit = if tls { MAX_HELLO + 5 * 8 } else { MAX_HEAD };
     let mut first = Vec::new();
@@ -311,19 +381,26 @@ fn serve(
             break http_host(&first[..end]);
         }
     };
-    let route = {
+    let to = {
         let routes = routes.read().unwrap_or_else(|p| p.into_inner());
-        pick(&routes, name.as_deref(), now())
-    };
-    let to = match (route, tls) {
-        (Some(r), false) => r.http,
-        (Some(r), true) => r.https,
-        (None, false) => config.local_http,
-        (None, true) => config.local_https,
+        match port {
+            Port::Mail(m) => mail_destination(m, &routes, name.as_deref(), now()),
+            _ => match (pick(&routes, name.as_deref(), now()), tls) {
+                (Some(r), false) => r.http,
+                (Some(r), true) => r.https,
+                (None, false) => config.local_http,
+                (None, true) => config.local_https,
+            },
+        }
     };
     let mut upstream = TcpStream::connect_timeout(&to, CONNECT_TIMEOUT)?;
     client.set_read_timeout(None)?;
     upstream.write_all(&first)?;
+    relay(client, upstream)
+}
+
+/// Relays both ways until each side has closed its half.
+fn relay(mut client: TcpStream, mut upstream: TcpStream) -> io::Result<()> {
     let (mut c2, mut u2) = (client.try_clone()?, upstream.try_clone()?);
     let up = std::thread::spawn(move || {
         let _ = io::copy(&mut c2, &mut u2);
@@ -430,6 +507,7 @@ mod tests {
             http: a,
             https: a,
             until: 100,
+            whole_port: false,
         };
         let routes = vec![r.clone()];
         assert_eq!(pick(&routes, Some("WWW.a.test:8080"), 99), Some(r));
@@ -437,5 +515,63 @@ mod tests {
         assert_eq!(pick(&routes, Some("b.test"), 1), None);
         assert_eq!(pick(&routes, None, 1), None);
         assert!(live(&routes, 100).is_empty());
+    }
+
+    #[test]
+    fn mail_ports_go_by_sni_or_by_the_host_wide_route_else_to_local() {
+        let new: SocketAddr = "192.0.2.9:443".parse().unwrap();
+        let site = Route {
+            site: "a".into(),
+            names: vec!["a.test".into()],
+            http: new,
+            https: new,
+            until: 100,
+            whole_port: false,
+        };
+        let imaps = MailListener {
+            protocol: "imaps".into(),
+            listen: "0.0.0.0:993".parse().unwrap(),
+            local: "127.0.0.1:1993".parse().unwrap(),
+            to_port: 993,
+            sni: true,
+        };
+        let smtp = MailListener {
+            protocol: "smtp".into(),
+            listen: "0.0.0.0:25".parse().unwrap(),
+            local: "127.0.0.1:2525".parse().unwrap(),
+            to_port: 25,
+            sni: false,
+        };
+        let routes = vec![site.clone()];
+        let to = |port: u16| SocketAddr::new(new.ip(), port);
+        assert_eq!(
+            mail_destination(&imaps, &routes, Some("A.test"), 1),
+            to(993)
+        );
+        assert_eq!(
+            mail_destination(&imaps, &routes, Some("b.test"), 1),
+            imaps.local
+        );
+        assert_eq!(mail_destination(&imaps, &routes, None, 1), imaps.local);
+        // A site's route alone never takes a plain port: its server cannot tell the sites apart.
+        assert_eq!(mail_destination(&smtp, &routes, None, 1), smtp.local);
+        let whole = Route {
+            site: String::new(),
+            names: vec![],
+            until: 200,
+            whole_port: true,
+            ..site
+        };
+        let routes = vec![whole];
+        assert_eq!(mail_destination(&smtp, &routes, None, 150), to(25));
+        assert_eq!(
+            mail_destination(&smtp, &routes, None, 200),
+            smtp.local,
+            "expired"
+        );
+        assert_eq!(
+            mail_destination(&imaps, &routes, Some("a.test"), 1),
+            imaps.local
+        );
     }
 }

@@ -4,6 +4,8 @@
 //! and everything else to the old web server; it outlives the controller, is kept or started
 //! again by the next command as the journal says, stopped by `rollback`, and exits on its own
 //! once the old TTL plus the margin has passed. Its margin shows in the site's DNS exposure.
+//! Mail too: IMAPS by SNI like HTTPS, and plain SMTP as a whole port once every site of the
+//! old host is confirmed (banner servers tell the old side from the new).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -132,6 +134,11 @@ struct Ports {
 }
 
 fn write_plan(w: &Path, sshd: &Sshd, p: &Ports, margin: &str) -> PathBuf {
+    write_plan_with(w, sshd, p, margin, "")
+}
+
+/// The plan, with `extra` appended under `cutover.forward` (indented by four spaces).
+fn write_plan_with(w: &Path, sshd: &Sshd, p: &Ports, margin: &str, extra: &str) -> PathBuf {
     let plan = w.join("plan.yaml");
     std::fs::write(
         &plan,
@@ -140,7 +147,7 @@ fn write_plan(w: &Path, sshd: &Sshd, p: &Ports, margin: &str) -> PathBuf {
 hosts:\n  old: {{ ssh: \"root@127.0.0.1:{ssh}\", identity_file: \"{id}\", known_hosts: \"{kh}\", agent_dir: \"{w}/agent\" }}\n\
 sites:\n  - from: {{ host: old, glob: \"{w}/old-dc/www/*/\" }}\n    to: {{ host: local, path: \"new-dc/www/{{name}}/\" }}\n    domains: [\"{{name}}\"]\n\
 dns:\n  provider: {{ kind: zonefile, directory: zones }}\n  zones: [demo.test]\n  switch: [{{ from: {OLD_ADDRESS}, to: {NEW_ADDRESS} }}]\n  lower_ttl: 1\n  verify_timeout: 5s\n\
-cutover:\n  probe: {{ http: \"http://{{domain}}:{web}/\", expect: [200], timeout: 5s }}\n  forward:\n    listen: {{ http: \"{OLD_ADDRESS}:{lh}\", https: \"{OLD_ADDRESS}:{ls}\" }}\n    local: {{ http: \"{OLD_ADDRESS}:{web}\", https: \"{OLD_ADDRESS}:{os}\" }}\n    to_ports: {{ http: {web}, https: {ns} }}\n    margin: {margin}\n    dir: \"{w}/fwd\"\n",
+cutover:\n  probe: {{ http: \"http://{{domain}}:{web}/\", expect: [200], timeout: 5s }}\n  forward:\n    listen: {{ http: \"{OLD_ADDRESS}:{lh}\", https: \"{OLD_ADDRESS}:{ls}\" }}\n    local: {{ http: \"{OLD_ADDRESS}:{web}\", https: \"{OLD_ADDRESS}:{os}\" }}\n    to_ports: {{ http: {web}, https: {ns} }}\n    margin: {margin}\n    dir: \"{w}/fwd\"\n{extra}",
             ssh = sshd.port,
             id = sshd.client_key.display(),
             kh = sshd.known_hosts.display(),
@@ -304,4 +311,160 @@ fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
         3,
         "started three times: {entries:?}"
     );
+}
+
+/// A server that greets each connection with `220 TAG` and closes it (an SMTP banner).
+fn banner_server(address: &str, port: u16, tag: &'static str) {
+    let listener = std::net::TcpListener::bind((address, port)).unwrap();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let _ = c.write_all(format!("220 {tag}\r\n").as_bytes());
+        }
+    });
+}
+
+/// The greeting a client of `port` at the old address reads first.
+fn greeting(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect((OLD_ADDRESS, port)) else {
+        return "refused".into();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    while !out.ends_with(b"\n") && s.read(&mut b).unwrap_or(0) == 1 {
+        out.push(b[0]);
+    }
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// Waits (2 s at most) for the port to greet from the new side.
+fn eventually_new(port: u16, fwd: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while greeting(port) != "220 new" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still not the new side; routes: {:?}",
+            std::fs::read_to_string(fwd.join("routes.json"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The journal's whole-port route entries: (routed, sites).
+fn whole_port_entries(state: &Path) -> Vec<(bool, usize)> {
+    std::fs::read_to_string(state.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "forward_ports")
+        .map(|v| {
+            (
+                v["routed"].as_bool().unwrap(),
+                v["sites"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mail_is_forwarded_by_sni_and_plain_ports_once_every_site_of_the_host_is_confirmed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let sshd = Sshd::start();
+    let web = transhumance::demo::free_port().unwrap();
+    transhumance::demo::build(w, web).unwrap();
+    // Two sites on the old host: the demo's broken one would never be confirmed.
+    std::fs::remove_dir_all(w.join("old-dc/www").join(transhumance::demo::BROKEN_SITE)).unwrap();
+    let ports = Ports {
+        web,
+        listen_http: free_port(),
+        listen_https: free_port(),
+        old_https: free_port(),
+        new_https: free_port(),
+    };
+    let _old = WebServer::start(
+        OLD_ADDRESS.parse().unwrap(),
+        web,
+        w.join("old-dc/www"),
+        vec![],
+    )
+    .unwrap();
+    let _new = WebServer::start(
+        NEW_ADDRESS.parse().unwrap(),
+        web,
+        w.join("new-dc/www"),
+        vec![],
+    )
+    .unwrap();
+    let (imaps, old_imaps, new_imaps) = (free_port(), free_port(), free_port());
+    let (smtp, old_smtp, new_smtp) = (free_port(), free_port(), free_port());
+    let _old_tls = TlsServer::start(w, OLD_ADDRESS, old_imaps, "old-mail.test");
+    let _new_tls = TlsServer::start(w, NEW_ADDRESS, new_imaps, "new-mail.test");
+    banner_server(OLD_ADDRESS, old_smtp, "old");
+    banner_server(NEW_ADDRESS, new_smtp, "new");
+    let mail = format!(
+        "    mail:\n      imaps: {{ listen: \"{OLD_ADDRESS}:{imaps}\", local: \"{OLD_ADDRESS}:{old_imaps}\", to_port: {new_imaps} }}\n      smtp: {{ listen: \"{OLD_ADDRESS}:{smtp}\", local: \"{OLD_ADDRESS}:{old_smtp}\", to_port: {new_smtp} }}\n"
+    );
+    let plan = write_plan_with(w, &sshd, &ports, "20s", &mail);
+    let fwd = w.join("fwd");
+    let state = w.join("state");
+    let (alpha, beta) = ("alpha.demo.test", "beta.demo.test");
+
+    // The dry run says which mail ports of the old host will be forwarded, and when.
+    let (_, json, _) = run(&["plan", "--format", "json"], &plan, &[]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let hosts = v["mail_forward"].as_array().expect("mail_forward");
+    assert_eq!(hosts.len(), 1, "{hosts:#?}");
+    assert_eq!(hosts[0]["host"], "old");
+    let how: Vec<(&str, &str)> = hosts[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["protocol"].as_str().unwrap(),
+                p["routing"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(how, [("smtp", "whole_port"), ("imaps", "sni")]);
+
+    ok(&["sync"], &plan);
+    cut_over(&plan, alpha);
+    assert!(pid_of(&fwd).is_some(), "a forwarder runs");
+    assert!(
+        tls_subject(imaps, alpha).contains("new-mail.test"),
+        "the confirmed site's SNI to the new side"
+    );
+    assert!(
+        tls_subject(imaps, beta).contains("old-mail.test"),
+        "another site's to the old server"
+    );
+    assert_eq!(greeting(smtp), "220 old", "beta is not confirmed yet");
+    assert!(whole_port_entries(&state).is_empty());
+
+    ok(&["cutover", "--yes", "--only", beta], &plan);
+    // (The forwarder reads its routes four times a second.)
+    eventually_new(smtp, &fwd);
+    assert!(tls_subject(imaps, beta).contains("new-mail.test"));
+    assert_eq!(whole_port_entries(&state), [(true, 2)]);
+
+    // Rolling back one site gives the old host its mail back: the whole port goes.
+    ok(&["rollback", "--yes", "--only", beta], &plan);
+    wait_until(
+        Duration::from_secs(5),
+        "SMTP back to the old server",
+        || greeting(smtp) == "220 old",
+    );
+    assert_eq!(whole_port_entries(&state).last(), Some(&(false, 2)));
+
+    // Cut over again: the whole port follows beta's new window, then the forwarder exits.
+    cut_over(&plan, beta);
+    eventually_new(smtp, &fwd);
+    let pid = pid_of(&fwd).expect("a forwarder runs");
+    wait_until(Duration::from_secs(40), "the window ends", || !alive(pid));
+    assert_eq!(pid_of(&fwd), None);
+    assert_eq!(greeting(smtp), "refused", "nobody listens there any more");
+    ok(&["sync"], &plan);
+    assert_eq!(whole_port_entries(&state).last().map(|e| e.0), Some(true));
 }
