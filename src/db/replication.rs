@@ -127,6 +127,14 @@ pub enum Step {
     DatabaseDetached,
     ChannelRemoved,
     AccountDropped,
+    /// PostgreSQL: the publication of a database's tables at the source.
+    PublicationCreated,
+    /// PostgreSQL: the logical slot the pre-sync's dump took its snapshot from.
+    SlotCreated,
+    /// PostgreSQL: the sequences' values copied at the cutover.
+    SequencesSet,
+    SlotDropped,
+    PublicationDropped,
 }
 
 impl fmt::Display for Step {
@@ -138,6 +146,11 @@ impl fmt::Display for Step {
             Step::DatabaseDetached => "database taken out of replication",
             Step::ChannelRemoved => "replication channel removed",
             Step::AccountDropped => "replication account dropped",
+            Step::PublicationCreated => "publication created",
+            Step::SlotCreated => "replication slot created",
+            Step::SequencesSet => "sequences set",
+            Step::SlotDropped => "replication slot dropped",
+            Step::PublicationDropped => "publication dropped",
         })
     }
 }

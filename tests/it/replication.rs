@@ -566,3 +566,153 @@ databases:\n  - engine: postgres\n    mode: replicate\n    from: {{ host: local,
     let notes = note(&plain);
     assert!(notes[0].1.contains("wal_level is replica"), "{notes:?}");
 }
+
+/// A PostgreSQL server for our clients and for the target's subscription (127.0.0.1:port).
+fn pg_server(pg: &crate::harness::Postgres) -> DbServer {
+    DbServer {
+        host: "local".into(),
+        socket: None,
+        address: Some("127.0.0.1".into()),
+        port: Some(pg.port),
+        user: Some("postgres".into()),
+        password: None,
+        bin_dir: None,
+    }
+}
+
+const PG_TABLE: &str = "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) SELECT md5(i::text) FROM generate_series(1, 200) i";
+
+fn pg_rows(pg: &crate::harness::Postgres, db: &str) -> String {
+    pg.psql(
+        db,
+        "SELECT count(*), coalesce(sum(hashtext(id::text || v)::bigint), 0) FROM t",
+    )
+}
+
+/// Slots, publications, subscriptions and roles of the move left on the two servers.
+fn pg_leftovers(
+    src: &crate::harness::Postgres,
+    dst: &crate::harness::Postgres,
+    db: &str,
+) -> String {
+    format!(
+        "{} {} {} {}",
+        src.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'th\\_%'"
+        ),
+        src.psql(
+            db,
+            "SELECT count(*) FROM pg_publication WHERE pubname LIKE 'th\\_%'"
+        ),
+        src.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'th\\_%'"
+        ),
+        dst.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_subscription WHERE subname LIKE 'th\\_%'"
+        ),
+    )
+}
+
+#[test]
+fn postgres_replicates_from_the_dump_snapshot_and_leaves_nothing_behind() {
+    use transhumance::db::pg_replication::{self as pgr, Replica};
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    src.psql("postgres", "CREATE DATABASE shop");
+    src.psql("shop", PG_TABLE);
+    let local = LocalTransport::new("local");
+    let (from_server, to_server) = (pg_server(&src), pg_server(&dst));
+    let (from, to) = (
+        Endpoint {
+            transport: &local,
+            server: &from_server,
+        },
+        Endpoint {
+            transport: &local,
+            server: &to_server,
+        },
+    );
+    let r = Replica::new("pg-repl-it", from, to, "shop");
+    let journal = Journal::default();
+    let log = |s: &Step, d: bool, w: &str| journal.log(s, d, w);
+    pgr::room_for_one(&from).unwrap();
+    pgr::publish(&r, &log).unwrap();
+    let mut options = Options::new(ConflictPolicy::Fail, "pg-repl-it");
+    options.replicate = true;
+    options.pg_slot = Some(r.name.clone());
+    let moved = transfer(DbEngine::Postgres, &from, &to, "shop", &options).unwrap();
+    assert!(moved.note.unwrap().contains(&r.name));
+    // Written after the dump's snapshot, before the subscription exists: the slot keeps it.
+    src.psql("shop", "INSERT INTO t (v) VALUES ('between')");
+    assert_eq!(dst.psql("shop", "SELECT count(*) FROM t"), "200");
+    // Our publication did not travel with the dump.
+    assert_eq!(dst.psql("shop", "SELECT count(*) FROM pg_publication"), "0");
+    pgr::subscribe(&r, &log).unwrap();
+    let state = pgr::state(&r).unwrap();
+    assert!(
+        state.subscription.as_deref() == Some("shop")
+            && state.enabled
+            && state.slot
+            && state.publication
+            && state.role,
+        "{state:#?}"
+    );
+    // The password is in no state nor journal line.
+    assert!(!format!("{state:?}").contains("password"));
+
+    src.psql(
+        "shop",
+        "INSERT INTO t (v) VALUES ('new'); UPDATE t SET v = 'changed' WHERE id <= 10; DELETE FROM t WHERE id BETWEEN 100 AND 109",
+    );
+    wait_until(Duration::from_secs(30), "replicated rows", || {
+        pg_rows(&dst, "shop") == pg_rows(&src, "shop")
+    });
+    // The freeze: last writes, then the wait for the source's position.
+    src.psql(
+        "shop",
+        "INSERT INTO t (v) SELECT 'last' FROM generate_series(1, 100)",
+    );
+    pgr::catch_up(&r, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(pg_rows(&dst, "shop"), pg_rows(&src, "shop"));
+    assert_eq!(dst.psql("shop", "SELECT count(*) FROM t"), "292");
+    assert_ne!(
+        dst.psql("shop", "SELECT last_value FROM t_id_seq"),
+        src.psql("shop", "SELECT last_value FROM t_id_seq")
+    );
+    assert_eq!(pgr::copy_sequences(&r, &log).unwrap(), 1);
+    assert_eq!(
+        dst.psql("shop", "SELECT last_value FROM t_id_seq"),
+        src.psql("shop", "SELECT last_value FROM t_id_seq")
+    );
+    assert_eq!(dst.psql("shop", "SELECT last_value FROM t_id_seq"), "302");
+
+    pgr::remove(&r, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(pg_leftovers(&src, &dst, "shop"), "0 0 0 0");
+    let steps: Vec<Step> = journal
+        .steps()
+        .into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            Step::PublicationCreated,
+            Step::AccountCreated,
+            Step::ChannelCreated,
+            Step::PositionWaited,
+            Step::SequencesSet,
+            Step::ChannelRemoved,
+            Step::SlotDropped,
+            Step::PublicationDropped,
+            Step::AccountDropped,
+        ]
+    );
+    // Removing again finds nothing to do.
+    let before = journal.steps().len();
+    pgr::remove(&r, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(journal.steps().len(), before);
+}
