@@ -5,6 +5,9 @@
 //! last one out removes the connection and the account); a rollback does the same. Only a
 //! connection the servers show running AND whose set-up the journal saw finish is trusted: any
 //! other is removed and the database is dumped instead (its site is frozen by then).
+//! PostgreSQL (`db::pg_replication`) has one replica per database instead: its pre-sync
+//! removes what was left, makes the publication, and its dump creates the slot; the
+//! subscription follows the restore; the cutover catches up, sets the sequences and removes it.
 
 use std::time::Duration;
 
