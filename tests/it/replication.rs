@@ -925,3 +925,23 @@ fn a_kill_after_the_slot_exists_is_resolved_on_the_next_command() {
     assert_eq!(dst.psql("one_db", "SELECT count(*) FROM t"), "202");
     assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
 }
+
+#[test]
+fn a_postgres_subscription_found_disabled_at_the_cutover_is_removed_and_its_database_dumped() {
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    let w = pg_world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    let sub = dst.psql(
+        "postgres",
+        "SELECT subname FROM pg_subscription WHERE subname LIKE 'th\\_%'",
+    );
+    dst.psql("one_db", &format!("ALTER SUBSCRIPTION {sub} DISABLE"));
+    src.psql("one_db", "INSERT INTO t (v) VALUES ('not replicated')");
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(pg_rows(&dst, "one_db"), pg_rows(&src, "one_db"));
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
+    assert!(!journaled_steps(&w).contains(&"position_waited:true".to_string()));
+}
