@@ -2,6 +2,7 @@
 pub mod discover;
 pub mod engine;
 mod mariadb;
+pub mod pg_replication;
 pub mod plan;
 mod postgres;
 pub mod replication;

@@ -995,10 +995,23 @@ pub(super) fn transfer(
     sql(engine, to, &create_statement(&db, &tmp))?;
     // Split streams share one snapshot of the source, held open until the last has run, so
     // they see one state of the database even while it is written (a pre-sync).
-    let snapshot = if big.is_empty() {
+    // `mode: replicate`: the slot's own exported snapshot, so the slot's changes start where
+    // the dump stands.
+    let mut slot_note = None;
+    let snapshot = if let Some(slot) = &options.pg_slot {
+        let (session, snapshot, lsn) = super::pg_replication::slot_with_snapshot(from, name, slot)?;
+        slot_note = Some(format!("replication slot `{slot}` from {lsn}"));
+        Some((session, snapshot))
+    } else if big.is_empty() {
         None
     } else {
         Some(exported_snapshot(from, name)?)
+    };
+    // Our own publication is not the copy's (nor a subscription of the source's).
+    let replica_args: Vec<String> = if options.pg_slot.is_some() {
+        vec!["--no-publications".into(), "--no-subscriptions".into()]
+    } else {
+        Vec::new()
     };
     let snapshot_arg = snapshot.as_ref().map(|(_, id)| format!("--snapshot={id}"));
     // Uncompressed: the dump never lands on disk, and a stream crossing hosts is compressed
@@ -1007,6 +1020,7 @@ pub(super) fn transfer(
         ["-Fc".to_string(), "-Z0".into(), format!("--dbname={name}")]
             .into_iter()
             .chain(snapshot_arg.clone())
+            .chain(replica_args.iter().cloned())
             .chain(extra.iter().cloned())
             .collect()
     };
@@ -1080,7 +1094,7 @@ pub(super) fn transfer(
         bytes,
         split_tables: big.iter().map(|(s, t)| format!("{s}.{t}")).collect(),
         users: roles.names,
-        note: None,
+        note: slot_note,
         warnings,
         position: None,
     })

@@ -37,6 +37,9 @@ pub struct Options<'a> {
     /// `mode: replicate`: one consistent dump (no table split off), its binlog position read
     /// (MariaDB/MySQL), for the target to replicate from.
     pub replicate: bool,
+    /// PostgreSQL `mode: replicate`: the logical slot to create with the dump's snapshot
+    /// (`pg_replication`), its publication made beforehand.
+    pub pg_slot: Option<String>,
 }
 
 impl<'a> Options<'a> {
@@ -52,6 +55,7 @@ impl<'a> Options<'a> {
             connected_clients: ConnectedClients::Wait,
             connected_clients_timeout: std::time::Duration::from_secs(30),
             replicate: false,
+            pg_slot: None,
         }
     }
 }
@@ -210,7 +214,7 @@ pub fn transfer_observed(
     ensure_space(engine, from, to, name, options.min_free_space)
         .map_err(|e| format!("{}: {e}", at(to)))?;
     // A replicated database is one snapshot: no table is split off into a dump of its own.
-    let big = if replicating {
+    let big = if options.replicate {
         Vec::new()
     } else {
         big_tables(engine, from, name, options.split_tables_above)

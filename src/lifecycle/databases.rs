@@ -429,6 +429,9 @@ fn attempt(
                 connected_clients: rule.connected_clients,
                 connected_clients_timeout: rule.connected_clients_timeout,
                 replicate: rule.mode == crate::plan::raw::DbMode::Replicate,
+                pg_slot: (rule.mode == crate::plan::raw::DbMode::Replicate
+                    && rule.engine == crate::plan::raw::DbEngine::Postgres)
+                    .then(|| crate::db::pg_replication::name(&plan.name, &rule.from, name)),
             },
             observer,
         ) {

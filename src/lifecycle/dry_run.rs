@@ -611,25 +611,32 @@ fn replication_verdict(
     rule: &crate::plan::DatabaseRule,
     connections: &Connections,
     report: &mut DryRunReport,
-) -> Option<String> {
+) -> Option<Verdict> {
     if rule.mode != crate::plan::raw::DbMode::Replicate {
         return None;
     }
     let subject = format!("databases[{}]", rule.index);
     if rule.engine == DbEngine::Postgres {
         return Some(postgres_replication_verdict(
+            plan,
             rule,
             connections,
             report,
             subject,
         ));
     }
+    let said = |all: String| {
+        Some(Verdict {
+            all,
+            each: BTreeMap::new(),
+        })
+    };
     let (from, to) = match (
         connections.get(&rule.from.host),
         connections.get(&rule.to.host),
     ) {
         (Ok(a), Ok(b)) => (a, b),
-        _ => return Some("final delta: replication not checked (a host is unreachable)".into()),
+        _ => return said("final delta: replication not checked (a host is unreachable)".into()),
     };
     let ch = crate::db::replication::Channel::new(
         &plan.name,
@@ -651,7 +658,7 @@ fn replication_verdict(
         ));
     }
     if checked.problems.is_empty() {
-        return Some(format!(
+        return said(format!(
             "final delta: replicated (connection `{}`, account `{}` on the source)",
             ch.name, ch.account
         ));
@@ -662,21 +669,25 @@ fn replication_verdict(
         subject,
         format!("replication impossible, dumped at the cutover instead: {why}"),
     ));
-    Some(format!("final delta: dumped at the cutover ({why})"))
+    said(format!("final delta: dumped at the cutover ({why})"))
 }
 
-/// PostgreSQL under `mode: replicate`: dumped at the cutover (logical replication is not
-/// built yet), with what the source would need for it: `wal_level`, slots and senders, and
-/// the tables without a replica identity, named per database.
+/// PostgreSQL under `mode: replicate`, per database: replicated by logical replication, or
+/// dumped at the cutover and why: `wal_level`, a table without a replica identity, or no room
+/// left in the source's budget of replication slots and WAL senders (one of each per database,
+/// given in the databases' order).
 fn postgres_replication_verdict(
+    plan: &Plan,
     rule: &crate::plan::DatabaseRule,
     connections: &Connections,
     report: &mut DryRunReport,
     subject: String,
-) -> String {
-    let why = "PostgreSQL logical replication is not built yet";
+) -> Verdict {
     let Ok(from) = connections.get(&rule.from.host) else {
-        return format!("final delta: dumped at the cutover ({why})");
+        return Verdict {
+            all: "final delta: replication not checked (a host is unreachable)".into(),
+            each: BTreeMap::new(),
+        };
     };
     let names = db::list_databases(from.as_ref(), rule.engine, &rule.from)
         .map(|l| {
@@ -686,27 +697,81 @@ fn postgres_replication_verdict(
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let (server, per_db) = crate::db::replication::pg_prerequisites(
-        &crate::db::transfer::Endpoint {
-            transport: from.as_ref(),
-            server: &rule.from,
-        },
-        &names,
-    );
-    let mut said = vec![format!("{why}: its databases are dumped at the cutover")];
-    said.extend(server.problems.iter().cloned());
-    for (db, tables) in per_db.iter().filter(|(_, t)| !t.is_empty()) {
-        said.push(format!(
-            "`{db}` has tables without a replica identity: {}",
-            tables.join(", ")
+    let end = crate::db::transfer::Endpoint {
+        transport: from.as_ref(),
+        server: &rule.from,
+    };
+    let (server, per_db) = crate::db::replication::pg_prerequisites(&end, &names);
+    let mut each = BTreeMap::new();
+    if !server.problems.is_empty() {
+        let mut said = server.problems.clone();
+        for (db, tables) in per_db.iter().filter(|(_, t)| !t.is_empty()) {
+            said.push(format!(
+                "`{db}` has tables without a replica identity: {}",
+                tables.join(", ")
+            ));
+        }
+        let why = said.join("; ");
+        report.risks.push(Risk::warning(
+            "replication_fallback",
+            subject,
+            format!("replication impossible, dumped at the cutover instead: {why}"),
         ));
+        return Verdict {
+            all: format!("final delta: dumped at the cutover ({why})"),
+            each,
+        };
     }
-    report.risks.push(Risk::warning(
-        "replication_fallback",
-        subject,
-        said.join("; "),
-    ));
-    format!("final delta: dumped at the cutover ({})", said.join("; "))
+    let (slots, senders) = crate::db::pg_replication::free_budget(&end).unwrap_or((0, 0));
+    let mut room = slots.min(senders);
+    for (db, tables) in &per_db {
+        let why = if !tables.is_empty() {
+            Some(format!(
+                "`{db}` has tables without a replica identity: {}",
+                tables.join(", ")
+            ))
+        } else if room < 1 {
+            Some(format!(
+                "`{db}` is beyond the source's replication budget ({slots} free slot(s), {senders} free WAL sender(s), one of each per database)"
+            ))
+        } else {
+            room -= 1;
+            None
+        };
+        let note = match why {
+            Some(why) => {
+                report.risks.push(Risk::warning(
+                    "replication_fallback",
+                    subject.clone(),
+                    format!("dumped at the cutover instead of replicated: {why}"),
+                ));
+                format!("final delta: dumped at the cutover ({why})")
+            }
+            None => {
+                let n = crate::db::pg_replication::name(&plan.name, &rule.from, db);
+                format!(
+                    "final delta: replicated (publication, slot and subscription `{n}`, role `{n}` on the source)"
+                )
+            }
+        };
+        each.insert(db.clone(), note);
+    }
+    Verdict {
+        all: "final delta: replicated".into(),
+        each,
+    }
+}
+
+/// A rule's final-delta words: the same for every database, or its own for some.
+struct Verdict {
+    all: String,
+    each: BTreeMap<String, String>,
+}
+
+impl Verdict {
+    fn of(&self, database: &str) -> String {
+        self.each.get(database).unwrap_or(&self.all).clone()
+    }
 }
 
 fn databases(
@@ -829,9 +894,9 @@ fn databases(
             } else {
                 note
             };
-            let note = match (&final_delta, note) {
+            let note = match (final_delta.as_ref().map(|v| v.of(&d.name)), note) {
                 (None, n) => n,
-                (Some(f), None) => Some(f.clone()),
+                (Some(f), None) => Some(f),
                 (Some(f), Some(n)) => Some(format!("{n}; {f}")),
             };
             let tables = match (rule.engine, d.tables) {

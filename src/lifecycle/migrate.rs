@@ -802,12 +802,45 @@ impl<'a> Migration<'a> {
                 }
             }
         }
+        // PostgreSQL: a pre-sync's dump creates the database's slot, or says why it cannot.
+        let mut replica = false;
+        let mut not_replicated = false;
+        if copy && !final_sync && replicate::logical(rule) && self.replication_possible(rule) {
+            match self.pg_before_dump(rule, name) {
+                Ok(None) => replica = true,
+                Ok(Some(why)) => {
+                    not_replicated = true;
+                    self.record(&Entry::Unit {
+                        site: owner.to_string(),
+                        unit: format!("database {name}"),
+                        step: "replication".into(),
+                        ok: true,
+                        detail: Some(format!("dumped instead of replicated: {why}")),
+                        bytes: None,
+                        at: now(),
+                    })?;
+                }
+                Err(e) => {
+                    let e = format!("database `{name}`: replication: {e}");
+                    self.record(&Entry::Unit {
+                        site: owner.to_string(),
+                        unit: format!("database {name}"),
+                        step: "pre-sync".into(),
+                        ok: false,
+                        detail: Some(e.clone()),
+                        bytes: None,
+                        at: now(),
+                    })?;
+                    return Err(e);
+                }
+            }
+        }
         // A final sync that dumps (no trusted connection), and servers that cannot replicate:
         // dumped as under `mode: dump` (the journal says why).
         let dumped_rule;
         let rule = if copy
             && replicate::replicates(rule)
-            && (final_sync || !self.replication_possible(rule))
+            && (final_sync || not_replicated || !self.replication_possible(rule))
         {
             dumped_rule = crate::plan::DatabaseRule {
                 mode: crate::plan::raw::DbMode::Dump,
@@ -833,6 +866,20 @@ impl<'a> Migration<'a> {
             mode,
             &self.engines.view(DATABASES, owner),
         );
+        if replica {
+            let copied = r.moved.as_ref().is_some_and(|m| m.outcome == "copied");
+            if let Err(e) = self.pg_after_dump(rule, name, copied) {
+                self.record(&Entry::Unit {
+                    site: owner.to_string(),
+                    unit: format!("database {name}"),
+                    step: "replication".into(),
+                    ok: false,
+                    detail: Some(format!("database `{name}`: replication: {e}")),
+                    bytes: None,
+                    at: now(),
+                })?;
+            }
+        }
         if let Some(p) = r.moved.as_ref().and_then(|m| m.position.clone())
             && !final_sync
         {

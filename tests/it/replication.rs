@@ -523,19 +523,26 @@ fn rollback_takes_the_sites_databases_out_of_replication_and_the_last_removes_it
 }
 
 #[test]
-fn postgres_replicate_rules_are_dumped_and_the_dry_run_names_what_replication_would_need() {
+fn postgres_replicate_rules_replicate_what_they_can_and_the_dry_run_says_why_not() {
     let logical = crate::harness::Postgres::start_with(true);
     let plain = crate::harness::Postgres::start();
     let dst = crate::harness::Postgres::start();
     for pg in [&logical, &plain] {
         pg.psql("postgres", "CREATE DATABASE pg_keyed");
         pg.psql("postgres", "CREATE DATABASE pg_loose");
+        pg.psql("postgres", "CREATE DATABASE pg_more");
         pg.psql("pg_keyed", "CREATE TABLE t (id int PRIMARY KEY, v text)");
+        pg.psql("pg_more", "CREATE TABLE t (id int PRIMARY KEY, v text)");
         pg.psql(
             "pg_loose",
             "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE nokey (v text); CREATE TABLE full_row (v text); ALTER TABLE full_row REPLICA IDENTITY FULL",
         );
     }
+    // Three of the four slots taken by others: room for one database only.
+    logical.psql(
+        "postgres",
+        "SELECT pg_create_physical_replication_slot('other_' || i) FROM generate_series(1, 3) i",
+    );
     let work = tempfile::tempdir().unwrap();
     let note = |src: &crate::harness::Postgres| {
         let plan = work.path().join("plan.yaml");
@@ -554,15 +561,387 @@ databases:\n  - engine: postgres\n    mode: replicate\n    from: {{ host: local,
         })
     };
     let notes = note(&logical);
-    assert_eq!(notes.len(), 2, "{notes:?}");
-    for (_, n) in &notes {
-        assert!(n.contains("dumped at the cutover"), "{n}");
-        assert!(
-            n.contains("`pg_loose` has tables without a replica identity: public.nokey"),
-            "{n}"
-        );
-        assert!(!n.contains("full_row") && !n.contains("wal_level"), "{n}");
-    }
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(
+        notes[0]
+            .1
+            .contains("final delta: replicated (publication, slot and subscription `th_"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].1.contains(
+            "dumped at the cutover (`pg_loose` has tables without a replica identity: public.nokey)"
+        ),
+        "{notes:?}"
+    );
+    assert!(!notes[1].1.contains("full_row"), "{notes:?}");
+    assert!(
+        notes[2]
+            .1
+            .contains("`pg_more` is beyond the source's replication budget (1 free slot(s)"),
+        "{notes:?}"
+    );
     let notes = note(&plain);
-    assert!(notes[0].1.contains("wal_level is replica"), "{notes:?}");
+    for (_, n) in &notes {
+        assert!(
+            n.contains("dumped at the cutover") && n.contains("wal_level is replica"),
+            "{notes:?}"
+        );
+    }
+}
+
+/// A PostgreSQL server for our clients and for the target's subscription (127.0.0.1:port).
+fn pg_server(pg: &crate::harness::Postgres) -> DbServer {
+    DbServer {
+        host: "local".into(),
+        socket: None,
+        address: Some("127.0.0.1".into()),
+        port: Some(pg.port),
+        user: Some("postgres".into()),
+        password: None,
+        bin_dir: None,
+    }
+}
+
+const PG_TABLE: &str = "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) SELECT md5(i::text) FROM generate_series(1, 200) i";
+
+fn pg_rows(pg: &crate::harness::Postgres, db: &str) -> String {
+    pg.psql(
+        db,
+        "SELECT count(*), coalesce(sum(hashtext(id::text || v)::bigint), 0) FROM t",
+    )
+}
+
+/// Slots, publications, subscriptions and roles of the move left on the two servers.
+fn pg_leftovers(
+    src: &crate::harness::Postgres,
+    dst: &crate::harness::Postgres,
+    db: &str,
+) -> String {
+    format!(
+        "{} {} {} {}",
+        src.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'th\\_%'"
+        ),
+        src.psql(
+            db,
+            "SELECT count(*) FROM pg_publication WHERE pubname LIKE 'th\\_%'"
+        ),
+        src.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'th\\_%'"
+        ),
+        dst.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_subscription WHERE subname LIKE 'th\\_%'"
+        ),
+    )
+}
+
+#[test]
+fn postgres_replicates_from_the_dump_snapshot_and_leaves_nothing_behind() {
+    use transhumance::db::pg_replication::{self as pgr, Replica};
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    src.psql("postgres", "CREATE DATABASE shop");
+    src.psql("shop", PG_TABLE);
+    let local = LocalTransport::new("local");
+    let (from_server, to_server) = (pg_server(&src), pg_server(&dst));
+    let (from, to) = (
+        Endpoint {
+            transport: &local,
+            server: &from_server,
+        },
+        Endpoint {
+            transport: &local,
+            server: &to_server,
+        },
+    );
+    let r = Replica::new("pg-repl-it", from, to, "shop");
+    let journal = Journal::default();
+    let log = |s: &Step, d: bool, w: &str| journal.log(s, d, w);
+    pgr::room_for_one(&from).unwrap();
+    pgr::publish(&r, &log).unwrap();
+    let mut options = Options::new(ConflictPolicy::Fail, "pg-repl-it");
+    options.replicate = true;
+    options.pg_slot = Some(r.name.clone());
+    let moved = transfer(DbEngine::Postgres, &from, &to, "shop", &options).unwrap();
+    assert!(moved.note.unwrap().contains(&r.name));
+    // Written after the dump's snapshot, before the subscription exists: the slot keeps it.
+    src.psql("shop", "INSERT INTO t (v) VALUES ('between')");
+    assert_eq!(dst.psql("shop", "SELECT count(*) FROM t"), "200");
+    // Our publication did not travel with the dump.
+    assert_eq!(dst.psql("shop", "SELECT count(*) FROM pg_publication"), "0");
+    pgr::subscribe(&r, &log).unwrap();
+    let state = pgr::state(&r).unwrap();
+    assert!(
+        state.subscription.as_deref() == Some("shop")
+            && state.enabled
+            && state.slot
+            && state.publication
+            && state.role,
+        "{state:#?}"
+    );
+    // The password is in no state nor journal line.
+    assert!(!format!("{state:?}").contains("password"));
+
+    src.psql(
+        "shop",
+        "INSERT INTO t (v) VALUES ('new'); UPDATE t SET v = 'changed' WHERE id <= 10; DELETE FROM t WHERE id BETWEEN 100 AND 109",
+    );
+    wait_until(Duration::from_secs(30), "replicated rows", || {
+        pg_rows(&dst, "shop") == pg_rows(&src, "shop")
+    });
+    // The freeze: last writes, then the wait for the source's position.
+    src.psql(
+        "shop",
+        "INSERT INTO t (v) SELECT 'last' FROM generate_series(1, 100)",
+    );
+    pgr::catch_up(&r, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(pg_rows(&dst, "shop"), pg_rows(&src, "shop"));
+    assert_eq!(dst.psql("shop", "SELECT count(*) FROM t"), "292");
+    assert_ne!(
+        dst.psql("shop", "SELECT last_value FROM t_id_seq"),
+        src.psql("shop", "SELECT last_value FROM t_id_seq")
+    );
+    assert_eq!(pgr::copy_sequences(&r, &log).unwrap(), 1);
+    assert_eq!(
+        dst.psql("shop", "SELECT last_value FROM t_id_seq"),
+        src.psql("shop", "SELECT last_value FROM t_id_seq")
+    );
+    assert_eq!(dst.psql("shop", "SELECT last_value FROM t_id_seq"), "302");
+
+    pgr::remove(&r, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(pg_leftovers(&src, &dst, "shop"), "0 0 0 0");
+    let steps: Vec<Step> = journal
+        .steps()
+        .into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            Step::PublicationCreated,
+            Step::AccountCreated,
+            Step::ChannelCreated,
+            Step::PositionWaited,
+            Step::SequencesSet,
+            Step::ChannelRemoved,
+            Step::SlotDropped,
+            Step::PublicationDropped,
+            Step::AccountDropped,
+        ]
+    );
+    // Removing again finds nothing to do.
+    let before = journal.steps().len();
+    pgr::remove(&r, Duration::from_secs(30), &log).unwrap();
+    assert_eq!(journal.steps().len(), before);
+}
+
+/// Two sites with a PostgreSQL database each under `mode: replicate`: `one_db` replicates,
+/// `two_db` holds a table without a replica identity (dumped at the cutover).
+fn pg_world(src: &crate::harness::Postgres, dst: &crate::harness::Postgres) -> World {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for site in ["one", "two"] {
+        std::fs::create_dir_all(w.join("old").join(site)).unwrap();
+        std::fs::write(w.join("old").join(site).join("index.html"), site).unwrap();
+    }
+    for db in ["one_db", "two_db"] {
+        src.psql("postgres", &format!("CREATE DATABASE {db}"));
+        src.psql(db, PG_TABLE);
+    }
+    src.psql(
+        "two_db",
+        "CREATE TABLE nokey (v text); INSERT INTO nokey VALUES ('a')",
+    );
+    let site = |name: &str| {
+        format!(
+            "  - name: {name}\n    from: {{ host: local, path: \"old/{name}/\" }}\n    to: {{ host: local, path: \"new/{name}/\" }}\n    databases: [\"{name}_db\"]\n"
+        )
+    };
+    let plan = w.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nname: pg-life\nstate_dir: state\ndefaults: {{ jobs: 2 }}\n\
+sites:\n{}{}\
+databases:\n  - engine: postgres\n    mode: replicate\n    from: {{ host: local, address: 127.0.0.1, port: {}, user: postgres }}\n    to: {{ host: local, address: 127.0.0.1, port: {}, user: postgres }}\n    names: [\"one_db\", \"two_db\"]\n",
+            site("one"),
+            site("two"),
+            src.port,
+            dst.port,
+        ),
+    )
+    .unwrap();
+    World { work, plan }
+}
+
+/// The journal files and a command's output hold no password.
+fn no_password(w: &World, out: &str) {
+    for e in walkdir::WalkDir::new(w.work.path().join("state")) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+            assert!(
+                !text.contains("password") && !text.contains("PASSWORD"),
+                "{}",
+                e.path().display()
+            );
+        }
+    }
+    assert!(
+        !out.contains("password=") && !out.contains("PASSWORD"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_postgres_cutover_catches_up_sets_sequences_and_leaves_nothing_behind() {
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    let w = pg_world(&src, &dst);
+    let notes = dry_run_notes(&w);
+    assert!(notes[0].1.contains("final delta: replicated"), "{notes:?}");
+    assert!(
+        notes[1]
+            .1
+            .contains("tables without a replica identity: public.nokey"),
+        "{notes:?}"
+    );
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    // one_db is replicated from its dump's snapshot; two_db only dumped.
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "1 1 1 1");
+    assert_eq!(
+        src.psql("two_db", "SELECT count(*) FROM pg_publication"),
+        "0"
+    );
+    for db in ["one_db", "two_db"] {
+        src.psql(
+            db,
+            "INSERT INTO t (v) VALUES ('new'); UPDATE t SET v = 'changed' WHERE id <= 10; DELETE FROM t WHERE id BETWEEN 100 AND 109",
+        );
+    }
+    wait_until(Duration::from_secs(30), "replicated rows", || {
+        pg_rows(&dst, "one_db") == pg_rows(&src, "one_db")
+    });
+    assert_ne!(pg_rows(&dst, "two_db"), pg_rows(&src, "two_db"));
+    // Up to the freeze (the cutover's first step): more rows, the sequence advanced.
+    src.psql(
+        "one_db",
+        "INSERT INTO t (v) SELECT 'last' FROM generate_series(1, 50)",
+    );
+    src.psql(
+        "one_db",
+        "SELECT nextval('t_id_seq') FROM generate_series(1, 5)",
+    );
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    for db in ["one_db", "two_db"] {
+        assert_eq!(pg_rows(&dst, db), pg_rows(&src, db), "{db}");
+    }
+    assert_eq!(dst.psql("one_db", "SELECT count(*) FROM t"), "241");
+    assert_eq!(dst.psql("one_db", "SELECT last_value FROM t_id_seq"), "256");
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
+    let steps = journaled_steps(&w);
+    for s in [
+        "publication_created:true",
+        "slot_created:true",
+        "account_created:true",
+        "channel_created:true",
+        "position_waited:true",
+        "sequences_set:true",
+        "channel_removed:true",
+        "slot_dropped:true",
+        "publication_dropped:true",
+        "account_dropped:true",
+    ] {
+        assert!(steps.contains(&s.to_string()), "{s} in {steps:?}");
+    }
+    no_password(&w, &out);
+}
+
+#[test]
+fn a_postgres_rollback_removes_the_replica() {
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    let w = pg_world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "1 1 1 1");
+    let (code, _) = run(&w, &["cutover", "--only", "one"], Some("after:freezing"));
+    assert_eq!(code, None, "killed by the fault point");
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "1 1 1 1");
+    let (code, out) = run(&w, &["rollback"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
+}
+
+#[test]
+fn a_kill_after_the_slot_exists_is_resolved_on_the_next_command() {
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    let w = pg_world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], Some("before:replication_slot"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    // The slot and its publication exist; the journal holds only the slot's intent.
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "1 1 0 0");
+    let steps = journaled_steps(&w);
+    assert!(
+        steps.contains(&"slot_created:false".to_string()),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.contains(&"slot_created:true".to_string()),
+        "{steps:?}"
+    );
+    src.psql(
+        "one_db",
+        "INSERT INTO t (v) VALUES ('while nobody watched')",
+    );
+    // The site stays in its pre-sync (a cutover refuses it): the next sync finds the slot on
+    // the source, removes it, and dumps and sets the database up again, journaled whole.
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "1 1 1 1");
+    let steps = journaled_steps(&w);
+    for s in [
+        "slot_dropped:true",
+        "slot_created:true",
+        "channel_created:true",
+    ] {
+        assert!(steps.contains(&s.to_string()), "{s} in {steps:?}");
+    }
+    src.psql(
+        "one_db",
+        "INSERT INTO t (v) VALUES ('after the new pre-sync')",
+    );
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(pg_rows(&dst, "one_db"), pg_rows(&src, "one_db"));
+    assert_eq!(dst.psql("one_db", "SELECT count(*) FROM t"), "202");
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
+}
+
+#[test]
+fn a_postgres_subscription_found_disabled_at_the_cutover_is_removed_and_its_database_dumped() {
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    let w = pg_world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    let sub = dst.psql(
+        "postgres",
+        "SELECT subname FROM pg_subscription WHERE subname LIKE 'th\\_%'",
+    );
+    dst.psql("one_db", &format!("ALTER SUBSCRIPTION {sub} DISABLE"));
+    src.psql("one_db", "INSERT INTO t (v) VALUES ('not replicated')");
+    let (code, out) = run(&w, &["cutover"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(pg_rows(&dst, "one_db"), pg_rows(&src, "one_db"));
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
+    assert!(!journaled_steps(&w).contains(&"position_waited:true".to_string()));
 }
