@@ -898,11 +898,8 @@ impl<'a> Migration<'a> {
         // A pre-sync copies a source that still serves: rows written since its dump differ,
         // as they should. Only the final sync (the site frozen) and `verify` judge their
         // equality; catalog facts (owners, grants, settings) must match at every sync.
-        let live_source = copy
-            && !final_sync
-            && r.error.is_none()
-            && r.live.is_none()
-            && r.properties.is_empty();
+        let live_source =
+            copy && !final_sync && r.error.is_none() && r.live.is_none() && r.properties.is_empty();
         let detail = match (&r.error, different.is_empty()) {
             _ if r.live.is_some() => r.live.as_ref().map(|l| {
                 format!(
