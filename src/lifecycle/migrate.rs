@@ -432,6 +432,21 @@ impl<'a> Migration<'a> {
         self.ledger.refresh().map_err(|e| e.to_string())
     }
 
+    /// The outcome of a step that could not go on (`error`): never read as a success, even
+    /// when the site's state is one a command may end in (a cutover refused for a site an
+    /// interrupted sync left `syncing` stays there, and the command exits 1).
+    fn stopped_at(&self, site: &Site, error: String) -> SiteOutcome {
+        let o = self.outcome(site, Some(error));
+        if o.ok() {
+            SiteOutcome {
+                error: Some(crate::unit::ErrorKind::Conflict),
+                ..o
+            }
+        } else {
+            o
+        }
+    }
+
     fn outcome(&self, site: &Site, detail: Option<String>) -> SiteOutcome {
         SiteOutcome {
             site: site.name.clone(),
@@ -1247,7 +1262,7 @@ impl<'a> Migration<'a> {
             batch,
             |site| match self.checkpoint(site).and_then(|()| self.prepare(site)) {
                 Ok(()) => self.outcome(site, None),
-                Err(e) => self.outcome(site, Some(e)),
+                Err(e) => self.stopped_at(site, e),
             },
         );
         let platform_failures = self
@@ -1346,6 +1361,11 @@ impl<'a> Migration<'a> {
         }
         if state == SiteState::RollingBack {
             return Err("a rollback was interrupted: run `rollback` or `resume`".into());
+        }
+        if state == SiteState::Syncing {
+            return Err(
+                "its last pre-sync was interrupted (syncing): run `resume` or `sync` first".into(),
+            );
         }
         // `freezing` left by a crash: the command may or may not have run; run it again
         // (freeze commands must be idempotent, as `touch` is).

@@ -375,3 +375,37 @@ fn a_rollback_that_leaves_a_record_alone_is_not_a_rolled_back_site() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(s.bind.dig_ttl("alpha.example.test", "A"), original);
 }
+
+#[test]
+fn a_cutover_refuses_a_site_a_killed_pre_sync_left_syncing_and_says_so() {
+    let s = setup(Gamma::BrokenBackend, |t| t);
+    let (code, _, _) = run(&s.world, &["sync"], Some("after:syncing"));
+    assert_eq!(code, None, "killed right after a site's sync intent");
+    let (_, status, _) = run(&s.world, &["status", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let syncing = v["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|site| site["state"].to_string().contains("syncing"))
+        .map(|site| site["name"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("a site left syncing: {v:#}"));
+    // Not a success: the site is named, with what to do, and the command exits 1.
+    let (code, out, err) = run(&s.world, &["cutover", "--only", &syncing], None);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("last pre-sync was interrupted (syncing): run `resume`"),
+        "{out}{err}"
+    );
+    assert!(!out.contains("all ok"), "{out}");
+    // `resume` finishes the pre-sync; the cutover then goes through.
+    let (code, out, err) = run(&s.world, &["resume"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&s.world, &["cutover", "--only", &syncing], None);
+    if syncing.starts_with("gamma") {
+        assert_eq!(code, Some(1), "gamma's backend is broken: {out}{err}");
+    } else {
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains(&format!("confirmed     {syncing}")), "{out}");
+    }
+}

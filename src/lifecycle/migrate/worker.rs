@@ -446,7 +446,7 @@ impl Migration<'_> {
                 } else {
                     let o = match self.checkpoint(site).and_then(|()| self.prepare(site)) {
                         Ok(()) => self.outcome(site, None),
-                        Err(e) => self.outcome(site, Some(e)),
+                        Err(e) => self.stopped_at(site, e),
                     };
                     let ready = matches!(
                         self.state_of(&site.name),
