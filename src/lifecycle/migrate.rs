@@ -912,9 +912,13 @@ impl<'a> Migration<'a> {
         let different = r.differences();
         // A pre-sync copies a source that still serves: rows written since its dump differ,
         // as they should. Only the final sync (the site frozen) and `verify` judge their
-        // equality; catalog facts (owners, grants, settings) must match at every sync.
-        let live_source =
-            copy && !final_sync && r.error.is_none() && r.live.is_none() && r.properties.is_empty();
+        // equality (rows, and the sequences they advance); other catalog facts (owners, grants,
+        // settings) must match at every sync.
+        let live_source = copy
+            && !final_sync
+            && r.error.is_none()
+            && r.live.is_none()
+            && r.properties.iter().all(only_a_sequence_advanced);
         let detail = match (&r.error, different.is_empty()) {
             _ if r.live.is_some() => r.live.as_ref().map(|l| {
                 format!(
@@ -2446,6 +2450,18 @@ fn render_shell(template: &Template, site: &Site) -> String {
 }
 
 /// Fault injection for crash tests at chosen points (random instants are `scripts/chaos`'s):
+/// Whether a catalog fact differs only by a sequence's last value (what writes to a still
+/// serving source advance).
+fn only_a_sequence_advanced(fact: &crate::db::verify::FactDiff) -> bool {
+    let before_value = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|v| v.rsplit_once("; last value "))
+            .map(|(rest, _)| rest.to_string())
+    };
+    let (a, b) = (before_value(&fact.source), before_value(&fact.target));
+    a.is_some() && a == b
+}
+
 /// `TRANSHUMANCE_FAULT=after:<state>` kills the process with SIGKILL right after the journal
 /// records that state for any site; `after:dns_intent:<phase>` right after a DNS intent of that
 /// phase is durable, before its update is sent.
@@ -2479,6 +2495,33 @@ fn fault_point(entry: &Entry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pre_sync_excuses_a_sequence_that_advanced_and_nothing_else() {
+        let fact = |a: Option<&str>, b: Option<&str>| crate::db::verify::FactDiff {
+            fact: "sequence public.orders_id_seq".into(),
+            source: a.map(str::to_string),
+            target: b.map(str::to_string),
+        };
+        let seq = "bigint start 1 increment 1 min 1 max 9223372036854775807; last value ";
+        assert!(only_a_sequence_advanced(&fact(
+            Some(&format!("{seq}812")),
+            Some(&format!("{seq}640"))
+        )));
+        // Another definition, a missing sequence, or another kind of fact: not excused.
+        assert!(!only_a_sequence_advanced(&fact(
+            Some(&format!("{seq}812")),
+            Some("integer start 1 increment 1 min 1 max 2147483647; last value 640")
+        )));
+        assert!(!only_a_sequence_advanced(&fact(
+            Some(&format!("{seq}1")),
+            None
+        )));
+        assert!(!only_a_sequence_advanced(&fact(
+            Some("owner app"),
+            Some("owner web")
+        )));
+    }
 
     #[test]
     fn hook_values_are_quoted_for_the_shell() {
