@@ -153,6 +153,9 @@ impl std::fmt::Display for OutOfOrder {
     }
 }
 
+/// A file's identity: (device, inode).
+type Inode = (u64, u64);
+
 /// One side's entries received but not yet paired, and where its stream stands.
 #[derive(Default)]
 struct Queue {
@@ -179,8 +182,8 @@ pub struct Pairing<'a> {
     partials: HashSet<Vec<u8>>,
     /// Hard-link groups: the first path of an inode is sent, the others link to it. With the
     /// identity of the target's entry at the leader's path.
-    leaders: HashMap<(u64, u64), (Vec<u8>, Option<(u64, u64)>)>,
-    rewritten: HashSet<(u64, u64)>,
+    leaders: HashMap<Inode, (Vec<u8>, Option<Inode>)>,
+    rewritten: HashSet<Inode>,
     dir_meta: HashMap<Vec<u8>, Meta>,
     source: Queue,
     target: Queue,
