@@ -1,11 +1,13 @@
 //! Compares two listings path by path: what to write, link, copy or leave at the target
 //! (`plan::decide` adds deletions and the safety refusal on top).
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::plan::{FileJob, Special, SyncPlan};
 use crate::transport::protocol::Basis;
 use crate::tree::root::{Meta, key_of_temp, temp_key};
+use crate::tree::scan::walk_order;
 use crate::tree::xattr::{self, Keep, Wanted, Xattr};
 use crate::tree::{Entry, EntryKind};
 
@@ -74,6 +76,9 @@ pub type ContentDiffers<'a> = &'a dyn Fn(&[u8]) -> bool;
 /// Plans the sync of `source` onto `target`. With `checksum`, it answers whether same-size
 /// files differ in content (the caller hashed both sides); otherwise size and mtime decide.
 /// A file or directory whose kept attributes (`attrs`) differ gets its metadata again.
+/// The listings are paired as the merge-join `Pairing` does (a listing not in `walk_order`,
+/// as tests write them, is put in it first). Also returns the size of each `extra` entry
+/// that is not a directory, in `extra`'s order.
 pub fn plan(
     source_root: Option<Meta>,
     source: &[Entry],
@@ -82,56 +87,247 @@ pub fn plan(
     special: &dyn Fn(&Entry) -> Special,
     checksum: Option<ContentDiffers>,
     attrs: AttrLists,
-) -> SyncPlan {
-    let mut p = SyncPlan::default();
-    // Files and directories: their attributes count (symlinks and nodes keep their own).
-    let same_meta = |a: &Entry, b: &Entry, owners: bool| {
-        same_basic_meta(a, b, owners) && (a.kind == EntryKind::Symlink || attrs.same(&a.path))
-    };
-    let job = |s: &Entry, basis: Basis, replaces: bool| FileJob {
-        xattrs: attrs.wanted(&s.path),
-        ..job_without_xattrs(s, basis, replaces)
-    };
-    let target_by_path: HashMap<&[u8], &Entry> = target
-        .iter()
-        .filter(|e| !is_internal(&e.path))
-        .map(|e| (e.path.as_slice(), e))
-        .collect();
-    // Partial files left by interrupted runs, by the key of the path they were written for.
-    let partials: std::collections::HashSet<&[u8]> = target
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .filter_map(|e| key_of_temp(&e.path))
-        .collect();
-    p.target_files = target_by_path
-        .values()
-        .filter(|e| e.kind != EntryKind::Dir)
-        .count() as u64;
-    let source_paths: std::collections::HashSet<&[u8]> =
-        source.iter().map(|e| e.path.as_slice()).collect();
-    // Rename candidates: target files the source does not have, by size and mtime.
-    let mut extra_by_key: HashMap<(u64, i128), Vec<&[u8]>> = HashMap::new();
-    for e in target.iter().filter(|e| {
-        e.kind == EntryKind::File
-            && !is_internal(&e.path)
-            && !source_paths.contains(e.path.as_slice())
-    }) {
-        extra_by_key
-            .entry((e.size, e.mtime_ns))
-            .or_default()
-            .push(&e.path);
+) -> (SyncPlan, Vec<Option<u64>>) {
+    fn in_walk_order(list: &[Entry]) -> Vec<&Entry> {
+        let mut refs: Vec<&Entry> = list.iter().collect();
+        if !refs.is_sorted_by(|a, b| walk_order(&a.path, &b.path) != Ordering::Greater) {
+            refs.sort_by(|a, b| walk_order(&a.path, &b.path));
+        }
+        refs
     }
-    // Hard-link groups: the first path of an inode is sent, the others link to it.
-    let mut leaders: HashMap<(u64, u64), &Entry> = HashMap::new();
-    let mut rewritten: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
-    for s in source.iter().filter(|e| !is_internal(&e.path)) {
-        let t = target_by_path.get(s.path.as_slice()).copied();
+    let (source, target) = (in_walk_order(source), in_walk_order(target));
+    let mut pairing = Pairing::new(owners, special, checksum, attrs);
+    let (mut i, mut j) = (0, 0);
+    while i < source.len() || j < target.len() {
+        let order = match (source.get(i), target.get(j)) {
+            (Some(s), Some(t)) => walk_order(&s.path, &t.path),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                pairing.pair(Some(source[i]), None);
+                i += 1;
+            }
+            Ordering::Greater => {
+                pairing.pair(None, Some(target[j]));
+                j += 1;
+            }
+            Ordering::Equal => {
+                pairing.pair(Some(source[i]), Some(target[j]));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    pairing.finish(source_root)
+}
+
+/// A listing's part that breaks `walk_order` (or repeats a path): the pairing refuses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfOrder {
+    pub side: Side,
+    pub path: Vec<u8>,
+    pub after: Vec<u8>,
+}
+
+/// Which listing an entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl std::fmt::Display for OutOfOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} listing out of order: `{}` after `{}`",
+            match self.side {
+                Side::Source => "source",
+                Side::Target => "target",
+            },
+            String::from_utf8_lossy(&self.path),
+            String::from_utf8_lossy(&self.after)
+        )
+    }
+}
+
+/// A file's identity: (device, inode).
+type Inode = (u64, u64);
+
+/// One side's entries received but not yet paired, and where its stream stands.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Entry>,
+    last: Option<Vec<u8>>,
+    ended: bool,
+}
+
+/// The comparison as a merge-join of the two walk-ordered listings: each path is decided as
+/// soon as both sides have passed it, so it can run while the listings arrive (`push`), and
+/// what it holds is the entries one side is ahead by, plus small side indexes (directories'
+/// metadata, hard-link leaders, rename candidates, partial files) for what only the end of
+/// the listings can settle (a rename's source or a partial file may come later in the walk).
+pub struct Pairing<'a> {
+    owners: bool,
+    special: &'a dyn Fn(&Entry) -> Special,
+    checksum: Option<ContentDiffers<'a>>,
+    attrs: AttrLists<'a>,
+    p: SyncPlan,
+    extra_sizes: Vec<Option<u64>>,
+    /// Rename candidates: the first target file the source lacks, by size and mtime.
+    first_extra_by_key: HashMap<(u64, i128), Vec<u8>>,
+    /// Partial files left by interrupted runs, by the key of the path they were written for.
+    partials: HashSet<Vec<u8>>,
+    /// Hard-link groups: the first path of an inode is sent, the others link to it. With the
+    /// identity of the target's entry at the leader's path.
+    leaders: HashMap<Inode, (Vec<u8>, Option<Inode>)>,
+    rewritten: HashSet<Inode>,
+    dir_meta: HashMap<Vec<u8>, Meta>,
+    source: Queue,
+    target: Queue,
+}
+
+impl<'a> Pairing<'a> {
+    pub fn new(
+        owners: bool,
+        special: &'a dyn Fn(&Entry) -> Special,
+        checksum: Option<ContentDiffers<'a>>,
+        attrs: AttrLists<'a>,
+    ) -> Pairing<'a> {
+        Pairing {
+            owners,
+            special,
+            checksum,
+            attrs,
+            p: SyncPlan::default(),
+            extra_sizes: Vec::new(),
+            first_extra_by_key: HashMap::new(),
+            partials: HashSet::new(),
+            leaders: HashMap::new(),
+            rewritten: HashSet::new(),
+            dir_meta: HashMap::new(),
+            source: Queue::default(),
+            target: Queue::default(),
+        }
+    }
+
+    /// Takes the next part of one side's listing (`last`: no more after it) and decides
+    /// every path both sides have now passed.
+    ///
+    /// # Errors
+    /// The part breaks `walk_order`, or comes after the side's last.
+    pub fn push(&mut self, side: Side, part: Vec<Entry>, last: bool) -> Result<(), OutOfOrder> {
+        let queue = match side {
+            Side::Source => &mut self.source,
+            Side::Target => &mut self.target,
+        };
+        for e in part {
+            let after = match (&queue.last, queue.ended) {
+                (_, true) => Some(b"(the end)".to_vec()),
+                (Some(l), _) if walk_order(l, &e.path) != Ordering::Less => Some(l.clone()),
+                _ => None,
+            };
+            if let Some(after) = after {
+                return Err(OutOfOrder {
+                    side,
+                    path: e.path,
+                    after,
+                });
+            }
+            queue.last = Some(e.path.clone());
+            queue.waiting.push_back(e);
+        }
+        queue.ended |= last;
+        self.drain();
+        Ok(())
+    }
+
+    /// Entries received and not yet paired (the pairing's bound).
+    pub fn waiting(&self) -> usize {
+        self.source.waiting.len() + self.target.waiting.len()
+    }
+
+    fn drain(&mut self) {
+        loop {
+            let order = match (self.source.waiting.front(), self.target.waiting.front()) {
+                (Some(s), Some(t)) => walk_order(&s.path, &t.path),
+                (Some(_), None) if self.target.ended => Ordering::Less,
+                (None, Some(_)) if self.source.ended => Ordering::Greater,
+                _ => return,
+            };
+            let s = (order != Ordering::Greater)
+                .then(|| self.source.waiting.pop_front())
+                .flatten();
+            let t = (order != Ordering::Less)
+                .then(|| self.target.waiting.pop_front())
+                .flatten();
+            self.pair(s.as_ref(), t.as_ref());
+        }
+    }
+
+    /// Decides one path: its source entry, its target entry, or both.
+    fn pair(&mut self, s: Option<&Entry>, t: Option<&Entry>) {
+        if let Some(t) = t
+            && t.kind == EntryKind::File
+            && let Some(key) = key_of_temp(&t.path)
+        {
+            self.partials.insert(key.to_vec());
+        }
+        if let Some(s) = s
+            && s.kind == EntryKind::Dir
+        {
+            self.dir_meta.insert(s.path.clone(), s.meta());
+        }
+        let Some(path) = s.or(t).map(|e| e.path.as_slice()) else {
+            return;
+        };
+        if is_internal(path) {
+            return;
+        }
+        if let Some(t) = t
+            && t.kind != EntryKind::Dir
+        {
+            self.p.target_files += 1;
+        }
+        if let Some(s) = s {
+            self.source_entry(s, t);
+        }
+        let Some(t) = t else { return };
+        // A refused path holds nothing of the source at the target: whatever is there (a
+        // device an earlier run made) is extra.
+        let refused = s.is_some_and(|s| self.p.refused.last().is_some_and(|r| r.0 == s.path));
+        if s.is_none() || refused {
+            self.p.extra.push(t.path.clone());
+            self.extra_sizes
+                .push((t.kind != EntryKind::Dir).then_some(t.size));
+        }
+        if s.is_none() && t.kind == EntryKind::File {
+            self.first_extra_by_key
+                .entry((t.size, t.mtime_ns))
+                .or_insert_with(|| t.path.clone());
+        }
+    }
+
+    fn source_entry(&mut self, s: &Entry, t: Option<&Entry>) {
+        let owners = self.owners;
+        let attrs = self.attrs;
+        // Files and directories: their attributes count (symlinks and nodes keep their own).
+        let same_meta = |a: &Entry, b: &Entry| {
+            same_basic_meta(a, b, owners) && (a.kind == EntryKind::Symlink || attrs.same(&a.path))
+        };
+        let job = |s: &Entry, basis: Basis, replaces: bool| FileJob {
+            xattrs: attrs.wanted(&s.path),
+            ..job_without_xattrs(s, basis, replaces)
+        };
+        let p = &mut self.p;
         match s.kind {
             EntryKind::Dir => {
                 if !matches!(t, Some(t) if t.kind == EntryKind::Dir) {
                     p.mkdirs.push((s.path.clone(), s.meta()));
                 }
-                if !matches!(t, Some(t) if t.kind == EntryKind::Dir && same_meta(s, t, owners)) {
+                if !matches!(t, Some(t) if t.kind == EntryKind::Dir && same_meta(s, t)) {
                     p.dir_metas.push((s.path.clone(), s.meta()));
                 }
             }
@@ -143,7 +339,7 @@ pub fn plan(
                         s.link_target.clone().unwrap_or_default(),
                         s.meta(),
                     ));
-                } else if !same_meta(s, t.expect("same"), owners) {
+                } else if !same_meta(s, t.expect("same")) {
                     p.metas.push((s.path.clone(), s.meta(), true));
                 }
             }
@@ -151,24 +347,24 @@ pub fn plan(
                 p.source_files += 1;
                 p.source_bytes += s.size;
                 if s.nlink > 1 {
-                    if let Some(leader) = leaders.get(&(s.dev, s.ino)) {
-                        let linked = matches!((t, target_by_path.get(leader.path.as_slice())), (Some(t), Some(l)) if t.kind == EntryKind::File && t.ino == l.ino && t.dev == l.dev);
+                    if let Some((leader, leader_at_target)) = self.leaders.get(&(s.dev, s.ino)) {
+                        let linked = matches!((t, leader_at_target), (Some(t), Some(l)) if t.kind == EntryKind::File && t.ino == l.1 && t.dev == l.0);
                         // A leader written anew gets a new inode: its links must be made again.
-                        let leader_rewritten = rewritten.contains(&(s.dev, s.ino));
+                        let leader_rewritten = self.rewritten.contains(&(s.dev, s.ino));
                         if !linked || leader_rewritten {
-                            p.hardlinks
-                                .push((leader.path.clone(), s.path.clone(), s.size));
+                            p.hardlinks.push((leader.clone(), s.path.clone(), s.size));
                         } else {
                             p.unchanged_files += 1;
                         }
-                        continue;
+                        return;
                     }
-                    leaders.insert((s.dev, s.ino), s);
+                    self.leaders
+                        .insert((s.dev, s.ino), (s.path.clone(), t.map(|t| (t.dev, t.ino))));
                 }
                 match t {
                     Some(t) if t.kind == EntryKind::File && t.size == s.size => {
                         // Quick check by default; content hashes of both sides with `--checksum`.
-                        let content_differs = match checksum {
+                        let content_differs = match self.checksum {
                             Some(differs) => differs(&s.path),
                             None => t.mtime_ns != s.mtime_ns,
                         };
@@ -182,7 +378,7 @@ pub fn plan(
                                 },
                                 true,
                             ));
-                        } else if !same_meta(s, t, owners) {
+                        } else if !same_meta(s, t) {
                             p.metas.push((s.path.clone(), s.meta(), false));
                         } else {
                             p.unchanged_files += 1;
@@ -191,29 +387,16 @@ pub fn plan(
                     Some(t) if t.kind == EntryKind::File && t.size >= DELTA_MIN => {
                         p.files.push(job(s, Basis::Final, true))
                     }
-                    _ => {
-                        let key = temp_key(&s.path);
-                        let basis = if partials.contains(key.as_bytes()) && t.is_none() {
-                            Basis::Partial
-                        } else {
-                            Basis::None
-                        };
-                        let mut j = job(s, basis, t.is_some());
-                        if t.is_none()
-                            && s.size > 0
-                            && let Some(candidates) = extra_by_key.get(&(s.size, s.mtime_ns))
-                        {
-                            j.copy_from = candidates.first().map(|c| c.to_vec());
-                        }
-                        p.files.push(j);
-                    }
+                    // A new file: its partial basis and rename source are settled at the end
+                    // (`finish`), when the whole target has been seen.
+                    _ => p.files.push(job(s, Basis::None, t.is_some())),
                 }
                 if s.nlink > 1 && p.files.last().is_some_and(|f| f.path == s.path) {
-                    rewritten.insert((s.dev, s.ino));
+                    self.rewritten.insert((s.dev, s.ino));
                 }
             }
             // What becomes of it is `plan::special`'s decision, not this walk's.
-            EntryKind::Other => match special(s) {
+            EntryKind::Other => match (self.special)(s) {
                 Special::Skip(why) => p.skipped.push((s.path.clone(), why)),
                 Special::Refuse(why) => p.refused.push((s.path.clone(), why)),
                 Special::Create => {
@@ -225,54 +408,61 @@ pub fn plan(
             },
         }
     }
-    // A refused path holds nothing of the source at the target: whatever is there (a device
-    // an earlier run made) is extra.
-    let refused: std::collections::HashSet<&[u8]> =
-        p.refused.iter().map(|(r, _)| r.as_slice()).collect();
-    for t in target.iter().filter(|e| !is_internal(&e.path)) {
-        let path = t.path.as_slice();
-        if !source_paths.contains(path) || refused.contains(path) {
-            p.extra.push(t.path.clone());
+
+    /// The plan, once both listings have been taken whole (what is still waiting is paired
+    /// first), with the size of each non-directory `extra` entry in `extra`'s order.
+    pub fn finish(mut self, source_root: Option<Meta>) -> (SyncPlan, Vec<Option<u64>>) {
+        self.source.ended = true;
+        self.target.ended = true;
+        self.drain();
+        let mut p = self.p;
+        // New files (nothing at their path): a partial of theirs, and the same content
+        // already at the target under a name the source lacks.
+        for j in p.files.iter_mut().filter(|j| !j.replaces) {
+            if self.partials.contains(temp_key(&j.path).as_bytes()) {
+                j.basis = Basis::Partial;
+            }
+            if j.size > 0 {
+                j.copy_from = self
+                    .first_extra_by_key
+                    .get(&(j.size, j.meta.mtime_ns))
+                    .cloned();
+            }
         }
-    }
-    // Writing into a directory changes its mtime: every parent of something we write or delete
-    // gets its metadata again, the root included (its mode and owner matter for a docroot).
-    let dir_meta: HashMap<&[u8], Meta> = source
-        .iter()
-        .filter(|e| e.kind == EntryKind::Dir)
-        .map(|e| (e.path.as_slice(), e.meta()))
-        .collect();
-    let mut touched: std::collections::HashSet<Vec<u8>> =
-        p.dir_metas.iter().map(|(d, _)| d.clone()).collect();
-    let written = p
-        .files
-        .iter()
-        .map(|f| &f.path)
-        .chain(p.symlinks.iter().map(|s| &s.0))
-        .chain(p.nodes.iter().map(|n| &n.0))
-        .chain(p.hardlinks.iter().map(|h| &h.1))
-        .chain(p.extra.iter());
-    let mut parents: Vec<Vec<u8>> = Vec::new();
-    for path in written {
-        let parent = path
+        // Writing into a directory changes its mtime: every parent of something we write or
+        // delete gets its metadata again, the root included (its mode and owner matter for a
+        // docroot).
+        let mut touched: HashSet<Vec<u8>> = p.dir_metas.iter().map(|(d, _)| d.clone()).collect();
+        let written = p
+            .files
             .iter()
-            .rposition(|b| *b == b'/')
-            .map_or(Vec::new(), |i| path[..i].to_vec());
-        if touched.insert(parent.clone()) {
-            parents.push(parent);
+            .map(|f| &f.path)
+            .chain(p.symlinks.iter().map(|s| &s.0))
+            .chain(p.nodes.iter().map(|n| &n.0))
+            .chain(p.hardlinks.iter().map(|h| &h.1))
+            .chain(p.extra.iter());
+        let mut parents: Vec<Vec<u8>> = Vec::new();
+        for path in written {
+            let parent = path
+                .iter()
+                .rposition(|b| *b == b'/')
+                .map_or(Vec::new(), |i| path[..i].to_vec());
+            if touched.insert(parent.clone()) {
+                parents.push(parent);
+            }
         }
-    }
-    for parent in parents {
-        if let Some(m) = dir_meta.get(parent.as_slice()) {
-            p.dir_metas.push((parent, *m));
+        for parent in parents {
+            if let Some(m) = self.dir_meta.get(parent.as_slice()) {
+                p.dir_metas.push((parent, *m));
+            }
         }
+        if let Some(root) = source_root {
+            p.dir_metas.push((Vec::new(), root));
+        }
+        // Deepest first, so a directory is empty (or gone) before its parent is touched.
+        p.dir_metas.sort_by(|a, b| b.0.cmp(&a.0));
+        (p, self.extra_sizes)
     }
-    if let Some(root) = source_root {
-        p.dir_metas.push((Vec::new(), root));
-    }
-    // Deepest first, so a directory is empty (or gone) before its parent is touched.
-    p.dir_metas.sort_by(|a, b| b.0.cmp(&a.0));
-    p
 }
 
 fn job_without_xattrs(s: &Entry, basis: Basis, replaces: bool) -> FileJob {
@@ -343,13 +533,13 @@ mod tests {
             f("renamed", 50, 9),
         ];
         let dst = vec![
-            f("same", 10, 1),
             f("changed", 100_000, 7),
-            f("small", 11, 3),
-            f("old-name", 50, 9),
             f("gone", 1, 1),
+            f("old-name", 50, 9),
+            f("same", 10, 1),
+            f("small", 11, 3),
         ];
-        let p = plan(None, &src, &dst, false, &none, None, AttrLists::none());
+        let (p, _) = plan(None, &src, &dst, false, &none, None, AttrLists::none());
         let items: Vec<(ActionKind, String)> = p
             .actions()
             .into_iter()
@@ -363,21 +553,21 @@ mod tests {
                 (ActionKind::Send, "small".into())
             ]
         );
-        assert_eq!(p.extra, vec![b"old-name".to_vec(), b"gone".to_vec()]);
+        assert_eq!(p.extra, vec![b"gone".to_vec(), b"old-name".to_vec()]);
     }
 
     #[test]
     fn a_leftover_partial_is_found_by_the_key_of_its_path() {
-        let src = vec![f("video.mp4", 100_000, 1), f("other", 100_000, 1)];
+        let src = vec![f("other", 100_000, 1), f("video.mp4", 100_000, 1)];
         let key = crate::tree::root::temp_key(b"video.mp4");
         let dst = vec![f(&format!(".transhumance-tmp/{key}-7b-0"), 40_000, 1)];
-        let p = plan(None, &src, &dst, false, &none, None, AttrLists::none());
+        let (p, _) = plan(None, &src, &dst, false, &none, None, AttrLists::none());
         let bases: Vec<_> = p.files.iter().map(|j| (j.path.clone(), j.basis)).collect();
         assert_eq!(
             bases,
             vec![
-                (b"video.mp4".to_vec(), Basis::Partial),
-                (b"other".to_vec(), Basis::None)
+                (b"other".to_vec(), Basis::None),
+                (b"video.mp4".to_vec(), Basis::Partial)
             ]
         );
         assert!(
@@ -386,7 +576,7 @@ mod tests {
             p.extra
         );
         // A source that holds such a directory (a tree that was once a target) does not send it.
-        let p = plan(None, &dst, &[], false, &none, None, AttrLists::none());
+        let (p, _) = plan(None, &dst, &[], false, &none, None, AttrLists::none());
         assert!(p.files.is_empty());
     }
 
@@ -404,6 +594,7 @@ mod tests {
                 Some(&|_| false),
                 AttrLists::none()
             )
+            .0
             .files
             .is_empty()
         );
@@ -417,6 +608,7 @@ mod tests {
                 Some(&|_| true),
                 AttrLists::none()
             )
+            .0
             .files
             .len(),
             1
@@ -454,7 +646,7 @@ mod tests {
             source: &source,
             target: &target,
         };
-        let p = plan(None, &src, &dst, false, &none, None, attrs);
+        let (p, _) = plan(None, &src, &dst, false, &none, None, attrs);
         let metas: Vec<&[u8]> = p.metas.iter().map(|m| m.0.as_slice()).collect();
         assert_eq!(
             metas,
@@ -479,7 +671,7 @@ mod tests {
             "only the new file is sent, with its attributes"
         );
         // As root, the capability counts; without keeping attributes, nothing does.
-        let p = plan(
+        let (p, _) = plan(
             None,
             &src,
             &dst,
@@ -492,8 +684,160 @@ mod tests {
             },
         );
         assert_eq!(p.metas.len(), 2);
-        let p = plan(None, &src, &dst, false, &none, None, AttrLists::none());
+        let (p, _) = plan(None, &src, &dst, false, &none, None, AttrLists::none());
         assert!(p.metas.is_empty() && p.files[0].xattrs.is_none());
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            mode: 0o040755,
+            ..f(path, 0, 1)
+        }
+    }
+
+    /// Both sides fed to a `Pairing` in parts of `sizes` (cycled), alternately.
+    fn paired_in_parts(
+        src: &[Entry],
+        dst: &[Entry],
+        sizes: &[usize],
+    ) -> (SyncPlan, Vec<Option<u64>>, usize) {
+        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let (mut i, mut j, mut k, mut most_waiting) = (0, 0, 0, 0);
+        while i < src.len() || j < dst.len() {
+            for (side, list, at) in [(Side::Source, src, &mut i), (Side::Target, dst, &mut j)] {
+                let end = (*at + sizes[k % sizes.len()]).min(list.len());
+                k += 1;
+                pairing
+                    .push(side, list[*at..end].to_vec(), end == list.len())
+                    .expect("in order");
+                *at = end;
+                most_waiting = most_waiting.max(pairing.waiting());
+            }
+        }
+        let (p, sizes) = pairing.finish(None);
+        (p, sizes, most_waiting)
+    }
+
+    #[test]
+    fn the_merge_join_pairs_by_walk_order_across_part_edges() {
+        // Walk order: `a`, `a/b`, `a-`, `a.b`, `a0` (a directory before its `-`/`.` siblings).
+        let src = vec![
+            dir("a"),
+            f("a/b", 10, 1),
+            f("a/c", 10, 2),
+            f("a-", 10, 3),
+            f("a.b", 10, 4),
+            f("d", 5, 5),
+            dir("e"),
+            f("e/y", 7, 6),
+            f("only-src", 9, 7),
+        ];
+        let dst = vec![
+            f("a", 3, 1),
+            f("a.b", 10, 4),
+            f("a0", 10, 2),
+            dir("d"),
+            f("d/x", 1, 1),
+            f("e", 4, 1),
+            f("only-dst", 2, 8),
+        ];
+        let (whole, whole_sizes) = plan(None, &src, &dst, false, &none, None, AttrLists::none());
+        let show = |p: &[Vec<u8>]| {
+            p.iter()
+                .map(|x| String::from_utf8_lossy(x).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let files: Vec<(String, bool, Option<Vec<u8>>)> = whole
+            .files
+            .iter()
+            .map(|j| {
+                (
+                    show(std::slice::from_ref(&j.path))[0].clone(),
+                    j.replaces,
+                    j.copy_from.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("a/b".into(), false, None),
+                // Same size and mtime as `a0`, which the source lacks: copied from it.
+                ("a/c".into(), false, Some(b"a0".to_vec())),
+                ("a-".into(), false, None),
+                // A directory at the target where the source has a file, and the reverse.
+                ("d".into(), true, None),
+                ("e/y".into(), false, None),
+                ("only-src".into(), false, None),
+            ]
+        );
+        let mkdirs: Vec<Vec<u8>> = whole.mkdirs.iter().map(|m| m.0.clone()).collect();
+        assert_eq!(show(&mkdirs), ["a", "e"]);
+        assert_eq!(show(&whole.extra), ["a0", "d/x", "only-dst"]);
+        assert_eq!(whole_sizes, [Some(10), Some(1), Some(2)]);
+        assert_eq!((whole.unchanged_files, whole.target_files), (1, 6));
+        // Any cut into parts, one side ahead of the other or not, decides the same.
+        for sizes in [
+            &[1][..],
+            &[2],
+            &[3, 1],
+            &[1, 4],
+            &[100],
+            &[0, 2, 3],
+            &[5, 0, 1],
+        ] {
+            let (p, s, most_waiting) = paired_in_parts(&src, &dst, sizes);
+            assert_eq!(format!("{p:?}"), format!("{whole:?}"), "parts of {sizes:?}");
+            assert_eq!(s, whole_sizes);
+            // Parts of one size on both sides: what waits stays within about two parts.
+            if let [size] = sizes {
+                assert!(most_waiting <= 2 * size + 1, "{most_waiting} waiting");
+            }
+        }
+    }
+
+    #[test]
+    fn a_side_alone_is_all_new_or_all_extra() {
+        let list = vec![dir("a"), f("a/b", 1, 1), f("a.b", 2, 2)];
+        let (p, _, _) = paired_in_parts(&list, &[], &[1]);
+        assert_eq!(p.files.len(), 2);
+        assert!(p.extra.is_empty());
+        let (p, sizes, _) = paired_in_parts(&[], &list, &[2]);
+        assert!(p.files.is_empty() && p.mkdirs.is_empty());
+        assert_eq!(p.extra, [b"a".to_vec(), b"a/b".to_vec(), b"a.b".to_vec()]);
+        assert_eq!(sizes, [None, Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn an_out_of_order_or_repeated_listing_is_refused() {
+        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        pairing
+            .push(Side::Target, vec![f("a", 1, 1), f("a/b", 1, 1)], false)
+            .expect("in order");
+        // `a.b` sorts after `a/b`'s subtree: `a-` after it is out of order, across parts too.
+        pairing
+            .push(Side::Target, vec![f("a.b", 1, 1)], false)
+            .expect("in order");
+        let e = pairing
+            .push(Side::Target, vec![f("a-", 1, 1)], false)
+            .expect_err("out of order");
+        assert_eq!((e.side, e.path.as_slice()), (Side::Target, &b"a-"[..]));
+        assert!(e.to_string().contains("target listing out of order"));
+        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let e = pairing
+            .push(Side::Source, vec![f("x", 1, 1), f("x", 1, 1)], false)
+            .expect_err("repeated");
+        assert_eq!(e.after, b"x");
+        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        pairing
+            .push(Side::Source, vec![f("x", 1, 1)], true)
+            .expect("one");
+        assert!(
+            pairing
+                .push(Side::Source, vec![f("y", 1, 1)], false)
+                .is_err()
+        );
     }
 
     #[test]

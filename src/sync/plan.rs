@@ -303,7 +303,7 @@ pub fn decide(
         source: &source.xattrs,
         target: &target.xattrs,
     };
-    let mut plan = diff::plan(
+    let (mut plan, extra_sizes) = diff::plan(
         source.root_meta,
         &source.entries,
         &target.entries,
@@ -336,21 +336,10 @@ pub fn decide(
             )
         })
         .collect();
-    let sizes: HashMap<&[u8], (EntryKind, u64)> = target
-        .entries
-        .iter()
-        .filter(|e| !diff::is_internal(&e.path))
-        .map(|e| (e.path.as_slice(), (e.kind, e.size)))
-        .collect();
-    let counted = |p: &[u8]| match sizes.get(p) {
-        Some((EntryKind::Dir, _)) | None => None,
-        Some((_, size)) => Some(*size),
-    };
-    for p in &plan.extra {
-        if let Some(size) = counted(p) {
-            plan.extra_files += 1;
-            plan.extra_bytes += size;
-        }
+    // The sizes of `extra`'s entries, by index (`None`: a directory).
+    for size in extra_sizes.iter().flatten() {
+        plan.extra_files += 1;
+        plan.extra_bytes += size;
     }
     if !opts.delete {
         return plan;
@@ -359,8 +348,8 @@ pub fn decide(
     let doomed = diff::deletions(&plan.extra);
     let mut by_root: HashMap<&[u8], (u64, u64)> = HashMap::new();
     let roots: std::collections::HashSet<&[u8]> = doomed.iter().map(|d| d.as_slice()).collect();
-    for p in &plan.extra {
-        let Some(size) = counted(p) else { continue };
+    for (p, size) in plan.extra.iter().zip(&extra_sizes) {
+        let Some(size) = *size else { continue };
         let mut cut = p.as_slice();
         let owner = loop {
             if roots.contains(cut) {
@@ -548,9 +537,9 @@ mod tests {
             ..entry(path, EntryKind::Symlink, 0, 1)
         };
         let mut source = listing(vec![
+            link("etc", "/etc/passwd"),
             link("g000", "/data/groups/g/0/g000"),
             link("rel", "../data/x"),
-            link("etc", "/etc/passwd"),
         ]);
         // The target already holds the rewritten link: nothing to do for it.
         let target = listing(vec![link("g000", "/srv/data/groups/g/0/g000")]);
@@ -571,8 +560,8 @@ mod tests {
         assert_eq!(
             links,
             [
-                (b"rel".as_slice(), b"../data/x".as_slice()),
-                (b"etc".as_slice(), b"/etc/passwd".as_slice())
+                (b"etc".as_slice(), b"/etc/passwd".as_slice()),
+                (b"rel".as_slice(), b"../data/x".as_slice())
             ]
         );
     }
