@@ -765,7 +765,10 @@ impl SafeRoot {
             temp.file.set_len(len)?;
             kernel_copy::hash_range(&temp.file, len)?
         } else {
+            // A kernel copy refused midway leaves both positions moved (its extent walk seeks).
             temp.file.set_len(0)?;
+            temp.file.seek(SeekFrom::Start(0))?;
+            src.seek(SeekFrom::Start(0))?;
             let mut hasher = blake3::Hasher::new();
             let mut buf = vec![0u8; 256 * 1024];
             loop {
