@@ -2,6 +2,7 @@
 pub mod delta;
 pub mod digest;
 pub mod exclude;
+pub mod kernel_copy;
 pub mod root;
 pub mod scan;
 pub mod stamp;

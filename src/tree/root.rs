@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::kernel_copy::{self, Copied};
 use super::stamp::{Stamp, Watched};
 use super::xattr::{Handle, Wanted};
 
@@ -487,7 +488,8 @@ impl SafeRoot {
         let file = openat_file(
             &tmp,
             &temp,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            // Readable too: a kernel-side copy is hashed where it landed.
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
             0o600,
         )?;
         Ok((
@@ -756,17 +758,29 @@ impl SafeRoot {
     ) -> io::Result<blake3::Hash> {
         let mut src = self.open_read(from)?;
         let (mut temp, _) = self.create_temp(to, false)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = io::Read::read(&mut src, &mut buf)?;
-            if n == 0 {
-                break;
+        let len = src.metadata()?.len();
+        // The kernel copies the data extents (holes stay holes, no pass through user space);
+        // what landed is then hashed from the page cache, as strict as hashing what was read.
+        let hash = if kernel_copy::copy_extents(&src, &temp.file, len)? == Copied::Done {
+            temp.file.set_len(len)?;
+            kernel_copy::hash_range(&temp.file, len)?
+        } else {
+            // A kernel copy refused midway leaves both positions moved (its extent walk seeks).
+            temp.file.set_len(0)?;
+            temp.file.seek(SeekFrom::Start(0))?;
+            src.seek(SeekFrom::Start(0))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = io::Read::read(&mut src, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                temp.write_data(&buf[..n])?;
             }
-            hasher.update(&buf[..n]);
-            temp.write_data(&buf[..n])?;
-        }
-        let hash = hasher.finalize();
+            hasher.finalize()
+        };
         // Only the content the source has may land under the final name.
         if hash.as_bytes() != expected {
             temp.discard();
@@ -1616,6 +1630,86 @@ mod tests {
             TEMP_DIR.len() + 1 + fresh_temp_name(&temp_key(b"x")).as_bytes().len() < 80,
             "temp names stay short"
         );
+    }
+
+    /// A 9 MiB file with data at 0, 4 MiB and its last byte, holes between.
+    fn sparse_source(dir: &Path) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(dir.join("sparse")).unwrap();
+        f.set_len(9 << 20).unwrap();
+        f.write_all_at(&[7u8; 5000], 0).unwrap();
+        f.write_all_at(&[9u8; 70_000], 4 << 20).unwrap();
+        f.write_all_at(b"z", (9 << 20) - 1).unwrap();
+        std::fs::read(dir.join("sparse")).unwrap()
+    }
+
+    fn copy_sparse(refused: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let content = sparse_source(dir.path());
+        let root = SafeRoot::open(dir.path(), false).unwrap();
+        kernel_copy::REFUSED.with(|r| r.set(refused));
+        let hash = root
+            .local_copy(
+                b"sparse",
+                b"copy",
+                &meta(0o644),
+                blake3::hash(&content).as_bytes(),
+                None,
+            )
+            .unwrap();
+        kernel_copy::REFUSED.with(|r| r.set(false));
+        assert_eq!(hash, blake3::hash(&content));
+        assert_eq!(std::fs::read(dir.path().join("copy")).unwrap(), content);
+        let blocks = |n: &str| std::fs::metadata(dir.path().join(n)).unwrap().blocks();
+        assert!(
+            blocks("copy") <= blocks("sparse") + 16,
+            "holes kept: {} blocks copied from {}",
+            blocks("copy"),
+            blocks("sparse")
+        );
+        assert!(blocks("copy") < (9 << 20) / 512 / 4, "{}", blocks("copy"));
+        assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
+    }
+
+    #[test]
+    fn a_local_copy_of_a_sparse_file_keeps_its_holes() {
+        copy_sparse(false);
+    }
+
+    #[test]
+    fn a_local_copy_without_copy_file_range_copies_through_user_space() {
+        copy_sparse(true);
+    }
+
+    #[test]
+    fn a_local_copy_of_a_changed_source_is_refused() {
+        for refused in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let content = sparse_source(dir.path());
+            {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.path().join("sparse"))
+                    .unwrap();
+                f.write_all_at(b"changed", 6 << 20).unwrap();
+            }
+            let root = SafeRoot::open(dir.path(), false).unwrap();
+            kernel_copy::REFUSED.with(|r| r.set(refused));
+            let err = root
+                .local_copy(
+                    b"sparse",
+                    b"copy",
+                    &meta(0o644),
+                    blake3::hash(&content).as_bytes(),
+                    None,
+                )
+                .unwrap_err();
+            kernel_copy::REFUSED.with(|r| r.set(false));
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+            assert!(!dir.path().join("copy").exists());
+            assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
+        }
     }
 
     #[test]
