@@ -34,15 +34,20 @@ pub(super) fn logical(rule: &DatabaseRule) -> bool {
 }
 
 impl Migration<'_> {
-    /// Runs `op` on the channel of `rule` (its source and target servers, over the run's
-    /// connections).
-    fn on_channel<T>(
+    /// The replication lock (one change to replication at a time) and both ends of `rule`.
+    #[allow(clippy::type_complexity)]
+    fn replication_ends(
         &self,
         rule: &DatabaseRule,
-        op: impl FnOnce(&Channel<'_>) -> Result<T, String>,
-    ) -> Result<T, String> {
-        // Sites cut over in parallel share a connection: one change to it at a time.
-        let _one = self
+    ) -> Result<
+        (
+            std::sync::MutexGuard<'_, ()>,
+            std::sync::Arc<dyn crate::transport::Transport>,
+            std::sync::Arc<dyn crate::transport::Transport>,
+        ),
+        String,
+    > {
+        let one = self
             .replication_lock
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -54,6 +59,18 @@ impl Migration<'_> {
             .connections
             .get(&rule.to.host)
             .map_err(|e| e.to_string())?;
+        Ok((one, from, to))
+    }
+
+    /// Runs `op` on the channel of `rule` (its source and target servers, over the run's
+    /// connections).
+    fn on_channel<T>(
+        &self,
+        rule: &DatabaseRule,
+        op: impl FnOnce(&Channel<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        // Sites cut over in parallel share a connection: one change to it at a time.
+        let (_one, from, to) = self.replication_ends(rule)?;
         let ch = Channel::new(
             &self.plan.name,
             Endpoint {
@@ -299,18 +316,7 @@ impl Migration<'_> {
         name: &str,
         op: impl FnOnce(&Replica<'_>, StepLog<'_>) -> Result<T, String>,
     ) -> Result<T, String> {
-        let _one = self
-            .replication_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let from = self
-            .connections
-            .get(&rule.from.host)
-            .map_err(|e| e.to_string())?;
-        let to = self
-            .connections
-            .get(&rule.to.host)
-            .map_err(|e| e.to_string())?;
+        let (_one, from, to) = self.replication_ends(rule)?;
         let r = Replica::new(
             &self.plan.name,
             Endpoint {
