@@ -51,7 +51,7 @@ impl AttrLists<'_> {
     }
 
     /// Whether `path` has the same kept attributes on both sides.
-    fn same(&self, path: &[u8]) -> bool {
+    pub fn same(&self, path: &[u8]) -> bool {
         fn of<'m>(m: &'m BTreeMap<Vec<u8>, Vec<Xattr>>, path: &[u8]) -> &'m [Xattr] {
             m.get(path).map_or(&[], Vec::as_slice)
         }

@@ -312,6 +312,16 @@ pub fn decide(
         differs,
         attrs,
     );
+    if !root_meta_needed(
+        &plan,
+        source.root_meta,
+        target.root_meta,
+        root,
+        &attrs,
+        opts.delete,
+    ) {
+        plan.dir_metas.retain(|(path, _)| !path.is_empty());
+    }
     if keep.any() {
         plan.keep = keep;
         plan.source_xattrs = source.xattrs.clone();
@@ -391,6 +401,36 @@ pub fn decide(
         }
     }
     plan
+}
+
+/// Whether the target root's own metadata is set again: it differs from the source's (or its
+/// kept attributes do), or the sync writes or deletes anything (a write may move the root's
+/// mtime, through its temp directory or a new entry). A sync that changes nothing then writes
+/// nothing at all, and owes no flush of the file system (`tree::unsynced`).
+fn root_meta_needed(
+    plan: &SyncPlan,
+    source: Option<Meta>,
+    target: Option<Meta>,
+    owners: bool,
+    attrs: &diff::AttrLists,
+    delete: bool,
+) -> bool {
+    let (Some(s), Some(t)) = (source, target) else {
+        return true;
+    };
+    let differs = s.mode & 0o7777 != t.mode & 0o7777
+        || s.mtime_ns != t.mtime_ns
+        || (owners && (s.uid != t.uid || s.gid != t.gid))
+        || !attrs.same(b"");
+    let writes = !plan.mkdirs.is_empty()
+        || !plan.files.is_empty()
+        || !plan.symlinks.is_empty()
+        || !plan.nodes.is_empty()
+        || !plan.hardlinks.is_empty()
+        || !plan.metas.is_empty()
+        || plan.dir_metas.iter().any(|(path, _)| !path.is_empty())
+        || (delete && !plan.extra.is_empty());
+    differs || writes
 }
 
 /// Lists both sides (at once) with the options' excludes.
@@ -564,6 +604,41 @@ mod tests {
                 (b"rel".as_slice(), b"../data/x".as_slice())
             ]
         );
+    }
+
+    #[test]
+    fn a_sync_that_changes_nothing_writes_nothing_not_even_the_roots_metadata() {
+        let root = Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 7,
+        };
+        let tree = || {
+            let mut l = listing(vec![
+                entry("d", EntryKind::Dir, 0, 1),
+                entry("d/f", EntryKind::File, 5, 2),
+            ]);
+            l.root_meta = Some(root);
+            l
+        };
+        let roots = |p: &SyncPlan| p.dir_metas.iter().filter(|(d, _)| d.is_empty()).count();
+        let same = decide(&tree(), &tree(), &mirror(), None);
+        assert!(same.dir_metas.is_empty() && same.files.is_empty());
+        // The root's own metadata differs: it is set, and only it.
+        let mut older = tree();
+        older.root_meta = Some(Meta {
+            mtime_ns: 6,
+            ..root
+        });
+        let p = decide(&tree(), &older, &mirror(), None);
+        assert_eq!((roots(&p), p.dir_metas.len()), (1, 1));
+        // A file deep down changes: its directory and the root are set again, as before.
+        let mut changed = tree();
+        changed.entries[1].mtime_ns = 3;
+        let p = decide(&tree(), &changed, &mirror(), None);
+        assert_eq!(p.files.len(), 1);
+        assert_eq!(roots(&p), 1);
     }
 
     fn mirror() -> SyncOptions {

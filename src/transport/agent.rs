@@ -31,6 +31,18 @@ pub fn serve_with(
     output: impl Write + Send + 'static,
     server: Server,
 ) -> io::Result<()> {
+    let served = serve_calls(input, output, server);
+    // Writes this agent made that no flush of its own followed (another stream's agent ran
+    // the run's flush, or the controller went away) are made durable before it ends.
+    crate::tree::unsynced::flush_all();
+    served
+}
+
+fn serve_calls(
+    input: impl Read + Send + 'static,
+    output: impl Write + Send + 'static,
+    server: Server,
+) -> io::Result<()> {
     grow_pipe(0);
     grow_pipe(1);
     let mut output = output;

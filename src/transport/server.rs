@@ -160,6 +160,11 @@ impl Server {
             reply(Reply::Error(why));
             return;
         }
+        if let Some(root) = written_root(&call)
+            && let Ok(r) = self.root(root)
+        {
+            r.mark_written();
+        }
         let local = LocalTransport::new("agent");
         let result: Result<Option<Reply>, String> =
             match call {
@@ -1078,5 +1083,61 @@ impl Chunks {
         buf.truncate(n);
         self.left = self.left.saturating_sub(n as u64);
         Ok(Some(buf))
+    }
+}
+
+/// The root a call writes beneath, if it writes (its flush is then owed: `tree::unsynced`).
+/// Every call is named, so a new one must say whether it writes.
+fn written_root(call: &Call) -> Option<RootId> {
+    match call {
+        Call::WriteBegin { root, .. }
+        | Call::WriteSmall { root, .. }
+        | Call::Mkdir { root, .. }
+        | Call::Symlink { root, .. }
+        | Call::Hardlink { root, .. }
+        | Call::Mknod { root, .. }
+        | Call::SetMeta { root, .. }
+        | Call::Remove { root, .. }
+        | Call::LocalCopy { root, .. }
+        | Call::Rename { root, .. } => Some(*root),
+        // Reads, the continuation of a write begun above, and calls on no root of ours
+        // (commands, peers, streams; a root created by `OpenRoot` is an empty directory).
+        Call::GlobDirs { .. }
+        | Call::Scan { .. }
+        | Call::Space { .. }
+        | Call::Exec(_)
+        | Call::ExecRead(_)
+        | Call::ExecWrite(_)
+        | Call::ExecStdin { .. }
+        | Call::ExecStdinEnd
+        | Call::OpenRoot { .. }
+        | Call::CloseRoot { .. }
+        | Call::ReadFile { .. }
+        | Call::HashFile { .. }
+        | Call::HashFiles { .. }
+        | Call::Signature { .. }
+        | Call::Signatures { .. }
+        | Call::Delta { .. }
+        | Call::WriteData { .. }
+        | Call::WriteDataZstd { .. }
+        | Call::WriteDelta { .. }
+        | Call::WriteEnd { .. }
+        | Call::Sync { .. }
+        | Call::Lock { .. }
+        | Call::ExecReadZstd(_)
+        | Call::ExecStdinZstd { .. }
+        | Call::ExecSession(_)
+        | Call::ExecSessionMerged(_)
+        | Call::ScanDigested { .. }
+        | Call::PeerProbe { .. }
+        | Call::PeerOpen(_)
+        | Call::PeerRoot { .. }
+        | Call::PeerCloseRoot { .. }
+        | Call::PushFile(_)
+        | Call::ExecPush { .. }
+        | Call::ExecFromStream { .. }
+        | Call::StreamTo { .. }
+        | Call::AuthorizePeer(_)
+        | Call::RevokePeer { .. } => None,
     }
 }

@@ -6,6 +6,7 @@ pub mod kernel_copy;
 pub mod root;
 pub mod scan;
 pub mod stamp;
+pub mod unsynced;
 pub mod xattr;
 
 pub use exclude::ExcludeSet;

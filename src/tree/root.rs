@@ -10,7 +10,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -113,6 +113,8 @@ pub struct SafeRoot {
     leftovers: std::sync::Mutex<Option<Leftovers>>,
     /// The root directory's lock, once taken (released when this process ends).
     lock: std::sync::Mutex<Option<OwnedFd>>,
+    /// The device of the file system holding the root (what `syncfs` flushes).
+    dev: u64,
 }
 
 type DirFd = std::sync::Arc<OwnedFd>;
@@ -122,6 +124,15 @@ const PARENTS_KEPT: usize = 16;
 
 fn cstr(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| invalid("path contains a NUL byte"))
+}
+
+/// The device of the file system `fd` is on.
+fn device_of(fd: &OwnedFd) -> io::Result<u64> {
+    // SAFETY: an all-zero stat is a valid value for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and a live pointer.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.st_dev)
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -189,8 +200,11 @@ impl SafeRoot {
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
         })?;
+        // SAFETY: the fd was just opened and is owned from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let dev = device_of(&fd)?;
         Ok(SafeRoot {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd,
             path: path.to_path_buf(),
             // SAFETY: geteuid has no preconditions.
             set_owner: unsafe { libc::geteuid() } == 0,
@@ -198,6 +212,7 @@ impl SafeRoot {
             temp_dir: std::sync::Mutex::new(None),
             leftovers: std::sync::Mutex::new(None),
             lock: std::sync::Mutex::new(None),
+            dev,
         })
     }
 
@@ -213,6 +228,7 @@ impl SafeRoot {
     pub fn open_under(&self, rel: &[u8]) -> io::Result<SafeRoot> {
         check_rel(rel)?;
         let fd = self.open_beneath(rel, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        let dev = device_of(&fd)?;
         Ok(SafeRoot {
             fd,
             path: self.path.join(OsStr::from_bytes(rel)),
@@ -221,6 +237,7 @@ impl SafeRoot {
             temp_dir: std::sync::Mutex::new(None),
             leftovers: std::sync::Mutex::new(None),
             lock: std::sync::Mutex::new(None),
+            dev,
         })
     }
 
@@ -822,15 +839,22 @@ impl SafeRoot {
         .map(|_| ())
     }
 
-    /// Flushes the file system holding the root: durability paid once per run, not per file.
+    /// Says a call that writes beneath this root is about to run (before any of its effects),
+    /// so the run's flush covers it even if this process dies first (`unsynced`).
+    pub fn mark_written(&self) {
+        crate::tree::unsynced::mark(self.dev, self.fd.as_fd());
+    }
+
+    /// Flushes the file system holding the root: durability paid once per run, not per file,
+    /// and not at all when no writer of ours may have left anything unflushed there (a run
+    /// that changed nothing). Every call that writes has returned before this one is made.
     ///
     /// # Errors
     /// I/O errors from `syncfs`.
     pub fn sync(&self) -> io::Result<()> {
         self.clean_temp_dir()?;
         let fd = self.open_beneath(b"", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-        // SAFETY: valid fd.
-        check(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(|_| ())
+        crate::tree::unsynced::sync(self.dev, fd.as_fd()).map(|_| ())
     }
 
     /// At the end of a run: leftovers no write of this run claimed are stale (their file is
