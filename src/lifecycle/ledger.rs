@@ -984,7 +984,10 @@ mod tests {
         l.end_run(a, true).unwrap();
         let open = l.unfinished_runs();
         assert_eq!(open.len(), 1, "{open:?}");
-        assert_eq!((open[0].0, &open[0].1), (b, &RunCommand::Rollback { only: vec![] }));
+        assert_eq!(
+            (open[0].0, &open[0].1),
+            (b, &RunCommand::Rollback { only: vec![] })
+        );
         // Its position is the second line's, read back from the file.
         let first = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
         assert_eq!(open[0].2, first.find('\n').unwrap() as u64 + 1);
