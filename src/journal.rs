@@ -973,4 +973,46 @@ mod tests {
         j.append(&note("c", 2)).unwrap();
         assert_eq!(j.entries().unwrap(), vec![note("a", 1), note("c", 2)]);
     }
+
+    #[test]
+    fn entries_are_read_back_by_position_and_a_long_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = note(&"z".repeat(100_000), 7);
+        let ours = {
+            let mut j = Journal::<Note>::open(dir.path()).unwrap();
+            let a = j.append(&note("a", 1)).unwrap().ours;
+            let b = j.append(&long).unwrap().ours;
+            let c = j.append(&note("c", 3)).unwrap().ours;
+            assert_eq!(
+                j.read_at(&[a[0], c[0]]).unwrap(),
+                vec![note("a", 1), note("c", 3)]
+            );
+            [a[0], b[0], c[0]]
+        };
+        let path = dir.path().join("journal.jsonl");
+        // A torn line longer than one read back from the end.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(format!("{{\"zone\":\"{}", "t".repeat(70_000)).as_bytes())
+            .unwrap();
+        // Read without the lock, as `status` does while a run writes: the torn line is left out.
+        let mut seen = Vec::new();
+        visit_entries::<Note>(&path, &mut |at, e| seen.push((at, e))).unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (ours[0], note("a", 1)),
+                (ours[1], long.clone()),
+                (ours[2], note("c", 3))
+            ]
+        );
+        let mut j = Journal::<Note>::open(dir.path()).unwrap();
+        let mut again = Vec::new();
+        assert_eq!(j.catch_up(&mut |at, e| again.push((at, e))).unwrap(), 3);
+        assert_eq!(again, seen);
+        let d = j.append(&note("d", 4)).unwrap().ours;
+        assert_eq!(
+            j.read_at(&[ours[1], d[0]]).unwrap(),
+            vec![long, note("d", 4)]
+        );
+    }
 }
