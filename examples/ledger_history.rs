@@ -37,10 +37,15 @@ fn main() {
         entries += ledger.history(&[format!("{site}."), name]).len();
     }
     let per = t.elapsed().as_secs_f64() * 1e6 / picked.len().max(1) as f64;
+    let mut total = 0usize;
+    if let Err(e) = ledger.for_each(|_| total += 1) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
     println!(
         "journal of {} sites, {} entries: opened in {:.1} ms; one unit's history (state + DNS) read in {per:.1} µs on average over {} units ({:.1} entries each)",
         sites.len(),
-        ledger.entries().len(),
+        total,
         open.as_secs_f64() * 1e3,
         picked.len(),
         entries as f64 / picked.len().max(1) as f64

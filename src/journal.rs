@@ -23,33 +23,51 @@ use serde::de::DeserializeOwned;
 pub trait Record: Serialize + DeserializeOwned + Clone {}
 impl<T: Serialize + DeserializeOwned + Clone> Record for T {}
 
-/// An open journal: its store, and every entry read or written so far, in the store's order.
+/// Where a line is in its store, increasing in the store's order: its byte offset in the file,
+/// its number in PostgreSQL. Readers keep these, not entries, and read entries back by them.
+pub type Pos = u64;
+
+/// What a store's readers are handed: each line with its position; an `Err` is the line's
+/// parse error, which the store reports with where the line is.
+pub type Visit<'v> = dyn FnMut(Pos, &str) -> Result<(), String> + 'v;
+
+/// An open journal: its store, and where the entries it has not seen yet begin. It keeps no
+/// entry: a 50,000-site journal is read back from the store, never held.
 pub struct Journal<E> {
     store: Box<dyn Store>,
-    /// Every entry up to the last one read from or written to the store: readers need not
-    /// parse the store again. With the file only this process writes while the lock is held;
-    /// a shared store is read again (`refresh`) before deciding on what others may have written.
-    cache: Vec<E>,
-    /// The store's number of the last entry in `cache`.
-    seen: u64,
+    /// The position after the last entry read from or written to the store.
+    next: Pos,
+    _entries: std::marker::PhantomData<fn() -> E>,
 }
 
 /// Where a journal's lines are kept. Lines are JSON, each about one unit or none (`unit`, which
 /// a shared store checks against the writer's lease before it accepts the line).
 pub trait Store: Send {
     /// Writes `lines` after every line already in the store. Returns the lines others wrote
-    /// after number `seen` and before these (with their numbers, in order), the number of the
-    /// last of these, and a ticket for `Syncer::sync_to`.
+    /// at or after `next` and before these (with their positions, in order), the positions of
+    /// these, the position after them, and a ticket for `Syncer::sync_to`.
     ///
     /// # Errors
     /// Nothing was written: I/O, the store unreachable, or a unit's lease no longer ours.
-    fn append(&mut self, seen: u64, lines: &[Line<'_>]) -> Result<Appended, JournalError>;
+    fn append(&mut self, next: Pos, lines: &[Line<'_>]) -> Result<Appended, JournalError>;
 
-    /// The lines written after number `seen`, in order (by others: ours are known).
+    /// Visits the lines at positions `from..until`, in order, one at a time, and returns the
+    /// position after the last one visited. A torn last line of a file is not visited.
     ///
     /// # Errors
-    /// The store cannot be read.
-    fn read_since(&mut self, seen: u64) -> Result<Vec<(u64, String)>, JournalError>;
+    /// The store cannot be read, or a line (not the file's last) is corrupt.
+    fn read_range(
+        &mut self,
+        from: Pos,
+        until: Pos,
+        visit: &mut Visit<'_>,
+    ) -> Result<Pos, JournalError>;
+
+    /// Visits the lines at positions `at` (ascending), in that order.
+    ///
+    /// # Errors
+    /// The store cannot be read, or a line is corrupt or missing.
+    fn read_at(&mut self, at: &[Pos], visit: &mut Visit<'_>) -> Result<(), JournalError>;
 
     /// Makes written lines durable (a no-op where a write is durable when it returns).
     fn syncer(&self) -> Syncer;
@@ -71,15 +89,29 @@ pub struct Line<'a> {
 
 /// What an append returns: see `Store::append`.
 pub struct Appended {
-    pub others: Vec<(u64, String)>,
-    pub last: u64,
+    pub others: Vec<(Pos, String)>,
+    pub ours: Vec<Pos>,
+    pub next: Pos,
     pub ticket: u64,
+}
+
+/// What a write returns: the ticket for `Syncer::sync_to`, where the written entries are, and
+/// the entries others wrote before them that this journal had not seen (to index them).
+#[derive(Debug)]
+pub struct Written<E> {
+    pub ticket: u64,
+    pub ours: Vec<Pos>,
+    pub others: Vec<(Pos, E)>,
 }
 
 /// The embedded store: `journal.jsonl` in the state directory, under the plan's run lock.
 struct FileStore {
     path: PathBuf,
     file: File,
+    /// The same file, opened for reading entries back.
+    reader: File,
+    /// The file's length: where the next line goes.
+    end: u64,
     lock: File,
     syncer: Syncer,
 }
@@ -142,10 +174,11 @@ pub enum JournalError {
         /// Who the lock file says holds it, when it says (and whether that process runs).
         holder: Option<(LockHolder, Liveness)>,
     },
-    #[error("journal `{}` line {line}: {message}", path.display())]
+    #[error("journal `{}` {at}: {message}", path.display())]
     Corrupt {
         path: PathBuf,
-        line: usize,
+        /// Where the line is (`line 12`, `at 40`).
+        at: String,
         message: String,
     },
     /// The shared store cannot be reached or refused a statement.
@@ -316,7 +349,8 @@ pub fn now_ms() -> u64 {
 }
 
 impl<E: Record> Journal<E> {
-    /// Opens (creating) the journal in `state_dir` and takes the run lock.
+    /// Opens (creating) the journal in `state_dir` and takes the run lock. Nothing is read yet
+    /// (`catch_up`).
     ///
     /// # Errors
     /// The directory cannot be created, or another run holds the lock.
@@ -324,49 +358,64 @@ impl<E: Record> Journal<E> {
         Journal::over(Box::new(FileStore::open(state_dir)?))
     }
 
-    /// A journal kept by `store`, every entry so far read.
+    /// A journal kept by `store`, nothing read yet (`catch_up`).
     ///
     /// # Errors
-    /// The store cannot be read, or holds a corrupt entry.
-    pub fn over(mut store: Box<dyn Store>) -> Result<Journal<E>, JournalError> {
-        let mut journal = Journal {
-            cache: Vec::new(),
-            seen: 0,
-            store: Box::new(NoStore),
-        };
-        let lines = store.read_since(0)?;
-        journal.store = store;
-        journal.take_lines(lines)?;
-        Ok(journal)
+    /// None yet; kept for stores that check themselves when opened.
+    pub fn over(store: Box<dyn Store>) -> Result<Journal<E>, JournalError> {
+        Ok(Journal {
+            store,
+            next: 0,
+            _entries: std::marker::PhantomData,
+        })
     }
 
-    fn take_lines(&mut self, lines: Vec<(u64, String)>) -> Result<(), JournalError> {
-        for (seq, line) in lines {
-            let entry = serde_json::from_str(&line).map_err(|e| JournalError::Corrupt {
-                path: PathBuf::from(self.store.describe()),
-                line: seq as usize,
-                message: e.to_string(),
+    fn parse(line: &str) -> Result<E, String> {
+        serde_json::from_str(line).map_err(|e| e.to_string())
+    }
+
+    /// Hands `visit` every entry not seen yet, in order, one at a time (the first call: every
+    /// entry of the store; later ones: what others appended meanwhile, nothing with the file,
+    /// whose lock keeps others out). Returns how many came in.
+    ///
+    /// # Errors
+    /// The store cannot be read, or holds a corrupt entry before its last line.
+    pub fn catch_up(&mut self, visit: &mut dyn FnMut(Pos, E)) -> Result<usize, JournalError> {
+        let mut count = 0;
+        self.next = self
+            .store
+            .read_range(self.next, Pos::MAX, &mut |at, line| {
+                visit(at, Self::parse(line)?);
+                count += 1;
+                Ok(())
             })?;
-            self.cache.push(entry);
-            self.seen = seq;
-        }
-        Ok(())
+        Ok(count)
+    }
+
+    /// As `catch_up`, collected (what others appended since: a short list).
+    ///
+    /// # Errors
+    /// As `catch_up`.
+    pub fn refresh(&mut self) -> Result<Vec<(Pos, E)>, JournalError> {
+        let mut out = Vec::new();
+        self.catch_up(&mut |at, e| out.push((at, e)))?;
+        Ok(out)
     }
 
     /// Appends an entry and waits until it is durable.
     ///
     /// # Errors
     /// Write or fsync errors: the caller must not make the change then.
-    pub fn append(&mut self, entry: &E) -> Result<(), JournalError> {
+    pub fn append(&mut self, entry: &E) -> Result<Written<E>, JournalError> {
         self.append_all(std::slice::from_ref(entry))
     }
 
-    /// Writes an entry without waiting for the disk; its number goes to `Syncer::sync_to`,
+    /// Writes an entry without waiting for the disk; its ticket goes to `Syncer::sync_to`,
     /// which must return before the change the entry announces is made.
     ///
     /// # Errors
     /// Write errors.
-    pub fn write(&mut self, entry: &E) -> Result<u64, JournalError> {
+    pub fn write(&mut self, entry: &E) -> Result<Written<E>, JournalError> {
         self.write_about(entry, None)
     }
 
@@ -374,28 +423,35 @@ impl<E: Record> Journal<E> {
     ///
     /// # Errors
     /// Write errors, or the unit's lease is no longer ours.
-    pub fn write_about(&mut self, entry: &E, unit: Option<&str>) -> Result<u64, JournalError> {
+    pub fn write_about(
+        &mut self,
+        entry: &E,
+        unit: Option<&str>,
+    ) -> Result<Written<E>, JournalError> {
         let line = Line {
             json: serde_json::to_string(entry).expect("journal entries serialize"),
             unit,
         };
-        let done = self.store.append(self.seen, &[line])?;
-        self.take_lines(done.others)?;
-        self.cache.push(entry.clone());
-        self.seen = done.last;
-        Ok(done.ticket)
+        self.write_lines(&[line])
     }
 
-    /// Reads what others appended since this process last read or wrote (nothing with the file:
-    /// its lock keeps others out). Returns how many entries came in.
-    ///
-    /// # Errors
-    /// The store cannot be read.
-    pub fn refresh(&mut self) -> Result<usize, JournalError> {
-        let before = self.cache.len();
-        let lines = self.store.read_since(self.seen)?;
-        self.take_lines(lines)?;
-        Ok(self.cache.len() - before)
+    fn write_lines(&mut self, lines: &[Line<'_>]) -> Result<Written<E>, JournalError> {
+        let done = self.store.append(self.next, lines)?;
+        let mut others = Vec::with_capacity(done.others.len());
+        for (at, line) in done.others {
+            let entry = Self::parse(&line).map_err(|message| JournalError::Corrupt {
+                path: PathBuf::from(self.store.describe()),
+                at: format!("at {at}"),
+                message,
+            })?;
+            others.push((at, entry));
+        }
+        self.next = done.next;
+        Ok(Written {
+            ticket: done.ticket,
+            ours: done.ours,
+            others,
+        })
     }
 
     /// The handle that makes written entries durable, usable without this journal's lock.
@@ -412,7 +468,7 @@ impl<E: Record> Journal<E> {
     ///
     /// # Errors
     /// As `append`.
-    pub fn append_all(&mut self, entries: &[E]) -> Result<(), JournalError> {
+    pub fn append_all(&mut self, entries: &[E]) -> Result<Written<E>, JournalError> {
         let lines: Vec<Line<'_>> = entries
             .iter()
             .map(|e| Line {
@@ -420,48 +476,55 @@ impl<E: Record> Journal<E> {
                 unit: None,
             })
             .collect();
-        let done = self.store.append(self.seen, &lines)?;
-        self.store.syncer().sync_to(done.ticket)?;
-        self.take_lines(done.others)?;
-        self.cache.extend_from_slice(entries);
-        self.seen = done.last;
+        let written = self.write_lines(&lines)?;
+        self.store.syncer().sync_to(written.ticket)?;
+        Ok(written)
+    }
+
+    /// The entries at `at` (ascending positions this journal handed out), in that order.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn read_at(&mut self, at: &[Pos]) -> Result<Vec<E>, JournalError> {
+        let mut out = Vec::with_capacity(at.len());
+        self.store.read_at(at, &mut |_, line| {
+            out.push(Self::parse(line)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands `visit` the entries from position `from` up to the last one this journal has
+    /// seen, in order, one at a time (readers of the whole journal: reports, status).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn scan(&mut self, from: Pos, visit: &mut dyn FnMut(Pos, E)) -> Result<(), JournalError> {
+        let until = self.next;
+        self.store.read_range(from, until, &mut |at, line| {
+            visit(at, Self::parse(line)?);
+            Ok(())
+        })?;
         Ok(())
     }
 
-    /// Every entry so far, in order. A torn last line (a crash mid-write) is ignored.
+    /// Every entry so far, in order, collected (tests and small journals; readers of a large
+    /// one use `scan`). A torn last line (a crash mid-write) is ignored.
     ///
     /// # Errors
-    /// Unreadable file, or a corrupt line that is not the last one.
-    pub fn entries(&self) -> Result<Vec<E>, JournalError> {
-        Ok(self.cache.clone())
-    }
-
-    /// Every entry so far, borrowed (no copy of the whole journal).
-    pub fn all(&self) -> &[E] {
-        &self.cache
+    /// Unreadable store, or a corrupt line that is not the last one.
+    pub fn entries(&mut self) -> Result<Vec<E>, JournalError> {
+        let mut out = Vec::new();
+        self.store.read_range(0, Pos::MAX, &mut |_, line| {
+            out.push(Self::parse(line)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Where the journal is, for messages.
     pub fn describe(&self) -> String {
         self.store.describe()
-    }
-}
-
-/// The store of a journal being opened (never written to).
-struct NoStore;
-
-impl Store for NoStore {
-    fn append(&mut self, _: u64, _: &[Line<'_>]) -> Result<Appended, JournalError> {
-        unreachable!("a journal is opened before it is written")
-    }
-    fn read_since(&mut self, _: u64) -> Result<Vec<(u64, String)>, JournalError> {
-        Ok(Vec::new())
-    }
-    fn syncer(&self) -> Syncer {
-        Syncer::durable()
-    }
-    fn describe(&self) -> String {
-        String::new()
     }
 }
 
@@ -501,7 +564,8 @@ impl FileStore {
             .append(true)
             .open(&path)
             .map_err(io)?;
-        cut_torn_tail(&path).map_err(io)?;
+        let reader = File::open(&path).map_err(io)?;
+        let end = cut_torn_tail(&file, &reader).map_err(io)?;
         if !existed {
             // The new file's name must survive a crash too.
             File::open(state_dir)
@@ -515,8 +579,10 @@ impl FileStore {
             synced: Default::default(),
         };
         Ok(FileStore {
+            reader,
             path,
             file,
+            end,
             lock,
             syncer,
         })
@@ -524,9 +590,11 @@ impl FileStore {
 }
 
 impl Store for FileStore {
-    fn append(&mut self, seen: u64, lines: &[Line<'_>]) -> Result<Appended, JournalError> {
+    fn append(&mut self, _next: Pos, lines: &[Line<'_>]) -> Result<Appended, JournalError> {
         let mut text = String::new();
+        let mut ours = Vec::with_capacity(lines.len());
         for l in lines {
+            ours.push(self.end + text.len() as u64);
             text.push_str(&l.json);
             text.push('\n');
         }
@@ -536,6 +604,7 @@ impl Store for FileStore {
                 path: self.path.clone(),
                 source,
             })?;
+        self.end += text.len() as u64;
         let ticket = self
             .syncer
             .written
@@ -543,17 +612,41 @@ impl Store for FileStore {
             + lines.len() as u64;
         Ok(Appended {
             others: Vec::new(),
-            last: seen + lines.len() as u64,
+            ours,
+            next: self.end,
             ticket,
         })
     }
 
-    fn read_since(&mut self, seen: u64) -> Result<Vec<(u64, String)>, JournalError> {
-        if seen > 0 {
-            // Only this process writes while it holds the lock.
-            return Ok(Vec::new());
+    fn read_range(
+        &mut self,
+        from: Pos,
+        until: Pos,
+        visit: &mut Visit<'_>,
+    ) -> Result<Pos, JournalError> {
+        // Only this process writes while it holds the lock: nothing lies past `end`.
+        if from >= self.end {
+            return Ok(from);
         }
-        read_lines(&self.path)
+        visit_file(&self.path, &self.reader, from, until.min(self.end), visit)
+    }
+
+    fn read_at(&mut self, at: &[Pos], visit: &mut Visit<'_>) -> Result<(), JournalError> {
+        let mut buf = Vec::new();
+        for &pos in at {
+            read_line_at(&self.reader, pos, &mut buf).map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            let line = std::str::from_utf8(&buf).map_err(|e| e.to_string());
+            line.and_then(|l| visit(pos, l))
+                .map_err(|message| JournalError::Corrupt {
+                    path: self.path.clone(),
+                    at: format!("byte {pos}"),
+                    message,
+                })?;
+        }
+        Ok(())
     }
 
     fn syncer(&self) -> Syncer {
@@ -588,41 +681,163 @@ fn read_holder(lock_path: &Path) -> Option<LockHolder> {
 }
 
 /// A crash in the middle of a line leaves it without its newline: cut it, so the next entry
-/// starts on a line of its own (the torn change never happened as far as we know).
-fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
-    let data = std::fs::read(path)?;
-    if data.is_empty() || data.ends_with(b"\n") {
-        return Ok(());
-    }
-    let keep = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let f = OpenOptions::new().write(true).open(path)?;
-    f.set_len(keep as u64)?;
-    f.sync_all()
+/// starts on a line of its own (the torn change never happened as far as we know). Returns
+/// the file's length after. Reads back from the end only as far as the last newline.
+fn cut_torn_tail(file: &File, reader: &File) -> std::io::Result<u64> {
+    let len = reader.metadata()?.len();
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        reader.read_exact_at(part, start)?;
+        if end == len && part.last() == Some(&b'\n') {
+            return Ok(len);
+        }
+        if let Some(i) = part.iter().rposition(|b| *b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    file.set_len(keep)?;
+    file.sync_all()?;
+    Ok(keep)
 }
 
-/// Reads a journal file without taking the lock (for `status`).
+/// Reads the line that starts at byte `pos` into `buf` (without its newline).
+fn read_line_at(file: &File, pos: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    let mut at = pos;
+    loop {
+        let n = file.read_at(&mut chunk, at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("no whole journal line at byte {pos}"),
+            ));
+        }
+        match chunk[..n].iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                buf.extend_from_slice(&chunk[..i]);
+                return Ok(());
+            }
+            None => buf.extend_from_slice(&chunk[..n]),
+        }
+        at += n as u64;
+    }
+}
+
+/// Visits the lines of a journal file that start in `from..until`, one at a time, each with
+/// its byte offset; blank lines are skipped. The last line is visited only when it is whole
+/// JSON: a torn one (a crash mid-write, or a run writing it now) is ignored. Returns the offset
+/// after the last line visited.
+fn visit_file(
+    path: &Path,
+    file: &File,
+    from: Pos,
+    until: Pos,
+    visit: &mut Visit<'_>,
+) -> Result<Pos, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, ReadAt { file, at: from });
+    // A line is visited once the next one is read: only then is it known not to be the last.
+    let mut pending: Option<(Pos, usize, Vec<u8>)> = None;
+    let (mut at, mut number, mut next) = (from, 0usize, from);
+    let corrupt = |line: usize, pos: Pos, message: String| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        // Lines are numbered when read from the start; otherwise the offset says where.
+        at: if from == 0 {
+            format!("line {line}")
+        } else {
+            format!("byte {pos}")
+        },
+        message,
+    };
+    let mut take = |line: (Pos, usize, Vec<u8>), last: bool, next: &mut Pos| {
+        let (pos, number, bytes) = line;
+        let end = pos + bytes.len() as u64;
+        let whole = bytes.ends_with(b"\n");
+        let mut text = &bytes[..];
+        while let [rest @ .., b'\n' | b'\r'] = text {
+            text = rest;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            return if last {
+                Ok(())
+            } else {
+                Err(corrupt(number, pos, "not UTF-8".into()))
+            };
+        };
+        if text.trim().is_empty() {
+            *next = end;
+            return Ok(());
+        }
+        if last && (!whole || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()) {
+            return Ok(());
+        }
+        visit(pos, text).map_err(|m| corrupt(number, pos, m))?;
+        *next = end;
+        Ok(())
+    };
+    loop {
+        if at >= until {
+            if let Some(p) = pending.take() {
+                // Lines before `until` were whole when their reader was told where it ends.
+                take(p, false, &mut next)?;
+            }
+            break;
+        }
+        let mut bytes = Vec::new();
+        let n = reader.read_until(b'\n', &mut bytes).map_err(io)?;
+        if n == 0 {
+            if let Some(p) = pending.take() {
+                take(p, true, &mut next)?;
+            }
+            break;
+        }
+        number += 1;
+        if let Some(p) = pending.replace((at, number, bytes)) {
+            take(p, false, &mut next)?;
+        }
+        at += n as u64;
+    }
+    Ok(next)
+}
+
+/// A reader of `file` from offset `at`, by positioned reads (the file's own offset is the
+/// writer's).
+struct ReadAt<'f> {
+    file: &'f File,
+    at: u64,
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Visits the entries of a journal file without taking the lock (for `status` while a run
+/// goes on), one at a time, with their positions.
 ///
 /// # Errors
-/// As `Journal::entries`.
-pub fn read_entries<E: Record>(path: &Path) -> Result<Vec<E>, JournalError> {
-    read_lines(path)?
-        .into_iter()
-        .map(|(n, line)| {
-            serde_json::from_str(&line).map_err(|e| JournalError::Corrupt {
-                path: path.to_path_buf(),
-                line: n as usize,
-                message: e.to_string(),
-            })
-        })
-        .collect()
-}
-
-/// The lines of a journal file, numbered from 1 (blank lines skipped, their numbers kept out),
-/// checked to be JSON; a torn last line is ignored.
-fn read_lines(path: &Path) -> Result<Vec<(u64, String)>, JournalError> {
+/// Unreadable file, or a corrupt line that is not the last one.
+pub fn visit_entries<E: Record>(
+    path: &Path,
+    visit: &mut dyn FnMut(Pos, E),
+) -> Result<(), JournalError> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => {
             return Err(JournalError::Io {
                 path: path.to_path_buf(),
@@ -630,31 +845,20 @@ fn read_lines(path: &Path) -> Result<Vec<(u64, String)>, JournalError> {
             });
         }
     };
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| JournalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let mut out = Vec::with_capacity(lines.len());
-    let count = lines.len();
-    for (i, line) in lines.into_iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<serde::de::IgnoredAny>(&line) {
-            Ok(_) => out.push((out.len() as u64 + 1, line)),
-            Err(_) if i + 1 == count => {}
-            Err(e) => {
-                return Err(JournalError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
+    visit_file(path, &file, 0, Pos::MAX, &mut |at, line| {
+        visit(at, serde_json::from_str(line).map_err(|e| e.to_string())?);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Reads a journal file without taking the lock, collected (tests, small journals).
+///
+/// # Errors
+/// As `visit_entries`.
+pub fn read_entries<E: Record>(path: &Path) -> Result<Vec<E>, JournalError> {
+    let mut out = Vec::new();
+    visit_entries(path, &mut |_, e| out.push(e))?;
     Ok(out)
 }
 
@@ -687,7 +891,7 @@ mod tests {
                         let entry = note(&format!("z{t}.test"), i);
                         let (seq, syncer) = {
                             let mut j = j.lock().unwrap();
-                            (j.write(&entry).unwrap(), j.syncer())
+                            (j.write(&entry).unwrap().ticket, j.syncer())
                         };
                         syncer.sync_to(seq).unwrap();
                     }
@@ -768,5 +972,47 @@ mod tests {
         let mut j = Journal::<Note>::open(dir.path()).unwrap();
         j.append(&note("c", 2)).unwrap();
         assert_eq!(j.entries().unwrap(), vec![note("a", 1), note("c", 2)]);
+    }
+
+    #[test]
+    fn entries_are_read_back_by_position_and_a_long_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = note(&"z".repeat(100_000), 7);
+        let ours = {
+            let mut j = Journal::<Note>::open(dir.path()).unwrap();
+            let a = j.append(&note("a", 1)).unwrap().ours;
+            let b = j.append(&long).unwrap().ours;
+            let c = j.append(&note("c", 3)).unwrap().ours;
+            assert_eq!(
+                j.read_at(&[a[0], c[0]]).unwrap(),
+                vec![note("a", 1), note("c", 3)]
+            );
+            [a[0], b[0], c[0]]
+        };
+        let path = dir.path().join("journal.jsonl");
+        // A torn line longer than one read back from the end.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(format!("{{\"zone\":\"{}", "t".repeat(70_000)).as_bytes())
+            .unwrap();
+        // Read without the lock, as `status` does while a run writes: the torn line is left out.
+        let mut seen = Vec::new();
+        visit_entries::<Note>(&path, &mut |at, e| seen.push((at, e))).unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (ours[0], note("a", 1)),
+                (ours[1], long.clone()),
+                (ours[2], note("c", 3))
+            ]
+        );
+        let mut j = Journal::<Note>::open(dir.path()).unwrap();
+        let mut again = Vec::new();
+        assert_eq!(j.catch_up(&mut |at, e| again.push((at, e))).unwrap(), 3);
+        assert_eq!(again, seen);
+        let d = j.append(&note("d", 4)).unwrap().ours;
+        assert_eq!(
+            j.read_at(&[ours[1], d[0]]).unwrap(),
+            vec![long, note("d", 4)]
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Appended, JournalError, Line, Store, Syncer};
+use super::{Appended, JournalError, Line, Pos, Store, Syncer, Visit};
 
 /// How to reach the store and how long a lease lasts.
 #[derive(Clone)]
@@ -233,7 +233,7 @@ impl PgStore {
     /// The body of `append`, inside the transaction that holds the plan's append lock.
     fn append_locked(
         &mut self,
-        seen: u64,
+        next: Pos,
         lines: &[Line<'_>],
         fences: &[Option<i64>],
     ) -> Result<Appended, JournalError> {
@@ -272,7 +272,7 @@ impl PgStore {
                 &self.statements.insert,
                 &[
                     &self.config.plan,
-                    &(seen as i64),
+                    &(next as i64),
                     &self.leases.0.holder,
                     &entries,
                     &units,
@@ -281,17 +281,19 @@ impl PgStore {
             )
             .map_err(|e| self.err(&e))?;
         let mut others = Vec::new();
-        let mut last = seen;
+        let mut ours = Vec::with_capacity(lines.len());
         for r in &rows {
             let seq = r.get::<_, i64>(0) as u64;
             match r.get::<_, Option<String>>(1) {
                 Some(entry) => others.push((seq, entry)),
-                None => last = last.max(seq),
+                None => ours.push(seq),
             }
         }
+        let last = others.iter().map(|o| o.0).chain(ours.iter().copied()).max();
         Ok(Appended {
             others,
-            last,
+            ours,
+            next: last.map_or(next, |l| l + 1),
             ticket: 0,
         })
     }
@@ -303,7 +305,7 @@ struct AppendStatements {
     /// take until the append commits.
     fences: postgres::Statement,
     /// Inserts the lines in order and returns, in the same snapshot, the entries others wrote
-    /// since `seen` (with their text) and the new lines' seqs (text NULL).
+    /// from seq `$2` on (with their text) and the new lines' seqs (text NULL).
     insert: postgres::Statement,
 }
 
@@ -322,7 +324,7 @@ impl AppendStatements {
                          AS e(entry, unit, fence, n)
                      ORDER BY e.n
                      RETURNING seq)
-                 SELECT seq, entry::text FROM transhumance_journal WHERE plan = $1 AND seq > $2
+                 SELECT seq, entry::text FROM transhumance_journal WHERE plan = $1 AND seq >= $2
                  UNION ALL SELECT seq, NULL FROM ins
                  ORDER BY 1",
             )?,
@@ -331,7 +333,7 @@ impl AppendStatements {
 }
 
 impl Store for PgStore {
-    fn append(&mut self, seen: u64, lines: &[Line<'_>]) -> Result<Appended, JournalError> {
+    fn append(&mut self, next: Pos, lines: &[Line<'_>]) -> Result<Appended, JournalError> {
         // The fences to check, decided before the transaction (a lost lease fails at once).
         let mut fences: Vec<Option<i64>> = Vec::with_capacity(lines.len());
         for l in lines {
@@ -349,7 +351,7 @@ impl Store for PgStore {
         self.client
             .batch_execute(&begin)
             .map_err(|e| self.err(&e))?;
-        let appended = self.append_locked(seen, lines, &fences);
+        let appended = self.append_locked(next, lines, &fences);
         let end = if appended.is_ok() {
             "COMMIT"
         } else {
@@ -361,19 +363,44 @@ impl Store for PgStore {
         Ok(appended)
     }
 
-    fn read_since(&mut self, seen: u64) -> Result<Vec<(u64, String)>, JournalError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT seq, entry::text FROM transhumance_journal
-                 WHERE plan = $1 AND seq > $2 ORDER BY seq",
-                &[&self.config.plan, &(seen as i64)],
-            )
-            .map_err(|e| self.err(&e))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
-            .collect())
+    fn read_range(
+        &mut self,
+        from: Pos,
+        until: Pos,
+        visit: &mut Visit<'_>,
+    ) -> Result<Pos, JournalError> {
+        let (plan, conninfo) = (self.config.plan.clone(), self.config.conninfo.clone());
+        visit_range(&mut self.client, &plan, &conninfo, from, until, visit)
+    }
+
+    fn read_at(&mut self, at: &[Pos], visit: &mut Visit<'_>) -> Result<(), JournalError> {
+        for chunk in at.chunks(BATCH as usize) {
+            let seqs: Vec<i64> = chunk.iter().map(|s| *s as i64).collect();
+            let rows = self
+                .client
+                .query(
+                    "SELECT seq, entry::text FROM transhumance_journal
+                     WHERE plan = $1 AND seq = ANY($2::int8[]) ORDER BY seq",
+                    &[&self.config.plan, &seqs],
+                )
+                .map_err(|e| self.err(&e))?;
+            if rows.len() != chunk.len() {
+                return Err(JournalError::Store {
+                    store: self.describe(),
+                    message: format!(
+                        "{} of {} journal entries read back are missing",
+                        chunk.len() - rows.len(),
+                        chunk.len()
+                    ),
+                });
+            }
+            for r in &rows {
+                let seq = r.get::<_, i64>(0) as u64;
+                visit(seq, r.get::<_, &str>(1))
+                    .map_err(|message| corrupt(&self.config, seq, message))?;
+            }
+        }
+        Ok(())
     }
 
     fn syncer(&self) -> Syncer {
@@ -396,11 +423,59 @@ impl Drop for PgStore {
     }
 }
 
-/// Reads a plan's journal from the store without taking any lease (`status`, `report`).
+/// How many entries a read of the journal takes from the server at once: reading a whole
+/// journal holds this many, never all of them.
+const BATCH: i64 = 2_000;
+
+fn corrupt(config: &PgConfig, seq: u64, message: String) -> JournalError {
+    JournalError::Corrupt {
+        path: format!("PostgreSQL `{}`", config.conninfo).into(),
+        at: format!("seq {seq}"),
+        message,
+    }
+}
+
+/// Visits the entries of `plan` with seqs in `from..until`, in order, `BATCH` at a time.
+/// Returns the seq after the last one visited.
+fn visit_range(
+    client: &mut postgres::Client,
+    plan: &str,
+    conninfo: &str,
+    from: Pos,
+    until: Pos,
+    visit: &mut Visit<'_>,
+) -> Result<Pos, JournalError> {
+    let mut next = from;
+    let until = i64::try_from(until).unwrap_or(i64::MAX);
+    loop {
+        let rows = client
+            .query(
+                "SELECT seq, entry::text FROM transhumance_journal
+                 WHERE plan = $1 AND seq >= $2 AND seq < $3 ORDER BY seq LIMIT $4",
+                &[&plan, &(next as i64), &until, &BATCH],
+            )
+            .map_err(|e| store_error(conninfo, &e))?;
+        for r in &rows {
+            let seq = r.get::<_, i64>(0) as u64;
+            visit(seq, r.get::<_, &str>(1)).map_err(|message| JournalError::Corrupt {
+                path: format!("PostgreSQL `{conninfo}`").into(),
+                at: format!("seq {seq}"),
+                message,
+            })?;
+            next = seq + 1;
+        }
+        if (rows.len() as i64) < BATCH {
+            return Ok(next);
+        }
+    }
+}
+
+/// Visits a plan's journal in the store without taking any lease (`status`, `report`), one
+/// entry at a time.
 ///
 /// # Errors
-/// The store is unreachable.
-pub fn read_lines(config: &PgConfig) -> Result<Vec<(u64, String)>, JournalError> {
+/// The store is unreachable, or `visit` refuses a line (its parse error).
+pub fn visit_lines(config: &PgConfig, visit: &mut Visit<'_>) -> Result<(), JournalError> {
     let mut client = connect(config, "status")?;
     // A plan whose tables were never created has an empty journal.
     let exists: bool = client
@@ -411,18 +486,17 @@ pub fn read_lines(config: &PgConfig) -> Result<Vec<(u64, String)>, JournalError>
         .map_err(|e| store_error(&config.conninfo, &e))?
         .get(0);
     if !exists {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let rows = client
-        .query(
-            "SELECT seq, entry::text FROM transhumance_journal WHERE plan = $1 ORDER BY seq",
-            &[&config.plan],
-        )
-        .map_err(|e| store_error(&config.conninfo, &e))?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
-        .collect())
+    visit_range(
+        &mut client,
+        &config.plan,
+        &config.conninfo,
+        0,
+        Pos::MAX,
+        visit,
+    )?;
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------ leases

@@ -250,7 +250,7 @@ fn remove(
 /// Removes the keys earlier commands journaled as installed and never removed (a crash).
 pub fn clean_stale(connections: &Connections, ledger: &Ledger, observer: &dyn Observer) {
     let mut last: BTreeMap<String, Entry> = BTreeMap::new();
-    for e in ledger.entries() {
+    for e in ledger.entries_of(&[super::ledger::Kind::DirectKey]) {
         if let Entry::DirectKey { marker, .. } = &e {
             last.insert(marker.clone(), e.clone());
         }

@@ -9,9 +9,12 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::ledger::{Entry, Ledger};
+use super::ledger::{Entry, Kind, Ledger};
 use super::state::SiteState;
 use crate::journal::now;
+
+/// The entries the forwarders are folded from.
+const FORWARD_KINDS: &[Kind] = &[Kind::ForwardRoute, Kind::ForwardPorts, Kind::Forwarder];
 use crate::plan::{Forward, MailRouting, Plan, Site};
 use crate::transport::forward::{CONFIG, ForwardConfig, MailListener, ROUTES, Route};
 use crate::transport::{Connections, ExecRequest, Transport};
@@ -173,7 +176,7 @@ impl<'a> Forwarders<'a> {
     /// Journals the change `host`'s whole-port route needs, if any (the plan forwards a plain
     /// mail port): given once every site of the host is confirmed, taken out once one is not.
     fn settle_whole_port(&self, host: &str) -> Result<(), String> {
-        let entries = self.ledger.entries();
+        let entries = self.ledger.entries_of(FORWARD_KINDS);
         let last = whole_ports(&entries).remove(host);
         let now = now();
         let sites = self.hosts.get(host).cloned().unwrap_or_default();
@@ -238,7 +241,7 @@ impl<'a> Forwarders<'a> {
     /// The removal is not durable, or the forwarder cannot be told.
     pub fn unroute(&self, site: &Site) -> Result<(), String> {
         let host = &site.source_host;
-        let whole = whole_ports(&self.ledger.entries())
+        let whole = whole_ports(&self.ledger.entries_of(FORWARD_KINDS))
             .get(host)
             .is_some_and(|w| w.routed);
         let site = site.name.as_str();
@@ -267,7 +270,7 @@ impl<'a> Forwarders<'a> {
     /// # Errors
     /// The first host that could not be reconciled (the others are still tried).
     pub fn reconcile(&self) -> Result<(), String> {
-        let entries = self.ledger.entries();
+        let entries = self.ledger.entries_of(FORWARD_KINDS);
         let (routes, forwarders) = folded(&entries);
         let mut hosts: Vec<String> = routes.values().map(|r| r.host.clone()).collect();
         hosts.extend(forwarders.keys().cloned());
@@ -287,7 +290,7 @@ impl<'a> Forwarders<'a> {
 
     /// The live routes the journal gives `host`, as the forwarder reads them.
     fn routes_of(&self, host: &str) -> Vec<Route> {
-        let entries = self.ledger.entries();
+        let entries = self.ledger.entries_of(FORWARD_KINDS);
         let (routes, _) = folded(&entries);
         let now = now();
         let whole = whole_ports(&entries)
@@ -336,7 +339,7 @@ impl<'a> Forwarders<'a> {
                     &[],
                 )?;
             }
-            let (_, forwarders) = folded(&self.ledger.entries());
+            let (_, forwarders) = folded(&self.ledger.entries_of(FORWARD_KINDS));
             if forwarders.get(host).is_some_and(|f| f.2) || running.is_some() {
                 self.journal(host, None, false, "no route left")?;
             }

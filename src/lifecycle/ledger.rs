@@ -15,7 +15,7 @@ use super::probe::ProbeResult;
 use super::state::SiteState;
 use crate::dns::provider::{DnsEvent, DnsLog};
 use crate::journal::postgres::{Leases, PgConfig, PgStore};
-use crate::journal::{Journal, JournalError, now};
+use crate::journal::{Journal, JournalError, Pos, now};
 use crate::plan::{Plan, StateStore};
 use crate::unit::{UnitError, UnitId};
 
@@ -226,49 +226,108 @@ pub enum Selected {
     Only(Vec<String>),
 }
 
-/// Entry positions by what they are about.
+/// A site's (or a leased unit's) compact record in the ledger: its latest state, and where
+/// its entries are in the store. Tens of bytes, not its entries.
+#[derive(Default)]
+struct SiteIndex {
+    /// `None` for a unit the journal has no `site` entry of (a takeover, a probe only).
+    state: Option<SiteState>,
+    at: Vec<Pos>,
+}
+
+/// A DNS name's record: the phase of its last change intent and where its entries are.
+#[derive(Default)]
+struct NameIndex {
+    last: Option<crate::dns::provider::DnsPhase>,
+    at: Vec<Pos>,
+}
+
+/// Entry positions by what they are about, and the run bookkeeping: what the ledger keeps in
+/// memory instead of the entries, which stay in the store and are read back when asked.
 #[derive(Default)]
 struct Index {
-    by_site: HashMap<String, Vec<usize>>,
-    by_name: HashMap<String, Vec<usize>>,
-    zone_wide: Vec<usize>,
-    states: HashMap<String, SiteState>,
-    /// Per DNS name, the phase of its last change intent.
-    dns_last: HashMap<String, crate::dns::provider::DnsPhase>,
+    sites: HashMap<Box<str>, SiteIndex>,
+    names: HashMap<Box<str>, NameIndex>,
+    zone_wide: Vec<Pos>,
+    /// Entries about no site (runs, checks, keys, forwarders, replication), and a site's
+    /// forwarder routes, by kind: few, read back by the readers of one kind.
+    by_kind: HashMap<Kind, Vec<Pos>>,
+    /// The highest run number journaled.
+    last_run: u64,
+    /// Runs started and not ended, resumable ones only, oldest first, with their positions.
+    open_runs: Vec<(u64, RunCommand, Pos)>,
+}
+
+/// The kinds of entry `Ledger::entries_of` reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Override,
+    Check,
+    Run,
+    RunEnd,
+    DirectKey,
+    Replication,
+    ForwardRoute,
+    ForwardPorts,
+    Forwarder,
 }
 
 impl Index {
-    fn add(&mut self, at: usize, e: &Entry) {
+    fn site(&mut self, site: &str) -> &mut SiteIndex {
+        if !self.sites.contains_key(site) {
+            self.sites.insert(site.into(), SiteIndex::default());
+        }
+        self.sites.get_mut(site).expect("just inserted")
+    }
+
+    fn kind(&mut self, kind: Kind, at: Pos) {
+        self.by_kind.entry(kind).or_default().push(at);
+    }
+
+    fn add(&mut self, at: Pos, e: &Entry) {
         match e {
             Entry::Site { site, state, .. } => {
-                self.by_site.entry(site.clone()).or_default().push(at);
-                self.states.insert(site.clone(), *state);
+                let s = self.site(site);
+                s.at.push(at);
+                s.state = Some(*state);
             }
-            Entry::Probe { site, .. }
-            | Entry::Unit { site, .. }
-            | Entry::ForwardRoute { site, .. } => {
-                self.by_site.entry(site.clone()).or_default().push(at);
+            Entry::Probe { site, .. } | Entry::Unit { site, .. } => self.site(site).at.push(at),
+            Entry::ForwardRoute { site, .. } => {
+                self.site(site).at.push(at);
+                self.kind(Kind::ForwardRoute, at);
             }
-            Entry::Dns(d) => {
-                if let DnsEvent::DnsIntent { key, phase, .. } = d {
-                    self.dns_last.insert(key.name.clone(), *phase);
+            Entry::Dns(d) => match d.key() {
+                Some(k) => {
+                    if !self.names.contains_key(k.name.as_str()) {
+                        self.names
+                            .insert(k.name.as_str().into(), NameIndex::default());
+                    }
+                    let n = self.names.get_mut(k.name.as_str()).expect("just inserted");
+                    if let DnsEvent::DnsIntent { phase, .. } = d {
+                        n.last = Some(*phase);
+                    }
+                    n.at.push(at);
                 }
-                match d.key() {
-                    Some(k) => self.by_name.entry(k.name.clone()).or_default().push(at),
-                    None => self.zone_wide.push(at),
+                None => self.zone_wide.push(at),
+            },
+            Entry::Takeover { unit, .. } => self.site(unit).at.push(at),
+            Entry::Run { run, command, .. } => {
+                self.last_run = self.last_run.max(*run);
+                if command.resumable() {
+                    self.open_runs.push((*run, command.clone(), at));
                 }
+                self.kind(Kind::Run, at);
             }
-            Entry::Takeover { unit, .. } => {
-                self.by_site.entry(unit.clone()).or_default().push(at);
+            Entry::RunEnd { run, .. } => {
+                self.open_runs.retain(|(r, _, _)| r != run);
+                self.kind(Kind::RunEnd, at);
             }
-            Entry::Override { .. }
-            | Entry::Check { .. }
-            | Entry::Run { .. }
-            | Entry::RunEnd { .. }
-            | Entry::DirectKey { .. }
-            | Entry::Replication { .. }
-            | Entry::ForwardPorts { .. }
-            | Entry::Forwarder { .. } => {}
+            Entry::Override { .. } => self.kind(Kind::Override, at),
+            Entry::Check { .. } => self.kind(Kind::Check, at),
+            Entry::DirectKey { .. } => self.kind(Kind::DirectKey, at),
+            Entry::Replication { .. } => self.kind(Kind::Replication, at),
+            Entry::ForwardPorts { .. } => self.kind(Kind::ForwardPorts, at),
+            Entry::Forwarder { .. } => self.kind(Kind::Forwarder, at),
         }
     }
 }
@@ -279,12 +338,19 @@ struct Inner {
 }
 
 impl Inner {
-    /// Indexes the entries the journal took in since it held `from` of them.
-    fn index_from(&mut self, from: usize) {
+    /// Indexes what others appended since this process last read or wrote (every entry, the
+    /// first time), one entry at a time.
+    fn catch_up(&mut self) -> Result<(), JournalError> {
         let Inner { journal, index } = self;
-        for (i, e) in journal.all().iter().enumerate().skip(from) {
-            index.add(i, e);
-        }
+        journal.catch_up(&mut |at, e| index.add(at, &e))?;
+        Ok(())
+    }
+
+    /// The entries at `at`, read back from the store.
+    fn read_at(&mut self, mut at: Vec<Pos>) -> Result<Vec<Entry>, JournalError> {
+        at.sort_unstable();
+        at.dedup();
+        self.journal.read_at(&at)
     }
 }
 
@@ -297,6 +363,9 @@ pub struct Ledger {
     leases: Option<Leases>,
     /// The site each DNS name belongs to, so a DNS entry is checked against that site's lease.
     owners: RwLock<HashMap<String, String>>,
+    /// Why entries could not be read back, when a reader that cannot report it met it: every
+    /// later `record` refuses, so nothing is changed on a decision taken on a partial read.
+    unreadable: Mutex<Option<String>>,
 }
 
 impl Ledger {
@@ -327,12 +396,13 @@ impl Ledger {
             journal,
             index: Index::default(),
         };
-        inner.index_from(0);
+        inner.catch_up()?;
         Ok(Ledger {
             inner: Mutex::new(inner),
             after_record: |_| {},
             leases,
             owners: RwLock::new(HashMap::new()),
+            unreadable: Mutex::new(None),
         })
     }
 
@@ -408,23 +478,29 @@ impl Ledger {
         if self.leases.is_none() {
             return Ok(());
         }
-        let mut inner = self.lock();
-        let from = inner.journal.all().len();
-        inner.journal.refresh()?;
-        inner.index_from(from);
-        Ok(())
+        self.lock().catch_up()
     }
 
     /// As `refresh`, for readers that cannot report an error: they decide on what they have.
     fn refreshed(&self) -> std::sync::MutexGuard<'_, Inner> {
         let mut inner = self.lock();
         if self.leases.is_some() {
-            let from = inner.journal.all().len();
-            if inner.journal.refresh().is_ok() {
-                inner.index_from(from);
-            }
+            let _ = inner.catch_up();
         }
         inner
+    }
+
+    /// Reads entries back for a reader that cannot report an error: a failure is kept, and
+    /// refuses every later `record` (what was decided on a partial read changes nothing).
+    fn read_back(&self, inner: &mut Inner, at: Vec<Pos>) -> Vec<Entry> {
+        match inner.read_at(at) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let mut unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+                unreadable.get_or_insert_with(|| format!("reading entries back: {e}"));
+                Vec::new()
+            }
+        }
     }
 
     /// Appends `entry` and returns once it is on disk. Entries from parallel sites share fsyncs:
@@ -433,22 +509,65 @@ impl Ledger {
     /// # Errors
     /// The entry is not durable: the change it announces must not be made.
     pub fn record(&self, entry: Entry) -> Result<(), JournalError> {
+        if let Some(why) = self
+            .unreadable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(JournalError::Store {
+                store: self.lock().journal.describe(),
+                message: why,
+            });
+        }
         let unit = self.unit_of(&entry);
-        let (seq, syncer) = {
+        let (ticket, syncer) = {
             let mut inner = self.lock();
-            let from = inner.journal.all().len();
-            let seq = inner.journal.write_about(&entry, unit.as_deref())?;
-            inner.index_from(from);
-            (seq, inner.journal.syncer())
+            let written = inner.journal.write_about(&entry, unit.as_deref())?;
+            for (at, e) in &written.others {
+                inner.index.add(*at, e);
+            }
+            for at in &written.ours {
+                inner.index.add(*at, &entry);
+            }
+            (written.ticket, inner.journal.syncer())
         };
-        syncer.sync_to(seq)?;
+        syncer.sync_to(ticket)?;
         (self.after_record)(&entry);
         Ok(())
     }
 
-    /// A copy of every entry (reports); prefer the per-unit readers in hot paths.
-    pub fn entries(&self) -> Vec<Entry> {
-        self.refreshed().journal.all().to_vec()
+    /// Every entry, read back from the store and collected: only for the saved plan's digest
+    /// of the whole journal; other readers of everything use `for_each`, readers of one unit
+    /// or kind `site_history`, `history`, `entries_of`.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn entries(&self) -> Result<Vec<Entry>, JournalError> {
+        let mut out = Vec::new();
+        self.for_each(|e| out.push(e))?;
+        Ok(out)
+    }
+
+    /// Hands `visit` every entry, in order, one at a time, read from the store (reports).
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn for_each(&self, mut visit: impl FnMut(Entry)) -> Result<(), JournalError> {
+        let mut inner = self.refreshed();
+        inner.journal.scan(0, &mut |_, e| visit(e))
+    }
+
+    /// The entries of the kinds `kinds`, in order, read back from the store.
+    pub fn entries_of(&self, kinds: &[Kind]) -> Vec<Entry> {
+        let mut inner = self.refreshed();
+        let at: Vec<Pos> = kinds
+            .iter()
+            .filter_map(|k| inner.index.by_kind.get(k))
+            .flatten()
+            .copied()
+            .collect();
+        self.read_back(&mut inner, at)
     }
 
     /// The latest state of `site` (`discovered` when the journal never saw it). A site this
@@ -459,34 +578,46 @@ impl Ledger {
         let inner = if held { self.lock() } else { self.refreshed() };
         inner
             .index
-            .states
+            .sites
             .get(site)
-            .copied()
+            .and_then(|s| s.state)
             .unwrap_or(SiteState::Discovered)
     }
 
     /// Every site's latest state.
     pub fn states(&self) -> HashMap<String, SiteState> {
-        self.refreshed().index.states.clone()
+        self.refreshed()
+            .index
+            .sites
+            .iter()
+            .filter_map(|(site, s)| Some((site.to_string(), s.state?)))
+            .collect()
     }
 
     /// The DNS names whose last change may have left them on the new side (a switch, or a TTL
     /// restored on switched values), whether or not it was applied: only the server could say,
     /// and for deciding what may be live the cautious answer is yes.
     pub fn switched_names(&self) -> Vec<String> {
-        switched_names(self.refreshed().index.dns_last.iter().map(|(n, p)| (n, *p)))
+        let inner = self.refreshed();
+        switched_names(
+            inner
+                .index
+                .names
+                .iter()
+                .filter_map(|(n, i)| Some((&**n, i.last?))),
+        )
     }
 
-    /// The entries about `site`, in order.
+    /// The entries about `site`, in order, read back from the store.
     pub fn site_history(&self, site: &str) -> Vec<Entry> {
-        let inner = self.refreshed();
-        let all = inner.journal.all();
-        inner
+        let mut inner = self.refreshed();
+        let at = inner
             .index
-            .by_site
+            .sites
             .get(site)
-            .map(|v| v.iter().map(|i| all[*i].clone()).collect())
-            .unwrap_or_default()
+            .map(|s| s.at.clone())
+            .unwrap_or_default();
+        self.read_back(&mut inner, at)
     }
 
     /// Journals what the checks decided for `command`: every refusal and every override, each
@@ -528,20 +659,7 @@ impl Ledger {
         command: RunCommand,
         overrides: Vec<String>,
     ) -> Result<u64, JournalError> {
-        let run = {
-            let inner = self.refreshed();
-            inner
-                .journal
-                .all()
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Run { run, .. } => Some(*run),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0)
-                + 1
-        };
+        let run = self.refreshed().index.last_run + 1;
         // Controllers sharing the journal are each given a number of their own.
         let run = match &self.leases {
             Some(l) => l.next_run(run)?,
@@ -571,37 +689,31 @@ impl Ledger {
 
     /// The runs that started and never ended (a crash or a kill), oldest first, with their
     /// commands and the journal position where each started.
-    pub fn unfinished_runs(&self) -> Vec<(u64, RunCommand, usize)> {
-        unfinished_runs(self.refreshed().journal.all())
+    pub fn unfinished_runs(&self) -> Vec<(u64, RunCommand, Pos)> {
+        self.refreshed().index.open_runs.clone()
     }
 
     /// The sites that reached a verdict (confirmed, rolled back, failed, paused, pre-synced)
     /// at or after journal position `from`: what a run that started there already finished.
-    pub fn verdicts_since(&self, from: usize) -> std::collections::HashSet<String> {
-        let inner = self.refreshed();
-        inner.journal.all()[from.min(inner.journal.all().len())..]
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Site { site, state, .. } if state.is_verdict() => Some(site.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// The runs of `entries` that have no `run_end`, oldest first, with their start positions.
-pub fn unfinished_runs(entries: &[Entry]) -> Vec<(u64, RunCommand, usize)> {
-    let mut open: Vec<(u64, RunCommand, usize)> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        match e {
-            Entry::Run { run, command, .. } if command.resumable() => {
-                open.push((*run, command.clone(), i))
+    /// Read from the store, one entry at a time.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn verdicts_since(
+        &self,
+        from: Pos,
+    ) -> Result<std::collections::HashSet<String>, JournalError> {
+        let mut out = std::collections::HashSet::new();
+        let mut inner = self.refreshed();
+        inner.journal.scan(from, &mut |_, e| {
+            if let Entry::Site { site, state, .. } = e
+                && state.is_verdict()
+            {
+                out.insert(site);
             }
-            Entry::RunEnd { run, .. } => open.retain(|(r, _, _)| r != run),
-            _ => {}
-        }
+        })?;
+        Ok(out)
     }
-    open
 }
 
 impl RunCommand {
@@ -635,31 +747,29 @@ impl DnsLog for Ledger {
     }
 
     fn history(&self, names: &[String]) -> Vec<DnsEvent> {
-        let inner = self.refreshed();
-        let all = inner.journal.all();
-        let mut at: Vec<usize> = if names.is_empty() {
-            inner
-                .index
-                .by_name
+        let mut inner = self.refreshed();
+        let index = &inner.index;
+        let at: Vec<Pos> = if names.is_empty() {
+            index
+                .names
                 .values()
-                .flatten()
+                .flat_map(|n| n.at.iter())
+                .chain(index.zone_wide.iter())
                 .copied()
-                .chain(inner.index.zone_wide.iter().copied())
                 .collect()
         } else {
             names
                 .iter()
-                .filter_map(|n| inner.index.by_name.get(n))
-                .flatten()
+                .filter_map(|n| index.names.get(n.as_str()))
+                .flat_map(|n| n.at.iter())
+                .chain(index.zone_wide.iter())
                 .copied()
-                .chain(inner.index.zone_wide.iter().copied())
                 .collect()
         };
-        at.sort_unstable();
-        at.dedup();
-        at.into_iter()
-            .filter_map(|i| match &all[i] {
-                Entry::Dns(d) => Some(d.clone()),
+        self.read_back(&mut inner, at)
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Dns(d) => Some(d),
                 _ => None,
             })
             .collect()
@@ -667,12 +777,12 @@ impl DnsLog for Ledger {
 }
 
 fn switched_names<'n>(
-    last: impl Iterator<Item = (&'n String, crate::dns::provider::DnsPhase)>,
+    last: impl Iterator<Item = (&'n str, crate::dns::provider::DnsPhase)>,
 ) -> Vec<String> {
     use crate::dns::provider::DnsPhase;
     let mut out: Vec<String> = last
         .filter(|(_, p)| matches!(p, DnsPhase::Switch | DnsPhase::RestoreTtl))
-        .map(|(n, _)| n.clone())
+        .map(|(n, _)| n.to_string())
         .collect();
     out.sort();
     out
@@ -686,7 +796,7 @@ pub fn switched_names_of(entries: &[Entry]) -> Vec<String> {
             last.insert(key.name.clone(), *phase);
         }
     }
-    switched_names(last.iter().map(|(n, p)| (n, *p)))
+    switched_names(last.iter().map(|(n, p)| (n.as_str(), *p)))
 }
 
 /// The DNS events of a journal read without its lock (`status`, `dns verify`).
@@ -706,19 +816,42 @@ pub fn dns_events(entries: &[Entry]) -> Vec<DnsEvent> {
 /// # Errors
 /// The file is unreadable or corrupt before its last line; the store is unreachable.
 pub fn read(plan: &Plan) -> Result<Vec<Entry>, JournalError> {
+    let mut out = Vec::new();
+    visit(plan, |e| out.push(e))?;
+    Ok(out)
+}
+
+/// Hands `visit` every entry of a plan's journal, in order, one at a time, without taking the
+/// lock or any lease (`status`, `report`: memory bounded by one entry, not the journal).
+///
+/// # Errors
+/// The file is unreadable or corrupt before its last line; the store is unreachable.
+pub fn visit(plan: &Plan, mut visit: impl FnMut(Entry)) -> Result<(), JournalError> {
     match pg_config(plan)? {
-        None => read_dir(&plan.state_dir),
-        Some(config) => crate::journal::postgres::read_lines(&config)?
-            .into_iter()
-            .map(|(seq, line)| {
-                serde_json::from_str(&line).map_err(|e| JournalError::Corrupt {
-                    path: format!("PostgreSQL `{}`", config.conninfo).into(),
-                    line: seq as usize,
-                    message: e.to_string(),
-                })
+        None => {
+            crate::journal::visit_entries(&plan.state_dir.join("journal.jsonl"), &mut |_, e| {
+                visit(e)
             })
-            .collect(),
+        }
+        Some(config) => crate::journal::postgres::visit_lines(&config, &mut |_, line| {
+            visit(serde_json::from_str(line).map_err(|e| e.to_string())?);
+            Ok(())
+        }),
     }
+}
+
+/// The DNS events of a plan's journal, read without its lock (`dns verify`, the dry run).
+///
+/// # Errors
+/// As `visit`.
+pub fn dns_history(plan: &Plan) -> Result<Vec<DnsEvent>, JournalError> {
+    let mut out = Vec::new();
+    visit(plan, |e| {
+        if let Entry::Dns(d) = e {
+            out.push(d);
+        }
+    })?;
+    Ok(out)
 }
 
 /// Reads the journal file in `state_dir` without taking the lock.
@@ -849,10 +982,20 @@ mod tests {
             .start_run(RunCommand::Rollback { only: vec![] }, vec![])
             .unwrap();
         l.end_run(a, true).unwrap();
+        let open = l.unfinished_runs();
+        assert_eq!(open.len(), 1, "{open:?}");
         assert_eq!(
-            l.unfinished_runs(),
-            vec![(b, RunCommand::Rollback { only: vec![] }, 1)]
+            (open[0].0, &open[0].1),
+            (b, &RunCommand::Rollback { only: vec![] })
         );
+        // Its position is the second line's, read back from the file.
+        let first = std::fs::read_to_string(dir.path().join("journal.jsonl")).unwrap();
+        assert_eq!(open[0].2, first.find('\n').unwrap() as u64 + 1);
+        // Reopened, the index is rebuilt from the store alike.
+        drop(l);
+        let l = Ledger::open(dir.path()).unwrap();
+        assert_eq!(l.unfinished_runs(), open);
+        assert_eq!(l.start_run(RunCommand::Resume, vec![]).unwrap(), b + 1);
     }
 
     #[test]
@@ -882,6 +1025,6 @@ mod tests {
         intent("www.example.test.", DnsPhase::Rollback);
         // No outcome for mx's switch: it may have happened, so it counts.
         assert_eq!(l.switched_names(), vec!["mx.example.test.".to_string()]);
-        assert_eq!(switched_names_of(&l.entries()), l.switched_names());
+        assert_eq!(switched_names_of(&l.entries().unwrap()), l.switched_names());
     }
 }

@@ -17,7 +17,7 @@ use super::inventory::expand_sites;
 use super::ledger::{Entry, Ledger, RunCommand, Selected};
 use super::mail::{MailStep, run as run_mail};
 use super::probe::{ProbeResult, ProbeRound, ProbeSpec, banner, parse_banner_url, probe};
-use super::state::{ResumeStep, SiteState, SiteStatus, fold};
+use super::state::{ResumeStep, SiteState, SiteStatus};
 use crate::check::{Allowed, Check, Refused, Verdict};
 use crate::dns::cutover::{self, ZonePlan};
 use crate::dns::provider::{DnsEvent, DnsLog, RrKey, RrState};
@@ -254,7 +254,9 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The journal cannot be read.
     pub fn statuses(&self) -> Result<BTreeMap<String, SiteStatus>, LifecycleError> {
-        let mut all = fold(&self.ledger.entries());
+        let mut folding = super::state::Fold::default();
+        self.ledger.for_each(|e| folding.add(&e))?;
+        let mut all = folding.finish();
         for s in &self.sites {
             all.entry(s.name.clone()).or_default();
         }
@@ -997,7 +999,7 @@ impl<'a> Migration<'a> {
             .all(|s| self.state_of(&s.name) == SiteState::Confirmed);
         let unit = format!("database {name}");
         let moved = || {
-            self.ledger.entries().iter().any(|e| {
+            self.ledger.site_history(PLATFORM).iter().any(|e| {
                 matches!(e, Entry::Unit { site, unit: u, step, ok: true, .. }
                     if site == PLATFORM && *u == unit && step == PANEL_STEP)
             })
@@ -2172,7 +2174,7 @@ impl<'a> Migration<'a> {
 
     fn resume_runs(
         &self,
-        unfinished: &[(u64, RunCommand, usize)],
+        unfinished: &[(u64, RunCommand, crate::journal::Pos)],
     ) -> Result<Vec<SiteOutcome>, LifecycleError> {
         let statuses = self.statuses()?;
         let pick = |f: &dyn Fn(SiteState) -> bool| -> Vec<String> {
@@ -2214,7 +2216,7 @@ impl<'a> Migration<'a> {
             merge(&mut out, done);
         }
         for (run, command, start) in unfinished {
-            let touched = self.ledger.verdicts_since(*start);
+            let touched = self.ledger.verdicts_since(*start)?;
             let left = |sites: Vec<&Site>| -> Vec<String> {
                 sites
                     .into_iter()
@@ -2288,7 +2290,7 @@ impl<'a> Migration<'a> {
     /// # Errors
     /// The journal cannot be read.
     pub fn entries(&self) -> Result<Vec<Entry>, LifecycleError> {
-        Ok(self.ledger.entries())
+        Ok(self.ledger.entries()?)
     }
 
     /// The names the plan's sites switch (the only RRsets a cutover lowers, switches and
@@ -2388,16 +2390,27 @@ pub fn report(
             i.message
         )));
     }
-    let entries = super::ledger::read(&loaded.plan)?;
-    let statuses = fold(&entries);
+    // The journal streamed through the folds, one entry at a time: never held whole.
+    let mut folding = super::state::Fold::default();
+    let mut facts = super::window::Facts::default();
+    let (mut dns, mut overrides) = (Vec::new(), Vec::new());
+    super::ledger::visit(&loaded.plan, |e| {
+        folding.add(&e);
+        facts.add(&e);
+        overrides.extend(super::status::override_row(&e));
+        if let Entry::Dns(d) = e {
+            dns.push(d);
+        }
+    })?;
+    let statuses = folding.finish();
     let mut report = super::status::build(
         &loaded.plan.name,
         &inventory.sites,
         loaded.plan.cutover.batch,
         &statuses,
-        &super::window::of_sites(&inventory.sites, &statuses, &entries, now()),
-        &super::ledger::dns_events(&entries),
-        super::status::overrides(&entries),
+        &super::window::of_sites(&inventory.sites, &statuses, &facts, now()),
+        &dns,
+        overrides,
     );
     if let Some(config) = super::ledger::pg_config(&loaded.plan)? {
         report.leases = crate::journal::postgres::held_leases(&config)?

@@ -352,12 +352,38 @@ impl RunSeen {
 /// Every site the journal mentions, with its latest state, its timeline and the marks that
 /// explain it (the one reader `status`, `report` and `resume` share).
 pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
-    let mut out: BTreeMap<String, SiteStatus> = BTreeMap::new();
+    let mut f = Fold::default();
+    for e in entries {
+        f.add(e);
+    }
+    f.finish()
+}
+
+/// `fold`, one entry at a time: readers of a journal too large to hold hand it the entries as
+/// the store yields them.
+#[derive(Default)]
+pub struct Fold {
+    out: BTreeMap<String, SiteStatus>,
     // Runs started and not ended, the latest last: a run that starts while others are open
     // finds them interrupted (one run per plan at a time holds the lock).
-    let mut open: Vec<RunSeen> = Vec::new();
-    let mut current: Option<u64> = None;
-    for e in entries {
+    open: Vec<RunSeen>,
+    current: Option<u64>,
+}
+
+impl Fold {
+    /// The statuses folded so far.
+    pub fn finish(self) -> BTreeMap<String, SiteStatus> {
+        self.out
+    }
+
+    /// Folds one more entry in.
+    pub fn add(&mut self, e: &Entry) {
+        let Fold {
+            out,
+            open,
+            current: slot,
+        } = self;
+        let mut current = *slot;
         match e {
             Entry::Run {
                 run,
@@ -537,8 +563,8 @@ pub fn fold(entries: &[Entry]) -> BTreeMap<String, SiteStatus> {
             }
             _ => {}
         }
+        *slot = current;
     }
-    out
 }
 
 #[cfg(test)]

@@ -187,41 +187,43 @@ pub fn build(
 
 /// The checks and live units the operator let through, from the journal's entries.
 pub fn overrides(entries: &[super::ledger::Entry]) -> Vec<CheckRow> {
-    entries
-        .iter()
-        .filter_map(|e| match e {
-            super::ledger::Entry::Override {
-                unit,
-                because,
-                command,
-                at,
-            } => Some(CheckRow {
-                check: "live-unit".into(),
-                subject: unit.to_string(),
-                reason: format!("overwritten at the target although {because}"),
-                verdict: "allowed".into(),
-                command: command.clone(),
-                at: *at,
-            }),
-            super::ledger::Entry::Check {
-                finding,
-                verdict,
-                command,
-                at,
-            } if *verdict != super::ledger::CheckVerdict::Refused => Some(CheckRow {
-                check: finding.check.to_string(),
-                subject: finding.subject.clone(),
-                reason: finding.reason.clone(),
-                verdict: serde_json::to_value(verdict)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                command: command.clone(),
-                at: *at,
-            }),
-            _ => None,
-        })
-        .collect()
+    entries.iter().filter_map(override_row).collect()
+}
+
+/// The row of an entry that let a check or a live unit through (`None` for any other).
+pub fn override_row(e: &super::ledger::Entry) -> Option<CheckRow> {
+    match e {
+        super::ledger::Entry::Override {
+            unit,
+            because,
+            command,
+            at,
+        } => Some(CheckRow {
+            check: "live-unit".into(),
+            subject: unit.to_string(),
+            reason: format!("overwritten at the target although {because}"),
+            verdict: "allowed".into(),
+            command: command.clone(),
+            at: *at,
+        }),
+        super::ledger::Entry::Check {
+            finding,
+            verdict,
+            command,
+            at,
+        } if *verdict != super::ledger::CheckVerdict::Refused => Some(CheckRow {
+            check: finding.check.to_string(),
+            subject: finding.subject.clone(),
+            reason: finding.reason.clone(),
+            verdict: serde_json::to_value(verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            command: command.clone(),
+            at: *at,
+        }),
+        _ => None,
+    }
 }
 
 /// Every DNS change, grouped by owner name, in journal order (one pass over the events).

@@ -24,6 +24,15 @@ impl Facts {
     pub fn of(entries: &[Entry]) -> Facts {
         let mut f = Facts::default();
         for e in entries {
+            f.add(e);
+        }
+        f
+    }
+
+    /// Indexes one more entry (readers that stream the journal).
+    pub fn add(&mut self, e: &Entry) {
+        let f = self;
+        {
             match e {
                 Entry::Dns(DnsEvent::DnsIntent {
                     key,
@@ -50,7 +59,6 @@ impl Facts {
                 _ => {}
             }
         }
-        f
     }
 }
 
@@ -127,15 +135,14 @@ pub fn of_site(
 pub fn of_sites(
     sites: &[crate::plan::Site],
     statuses: &BTreeMap<String, SiteStatus>,
-    entries: &[Entry],
+    facts: &Facts,
     now: u64,
 ) -> BTreeMap<String, SiteWindow> {
-    let facts = Facts::of(entries);
     sites
         .iter()
         .filter_map(|s| {
             let st = statuses.get(&s.name)?;
-            of_site(&s.name, st, &s.domains, &facts, now).map(|w| (s.name.clone(), w))
+            of_site(&s.name, st, &s.domains, facts, now).map(|w| (s.name.clone(), w))
         })
         .collect()
 }

@@ -6,7 +6,8 @@
 //! the 1,500 extra sites' listings weigh at least `1,500 * FILES * 490` bytes (~23 MB) of names
 //! alone. Were they held until the end, the peak would grow by at least that much; we require
 //! it to grow by less than a third of it. What may grow is the plan's own site list and the
-//! folded journal (a few hundred bytes a site), well under that bound. No timing assertions.
+//! folded journal (a few hundred bytes a site), well under that bound. A second test gives the
+//! sites a long journal history first: it must stay in the store. No timing assertions.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -142,6 +143,89 @@ fn peak_memory_grows_with_the_batch_not_with_the_sites() {
             mb(a),
             mb(b),
             mb(bound)
+        );
+    }
+}
+
+/// Journal entries per site written before the run, each with a `DETAIL`-byte detail: a long
+/// history (re-verified databases) that only the last of is shown.
+const HISTORY: usize = 12;
+const DETAIL: usize = 1_000;
+
+/// `n` sites of one small file each, their journal already holding `HISTORY` unit entries each.
+fn sites_with_history(root: &Path, n: usize) {
+    std::fs::create_dir_all(root.join("new")).unwrap();
+    std::fs::create_dir_all(root.join("state")).unwrap();
+    for i in 0..n {
+        let dir = root.join("old").join(format!("s{i:05}.test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), format!("{i}\n")).unwrap();
+    }
+    std::fs::write(
+        root.join("plan.yaml"),
+        "version: 1\nname: scale-journal\nstate_dir: state\ndefaults: { jobs: 2 }\nsites:\n  \
+         - from: { host: local, glob: \"old/*/\" }\n    to: { host: local, path: \"new/{name}/\" }\n    \
+         domains: [\"{name}\"]\n",
+    )
+    .unwrap();
+    let mut journal = std::io::BufWriter::new(
+        std::fs::File::create(root.join("state").join("journal.jsonl")).unwrap(),
+    );
+    let detail = "x".repeat(DETAIL);
+    for _ in 0..HISTORY {
+        for i in 0..n {
+            let entry = serde_json::json!({"kind": "unit", "site": format!("s{i:05}.test"),
+                "unit": format!("database db{i:05}"), "step": "verified", "ok": true,
+                "detail": detail, "at": 1});
+            std::io::Write::write_all(&mut journal, format!("{entry}\n").as_bytes()).unwrap();
+        }
+    }
+}
+
+fn journal_peaks(n: usize) -> Peaks {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    sites_with_history(w, n);
+    let (_, sync) = run_measured(w, &["sync", "plan.yaml"]);
+    let (json, report_json) = run_measured(w, &["report", "--format", "json", "plan.yaml"]);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["counts"]["pre_synced"], n, "{}", report["counts"]);
+    let units = report["sites"][n - 1]["units"].as_array().unwrap();
+    assert_eq!(units.len(), 1, "the last of a unit's entries: {units:?}");
+    let (status, report_text) = run_measured(w, &["status", "plan.yaml"]);
+    assert!(status.contains(&format!("{n} pre-synced")), "{status}");
+    Peaks {
+        sync,
+        report_json,
+        report_text,
+    }
+}
+
+/// Issue 18, item 4: a journal's history stays in its store. Before, every process held every
+/// entry (`sync` in its ledger, `status` and `report` in one list), so the peak grew by at
+/// least `HISTORY * DETAIL` bytes a site (measured on 0.x: 15 to 21 KB a site with 8 entries);
+/// now what grows is the plan's sites, the ledger's positions and the report's own rows.
+#[test]
+#[allow(clippy::print_stderr)] // the peaks measured, shown with --nocapture
+fn peak_memory_does_not_hold_the_journal() {
+    let (a, b) = (500, 4_000);
+    let small = journal_peaks(a);
+    let large = journal_peaks(b);
+    let per_site_bound = (HISTORY * DETAIL) as u64;
+    for (what, x, y) in [
+        ("sync", small.sync, large.sync),
+        ("report json", small.report_json, large.report_json),
+        ("status", small.report_text, large.report_text),
+    ] {
+        let per_site = y.saturating_sub(x) / (b - a) as u64;
+        eprintln!(
+            "{what}: peak {:.1} MB at {a} sites, {:.1} MB at {b}: {per_site} bytes a site (bound {per_site_bound})",
+            x as f64 / 1e6,
+            y as f64 / 1e6
+        );
+        assert!(
+            per_site < per_site_bound,
+            "{what}: the peak grew by {per_site} bytes a site, the journal's history is held"
         );
     }
 }

@@ -214,7 +214,10 @@ impl Migration<'_> {
     /// Whether the journal saw the set-up of `channel` finish after its last intent.
     fn set_up_journaled(&self, channel: &str) -> bool {
         let mut finished = false;
-        for e in self.ledger.entries() {
+        for e in self
+            .ledger
+            .entries_of(&[super::super::ledger::Kind::Replication])
+        {
             if let Entry::Replication {
                 channel: c,
                 step,

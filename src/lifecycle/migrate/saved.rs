@@ -20,7 +20,7 @@ impl Migration<'_> {
         selection: &Selection,
     ) -> Result<Vec<Finding>, LifecycleError> {
         // Read before anything of this command is journaled.
-        let journal = self.ledger.entries();
+        let journal = self.ledger.entries()?;
         let files = saved_plan::digests(&self.plan);
         let sites: Vec<SavedSite> = self.sites.iter().map(SavedSite::of).collect();
         let names: Vec<String> = self
