@@ -96,7 +96,10 @@ pub fn plan(
         refs
     }
     let (source, target) = (in_walk_order(source), in_walk_order(target));
-    let mut pairing = Pairing::new(owners, special, checksum, attrs);
+    let mut pairing = Pairing::new(owners, special, checksum, attrs.keep);
+    pairing.target_as_root(attrs.root);
+    pairing.attributes(Side::Source, attrs.source.clone());
+    pairing.attributes(Side::Target, attrs.target.clone());
     let (mut i, mut j) = (0, 0);
     while i < source.len() || j < target.len() {
         let order = match (source.get(i), target.get(j)) {
@@ -164,6 +167,28 @@ struct Queue {
     ended: bool,
 }
 
+/// The kept attributes of both listings as far as they have come (each part brings those of
+/// its entries), each dropped once its path is paired.
+struct Attributes {
+    keep: Keep,
+    /// Whether the target's writer is root: known from the target's first part (or its end),
+    /// and needed before anything is paired when attributes are kept.
+    root: Option<bool>,
+    source: BTreeMap<Vec<u8>, Vec<Xattr>>,
+    target: BTreeMap<Vec<u8>, Vec<Xattr>>,
+}
+
+impl Attributes {
+    fn lists(&self) -> AttrLists<'_> {
+        AttrLists {
+            keep: self.keep,
+            root: self.root.unwrap_or(false),
+            source: &self.source,
+            target: &self.target,
+        }
+    }
+}
+
 /// The comparison as a merge-join of the two walk-ordered listings: each path is decided as
 /// soon as both sides have passed it, so it can run while the listings arrive (`push`), and
 /// what it holds is the entries one side is ahead by, plus small side indexes (directories'
@@ -173,7 +198,7 @@ pub struct Pairing<'a> {
     owners: bool,
     special: &'a dyn Fn(&Entry) -> Special,
     checksum: Option<ContentDiffers<'a>>,
-    attrs: AttrLists<'a>,
+    attrs: Attributes,
     p: SyncPlan,
     extra_sizes: Vec<Option<u64>>,
     /// Rename candidates: the first target file the source lacks, by size and mtime.
@@ -190,17 +215,24 @@ pub struct Pairing<'a> {
 }
 
 impl<'a> Pairing<'a> {
+    /// A pairing keeping the attributes `keep` covers, which come with the parts
+    /// (`attributes`); with any kept, it waits for `target_as_root` before pairing.
     pub fn new(
         owners: bool,
         special: &'a dyn Fn(&Entry) -> Special,
         checksum: Option<ContentDiffers<'a>>,
-        attrs: AttrLists<'a>,
+        keep: Keep,
     ) -> Pairing<'a> {
         Pairing {
             owners,
             special,
             checksum,
-            attrs,
+            attrs: Attributes {
+                keep,
+                root: None,
+                source: BTreeMap::new(),
+                target: BTreeMap::new(),
+            },
             p: SyncPlan::default(),
             extra_sizes: Vec::new(),
             first_extra_by_key: HashMap::new(),
@@ -211,6 +243,24 @@ impl<'a> Pairing<'a> {
             source: Queue::default(),
             target: Queue::default(),
         }
+    }
+
+    /// Takes the kept attributes of one side's next part: given before its entries (`push`).
+    pub fn attributes(&mut self, side: Side, listed: BTreeMap<Vec<u8>, Vec<Xattr>>) {
+        if !self.attrs.keep.any() {
+            return;
+        }
+        match side {
+            Side::Source => self.attrs.source.extend(listed),
+            Side::Target => self.attrs.target.extend(listed),
+        }
+    }
+
+    /// Says whether the target's writer is root (which attributes it may set), as its
+    /// listing does; the pairing decides nothing with attributes before it knows.
+    pub fn target_as_root(&mut self, root: bool) {
+        self.attrs.root = Some(root);
+        self.drain();
     }
 
     /// Takes the next part of one side's listing (`last`: no more after it) and decides
@@ -244,12 +294,34 @@ impl<'a> Pairing<'a> {
         Ok(())
     }
 
+    /// The side whose next part lets the pairing go on (`None`: both have ended). Reading
+    /// that side first keeps the other from running far ahead: what waits stays near a part.
+    pub fn waits_for(&self) -> Option<Side> {
+        let (s, t) = (&self.source, &self.target);
+        let open = |q: &Queue, side| (!q.ended).then_some(side);
+        // Attributes kept: the target's first part says whether its writer is root.
+        if self.attrs.keep.any() && self.attrs.root.is_none() && !t.ended {
+            return Some(Side::Target);
+        }
+        match (
+            s.ended || !s.waiting.is_empty(),
+            t.ended || !t.waiting.is_empty(),
+        ) {
+            (false, _) => Some(Side::Source),
+            (true, false) => Some(Side::Target),
+            (true, true) => open(s, Side::Source).or(open(t, Side::Target)),
+        }
+    }
+
     /// Entries received and not yet paired (the pairing's bound).
     pub fn waiting(&self) -> usize {
         self.source.waiting.len() + self.target.waiting.len()
     }
 
     fn drain(&mut self) {
+        if self.attrs.keep.any() && self.attrs.root.is_none() {
+            return;
+        }
         loop {
             let order = match (self.source.waiting.front(), self.target.waiting.front()) {
                 (Some(s), Some(t)) => walk_order(&s.path, &t.path),
@@ -264,6 +336,13 @@ impl<'a> Pairing<'a> {
                 .then(|| self.target.waiting.pop_front())
                 .flatten();
             self.pair(s.as_ref(), t.as_ref());
+            if self.attrs.keep.any() {
+                for (e, listed) in [(&s, &mut self.attrs.source), (&t, &mut self.attrs.target)] {
+                    if let Some(e) = e {
+                        listed.remove(&e.path);
+                    }
+                }
+            }
         }
     }
 
@@ -312,7 +391,7 @@ impl<'a> Pairing<'a> {
 
     fn source_entry(&mut self, s: &Entry, t: Option<&Entry>) {
         let owners = self.owners;
-        let attrs = self.attrs;
+        let attrs = self.attrs.lists();
         // Files and directories: their attributes count (symlinks and nodes keep their own).
         let same_meta = |a: &Entry, b: &Entry| {
             same_basic_meta(a, b, owners) && (a.kind == EntryKind::Symlink || attrs.same(&a.path))
@@ -412,6 +491,8 @@ impl<'a> Pairing<'a> {
     /// The plan, once both listings have been taken whole (what is still waiting is paired
     /// first), with the size of each non-directory `extra` entry in `extra`'s order.
     pub fn finish(mut self, source_root: Option<Meta>) -> (SyncPlan, Vec<Option<u64>>) {
+        // A target that never said: as a listing without the field reads.
+        self.attrs.root.get_or_insert(false);
         self.source.ended = true;
         self.target.ended = true;
         self.drain();
@@ -702,7 +783,7 @@ mod tests {
         dst: &[Entry],
         sizes: &[usize],
     ) -> (SyncPlan, Vec<Option<u64>>, usize) {
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         let (mut i, mut j, mut k, mut most_waiting) = (0, 0, 0, 0);
         while i < src.len() || j < dst.len() {
             for (side, list, at) in [(Side::Source, src, &mut i), (Side::Target, dst, &mut j)] {
@@ -811,7 +892,7 @@ mod tests {
 
     #[test]
     fn an_out_of_order_or_repeated_listing_is_refused() {
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         pairing
             .push(Side::Target, vec![f("a", 1, 1), f("a/b", 1, 1)], false)
             .expect("in order");
@@ -824,12 +905,12 @@ mod tests {
             .expect_err("out of order");
         assert_eq!((e.side, e.path.as_slice()), (Side::Target, &b"a-"[..]));
         assert!(e.to_string().contains("target listing out of order"));
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         let e = pairing
             .push(Side::Source, vec![f("x", 1, 1), f("x", 1, 1)], false)
             .expect_err("repeated");
         assert_eq!(e.after, b"x");
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         pairing
             .push(Side::Source, vec![f("x", 1, 1)], true)
             .expect("one");
