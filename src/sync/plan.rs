@@ -957,6 +957,145 @@ mod tests {
         assert_eq!(roots(&p), 1);
     }
 
+    /// A listing as a walk hands it out: parts (entries with their attributes, errors and
+    /// flags, and who listed them), then the rest with the root's fields.
+    fn in_parts(rng: &mut diff::tests::Rng, whole: &ScanSummary) -> Vec<(ScanSummary, bool)> {
+        let cut = diff::tests::random_parts(rng, &whole.entries, &whole.xattrs);
+        let n = cut.len();
+        cut.into_iter()
+            .enumerate()
+            .map(|(i, (entries, xattrs))| {
+                fn of<T: Clone>(list: &[(Vec<u8>, T)], entries: &[Entry]) -> Vec<(Vec<u8>, T)> {
+                    list.iter()
+                        .filter(|(p, _)| entries.iter().any(|e| &e.path == p))
+                        .cloned()
+                        .collect()
+                }
+                let last = i + 1 == n;
+                let part = ScanSummary {
+                    errors: of(&whole.errors, &entries),
+                    flagged: of(&whole.flagged, &entries),
+                    listed_as_root: whole.listed_as_root,
+                    entries,
+                    xattrs,
+                    ..ScanSummary::default()
+                };
+                let part = if last {
+                    ScanSummary {
+                        exists: whole.exists,
+                        root_meta: whole.root_meta,
+                        ..part
+                    }
+                } else {
+                    part
+                };
+                (part, last)
+            })
+            .collect()
+    }
+
+    /// Issue 16: a sync planned from parts of both listings as they arrive (in the order the
+    /// pairing asks for them, or any) is the plan `decide` makes of the whole listings:
+    /// deletions and their refusal, attributes left out, flags, counts.
+    #[test]
+    fn streamed_plans_are_decided_as_whole_listings() {
+        let mut rng = diff::tests::Rng(1616);
+        for round in 0..300 {
+            let (src, sx, dst, tx) = diff::tests::random_sides(&mut rng);
+            let meta = Meta {
+                mode: 0o040755,
+                uid: 0,
+                gid: 0,
+                mtime_ns: 5,
+            };
+            let flagged: Vec<(Vec<u8>, u64)> = src
+                .iter()
+                .filter(|_| rng.chance(5))
+                .map(|e| (e.path.clone(), libc::STATX_ATTR_IMMUTABLE as u64))
+                .collect();
+            let errors: Vec<(Vec<u8>, String)> = src
+                .iter()
+                .filter(|_| rng.chance(5))
+                .map(|e| (e.path.clone(), "unreadable".into()))
+                .collect();
+            let source = ScanSummary {
+                exists: true,
+                entries: src,
+                errors,
+                root_meta: Some(meta),
+                xattrs: sx,
+                flagged,
+                listed_as_root: rng.chance(50),
+                ..ScanSummary::default()
+            };
+            let target = ScanSummary {
+                exists: rng.chance(90),
+                entries: dst,
+                // The root's own metadata as the source's, or older.
+                root_meta: Some(Meta {
+                    mtime_ns: 4 + i128::from(rng.chance(50)),
+                    ..meta
+                }),
+                xattrs: tx,
+                listed_as_root: rng.chance(50),
+                ..ScanSummary::default()
+            };
+            let opts = SyncOptions {
+                delete: rng.chance(60),
+                force: rng.chance(50),
+                xattrs: rng.chance(50),
+                acls: rng.chance(50),
+                devices: rng.chance(50),
+                ..SyncOptions::default()
+            };
+            let whole = decide(&source, &target, &opts, None);
+            let special = special_for(&opts);
+            let mut streamed = Streamed::new(&opts, &special);
+            let mut parts = [
+                in_parts(&mut rng, &source).into_iter(),
+                in_parts(&mut rng, &target).into_iter(),
+            ];
+            let as_asked = rng.chance(50);
+            let mut most_waiting = 0;
+            loop {
+                let side = match streamed.waits_for() {
+                    None => break,
+                    Some(side) if as_asked => side,
+                    Some(_) => [diff::Side::Source, diff::Side::Target][rng.below(2) as usize],
+                };
+                let i = usize::from(side == diff::Side::Target);
+                let Some((part, last)) = parts[i].next() else {
+                    continue;
+                };
+                streamed.take(side, part, last).expect("in walk order");
+                most_waiting = most_waiting.max(streamed.pairing.waiting());
+            }
+            if as_asked {
+                // Read as the pairing asks, neither side gets more than a few parts ahead.
+                assert!(most_waiting <= 16, "round {round}: {most_waiting} waiting");
+            }
+            let paired = streamed.finish();
+            assert_eq!(
+                format!("{:?}", paired.plan),
+                format!("{whole:?}"),
+                "round {round}"
+            );
+            assert_eq!(paired.source.errors, source.errors);
+            assert_eq!(paired.source.flagged, source.flagged);
+            assert!(paired.source.exists && paired.target.exists == target.exists);
+            let mut listed = super::super::engine::Counts::default();
+            for e in source
+                .entries
+                .iter()
+                .filter(|e| !diff::is_internal(&e.path))
+            {
+                listed.add(e);
+            }
+            listed.dirs += 1;
+            assert_eq!(paired.listed, listed);
+        }
+    }
+
     fn mirror() -> SyncOptions {
         SyncOptions {
             delete: true,
