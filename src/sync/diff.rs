@@ -294,25 +294,6 @@ impl<'a> Pairing<'a> {
         Ok(())
     }
 
-    /// The side whose next part lets the pairing go on (`None`: both have ended). Reading
-    /// that side first keeps the other from running far ahead: what waits stays near a part.
-    pub fn waits_for(&self) -> Option<Side> {
-        let (s, t) = (&self.source, &self.target);
-        let open = |q: &Queue, side| (!q.ended).then_some(side);
-        // Attributes kept: the target's first part says whether its writer is root.
-        if self.attrs.keep.any() && self.attrs.root.is_none() && !t.ended {
-            return Some(Side::Target);
-        }
-        match (
-            s.ended || !s.waiting.is_empty(),
-            t.ended || !t.waiting.is_empty(),
-        ) {
-            (false, _) => Some(Side::Source),
-            (true, false) => Some(Side::Target),
-            (true, true) => open(s, Side::Source).or(open(t, Side::Target)),
-        }
-    }
-
     /// Entries received and not yet paired (the pairing's bound).
     pub fn waiting(&self) -> usize {
         self.source.waiting.len() + self.target.waiting.len()
@@ -583,6 +564,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::sync::plan::ActionKind;
 
+    /// A listing's attributes by path.
+    pub(crate) type Attrs = BTreeMap<Vec<u8>, Vec<Xattr>>;
+
     /// A small deterministic generator (splitmix64) for random listings.
     pub(crate) struct Rng(pub u64);
 
@@ -610,14 +594,7 @@ pub(crate) mod tests {
     /// copy of it (changed, missing, extra and renamed entries, a kind changed, partial files
     /// of interrupted runs, links kept or broken), names chosen so that `walk_order` and
     /// byte order disagree (`a/b`, `a-`, `a.b`).
-    pub(crate) fn random_sides(
-        rng: &mut Rng,
-    ) -> (
-        Vec<Entry>,
-        BTreeMap<Vec<u8>, Vec<Xattr>>,
-        Vec<Entry>,
-        BTreeMap<Vec<u8>, Vec<Xattr>>,
-    ) {
+    pub(crate) fn random_sides(rng: &mut Rng) -> (Vec<Entry>, Attrs, Vec<Entry>, Attrs) {
         const NAMES: [&str; 6] = ["a", "a-", "a.b", "a0", "b", "index.html"];
         fn entry(path: Vec<u8>, kind: EntryKind, rng: &mut Rng, ino: u64) -> Entry {
             let mode = match kind {
@@ -793,13 +770,13 @@ pub(crate) mod tests {
         rng: &mut Rng,
         list: &[Entry],
         xattrs: &BTreeMap<Vec<u8>, Vec<Xattr>>,
-    ) -> Vec<(Vec<Entry>, BTreeMap<Vec<u8>, Vec<Xattr>>)> {
+    ) -> Vec<(Vec<Entry>, Attrs)> {
         let mut parts = Vec::new();
         let mut at = 0;
         loop {
             let end = (at + rng.below(6) as usize).min(list.len());
             let entries = list[at..end].to_vec();
-            let mut attrs: BTreeMap<Vec<u8>, Vec<Xattr>> = entries
+            let mut attrs: Attrs = entries
                 .iter()
                 .filter_map(|e| xattrs.get(&e.path).map(|l| (e.path.clone(), l.clone())))
                 .collect();

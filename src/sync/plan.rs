@@ -640,11 +640,6 @@ impl<'a> Streamed<'a> {
         self.pairing.push(side, part.entries, last)
     }
 
-    /// The side to read next (`Pairing::waits_for`).
-    fn waits_for(&self) -> Option<diff::Side> {
-        self.pairing.waits_for()
-    }
-
     /// The plan, once both listings have ended, as `decide` makes it.
     pub fn finish(self) -> Paired {
         let (plan, extra_sizes) = self.pairing.finish(self.source.root_meta);
@@ -671,8 +666,10 @@ impl<'a> Streamed<'a> {
     }
 }
 
-/// Parts of one listing in flight to the pairing, per side: a side ahead waits for the other.
-const PARTS_IN_FLIGHT: usize = 2;
+/// Parts in flight to the pairing. Both sides share one channel, and the pairing takes
+/// whatever comes: a side is never held back for the other, since two listings of one host
+/// share its stream, where a held-back call would hold up the other's replies behind it.
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// One side's listing as it reaches the pairing: a part, then the rest (or why it failed).
 enum Arrival {
@@ -682,7 +679,7 @@ enum Arrival {
 
 /// Lists both sides at once (`source`: the source listed already), each on its own thread
 /// handing its parts on as they come (`Transport::scan_parts`), and pairs them as they
-/// arrive (`Streamed`): the plan `decide` would make, without either listing held whole.
+/// arrive (`Streamed`): the plan `decide` would make, each entry dropped once paired.
 /// For `streamable` options only (no manifest hint read here).
 ///
 /// # Errors
@@ -694,20 +691,20 @@ pub fn plan_streamed(
     source: Option<ScanSummary>,
 ) -> Result<Paired, SyncError> {
     use diff::Side;
-    use std::sync::mpsc::{Receiver, sync_channel};
     let special = special_for(opts);
     let mut streamed = Streamed::new(opts, &special);
     let mut failed: [Option<SyncError>; 2] = [None, None];
-    let out_of_order = |end: &Endpoint, e: diff::OutOfOrder| {
+    let index = |side| usize::from(side == Side::Target);
+    let out_of_order = |side, e: diff::OutOfOrder| {
         SyncError::Transport(TransportError::Protocol {
-            host: end.transport.host().into(),
+            host: [src, dst][index(side)].transport.host().into(),
             message: e.to_string(),
         })
     };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Side, Arrival)>(PARTS_IN_FLIGHT);
     std::thread::scope(|scope| {
-        let spawn = |side: Side, end: &Endpoint| -> Receiver<Arrival> {
-            let (tx, rx) = sync_channel(PARTS_IN_FLIGHT);
-            let end = end.clone();
+        let list = |side: Side, end: &Endpoint| {
+            let (tx, end) = (tx.clone(), end.clone());
             scope.spawn(move || {
                 let relink = |part: &mut ScanSummary| {
                     if side == Side::Source {
@@ -720,82 +717,46 @@ pub fn plan_streamed(
                     opts.keep(),
                     &mut |mut part| {
                         relink(&mut part);
-                        tx.send(Arrival::Part(part))
+                        tx.send((side, Arrival::Part(part)))
                             .map_err(|_| TransportError::Connect {
                                 host: end.transport.host().into(),
                                 message: "the listing was abandoned".into(),
                             })
                     },
                 );
-                let _ = tx.send(Arrival::End(rest.map(|mut r| {
-                    relink(&mut r);
-                    r
-                })));
+                let _ = tx.send((
+                    side,
+                    Arrival::End(rest.map(|mut r| {
+                        relink(&mut r);
+                        r
+                    })),
+                ));
             });
-            rx
         };
-        let target = spawn(Side::Target, dst);
-        let source = match source {
+        list(Side::Target, dst);
+        match source {
             Some(listed) => {
                 if let Err(e) = streamed.take(Side::Source, listed, true) {
-                    failed[0] = Some(out_of_order(src, e));
+                    failed[0] = Some(out_of_order(Side::Source, e));
                 }
-                None
             }
-            None => Some(spawn(Side::Source, src)),
-        };
-        let mut open = [source, Some(target)];
-        let index = |side| match side {
-            Side::Source => 0,
-            Side::Target => 1,
-        };
-        loop {
-            // After a failure, what is left of the listings is read to their end and dropped.
-            let side = if failed.iter().any(Option::is_some) {
-                match open.iter().position(Option::is_some) {
-                    Some(0) => Side::Source,
-                    Some(_) => Side::Target,
-                    None => break,
-                }
-            } else {
-                match streamed.waits_for() {
-                    Some(side) if open[index(side)].is_some() => side,
-                    // A side that failed, or gave all it had and more is wanted: the other.
-                    _ => match open.iter().position(Option::is_some) {
-                        Some(0) => Side::Source,
-                        Some(_) => Side::Target,
-                        None => break,
-                    },
-                }
-            };
-            let i = index(side);
-            let end = [src, dst][i];
-            let arrival = open[i]
-                .as_ref()
-                .and_then(|rx| rx.recv().ok())
-                .unwrap_or_else(|| {
-                    Arrival::End(Err(TransportError::Connect {
-                        host: end.transport.host().into(),
-                        message: "the listing thread ended without its listing".into(),
-                    }))
-                });
+            None => list(Side::Source, src),
+        }
+        drop(tx);
+        // Until both listings end (after a failure, what is left is read and dropped).
+        for (side, arrival) in &rx {
             let (part, last) = match arrival {
                 Arrival::Part(part) => (part, false),
-                Arrival::End(rest) => {
-                    open[i] = None;
-                    match rest {
-                        Ok(rest) => (rest, true),
-                        Err(e) => {
-                            failed[i].get_or_insert(SyncError::Transport(e));
-                            continue;
-                        }
-                    }
+                Arrival::End(Ok(rest)) => (rest, true),
+                Arrival::End(Err(e)) => {
+                    failed[index(side)].get_or_insert(SyncError::Transport(e));
+                    continue;
                 }
             };
             if failed.iter().all(Option::is_none)
                 && let Err(e) = streamed.take(side, part, last)
             {
-                failed[i] = Some(out_of_order(end, e));
+                failed[index(side)] = Some(out_of_order(side, e));
             }
         }
     });
@@ -994,8 +955,8 @@ mod tests {
             .collect()
     }
 
-    /// Issue 16: a sync planned from parts of both listings as they arrive (in the order the
-    /// pairing asks for them, or any) is the plan `decide` makes of the whole listings:
+    /// Issue 16: a sync planned from parts of both listings as they arrive (in any turns) is
+    /// the plan `decide` makes of the whole listings:
     /// deletions and their refusal, attributes left out, flags, counts.
     #[test]
     fn streamed_plans_are_decided_as_whole_listings() {
@@ -1055,24 +1016,18 @@ mod tests {
                 in_parts(&mut rng, &source).into_iter(),
                 in_parts(&mut rng, &target).into_iter(),
             ];
-            let as_asked = rng.chance(50);
-            let mut most_waiting = 0;
-            loop {
-                let side = match streamed.waits_for() {
-                    None => break,
-                    Some(side) if as_asked => side,
-                    Some(_) => [diff::Side::Source, diff::Side::Target][rng.below(2) as usize],
+            // In any turns, as two listing threads hand their parts on.
+            let mut pending = [parts[0].len(), parts[1].len()];
+            while pending.iter().any(|n| *n > 0) {
+                let i = match pending {
+                    [0, _] => 1,
+                    [_, 0] => 0,
+                    _ => rng.below(2) as usize,
                 };
-                let i = usize::from(side == diff::Side::Target);
-                let Some((part, last)) = parts[i].next() else {
-                    continue;
-                };
+                let (part, last) = parts[i].next().expect("pending");
+                pending[i] -= 1;
+                let side = [diff::Side::Source, diff::Side::Target][i];
                 streamed.take(side, part, last).expect("in walk order");
-                most_waiting = most_waiting.max(streamed.pairing.waiting());
-            }
-            if as_asked {
-                // Read as the pairing asks, neither side gets more than a few parts ahead.
-                assert!(most_waiting <= 16, "round {round}: {most_waiting} waiting");
             }
             let paired = streamed.finish();
             assert_eq!(
