@@ -94,7 +94,7 @@ fn copy(mut args: CopyArgs, printer: &Printer) -> Ending {
                     locked = matches!(e, SyncError::Unsafe(_));
                 })?;
             }
-            match &listed {
+            match listed {
                 Some(source) => sync_with_source(&s, &d, &args.options, observer.as_ref(), source),
                 None => sync(&s, &d, &args.options, observer.as_ref()),
             }

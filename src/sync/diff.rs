@@ -96,7 +96,10 @@ pub fn plan(
         refs
     }
     let (source, target) = (in_walk_order(source), in_walk_order(target));
-    let mut pairing = Pairing::new(owners, special, checksum, attrs);
+    let mut pairing = Pairing::new(owners, special, checksum, attrs.keep);
+    pairing.target_as_root(attrs.root);
+    pairing.attributes(Side::Source, attrs.source.clone());
+    pairing.attributes(Side::Target, attrs.target.clone());
     let (mut i, mut j) = (0, 0);
     while i < source.len() || j < target.len() {
         let order = match (source.get(i), target.get(j)) {
@@ -164,6 +167,28 @@ struct Queue {
     ended: bool,
 }
 
+/// The kept attributes of both listings as far as they have come (each part brings those of
+/// its entries), each dropped once its path is paired.
+struct Attributes {
+    keep: Keep,
+    /// Whether the target's writer is root: known from the target's first part (or its end),
+    /// and needed before anything is paired when attributes are kept.
+    root: Option<bool>,
+    source: BTreeMap<Vec<u8>, Vec<Xattr>>,
+    target: BTreeMap<Vec<u8>, Vec<Xattr>>,
+}
+
+impl Attributes {
+    fn lists(&self) -> AttrLists<'_> {
+        AttrLists {
+            keep: self.keep,
+            root: self.root.unwrap_or(false),
+            source: &self.source,
+            target: &self.target,
+        }
+    }
+}
+
 /// The comparison as a merge-join of the two walk-ordered listings: each path is decided as
 /// soon as both sides have passed it, so it can run while the listings arrive (`push`), and
 /// what it holds is the entries one side is ahead by, plus small side indexes (directories'
@@ -173,7 +198,7 @@ pub struct Pairing<'a> {
     owners: bool,
     special: &'a dyn Fn(&Entry) -> Special,
     checksum: Option<ContentDiffers<'a>>,
-    attrs: AttrLists<'a>,
+    attrs: Attributes,
     p: SyncPlan,
     extra_sizes: Vec<Option<u64>>,
     /// Rename candidates: the first target file the source lacks, by size and mtime.
@@ -190,17 +215,24 @@ pub struct Pairing<'a> {
 }
 
 impl<'a> Pairing<'a> {
+    /// A pairing keeping the attributes `keep` covers, which come with the parts
+    /// (`attributes`); with any kept, it waits for `target_as_root` before pairing.
     pub fn new(
         owners: bool,
         special: &'a dyn Fn(&Entry) -> Special,
         checksum: Option<ContentDiffers<'a>>,
-        attrs: AttrLists<'a>,
+        keep: Keep,
     ) -> Pairing<'a> {
         Pairing {
             owners,
             special,
             checksum,
-            attrs,
+            attrs: Attributes {
+                keep,
+                root: None,
+                source: BTreeMap::new(),
+                target: BTreeMap::new(),
+            },
             p: SyncPlan::default(),
             extra_sizes: Vec::new(),
             first_extra_by_key: HashMap::new(),
@@ -211,6 +243,24 @@ impl<'a> Pairing<'a> {
             source: Queue::default(),
             target: Queue::default(),
         }
+    }
+
+    /// Takes the kept attributes of one side's next part: given before its entries (`push`).
+    pub fn attributes(&mut self, side: Side, listed: BTreeMap<Vec<u8>, Vec<Xattr>>) {
+        if !self.attrs.keep.any() {
+            return;
+        }
+        match side {
+            Side::Source => self.attrs.source.extend(listed),
+            Side::Target => self.attrs.target.extend(listed),
+        }
+    }
+
+    /// Says whether the target's writer is root (which attributes it may set), as its
+    /// listing does; the pairing decides nothing with attributes before it knows.
+    pub fn target_as_root(&mut self, root: bool) {
+        self.attrs.root = Some(root);
+        self.drain();
     }
 
     /// Takes the next part of one side's listing (`last`: no more after it) and decides
@@ -250,6 +300,9 @@ impl<'a> Pairing<'a> {
     }
 
     fn drain(&mut self) {
+        if self.attrs.keep.any() && self.attrs.root.is_none() {
+            return;
+        }
         loop {
             let order = match (self.source.waiting.front(), self.target.waiting.front()) {
                 (Some(s), Some(t)) => walk_order(&s.path, &t.path),
@@ -264,6 +317,13 @@ impl<'a> Pairing<'a> {
                 .then(|| self.target.waiting.pop_front())
                 .flatten();
             self.pair(s.as_ref(), t.as_ref());
+            if self.attrs.keep.any() {
+                for (e, listed) in [(&s, &mut self.attrs.source), (&t, &mut self.attrs.target)] {
+                    if let Some(e) = e {
+                        listed.remove(&e.path);
+                    }
+                }
+            }
         }
     }
 
@@ -312,7 +372,7 @@ impl<'a> Pairing<'a> {
 
     fn source_entry(&mut self, s: &Entry, t: Option<&Entry>) {
         let owners = self.owners;
-        let attrs = self.attrs;
+        let attrs = self.attrs.lists();
         // Files and directories: their attributes count (symlinks and nodes keep their own).
         let same_meta = |a: &Entry, b: &Entry| {
             same_basic_meta(a, b, owners) && (a.kind == EntryKind::Symlink || attrs.same(&a.path))
@@ -412,6 +472,8 @@ impl<'a> Pairing<'a> {
     /// The plan, once both listings have been taken whole (what is still waiting is paired
     /// first), with the size of each non-directory `extra` entry in `extra`'s order.
     pub fn finish(mut self, source_root: Option<Meta>) -> (SyncPlan, Vec<Option<u64>>) {
+        // A target that never said: as a listing without the field reads.
+        self.attrs.root.get_or_insert(false);
         self.source.ended = true;
         self.target.ended = true;
         self.drain();
@@ -498,9 +560,312 @@ pub fn deletions(extra: &[Vec<u8>]) -> Vec<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sync::plan::ActionKind;
+
+    /// A listing's attributes by path.
+    pub(crate) type Attrs = BTreeMap<Vec<u8>, Vec<Xattr>>;
+
+    /// A small deterministic generator (splitmix64) for random listings.
+    pub(crate) struct Rng(pub u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// A number in `0..n`.
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+
+        pub(crate) fn chance(&mut self, percent: u64) -> bool {
+            self.below(100) < percent
+        }
+    }
+
+    /// Two listings as a sync meets them, each in `walk_order` with its attributes: a source
+    /// tree (directories, files, symlinks, FIFOs, hard links) and a target that is an older
+    /// copy of it (changed, missing, extra and renamed entries, a kind changed, partial files
+    /// of interrupted runs, links kept or broken), names chosen so that `walk_order` and
+    /// byte order disagree (`a/b`, `a-`, `a.b`).
+    pub(crate) fn random_sides(rng: &mut Rng) -> (Vec<Entry>, Attrs, Vec<Entry>, Attrs) {
+        const NAMES: [&str; 6] = ["a", "a-", "a.b", "a0", "b", "index.html"];
+        fn entry(path: Vec<u8>, kind: EntryKind, rng: &mut Rng, ino: u64) -> Entry {
+            let mode = match kind {
+                EntryKind::Dir => 0o040755,
+                EntryKind::File => 0o100644,
+                EntryKind::Symlink => 0o120777,
+                EntryKind::Other => libc::S_IFIFO | 0o644,
+            };
+            Entry {
+                path,
+                kind,
+                size: if kind == EntryKind::File {
+                    rng.below(3) * 3000
+                } else {
+                    0
+                },
+                mtime_ns: i128::from(rng.below(3)),
+                mode,
+                uid: 0,
+                gid: 0,
+                nlink: 1,
+                dev: 1,
+                ino,
+                rdev: 0,
+                link_target: (kind == EntryKind::Symlink).then(|| b"../a".to_vec()),
+            }
+        }
+        fn tree(rng: &mut Rng, prefix: &[u8], depth: u32, out: &mut Vec<Entry>) {
+            for name in NAMES {
+                if !rng.chance(55) {
+                    continue;
+                }
+                let mut path = prefix.to_vec();
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name.as_bytes());
+                let kind = match rng.below(10) {
+                    0..=2 if depth < 3 => EntryKind::Dir,
+                    3 => EntryKind::Symlink,
+                    4 if rng.chance(30) => EntryKind::Other,
+                    _ => EntryKind::File,
+                };
+                let ino = out.len() as u64 + 1000;
+                out.push(entry(path.clone(), kind, rng, ino));
+                if kind == EntryKind::Dir {
+                    tree(rng, &path, depth + 1, out);
+                }
+            }
+        }
+        let xattrs_of = |rng: &mut Rng, list: &[Entry]| {
+            let mut m = BTreeMap::new();
+            let name = [
+                "user.mime",
+                "security.capability",
+                "system.posix_acl_access",
+            ];
+            for e in list {
+                if matches!(e.kind, EntryKind::File | EntryKind::Dir) && rng.chance(25) {
+                    let n = name[rng.below(3) as usize];
+                    let v = format!("{}", rng.below(2));
+                    m.insert(
+                        e.path.clone(),
+                        vec![Xattr {
+                            name: n.into(),
+                            value: v.into(),
+                        }],
+                    );
+                }
+            }
+            if rng.chance(30) {
+                m.insert(
+                    Vec::new(),
+                    vec![Xattr {
+                        name: b"user.root".to_vec(),
+                        value: b"1".to_vec(),
+                    }],
+                );
+            }
+            m
+        };
+        let mut src = Vec::new();
+        tree(rng, b"", 0, &mut src);
+        // Hard links: some files share the inode of an earlier one.
+        let files: Vec<usize> = (0..src.len())
+            .filter(|i| src[*i].kind == EntryKind::File)
+            .collect();
+        for pair in files.windows(2) {
+            if rng.chance(25) {
+                let (leader, (size, mtime, ino)) = (
+                    pair[0],
+                    (src[pair[0]].size, src[pair[0]].mtime_ns, src[pair[0]].ino),
+                );
+                for i in [leader, pair[1]] {
+                    src[i].nlink = 2;
+                    (src[i].size, src[i].mtime_ns, src[i].ino) = (size, mtime, ino);
+                }
+            }
+        }
+        let mut dst: Vec<Entry> = Vec::new();
+        for e in &src {
+            match rng.below(12) {
+                // Missing at the target, or there under another name (a rename).
+                0 => {}
+                1 => {
+                    let mut moved = e.clone();
+                    moved.path.extend_from_slice(b".old");
+                    dst.push(moved);
+                }
+                // Changed content, time or mode; a file where a directory is, or the reverse.
+                2 => dst.push(Entry {
+                    mtime_ns: e.mtime_ns + 7,
+                    ..e.clone()
+                }),
+                3 => dst.push(Entry {
+                    size: e.size + 1,
+                    ..e.clone()
+                }),
+                4 => dst.push(Entry {
+                    mode: e.mode ^ 0o022,
+                    ..e.clone()
+                }),
+                5 => {
+                    let kind = if e.kind == EntryKind::Dir {
+                        EntryKind::File
+                    } else {
+                        EntryKind::Dir
+                    };
+                    dst.push(entry(e.path.clone(), kind, rng, e.ino + 500));
+                }
+                // A partial file left by an interrupted run, and nothing at the path.
+                6 if e.kind == EntryKind::File => {
+                    let key = crate::tree::root::temp_key(&e.path);
+                    let name = format!("{}/{key}-7-0", crate::tree::root::TEMP_DIR);
+                    dst.push(entry(name.into_bytes(), EntryKind::File, rng, e.ino + 900));
+                }
+                // The same; hard links at the target kept as one inode, or not.
+                _ => dst.push(Entry {
+                    ino: if e.nlink > 1 && rng.chance(30) {
+                        e.ino + 10_000 + rng.below(1000)
+                    } else {
+                        e.ino
+                    },
+                    ..e.clone()
+                }),
+            }
+        }
+        // Extra entries only the target has.
+        let mut extra = Vec::new();
+        tree(rng, b"zz", 1, &mut extra);
+        if !extra.is_empty() && rng.chance(50) {
+            dst.push(entry(b"zz".to_vec(), EntryKind::Dir, rng, 1));
+            dst.extend(extra);
+        }
+        let mut seen = HashSet::new();
+        dst.retain(|e| seen.insert(e.path.clone()));
+        for list in [&mut src, &mut dst] {
+            list.sort_by(|a, b| walk_order(&a.path, &b.path));
+        }
+        let (sx, mut tx) = (xattrs_of(rng, &src), xattrs_of(rng, &dst));
+        // Most attributes are the same at the target.
+        for (p, l) in &sx {
+            if rng.chance(60) && dst.iter().any(|e| &e.path == p) {
+                tx.insert(p.clone(), l.clone());
+            }
+        }
+        (src, sx, dst, tx)
+    }
+
+    /// `list` cut into parts of random sizes (some empty), each with its entries' attributes
+    /// (the root's, `b""`, in the first part, as a walk lists them).
+    pub(crate) fn random_parts(
+        rng: &mut Rng,
+        list: &[Entry],
+        xattrs: &BTreeMap<Vec<u8>, Vec<Xattr>>,
+    ) -> Vec<(Vec<Entry>, Attrs)> {
+        let mut parts = Vec::new();
+        let mut at = 0;
+        loop {
+            let end = (at + rng.below(6) as usize).min(list.len());
+            let entries = list[at..end].to_vec();
+            let mut attrs: Attrs = entries
+                .iter()
+                .filter_map(|e| xattrs.get(&e.path).map(|l| (e.path.clone(), l.clone())))
+                .collect();
+            if at == 0
+                && let Some(root) = xattrs.get(&b""[..])
+            {
+                attrs.insert(Vec::new(), root.clone());
+            }
+            parts.push((entries, attrs));
+            at = end;
+            if at == list.len() && rng.chance(70) {
+                return parts;
+            }
+        }
+    }
+
+    /// Issue 16: the pairing fed both listings in random parts, in random turns, decides as
+    /// `plan` on the whole listings, attributes, hard links, renames and partials included.
+    #[test]
+    fn pairing_parts_as_they_come_decides_as_the_whole_listings() {
+        let mut rng = Rng(16);
+        let (mut covered, mut waited) = ([0u32; 7], 0);
+        for round in 0..400 {
+            let (src, sx, dst, tx) = random_sides(&mut rng);
+            let keep = [Keep::NONE, Keep::ALL][rng.below(2) as usize];
+            let root = rng.chance(50);
+            let special = |e: &Entry| {
+                if e.path.ends_with(b"b") {
+                    Special::Skip("test".into())
+                } else {
+                    Special::Create
+                }
+            };
+            let attrs = AttrLists {
+                keep,
+                root,
+                source: &sx,
+                target: &tx,
+            };
+            let whole = plan(None, &src, &dst, false, &special, None, attrs);
+            let mut pairing = Pairing::new(false, &special, None, keep);
+            let mut parts = [
+                random_parts(&mut rng, &src, &sx).into_iter(),
+                random_parts(&mut rng, &dst, &tx).into_iter(),
+            ];
+            let mut pending = [parts[0].len(), parts[1].len()];
+            let mut most_waiting = 0;
+            while pending.iter().any(|n| *n > 0) {
+                let i = match (pending[0], pending[1]) {
+                    (0, _) => 1,
+                    (_, 0) => 0,
+                    _ => rng.below(2) as usize,
+                };
+                let (entries, attrs) = parts[i].next().expect("pending");
+                pending[i] -= 1;
+                let side = [Side::Source, Side::Target][i];
+                if side == Side::Target {
+                    pairing.target_as_root(root);
+                }
+                pairing.attributes(side, attrs);
+                pairing
+                    .push(side, entries, pending[i] == 0)
+                    .expect("in walk order");
+                most_waiting = most_waiting.max(pairing.waiting());
+            }
+            let streamed = pairing.finish(None);
+            assert_eq!(
+                format!("{streamed:?}"),
+                format!("{whole:?}"),
+                "round {round}: {src:?}\n{dst:?}"
+            );
+            let p = &whole.0;
+            for (seen, yes) in covered.iter_mut().zip([
+                !p.hardlinks.is_empty(),
+                p.files.iter().any(|j| j.copy_from.is_some()),
+                p.files.iter().any(|j| j.basis == Basis::Partial),
+                p.files.iter().any(|j| j.xattrs.is_some()),
+                !p.metas.is_empty(),
+                !p.extra.is_empty() && !p.skipped.is_empty(),
+                p.unchanged_files > 0,
+            ]) {
+                *seen += u32::from(yes);
+            }
+            waited = waited.max(most_waiting);
+        }
+        // Every case the listings are made for did come up, often.
+        assert!(covered.iter().all(|n| *n > 20), "{covered:?}");
+        assert!(waited > 5, "{waited}");
+    }
 
     /// These listings hold no special files.
     fn none(_: &Entry) -> Special {
@@ -702,7 +1067,7 @@ mod tests {
         dst: &[Entry],
         sizes: &[usize],
     ) -> (SyncPlan, Vec<Option<u64>>, usize) {
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         let (mut i, mut j, mut k, mut most_waiting) = (0, 0, 0, 0);
         while i < src.len() || j < dst.len() {
             for (side, list, at) in [(Side::Source, src, &mut i), (Side::Target, dst, &mut j)] {
@@ -811,7 +1176,7 @@ mod tests {
 
     #[test]
     fn an_out_of_order_or_repeated_listing_is_refused() {
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         pairing
             .push(Side::Target, vec![f("a", 1, 1), f("a/b", 1, 1)], false)
             .expect("in order");
@@ -824,12 +1189,12 @@ mod tests {
             .expect_err("out of order");
         assert_eq!((e.side, e.path.as_slice()), (Side::Target, &b"a-"[..]));
         assert!(e.to_string().contains("target listing out of order"));
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         let e = pairing
             .push(Side::Source, vec![f("x", 1, 1), f("x", 1, 1)], false)
             .expect_err("repeated");
         assert_eq!(e.after, b"x");
-        let mut pairing = Pairing::new(false, &none, None, AttrLists::none());
+        let mut pairing = Pairing::new(false, &none, None, Keep::NONE);
         pairing
             .push(Side::Source, vec![f("x", 1, 1)], true)
             .expect("one");

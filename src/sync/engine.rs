@@ -95,7 +95,7 @@ impl Counts {
         self.files + self.dirs + self.symlinks + self.devices + self.specials
     }
 
-    fn add(&mut self, e: &crate::tree::Entry) {
+    pub(crate) fn add(&mut self, e: &crate::tree::Entry) {
         use crate::tree::EntryKind;
         match e.kind {
             EntryKind::File => self.files += 1,
@@ -264,6 +264,14 @@ pub fn sync(
         phase: "scan".into(),
         total: 0,
     });
+    // Planned while the listings arrive, unless something needs them whole.
+    if plan::streamable(opts) {
+        let paired = plan::plan_streamed(src, dst, opts, None)?;
+        observer.on_event(&Event::PhaseFinished {
+            phase: "scan".into(),
+        });
+        return sync_paired(src, dst, opts, observer, paired, wire_before);
+    }
     let (source, target) = plan::scan_both(src, dst, opts)?;
     observer.on_event(&Event::PhaseFinished {
         phase: "scan".into(),
@@ -281,18 +289,79 @@ pub fn sync_with_source(
     dst: &Endpoint,
     opts: &SyncOptions,
     observer: &dyn Observer,
-    source: &crate::tree::ScanSummary,
+    source: crate::tree::ScanSummary,
 ) -> Result<SyncReport, SyncError> {
     let wire_before = wire_bytes_of(src) + wire_bytes_of(dst);
     observer.on_event(&Event::PhaseStarted {
         phase: "scan".into(),
         total: 0,
     });
+    if plan::streamable(opts) {
+        let paired = plan::plan_streamed(src, dst, opts, Some(source))?;
+        observer.on_event(&Event::PhaseFinished {
+            phase: "scan".into(),
+        });
+        return sync_paired(src, dst, opts, observer, paired, wire_before);
+    }
     let target = plan::scan_target(dst, opts)?;
     observer.on_event(&Event::PhaseFinished {
         phase: "scan".into(),
     });
-    sync_listed(src, dst, opts, observer, source, &target, wire_before)
+    sync_listed(src, dst, opts, observer, &source, &target, wire_before)
+}
+
+/// As `sync_listed`, from a plan made as the listings arrived (`plan::plan_streamed`).
+fn sync_paired(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+    paired: plan::Paired,
+    wire_before: WireBytes,
+) -> Result<SyncReport, SyncError> {
+    let (mut report, src_side, dst_side) =
+        open_sides(src, dst, opts, &paired.source, &paired.target)?;
+    report.listed = paired.listed;
+    run(
+        &paired.plan,
+        src_side,
+        dst_side,
+        opts,
+        observer,
+        report,
+        wire_before,
+    )
+}
+
+/// A listed sync's first steps: the source must exist; its unreadable entries are errors of
+/// the run; both sides opened (the target only when it exists or is written).
+fn open_sides(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    source: &crate::tree::ScanSummary,
+    target: &crate::tree::ScanSummary,
+) -> Result<(SyncReport, Side, Option<Side>), SyncError> {
+    if !source.exists {
+        return Err(source_missing(src));
+    }
+    let mut report = SyncReport {
+        target_from_manifest: target.from_manifest,
+        ..SyncReport::default()
+    };
+    for (p, e) in &source.errors {
+        report.errors.push(FileError {
+            path: show(p),
+            error: e.clone(),
+        });
+    }
+    let src_side = Side::open(src, false)?;
+    let dst_side = if opts.dry_run && !target.exists {
+        None
+    } else {
+        Some(Side::open(dst, !opts.dry_run)?)
+    };
+    Ok((report, src_side, dst_side))
 }
 
 /// Protocol bytes through the first stream of an endpoint so far (0 when local).
@@ -322,25 +391,7 @@ pub fn sync_listed(
     target: &crate::tree::ScanSummary,
     wire_before: WireBytes,
 ) -> Result<SyncReport, SyncError> {
-    if !source.exists {
-        return Err(source_missing(src));
-    }
-    let mut report = SyncReport {
-        target_from_manifest: target.from_manifest,
-        ..SyncReport::default()
-    };
-    for (p, e) in &source.errors {
-        report.errors.push(FileError {
-            path: show(p),
-            error: e.clone(),
-        });
-    }
-    let src_side = Side::open(src, false)?;
-    let dst_side = if opts.dry_run && !target.exists {
-        None
-    } else {
-        Some(Side::open(dst, !opts.dry_run)?)
-    };
+    let (mut report, src_side, dst_side) = open_sides(src, dst, opts, source, target)?;
     // In checksum mode, same-size files are hashed on both sides (in parallel) before planning.
     let differing: Option<std::collections::HashSet<Vec<u8>>> = match (&dst_side, opts.checksum) {
         (Some(dst_side), true) => Some(checksum_differences(

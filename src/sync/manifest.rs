@@ -70,7 +70,7 @@ fn key(dst: &Endpoint, opts: &SyncOptions) -> String {
 
 /// Whether `opts` may use a manifest instead of the target's listing: asked for, and only
 /// what a manifest holds decides (no content hashes).
-fn readable(opts: &SyncOptions) -> Option<&Hint> {
+pub(crate) fn readable(opts: &SyncOptions) -> Option<&Hint> {
     opts.manifest.as_ref().filter(|h| h.read && !opts.checksum)
 }
 

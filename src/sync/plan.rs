@@ -8,6 +8,7 @@ use serde::{Serialize, Serializer};
 use super::diff::{self, ContentDiffers};
 use super::engine::{Endpoint, SyncError, SyncOptions};
 pub use crate::report::files::{ActionKind, PlanSummary, PlanTotals, PlannedAction};
+use crate::transport::TransportError;
 use crate::transport::protocol::Basis;
 use crate::tree::root::Meta;
 use crate::tree::xattr::{self, Keep, Wanted, Xattr};
@@ -294,7 +295,6 @@ pub fn decide(
     opts: &SyncOptions,
     differs: Option<ContentDiffers>,
 ) -> SyncPlan {
-    let root = running_as_root();
     let keep = opts.keep();
     let attrs = diff::AttrLists {
         keep,
@@ -303,38 +303,93 @@ pub fn decide(
         source: &source.xattrs,
         target: &target.xattrs,
     };
-    let (mut plan, extra_sizes) = diff::plan(
+    let (plan, extra_sizes) = diff::plan(
         source.root_meta,
         &source.entries,
         &target.entries,
-        root,
-        &|e| special(e, opts.devices, root),
+        running_as_root(),
+        &special_for(opts),
         differs,
         attrs,
     );
+    let source_xattrs = if keep.any() {
+        source.xattrs.clone()
+    } else {
+        BTreeMap::new()
+    };
+    settle(
+        plan,
+        &extra_sizes,
+        Listed {
+            source_xattrs,
+            flagged: &source.flagged,
+            source_root: source.root_meta,
+            target_root: target.root_meta,
+            target_root_xattrs: target.xattrs_of(b"").to_vec(),
+            target_as_root: target.listed_as_root,
+        },
+        opts,
+    )
+}
+
+/// The special-file decision (`special`) as a sync with `opts` asks it.
+fn special_for(opts: &SyncOptions) -> impl Fn(&Entry) -> Special + '_ {
+    let root = running_as_root();
+    move |e| special(e, opts.devices, root)
+}
+
+/// What `settle` needs of the listings besides the pairing's plan.
+struct Listed<'a> {
+    /// The source's kept attributes, the root's (`b""`) included.
+    source_xattrs: BTreeMap<Vec<u8>, Vec<Xattr>>,
+    flagged: &'a [(Vec<u8>, u64)],
+    source_root: Option<Meta>,
+    target_root: Option<Meta>,
+    /// The target root's own kept attributes.
+    target_root_xattrs: Vec<Xattr>,
+    target_as_root: bool,
+}
+
+/// What `decide` adds to the pairing's plan, whole listings or parts: the root's metadata
+/// only when needed, the source's kept attributes, the flags a copy does not carry, the
+/// extra entries' sizes, and with `delete` the deletions and the refusal to remove too much.
+fn settle(
+    mut plan: SyncPlan,
+    extra_sizes: &[Option<u64>],
+    listed: Listed,
+    opts: &SyncOptions,
+) -> SyncPlan {
+    let keep = opts.keep();
+    let target_roots = BTreeMap::from([(Vec::new(), listed.target_root_xattrs)]);
+    let attrs = diff::AttrLists {
+        keep,
+        root: listed.target_as_root,
+        source: &listed.source_xattrs,
+        target: &target_roots,
+    };
     if !root_meta_needed(
         &plan,
-        source.root_meta,
-        target.root_meta,
-        root,
+        listed.source_root,
+        listed.target_root,
+        running_as_root(),
         &attrs,
         opts.delete,
     ) {
         plan.dir_metas.retain(|(path, _)| !path.is_empty());
     }
+    let (source_xattrs, flagged, target_as_root) =
+        (listed.source_xattrs, listed.flagged, listed.target_as_root);
     if keep.any() {
         plan.keep = keep;
-        plan.source_xattrs = source.xattrs.clone();
-        if !target.listed_as_root {
-            plan.xattrs_left_out = source
-                .xattrs
+        if !target_as_root {
+            plan.xattrs_left_out = source_xattrs
                 .values()
                 .filter(|l| xattr::root_only(l, keep) > 0)
                 .count() as u64;
         }
+        plan.source_xattrs = source_xattrs;
     }
-    plan.flagged = source
-        .flagged
+    plan.flagged = flagged
         .iter()
         .map(|(p, flags)| {
             (
@@ -358,7 +413,7 @@ pub fn decide(
     let doomed = diff::deletions(&plan.extra);
     let mut by_root: HashMap<&[u8], (u64, u64)> = HashMap::new();
     let roots: std::collections::HashSet<&[u8]> = doomed.iter().map(|d| d.as_slice()).collect();
-    for (p, size) in plan.extra.iter().zip(&extra_sizes) {
+    for (p, size) in plan.extra.iter().zip(extra_sizes) {
         let Some(size) = *size else { continue };
         let mut cut = p.as_slice();
         let owner = loop {
@@ -478,16 +533,238 @@ pub fn scan_target(dst: &Endpoint, opts: &SyncOptions) -> Result<ScanSummary, Sy
 /// Rewrites the source's symlinks into the old data directory as the target must hold them
 /// (`SyncOptions::relink`); the links are values, never followed on either side.
 pub fn relinked(source: &mut ScanSummary, opts: &SyncOptions) {
+    relink_entries(&mut source.entries, opts);
+}
+
+/// As `relinked`, for a part of the source's listing.
+fn relink_entries(entries: &mut [Entry], opts: &SyncOptions) {
     let Some(relink) = &opts.relink else {
         return;
     };
-    for e in &mut source.entries {
+    for e in entries {
         if e.kind == EntryKind::Symlink
             && let Some(t) = e.link_target.as_deref().and_then(|t| relink.rewrite(t))
         {
             e.link_target = Some(t);
         }
     }
+}
+
+/// Whether a sync with `opts` can be planned while its listings arrive (`plan_streamed`):
+/// not when something needs both listings whole first (`--checksum` hashes both sides
+/// before deciding, itemizing reads both, a manifest hint stands for the target's listing).
+pub fn streamable(opts: &SyncOptions) -> bool {
+    !opts.checksum
+        && opts.itemize == super::engine::Itemize::Off
+        && super::manifest::readable(opts).is_none()
+}
+
+/// A sync's plan made from both listings paired as they arrived (`plan_streamed`), and
+/// what outlives their entries (dropped once paired).
+#[derive(Debug)]
+pub struct Paired {
+    pub plan: SyncPlan,
+    /// Each listing without its entries: the root's fields, errors, flags.
+    pub source: ScanSummary,
+    pub target: ScanSummary,
+    /// The source's entries by type (rsync's `--stats` count), the root included.
+    pub listed: super::engine::Counts,
+}
+
+/// Both listings fed part by part to one `Pairing`, and the rest of what `decide` needs
+/// gathered on the way: fed the whole listings, it decides as `decide` does.
+pub struct Streamed<'a> {
+    opts: &'a SyncOptions,
+    pairing: diff::Pairing<'a>,
+    source: ScanSummary,
+    target: ScanSummary,
+    listed: super::engine::Counts,
+}
+
+impl<'a> Streamed<'a> {
+    /// `special`: `special_for(opts)`, held by the caller.
+    fn new(opts: &'a SyncOptions, special: &'a dyn Fn(&Entry) -> Special) -> Streamed<'a> {
+        Streamed {
+            opts,
+            pairing: diff::Pairing::new(running_as_root(), special, None, opts.keep()),
+            source: ScanSummary::default(),
+            target: ScanSummary::default(),
+            listed: super::engine::Counts::default(),
+        }
+    }
+
+    /// Takes the next part of one side's listing (relinked already, for the source), or with
+    /// `last` the rest, which holds the root's own fields.
+    ///
+    /// # Errors
+    /// The part is out of `walk_order`.
+    pub fn take(
+        &mut self,
+        side: diff::Side,
+        mut part: ScanSummary,
+        last: bool,
+    ) -> Result<(), diff::OutOfOrder> {
+        let facts = match side {
+            diff::Side::Source => &mut self.source,
+            diff::Side::Target => &mut self.target,
+        };
+        facts.errors.append(&mut part.errors);
+        facts.flagged.append(&mut part.flagged);
+        facts.listed_as_root = part.listed_as_root;
+        if last {
+            facts.exists = part.exists;
+            facts.root_meta = part.root_meta;
+        }
+        let xattrs = std::mem::take(&mut part.xattrs);
+        match side {
+            diff::Side::Source => {
+                for e in part.entries.iter().filter(|e| !diff::is_internal(&e.path)) {
+                    self.listed.add(e);
+                }
+                if last && part.root_meta.is_some() {
+                    self.listed.dirs += 1;
+                }
+                if self.opts.keep().any() {
+                    self.source.xattrs.extend(xattrs.clone());
+                }
+            }
+            diff::Side::Target => {
+                // The root's own attributes: never paired, compared at the end (`settle`).
+                if let Some(root) = xattrs.get(&b""[..]) {
+                    self.target.xattrs.insert(Vec::new(), root.clone());
+                }
+                self.pairing.target_as_root(part.listed_as_root);
+            }
+        }
+        self.pairing.attributes(side, xattrs);
+        self.pairing.push(side, part.entries, last)
+    }
+
+    /// The plan, once both listings have ended, as `decide` makes it.
+    pub fn finish(self) -> Paired {
+        let (plan, extra_sizes) = self.pairing.finish(self.source.root_meta);
+        let mut source = self.source;
+        let plan = settle(
+            plan,
+            &extra_sizes,
+            Listed {
+                source_xattrs: std::mem::take(&mut source.xattrs),
+                flagged: &source.flagged,
+                source_root: source.root_meta,
+                target_root: self.target.root_meta,
+                target_root_xattrs: self.target.xattrs_of(b"").to_vec(),
+                target_as_root: self.target.listed_as_root,
+            },
+            self.opts,
+        );
+        Paired {
+            plan,
+            source,
+            target: self.target,
+            listed: self.listed,
+        }
+    }
+}
+
+/// Parts in flight to the pairing. Both sides share one channel, and the pairing takes
+/// whatever comes: a side is never held back for the other, since two listings of one host
+/// share its stream, where a held-back call would hold up the other's replies behind it.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// One side's listing as it reaches the pairing: a part, then the rest (or why it failed).
+enum Arrival {
+    Part(ScanSummary),
+    End(Result<ScanSummary, TransportError>),
+}
+
+/// Lists both sides at once (`source`: the source listed already), each on its own thread
+/// handing its parts on as they come (`Transport::scan_parts`), and pairs them as they
+/// arrive (`Streamed`): the plan `decide` would make, each entry dropped once paired.
+/// For `streamable` options only (no manifest hint read here).
+///
+/// # Errors
+/// As `scan_both` (the source's failure first), or a listing out of `walk_order`.
+pub fn plan_streamed(
+    src: &Endpoint,
+    dst: &Endpoint,
+    opts: &SyncOptions,
+    source: Option<ScanSummary>,
+) -> Result<Paired, SyncError> {
+    use diff::Side;
+    let special = special_for(opts);
+    let mut streamed = Streamed::new(opts, &special);
+    let mut failed: [Option<SyncError>; 2] = [None, None];
+    let index = |side| usize::from(side == Side::Target);
+    let out_of_order = |side, e: diff::OutOfOrder| {
+        SyncError::Transport(TransportError::Protocol {
+            host: [src, dst][index(side)].transport.host().into(),
+            message: e.to_string(),
+        })
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Side, Arrival)>(PARTS_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let list = |side: Side, end: &Endpoint| {
+            let (tx, end) = (tx.clone(), end.clone());
+            scope.spawn(move || {
+                let relink = |part: &mut ScanSummary| {
+                    if side == Side::Source {
+                        relink_entries(&mut part.entries, opts);
+                    }
+                };
+                let rest = end.transport.scan_parts(
+                    &end.root,
+                    &opts.exclude,
+                    opts.keep(),
+                    &mut |mut part| {
+                        relink(&mut part);
+                        tx.send((side, Arrival::Part(part)))
+                            .map_err(|_| TransportError::Connect {
+                                host: end.transport.host().into(),
+                                message: "the listing was abandoned".into(),
+                            })
+                    },
+                );
+                let _ = tx.send((
+                    side,
+                    Arrival::End(rest.map(|mut r| {
+                        relink(&mut r);
+                        r
+                    })),
+                ));
+            });
+        };
+        list(Side::Target, dst);
+        match source {
+            Some(listed) => {
+                if let Err(e) = streamed.take(Side::Source, listed, true) {
+                    failed[0] = Some(out_of_order(Side::Source, e));
+                }
+            }
+            None => list(Side::Source, src),
+        }
+        drop(tx);
+        // Until both listings end (after a failure, what is left is read and dropped).
+        for (side, arrival) in &rx {
+            let (part, last) = match arrival {
+                Arrival::Part(part) => (part, false),
+                Arrival::End(Ok(rest)) => (rest, true),
+                Arrival::End(Err(e)) => {
+                    failed[index(side)].get_or_insert(SyncError::Transport(e));
+                    continue;
+                }
+            };
+            if failed.iter().all(Option::is_none)
+                && let Err(e) = streamed.take(side, part, last)
+            {
+                failed[index(side)] = Some(out_of_order(side, e));
+            }
+        }
+    });
+    let [source_failed, target_failed] = failed;
+    if let Some(e) = source_failed.or(target_failed) {
+        return Err(e);
+    }
+    Ok(streamed.finish())
 }
 
 /// What a sync of `src` onto `dst` with `opts` would do, changing nothing anywhere: both sides
@@ -639,6 +916,139 @@ mod tests {
         let p = decide(&tree(), &changed, &mirror(), None);
         assert_eq!(p.files.len(), 1);
         assert_eq!(roots(&p), 1);
+    }
+
+    /// A listing as a walk hands it out: parts (entries with their attributes, errors and
+    /// flags, and who listed them), then the rest with the root's fields.
+    fn in_parts(rng: &mut diff::tests::Rng, whole: &ScanSummary) -> Vec<(ScanSummary, bool)> {
+        let cut = diff::tests::random_parts(rng, &whole.entries, &whole.xattrs);
+        let n = cut.len();
+        cut.into_iter()
+            .enumerate()
+            .map(|(i, (entries, xattrs))| {
+                fn of<T: Clone>(list: &[(Vec<u8>, T)], entries: &[Entry]) -> Vec<(Vec<u8>, T)> {
+                    list.iter()
+                        .filter(|(p, _)| entries.iter().any(|e| &e.path == p))
+                        .cloned()
+                        .collect()
+                }
+                let last = i + 1 == n;
+                let part = ScanSummary {
+                    errors: of(&whole.errors, &entries),
+                    flagged: of(&whole.flagged, &entries),
+                    listed_as_root: whole.listed_as_root,
+                    entries,
+                    xattrs,
+                    ..ScanSummary::default()
+                };
+                let part = if last {
+                    ScanSummary {
+                        exists: whole.exists,
+                        root_meta: whole.root_meta,
+                        ..part
+                    }
+                } else {
+                    part
+                };
+                (part, last)
+            })
+            .collect()
+    }
+
+    /// Issue 16: a sync planned from parts of both listings as they arrive (in any turns) is
+    /// the plan `decide` makes of the whole listings:
+    /// deletions and their refusal, attributes left out, flags, counts.
+    #[test]
+    fn streamed_plans_are_decided_as_whole_listings() {
+        let mut rng = diff::tests::Rng(1616);
+        for round in 0..300 {
+            let (src, sx, dst, tx) = diff::tests::random_sides(&mut rng);
+            let meta = Meta {
+                mode: 0o040755,
+                uid: 0,
+                gid: 0,
+                mtime_ns: 5,
+            };
+            let flagged: Vec<(Vec<u8>, u64)> = src
+                .iter()
+                .filter(|_| rng.chance(5))
+                .map(|e| (e.path.clone(), libc::STATX_ATTR_IMMUTABLE as u64))
+                .collect();
+            let errors: Vec<(Vec<u8>, String)> = src
+                .iter()
+                .filter(|_| rng.chance(5))
+                .map(|e| (e.path.clone(), "unreadable".into()))
+                .collect();
+            let source = ScanSummary {
+                exists: true,
+                entries: src,
+                errors,
+                root_meta: Some(meta),
+                xattrs: sx,
+                flagged,
+                listed_as_root: rng.chance(50),
+                ..ScanSummary::default()
+            };
+            let target = ScanSummary {
+                exists: rng.chance(90),
+                entries: dst,
+                // The root's own metadata as the source's, or older.
+                root_meta: Some(Meta {
+                    mtime_ns: 4 + i128::from(rng.chance(50)),
+                    ..meta
+                }),
+                xattrs: tx,
+                listed_as_root: rng.chance(50),
+                ..ScanSummary::default()
+            };
+            let opts = SyncOptions {
+                delete: rng.chance(60),
+                force: rng.chance(50),
+                xattrs: rng.chance(50),
+                acls: rng.chance(50),
+                devices: rng.chance(50),
+                ..SyncOptions::default()
+            };
+            let whole = decide(&source, &target, &opts, None);
+            let special = special_for(&opts);
+            let mut streamed = Streamed::new(&opts, &special);
+            let mut parts = [
+                in_parts(&mut rng, &source).into_iter(),
+                in_parts(&mut rng, &target).into_iter(),
+            ];
+            // In any turns, as two listing threads hand their parts on.
+            let mut pending = [parts[0].len(), parts[1].len()];
+            while pending.iter().any(|n| *n > 0) {
+                let i = match pending {
+                    [0, _] => 1,
+                    [_, 0] => 0,
+                    _ => rng.below(2) as usize,
+                };
+                let (part, last) = parts[i].next().expect("pending");
+                pending[i] -= 1;
+                let side = [diff::Side::Source, diff::Side::Target][i];
+                streamed.take(side, part, last).expect("in walk order");
+            }
+            let paired = streamed.finish();
+            assert_eq!(
+                format!("{:?}", paired.plan),
+                format!("{whole:?}"),
+                "round {round}"
+            );
+            assert_eq!(paired.source.errors, source.errors);
+            assert_eq!(paired.source.flagged, source.flagged);
+            assert!(paired.source.exists && paired.target.exists == target.exists);
+            let mut listed = super::super::engine::Counts::default();
+            for e in source
+                .entries
+                .iter()
+                .filter(|e| !diff::is_internal(&e.path))
+            {
+                listed.add(e);
+            }
+            listed.dirs += 1;
+            assert_eq!(paired.listed, listed);
+        }
     }
 
     fn mirror() -> SyncOptions {

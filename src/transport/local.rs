@@ -106,6 +106,32 @@ impl Transport for LocalTransport {
         tree::scan_with(root, exclude, keep).map_err(|e| self.path_error(root, e))
     }
 
+    fn scan_parts(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: tree::xattr::Keep,
+        on_part: &mut dyn FnMut(ScanSummary) -> Result<(), TransportError>,
+    ) -> Result<ScanSummary, TransportError> {
+        // The walk cannot be stopped half-way: after a refused part, the rest is not handed on.
+        let mut refused = None;
+        let rest = tree::scan::scan_streamed(
+            root,
+            exclude,
+            keep,
+            super::protocol::SCAN_PART,
+            &mut |part| {
+                if refused.is_none()
+                    && let Err(e) = on_part(part)
+                {
+                    refused = Some(e);
+                }
+            },
+        )
+        .map_err(|e| self.path_error(root, e))?;
+        refused.map_or(Ok(rest), Err)
+    }
+
     fn scan_digested(
         &self,
         root: &Path,

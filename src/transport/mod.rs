@@ -175,6 +175,25 @@ pub trait Transport: Send + Sync {
         keep: crate::tree::xattr::Keep,
     ) -> Result<ScanSummary, TransportError>;
 
+    /// As `scan_with`, handing the listing to `on_part` in parts as they come (in
+    /// `walk_order`, each with its errors, attributes and flags, and `listed_as_root`), so
+    /// the caller works on them while the rest is listed; what is left, with the root's own
+    /// fields, is returned (`ScanSummary::joined` makes parts and rest the whole listing).
+    /// An error of `on_part` ends the listing with it. By default no part: the rest is all.
+    ///
+    /// # Errors
+    /// As `scan_with`, or `on_part`'s.
+    fn scan_parts(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: crate::tree::xattr::Keep,
+        on_part: &mut dyn FnMut(ScanSummary) -> Result<(), TransportError>,
+    ) -> Result<ScanSummary, TransportError> {
+        let _ = on_part;
+        self.scan_with(root, exclude, keep)
+    }
+
     /// As `scan_with`, each file's content hashed too (`ScanSummary::digests`), where the
     /// tree is.
     ///

@@ -17,7 +17,7 @@ use crate::tree::root::Meta;
 use crate::tree::xattr;
 
 /// Bumped whenever a message changes shape; both ends must agree.
-pub const PROTOCOL_VERSION: u32 = 14;
+pub const PROTOCOL_VERSION: u32 = 15;
 
 /// Refuse frames above this size; below it, a frame's buffer grows with the bytes that
 /// arrive, never with the length announced (`read_frame`).
@@ -445,8 +445,8 @@ pub enum Reply {
     /// To `Scan`, the end of the listing (the root's own fields and the last entries).
     Scan(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `Scan`: a part of the listing as the walk goes (`SCAN_PART` entries, in
-    /// `tree::scan::walk_order`, with their errors, attributes and flags), packed as `Scan`;
-    /// the controller unpacks it while the agent walks on.
+    /// `tree::scan::walk_order`, with their errors, attributes and flags, and the lister's
+    /// `listed_as_root`), packed as `Scan`; the controller pairs it while the agent walks on.
     ScanPart(#[serde(with = "serde_bytes")] Vec<u8>),
     /// One entry per path of `HashFiles`: (BLAKE3, length) or why it failed.
     Hashes(Vec<Result<([u8; 32], u64), String>>),

@@ -273,6 +273,21 @@ impl Transport for SshTransport {
         scan_streamed(&self.host, pending)
     }
 
+    fn scan_parts(
+        &self,
+        root: &Path,
+        exclude: &[String],
+        keep: crate::tree::xattr::Keep,
+        on_part: &mut dyn FnMut(ScanSummary) -> Result<(), TransportError>,
+    ) -> Result<ScanSummary, TransportError> {
+        let pending = self.first().call(Call::Scan {
+            root: root.into(),
+            exclude: exclude.to_vec(),
+            keep,
+        })?;
+        scan_parts_of(&self.host, pending, on_part)
+    }
+
     fn scan_digested(
         &self,
         root: &Path,
@@ -370,24 +385,29 @@ pub fn scan_reply(host: &str, reply: Reply) -> Result<ScanSummary, TransportErro
     }
 }
 
-/// A listing assembled from its parts as they arrive (`Reply::ScanPart`, then `Scan`): each
-/// unpacked while the agent walks on, all of them within one `MAX_LISTING`, each within the
-/// bound of its own bytes, and the entries in `walk_order` across parts (the diff pairs
-/// entries by that order); anything else from `host` is a protocol error naming it.
+/// A listing's parts checked as they arrive (`Reply::ScanPart`, then `Scan`): each unpacked
+/// while the agent walks on, all of them within one `MAX_LISTING`, each within the bound of
+/// its own bytes, the entries in `walk_order` across parts (the diff pairs entries by that
+/// order), and every part from one lister (`listed_as_root` as the end says); anything else
+/// from `host` is a protocol error naming it.
 #[derive(Debug)]
 pub struct ListingParts {
     host: String,
-    listing: ScanSummary,
     /// Bytes inflated so far, against `MAX_LISTING`.
     inflated: u64,
+    /// The last path taken so far, against which the next one is ordered.
+    last: Option<Vec<u8>>,
+    /// What the parts so far said of their lister.
+    as_root: Option<bool>,
 }
 
 impl ListingParts {
     pub fn new(host: &str) -> ListingParts {
         ListingParts {
             host: host.into(),
-            listing: ScanSummary::default(),
             inflated: 0,
+            last: None,
+            as_root: None,
         }
     }
 
@@ -406,8 +426,12 @@ impl ListingParts {
         postcard::from_bytes(&raw).map_err(|e| self.protocol(format!("listing: {e}")))
     }
 
-    fn append(&mut self, part: ScanSummary) -> Result<(), TransportError> {
-        let mut last = self.listing.entries.last().map(|e| e.path.as_slice());
+    /// Checks that `part` goes on where the parts so far ended, from the same lister.
+    fn follows(&mut self, part: &ScanSummary) -> Result<(), TransportError> {
+        if *self.as_root.get_or_insert(part.listed_as_root) != part.listed_as_root {
+            return Err(self.protocol("listing parts disagree on their lister".into()));
+        }
+        let mut last = self.last.as_deref();
         for e in &part.entries {
             if last.is_some_and(|l| {
                 crate::tree::scan::walk_order(l, &e.path) != std::cmp::Ordering::Less
@@ -420,76 +444,80 @@ impl ListingParts {
             }
             last = Some(&e.path);
         }
-        let l = &mut self.listing;
-        l.entries.extend(part.entries);
-        l.errors.extend(part.errors);
-        l.xattrs.extend(part.xattrs);
-        l.flagged.extend(part.flagged);
+        if let Some(e) = part.entries.last() {
+            self.last = Some(e.path.clone());
+        }
         Ok(())
     }
 
-    /// Takes one streamed reply of the listing.
+    /// Takes one streamed reply of the listing: the part it holds, checked.
     ///
     /// # Errors
     /// A reply that is not a part, or a part refused as above.
-    pub fn part(&mut self, reply: Reply) -> Result<(), TransportError> {
+    pub fn part(&mut self, reply: Reply) -> Result<ScanSummary, TransportError> {
         match reply {
             Reply::ScanPart(packed) => {
                 let part = self.unpack(&packed)?;
                 if part.exists || part.root_meta.is_some() || !part.digests.is_empty() {
                     return Err(self.protocol("a listing part with the root's fields".into()));
                 }
-                self.append(part)
+                self.follows(&part)?;
+                Ok(part)
             }
             r => Err(self.protocol(format!("unexpected answer {r:?}"))),
         }
     }
 
-    /// The whole listing, from its terminal reply.
+    /// The rest of the listing with the root's own fields, from its terminal reply, checked
+    /// (`ScanSummary::joined` makes it and the parts the whole listing).
     ///
     /// # Errors
     /// As `part`.
     pub fn finish(mut self, reply: Reply) -> Result<ScanSummary, TransportError> {
         match reply {
             Reply::Scan(packed) => {
-                let mut end = self.unpack(&packed)?;
-                if !end.digests.is_empty() {
+                let rest = self.unpack(&packed)?;
+                if !rest.digests.is_empty() {
                     return Err(self.protocol("a streamed listing with digests".into()));
                 }
-                let parts = std::mem::take(&mut self.listing);
-                let rest = ScanSummary {
-                    entries: std::mem::take(&mut end.entries),
-                    errors: std::mem::take(&mut end.errors),
-                    xattrs: std::mem::take(&mut end.xattrs),
-                    flagged: std::mem::take(&mut end.flagged),
-                    ..ScanSummary::default()
-                };
-                self.listing = ScanSummary {
-                    entries: parts.entries,
-                    errors: parts.errors,
-                    xattrs: parts.xattrs,
-                    flagged: parts.flagged,
-                    ..end
-                };
-                self.append(rest)?;
-                Ok(self.listing)
+                self.follows(&rest)?;
+                Ok(rest)
             }
             r => Err(self.protocol(format!("unexpected answer {r:?}"))),
         }
     }
 }
 
-/// The listing a `Scan` call streams, assembled as its parts arrive (`ListingParts`).
+/// The listing a `Scan` call streams, each part handed to `on_part` once checked
+/// (`ListingParts`); the rest, with the root's own fields, is returned.
 ///
 /// # Errors
-/// The far side's error, a lost connection, or a listing refused by `ListingParts`.
+/// The far side's error, a lost connection, a listing refused by `ListingParts`, or
+/// `on_part`'s error.
+pub fn scan_parts_of(
+    host: &str,
+    pending: super::channel::Pending,
+    on_part: &mut dyn FnMut(ScanSummary) -> Result<(), TransportError>,
+) -> Result<ScanSummary, TransportError> {
+    let mut parts = ListingParts::new(host);
+    let end = pending.wait_streaming(host, &mut |r| on_part(parts.part(r)?))?;
+    parts.finish(end)
+}
+
+/// The listing a `Scan` call streams, assembled as its parts arrive (`scan_parts_of`).
+///
+/// # Errors
+/// As `scan_parts_of`.
 pub fn scan_streamed(
     host: &str,
     pending: super::channel::Pending,
 ) -> Result<ScanSummary, TransportError> {
-    let mut parts = ListingParts::new(host);
-    let end = pending.wait_streaming(host, &mut |r| parts.part(r))?;
-    parts.finish(end)
+    let mut parts = ScanSummary::default();
+    let rest = scan_parts_of(host, pending, &mut |p| {
+        parts.append(p);
+        Ok(())
+    })?;
+    Ok(ScanSummary::joined(parts, rest))
 }
 
 /// The agent binary's BLAKE3 (hex), read and hashed once per process and binary version: a
@@ -738,13 +766,17 @@ mod tests {
     #[test]
     fn parts_assemble_in_walk_order_with_the_end_last() {
         let mut parts = ListingParts::new("h");
-        parts
-            .part(Reply::ScanPart(listing_of(&["a", "a/b"], false)))
-            .unwrap();
-        parts.part(Reply::ScanPart(listing_of(&[], false))).unwrap();
-        let whole = parts
+        let mut whole = ScanSummary::default();
+        whole.append(
+            parts
+                .part(Reply::ScanPart(listing_of(&["a", "a/b"], false)))
+                .unwrap(),
+        );
+        whole.append(parts.part(Reply::ScanPart(listing_of(&[], false))).unwrap());
+        let rest = parts
             .finish(Reply::Scan(listing_of(&["a.b", "b/c"], true)))
             .unwrap();
+        let whole = ScanSummary::joined(whole, rest);
         let paths: Vec<&[u8]> = whole.entries.iter().map(|e| e.path.as_slice()).collect();
         assert_eq!(paths, [&b"a"[..], b"a/b", b"a.b", b"b/c"]);
         assert!(whole.exists);
@@ -761,5 +793,17 @@ mod tests {
             matches!(&err, TransportError::Protocol { host, message } if host == "h" && message.contains("out of order")),
             "{err:?}"
         );
+        // Every part says who listed it, as the end does: a pairing reads it from the first.
+        let mut parts = ListingParts::new("h");
+        parts
+            .part(Reply::ScanPart(listing_of(&["a"], false)))
+            .unwrap();
+        let mut rooted =
+            crate::transport::protocol::unpack_scan(&listing_of(&["b"], true)).unwrap();
+        rooted.listed_as_root = true;
+        let err = parts
+            .finish(Reply::Scan(crate::transport::protocol::pack_scan(&rooted)))
+            .unwrap_err();
+        assert!(err.to_string().contains("disagree"), "{err}");
     }
 }

@@ -99,6 +99,36 @@ impl ScanSummary {
     pub fn xattrs_of(&self, path: &[u8]) -> &[Xattr] {
         self.xattrs.get(path).map_or(&[], Vec::as_slice)
     }
+
+    /// Adds the next part of a streamed listing (`scan_streamed`): its entries, errors,
+    /// attributes and flags after this listing's.
+    pub fn append(&mut self, part: ScanSummary) {
+        self.entries.extend(part.entries);
+        self.errors.extend(part.errors);
+        self.xattrs.extend(part.xattrs);
+        self.flagged.extend(part.flagged);
+    }
+
+    /// The whole listing from its parts (appended in order) and the rest `scan_streamed`
+    /// returns, which holds the root's own fields.
+    pub fn joined(parts: ScanSummary, mut rest: ScanSummary) -> ScanSummary {
+        let tail = ScanSummary {
+            entries: std::mem::take(&mut rest.entries),
+            errors: std::mem::take(&mut rest.errors),
+            xattrs: std::mem::take(&mut rest.xattrs),
+            flagged: std::mem::take(&mut rest.flagged),
+            ..ScanSummary::default()
+        };
+        let mut whole = ScanSummary {
+            entries: parts.entries,
+            errors: parts.errors,
+            xattrs: parts.xattrs,
+            flagged: parts.flagged,
+            ..rest
+        };
+        whole.append(tail);
+        whole
+    }
 }
 
 /// The flags a copy cannot carry, as `flagged` records them.
@@ -230,8 +260,9 @@ pub fn scan_with(
 }
 
 /// As `scan_with`, handing the listing out in parts as the walk goes (`part` entries each,
-/// in `walk_order`; each part's errors, attributes and flags with it); what is left, with the
-/// root's own fields, is returned. The parts and the rest, appended in order, are `scan_with`.
+/// in `walk_order`; each part's errors, attributes and flags with it, and `listed_as_root`,
+/// which a pairing needs before the end); what is left, with the root's own fields, is
+/// returned. The parts and the rest, appended in order, are `scan_with`.
 ///
 /// # Errors
 /// As `scan`.
@@ -419,6 +450,7 @@ impl Walk<'_> {
             errors: std::mem::take(&mut self.summary.errors),
             xattrs: std::mem::take(&mut self.summary.xattrs),
             flagged: std::mem::take(&mut self.summary.flagged),
+            listed_as_root: self.summary.listed_as_root,
             ..ScanSummary::default()
         };
         (self.on_part)(part);

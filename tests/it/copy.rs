@@ -1401,3 +1401,115 @@ fn listings_streamed_in_parts_are_compared_across_their_edges() {
     assert_eq!(report["files_sent"], 1, "{report:#}");
     assert_eq!(describe(&dst), describe(&back));
 }
+
+/// Issue 16: both listings are paired while they stream in (over ssh, in parts of 4,096
+/// entries), and plan what the whole listings plan (`-i` has them listed whole to itemize):
+/// pushed and pulled, after new, changed, touched, renamed, removed files, a link, and a
+/// directory replaced by a file (then removed); the run then leaves the target equal, and a
+/// re-run finds nothing to do.
+#[test]
+fn listings_paired_as_they_stream_plan_as_whole_listings() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst, pulled) = (
+        work.path().join("src"),
+        work.path().join("dst"),
+        work.path().join("pulled"),
+    );
+    // Over 6,000 entries: two parts of the target's listing, and of the pulled source's.
+    for d in 0..60 {
+        let dir = src.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f:03}.html")), format!("{d} {f}")).unwrap();
+        }
+    }
+    let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}\n{report:#}");
+    let (code, _, err) = copy(&sshd, &remote(&src), pulled.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    for target in [&dst, &pulled] {
+        assert_eq!(describe(&src), describe(target));
+    }
+
+    let unchanged = |report: &serde_json::Value| {
+        assert_eq!(report["listed"]["files"], 6000, "{report:#}");
+        for key in ["files_sent", "metadata_updates", "deleted", "dirs_created"] {
+            assert_eq!(report[key], 0, "{key}: {report:#}");
+        }
+    };
+    let (code, report, err) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 0, "{err}");
+    unchanged(&report);
+
+    std::fs::write(src.join("d000/f000.html"), "longer than before").unwrap();
+    std::fs::write(src.join("d059/new.html"), "new").unwrap();
+    std::fs::remove_file(src.join("d030/f050.html")).unwrap();
+    std::fs::rename(src.join("d010/f010.html"), src.join("d011/moved.html")).unwrap();
+    std::fs::hard_link(src.join("d020/f001.html"), src.join("d020/link.html")).unwrap();
+    std::fs::set_permissions(src.join("d040/f040.html"), PermissionsExt::from_mode(0o600)).unwrap();
+    set_mtime(&src.join("d041/f041.html"), 1_000_000_000, 5);
+    std::fs::remove_dir_all(src.join("d050")).unwrap();
+    std::fs::write(src.join("d050"), "a file now").unwrap();
+    // Both ways, as the run plans it (paired while listed) and with both listed whole.
+    for (from, to) in [
+        (src.display().to_string(), remote(&dst)),
+        (remote(&src), pulled.display().to_string()),
+    ] {
+        let plans: Vec<serde_json::Value> = [&[][..], &["-i"]]
+            .iter()
+            .map(|extra| {
+                let args = [&["--dry-run", "--delete"], *extra].concat();
+                let (code, report, err) = copy(&sshd, &from, &to, &args);
+                assert_eq!(code, 0, "{err}\n{report:#}");
+                report["itemized"].clone()
+            })
+            .collect();
+        assert_eq!(plans[0], plans[1], "{from} -> {to}");
+        let actions: Vec<String> = plans[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    i["action"].as_str().unwrap(),
+                    i["path"].as_str().unwrap()
+                )
+            })
+            .collect();
+        for expected in [
+            "send d000/f000.html",
+            "send d059/new.html",
+            "delete d030/f050.html",
+            "copy_local d011/moved.html",
+            "hardlink d020/link.html",
+            "meta d040/f040.html",
+            "send d041/f041.html",
+            "delete d050/f000.html",
+            "send d050",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == expected),
+                "{expected}: {actions:#?}"
+            );
+        }
+    }
+    // A non-empty directory where the source now has a file fails its first run (as before
+    // issue 16: the deletions come after the files): the run copies the directory's removal.
+    std::fs::remove_file(src.join("d050")).unwrap();
+    for (from, to, target) in [
+        (src.display().to_string(), remote(&dst), &dst),
+        (remote(&src), pulled.display().to_string(), &pulled),
+    ] {
+        let (code, report, err) = copy(&sshd, &from, &to, &["--delete"]);
+        assert_eq!(code, 0, "{err}\n{report:#}");
+        assert_eq!(describe(&src), describe(target), "{from} -> {to}");
+        let (code, report, err) = copy(&sshd, &from, &to, &["--delete"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(report["listed"]["files"], 5901, "{report:#}");
+        for key in ["files_sent", "metadata_updates", "deleted", "hardlinks"] {
+            assert_eq!(report[key], 0, "{key}: {report:#}");
+        }
+    }
+}

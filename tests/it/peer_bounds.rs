@@ -183,12 +183,36 @@ fn a_crafted_listing_stream_is_a_protocol_error_naming_the_host() {
     let paths: Vec<&[u8]> = listing.entries.iter().map(|e| e.path.as_slice()).collect();
     assert_eq!(paths, [&b"a"[..], b"a/b", b"a/b/c", b"a.b", b"b"]);
     assert!(listing.exists);
+    // A sync pairs the parts as they come: each handed on checked, the rest with the root.
+    let good = streaming_agent(vec![
+        Reply::ScanPart(part_of(&["a", "a/b"])),
+        Reply::ScanPart(part_of(&["a/b/c"])),
+        end(&["a.b", "b"]),
+    ]);
+    let mut parts = Vec::new();
+    let rest = transhumance::transport::ssh::scan_parts_of(
+        "evil",
+        good.call(scan_call()).unwrap(),
+        &mut |p| {
+            parts.push(p.entries.len());
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (parts, rest.entries.len(), rest.exists),
+        (vec![2, 1], 2, true)
+    );
 
     let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 19)
         .unwrap()
         .repeat(2048);
     let mut rooted = protocol::unpack_scan(&part_of(&["z"])).unwrap();
     rooted.exists = true;
+    // A part that says it was listed by root, before an end that says not (a pairing reads
+    // which attributes count from the first part).
+    let mut as_root = protocol::unpack_scan(&part_of(&["a"])).unwrap();
+    as_root.listed_as_root = true;
     for (replies, says) in [
         // Byte order would put "a.b" before "a/b": the walk's order does not.
         (
@@ -202,6 +226,10 @@ fn a_crafted_listing_stream_is_a_protocol_error_naming_the_host() {
         (
             vec![Reply::ScanPart(protocol::pack_scan(&rooted)), end(&[])],
             "root's fields",
+        ),
+        (
+            vec![Reply::ScanPart(protocol::pack_scan(&as_root)), end(&["b"])],
+            "disagree",
         ),
         (
             vec![Reply::ScanPart(bomb), end(&[])],
