@@ -1077,7 +1077,7 @@ fn a_replicate_wait_that_runs_out_fails_the_site_and_names_the_key() {
         std::process::Command::new(crate::harness::require("mariadb", "mariadb-client"))
             .arg("--no-defaults")
             .arg(format!("--socket={}", dst.socket.display()))
-            .args(["-uroot", "-NB"])
+            .args(["-uroot", "-NBn"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
