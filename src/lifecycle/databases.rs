@@ -115,6 +115,22 @@ pub struct DbResult {
 }
 
 impl DbResult {
+    /// Database `name` of rule `rule`, nothing done to it yet.
+    pub fn nothing_yet(rule: usize, name: &str) -> DbResult {
+        DbResult {
+            rule,
+            name: name.to_string(),
+            moved: None,
+            tables: Vec::new(),
+            properties: Vec::new(),
+            properties_compared: 0,
+            skipped: Vec::new(),
+            error: None,
+            error_kind: None,
+            live: None,
+        }
+    }
+
     /// Whether the database is identical at both ends (when it was verified); one left alone
     /// because it may be live is clean too (callers that must refuse look at `live`).
     pub fn clean(&self) -> bool {
@@ -336,18 +352,7 @@ fn moved(
     mode: Mode<'_>,
     observer: &dyn Observer,
 ) -> DbResult {
-    let mut r = DbResult {
-        rule: rule.index,
-        name: name.to_string(),
-        moved: None,
-        tables: Vec::new(),
-        properties: Vec::new(),
-        properties_compared: 0,
-        skipped: Vec::new(),
-        error: None,
-        error_kind: None,
-        live: None,
-    };
+    let mut r = DbResult::nothing_yet(rule.index, name);
     if let Mode::Copy(gate) = mode {
         match gate.admit(name) {
             Ok(None) => {}
@@ -507,18 +512,7 @@ pub fn compare_held(
     snapshot: &Snapshot,
     rows: bool,
 ) -> DbResult {
-    let mut r = DbResult {
-        rule: rule.index,
-        name: name.to_string(),
-        moved: None,
-        tables: Vec::new(),
-        properties: Vec::new(),
-        properties_compared: 0,
-        skipped: Vec::new(),
-        error: None,
-        error_kind: None,
-        live: None,
-    };
+    let mut r = DbResult::nothing_yet(rule.index, name);
     let (from, to) = match (
         connections.get(&rule.from.host),
         connections.get(&rule.to.host),

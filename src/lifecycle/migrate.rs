@@ -775,18 +775,7 @@ impl<'a> Migration<'a> {
         let mut replicated = false;
         if !copy && final_sync && self.held_for_later(owner, name) {
             // Checked in this freeze; its rows are compared after the switch.
-            return Ok(DbResult {
-                rule: rule.index,
-                name: name.to_string(),
-                moved: None,
-                tables: Vec::new(),
-                properties: Vec::new(),
-                properties_compared: 0,
-                skipped: Vec::new(),
-                error: None,
-                error_kind: None,
-                live: None,
-            });
+            return Ok(DbResult::nothing_yet(rule.index, name));
         }
         if copy && replicate::replicates(rule) {
             if !final_sync && self.replicating_now(rule, name) {
@@ -800,18 +789,7 @@ impl<'a> Migration<'a> {
                     bytes: None,
                     at: now(),
                 })?;
-                return Ok(DbResult {
-                    rule: rule.index,
-                    name: name.to_string(),
-                    moved: None,
-                    tables: Vec::new(),
-                    properties: Vec::new(),
-                    properties_compared: 0,
-                    skipped: Vec::new(),
-                    error: None,
-                    error_kind: None,
-                    live: None,
-                });
+                return Ok(DbResult::nothing_yet(rule.index, name));
             }
             if final_sync {
                 match self.replicated_final(rule, name) {
