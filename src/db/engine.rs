@@ -102,6 +102,7 @@ impl<'a> UnitOfWork for DbEngineRun<'a> {
             &VerifyOptions {
                 chunk_rows: self.chunk_rows,
                 schemas: Vec::new(),
+                rows: true,
             },
         )
         .map_err(UnitError::io)

@@ -406,7 +406,7 @@ pub fn catch_up(r: &Replica<'_>, timeout: Duration, log: StepLog<'_>) -> Result<
         }
         if start.elapsed() > timeout {
             return Err(format!(
-                "subscription `{}` did not reach the source's position {lsn} within {} (the site stays frozen; `pg_stat_subscription` at the target and `pg_replication_slots` at the source show how far it is)",
+                "subscription `{}` did not reach the source's position {lsn} within {} (`replicate_wait` on the rule; `pg_stat_subscription` at the target and `pg_replication_slots` at the source show how far it is)",
                 r.name,
                 humantime::format_duration(timeout)
             ));

@@ -612,7 +612,7 @@ pub fn catch_up(
     )?;
     match waited.as_str() {
         "-1" => Err(format!(
-            "replication `{}` did not reach the source's position {target} within {} (the sites stay frozen; `{}` shows how far it is)",
+            "replication `{}` did not reach the source's position {target} within {} (`replicate_wait` on the rule; `{}` shows how far it is)",
             ch.name,
             humantime::format_duration(timeout),
             "SHOW ALL SLAVES STATUS"

@@ -12,7 +12,8 @@ use super::state::SiteState;
 use crate::db::discover::{list_databases, selected};
 use crate::db::transfer::{Endpoint, Moved, Options, transfer_observed};
 use crate::db::verify::{
-    DEFAULT_CHUNK_ROWS, FactDiff, SessionPool, Side, Skipped, TableCheck, VerifyOptions, verify_in,
+    DEFAULT_CHUNK_ROWS, FactDiff, SessionPool, Side, Skipped, Snapshot, TableCheck, VerifyOptions,
+    verify_in,
 };
 use crate::event::{Event, Observer};
 use crate::plan::{DatabaseRule, Plan};
@@ -114,6 +115,22 @@ pub struct DbResult {
 }
 
 impl DbResult {
+    /// Database `name` of rule `rule`, nothing done to it yet.
+    pub fn nothing_yet(rule: usize, name: &str) -> DbResult {
+        DbResult {
+            rule,
+            name: name.to_string(),
+            moved: None,
+            tables: Vec::new(),
+            properties: Vec::new(),
+            properties_compared: 0,
+            skipped: Vec::new(),
+            error: None,
+            error_kind: None,
+            live: None,
+        }
+    }
+
     /// Whether the database is identical at both ends (when it was verified); one left alone
     /// because it may be live is clean too (callers that must refuse look at `live`).
     pub fn clean(&self) -> bool {
@@ -335,18 +352,7 @@ fn moved(
     mode: Mode<'_>,
     observer: &dyn Observer,
 ) -> DbResult {
-    let mut r = DbResult {
-        rule: rule.index,
-        name: name.to_string(),
-        moved: None,
-        tables: Vec::new(),
-        properties: Vec::new(),
-        properties_compared: 0,
-        skipped: Vec::new(),
-        error: None,
-        error_kind: None,
-        live: None,
-    };
+    let mut r = DbResult::nothing_yet(rule.index, name);
     if let Mode::Copy(gate) = mode {
         match gate.admit(name) {
             Ok(None) => {}
@@ -464,6 +470,7 @@ fn attempt(
         &VerifyOptions {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             schemas: rule.schemas.clone(),
+            rows: true,
         },
     ) {
         Ok(v) => {
@@ -478,4 +485,70 @@ fn attempt(
         }
     }
     (r, false)
+}
+
+/// Holds a snapshot of database `name` at the target of `rule`, for `compare_held`: taken
+/// once the target applied the source's last position and before any write can reach it
+/// there.
+///
+/// # Errors
+/// The target is unreachable or could not hold a transaction open.
+pub fn hold(
+    rule: &DatabaseRule,
+    name: &str,
+    connections: &Connections,
+) -> Result<Snapshot, String> {
+    let to = connections.get(&rule.to.host).map_err(|e| e.to_string())?;
+    Snapshot::take(to.as_ref(), rule.engine, &rule.to, name)
+}
+
+/// Compares database `name`: the source as it is now (frozen), the target as `snapshot` saw
+/// it, whatever was written there since. `rows: false`: the catalogs only (tables, columns,
+/// keys, catalog facts), in time independent of the rows.
+pub fn compare_held(
+    rule: &DatabaseRule,
+    name: &str,
+    connections: &Connections,
+    snapshot: &Snapshot,
+    rows: bool,
+) -> DbResult {
+    let mut r = DbResult::nothing_yet(rule.index, name);
+    let (from, to) = match (
+        connections.get(&rule.from.host),
+        connections.get(&rule.to.host),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            r.error = Some(e.to_string());
+            return r.classified();
+        }
+    };
+    match verify_in(
+        &SessionPool::within(snapshot),
+        rule.engine,
+        &Side {
+            transport: from.as_ref(),
+            server: &rule.from,
+            database: name,
+        },
+        &Side {
+            transport: to.as_ref(),
+            server: &rule.to,
+            database: name,
+        },
+        &VerifyOptions {
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            schemas: rule.schemas.clone(),
+            rows,
+        },
+    ) {
+        Ok(v) => {
+            r.tables = v.tables;
+            r.properties = v.properties;
+            r.properties_compared = v.properties_compared;
+            r.skipped = v.skipped;
+        }
+        Err(e) => r.error = Some(e),
+    }
+    r.classified()
 }

@@ -469,6 +469,8 @@ pub struct DatabaseRule {
     pub schemas: Vec<String>,
     /// `dump` (default) or `replicate` (see `db::replication`).
     pub mode: DbMode,
+    /// `mode: replicate`: how long a cutover waits for the target to catch up.
+    pub replicate_wait: Duration,
 }
 
 /// An IMAP server address with its security.

@@ -332,6 +332,11 @@ pub struct RawDatabaseRule {
     /// source server, filtered to the rule's databases.
     #[serde(default)]
     pub mode: Option<DbMode>,
+    /// With `mode: replicate`: how long a cutover waits for the target to apply the source's
+    /// position once the site is frozen, such as `30s` or `5m` (default `5m`); past it the
+    /// database fails its final sync and the site is put back on the source.
+    #[serde(default)]
+    pub replicate_wait: Option<String>,
 }
 
 /// How a database's changes after the pre-sync reach the target.

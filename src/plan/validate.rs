@@ -1005,6 +1005,35 @@ impl Validator<'_> {
             },
             schemas: raw.schemas.clone(),
             mode: raw.mode.unwrap_or_default(),
+            replicate_wait: self.replicate_wait(&path, raw),
+        }
+    }
+
+    /// `replicate_wait`: a duration of at least a second (the servers wait in whole seconds),
+    /// only where the rule replicates; default 5 minutes.
+    fn replicate_wait(&mut self, path: &NodePath, raw: &raw::RawDatabaseRule) -> Duration {
+        const DEFAULT: Duration = Duration::from_secs(300);
+        let Some(text) = &raw.replicate_wait else {
+            return DEFAULT;
+        };
+        let at = path.key("replicate_wait");
+        if raw.mode != Some(raw::DbMode::Replicate) {
+            self.error(
+                &at,
+                "`replicate_wait` needs `mode: replicate` on the same rule",
+            );
+            return DEFAULT;
+        }
+        match units::parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                self.error(&at, "must be at least `1s`");
+                DEFAULT
+            }
+            Err(e) => {
+                self.error(&at, e);
+                DEFAULT
+            }
         }
     }
 
@@ -2480,6 +2509,47 @@ cutover:\n  probe: { http: \"https://{domain}/\", ca_file: ca.pem }\n  tls:\n   
             "{issues:#?}"
         );
         assert!(issues[0].message.contains("mirror"), "{issues:#?}");
+    }
+
+    #[test]
+    fn replicate_wait_defaults_to_five_minutes_and_is_checked_where_it_stands() {
+        let rule = |extra: &str| {
+            format!(
+                "version: 1\nname: t\ndatabases:\n  - engine: mariadb\n    from: {{ host: local }}\n    to: {{ host: local }}\n{extra}"
+            )
+        };
+        let wait = |extra: &str| {
+            parse(
+                &rule(extra),
+                "plan.yaml",
+                Path::new("plan.yaml"),
+                Path::new("/tmp"),
+            )
+            .unwrap()
+            .plan
+            .databases[0]
+                .replicate_wait
+        };
+        assert_eq!(wait("    mode: replicate\n"), Duration::from_secs(300));
+        assert_eq!(
+            wait("    mode: replicate\n    replicate_wait: 20s\n"),
+            Duration::from_secs(20)
+        );
+        for (extra, says) in [
+            ("    mode: replicate\n    replicate_wait: soon\n", "soon"),
+            ("    mode: replicate\n    replicate_wait: 0s\n", "at least"),
+            ("    replicate_wait: 1m\n", "mode: replicate"),
+        ] {
+            let issues = errors(&rule(extra));
+            assert_eq!(issues.len(), 1, "{extra}: {issues:#?}");
+            let line = 6 + extra.matches('\n').count() as u32;
+            assert_eq!(
+                (issues[0].loc.line, issues[0].loc.column),
+                (line, 21),
+                "{extra}: {issues:#?}"
+            );
+            assert!(issues[0].message.contains(says), "{issues:#?}");
+        }
     }
 
     #[test]

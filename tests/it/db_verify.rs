@@ -41,6 +41,7 @@ fn run(engine: DbEngine, a: &DbServer, b: &DbServer, db: &str, schemas: &[&str])
         &VerifyOptions {
             chunk_rows: CHUNK,
             schemas: schemas.iter().map(|s| s.to_string()).collect(),
+            rows: true,
         },
     )
     .unwrap()
@@ -502,6 +503,7 @@ fn verify_all(
                         &VerifyOptions {
                             chunk_rows: CHUNK,
                             schemas: Vec::new(),
+                            rows: true,
                         },
                     )
                     .unwrap();

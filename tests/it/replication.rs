@@ -945,3 +945,297 @@ fn a_postgres_subscription_found_disabled_at_the_cutover_is_removed_and_its_data
     assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
     assert!(!journaled_steps(&w).contains(&"position_waited:true".to_string()));
 }
+
+/// The journal's unit steps: (site, unit, step, ok, detail), in order.
+fn journaled_units(world: &World) -> Vec<(String, String, String, bool, String)> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(world.work.path().join("state")) {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["kind"] == "unit"
+            {
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                out.push((
+                    s("site"),
+                    s("unit"),
+                    s("step"),
+                    v["ok"] == true,
+                    s("detail"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The last journaled step of `unit`: (step, ok, detail).
+fn last_step(world: &World, unit: &str) -> (String, bool, String) {
+    journaled_units(world)
+        .into_iter()
+        .rfind(|u| u.1 == unit)
+        .map(|u| (u.2, u.3, u.4))
+        .unwrap_or_else(|| panic!("{unit} never journaled"))
+}
+
+/// Issue 19: a replicated database's rows are not compared in the freeze (its catalogs are,
+/// in a snapshot the target holds from then on) but after the switch, in that snapshot: a row
+/// that differs at the target is found, reported with what to do, and left as it is there.
+#[test]
+fn a_row_changed_at_the_target_is_found_after_go_live_and_left_there() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(7),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    src.sql("INSERT INTO one_db.t VALUES (2001, 'new'); INSERT INTO two_db.t VALUES (2001, 'new')");
+    wait_until(Duration::from_secs(20), "replicated rows", || {
+        rows(&dst, "one_db") == rows(&src, "one_db") && rows(&dst, "two_db") == rows(&src, "two_db")
+    });
+    // A divergence replication does not see: a row the source never touches, changed at
+    // the target behind its back.
+    dst.sql("UPDATE one_db.t SET v = 'changed at the target' WHERE id = 50");
+    let (code, out) = run(&w, &["cutover", "--only", "one"], None);
+    assert_eq!(code, Some(1), "the difference fails the command: {out}");
+    let units = journaled_units(&w);
+    let light = units
+        .iter()
+        .find(|u| u.1 == "database one_db" && u.2 == "final sync (replicated)")
+        .unwrap_or_else(|| panic!("{units:#?}"));
+    assert!(light.3, "{light:?}");
+    assert!(
+        light.4.contains("present with the same columns")
+            && light.4.contains("rows compared after go-live"),
+        "{light:?}"
+    );
+    // Not compared again row by row before the switch.
+    assert!(
+        !units
+            .iter()
+            .any(|u| u.1 == "database one_db" && u.2 == "verify"),
+        "{units:#?}"
+    );
+    let (step, ok, detail) = last_step(&w, "database one_db");
+    assert_eq!(step, "verify after go-live");
+    assert!(!ok, "{detail}");
+    assert!(
+        detail.contains("t (different") && detail.contains("rollback PLAN --only one"),
+        "{detail}"
+    );
+    assert!(out.contains("verify after go-live"), "{out}");
+    // The site is live, and its database was not overwritten there.
+    let status = crate::cli::bin()
+        .args(["status", w.plan.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("verify after go-live"), "{status}");
+    assert_eq!(
+        dst.sql("SELECT v FROM one_db.t WHERE id = 50"),
+        "changed at the target"
+    );
+    // Without a difference: the same path, clean.
+    let (code, out) = run(&w, &["cutover", "--only", "two"], None);
+    assert_eq!(code, Some(0), "{out}");
+    let (step, ok, detail) = last_step(&w, "database two_db");
+    assert_eq!(
+        (step.as_str(), ok),
+        ("verify after go-live", true),
+        "{detail}"
+    );
+    assert_eq!(rows(&dst, "two_db"), rows(&src, "two_db"));
+}
+
+/// Issue 19: `replicate_wait` bounds the cutover's wait for the target to catch up; past it
+/// the database fails its final sync, named, and the site goes back as any failure does.
+#[test]
+fn a_replicate_wait_that_runs_out_fails_the_site_and_names_the_key() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(8),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let text = std::fs::read_to_string(&w.plan).unwrap();
+    std::fs::write(
+        &w.plan,
+        text.replace(
+            "    mode: replicate\n",
+            "    mode: replicate\n    replicate_wait: 1s\n",
+        ),
+    )
+    .unwrap();
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    // A transaction at the target holds a row the source then changes: the applier waits.
+    let mut holder =
+        std::process::Command::new(crate::harness::require("mariadb", "mariadb-client"))
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", dst.socket.display()))
+            .args(["-uroot", "-NBn"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    {
+        use std::io::{BufRead, Write};
+        let stdin = holder.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN; SELECT id FROM one_db.t WHERE id = 1 FOR UPDATE;\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "1");
+    }
+    src.sql("UPDATE one_db.t SET v = 'blocked at the target' WHERE id = 1");
+    let (code, out) = run(&w, &["cutover", "--only", "one"], None);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("did not reach the source's position") && out.contains("within 1s"),
+        "{out}"
+    );
+    let status = crate::cli::bin()
+        .args(["status", w.plan.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("\"failed\""), "{status}");
+    // Once the applier goes on, a new cutover catches up.
+    let (code, out) = run(&w, &["cutover", "--only", "one"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rows(&dst, "one_db"), rows(&src, "one_db"));
+}
+
+/// Issue 19: PostgreSQL alike, the snapshot held by the very session that compares.
+#[test]
+fn a_postgres_row_changed_at_the_target_is_found_after_go_live() {
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    let w = pg_world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    src.psql("one_db", "INSERT INTO t (v) VALUES ('new')");
+    wait_until(Duration::from_secs(30), "replicated rows", || {
+        pg_rows(&dst, "one_db") == pg_rows(&src, "one_db")
+    });
+    dst.psql(
+        "one_db",
+        "UPDATE t SET v = 'changed at the target' WHERE id = 50",
+    );
+    let (code, out) = run(&w, &["cutover", "--only", "one"], None);
+    assert_eq!(code, Some(1), "{out}");
+    let (step, ok, detail) = last_step(&w, "database one_db");
+    assert_eq!(step, "verify after go-live");
+    assert!(!ok && detail.contains("public.t (different"), "{detail}");
+    assert_eq!(
+        dst.psql("one_db", "SELECT v FROM t WHERE id = 50"),
+        "changed at the target"
+    );
+    assert_eq!(pg_leftovers(&src, &dst, "one_db"), "0 0 0 0");
+}
+
+/// The snapshot itself: what the target holds when it is taken, whatever is written there
+/// since (the go-live's writes), and read only by the session that took it.
+#[test]
+fn a_held_snapshot_reads_the_target_as_it_was_when_taken() {
+    use transhumance::db::verify::{SessionPool, Side, Snapshot, VerifyOptions, verify_in};
+    let local = LocalTransport::new("local");
+    let options = VerifyOptions::default();
+    // MariaDB.
+    let (a, b) = (MariaDb::start(), MariaDb::start());
+    for db in [&a, &b] {
+        db.sql(&format!("CREATE DATABASE shop; USE shop; {TABLE}"));
+    }
+    let (sa, sb) = (server(&a), server(&b));
+    let side = |s| Side {
+        transport: &local,
+        server: s,
+        database: "shop",
+    };
+    let snapshot = Snapshot::take(&local, DbEngine::Mariadb, &sb, "shop").unwrap();
+    b.sql("UPDATE shop.t SET v = 'after' WHERE id = 3; INSERT INTO shop.t VALUES (999, 'after')");
+    let held = verify_in(
+        &SessionPool::within(&snapshot),
+        DbEngine::Mariadb,
+        &side(&sa),
+        &side(&sb),
+        &options,
+    )
+    .unwrap();
+    assert!(held.is_clean(), "{:#?}", held.tables);
+    let now = verify_in(
+        &SessionPool::new(),
+        DbEngine::Mariadb,
+        &side(&sa),
+        &side(&sb),
+        &options,
+    )
+    .unwrap();
+    assert!(!now.is_clean());
+    // PostgreSQL.
+    let (p, q) = (
+        crate::harness::Postgres::start(),
+        crate::harness::Postgres::start(),
+    );
+    for pg in [&p, &q] {
+        pg.psql("postgres", "CREATE DATABASE shop");
+        pg.psql("shop", PG_TABLE);
+    }
+    let (sp, sq) = (pg_server(&p), pg_server(&q));
+    let snapshot = Snapshot::take(&local, DbEngine::Postgres, &sq, "shop").unwrap();
+    q.psql(
+        "shop",
+        "UPDATE t SET v = 'after' WHERE id = 3; INSERT INTO t (v) VALUES ('after')",
+    );
+    let held = verify_in(
+        &SessionPool::within(&snapshot),
+        DbEngine::Postgres,
+        &side(&sp),
+        &side(&sq),
+        &options,
+    )
+    .unwrap();
+    // Rows as they were; a sequence is no row (no snapshot holds it back): the lifecycle
+    // judges the catalog in the freeze, the rows after go-live.
+    assert!(
+        held.tables.iter().all(|t| t.status == "same"),
+        "{:#?}",
+        held.tables
+    );
+    let now = verify_in(
+        &SessionPool::new(),
+        DbEngine::Postgres,
+        &side(&sp),
+        &side(&sq),
+        &options,
+    )
+    .unwrap();
+    assert!(now.tables.iter().any(|t| t.status != "same"));
+    // A session that dies takes the snapshot with it: never a read of the live copy instead.
+    q.psql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'shop' AND state LIKE 'idle in transaction%'",
+    );
+    let lost = verify_in(
+        &SessionPool::within(&snapshot),
+        DbEngine::Postgres,
+        &side(&sp),
+        &side(&sq),
+        &options,
+    );
+    assert!(
+        lost.as_ref()
+            .is_err_and(|e| e.contains("snapshot held since the freeze was lost")),
+        "{lost:?}"
+    );
+}

@@ -4,7 +4,7 @@
 //! lines by the client's own line counter, which counts from the start of the session.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::db::discover::{ScriptOutput, run_script, tool_request};
 use crate::plan::DbServer;
@@ -12,12 +12,33 @@ use crate::plan::raw::DbEngine;
 use crate::transport::Transport;
 use crate::transport::session::Session;
 
+use super::session::Script;
+
 /// Idle clients by server, handed to one script at a time; all closed when the pool goes.
 #[derive(Default)]
 pub struct SessionPool {
     idle: Mutex<HashMap<String, Vec<Client>>>,
     /// Servers whose client could not start as a session: their scripts take the old path.
     no_sessions: Mutex<HashSet<String>>,
+    /// A snapshot held on one server: that server's scripts for its database run in it.
+    held: Option<Arc<Held>>,
+}
+
+/// A transaction held open on one server and database since `Snapshot::take`: scripts run in
+/// it read the database as it was then, whatever was written since. MariaDB cannot hand a
+/// snapshot to another session (PostgreSQL could, with `pg_export_snapshot`), so the very
+/// client that took it runs them, one at a time, for both engines alike.
+pub struct Snapshot {
+    held: Arc<Held>,
+}
+
+struct Held {
+    key: String,
+    host: String,
+    database: String,
+    engine: DbEngine,
+    /// `None` once the client died: nothing may then read the database in its place.
+    client: Mutex<Option<Client>>,
 }
 
 /// One client process and where it stands.
@@ -32,6 +53,16 @@ struct Client {
 impl SessionPool {
     pub fn new() -> SessionPool {
         SessionPool::default()
+    }
+
+    /// A pool whose scripts for the server and database of `snapshot` run inside it; never on
+    /// another client (a client that reads the database as it is now would race new writes).
+    pub fn within(snapshot: &Snapshot) -> SessionPool {
+        SessionPool {
+            idle: Mutex::default(),
+            no_sessions: Mutex::default(),
+            held: Some(snapshot.held.clone()),
+        }
     }
 
     /// Closes every idle client (one in use is closed when given back to an empty pool's
@@ -65,15 +96,13 @@ impl SessionPool {
         database: &str,
         script: &str,
     ) -> Result<ScriptOutput, String> {
-        let key = format!(
-            "{engine:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            transport.host(),
-            server.socket,
-            server.address,
-            server.port,
-            server.user,
-            server.bin_dir
-        );
+        let key = server_key(transport, engine, server);
+        if let Some(h) = &self.held
+            && h.key == key
+            && h.database == database
+        {
+            return h.run(script);
+        }
         let usable = !database.contains(['\n', '\r', '\0'])
             && !self
                 .no_sessions
@@ -105,7 +134,7 @@ impl SessionPool {
                         }
                     },
                 };
-                if let Some(out) = exchange(&mut client, engine, database, script) {
+                if let Some(out) = exchange(&mut client, engine, database, script, true) {
                     self.idle
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -124,6 +153,121 @@ impl SessionPool {
 impl Drop for SessionPool {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// What tells one server (and the account we reach it as) from another.
+fn server_key(transport: &dyn Transport, engine: DbEngine, server: &DbServer) -> String {
+    format!(
+        "{engine:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        transport.host(),
+        server.socket,
+        server.address,
+        server.port,
+        server.user,
+        server.bin_dir
+    )
+}
+
+impl Snapshot {
+    /// Opens a client on `database` and a read-only repeatable-read transaction in it whose
+    /// snapshot is taken now (MariaDB `START TRANSACTION WITH CONSISTENT SNAPSHOT`, PostgreSQL
+    /// `BEGIN ISOLATION LEVEL REPEATABLE READ` and a first query), held until dropped.
+    ///
+    /// # Errors
+    /// The client could not start, or the server did not confirm the transaction.
+    pub fn take(
+        transport: &dyn Transport,
+        engine: DbEngine,
+        server: &DbServer,
+        database: &str,
+    ) -> Result<Snapshot, String> {
+        let whence = format!("host `{}`, database `{database}`", transport.host());
+        if database.contains(['\n', '\r', '\0']) {
+            return Err(format!("{whence}: a name no client session can hold"));
+        }
+        let mut client = open(transport, engine, server, database)
+            .ok_or_else(|| format!("{whence}: no client session could start"))?;
+        let mut script = Script::new(engine);
+        for p in super::sql::pins(engine) {
+            script.plain(p);
+        }
+        let (check, want) = match engine {
+            DbEngine::Postgres => (
+                "SELECT json_build_array('held', current_setting('transaction_isolation'))",
+                "repeatable read",
+            ),
+            _ => ("SELECT JSON_ARRAY('held', @@in_transaction)", "1"),
+        };
+        script.tagged("held", check);
+        let out = exchange(&mut client, engine, database, &script.text(), false)
+            .ok_or_else(|| format!("{whence}: the session ended before its snapshot was taken"))?;
+        let ran = super::session::parse(&out.stdout, &out.stderr, &script);
+        let held = ran
+            .rows("held")
+            .and_then(|mut r| r.next().map(|row| super::session::field(row, 1)));
+        if held.as_deref() != Some(want) {
+            let _ = client.session.close();
+            return Err(format!(
+                "{whence}: the transaction could not be held ({})",
+                held.unwrap_or_else(|| ran.why("held"))
+            ));
+        }
+        Ok(Snapshot {
+            held: Arc::new(Held {
+                key: server_key(transport, engine, server),
+                host: transport.host().to_string(),
+                database: database.to_string(),
+                engine,
+                client: Mutex::new(Some(client)),
+            }),
+        })
+    }
+}
+
+impl Held {
+    /// Runs `script` inside the held transaction (its own `BEGIN` left out: it would end it).
+    fn run(&self, script: &str) -> Result<ScriptOutput, String> {
+        let begin = super::sql::begin(self.engine);
+        let text: String = script
+            .lines()
+            .map(|l| {
+                if l == begin {
+                    "-- (in the held snapshot)"
+                } else {
+                    l
+                }
+            })
+            .fold(String::new(), |mut s, l| {
+                s.push_str(l);
+                s.push('\n');
+                s
+            });
+        let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let lost = || {
+            format!(
+                "host `{}`, database `{}`: the snapshot held since the freeze was lost (its session ended): the rows cannot be read as they were then",
+                self.host, self.database
+            )
+        };
+        let client = slot.as_mut().ok_or_else(lost)?;
+        match exchange(client, self.engine, &self.database, &text, false) {
+            Some(out) => Ok(out),
+            None => {
+                *slot = None;
+                Err(lost())
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let slot = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut c) = slot.take() {
+            let _ = c.session.send("ROLLBACK;\n");
+            let _ = c.session.close();
+        }
     }
 }
 
@@ -184,11 +328,13 @@ fn error_line(line: &str) -> Option<(usize, &str, &str)> {
 /// Feeds `script` to `client` and reads its answer up to the script's last row. Error
 /// lines are renumbered from the script's first line. `None`: the client died, could not
 /// switch database, or the script's last statement failed (the session did not get through).
+/// `end`: the script's transaction is ended after it (not for a held snapshot).
 fn exchange(
     client: &mut Client,
     engine: DbEngine,
     database: &str,
     script: &str,
+    end: bool,
 ) -> Option<ScriptOutput> {
     let mut input = String::new();
     let mut switch = None;
@@ -202,6 +348,7 @@ fn exchange(
     input.push_str(script);
     // The scripts' transactions end here, so an idle client holds no snapshot nor lock.
     let epilogue = match engine {
+        _ if !end => "",
         DbEngine::Postgres => "ROLLBACK;\nDISCARD ALL;\n",
         _ => "ROLLBACK;\n",
     };

@@ -97,7 +97,7 @@ pub(super) fn pins(engine: DbEngine) -> Vec<String> {
             "SET jit = off;",
             // A table whose rows a policy hides must fail, not verify as a subset.
             "SET row_security = off;",
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;",
+            begin(engine),
         ]
         .map(String::from)
         .to_vec(),
@@ -107,10 +107,19 @@ pub(super) fn pins(engine: DbEngine) -> Vec<String> {
             // Backslash escapes on (our literals use them), no CHAR padding, no ANSI quotes.
             "SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION';",
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;",
-            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY;",
+            begin(engine),
         ]
         .map(String::from)
         .to_vec(),
+    }
+}
+
+/// The statement that opens a script's transaction (the last of `pins`): left out of the
+/// scripts run inside a snapshot already held (`pool::Snapshot`), where it would end it.
+pub(super) fn begin(engine: DbEngine) -> &'static str {
+    match engine {
+        DbEngine::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;",
+        _ => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY;",
     }
 }
 

@@ -20,7 +20,8 @@ use crate::lifecycle::ledger::Entry;
 use crate::plan::DatabaseRule;
 use crate::plan::raw::{DbEngine, DbMode};
 
-/// How long a set-up step or a cutover's wait may take before it fails.
+/// How long a set-up or removal step may take before it fails (a cutover's wait for the
+/// target to catch up is the rule's `replicate_wait`).
 const WAIT: Duration = Duration::from_secs(300);
 
 /// Whether `rule` moves its databases by replication.
@@ -271,7 +272,7 @@ impl Migration<'_> {
             if !s.databases.iter().any(|d| d == name) {
                 return Ok(Some("not in the replication filter".to_string()));
             }
-            replication::catch_up(ch, WAIT, &log)?;
+            replication::catch_up(ch, rule.replicate_wait, &log)?;
             replication::detach(ch, name, &log)?;
             Ok(None)
         })
@@ -431,7 +432,7 @@ impl Migration<'_> {
                 }
                 return Ok(Some(why.to_string()));
             }
-            pg::catch_up(r, WAIT, log)?;
+            pg::catch_up(r, rule.replicate_wait, log)?;
             pg::copy_sequences(r, log)?;
             pg::remove(r, WAIT, log)?;
             Ok(None)

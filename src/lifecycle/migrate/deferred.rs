@@ -1,0 +1,211 @@
+//! A replicated database's row comparison moved out of the freeze: once the target applied
+//! the source's last position and left replication, a snapshot of the target is held open
+//! before any write can reach it there, the catalogs are compared in the freeze (time
+//! independent of the rows), and after the switch the rows of the frozen source are compared
+//! with that snapshot, so writes made at the target since never race the comparison. A
+//! difference is reported with what to do; nothing live at the target is ever rewritten.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{Migration, PLATFORM, SiteOutcome};
+use crate::db::verify::Snapshot;
+use crate::event::Event;
+use crate::journal::now;
+use crate::lifecycle::databases::{DbResult, compare_held, hold};
+use crate::lifecycle::ledger::Entry;
+use crate::plan::DatabaseRule;
+use crate::report::plural;
+
+/// The journal's step of the comparison after the switch.
+pub const AFTER_GO_LIVE: &str = "verify after go-live";
+
+/// A database whose rows wait for `verify_after_go_live`, with the target's snapshot.
+pub(super) struct HeldDb {
+    owner: String,
+    rule: usize,
+    name: String,
+    snapshot: Snapshot,
+}
+
+impl Migration<'_> {
+    /// In the freeze, once `name` caught up and left replication: a snapshot of the target
+    /// held for later and the catalogs compared in it (`Ok`, the result to judge); `Err(why)`
+    /// when no snapshot can be held, and the caller compares every row now, as with `dump`.
+    pub(super) fn check_lightly(
+        &self,
+        owner: &str,
+        rule: &DatabaseRule,
+        name: &str,
+    ) -> Result<DbResult, String> {
+        if self.ledger.leases().is_some() {
+            // Another controller may run the switch: the snapshot would stay here.
+            return Err("several controllers share the journal".into());
+        }
+        let snapshot = hold(rule, name, self.connections)
+            .map_err(|e| format!("no snapshot could be held at the target: {e}"))?;
+        let r = compare_held(rule, name, self.connections, &snapshot, false);
+        if r.clean() {
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(HeldDb {
+                    owner: owner.to_string(),
+                    rule: rule.index,
+                    name: name.to_string(),
+                    snapshot,
+                });
+        }
+        Ok(r)
+    }
+
+    /// Whether `name` of `owner` waits for its comparison after go-live (compared lightly in
+    /// this freeze: verification does not read its rows again before the switch).
+    pub(super) fn held_for_later(&self, owner: &str, name: &str) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|h| h.owner == owner && h.name == name)
+    }
+
+    /// After a batch's switches: the rows of every held database that may now be live at the
+    /// target, compared in its snapshot, `jobs` at a time; journaled per database. Returns
+    /// the failures by owner (a site, or `PLATFORM`). A database whose site did not go live
+    /// has nothing to compare against what users write (it is dropped with its snapshot).
+    pub(super) fn verify_after_go_live(&self, label: &str) -> Vec<(String, String)> {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        let live = self.live();
+        let work: Vec<HeldDb> = held
+            .into_iter()
+            .filter(|h| {
+                live.why(&crate::unit::UnitId::Database(h.name.clone()))
+                    .is_some()
+            })
+            .collect();
+        if work.is_empty() {
+            return Vec::new();
+        }
+        let phase = format!("{label}: {AFTER_GO_LIVE}");
+        self.observer.on_event(&Event::PhaseStarted {
+            phase: phase.clone(),
+            total: work.len() as u64,
+        });
+        let next = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..self.plan.defaults.jobs.clamp(1, work.len()) {
+                s.spawn(|| {
+                    while let Some(h) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let failure = self.compare_after_go_live(h).err();
+                        self.observer.on_event(&match &failure {
+                            Some(e) => Event::UnitFailed {
+                                phase: phase.clone(),
+                                unit: h.name.clone(),
+                                error: e.clone(),
+                            },
+                            None => Event::UnitDone {
+                                phase: phase.clone(),
+                                unit: h.name.clone(),
+                            },
+                        });
+                        if let Some(e) = failure {
+                            failures
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((h.owner.clone(), e));
+                        }
+                    }
+                });
+            }
+        });
+        self.observer.on_event(&Event::PhaseFinished { phase });
+        failures.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One held database: its rows compared, the result journaled.
+    fn compare_after_go_live(&self, h: &HeldDb) -> Result<(), String> {
+        let Some(rule) = self.plan.databases.iter().find(|r| r.index == h.rule) else {
+            return Ok(());
+        };
+        let r = compare_held(rule, &h.name, self.connections, &h.snapshot, true);
+        let ok = r.error.is_none() && r.tables.iter().all(|t| t.status == "same");
+        let detail = if ok {
+            format!(
+                "{} compared row by row: the frozen source and the target as it was at the switch",
+                plural(r.tables.len() as u64, "table", "tables")
+            )
+        } else {
+            let what = match &r.error {
+                Some(e) => format!("could not be compared: {e}"),
+                None => format!(
+                    "differ from the frozen source in the target's snapshot taken at the freeze: {}",
+                    tables_that_differ(&r)
+                ),
+            };
+            let rollback = if h.owner == PLATFORM {
+                "`rollback` of the sites that use it".to_string()
+            } else {
+                format!("`transhumance rollback PLAN --only {}`", h.owner)
+            };
+            format!(
+                "{what}. It may be live on the new side: nothing was overwritten there. Compare and repair those rows by hand, or send visitors back to the source with {rollback} (writes made at the target since the switch stay there only)"
+            )
+        };
+        self.record(&Entry::Unit {
+            site: h.owner.clone(),
+            unit: format!("database {}", h.name),
+            step: AFTER_GO_LIVE.into(),
+            ok,
+            detail: Some(detail.clone()),
+            bytes: None,
+            at: now(),
+        })?;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("database `{}`: {detail}", h.name))
+        }
+    }
+
+    /// Puts the comparisons' failures on the outcomes of the sites they concern (a database
+    /// of no site: on every site of the batch that went live), so the command exits 1.
+    pub(super) fn mark_after_go_live(
+        &self,
+        outcomes: &mut [SiteOutcome],
+        failures: &[(String, String)],
+    ) {
+        for o in outcomes.iter_mut() {
+            let mine: Vec<&str> = failures
+                .iter()
+                .filter(|(owner, _)| {
+                    *owner == o.site || (owner == PLATFORM && o.state.may_have_switched())
+                })
+                .map(|(_, e)| e.as_str())
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let text = format!("{AFTER_GO_LIVE}: {}", mine.join("; "));
+            o.detail = Some(match o.detail.take() {
+                Some(d) => format!("{d}; {text}"),
+                None => text,
+            });
+            o.error.get_or_insert(crate::unit::ErrorKind::Mismatch);
+        }
+    }
+}
+
+/// The tables that differ, with their first differing key range.
+fn tables_that_differ(r: &DbResult) -> String {
+    r.tables
+        .iter()
+        .filter(|t| t.status != "same")
+        .map(|t| match (t.differing_ranges.first(), &t.note) {
+            (Some(k), _) => format!("{} ({}, {k})", t.table, t.status),
+            (None, Some(n)) => format!("{} ({}: {n})", t.table, t.status),
+            (None, None) => format!("{} ({})", t.table, t.status),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
