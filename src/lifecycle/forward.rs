@@ -9,12 +9,11 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::ledger::{Entry, Kind, Ledger};
+use super::ledger::{Entry, Ledger};
 use super::state::SiteState;
 use crate::journal::now;
 
 /// The entries the forwarders are folded from.
-const FORWARD_KINDS: &[Kind] = &[Kind::ForwardRoute, Kind::ForwardPorts, Kind::Forwarder];
 use crate::plan::{Forward, MailRouting, Plan, Site};
 use crate::transport::forward::{CONFIG, ForwardConfig, MailListener, ROUTES, Route};
 use crate::transport::{Connections, ExecRequest, Transport};
@@ -176,7 +175,7 @@ impl<'a> Forwarders<'a> {
     /// Journals the change `host`'s whole-port route needs, if any (the plan forwards a plain
     /// mail port): given once every site of the host is confirmed, taken out once one is not.
     fn settle_whole_port(&self, host: &str) -> Result<(), String> {
-        let entries = self.ledger.entries_of(FORWARD_KINDS);
+        let entries = self.ledger.forward_of(host);
         let last = whole_ports(&entries).remove(host);
         let now = now();
         let sites = self.hosts.get(host).cloned().unwrap_or_default();
@@ -241,7 +240,7 @@ impl<'a> Forwarders<'a> {
     /// The removal is not durable, or the forwarder cannot be told.
     pub fn unroute(&self, site: &Site) -> Result<(), String> {
         let host = &site.source_host;
-        let whole = whole_ports(&self.ledger.entries_of(FORWARD_KINDS))
+        let whole = whole_ports(&self.ledger.forward_of(host))
             .get(host)
             .is_some_and(|w| w.routed);
         let site = site.name.as_str();
@@ -270,15 +269,8 @@ impl<'a> Forwarders<'a> {
     /// # Errors
     /// The first host that could not be reconciled (the others are still tried).
     pub fn reconcile(&self) -> Result<(), String> {
-        let entries = self.ledger.entries_of(FORWARD_KINDS);
-        let (routes, forwarders) = folded(&entries);
-        let mut hosts: Vec<String> = routes.values().map(|r| r.host.clone()).collect();
-        hosts.extend(forwarders.keys().cloned());
-        hosts.extend(whole_ports(&entries).into_keys());
-        hosts.sort();
-        hosts.dedup();
         let mut first = Ok(());
-        for h in hosts {
+        for h in self.ledger.forward_hosts() {
             if let Err(e) = self.sync_host(&h)
                 && first.is_ok()
             {
@@ -290,7 +282,7 @@ impl<'a> Forwarders<'a> {
 
     /// The live routes the journal gives `host`, as the forwarder reads them.
     fn routes_of(&self, host: &str) -> Vec<Route> {
-        let entries = self.ledger.entries_of(FORWARD_KINDS);
+        let entries = self.ledger.forward_of(host);
         let (routes, _) = folded(&entries);
         let now = now();
         let whole = whole_ports(&entries)
@@ -339,7 +331,7 @@ impl<'a> Forwarders<'a> {
                     &[],
                 )?;
             }
-            let (_, forwarders) = folded(&self.ledger.entries_of(FORWARD_KINDS));
+            let (_, forwarders) = folded(&self.ledger.forward_of(host));
             if forwarders.get(host).is_some_and(|f| f.2) || running.is_some() {
                 self.journal(host, None, false, "no route left")?;
             }

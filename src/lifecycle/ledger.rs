@@ -252,10 +252,22 @@ struct Index {
     /// Entries about no site (runs, checks, keys, forwarders, replication), and a site's
     /// forwarder routes, by kind: few, read back by the readers of one kind.
     by_kind: HashMap<Kind, Vec<Pos>>,
+    /// Per old host, where its forwarder's routes stand: what `Ledger::forward_of` reads back
+    /// (a route change reads that host's entries, not every forwarding entry of the platform).
+    forward: HashMap<Box<str>, HostForward>,
     /// The highest run number journaled.
     last_run: u64,
     /// Runs started and not ended, resumable ones only, oldest first, with their positions.
     open_runs: Vec<(u64, RunCommand, Pos)>,
+}
+
+/// One old host's forwarding entries: each site's last route, the last whole-port route and
+/// the last forwarder entry.
+#[derive(Default)]
+struct HostForward {
+    routes: HashMap<Box<str>, Pos>,
+    ports: Option<Pos>,
+    forwarder: Option<Pos>,
 }
 
 /// The kinds of entry `Ledger::entries_of` reads back.
@@ -280,6 +292,13 @@ impl Index {
         self.sites.get_mut(site).expect("just inserted")
     }
 
+    fn host_forward(&mut self, host: &str) -> &mut HostForward {
+        if !self.forward.contains_key(host) {
+            self.forward.insert(host.into(), HostForward::default());
+        }
+        self.forward.get_mut(host).expect("just inserted")
+    }
+
     fn kind(&mut self, kind: Kind, at: Pos) {
         self.by_kind.entry(kind).or_default().push(at);
     }
@@ -292,9 +311,12 @@ impl Index {
                 s.state = Some(*state);
             }
             Entry::Probe { site, .. } | Entry::Unit { site, .. } => self.site(site).at.push(at),
-            Entry::ForwardRoute { site, .. } => {
+            Entry::ForwardRoute { site, host, .. } => {
                 self.site(site).at.push(at);
                 self.kind(Kind::ForwardRoute, at);
+                self.host_forward(host)
+                    .routes
+                    .insert(site.as_str().into(), at);
             }
             Entry::Dns(d) => match d.key() {
                 Some(k) => {
@@ -326,8 +348,14 @@ impl Index {
             Entry::Check { .. } => self.kind(Kind::Check, at),
             Entry::DirectKey { .. } => self.kind(Kind::DirectKey, at),
             Entry::Replication { .. } => self.kind(Kind::Replication, at),
-            Entry::ForwardPorts { .. } => self.kind(Kind::ForwardPorts, at),
-            Entry::Forwarder { .. } => self.kind(Kind::Forwarder, at),
+            Entry::ForwardPorts { host, .. } => {
+                self.kind(Kind::ForwardPorts, at);
+                self.host_forward(host).ports = Some(at);
+            }
+            Entry::Forwarder { host, .. } => {
+                self.kind(Kind::Forwarder, at);
+                self.host_forward(host).forwarder = Some(at);
+            }
         }
     }
 }
@@ -568,6 +596,29 @@ impl Ledger {
             .copied()
             .collect();
         self.read_back(&mut inner, at)
+    }
+
+    /// What `host`'s forwarder serves, as journaled: each of its sites' last route entry, its
+    /// last whole-port route entry and its last forwarder entry, in journal order.
+    pub fn forward_of(&self, host: &str) -> Vec<Entry> {
+        let mut inner = self.refreshed();
+        let at: Vec<Pos> = inner.index.forward.get(host).map_or_else(Vec::new, |f| {
+            f.routes
+                .values()
+                .copied()
+                .chain(f.ports)
+                .chain(f.forwarder)
+                .collect()
+        });
+        self.read_back(&mut inner, at)
+    }
+
+    /// The old hosts the journal gave a route, a whole-port route or a forwarder, sorted.
+    pub fn forward_hosts(&self) -> Vec<String> {
+        let inner = self.refreshed();
+        let mut hosts: Vec<String> = inner.index.forward.keys().map(|h| h.to_string()).collect();
+        hosts.sort();
+        hosts
     }
 
     /// The latest state of `site` (`discovered` when the journal never saw it). A site this
@@ -964,6 +1015,55 @@ mod tests {
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h[0].key().unwrap().name, "s7.example.test.");
         assert!(matches!(h[1], DnsEvent::DnsSafeAfter { .. }));
+    }
+
+    #[test]
+    fn a_hosts_forwarding_entries_are_its_sites_last_routes_and_its_last_forwarder() {
+        let dir = tempfile::tempdir().unwrap();
+        let route = |site: &str, host: &str, routed: bool| Entry::ForwardRoute {
+            site: site.into(),
+            host: host.into(),
+            names: vec![format!("{site}.test")],
+            to: "192.0.2.9".into(),
+            until: 100,
+            margin_secs: 0,
+            routed,
+            at: 1,
+        };
+        let forwarder = |host: &str, running: bool| Entry::Forwarder {
+            host: host.into(),
+            pid: Some(7),
+            start_ticks: Some(8),
+            running,
+            detail: None,
+            at: 1,
+        };
+        {
+            let l = Ledger::open(dir.path()).unwrap();
+            for e in [
+                route("a", "old1", true),
+                route("b", "old2", true),
+                forwarder("old1", true),
+                route("c", "old1", true),
+                route("a", "old1", false),
+                forwarder("old1", false),
+            ] {
+                l.record(e).unwrap();
+            }
+        }
+        // Reopened: the index is rebuilt from the file, as another controller would.
+        let l = Ledger::open(dir.path()).unwrap();
+        assert_eq!(
+            l.forward_of("old1"),
+            [
+                route("c", "old1", true),
+                route("a", "old1", false),
+                forwarder("old1", false)
+            ]
+        );
+        assert_eq!(l.forward_of("old2"), [route("b", "old2", true)]);
+        assert!(l.forward_of("old3").is_empty());
+        assert_eq!(l.forward_hosts(), ["old1", "old2"]);
     }
 
     #[test]
