@@ -8,7 +8,7 @@ use super::migration::{failed, session};
 use super::printer::Printer;
 use crate::lifecycle::migrate::report;
 use crate::report::Format;
-use crate::report::lifecycle::write_report;
+use crate::report::lifecycle::{MigrationReport, write_report};
 
 pub fn run(plan: &Path, format: Format, output: Option<&Path>, printer: &Printer) -> u8 {
     let s = match session(plan, printer) {
@@ -24,12 +24,7 @@ pub fn run(plan: &Path, format: Format, output: Option<&Path>, printer: &Printer
     let width = output.is_none().then(super::printer::text_width).flatten();
     match output {
         Some(file) => {
-            let written = std::fs::File::create(file).and_then(|f| {
-                let mut out = std::io::BufWriter::new(f);
-                write_report(&r, format, width, &mut out)?;
-                std::io::Write::flush(&mut out)
-            });
-            if let Err(e) = written {
+            if let Err(e) = write_file(&r, format, width, file) {
                 printer.error(format!("cannot write `{}`: {e}", file.display()));
                 return exit::FAILURES;
             }
@@ -38,4 +33,16 @@ pub fn run(plan: &Path, format: Format, output: Option<&Path>, printer: &Printer
         None => super::printer::out_streamed(|out| write_report(&r, format, width, out)),
     }
     exit::OK
+}
+
+/// Writes `r` in `format` to `file` as it is rendered (never held whole as one string).
+pub fn write_file(
+    r: &MigrationReport,
+    format: Format,
+    width: Option<usize>,
+    file: &Path,
+) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    write_report(r, format, width, &mut out)?;
+    std::io::Write::flush(&mut out)
 }
