@@ -122,8 +122,7 @@ fn demo(printer: &Printer) -> Result<u8, String> {
         outln!("    {line}");
     }
     let html = loaded.plan.state_dir.join("report.html");
-    std::fs::write(&html, crate::report::lifecycle::render(&r, Format::Html))
-        .map_err(|e| e.to_string())?;
+    super::report::write_file(&r, Format::Html, None, &html).map_err(|e| e.to_string())?;
     outln!(
         "\nHTML report: {}\n(done in {:.1} s; the demo folder stays for you to look at, delete it when done)",
         html.display(),

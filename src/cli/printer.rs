@@ -110,3 +110,25 @@ pub fn out(text: &str) {
         std::process::exit(1);
     }
 }
+
+/// Writes data to stdout as `write` produces it (a report of many sites is never held whole),
+/// with the same ending as `out` when the reader goes away. A run that keeps a log gets the
+/// whole text through `out`, so the log holds it too.
+pub fn out_streamed(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) {
+    use std::io::Write;
+    if super::run_log::path().is_some() {
+        let mut bytes = Vec::new();
+        if write(&mut bytes).is_ok() {
+            out(&String::from_utf8_lossy(&bytes));
+        }
+        return;
+    }
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    if let Err(e) = write(&mut stdout).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}

@@ -129,8 +129,7 @@ pub fn run(
     drop(m);
     let html = s.loaded.plan.state_dir.join("report.html");
     if let Ok(r) = report(&s.loaded, &s.connections) {
-        let rendered = crate::report::lifecycle::render(&r, Format::Html);
-        match std::fs::write(&html, rendered) {
+        match super::report::write_file(&r, Format::Html, None, &html) {
             Ok(()) => printer.status(format!("report: {}", html.display())),
             Err(e) => printer.error(format!("cannot write `{}`: {e}", html.display())),
         }

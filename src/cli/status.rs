@@ -7,7 +7,8 @@ use super::exit;
 use super::migration::{failed, session};
 use super::printer::Printer;
 use crate::lifecycle::migrate::report;
-use crate::report::lifecycle::text;
+use crate::report::Format;
+use crate::report::lifecycle::{write_report, write_text};
 
 pub fn run(plan: &Path, printer: &Printer) -> u8 {
     let s = match session(plan, printer) {
@@ -17,9 +18,10 @@ pub fn run(plan: &Path, printer: &Printer) -> u8 {
     match report(&s.loaded, &s.connections) {
         Ok(r) => {
             if printer.json {
-                outln!("{}", serde_json::to_string_pretty(&r).expect("json"));
+                super::printer::out_streamed(|out| write_report(&r, Format::Json, None, out));
             } else {
-                super::printer::out(&text(&r, false, super::printer::text_width()));
+                let width = super::printer::text_width();
+                super::printer::out_streamed(|out| write_text(&r, false, width, out));
             }
             exit::OK
         }

@@ -2431,12 +2431,14 @@ pub fn report(
         }
     })?;
     let statuses = folding.finish();
+    let windows = super::window::of_sites(&inventory.sites, &statuses, &facts, now());
+    drop(facts);
     let mut report = super::status::build(
         &loaded.plan.name,
         &inventory.sites,
         loaded.plan.cutover.batch,
-        &statuses,
-        &super::window::of_sites(&inventory.sites, &statuses, &facts, now()),
+        statuses,
+        windows,
         &dns,
         overrides,
     );

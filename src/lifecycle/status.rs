@@ -30,35 +30,36 @@ pub fn view(s: SiteState) -> StateView {
     }
 }
 
-fn step_row(s: &Step) -> StepRow {
+fn step_row(s: Step) -> StepRow {
     StepRow {
         at: s.at,
         state: view(s.state),
-        detail: s.detail.clone(),
+        detail: s.detail,
         bytes: s.bytes,
         millis: s.millis,
         run: s.run,
     }
 }
 
-fn unit_row(u: &UnitStatus) -> UnitRow {
+fn unit_row(u: UnitStatus) -> UnitRow {
     UnitRow {
-        unit: u.unit.clone(),
-        step: u.step.clone(),
+        unit: u.unit,
+        step: u.step,
         ok: u.ok,
-        detail: u.detail.clone(),
+        detail: u.detail,
         bytes: u.bytes,
     }
 }
 
 /// Builds the report from the plan's sites (cut over `batch` at a time), their folded
-/// statuses, their windows (`window::of_sites`) and the DNS events.
+/// statuses, their windows (`window::of_sites`) and the DNS events. Each site's status is
+/// moved into its row, so the sites are held once, not twice.
 pub fn build(
     plan: &str,
     sites: &[Site],
     batch: usize,
-    statuses: &BTreeMap<String, SiteStatus>,
-    windows: &BTreeMap<String, SiteWindow>,
+    mut statuses: BTreeMap<String, SiteStatus>,
+    mut windows: BTreeMap<String, SiteWindow>,
     dns: &[DnsEvent],
     overrides: Vec<CheckRow>,
 ) -> MigrationReport {
@@ -67,7 +68,8 @@ pub fn build(
     let mut dns_by_name = dns_rows(dns);
     let mut rows = Vec::new();
     for site in sites {
-        let st = statuses.get(&site.name).cloned().unwrap_or_default();
+        let st = statuses.remove(&site.name).unwrap_or_default();
+        let (downtime_secs, frozen_since) = (st.downtime(), st.frozen_since());
         *counts.entry(view(st.state).key).or_default() += 1;
         let mut last_presync = 0;
         for step in &st.timeline {
@@ -82,7 +84,7 @@ pub fn build(
         }
         let mut marks: Vec<MarkRow> = st
             .marks
-            .iter()
+            .into_iter()
             .map(|m| MarkRow {
                 at: m.at,
                 before: m.before,
@@ -90,7 +92,7 @@ pub fn build(
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
-                text: m.text.clone(),
+                text: m.text,
             })
             .collect();
         // Checks let through about one of the site's names (`www.example.org. A`), placed by
@@ -117,17 +119,17 @@ pub fn build(
             domains: site.domains.clone(),
             batch: rows.len() / batch.max(1) + 1,
             state: view(st.state),
-            reason: st.reason.clone(),
+            reason: st.reason,
             presyncs: st.presyncs,
             bytes: st.bytes,
             millis: st.millis,
             attempts: st.attempts,
-            downtime_secs: st.downtime(),
-            frozen_since: st.frozen_since(),
-            window: windows.get(&site.name).cloned(),
+            downtime_secs,
+            frozen_since,
+            window: windows.remove(&site.name),
             marks,
-            timeline: st.timeline.iter().map(step_row).collect(),
-            units: st.units.iter().map(unit_row).collect(),
+            timeline: st.timeline.into_iter().map(step_row).collect(),
+            units: st.units.into_iter().map(unit_row).collect(),
             dns: site
                 .domains
                 .iter()
@@ -139,12 +141,12 @@ pub fn build(
                 .collect(),
             probes: st
                 .probes
-                .iter()
+                .into_iter()
                 .map(|p| ProbeRow {
-                    domain: p.result.domain.clone(),
-                    url: p.result.url.clone(),
+                    domain: p.result.domain,
+                    url: p.result.url,
                     ok: p.result.ok,
-                    detail: p.result.detail.clone(),
+                    detail: p.result.detail,
                     round: p.result.round.label().to_string(),
                     attempt: p.attempt,
                     at: p.at,
@@ -163,8 +165,8 @@ pub fn build(
         final_sync_estimate_secs: presync_rate.filter(|r| *r > 0).map(|r| pending_bytes / r),
         sites: rows,
         platform: statuses
-            .get(super::migrate::PLATFORM)
-            .map(|s| s.units.iter().map(unit_row).collect())
+            .remove(super::migrate::PLATFORM)
+            .map(|s| s.units.into_iter().map(unit_row).collect())
             .unwrap_or_default(),
         states: SiteState::ALL.iter().map(|s| view(*s)).collect(),
         lowered_ttls: crate::dns::cutover::trails(dns)

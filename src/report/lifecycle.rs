@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::io;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -414,12 +415,36 @@ pub fn render(r: &MigrationReport, format: Format) -> String {
 
 /// Renders `r` in `format`, its text fitted to `width` columns when given (a terminal).
 pub fn render_width(r: &MigrationReport, format: Format, width: Option<usize>) -> String {
+    let mut bytes = Vec::new();
+    write_report(r, format, width, &mut bytes).expect("a Vec takes every byte");
+    String::from_utf8(bytes).expect("reports are UTF-8")
+}
+
+/// Writes `r` in `format` to `out` as it is rendered, a site at a time, so a report of many
+/// sites is never held whole as one string; text fits `width` columns when given.
+pub fn write_report(
+    r: &MigrationReport,
+    format: Format,
+    width: Option<usize>,
+    out: &mut dyn io::Write,
+) -> io::Result<()> {
     match format {
-        Format::Text => text(r, true, width),
-        Format::Markdown => markdown(r),
-        Format::Json => serde_json::to_string_pretty(r).expect("report serializes") + "\n",
-        Format::Html => html(r),
+        Format::Text => write_text(r, true, width, out),
+        Format::Markdown => markdown(r, out),
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, r)?;
+            out.write_all(b"\n")
+        }
+        Format::Html => html(r, out),
     }
+}
+
+/// Hands what `o` holds to `out` and empties it: the renderers build a section (a site) in
+/// `o`, then pass it on.
+fn spill(o: &mut String, out: &mut dyn io::Write) -> io::Result<()> {
+    out.write_all(o.as_bytes())?;
+    o.clear();
+    Ok(())
 }
 
 fn summary_line(r: &MigrationReport) -> String {
@@ -476,6 +501,18 @@ fn probe_when(s: &SiteRow, p: &ProbeRow) -> String {
 /// The text form; `timelines` adds a table of the sites and every site's steps (the report),
 /// without them it is the at-a-glance `status`. Tables and long lines fit `width` when given.
 pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> String {
+    let mut bytes = Vec::new();
+    write_text(r, timelines, width, &mut bytes).expect("a Vec takes every byte");
+    String::from_utf8(bytes).expect("reports are UTF-8")
+}
+
+/// The text form (see `text`) written to `out` a site at a time.
+pub fn write_text(
+    r: &MigrationReport,
+    timelines: bool,
+    width: Option<usize>,
+    out: &mut dyn io::Write,
+) -> io::Result<()> {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -593,7 +630,7 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
         }
     }
     if !timelines {
-        return o;
+        return spill(&mut o, out);
     }
     if !r.sites.is_empty() {
         let _ = writeln!(o);
@@ -619,6 +656,7 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
         );
     }
     for s in &r.sites {
+        spill(&mut o, out)?;
         let _ = writeln!(
             o,
             "\n{} [{}] {} · {} · {} moved · downtime {}",
@@ -709,10 +747,10 @@ pub fn text(r: &MigrationReport, timelines: bool, width: Option<usize>) -> Strin
             );
         }
     }
-    o
+    spill(&mut o, out)
 }
 
-fn markdown(r: &MigrationReport) -> String {
+fn markdown(r: &MigrationReport, out: &mut dyn io::Write) -> io::Result<()> {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -749,6 +787,7 @@ fn markdown(r: &MigrationReport) -> String {
         "| site | state | domains | pre-syncs | moved | downtime | reason |\n|---|---|---|---:|---:|---:|---|"
     );
     for s in &r.sites {
+        spill(&mut o, out)?;
         let _ = writeln!(
             o,
             "| `{}` | {} | {} | {} | {} | {} | {} |",
@@ -767,6 +806,7 @@ fn markdown(r: &MigrationReport) -> String {
             "\n## Windows\n\nFreeze: freeze to switch. DNS exposure: switch to the old TTL expired (plus the margin when forwarded).\n\n| site | freeze | DNS exposure |\n|---|---:|---|"
         );
         for s in &r.sites {
+            spill(&mut o, out)?;
             if let Some(w) = &s.window {
                 let _ = writeln!(
                     o,
@@ -810,6 +850,7 @@ fn markdown(r: &MigrationReport) -> String {
         }
     }
     for s in &r.sites {
+        spill(&mut o, out)?;
         let _ = writeln!(o, "\n## `{}`: {}\n", cell(&s.name), s.state.label);
         let mark = |o: &mut String, m: &MarkRow| {
             let _ = writeln!(o, "- ⚑ *{}*", cell(&m.text));
@@ -864,7 +905,7 @@ fn markdown(r: &MigrationReport) -> String {
             );
         }
     }
-    o
+    spill(&mut o, out)
 }
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:75em;color:#222}\
@@ -882,7 +923,7 @@ fn state_class(s: &StateView) -> &'static str {
     }
 }
 
-fn html(r: &MigrationReport) -> String {
+fn html(r: &MigrationReport, out: &mut dyn io::Write) -> io::Result<()> {
     let mut o = String::new();
     let _ = write!(
         o,
@@ -949,6 +990,7 @@ fn html(r: &MigrationReport) -> String {
     }
     o.push_str("<table><tr><th>site</th><th>state</th><th>domains</th><th>pre-syncs</th><th>moved</th><th>downtime</th><th>reason</th></tr>");
     for s in &r.sites {
+        spill(&mut o, out)?;
         let _ = write!(
             o,
             "<tr><td><a href=\"#site-{}\"><code>{}</code></a></td><td class=\"{}\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
@@ -982,6 +1024,7 @@ fn html(r: &MigrationReport) -> String {
         o.push_str("</table>");
     }
     for s in &r.sites {
+        spill(&mut o, out)?;
         let _ = write!(
             o,
             "<h2 id=\"site-{}\"><code>{}</code> <span class=\"{}\">{}</span> <small>downtime {}{}</small></h2><ol>",
@@ -1062,7 +1105,7 @@ fn html(r: &MigrationReport) -> String {
         }
     }
     o.push_str("</body></html>\n");
-    o
+    spill(&mut o, out)
 }
 
 #[cfg(test)]
