@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     tune_allocator();
+    report_peak_at_exit();
     let cli = match transhumance::cli::Cli::try_parse_ordered(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
@@ -33,5 +34,25 @@ fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+/// Memory tests set `TRANSHUMANCE_PEAK_FILE`: at exit this process writes its own peak RSS
+/// (`VmHWM`, in kB) there. The `ru_maxrss` a parent gets from `wait4` is no substitute: a
+/// child started with `vfork` (as std does) inherits its parent's peak at `exec`, so it would
+/// measure the test process as much as this one.
+fn report_peak_at_exit() {
+    extern "C" fn write_peak() {
+        let Some(path) = std::env::var_os("TRANSHUMANCE_PEAK_FILE") else {
+            return;
+        };
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(kb) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+            let _ = std::fs::write(path, kb.trim().trim_end_matches(" kB"));
+        }
+    }
+    if std::env::var_os("TRANSHUMANCE_PEAK_FILE").is_some() {
+        // SAFETY: registers a plain function with no captured state, run once at exit.
+        unsafe { libc::atexit(write_peak) };
     }
 }

@@ -42,32 +42,29 @@ fn make_sites(root: &Path, n: usize) {
     .unwrap();
 }
 
-/// Runs the binary in `dir`; its stdout, and its own peak RSS in bytes (from `wait4`, so only
-/// this child counts, whatever other tests run alongside).
-#[allow(clippy::zombie_processes)] // reaped by `wait4`, which std's `wait` cannot replace
+/// Runs the binary in `dir`; its stdout, and its own peak RSS in bytes (`VmHWM`, written by
+/// the binary at exit to `TRANSHUMANCE_PEAK_FILE`: the `ru_maxrss` of `wait4` would include
+/// this test process's own peak, inherited by a child started with `vfork`).
 fn run_measured(dir: &Path, args: &[&str]) -> (String, u64) {
-    let out_path = dir.join(format!("out-{}.txt", args.join("-").replace('/', "_")));
-    let child = Command::new(env!("CARGO_BIN_EXE_transhumance"))
+    let name = args.join("-").replace('/', "_");
+    let out_path = dir.join(format!("out-{name}.txt"));
+    let peak_path = dir.join(format!("peak-{name}.txt"));
+    let status = Command::new(env!("CARGO_BIN_EXE_transhumance"))
         .args(args)
         .current_dir(dir)
+        .env("TRANSHUMANCE_PEAK_FILE", &peak_path)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(Stdio::null())
-        .spawn()
+        .status()
         .unwrap();
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child's pid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: pid is our child, not yet waited for; both pointers are to live locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "transhumance {args:?} failed: status {status}"
-    );
-    let peak = usage.ru_maxrss as u64 * 1024; // kilobytes on Linux
-    (std::fs::read_to_string(out_path).unwrap(), peak)
+    assert!(status.success(), "transhumance {args:?} failed: {status}");
+    let kb: u64 = std::fs::read_to_string(&peak_path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (std::fs::read_to_string(out_path).unwrap(), kb * 1024)
 }
 
 struct Peaks {
