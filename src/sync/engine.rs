@@ -781,6 +781,26 @@ fn execute(
         })
         .collect();
     report.dirs_created = wait_all(calls, &host, report, Some(ActionKind::Mkdir));
+    // With --delete, what stands under a path the source now holds as a file, a link or a node
+    // goes before the writes: the directory there can be replaced only once empty (one pass,
+    // as rsync; deleted last, it made the write fail and wait for the next run).
+    let (early, late) = plan.deletes_in_the_way();
+    let remove = |deletes: &[&super::plan::Delete]| -> Vec<_> {
+        deletes
+            .iter()
+            .map(|d| {
+                (
+                    d.path.clone(),
+                    d.bytes,
+                    ch.call(Call::Remove {
+                        root: *root,
+                        path: d.path.clone(),
+                    }),
+                )
+            })
+            .collect()
+    };
+    report.deleted = wait_all(remove(&early), &host, report, Some(ActionKind::Delete));
 
     let shared = Shared {
         limiter: opts.bwlimit.map(|rate| Limiter {
@@ -961,21 +981,7 @@ fn execute(
         })
         .collect();
     report.metadata_updates = wait_all(calls, &host, report, Some(ActionKind::Meta));
-    let calls = plan
-        .deletes
-        .iter()
-        .map(|d| {
-            (
-                d.path.clone(),
-                d.bytes,
-                ch.call(Call::Remove {
-                    root: r,
-                    path: d.path.clone(),
-                }),
-            )
-        })
-        .collect();
-    report.deleted = wait_all(calls, &host, report, Some(ActionKind::Delete));
+    report.deleted += wait_all(remove(&late), &host, report, Some(ActionKind::Delete));
     let calls = plan
         .dir_metas
         .iter()

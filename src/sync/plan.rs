@@ -458,6 +458,33 @@ fn settle(
     plan
 }
 
+impl SyncPlan {
+    /// The deletes split in two: those under a path the sync writes as something other than a
+    /// directory (a directory at the target stands there; it must be emptied first), and the
+    /// others, made last as ever.
+    pub fn deletes_in_the_way(&self) -> (Vec<&Delete>, Vec<&Delete>) {
+        let replaced: std::collections::HashSet<&[u8]> = self
+            .files
+            .iter()
+            .filter(|f| f.replaces)
+            .map(|f| f.path.as_slice())
+            .chain(self.symlinks.iter().map(|s| s.0.as_slice()))
+            .chain(self.nodes.iter().map(|n| n.0.as_slice()))
+            .chain(self.hardlinks.iter().map(|h| h.1.as_slice()))
+            .collect();
+        self.deletes.iter().partition(|d| {
+            let mut cut = d.path.as_slice();
+            while let Some(i) = cut.iter().rposition(|b| *b == b'/') {
+                cut = &cut[..i];
+                if replaced.contains(cut) {
+                    return true;
+                }
+            }
+            false
+        })
+    }
+}
+
 /// Whether the target root's own metadata is set again: it differs from the source's (or its
 /// kept attributes do), or the sync writes or deletes anything (a write may move the root's
 /// mtime, through its temp directory or a new entry). A sync that changes nothing then writes

@@ -487,6 +487,54 @@ fn delete_refuses_to_empty_most_of_a_target() {
 }
 
 #[test]
+fn with_delete_a_directory_the_source_now_has_as_a_file_or_a_link_is_replaced_in_one_pass() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (work.path().join("src"), work.path().join("dst"));
+    let build = |to: &Path| {
+        std::fs::create_dir_all(to.join("page/assets")).unwrap();
+        std::fs::write(to.join("page/assets/a.css"), b"old").unwrap();
+        std::fs::write(to.join("page/index.html"), b"old").unwrap();
+        std::fs::create_dir_all(to.join("current/v1")).unwrap();
+        std::fs::write(to.join("current/v1/app"), b"old").unwrap();
+        for i in 0..10 {
+            std::fs::write(to.join(format!("keep{i}")), format!("{i}")).unwrap();
+        }
+    };
+    build(&dst);
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("page"), b"now a file").unwrap();
+    std::os::unix::fs::symlink("releases/v2", src.join("current")).unwrap();
+    for i in 0..10 {
+        std::fs::write(src.join(format!("keep{i}")), format!("{i}")).unwrap();
+    }
+    // Over ssh, then locally: both go through the same plan and the same agent calls.
+    for (target, local) in [(remote(&dst), false), (dst.display().to_string(), true)] {
+        if local {
+            std::fs::remove_dir_all(&dst).unwrap();
+            build(&dst);
+        }
+        let (code, json, stderr) = copy(&sshd, src.to_str().unwrap(), &target, &["--delete"]);
+        assert_eq!(code, 0, "{stderr}\n{json}");
+        assert_eq!(std::fs::read(dst.join("page")).unwrap(), b"now a file");
+        assert_eq!(
+            std::fs::read_link(dst.join("current")).unwrap(),
+            Path::new("releases/v2")
+        );
+        let (code, _, stderr) = copy(&sshd, src.to_str().unwrap(), &target, &["--delete"]);
+        assert_eq!(code, 0, "a second run has nothing left to do: {stderr}");
+    }
+    // Without --delete the directory stays, and the run says so.
+    std::fs::remove_dir_all(&dst).unwrap();
+    build(&dst);
+    let (code, json, stderr) = copy(&sshd, src.to_str().unwrap(), &remote(&dst), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    let said = format!("{json}{stderr}");
+    assert!(said.contains("use --delete"), "{said}");
+    assert!(dst.join("page/index.html").exists());
+}
+
+#[test]
 fn dry_run_itemizes_and_changes_nothing() {
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (work.path().join("src"), work.path().join("dst"));
