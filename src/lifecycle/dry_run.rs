@@ -457,7 +457,7 @@ pub fn site_sync_options(plan: &Plan, site: &Site, force: bool) -> SyncOptions {
         force,
         bwlimit: plan.defaults.bwlimit,
         devices: plan.devices(site) == DevicePolicy::Keep,
-        relink: site.relink.clone(),
+        relink: site.relink.as_deref().cloned(),
         xattrs: plan.keep_xattrs(site).xattrs,
         acls: plan.keep_xattrs(site).acls,
         manifest: plan.defaults.manifest_hint.then(|| {

@@ -390,7 +390,7 @@ pub struct Ledger {
     /// The shared store's leases (none with the file journal, whose lock covers every unit).
     leases: Option<Leases>,
     /// The site each DNS name belongs to, so a DNS entry is checked against that site's lease.
-    owners: RwLock<HashMap<String, String>>,
+    owners: RwLock<HashMap<Box<str>, Box<str>>>,
     /// Why entries could not be read back, when a reader that cannot report it met it: every
     /// later `record` refuses, so nothing is changed on a decision taken on a partial read.
     unreadable: Mutex<Option<String>>,
@@ -446,11 +446,20 @@ impl Ledger {
     }
 
     /// Names the site each DNS name belongs to: its DNS entries then need that site's lease.
+    /// Kept only with leases: the file journal's lock covers every unit, and a platform's
+    /// names are the largest thing it would hold.
     pub fn set_owners(&self, owners: impl IntoIterator<Item = (String, String)>) {
+        if self.leases.is_none() {
+            return;
+        }
         self.owners
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(owners);
+            .extend(
+                owners
+                    .into_iter()
+                    .map(|(name, site)| (name.into_boxed_str(), site.into_boxed_str())),
+            );
     }
 
     /// The unit an entry is about, for the lease it needs.
@@ -472,8 +481,8 @@ impl Ledger {
                     .owners
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
-                    .get(&k.name)
-                    .cloned()?;
+                    .get(k.name.as_str())
+                    .map(|s| s.to_string())?;
                 match &self.leases {
                     Some(l) if !l.holds(&site) && l.holds(DNS_UNIT) => Some(DNS_UNIT.to_string()),
                     _ => Some(site),

@@ -234,7 +234,11 @@ impl<'a> Migration<'a> {
             zone_plans: Mutex::new(None),
             interrupt: None,
             interrupted: Mutex::new(BTreeMap::new()),
-            panel: inventory.panel,
+            // Its sites are `sites` already: a platform's list is held once.
+            panel: inventory.panel.map(|mut p| {
+                p.sites = Vec::new();
+                p
+            }),
             snapshots: Mutex::new(Vec::new()),
             replication_lock: Mutex::new(()),
             replication_checked: Mutex::new(BTreeMap::new()),

@@ -333,7 +333,7 @@ pub fn apply(plan: &Plan, sites: &mut [Site], found: &BTreeMap<String, Found>) -
             continue;
         }
         if let Some(Ok(vhosts)) = found.get(&site.source_host) {
-            site.tls = files_for(d, vhosts, site);
+            site.tls = files_for(d, vhosts, site).map(Box::new);
         }
     }
     problems

@@ -93,7 +93,8 @@ impl Plan {
     /// else what `cutover.tls.discover` found in the web server's configuration; `None` when
     /// none is known for it.
     pub fn tls_files(&self, site: &Site) -> Option<SiteTls> {
-        self.tls_templates(site).or_else(|| site.tls.clone())
+        self.tls_templates(site)
+            .or_else(|| site.tls.as_deref().cloned())
     }
 
     /// The site's certificate and key from the plan's templates (its rule's, else
@@ -245,12 +246,14 @@ pub struct Site {
     /// What the review must know, such as `suspended` (moved, but suspended in the panel).
     pub marks: Vec<String>,
     /// Certificate and key found in the web server's configuration (`cutover.tls.discover`).
-    pub tls: Option<SiteTls>,
+    /// Boxed, as rare: every site of the platform is held (see `a_site_stays_small`).
+    pub tls: Option<Box<SiteTls>>,
     /// What the tree is: a web area, or another kind of a panel's objects (a home, a group's
     /// directory, a repository, a download area) moved by the same lifecycle.
     pub kind: UnitKind,
     /// Symlinks that point into the old data directory point into the new one at the target.
-    pub relink: Option<Relink>,
+    /// Boxed for the same reason as `tls`.
+    pub relink: Option<Box<Relink>>,
 }
 
 /// What a unit's tree is. Every kind moves through the same pre-sync, freeze, final sync,
@@ -757,5 +760,13 @@ mod tests {
             to: "/data/".into(),
         };
         assert_eq!(same.rewrite(b"/data/x"), None);
+    }
+
+    /// Every site of a platform (50,000 and more) is held by each controller: its inline size
+    /// is what the list costs before any name is stored.
+    #[test]
+    fn a_site_stays_small() {
+        let size = std::mem::size_of::<Site>();
+        assert!(size <= 288, "Site grew to {size} bytes");
     }
 }

@@ -109,9 +109,11 @@ pub(super) fn expand(
     let VhffsTarget::Datadir(target_dir) = &source.target else {
         return;
     };
-    let relink = (target_dir != &source.datadir).then(|| Relink {
-        from: source.datadir.clone(),
-        to: target_dir.clone(),
+    let relink = (target_dir != &source.datadir).then(|| {
+        Box::new(Relink {
+            from: source.datadir.clone(),
+            to: target_dir.clone(),
+        })
     });
     let web_areas = inv.sites.len();
     let wants = |k: VhffsUnits| source.units.contains(&k);
@@ -410,8 +412,8 @@ mod tests {
         assert!(inv.sites.iter().all(|s| s.domains.is_empty()));
         assert_eq!(inv.sites[3].marks, ["suspended"]);
         assert_eq!(
-            inv.sites[0].relink,
-            Some(Relink {
+            inv.sites[0].relink.as_deref(),
+            Some(&Relink {
                 from: "/data".into(),
                 to: "/srv/data".into()
             })
