@@ -184,6 +184,10 @@ pub enum JournalError {
     /// The shared store cannot be reached or refused a statement.
     #[error("journal {store}: {message}")]
     Store { store: String, message: String },
+    /// TLS to the shared store failed: the server refuses it where the settings require it,
+    /// or its certificate does not pass the check they ask for (`sslmode`, `sslrootcert`).
+    #[error("journal: PostgreSQL server `{host}`: {reason}")]
+    Tls { host: String, reason: String },
     /// The store's settings cannot be used (its password cannot be read, its address does not
     /// parse): invalid input.
     #[error("journal: {0}")]

@@ -10,7 +10,10 @@
 //! waited for): a controller that lost its lease cannot write anything about the unit again.
 //! Tables are created on first use. All times are the server's clock.
 
+pub mod tls;
+
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,8 +23,12 @@ use super::{Appended, JournalError, Line, Pos, Store, Syncer, Visit};
 /// How to reach the store and how long a lease lasts.
 #[derive(Clone)]
 pub struct PgConfig {
-    /// libpq-style settings (`host=… dbname=… user=…`) or a `postgresql://` URL, no password.
+    /// libpq-style settings (`host=… dbname=… user=…`) or a `postgresql://` URL, no password;
+    /// `sslmode`, `sslrootcert`, `sslcert` and `sslkey` as libpq reads them.
     pub conninfo: String,
+    /// Where the relative paths of `sslrootcert`, `sslcert` and `sslkey` are (the plan's
+    /// directory; empty: the working directory, as libpq).
+    pub base_dir: PathBuf,
     /// The password, read from the plan's `password_env` or `password_file`.
     pub password: Option<String>,
     /// The plan whose journal this is (several plans may share the tables).
@@ -99,12 +106,15 @@ CREATE INDEX IF NOT EXISTS transhumance_queue_items_todo
 const FREE_LEASE: &str = "UPDATE transhumance_leases SET holder = NULL, holder_info = NULL,
     expires_at = NULL WHERE plan = $1 AND unit = $2 AND token = $3";
 
-/// Connects with the plan's settings (the password never leaves this process but to the server).
+/// Connects with the plan's settings (the password never leaves this process but to the server),
+/// over TLS as its `sslmode` asks.
 fn connect(config: &PgConfig, role: &str) -> Result<postgres::Client, JournalError> {
-    let mut pg: postgres::Config = config
-        .conninfo
+    let invalid = |e: String| JournalError::Invalid(format!("`state.postgres`: {e}"));
+    let settings = tls::parse(&config.conninfo, &config.base_dir).map_err(invalid)?;
+    let mut pg: postgres::Config = settings
+        .libpq
         .parse()
-        .map_err(|e| JournalError::Invalid(format!("`state.postgres`: {e}")))?;
+        .map_err(|e: postgres::Error| invalid(e.to_string()))?;
     if let Some(p) = &config.password {
         pg.password(p);
     }
@@ -112,8 +122,52 @@ fn connect(config: &PgConfig, role: &str) -> Result<postgres::Client, JournalErr
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(10));
     }
-    pg.connect(postgres::NoTls)
-        .map_err(|e| store_error(&config.conninfo, &e))
+    let connected = match tls::connector(&settings.tls, &mut pg).map_err(invalid)? {
+        Some(rustls) => pg.connect(rustls),
+        None => pg.connect(postgres::NoTls),
+    };
+    connected.map_err(|e| connect_error(config, &pg, settings.tls.mode, &e))
+}
+
+/// A failed connection: TLS refused or failed is said as such, naming the host.
+fn connect_error(
+    config: &PgConfig,
+    pg: &postgres::Config,
+    mode: tls::SslMode,
+    e: &postgres::Error,
+) -> JournalError {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(failed) = s.downcast_ref::<tls::TlsFailed>() {
+            return JournalError::Tls {
+                host: failed.host.clone(),
+                reason: failed.reason.clone(),
+            };
+        }
+        // tokio-postgres's words when the server answers the TLS request with a no.
+        if s.to_string() == "server does not support TLS" {
+            let mut hosts: Vec<String> = pg
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            if hosts.is_empty() {
+                hosts = pg.get_hostaddrs().iter().map(|a| a.to_string()).collect();
+            }
+            return JournalError::Tls {
+                host: hosts.join(","),
+                reason: format!(
+                    "the server refuses TLS, and `sslmode={}` requires it (turn `ssl = on` in its postgresql.conf with a certificate, or lower `sslmode` only on a network you trust)",
+                    mode.name()
+                ),
+            };
+        }
+        source = s.source();
+    }
+    store_error(&config.conninfo, e)
 }
 
 /// A client error in words: the server's own message when it sent one (a refused password, a

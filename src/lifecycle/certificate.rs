@@ -453,7 +453,7 @@ pub fn issuer(leaf: &CertificateDer<'_>) -> Option<String> {
 }
 
 /// One DER element: its tag, its contents and what follows it.
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let tag = *b.first()?;
     let first = *b.get(1)?;
     let (len, header) = if first < 0x80 {

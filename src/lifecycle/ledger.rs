@@ -942,6 +942,7 @@ pub fn pg_config(plan: &Plan) -> Result<Option<PgConfig>, JournalError> {
     let me = crate::journal::LockHolder::this_process();
     Ok(Some(PgConfig {
         conninfo: pg.conninfo.clone(),
+        base_dir: plan.base_dir.clone(),
         password,
         plan: plan.name.clone(),
         lease: pg.lease,

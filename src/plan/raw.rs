@@ -58,8 +58,9 @@ pub struct RawPlan {
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     /// Connection settings, libpq style (`host=db.example port=5432 dbname=transhumance
-    /// user=migrator`) or a `postgresql://` URL, without the password. The tables are created
-    /// on first use.
+    /// user=migrator`) or a `postgresql://` URL, without the password. TLS as libpq: `sslmode`
+    /// (prefer by default; require, verify-ca, verify-full, disable), `sslrootcert` (CA file,
+    /// relative to the plan), `sslcert`/`sslkey`. The tables are created on first use.
     pub postgres: String,
     /// Environment variable holding the password.
     #[serde(default)]

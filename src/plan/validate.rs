@@ -876,21 +876,32 @@ impl Validator<'_> {
     /// The `state:` key: the journal in PostgreSQL.
     fn state(&mut self, raw: &raw::RawState, base_dir: &Path) -> StateStore {
         let path = NodePath::root().key("state");
-        match raw.postgres.parse::<postgres::Config>() {
-            Ok(c) if c.get_password().is_some() => {
+        let libpq = match crate::journal::postgres::tls::parse(&raw.postgres, base_dir) {
+            Ok(settings) => {
+                self.journal_tls_files(&path.key("postgres"), &settings.tls);
+                Some(settings.libpq.parse::<postgres::Config>())
+            }
+            Err(e) => {
+                self.error(&path.key("postgres"), format!("connection settings: {e}"));
+                None
+            }
+        };
+        match libpq {
+            None => {}
+            Some(Ok(c)) if c.get_password().is_some() => {
                 self.error(
                     &path.key("postgres"),
                     "the connection settings hold a password: put it in `password_env` or `password_file` (a plan is read and shared by many)",
                 );
             }
-            Ok(c) if c.get_hosts().is_empty() => {
+            Some(Ok(c)) if c.get_hosts().is_empty() => {
                 self.error(
                     &path.key("postgres"),
                     "no `host=` in the connection settings: every controller must reach the same server",
                 );
             }
-            Ok(_) => {}
-            Err(e) => {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
                 self.error(
                     &path.key("postgres"),
                     format!("not PostgreSQL connection settings ({e}): expected `host=… dbname=… user=…` or `postgresql://user@host/dbname`"),
@@ -926,6 +937,30 @@ impl Validator<'_> {
             password,
             lease,
         })
+    }
+
+    /// The files TLS to the journal needs, looked for now: one missing is a warning (it may be
+    /// put on the controllers later), and fails the command that needs it.
+    fn journal_tls_files(&mut self, path: &NodePath, tls: &crate::journal::postgres::tls::Tls) {
+        use crate::journal::postgres::tls::Roots;
+        let mut files = Vec::new();
+        if let Some(Roots::File(ca)) = &tls.roots {
+            files.push(("sslrootcert", ca));
+        }
+        if let Some(c) = &tls.client {
+            files.extend([("sslcert", &c.cert), ("sslkey", &c.key)]);
+        }
+        for (key, file) in files {
+            if let Err(e) = std::fs::File::open(file) {
+                self.warning(
+                    path,
+                    format!(
+                        "`{key}` `{}` cannot be read here ({e}): needed when the plan runs",
+                        file.display()
+                    ),
+                );
+            }
+        }
     }
 
     fn database(
@@ -2084,6 +2119,32 @@ mod tests {
         assert!(
             issues.len() == 1 && issues[0].message.contains("no `host=`"),
             "{issues:#?}"
+        );
+    }
+
+    #[test]
+    fn the_journal_tls_settings_are_checked_where_they_are_written() {
+        let issues = errors(
+            "version: 1\nname: t\nstate:\n  postgres: \"host=db sslmode=verify sslrootcert=ca.pem\"\n",
+        );
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!((issues[0].loc.line, issues[0].loc.column), (4, 13));
+        assert!(
+            issues[0]
+                .message
+                .contains("`sslmode=verify`: expected disable"),
+            "{issues:#?}"
+        );
+        // Good settings, a CA file not on this machine: a warning, not an error.
+        let warnings = errors(
+            "version: 1\nname: t\nstate: { postgres: \"postgresql://m@db/moves?sslmode=verify-full&sslrootcert=missing-ca.pem\" }\n",
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0]
+                .message
+                .contains("`sslrootcert` `/tmp/missing-ca.pem` cannot be read"),
+            "{warnings:#?}"
         );
     }
 

@@ -867,17 +867,50 @@ impl Postgres {
     /// Asks every role but `postgres` for its password over TCP (SCRAM), as a production
     /// server does; `postgres` keeps trust for the harness's own `psql`.
     pub fn require_passwords(&self) {
+        self.set_hba("host all all 127.0.0.1/32 scram-sha-256\n");
+    }
+
+    /// Replaces pg_hba.conf's rules with `rules` after the harness's own (`postgres` trusted
+    /// on the socket and TCP), and reloads.
+    pub fn set_hba(&self, rules: &str) {
         let hba = self.data.join("pg_hba.conf");
         let (uid, gid) = postgres_ids();
         fs::write(
             &hba,
-            "local all all trust\n\
-             host all postgres 127.0.0.1/32 trust\n\
-             host all all 127.0.0.1/32 scram-sha-256\n",
+            format!("local all all trust\nhost all postgres 127.0.0.1/32 trust\n{rules}"),
         )
         .expect("write pg_hba.conf");
         lchown(&hba, Some(uid), Some(gid)).expect("chown pg_hba.conf");
         assert_eq!(self.psql("postgres", "SELECT pg_reload_conf()"), "t");
+    }
+
+    /// Turns TLS on (`ssl = on`, no restart) with this certificate and key; `client_ca`
+    /// checks the client certificates of `cert` rules in pg_hba.conf.
+    pub fn serve_tls(&self, cert: &Path, key: &Path, client_ca: Option<&Path>) {
+        let (uid, gid) = postgres_ids();
+        let mut files = vec![("server.crt", cert), ("server.key", key)];
+        files.extend(client_ca.map(|ca| ("client-ca.crt", ca)));
+        let mut settings = vec!["ssl = on".to_string()];
+        for (name, from) in files {
+            let to = self.data.join(name);
+            fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+            lchown(&to, Some(uid), Some(gid)).expect("chown a TLS file");
+            set_mode(&to, 0o600);
+            let key = match name {
+                "server.crt" => "ssl_cert_file",
+                "server.key" => "ssl_key_file",
+                _ => "ssl_ca_file",
+            };
+            settings.push(format!("{key} = '{}'", to.display()));
+        }
+        for setting in settings {
+            self.psql("postgres", &format!("ALTER SYSTEM SET {setting}"));
+        }
+        assert_eq!(self.psql("postgres", "SELECT pg_reload_conf()"), "t");
+        // The reload is asynchronous: wait until new sessions are offered TLS.
+        wait_until(Duration::from_secs(10), "ssl = on", || {
+            self.psql("postgres", "SHOW ssl") == "on"
+        });
     }
 
     /// Runs `query` in database `db`: unaligned, tuples only (`|` between columns).
@@ -1595,7 +1628,7 @@ pub struct DovecotOptions {
 }
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, made with the openssl CLI.
-fn make_test_ca(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn make_test_ca(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let openssl = require("openssl", "openssl");
     let ec = [
         "-newkey",

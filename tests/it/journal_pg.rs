@@ -59,6 +59,7 @@ impl SharedJournal {
     fn config(&self, plan: &str, who: &str, lease: Duration) -> PgConfig {
         PgConfig {
             conninfo: self.conninfo.clone(),
+            base_dir: std::path::PathBuf::new(),
             password: Some(PASSWORD.into()),
             plan: plan.into(),
             lease,

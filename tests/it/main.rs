@@ -19,6 +19,7 @@ mod forward;
 mod harness;
 mod harness_selftest;
 mod journal_pg;
+mod journal_tls;
 mod layers;
 mod lifecycle;
 mod mail;
