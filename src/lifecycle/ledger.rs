@@ -23,6 +23,17 @@ use crate::unit::{UnitError, UnitId};
 /// records at once (lowering them, restoring them).
 pub const DNS_UNIT: &str = "(dns)";
 
+/// A database's step once its rows were compared in its site's freeze (`verify` of a plan).
+pub const VERIFY_STEP: &str = "verify";
+
+/// A replicated database's step once its catalogs were checked in the freeze and its rows are
+/// left for the comparison after go-live, in a snapshot this run holds at the target: owed
+/// until `AFTER_GO_LIVE` (or a row comparison in a later freeze, `VERIFY_STEP`) follows.
+pub const ROWS_OWED: &str = "rows owed after go-live";
+
+/// A database's step once its rows were compared after the switch.
+pub const AFTER_GO_LIVE: &str = "verify after go-live";
+
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

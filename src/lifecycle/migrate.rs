@@ -34,6 +34,7 @@ use hickory_proto::rr::RecordType;
 
 mod deferred;
 mod interrupt;
+mod owed;
 mod preview;
 mod replicate;
 mod saved;
@@ -164,6 +165,8 @@ pub struct Migration<'a> {
     /// Replicated databases checked lightly in their freeze, with the target's snapshot their
     /// rows are compared in after the switch (`deferred`).
     held: Mutex<Vec<deferred::HeldDb>>,
+    /// Row comparisons a crash left owed that this run already tried to settle (`owed`).
+    settle_tried: owed::Tried,
 }
 
 type Stop = Result<(), String>;
@@ -243,6 +246,7 @@ impl<'a> Migration<'a> {
             replication_lock: Mutex::new(()),
             replication_checked: Mutex::new(BTreeMap::new()),
             held: Mutex::new(Vec::new()),
+            settle_tried: Default::default(),
         })
     }
 
@@ -922,7 +926,7 @@ impl<'a> Migration<'a> {
         }
         let step = match (copy, final_sync) {
             _ if replicated => "final sync (replicated)",
-            (false, _) => "verify",
+            (false, _) => super::ledger::VERIFY_STEP,
             (true, false) => "pre-sync",
             (true, true) => "final sync",
         };
@@ -1335,6 +1339,15 @@ impl<'a> Migration<'a> {
                 finished.push(p);
             }
         }
+        // Comparisons a crash left owed (its snapshot lost), for the batch's sites live now,
+        // those confirmed by an earlier run included.
+        let owners: Vec<&str> = batch
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain([PLATFORM])
+            .collect();
+        let owed = self.settle_owed(&owners, label);
+        self.mark_after_go_live(&mut finished, &owed.failures);
         if finished.iter().any(|o| o.state == SiteState::Confirmed) {
             let _ = self.leased(PLATFORM, || self.after_batch(label));
         }
@@ -1395,6 +1408,12 @@ impl<'a> Migration<'a> {
                 | SiteState::Switched
                 | SiteState::Paused
         ) {
+            // Verified by a run that stopped before its switch: rows it owed are compared now.
+            if state == SiteState::Verified
+                && let Err(e) = self.compare_owed_in_freeze(site)
+            {
+                return self.give_up(site, &format!("verification: {e}"));
+            }
             return Ok(());
         }
         if state == SiteState::RollingBack {
@@ -2313,6 +2332,7 @@ impl<'a> Migration<'a> {
             merge(&mut out, done);
             self.ledger.end_run(*run, true)?;
         }
+        self.settle_owed_everywhere(&mut out)?;
         out.sort_by(|a, b| a.site.cmp(&b.site));
         Ok(out)
     }

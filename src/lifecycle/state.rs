@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ledger::Entry;
+use super::ledger::{AFTER_GO_LIVE, Entry, ROWS_OWED, VERIFY_STEP};
 use super::probe::ProbeResult;
 
 /// Where a site is in its move. The order is the order of the lifecycle.
@@ -281,6 +281,10 @@ pub struct SiteStatus {
     pub attempts: u32,
     pub frozen: Vec<Frozen>,
     pub marks: Vec<Mark>,
+    /// Units (`database NAME`) checked lightly in the site's last freeze whose rows were not
+    /// compared since (see `rows_still_owed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rows_owed: Vec<String>,
 }
 
 impl Default for SiteStatus {
@@ -297,11 +301,24 @@ impl Default for SiteStatus {
             attempts: 0,
             frozen: Vec::new(),
             marks: Vec::new(),
+            rows_owed: Vec::new(),
         }
     }
 }
 
 impl SiteStatus {
+    /// The units whose row comparison is still owed: checked lightly in the freeze, their
+    /// rows left for after go-live, and neither compared after go-live nor in a later freeze
+    /// since. A new freeze, a failure or a rollback makes them moot (the source served again,
+    /// or the copy never went live); so does a rollback under way.
+    pub fn rows_still_owed(&self) -> &[String] {
+        if self.state == SiteState::RollingBack {
+            &[]
+        } else {
+            &self.rows_owed
+        }
+    }
+
     /// Seconds the source was frozen over every attempt (freeze to confirmed, or to unfrozen),
     /// once no freeze lasts any more; `None` when it was never frozen or still is.
     pub fn downtime(&self) -> Option<u64> {
@@ -444,6 +461,12 @@ impl Fold {
                 if *state == SiteState::PreSynced {
                     s.presyncs += 1;
                 }
+                if matches!(
+                    *state,
+                    SiteState::Freezing | SiteState::Failed | SiteState::RolledBack
+                ) {
+                    s.rows_owed.clear();
+                }
                 if matches!(*state, SiteState::Freezing | SiteState::Syncing) {
                     // A new attempt: the last one's reason no longer describes it.
                     s.reason = None;
@@ -514,6 +537,13 @@ impl Fold {
                 ..
             } => {
                 let s = out.entry(site.clone()).or_default();
+                if step == ROWS_OWED {
+                    if !s.rows_owed.contains(unit) {
+                        s.rows_owed.push(unit.clone());
+                    }
+                } else if step == AFTER_GO_LIVE || step == VERIFY_STEP {
+                    s.rows_owed.retain(|u| u != unit);
+                }
                 s.units.retain(|u| u.unit != *unit);
                 s.units.push(UnitStatus {
                     unit: unit.clone(),
@@ -849,5 +879,71 @@ mod tests {
         assert!(line.contains("\"state\":\"final_synced\""), "{line}");
         let back: Entry = serde_json::from_str(&line).unwrap();
         assert_eq!(back, at("a", SiteState::FinalSynced, None));
+    }
+
+    fn unit(site: &str, db: &str, step: &str, ok: bool) -> Entry {
+        Entry::Unit {
+            site: site.into(),
+            unit: format!("database {db}"),
+            step: step.into(),
+            ok,
+            detail: None,
+            bytes: None,
+            at: 1,
+        }
+    }
+
+    /// Issue 19: what the journal says is owed after a crash between the freeze's light check
+    /// and the comparison after go-live, whatever else happened to the site.
+    #[test]
+    fn a_row_comparison_is_owed_until_compared_or_made_moot() {
+        let owed = |entries: &[Entry]| fold(entries)["a"].rows_still_owed().to_vec();
+        let light = [
+            at("a", SiteState::Freezing, None),
+            at("a", SiteState::Frozen, None),
+            unit("a", "shop", ROWS_OWED, true),
+            unit("a", "shop", "final sync (replicated)", true),
+            unit("a", "blog", ROWS_OWED, true),
+            unit("a", "blog", "final sync (replicated)", true),
+            at("a", SiteState::FinalSynced, None),
+            at("a", SiteState::Verified, None),
+            at("a", SiteState::Switching, None),
+            at("a", SiteState::Switched, None),
+            at("a", SiteState::Confirmed, None),
+        ];
+        // Killed before the comparison: both owed, the site confirmed.
+        assert_eq!(owed(&light), ["database shop", "database blog"]);
+        // The comparison's entry settles it, whatever it found.
+        let mut e = light.to_vec();
+        e.push(unit("a", "shop", AFTER_GO_LIVE, false));
+        assert_eq!(owed(&e), ["database blog"]);
+        // Rows compared in a freeze settle it too (a resume that verified before the switch).
+        e.push(unit("a", "blog", VERIFY_STEP, true));
+        assert!(owed(&e).is_empty());
+        // A new light check owes again; other steps (a live skip) settle nothing.
+        e.push(unit("a", "shop", ROWS_OWED, true));
+        e.push(unit("a", "shop", "final sync", true));
+        assert_eq!(owed(&e), ["database shop"]);
+        // A rollback under way: not owed (the source may serve again); once rolled back, moot.
+        let mut back = light.to_vec();
+        back.push(at("a", SiteState::RollingBack, None));
+        assert!(owed(&back).is_empty());
+        assert_eq!(fold(&back)["a"].rows_owed.len(), 2);
+        back.push(at("a", SiteState::RolledBack, None));
+        assert!(fold(&back)["a"].rows_owed.is_empty());
+        // A failure before the switch, or the next attempt's freeze: moot as well.
+        let mut failed = light[..8].to_vec();
+        failed.push(at("a", SiteState::Failed, Some("probe before the switch")));
+        assert!(owed(&failed).is_empty());
+        let mut again = light[..8].to_vec();
+        again.push(at("a", SiteState::RolledBack, None));
+        again.push(at("a", SiteState::Freezing, None));
+        assert!(owed(&again).is_empty());
+        // Units of no site have no states: owed until compared.
+        let platform = fold(&[unit("(platform)", "shared", ROWS_OWED, true)]);
+        assert_eq!(
+            platform["(platform)"].rows_still_owed(),
+            ["database shared"]
+        );
     }
 }

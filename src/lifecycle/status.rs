@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::ledger::ROWS_OWED;
 use super::state::{SiteState, SiteStatus, Step, UnitStatus};
 use crate::dns::provider::DnsEvent;
 use crate::plan::Site;
@@ -51,6 +52,37 @@ fn unit_row(u: UnitStatus) -> UnitRow {
     }
 }
 
+/// The databases whose row comparison `st` still owes (`SiteStatus::rows_still_owed`).
+fn owed_databases(st: &SiteStatus) -> Vec<String> {
+    st.rows_still_owed()
+        .iter()
+        .map(|u| u.strip_prefix("database ").unwrap_or(u).to_string())
+        .collect()
+}
+
+/// The unit rows, each unit whose rows are still owed (when `owed` applies) shown so instead
+/// of its last step: its rows were never compared since the freeze that checked it lightly.
+fn with_owed(units: Vec<UnitStatus>, rows_owed: &[String], owed: bool) -> Vec<UnitRow> {
+    units
+        .into_iter()
+        .map(|u| {
+            if owed && rows_owed.contains(&u.unit) {
+                UnitRow {
+                    step: ROWS_OWED.into(),
+                    ok: false,
+                    detail: Some(format!(
+                        "rows not compared since the freeze ({}; the snapshot of go-live lives in the run that froze the site: if that run stopped, `resume` compares the frozen source with the target as it is now)",
+                        u.detail.as_deref().unwrap_or(&u.step)
+                    )),
+                    ..unit_row(u)
+                }
+            } else {
+                unit_row(u)
+            }
+        })
+        .collect()
+}
+
 /// Builds the report from the plan's sites (cut over `batch` at a time), their folded
 /// statuses, their windows (`window::of_sites`) and the DNS events. Each site's status is
 /// moved into its row, so the sites are held once, not twice.
@@ -67,8 +99,11 @@ pub fn build(
     let (mut pre_bytes, mut pre_millis, mut pending_bytes) = (0u64, 0u64, 0u64);
     let mut dns_by_name = dns_rows(dns);
     let mut rows = Vec::new();
+    // A database of no site is live once any site may have switched.
+    let any_switched = statuses.values().any(|s| s.state.may_have_switched());
     for site in sites {
         let st = statuses.remove(&site.name).unwrap_or_default();
+        let rows_owed = owed_databases(&st);
         let (downtime_secs, frozen_since) = (st.downtime(), st.frozen_since());
         *counts.entry(view(st.state).key).or_default() += 1;
         let mut last_presync = 0;
@@ -129,7 +164,8 @@ pub fn build(
             window: windows.remove(&site.name),
             marks,
             timeline: st.timeline.into_iter().map(step_row).collect(),
-            units: st.units.into_iter().map(unit_row).collect(),
+            units: with_owed(st.units, &st.rows_owed, !rows_owed.is_empty()),
+            rows_owed,
             dns: site
                 .domains
                 .iter()
@@ -166,7 +202,7 @@ pub fn build(
         sites: rows,
         platform: statuses
             .remove(super::migrate::PLATFORM)
-            .map(|s| s.units.into_iter().map(unit_row).collect())
+            .map(|s| with_owed(s.units, &s.rows_owed, any_switched))
             .unwrap_or_default(),
         states: SiteState::ALL.iter().map(|s| view(*s)).collect(),
         lowered_ttls: crate::dns::cutover::trails(dns)

@@ -200,6 +200,10 @@ pub struct SiteRow {
     pub marks: Vec<MarkRow>,
     pub timeline: Vec<StepRow>,
     pub units: Vec<UnitRow>,
+    /// Databases whose rows were checked lightly in the freeze and never compared since
+    /// (after go-live, or again in a freeze): owed, for `resume` to settle.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows_owed: Vec<String>,
     pub dns: Vec<DnsRow>,
     pub probes: Vec<ProbeRow>,
 }
@@ -549,7 +553,10 @@ pub fn write_text(
     let troubled: Vec<&SiteRow> = r
         .sites
         .iter()
-        .filter(|s| matches!(s.state.tone, Tone::Bad | Tone::Waiting | Tone::InFlight))
+        .filter(|s| {
+            matches!(s.state.tone, Tone::Bad | Tone::Waiting | Tone::InFlight)
+                || !s.rows_owed.is_empty()
+        })
         .collect();
     if !troubled.is_empty() {
         let _ = writeln!(o, "\nNeeds attention:");
@@ -562,6 +569,17 @@ pub fn write_text(
             };
             if let Some(since) = s.frozen_since {
                 why.push_str(&format!(" (source frozen since {})", clock(since)));
+            }
+            if !s.rows_owed.is_empty() {
+                why.push_str(if why.is_empty() { ": " } else { "; " });
+                why.push_str(&format!(
+                    "rows of {} owed a comparison since the freeze (its snapshot lost if the run that froze it stopped): run `resume`",
+                    s.rows_owed
+                        .iter()
+                        .map(|d| format!("`{d}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             wrapped_line(
                 &mut o,

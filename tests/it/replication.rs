@@ -1239,3 +1239,198 @@ fn a_held_snapshot_reads_the_target_as_it_was_when_taken() {
         "{lost:?}"
     );
 }
+
+/// `status --json`: each site's `rows_owed` (databases whose row comparison is owed).
+fn rows_owed(w: &World) -> Vec<(String, Vec<String>)> {
+    let out = crate::cli::bin()
+        .args(["status", w.plan.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    v["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let owed = s["rows_owed"]
+                .as_array()
+                .map(|a| a.iter().map(|d| d.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            (s["name"].as_str().unwrap().to_string(), owed)
+        })
+        .collect()
+}
+
+/// The steps journaled for `unit`, in order.
+fn steps_of(w: &World, unit: &str) -> Vec<String> {
+    journaled_units(w)
+        .into_iter()
+        .filter(|u| u.1 == unit)
+        .map(|u| u.2)
+        .collect()
+}
+
+/// Issue 19: a kill between the freeze's light check and the comparison after go-live loses
+/// the target's snapshot; the journal says the rows are owed, `status` shows it, and `resume`
+/// settles it from the servers. Site one dies confirmed and a row is deleted at the target
+/// (live): the frozen source and the target as it is now differ, reported as the strong
+/// signal, nothing written back, exit 1. Site two dies verified, before its switch: nothing
+/// can have been written at the target, so its rows are compared in the freeze, exit 0.
+#[test]
+fn rows_owed_by_a_killed_cutover_are_settled_by_resume_mariadb() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(9),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    src.sql("INSERT INTO one_db.t VALUES (2001, 'new'); INSERT INTO two_db.t VALUES (2001, 'new')");
+    wait_until(Duration::from_secs(20), "replicated rows", || {
+        rows(&dst, "one_db") == rows(&src, "one_db") && rows(&dst, "two_db") == rows(&src, "two_db")
+    });
+    let (code, out) = run(&w, &["cutover", "--only", "one"], Some("after:confirmed"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    assert_eq!(
+        steps_of(&w, "database one_db").last().map(String::as_str),
+        Some("final sync (replicated)")
+    );
+    assert!(steps_of(&w, "database one_db").contains(&"rows owed after go-live".to_string()));
+    assert_eq!(
+        rows_owed(&w),
+        [
+            ("one".into(), vec!["one_db".into()]),
+            ("two".into(), vec![])
+        ]
+    );
+    let text = crate::cli::bin()
+        .args(["status", w.plan.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("rows of `one_db` owed a comparison since the freeze"),
+        "{text}"
+    );
+    // Users at the new side (or a lost row): one row gone at the target.
+    dst.sql("DELETE FROM one_db.t WHERE id = 50");
+    let (code, out) = run(&w, &["resume"], None);
+    assert_eq!(code, Some(1), "the difference stays unexplained: {out}");
+    let (step, ok, detail) = last_step(&w, "database one_db");
+    assert_eq!(step, "verify after go-live");
+    assert!(!ok, "{detail}");
+    assert!(
+        detail.contains("snapshot of go-live was lost in a crash")
+            && detail.contains("may be writes made at the new side since go-live")
+            && detail.contains("missing at the target")
+            && detail
+                .contains("t (different, all keys (201 rows at the source, 200 at the target))")
+            && detail.contains("rollback PLAN --only one"),
+        "{detail}"
+    );
+    assert!(out.contains("snapshot of go-live was lost"), "{out}");
+    assert_eq!(
+        dst.sql("SELECT COUNT(*) FROM one_db.t WHERE id = 50"),
+        "0",
+        "nothing is written back at a live target"
+    );
+    assert!(rows_owed(&w).iter().all(|(_, o)| o.is_empty()));
+    // Settled: the next resume has nothing to compare.
+    let (code, out) = run(&w, &["resume"], None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        steps_of(&w, "database one_db")
+            .iter()
+            .filter(|s| *s == "verify after go-live")
+            .count(),
+        1
+    );
+
+    // Site two dies verified: its rows are compared in the freeze, before the switch.
+    let (code, out) = run(&w, &["cutover", "--only", "two"], Some("after:verified"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    assert_eq!(
+        rows_owed(&w),
+        [
+            ("one".into(), vec![]),
+            ("two".into(), vec!["two_db".into()])
+        ]
+    );
+    let (code, out) = run(&w, &["resume"], None);
+    assert_eq!(code, Some(0), "{out}");
+    let steps = steps_of(&w, "database two_db");
+    let owed = steps
+        .iter()
+        .rposition(|s| s == "rows owed after go-live")
+        .unwrap();
+    assert_eq!(
+        steps[owed + 1..],
+        ["final sync (replicated)", "verify"],
+        "{steps:?}"
+    );
+    assert_eq!(rows(&dst, "two_db"), rows(&src, "two_db"));
+    assert!(rows_owed(&w).iter().all(|(_, o)| o.is_empty()));
+}
+
+/// Issue 19, PostgreSQL: killed once confirmed with nothing written at the target since, the
+/// owed rows compare equal (journaled clean, exit 0); killed once switched, with a row deleted
+/// at the target, `resume` confirms the site, then reports the rows missing there (exit 1)
+/// and writes nothing back.
+#[test]
+fn rows_owed_by_a_killed_cutover_are_settled_by_resume_postgres() {
+    let src = crate::harness::Postgres::start_with(true);
+    let dst = crate::harness::Postgres::start();
+    let w = pg_world(&src, &dst);
+    // Both databases replicate (a table without a replica identity would be dumped).
+    src.psql("two_db", "DROP TABLE nokey");
+    let (code, out) = run(&w, &["sync"], None);
+    assert_eq!(code, Some(0), "{out}");
+    for db in ["one_db", "two_db"] {
+        src.psql(db, "INSERT INTO t (v) VALUES ('new')");
+    }
+    wait_until(Duration::from_secs(30), "replicated rows", || {
+        pg_rows(&dst, "one_db") == pg_rows(&src, "one_db")
+            && pg_rows(&dst, "two_db") == pg_rows(&src, "two_db")
+    });
+    let (code, out) = run(&w, &["cutover", "--only", "one"], Some("after:confirmed"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    assert_eq!(rows_owed(&w)[0], ("one".into(), vec!["one_db".into()]));
+    let (code, out) = run(&w, &["resume"], None);
+    assert_eq!(code, Some(0), "{out}");
+    let (step, ok, detail) = last_step(&w, "database one_db");
+    assert_eq!(
+        (step.as_str(), ok),
+        ("verify after go-live", true),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("after a crash lost the snapshot of go-live")
+            && detail.contains("are equal"),
+        "{detail}"
+    );
+
+    let (code, out) = run(&w, &["cutover", "--only", "two"], Some("after:switched"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    assert_eq!(rows_owed(&w)[1], ("two".into(), vec!["two_db".into()]));
+    dst.psql("two_db", "DELETE FROM t WHERE id = 50");
+    let (code, out) = run(&w, &["resume"], None);
+    assert_eq!(code, Some(1), "{out}");
+    let (step, ok, detail) = last_step(&w, "database two_db");
+    assert_eq!(step, "verify after go-live");
+    assert!(
+        !ok && detail.contains("missing at the target")
+            && detail.contains(
+                "public.t (different, all keys (201 rows at the source, 200 at the target))"
+            )
+            && detail.contains("snapshot of go-live was lost in a crash"),
+        "{detail}"
+    );
+    assert!(out.contains("confirmed"), "{out}");
+    assert_eq!(
+        dst.psql("two_db", "SELECT count(*) FROM t WHERE id = 50"),
+        "0"
+    );
+    assert_eq!(pg_leftovers(&src, &dst, "two_db"), "0 0 0 0");
+    assert!(rows_owed(&w).iter().all(|(_, o)| o.is_empty()));
+}

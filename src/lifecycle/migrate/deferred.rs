@@ -13,12 +13,9 @@ use crate::db::verify::Snapshot;
 use crate::event::Event;
 use crate::journal::now;
 use crate::lifecycle::databases::{DbResult, compare_held, hold};
-use crate::lifecycle::ledger::Entry;
+use crate::lifecycle::ledger::{AFTER_GO_LIVE, Entry, ROWS_OWED};
 use crate::plan::DatabaseRule;
 use crate::report::plural;
-
-/// The journal's step of the comparison after the switch.
-pub const AFTER_GO_LIVE: &str = "verify after go-live";
 
 /// A database whose rows wait for `verify_after_go_live`, with the target's snapshot.
 pub(super) struct HeldDb {
@@ -39,13 +36,29 @@ impl Migration<'_> {
         name: &str,
     ) -> Result<DbResult, String> {
         if self.ledger.leases().is_some() {
-            // Another controller may run the switch: the snapshot would stay here.
+            // Another controller may run the switch, and the snapshot would stay here: a
+            // worker's freeze (`Step::Prepare`) and switch (`Step::GoLive`) are two queue
+            // items, the site's lease given back between them (`Leases::finish`), and the
+            // switch goes to whichever worker asks first (`Leases::next`).
             return Err("several controllers share the journal".into());
         }
         let snapshot = hold(rule, name, self.connections)
             .map_err(|e| format!("no snapshot could be held at the target: {e}"))?;
         let r = compare_held(rule, name, self.connections, &snapshot, false);
         if r.clean() {
+            // Journaled before the site can switch: a crash from here on loses the snapshot,
+            // and the next `resume` or cutover settles the comparison (`owed`).
+            self.record(&Entry::Unit {
+                site: owner.to_string(),
+                unit: format!("database {name}"),
+                step: ROWS_OWED.into(),
+                ok: true,
+                detail: Some(
+                    "catalogs checked in the freeze; rows to compare after go-live in the target's snapshot this run holds".into(),
+                ),
+                bytes: None,
+                at: now(),
+            })?;
             self.held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -86,9 +99,24 @@ impl Migration<'_> {
         if work.is_empty() {
             return Vec::new();
         }
-        let phase = format!("{label}: {AFTER_GO_LIVE}");
+        self.each_database(&format!("{label}: {AFTER_GO_LIVE}"), &work, |h| {
+            self.compare_after_go_live(h)
+        })
+    }
+
+    /// Runs `compare` on every database of `work`, `jobs` at a time, in one phase of the
+    /// progress display. Returns the failures by owner (a site, or `PLATFORM`).
+    pub(super) fn each_database<T: OwnedDb + Sync>(
+        &self,
+        phase: &str,
+        work: &[T],
+        compare: impl Fn(&T) -> Result<(), String> + Sync,
+    ) -> Vec<(String, String)> {
+        if work.is_empty() {
+            return Vec::new();
+        }
         self.observer.on_event(&Event::PhaseStarted {
-            phase: phase.clone(),
+            phase: phase.into(),
             total: work.len() as u64,
         });
         let next = AtomicUsize::new(0);
@@ -97,29 +125,31 @@ impl Migration<'_> {
             for _ in 0..self.plan.defaults.jobs.clamp(1, work.len()) {
                 s.spawn(|| {
                     while let Some(h) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let failure = self.compare_after_go_live(h).err();
+                        let failure = compare(h).err();
                         self.observer.on_event(&match &failure {
                             Some(e) => Event::UnitFailed {
-                                phase: phase.clone(),
-                                unit: h.name.clone(),
+                                phase: phase.into(),
+                                unit: h.name().to_string(),
                                 error: e.clone(),
                             },
                             None => Event::UnitDone {
-                                phase: phase.clone(),
-                                unit: h.name.clone(),
+                                phase: phase.into(),
+                                unit: h.name().to_string(),
                             },
                         });
                         if let Some(e) = failure {
                             failures
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .push((h.owner.clone(), e));
+                                .push((h.owner().to_string(), e));
                         }
                     }
                 });
             }
         });
-        self.observer.on_event(&Event::PhaseFinished { phase });
+        self.observer.on_event(&Event::PhaseFinished {
+            phase: phase.into(),
+        });
         failures.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -193,6 +223,31 @@ impl Migration<'_> {
             });
             o.error.get_or_insert(crate::unit::ErrorKind::Mismatch);
         }
+    }
+}
+
+/// A database some comparison works on, and the site (or `PLATFORM`) it belongs to.
+pub(super) trait OwnedDb {
+    fn owner(&self) -> &str;
+    fn name(&self) -> &str;
+}
+
+impl OwnedDb for HeldDb {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `(owner, database)`.
+impl OwnedDb for (String, String) {
+    fn owner(&self) -> &str {
+        &self.0
+    }
+    fn name(&self) -> &str {
+        &self.1
     }
 }
 
