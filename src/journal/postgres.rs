@@ -96,6 +96,9 @@ CREATE TABLE IF NOT EXISTS transhumance_queue_items (
     not_before timestamptz,
     PRIMARY KEY (plan, queue, item)
 );
+-- A step kept for the worker that did the one before it (a site's switch, for the worker that
+-- holds the snapshot of its freeze): only that worker takes it while its lease lives.
+ALTER TABLE transhumance_queue_items ADD COLUMN IF NOT EXISTS kept boolean NOT NULL DEFAULT false;
 -- A worker's next item is the first not done of the lowest stage: found through this index in
 -- one step, not by scanning every item of a queue of 50,000 sites at every take.
 CREATE INDEX IF NOT EXISTS transhumance_queue_items_todo
@@ -1095,7 +1098,9 @@ impl Leases {
             .client()
             .query_opt(
                 "WITH cand AS (
-                    SELECT i.item, i.unit, i.stage, l.holder AS prev, l.holder_info AS prev_info,
+                    SELECT i.item, i.unit, i.stage,
+                           (i.kept AND l.holder = $3 AND l.expires_at > now()) AS ours,
+                           l.holder AS prev, l.holder_info AS prev_info,
                            (extract(epoch FROM l.expires_at) * 1000)::int8 AS prev_expiry
                     FROM transhumance_queue_items i
                     JOIN transhumance_leases l ON l.plan = i.plan AND l.unit = i.unit
@@ -1103,15 +1108,21 @@ impl Leases {
                       AND i.stage = (SELECT min(stage) FROM transhumance_queue_items
                                      WHERE plan = $1 AND queue = $2 AND NOT done)
                       AND (i.not_before IS NULL OR i.not_before <= now())
-                      AND (l.holder IS NULL OR l.expires_at <= now())
+                      AND (l.holder IS NULL OR l.expires_at <= now()
+                           OR (i.kept AND l.holder = $3))
                     ORDER BY i.ord LIMIT 1
-                    FOR UPDATE OF l SKIP LOCKED)
+                    FOR UPDATE OF l SKIP LOCKED),
+                 unkept AS (
+                    UPDATE transhumance_queue_items q SET kept = false FROM cand
+                    WHERE q.plan = $1 AND q.queue = $2 AND q.item = cand.item AND q.kept)
                  UPDATE transhumance_leases l SET holder = $3, holder_info = $4,
                         token = nextval('transhumance_fence'),
                         expires_at = now() + make_interval(secs => $5)
                  FROM cand WHERE l.plan = $1 AND l.unit = cand.unit
-                 RETURNING cand.item, cand.unit, cand.stage, l.token, cand.prev, cand.prev_info,
-                           cand.prev_expiry, (extract(epoch FROM now()) * 1000)::int8",
+                 RETURNING cand.item, cand.unit, cand.stage, l.token,
+                           CASE WHEN cand.ours THEN NULL ELSE cand.prev END,
+                           cand.prev_info, cand.prev_expiry,
+                           (extract(epoch FROM now()) * 1000)::int8",
                 &[
                     plan,
                     &queue,
@@ -1169,6 +1180,32 @@ impl Leases {
         next_stage: Option<i32>,
         outcome: Option<&str>,
     ) -> Result<(), JournalError> {
+        self.finish_as(queue, item, next_stage, outcome, false)
+    }
+
+    /// `finish`, moving `item` to `next_stage` while this process keeps its unit's lease
+    /// (renewed by the heartbeat): no other worker takes the step unless this one dies, or
+    /// gives the lease back (`release`). Fenced as `finish`.
+    ///
+    /// # Errors
+    /// `LeaseLost`, or the server cannot be asked.
+    pub fn finish_kept(
+        &self,
+        queue: i64,
+        item: &QueueItem,
+        next_stage: i32,
+    ) -> Result<(), JournalError> {
+        self.finish_as(queue, item, Some(next_stage), None, true)
+    }
+
+    fn finish_as(
+        &self,
+        queue: i64,
+        item: &QueueItem,
+        next_stage: Option<i32>,
+        outcome: Option<&str>,
+        keep: bool,
+    ) -> Result<(), JournalError> {
         let token = match lock(&self.0.held).get(&item.unit) {
             Some(h) => h.token,
             None => {
@@ -1183,9 +1220,16 @@ impl Leases {
         let conninfo = self.0.conninfo.clone();
         let err = |e: postgres::Error| store_error(&conninfo, &e);
         let mut tx = client.transaction().map_err(err)?;
-        let freed = tx
-            .execute(FREE_LEASE, &[plan, &item.unit, &token])
-            .map_err(err)?;
+        let freed = if keep {
+            tx.execute(
+                "UPDATE transhumance_leases SET expires_at = now() + make_interval(secs => $4)
+                 WHERE plan = $1 AND unit = $2 AND token = $3",
+                &[plan, &item.unit, &token, &self.lease_secs()],
+            )
+        } else {
+            tx.execute(FREE_LEASE, &[plan, &item.unit, &token])
+        }
+        .map_err(err)?;
         if freed == 0 {
             drop(tx);
             drop(client);
@@ -1197,7 +1241,7 @@ impl Leases {
         }
         tx.execute(
             "UPDATE transhumance_queue_items SET done = $4, stage = coalesce($5, stage),
-                    outcome = coalesce($6, outcome)
+                    outcome = coalesce($6, outcome), kept = $7
              WHERE plan = $1 AND queue = $2 AND item = $3",
             &[
                 plan,
@@ -1206,12 +1250,15 @@ impl Leases {
                 &next_stage.is_none(),
                 &next_stage,
                 &outcome,
+                &keep,
             ],
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;
         drop(client);
-        lock(&self.0.held).remove(&item.unit);
+        if !keep {
+            lock(&self.0.held).remove(&item.unit);
+        }
         Ok(())
     }
 

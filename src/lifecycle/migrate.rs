@@ -167,6 +167,9 @@ pub struct Migration<'a> {
     held: Mutex<Vec<deferred::HeldDb>>,
     /// Row comparisons a crash left owed that this run already tried to settle (`owed`).
     settle_tried: owed::Tried,
+    /// Set by a worker's cutover: the worker that freezes a site keeps its lease until it
+    /// switches it (`Leases::finish_kept`), so a snapshot held in the freeze is still here.
+    keeps_sites_to_switch: std::sync::atomic::AtomicBool,
 }
 
 type Stop = Result<(), String>;
@@ -247,6 +250,7 @@ impl<'a> Migration<'a> {
             replication_checked: Mutex::new(BTreeMap::new()),
             held: Mutex::new(Vec::new()),
             settle_tried: Default::default(),
+            keeps_sites_to_switch: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

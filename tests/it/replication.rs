@@ -1434,3 +1434,94 @@ fn rows_owed_by_a_killed_cutover_are_settled_by_resume_postgres() {
     assert_eq!(pg_leftovers(&src, &dst, "two_db"), "0 0 0 0");
     assert!(rows_owed(&w).iter().all(|(_, o)| o.is_empty()));
 }
+
+/// Issue 19 with several controllers: the worker that freezes a site keeps its lease until it
+/// switches it, so its replicated databases get only the light check in the freeze and their
+/// rows compared after go-live, as with one controller. A worker killed right after a switch
+/// takes that snapshot with it: the worker that takes the sites over settles the rows owed.
+#[test]
+fn workers_compare_replicated_rows_after_go_live_and_settle_a_dead_workers() {
+    let src = MariaDb::start_with(MariaDbOptions {
+        binlog_server_id: Some(12),
+    });
+    let dst = MariaDb::start();
+    let w = world(&src, &dst);
+    let shared = crate::journal_pg::shared_journal();
+    let text = std::fs::read_to_string(&w.plan).unwrap().replace(
+        "state_dir: state\n",
+        &format!("state_dir: state\n{}", shared.state_key("2s")),
+    );
+    std::fs::write(&w.plan, text).unwrap();
+    let worker = |fault: Option<&str>| {
+        let mut cmd = crate::cli::bin();
+        cmd.args(["--yes", "worker", w.plan.to_str().unwrap()])
+            .env(crate::journal_pg::PASSWORD_ENV, crate::journal_pg::PASSWORD);
+        if let Some(f) = fault {
+            cmd.env("TRANSHUMANCE_FAULT", f);
+        }
+        let out = cmd.arg("--verb").arg("cutover").output().unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let mut sync = crate::cli::bin();
+    let out = sync
+        .args(["--yes", "sync", w.plan.to_str().unwrap()])
+        .env(crate::journal_pg::PASSWORD_ENV, crate::journal_pg::PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    src.sql("INSERT INTO one_db.t VALUES (2001, 'new'); INSERT INTO two_db.t VALUES (2001, 'new')");
+    wait_until(Duration::from_secs(20), "replicated rows", || {
+        rows(&dst, "one_db") == rows(&src, "one_db") && rows(&dst, "two_db") == rows(&src, "two_db")
+    });
+    let (code, out) = worker(Some("after:switched"));
+    assert_eq!(code, None, "killed by the fault point: {out}");
+    let (code, out) = worker(None);
+    assert_eq!(code, Some(0), "{out}");
+    let units: Vec<(String, String, bool, String)> = shared
+        .entries("repl-life")
+        .into_iter()
+        .filter(|v| v["kind"] == "unit")
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (s("unit"), s("step"), v["ok"] == true, s("detail"))
+        })
+        .collect();
+    for db in ["database one_db", "database two_db"] {
+        let steps: Vec<&(String, String, bool, String)> =
+            units.iter().filter(|u| u.0 == db).collect();
+        let light = steps
+            .iter()
+            .find(|u| u.1 == "final sync (replicated)")
+            .unwrap_or_else(|| panic!("{steps:#?}"));
+        assert!(
+            light.2 && light.3.contains("rows compared after go-live"),
+            "a worker's freeze checks lightly: {light:?}"
+        );
+        assert!(
+            !steps.iter().any(|u| u.1 == "verify"),
+            "no row comparison in the freeze: {steps:#?}"
+        );
+        let after = steps
+            .iter()
+            .rfind(|u| u.1 == "verify after go-live")
+            .unwrap_or_else(|| panic!("{steps:#?}"));
+        assert!(after.2, "{after:?}");
+    }
+    // The dead worker's snapshot was lost: at least the site it switched was settled without it.
+    assert!(
+        units
+            .iter()
+            .any(|u| u.1 == "verify after go-live"
+                && u.3.contains("after a crash lost the snapshot")),
+        "{units:#?}"
+    );
+    assert_eq!(rows(&dst, "one_db"), rows(&src, "one_db"));
+    assert_eq!(rows(&dst, "two_db"), rows(&src, "two_db"));
+}

@@ -35,11 +35,13 @@ impl Migration<'_> {
         rule: &DatabaseRule,
         name: &str,
     ) -> Result<DbResult, String> {
-        if self.ledger.leases().is_some() {
-            // Another controller may run the switch, and the snapshot would stay here: a
-            // worker's freeze (`Step::Prepare`) and switch (`Step::GoLive`) are two queue
-            // items, the site's lease given back between them (`Leases::finish`), and the
-            // switch goes to whichever worker asks first (`Leases::next`).
+        // With a shared journal another controller may run the switch, and the snapshot would
+        // stay here: unless this is a worker's cutover, whose worker keeps a site's lease from
+        // its freeze (`Step::Prepare`) to its switch (`Step::GoLive`, `Leases::finish_kept`).
+        // The units of no site are switched by no worker in particular.
+        if self.ledger.leases().is_some()
+            && (owner == PLATFORM || !self.keeps_sites_to_switch.load(Ordering::Relaxed))
+        {
             return Err("several controllers share the journal".into());
         }
         let snapshot = hold(rule, name, self.connections)
@@ -72,6 +74,23 @@ impl Migration<'_> {
         Ok(r)
     }
 
+    /// Whether a snapshot is held for a database of `owner`.
+    pub(super) fn holds_snapshots_of(&self, owner: &str) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|h| h.owner == owner)
+    }
+
+    /// Lets go of `owner`'s snapshots: its site will not switch in this process.
+    pub(super) fn drop_snapshots_of(&self, owner: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|h| h.owner != owner);
+    }
+
     /// Whether `name` of `owner` waits for its comparison after go-live (compared lightly in
     /// this freeze: verification does not read its rows again before the switch).
     pub(super) fn held_for_later(&self, owner: &str, name: &str) -> bool {
@@ -87,7 +106,24 @@ impl Migration<'_> {
     /// the failures by owner (a site, or `PLATFORM`). A database whose site did not go live
     /// has nothing to compare against what users write (it is dropped with its snapshot).
     pub(super) fn verify_after_go_live(&self, label: &str) -> Vec<(String, String)> {
-        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        self.verify_after_go_live_of(label, |_| true)
+    }
+
+    /// `verify_after_go_live` for the databases held for `owners` only (a worker's switch of
+    /// one site); the others stay held.
+    pub(super) fn verify_after_go_live_of(
+        &self,
+        label: &str,
+        owners: impl Fn(&str) -> bool,
+    ) -> Vec<(String, String)> {
+        let held: Vec<HeldDb> = {
+            let mut all = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let (taken, kept) = std::mem::take(&mut *all)
+                .into_iter()
+                .partition(|h| owners(&h.owner));
+            *all = kept;
+            taken
+        };
         let live = self.live();
         let work: Vec<HeldDb> = held
             .into_iter()

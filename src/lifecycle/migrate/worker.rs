@@ -234,6 +234,12 @@ impl Migration<'_> {
             .enumerate()
             .flat_map(|(b, sites)| sites.iter().map(move |s| (s.name.as_str(), (b, *s))))
             .collect();
+        // A cutover's worker keeps a site from its freeze to its switch (see `check_lightly`).
+        if kind.verb != WorkerVerb::Sync {
+            self.keeps_sites_to_switch
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let kept: Mutex<std::collections::BTreeSet<String>> = Mutex::default();
         let outcomes: Mutex<BTreeMap<String, SiteOutcome>> = Mutex::new(BTreeMap::new());
         let failure: Mutex<Option<JournalError>> = Mutex::new(None);
         // Often enough that a freed stage starts soon, rarely enough to cost the server little.
@@ -258,6 +264,9 @@ impl Migration<'_> {
                             Next::Done => return,
                             Next::Wait => std::thread::sleep(poll),
                             Next::Item { item, lease } => {
+                                kept.lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .remove(&item.unit);
                                 if let Err(e) = self.took(&lease) {
                                     // Not a step done: given back for another worker.
                                     let _ = leases.release(&item.unit);
@@ -280,8 +289,18 @@ impl Migration<'_> {
                                     Some(stage) => (Some(stage), None),
                                     None => (next_stage, note),
                                 };
-                                let finished =
-                                    leases.finish(queue.id, &item, next_stage, note.as_deref());
+                                let finished = match self.keep_to_switch(&stages, &item, next_stage)
+                                {
+                                    Some(stage) => {
+                                        kept.lock()
+                                            .unwrap_or_else(|p| p.into_inner())
+                                            .insert(item.unit.clone());
+                                        leases.finish_kept(queue.id, &item, stage)
+                                    }
+                                    None => {
+                                        leases.finish(queue.id, &item, next_stage, note.as_deref())
+                                    }
+                                };
                                 if let Some(mut o) = outcome {
                                     if let Err(e @ JournalError::LeaseLost { .. }) = &finished {
                                         o.detail = Some(e.to_string());
@@ -304,6 +323,12 @@ impl Migration<'_> {
                 });
             }
         });
+        // Sites kept for a switch this worker will not do (it was stopped): their leases given
+        // back, their switch left to another worker, which settles the rows they owe.
+        for unit in kept.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            self.drop_snapshots_of(&unit);
+            let _ = leases.release(&unit);
+        }
         if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e.into());
         }
@@ -330,6 +355,26 @@ impl Migration<'_> {
             outcomes: out,
             stopped: leases.stopped(queue.id)?,
         })
+    }
+
+    /// The switch stage a site's freeze goes on to while this worker keeps its lease: when it
+    /// holds snapshots for the rows of the site's databases (compared after the switch).
+    /// Otherwise `None`, and a site that will not switch lets its snapshots go.
+    fn keep_to_switch(
+        &self,
+        stages: &Stages,
+        item: &QueueItem,
+        next_stage: Option<i32>,
+    ) -> Option<i32> {
+        let Step::Prepare(b) = stages.step(item.stage) else {
+            return None;
+        };
+        let go_live = stages.stage(Step::GoLive(b));
+        if next_stage == Some(go_live) && self.holds_snapshots_of(&item.unit) {
+            return Some(go_live);
+        }
+        self.drop_snapshots_of(&item.unit);
+        None
     }
 
     /// Where a step the operator's stop cut short starts again (`None`: it was done): a site
@@ -474,6 +519,15 @@ impl Migration<'_> {
                         Err(e) => self.outcome(site, Some(e.to_string())),
                     }
                 };
+                // The rows of its databases, compared in the snapshot of its freeze; and those
+                // a dead worker left owed, compared as they are now.
+                let label = format!("batch {}", b + 1);
+                let mut o = [o];
+                let after = self.verify_after_go_live_of(&label, |owner| owner == site.name);
+                self.mark_after_go_live(&mut o, &after);
+                let owed = self.settle_owed(&[site.name.as_str()], &label);
+                self.mark_after_go_live(&mut o, &owed.failures);
+                let [o] = o;
                 (None, None, Some(o))
             }
             (Step::SyncPlatform, _) => {
