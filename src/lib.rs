@@ -3,6 +3,7 @@ pub mod check;
 pub mod cli;
 pub mod db;
 pub mod demo;
+pub mod der;
 pub mod dns;
 pub mod event;
 pub mod journal;

@@ -4,6 +4,7 @@
 //! is read from the certificate (rustls-webpki keeps it private, and a whole X.509 parser for
 //! one field would add a dozen crates to the build).
 
+use crate::der::tlv;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -452,27 +453,6 @@ pub fn issuer(leaf: &CertificateDer<'_>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// One DER element: its tag, its contents and what follows it.
-pub(crate) fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *b.first()?;
-    let first = *b.get(1)?;
-    let (len, header) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | usize::from(*b.get(2 + i)?);
-        }
-        (len, 2 + n)
-    };
-    let end = header.checked_add(len)?;
-    Some((tag, b.get(header..end)?, b.get(end..)?))
-}
-
 /// The end of a certificate's validity (`notAfter`), read from its DER (RFC 5280 4.1).
 pub fn not_after(der: &[u8]) -> Option<SystemTime> {
     const SEQUENCE: u8 = 0x30;
@@ -554,21 +534,6 @@ N8FvT28ikbAhg15EZeTCUQi205/yiqEnfGjVg720TGYCIACCi9wjn3xnh776tBL/
 VHsoZP1wD8MvpeixsAFl2KE8
 -----END CERTIFICATE-----
 ";
-
-    #[test]
-    fn tlv_reads_short_and_long_lengths_and_refuses_truncation() {
-        assert_eq!(
-            tlv(&[0x02, 0x01, 0x05, 0xff]),
-            Some((0x02, &[0x05][..], &[0xff][..]))
-        );
-        let mut long = vec![0x04, 0x81, 0x80];
-        long.extend([7u8; 0x80]);
-        let (tag, value, rest) = tlv(&long).unwrap();
-        assert_eq!((tag, value.len(), rest.len()), (0x04, 0x80, 0));
-        assert_eq!(tlv(&[0x04, 0x05, 1, 2]), None);
-        assert_eq!(tlv(&[0x04, 0x85, 1, 1, 1, 1, 1]), None);
-        assert_eq!(tlv(&[0x04]), None);
-    }
 
     #[test]
     fn not_after_is_read_from_the_certificate() {

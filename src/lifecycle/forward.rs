@@ -5,6 +5,10 @@
 //! stopped once none does), reading the real process (PID and start time) before deciding.
 //! Plain mail ports carry no name, so a host gets one whole-port route of its own, journaled
 //! once every site of the host is confirmed and taken out when one is not any more.
+//! Once a host's cutover has begun, its old web server listens behind the forwarder (`local`):
+//! the forwarder then stays up as the host's front, passing every name it does not route to
+//! that server, as long as the old host serves a site (not cut over yet, or rolled back), and
+//! exits only once every site of the host is confirmed and every window has ended.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -140,30 +144,71 @@ fn folded(entries: &[Entry]) -> (BTreeMap<String, Journaled>, BTreeMap<String, P
     (routes, forwarders)
 }
 
+/// Whether a site in `state` shows that its host's cutover has begun: from then on, the old
+/// web server may listen behind the forwarder.
+fn cutover_begun(state: SiteState) -> bool {
+    !matches!(
+        state,
+        SiteState::Discovered | SiteState::Syncing | SiteState::PreSynced | SiteState::Failed
+    )
+}
+
+/// Whether a host whose sites are in `states` needs its forwarder as its front, routes or not:
+/// its cutover has begun (or a forwarder already ran there), and the old host still serves one
+/// of its sites. Otherwise a rolled-back site, or one of a later batch, would find nobody
+/// listening where its visitors arrive.
+fn front_due(states: impl IntoIterator<Item = SiteState>, started_before: bool) -> bool {
+    let (mut begun, mut served_here) = (started_before, false);
+    for state in states {
+        begun |= cutover_begun(state);
+        served_here |= state != SiteState::Confirmed;
+    }
+    begun && served_here
+}
+
+/// The route that keeps a front up: no name, no port of its own, never ending.
+fn front_route(spec: &Forward) -> Route {
+    Route {
+        site: String::new(),
+        names: Vec::new(),
+        http: spec.local_http,
+        https: spec.local_https,
+        until: u64::MAX,
+        whole_port: false,
+    }
+}
+
 /// The forwarders of a plan.
 pub struct Forwarders<'a> {
     pub spec: &'a Forward,
     pub connections: &'a Connections,
     pub ledger: &'a Ledger,
     /// Every old host's sites in the plan (all of them, not only a command's selection).
-    hosts: BTreeMap<String, Vec<String>>,
+    hosts: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// Every old host's sites (`sites`: every site of the plan), as `Forwarders::of` takes them:
+/// built once per command, not once per site.
+pub fn hosts_of(sites: &[Site]) -> BTreeMap<String, Vec<String>> {
+    let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in sites {
+        hosts
+            .entry(s.source_host.clone())
+            .or_default()
+            .push(s.name.clone());
+    }
+    hosts
 }
 
 impl<'a> Forwarders<'a> {
-    /// The plan's forwarders, when it asks for them; `sites` are every site of the plan.
+    /// The plan's forwarders, when it asks for them; `hosts` are every old host's sites
+    /// (`hosts_of`).
     pub fn of(
         plan: &'a Plan,
-        sites: &[Site],
+        hosts: &'a BTreeMap<String, Vec<String>>,
         connections: &'a Connections,
         ledger: &'a Ledger,
     ) -> Option<Self> {
-        let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in sites {
-            hosts
-                .entry(s.source_host.clone())
-                .or_default()
-                .push(s.name.clone());
-        }
         plan.cutover.forward.as_ref().map(|spec| Forwarders {
             spec,
             connections,
@@ -270,7 +315,10 @@ impl<'a> Forwarders<'a> {
     /// The first host that could not be reconciled (the others are still tried).
     pub fn reconcile(&self) -> Result<(), String> {
         let mut first = Ok(());
-        for h in self.ledger.forward_hosts() {
+        let mut hosts: std::collections::BTreeSet<String> =
+            self.ledger.forward_hosts().into_iter().collect();
+        hosts.extend(self.hosts.keys().filter(|h| self.front_due(h)).cloned());
+        for h in hosts {
             if let Err(e) = self.sync_host(&h)
                 && first.is_ok()
             {
@@ -280,10 +328,35 @@ impl<'a> Forwarders<'a> {
         first
     }
 
-    /// The live routes the journal gives `host`, as the forwarder reads them.
+    /// Starts `host`'s forwarder as its front before a site of it freezes (see `front_due`),
+    /// so its old web server may already listen behind it.
+    ///
+    /// # Errors
+    /// The forwarder cannot be told or started.
+    pub fn front(&self, host: &str) -> Result<(), String> {
+        self.sync_host(host)
+    }
+
+    fn front_due(&self, host: &str) -> bool {
+        let (_, forwarders) = folded(&self.ledger.forward_of(host));
+        let sites = self.hosts.get(host).map(Vec::as_slice).unwrap_or_default();
+        front_due(
+            sites.iter().map(|s| self.ledger.state(s)),
+            forwarders.contains_key(host),
+        )
+    }
+
+    /// The live routes the journal gives `host`, as the forwarder reads them, and the front's
+    /// while it is due.
     fn routes_of(&self, host: &str) -> Vec<Route> {
         let entries = self.ledger.forward_of(host);
-        let (routes, _) = folded(&entries);
+        let (routes, forwarders) = folded(&entries);
+        let sites = self.hosts.get(host).map(Vec::as_slice).unwrap_or_default();
+        let front = front_due(
+            sites.iter().map(|s| self.ledger.state(s)),
+            forwarders.contains_key(host),
+        )
+        .then(|| front_route(self.spec));
         let now = now();
         let whole = whole_ports(&entries)
             .remove(host)
@@ -305,6 +378,7 @@ impl<'a> Forwarders<'a> {
                     whole_port,
                 })
             })
+            .chain(front)
             .collect()
     }
 
@@ -324,16 +398,16 @@ impl<'a> Forwarders<'a> {
         let running = self.running(t.as_ref(), &dir)?;
         if routes.is_empty() {
             if let Some((pid, ticks)) = running {
-                sh(
-                    t.as_ref(),
-                    r#"[ "$(sed 's/.*) //' /proc/$2/stat | cut -d' ' -f20)" = "$3" ] && kill "$2"; rm -f "$1/forwarder.pid" "$1/routes.json""#,
-                    &[&dir, &pid.to_string(), &ticks.to_string()],
-                    &[],
-                )?;
+                self.stop(t.as_ref(), &dir, pid, ticks, true)?;
             }
             let (_, forwarders) = folded(&self.ledger.forward_of(host));
             if forwarders.get(host).is_some_and(|f| f.2) || running.is_some() {
-                self.journal(host, None, false, "no route left")?;
+                self.journal(
+                    host,
+                    None,
+                    false,
+                    "no route left, and every site of the host confirmed",
+                )?;
             }
             return Ok(());
         }
@@ -343,8 +417,21 @@ impl<'a> Forwarders<'a> {
             ROUTES,
             &serde_json::to_vec_pretty(&routes).unwrap_or_default(),
         )?;
-        if running.is_some() {
-            return Ok(());
+        if let Some((pid, ticks)) = running {
+            // Returns once the forwarder has them in force (a rollback's visitors go back to
+            // the old server before DNS does). One that has not read them within 5 s is
+            // stopped and started again, reading them first.
+            let loaded = sh(
+                t.as_ref(),
+                r#"for i in $(seq 100); do cmp -s "$1/routes.json" "$1/routes.loaded" && exit 0; sleep 0.05; done; echo "not loaded""#,
+                &[&dir],
+                &[],
+            )?;
+            if loaded.trim().is_empty() {
+                return Ok(());
+            }
+            self.stop(t.as_ref(), &dir, pid, ticks, false)?;
+            self.journal(host, None, false, "had not read its routes within 5s")?;
         }
         let config = ForwardConfig {
             listen_http: self.spec.listen_http,
@@ -395,6 +482,30 @@ impl<'a> Forwarders<'a> {
             "forwarder on {host} did not start within 10s: {}",
             log.trim()
         ))
+    }
+
+    /// Stops the forwarder `pid` (when it is still the process started at `ticks`), and
+    /// removes its PID file, and its routes when `forget_routes`.
+    fn stop(
+        &self,
+        t: &dyn Transport,
+        dir: &str,
+        pid: u32,
+        ticks: u64,
+        forget_routes: bool,
+    ) -> Result<(), String> {
+        sh(
+            t,
+            r#"[ "$(sed 's/.*) //' /proc/$2/stat | cut -d' ' -f20)" = "$3" ] && kill "$2"; rm -f "$1/forwarder.pid" "$1/routes.loaded"; [ "$4" = yes ] && rm -f "$1/routes.json"; exit 0"#,
+            &[
+                dir,
+                &pid.to_string(),
+                &ticks.to_string(),
+                if forget_routes { "yes" } else { "no" },
+            ],
+            &[],
+        )
+        .map(drop)
     }
 
     /// The forwarder running in `dir` on the host: its PID file names a live process with the
@@ -527,6 +638,70 @@ pub fn mail_ports(spec: &Forward, sites: &[Site]) -> Vec<crate::report::MailForw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The front stays up from a host's first freeze while the old host serves any site of
+    /// it (a rolled-back one, one of a later batch), and goes once every site is confirmed.
+    #[test]
+    fn a_hosts_front_is_due_from_its_first_freeze_until_every_site_is_confirmed() {
+        use SiteState::*;
+        let cases: &[(&[SiteState], bool, bool)] = &[
+            (&[PreSynced, PreSynced], false, false),
+            (&[Failed, Discovered], false, false),
+            (&[Freezing, PreSynced], false, true),
+            (&[Confirmed, PreSynced], false, true),
+            (&[Confirmed, Switched], false, true),
+            (&[RolledBack, Confirmed], false, true),
+            (&[RollingBack], false, true),
+            (&[PreSynced], true, true),
+            (&[Confirmed, Confirmed], false, false),
+            (&[Confirmed, Confirmed], true, false),
+            (&[], true, false),
+        ];
+        for (states, started, due) in cases {
+            assert_eq!(
+                front_due(states.iter().copied(), *started),
+                *due,
+                "{states:?}, started before: {started}"
+            );
+        }
+        // The front's route keeps the forwarder alive and sends no name nor mail port anywhere:
+        // everything goes to `local`, the old servers behind it.
+        let local: std::net::SocketAddr = "127.0.0.1:1993".parse().unwrap();
+        let front = Route {
+            http: "127.0.0.1:8080".parse().unwrap(),
+            https: "127.0.0.1:8443".parse().unwrap(),
+            ..Route {
+                site: "front".into(),
+                names: Vec::new(),
+                http: local,
+                https: local,
+                until: u64::MAX,
+                whole_port: false,
+            }
+        };
+        assert_eq!(
+            crate::transport::forward::live(std::slice::from_ref(&front), now()).len(),
+            1
+        );
+        for sni in [true, false] {
+            let listener = crate::transport::forward::MailListener {
+                protocol: "imaps".into(),
+                listen: "127.0.0.1:993".parse().unwrap(),
+                local,
+                to_port: 993,
+                sni,
+            };
+            assert_eq!(
+                crate::transport::forward::mail_destination(
+                    &listener,
+                    std::slice::from_ref(&front),
+                    Some("alpha.demo.test"),
+                    now()
+                ),
+                local
+            );
+        }
+    }
 
     fn route(to: &str, until: u64, routed: bool) -> Journaled {
         Journaled {

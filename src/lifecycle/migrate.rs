@@ -170,6 +170,8 @@ pub struct Migration<'a> {
     /// Set by a worker's cutover: the worker that freezes a site keeps its lease until it
     /// switches it (`Leases::finish_kept`), so a snapshot held in the freeze is still here.
     keeps_sites_to_switch: std::sync::atomic::AtomicBool,
+    /// Every old host's sites, for the forwarders (built once, when a plan forwards).
+    forward_hosts: std::sync::OnceLock<BTreeMap<String, Vec<String>>>,
 }
 
 type Stop = Result<(), String>;
@@ -251,6 +253,7 @@ impl<'a> Migration<'a> {
             held: Mutex::new(Vec::new()),
             settle_tried: Default::default(),
             keeps_sites_to_switch: std::sync::atomic::AtomicBool::new(false),
+            forward_hosts: std::sync::OnceLock::new(),
         })
     }
 
@@ -1432,6 +1435,7 @@ impl<'a> Migration<'a> {
         // (freeze commands must be idempotent, as `touch` is).
         if !state.in_flight() || state == SiteState::Freezing {
             self.set(&site.name, SiteState::Freezing, None)?;
+            self.front(site);
             if let Err(e) = self.hook(site, true) {
                 // Part of a freeze may have run: reopen the site before saying it failed.
                 let _ = self.hook(site, false);
@@ -1817,9 +1821,7 @@ impl<'a> Migration<'a> {
     /// to the address its switch gave its first domain, until the switch plus the old TTL plus
     /// the margin. A forwarder that cannot be given the route is said, not a failed site.
     fn forward_confirmed(&self, site: &Site, switched: &[(RrKey, RrState)]) {
-        let Some(f) =
-            super::forward::Forwarders::of(&self.plan, &self.sites, self.connections, &self.ledger)
-        else {
+        let Some(f) = self.forwarders() else {
             return;
         };
         let names = names_of(site);
@@ -1849,12 +1851,32 @@ impl<'a> Migration<'a> {
         }
     }
 
+    /// The plan's forwarders, when it asks for them.
+    fn forwarders(&self) -> Option<super::forward::Forwarders<'_>> {
+        self.plan.cutover.forward.as_ref()?;
+        let hosts = self
+            .forward_hosts
+            .get_or_init(|| super::forward::hosts_of(&self.sites));
+        super::forward::Forwarders::of(&self.plan, hosts, self.connections, &self.ledger)
+    }
+
+    /// The forwarder of `site`'s old host up as its front before the site freezes (see
+    /// `forward::front_due`); one that cannot start is said, as at a confirmation.
+    fn front(&self, site: &Site) {
+        let Some(f) = self.forwarders() else {
+            return;
+        };
+        if let Err(e) = f.front(&site.source_host) {
+            self.observer.on_event(&Event::Info {
+                message: format!("{}: forwarder: {e}", site.name),
+            });
+        }
+    }
+
     /// Every old host's forwarder made to match the journal (after a crash too): a site
     /// confirmed without its route (a crash between the two) is routed first.
     fn reconcile_forwarders(&self) {
-        let Some(f) =
-            super::forward::Forwarders::of(&self.plan, &self.sites, self.connections, &self.ledger)
-        else {
+        let Some(f) = self.forwarders() else {
             return;
         };
         for site in self.sites.iter().filter(|_| self.plan.dns.is_some()) {
@@ -2063,12 +2085,7 @@ impl<'a> Migration<'a> {
             let before = self.state_of(&site.name);
             self.set(&site.name, SiteState::RollingBack, Some(reason.to_string()))?;
             // Visitors at the old address go to the old side again.
-            if let Some(f) = super::forward::Forwarders::of(
-                &self.plan,
-                &self.sites,
-                self.connections,
-                &self.ledger,
-            ) {
+            if let Some(f) = self.forwarders() {
                 f.unroute(site).map_err(|e| format!("forwarder: {e}"))?;
             }
             if let Some(spec) = &self.plan.dns {

@@ -58,6 +58,8 @@ pub struct Route {
 /// The files of a forwarder's directory.
 pub const CONFIG: &str = "config.json";
 pub const ROUTES: &str = "routes.json";
+/// A copy of the routes the forwarder has in force, written once it has read them.
+pub const LOADED: &str = "routes.loaded";
 /// `PID START_TICKS`, written once it listens, removed when it exits.
 pub const PID_FILE: &str = "forwarder.pid";
 
@@ -270,11 +272,18 @@ pub fn run(dir: &Path) -> io::Result<()> {
     let pid = std::process::id();
     let ticks = start_ticks(pid).unwrap_or(0);
     write_atomic(&dir.join(PID_FILE), format!("{pid} {ticks}\n").as_bytes())?;
+    let mut loaded: Option<Vec<u8>> = None;
     loop {
         let now = now();
-        let current = read_routes(dir);
+        let bytes = std::fs::read(dir.join(ROUTES)).unwrap_or_default();
+        let current = parse_routes(&bytes);
+        *routes.write().unwrap_or_else(|p| p.into_inner()) = current.clone();
+        if loaded.as_deref() != Some(&bytes[..]) {
+            // What is in force now, for the controller waiting on a change (a rollback).
+            let _ = write_atomic(&dir.join(LOADED), &bytes);
+            loaded = Some(bytes);
+        }
         let left = live(&current, now);
-        *routes.write().unwrap_or_else(|p| p.into_inner()) = current;
         if left.is_empty() {
             let _ = std::fs::remove_file(dir.join(PID_FILE));
             return Ok(());
@@ -284,10 +293,11 @@ pub fn run(dir: &Path) -> io::Result<()> {
 }
 
 fn read_routes(dir: &Path) -> Vec<Route> {
-    std::fs::read(dir.join(ROUTES))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    parse_routes(&std::fs::read(dir.join(ROUTES)).unwrap_or_default())
+}
+
+fn parse_routes(bytes: &[u8]) -> Vec<Route> {
+    serde_json::from_slice(bytes).unwrap_or_default()
 }
 
 /// Writes `path` under a temp name, then renames it into place.

@@ -102,6 +102,18 @@ fn pid_of(dir: &Path) -> Option<u32> {
         .ok()
 }
 
+/// Stops the forwarder of a directory when a test ends, passed or not: an old host's front
+/// lives as long as a site of it is not confirmed.
+struct StopsForwarder(PathBuf);
+
+impl Drop for StopsForwarder {
+    fn drop(&mut self) {
+        if let Some(pid) = pid_of(&self.0) {
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -208,6 +220,7 @@ fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
     let _new_tls = TlsServer::start(w, NEW_ADDRESS, ports.new_https, "new.test");
     let plan = write_plan(w, &sshd, &ports, "60s");
     let fwd = w.join("fwd");
+    let _stops = StopsForwarder(fwd.clone());
     let (alpha, beta) = ("alpha.demo.test", "beta.demo.test");
 
     ok(&["sync"], &plan);
@@ -222,7 +235,12 @@ fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
     }
     let pid = pid_of(&fwd).expect("a forwarder runs after the controller ended");
     assert!(alive(pid));
-    assert!(http_get(ports.listen_http, alpha).ends_with("NEW alpha.demo.test"));
+    // The forwarder, up as the host's front since the freeze, reads the route within 250 ms.
+    wait_until(
+        Duration::from_secs(5),
+        "alpha routed to the new side",
+        || http_get(ports.listen_http, alpha).ends_with("NEW alpha.demo.test"),
+    );
     let other = http_get(ports.listen_http, beta);
     assert!(
         other.starts_with("HTTP/1.1 200") && !other.contains("NEW"),
@@ -265,19 +283,21 @@ fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
     assert_ne!(again, pid);
     assert!(http_get(ports.listen_http, alpha).ends_with("NEW alpha.demo.test"));
 
-    // Rollback takes the route out: no route left, the forwarder stops.
+    // Rollback takes the route out: alpha is the old host's again, and visitors arriving
+    // there reach its old web server through the forwarder, which stays up as the host's
+    // front (the old server listens behind it, on `local`).
     ok(&["rollback", "--yes", "--only", alpha], &plan);
-    wait_until(Duration::from_secs(5), "the forwarder stops", || {
-        !alive(again)
-    });
-    assert_eq!(pid_of(&fwd), None);
-    assert!(TcpStream::connect((OLD_ADDRESS, ports.listen_http)).is_err());
-    let entries = forwarder_entries(&w.join("state"));
-    assert_eq!(entries.last().map(|e| e.0), Some(false), "{entries:?}");
+    assert_eq!(pid_of(&fwd), Some(again), "the front stays up");
+    let back = http_get(ports.listen_http, alpha);
+    assert!(
+        back.starts_with("HTTP/1.1 200") && !back.contains("NEW"),
+        "rolled back: the old web server: {back}"
+    );
+    assert!(tls_subject(ports.listen_https, alpha).contains("old.test"));
 
     // A controller killed between the confirmation and the route: `resume` routes the site.
-    // With a short margin the route then expires, the forwarder exits on its own, and the next
-    // command journals it stopped.
+    // With a short margin the route then expires; the front stays while beta is the old
+    // host's, and once beta is confirmed too the forwarder exits at the last window's end.
     let plan = write_plan(w, &sshd, &ports, "6s");
     ok(&["dns", "lower-ttl"], &plan);
     std::thread::sleep(Duration::from_secs(4));
@@ -287,9 +307,8 @@ fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
         &[("TRANSHUMANCE_FAULT", "after:confirmed")],
     );
     assert_eq!(code, None, "killed by the fault");
-    assert_eq!(pid_of(&fwd), None, "no route yet");
     ok(&["resume"], &plan);
-    let last = pid_of(&fwd).expect("started for the route owed since the crash");
+    assert_eq!(pid_of(&fwd), Some(again), "the same front, given the route");
     // (The final sync put the old page back at the new side.)
     std::fs::write(
         w.join("new-dc/www").join(alpha).join("index.html"),
@@ -297,19 +316,22 @@ fn a_confirmed_sites_old_host_forwards_it_until_its_window_ends() {
     )
     .unwrap();
     assert!(http_get(ports.listen_http, alpha).ends_with("NEW again"));
-    wait_until(Duration::from_secs(15), "the window ends", || !alive(last));
-    assert_eq!(pid_of(&fwd), None);
+    wait_until(Duration::from_secs(15), "alpha's window ends", || {
+        !http_get(ports.listen_http, alpha).contains("NEW")
+    });
+    // Beta and gamma are still the old host's (gamma's new side is broken in the demo): the
+    // front stays, and the next command keeps it (it stops once every site of the host is
+    // confirmed and the last window has ended: see the mail test).
+    assert!(alive(again), "the front stays");
     ok(&["sync"], &plan);
+    assert_eq!(pid_of(&fwd), Some(again), "kept");
+    assert!(http_get(ports.listen_http, beta).contains("Beta bike repairs"));
     let entries = forwarder_entries(&w.join("state"));
-    assert_eq!(
-        entries.last(),
-        Some(&(false, "no route left".to_string())),
-        "{entries:?}"
-    );
+    assert_eq!(entries.last().map(|e| e.0), Some(true), "{entries:?}");
     assert_eq!(
         entries.iter().filter(|e| e.0).count(),
-        3,
-        "started three times: {entries:?}"
+        2,
+        "started twice (the second time after it was killed): {entries:?}"
     );
 }
 
@@ -407,6 +429,7 @@ fn mail_is_forwarded_by_sni_and_plain_ports_once_every_site_of_the_host_is_confi
     );
     let plan = write_plan_with(w, &sshd, &ports, "20s", &mail);
     let fwd = w.join("fwd");
+    let _stops = StopsForwarder(fwd.clone());
     let state = w.join("state");
     let (alpha, beta) = ("alpha.demo.test", "beta.demo.test");
 
@@ -432,9 +455,11 @@ fn mail_is_forwarded_by_sni_and_plain_ports_once_every_site_of_the_host_is_confi
     ok(&["sync"], &plan);
     cut_over(&plan, alpha);
     assert!(pid_of(&fwd).is_some(), "a forwarder runs");
-    assert!(
-        tls_subject(imaps, alpha).contains("new-mail.test"),
-        "the confirmed site's SNI to the new side"
+    // (Up as the host's front since the freeze, it reads the route within 250 ms.)
+    wait_until(
+        Duration::from_secs(5),
+        "the confirmed site's SNI to the new side",
+        || tls_subject(imaps, alpha).contains("new-mail.test"),
     );
     assert!(
         tls_subject(imaps, beta).contains("old-mail.test"),
@@ -464,7 +489,13 @@ fn mail_is_forwarded_by_sni_and_plain_ports_once_every_site_of_the_host_is_confi
     let pid = pid_of(&fwd).expect("a forwarder runs");
     wait_until(Duration::from_secs(40), "the window ends", || !alive(pid));
     assert_eq!(pid_of(&fwd), None);
-    assert_eq!(greeting(smtp), "refused", "nobody listens there any more");
+    // Nobody forwards nor passes that port on any more (its number may be another test's by
+    // now: the forwarder gave it back).
+    let last = greeting(smtp);
+    assert!(
+        !last.starts_with("220 "),
+        "nobody listens there any more: {last}"
+    );
     ok(&["sync"], &plan);
     assert_eq!(whole_port_entries(&state).last().map(|e| e.0), Some(true));
 }

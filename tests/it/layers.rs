@@ -25,6 +25,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("unit", 5),
     ("check", 5),
     ("tree", 6),
+    // A DER reader, leaf of everything that reads a certificate.
+    ("der", 6),
 ];
 
 /// Which top modules each module names through `crate::`.

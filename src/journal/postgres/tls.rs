@@ -576,7 +576,7 @@ where
 
 /// The hash `tls-server-end-point` uses for a certificate, from its signature algorithm.
 fn end_point_hash(der: &[u8]) -> Option<&'static ring::digest::Algorithm> {
-    use crate::lifecycle::certificate::tlv;
+    use crate::der::tlv;
     const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
     const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
     // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm SEQUENCE { OID, … }, … }
