@@ -454,37 +454,50 @@ fn attempt(
             }
         }
     }
-    match verify_in(
+    if let Err(e) = compare_into(pool, rule, name, (from.as_ref(), to.as_ref()), true, &mut r) {
+        r.error = Some(e);
+        return (r, dropped());
+    }
+    (r, false)
+}
+
+/// Compares `rule`'s database `name` between its source and target (`sides`) in the sessions
+/// of `pool`, rows or catalogs only, into `r`.
+fn compare_into(
+    pool: &SessionPool,
+    rule: &DatabaseRule,
+    name: &str,
+    (from, to): (
+        &dyn crate::transport::Transport,
+        &dyn crate::transport::Transport,
+    ),
+    rows: bool,
+    r: &mut DbResult,
+) -> Result<(), String> {
+    let v = verify_in(
         pool,
         rule.engine,
         &Side {
-            transport: from.as_ref(),
+            transport: from,
             server: &rule.from,
             database: name,
         },
         &Side {
-            transport: to.as_ref(),
+            transport: to,
             server: &rule.to,
             database: name,
         },
         &VerifyOptions {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             schemas: rule.schemas.clone(),
-            rows: true,
+            rows,
         },
-    ) {
-        Ok(v) => {
-            r.tables = v.tables;
-            r.properties = v.properties;
-            r.properties_compared = v.properties_compared;
-            r.skipped = v.skipped;
-        }
-        Err(e) => {
-            r.error = Some(e);
-            return (r, dropped());
-        }
-    }
-    (r, false)
+    )?;
+    r.tables = v.tables;
+    r.properties = v.properties;
+    r.properties_compared = v.properties_compared;
+    r.skipped = v.skipped;
+    Ok(())
 }
 
 /// Holds a snapshot of database `name` at the target of `rule`, for `compare_held`: taken
@@ -523,32 +536,16 @@ pub fn compare_held(
             return r.classified();
         }
     };
-    match verify_in(
-        &SessionPool::within(snapshot),
-        rule.engine,
-        &Side {
-            transport: from.as_ref(),
-            server: &rule.from,
-            database: name,
-        },
-        &Side {
-            transport: to.as_ref(),
-            server: &rule.to,
-            database: name,
-        },
-        &VerifyOptions {
-            chunk_rows: DEFAULT_CHUNK_ROWS,
-            schemas: rule.schemas.clone(),
-            rows,
-        },
+    let pool = SessionPool::within(snapshot);
+    if let Err(e) = compare_into(
+        &pool,
+        rule,
+        name,
+        (from.as_ref(), to.as_ref()),
+        rows,
+        &mut r,
     ) {
-        Ok(v) => {
-            r.tables = v.tables;
-            r.properties = v.properties;
-            r.properties_compared = v.properties_compared;
-            r.skipped = v.skipped;
-        }
-        Err(e) => r.error = Some(e),
+        r.error = Some(e);
     }
     r.classified()
 }

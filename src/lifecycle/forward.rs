@@ -339,11 +339,13 @@ impl<'a> Forwarders<'a> {
 
     fn front_due(&self, host: &str) -> bool {
         let (_, forwarders) = folded(&self.ledger.forward_of(host));
+        self.front_due_given(host, forwarders.contains_key(host))
+    }
+
+    /// `front_due` of `host`, the journal having (`started_before`) or not a forwarder there.
+    fn front_due_given(&self, host: &str, started_before: bool) -> bool {
         let sites = self.hosts.get(host).map(Vec::as_slice).unwrap_or_default();
-        front_due(
-            sites.iter().map(|s| self.ledger.state(s)),
-            forwarders.contains_key(host),
-        )
+        front_due(sites.iter().map(|s| self.ledger.state(s)), started_before)
     }
 
     /// The live routes the journal gives `host`, as the forwarder reads them, and the front's
@@ -351,12 +353,9 @@ impl<'a> Forwarders<'a> {
     fn routes_of(&self, host: &str) -> Vec<Route> {
         let entries = self.ledger.forward_of(host);
         let (routes, forwarders) = folded(&entries);
-        let sites = self.hosts.get(host).map(Vec::as_slice).unwrap_or_default();
-        let front = front_due(
-            sites.iter().map(|s| self.ledger.state(s)),
-            forwarders.contains_key(host),
-        )
-        .then(|| front_route(self.spec));
+        let front = self
+            .front_due_given(host, forwarders.contains_key(host))
+            .then(|| front_route(self.spec));
         let now = now();
         let whole = whole_ports(&entries)
             .remove(host)

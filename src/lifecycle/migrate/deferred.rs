@@ -209,18 +209,26 @@ impl Migration<'_> {
                     tables_that_differ(&r)
                 ),
             };
-            let rollback = if h.owner == PLATFORM {
-                "`rollback` of the sites that use it".to_string()
-            } else {
-                format!("`transhumance rollback PLAN --only {}`", h.owner)
-            };
             format!(
-                "{what}. It may be live on the new side: nothing was overwritten there. Compare and repair those rows by hand, or send visitors back to the source with {rollback} (writes made at the target since the switch stay there only)"
+                "{what}. It may be live on the new side: nothing was overwritten there. Compare and repair those rows by hand, or send visitors back to the source with {} (writes made at the target since the switch stay there only)",
+                rollback_hint(&h.owner)
             )
         };
+        self.record_after_go_live(&h.owner, &h.name, ok, detail)
+    }
+
+    /// Journals the comparison after go-live of `owner`'s database `name`; a difference is
+    /// also the `Err` the site's outcome shows.
+    pub(super) fn record_after_go_live(
+        &self,
+        owner: &str,
+        name: &str,
+        ok: bool,
+        detail: String,
+    ) -> Result<(), String> {
         self.record(&Entry::Unit {
-            site: h.owner.clone(),
-            unit: format!("database {}", h.name),
+            site: owner.to_string(),
+            unit: format!("database {name}"),
             step: AFTER_GO_LIVE.into(),
             ok,
             detail: Some(detail.clone()),
@@ -230,7 +238,7 @@ impl Migration<'_> {
         if ok {
             Ok(())
         } else {
-            Err(format!("database `{}`: {detail}", h.name))
+            Err(format!("database `{name}`: {detail}"))
         }
     }
 
@@ -259,6 +267,15 @@ impl Migration<'_> {
             });
             o.error.get_or_insert(crate::unit::ErrorKind::Mismatch);
         }
+    }
+}
+
+/// How visitors of `owner` (a site, or `PLATFORM`) are sent back to the source.
+pub(super) fn rollback_hint(owner: &str) -> String {
+    if owner == PLATFORM {
+        "`rollback` of the sites that use it".to_string()
+    } else {
+        format!("`transhumance rollback PLAN --only {owner}`")
     }
 }
 

@@ -12,10 +12,9 @@ use std::collections::BTreeSet;
 
 use super::{Migration, PLATFORM, SiteOutcome, Stop, replicate};
 use crate::db::verify::TableCheck;
-use crate::journal::now;
 use crate::lifecycle::databases::{DbResult, Mode, one, rule_for, selects};
 use crate::lifecycle::folded::DATABASES;
-use crate::lifecycle::ledger::{AFTER_GO_LIVE, Entry};
+use crate::lifecycle::ledger::AFTER_GO_LIVE;
 use crate::plan::{DatabaseRule, Site};
 use crate::report::plural;
 use crate::unit::UnitId;
@@ -202,20 +201,7 @@ impl Migration<'_> {
         } else {
             owed_differences(&r, owner)
         };
-        self.record(&Entry::Unit {
-            site: owner.to_string(),
-            unit: format!("database {name}"),
-            step: AFTER_GO_LIVE.into(),
-            ok,
-            detail: Some(detail.clone()),
-            bytes: None,
-            at: now(),
-        })?;
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("database `{name}`: {detail}"))
-        }
+        self.record_after_go_live(owner, name, ok, detail)
     }
 }
 
@@ -302,11 +288,7 @@ fn owed_differences(r: &DbResult, owner: &str) -> String {
             parts.push(format!("{words}: {}", tables.join(", ")));
         }
     }
-    let rollback = if owner == PLATFORM {
-        "`rollback` of the sites that use it".to_string()
-    } else {
-        format!("`transhumance rollback PLAN --only {owner}`")
-    };
+    let rollback = super::deferred::rollback_hint(owner);
     let mut found = parts.join("; ");
     if let Some(first) = found.get(..1).map(str::to_uppercase) {
         found.replace_range(..1, &first);
